@@ -1,0 +1,11 @@
+// One function per verb: each adds its subcommand (flags and the callback that runs it) to the
+// app. main.cc calls them all. A callback returns the process exit code through `*exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace tinyserve::cli {
+
+void AddVersionCommand(CLI::App& app, int* exit_code);
+
+}  // namespace tinyserve::cli

@@ -1,0 +1,13 @@
+// tinyserve: one binary, vLLM-like verbs (serve, bench, generate, dummy, tokenize, version).
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tinyserve: an inference server for small LLMs on CPUs"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  tinyserve::cli::AddVersionCommand(app, &exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

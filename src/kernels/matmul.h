@@ -1,0 +1,49 @@
+// Linear layers: out = x W^T (+ bias) for a weight matrix W [rows = out_features, cols =
+// in_features] of any supported dtype. Weights are prepared once at load into a PackedMatrix
+// (kept as mapped when the stored layout is already what the kernel reads, repacked otherwise);
+// the kernel is chosen at run time for the CPU (AVX-512 VNNI, AVX2, scalar). Quantized weights
+// are multiplied with activations quantized per block to int8 (integer dot products), as
+// llama.cpp does; f32/f16/bf16 weights use f32 FMA. Pack is called at load; MatMul from the
+// engine thread (it uses the pool for its workers).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "formats/tensor_view.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace tinyserve::kernels {
+
+class PackedMatrix {
+ public:
+  // Prepares `w` ([rows, cols], any dtype of formats/dtype.h that is a float or block type).
+  // The bytes of `w` must outlive the result (it may point into them). Errors: unsupported dtype,
+  // cols not a multiple of the block size, wrong rank.
+  [[nodiscard]] static StatusOr<PackedMatrix> Pack(const TensorView& w);
+
+  PackedMatrix();
+  PackedMatrix(PackedMatrix&&) noexcept;
+  PackedMatrix& operator=(PackedMatrix&&) noexcept;
+  ~PackedMatrix();
+
+  int64_t rows() const;
+  int64_t cols() const;
+  DType source_dtype() const;
+  // Bytes the kernel reads for one full pass over the matrix (for bandwidth bounds).
+  uint64_t bytes() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// out[m, n] = sum_k x[m, k] * W[n, k] + (bias ? bias[n] : 0).
+// x: [num_rows, w.cols()] f32; out: [num_rows, w.rows()] f32; bias: [w.rows()] or nullptr.
+void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias,
+            float* out, ThreadPool* pool);
+
+}  // namespace tinyserve::kernels

@@ -1,0 +1,47 @@
+// Element-wise and row-wise operators of the Qwen2 forward pass on f32 activations, dispatched
+// at run time to the best SIMD implementation (AVX-512, AVX2, scalar). Reference versions of
+// each live in kernels/ref/ and are the ground truth in tests. Pure functions: any thread may
+// call them; those taking a ThreadPool use it (nullptr = run on the calling thread).
+#pragma once
+
+#include <cstdint>
+
+#include "formats/tensor_view.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace tinyserve::kernels {
+
+// out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight[:]. x, out: [num_rows, dim].
+// out may alias x.
+void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out, ThreadPool* pool);
+
+// cos_sin[t, 0:half] = cos(pos_t * inv_freq), cos_sin[t, half:2*half] = sin(...), with
+// half = head_dim / 2 and inv_freq_i = theta^(-2i/head_dim). Computed once per forward call and
+// shared by every layer. cos_sin: [num_tokens, head_dim].
+void RopeCosSin(const int32_t* positions, int64_t num_tokens, int64_t head_dim, float theta,
+                float* cos_sin);
+
+// In place, neox (half-rotation) RoPE: for each token t and head h, pairs (i, i + head_dim/2)
+// rotate by the angle of (t, i). x: [num_tokens, num_heads, head_dim].
+void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim);
+
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, dim + i]. gate_up: [num_rows, 2 * dim] (the
+// fused gate and up projections), out: [num_rows, dim].
+void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out, ThreadPool* pool);
+
+// In place, numerically stable softmax of each row. x: [num_rows, dim].
+void Softmax(float* x, int64_t num_rows, int64_t dim);
+
+// out[i, :] = row ids[i] of `table` ([vocab, dim], any supported dtype) converted to f32.
+// Requires 0 <= ids[i] < vocab (callers validate ids). out: [num_ids, dim].
+void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_ids, float* out);
+
+// out[r, i] += bias[i]. out: [num_rows, dim].
+void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);
+// out[i] += x[i] for i < n (residual connections).
+void AddInPlace(float* out, const float* x, int64_t n);
+
+}  // namespace tinyserve::kernels
