@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: install, build, then run the capacity stress test (quick profile) against the
+# embedded server on the default dummy Qwen2.5-0.5B. Extra arguments go to `tinyserve bench serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$(nproc)"
+exec build/release/src/cli/tinyserve bench serve --output-dir out/bench "$@"
