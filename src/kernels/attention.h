@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "formats/dtype.h"
+#include "kernels/isa.h"
 #include "util/thread_pool.h"
 
 namespace tinyserve::kernels {
@@ -47,5 +48,9 @@ struct AttentionBatch {
 // multiple of layer.num_kv_heads.
 void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
                     int32_t num_heads, float scale, float* out, ThreadPool* pool);
+// The same on a chosen instruction set (tests, benchmarks). Requires IsaSupported(isa).
+void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer,
+                    const AttentionBatch& batch, int32_t num_heads, float scale, float* out,
+                    ThreadPool* pool);
 
 }  // namespace tinyserve::kernels

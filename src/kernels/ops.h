@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "formats/tensor_view.h"
+#include "kernels/isa.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -43,5 +44,19 @@ void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_id
 void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);
 // out[i] += x[i] for i < n (residual connections).
 void AddInPlace(float* out, const float* x, int64_t n);
+
+// The same operators on a chosen instruction set (the ones above use BestIsa()); tests and
+// benchmarks use these to cover every path. Require IsaSupported(isa).
+void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
+             float eps, float* out, ThreadPool* pool);
+void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim);
+void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+             ThreadPool* pool);
+void Softmax(Isa isa, float* x, int64_t num_rows, int64_t dim);
+void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
+                     float* out);
+void AddBias(Isa isa, float* out, const float* bias, int64_t num_rows, int64_t dim);
+void AddInPlace(Isa isa, float* out, const float* x, int64_t n);
 
 }  // namespace tinyserve::kernels

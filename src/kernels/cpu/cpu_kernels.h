@@ -1,0 +1,73 @@
+// Internal to kernels/: the per-ISA building blocks behind ops.h and attention.h. Each of
+// namespaces scalar, avx2 and avx512 defines the same set (avx2/avx512 in files compiled for that
+// ISA, so call them only when IsaSupported says so); KernelsFor(isa) gathers one set in a table.
+// Row-wise functions work on the calling thread; ops.cc / attention.cc split work over the pool.
+#pragma once
+
+#include <cstdint>
+
+#include "formats/dtype.h"
+#include "kernels/isa.h"
+
+namespace tinyserve::kernels::cpu {
+
+// One step of online (flash-attention) softmax: folds one cache block of n keys/values into the
+// running state of num_q query vectors. Query i sees the first num_valid[i] keys of the block
+// (causal mask; <= 0 means it sees none and its state is untouched). The arithmetic for query i
+// depends only on its own vector and the keys it sees, never on the other queries, which is what
+// makes attention independent of how the batch is composed.
+struct AttendBlockArgs {
+  const float* q = nullptr;          // [num_q, head_dim]
+  const int32_t* num_valid = nullptr;  // [num_q]
+  int32_t num_q = 0;
+  const float* k = nullptr;  // [n, head_dim], f32
+  const float* v = nullptr;  // [n, head_dim], f32
+  int32_t n = 0;
+  int32_t head_dim = 0;
+  float scale = 1;
+  float* max = nullptr;     // [num_q] running max of the scaled scores (start: -inf)
+  float* sum = nullptr;     // [num_q] running sum of exp(score - max) (start: 0)
+  float* acc = nullptr;     // [num_q, head_dim] running sum of exp(score - max) * v (start: 0)
+  float* scores = nullptr;  // scratch, [n] rounded up to 16
+};
+
+#define TINYSERVE_CPU_KERNELS_DECLARE                                                          \
+  void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps, \
+               float* out);                                                                  \
+  void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,       \
+                int64_t head_dim);                                                           \
+  void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out);             \
+  void Softmax(float* x, int64_t num_rows, int64_t dim);                                     \
+  void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);                \
+  void AddInPlace(float* out, const float* x, int64_t n);                                    \
+  /* dtype: kF32, kF16 or kBF16. */                                                          \
+  void ToF32(DType dtype, const void* src, float* dst, int64_t n);                           \
+  void AttendBlock(const AttendBlockArgs& args);
+
+namespace scalar {
+TINYSERVE_CPU_KERNELS_DECLARE
+}  // namespace scalar
+namespace avx2 {
+TINYSERVE_CPU_KERNELS_DECLARE
+}  // namespace avx2
+namespace avx512 {
+TINYSERVE_CPU_KERNELS_DECLARE
+}  // namespace avx512
+
+#undef TINYSERVE_CPU_KERNELS_DECLARE
+
+struct CpuKernels {
+  void (*rms_norm)(const float*, const float*, int64_t, int64_t, float, float*);
+  void (*rope_neox)(float*, const float*, int64_t, int64_t, int64_t);
+  void (*silu_mul)(const float*, int64_t, int64_t, float*);
+  void (*softmax)(float*, int64_t, int64_t);
+  void (*add_bias)(float*, const float*, int64_t, int64_t);
+  void (*add_in_place)(float*, const float*, int64_t);
+  void (*to_f32)(DType, const void*, float*, int64_t);
+  void (*attend_block)(const AttendBlockArgs&);
+};
+
+// Requires IsaSupported(isa).
+const CpuKernels& KernelsFor(Isa isa);
+
+}  // namespace tinyserve::kernels::cpu

@@ -1,0 +1,85 @@
+// Portable versions of the per-ISA building blocks (f32 arithmetic, like the SIMD ones), used
+// on CPUs without AVX2.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/convert.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace tinyserve::kernels::cpu::scalar {
+
+void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* xr = x + r * dim;
+    float sum_sq = 0;
+    for (int64_t i = 0; i < dim; ++i) sum_sq += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(sum_sq / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = xr[i] * inv * weight[i];
+  }
+}
+
+void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const float* c = cos_sin + t * head_dim;
+    const float* s = c + half;
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* xh = x + (t * num_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = xh[i], b = xh[i + half];
+        xh[i] = a * c[i] - b * s[i];
+        xh[i + half] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
+void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* g = gate_up + r * 2 * dim;
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = g[i] / (1.0f + std::exp(-g[i])) * g[dim + i];
+  }
+}
+
+void Softmax(float* x, int64_t num_rows, int64_t dim) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* xr = x + r * dim;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < dim; ++i) mx = std::fmax(mx, xr[i]);
+    float sum = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      xr[i] = std::exp(xr[i] - mx);
+      sum += xr[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < dim; ++i) xr[i] *= inv;
+  }
+}
+
+void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] += bias[i];
+  }
+}
+
+void AddInPlace(float* out, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] += x[i];
+}
+
+void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
+  const auto* h = static_cast<const uint16_t*>(src);
+  switch (dtype) {
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToF32(h[i]);
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(h[i]);
+      return;
+    default:
+      std::memcpy(dst, src, n * sizeof(float));
+  }
+}
+
+}  // namespace tinyserve::kernels::cpu::scalar

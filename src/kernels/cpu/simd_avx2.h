@@ -1,0 +1,77 @@
+// Internal AVX2 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx2.cc files.
+// Include only from files compiled with the AVX2 flags; everything here lives in namespace avx2
+// so no AVX2 code can be linked into the scalar path.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace tinyserve::kernels::cpu::avx2 {
+
+inline constexpr int64_t kWidth = 8;
+
+// Lane mask for _mm256_maskload/maskstore_ps: lanes [0, n) set, n in [0, 8].
+inline __m256i TailMask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256 LoadTail(const float* p, int64_t n) {
+  return n >= kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, TailMask(n));
+}
+inline void StoreTail(float* p, __m256 v, int64_t n) {
+  if (n >= kWidth) {
+    _mm256_storeu_ps(p, v);
+  } else {
+    _mm256_maskstore_ps(p, TailMask(n), v);
+  }
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float HorizontalMax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// exp(x) with ~2 ulp error (Cephes polynomial on x - n ln2, exponent built from n). Inputs
+// below -87.3 give 0; inputs are capped at 88.37 (result ~2.7e38, never inf).
+inline __m256 Exp(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f);
+  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.37626f)), lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+// Loads n (<= 8) f16 / bf16 values as f32; lanes past n are 0.
+inline __m128i Load16Bit(const uint16_t* p, int64_t n) {
+  if (n >= kWidth) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  uint16_t buf[8] = {};
+  std::memcpy(buf, p, n * sizeof(uint16_t));
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
+}
+inline __m256 LoadF16(const uint16_t* p, int64_t n) { return _mm256_cvtph_ps(Load16Bit(p, n)); }
+inline __m256 LoadBf16(const uint16_t* p, int64_t n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load16Bit(p, n)), 16));
+}
+
+}  // namespace tinyserve::kernels::cpu::avx2

@@ -1,0 +1,147 @@
+#include "kernels/ops.h"
+
+#include <cmath>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/quant_formats.h"
+#include "util/check.h"
+
+namespace tinyserve::kernels {
+namespace cpu {
+
+const CpuKernels& KernelsFor(Isa isa) {
+#define TINYSERVE_KERNEL_TABLE(ns)                                                           \
+  CpuKernels {                                                                               \
+    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::Softmax, &ns::AddBias, &ns::AddInPlace, \
+        &ns::ToF32, &ns::AttendBlock                                                         \
+  }
+  static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
+  static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);
+  static const CpuKernels kAvx512 = TINYSERVE_KERNEL_TABLE(avx512);
+#undef TINYSERVE_KERNEL_TABLE
+  TS_CHECK(IsaSupported(isa));
+  switch (isa) {
+    case Isa::kAvx512:
+      return kAvx512;
+    case Isa::kAvx2:
+      return kAvx2;
+    case Isa::kScalar:
+      break;
+  }
+  return kScalar;
+}
+
+}  // namespace cpu
+
+namespace {
+
+// Rows per parallel chunk: below this much work per row range the fork-join costs more than it
+// saves. The split only decides which thread computes a row, never how, so results do not
+// depend on the thread count.
+int64_t RowsPerChunk(int64_t dim) { return dim >= 4096 ? 1 : (4096 + dim - 1) / dim; }
+
+template <typename Fn>
+void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn) {
+  const int64_t chunk = RowsPerChunk(dim);
+  if (pool == nullptr || num_rows <= chunk) {
+    fn(int64_t{0}, num_rows);
+    return;
+  }
+  pool->ParallelFor(num_rows, chunk, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
+}
+
+}  // namespace
+
+void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
+             float eps, float* out, ThreadPool* pool) {
+  const auto fn = cpu::KernelsFor(isa).rms_norm;
+  ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
+    fn(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
+void RopeCosSin(const int32_t* positions, int64_t num_tokens, int64_t head_dim, float theta,
+                float* cos_sin) {
+  // Angles in double: pos * inv_freq reaches ~3e4 rad, where a float angle would be off by
+  // ~1e-3 rad. inv_freq_i = theta^(-2i/head_dim) is computed once per call.
+  const int64_t half = head_dim / 2;
+  double inv_freq[1024];
+  TS_CHECK(half <= 1024);
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq[i] =
+        std::pow(double{theta}, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  }
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    float* cs = cos_sin + t * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = positions[t] * inv_freq[i];
+      cs[i] = static_cast<float>(std::cos(angle));
+      cs[half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+}
+
+void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim) {
+  cpu::KernelsFor(isa).rope_neox(x, cos_sin, num_tokens, num_heads, head_dim);
+}
+
+void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+             ThreadPool* pool) {
+  const auto fn = cpu::KernelsFor(isa).silu_mul;
+  ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
+    fn(gate_up + b * 2 * dim, e - b, dim, out + b * dim);
+  });
+}
+
+void Softmax(Isa isa, float* x, int64_t num_rows, int64_t dim) {
+  cpu::KernelsFor(isa).softmax(x, num_rows, dim);
+}
+
+void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
+                     float* out) {
+  const int64_t dim = table.RowLength();
+  const auto* base = static_cast<const uint8_t*>(table.data);
+  const bool plain =
+      table.dtype == DType::kF32 || table.dtype == DType::kF16 || table.dtype == DType::kBF16;
+  const uint64_t row_bytes = *RowBytes(table.dtype, dim);
+  const auto to_f32 = cpu::KernelsFor(isa).to_f32;
+  for (int64_t i = 0; i < num_ids; ++i) {
+    const uint8_t* row = base + static_cast<uint64_t>(ids[i]) * row_bytes;
+    if (plain) {
+      to_f32(table.dtype, row, out + i * dim, dim);
+    } else {
+      DequantizeRow(table.dtype, row, out + i * dim, dim);
+    }
+  }
+}
+
+void AddBias(Isa isa, float* out, const float* bias, int64_t num_rows, int64_t dim) {
+  cpu::KernelsFor(isa).add_bias(out, bias, num_rows, dim);
+}
+
+void AddInPlace(Isa isa, float* out, const float* x, int64_t n) {
+  cpu::KernelsFor(isa).add_in_place(out, x, n);
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out, ThreadPool* pool) {
+  RmsNorm(BestIsa(), x, weight, num_rows, dim, eps, out, pool);
+}
+void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim) {
+  RopeNeox(BestIsa(), x, cos_sin, num_tokens, num_heads, head_dim);
+}
+void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out, ThreadPool* pool) {
+  SiluMul(BestIsa(), gate_up, num_rows, dim, out, pool);
+}
+void Softmax(float* x, int64_t num_rows, int64_t dim) { Softmax(BestIsa(), x, num_rows, dim); }
+void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_ids, float* out) {
+  EmbeddingLookup(BestIsa(), table, ids, num_ids, out);
+}
+void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
+  AddBias(BestIsa(), out, bias, num_rows, dim);
+}
+void AddInPlace(float* out, const float* x, int64_t n) { AddInPlace(BestIsa(), out, x, n); }
+
+}  // namespace tinyserve::kernels

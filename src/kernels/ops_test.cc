@@ -1,0 +1,237 @@
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/convert.h"
+#include "kernels/ref/ref.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+std::vector<Isa> SupportedIsas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (IsaSupported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+// A buffer whose data() starts `offset` floats past a 64-byte boundary, to test unaligned
+// pointers (offset 1 = 4 bytes off).
+class Buffer {
+ public:
+  Buffer(int64_t n, int offset) : storage_(n + 16 + offset), offset_(offset) {}
+  float* data() { return storage_.data() + offset_; }
+  float& operator[](int64_t i) { return data()[i]; }
+
+ private:
+  std::vector<float> storage_;
+  int offset_;
+};
+
+void FillRandom(float* p, int64_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (int64_t i = 0; i < n; ++i) p[i] = dist(rng);
+}
+
+// |got - want| <= abs_tol + rel_tol * |want| for every element.
+void ExpectClose(const float* got, const float* want, int64_t n, float rel_tol, float abs_tol,
+                 const std::string& what) {
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_NEAR(got[i], want[i], abs_tol + rel_tol * std::fabs(want[i])) << what << " at " << i;
+  }
+}
+
+// Lengths every kernel is swept over: 1..2*16+3 (every tail of both vector widths) and the
+// Qwen2.5-0.5B sizes.
+std::vector<int64_t> Dims() {
+  std::vector<int64_t> dims;
+  for (int64_t d = 1; d <= 35; ++d) dims.push_back(d);
+  dims.push_back(64);
+  dims.push_back(896);
+  dims.push_back(4864);
+  return dims;
+}
+std::vector<int64_t> RowCounts(int64_t dim) {
+  return dim > 64 ? std::vector<int64_t>{1, 3} : std::vector<int64_t>{1, 2, 5, 9};
+}
+
+class OpsIsaTest : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(OpsIsaTest, RmsNormMatchesReferenceForAllLengthsAndAlignments) {
+  for (int64_t dim : Dims()) {
+    for (int64_t rows : RowCounts(dim)) {
+      for (int offset : {0, 1}) {
+        Buffer x(rows * dim, offset), w(dim, offset), out(rows * dim, offset);
+        std::vector<float> want(rows * dim);
+        FillRandom(x.data(), rows * dim, 1 + dim);
+        FillRandom(w.data(), dim, 2 + dim);
+        ref::RmsNorm(x.data(), w.data(), rows, dim, 1e-6f, want.data());
+        RmsNorm(GetParam(), x.data(), w.data(), rows, dim, 1e-6f, out.data(), nullptr);
+        ExpectClose(out.data(), want.data(), rows * dim, 1e-5f, 1e-6f,
+                    "dim " + std::to_string(dim) + " rows " + std::to_string(rows));
+      }
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, RmsNormInPlaceEqualsOutOfPlace) {
+  const int64_t rows = 3, dim = 896;
+  std::vector<float> x(rows * dim), w(dim), out(rows * dim);
+  FillRandom(x.data(), x.size(), 3);
+  FillRandom(w.data(), w.size(), 4);
+  RmsNorm(GetParam(), x.data(), w.data(), rows, dim, 1e-6f, out.data(), nullptr);
+  RmsNorm(GetParam(), x.data(), w.data(), rows, dim, 1e-6f, x.data(), nullptr);
+  EXPECT_EQ(x, out);
+}
+
+TEST_P(OpsIsaTest, RmsNormAndSiluMulAreIdenticalWithAndWithoutThreads) {
+  const int64_t rows = 37, dim = 896;
+  std::vector<float> x(rows * 2 * dim), w(dim), a(rows * dim), b(rows * dim);
+  FillRandom(x.data(), x.size(), 5);
+  FillRandom(w.data(), w.size(), 6);
+  ThreadPool pool(2);
+  RmsNorm(GetParam(), x.data(), w.data(), rows, dim, 1e-6f, a.data(), nullptr);
+  RmsNorm(GetParam(), x.data(), w.data(), rows, dim, 1e-6f, b.data(), &pool);
+  EXPECT_EQ(a, b);
+  SiluMul(GetParam(), x.data(), rows, dim, a.data(), nullptr);
+  SiluMul(GetParam(), x.data(), rows, dim, b.data(), &pool);
+  EXPECT_EQ(a, b);
+}
+
+TEST_P(OpsIsaTest, RopeNeoxMatchesReference) {
+  std::vector<int64_t> head_dims;
+  for (int64_t d = 2; d <= 72; d += 2) head_dims.push_back(d);
+  head_dims.push_back(128);
+  for (int64_t head_dim : head_dims) {
+    for (int64_t heads : {1, 3, 14}) {
+      for (int offset : {0, 1}) {
+        const int64_t tokens = 3;
+        std::vector<int32_t> pos = {0, 17, 32767};
+        Buffer cs(tokens * head_dim, offset), x(tokens * heads * head_dim, offset);
+        ref::RopeCosSin(pos.data(), tokens, head_dim, 1e6f, cs.data());
+        FillRandom(x.data(), tokens * heads * head_dim, 7 + head_dim);
+        std::vector<float> want(x.data(), x.data() + tokens * heads * head_dim);
+        ref::RopeNeox(want.data(), cs.data(), tokens, heads, head_dim);
+        RopeNeox(GetParam(), x.data(), cs.data(), tokens, heads, head_dim);
+        ExpectClose(x.data(), want.data(), want.size(), 1e-6f, 1e-6f,
+                    "head_dim " + std::to_string(head_dim));
+      }
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, SiluMulMatchesReferenceIncludingLargeInputs) {
+  for (int64_t dim : Dims()) {
+    for (int64_t rows : RowCounts(dim)) {
+      for (int offset : {0, 1}) {
+        Buffer gu(rows * 2 * dim, offset), out(rows * dim, offset);
+        FillRandom(gu.data(), rows * 2 * dim, 8 + dim, -12.0f, 12.0f);
+        gu[0] = -120.0f;  // exp(120) overflows f32: silu must still be ~0, not NaN
+        if (dim > 1) gu[1] = 95.0f;
+        std::vector<float> want(rows * dim);
+        ref::SiluMul(gu.data(), rows, dim, want.data());
+        SiluMul(GetParam(), gu.data(), rows, dim, out.data(), nullptr);
+        ExpectClose(out.data(), want.data(), rows * dim, 2e-6f, 1e-6f,
+                    "dim " + std::to_string(dim));
+      }
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, SoftmaxMatchesReferenceIncludingMaskedEntries) {
+  for (int64_t dim : Dims()) {
+    for (int64_t rows : RowCounts(dim)) {
+      for (int offset : {0, 1}) {
+        Buffer x(rows * dim, offset);
+        FillRandom(x.data(), rows * dim, 9 + dim, -30.0f, 30.0f);
+        if (dim > 2) x[dim - 1] = -INFINITY;  // a masked logit gets probability 0
+        std::vector<float> want(x.data(), x.data() + rows * dim);
+        ref::Softmax(want.data(), rows, dim);
+        Softmax(GetParam(), x.data(), rows, dim);
+        ExpectClose(x.data(), want.data(), rows * dim, 1e-5f, 1e-7f,
+                    "dim " + std::to_string(dim));
+        if (dim > 2) {
+          EXPECT_EQ(x[dim - 1], 0.0f);
+        }
+      }
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, AddBiasAndAddInPlaceMatchReferenceExactly) {
+  for (int64_t dim : Dims()) {
+    for (int64_t rows : RowCounts(dim)) {
+      for (int offset : {0, 1}) {
+        Buffer out(rows * dim, offset), bias(dim, offset), x(rows * dim, offset);
+        FillRandom(out.data(), rows * dim, 10);
+        FillRandom(bias.data(), dim, 11);
+        FillRandom(x.data(), rows * dim, 12);
+        std::vector<float> want(out.data(), out.data() + rows * dim);
+        ref::AddBias(want.data(), bias.data(), rows, dim);
+        ref::AddInPlace(want.data(), x.data(), rows * dim);
+        AddBias(GetParam(), out.data(), bias.data(), rows, dim);
+        AddInPlace(GetParam(), out.data(), x.data(), rows * dim);
+        ExpectClose(out.data(), want.data(), rows * dim, 0, 0, "dim " + std::to_string(dim));
+      }
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, EmbeddingLookupConvertsF32F16Bf16RowsExactly) {
+  for (int64_t dim : Dims()) {
+    const int64_t vocab = 7;
+    std::vector<float> values(vocab * dim);
+    FillRandom(values.data(), values.size(), 13 + dim);
+    std::vector<uint16_t> f16(values.size()), bf16(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      f16[i] = F32ToFp16(values[i]);
+      bf16[i] = F32ToBf16(values[i]);
+    }
+    const std::vector<int32_t> ids = {6, 0, 3, 3};
+    for (auto [dtype, data] : {std::pair<DType, const void*>{DType::kF32, values.data()},
+                               {DType::kF16, f16.data()},
+                               {DType::kBF16, bf16.data()}}) {
+      TensorView table;
+      table.dtype = dtype;
+      table.shape = {vocab, dim};
+      table.data = data;
+      std::vector<float> want(ids.size() * dim), got(ids.size() * dim);
+      ref::EmbeddingLookup(table, ids.data(), ids.size(), want.data());
+      EmbeddingLookup(GetParam(), table, ids.data(), ids.size(), got.data());
+      EXPECT_EQ(got, want) << DTypeName(dtype) << " dim " << dim;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, OpsIsaTest, ::testing::ValuesIn(SupportedIsas()),
+                         [](const auto& info) { return std::string(IsaName(info.param)); });
+
+TEST(OpsTest, RopeCosSinIsAccurateAtLongPositions) {
+  // Independent of the implementation: cos/sin of the angle computed in long double.
+  const int64_t head_dim = 64;
+  std::vector<int32_t> pos = {0, 1, 4095, 32767, 32768};
+  std::vector<float> cs(pos.size() * head_dim);
+  RopeCosSin(pos.data(), pos.size(), head_dim, 1e6f, cs.data());
+  for (size_t t = 0; t < pos.size(); ++t) {
+    for (int64_t i = 0; i < head_dim / 2; ++i) {
+      const long double angle =
+          pos[t] * std::pow(1e6L, -2.0L * i / static_cast<long double>(head_dim));
+      EXPECT_NEAR(cs[t * head_dim + i], static_cast<double>(std::cos(angle)), 1e-6);
+      EXPECT_NEAR(cs[t * head_dim + head_dim / 2 + i], static_cast<double>(std::sin(angle)), 1e-6);
+    }
+  }
+}
+
+TEST(OpsTest, IsaDetectionReportsScalarAndBestSupported) {
+  EXPECT_TRUE(IsaSupported(Isa::kScalar));
+  EXPECT_TRUE(IsaSupported(BestIsa()));
+}
+
+}  // namespace
+}  // namespace tinyserve::kernels
