@@ -1,0 +1,328 @@
+#include "model/qwen2.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "model/dummy.h"
+
+namespace tinyserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+StatusOr<std::string> ReadTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("cannot read {}", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Times a scope into one field of the profile when profiling is on.
+class OpTimer {
+ public:
+  OpTimer(bool on, double* field) : field_(on ? field : nullptr) {
+    if (field_) start_ = std::chrono::steady_clock::now();
+  }
+  ~OpTimer() {
+    if (field_)
+      *field_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  double* field_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+bool EndsWith(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::FromTensors(const ModelConfig& config,
+                                                              Qwen2Tensors tensors,
+                                                              std::shared_ptr<const void> source) {
+  TS_RETURN_IF_ERROR(ValidateModelConfig(config));
+  std::unique_ptr<Qwen2Model> m(new Qwen2Model());
+  m->config_ = config;
+  m->source_ = std::move(source);
+  m->tensors_ = std::move(tensors);
+  TS_ASSIGN_OR_RETURN(m->weights_, PrepareQwen2Weights(m->tensors_));
+  return m;
+}
+
+StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
+                                                       const LoadOptions& options) {
+  constexpr std::string_view kDummy = "dummy:";
+  if (model.rfind(kDummy, 0) == 0) {
+    TS_ASSIGN_OR_RETURN(ModelConfig config, DummyPresetConfig(model.substr(kDummy.size())));
+    TS_ASSIGN_OR_RETURN(DummyDType dtype,
+                        ParseDummyDType(options.dtype.empty() ? "bf16" : options.dtype));
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<DummyWeights> dummy,
+                        MakeDummyWeights(config, dtype, options.seed));
+    std::shared_ptr<const DummyWeights> owner(std::move(dummy));
+    TS_ASSIGN_OR_RETURN(
+        Qwen2Tensors tensors,
+        BindQwen2Tensors(config, Qwen2Naming::kHuggingFace,
+                         [&](const std::string& name) { return owner->Find(name); }));
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> m, FromTensors(config, std::move(tensors), owner));
+    GenerationDefaults defaults;
+    TS_ASSIGN_OR_RETURN(defaults, GenerationDefaultsFromJson(QwenGenerationConfigJson()));
+    m->gen_defaults_ = defaults;
+    return m;
+  }
+  if (!options.dtype.empty())
+    return InvalidArgumentError("--dtype {} applies to dummy models only; {} keeps its stored types",
+                                options.dtype, model);
+  if (EndsWith(model, ".gguf")) {
+    TS_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(model));
+    auto owner = std::make_shared<const GgufFile>(std::move(file));
+    TS_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromGguf(*owner));
+    auto bound = BindQwen2Tensors(config, Qwen2Naming::kGguf, [&](const std::string& name) {
+      return owner->FindTensor(name);
+    });
+    if (!bound.ok()) return bound.status().WithPrefix(model);
+    auto m = FromTensors(config, std::move(bound).value(), owner);
+    if (!m.ok()) return m.status().WithPrefix(model);
+    (*m)->gguf_ = owner.get();
+    return m;
+  }
+  if (!fs::is_directory(model))
+    return NotFoundError("model {}: not a directory, a .gguf file or dummy:<preset>", model);
+  TS_ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(model + "/config.json"));
+  auto config = ModelConfigFromJson(config_text);
+  if (!config.ok()) return config.status().WithPrefix(model);
+  TS_ASSIGN_OR_RETURN(SafetensorsModel st, SafetensorsModel::OpenDir(model));
+  auto owner = std::make_shared<const SafetensorsModel>(std::move(st));
+  auto bound = BindQwen2Tensors(*config, Qwen2Naming::kHuggingFace,
+                                [&](const std::string& name) { return owner->FindTensor(name); });
+  if (!bound.ok()) return bound.status().WithPrefix(model);
+  auto m = FromTensors(*config, std::move(bound).value(), owner);
+  if (!m.ok()) return m.status().WithPrefix(model);
+  if (fs::exists(model + "/generation_config.json")) {
+    TS_ASSIGN_OR_RETURN(std::string text, ReadTextFile(model + "/generation_config.json"));
+    auto defaults = GenerationDefaultsFromJson(text);
+    if (!defaults.ok()) return defaults.status().WithPrefix(model);
+    (*m)->gen_defaults_ = *defaults;
+  }
+  if (fs::exists(model + "/tokenizer.json")) (*m)->tokenizer_dir_ = model;
+  return m;
+}
+
+Status Qwen2Model::ValidateBatch(const ForwardBatch& b,
+                                 std::span<const kernels::PagedKvLayer> kv) const {
+  const int64_t num_tokens = b.num_tokens();
+  const int32_t num_seqs = b.num_seqs();
+  if (num_tokens == 0) return InvalidArgumentError("batch: no tokens");
+  if (static_cast<int64_t>(b.positions.size()) != num_tokens ||
+      static_cast<int64_t>(b.slot_mapping.size()) != num_tokens)
+    return InvalidArgumentError("batch: positions and slot_mapping must have one entry per token");
+  if (num_seqs == 0 || static_cast<int64_t>(b.query_start.size()) != num_seqs + 1)
+    return InvalidArgumentError("batch: query_start must have num_seqs + 1 entries");
+  if (b.max_blocks_per_seq <= 0 ||
+      static_cast<int64_t>(b.block_tables.size()) != int64_t{num_seqs} * b.max_blocks_per_seq)
+    return InvalidArgumentError("batch: block_tables must be [num_seqs, max_blocks_per_seq]");
+  if (static_cast<int64_t>(kv.size()) != config_.num_layers)
+    return InvalidArgumentError("batch: {} KV layers, the model has {}", kv.size(),
+                                config_.num_layers);
+  const kernels::PagedKvLayer& k0 = kv[0];
+  if (k0.block_size <= 0 || k0.num_blocks <= 0)
+    return InvalidArgumentError("KV cache: empty cache or block size");
+  for (const kernels::PagedKvLayer& layer : kv) {
+    if (layer.k == nullptr || layer.v == nullptr || layer.num_kv_heads != config_.num_kv_heads ||
+        layer.head_dim != config_.head_dim || layer.num_blocks != k0.num_blocks ||
+        layer.block_size != k0.block_size || layer.dtype != k0.dtype)
+      return InvalidArgumentError("KV cache: layers must match the model's KV heads and head_dim");
+  }
+  const int64_t num_slots = k0.num_blocks * k0.block_size;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    if (b.token_ids[t] < 0 || b.token_ids[t] >= config_.vocab_size)
+      return InvalidArgumentError("batch: token id {} at row {} is outside the vocabulary",
+                                  b.token_ids[t], t);
+    if (b.slot_mapping[t] >= num_slots)
+      return InvalidArgumentError("batch: slot {} at row {} is outside the KV cache ({} slots)",
+                                  b.slot_mapping[t], t, num_slots);
+  }
+  if (b.query_start[0] != 0 || b.query_start[num_seqs] != num_tokens)
+    return InvalidArgumentError("batch: query_start must run from 0 to num_tokens");
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    const int32_t begin = b.query_start[s], end = b.query_start[s + 1];
+    if (end < begin) return InvalidArgumentError("batch: query_start must not decrease");
+    const int32_t q_len = end - begin, seq_len = b.seq_lens[s];
+    if (seq_len < q_len)
+      return InvalidArgumentError("batch: sequence {} has seq_len {} < its {} query tokens", s,
+                                  seq_len, q_len);
+    if (int64_t{seq_len} > int64_t{b.max_blocks_per_seq} * k0.block_size)
+      return InvalidArgumentError("batch: sequence {} needs more blocks than its table holds", s);
+    const int64_t used_blocks = (int64_t{seq_len} + k0.block_size - 1) / k0.block_size;
+    for (int64_t i = 0; i < used_blocks; ++i) {
+      const int32_t block = b.block_tables[int64_t{s} * b.max_blocks_per_seq + i];
+      if (block < 0 || block >= k0.num_blocks)
+        return InvalidArgumentError("batch: sequence {} names block {} outside the cache", s, block);
+    }
+    for (int32_t j = 0; j < q_len; ++j) {
+      if (b.positions[begin + j] != seq_len - q_len + j)
+        return InvalidArgumentError(
+            "batch: row {} has position {}, expected {} (seq_len - query length + index)",
+            begin + j, b.positions[begin + j], seq_len - q_len + j);
+    }
+  }
+  for (size_t i = 0; i < b.logit_rows.size(); ++i) {
+    if (b.logit_rows[i] < 0 || b.logit_rows[i] >= num_tokens ||
+        (i > 0 && b.logit_rows[i] <= b.logit_rows[i - 1]))
+      return InvalidArgumentError("batch: logit_rows must be ascending rows of the batch");
+  }
+  return OkStatus();
+}
+
+void Qwen2Model::EnsureScratch(int64_t t, int64_t r) {
+  const ModelConfig& c = config_;
+  if (t > scratch_tokens_) {
+    const int64_t q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+    x_.Resize(t * c.hidden_size);
+    normed_.Resize(t * c.hidden_size);
+    qkv_.Resize(t * (q_dim + 2 * kv_dim));
+    q_.Resize(t * q_dim);
+    k_.Resize(t * kv_dim);
+    v_.Resize(t * kv_dim);
+    attn_.Resize(t * q_dim);
+    proj_.Resize(t * c.hidden_size);
+    gate_up_.Resize(t * 2 * c.intermediate_size);
+    act_.Resize(t * c.intermediate_size);
+    up_.Resize(t * c.intermediate_size);
+    cos_sin_.Resize(t * c.head_dim);
+    scratch_tokens_ = t;
+  }
+  if (r > scratch_logit_rows_) {
+    final_.Resize(r * c.hidden_size);
+    scratch_logit_rows_ = r;
+  }
+}
+
+Status Qwen2Model::Forward(const ForwardBatch& batch,
+                           std::span<const kernels::PagedKvLayer> kv_layers, float* logits,
+                           ThreadPool* pool) {
+  TS_RETURN_IF_ERROR(ValidateBatch(batch, kv_layers));
+  if (pool == nullptr) {
+    if (!own_pool_) own_pool_ = std::make_unique<ThreadPool>(1);
+    pool = own_pool_.get();
+  }
+  const ModelConfig& c = config_;
+  const int64_t T = batch.num_tokens(), R = static_cast<int64_t>(batch.logit_rows.size());
+  const int64_t H = c.hidden_size, F = c.intermediate_size, D = c.head_dim;
+  const int64_t q_dim = c.num_heads * D, kv_dim = c.num_kv_heads * D;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  EnsureScratch(T, R);
+  Qwen2Profile& p = profile_;
+  const bool prof = profiling_;
+  if (prof) ++p.calls;
+
+  float* x = x_.data();
+  {
+    OpTimer timer(prof, &p.embed);
+    kernels::EmbeddingLookup(weights_.embed, batch.token_ids.data(), T, x);
+    kernels::RopeCosSin(batch.positions.data(), T, D, static_cast<float>(c.rope_theta),
+                        cos_sin_.data());
+  }
+  const kernels::AttentionBatch attn_batch{batch.num_seqs(), batch.query_start.data(),
+                                           batch.seq_lens.data(), batch.block_tables.data(),
+                                           batch.max_blocks_per_seq};
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const Qwen2LayerWeights& L = weights_.layers[l];
+    {
+      OpTimer timer(prof, &p.norm);
+      kernels::RmsNorm(x, L.attn_norm.data(), T, H, eps, normed_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.qkv);
+      const float* bias = L.qkv_bias.data();
+      if (L.fused_qkv) {
+        const int64_t width = q_dim + 2 * kv_dim;
+        kernels::MatMul(L.qkv, normed_.data(), T, bias, qkv_.data(), pool);
+        for (int64_t t = 0; t < T; ++t) {
+          const float* row = qkv_.data() + t * width;
+          std::memcpy(q_.data() + t * q_dim, row, q_dim * sizeof(float));
+          std::memcpy(k_.data() + t * kv_dim, row + q_dim, kv_dim * sizeof(float));
+          std::memcpy(v_.data() + t * kv_dim, row + q_dim + kv_dim, kv_dim * sizeof(float));
+        }
+      } else {
+        kernels::MatMul(L.q, normed_.data(), T, bias, q_.data(), pool);
+        kernels::MatMul(L.k, normed_.data(), T, bias + q_dim, k_.data(), pool);
+        kernels::MatMul(L.v, normed_.data(), T, bias + q_dim + kv_dim, v_.data(), pool);
+      }
+    }
+    {
+      OpTimer timer(prof, &p.rope);
+      kernels::RopeNeox(q_.data(), cos_sin_.data(), T, c.num_heads, D);
+      kernels::RopeNeox(k_.data(), cos_sin_.data(), T, c.num_kv_heads, D);
+    }
+    {
+      OpTimer timer(prof, &p.kv_write);
+      kernels::WriteKv(kv_layers[l], k_.data(), v_.data(), batch.slot_mapping.data(), T);
+    }
+    {
+      OpTimer timer(prof, &p.attention);
+      kernels::PagedAttention(q_.data(), kv_layers[l], attn_batch, c.num_heads, scale,
+                              attn_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.o_proj);
+      kernels::MatMul(L.o, attn_.data(), T, nullptr, proj_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.residual);
+      kernels::AddInPlace(x, proj_.data(), T * H);
+    }
+    {
+      OpTimer timer(prof, &p.norm);
+      kernels::RmsNorm(x, L.ffn_norm.data(), T, H, eps, normed_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.gate_up);
+      if (L.fused_gate_up) {
+        kernels::MatMul(L.gate_up, normed_.data(), T, nullptr, gate_up_.data(), pool);
+      } else {
+        // Unfused (gate and up of different types): compute each, then lay them out as the
+        // [T, 2F] rows SiluMul reads.
+        kernels::MatMul(L.gate, normed_.data(), T, nullptr, act_.data(), pool);
+        kernels::MatMul(L.up, normed_.data(), T, nullptr, up_.data(), pool);
+        for (int64_t t = 0; t < T; ++t) {
+          std::memcpy(gate_up_.data() + t * 2 * F, act_.data() + t * F, F * sizeof(float));
+          std::memcpy(gate_up_.data() + t * 2 * F + F, up_.data() + t * F, F * sizeof(float));
+        }
+      }
+    }
+    {
+      OpTimer timer(prof, &p.silu);
+      kernels::SiluMul(gate_up_.data(), T, F, act_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.down);
+      kernels::MatMul(L.down, act_.data(), T, nullptr, proj_.data(), pool);
+    }
+    {
+      OpTimer timer(prof, &p.residual);
+      kernels::AddInPlace(x, proj_.data(), T * H);
+    }
+  }
+  if (R == 0) return OkStatus();
+  OpTimer timer(prof, &p.lm_head);
+  for (int64_t i = 0; i < R; ++i)
+    std::memcpy(final_.data() + i * H, x + int64_t{batch.logit_rows[i]} * H, H * sizeof(float));
+  kernels::RmsNorm(final_.data(), weights_.final_norm.data(), R, H, eps, final_.data(), pool);
+  kernels::MatMul(weights_.lm_head, final_.data(), R, nullptr, logits, pool);
+  return OkStatus();
+}
+
+}  // namespace tinyserve
