@@ -1,0 +1,115 @@
+#include "engine/request_queue.h"
+
+#include <utility>
+
+namespace tinyserve {
+
+std::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "";
+}
+
+RequestStream::RequestStream(std::string request_id, int32_t n)
+    : request_id_(std::move(request_id)), n_(n), choices_open_(n) {}
+
+std::optional<RequestEvent> RequestStream::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !events_.empty() || choices_open_ == 0; });
+  if (events_.empty()) return std::nullopt;
+  RequestEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+std::optional<RequestEvent> RequestStream::Next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !events_.empty() || choices_open_ == 0; });
+  if (events_.empty()) return std::nullopt;
+  RequestEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+bool RequestStream::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return choices_open_ == 0 && events_.empty();
+}
+
+void RequestStream::Push(RequestEvent event) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (event.finish_reason != FinishReason::kNone) --choices_open_;
+    events_.push_back(std::move(event));
+  }
+  cv_.notify_all();
+}
+
+RequestQueue::RequestQueue(int32_t max_queue_len) : max_queue_len_(max_queue_len) {}
+
+Status RequestQueue::Push(PendingRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return UnavailableError("the engine is shutting down");
+    const int64_t queued = static_cast<int64_t>(requests_.size()) + engine_waiting_;
+    if (queued >= max_queue_len_) {
+      return UnavailableError("the request queue is full ({} requests waiting); retry later",
+                              queued);
+    }
+    requests_.push_back(std::move(request));
+  }
+  cv_.notify_all();
+  return OkStatus();
+}
+
+void RequestQueue::Abort(std::string request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts_.push_back(std::move(request_id));
+  }
+  cv_.notify_all();
+}
+
+void RequestQueue::Take(bool block, std::vector<PendingRequest>* requests,
+                        std::vector<std::string>* aborts) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (block) {
+    cv_.wait(lock, [&] { return stopped_ || !requests_.empty() || !aborts_.empty(); });
+  }
+  for (auto& r : requests_) requests->push_back(std::move(r));
+  requests_.clear();
+  for (auto& a : aborts_) aborts->push_back(std::move(a));
+  aborts_.clear();
+  // Requests just taken count as waiting until the engine publishes its own count.
+  engine_waiting_ += static_cast<int64_t>(requests->size());
+}
+
+void RequestQueue::SetEngineWaiting(int64_t num_waiting) {
+  std::lock_guard<std::mutex> lock(mu_);
+  engine_waiting_ = num_waiting;
+}
+
+void RequestQueue::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool RequestQueue::stopped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopped_;
+}
+
+}  // namespace tinyserve

@@ -1,0 +1,233 @@
+#include "sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace tinyserve {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Larger value first; lower id among ties, so every selection is deterministic.
+struct ByLogitDesc {
+  const float* v;
+  bool operator()(int32_t a, int32_t b) const { return v[a] > v[b] || (v[a] == v[b] && a < b); }
+};
+
+}  // namespace
+
+SamplerState::SamplerState(const ResolvedSamplingParams& params,
+                           std::span<const int32_t> prompt)
+    : prompt_tokens_(prompt.begin(), prompt.end()) {
+  if (params.seed) {
+    rng_.seed(*params.seed);
+  } else {
+    std::random_device rd;
+    rng_.seed((uint64_t{rd()} << 32) ^ rd());
+  }
+  std::sort(prompt_tokens_.begin(), prompt_tokens_.end());
+  prompt_tokens_.erase(std::unique(prompt_tokens_.begin(), prompt_tokens_.end()),
+                       prompt_tokens_.end());
+}
+
+void SamplerState::Accept(int32_t token_id) { ++output_counts_[token_id]; }
+
+double SamplerState::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
+void ApplyLogitBias(std::span<float> logits, std::span<const std::pair<int32_t, float>> bias) {
+  for (const auto& [id, b] : bias) {
+    if (id >= 0 && static_cast<size_t>(id) < logits.size()) logits[id] += b;
+  }
+}
+
+void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& params,
+                    const SamplerState& state) {
+  const float rep = params.repetition_penalty;
+  if (rep != 1.0f) {
+    auto penalize = [&](int32_t id) {
+      if (id < 0 || static_cast<size_t>(id) >= logits.size()) return;
+      logits[id] = logits[id] > 0 ? logits[id] / rep : logits[id] * rep;
+    };
+    for (int32_t id : state.prompt_tokens()) penalize(id);
+    for (const auto& [id, count] : state.output_counts()) {
+      // A token in both sets is penalised once.
+      if (!std::binary_search(state.prompt_tokens().begin(), state.prompt_tokens().end(), id)) {
+        penalize(id);
+      }
+    }
+  }
+  if (params.frequency_penalty != 0.0f || params.presence_penalty != 0.0f) {
+    for (const auto& [id, count] : state.output_counts()) {
+      if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
+      logits[id] -= params.frequency_penalty * static_cast<float>(count) +
+                    params.presence_penalty * (count > 0 ? 1.0f : 0.0f);
+    }
+  }
+}
+
+int32_t Argmax(std::span<const float> logits) {
+  int32_t best = 0;
+  float best_value = logits.empty() ? 0.0f : logits[0];
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > best_value) {
+      best_value = logits[i];
+      best = static_cast<int32_t>(i);
+    }
+  }
+  return best;
+}
+
+namespace {
+
+float LogSumExp(std::span<const float> logits) {
+  float max_value = kNegInf;
+  for (float v : logits) max_value = std::max(max_value, v);
+  if (max_value == kNegInf) return kNegInf;
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v - max_value));
+  return max_value + static_cast<float>(std::log(sum));
+}
+
+}  // namespace
+
+float LogSoftmaxAt(std::span<const float> logits, int32_t token_id, float* log_sum_exp) {
+  const float lse = LogSumExp(logits);
+  if (log_sum_exp != nullptr) *log_sum_exp = lse;
+  return logits[token_id] - lse;
+}
+
+std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k) {
+  std::vector<std::pair<int32_t, float>> out;
+  if (k <= 0 || logits.empty()) return out;
+  k = std::min<int32_t>(k, static_cast<int32_t>(logits.size()));
+  const float lse = LogSumExp(logits);
+  // Partial selection: keep the k best in a small sorted buffer.
+  std::vector<int32_t> best;
+  best.reserve(k + 1);
+  ByLogitDesc cmp{logits.data()};
+  for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) {
+    if (static_cast<int32_t>(best.size()) == k && !cmp(i, best.back())) continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), i, cmp), i);
+    if (static_cast<int32_t>(best.size()) > k) best.pop_back();
+  }
+  for (int32_t id : best) out.emplace_back(id, logits[id] - lse);
+  return out;
+}
+
+Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplingParams& params) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  const float inv_t = 1.0f / std::max(params.temperature, ResolvedSamplingParams::kGreedyTemperature);
+  std::vector<int32_t> ids;
+  ByLogitDesc cmp{logits.data()};
+  bool sorted = false;
+  if (params.top_k > 0 && params.top_k < vocab) {
+    ids.resize(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::nth_element(ids.begin(), ids.begin() + params.top_k, ids.end(), cmp);
+    ids.resize(params.top_k);
+    std::sort(ids.begin(), ids.end(), cmp);
+    sorted = true;
+  } else {
+    ids.resize(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+  }
+  // Softmax of logits / temperature over the candidates (masked tokens have -inf logits).
+  float max_logit = kNegInf;
+  for (int32_t id : ids) max_logit = std::max(max_logit, logits[id]);
+  std::vector<float> weights(vocab, 0.0f);
+  double total = 0;
+  for (int32_t id : ids) {
+    const float w = logits[id] == kNegInf ? 0.0f : std::exp((logits[id] - max_logit) * inv_t);
+    weights[id] = w;
+    total += w;
+  }
+  if (params.top_p < 1.0f) {
+    // Keep the most likely tokens until their mass reaches top_p. Sort only a growing prefix of
+    // the candidates: usually a few hundred tokens hold the mass.
+    size_t m = sorted ? ids.size() : std::min<size_t>(ids.size(), 256);
+    const double target = params.top_p * total;
+    while (true) {
+      if (!sorted) {
+        std::partial_sort(ids.begin(), ids.begin() + m, ids.end(), cmp);
+      }
+      double cum = 0;
+      size_t keep = 0;
+      while (keep < m && cum < target) cum += weights[ids[keep++]];
+      if (cum >= target || m == ids.size()) {
+        ids.resize(std::max<size_t>(keep, 1));
+        break;
+      }
+      m = std::min(ids.size(), m * 4);
+    }
+  }
+  if (params.min_p > 0.0f) {
+    // Relative to the most likely token: exp((l - max) / t) >= min_p.
+    const float threshold = params.min_p;
+    std::erase_if(ids, [&](int32_t id) { return weights[id] < threshold; });
+  }
+  Candidates out;
+  if (ids.empty()) {  // Only possible if every logit was -inf: fall back to the argmax.
+    out.ids = {Argmax(logits)};
+    out.probs = {1.0f};
+    return out;
+  }
+  double kept = 0;
+  for (int32_t id : ids) kept += weights[id];
+  out.ids = std::move(ids);
+  out.probs.reserve(out.ids.size());
+  for (int32_t id : out.ids) out.probs.push_back(static_cast<float>(weights[id] / kept));
+  return out;
+}
+
+int32_t Draw(const Candidates& candidates, double u) {
+  double cum = 0;
+  for (size_t i = 0; i < candidates.ids.size(); ++i) {
+    cum += candidates.probs[i];
+    if (u < cum) return candidates.ids[i];
+  }
+  // Rounding left u above the last cumulative sum: the last token with non-zero mass.
+  for (size_t i = candidates.ids.size(); i-- > 0;) {
+    if (candidates.probs[i] > 0) return candidates.ids[i];
+  }
+  return candidates.ids.back();
+}
+
+SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& params,
+                    SamplerState& state, std::span<const int32_t> banned) {
+  SampleResult result;
+  // Log-probs describe the raw model distribution: keep the logits from before processing.
+  std::vector<float> raw;
+  if (params.logprobs) {
+    raw.assign(logits.begin(), logits.end());
+    result.top_logprobs = TopLogprobs(raw, params.top_logprobs);
+  }
+  ApplyLogitBias(logits, params.logit_bias);
+  if (!banned.empty()) {
+    std::vector<bool> is_banned(logits.size(), false);
+    size_t num_banned = 0;
+    for (int32_t id : banned) {
+      if (id >= 0 && static_cast<size_t>(id) < logits.size() && !is_banned[id]) {
+        is_banned[id] = true;
+        ++num_banned;
+      }
+    }
+    if (num_banned < logits.size()) {
+      for (size_t i = 0; i < logits.size(); ++i) {
+        if (is_banned[i]) logits[i] = kNegInf;
+      }
+    }
+  }
+  ApplyPenalties(logits, params, state);
+  if (params.greedy()) {
+    result.token_id = Argmax(logits);
+  } else {
+    result.token_id = Draw(FilterCandidates(logits, params), state.Uniform());
+  }
+  state.Accept(result.token_id);
+  if (params.logprobs) result.logprob = LogSoftmaxAt(raw, result.token_id);
+  return result;
+}
+
+}  // namespace tinyserve

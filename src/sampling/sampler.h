@@ -1,0 +1,76 @@
+// The sampler chain for one sequence: logit bias -> banned tokens -> penalties -> (greedy argmax)
+// | temperature -> top-k -> top-p -> min-p -> draw with the sequence's RNG; plus log-probs of
+// the raw model distribution. Each stage is a free function so tests can check it alone.
+// Engine thread only (each SamplerState belongs to one sequence).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "sampling/sampling_params.h"
+
+namespace tinyserve {
+
+// Per-sequence state: RNG and the token statistics the penalties need.
+class SamplerState {
+ public:
+  // `prompt`: the prompt token ids (repetition penalty covers them). Seeded params give the
+  // same draws for the same seed; unseeded ones draw a seed from std::random_device.
+  SamplerState(const ResolvedSamplingParams& params, std::span<const int32_t> prompt);
+
+  // Records a generated token (frequency / presence / repetition penalties).
+  void Accept(int32_t token_id);
+  // A uniform double in [0, 1).
+  double Uniform();
+
+  const std::unordered_map<int32_t, int32_t>& output_counts() const { return output_counts_; }
+  const std::vector<int32_t>& prompt_tokens() const { return prompt_tokens_; }
+
+ private:
+  std::mt19937_64 rng_;
+  std::vector<int32_t> prompt_tokens_;  // sorted, unique
+  std::unordered_map<int32_t, int32_t> output_counts_;
+};
+
+struct SampleResult {
+  int32_t token_id = 0;
+  // Filled when params.logprobs: raw log-softmax of the model's logits.
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first
+};
+
+// Samples one token from `logits` ([vocab_size], modified in place). `banned` tokens get
+// -inf (min_tokens holds back stop tokens this way) unless every token would be banned.
+SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& params,
+                    SamplerState& state, std::span<const int32_t> banned = {});
+
+// ---- Stages (exposed for tests) ----
+
+// logits[id] += bias.
+void ApplyLogitBias(std::span<float> logits, std::span<const std::pair<int32_t, float>> bias);
+// vLLM / OpenAI: repetition (prompt and output tokens: positive logits divided by the penalty,
+// negative ones multiplied), then logit -= frequency * count + presence * (count > 0) over
+// output tokens.
+void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& params,
+                    const SamplerState& state);
+// The index of the largest logit (the lowest index among ties).
+int32_t Argmax(std::span<const float> logits);
+// Log-softmax of `logits` at `token_id`, and the `k` most likely (token, logprob) pairs.
+float LogSoftmaxAt(std::span<const float> logits, int32_t token_id, float* log_sum_exp = nullptr);
+std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k);
+
+// The candidate set after temperature / top-k / top-p / min-p: token ids and their
+// probabilities (normalised over the candidates), in no particular order. Uses partial
+// selection: top-p sorts only as many of the most likely tokens as it needs.
+struct Candidates {
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+};
+Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplingParams& params);
+// Draws from candidates with `u` uniform in [0, 1).
+int32_t Draw(const Candidates& candidates, double u);
+
+}  // namespace tinyserve

@@ -1,0 +1,266 @@
+#include "sampling/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+
+namespace tinyserve {
+namespace {
+
+ResolvedSamplingParams Params(float temperature) {
+  ResolvedSamplingParams p;
+  p.temperature = temperature;
+  p.seed = 1234;
+  return p;
+}
+
+std::vector<float> RandomLogits(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Reference: softmax(logits / t) with a full sort, top-k, top-p, min-p written plainly.
+std::map<int32_t, double> ReferenceDistribution(const std::vector<float>& logits, float t,
+                                                int top_k, float top_p, float min_p) {
+  const int n = static_cast<int>(logits.size());
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  if (top_k > 0 && top_k < n) order.resize(top_k);
+  auto softmax = [&](const std::vector<int32_t>& ids) {
+    double mx = -1e30;
+    for (int32_t id : ids) mx = std::max(mx, double(logits[id]) / t);
+    double s = 0;
+    std::map<int32_t, double> p;
+    for (int32_t id : ids) s += std::exp(double(logits[id]) / t - mx);
+    for (int32_t id : ids) p[id] = std::exp(double(logits[id]) / t - mx) / s;
+    return p;
+  };
+  auto probs = softmax(order);
+  if (top_p < 1.0f) {
+    std::vector<int32_t> kept;
+    double cum = 0;
+    for (int32_t id : order) {
+      if (cum >= top_p) break;
+      kept.push_back(id);
+      cum += probs[id];
+    }
+    order = kept;
+    probs = softmax(order);
+  }
+  if (min_p > 0) {
+    double pmax = 0;
+    for (auto& [id, p] : probs) pmax = std::max(pmax, p);
+    std::vector<int32_t> kept;
+    for (int32_t id : order) {
+      if (probs[id] >= min_p * pmax) kept.push_back(id);
+    }
+    order = kept;
+    probs = softmax(order);
+  }
+  return probs;
+}
+
+void ExpectCandidatesMatch(const std::vector<float>& logits, float t, int top_k, float top_p,
+                           float min_p) {
+  ResolvedSamplingParams p = Params(t);
+  p.top_k = top_k;
+  p.top_p = top_p;
+  p.min_p = min_p;
+  Candidates c = FilterCandidates(logits, p);
+  auto ref = ReferenceDistribution(logits, t, top_k, top_p, min_p);
+  ASSERT_EQ(c.ids.size(), ref.size()) << "t=" << t << " k=" << top_k << " p=" << top_p
+                                      << " min_p=" << min_p;
+  for (size_t i = 0; i < c.ids.size(); ++i) {
+    ASSERT_TRUE(ref.count(c.ids[i])) << c.ids[i];
+    EXPECT_NEAR(c.probs[i], ref[c.ids[i]], 1e-5);
+  }
+}
+
+TEST(SamplerTest, LogitBiasAddsToTheNamedTokens) {
+  std::vector<float> logits = {1, 2, 3, 4};
+  std::vector<std::pair<int32_t, float>> bias = {{0, 5.0f}, {3, -100.0f}};
+  ApplyLogitBias(logits, bias);
+  EXPECT_EQ(logits, (std::vector<float>{6, 2, 3, -96}));
+}
+
+TEST(SamplerTest, PenaltiesFollowVllmDefinitions) {
+  ResolvedSamplingParams p = Params(1.0f);
+  p.repetition_penalty = 2.0f;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 0.25f;
+  std::vector<int32_t> prompt = {0, 1};
+  SamplerState state(p, prompt);
+  state.Accept(1);
+  state.Accept(2);
+  state.Accept(2);
+  std::vector<float> logits = {4.0f, -4.0f, 3.0f, 1.0f, -1.0f};
+  ApplyPenalties(logits, p, state);
+  // Token 0: prompt only -> 4 / 2. Token 1: prompt and output once -> -4 * 2 - 0.5 - 0.25.
+  // Token 2: output twice -> 3 / 2 - 2 * 0.5 - 0.25. Tokens 3, 4 untouched.
+  EXPECT_FLOAT_EQ(logits[0], 2.0f);
+  EXPECT_FLOAT_EQ(logits[1], -8.75f);
+  EXPECT_FLOAT_EQ(logits[2], 0.25f);
+  EXPECT_FLOAT_EQ(logits[3], 1.0f);
+  EXPECT_FLOAT_EQ(logits[4], -1.0f);
+}
+
+TEST(SamplerTest, GreedyTakesTheArgmaxAfterProcessing) {
+  ResolvedSamplingParams p = Params(0.0f);
+  p.logit_bias = {{1, 10.0f}};
+  SamplerState state(p, {});
+  std::vector<float> logits = {5.0f, 0.0f, 4.0f};
+  EXPECT_EQ(Sample(logits, p, state).token_id, 1);
+  std::vector<float> ties = {1.0f, 3.0f, 3.0f};
+  EXPECT_EQ(Argmax(ties), 1);
+}
+
+TEST(SamplerTest, BannedTokensAreNeverDrawn) {
+  ResolvedSamplingParams p = Params(0.0f);
+  SamplerState state(p, {});
+  std::vector<float> logits = {5.0f, 0.0f, 4.0f};
+  std::vector<int32_t> banned = {0};
+  EXPECT_EQ(Sample(logits, p, state, banned).token_id, 2);
+}
+
+TEST(SamplerTest, TemperatureTopKTopPMinPMatchPlainMath) {
+  for (uint64_t seed : {1, 2, 3}) {
+    std::vector<float> logits = RandomLogits(1000, seed);
+    ExpectCandidatesMatch(logits, 1.0f, 0, 1.0f, 0.0f);
+    ExpectCandidatesMatch(logits, 0.7f, 0, 1.0f, 0.0f);
+    ExpectCandidatesMatch(logits, 1.3f, 50, 1.0f, 0.0f);
+    ExpectCandidatesMatch(logits, 0.8f, 0, 0.9f, 0.0f);
+    ExpectCandidatesMatch(logits, 2.0f, 0, 0.999f, 0.0f);  // needs more than 256 sorted
+    ExpectCandidatesMatch(logits, 1.0f, 40, 0.5f, 0.0f);
+    ExpectCandidatesMatch(logits, 1.0f, 0, 1.0f, 0.1f);
+    ExpectCandidatesMatch(logits, 0.9f, 100, 0.8f, 0.05f);
+  }
+}
+
+TEST(SamplerTest, SameSeedGivesSameTokensDifferentSeedsDiffer) {
+  auto run = [](uint64_t seed) {
+    ResolvedSamplingParams p = Params(1.0f);
+    p.seed = seed;
+    SamplerState state(p, {});
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) {
+      std::vector<float> logits = RandomLogits(500, 99 + i);
+      out.push_back(Sample(logits, p, state).token_id);
+    }
+    return out;
+  };
+  EXPECT_EQ(run(7), run(7));
+  EXPECT_NE(run(7), run(8));
+}
+
+TEST(SamplerTest, DrawsFollowTheDistribution) {
+  // Chi-square goodness of fit on 5 tokens, 20,000 draws, fixed seed.
+  std::vector<float> logits = {0.0f, 1.0f, 2.0f, -1.0f, 0.5f};
+  ResolvedSamplingParams p = Params(1.0f);
+  SamplerState state(p, {});
+  auto ref = ReferenceDistribution(logits, 1.0f, 0, 1.0f, 0.0f);
+  const int kDraws = 20000;
+  std::vector<int> counts(5, 0);
+  for (int i = 0; i < kDraws; ++i) {
+    std::vector<float> l = logits;
+    ++counts[Draw(FilterCandidates(l, p), state.Uniform())];
+  }
+  double chi2 = 0;
+  for (int id = 0; id < 5; ++id) {
+    const double expected = ref[id] * kDraws;
+    chi2 += (counts[id] - expected) * (counts[id] - expected) / expected;
+  }
+  EXPECT_LT(chi2, 18.47);  // 99.9% quantile of chi-square with 4 degrees of freedom
+}
+
+TEST(SamplerTest, TopKOneIsGreedyAndTopPTinyKeepsOneToken) {
+  std::vector<float> logits = RandomLogits(300, 5);
+  const int32_t best = Argmax(logits);
+  ResolvedSamplingParams p = Params(1.0f);
+  p.top_k = 1;
+  SamplerState state(p, {});
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> l = logits;
+    EXPECT_EQ(Sample(l, p, state).token_id, best);
+  }
+  p.top_k = 0;
+  p.top_p = 1e-6f;
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> l = logits;
+    EXPECT_EQ(Sample(l, p, state).token_id, best);
+  }
+}
+
+TEST(SamplerTest, LogprobsAreRawLogSoftmax) {
+  std::vector<float> logits = RandomLogits(64, 11);
+  const std::vector<float> raw = logits;
+  ResolvedSamplingParams p = Params(0.5f);
+  p.logprobs = true;
+  p.top_logprobs = 3;
+  p.logit_bias = {{5, 50.0f}};  // changes the draw, not the reported distribution
+  SamplerState state(p, {});
+  SampleResult r = Sample(logits, p, state);
+  EXPECT_EQ(r.token_id, 5);
+  double mx = *std::max_element(raw.begin(), raw.end());
+  double s = 0;
+  for (float v : raw) s += std::exp(v - mx);
+  const double lse = mx + std::log(s);
+  EXPECT_NEAR(r.logprob, raw[5] - lse, 1e-4);
+  std::vector<int32_t> order(raw.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return raw[a] > raw[b]; });
+  ASSERT_EQ(r.top_logprobs.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.top_logprobs[i].first, order[i]);
+    EXPECT_NEAR(r.top_logprobs[i].second, raw[order[i]] - lse, 1e-4);
+  }
+}
+
+TEST(SamplingParamsTest, DefaultsComeFromGenerationConfigThenOpenAi) {
+  GenerationDefaults d;
+  d.temperature = 0.7f;
+  d.top_p = 0.8f;
+  d.top_k = 20;
+  d.repetition_penalty = 1.05f;
+  SamplingParams req;
+  req.top_p = 0.5f;
+  ResolvedSamplingParams r = ResolveSamplingParams(req, d);
+  EXPECT_FLOAT_EQ(r.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(r.top_p, 0.5f);
+  EXPECT_EQ(r.top_k, 20);
+  EXPECT_FLOAT_EQ(r.min_p, 0.0f);
+  EXPECT_FLOAT_EQ(r.repetition_penalty, 1.05f);
+  ResolvedSamplingParams plain = ResolveSamplingParams(SamplingParams{}, GenerationDefaults{});
+  EXPECT_FLOAT_EQ(plain.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(plain.top_p, 1.0f);
+  EXPECT_EQ(plain.top_k, 0);
+}
+
+TEST(SamplingParamsTest, ValidationNamesTheBadField) {
+  SamplingParams p;
+  p.temperature = -1.0f;
+  Status s = ValidateSamplingParams(p, 100);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("temperature"), std::string::npos);
+  p = SamplingParams{};
+  p.logit_bias = {{100, 1.0f}};
+  EXPECT_FALSE(ValidateSamplingParams(p, 100).ok());
+  p = SamplingParams{};
+  p.top_p = 0.0f;
+  EXPECT_FALSE(ValidateSamplingParams(p, 100).ok());
+  p = SamplingParams{};
+  p.top_logprobs = 21;
+  EXPECT_FALSE(ValidateSamplingParams(p, 100).ok());
+  EXPECT_TRUE(ValidateSamplingParams(SamplingParams{}, 100).ok());
+}
+
+}  // namespace
+}  // namespace tinyserve
