@@ -1,0 +1,385 @@
+#include "bench/report.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "bench/svg_chart.h"
+
+namespace tinyserve::bench {
+namespace {
+
+using nlohmann::json;
+
+// "1,850": the original table's thousands separators.
+std::string Thousands(double v) {
+  std::string digits = fmt::format("{:.0f}", v);
+  bool negative = !digits.empty() && digits[0] == '-';
+  if (negative) digits.erase(0, 1);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return negative ? "-" + out : out;
+}
+
+std::string LoadLabel(const LevelStats& s) {
+  return s.request_rate > 0 ? fmt::format("{:g} req/s", s.request_rate) : std::to_string(s.users);
+}
+double LoadX(const LevelStats& s) { return s.request_rate > 0 ? s.request_rate : s.users; }
+bool OpenLoop(const BenchResults& r) { return !r.stats.empty() && r.stats[0].request_rate > 0; }
+
+std::string Memory(const ServerStats& s) {
+  return s.rss_max_bytes < 0 ? "n/a" : fmt::format("{:.2f}", s.rss_max_bytes / 1e9);
+}
+std::string Percent(double fraction) { return fmt::format("{:.1f}%", fraction * 100); }
+std::string OrNa(double v, const char* f = "{:.2f}") {
+  return v < 0 ? "n/a" : fmt::format(fmt::runtime(f), v);
+}
+
+std::string KneeSentence(const BenchResults& r) {
+  int knee = FindKnee(r.stats, r.info.slo);
+  std::string slo = FormatSlo(r.info.slo);
+  if (knee < 0) {
+    return fmt::format("**Knee: none** - already the lowest load ({}) failed requests or missed "
+                       "the SLOs (p99 {}).", r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);
+  }
+  const LevelStats& k = r.stats[knee];
+  std::string next;
+  if (knee + 1 < static_cast<int>(r.stats.size())) {
+    const LevelStats& n = r.stats[knee + 1];
+    next = fmt::format(" At {} it breaks: {} failures, p99 TTFT {} ms, p99 E2E {} ms.",
+                       LoadLabel(n), Percent(n.failure_rate), Thousands(n.ttft_ms.p99),
+                       Thousands(n.e2e_ms.p99));
+  } else {
+    next = " It held at every level tested: raise the load to find where it breaks.";
+  }
+  return fmt::format("**Knee: {}{}** - the most load at which every request succeeded and the "
+                     "SLOs held (p99 {}), with {:.2f} RPS.{}",
+                     LoadLabel(k), k.request_rate > 0 ? "" : " users", slo, k.rps, next);
+}
+
+std::string ConcurrencyTable(const BenchResults& r) {
+  std::string md = fmt::format(
+      "| {} | RPS | mean TTFT (ms) | mean E2E (ms) | memory (GB) | failures |\n"
+      "|---|---|---|---|---|---|\n", OpenLoop(r) ? "rate" : "users");
+  for (const LevelStats& s : r.stats) {
+    md += fmt::format("| {} | {:.2f} | {} | {} | {} | {} |\n", LoadLabel(s), s.rps,
+                      Thousands(s.ttft_ms.mean), Thousands(s.e2e_ms.mean), Memory(s.server),
+                      Percent(s.failure_rate));
+  }
+  return md;
+}
+
+std::string TaskTable(const BenchResults& r, const Workload& w, int level_idx) {
+  const LevelStats& s = r.stats[level_idx];
+  std::string md =
+      "| task | requests | mean E2E ± std (ms) | mean TTFT ± std (ms) | p90 E2E (ms) | failures |\n"
+      "|---|---|---|---|---|---|\n";
+  for (const TaskStats& t : s.tasks) {
+    md += fmt::format("| {} | {} | {} ± {} | {} ± {} | {} | {} |\n", t.name, t.requests,
+                      Thousands(t.e2e_ms.mean), Thousands(t.e2e_ms.std), Thousands(t.ttft_ms.mean),
+                      Thousands(t.ttft_ms.std), Thousands(t.e2e_ms.p90),
+                      t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests)
+                                     : "-");
+  }
+  return md;
+}
+
+std::string DetailHeading(const BenchResults& r, int level_idx) {
+  const LevelStats& s = r.stats[level_idx];
+  std::string note;
+  if (s.request_rate <= 0 && s.users != r.info.detail_users) {
+    note = fmt::format(" (no level with {} users; nearest)", r.info.detail_users);
+  }
+  return fmt::format("Per task at {}{}{}", LoadLabel(s), s.request_rate > 0 ? "" : " users", note);
+}
+
+json DistJson(const Distribution& d) {
+  return {{"n", d.n},     {"mean", d.mean}, {"std", d.std}, {"min", d.min},
+          {"max", d.max}, {"p50", d.p50},   {"p90", d.p90}, {"p99", d.p99}};
+}
+
+Status WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) return InternalError("cannot write {}", path.string());
+  return OkStatus();
+}
+
+}  // namespace
+
+std::string CpuModelName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      size_t colon = line.find(':');
+      if (colon != std::string::npos) {
+        size_t start = line.find_first_not_of(' ', colon + 1);
+        return start == std::string::npos ? "unknown" : line.substr(start);
+      }
+    }
+  }
+  return "unknown";
+}
+
+int NumCores() { return static_cast<int>(std::thread::hardware_concurrency()); }
+
+std::string UtcNow() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+int DetailLevelIndex(const BenchResults& results, int users) {
+  int best = 0;
+  for (size_t i = 0; i < results.stats.size(); ++i) {
+    if (std::abs(results.stats[i].users - users) < std::abs(results.stats[best].users - users)) {
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+std::string RenderConsoleTables(const BenchResults& r, const Workload& w) {
+  if (r.stats.empty()) return "no levels were run\n";
+  int detail = DetailLevelIndex(r, r.info.detail_users);
+  return fmt::format("{}\n{}\n\n{}:\n\n{}", ConcurrencyTable(r), KneeSentence(r),
+                     DetailHeading(r, detail), TaskTable(r, w, detail));
+}
+
+std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
+  const RunInfo& i = r.info;
+  std::string md = "# tinyserve bench serve: capacity report\n\n";
+  md += fmt::format(
+      "- tinyserve {} · model `{}` · {} server at `{}` · endpoint `{}`\n"
+      "- machine: {}, {} cores · server threads: {}\n"
+      "- profile `{}` · workload `{}` (", i.tinyserve_version, i.model,
+      i.embedded_server ? "embedded" : "external", i.base_url, i.endpoint, i.cpu_model, i.cores,
+      i.server_threads > 0 ? std::to_string(i.server_threads) : "unknown", i.profile, i.workload);
+  for (size_t t = 0; t < w.tasks.size(); ++t) {
+    md += fmt::format("{}{} ×{:g}, max_tokens {}", t ? "; " : "", w.tasks[t].name,
+                      w.tasks[t].weight, w.tasks[t].max_tokens);
+  }
+  md += fmt::format(
+      ")\n- per level: warmup {:g} s, measured {:g} s · think time {:g}-{:g} s · timeout {:g} s · "
+      "seed {}\n- SLO: {} · started {}\n- command: `{}`\n\n",
+      i.warmup_s, i.duration_s, i.think_min_s, i.think_max_s, i.timeout_s, i.seed,
+      FormatSlo(i.slo), i.started_at, i.command_line);
+  if (r.stats.empty()) return md + "No levels were run.\n";
+
+  md += "## Capacity\n\n" + ConcurrencyTable(r) + "\n" + KneeSentence(r) + "\n\n";
+  md += "RPS counts successful requests that started in the measured window, per second of it; "
+        "memory is the server's peak resident set; failures are the share of measured requests "
+        "that failed (any cause).\n\n";
+  int detail = DetailLevelIndex(r, i.detail_users);
+  md += "## " + DetailHeading(r, detail) + "\n\n" + TaskTable(r, w, detail) + "\n";
+
+  md += fmt::format("## Latency percentiles (ms)\n\n"
+                    "| {} | requests | TTFT p50 / p90 / p99 | E2E p50 / p90 / p99 | ITL p50 / p99 | "
+                    "TPOT mean | output tok/s | goodput RPS | SLO met | in flight mean / max |\n"
+                    "|---|---|---|---|---|---|---|---|---|---|\n", OpenLoop(r) ? "rate" : "users");
+  for (const LevelStats& s : r.stats) {
+    md += fmt::format("| {} | {} | {} / {} / {} | {} / {} / {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} "
+                      "| {:.2f} | {} | {:.2f} / {} |\n", LoadLabel(s), s.requests,
+                      Thousands(s.ttft_ms.p50), Thousands(s.ttft_ms.p90), Thousands(s.ttft_ms.p99),
+                      Thousands(s.e2e_ms.p50), Thousands(s.e2e_ms.p90), Thousands(s.e2e_ms.p99),
+                      s.itl_ms.p50, s.itl_ms.p99, s.tpot_ms.mean, s.output_tokens_per_s,
+                      s.goodput_rps, Percent(s.slo_attainment), s.mean_in_flight, s.max_in_flight);
+  }
+  md += fmt::format("\n## Server (sampled during each level)\n\n"
+                    "| {} | samples | peak memory (GB) | KV cache use mean / max | running mean | "
+                    "waiting mean / max | preemptions |\n|---|---|---|---|---|---|---|\n",
+                    OpenLoop(r) ? "rate" : "users");
+  for (const LevelStats& s : r.stats) {
+    const ServerStats& v = s.server;
+    md += fmt::format("| {} | {} | {} | {} / {} | {} | {} / {} | {} |\n", LoadLabel(s), v.samples,
+                      Memory(v), v.kv_usage_mean < 0 ? "n/a" : Percent(v.kv_usage_mean),
+                      v.kv_usage_max < 0 ? "n/a" : Percent(v.kv_usage_max), OrNa(v.running_mean),
+                      OrNa(v.waiting_mean), OrNa(v.waiting_max, "{:.0f}"),
+                      OrNa(v.preemptions, "{:.0f}"));
+  }
+  md += "\n## Failures by cause\n\n";
+  bool any = false;
+  for (const LevelStats& s : r.stats) {
+    if (s.failures == 0) continue;
+    any = true;
+    md += fmt::format("- {}: {} of {} failed:", LoadLabel(s), s.failures, s.requests);
+    for (const auto& [cause, n] : s.failures_by_cause) md += fmt::format(" {} {},", cause, n);
+    md.pop_back();
+    md += "\n";
+  }
+  if (!any) md += "No request failed.\n";
+  md += "\n## Charts\n\n![RPS and goodput](rps_vs_users.svg)\n![Latency percentiles]"
+        "(latency_vs_users.svg)\n![Failure rate](failures_vs_users.svg)\n![TTFT distribution "
+        "per task](ttft_by_task.svg)\n";
+  return md;
+}
+
+json ResultsJson(const BenchResults& r, const Workload& w) {
+  const RunInfo& i = r.info;
+  json out;
+  out["info"] = {{"tinyserve_version", i.tinyserve_version}, {"model", i.model},
+                 {"base_url", i.base_url}, {"embedded_server", i.embedded_server},
+                 {"endpoint", i.endpoint}, {"profile", i.profile}, {"workload", i.workload},
+                 {"cpu_model", i.cpu_model}, {"cores", i.cores},
+                 {"server_threads", i.server_threads}, {"seed", i.seed},
+                 {"think_time_s", {i.think_min_s, i.think_max_s}}, {"timeout_s", i.timeout_s},
+                 {"warmup_s", i.warmup_s}, {"duration_s", i.duration_s},
+                 {"detail_users", i.detail_users}, {"started_at", i.started_at},
+                 {"command_line", i.command_line},
+                 {"slo", {{"ttft_ms", i.slo.ttft_ms}, {"e2e_ms", i.slo.e2e_ms}}}};
+  json tasks = json::array();
+  for (const TaskType& t : w.tasks) {
+    tasks.push_back({{"name", t.name}, {"weight", t.weight}, {"max_tokens", t.max_tokens},
+                     {"temperature", t.temperature}, {"samples", t.samples.size()}});
+  }
+  out["tasks"] = tasks;
+  int knee = FindKnee(r.stats, i.slo);
+  out["knee"] = knee < 0 ? json(nullptr)
+                         : json{{"level", knee}, {"users", r.stats[knee].users},
+                                {"request_rate", r.stats[knee].request_rate},
+                                {"rps", r.stats[knee].rps}};
+  json levels = json::array();
+  for (size_t l = 0; l < r.stats.size(); ++l) {
+    const LevelStats& s = r.stats[l];
+    json level = {{"users", s.users}, {"request_rate", s.request_rate},
+                  {"duration_s", s.duration_s}, {"requests", s.requests}, {"ok", s.ok},
+                  {"failures", s.failures}, {"failure_rate", s.failure_rate},
+                  {"failures_by_cause", s.failures_by_cause}, {"rps", s.rps},
+                  {"output_tokens_per_s", s.output_tokens_per_s}, {"goodput_rps", s.goodput_rps},
+                  {"slo_attainment", s.slo_attainment}, {"holds", LevelHolds(s, i.slo)},
+                  {"ttft_ms", DistJson(s.ttft_ms)}, {"e2e_ms", DistJson(s.e2e_ms)},
+                  {"itl_ms", DistJson(s.itl_ms)}, {"tpot_ms", DistJson(s.tpot_ms)},
+                  {"mean_in_flight", s.mean_in_flight}, {"max_in_flight", s.max_in_flight},
+                  {"wall_s", r.levels[l].wall_s}};
+    json per_task = json::array();
+    for (const TaskStats& t : s.tasks) {
+      per_task.push_back({{"task", t.name}, {"requests", t.requests}, {"failures", t.failures},
+                          {"ttft_ms", DistJson(t.ttft_ms)}, {"e2e_ms", DistJson(t.e2e_ms)}});
+    }
+    level["tasks"] = per_task;
+    const ServerStats& v = s.server;
+    level["server"] = {{"samples", v.samples}, {"rss_max_bytes", v.rss_max_bytes},
+                       {"kv_usage_mean", v.kv_usage_mean}, {"kv_usage_max", v.kv_usage_max},
+                       {"running_mean", v.running_mean}, {"waiting_mean", v.waiting_mean},
+                       {"waiting_max", v.waiting_max}, {"preemptions", v.preemptions}};
+    json samples = json::array();
+    if (l < r.server_samples.size()) {
+      for (const ServerSample& x : r.server_samples[l]) {
+        samples.push_back({{"t_s", x.t_s}, {"rss_bytes", x.rss_bytes}, {"kv_usage", x.kv_usage},
+                           {"running", x.running}, {"waiting", x.waiting},
+                           {"preemptions_total", x.preemptions_total}});
+      }
+    }
+    level["server_samples"] = samples;
+    json requests = json::array();
+    for (const RequestRecord& q : r.levels[l].records) {
+      const RequestOutcome& o = q.outcome;
+      json itl = json::array();
+      for (double g : o.itl_s) itl.push_back(g * 1e3);
+      requests.push_back(
+          {{"user", q.user}, {"seq", q.seq}, {"task", w.tasks[q.task_idx].name},
+           {"sample", w.tasks[q.task_idx].samples[q.sample_idx].id}, {"warmup", q.warmup},
+           {"scheduled_s", q.scheduled_s}, {"start_s", q.start_s}, {"end_s", q.end_s},
+           {"think_s", q.think_s}, {"ok", o.ok()}, {"cause", o.cause}, {"detail", o.detail},
+           {"http_status", o.http_status},
+           {"ttft_ms", o.ttft_s < 0 ? json(nullptr) : json(o.ttft_s * 1e3)},
+           {"e2e_ms", o.e2e_s * 1e3}, {"itl_ms", itl}, {"output_tokens", o.output_tokens},
+           {"prompt_tokens", o.prompt_tokens}, {"usage_reported", o.usage_reported},
+           {"finish_reason", o.finish_reason}});
+    }
+    level["requests"] = requests;
+    levels.push_back(level);
+  }
+  out["levels"] = levels;
+  return out;
+}
+
+std::string ResultsCsv(const BenchResults& r, const Workload& w) {
+  std::string csv =
+      "level,users,request_rate,user,seq,task,sample,warmup,scheduled_s,start_s,end_s,ok,cause,"
+      "http_status,ttft_ms,e2e_ms,mean_itl_ms,output_tokens,prompt_tokens,finish_reason\n";
+  for (size_t l = 0; l < r.levels.size(); ++l) {
+    const LevelResult& level = r.levels[l];
+    for (const RequestRecord& q : level.records) {
+      const RequestOutcome& o = q.outcome;
+      double itl = 0;
+      for (double g : o.itl_s) itl += g;
+      std::string mean_itl = o.itl_s.empty() ? "" : fmt::format("{:.3f}", itl * 1e3 / o.itl_s.size());
+      // Causes, task names and sample ids are identifiers; finish reasons are quoted anyway.
+      csv += fmt::format("{},{},{:g},{},{},{},{},{},{:.6f},{:.6f},{:.6f},{},{},{},{},{:.3f},{},{},{},"
+                         "\"{}\"\n", l, level.level.users, level.level.request_rate, q.user, q.seq,
+                         w.tasks[q.task_idx].name, w.tasks[q.task_idx].samples[q.sample_idx].id,
+                         q.warmup ? 1 : 0, q.scheduled_s, q.start_s, q.end_s, o.ok() ? 1 : 0,
+                         o.cause, o.http_status,
+                         o.ttft_s < 0 ? "" : fmt::format("{:.3f}", o.ttft_s * 1e3), o.e2e_s * 1e3,
+                         mean_itl, o.output_tokens, o.prompt_tokens, o.finish_reason);
+    }
+  }
+  return csv;
+}
+
+Status WriteReport(const BenchResults& r, const Workload& w, const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return InternalError("cannot create {}: {}", dir, ec.message());
+  std::filesystem::path d(dir);
+  TS_RETURN_IF_ERROR(WriteFile(d / "report.md", RenderMarkdown(r, w)));
+  TS_RETURN_IF_ERROR(WriteFile(d / "results.json", ResultsJson(r, w).dump(1)));
+  TS_RETURN_IF_ERROR(WriteFile(d / "results.csv", ResultsCsv(r, w)));
+
+  const bool open_loop = OpenLoop(r);
+  const std::string x_label = open_loop ? "offered load (requests/s)" : "concurrent users";
+  LineChart rps{"Throughput", x_label, "requests/s", !open_loop, {{"RPS", {}}, {"goodput", {}}}};
+  LineChart latency{"Latency percentiles", x_label, "ms", !open_loop,
+                    {{"TTFT p50", {}}, {"TTFT p99", {}}, {"E2E p50", {}}, {"E2E p90", {}},
+                     {"E2E p99", {}}}};
+  LineChart failures{"Failure rate", x_label, "% of requests", !open_loop, {{"failures", {}}}};
+  for (const LevelStats& s : r.stats) {
+    double x = LoadX(s);
+    rps.series[0].points.emplace_back(x, s.rps);
+    rps.series[1].points.emplace_back(x, s.goodput_rps);
+    latency.series[0].points.emplace_back(x, s.ttft_ms.p50);
+    latency.series[1].points.emplace_back(x, s.ttft_ms.p99);
+    latency.series[2].points.emplace_back(x, s.e2e_ms.p50);
+    latency.series[3].points.emplace_back(x, s.e2e_ms.p90);
+    latency.series[4].points.emplace_back(x, s.e2e_ms.p99);
+    failures.series[0].points.emplace_back(x, s.failure_rate * 100);
+  }
+  // TTFT distribution per task as an empirical CDF, at the detail level.
+  LineChart ttft{"TTFT distribution per task", "TTFT (ms)", "% of requests at or below", false, {}};
+  if (!r.levels.empty()) {
+    int detail = DetailLevelIndex(r, r.info.detail_users);
+    ttft.title += " at " + LoadLabel(r.stats[detail]) + (open_loop ? "" : " users");
+    for (size_t t = 0; t < w.tasks.size(); ++t) {
+      std::vector<double> values;
+      for (const RequestRecord& q : r.levels[detail].records) {
+        if (!q.warmup && q.task_idx == static_cast<int>(t) && q.outcome.ok()) {
+          values.push_back((q.outcome.ttft_s >= 0 ? q.outcome.ttft_s : q.outcome.e2e_s) * 1e3);
+        }
+      }
+      std::sort(values.begin(), values.end());
+      ChartSeries series{w.tasks[t].name, {}};
+      for (size_t k = 0; k < values.size(); ++k) {
+        series.points.emplace_back(values[k], 100.0 * (k + 1) / values.size());
+      }
+      ttft.series.push_back(std::move(series));
+    }
+  }
+  TS_RETURN_IF_ERROR(WriteFile(d / "rps_vs_users.svg", RenderSvg(rps)));
+  TS_RETURN_IF_ERROR(WriteFile(d / "latency_vs_users.svg", RenderSvg(latency)));
+  TS_RETURN_IF_ERROR(WriteFile(d / "failures_vs_users.svg", RenderSvg(failures)));
+  TS_RETURN_IF_ERROR(WriteFile(d / "ttft_by_task.svg", RenderSvg(ttft)));
+  return OkStatus();
+}
+
+}  // namespace tinyserve::bench

@@ -1,0 +1,81 @@
+// Statistics of a load level: latency distributions (mean, std, p50/p90/p99), throughput,
+// goodput under SLOs, failures by cause, per-task breakdown, and server-side samples; and the
+// knee of a run. Pure functions over recorded results; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/load_generator.h"
+#include "bench/server_sampler.h"
+#include "bench/workload.h"
+#include "util/status.h"
+
+namespace tinyserve::bench {
+
+struct Distribution {
+  int64_t n = 0;
+  double mean = 0, std = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;
+};
+// Percentiles interpolate linearly between order statistics (NumPy's default); the standard
+// deviation is the population one. An empty input gives n = 0 and zeros.
+Distribution Summarize(std::vector<double> values);
+
+// Service-level objectives per request; 0 means no limit on that measure.
+struct Slo {
+  double ttft_ms = 0;
+  double e2e_ms = 0;
+};
+// Parses "ttft=500,e2e=5000" (either part may be left out).
+[[nodiscard]] StatusOr<Slo> ParseSlo(const std::string& text);
+std::string FormatSlo(const Slo& slo);
+
+struct TaskStats {
+  std::string name;
+  int64_t requests = 0;
+  int64_t failures = 0;
+  Distribution ttft_ms, e2e_ms;
+};
+
+struct ServerStats {
+  int64_t samples = 0;
+  double rss_max_bytes = -1;  // -1: not reported.
+  double kv_usage_mean = -1, kv_usage_max = -1;
+  double waiting_mean = -1, waiting_max = -1;
+  double running_mean = -1;
+  double preemptions = -1;  // Counter increase over the level.
+};
+ServerStats SummarizeServer(const std::vector<ServerSample>& samples);
+
+struct LevelStats {
+  int users = 0;
+  double request_rate = 0;
+  double duration_s = 0;
+  int64_t requests = 0;  // Measured: started inside the window.
+  int64_t ok = 0;
+  int64_t failures = 0;
+  double failure_rate = 0;
+  std::map<std::string, int64_t> failures_by_cause;
+  double rps = 0;                 // Successful measured requests per second of window.
+  double output_tokens_per_s = 0;
+  double goodput_rps = 0;         // Successful requests that also met every SLO, per second.
+  double slo_attainment = 0;      // Fraction of measured requests that were good.
+  Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;  // Over successful requests.
+  double mean_in_flight = 0;
+  int max_in_flight = 0;
+  std::vector<TaskStats> tasks;  // One per workload task, in workload order.
+  ServerStats server;
+};
+
+LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload, const Slo& slo,
+                             const std::vector<ServerSample>& samples);
+
+// A level holds when it had no failure and the p99 of TTFT and of E2E are within the SLOs.
+bool LevelHolds(const LevelStats& level, const Slo& slo);
+// The knee: the index of the last level of the leading run of levels that hold (levels are in
+// rising load), or -1 when the first already fails.
+int FindKnee(const std::vector<LevelStats>& levels, const Slo& slo);
+
+}  // namespace tinyserve::bench
