@@ -43,7 +43,20 @@ class PackedMatrix {
 
 // out[m, n] = sum_k x[m, k] * W[n, k] + (bias ? bias[n] : 0).
 // x: [num_rows, w.cols()] f32; out: [num_rows, w.rows()] f32; bias: [w.rows()] or nullptr.
+// Threads split the output columns (weight rows); each output element is computed by one
+// thread in a fixed order, so results do not depend on the number of threads. pool may be
+// nullptr (runs on the calling thread). x, out and bias need no particular alignment.
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias,
             float* out, ThreadPool* pool);
+
+// The code paths MatMul chooses between; exposed so tests and benchmarks can run each one.
+enum class MatMulIsa { kScalar, kAvx2, kAvx512 };
+// Whether this CPU can run `isa` (kAvx512 needs F/BW/VL/DQ/VNNI; kAvx2 needs AVX2/FMA/F16C).
+bool CpuSupports(MatMulIsa isa);
+// The path MatMul uses: the best one the CPU supports.
+MatMulIsa BestMatMulIsa();
+// MatMul forced onto `isa`. Requires CpuSupports(isa).
+void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
+                   const float* bias, float* out, ThreadPool* pool);
 
 }  // namespace tinyserve::kernels

@@ -1,0 +1,202 @@
+// AVX2 (+FMA, F16C) MatMul kernels, for CPUs without AVX-512 VNNI. Same packed layout as the
+// AVX-512 path, read as two halves of 8 rows; the u8 x s8 dot products use maddubs + madd.
+// maddubs saturates its 16-bit pair sums, which only 8-bit weights can reach: Q8_0 quants are
+// turned back into signed bytes and multiplied with the sign trick (|w| x sign(w) * x) instead.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/matmul_internal.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+inline int32_t LoadI32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Rows [8h, 8h + 8) of row group g for output rows [m, m + MT).
+template <int MT, int SUB, bool kMin, bool kSigned>
+void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h,
+                   int64_t m, const float* bias, float* out) {
+  const uint8_t* rec = w.Group(g);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256 acc[MT];
+  for (int r = 0; r < MT; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    __m256i dot[MT];
+    for (int r = 0; r < MT; ++r)
+      dot[r] = kSigned ? _mm256_setzero_si256()
+                       : _mm256_set1_epi32(a.init[(m + r) * a.num_sub + b]);
+    for (int c = 0; c < SUB / 4; ++c) {
+      const __m256i wv =
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
+      for (int r = 0; r < MT; ++r) {
+        const __m256i xv =
+            _mm256_set1_epi32(LoadI32(a.xq.data() + (m + r) * a.cols + b * SUB + c * 4));
+        __m256i p;
+        if constexpr (kSigned) {
+          const __m256i ws = _mm256_xor_si256(wv, flip);
+          p = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(xv, ws));
+        } else {
+          p = _mm256_maddubs_epi16(wv, xv);
+        }
+        dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const auto* scale = reinterpret_cast<const float*>(rec + SUB * kGroupRows);
+    const __m256 sv = _mm256_load_ps(scale + h * 8);
+    for (int r = 0; r < MT; ++r) {
+      const float sx = a.sx[(m + r) * (a.cols / kActBlock) + b * SUB / kActBlock];
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
+                               acc[r]);
+    }
+    if constexpr (kMin) {
+      const __m256 ov = _mm256_load_ps(scale + kGroupRows + h * 8);
+      for (int r = 0; r < MT; ++r)
+        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[(m + r) * a.num_sub + b]), acc[r]);
+    }
+  }
+  const int64_t n0 = g * kGroupRows + h * 8;
+  const int64_t valid = w.rows - n0 < 8 ? w.rows - n0 : 8;
+  if (valid <= 0) return;
+  for (int r = 0; r < MT; ++r) {
+    alignas(32) float v[8];
+    _mm256_store_ps(v, acc[r]);
+    float* o = out + (m + r) * w.rows + n0;
+    for (int i = 0; i < valid; ++i) o[i] = bias ? v[i] + bias[n0 + i] : v[i];
+  }
+}
+
+template <int SUB, bool kMin, bool kSigned>
+void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
+                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    for (int h = 0; h < 2; ++h) {
+      int64_t m = m_begin;
+      for (; m + 4 <= m_end; m += 4) QuantHalfTile<4, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+      switch (m_end - m) {
+        case 3: QuantHalfTile<3, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
+        case 2: QuantHalfTile<2, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
+        case 1: QuantHalfTile<1, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
+        default: break;
+      }
+    }
+  }
+}
+
+void QuantKernelAvx2(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
+                     int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
+                     float* out) {
+  const QuantTraits& t = w.traits;
+  auto fn = t.zero_point == 128 ? QuantGroups<32, false, true>
+            : t.sub_block == 32 ? (t.has_min ? QuantGroups<32, true, false>
+                                             : QuantGroups<32, false, false>)
+                                : (t.has_min ? QuantGroups<16, true, false>
+                                             : QuantGroups<16, false, false>);
+  fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
+}
+
+template <DType kType>
+inline __m256 LoadW8(const void* row, int64_t k) {
+  if constexpr (kType == DType::kF32) {
+    return _mm256_loadu_ps(static_cast<const float*>(row) + k);
+  } else {
+    const __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k));
+    if constexpr (kType == DType::kF16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+float LoadScalar(DType type, const void* row, int64_t k) {
+  uint16_t h;
+  switch (type) {
+    case DType::kF16:
+      std::memcpy(&h, static_cast<const uint16_t*>(row) + k, 2);
+      return _cvtsh_ss(h);
+    case DType::kBF16: {
+      std::memcpy(&h, static_cast<const uint16_t*>(row) + k, 2);
+      const uint32_t u = uint32_t{h} << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return f;
+    }
+    default:
+      return static_cast<const float*>(row)[k];
+  }
+}
+
+// 4 weight rows x up to 2 activation rows; 8 columns per step, then a scalar tail.
+template <DType kType, int NT, int MT>
+void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m,
+               const float* bias, float* out) {
+  constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
+  const int64_t cols = w.cols;
+  const void* rows[NT];
+  for (int i = 0; i < NT; ++i)
+    rows[i] = static_cast<const uint8_t*>(w.float_data) + (n + i) * cols * kElem;
+  __m256 acc[NT][MT];
+  for (int i = 0; i < NT; ++i)
+    for (int j = 0; j < MT; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= cols; k += 8) {
+    __m256 xv[MT];
+    for (int j = 0; j < MT; ++j) xv[j] = _mm256_loadu_ps(x + (m + j) * cols + k);
+    for (int i = 0; i < NT; ++i) {
+      const __m256 wv = LoadW8<kType>(rows[i], k);
+      for (int j = 0; j < MT; ++j) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < NT; ++i)
+    for (int j = 0; j < MT; ++j) {
+      float v = HorizontalSum(acc[i][j]);
+      for (int64_t t = k; t < cols; ++t) v += LoadScalar(kType, rows[i], t) * x[(m + j) * cols + t];
+      out[(m + j) * w.rows + n + i] = bias ? v + bias[n + i] : v;
+    }
+}
+
+template <DType kType>
+void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                      int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                      float* out) {
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) {
+    int64_t m = m_begin;
+    for (; m + 2 <= m_end; m += 2) FloatTile<kType, 4, 2>(w, x, n, m, bias, out);
+    if (m < m_end) FloatTile<kType, 4, 1>(w, x, n, m, bias, out);
+  }
+  for (; n < n_end; ++n)
+    for (int64_t m = m_begin; m < m_end; ++m) FloatTile<kType, 1, 1>(w, x, n, m, bias, out);
+}
+
+void FloatKernelAvx2(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                     int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                     float* out) {
+  switch (w.dtype) {
+    case DType::kF16:
+      return FloatKernelTyped<DType::kF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+    case DType::kBF16:
+      return FloatKernelTyped<DType::kBF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+    default:
+      return FloatKernelTyped<DType::kF32>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+  }
+}
+
+}  // namespace
+
+MatMulKernels Avx2Kernels() {
+  return {ScalarKernels().quantize_acts, QuantKernelAvx2, FloatKernelAvx2};
+}
+
+}  // namespace tinyserve::kernels

@@ -1,0 +1,218 @@
+// AVX-512 (F/BW/VL/DQ + VNNI) MatMul kernels. Quantized weights: one 512-bit register holds 4
+// quants of each of the 16 rows of a group; a broadcast of 4 activation bytes meets all 16 rows
+// in one vpdpbusd (u8 weights x s8 activations -> s32), and each loaded weight register serves
+// up to 8 activation rows. Float weights: 4 weight rows x up to 4 activation rows of f32 FMA.
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/matmul_internal.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+inline int32_t LoadI32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
+                        const QuantTraits& traits, QuantizedActs* acts) {
+  const int64_t cols = acts->cols;
+  const int sub = traits.sub_block;
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int64_t m = row_begin; m < row_end; ++m) {
+    const float* xr = x + m * cols;
+    int8_t* q = acts->xq.data() + m * cols;
+    float* sx = acts->sx.data() + m * (cols / kActBlock);
+    int32_t* init = acts->init.data() + m * acts->num_sub;
+    float* xsum = acts->xsum.data() + m * acts->num_sub;
+    for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
+      const __m512 v0 = _mm512_loadu_ps(xr + blk * 32);
+      const __m512 v1 = _mm512_loadu_ps(xr + blk * 32 + 16);
+      const float amax = _mm512_reduce_max_ps(
+          _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+      const float id = amax == 0 ? 0.0f : 127.0f / amax;
+      sx[blk] = amax / 127.0f;
+      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+      const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + blk * 32), _mm512_cvtsepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + blk * 32 + 16), _mm512_cvtsepi32_epi8(q1));
+      const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
+      if (sub == 32) {
+        init[blk] = -traits.zero_point * (s0 + s1);
+        xsum[blk] = sx[blk] * static_cast<float>(s0 + s1);
+      } else {
+        init[2 * blk] = -traits.zero_point * s0;
+        init[2 * blk + 1] = -traits.zero_point * s1;
+        xsum[2 * blk] = sx[blk] * static_cast<float>(s0);
+        xsum[2 * blk + 1] = sx[blk] * static_cast<float>(s1);
+      }
+    }
+  }
+}
+
+// Output rows [m, m + MT) of row group g.
+template <int MT, int SUB, bool kMin>
+void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
+               const float* bias, float* out) {
+  const uint8_t* rec = w.Group(g);
+  const int8_t* xq[MT];
+  const float* sx[MT];
+  const int32_t* init[MT];
+  const float* xsum[MT];
+  __m512 acc[MT];
+  for (int r = 0; r < MT; ++r) {
+    xq[r] = a.xq.data() + (m + r) * a.cols;
+    sx[r] = a.sx.data() + (m + r) * (a.cols / kActBlock);
+    init[r] = a.init.data() + (m + r) * a.num_sub;
+    xsum[r] = a.xsum.data() + (m + r) * a.num_sub;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    __m512i dot[MT];
+    for (int r = 0; r < MT; ++r) dot[r] = _mm512_set1_epi32(init[r][b]);
+    for (int c = 0; c < SUB / 4; ++c) {
+      const __m512i wv = _mm512_load_si512(rec + c * 64);
+      for (int r = 0; r < MT; ++r)
+        dot[r] = _mm512_dpbusd_epi32(dot[r], wv, _mm512_set1_epi32(LoadI32(xq[r] + b * SUB + c * 4)));
+    }
+    const __m512 scale = _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows));
+    for (int r = 0; r < MT; ++r) {
+      const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sx[r][b * SUB / kActBlock]));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
+    }
+    if constexpr (kMin) {
+      const __m512 offset =
+          _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows + 64));
+      for (int r = 0; r < MT; ++r) acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[r][b]), acc[r]);
+    }
+  }
+  const int64_t n0 = g * kGroupRows;
+  const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
+  const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+  const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+  for (int r = 0; r < MT; ++r) {
+    const __m512 v = bias ? _mm512_add_ps(acc[r], bv) : acc[r];
+    _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
+  }
+}
+
+template <int SUB, bool kMin>
+void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
+                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    int64_t m = m_begin;
+    for (; m + 8 <= m_end; m += 8) QuantTile<8, SUB, kMin>(w, a, g, m, bias, out);
+    switch (m_end - m) {
+      case 7: QuantTile<7, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 6: QuantTile<6, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 5: QuantTile<5, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 4: QuantTile<4, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 3: QuantTile<3, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 2: QuantTile<2, SUB, kMin>(w, a, g, m, bias, out); break;
+      case 1: QuantTile<1, SUB, kMin>(w, a, g, m, bias, out); break;
+      default: break;
+    }
+  }
+}
+
+void QuantKernelAvx512(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
+                       int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
+                       float* out) {
+  const bool min = w.traits.has_min;
+  if (w.traits.sub_block == 32) {
+    (min ? QuantGroups<32, true> : QuantGroups<32, false>)(w, a, g_begin, g_end, m_begin, m_end,
+                                                           bias, out);
+  } else {
+    (min ? QuantGroups<16, true> : QuantGroups<16, false>)(w, a, g_begin, g_end, m_begin, m_end,
+                                                           bias, out);
+  }
+}
+
+// 16 weights of a row starting at k as f32; `mask` selects the valid ones.
+template <DType kType>
+inline __m512 LoadW(const void* row, int64_t k, __mmask16 mask) {
+  if constexpr (kType == DType::kF32) {
+    return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(row) + k);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(row) + k);
+    if constexpr (kType == DType::kF16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <DType kType, int NT, int MT>
+void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m,
+               const float* bias, float* out) {
+  constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
+  const int64_t cols = w.cols;
+  const void* rows[NT];
+  for (int i = 0; i < NT; ++i)
+    rows[i] = static_cast<const uint8_t*>(w.float_data) + (n + i) * cols * kElem;
+  __m512 acc[NT][MT];
+  for (int i = 0; i < NT; ++i)
+    for (int j = 0; j < MT; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < cols; k += 16) {
+    const __mmask16 mask =
+        cols - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (cols - k)) - 1);
+    __m512 xv[MT];
+    for (int j = 0; j < MT; ++j) xv[j] = _mm512_maskz_loadu_ps(mask, x + (m + j) * cols + k);
+    for (int i = 0; i < NT; ++i) {
+      const __m512 wv = LoadW<kType>(rows[i], k, mask);
+      for (int j = 0; j < MT; ++j) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < NT; ++i)
+    for (int j = 0; j < MT; ++j) {
+      const float v = _mm512_reduce_add_ps(acc[i][j]);
+      out[(m + j) * w.rows + n + i] = bias ? v + bias[n + i] : v;
+    }
+}
+
+template <DType kType, int NT>
+void FloatRows(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m_begin,
+               int64_t m_end, const float* bias, float* out) {
+  int64_t m = m_begin;
+  for (; m + 4 <= m_end; m += 4) FloatTile<kType, NT, 4>(w, x, n, m, bias, out);
+  switch (m_end - m) {
+    case 3: FloatTile<kType, NT, 3>(w, x, n, m, bias, out); break;
+    case 2: FloatTile<kType, NT, 2>(w, x, n, m, bias, out); break;
+    case 1: FloatTile<kType, NT, 1>(w, x, n, m, bias, out); break;
+    default: break;
+  }
+}
+
+template <DType kType>
+void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                      int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                      float* out) {
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) FloatRows<kType, 4>(w, x, n, m_begin, m_end, bias, out);
+  for (; n < n_end; ++n) FloatRows<kType, 1>(w, x, n, m_begin, m_end, bias, out);
+}
+
+void FloatKernelAvx512(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                       int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                       float* out) {
+  switch (w.dtype) {
+    case DType::kF16:
+      return FloatKernelTyped<DType::kF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+    case DType::kBF16:
+      return FloatKernelTyped<DType::kBF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+    default:
+      return FloatKernelTyped<DType::kF32>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
+  }
+}
+
+}  // namespace
+
+MatMulKernels Avx512Kernels() {
+  return {QuantizeActsAvx512, QuantKernelAvx512, FloatKernelAvx512};
+}
+
+}  // namespace tinyserve::kernels

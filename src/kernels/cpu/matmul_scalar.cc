@@ -1,0 +1,95 @@
+// Portable MatMul kernels (no ISA flags): the fallback for CPUs without AVX2, and the plain
+// statement of the quantized algorithm of matmul_internal.h that the SIMD paths reproduce bit
+// for bit (same integer dot products, same fused multiply-adds in the same order).
+#include <cmath>
+
+#include "kernels/convert.h"
+#include "kernels/matmul_internal.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+void QuantizeActsScalar(const float* x, int64_t row_begin, int64_t row_end,
+                        const QuantTraits& traits, QuantizedActs* acts) {
+  const int64_t cols = acts->cols;
+  const int sub = traits.sub_block;
+  for (int64_t m = row_begin; m < row_end; ++m) {
+    const float* xr = x + m * cols;
+    int8_t* q = acts->xq.data() + m * cols;
+    float* sx = acts->sx.data() + m * (cols / kActBlock);
+    for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
+      float amax = 0;
+      for (int i = 0; i < kActBlock; ++i) amax = std::fmax(amax, std::fabs(xr[blk * 32 + i]));
+      const float id = amax == 0 ? 0.0f : 127.0f / amax;
+      sx[blk] = amax / 127.0f;
+      for (int i = 0; i < kActBlock; ++i)
+        q[blk * 32 + i] = static_cast<int8_t>(std::nearbyint(xr[blk * 32 + i] * id));
+    }
+    for (int64_t b = 0; b < acts->num_sub; ++b) {
+      int32_t s = 0;
+      for (int i = 0; i < sub; ++i) s += q[b * sub + i];
+      acts->init[m * acts->num_sub + b] = -traits.zero_point * s;
+      acts->xsum[m * acts->num_sub + b] = sx[b * sub / kActBlock] * static_cast<float>(s);
+    }
+  }
+}
+
+void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, int64_t g_begin,
+                       int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
+                       float* out) {
+  const int sub = w.traits.sub_block;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* group = w.Group(g);
+    for (int r = 0; r < kGroupRows; ++r) {
+      const int64_t n = g * kGroupRows + r;
+      if (n >= w.rows) break;
+      for (int64_t m = m_begin; m < m_end; ++m) {
+        const int8_t* xq = acts.xq.data() + m * acts.cols;
+        const float* sx = acts.sx.data() + m * (acts.cols / kActBlock);
+        float acc = 0;
+        for (int64_t b = 0; b < w.num_sub; ++b) {
+          const uint8_t* rec = group + b * w.record_bytes;
+          int32_t dot = acts.init[m * acts.num_sub + b];
+          for (int c = 0; c < sub / 4; ++c)
+            for (int i = 0; i < 4; ++i) dot += rec[c * 64 + r * 4 + i] * xq[b * sub + c * 4 + i];
+          const auto* scale = reinterpret_cast<const float*>(rec + sub * kGroupRows);
+          acc = std::fma(static_cast<float>(dot), scale[r] * sx[b * sub / kActBlock], acc);
+          if (w.traits.has_min)
+            acc = std::fma(scale[kGroupRows + r], acts.xsum[m * acts.num_sub + b], acc);
+        }
+        out[m * w.rows + n] = bias ? acc + bias[n] : acc;
+      }
+    }
+  }
+}
+
+float LoadWeight(DType type, const void* row, int64_t k) {
+  switch (type) {
+    case DType::kF16: return Fp16ToF32(static_cast<const uint16_t*>(row)[k]);
+    case DType::kBF16: return Bf16ToF32(static_cast<const uint16_t*>(row)[k]);
+    default: return static_cast<const float*>(row)[k];
+  }
+}
+
+void FloatKernelScalar(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                       int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                       float* out) {
+  const int64_t elem = w.dtype == DType::kF32 ? 4 : 2;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const void* row = static_cast<const uint8_t*>(w.float_data) + n * w.cols * elem;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const float* xr = x + m * w.cols;
+      float acc = 0;
+      for (int64_t k = 0; k < w.cols; ++k) acc += LoadWeight(w.dtype, row, k) * xr[k];
+      out[m * w.rows + n] = bias ? acc + bias[n] : acc;
+    }
+  }
+}
+
+}  // namespace
+
+MatMulKernels ScalarKernels() {
+  return {QuantizeActsScalar, QuantKernelScalar, FloatKernelScalar};
+}
+
+}  // namespace tinyserve::kernels

@@ -1,0 +1,183 @@
+// PackedMatrix::Pack (repacking into the layout of matmul_internal.h) and MatMul's dispatch
+// and threading: row groups of the weights are split across the pool; for long inputs the
+// activation rows are tiled so that a row group's weights stay in cache across a tile.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/matmul_internal.h"
+#include "util/check.h"
+
+namespace tinyserve::kernels {
+
+PackedMatrix::PackedMatrix() : impl_(std::make_unique<Impl>()) {}
+PackedMatrix::PackedMatrix(PackedMatrix&&) noexcept = default;
+PackedMatrix& PackedMatrix::operator=(PackedMatrix&&) noexcept = default;
+PackedMatrix::~PackedMatrix() = default;
+
+int64_t PackedMatrix::rows() const { return impl_->rows; }
+int64_t PackedMatrix::cols() const { return impl_->cols; }
+DType PackedMatrix::source_dtype() const { return impl_->dtype; }
+uint64_t PackedMatrix::bytes() const { return impl_->bytes; }
+
+namespace {
+
+// Writes the records of row group g from up to 16 source rows.
+void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, int64_t g,
+               PackedMatrix::Impl* impl) {
+  const int sub = impl->traits.sub_block;
+  const int64_t cols = impl->cols;
+  std::vector<uint8_t> q(cols);
+  std::vector<float> scale(impl->num_sub), offset(impl->num_sub);
+  uint8_t* dst = impl->packed.data() + g * impl->num_sub * impl->record_bytes;
+  std::memset(dst, 0, impl->num_sub * impl->record_bytes);
+  for (int r = 0; r < kGroupRows; ++r) {
+    const int64_t row = g * kGroupRows + r;
+    if (row >= impl->rows) break;
+    const auto* src = static_cast<const uint8_t*>(w.data) + row * *row_bytes;
+    DecodeRowToInts(w.dtype, src, cols, q.data(), scale.data(), offset.data());
+    for (int64_t b = 0; b < impl->num_sub; ++b) {
+      uint8_t* rec = dst + b * impl->record_bytes;
+      for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, &q[b * sub + c * 4], 4);
+      auto* rec_scale = reinterpret_cast<float*>(rec + sub * kGroupRows);
+      rec_scale[r] = scale[b];
+      if (impl->traits.has_min) rec_scale[kGroupRows + r] = offset[b];
+    }
+  }
+}
+
+MatMulKernels KernelsFor(MatMulIsa isa) {
+  switch (isa) {
+    case MatMulIsa::kAvx512: return Avx512Kernels();
+    case MatMulIsa::kAvx2: return Avx2Kernels();
+    default: return ScalarKernels();
+  }
+}
+
+void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x,
+                  int64_t num_rows, const float* bias, float* out, ThreadPool* pool) {
+  QuantizedActs acts;
+  acts.num_rows = num_rows;
+  acts.cols = w.cols;
+  acts.num_sub = w.num_sub;
+  acts.xq.Resize(num_rows * w.cols);
+  acts.sx.Resize(num_rows * (w.cols / kActBlock));
+  acts.init.Resize(num_rows * w.num_sub);
+  acts.xsum.Resize(num_rows * w.num_sub);
+  const int num_threads = pool ? pool->num_threads() : 1;
+  if (num_threads > 1 && num_rows > 1) {
+    pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
+      k.quantize_acts(x, b, e, w.traits, &acts);
+    });
+  } else {
+    k.quantize_acts(x, 0, num_rows, w.traits, &acts);
+  }
+  // Tiles of activation rows small enough (about 256 KiB of int8) to stay in L2 while the
+  // row groups of one thread stream past them.
+  const int64_t tile = std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
+  auto work = [&](int64_t g_begin, int64_t g_end, int) {
+    for (int64_t m = 0; m < num_rows; m += tile)
+      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias, out);
+  };
+  if (num_threads > 1) {
+    pool->ParallelFor(w.num_groups, 1, work);
+  } else {
+    work(0, w.num_groups, 0);
+  }
+}
+
+void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x,
+              int64_t num_rows, const float* bias, float* out, ThreadPool* pool) {
+  const int64_t tile = std::max<int64_t>(4, (128 << 10) / (w.cols * 4) / 4 * 4);
+  auto work = [&](int64_t n_begin, int64_t n_end, int) {
+    for (int64_t m = 0; m < num_rows; m += tile)
+      k.float_kernel(w, x, n_begin, n_end, m, std::min(num_rows, m + tile), bias, out);
+  };
+  if (pool && pool->num_threads() > 1) {
+    pool->ParallelFor(w.rows, 4, work);
+  } else {
+    work(0, w.rows, 0);
+  }
+}
+
+}  // namespace
+
+StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
+  if (w.shape.size() != 2) return InvalidArgumentError("Pack {}: rank {} is not 2", w.name,
+                                                       w.shape.size());
+  const int64_t rows = w.shape[0], cols = w.shape[1];
+  if (rows <= 0 || cols <= 0) return InvalidArgumentError("Pack {}: empty matrix", w.name);
+  const bool is_float = w.dtype == DType::kF32 || w.dtype == DType::kF16 ||
+                        w.dtype == DType::kBF16;
+  const QuantTraits traits = GetQuantTraits(w.dtype);
+  if (!is_float && traits.sub_block == 0)
+    return InvalidArgumentError("Pack {}: unsupported dtype {}", w.name, DTypeName(w.dtype));
+  const std::optional<uint64_t> row_bytes = RowBytes(w.dtype, cols);
+  if (!row_bytes || (!is_float && cols % kActBlock != 0))
+    return InvalidArgumentError("Pack {}: {} columns is not a multiple of the {} block size",
+                                w.name, cols, DTypeName(w.dtype));
+  if (w.data == nullptr || w.num_bytes < *row_bytes * static_cast<uint64_t>(rows))
+    return InvalidArgumentError("Pack {}: {} bytes, expected {}", w.name, w.num_bytes,
+                                *row_bytes * rows);
+  PackedMatrix m;
+  Impl& impl = *m.impl_;
+  impl.dtype = w.dtype;
+  impl.rows = rows;
+  impl.cols = cols;
+  if (is_float) {
+    impl.float_data = w.data;
+    impl.bytes = *row_bytes * rows;
+    return m;
+  }
+  impl.traits = traits;
+  impl.num_groups = (rows + kGroupRows - 1) / kGroupRows;
+  impl.num_sub = cols / traits.sub_block;
+  impl.record_bytes = traits.sub_block * kGroupRows + kGroupRows * 4 * (traits.has_min ? 2 : 1);
+  impl.packed.Resize(impl.num_groups * impl.num_sub * impl.record_bytes);
+  impl.bytes = impl.packed.size();
+  for (int64_t g = 0; g < impl.num_groups; ++g) PackGroup(w, row_bytes, g, &impl);
+  return m;
+}
+
+bool CpuSupports(MatMulIsa isa) {
+  switch (isa) {
+    case MatMulIsa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni") && CpuSupports(MatMulIsa::kAvx2);
+    case MatMulIsa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    default:
+      return true;
+  }
+}
+
+MatMulIsa BestMatMulIsa() {
+  static const MatMulIsa best = CpuSupports(MatMulIsa::kAvx512) ? MatMulIsa::kAvx512
+                                : CpuSupports(MatMulIsa::kAvx2) ? MatMulIsa::kAvx2
+                                                                : MatMulIsa::kScalar;
+  return best;
+}
+
+void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
+                   const float* bias, float* out, ThreadPool* pool) {
+  TS_CHECK(CpuSupports(isa));
+  if (num_rows <= 0) return;
+  const MatMulKernels k = KernelsFor(isa);
+  const PackedMatrix::Impl& impl = w.impl();
+  if (impl.float_data != nullptr) {
+    RunFloat(k, impl, x, num_rows, bias, out, pool);
+  } else {
+    RunQuantized(k, impl, x, num_rows, bias, out, pool);
+  }
+}
+
+void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias,
+            float* out, ThreadPool* pool) {
+  MatMulWithIsa(BestMatMulIsa(), w, x, num_rows, bias, out, pool);
+}
+
+}  // namespace tinyserve::kernels

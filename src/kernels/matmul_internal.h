@@ -1,0 +1,80 @@
+// Internal to the matmul implementation files: the packed weight layouts, the quantized
+// activations, and the per-ISA kernel entry points that matmul.cc dispatches to.
+// Quantized layout (exact for every block type, see quant_blocks.h): output rows in groups of
+// kGroupRows = 16 (the last padded with zero weights); per group, per sub-block of S weights
+// (S = 16 or 32) one record of
+//   quants  [S / 4][16 rows][4 bytes]  u8, 4 consecutive weights of a row per 32-bit lane
+//   scale   [16] f32
+//   offset  [16] f32   (only for formats with a minimum; others have offset = -zero * scale)
+// so a 512-bit VNNI lane holds one row and a broadcast 4 activation bytes meet 16 rows.
+// Float weights (f32/f16/bf16) are read in place, row-major.
+// Results: out[m, n] = bias[n] + sum over sub-blocks b, in order, of
+//   acc = fma(float(idot), scale[n, b] * sx[m, blk], acc)  and, with a minimum,
+//   acc = fma(offset[n, b], xsum[m, b], acc)
+// where idot = sum q * xq - zero * sum xq is exact; every ISA path evaluates exactly this, so
+// the quantized paths agree bit for bit with each other and with any thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul.h"
+#include "kernels/quant_blocks.h"
+#include "util/aligned_buffer.h"
+
+namespace tinyserve::kernels {
+
+inline constexpr int kGroupRows = 16;
+inline constexpr int kActBlock = 32;  // activations are quantized per 32 values
+
+struct PackedMatrix::Impl {
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  uint64_t bytes = 0;
+  // Float weights: the source rows.
+  const void* float_data = nullptr;
+  // Quantized weights.
+  QuantTraits traits;
+  int64_t num_groups = 0;
+  int64_t num_sub = 0;          // cols / traits.sub_block
+  int64_t record_bytes = 0;     // one sub-block record of one group
+  AlignedBuffer<uint8_t> packed;  // [num_groups][num_sub] records
+
+  const uint8_t* Group(int64_t g) const { return packed.data() + g * num_sub * record_bytes; }
+};
+
+// Activations x [num_rows, cols] quantized per 32 values: xq = round(x * 127 / amax).
+struct QuantizedActs {
+  int64_t num_rows = 0;
+  int64_t cols = 0;
+  int64_t num_sub = 0;           // cols / sub_block of the weights
+  AlignedBuffer<int8_t> xq;      // [num_rows, cols]
+  AlignedBuffer<float> sx;       // [num_rows, cols / 32]: amax / 127
+  AlignedBuffer<int32_t> init;   // [num_rows, num_sub]: -zero * sum of xq over the sub-block
+  AlignedBuffer<float> xsum;     // [num_rows, num_sub]: sx * sum of xq over the sub-block
+};
+
+// Quantizes rows [row_begin, row_end) of x into acts (already sized). Same results on every
+// ISA (round to nearest even of x * (127 / amax)).
+using QuantizeActsFn = void (*)(const float* x, int64_t row_begin, int64_t row_end,
+                                const QuantTraits& traits, QuantizedActs* acts);
+// Computes out rows [m_begin, m_end) x row groups [g_begin, g_end); out is [num_rows, rows].
+using QuantKernelFn = void (*)(const PackedMatrix::Impl& w, const QuantizedActs& acts,
+                               int64_t g_begin, int64_t g_end, int64_t m_begin, int64_t m_end,
+                               const float* bias, float* out);
+// Float weights: out rows [m_begin, m_end) x weight rows [n_begin, n_end).
+using FloatKernelFn = void (*)(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
+                               int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
+                               float* out);
+
+struct MatMulKernels {
+  QuantizeActsFn quantize_acts;
+  QuantKernelFn quant;
+  FloatKernelFn float_kernel;
+};
+
+MatMulKernels ScalarKernels();
+MatMulKernels Avx2Kernels();
+MatMulKernels Avx512Kernels();
+
+}  // namespace tinyserve::kernels

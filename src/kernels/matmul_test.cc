@@ -1,0 +1,196 @@
+// MatMul on every ISA path this CPU runs, against MatMulReference (dequantized weights, double
+// accumulation), for every weight type at odd and real sizes, with and without bias, on
+// misaligned pointers. Quantized paths must also agree bit for bit with the scalar path and
+// with themselves across thread counts (the algorithm is the same integer arithmetic followed by
+// the same fused multiply-adds in the same order).
+#include "kernels/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/convert.h"
+#include "kernels/quant_formats.h"
+#include "kernels/ref/matmul_ref.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
+                               DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                               DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                               DType::kQ6_K};
+
+std::vector<MatMulIsa> SupportedIsas() {
+  std::vector<MatMulIsa> isas;
+  for (MatMulIsa isa : {MatMulIsa::kScalar, MatMulIsa::kAvx2, MatMulIsa::kAvx512})
+    if (CpuSupports(isa)) isas.push_back(isa);
+  return isas;
+}
+
+const char* IsaName(MatMulIsa isa) {
+  return isa == MatMulIsa::kAvx512 ? "avx512" : isa == MatMulIsa::kAvx2 ? "avx2" : "scalar";
+}
+
+// Offsets of the f16 scale fields inside one block (random bytes elsewhere are valid quants).
+std::vector<int> F16Fields(DType t) {
+  switch (t) {
+    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
+    case DType::kQ2_K: return {80, 82};
+    case DType::kQ3_K: return {108};
+    case DType::kQ6_K: return {208};
+    default: return {0};
+  }
+}
+
+// Random weights [rows, cols] of type t: random floats for float types; for block types random
+// bytes (every quant value, scale and sign pattern occurs) with small finite f16 scales.
+std::vector<uint8_t> RandomWeights(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  const uint64_t bytes = *RowBytes(t, cols) * rows;
+  std::vector<uint8_t> w(bytes);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  if (!IsQuantized(t)) {
+    std::vector<float> f(rows * cols);
+    for (float& v : f) v = u(rng);
+    EXPECT_TRUE(QuantizeRow(t, f.data(), w.data(), rows * cols).ok());
+    return w;
+  }
+  for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+  const int64_t bb = BlockBytes(t);
+  const float scale_max = BlockSize(t) == 256 ? 0.002f : 0.02f;
+  for (uint64_t off = 0; off < bytes; off += bb)
+    for (int f : F16Fields(t)) {
+      const uint16_t h = F32ToFp16(u(rng) * scale_max);
+      w[off + f] = static_cast<uint8_t>(h);
+      w[off + f + 1] = static_cast<uint8_t>(h >> 8);
+    }
+  return w;
+}
+
+struct Case {
+  int64_t rows, cols, num_rows;
+};
+
+// The quantized bound: activation int8 quantization changes each x by at most sx / 2
+// (sx = amax / 127 of its 32-block), so |out - ref| <= sum_k |w_k| * sx_k / 2, plus f32
+// rounding of the accumulation (a small multiple of 2^-24 per term, bounded by 2e-5 of
+// sum |w x|).
+void CheckAgainstReference(DType t, const TensorView& view, const std::vector<float>& x,
+                           const Case& c, const float* bias, const float* out,
+                           const std::string& label) {
+  std::vector<float> ref(c.num_rows * c.rows);
+  MatMulReference(view, x.data(), c.num_rows, bias, ref.data());
+  std::vector<float> wrow(c.cols);
+  const uint64_t row_bytes = *RowBytes(t, c.cols);
+  for (int64_t n = 0; n < c.rows; ++n) {
+    DequantizeRow(t, static_cast<const uint8_t*>(view.data) + n * row_bytes, wrow.data(), c.cols);
+    for (int64_t m = 0; m < c.num_rows; ++m) {
+      const float* xr = x.data() + m * c.cols;
+      double abs_sum = 0, quant_bound = 0;
+      for (int64_t k = 0; k < c.cols; ++k) abs_sum += std::fabs(double{wrow[k]} * xr[k]);
+      if (IsQuantized(t)) {
+        for (int64_t blk = 0; blk < c.cols / 32; ++blk) {
+          float amax = 0;
+          for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xr[blk * 32 + i]));
+          for (int i = 0; i < 32; ++i)
+            quant_bound += std::fabs(wrow[blk * 32 + i]) * (amax / 127.0) * 0.5;
+        }
+      }
+      const double tol = quant_bound * (1 + 1e-4) + (IsQuantized(t) ? 2e-5 : 1e-5) * abs_sum +
+                         1e-6 * (bias ? std::fabs(bias[n]) : 0) + 1e-30;
+      const float got = out[m * c.rows + n], want = ref[m * c.rows + n];
+      ASSERT_LE(std::fabs(double{got} - want), tol)
+          << label << " n=" << n << " m=" << m << " got " << got << " want " << want;
+    }
+  }
+}
+
+void RunCase(DType t, const Case& c, std::mt19937& rng) {
+  const std::vector<uint8_t> wbytes = RandomWeights(t, c.rows, c.cols, rng);
+  TensorView view{"w", t, {c.rows, c.cols}, wbytes.data(), wbytes.size()};
+  auto packed = PackedMatrix::Pack(view);
+  ASSERT_TRUE(packed.ok()) << packed.status().ToString();
+  // x and out start one float past 64-byte alignment; bias likewise.
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(c.num_rows * c.cols);
+  for (float& v : x) v = nd(rng);
+  std::vector<float> x_buf(x.size() + 1), bias_buf(c.rows + 1);
+  std::memcpy(x_buf.data() + 1, x.data(), x.size() * sizeof(float));
+  for (float& v : bias_buf) v = nd(rng);
+  static ThreadPool pool(2);
+  std::vector<float> scalar_out;
+  for (bool with_bias : {false, true}) {
+    const float* bias = with_bias ? bias_buf.data() + 1 : nullptr;
+    for (MatMulIsa isa : SupportedIsas()) {
+      const std::string label = std::string(DTypeName(t)) + " " + IsaName(isa) + " rows=" +
+                                std::to_string(c.rows) + " cols=" + std::to_string(c.cols) +
+                                " num_rows=" + std::to_string(c.num_rows) +
+                                (with_bias ? " bias" : "");
+      std::vector<float> out1(c.num_rows * c.rows + 1), out2(out1.size());
+      MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out1.data() + 1, nullptr);
+      MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out2.data() + 1, &pool);
+      ASSERT_EQ(0, std::memcmp(out1.data() + 1, out2.data() + 1, (out1.size() - 1) * 4))
+          << label << ": 1 and 2 threads differ";
+      CheckAgainstReference(t, view, x, c, bias, out1.data() + 1, label);
+      if (IsQuantized(t)) {
+        if (isa == MatMulIsa::kScalar) {
+          scalar_out.assign(out1.begin() + 1, out1.end());
+        } else {
+          for (size_t i = 0; i < scalar_out.size(); ++i)
+            ASSERT_EQ(scalar_out[i], out1[i + 1]) << label << ": differs from scalar at " << i;
+        }
+      }
+    }
+  }
+}
+
+class MatMulTypeTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatMulTypeTest, MatchesReferenceOnEveryIsaAtOddSizes) {
+  const DType t = GetParam();
+  const int64_t bs = BlockSize(t) == 1 ? 32 : BlockSize(t);
+  std::mt19937 rng(1234 + static_cast<int>(t));
+  for (int64_t rows : {1, 5, 16, 17, 37})
+    for (int64_t num_rows : {1, 2, 3, 5, 8, 9})
+      RunCase(t, {rows, bs, num_rows}, rng);
+  RunCase(t, {33, 2 * bs, 7}, rng);
+  RunCase(t, {20, bs, 64}, rng);
+  RunCase(t, {3, bs, 512}, rng);
+}
+
+TEST_P(MatMulTypeTest, MatchesReferenceAtModelWidths) {
+  const DType t = GetParam();
+  std::mt19937 rng(99 + static_cast<int>(t));
+  if (BlockSize(t) != 256) RunCase(t, {18, 896, 3}, rng);
+  RunCase(t, {17, 4864, 2}, rng);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatMulTypeTest, ::testing::ValuesIn(kAllTypes),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+// Float weights accept any width: sweep 1..2x the widest vector plus a tail past it.
+TEST(MatMulFloatTest, MatchesReferenceForEveryWidthUpTo40) {
+  std::mt19937 rng(7);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
+    for (int64_t cols = 1; cols <= 40; ++cols) RunCase(t, {6, cols, 5}, rng);
+}
+
+TEST(MatMulPackTest, RejectsBadShapesAndTypes) {
+  std::vector<uint8_t> bytes(4096);
+  EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kI32, {4, 8}, bytes.data(), 128}).ok());
+  EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kQ8_0, {2, 48}, bytes.data(), 4096}).ok());
+  EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kQ4_K, {2, 32}, bytes.data(), 4096}).ok());
+  EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kF32, {8}, bytes.data(), 32}).ok());
+  EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kF32, {8, 8}, bytes.data(), 255}).ok());
+  auto ok = PackedMatrix::Pack({"w", DType::kQ8_0, {3, 64}, bytes.data(), 3 * 68});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->rows(), 3);
+  EXPECT_EQ(ok->cols(), 64);
+  EXPECT_GT(ok->bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace tinyserve::kernels

@@ -1,0 +1,36 @@
+// Internal to kernels: every block format of quant_formats.h decomposed into one integer form,
+// w[i] = scale[i / S] * q[i] + offset[i / S] with q an unsigned byte and S the sub-block size
+// (the granularity of the format's scales). Each listed format converts into it exactly, so the
+// matmul packer and DequantizeRow share this one decoder. Pure functions.
+#pragma once
+
+#include <cstdint>
+
+#include "formats/dtype.h"
+#include "util/status.h"
+
+namespace tinyserve::kernels {
+
+struct QuantTraits {
+  int sub_block = 0;   // S: 16 or 32 weights per scale
+  int zero_point = 0;  // offset == -zero_point * scale exactly, when has_min is false
+  bool has_min = false;
+};
+
+// Traits of a block type (Q4_0..Q6_K); sub_block == 0 for other types.
+QuantTraits GetQuantTraits(DType type);
+
+// Decodes n weights (a multiple of BlockSize(type)) of a block type into q[n],
+// scale[n / S] and offset[n / S].
+void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
+                     float* offset);
+
+// The k-quant halves (quant_kquants.cc), called by the functions above and QuantizeRow.
+void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
+                     float* offset);
+[[nodiscard]] Status QuantizeKQuantRow(DType type, const float* src, void* dst, int64_t n);
+
+// f16 helpers for quantizers: the smallest f16 >= v (v >= 0, finite); false if it overflows.
+bool RoundUpToF16(float v, uint16_t* out);
+
+}  // namespace tinyserve::kernels
