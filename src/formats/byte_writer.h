@@ -16,6 +16,8 @@ namespace tinyserve {
 
 class ByteWriter {
  public:
+  ByteWriter() { bytes_.reserve(4096); }
+
   template <typename T>
   requires std::is_arithmetic_v<T>
   void Write(T v) {

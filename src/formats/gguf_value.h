@@ -91,7 +91,7 @@ class GgufValue {
   std::optional<std::vector<int64_t>> AsI64Array() const;
   std::optional<std::vector<double>> AsF64Array() const;
 
-  // Deep equality (same types and values; float compared bitwise-equal values).
+  // Deep equality: same types and equal values (floats compare with ==, so NaN != NaN).
   bool operator==(const GgufValue& other) const;
 
  private:
