@@ -66,6 +66,10 @@ Status RequestQueue::Push(PendingRequest request) {
       return UnavailableError("the request queue is full ({} requests waiting); retry later",
                               queued);
     }
+    if (!live_ids_.insert(request.request.request_id).second) {
+      return InvalidArgumentError("request id '{}' is already in use",
+                                  request.request.request_id);
+    }
     requests_.push_back(std::move(request));
   }
   cv_.notify_all();
@@ -92,6 +96,11 @@ void RequestQueue::Take(bool block, std::vector<PendingRequest>* requests,
   aborts_.clear();
   // Requests just taken count as waiting until the engine publishes its own count.
   engine_waiting_ += static_cast<int64_t>(requests->size());
+}
+
+void RequestQueue::Release(const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_ids_.erase(request_id);
 }
 
 void RequestQueue::SetEngineWaiting(int64_t num_waiting) {

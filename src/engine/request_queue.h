@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/request.h"
@@ -61,8 +62,11 @@ class RequestQueue {
   // beyond which Push fails at once.
   explicit RequestQueue(int32_t max_queue_len);
 
-  // Fails with Unavailable when the queue is full or the engine stopped. Never blocks long.
+  // Fails with Unavailable when the queue is full or the engine stopped, InvalidArgument when
+  // a live request already has this id. Never blocks long.
   [[nodiscard]] Status Push(PendingRequest request);
+  // Engine thread: the request finished; its id may be used again.
+  void Release(const std::string& request_id);
   void Abort(std::string request_id);
   // Engine thread: takes everything submitted or aborted since the last call. Blocks until
   // there is something, Stop() is called, or `block` is false.
@@ -80,6 +84,7 @@ class RequestQueue {
   std::vector<PendingRequest> requests_;  // guarded by mu_
   std::vector<std::string> aborts_;       // guarded by mu_
   int64_t engine_waiting_ = 0;            // guarded by mu_
+  std::unordered_set<std::string> live_ids_;  // guarded by mu_
   bool stopped_ = false;                  // guarded by mu_
 };
 
