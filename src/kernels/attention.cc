@@ -81,8 +81,8 @@ struct Scratch {
 };
 
 void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
-             const PagedKvLayer& layer, const AttentionBatch& batch, int32_t num_heads,
-             float scale, float* out, Scratch& sc) {
+             const PagedKvLayer& layer, const AttentionBatch& batch, int32_t num_heads, float scale,
+             float* out, Scratch& sc) {
   const int64_t hd = layer.head_dim;
   const int64_t bs = layer.block_size;
   const int64_t nkv = layer.num_kv_heads;
@@ -117,7 +117,8 @@ void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
     }
     for (int64_t r = 0; r < num_rows; ++r) {
       const int64_t pos = first_pos + item.row_begin + r;
-      const int32_t visible = static_cast<int32_t>(std::clamp<int64_t>(pos - block_start + 1, 0, n));
+      const int32_t visible =
+          static_cast<int32_t>(std::clamp<int64_t>(pos - block_start + 1, 0, n));
       for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
     }
     cpu::AttendBlockArgs args;
@@ -149,8 +150,8 @@ void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
 
 }  // namespace
 
-void WriteKv(const PagedKvLayer& layer, const float* k, const float* v,
-             const int64_t* slot_mapping, int64_t num_tokens) {
+void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
+             int64_t num_tokens) {
   const int64_t row = int64_t{layer.num_kv_heads} * layer.head_dim;
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
@@ -183,9 +184,8 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v,
   }
 }
 
-void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer,
-                    const AttentionBatch& batch, int32_t num_heads, float scale, float* out,
-                    ThreadPool* pool) {
+void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
+                    int32_t num_heads, float scale, float* out, ThreadPool* pool) {
   const cpu::CpuKernels& kern = cpu::KernelsFor(isa);
   TS_CHECK(layer.num_kv_heads > 0 && num_heads % layer.num_kv_heads == 0);
   TS_CHECK(layer.block_size >= 1);

@@ -26,8 +26,8 @@ struct PagedKvLayer {
 
 // Stores k[t], v[t] ([num_tokens, num_kv_heads, head_dim], f32) into slot slot_mapping[t],
 // converting to the cache dtype. A negative slot means "do not store" (padding).
-void WriteKv(const PagedKvLayer& layer, const float* k, const float* v,
-             const int64_t* slot_mapping, int64_t num_tokens);
+void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
+             int64_t num_tokens);
 
 // The sequences of one flat batch, as attention sees them.
 struct AttentionBatch {
@@ -49,8 +49,7 @@ struct AttentionBatch {
 void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
                     int32_t num_heads, float scale, float* out, ThreadPool* pool);
 // The same on a chosen instruction set (tests, benchmarks). Requires IsaSupported(isa).
-void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer,
-                    const AttentionBatch& batch, int32_t num_heads, float scale, float* out,
-                    ThreadPool* pool);
+void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
+                    int32_t num_heads, float scale, float* out, ThreadPool* pool);
 
 }  // namespace tinyserve::kernels

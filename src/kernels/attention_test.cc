@@ -197,10 +197,9 @@ TEST_P(AttentionTest, SequenceIsBitIdenticalAloneBatchedOrChunked) {
   // Chunked prefill (13, 17, 14 rows) then a decode row, each chunk in a different batch.
   const std::vector<std::pair<int32_t, int32_t>> chunks = {{0, 13}, {13, 30}, {30, 44}, {44, 45}};
   for (auto [begin, end] : chunks) {
-    const auto out =
-        RunCall(isa, cache, shape, {{2, 0}, {60, end}, {3, end - begin}}, nullptr);
-    EXPECT_TRUE(std::equal(out.end() - (end - begin) * width, out.end(),
-                           alone.begin() + begin * width))
+    const auto out = RunCall(isa, cache, shape, {{2, 0}, {60, end}, {3, end - begin}}, nullptr);
+    EXPECT_TRUE(
+        std::equal(out.end() - (end - begin) * width, out.end(), alone.begin() + begin * width))
         << "chunk " << begin << ".." << end;
   }
 }
@@ -219,14 +218,14 @@ TEST_P(AttentionTest, ResultDoesNotDependOnThreadCount) {
   EXPECT_EQ(a, c);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllIsasAndCacheTypes, AttentionTest,
-    ::testing::Combine(::testing::ValuesIn(SupportedIsas()),
-                       ::testing::Values(DType::kF32, DType::kF16, DType::kBF16)),
-    [](const auto& info) {
-      return std::string(IsaName(std::get<0>(info.param))) + "_" +
-             std::string(DTypeName(std::get<1>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(AllIsasAndCacheTypes, AttentionTest,
+                         ::testing::Combine(::testing::ValuesIn(SupportedIsas()),
+                                            ::testing::Values(DType::kF32, DType::kF16,
+                                                              DType::kBF16)),
+                         [](const auto& info) {
+                           return std::string(IsaName(std::get<0>(info.param))) + "_" +
+                                  std::string(DTypeName(std::get<1>(info.param)));
+                         });
 
 TEST(WriteKvTest, StoresConvertedRowsAndSkipsNegativeSlots) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {

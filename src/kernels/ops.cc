@@ -10,10 +10,10 @@ namespace tinyserve::kernels {
 namespace cpu {
 
 const CpuKernels& KernelsFor(Isa isa) {
-#define TINYSERVE_KERNEL_TABLE(ns)                                                           \
-  CpuKernels {                                                                               \
+#define TINYSERVE_KERNEL_TABLE(ns)                                                          \
+  CpuKernels {                                                                              \
     &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::Softmax, &ns::AddBias, &ns::AddInPlace, \
-        &ns::ToF32, &ns::AttendBlock                                                         \
+        &ns::ToF32, &ns::AttendBlock                                                        \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);
@@ -52,8 +52,8 @@ void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn) {
 
 }  // namespace
 
-void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
-             float eps, float* out, ThreadPool* pool) {
+void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out, ThreadPool* pool) {
   const auto fn = cpu::KernelsFor(isa).rms_norm;
   ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
     fn(x + b * dim, weight, e - b, dim, eps, out + b * dim);
@@ -89,9 +89,8 @@ void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
              ThreadPool* pool) {
   const auto fn = cpu::KernelsFor(isa).silu_mul;
-  ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
-    fn(gate_up + b * 2 * dim, e - b, dim, out + b * dim);
-  });
+  ForRowRanges(num_rows, dim, pool,
+               [&](int64_t b, int64_t e) { fn(gate_up + b * 2 * dim, e - b, dim, out + b * dim); });
 }
 
 void Softmax(Isa isa, float* x, int64_t num_rows, int64_t dim) {

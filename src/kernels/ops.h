@@ -47,8 +47,8 @@ void AddInPlace(float* out, const float* x, int64_t n);
 
 // The same operators on a chosen instruction set (the ones above use BestIsa()); tests and
 // benchmarks use these to cover every path. Require IsaSupported(isa).
-void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
-             float eps, float* out, ThreadPool* pool);
+void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out, ThreadPool* pool);
 void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
               int64_t head_dim);
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,

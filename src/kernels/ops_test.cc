@@ -154,8 +154,7 @@ TEST_P(OpsIsaTest, SoftmaxMatchesReferenceIncludingMaskedEntries) {
         std::vector<float> want(x.data(), x.data() + rows * dim);
         ref::Softmax(want.data(), rows, dim);
         Softmax(GetParam(), x.data(), rows, dim);
-        ExpectClose(x.data(), want.data(), rows * dim, 1e-5f, 1e-7f,
-                    "dim " + std::to_string(dim));
+        ExpectClose(x.data(), want.data(), rows * dim, 1e-5f, 1e-7f, "dim " + std::to_string(dim));
         if (dim > 2) {
           EXPECT_EQ(x[dim - 1], 0.0f);
         }

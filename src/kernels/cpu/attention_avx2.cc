@@ -40,10 +40,9 @@ void AttendBlock(const AttendBlockArgs& a) {
     const float block_max = HorizontalMax(mx);
     const float old_max = a.max[i];
     const float new_max = old_max > block_max ? old_max : block_max;
-    const float correction =
-        old_max == -__builtin_inff()
-            ? 0.0f
-            : _mm256_cvtss_f32(Exp(_mm256_set1_ps(old_max - new_max)));
+    const float correction = old_max == -__builtin_inff()
+                                 ? 0.0f
+                                 : _mm256_cvtss_f32(Exp(_mm256_set1_ps(old_max - new_max)));
     const __m256 max_v = _mm256_set1_ps(new_max);
     __m256 psum = _mm256_setzero_ps();
     for (int32_t t = 0; t < nv; t += kWidth) {

@@ -17,7 +17,7 @@ namespace tinyserve::kernels::cpu {
 // depends only on its own vector and the keys it sees, never on the other queries, which is what
 // makes attention independent of how the batch is composed.
 struct AttendBlockArgs {
-  const float* q = nullptr;          // [num_q, head_dim]
+  const float* q = nullptr;            // [num_q, head_dim]
   const int32_t* num_valid = nullptr;  // [num_q]
   int32_t num_q = 0;
   const float* k = nullptr;  // [n, head_dim], f32
@@ -31,17 +31,17 @@ struct AttendBlockArgs {
   float* scores = nullptr;  // scratch, [n] rounded up to 16
 };
 
-#define TINYSERVE_CPU_KERNELS_DECLARE                                                          \
+#define TINYSERVE_CPU_KERNELS_DECLARE                                                         \
   void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps, \
-               float* out);                                                                  \
-  void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,       \
-                int64_t head_dim);                                                           \
-  void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out);             \
-  void Softmax(float* x, int64_t num_rows, int64_t dim);                                     \
-  void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);                \
-  void AddInPlace(float* out, const float* x, int64_t n);                                    \
-  /* dtype: kF32, kF16 or kBF16. */                                                          \
-  void ToF32(DType dtype, const void* src, float* dst, int64_t n);                           \
+               float* out);                                                                   \
+  void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,        \
+                int64_t head_dim);                                                            \
+  void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out);              \
+  void Softmax(float* x, int64_t num_rows, int64_t dim);                                      \
+  void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);                 \
+  void AddInPlace(float* out, const float* x, int64_t n);                                     \
+  /* dtype: kF32, kF16 or kBF16. */                                                           \
+  void ToF32(DType dtype, const void* src, float* dst, int64_t n);                            \
   void AttendBlock(const AttendBlockArgs& args);
 
 namespace scalar {

@@ -24,8 +24,8 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
       const __m256 v = LoadTail(xr + i, dim - i);
       acc[0] = _mm256_fmadd_ps(v, v, acc[0]);
     }
-    const float sum_sq = HorizontalSum(
-        _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    const float sum_sq =
+        HorizontalSum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     const __m256 inv =
         _mm256_set1_ps(1.0f / __builtin_sqrtf(sum_sq / static_cast<float>(dim) + eps));
     for (i = 0; i < dim; i += kWidth) {

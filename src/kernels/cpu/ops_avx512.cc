@@ -1,10 +1,10 @@
 // AVX-512 versions of the row-wise operators (16 floats per vector, masked tails).
-// GCC 12's AVX-512 intrinsics (max/min/extract) read a deliberately undefined register and trip
-// -Wmaybe-uninitialized when inlined; the warning is a known false positive of those headers.
+// GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
+// and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <immintrin.h>
-
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx512.h"
@@ -29,9 +29,10 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
       const __m512 v = _mm512_maskz_loadu_ps(TailMask(dim - i < kWidth ? dim - i : kWidth), xr + i);
       acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
     }
-    const float sum_sq = ReduceAdd(
-        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-    const __m512 inv = _mm512_set1_ps(1.0f / __builtin_sqrtf(sum_sq / static_cast<float>(dim) + eps));
+    const float sum_sq =
+        ReduceAdd(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    const __m512 inv =
+        _mm512_set1_ps(1.0f / __builtin_sqrtf(sum_sq / static_cast<float>(dim) + eps));
     for (i = 0; i < dim; i += kWidth) {
       const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
       const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), inv);
@@ -89,7 +90,8 @@ void Softmax(float* x, int64_t num_rows, int64_t dim) {
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < dim; i += kWidth) {
       const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      const __m512 e = _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + i), max_v)));
+      const __m512 e =
+          _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + i), max_v)));
       sum = _mm512_add_ps(sum, e);
       _mm512_mask_storeu_ps(xr + i, m, e);
     }
@@ -108,8 +110,9 @@ void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
 void AddInPlace(float* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += kWidth) {
     const __mmask16 m = TailMask(n - i < kWidth ? n - i : kWidth);
-    _mm512_mask_storeu_ps(out + i, m,
-                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_maskz_loadu_ps(m, x + i)));
+    _mm512_mask_storeu_ps(
+        out + i, m,
+        _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_maskz_loadu_ps(m, x + i)));
   }
 }
 

@@ -39,7 +39,8 @@ void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_he
 void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* g = gate_up + r * 2 * dim;
-    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = g[i] / (1.0f + std::exp(-g[i])) * g[dim + i];
+    for (int64_t i = 0; i < dim; ++i)
+      out[r * dim + i] = g[i] / (1.0f + std::exp(-g[i])) * g[dim + i];
   }
 }
 

@@ -41,8 +41,8 @@ void StoreCacheElement(DType dtype, void* base, int64_t idx, float value) {
 
 }  // namespace
 
-void WriteKv(const PagedKvLayer& layer, const float* k, const float* v,
-             const int64_t* slot_mapping, int64_t num_tokens) {
+void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
+             int64_t num_tokens) {
   const int64_t row = int64_t{layer.num_kv_heads} * layer.head_dim;
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
@@ -72,11 +72,12 @@ void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBa
         const int64_t kvh = h / group;
         double mx = -INFINITY;
         for (int64_t p = 0; p <= pos; ++p) {
-          const int64_t slot = int64_t{table[p / layer.block_size]} * layer.block_size +
-                               p % layer.block_size;
+          const int64_t slot =
+              int64_t{table[p / layer.block_size]} * layer.block_size + p % layer.block_size;
           double dot = 0;
           for (int64_t d = 0; d < hd; ++d) {
-            dot += double{qv[d]} * LoadCacheElement(layer.dtype, layer.k, (slot * nkv + kvh) * hd + d);
+            dot +=
+                double{qv[d]} * LoadCacheElement(layer.dtype, layer.k, (slot * nkv + kvh) * hd + d);
           }
           scores[p] = dot * scale;
           mx = std::fmax(mx, scores[p]);
@@ -90,8 +91,8 @@ void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBa
         for (int64_t d = 0; d < hd; ++d) {
           double acc = 0;
           for (int64_t p = 0; p <= pos; ++p) {
-            const int64_t slot = int64_t{table[p / layer.block_size]} * layer.block_size +
-                                 p % layer.block_size;
+            const int64_t slot =
+                int64_t{table[p / layer.block_size]} * layer.block_size + p % layer.block_size;
             acc += scores[p] * LoadCacheElement(layer.dtype, layer.v, (slot * nkv + kvh) * hd + d);
           }
           o[d] = static_cast<float>(acc / sum);

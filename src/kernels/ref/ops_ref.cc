@@ -13,7 +13,8 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
     double sum_sq = 0;
     for (int64_t i = 0; i < dim; ++i) sum_sq += double{xr[i]} * xr[i];
     const double inv = 1.0 / std::sqrt(sum_sq / static_cast<double>(dim) + eps);
-    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = static_cast<float>(xr[i] * inv * weight[i]);
+    for (int64_t i = 0; i < dim; ++i)
+      out[r * dim + i] = static_cast<float>(xr[i] * inv * weight[i]);
   }
 }
 
@@ -64,7 +65,8 @@ void Softmax(float* x, int64_t num_rows, int64_t dim) {
     for (int64_t i = 0; i < dim; ++i) mx = std::fmax(mx, xr[i]);
     double sum = 0;
     for (int64_t i = 0; i < dim; ++i) sum += std::exp(double{xr[i]} - mx);
-    for (int64_t i = 0; i < dim; ++i) xr[i] = static_cast<float>(std::exp(double{xr[i]} - mx) / sum);
+    for (int64_t i = 0; i < dim; ++i)
+      xr[i] = static_cast<float>(std::exp(double{xr[i]} - mx) / sum);
   }
 }
 

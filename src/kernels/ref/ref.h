@@ -25,8 +25,8 @@ void AddInPlace(float* out, const float* x, int64_t n);
 
 // Element `idx` of a cache tensor of `dtype` (kF32, kF16, kBF16) as f32.
 float LoadCacheElement(DType dtype, const void* base, int64_t idx);
-void WriteKv(const PagedKvLayer& layer, const float* k, const float* v,
-             const int64_t* slot_mapping, int64_t num_tokens);
+void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
+             int64_t num_tokens);
 void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
                     int32_t num_heads, float scale, float* out);
 
