@@ -1,0 +1,65 @@
+// A grammar bound to a vocabulary, with the context-independent token sets of each grammar
+// state (XGrammar-style adaptive masks): tokens a state accepts whatever stack lies below it,
+// and the few "uncertain" tokens that leave the state's rule and must be checked against the
+// real stack at run time. Shared read-only by matchers on any thread; the per-state sets are
+// computed on first use (or by Warm) under an internal lock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "structured/grammar.h"
+#include "structured/pda.h"
+#include "structured/vocabulary.h"
+
+namespace tinyserve::structured {
+
+struct StateTokenSets {
+  // Tokens valid from this state in every context: a bitmask when many, else a list.
+  std::vector<uint32_t> accepted_bits;  // empty or [vocab.mask_words()]
+  std::vector<int32_t> accepted_ids;
+  // Tokens (by vocabulary rank, ascending) that end this state's rule and continue in the
+  // caller: valid or not depending on the stack below.
+  std::vector<int32_t> uncertain_ranks;
+};
+
+class CompiledGrammar {
+ public:
+  CompiledGrammar(Grammar grammar, std::shared_ptr<const Vocabulary> vocab);
+  CompiledGrammar(const CompiledGrammar&) = delete;
+  CompiledGrammar& operator=(const CompiledGrammar&) = delete;
+
+  const Grammar& grammar() const { return grammar_; }
+  const Vocabulary& vocab() const { return *vocab_; }
+  // Token sets of grammar state `state` (one with byte edges). Thread-safe.
+  const StateTokenSets& TokenSets(int32_t state) const;
+  // Precomputes token sets of every state with byte edges until `deadline`; returns false when
+  // the deadline cut it short (the rest stay lazy).
+  bool Warm(std::chrono::steady_clock::time_point deadline) const;
+  int64_t num_computed_states() const { return num_computed_.load(); }
+
+ private:
+  void ComputeLocked(int32_t state) const;
+  // Memoised transitions of configurations over kUnknownStack, shared by all states.
+  int32_t InternConfig(const StackConfig& c) const;
+  int32_t StepConfig(int32_t config, uint8_t byte) const;
+
+  Grammar grammar_;
+  std::shared_ptr<const Vocabulary> vocab_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
+  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
+  mutable std::atomic<int64_t> num_computed_{0};
+  // Guarded by mu_.
+  mutable StackPool pool_;
+  mutable Pda pda_;
+  mutable std::vector<StackConfig> configs_;
+  mutable std::unordered_map<std::string, int32_t> config_ids_;
+  mutable std::vector<std::vector<int32_t>> trans_;  // [config][256], -1 unknown
+};
+
+}  // namespace tinyserve::structured

@@ -1,0 +1,188 @@
+#include "structured/compiler.h"
+
+#include <nlohmann/json.hpp>
+
+#include "structured/gbnf.h"
+#include "structured/json_schema.h"
+#include "structured/regex.h"
+
+namespace tinyserve::structured {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Rewrites local "$ref": "#..." inside a schema moved to `prefix` (a JSON pointer).
+void RebaseRefs(Json* s, const std::string& prefix) {
+  if (s->is_object()) {
+    for (auto& [key, value] : s->items()) {
+      if (key == "$ref" && value.is_string()) {
+        const std::string ref = value.get<std::string>();
+        if (!ref.empty() && ref[0] == '#') value = "#" + prefix + ref.substr(1);
+      } else {
+        RebaseRefs(&value, prefix);
+      }
+    }
+  } else if (s->is_array()) {
+    for (auto& v : *s) RebaseRefs(&v, prefix);
+  }
+}
+
+// {"functions": [{"name": ..., "parameters": {...}}, ...], "multiple": bool} -> a schema of one
+// call {"name": ..., "arguments": ...} and the wrapper options.
+StatusOr<std::string> ToolCallSchema(std::string_view text, JsonSchemaOptions* o) {
+  Json spec = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (spec.is_discarded() || !spec.is_object() || !spec.contains("functions") ||
+      !spec["functions"].is_array() || spec["functions"].empty()) {
+    return InvalidArgumentError("tool-call spec needs a non-empty 'functions' array");
+  }
+  Json any = Json::array();
+  for (size_t i = 0; i < spec["functions"].size(); ++i) {
+    const Json& f = spec["functions"][i];
+    if (!f.is_object() || !f.contains("name") || !f["name"].is_string()) {
+      return InvalidArgumentError("tool {} has no name", i);
+    }
+    Json params = f.contains("parameters") ? f["parameters"] : Json{{"type", "object"}};
+    RebaseRefs(&params, fmt::format("/anyOf/{}/properties/arguments", i));
+    Json call = {{"type", "object"},
+                 {"properties", {{"name", {{"const", f["name"]}}}, {"arguments", params}}},
+                 {"required", {"name", "arguments"}}};
+    any.push_back(std::move(call));
+  }
+  o->wrap_prefix = "<tool_call>\n";
+  o->wrap_suffix = "\n</tool_call>";
+  o->wrap_separator = "\n";
+  o->wrap_max_count = spec.value("multiple", false) ? -1 : 1;
+  return Json{{"anyOf", std::move(any)}}.dump();
+}
+
+}  // namespace
+
+std::string_view GrammarKindName(GrammarKind kind) {
+  switch (kind) {
+    case GrammarKind::kJsonSchema: return "json_schema";
+    case GrammarKind::kJsonObject: return "json_object";
+    case GrammarKind::kRegex: return "regex";
+    case GrammarKind::kChoice: return "choice";
+    case GrammarKind::kGbnf: return "grammar";
+    case GrammarKind::kToolCalls: return "tool_calls";
+  }
+  return "?";
+}
+
+StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
+                                   const CompileOptions& options) {
+  if (text.size() > options.max_text_bytes) {
+    return InvalidArgumentError("{} is larger than {} bytes", GrammarKindName(kind),
+                                options.max_text_bytes);
+  }
+  JsonSchemaOptions jo;
+  jo.limits = options.limits;
+  jo.max_depth = options.max_schema_depth;
+  jo.deadline = std::chrono::steady_clock::now() + options.time_limit;
+  switch (kind) {
+    case GrammarKind::kJsonSchema:
+      return CompileJsonSchema(text, jo);
+    case GrammarKind::kJsonObject:
+      return CompileAnyJsonObject(jo);
+    case GrammarKind::kToolCalls: {
+      TS_ASSIGN_OR_RETURN(std::string schema, ToolCallSchema(text, &jo));
+      return CompileJsonSchema(schema, jo);
+    }
+    case GrammarKind::kRegex: {
+      RegexOptions ro;
+      ro.max_repeat = options.limits.max_repeat;
+      TS_ASSIGN_OR_RETURN(Expr e, ParseRegex(text, ro));
+      GrammarBuilder b(options.limits);
+      TS_ASSIGN_OR_RETURN(int32_t root, b.AddRule("root", e));
+      return b.Finish(root);
+    }
+    case GrammarKind::kChoice: {
+      Json list = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (list.is_discarded() || !list.is_array() || list.empty()) {
+        return InvalidArgumentError("choice must be a non-empty JSON array of strings");
+      }
+      std::vector<Expr> alts;
+      for (const Json& c : list) {
+        if (!c.is_string()) return InvalidArgumentError("choice must contain only strings");
+        alts.push_back(Expr::Literal(c.get<std::string>()));
+      }
+      GrammarBuilder b(options.limits);
+      TS_ASSIGN_OR_RETURN(int32_t root, b.AddRule("root", Expr::Alt(std::move(alts))));
+      return b.Finish(root);
+    }
+    case GrammarKind::kGbnf:
+      return CompileGbnf(text, options.limits);
+  }
+  return InvalidArgumentError("unknown grammar kind");
+}
+
+StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
+    GrammarKind kind, std::string_view text, std::shared_ptr<const Vocabulary> vocab,
+    const CompileOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  TS_ASSIGN_OR_RETURN(Grammar g, CompileToGrammar(kind, text, options));
+  if (std::chrono::steady_clock::now() - start > options.time_limit) {
+    return InvalidArgumentError("{} compilation exceeded {} ms", GrammarKindName(kind),
+                                options.time_limit.count());
+  }
+  auto compiled = std::make_shared<CompiledGrammar>(std::move(g), std::move(vocab));
+  compiled->Warm(std::chrono::steady_clock::now() + options.warm_time);
+  return std::shared_ptr<const CompiledGrammar>(std::move(compiled));
+}
+
+GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity,
+                           CompileOptions options)
+    : vocab_(std::move(vocab)), capacity_(std::max<size_t>(capacity, 1)), options_(options) {}
+
+StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind kind,
+                                                                   std::string_view text) {
+  std::string key;
+  key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
+  key.append(text);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      ++stats_.hits;
+      return it->second->grammar;
+    }
+  }
+  // Compile outside the lock so other requests are not held up (two racing requests for the
+  // same text may both compile; the second insert wins).
+  const auto start = std::chrono::steady_clock::now();
+  auto compiled = CompileGrammar(kind, text, vocab_, options_);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.misses;
+  stats_.compile_seconds += seconds;
+  if (!compiled.ok()) {
+    ++stats_.errors;
+    return compiled.status();
+  }
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+  lru_.push_front({key, *compiled});
+  index_[key] = lru_.begin();
+  while (lru_.size() > capacity_) {
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+  return *compiled;
+}
+
+GrammarCache::Stats GrammarCache::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+size_t GrammarCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lru_.size();
+}
+
+}  // namespace tinyserve::structured

@@ -1,0 +1,80 @@
+// Entry point of structured output: a request's constraint (kind + text) -> CompiledGrammar,
+// with limits and a thread-safe bounded LRU cache. Call from HTTP threads (never the engine
+// thread: compiling may take milliseconds); the result is shared read-only with matchers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "structured/compiled_grammar.h"
+#include "structured/grammar.h"
+#include "structured/vocabulary.h"
+#include "util/status.h"
+
+namespace tinyserve::structured {
+
+enum class GrammarKind {
+  kJsonSchema,  // text: a JSON Schema
+  kJsonObject,  // text ignored: any JSON object
+  kRegex,       // text: a pattern the whole output must match
+  kChoice,      // text: a JSON array of strings; the output is one of them
+  kGbnf,        // text: a llama.cpp GBNF grammar
+  kToolCalls,   // text: tool-call spec, see tool_calls.h ToolCallGrammarSpec
+};
+
+std::string_view GrammarKindName(GrammarKind kind);
+
+struct CompileOptions {
+  GrammarLimits limits;
+  int32_t max_schema_depth = 32;
+  size_t max_text_bytes = 256 * 1024;
+  // Compilation (parse + automaton) must finish in this time or fails.
+  std::chrono::milliseconds time_limit{2000};
+  // After compiling, precompute per-state token sets for up to this long (the rest is lazy).
+  std::chrono::milliseconds warm_time{200};
+};
+
+// Text -> grammar (no vocabulary). Errors are InvalidArgument with a message for the client.
+[[nodiscard]] StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
+                                                 const CompileOptions& options = {});
+[[nodiscard]] StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
+    GrammarKind kind, std::string_view text, std::shared_ptr<const Vocabulary> vocab,
+    const CompileOptions& options = {});
+
+// Compiled grammars keyed by (kind, text), least recently used evicted. Thread-safe.
+class GrammarCache {
+ public:
+  struct Stats {
+    int64_t hits = 0, misses = 0, errors = 0;
+    double compile_seconds = 0;
+  };
+
+  GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity,
+               CompileOptions options = {});
+
+  [[nodiscard]] StatusOr<std::shared_ptr<const CompiledGrammar>> Get(GrammarKind kind,
+                                                                     std::string_view text);
+  Stats stats() const;
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::shared_ptr<const CompiledGrammar> grammar;
+  };
+  std::shared_ptr<const Vocabulary> vocab_;
+  size_t capacity_;
+  CompileOptions options_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // front: most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  Stats stats_;
+};
+
+}  // namespace tinyserve::structured

@@ -1,0 +1,606 @@
+#include "structured/json_schema.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "structured/regex.h"
+
+namespace tinyserve::structured {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+const std::set<std::string>& KnownKeywords() {
+  static const std::set<std::string> k = {
+      "type", "properties", "required", "additionalProperties", "enum", "const", "items",
+      "prefixItems", "minItems", "maxItems", "anyOf", "oneOf", "allOf", "$ref", "$defs",
+      "definitions", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
+      "exclusiveMinimum", "exclusiveMaximum",
+      // Annotations: no effect on validity.
+      "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+      "readOnly", "writeOnly", "strict", "name"};
+  return k;
+}
+
+Expr Digit() { return Expr::Bytes({{'0', '9'}}); }
+Expr Ws() { return Expr::Opt(Expr::Byte(' ')); }
+Expr Sep() { return Expr::Seq({Expr::Byte(','), Ws()}); }
+
+// One JSON string character (code point or escape).
+Expr JsonChar() {
+  return Expr::Alt(
+      {Expr::CodePointsExcept({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}),
+       Expr::Seq({Expr::Byte('\\'),
+                  Expr::Alt({Expr::Bytes({{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', 'b'},
+                                          {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}}),
+                             Expr::Seq({Expr::Byte('u'),
+                                        Expr::Repeat(Expr::Bytes({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}),
+                                                     4, 4)})})})});
+}
+
+// Digit strings of the same length with values in [a, b] (leading zeros allowed).
+Expr FixedWidth(const std::string& a, const std::string& b) {
+  if (a.empty()) return Expr::Empty();
+  const size_t n = a.size() - 1;
+  if (a.substr(1) == std::string(n, '0') && b.substr(1) == std::string(n, '9')) {
+    return Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0]), static_cast<uint8_t>(b[0])}}),
+                      Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))});
+  }
+  if (a[0] == b[0]) return Expr::Seq({Expr::Byte(a[0]), FixedWidth(a.substr(1), b.substr(1))});
+  std::vector<Expr> alts;
+  alts.push_back(Expr::Seq({Expr::Byte(a[0]), FixedWidth(a.substr(1), std::string(n, '9'))}));
+  if (a[0] + 1 <= b[0] - 1) {
+    alts.push_back(Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0] + 1), static_cast<uint8_t>(b[0] - 1)}}),
+                              Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))}));
+  }
+  alts.push_back(Expr::Seq({Expr::Byte(b[0]), FixedWidth(std::string(n, '0'), b.substr(1))}));
+  return Expr::Alt(std::move(alts));
+}
+
+// Decimal numerals (no sign, no leading zeros) with values in [a, b]; b < 0 means unbounded.
+Expr NonNegative(int64_t a, int64_t b) {
+  std::vector<Expr> alts;
+  const std::string sa = std::to_string(a);
+  const int len_a = static_cast<int>(sa.size());
+  const int len_b = b < 0 ? len_a : static_cast<int>(std::to_string(b).size());
+  for (int len = len_a; len <= len_b; ++len) {
+    const std::string lo = len == len_a ? sa : "1" + std::string(len - 1, '0');
+    const std::string hi =
+        (b >= 0 && len == len_b) ? std::to_string(b) : std::string(len, '9');
+    alts.push_back(FixedWidth(lo, hi));
+  }
+  if (b < 0) {
+    alts.push_back(Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Repeat(Digit(), len_a, -1)}));
+  }
+  return Expr::Alt(std::move(alts));
+}
+
+// Integers in [lo, hi] (either side may be absent), as JSON numerals.
+Expr IntegerRange(std::optional<int64_t> lo, std::optional<int64_t> hi) {
+  std::vector<Expr> alts;
+  if (!hi || *hi >= 0) {
+    const int64_t a = lo ? std::max<int64_t>(*lo, 0) : 0;
+    if (!hi || a <= *hi) alts.push_back(NonNegative(a, hi ? *hi : -1));
+  }
+  if (!lo || *lo < 0) {
+    // -j for j in [max(1, -hi), -lo].
+    const int64_t a = hi ? std::max<int64_t>(1, -std::min<int64_t>(*hi, -1)) : 1;
+    if (!lo || a <= -*lo) alts.push_back(Expr::Seq({Expr::Byte('-'), NonNegative(a, lo ? -*lo : -1)}));
+  }
+  if (alts.empty()) return Expr::Bytes({});
+  return Expr::Alt(std::move(alts));
+}
+
+std::string Pointer(const std::string& path) { return path.empty() ? "/" : path; }
+
+class SchemaCompiler {
+ public:
+  SchemaCompiler(const Json& root, const JsonSchemaOptions& o) : root_(root), opt_(o), b_(o.limits) {}
+
+  StatusOr<Grammar> CompileRoot() {
+    TS_ASSIGN_OR_RETURN(int32_t root_rule, b_.DeclareRule("root"));
+    ref_rules_["#"] = root_rule;
+    TS_ASSIGN_OR_RETURN(Expr body, Node(root_, "", 0));
+    if (!unsupported_.empty()) return UnsupportedError();
+    TS_RETURN_IF_ERROR(b_.DefineRule(root_rule, body));
+    if (opt_.wrap_prefix.empty() && opt_.wrap_suffix.empty() && opt_.wrap_max_count == 1) {
+      return b_.Finish(root_rule);
+    }
+    const Expr one = Expr::Seq({Expr::Literal(opt_.wrap_prefix), Expr::Ref(root_rule),
+                                Expr::Literal(opt_.wrap_suffix)});
+    const Expr more = Expr::Seq({Expr::Literal(opt_.wrap_separator), one});
+    TS_ASSIGN_OR_RETURN(
+        int32_t top, b_.AddRule("wrapped", Expr::Seq({one, opt_.wrap_max_count < 0
+                                                               ? Expr::Star(more)
+                                                               : Expr::Repeat(more, 0, opt_.wrap_max_count - 1)})));
+    return b_.Finish(top);
+  }
+
+  StatusOr<Grammar> CompileAnyObject() {
+    TS_ASSIGN_OR_RETURN(int32_t value, AnyValueRule());
+    (void)value;
+    TS_ASSIGN_OR_RETURN(int32_t root, b_.AddRule("root", Expr::Ref(any_object_)));
+    return b_.Finish(root);
+  }
+
+ private:
+  Status UnsupportedError() const {
+    std::string list;
+    for (const std::string& u : unsupported_) list += (list.empty() ? "" : ", ") + u;
+    return InvalidArgumentError("unsupported JSON Schema keywords: {}", list);
+  }
+
+  // The rules of any JSON value; returns the value rule.
+  StatusOr<int32_t> AnyValueRule() {
+    if (any_value_ >= 0) return any_value_;
+    TS_ASSIGN_OR_RETURN(any_value_, b_.DeclareRule("json_value"));
+    TS_ASSIGN_OR_RETURN(any_object_, b_.DeclareRule("json_object"));
+    TS_ASSIGN_OR_RETURN(int32_t array, b_.DeclareRule("json_array"));
+    TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
+    TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", NumberExpr()));
+    const Expr v = Expr::Ref(any_value_);
+    const Expr member = Expr::Seq({Expr::Ref(str), Expr::Byte(':'), Ws(), v});
+    TS_RETURN_IF_ERROR(b_.DefineRule(
+        any_object_, Expr::Seq({Expr::Byte('{'),
+                                Expr::Opt(Expr::Seq({member, Expr::Star(Expr::Seq({Sep(), member}))})),
+                                Expr::Byte('}')})));
+    TS_RETURN_IF_ERROR(b_.DefineRule(
+        array, Expr::Seq({Expr::Byte('['), Expr::Opt(Expr::Seq({v, Expr::Star(Expr::Seq({Sep(), v}))})),
+                          Expr::Byte(']')})));
+    TS_RETURN_IF_ERROR(b_.DefineRule(
+        any_value_, Expr::Alt({Expr::Ref(any_object_), Expr::Ref(array), Expr::Ref(str),
+                               Expr::Ref(num), Expr::Literal("true"), Expr::Literal("false"),
+                               Expr::Literal("null")})));
+    return any_value_;
+  }
+
+  StatusOr<int32_t> StringRule() {
+    return b_.AddRule("json_string",
+                      Expr::Seq({Expr::Byte('"'), Expr::Star(JsonChar()), Expr::Byte('"')}));
+  }
+
+  static Expr NumberExpr() {
+    return Expr::Seq(
+        {Expr::Opt(Expr::Byte('-')),
+         Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Star(Digit())})}),
+         Expr::Opt(Expr::Seq({Expr::Byte('.'), Expr::Plus(Digit())})),
+         Expr::Opt(Expr::Seq({Expr::Bytes({{'e', 'e'}, {'E', 'E'}}),
+                              Expr::Opt(Expr::Bytes({{'+', '+'}, {'-', '-'}})),
+                              Expr::Plus(Digit())}))});
+  }
+
+  StatusOr<Expr> Node(const Json& s, const std::string& path, int depth) {
+    if (depth > opt_.max_depth) {
+      return InvalidArgumentError("schema nested deeper than {} at {}", opt_.max_depth, Pointer(path));
+    }
+    if (++num_nodes_ > opt_.max_schema_nodes) {
+      return InvalidArgumentError("schema has more than {} subschemas", opt_.max_schema_nodes);
+    }
+    if (std::chrono::steady_clock::now() > opt_.deadline) {
+      return InvalidArgumentError("schema compilation exceeded its time limit");
+    }
+    if (s.is_boolean()) {
+      if (!s.get<bool>()) return InvalidArgumentError("schema 'false' at {} matches nothing", Pointer(path));
+      TS_ASSIGN_OR_RETURN(int32_t v, AnyValueRule());
+      return Expr::Ref(v);
+    }
+    if (!s.is_object()) return InvalidArgumentError("schema at {} is not an object", Pointer(path));
+    for (const auto& [key, value] : s.items()) {
+      if (KnownKeywords().count(key) == 0) unsupported_.push_back(path + "/" + key);
+    }
+    if (s.contains("$ref")) return RefNode(s, path);
+    if (s.contains("const")) return Expr::Literal(s["const"].dump());
+    if (s.contains("enum")) {
+      if (!s["enum"].is_array() || s["enum"].empty()) {
+        return InvalidArgumentError("'enum' at {} must be a non-empty array", Pointer(path));
+      }
+      std::vector<Expr> alts;
+      for (const Json& v : s["enum"]) alts.push_back(Expr::Literal(v.dump()));
+      return Expr::Alt(std::move(alts));
+    }
+    for (const char* key : {"anyOf", "oneOf"}) {
+      if (!s.contains(key)) continue;
+      const Json& list = s[key];
+      if (!list.is_array() || list.empty()) {
+        return InvalidArgumentError("'{}' at {} must be a non-empty array", key, Pointer(path));
+      }
+      std::vector<Expr> alts;
+      for (size_t i = 0; i < list.size(); ++i) {
+        TS_ASSIGN_OR_RETURN(Expr e, Node(list[i], fmt::format("{}/{}/{}", path, key, i), depth + 1));
+        alts.push_back(std::move(e));
+      }
+      return Rule(path, Expr::Alt(std::move(alts)));
+    }
+    if (s.contains("allOf")) return AllOf(s, path, depth);
+
+    std::vector<std::string> types;
+    if (s.contains("type")) {
+      const Json& t = s["type"];
+      if (t.is_string()) {
+        types.push_back(t.get<std::string>());
+      } else if (t.is_array() && !t.empty()) {
+        for (const Json& x : t) {
+          if (!x.is_string()) return InvalidArgumentError("bad 'type' at {}", Pointer(path));
+          types.push_back(x.get<std::string>());
+        }
+      } else {
+        return InvalidArgumentError("bad 'type' at {}", Pointer(path));
+      }
+    } else if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required")) {
+      types.push_back("object");
+    } else if (s.contains("items") || s.contains("prefixItems")) {
+      types.push_back("array");
+    } else if (s.contains("pattern") || s.contains("format") || s.contains("minLength") ||
+               s.contains("maxLength")) {
+      types.push_back("string");
+    } else {
+      TS_ASSIGN_OR_RETURN(int32_t v, AnyValueRule());
+      return Expr::Ref(v);
+    }
+    std::vector<Expr> alts;
+    for (const std::string& t : types) {
+      TS_ASSIGN_OR_RETURN(Expr e, TypedNode(t, s, path, depth));
+      alts.push_back(std::move(e));
+    }
+    return Rule(path, Expr::Alt(std::move(alts)));
+  }
+
+  StatusOr<Expr> Rule(const std::string& path, const Expr& body) {
+    TS_ASSIGN_OR_RETURN(int32_t id, b_.AddRule(Pointer(path), body));
+    return Expr::Ref(id);
+  }
+
+  // Resolves a local reference "#" or "#/a/b" (JSON pointer) within the root schema.
+  StatusOr<const Json*> ResolvePointer(const std::string& ref) const {
+    if (ref == "#") return &root_;
+    if (ref.rfind("#/", 0) != 0) {
+      return InvalidArgumentError("only local '$ref' (#/...) is supported, got '{}'", ref);
+    }
+    const Json* target = &root_;
+    size_t pos = 2;
+    while (pos <= ref.size()) {
+      size_t end = ref.find('/', pos);
+      if (end == std::string::npos) end = ref.size();
+      std::string token = ref.substr(pos, end - pos);
+      for (size_t i; (i = token.find("~1")) != std::string::npos;) token.replace(i, 2, "/");
+      for (size_t i; (i = token.find("~0")) != std::string::npos;) token.replace(i, 2, "~");
+      if (target->is_object() && target->contains(token)) {
+        target = &(*target)[token];
+      } else if (target->is_array() && !token.empty() && token.size() < 9 &&
+                 token.find_first_not_of("0123456789") == std::string::npos &&
+                 std::stoul(token) < target->size()) {
+        target = &(*target)[std::stoul(token)];
+      } else {
+        return InvalidArgumentError("'$ref' '{}' does not resolve", ref);
+      }
+      pos = end + 1;
+    }
+    return target;
+  }
+
+  StatusOr<Expr> RefNode(const Json& s, const std::string& path) {
+    if (!s["$ref"].is_string()) return InvalidArgumentError("'$ref' at {} is not a string", Pointer(path));
+    const std::string ref = s["$ref"].get<std::string>();
+    auto it = ref_rules_.find(ref);
+    if (it != ref_rules_.end()) return Expr::Ref(it->second);
+    TS_ASSIGN_OR_RETURN(const Json* target, ResolvePointer(ref));
+    TS_ASSIGN_OR_RETURN(int32_t id, b_.DeclareRule(ref));
+    ref_rules_[ref] = id;
+    TS_ASSIGN_OR_RETURN(Expr body, Node(*target, ref.substr(1), 1));
+    TS_RETURN_IF_ERROR(b_.DefineRule(id, body));
+    return Expr::Ref(id);
+  }
+
+  // Follows $ref chains to the schema object they name (for allOf merging).
+  StatusOr<const Json*> Resolve(const Json& s) {
+    const Json* cur = &s;
+    for (int hops = 0; cur->is_object() && cur->contains("$ref"); ++hops) {
+      if (hops > 32) return InvalidArgumentError("'$ref' chain too long");
+      const Json& r = (*cur)["$ref"];
+      if (!r.is_string()) return InvalidArgumentError("'$ref' is not a string");
+      TS_ASSIGN_OR_RETURN(const Json* target, ResolvePointer(r.get<std::string>()));
+      cur = target;
+    }
+    return cur;
+  }
+
+  StatusOr<Expr> AllOf(const Json& s, const std::string& path, int depth) {
+    if (!s["allOf"].is_array() || s["allOf"].empty()) {
+      return InvalidArgumentError("'allOf' at {} must be a non-empty array", Pointer(path));
+    }
+    Json merged = Json::object();
+    merged["type"] = "object";
+    merged["properties"] = Json::object();
+    merged["required"] = Json::array();
+    std::vector<const Json*> parts{&s};
+    for (const Json& p : s["allOf"]) {
+      TS_ASSIGN_OR_RETURN(const Json* r, Resolve(p));
+      parts.push_back(r);
+    }
+    for (const Json* p : parts) {
+      if (!p->is_object()) return InvalidArgumentError("'allOf' at {} has a non-object part", Pointer(path));
+      for (const auto& [key, value] : p->items()) {
+        if (key == "allOf" && p == &s) continue;
+        if (key == "properties") {
+          for (const auto& [name, sub] : value.items()) merged["properties"][name] = sub;
+        } else if (key == "required") {
+          for (const Json& r : value) merged["required"].push_back(r);
+        } else if (key == "type") {
+          if (value != "object") unsupported_.push_back(path + "/allOf (of non-object schemas)");
+        } else if (key == "additionalProperties") {
+          merged[key] = value;
+        } else if (KnownKeywords().count(key) != 0 && key != "title" && key != "description" &&
+                   key != "$defs" && key != "definitions" && key != "$schema" && key != "$id") {
+          unsupported_.push_back(path + "/allOf (with '" + key + "')");
+        }
+      }
+    }
+    return TypedNode("object", merged, path, depth);
+  }
+
+  StatusOr<Expr> TypedNode(const std::string& type, const Json& s, const std::string& path,
+                           int depth) {
+    if (type == "object") return ObjectNode(s, path, depth);
+    if (type == "array") return ArrayNode(s, path, depth);
+    if (type == "string") return StringNode(s, path);
+    if (type == "integer" || type == "number") return NumberNode(s, path, type == "integer");
+    if (type == "boolean") return Expr::Alt({Expr::Literal("true"), Expr::Literal("false")});
+    if (type == "null") return Expr::Literal("null");
+    return InvalidArgumentError("unknown type '{}' at {}", type, Pointer(path));
+  }
+
+  StatusOr<Expr> ObjectNode(const Json& s, const std::string& path, int depth) {
+    std::set<std::string> required;
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) return InvalidArgumentError("'required' at {} is not an array", Pointer(path));
+      for (const Json& r : s["required"]) {
+        if (!r.is_string()) return InvalidArgumentError("'required' at {} has a non-string", Pointer(path));
+        required.insert(r.get<std::string>());
+      }
+    }
+    struct Prop {
+      Expr kv;
+      bool required;
+    };
+    std::vector<Prop> props;
+    if (s.contains("properties")) {
+      if (!s["properties"].is_object()) return InvalidArgumentError("'properties' at {} is not an object", Pointer(path));
+      for (const auto& [name, sub] : s["properties"].items()) {
+        TS_ASSIGN_OR_RETURN(Expr value, Node(sub, path + "/properties/" + name, depth + 1));
+        props.push_back({Expr::Seq({Expr::Literal(Json(name).dump()), Expr::Byte(':'), Ws(), value}),
+                         required.count(name) != 0});
+        required.erase(name);
+      }
+    }
+    if (!required.empty()) {
+      return InvalidArgumentError("'required' at {} names '{}', which is not in 'properties'",
+                                  Pointer(path), *required.begin());
+    }
+    std::optional<Expr> extra;  // one additional "key": value member
+    if (s.contains("additionalProperties") && !(s["additionalProperties"].is_boolean() &&
+                                                 !s["additionalProperties"].get<bool>())) {
+      TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
+      TS_ASSIGN_OR_RETURN(Expr value, Node(s["additionalProperties"], path + "/additionalProperties", depth + 1));
+      extra = Expr::Seq({Expr::Ref(str), Expr::Byte(':'), Ws(), value});
+    }
+    // tail[i][emitted]: the members from property i on, given whether one was emitted already.
+    // Built back to front; optional members branch, so each tail is a rule to share it.
+    Expr tail_emitted = extra ? Expr::Star(Expr::Seq({Sep(), *extra})) : Expr::Empty();
+    Expr tail_none = extra ? Expr::Opt(Expr::Seq({*extra, Expr::Star(Expr::Seq({Sep(), *extra}))}))
+                           : Expr::Empty();
+    for (size_t i = props.size(); i-- > 0;) {
+      Expr with = Expr::Seq({Sep(), props[i].kv, tail_emitted});
+      Expr first = Expr::Seq({props[i].kv, tail_emitted});
+      if (props[i].required) {
+        tail_emitted = std::move(with);
+        tail_none = std::move(first);
+      } else {
+        TS_ASSIGN_OR_RETURN(Expr te, Rule(fmt::format("{}#{}e", path, i), Expr::Alt({with, tail_emitted})));
+        TS_ASSIGN_OR_RETURN(Expr tn, Rule(fmt::format("{}#{}n", path, i), Expr::Alt({first, tail_none})));
+        tail_emitted = std::move(te);
+        tail_none = std::move(tn);
+      }
+    }
+    return Expr::Seq({Expr::Byte('{'), tail_none, Expr::Byte('}')});
+  }
+
+  StatusOr<int64_t> Count(const Json& s, const char* key, const std::string& path) {
+    if (!s.contains(key)) return int64_t{-1};
+    if (!s[key].is_number_integer() || s[key].get<int64_t>() < 0) {
+      return InvalidArgumentError("'{}' at {} must be a non-negative integer", key, Pointer(path));
+    }
+    if (s[key].get<int64_t>() > opt_.limits.max_repeat) {
+      return InvalidArgumentError("'{}' at {} exceeds the limit {}", key, Pointer(path), opt_.limits.max_repeat);
+    }
+    return s[key].get<int64_t>();
+  }
+
+  StatusOr<Expr> ArrayNode(const Json& s, const std::string& path, int depth) {
+    std::vector<Expr> prefix;
+    if (s.contains("prefixItems")) {
+      if (!s["prefixItems"].is_array()) return InvalidArgumentError("'prefixItems' at {} is not an array", Pointer(path));
+      for (size_t i = 0; i < s["prefixItems"].size(); ++i) {
+        TS_ASSIGN_OR_RETURN(Expr e, Node(s["prefixItems"][i], fmt::format("{}/prefixItems/{}", path, i), depth + 1));
+        prefix.push_back(std::move(e));
+      }
+    }
+    std::optional<Expr> items;
+    if (!s.contains("items")) {
+      TS_ASSIGN_OR_RETURN(int32_t v, AnyValueRule());
+      items = Expr::Ref(v);
+    } else if (!(s["items"].is_boolean() && !s["items"].get<bool>())) {
+      TS_ASSIGN_OR_RETURN(Expr e, Node(s["items"], path + "/items", depth + 1));
+      items = std::move(e);
+    }
+    TS_ASSIGN_OR_RETURN(int64_t min, Count(s, "minItems", path));
+    TS_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxItems", path));
+    min = std::max<int64_t>(min, 0);
+    const int64_t k = static_cast<int64_t>(prefix.size());
+    if (!items) max = max < 0 ? k : std::min(max, k);
+    if (max >= 0 && min > max) {
+      return InvalidArgumentError("array at {} cannot satisfy minItems/maxItems", Pointer(path));
+    }
+    // Element j (0-based) is prefix[j] or items; elements beyond max(min, k) repeat `items`.
+    const int64_t explicit_n = std::min<int64_t>(std::max(min, k), max < 0 ? INT64_MAX : max);
+    auto elem = [&](int64_t j) { return j < k ? prefix[j] : *items; };
+    auto sep = [](int64_t j) { return j == 0 ? Expr::Empty() : Sep(); };
+    Expr tail = Expr::Empty();
+    if (items && (max < 0 || max > explicit_n)) {
+      Expr one = Expr::Seq({sep(explicit_n == 0 ? 0 : 1), *items});
+      if (explicit_n == 0) {
+        Expr rest = max < 0 ? Expr::Star(Expr::Seq({Sep(), *items}))
+                            : Expr::Repeat(Expr::Seq({Sep(), *items}), 0, static_cast<int32_t>(max - 1));
+        tail = Expr::Opt(Expr::Seq({*items, rest}));
+      } else {
+        tail = max < 0 ? Expr::Star(one) : Expr::Repeat(one, 0, static_cast<int32_t>(max - explicit_n));
+      }
+    }
+    for (int64_t j = explicit_n; j-- > 0;) {
+      Expr e = Expr::Seq({sep(j), elem(j), tail});
+      tail = j < min ? std::move(e) : Expr::Opt(std::move(e));
+    }
+    return Expr::Seq({Expr::Byte('['), tail, Expr::Byte(']')});
+  }
+
+  StatusOr<Expr> StringNode(const Json& s, const std::string& path) {
+    TS_ASSIGN_OR_RETURN(int64_t min, Count(s, "minLength", path));
+    TS_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", path));
+    const bool has_len = min >= 0 || max >= 0;
+    if (s.contains("pattern") + s.contains("format") + has_len > 1) {
+      unsupported_.push_back(path + " (pattern, format and minLength/maxLength combined)");
+      return Expr::Empty();
+    }
+    std::string pattern;
+    if (s.contains("format")) {
+      if (!s["format"].is_string()) return InvalidArgumentError("'format' at {} is not a string", Pointer(path));
+      const std::string f = s["format"].get<std::string>();
+      const std::string date =
+          "[1-9]\\d{3}-(02-(0[1-9]|1\\d|2[0-8])|(0[469]|11)-(0[1-9]|[12]\\d|30)|"
+          "(0[13578]|1[02])-(0[1-9]|[12]\\d|3[01]))";
+      const std::string time =
+          "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)";
+      if (f == "date") {
+        pattern = "^" + date + "$";
+      } else if (f == "time") {
+        pattern = "^" + time + "$";
+      } else if (f == "date-time") {
+        pattern = "^" + date + "T" + time + "$";
+      } else if (f == "email") {
+        pattern = "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}$";
+      } else if (f == "uuid") {
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+      } else if (f == "ipv4") {
+        const std::string octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+        pattern = "^(" + octet + "\\.){3}" + octet + "$";
+      } else {
+        unsupported_.push_back(path + "/format:" + f);
+        return Expr::Empty();
+      }
+    } else if (s.contains("pattern")) {
+      if (!s["pattern"].is_string()) return InvalidArgumentError("'pattern' at {} is not a string", Pointer(path));
+      pattern = s["pattern"].get<std::string>();
+    }
+    Expr body;
+    if (!pattern.empty()) {
+      // JSON Schema patterns search; unanchored ends allow any characters.
+      const bool start = pattern[0] == '^';
+      const bool end = pattern.size() >= 2 && pattern.back() == '$' && pattern[pattern.size() - 2] != '\\';
+      RegexOptions ro;
+      ro.inside_json_string = true;
+      ro.max_repeat = opt_.limits.max_repeat;
+      auto re = ParseRegex(pattern, ro);
+      if (!re.ok()) return re.status().WithPrefix(fmt::format("'pattern' at {}", Pointer(path)));
+      body = Expr::Seq({start ? Expr::Empty() : Expr::Star(JsonChar()), *re,
+                        end ? Expr::Empty() : Expr::Star(JsonChar())});
+    } else if (has_len) {
+      body = Expr::Repeat(JsonChar(), static_cast<int32_t>(std::max<int64_t>(min, 0)),
+                          static_cast<int32_t>(max));
+      if (max >= 0 && max < min) return InvalidArgumentError("minLength > maxLength at {}", Pointer(path));
+    } else {
+      TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
+      return Expr::Ref(str);
+    }
+    return Expr::Seq({Expr::Byte('"'), body, Expr::Byte('"')});
+  }
+
+  StatusOr<Expr> NumberNode(const Json& s, const std::string& path, bool integer) {
+    std::optional<double> lo, hi;
+    bool lo_excl = false, hi_excl = false;
+    for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
+      if (!s.contains(key)) continue;
+      if (!s[key].is_number()) return InvalidArgumentError("'{}' at {} is not a number", key, Pointer(path));
+      const double v = s[key].get<double>();
+      const std::string k = key;
+      if (k == "minimum" || k == "exclusiveMinimum") {
+        const bool excl = k == "exclusiveMinimum";
+        if (!lo || v > *lo || (v == *lo && excl)) lo = v, lo_excl = excl;
+      } else {
+        const bool excl = k == "exclusiveMaximum";
+        if (!hi || v < *hi || (v == *hi && excl)) hi = v, hi_excl = excl;
+      }
+    }
+    if (!lo && !hi) {
+      if (integer) {
+        return Expr::Seq({Expr::Opt(Expr::Byte('-')),
+                          Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Star(Digit())})})});
+      }
+      TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", NumberExpr()));
+      return Expr::Ref(num);
+    }
+    constexpr double kBig = 1e18;
+    // Integer bounds of the values allowed.
+    std::optional<int64_t> ilo, ihi;
+    if (lo && *lo > -kBig) ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
+    if (hi && *hi < kBig) ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
+    if (lo && *lo >= kBig) return InvalidArgumentError("'minimum' at {} is too large", Pointer(path));
+    if (hi && *hi <= -kBig) return InvalidArgumentError("'maximum' at {} is too small", Pointer(path));
+    std::vector<Expr> alts;
+    if (!ilo || !ihi || *ilo <= *ihi) alts.push_back(IntegerRange(ilo, ihi));
+    if (!integer) {
+      // k.f with f non-zero lies in (k, k+1); -j.f in (-(j+1), -j).
+      const Expr frac = Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
+      std::optional<int64_t> klo = lo ? std::optional<int64_t>(std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig))))) : int64_t{0};
+      std::optional<int64_t> khi;
+      if (hi) khi = static_cast<int64_t>(std::floor(std::min(*hi, kBig))) - 1;
+      if (!khi || *khi >= *klo) alts.push_back(Expr::Seq({IntegerRange(klo, khi), frac}));
+      std::optional<int64_t> jlo = int64_t{0}, jhi;
+      if (hi) jlo = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(-std::min(*hi, kBig))));
+      if (lo) jhi = static_cast<int64_t>(std::floor(-std::max(*lo, -kBig))) - 1;
+      if (!jhi || *jhi >= *jlo) {
+        alts.push_back(Expr::Seq({Expr::Byte('-'), IntegerRange(jlo, jhi), frac}));
+      }
+    }
+    if (alts.empty()) return InvalidArgumentError("numeric range at {} is empty", Pointer(path));
+    return Expr::Alt(std::move(alts));
+  }
+
+  const Json& root_;
+  JsonSchemaOptions opt_;
+  GrammarBuilder b_;
+  std::map<std::string, int32_t> ref_rules_;
+  std::vector<std::string> unsupported_;
+  int32_t any_value_ = -1, any_object_ = -1;
+  int64_t num_nodes_ = 0;
+};
+
+}  // namespace
+
+StatusOr<Grammar> CompileJsonSchema(std::string_view schema_text, const JsonSchemaOptions& options) {
+  if (schema_text.size() > 1000000) return InvalidArgumentError("schema larger than 1000000 bytes");
+  Json schema = Json::parse(schema_text, nullptr, /*allow_exceptions=*/false);
+  if (schema.is_discarded()) return InvalidArgumentError("schema is not valid JSON");
+  SchemaCompiler c(schema, options);
+  return c.CompileRoot();
+}
+
+StatusOr<Grammar> CompileAnyJsonObject(const JsonSchemaOptions& options) {
+  const Json empty = Json::object();
+  SchemaCompiler c(empty, options);
+  return c.CompileAnyObject();
+}
+
+}  // namespace tinyserve::structured

@@ -1,0 +1,80 @@
+// Helpers shared by the structured module's tests (header-only; tests only): the real Qwen
+// vocabulary, loaded once per test binary, and mask-driven random generation.
+#pragma once
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "structured/matcher.h"
+#include "structured/qwen_vocabulary.h"
+#include "util/paths.h"
+
+namespace tinyserve::structured::testing {
+
+// Null when setup.sh has not fetched the tokenizer files.
+inline std::shared_ptr<const Vocabulary> QwenVocabOrNull() {
+  static const std::shared_ptr<const Vocabulary> vocab = [] {
+    auto v = LoadQwenVocabulary(QwenTokenizerDir());
+    return v.ok() ? *v : nullptr;
+  }();
+  return vocab;
+}
+
+inline bool UnderSanitizer() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+inline bool BitSet(const std::vector<uint32_t>& mask, int32_t t) {
+  return (mask[t >> 5] >> (t & 31)) & 1;
+}
+
+// Picks an allowed token: half the time among allowed single-byte tokens (so structure gets
+// closed and later grammar states are reached), else uniformly among all allowed tokens.
+inline int32_t PickAllowed(const Vocabulary& v, const std::vector<uint32_t>& mask,
+                           std::mt19937_64* rng) {
+  std::vector<int32_t> all, short_ones;
+  for (int32_t t = 0; t < v.size(); ++t) {
+    if (!BitSet(mask, t)) continue;
+    all.push_back(t);
+    if (v.TokenBytes(t).size() == 1) short_ones.push_back(t);
+  }
+  if (all.empty()) return -1;
+  const auto& pool = (!short_ones.empty() && (*rng)() % 2 == 0) ? short_ones : all;
+  return pool[(*rng)() % pool.size()];
+}
+
+struct Generated {
+  std::string text;
+  bool finished = false;  // ended with EOS (the grammar accepted)
+};
+
+// Generates up to max_tokens tokens by sampling uniformly from the mask (with the budget).
+inline Generated GenerateRandom(const std::shared_ptr<const CompiledGrammar>& g, uint64_t seed,
+                                int32_t max_tokens) {
+  GrammarMatcher m(g);
+  const Vocabulary& v = g->vocab();
+  std::vector<uint32_t> mask(v.mask_words());
+  std::mt19937_64 rng(seed);
+  Generated out;
+  for (int32_t i = 0; i < max_tokens; ++i) {
+    m.FillNextTokenBitmask(mask.data(), max_tokens - i);
+    const int32_t t = PickAllowed(v, mask, &rng);
+    if (t < 0 || !m.AcceptToken(t)) break;
+    if (v.IsEos(t)) {
+      out.finished = true;
+      break;
+    }
+    out.text += v.TokenBytes(t);
+  }
+  if (!out.finished && m.CanTerminate()) out.finished = true;
+  return out;
+}
+
+}  // namespace tinyserve::structured::testing
