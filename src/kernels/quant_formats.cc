@@ -193,7 +193,11 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     DecodeRowToInts(type, s, len, q, scale, offset);
     for (int64_t i = 0; i < len; ++i) {
       const int64_t sb = i / traits.sub_block;
-      dst[base + i] = scale[sb] * q[i] + offset[sb];
+      // Zero-point formats as ggml writes them, scale * (q - zero), so that signed zeros
+      // match too.
+      dst[base + i] = traits.has_min
+                          ? scale[sb] * q[i] + offset[sb]
+                          : scale[sb] * static_cast<float>(q[i] - traits.zero_point);
     }
   }
 }

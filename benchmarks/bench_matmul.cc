@@ -1,0 +1,122 @@
+// MatMul throughput on Qwen2.5-0.5B shapes for each weight type, as fractions of this machine's
+// bounds measured in the same run (roofline.h): GB/s of weight bytes at num_rows = 1 (decode,
+// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the int8
+// dot-product peak (quantized weights) or the f32 FMA peak (float weights).
+//   bench_matmul [--threads N] [--quick]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/convert.h"
+#include "kernels/matmul.h"
+#include "kernels/quant_formats.h"
+#include "roofline.h"
+
+namespace tinyserve {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Random weights: a 4096-row random slab, quantized once and tiled (the kernels' speed does not
+// depend on the values, and quantizing 136M weights per type would dominate the run).
+std::vector<uint8_t> MakeWeights(DType t, int64_t rows, int64_t cols) {
+  const int64_t slab_rows = std::min<int64_t>(rows, 4096);
+  const uint64_t row_bytes = *RowBytes(t, cols);
+  std::vector<float> f(slab_rows * cols);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  for (float& v : f) v = nd(rng);
+  std::vector<uint8_t> w(row_bytes * rows);
+  if (!kernels::QuantizeRow(t, f.data(), w.data(), slab_rows * cols).ok()) std::abort();
+  for (int64_t r = slab_rows; r < rows; r += slab_rows)
+    std::memcpy(w.data() + r * row_bytes, w.data(),
+                std::min<int64_t>(slab_rows, rows - r) * row_bytes);
+  return w;
+}
+
+// Median seconds per call over enough calls to fill ~0.3 s (at least 3).
+double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows, float* out,
+                ThreadPool* pool) {
+  kernels::MatMul(w, x, num_rows, nullptr, out, pool);  // warm-up
+  const double t0 = Now();
+  kernels::MatMul(w, x, num_rows, nullptr, out, pool);
+  const double once = Now() - t0;
+  const int reps = std::clamp(static_cast<int>(0.3 / std::max(once, 1e-7)), 3, 2000);
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const double s = Now();
+    kernels::MatMul(w, x, num_rows, nullptr, out, pool);
+    times.push_back(Now() - s);
+  }
+  std::nth_element(times.begin(), times.begin() + reps / 2, times.end());
+  return times[reps / 2];
+}
+
+int Main(int argc, char** argv) {
+  int threads = 2;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+  }
+  ThreadPool pool(threads);
+  const bench::Roofline roof = bench::MeasureRoofline(&pool);
+  std::printf("threads=%d isa=%s read=%.1f GB/s fma=%.0f GFLOP/s int8=%.0f GOP/s\n", threads,
+              roof.isa.c_str(), roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops);
+  std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
+              "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
+  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                         DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
+  const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
+  for (DType t : types) {
+    const double peak = IsQuantized(t) ? roof.int8_gops : roof.fma_gflops;
+    for (const auto& s : shapes) {
+      const int64_t rows = s[0], cols = s[1];
+      char shape[32];
+      std::snprintf(shape, sizeof(shape), "%lldx%lld", static_cast<long long>(rows),
+                    static_cast<long long>(cols));
+      if (cols % BlockSize(t) != 0) {
+        std::printf("%-6s %-12s   (cols not a multiple of %lld)\n", DTypeName(t).data(), shape,
+                    static_cast<long long>(BlockSize(t)));
+        continue;
+      }
+      if (quick && rows > 10000) continue;
+      const std::vector<uint8_t> wbytes = MakeWeights(t, rows, cols);
+      auto packed = kernels::PackedMatrix::Pack({"w", t, {rows, cols}, wbytes.data(),
+                                                 wbytes.size()});
+      if (!packed.ok()) std::abort();
+      const int64_t max_m = rows > 10000 ? 16 : 512;
+      std::vector<float> x(max_m * cols), out(max_m * rows);
+      std::mt19937 rng(2);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      for (float& v : x) v = nd(rng);
+      const double t1 = TimeCall(*packed, x.data(), 1, out.data(), &pool);
+      const double gbs = packed->bytes() / t1 / 1e9;
+      const double t16 = TimeCall(*packed, x.data(), 16, out.data(), &pool);
+      const double g16 = 2.0 * rows * cols * 16 / t16 / 1e9;
+      std::printf("%-6s %-12s %10.1f %7.0f%% %12.0f %7.1f%%", DTypeName(t).data(), shape, gbs,
+                  100 * gbs / roof.read_gb_per_s, g16, 100 * g16 / peak);
+      if (max_m == 512) {
+        const double t512 = TimeCall(*packed, x.data(), 512, out.data(), &pool);
+        const double g512 = 2.0 * rows * cols * 512 / t512 / 1e9;
+        std::printf(" %12.0f %7.1f%%\n", g512, 100 * g512 / peak);
+      } else {
+        std::printf(" %12s %8s\n", "-", "-");
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tinyserve
+
+int main(int argc, char** argv) { return tinyserve::Main(argc, argv); }

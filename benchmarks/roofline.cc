@@ -1,0 +1,115 @@
+#include "roofline.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "util/aligned_buffer.h"
+
+namespace tinyserve::bench {
+namespace {
+
+bool HasAvx512Vnni() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+bool HasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs fn(thread_idx) on every thread of the pool; returns the best ops/s of `reps` runs, where
+// fn returns the operations it did.
+template <typename Fn>
+double BestRate(ThreadPool* pool, int reps, Fn fn) {
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    std::atomic<uint64_t> ops{0};
+    const double t0 = Now();
+    if (pool) {
+      pool->Run([&](int t) { ops += fn(t); });
+    } else {
+      ops += fn(0);
+    }
+    const double dt = Now() - t0;
+    best = std::max(best, static_cast<double>(ops.load()) / dt);
+  }
+  return best;
+}
+
+}  // namespace
+
+double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes, int reps) {
+  AlignedBuffer<uint8_t> buf(buffer_bytes);
+  const int threads = pool ? pool->num_threads() : 1;
+  const uint64_t slice = buffer_bytes / threads / 4096 * 4096;
+  // Each thread touches its own slice first (page placement follows the reader).
+  auto touch = [&](int t) { std::memset(buf.data() + t * slice, t + 1, slice); };
+  if (pool) {
+    pool->Run(touch);
+  } else {
+    touch(0);
+  }
+  std::atomic<uint64_t> sink{0};
+  const double rate = BestRate(pool, reps, [&](int t) -> uint64_t {
+    uint64_t s = 0;
+    const uint8_t* p = buf.data() + t * slice;
+    uint64_t n = HasAvx512Vnni() ? internal::ReadSliceAvx512(p, slice, &s)
+                 : HasAvx2()     ? internal::ReadSliceAvx2(p, slice, &s)
+                                 : 0;
+    if (n == 0) {
+      for (uint64_t i = 0; i < slice; i += 8) {
+        uint64_t v;
+        std::memcpy(&v, p + i, 8);
+        s ^= v;
+      }
+      n = slice;
+    }
+    sink += s;
+    return n;
+  });
+  return rate / 1e9;
+}
+
+double MeasureFmaPeak(ThreadPool* pool) {
+  constexpr int64_t kIters = 20'000'000;
+  std::atomic<uint32_t> sink{0};
+  return BestRate(pool, 3, [&](int) -> uint64_t {
+           float s = 0;
+           uint64_t ops = HasAvx512Vnni() ? internal::FmaLoopAvx512(kIters, &s)
+                          : HasAvx2()     ? internal::FmaLoopAvx2(kIters, &s)
+                                          : 0;
+           sink += s != 0;
+           return ops;
+         }) /
+         1e9;
+}
+
+double MeasureInt8Peak(ThreadPool* pool) {
+  constexpr int64_t kIters = 20'000'000;
+  std::atomic<int32_t> sink{0};
+  return BestRate(pool, 3, [&](int) -> uint64_t {
+           int32_t s = 0;
+           uint64_t ops = HasAvx512Vnni() ? internal::DotLoopAvx512(kIters, &s)
+                          : HasAvx2()     ? internal::DotLoopAvx2(kIters, &s)
+                                          : 0;
+           sink += s;
+           return ops;
+         }) /
+         1e9;
+}
+
+Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
+  Roofline r;
+  r.isa = HasAvx512Vnni() ? "avx512" : HasAvx2() ? "avx2" : "scalar";
+  r.read_gb_per_s = MeasureReadBandwidth(pool, buffer_bytes);
+  r.fma_gflops = MeasureFmaPeak(pool);
+  r.int8_gops = MeasureInt8Peak(pool);
+  return r;
+}
+
+}  // namespace tinyserve::bench

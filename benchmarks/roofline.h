@@ -1,0 +1,40 @@
+// Measures this machine's performance bounds in the current run, so benchmarks can report
+// ratios that stay meaningful on a noisy shared machine: STREAM-like read bandwidth on a
+// buffer much larger than the last-level cache, peak f32 FMA GFLOP/s, and peak int8
+// dot-product GOP/s (AVX-512 VNNI vpdpbusd when available, else AVX2 maddubs). Call from one
+// thread; the measurements use the given pool (nullptr = calling thread only).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "util/thread_pool.h"
+
+namespace tinyserve::bench {
+
+struct Roofline {
+  double read_gb_per_s = 0;  // 1e9 bytes / s
+  double fma_gflops = 0;     // f32, 2 flops per multiply-add
+  double int8_gops = 0;      // 2 ops per int8 multiply-add
+  std::string isa;           // "avx512", "avx2" or "scalar"
+};
+
+// Reads a buffer of `buffer_bytes` (allocated and touched once) `reps` times with every thread
+// of the pool reading its own slice; returns the best pass.
+double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1} << 30,
+                            int reps = 3);
+double MeasureFmaPeak(ThreadPool* pool);
+double MeasureInt8Peak(ThreadPool* pool);
+Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1} << 30);
+
+// Per-ISA loops (roofline_avx2.cc, roofline_avx512.cc): each returns the operations it did.
+namespace internal {
+uint64_t ReadSliceAvx512(const uint8_t* p, uint64_t bytes, uint64_t* sink);
+uint64_t FmaLoopAvx512(int64_t iters, float* sink);
+uint64_t DotLoopAvx512(int64_t iters, int32_t* sink);
+uint64_t ReadSliceAvx2(const uint8_t* p, uint64_t bytes, uint64_t* sink);
+uint64_t FmaLoopAvx2(int64_t iters, float* sink);
+uint64_t DotLoopAvx2(int64_t iters, int32_t* sink);
+}  // namespace internal
+
+}  // namespace tinyserve::bench

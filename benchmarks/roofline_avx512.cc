@@ -1,0 +1,50 @@
+// AVX-512 loops of roofline.cc: streaming reads, independent FMA chains, independent vpdpbusd
+// chains (enough chains to cover the instruction latency on current cores).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "roofline.h"
+
+namespace tinyserve::bench::internal {
+
+uint64_t ReadSliceAvx512(const uint8_t* p, uint64_t bytes, uint64_t* sink) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (uint64_t i = 0; i + 256 <= bytes; i += 256) {
+    a0 = _mm512_xor_si512(a0, _mm512_load_si512(p + i));
+    a1 = _mm512_xor_si512(a1, _mm512_load_si512(p + i + 64));
+    a2 = _mm512_xor_si512(a2, _mm512_load_si512(p + i + 128));
+    a3 = _mm512_xor_si512(a3, _mm512_load_si512(p + i + 192));
+  }
+  a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+  *sink += static_cast<uint64_t>(_mm512_reduce_add_epi64(a0));
+  return bytes / 256 * 256;
+}
+
+uint64_t FmaLoopAvx512(int64_t iters, float* sink) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  *sink += _mm512_reduce_add_ps(s);
+  return static_cast<uint64_t>(iters) * kChains * 16 * 2;
+}
+
+uint64_t DotLoopAvx512(int64_t iters, int32_t* sink) {
+  constexpr int kChains = 12;
+  __m512i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+  __m512i s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
+  *sink += _mm512_reduce_add_epi32(s);
+  return static_cast<uint64_t>(iters) * kChains * 64 * 2;
+}
+
+}  // namespace tinyserve::bench::internal
