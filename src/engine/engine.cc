@@ -77,6 +77,10 @@ class Engine::Impl {
     queue_.Stop();
     thread_.join();
     // The loop is over: this thread now owns the engine state.
+    std::vector<PendingRequest> incoming;
+    std::vector<std::string> aborts;
+    queue_.Take(/*block=*/false, &incoming, &aborts);
+    for (PendingRequest& p : incoming) AddRequest(std::move(p));
     std::vector<RequestState*> live;
     for (auto& [id, r] : requests_) live.push_back(r.get());
     for (RequestState* r : live) FinishRequest(r, FinishReason::kAbort, OkStatus());
@@ -158,8 +162,8 @@ class Engine::Impl {
       incoming.clear();
       aborts.clear();
       queue_.Take(/*block=*/!scheduler_.has_work(), &incoming, &aborts);
-      if (queue_.stopped()) break;
       for (PendingRequest& p : incoming) AddRequest(std::move(p));
+      if (queue_.stopped()) break;
       for (const std::string& id : aborts) {
         auto it = requests_.find(id);
         if (it != requests_.end()) FinishRequest(it->second.get(), FinishReason::kAbort, OkStatus());
@@ -213,6 +217,7 @@ class Engine::Impl {
   // Runs one step; false when nothing could be scheduled.
   bool Step() {
     SchedulerOutput out = scheduler_.Schedule();
+    queue_.SetEngineWaiting(static_cast<int64_t>(scheduler_.waiting().size()));
     if (out.empty()) return false;
     ++num_steps_;
     const Clock::time_point now = Clock::now();

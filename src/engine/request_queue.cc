@@ -61,15 +61,16 @@ Status RequestQueue::Push(PendingRequest request) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return UnavailableError("the engine is shutting down");
+    if (live_ids_.contains(request.request.request_id)) {
+      return InvalidArgumentError("request id '{}' is already in use",
+                                  request.request.request_id);
+    }
     const int64_t queued = static_cast<int64_t>(requests_.size()) + engine_waiting_;
     if (queued >= max_queue_len_) {
       return UnavailableError("the request queue is full ({} requests waiting); retry later",
                               queued);
     }
-    if (!live_ids_.insert(request.request.request_id).second) {
-      return InvalidArgumentError("request id '{}' is already in use",
-                                  request.request.request_id);
-    }
+    live_ids_.insert(request.request.request_id);
     requests_.push_back(std::move(request));
   }
   cv_.notify_all();
