@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/quant_formats.h"
 #include "kernels/ref/ref.h"
 
 namespace tinyserve::kernels {
@@ -204,6 +205,48 @@ TEST_P(OpsIsaTest, EmbeddingLookupConvertsF32F16Bf16RowsExactly) {
       ref::EmbeddingLookup(table, ids.data(), ids.size(), want.data());
       EmbeddingLookup(GetParam(), table, ids.data(), ids.size(), got.data());
       EXPECT_EQ(got, want) << DTypeName(dtype) << " dim " << dim;
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, EmbeddingLookupDequantizesTheRequestedRowsOfQuantizedTables) {
+  // Each row is encoded separately, so row i of the table must decode to what row i alone
+  // decodes to: this pins the row addressing (RowBytes per row) for block formats.
+  for (DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t dim = BlockSize(dtype) == 256 ? 512 : 96;
+    const int64_t vocab = 5;
+    const uint64_t row_bytes = *RowBytes(dtype, dim);
+    std::vector<float> values(vocab * dim);
+    FillRandom(values.data(), values.size(), 17);
+    std::vector<uint8_t> table_bytes(vocab * row_bytes);
+    std::vector<float> rows(vocab * dim);
+    bool supported = true;
+    for (int64_t r = 0; r < vocab; ++r) {
+      if (!QuantizeRow(dtype, values.data() + r * dim, table_bytes.data() + r * row_bytes, dim)
+               .ok()) {
+        supported = false;
+        break;
+      }
+      DequantizeRow(dtype, table_bytes.data() + r * row_bytes, rows.data() + r * dim, dim);
+    }
+    if (!supported) {  // no quantizer for this format; Q8_0 always has one
+      EXPECT_NE(dtype, DType::kQ8_0);
+      continue;
+    }
+    TensorView table;
+    table.dtype = dtype;
+    table.shape = {vocab, dim};
+    table.data = table_bytes.data();
+    table.num_bytes = table_bytes.size();
+    const std::vector<int32_t> ids = {4, 1, 1, 0};
+    std::vector<float> got(ids.size() * dim);
+    EmbeddingLookup(GetParam(), table, ids.data(), ids.size(), got.data());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      for (int64_t j = 0; j < dim; ++j) {
+        ASSERT_EQ(got[i * dim + j], rows[ids[i] * dim + j]) << DTypeName(dtype) << " id " << ids[i];
+        // And the quantization is sane: close to the original value.
+        ASSERT_NEAR(got[i * dim + j], values[ids[i] * dim + j], 0.5f) << DTypeName(dtype);
+      }
     }
   }
 }
