@@ -66,8 +66,10 @@ void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const flo
   acts.sx.Resize(num_rows * (w.cols / kActBlock));
   acts.init.Resize(num_rows * w.num_sub);
   acts.xsum.Resize(num_rows * w.num_sub);
-  const int num_threads = pool ? pool->num_threads() : 1;
-  if (num_threads > 1 && num_rows > 1) {
+  // Below ~2^18 multiply-adds a parallel region costs more than it saves.
+  const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
+  const int num_threads = pool && !small ? pool->num_threads() : 1;
+  if (num_threads > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
     pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
       k.quantize_acts(x, b, e, w.traits, &acts);
     });
@@ -95,7 +97,8 @@ void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* 
     for (int64_t m = 0; m < num_rows; m += tile)
       k.float_kernel(w, x, n_begin, n_end, m, std::min(num_rows, m + tile), bias, out);
   };
-  if (pool && pool->num_threads() > 1) {
+  const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
+  if (pool && pool->num_threads() > 1 && !small) {
     pool->ParallelFor(w.rows, 4, work);
   } else {
     work(0, w.rows, 0);

@@ -43,15 +43,40 @@ struct PackedMatrix::Impl {
   const uint8_t* Group(int64_t g) const { return packed.data() + g * num_sub * record_bytes; }
 };
 
-// Activations x [num_rows, cols] quantized per 32 values: xq = round(x * 127 / amax).
+// Activations x [num_rows, cols] quantized per 32 values: xq = round(x * 127 / amax). Rows are
+// stored in tiles of kRowTile (the last tile may be shorter, mt rows), interleaved so that a
+// kernel working on one tile reads everything through one pointer:
+//   xq    [tile][cols / 4][mt][4]      4 consecutive values of each row side by side
+//   sx    [tile][cols / 32][mt]        amax / 127
+//   init  [tile][num_sub][mt]          -zero * sum of xq over the sub-block
+//   xsum  [tile][num_sub][mt]          sx * sum of xq over the sub-block
+// Kernels must tile rows the same way: tiles start at multiples of kRowTile.
+inline constexpr int kRowTile = 8;
+
 struct QuantizedActs {
   int64_t num_rows = 0;
   int64_t cols = 0;
-  int64_t num_sub = 0;           // cols / sub_block of the weights
-  AlignedBuffer<int8_t> xq;      // [num_rows, cols]
-  AlignedBuffer<float> sx;       // [num_rows, cols / 32]: amax / 127
-  AlignedBuffer<int32_t> init;   // [num_rows, num_sub]: -zero * sum of xq over the sub-block
-  AlignedBuffer<float> xsum;     // [num_rows, num_sub]: sx * sum of xq over the sub-block
+  int64_t num_sub = 0;  // cols / sub_block of the weights
+  AlignedBuffer<int8_t> xq;
+  AlignedBuffer<float> sx;
+  AlignedBuffer<int32_t> init;
+  AlignedBuffer<float> xsum;
+
+  int64_t TileStart(int64_t m) const { return m / kRowTile * kRowTile; }
+  int64_t TileRows(int64_t m) const {
+    const int64_t left = num_rows - TileStart(m);
+    return left < kRowTile ? left : kRowTile;
+  }
+  // Index of xq[m, k] for k a multiple of 4.
+  int64_t XqIndex(int64_t m, int64_t k) const {
+    return TileStart(m) * cols + (k / 4) * TileRows(m) * 4 + (m - TileStart(m)) * 4;
+  }
+  int64_t SxIndex(int64_t m, int64_t blk) const {
+    return TileStart(m) * (cols / kActBlock) + blk * TileRows(m) + (m - TileStart(m));
+  }
+  int64_t SubIndex(int64_t m, int64_t b) const {
+    return TileStart(m) * num_sub + b * TileRows(m) + (m - TileStart(m));
+  }
 };
 
 // Quantizes rows [row_begin, row_end) of x into acts (already sized). Same results on every

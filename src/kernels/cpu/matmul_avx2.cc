@@ -25,18 +25,21 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256 acc[MT];
-  for (int r = 0; r < MT; ++r) acc[r] = _mm256_setzero_ps();
+  const int8_t* xq[MT];
+  const int64_t chunk_stride = a.TileRows(m) * 4;
+  for (int r = 0; r < MT; ++r) {
+    acc[r] = _mm256_setzero_ps();
+    xq[r] = a.xq.data() + a.XqIndex(m + r, 0);
+  }
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
     __m256i dot[MT];
     for (int r = 0; r < MT; ++r)
-      dot[r] = kSigned ? _mm256_setzero_si256()
-                       : _mm256_set1_epi32(a.init[(m + r) * a.num_sub + b]);
+      dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
     for (int c = 0; c < SUB / 4; ++c) {
       const __m256i wv =
           _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
       for (int r = 0; r < MT; ++r) {
-        const __m256i xv =
-            _mm256_set1_epi32(LoadI32(a.xq.data() + (m + r) * a.cols + b * SUB + c * 4));
+        const __m256i xv = _mm256_set1_epi32(LoadI32(xq[r] + (b * SUB / 4 + c) * chunk_stride));
         __m256i p;
         if constexpr (kSigned) {
           const __m256i ws = _mm256_xor_si256(wv, flip);
@@ -50,14 +53,14 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
     const auto* scale = reinterpret_cast<const float*>(rec + SUB * kGroupRows);
     const __m256 sv = _mm256_load_ps(scale + h * 8);
     for (int r = 0; r < MT; ++r) {
-      const float sx = a.sx[(m + r) * (a.cols / kActBlock) + b * SUB / kActBlock];
+      const float sx = a.sx[a.SxIndex(m + r, b * SUB / kActBlock)];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
                                acc[r]);
     }
     if constexpr (kMin) {
       const __m256 ov = _mm256_load_ps(scale + kGroupRows + h * 8);
       for (int r = 0; r < MT; ++r)
-        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[(m + r) * a.num_sub + b]), acc[r]);
+        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[a.SubIndex(m + r, b)]), acc[r]);
     }
   }
   const int64_t n0 = g * kGroupRows + h * 8;

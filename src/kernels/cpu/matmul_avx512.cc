@@ -14,82 +14,93 @@
 namespace tinyserve::kernels {
 namespace {
 
-inline int32_t LoadI32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+// 4 activation bytes broadcast to every 32-bit lane (folds into vpdpbusd's {1to16} operand).
+inline __m512i Broadcast4(const int8_t* p) { return _mm512_broadcastd_epi32(_mm_loadu_si32(p)); }
 
 void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
                         const QuantTraits& traits, QuantizedActs* acts) {
   const int64_t cols = acts->cols;
   const int sub = traits.sub_block;
   const __m512 sign = _mm512_set1_ps(-0.0f);
+  alignas(32) int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
     const float* xr = x + m * cols;
-    int8_t* q = acts->xq.data() + m * cols;
-    float* sx = acts->sx.data() + m * (cols / kActBlock);
-    int32_t* init = acts->init.data() + m * acts->num_sub;
-    float* xsum = acts->xsum.data() + m * acts->num_sub;
+    int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);
+    const int64_t chunk_stride = acts->TileRows(m) * 4;
     for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
       const __m512 v0 = _mm512_loadu_ps(xr + blk * 32);
       const __m512 v1 = _mm512_loadu_ps(xr + blk * 32 + 16);
       const float amax = _mm512_reduce_max_ps(
           _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
       const float id = amax == 0 ? 0.0f : 127.0f / amax;
-      sx[blk] = amax / 127.0f;
+      const float sx = amax / 127.0f;
+      acts->sx[acts->SxIndex(m, blk)] = sx;
       const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
       const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + blk * 32), _mm512_cvtsepi32_epi8(q0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + blk * 32 + 16), _mm512_cvtsepi32_epi8(q1));
+      _mm_store_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(q0));
+      _mm_store_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(q1));
+      for (int c = 0; c < kActBlock / 4; ++c)
+        std::memcpy(xq + (blk * 8 + c) * chunk_stride, q + c * 4, 4);
       const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
       if (sub == 32) {
-        init[blk] = -traits.zero_point * (s0 + s1);
-        xsum[blk] = sx[blk] * static_cast<float>(s0 + s1);
+        const int64_t idx = acts->SubIndex(m, blk);
+        acts->init[idx] = -traits.zero_point * (s0 + s1);
+        acts->xsum[idx] = sx * static_cast<float>(s0 + s1);
       } else {
-        init[2 * blk] = -traits.zero_point * s0;
-        init[2 * blk + 1] = -traits.zero_point * s1;
-        xsum[2 * blk] = sx[blk] * static_cast<float>(s0);
-        xsum[2 * blk + 1] = sx[blk] * static_cast<float>(s1);
+        const int64_t i0 = acts->SubIndex(m, 2 * blk), i1 = acts->SubIndex(m, 2 * blk + 1);
+        acts->init[i0] = -traits.zero_point * s0;
+        acts->init[i1] = -traits.zero_point * s1;
+        acts->xsum[i0] = sx * static_cast<float>(s0);
+        acts->xsum[i1] = sx * static_cast<float>(s1);
       }
     }
   }
 }
 
-// Output rows [m, m + MT) of row group g.
+// Output rows [m, m + MT) of row group g; [m, m + MT) is one whole tile of the activations.
 template <int MT, int SUB, bool kMin>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
-  const int8_t* xq[MT];
-  const float* sx[MT];
-  const int32_t* init[MT];
-  const float* xsum[MT];
+  const int8_t* xq = a.xq.data() + m * a.cols;           // [cols / 4][MT][4]
+  const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
+  const int32_t* init = a.init.data() + m * a.num_sub;    // [num_sub][MT]
+  const float* xsum = a.xsum.data() + m * a.num_sub;      // [num_sub][MT]
   __m512 acc[MT];
-  for (int r = 0; r < MT; ++r) {
-    xq[r] = a.xq.data() + (m + r) * a.cols;
-    sx[r] = a.sx.data() + (m + r) * (a.cols / kActBlock);
-    init[r] = a.init.data() + (m + r) * a.num_sub;
-    xsum[r] = a.xsum.data() + (m + r) * a.num_sub;
-    acc[r] = _mm512_setzero_ps();
-  }
+  for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
-    __m512i dot[MT];
-    for (int r = 0; r < MT; ++r) dot[r] = _mm512_set1_epi32(init[r][b]);
-    for (int c = 0; c < SUB / 4; ++c) {
+    const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
+    // With few activation rows, two chains per row hide the vpdpbusd latency.
+    constexpr int kChains = MT <= 2 ? 2 : 1;
+    __m512i dot[MT], dot2[MT];
+    for (int r = 0; r < MT; ++r) {
+      dot[r] = _mm512_set1_epi32(init[b * MT + r]);
+      dot2[r] = _mm512_setzero_si512();
+    }
+    for (int c = 0; c < SUB / 4; c += kChains) {
       const __m512i wv = _mm512_load_si512(rec + c * 64);
       for (int r = 0; r < MT; ++r)
-        dot[r] = _mm512_dpbusd_epi32(dot[r], wv, _mm512_set1_epi32(LoadI32(xq[r] + b * SUB + c * 4)));
+        dot[r] = _mm512_dpbusd_epi32(dot[r], wv, Broadcast4(xb + (c * MT + r) * 4));
+      if constexpr (kChains == 2) {
+        const __m512i wv2 = _mm512_load_si512(rec + c * 64 + 64);
+        for (int r = 0; r < MT; ++r)
+          dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
+      }
+    }
+    if constexpr (kChains == 2) {
+      for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
     }
     const __m512 scale = _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows));
+    const float* sxb = sx + (b * SUB / kActBlock) * MT;
     for (int r = 0; r < MT; ++r) {
-      const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sx[r][b * SUB / kActBlock]));
+      const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
     }
     if constexpr (kMin) {
       const __m512 offset =
           _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows + 64));
-      for (int r = 0; r < MT; ++r) acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[r][b]), acc[r]);
+      for (int r = 0; r < MT; ++r)
+        acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[r]);
     }
   }
   const int64_t n0 = g * kGroupRows;

@@ -2,6 +2,7 @@
 // statement of the quantized algorithm of matmul_internal.h that the SIMD paths reproduce bit
 // for bit (same integer dot products, same fused multiply-adds in the same order).
 #include <cmath>
+#include <cstring>
 
 #include "kernels/convert.h"
 #include "kernels/matmul_internal.h"
@@ -13,23 +14,29 @@ void QuantizeActsScalar(const float* x, int64_t row_begin, int64_t row_end,
                         const QuantTraits& traits, QuantizedActs* acts) {
   const int64_t cols = acts->cols;
   const int sub = traits.sub_block;
+  int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
     const float* xr = x + m * cols;
-    int8_t* q = acts->xq.data() + m * cols;
-    float* sx = acts->sx.data() + m * (cols / kActBlock);
+    int32_t sums[2] = {0, 0};  // per 16 values
     for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
       float amax = 0;
       for (int i = 0; i < kActBlock; ++i) amax = std::fmax(amax, std::fabs(xr[blk * 32 + i]));
       const float id = amax == 0 ? 0.0f : 127.0f / amax;
-      sx[blk] = amax / 127.0f;
-      for (int i = 0; i < kActBlock; ++i)
-        q[blk * 32 + i] = static_cast<int8_t>(std::nearbyint(xr[blk * 32 + i] * id));
-    }
-    for (int64_t b = 0; b < acts->num_sub; ++b) {
-      int32_t s = 0;
-      for (int i = 0; i < sub; ++i) s += q[b * sub + i];
-      acts->init[m * acts->num_sub + b] = -traits.zero_point * s;
-      acts->xsum[m * acts->num_sub + b] = sx[b * sub / kActBlock] * static_cast<float>(s);
+      const float sx = amax / 127.0f;
+      acts->sx[acts->SxIndex(m, blk)] = sx;
+      sums[0] = sums[1] = 0;
+      for (int i = 0; i < kActBlock; ++i) {
+        q[i] = static_cast<int8_t>(std::nearbyint(xr[blk * 32 + i] * id));
+        sums[i / 16] += q[i];
+      }
+      for (int c = 0; c < kActBlock / 4; ++c)
+        std::memcpy(&acts->xq[acts->XqIndex(m, blk * 32 + c * 4)], q + c * 4, 4);
+      for (int h = 0; h < kActBlock / sub; ++h) {
+        const int32_t s = sub == 32 ? sums[0] + sums[1] : sums[h];
+        const int64_t idx = acts->SubIndex(m, blk * (kActBlock / sub) + h);
+        acts->init[idx] = -traits.zero_point * s;
+        acts->xsum[idx] = sx * static_cast<float>(s);
+      }
     }
   }
 }
@@ -44,18 +51,19 @@ void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, i
       const int64_t n = g * kGroupRows + r;
       if (n >= w.rows) break;
       for (int64_t m = m_begin; m < m_end; ++m) {
-        const int8_t* xq = acts.xq.data() + m * acts.cols;
-        const float* sx = acts.sx.data() + m * (acts.cols / kActBlock);
         float acc = 0;
         for (int64_t b = 0; b < w.num_sub; ++b) {
           const uint8_t* rec = group + b * w.record_bytes;
-          int32_t dot = acts.init[m * acts.num_sub + b];
-          for (int c = 0; c < sub / 4; ++c)
-            for (int i = 0; i < 4; ++i) dot += rec[c * 64 + r * 4 + i] * xq[b * sub + c * 4 + i];
+          int32_t dot = acts.init[acts.SubIndex(m, b)];
+          for (int c = 0; c < sub / 4; ++c) {
+            const int8_t* xq = &acts.xq[acts.XqIndex(m, b * sub + c * 4)];
+            for (int i = 0; i < 4; ++i) dot += rec[c * 64 + r * 4 + i] * xq[i];
+          }
           const auto* scale = reinterpret_cast<const float*>(rec + sub * kGroupRows);
-          acc = std::fma(static_cast<float>(dot), scale[r] * sx[b * sub / kActBlock], acc);
+          const float sx = acts.sx[acts.SxIndex(m, b * sub / kActBlock)];
+          acc = std::fma(static_cast<float>(dot), scale[r] * sx, acc);
           if (w.traits.has_min)
-            acc = std::fma(scale[kGroupRows + r], acts.xsum[m * acts.num_sub + b], acc);
+            acc = std::fma(scale[kGroupRows + r], acts.xsum[acts.SubIndex(m, b)], acc);
         }
         out[m * w.rows + n] = bias ? acc + bias[n] : acc;
       }
