@@ -3,7 +3,9 @@
 // memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the int8
 // dot-product peak (quantized weights) or the f32 FMA peak (float weights).
 //   bench_matmul [--threads N] [--quick]
+// num_rows = 1 runs with cold caches (the weights are evicted before each call).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +17,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant_formats.h"
 #include "roofline.h"
+#include "util/aligned_buffer.h"
 
 namespace tinyserve {
 namespace {
@@ -41,17 +44,37 @@ std::vector<uint8_t> MakeWeights(DType t, int64_t rows, int64_t cols) {
   return w;
 }
 
+// Evicts the weights from the caches, so that num_rows = 1 measures streaming from memory as
+// in a real decode step (which reads the whole model) rather than re-reading a cached matrix.
+// Every thread of the pool reads its share, which also leaves the workers spinning (awake) as
+// they are between the back-to-back matmuls of a real step.
+void FlushCaches(ThreadPool* pool) {
+  static AlignedBuffer<uint64_t> buf = [] {
+    AlignedBuffer<uint64_t> b((64 << 20) / 8);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = i;
+    return b;
+  }();
+  static std::atomic<uint64_t> sink;
+  const size_t share = buf.size() / pool->num_threads();
+  pool->Run([&](int t) {
+    uint64_t s = 0;
+    for (size_t i = t * share; i < (t + 1) * share; i += 8) s += buf[i];
+    sink += s;
+  });
+}
+
 // Fastest call of enough calls to fill ~0.3 s (at least 3): on a shared machine the minimum
 // is the least disturbed estimate.
 double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows, float* out,
-                ThreadPool* pool) {
+                ThreadPool* pool, bool cold) {
   kernels::MatMul(w, x, num_rows, nullptr, out, pool);  // warm-up
   const double t0 = Now();
   kernels::MatMul(w, x, num_rows, nullptr, out, pool);
   const double once = Now() - t0;
-  const int reps = std::clamp(static_cast<int>(0.3 / std::max(once, 1e-7)), 3, 2000);
+  const int reps = std::clamp(static_cast<int>(0.3 / std::max(once, 1e-7)), 3, cold ? 30 : 2000);
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
+    if (cold) FlushCaches(pool);
     const double s = Now();
     kernels::MatMul(w, x, num_rows, nullptr, out, pool);
     times.push_back(Now() - s);
@@ -67,7 +90,7 @@ int Main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
   }
   ThreadPool pool(threads);
-  const bench::Roofline roof = bench::MeasureRoofline(&pool);
+  const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{512} << 20);
   std::printf("threads=%d isa=%s read=%.1f GB/s fma=%.0f GFLOP/s int8=%.0f GOP/s\n", threads,
               roof.isa.c_str(), roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops);
   std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
@@ -97,14 +120,14 @@ int Main(int argc, char** argv) {
       std::mt19937 rng(2);
       std::normal_distribution<float> nd(0.0f, 1.0f);
       for (float& v : x) v = nd(rng);
-      const double t1 = TimeCall(*packed, x.data(), 1, out.data(), &pool);
+      const double t1 = TimeCall(*packed, x.data(), 1, out.data(), &pool, /*cold=*/true);
       const double gbs = packed->bytes() / t1 / 1e9;
-      const double t16 = TimeCall(*packed, x.data(), 16, out.data(), &pool);
+      const double t16 = TimeCall(*packed, x.data(), 16, out.data(), &pool, /*cold=*/false);
       const double g16 = 2.0 * rows * cols * 16 / t16 / 1e9;
       std::printf("%-6s %-12s %10.1f %7.0f%% %12.0f %7.1f%%", DTypeName(t).data(), shape, gbs,
                   100 * gbs / roof.read_gb_per_s, g16, 100 * g16 / peak);
       if (max_m == 512) {
-        const double t512 = TimeCall(*packed, x.data(), 512, out.data(), &pool);
+        const double t512 = TimeCall(*packed, x.data(), 512, out.data(), &pool, /*cold=*/false);
         const double g512 = 2.0 * rows * cols * 512 / t512 / 1e9;
         std::printf(" %12.0f %7.1f%%\n", g512, 100 * g512 / peak);
       } else {
