@@ -7,18 +7,63 @@
 namespace tinyserve::kernels::cpu::avx2 {
 namespace {
 
-float Dot(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps();
-  __m256 acc1 = _mm256_setzero_ps();
-  int64_t d = 0;
-  for (; d + 2 * kWidth <= n; d += 2 * kWidth) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + kWidth), _mm256_loadu_ps(b + d + kWidth), acc1);
+// Adds the lanes of each of 8 vectors: result lane t = sum of v[t]'s 8 lanes, by a
+// transpose-add tree that treats every v[t] the same whatever t is.
+__m256 ReduceAdd8(const __m256 v[8]) {
+  __m256 l1[4];
+  for (int i = 0; i < 4; ++i) {
+    l1[i] = _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
   }
-  for (; d < n; d += kWidth) {
-    acc0 = _mm256_fmadd_ps(LoadTail(a + d, n - d), LoadTail(b + d, n - d), acc0);
+  __m256 l2[2];
+  for (int i = 0; i < 2; ++i) {
+    const __m256d a = _mm256_castps_pd(l1[2 * i]);
+    const __m256d b = _mm256_castps_pd(l1[2 * i + 1]);
+    l2[i] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
+                          _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
   }
-  return HorizontalSum(_mm256_add_ps(acc0, acc1));
+  return _mm256_add_ps(_mm256_permute2f128_ps(l2[0], l2[1], 0x20),
+                       _mm256_permute2f128_ps(l2[0], l2[1], 0x31));
+}
+
+// scores[t] = dot(q, k[t]) * scale for t < n, 8 keys at a time. Slots past n reuse key n - 1
+// and are never stored.
+void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, float* scores) {
+  const __m256 scale_v = _mm256_set1_ps(scale);
+  for (int32_t t0 = 0; t0 < n; t0 += kWidth) {
+    __m256 partial[8];
+    for (int32_t t = 0; t < 8; ++t) {
+      const int32_t row = t0 + t < n ? t0 + t : n - 1;
+      const float* kt = k + row * hd;
+      __m256 sum = _mm256_setzero_ps();
+      for (int64_t d = 0; d < hd; d += kWidth) {
+        sum = _mm256_fmadd_ps(LoadTail(q + d, hd - d), LoadTail(kt + d, hd - d), sum);
+      }
+      partial[t] = sum;
+    }
+    StoreTail(scores + t0, _mm256_mul_ps(ReduceAdd8(partial), scale_v), n - t0);
+  }
+}
+
+// acc[0, hd) = acc * correction + sum_t p[t] * v[t], four 8-lane column chunks at a time
+// (independent FMA chains; each lane still adds the tokens in order).
+void UpdateAcc(float* acc, const float* p, const float* v, int32_t nv, int64_t hd,
+               float correction) {
+  const __m256 corr_v = _mm256_set1_ps(correction);
+  for (int64_t d0 = 0; d0 < hd; d0 += 4 * kWidth) {
+    __m256 x[4];
+    for (int u = 0; u < 4; ++u) {
+      x[u] = _mm256_mul_ps(LoadTail(acc + d0 + u * kWidth, hd - d0 - u * kWidth), corr_v);
+    }
+    for (int32_t t = 0; t < nv; ++t) {
+      const __m256 pt = _mm256_set1_ps(p[t]);
+      const float* vt = v + t * hd + d0;
+      for (int u = 0; u < 4; ++u) {
+        x[u] = _mm256_fmadd_ps(pt, LoadTail(vt + u * kWidth, hd - d0 - u * kWidth), x[u]);
+      }
+    }
+    for (int u = 0; u < 4; ++u) StoreTail(acc + d0 + u * kWidth, x[u], hd - d0 - u * kWidth);
+  }
 }
 
 }  // namespace
@@ -30,7 +75,7 @@ void AttendBlock(const AttendBlockArgs& a) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
     if (nv <= 0) continue;
     const float* qi = a.q + i * hd;
-    for (int32_t t = 0; t < nv; ++t) a.scores[t] = Dot(qi, a.k + t * hd, hd) * a.scale;
+    Scores(qi, a.k, nv, hd, a.scale, a.scores);
 
     __m256 mx = neg_inf;
     for (int32_t t = 0; t < nv; t += kWidth) {
@@ -55,15 +100,7 @@ void AttendBlock(const AttendBlockArgs& a) {
     a.sum[i] = a.sum[i] * correction + HorizontalSum(psum);
     a.max[i] = new_max;
 
-    float* acc = a.acc + i * hd;
-    const __m256 corr_v = _mm256_set1_ps(correction);
-    for (int64_t d = 0; d < hd; d += kWidth) {
-      __m256 x = _mm256_mul_ps(LoadTail(acc + d, hd - d), corr_v);
-      for (int32_t t = 0; t < nv; ++t) {
-        x = _mm256_fmadd_ps(_mm256_set1_ps(a.scores[t]), LoadTail(a.v + t * hd + d, hd - d), x);
-      }
-      StoreTail(acc + d, x, hd - d);
-    }
+    UpdateAcc(a.acc + i * hd, a.scores, a.v, nv, hd, correction);
   }
 }
 
