@@ -1,0 +1,78 @@
+// Tokenizer::FromGguf: the tokenizer.ggml.* metadata llama.cpp writes for Qwen2 models.
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tinyserve {
+namespace {
+
+// llama.cpp's token types.
+constexpr int64_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5;
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGgufPath(const std::string& path) {
+  TS_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Open(path));
+  return FromGguf(gguf);
+}
+
+StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
+  const auto model = gguf.GetString("tokenizer.ggml.model");
+  if (model != "gpt2") return UnimplementedError("GGUF tokenizer model must be gpt2");
+  const auto pre = gguf.GetString("tokenizer.ggml.pre");
+  if (pre != "qwen2") {
+    return UnimplementedError("GGUF pre-tokenizer '{}' is not supported (only qwen2)",
+                              pre.value_or("(none)"));
+  }
+  const GgufValue* tokens = gguf.Find("tokenizer.ggml.tokens");
+  const GgufValue* merges = gguf.Find("tokenizer.ggml.merges");
+  if (!tokens || tokens->type() != GgufType::kArray || tokens->element_type() != GgufType::kString ||
+      !merges || merges->type() != GgufType::kArray ||
+      merges->element_type() != GgufType::kString) {
+    return InvalidArgumentError("GGUF lacks tokenizer.ggml.tokens or tokenizer.ggml.merges");
+  }
+  const std::vector<std::string>& texts = tokens->strings();
+  std::vector<int64_t> types(texts.size(), kNormal);
+  if (const GgufValue* t = gguf.Find("tokenizer.ggml.token_type")) {
+    auto v = t->AsI64Array();
+    if (!v || v->size() != texts.size()) {
+      return InvalidArgumentError("tokenizer.ggml.token_type does not match the tokens");
+    }
+    types = std::move(*v);
+  }
+  TokenizerParts parts;
+  parts.vocab.resize(texts.size());
+  for (size_t id = 0; id < texts.size(); ++id) {
+    switch (types[id]) {
+      case kNormal:
+        parts.vocab[id] = texts[id];
+        break;
+      case kControl:
+      case kUnknown:
+      case kUserDefined:
+        if (texts[id].empty()) return InvalidArgumentError("GGUF token {} is empty", id);
+        parts.added.push_back({static_cast<int32_t>(id), texts[id], types[id] != kUserDefined});
+        break;
+      case kUnused:
+        break;
+      default:
+        return UnimplementedError("GGUF token {} has unsupported type {}", id, types[id]);
+    }
+  }
+  for (const std::string& m : merges->strings()) {
+    const size_t space = m.find(' ', 1);
+    if (space == std::string::npos) return InvalidArgumentError("bad GGUF merge '{}'", m);
+    parts.merges.emplace_back(m.substr(0, space), m.substr(space + 1));
+  }
+  auto id_key = [&](const char* key) -> std::optional<int32_t> {
+    const auto v = gguf.GetUint(key);
+    if (!v || *v >= texts.size()) return std::nullopt;
+    return static_cast<int32_t>(*v);
+  };
+  parts.bos_id = id_key("tokenizer.ggml.bos_token_id");
+  parts.eos_id = id_key("tokenizer.ggml.eos_token_id");
+  parts.pad_id = id_key("tokenizer.ggml.padding_token_id");
+  parts.chat_template = gguf.GetString("tokenizer.chat_template").value_or("");
+  return Build(std::move(parts));
+}
+
+}  // namespace tinyserve
