@@ -1,0 +1,64 @@
+#include "tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include "tokenizer/qwen25_files.h"
+
+namespace tinyserve {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+TEST(ChatTemplateTest, RecognisesTheQwen25TemplateOnly) {
+  EXPECT_TRUE(IsQwen25ChatTemplate(kQwen25ChatTemplate));
+  EXPECT_TRUE(IsQwen25ChatTemplate(std::string(kQwen25ChatTemplate) + "\n"));
+  std::string other(kQwen25ChatTemplate);
+  other.replace(other.find("Alibaba"), 7, "Someone");
+  EXPECT_FALSE(IsQwen25ChatTemplate(other));
+  EXPECT_FALSE(IsQwen25ChatTemplate(""));
+}
+
+TEST(ChatTemplateTest, DefaultSystemPromptAndGenerationPrompt) {
+  auto conv = ChatConversationFromJson(Json::parse(R"({"messages":[{"role":"user","content":"hi"}]})"));
+  ASSERT_TRUE(conv.ok());
+  auto prompt = RenderQwen25Chat(*conv);
+  ASSERT_TRUE(prompt.ok());
+  EXPECT_EQ(*prompt,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplateTest, ToolJsonUsesPythonSeparatorsAndKeepsKeyOrder) {
+  EXPECT_EQ(PythonToJson(Json::parse(R"({"z":1,"a":[true,null,"é\n"],"m":{}})")),
+            "{\"z\": 1, \"a\": [true, null, \"é\\n\"], \"m\": {}}");
+}
+
+TEST(ChatTemplateTest, RejectsBadRequests) {
+  ChatConversation empty;
+  EXPECT_FALSE(RenderQwen25Chat(empty).ok());
+  auto both = ChatConversationFromJson(Json::parse(
+      R"({"messages":[{"role":"user","content":"x"}],"continue_final_message":true})"));
+  ASSERT_TRUE(both.ok());  // add_generation_prompt defaults to true
+  EXPECT_FALSE(RenderQwen25Chat(*both).ok());
+  EXPECT_FALSE(ChatConversationFromJson(Json::parse(
+                   R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})"))
+                   .ok());
+  EXPECT_FALSE(ChatConversationFromJson(Json::parse(R"({"messages":[{"content":"x"}]})")).ok());
+}
+
+TEST(ChatTemplateTest, StringToolArgumentsAreParsedLikeVllm) {
+  auto conv = ChatConversationFromJson(Json::parse(R"({"messages":[
+      {"role":"user","content":"q"},
+      {"role":"assistant","content":null,"tool_calls":[{"type":"function",
+        "function":{"name":"f","arguments":"{\"b\": 1, \"a\": 2}"}}]}],
+      "add_generation_prompt":false})"));
+  ASSERT_TRUE(conv.ok());
+  auto prompt = RenderQwen25Chat(*conv);
+  ASSERT_TRUE(prompt.ok());
+  EXPECT_NE(prompt->find("<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": "
+                         "{\"b\": 1, \"a\": 2}}\n</tool_call><|im_end|>\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tinyserve
