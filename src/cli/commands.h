@@ -7,5 +7,6 @@
 namespace tinyserve::cli {
 
 void AddVersionCommand(CLI::App& app, int* exit_code);
+void AddTokenizeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace tinyserve::cli
