@@ -4,7 +4,8 @@
 //       OUT: {"ids", "decoded_hex", "decoded_skip_hex", "stream_ok", "stream_error"}
 //   tokenizer_tool vocab SPEC OUT             per id: {"decoded_hex", "bytes_hex", "special"}
 //   tokenizer_tool chat SPEC IN OUT           IN: {"cases": [{messages, tools?, ...}]}
-//   tokenizer_tool bench SPEC IN [SECONDS]    IN: JSON lines {"name", "hex"}; prints MB/s
+//   tokenizer_tool bench SPEC IN [SECONDS]    IN: JSON lines {"name", "hex"}; prints MB/s of
+//       encode (cached, uncached) and of pre-tokenization (scanner vs PCRE2) as JSON
 // SPEC: qwen25-npm:DIR (Qwen2.5 from the npm files), dir:DIR, gguf:PATH.
 #include <chrono>
 #include <cstdio>
@@ -19,9 +20,12 @@
 
 #include "tokenizer/chat_template.h"
 #include "tokenizer/detokenizer.h"
+#include "tokenizer/pretokenizer.h"
+#include "tokenizer/pretokenizer_pcre2.h"
 #include "tokenizer/qwen25_files.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "util/paths.h"
 
 namespace tinyserve {
 namespace {
@@ -131,28 +135,50 @@ int Chat(const Tokenizer& tok, const std::string& in_path, const std::string& ou
   return 0;
 }
 
+// MB/s of `fn(text)` run for at least `seconds` (after one warm-up call).
+template <typename Fn>
+double Throughput(const std::string& text, double seconds, Fn fn) {
+  fn(text);
+  size_t bytes = 0;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  do {
+    fn(text);
+    bytes += text.size();
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < seconds);
+  return bytes / elapsed / 1e6;
+}
+
 int Bench(const Tokenizer& tok, const std::string& in_path, double seconds) {
+  auto pcre = Pcre2Pretokenizer::Create();
+  if (!pcre.ok()) return 1;
+  auto uncached = Tokenizer::Qwen25FromNpmDir(QwenTokenizerDir());
   std::ifstream in(in_path);
   std::string line;
   Json results = Json::object();
   while (std::getline(in, line)) {
     const Json c = Json::parse(line);
     const std::string text = Unhex(c["hex"].get<std::string>());
-    size_t tokens = tok.Encode(text).size();  // warm-up (fills the piece cache)
-    size_t bytes = 0;
-    int iters = 0;
-    const auto start = std::chrono::steady_clock::now();
-    double elapsed = 0;
-    do {
-      tokens = tok.Encode(text).size();
-      bytes += text.size();
-      ++iters;
-      elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    } while (elapsed < seconds);
-    results[c["name"].get<std::string>()] = {{"mb_per_s", bytes / elapsed / 1e6},
-                                             {"bytes", text.size()},
-                                             {"tokens", tokens},
-                                             {"iterations", iters}};
+    Json r;
+    r["bytes"] = text.size();
+    r["tokens"] = tok.Encode(text).size();
+    r["encode_mb_per_s"] = Throughput(text, seconds, [&](const std::string& t) { tok.Encode(t); });
+    if (uncached.ok()) {
+      (*uncached)->set_cache_capacity(0);
+      r["encode_no_cache_mb_per_s"] =
+          Throughput(text, seconds, [&](const std::string& t) { (*uncached)->Encode(t); });
+    }
+    std::vector<std::string_view> pieces;
+    r["pretokenize_scanner_mb_per_s"] = Throughput(text, seconds, [&](const std::string& t) {
+      pieces.clear();
+      Qwen2Pretokenize(t, &pieces);
+    });
+    r["pretokenize_pcre2_mb_per_s"] = Throughput(text, seconds, [&](const std::string& t) {
+      pieces.clear();
+      (*pcre)->Split(t, &pieces);
+    });
+    results[c["name"].get<std::string>()] = r;
   }
   std::cout << results.dump() << "\n";
   return 0;
