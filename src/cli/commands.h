@@ -8,5 +8,7 @@ namespace tinyserve::cli {
 
 void AddVersionCommand(CLI::App& app, int* exit_code);
 void AddTokenizeCommand(CLI::App& app, int* exit_code);
+void AddDummyCommand(CLI::App& app, int* exit_code);
+void AddGenerateCommand(CLI::App& app, int* exit_code);
 
 }  // namespace tinyserve::cli

@@ -1,0 +1,225 @@
+// End-to-end model speed on the dummy Qwen2.5-0.5B: prefill of one long prompt, decode at batch 1
+// and at batch B (B sequences each adding one token per step over some cached context), for
+// several weight types, each figure also as a fraction of its physical bound measured in the
+// same run (decode: bytes read per step / read bandwidth; prefill: operations / peak of the unit
+// doing them). Prints a markdown table; --profile adds a per-op time breakdown.
+//
+//   build/release/benchmarks/bench_model [--threads 2] [--dtypes bf16,q8_0,q4_0,q4_k_m]
+//       [--prompt 512] [--batch 16] [--context 256] [--steps 16] [--profile]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "model/qwen2.h"
+#include "model/simple_kv_cache.h"
+#include "roofline.h"
+
+namespace tinyserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  int threads = 2;
+  std::vector<std::string> dtypes = {"bf16", "q8_0", "q4_0", "q4_k_m"};
+  int prompt = 512;
+  int batch = 16;
+  int context = 256;
+  int steps = 16;
+  bool profile = false;
+};
+
+struct Row {
+  std::string dtype;
+  double weight_mb = 0;
+  double prefill_tps = 0, prefill_bound = 0;
+  double decode1_tps = 0, decode1_bound = 0;
+  double decodeb_tps = 0, decodeb_bound = 0;
+  const char* prefill_unit = "";
+};
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+std::vector<int32_t> Tokens(int n, int salt) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; ++i) t[i] = (i * 7919 + salt * 104729) % 151000;
+  return t;
+}
+
+void PrintProfile(const char* phase, const Qwen2Profile& p, double wall) {
+  struct Item {
+    const char* name;
+    double s;
+  };
+  const Item items[] = {{"embed+rope tables", p.embed}, {"rmsnorm", p.norm},
+                        {"qkv matmul", p.qkv},         {"rope", p.rope},
+                        {"kv write", p.kv_write},      {"attention", p.attention},
+                        {"o_proj matmul", p.o_proj},   {"gate_up matmul", p.gate_up},
+                        {"silu*mul", p.silu},          {"down matmul", p.down},
+                        {"residual add", p.residual},  {"lm_head (norm+matmul)", p.lm_head}};
+  fmt::print("  {} ({} calls, {:.1f} ms per call):", phase, p.calls, wall * 1e3 / p.calls);
+  for (const Item& it : items)
+    if (it.s > 0) fmt::print(" {} {:.1f}%,", it.name, 100 * it.s / wall);
+  fmt::print("\n");
+}
+
+// Matmul multiply-adds per token through the layers, and of the lm_head (one row).
+void CountOps(const ModelConfig& c, double* layer_macs, double* head_macs) {
+  const double h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  *layer_macs = c.num_layers * (h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size);
+  *head_macs = double(c.vocab_size) * h;
+}
+
+int Run(const Args& a) {
+  ThreadPool pool(a.threads);
+  fmt::print("measuring the machine ({} threads)...\n", a.threads);
+  const bench::Roofline roof = bench::MeasureRoofline(&pool);
+  fmt::print("read bandwidth {:.1f} GB/s, f32 FMA peak {:.0f} GFLOP/s, int8 dot peak {:.0f} "
+             "GOP/s ({})\n\n",
+             roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.isa);
+  std::vector<Row> rows;
+  for (const std::string& dtype : a.dtypes) {
+    LoadOptions load;
+    load.dtype = dtype;
+    const auto load_start = Clock::now();
+    auto loaded = Qwen2Model::Load("dummy:qwen2.5-0.5b", load);
+    if (!loaded.ok()) {
+      fmt::print(stderr, "{}: {}\n", dtype, loaded.status().ToString());
+      return 1;
+    }
+    Qwen2Model& model = **loaded;
+    const ModelConfig& c = model.config();
+    fmt::print("{}: built in {:.1f} s\n", dtype, Seconds(load_start));
+    Row row;
+    row.dtype = dtype;
+    const double weight_bytes = static_cast<double>(model.weights().MatrixBytes());
+    row.weight_mb = weight_bytes / 1e6;
+    const bool quantized = dtype.rfind("q", 0) == 0;
+    const double peak_ops = quantized ? roof.int8_gops * 1e9 : roof.fma_gflops * 1e9;
+    row.prefill_unit = quantized ? "int8 dot" : "f32 FMA";
+    const double bandwidth = roof.read_gb_per_s * 1e9;
+    double layer_macs, head_macs;
+    CountOps(c, &layer_macs, &head_macs);
+    const double kv_bytes_per_token = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
+
+    constexpr int32_t kBlockSize = 16;
+    const int blocks_per_seq = (std::max(a.prompt, a.context + a.steps) + kBlockSize - 1) / kBlockSize;
+    SimpleKvCache cache(c, int64_t{blocks_per_seq} * a.batch, kBlockSize, DType::kF16);
+    std::vector<float> logits(int64_t{a.batch} * c.vocab_size);
+    auto table = [&](int seq) {
+      std::vector<int32_t> t(blocks_per_seq);
+      for (int i = 0; i < blocks_per_seq; ++i) t[i] = seq * blocks_per_seq + i;
+      return t;
+    };
+
+    // Prefill: one prompt, logits for its last token. Best of two runs.
+    {
+      BatchBuilder b(kBlockSize);
+      b.AddSequence(Tokens(a.prompt, 1), 0, table(0), false);
+      const ForwardBatch batch = b.Finish();
+      double best = 1e30;
+      model.ResetProfile();
+      model.set_profiling(a.profile);
+      for (int rep = 0; rep < 2; ++rep) {
+        const auto t0 = Clock::now();
+        if (!model.Forward(batch, cache.layers(), logits.data(), &pool).ok()) return 1;
+        best = std::min(best, Seconds(t0));
+      }
+      if (a.profile) PrintProfile("prefill", model.profile(), best * 2);
+      row.prefill_tps = a.prompt / best;
+      const double attn_macs = 2.0 * c.num_layers * c.num_heads * c.head_dim *
+                               (double(a.prompt) * (a.prompt + 1) / 2);
+      const double ops = 2.0 * (a.prompt * layer_macs + head_macs + attn_macs);
+      row.prefill_bound = (ops / peak_ops) / best;  // fraction of the bound
+    }
+    // Decode: `batch_size` sequences with `context` cached tokens each, one token per step.
+    // The cache content does not change the cost, so the context is not prefilled.
+    auto decode = [&](int batch_size, double* tps, double* fraction) -> bool {
+      model.ResetProfile();
+      model.set_profiling(a.profile);
+      double total = 0;
+      for (int step = -2; step < a.steps; ++step) {  // two warm-up steps
+        BatchBuilder b(kBlockSize);
+        const int pos = a.context + std::max(step, 0);
+        for (int s = 0; s < batch_size; ++s) {
+          const std::vector<int32_t> tok = {Tokens(1, s + step + 3)[0]};
+          b.AddSequence(tok, pos, table(s), false);
+        }
+        const ForwardBatch batch = b.Finish();
+        if (step == 0) model.ResetProfile();
+        const auto t0 = Clock::now();
+        if (!model.Forward(batch, cache.layers(), logits.data(), &pool).ok()) return false;
+        if (step >= 0) total += Seconds(t0);
+      }
+      if (a.profile)
+        PrintProfile(batch_size == 1 ? "decode b=1" : "decode b=B", model.profile(), total);
+      const double step_s = total / a.steps;
+      *tps = batch_size / step_s;
+      const double bytes = weight_bytes + batch_size * (a.context + 1) * kv_bytes_per_token;
+      const double bound_s = std::max(bytes / bandwidth,
+                                      2.0 * batch_size * (layer_macs + head_macs) / peak_ops);
+      *fraction = bound_s / step_s;
+      return true;
+    };
+    if (!decode(1, &row.decode1_tps, &row.decode1_bound)) return 1;
+    if (!decode(a.batch, &row.decodeb_tps, &row.decodeb_bound)) return 1;
+    model.set_profiling(false);
+    rows.push_back(row);
+  }
+  fmt::print("\n| weights | matrix MB | prefill {} tok/s | of bound | decode b=1 tok/s | of bound "
+             "| decode b={} tok/s | of bound |\n",
+             a.prompt, a.batch);
+  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    fmt::print("| {} | {:.0f} | {:.1f} | {:.0f}% ({}) | {:.2f} | {:.0f}% | {:.1f} | {:.0f}% |\n",
+               r.dtype, r.weight_mb, r.prefill_tps, 100 * r.prefill_bound, r.prefill_unit,
+               r.decode1_tps, 100 * r.decode1_bound, r.decodeb_tps, 100 * r.decodeb_bound);
+  }
+  fmt::print("\nthreads {}, decode context {} tokens, f16 KV cache; bounds: decode = max(bytes "
+             "read per step / read bandwidth, ops / peak), prefill = ops / peak of the unit.\n",
+             a.threads, a.context);
+  return 0;
+}
+
+}  // namespace
+}  // namespace tinyserve
+
+int main(int argc, char** argv) {
+  tinyserve::Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (arg == "--threads") {
+      a.threads = std::max(1, std::atoi(next().c_str()));
+    } else if (arg == "--dtypes") {
+      a.dtypes.clear();
+      std::string list = next();
+      for (size_t at = 0; at <= list.size();) {
+        size_t end = list.find(',', at);
+        if (end == std::string::npos) end = list.size();
+        if (end > at) a.dtypes.push_back(list.substr(at, end - at));
+        at = end + 1;
+      }
+    } else if (arg == "--prompt") {
+      a.prompt = std::max(1, std::atoi(next().c_str()));
+    } else if (arg == "--batch") {
+      a.batch = std::max(1, std::atoi(next().c_str()));
+    } else if (arg == "--context") {
+      a.context = std::max(0, std::atoi(next().c_str()));
+    } else if (arg == "--steps") {
+      a.steps = std::max(1, std::atoi(next().c_str()));
+    } else if (arg == "--profile") {
+      a.profile = true;
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  return tinyserve::Run(a);
+}
