@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace tinyserve {
@@ -17,5 +18,14 @@ struct TokenText {
 
   bool empty() const { return !token_bytes; }
 };
+
+}  // namespace tinyserve
+
+namespace tinyserve {
+
+class Tokenizer;
+
+// TokenText over a real tokenizer (kept alive by the function objects).
+TokenText TokenTextFromTokenizer(std::shared_ptr<const Tokenizer> tokenizer);
 
 }  // namespace tinyserve

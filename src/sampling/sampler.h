@@ -42,8 +42,9 @@ struct SampleResult {
   std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first
 };
 
-// Samples one token from `logits` ([vocab_size], modified in place). `banned` tokens get
-// -inf (min_tokens holds back stop tokens this way) unless every token would be banned.
+// Samples one token from `logits` ([vocab_size], modified in place) and records it in `state`
+// (it calls state.Accept: do not call it again). `banned` tokens get -inf (min_tokens holds
+// back stop tokens this way) unless every token would be banned.
 SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& params,
                     SamplerState& state, std::span<const int32_t> banned = {});
 
