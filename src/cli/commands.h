@@ -10,6 +10,7 @@ void AddVersionCommand(CLI::App& app, int* exit_code);
 void AddTokenizeCommand(CLI::App& app, int* exit_code);
 // Finds or creates the `bench` subcommand group (bench serve, ...).
 CLI::App* BenchGroup(CLI::App& app);
+void AddBenchServeCommand(CLI::App& app, int* exit_code);
 void AddBenchThroughputCommand(CLI::App& app, int* exit_code);
 void AddDummyCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);

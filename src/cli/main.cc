@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   tinyserve::cli::AddVersionCommand(app, &exit_code);
   tinyserve::cli::AddTokenizeCommand(app, &exit_code);
   tinyserve::cli::AddBenchThroughputCommand(app, &exit_code);
+  tinyserve::cli::AddBenchServeCommand(app, &exit_code);
   tinyserve::cli::AddDummyCommand(app, &exit_code);
   tinyserve::cli::AddGenerateCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
