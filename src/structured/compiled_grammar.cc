@@ -21,19 +21,21 @@ int32_t CompiledGrammar::InternConfig(const StackConfig& c) const {
   auto [it, inserted] = config_ids_.try_emplace(std::move(key), static_cast<int32_t>(configs_.size()));
   if (inserted) {
     configs_.push_back(c);
-    trans_.emplace_back(256, -1);
+    can_pop_.push_back(c.can_pop);
+    close_.push_back(pda_.MinClose(c));
+    trans_.resize(trans_.size() + 256, -1);
   }
   return it->second;
 }
 
 int32_t CompiledGrammar::StepConfig(int32_t config, uint8_t byte) const {
-  int32_t& t = trans_[config][byte];
+  const int32_t t = trans_[static_cast<size_t>(config) * 256 + byte];
   if (t >= 0) return t;
   StackConfig next;
   pda_.Step(configs_[config], byte, &next);
   std::sort(next.stacks.begin(), next.stacks.end());
   const int32_t id = next.alive() ? InternConfig(next) : 0;
-  trans_[config][byte] = id;  // `t` may dangle after InternConfig grew trans_
+  trans_[static_cast<size_t>(config) * 256 + byte] = id;
   return id;
 }
 
@@ -70,7 +72,7 @@ void CompiledGrammar::ComputeLocked(int32_t state) const {
     const Vocabulary::TrieNode& node = trie[i];
     const int d = node.depth;
     const int32_t prev = cfg[d - 1];
-    const bool pend = pending[d - 1] || (configs_[prev].can_pop && follow.test(node.byte));
+    const bool pend = pending[d - 1] || (can_pop_[prev] && follow.test(node.byte));
     const int32_t next = prev == 0 ? 0 : StepConfig(prev, node.byte);
     if (next == 0) {
       if (pend) {
@@ -83,6 +85,9 @@ void CompiledGrammar::ComputeLocked(int32_t state) const {
     pending[d] = pend;
     if (node.token >= 0) {
       accepted.push_back(node.token);
+      if (close_[next] > grammar_.min_close[state]) {
+        sets->close_increases.push_back({node.token, close_[next]});
+      }
       if (const auto* aliases = v.Aliases(node.token)) {
         accepted.insert(accepted.end(), aliases->begin(), aliases->end());
       }

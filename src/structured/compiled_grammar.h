@@ -25,6 +25,10 @@ struct StateTokenSets {
   // Tokens (by vocabulary rank, ascending) that end this state's rule and continue in the
   // caller: valid or not depending on the stack below.
   std::vector<int32_t> uncertain_ranks;
+  // Accepted tokens after which the rule needs more bytes to finish than before (opening a
+  // nested value, an escape...): (token, bytes to finish this rule after it). Every other
+  // accepted token leaves at most the state's own min_close.
+  std::vector<std::pair<int32_t, uint32_t>> close_increases;
 };
 
 class CompiledGrammar {
@@ -59,7 +63,9 @@ class CompiledGrammar {
   mutable Pda pda_;
   mutable std::vector<StackConfig> configs_;
   mutable std::unordered_map<std::string, int32_t> config_ids_;
-  mutable std::vector<std::vector<int32_t>> trans_;  // [config][256], -1 unknown
+  mutable std::vector<int32_t> trans_;  // [config * 256 + byte] -> config, -1 unknown
+  mutable std::vector<uint8_t> can_pop_;  // [config]
+  mutable std::vector<uint32_t> close_;   // [config]: fewest bytes to finish the analysed rule
 };
 
 }  // namespace tinyserve::structured

@@ -37,7 +37,7 @@ struct CompileOptions {
   // Compilation (parse + automaton) must finish in this time or fails.
   std::chrono::milliseconds time_limit{2000};
   // After compiling, precompute per-state token sets for up to this long (the rest is lazy).
-  std::chrono::milliseconds warm_time{200};
+  std::chrono::milliseconds warm_time{1000};
 };
 
 // Text -> grammar (no vocabulary). Errors are InvalidArgument with a message for the client.

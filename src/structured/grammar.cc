@@ -238,6 +238,73 @@ struct EpsNfa {
 
 }  // namespace
 
+// Sorts edges and merges byte ranges that overlap or touch and lead to the same target.
+void GrammarBuilder::NormalizeEdges(std::vector<LocalEdge>* edges) {
+  std::sort(edges->begin(), edges->end(), [](const LocalEdge& a, const LocalEdge& b) {
+    return std::tie(a.rule, a.target, a.lo, a.hi) < std::tie(b.rule, b.target, b.lo, b.hi);
+  });
+  std::vector<LocalEdge> merged;
+  for (const LocalEdge& e : *edges) {
+    if (!merged.empty() && merged.back().rule == e.rule && merged.back().target == e.target) {
+      LocalEdge& m = merged.back();
+      if (e.rule >= 0) continue;
+      if (e.lo <= static_cast<int>(m.hi) + 1) {
+        m.hi = std::max(m.hi, e.hi);
+        continue;
+      }
+    }
+    merged.push_back(e);
+  }
+  *edges = std::move(merged);
+}
+
+// Merges states with the same finality and the same edges (after merging their targets), to a
+// fixpoint: e.g. the many "one more UTF-8 continuation byte" states of a character class become
+// one. Fewer states means fewer token sets to precompute. State 0 stays the start.
+void GrammarBuilder::MergeEquivalentStates(LocalRule* r) {
+  const size_t n = r->edges.size();
+  std::vector<int32_t> rep(n);
+  for (size_t i = 0; i < n; ++i) rep[i] = static_cast<int32_t>(i);
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::unordered_map<std::string, int32_t> by_sig;
+    std::vector<int32_t> next(n);
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<LocalEdge> edges = r->edges[i];
+      for (LocalEdge& e : edges) e.target = rep[e.target];
+      NormalizeEdges(&edges);
+      std::string sig(1, r->final[i] ? 'F' : 'N');
+      for (const LocalEdge& e : edges) {
+        const int32_t fields[4] = {e.rule, e.lo, e.hi, e.target};
+        sig.append(reinterpret_cast<const char*>(fields), sizeof(fields));
+      }
+      next[i] = by_sig.try_emplace(std::move(sig), static_cast<int32_t>(i)).first->second;
+      if (next[i] != rep[i]) changed = true;
+    }
+    rep = std::move(next);
+  }
+  // Renumber representatives densely (the start, 0, is its own representative).
+  std::vector<int32_t> id(n, -1);
+  int32_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (rep[i] == static_cast<int32_t>(i)) id[i] = count++;
+  }
+  if (count == static_cast<int32_t>(n)) return;
+  std::vector<std::vector<LocalEdge>> edges(count);
+  std::vector<bool> final(count);
+  for (size_t i = 0; i < n; ++i) {
+    if (id[i] < 0) continue;
+    for (LocalEdge e : r->edges[i]) {
+      e.target = id[rep[e.target]];
+      edges[id[i]].push_back(e);
+    }
+    NormalizeEdges(&edges[id[i]]);
+    final[id[i]] = r->final[i];
+  }
+  r->edges = std::move(edges);
+  r->final = std::move(final);
+}
+
 Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
   const int64_t est = EstimateStates(body);
   if (total_states_ + est > limits_.max_states) {
@@ -287,25 +354,11 @@ Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
       if (s == to) is_final = true;
       for (const auto& e : nfa.edges[s]) edges.push_back({e.rule, e.lo, e.hi, map_state(e.target)});
     }
-    std::sort(edges.begin(), edges.end(), [](const LocalEdge& a, const LocalEdge& b) {
-      return std::tie(a.rule, a.target, a.lo, a.hi) < std::tie(b.rule, b.target, b.lo, b.hi);
-    });
-    // Merge overlapping or adjacent byte ranges with the same target; drop duplicate calls.
-    std::vector<LocalEdge> merged;
-    for (const LocalEdge& e : edges) {
-      if (!merged.empty() && merged.back().rule == e.rule && merged.back().target == e.target) {
-        LocalEdge& m = merged.back();
-        if (e.rule >= 0) continue;
-        if (e.lo <= static_cast<int>(m.hi) + 1) {
-          m.hi = std::max(m.hi, e.hi);
-          continue;
-        }
-      }
-      merged.push_back(e);
-    }
-    out->edges.push_back(std::move(merged));
+    NormalizeEdges(&edges);
+    out->edges.push_back(std::move(edges));
     out->final.push_back(is_final);
   }
+  MergeEquivalentStates(out);
   total_states_ += static_cast<int64_t>(out->edges.size());
   out->defined = true;
   return OkStatus();

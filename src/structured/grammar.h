@@ -108,6 +108,8 @@ class GrammarBuilder {
     std::vector<bool> final;
   };
   [[nodiscard]] Status Compile(const Expr& body, LocalRule* out);
+  static void NormalizeEdges(std::vector<LocalEdge>* edges);
+  static void MergeEquivalentStates(LocalRule* r);
   std::string Signature(const LocalRule& r) const;
 
   GrammarLimits limits_;

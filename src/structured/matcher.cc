@@ -74,29 +74,52 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
         for (int32_t e : v.eos_ids()) words[e >> 5] |= 1u << (e & 31);
         return;
       }
+      // Only the longest token along the path: the fewest tokens to close.
       const auto& trie = v.trie();
+      int32_t longest = -1;
       size_t depth = 0;
       for (size_t i = 0; i < trie.size() && depth < path.size();) {
+        if (trie[i].depth != depth + 1) break;  // left the matched node's subtree
         if (trie[i].byte != static_cast<uint8_t>(path[depth])) {
           i = trie[i].end;
           continue;
         }
-        if (trie[i].token >= 0) SetToken(trie[i].token, words);
+        if (trie[i].token >= 0) longest = trie[i].token;
         ++depth;
         ++i;
       }
+      if (longest >= 0) SetToken(longest, words);
       return;
     }
   }
+  // With a budget, a token may not leave more bytes to close than tokens remain after it.
+  const uint32_t limit = remaining_tokens >= 0 ? static_cast<uint32_t>(remaining_tokens - 1)
+                                               : kInfiniteBytes;
+  std::vector<int32_t>& drop = drop_scratch_;
+  drop.clear();
   for (int32_t id : config_.stacks) {
-    const StateTokenSets& sets = grammar_->TokenSets(pool_.node(id).state);
+    const StackPool::Node& node = pool_.node(id);
+    const StateTokenSets& sets = grammar_->TokenSets(node.state);
+    const uint32_t below = node.parent >= 0 ? pda_.StackMinClose(node.parent) : 0;
+    if (remaining_tokens >= 0) {
+      if (below + grammar_->grammar().min_close[node.state] > limit) continue;
+      for (const auto& [t, close] : sets.close_increases) {
+        if (below + close > limit) drop.push_back(t);
+      }
+    }
     if (!sets.accepted_bits.empty()) {
       const uint32_t* src = sets.accepted_bits.data();
       for (int32_t w = 0; w < num_words; ++w) words[w] |= src[w];
     } else {
       for (int32_t t : sets.accepted_ids) words[t >> 5] |= 1u << (t & 31);
     }
-    if (!sets.uncertain_ranks.empty()) CheckUncertain(id, sets.uncertain_ranks, words);
+    if (!sets.uncertain_ranks.empty()) CheckUncertain(id, sets.uncertain_ranks, limit, words);
+  }
+  for (int32_t t : drop) {
+    words[t >> 5] &= ~(1u << (t & 31));
+    if (const auto* aliases = v.Aliases(t)) {
+      for (int32_t a : *aliases) words[a >> 5] &= ~(1u << (a & 31));
+    }
   }
   if (config_.accepting) {
     for (int32_t e : v.eos_ids()) words[e >> 5] |= 1u << (e & 31);
@@ -104,7 +127,7 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
 }
 
 void GrammarMatcher::CheckUncertain(int32_t stack, const std::vector<int32_t>& ranks,
-                                    uint32_t* words) {
+                                    uint32_t close_limit, uint32_t* words) {
   const Vocabulary& v = grammar_->vocab();
   if (scratch_.size() < static_cast<size_t>(v.max_token_bytes()) + 1) {
     scratch_.resize(v.max_token_bytes() + 1);
@@ -143,7 +166,9 @@ void GrammarMatcher::CheckUncertain(int32_t stack, const std::vector<int32_t>& r
     }
     computed = alive ? b.size() : d;
     prev = &b;
-    if (alive) SetToken(token, words);
+    if (alive && (close_limit == kInfiniteBytes || pda_.MinClose(scratch_[b.size()]) <= close_limit)) {
+      SetToken(token, words);
+    }
   }
 }
 

@@ -24,7 +24,8 @@ namespace tinyserve::structured {
 class GrammarMatcher {
  public:
   // Under this many bytes of slack between the remaining token budget and the shortest close,
-  // the mask only allows tokens along a shortest completion.
+  // the mask only allows the longest token along a shortest completion. Before that, tokens
+  // that would leave more bytes to close than tokens remain are masked out.
   static constexpr int32_t kBudgetMargin = 16;
 
   explicit GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar);
@@ -53,7 +54,9 @@ class GrammarMatcher {
   const CompiledGrammar& grammar() const { return *grammar_; }
 
  private:
-  void CheckUncertain(int32_t stack, const std::vector<int32_t>& ranks, uint32_t* words);
+  // Sets the uncertain tokens valid from `stack` that leave at most close_limit bytes to close.
+  void CheckUncertain(int32_t stack, const std::vector<int32_t>& ranks, uint32_t close_limit,
+                      uint32_t* words);
   void SetToken(int32_t token, uint32_t* words) const;
   void CompactPoolIfLarge();
 
@@ -63,6 +66,7 @@ class GrammarMatcher {
   StackConfig config_;
   bool terminated_ = false;
   std::vector<StackConfig> scratch_;  // per-depth configurations for the uncertain walk
+  std::vector<int32_t> drop_scratch_;
 };
 
 }  // namespace tinyserve::structured

@@ -76,7 +76,7 @@ uint32_t Pda::StackMinClose(int32_t id) const {
 }
 
 uint32_t Pda::MinClose(const StackConfig& c) const {
-  uint32_t best = c.accepting ? 0 : kInfiniteBytes;
+  uint32_t best = (c.accepting || c.can_pop) ? 0 : kInfiniteBytes;
   for (int32_t id : c.stacks) best = std::min(best, StackMinClose(id));
   return best;
 }

@@ -2,6 +2,7 @@
 // vocabulary, loaded once per test binary, and mask-driven random generation.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -39,15 +40,29 @@ inline bool BitSet(const std::vector<uint32_t>& mask, int32_t t) {
 // closed and later grammar states are reached), else uniformly among all allowed tokens.
 inline int32_t PickAllowed(const Vocabulary& v, const std::vector<uint32_t>& mask,
                            std::mt19937_64* rng) {
-  std::vector<int32_t> all, short_ones;
-  for (int32_t t = 0; t < v.size(); ++t) {
-    if (!BitSet(mask, t)) continue;
-    all.push_back(t);
-    if (v.TokenBytes(t).size() == 1) short_ones.push_back(t);
+  int64_t count = 0;
+  for (uint32_t w : mask) count += __builtin_popcount(w);
+  if (count == 0) return -1;
+  if ((*rng)() % 2 == 0) {
+    // Single-byte tokens are ids 0..255 in byte-level vocabularies; check their bytes anyway.
+    std::vector<int32_t> short_ones;
+    for (int32_t t = 0; t < std::min<int32_t>(v.size(), 512); ++t) {
+      if (BitSet(mask, t) && v.TokenBytes(t).size() == 1) short_ones.push_back(t);
+    }
+    if (!short_ones.empty()) return short_ones[(*rng)() % short_ones.size()];
   }
-  if (all.empty()) return -1;
-  const auto& pool = (!short_ones.empty() && (*rng)() % 2 == 0) ? short_ones : all;
-  return pool[(*rng)() % pool.size()];
+  int64_t k = static_cast<int64_t>((*rng)() % count);
+  for (size_t w = 0; w < mask.size(); ++w) {
+    const int n = __builtin_popcount(mask[w]);
+    if (k >= n) {
+      k -= n;
+      continue;
+    }
+    uint32_t bits = mask[w];
+    for (; k > 0; --k) bits &= bits - 1;
+    return static_cast<int32_t>(w * 32 + __builtin_ctz(bits));
+  }
+  return -1;
 }
 
 struct Generated {

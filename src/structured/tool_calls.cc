@@ -68,27 +68,34 @@ ToolCallStreamParser::Delta ToolCallStreamParser::Finish() {
   return out;
 }
 
+void ToolCallStreamParser::Emit(std::string_view text, Delta* out) {
+  // Whitespace is held back until non-space text follows, so whitespace around tool-call blocks
+  // (and at the ends) never reaches the content.
+  const size_t last = text.find_last_not_of(" \t\r\n");
+  if (last == std::string_view::npos) {
+    if (content_started_) pending_space_.append(text);
+    return;
+  }
+  std::string_view body = text.substr(0, last + 1);
+  if (!content_started_) body.remove_prefix(body.find_first_not_of(" \t\r\n"));
+  out->content += pending_space_;
+  out->content.append(body);
+  pending_space_ = std::string(text.substr(last + 1));
+  content_started_ = true;
+}
+
 void ToolCallStreamParser::Drain(Delta* out, bool at_end) {
   for (;;) {
     if (!in_block_) {
       const size_t open = buffer_.find(kOpen);
       if (open == std::string::npos) {
         const size_t keep = at_end ? 0 : PartialTagSuffix(buffer_, kOpen);
-        std::string emit = buffer_.substr(0, buffer_.size() - keep);
+        Emit(std::string_view(buffer_).substr(0, buffer_.size() - keep), out);
         buffer_.erase(0, buffer_.size() - keep);
-        // Leading whitespace before any content is dropped (it precedes tool calls).
-        if (!content_started_) {
-          const size_t b = emit.find_first_not_of(" \t\r\n");
-          emit = b == std::string::npos ? "" : emit.substr(b);
-        }
-        if (!emit.empty()) content_started_ = true;
-        out->content += emit;
         return;
       }
-      std::string emit = buffer_.substr(0, open);
-      if (!content_started_) emit = Trim(emit);
-      if (!emit.empty()) content_started_ = true;
-      out->content += emit;
+      Emit(std::string_view(buffer_).substr(0, open), out);
+      pending_space_.clear();
       buffer_.erase(0, open + kOpen.size());
       in_block_ = true;
     }
@@ -100,9 +107,7 @@ void ToolCallStreamParser::Drain(Delta* out, bool at_end) {
       call->index = next_index_++;
       out->calls.push_back(std::move(*call));
     } else {
-      out->content += std::string(kOpen) + body +
-                      (close == std::string::npos ? "" : std::string(kClose));
-      content_started_ = true;
+      Emit(std::string(kOpen) + body + (close == std::string::npos ? "" : std::string(kClose)), out);
     }
     buffer_.erase(0, close == std::string::npos ? buffer_.size() : close + kClose.size());
     in_block_ = false;

@@ -45,7 +45,9 @@ class ToolCallStreamParser {
 
  private:
   void Drain(Delta* out, bool at_end);
+  void Emit(std::string_view text, Delta* out);
   std::string buffer_;
+  std::string pending_space_;
   bool in_block_ = false;
   bool content_started_ = false;
   int32_t next_index_ = 0;

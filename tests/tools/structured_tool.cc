@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
     std::string text = spec.value("text", "");
     if (spec.contains("schema")) text = spec["schema"].dump();
     if (spec.contains("choices")) text = spec["choices"].dump();
-    auto g = CompileGrammar(kind, text, vocab);
+    CompileOptions options;
+    options.warm_time = std::chrono::milliseconds(0);  // only the states the walks reach
+    auto g = CompileGrammar(kind, text, vocab, options);
     if (!g.ok()) {
       out["error"] = g.status().message();
       std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
