@@ -80,6 +80,12 @@ std::string TaskTable(const BenchResults& r, const Workload& w, int level_idx) {
       "| task | requests | mean E2E ± std (ms) | mean TTFT ± std (ms) | p90 E2E (ms) | failures |\n"
       "|---|---|---|---|---|---|\n";
   for (const TaskStats& t : s.tasks) {
+    if (t.e2e_ms.n == 0) {  // No successful request: no latency to show.
+      md += fmt::format("| {} | {} | - | - | - | {} |\n", t.name, t.requests,
+                        t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests)
+                                       : "-");
+      continue;
+    }
     md += fmt::format("| {} | {} | {} ± {} | {} ± {} | {} | {} |\n", t.name, t.requests,
                       Thousands(t.e2e_ms.mean), Thousands(t.e2e_ms.std), Thousands(t.ttft_ms.mean),
                       Thousands(t.ttft_ms.std), Thousands(t.e2e_ms.p90),

@@ -1,0 +1,133 @@
+#include "bench/report.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "bench/bench_runner.h"
+#include "bench/fake_openai_server.h"
+#include "bench/svg_chart.h"
+
+namespace tinyserve::bench {
+namespace {
+
+std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(SvgChartTest, RendersEverySeriesEscapedAndClosed) {
+  LineChart chart{"RPS <&>", "users", "req/s", /*log2_x=*/true,
+                  {{"a", {{1, 1}, {2, 3}, {4, 2}}}, {"b \"q\"", {{1, 0.5}}}, {"empty", {}}}};
+  std::string svg = RenderSvg(chart);
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("RPS &lt;&amp;&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("b &quot;q&quot;"), std::string::npos);
+  EXPECT_EQ(svg.find("<&>"), std::string::npos);
+  size_t polylines = 0;
+  for (size_t pos = 0; (pos = svg.find("<polyline", pos)) != std::string::npos; ++pos) ++polylines;
+  EXPECT_EQ(polylines, 2u);
+}
+
+class ReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FakeServerConfig config;
+    config.num_tokens = 4;
+    server_ = std::make_unique<FakeOpenAIServer>(config);
+    server_->Start();
+    StatusOr<Workload> w = ParseWorkload(R"({"name": "w", "tasks": [
+        {"name": "summary", "samples": [{"id": "s0", "input": "a"}]},
+        {"name": "code", "samples": [{"id": "c0", "input": "b"}, {"id": "c1", "input": "c"}]}]})",
+                                         ".");
+    ASSERT_TRUE(w.ok());
+    workload_ = *w;
+    BenchPlan plan;
+    plan.load.client.base_url = server_->base_url();
+    plan.load.client.model = "fake";
+    plan.load.seed = 9;
+    plan.levels = {LoadLevel{1, 0, 0.3, 0.05}, LoadLevel{2, 0, 0.3, 0.05}};
+    plan.metrics_url = server_->base_url().substr(0, server_->base_url().size() - 3) + "/metrics";
+    plan.sample_interval_s = 0.1;
+    plan.slo = Slo{1000, 5000};
+    plan.progress = nullptr;
+    results_.info.model = "fake";
+    results_.info.tinyserve_version = "test";
+    results_.info.cpu_model = CpuModelName();
+    results_.info.cores = NumCores();
+    results_.info.detail_users = 2;
+    results_.info.slo = plan.slo;
+    ASSERT_TRUE(RunBench(workload_, plan, &results_).ok());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tinyserve_report_test_" + std::to_string(::getpid()));
+    ASSERT_TRUE(WriteReport(results_, workload_, dir_.string()).ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<FakeOpenAIServer> server_;
+  Workload workload_;
+  BenchResults results_;
+  std::filesystem::path dir_;
+};
+
+TEST_F(ReportTest, ResultsJsonCarriesEveryLevelAndEveryRequest) {
+  nlohmann::json j = nlohmann::json::parse(Slurp(dir_ / "results.json"));
+  for (const char* key : {"tinyserve_version", "model", "cpu_model", "cores", "server_threads",
+                          "seed", "timeout_s", "slo", "started_at", "command_line"}) {
+    EXPECT_TRUE(j["info"].contains(key)) << key;
+  }
+  ASSERT_EQ(j["levels"].size(), 2u);
+  EXPECT_TRUE(j["knee"].is_object());
+  size_t total = 0;
+  for (size_t l = 0; l < 2; ++l) {
+    const nlohmann::json& level = j["levels"][l];
+    for (const char* key : {"rps", "goodput_rps", "failure_rate", "failures_by_cause", "ttft_ms",
+                            "e2e_ms", "itl_ms", "tpot_ms", "mean_in_flight", "server", "tasks",
+                            "server_samples", "requests"}) {
+      EXPECT_TRUE(level.contains(key)) << key;
+    }
+    for (const char* p : {"mean", "p50", "p90", "p99", "std"}) EXPECT_TRUE(level["e2e_ms"].contains(p));
+    EXPECT_EQ(level["requests"].size(), results_.levels[l].records.size());
+    EXPECT_GT(level["requests"].size(), 0u);
+    for (const nlohmann::json& r : level["requests"]) {
+      for (const char* key : {"user", "seq", "task", "sample", "start_s", "end_s", "ok", "cause",
+                              "ttft_ms", "e2e_ms", "itl_ms", "output_tokens"}) {
+        ASSERT_TRUE(r.contains(key)) << key;
+      }
+      EXPECT_TRUE(r["ok"].get<bool>());
+      EXPECT_EQ(r["output_tokens"], 4);
+    }
+    total += level["requests"].size();
+    // The fake server's /metrics was scraped.
+    EXPECT_DOUBLE_EQ(level["server"]["rss_max_bytes"], 123456789.0);
+    EXPECT_DOUBLE_EQ(level["server"]["kv_usage_max"], 0.25);
+  }
+  std::string csv = Slurp(dir_ / "results.csv");
+  EXPECT_EQ(static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')), total + 1);
+  EXPECT_EQ(csv.rfind("level,users,", 0), 0u);
+}
+
+TEST_F(ReportTest, MarkdownHasTheOriginalTablesKneeAndMachine) {
+  std::string md = Slurp(dir_ / "report.md");
+  EXPECT_NE(md.find("| users | RPS | mean TTFT (ms) | mean E2E (ms) | memory (GB) | failures |"),
+            std::string::npos);
+  EXPECT_NE(md.find("Per task at 2 users"), std::string::npos);
+  EXPECT_NE(md.find("mean E2E ± std (ms)"), std::string::npos);
+  EXPECT_NE(md.find("**Knee: 2 users**"), std::string::npos) << md;
+  EXPECT_NE(md.find(CpuModelName()), std::string::npos);
+  EXPECT_NE(md.find("| 0.12 |"), std::string::npos);  // Peak memory from /metrics, in GB.
+  for (const char* svg : {"rps_vs_users.svg", "latency_vs_users.svg", "failures_vs_users.svg",
+                          "ttft_by_task.svg"}) {
+    EXPECT_NE(md.find(svg), std::string::npos);
+    std::string text = Slurp(dir_ / svg);
+    EXPECT_EQ(text.rfind("<svg", 0), 0u) << svg;
+  }
+}
+
+}  // namespace
+}  // namespace tinyserve::bench
