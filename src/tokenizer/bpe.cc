@@ -86,7 +86,7 @@ void BpeModel::Encode(std::string_view piece, std::vector<int32_t>* ids) const {
   Shard& shard = shards_[std::hash<std::string_view>{}(piece) % kNumShards];
   {
     std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.map.find(std::string(piece));
+    auto it = shard.map.find(piece);
     if (it != shard.map.end()) {
       ids->insert(ids->end(), it->second.begin(), it->second.end());
       return;

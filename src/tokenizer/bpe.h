@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,9 +49,14 @@ class BpeModel {
     int32_t rank = 0;
     int32_t merged = 0;
   };
+  // Looks pieces up by string_view, without building a std::string per lookup.
+  struct PieceHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>> map;
+    std::unordered_map<std::string, std::vector<int32_t>, PieceHash, std::equal_to<>> map;
   };
 
   BpeModel() = default;
