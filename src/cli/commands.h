@@ -14,5 +14,6 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code);
 void AddBenchThroughputCommand(CLI::App& app, int* exit_code);
 void AddDummyCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);
+void AddServeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace tinyserve::cli

@@ -9,10 +9,11 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   tinyserve::cli::AddVersionCommand(app, &exit_code);
   tinyserve::cli::AddTokenizeCommand(app, &exit_code);
-  tinyserve::cli::AddBenchThroughputCommand(app, &exit_code);
   tinyserve::cli::AddBenchServeCommand(app, &exit_code);
+  tinyserve::cli::AddBenchThroughputCommand(app, &exit_code);
   tinyserve::cli::AddDummyCommand(app, &exit_code);
   tinyserve::cli::AddGenerateCommand(app, &exit_code);
+  tinyserve::cli::AddServeCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -1,0 +1,131 @@
+// `tinyserve serve MODEL`: the OpenAI-compatible server (flags named as vLLM's). Loads the
+// model and tokenizer, starts the engine, serves until SIGINT/SIGTERM, then shuts down
+// gracefully (in-flight requests get --shutdown-timeout seconds) and exits 0.
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "cli/model_loader.h"
+#include "server/http_server.h"
+#include "tokenizer/chat_template.h"
+#include "util/logging.h"
+
+namespace tinyserve::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model = "dummy:qwen2.5-0.5b";
+  std::string dtype;
+  uint64_t weights_seed = 0;
+  std::string generation_config = "auto";
+  double shutdown_timeout_s = 30;
+  ServerOptions server;
+  EngineFlags engine;
+};
+
+Status RunServe(ServeFlags f) {
+  if (f.server.api_key.empty()) {
+    if (const char* key = std::getenv("TINYSERVE_API_KEY"); key && *key) f.server.api_key = key;
+  }
+  if (f.server.max_request_bytes < 1024) return InvalidArgumentError("--max-request-bytes must be >= 1024");
+  if (f.server.request_timeout_s <= 0) return InvalidArgumentError("--request-timeout must be > 0");
+
+  // Block the signals before any thread starts so that only the watcher below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  LoadOptions load;
+  load.dtype = f.dtype;
+  load.seed = f.weights_seed;
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> loaded, Qwen2Model::Load(f.model, load));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizerFor(*loaded));
+  std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
+  if (!tokenizer->chat_template().empty() && !IsQwen25ChatTemplate(tokenizer->chat_template()))
+    TS_LOG_WARNING("the model ships a chat template that is not Qwen2.5-Instruct's; chat "
+                   "prompts are rendered with Qwen2.5's ChatML");
+  TS_ASSIGN_OR_RETURN(GenerationDefaults defaults,
+                      LoadGenerationDefaults(*loaded, f.generation_config));
+  const ModelConfig config = loaded->config();
+  std::shared_ptr<Model> model = std::move(loaded);
+  TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                      Engine::Create(model, options, defaults, TokenTextFromTokenizer(tokenizer)));
+
+  if (f.server.served_model_name.empty()) f.server.served_model_name = f.model;
+  f.server.model_path = f.model;
+  ApiServer server(engine.get(), tokenizer, f.server);
+  TS_RETURN_IF_ERROR(server.Bind());
+  TS_LOG_INFO("model {} ({} layers, hidden {}, vocab {}) served as '{}'", f.model,
+              config.num_layers, config.hidden_size, config.vocab_size,
+              f.server.served_model_name);
+  TS_LOG_INFO("{}", DescribeEngine(engine->options(), engine->limits()));
+  TS_LOG_INFO("max_request_bytes={} request_timeout={}s shutdown_timeout={}s api_key={}",
+              f.server.max_request_bytes, f.server.request_timeout_s, f.shutdown_timeout_s,
+              f.server.api_key.empty() ? "off" : "on");
+  TS_LOG_INFO("serving on http://{}:{}/v1", f.server.host, server.port());
+
+  std::thread watcher([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    TS_LOG_INFO("signal {}: shutting down (grace {} s)", sig, f.shutdown_timeout_s);
+    server.Shutdown(std::chrono::milliseconds(static_cast<int64_t>(f.shutdown_timeout_s * 1000)));
+  });
+  server.Serve();
+  // Serve returns only after Shutdown stopped it (or the listener failed): make sure the
+  // watcher is not left waiting.
+  if (watcher.joinable()) {
+    pthread_kill(watcher.native_handle(), SIGTERM);
+    watcher.join();
+  }
+  TS_LOG_INFO("stopped");
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API");
+  cmd->add_option("model", f->model, "Model directory, .gguf file or dummy:<preset>")
+      ->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, "Dummy models: weight type (f32 f16 bf16 q8_0 q4_0 q4_k_m)");
+  cmd->add_option("--seed", f->weights_seed, "Dummy models: seed of the random weights");
+  cmd->add_option("--host", f->server.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", f->server.port, "Port (0: any free port)")->capture_default_str();
+  cmd->add_option("--api-key", f->server.api_key,
+                  "Require 'Authorization: Bearer KEY' on /v1 (or env TINYSERVE_API_KEY)");
+  cmd->add_option("--served-model-name", f->server.served_model_name,
+                  "Model name in the API (default: MODEL)");
+  cmd->add_option("--generation-config", f->generation_config,
+                  "Request defaults: auto (the model's), vllm (none), or a directory")
+      ->capture_default_str();
+  cmd->add_option("--max-request-bytes", f->server.max_request_bytes, "Largest request body")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", f->server.request_timeout_s,
+                  "Seconds after which a running request is aborted")
+      ->capture_default_str();
+  cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
+                  "Seconds in-flight requests may finish after SIGTERM/SIGINT")
+      ->capture_default_str();
+  cmd->add_option("--http-threads", f->server.http_threads,
+                  "HTTP worker threads (0: max-num-seqs + max-queue-len + 16)");
+  f->engine.options.max_queue_len = 256;
+  AddEngineFlags(cmd, &f->engine);
+  cmd->callback([f, exit_code] {
+    Status s = RunServe(*f);
+    if (!s.ok()) {
+      fmt::print(stderr, "error: {}\n", s.ToString());
+      *exit_code = 1;
+    }
+  });
+}
+
+}  // namespace tinyserve::cli

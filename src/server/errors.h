@@ -1,0 +1,29 @@
+// OpenAI-shaped errors: {"error": {"message", "type", "param", "code"}} with the HTTP status
+// that goes with them, and the mapping from canonical Status codes. Pure functions; any thread.
+#pragma once
+
+#include <string>
+
+#include "util/status.h"
+
+namespace tinyserve {
+
+struct ApiError {
+  int http_status = 500;
+  std::string message;
+  std::string type = "internal_server_error";
+  std::string param;  // the request field at fault; empty = null
+  std::string code;   // empty = null
+
+  // The JSON body.
+  std::string Body() const;
+};
+
+// 400 invalid_request_error naming `param`.
+ApiError BadRequest(std::string message, std::string param = "");
+// InvalidArgument 400, Unauthenticated 401, NotFound 404, ResourceExhausted 429,
+// Unavailable 503, DeadlineExceeded 504; anything else 500 with a generic message (internals
+// are logged, never sent).
+ApiError ApiErrorFromStatus(const Status& status, std::string param = "");
+
+}  // namespace tinyserve

@@ -1,0 +1,57 @@
+// Prometheus text exposition of the server's state: engine gauges and counters under vLLM's
+// names with the prefix `tinyserve:`, latency histograms observed by HTTP threads, HTTP response
+// counts by status, and process memory. Observe* and Count* are thread-safe (atomics); Render
+// may run concurrently with them.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace tinyserve {
+
+// Cumulative histogram with fixed upper bounds (seconds).
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+  // Appends `name`_bucket / _sum / _count lines with `labels` (e.g. model_name="m").
+  void Render(const std::string& name, const std::string& labels, std::string* out) const;
+
+ private:
+  const std::vector<double> bounds_;
+  std::vector<std::atomic<int64_t>> counts_;  // [bounds + 1], last is +Inf
+  mutable std::mutex sum_mu_;
+  double sum_ = 0;  // guarded by sum_mu_
+};
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+  void ObserveTimeToFirstToken(double seconds) { ttft_.Observe(seconds); }
+  void ObserveInterTokenLatency(double seconds) { itl_.Observe(seconds); }
+  void ObserveEndToEnd(double seconds) { e2e_.Observe(seconds); }
+  void ObserveQueueTime(double seconds) { queue_.Observe(seconds); }
+  void CountHttpResponse(int status);
+
+  // The whole /metrics body.
+  std::string Render(const EngineStats& stats, const EngineOptions& options,
+                     const EngineLimits& limits, const std::string& model_name) const;
+
+ private:
+  Histogram ttft_, itl_, e2e_, queue_;
+  // Counts of responses by status class index: 0 = other, then 200,400,401,404,405,413,429,
+  // 500,503,504.
+  static constexpr std::array<int, 10> kStatuses = {200, 400, 401, 404, 405, 413, 429, 500, 503, 504};
+  std::array<std::atomic<int64_t>, kStatuses.size() + 1> http_counts_{};
+};
+
+// Resident set size of this process in bytes (0 if /proc is unavailable).
+int64_t ResidentMemoryBytes();
+
+}  // namespace tinyserve

@@ -1,0 +1,325 @@
+#include "server/openai_api.h"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tinyserve {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Thrown inside this file only, caught by ParseRequest: keeps the field-by-field checks flat.
+struct Invalid {
+  ApiError error;
+};
+
+[[noreturn]] void Fail(std::string param, std::string message) {
+  throw Invalid{BadRequest(std::move(message), std::move(param))};
+}
+
+const Json* Field(const Json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool GetBool(const Json& body, const char* name, bool fallback) {
+  const Json* v = Field(body, name);
+  if (v == nullptr) return fallback;
+  if (!v->is_boolean()) Fail(name, fmt::format("'{}' must be a boolean", name));
+  return v->get<bool>();
+}
+
+std::optional<double> GetNumber(const Json& body, const char* name, double lo, double hi) {
+  const Json* v = Field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) Fail(name, fmt::format("'{}' must be a number", name));
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    Fail(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
+  return x;
+}
+
+std::optional<int64_t> GetInt(const Json& body, const char* name, int64_t lo, int64_t hi) {
+  const Json* v = Field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number_integer())
+    Fail(name, fmt::format("'{}' must be an integer", name));
+  const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
+                        ? INT64_MAX
+                        : v->get<int64_t>();
+  if (x < lo || x > hi)
+    Fail(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
+  return x;
+}
+
+std::string GetString(const Json& body, const char* name, size_t max_bytes) {
+  const Json* v = Field(body, name);
+  if (v == nullptr) return "";
+  if (!v->is_string()) Fail(name, fmt::format("'{}' must be a string", name));
+  std::string s = v->get<std::string>();
+  if (s.size() > max_bytes) Fail(name, fmt::format("'{}' is longer than {} bytes", name, max_bytes));
+  return s;
+}
+
+std::vector<int32_t> TokenIds(const Json& list, const char* param, int64_t vocab_size) {
+  std::vector<int32_t> ids;
+  ids.reserve(list.size());
+  for (const Json& t : list) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab_size)
+      Fail(param, fmt::format("'{}' holds a token id outside [0, {})", param, vocab_size));
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return ids;
+}
+
+void ParsePrompts(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  const Json* p = Field(body, "prompt");
+  if (p == nullptr) Fail("prompt", "'prompt' is required");
+  auto add_text = [&](const std::string& text) {
+    if (text.empty()) Fail("prompt", "'prompt' must not be empty");
+    out->prompts.push_back(ctx.tokenizer->Encode(text, /*allow_special=*/true));
+    out->prompt_texts.push_back(text);
+  };
+  auto add_ids = [&](const Json& list) {
+    if (list.empty()) Fail("prompt", "'prompt' must not be empty");
+    out->prompts.push_back(TokenIds(list, "prompt", ctx.vocab_size));
+    out->prompt_texts.push_back(ctx.tokenizer->Decode(out->prompts.back()));
+  };
+  if (p->is_string()) {
+    add_text(p->get<std::string>());
+  } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
+    add_ids(*p);
+  } else if (p->is_array() && !p->empty()) {
+    if (p->size() > 64) Fail("prompt", "at most 64 prompts per request");
+    for (const Json& item : *p) {
+      if (item.is_string()) {
+        add_text(item.get<std::string>());
+      } else if (item.is_array()) {
+        add_ids(item);
+      } else {
+        Fail("prompt", "'prompt' entries must be strings or lists of token ids");
+      }
+    }
+  } else {
+    Fail("prompt", "'prompt' must be a string, a list of strings or a list of token ids");
+  }
+}
+
+void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  const Json* m = Field(body, "messages");
+  if (m == nullptr || !m->is_array() || m->empty())
+    Fail("messages", "'messages' must be a non-empty list");
+  for (const Json& msg : *m) {
+    if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string())
+      Fail("messages", "each message must be an object with a string 'role'");
+    const std::string role = msg["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool" &&
+        role != "developer")
+      Fail("messages", fmt::format("unknown message role '{}'", role));
+    if (msg.contains("content") && !msg["content"].is_null() && !msg["content"].is_string() &&
+        !msg["content"].is_array())
+      Fail("messages", "message 'content' must be a string or a list of parts");
+  }
+  Json conv = {{"messages", *m}};
+  if (const Json* tools = Field(body, "tools")) {
+    if (!tools->is_array()) Fail("tools", "'tools' must be a list");
+    if (!tools->empty()) conv["tools"] = *tools;
+  }
+  conv["add_generation_prompt"] = GetBool(body, "add_generation_prompt", true);
+  conv["continue_final_message"] = GetBool(body, "continue_final_message", false);
+  auto parsed = ChatConversationFromJson(conv);
+  if (!parsed.ok()) Fail("messages", parsed.status().message());
+  for (ChatMessage& msg : parsed->messages)
+    if (msg.role == "developer") msg.role = "system";
+  auto prompt = RenderQwen25Chat(*parsed);
+  if (!prompt.ok()) Fail("messages", prompt.status().message());
+  // Templates render special tokens themselves; user text inside them is still matched as
+  // special-token text here, as vLLM and HF do.
+  out->prompts.push_back(ctx.tokenizer->Encode(*prompt, /*allow_special=*/true));
+  out->prompt_texts.push_back(*prompt);
+}
+
+void ParseStop(const Json& body, const ApiContext& ctx, StopConditions* stop) {
+  if (const Json* s = Field(body, "stop")) {
+    std::vector<std::string> list;
+    if (s->is_string()) {
+      list.push_back(s->get<std::string>());
+    } else if (s->is_array()) {
+      for (const Json& item : *s) {
+        if (!item.is_string()) Fail("stop", "'stop' entries must be strings");
+        list.push_back(item.get<std::string>());
+      }
+    } else {
+      Fail("stop", "'stop' must be a string or a list of strings");
+    }
+    if (static_cast<int32_t>(list.size()) > ctx.max_stop_strings)
+      Fail("stop", fmt::format("at most {} stop strings", ctx.max_stop_strings));
+    for (const std::string& x : list) {
+      if (x.empty()) Fail("stop", "stop strings must not be empty");
+      if (static_cast<int32_t>(x.size()) > ctx.max_stop_string_bytes)
+        Fail("stop", fmt::format("stop strings are limited to {} bytes", ctx.max_stop_string_bytes));
+    }
+    stop->stop = std::move(list);
+  }
+  if (const Json* ids = Field(body, "stop_token_ids")) {
+    if (!ids->is_array()) Fail("stop_token_ids", "'stop_token_ids' must be a list of token ids");
+    if (ids->size() > 64) Fail("stop_token_ids", "at most 64 stop token ids");
+    stop->stop_token_ids = TokenIds(*ids, "stop_token_ids", ctx.vocab_size);
+  }
+  stop->include_stop_str_in_output = GetBool(body, "include_stop_str_in_output", false);
+  stop->ignore_eos = GetBool(body, "ignore_eos", false);
+}
+
+void ParseSampling(const Json& body, const ApiContext& ctx, SamplingParams* s) {
+  if (auto t = GetNumber(body, "temperature", 0.0, 2.0)) s->temperature = float(*t);
+  if (auto p = GetNumber(body, "top_p", 0.0, 1.0)) {
+    if (*p <= 0.0) Fail("top_p", "'top_p' must be in (0, 1]");
+    s->top_p = float(*p);
+  }
+  if (auto k = GetInt(body, "top_k", -1, ctx.vocab_size)) s->top_k = int32_t(*k);
+  if (auto m = GetNumber(body, "min_p", 0.0, 1.0)) s->min_p = float(*m);
+  if (auto r = GetNumber(body, "repetition_penalty", 0.0, 2.0)) {
+    if (*r <= 0.0) Fail("repetition_penalty", "'repetition_penalty' must be in (0, 2]");
+    s->repetition_penalty = float(*r);
+  }
+  s->presence_penalty = float(GetNumber(body, "presence_penalty", -2.0, 2.0).value_or(0.0));
+  s->frequency_penalty = float(GetNumber(body, "frequency_penalty", -2.0, 2.0).value_or(0.0));
+  if (const Json* seed = Field(body, "seed")) {
+    if (!seed->is_number_integer()) Fail("seed", "'seed' must be an integer");
+    s->seed = seed->is_number_unsigned() ? seed->get<uint64_t>()
+                                         : static_cast<uint64_t>(seed->get<int64_t>());
+  }
+  if (const Json* bias = Field(body, "logit_bias")) {
+    if (!bias->is_object()) Fail("logit_bias", "'logit_bias' must map token ids to numbers");
+    if (bias->size() > 1024) Fail("logit_bias", "at most 1024 logit_bias entries");
+    for (const auto& [key, value] : bias->items()) {
+      char* end = nullptr;
+      const long long id = std::strtoll(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id >= ctx.vocab_size)
+        Fail("logit_bias", fmt::format("logit_bias key '{}' is not a token id in [0, {})", key,
+                                       ctx.vocab_size));
+      if (!value.is_number() || value.get<double>() < -100 || value.get<double>() > 100)
+        Fail("logit_bias", "logit_bias values must be numbers in [-100, 100]");
+      s->logit_bias.emplace_back(int32_t(id), value.get<float>());
+    }
+  }
+}
+
+void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  std::optional<int64_t> max_tokens = GetInt(body, "max_tokens", 1, INT32_MAX);
+  if (auto mct = GetInt(body, "max_completion_tokens", 1, INT32_MAX)) max_tokens = mct;
+  const int64_t min_tokens = GetInt(body, "min_tokens", 0, INT32_MAX).value_or(0);
+  if (max_tokens && min_tokens > *max_tokens)
+    Fail("min_tokens", "'min_tokens' must not exceed 'max_tokens'");
+  out->base.stop.min_tokens = int32_t(min_tokens);
+  for (const auto& prompt : out->prompts) {
+    const int64_t len = static_cast<int64_t>(prompt.size());
+    const int64_t want = max_tokens.value_or(1);
+    if (len + want > ctx.max_model_len) {
+      Fail(out->endpoint == Endpoint::kChat ? "messages" : "prompt",
+           fmt::format("This model's maximum context length is {} tokens. However, you requested "
+                       "{} tokens ({} in the prompt, {} for the completion). Please reduce the "
+                       "length of the prompt or of max_tokens.",
+                       ctx.max_model_len, len + want, len, want));
+    }
+  }
+  // Completions default to 16 tokens (OpenAI); chat to the rest of the context (vLLM).
+  if (max_tokens) {
+    out->base.stop.max_tokens = int32_t(*max_tokens);
+  } else if (out->endpoint == Endpoint::kCompletions) {
+    out->base.stop.max_tokens = 16;
+  }
+}
+
+void ParseLogprobs(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  SamplingParams& s = out->base.sampling;
+  if (out->endpoint == Endpoint::kCompletions) {
+    if (auto k = GetInt(body, "logprobs", 0, 20)) {
+      out->completion_logprobs = int32_t(*k);
+      s.logprobs = true;
+      s.top_logprobs = int32_t(*k);
+    }
+    return;
+  }
+  out->chat_logprobs = GetBool(body, "logprobs", false);
+  const int64_t top = GetInt(body, "top_logprobs", 0, 20).value_or(0);
+  if (top > 0 && !out->chat_logprobs)
+    Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+  s.logprobs = out->chat_logprobs;
+  s.top_logprobs = int32_t(top);
+}
+
+void ParseResponseFormat(const Json& body) {
+  const Json* rf = Field(body, "response_format");
+  if (rf == nullptr) return;
+  if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+    Fail("response_format", "'response_format' must be an object with a string 'type'");
+  const std::string type = (*rf)["type"].get<std::string>();
+  if (type == "text") return;
+  if (type == "json_object" || type == "json_schema")
+    Fail("response_format", fmt::format("response_format type '{}' is not supported yet: "
+                                        "structured output is not available in this build",
+                                        type));
+  Fail("response_format", fmt::format("unknown response_format type '{}'", type));
+}
+
+ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& ctx) {
+  Json body = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) Fail("", "the request body is not valid JSON");
+  if (!body.is_object()) Fail("", "the request body must be a JSON object");
+
+  ParsedRequest out;
+  out.endpoint = endpoint;
+  out.model = GetString(body, "model", 1024);
+  if (!out.model.empty() && out.model != ctx.served_model_name) {
+    throw Invalid{ApiError{404, fmt::format("The model '{}' does not exist.", out.model),
+                           "NotFoundError", "model", "model_not_found"}};
+  }
+  out.model = ctx.served_model_name;
+  out.stream = GetBool(body, "stream", false);
+  if (const Json* so = Field(body, "stream_options")) {
+    if (!so->is_object()) Fail("stream_options", "'stream_options' must be an object");
+    if (!out.stream) Fail("stream_options", "'stream_options' requires 'stream': true");
+    out.include_usage = GetBool(*so, "include_usage", false);
+  }
+  if (endpoint == Endpoint::kCompletions) {
+    out.echo = GetBool(body, "echo", false);
+    ParsePrompts(body, ctx, &out);
+  } else {
+    ParseMessages(body, ctx, &out);
+  }
+  ParseResponseFormat(body);
+  ParseSampling(body, ctx, &out.base.sampling);
+  ParseLogprobs(body, ctx, &out);
+  ParseStop(body, ctx, &out.base.stop);
+  ParseLimits(body, ctx, &out);
+  out.base.n = int32_t(GetInt(body, "n", 1, ctx.max_n).value_or(1));
+  out.base.priority = int32_t(GetInt(body, "priority", INT32_MIN, INT32_MAX).value_or(0));
+  out.base.cache_salt = GetString(body, "cache_salt", 1024);
+  out.base.skip_special_tokens = GetBool(body, "skip_special_tokens", true);
+  GetString(body, "user", 4096);  // accepted for compatibility; type-checked only
+  return out;
+}
+
+}  // namespace
+
+std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::string_view body,
+                                                   const ApiContext& context) {
+  try {
+    return Parse(endpoint, body, context);
+  } catch (const Invalid& e) {
+    return e.error;
+  } catch (const nlohmann::json::exception& e) {
+    return BadRequest(fmt::format("malformed request: {}", e.what()));
+  }
+}
+
+}  // namespace tinyserve

@@ -1,0 +1,209 @@
+#include "server/openai_response.h"
+
+#include "tokenizer/tokenizer.h"
+
+namespace tinyserve {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Json Bytes(std::string_view bytes) {
+  Json list = Json::array();
+  for (unsigned char c : bytes) list.push_back(int(c));
+  return list;
+}
+
+}  // namespace
+
+std::string SseEvent(const std::string& payload) { return "data: " + payload + "\n\n"; }
+
+ResponseBuilder::ResponseBuilder(const ParsedRequest& request, const Tokenizer* tokenizer,
+                                 std::string id, int64_t created)
+    : request_(request), tokenizer_(tokenizer), id_(std::move(id)), created_(created) {
+  const size_t num_prompts = request.prompts.size();
+  choices_.resize(num_prompts * request.base.n);
+  cached_tokens_.assign(num_prompts, 0);
+  for (size_t p = 0; p < num_prompts; ++p) {
+    prompt_tokens_ += static_cast<int32_t>(request.prompts[p].size());
+    if (request.echo) {
+      for (int32_t i = 0; i < request.base.n; ++i)
+        choices_[p * request.base.n + i].text = request.prompt_texts[p];
+    }
+  }
+}
+
+Json ResponseBuilder::FinishReasonJson(FinishReason reason) {
+  if (reason == FinishReason::kNone) return nullptr;
+  return std::string(FinishReasonName(reason));
+}
+
+Json ResponseBuilder::EventLogprobs(const RequestEvent& event, Choice* choice) const {
+  if (event.logprobs.empty()) return nullptr;
+  auto token_str = [&](int32_t id) {
+    const int32_t ids[1] = {id};
+    return tokenizer_->Decode(ids);
+  };
+  if (request_.endpoint == Endpoint::kChat) {
+    Json content = Json::array();
+    for (const TokenLogprobs& lp : event.logprobs) {
+      Json top = Json::array();
+      for (const TokenLogprob& alt : lp.top) {
+        top.push_back({{"token", token_str(alt.token_id)},
+                       {"logprob", alt.logprob},
+                       {"bytes", Bytes(tokenizer_->TokenBytes(alt.token_id))}});
+      }
+      content.push_back({{"token", token_str(lp.chosen.token_id)},
+                         {"logprob", lp.chosen.logprob},
+                         {"bytes", Bytes(tokenizer_->TokenBytes(lp.chosen.token_id))},
+                         {"top_logprobs", std::move(top)}});
+    }
+    return Json{{"content", std::move(content)}};
+  }
+  Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(),
+       offsets = Json::array();
+  for (const TokenLogprobs& lp : event.logprobs) {
+    std::string tok = token_str(lp.chosen.token_id);
+    tokens.push_back(tok);
+    token_logprobs.push_back(lp.chosen.logprob);
+    Json alts = Json::object();
+    for (const TokenLogprob& alt : lp.top) alts[token_str(alt.token_id)] = alt.logprob;
+    top.push_back(std::move(alts));
+    offsets.push_back(choice->text_offset);
+    choice->text_offset += static_cast<int64_t>(tok.size());
+  }
+  return Json{{"tokens", std::move(tokens)},
+              {"token_logprobs", std::move(token_logprobs)},
+              {"top_logprobs", std::move(top)},
+              {"text_offset", std::move(offsets)}};
+}
+
+void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
+  Choice& c = choices_[prompt_idx * request_.base.n + event.index];
+  c.text += event.text;
+  completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  Json lp = EventLogprobs(event, &c);
+  if (!lp.is_null()) {
+    if (c.logprobs.is_null()) {
+      c.logprobs = std::move(lp);
+    } else {
+      for (auto& [key, value] : lp.items())
+        for (auto& item : value) c.logprobs[key].push_back(std::move(item));
+    }
+  }
+  if (event.finish_reason != FinishReason::kNone) {
+    c.finish = event.finish_reason;
+    c.stop_reason = event.stop_reason;
+    if (event.index == 0 && event.usage) cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
+  }
+}
+
+Json ResponseBuilder::Usage() const {
+  int32_t cached = 0;
+  for (int32_t c : cached_tokens_) cached += c;
+  return Json{{"prompt_tokens", prompt_tokens_},
+              {"completion_tokens", completion_tokens_},
+              {"total_tokens", prompt_tokens_ + completion_tokens_},
+              {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+std::string ResponseBuilder::FinalBody() const {
+  const bool chat = request_.endpoint == Endpoint::kChat;
+  Json choices = Json::array();
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    const Choice& c = choices_[i];
+    Json choice = {{"index", i}};
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+    } else {
+      choice["text"] = c.text;
+    }
+    choice["logprobs"] = c.logprobs;
+    choice["finish_reason"] = FinishReasonJson(c.finish);
+    choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
+    choices.push_back(std::move(choice));
+  }
+  Json body = {{"id", id_},
+               {"object", chat ? "chat.completion" : "text_completion"},
+               {"created", created_},
+               {"model", request_.model},
+               {"choices", std::move(choices)},
+               {"usage", Usage()}};
+  return Dump(body);
+}
+
+Json ResponseBuilder::ChunkEnvelope() const {
+  const bool chat = request_.endpoint == Endpoint::kChat;
+  Json j = {{"id", id_},
+            {"object", chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created_},
+            {"model", request_.model},
+            {"choices", Json::array()}};
+  if (request_.include_usage) j["usage"] = nullptr;
+  return j;
+}
+
+std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
+                                                       const RequestEvent& event) {
+  const bool chat = request_.endpoint == Endpoint::kChat;
+  const int32_t index = prompt_idx * request_.base.n + event.index;
+  Choice& c = choices_[index];
+  std::vector<std::string> out;
+  if (chat && !c.role_sent) {
+    Json j = ChunkEnvelope();
+    j["choices"].push_back({{"index", index},
+                            {"delta", {{"role", "assistant"}, {"content", ""}}},
+                            {"logprobs", nullptr},
+                            {"finish_reason", nullptr}});
+    out.push_back(Dump(j));
+    c.role_sent = true;
+  }
+  std::string text = event.text;
+  if (!chat && request_.echo && c.text_offset == 0 && !c.role_sent) {
+    text = request_.prompt_texts[prompt_idx] + text;  // echo rides on the first chunk
+    c.role_sent = true;
+  }
+  completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  Json lp = EventLogprobs(event, &c);
+  if (!text.empty() || !lp.is_null()) {
+    Json j = ChunkEnvelope();
+    Json choice = {{"index", index}};
+    if (chat) {
+      choice["delta"] = {{"content", text}};
+    } else {
+      choice["text"] = text;
+    }
+    choice["logprobs"] = std::move(lp);
+    choice["finish_reason"] = nullptr;
+    j["choices"].push_back(std::move(choice));
+    out.push_back(Dump(j));
+  }
+  if (event.finish_reason != FinishReason::kNone) {
+    c.finish = event.finish_reason;
+    if (event.index == 0 && event.usage) cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
+    Json j = ChunkEnvelope();
+    Json choice = {{"index", index}};
+    if (chat) {
+      choice["delta"] = Json::object();
+    } else {
+      choice["text"] = "";
+    }
+    choice["logprobs"] = nullptr;
+    choice["finish_reason"] = FinishReasonJson(event.finish_reason);
+    choice["stop_reason"] = event.stop_reason.empty() ? Json(nullptr) : Json(event.stop_reason);
+    j["choices"].push_back(std::move(choice));
+    out.push_back(Dump(j));
+  }
+  return out;
+}
+
+std::string ResponseBuilder::UsageChunk() const {
+  Json j = ChunkEnvelope();
+  j["usage"] = Usage();
+  return Dump(j);
+}
+
+}  // namespace tinyserve

@@ -1,0 +1,64 @@
+// The OpenAI protocol, response side: engine events of one HTTP request turned into the exact
+// OpenAI shapes, either one JSON body (non-streaming) or SSE chunks (streaming). One builder per
+// HTTP request, used by that request's HTTP thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/request.h"
+#include "server/openai_api.h"
+
+namespace tinyserve {
+
+class ResponseBuilder {
+ public:
+  // `id`: "cmpl-..." or "chatcmpl-..."; `created`: Unix seconds.
+  ResponseBuilder(const ParsedRequest& request, const Tokenizer* tokenizer, std::string id,
+                  int64_t created);
+
+  // Records an event of prompt `prompt_idx` (choice index = prompt_idx * n + event.index).
+  void Add(int32_t prompt_idx, const RequestEvent& event);
+  // Streaming: the SSE `data:` payloads (JSON texts) this event produces, in order. Call
+  // instead of Add (it records the event too).
+  std::vector<std::string> StreamChunks(int32_t prompt_idx, const RequestEvent& event);
+  // Streaming, include_usage: the final chunk with empty choices and the usage.
+  std::string UsageChunk() const;
+  // Non-streaming: the whole response body.
+  std::string FinalBody() const;
+
+  int32_t completion_tokens() const { return completion_tokens_; }
+
+ private:
+  struct Choice {
+    std::string text;
+    nlohmann::ordered_json logprobs = nullptr;  // accumulated (non-streaming)
+    int64_t text_offset = 0;
+    FinishReason finish = FinishReason::kNone;
+    std::string stop_reason;
+    bool role_sent = false;
+  };
+
+  nlohmann::ordered_json ChunkEnvelope() const;
+  nlohmann::ordered_json Usage() const;
+  // Logprobs of `event`'s tokens in the endpoint's shape; null when not asked.
+  nlohmann::ordered_json EventLogprobs(const RequestEvent& event, Choice* choice) const;
+  static nlohmann::ordered_json FinishReasonJson(FinishReason reason);
+
+  const ParsedRequest& request_;
+  const Tokenizer* tokenizer_;
+  const std::string id_;
+  const int64_t created_;
+  std::vector<Choice> choices_;
+  std::vector<int32_t> cached_tokens_;  // per prompt, from choice 0's usage
+  int32_t prompt_tokens_ = 0;
+  int32_t completion_tokens_ = 0;
+};
+
+// "data: <payload>\n\n": one server-sent event.
+std::string SseEvent(const std::string& payload);
+
+}  // namespace tinyserve
