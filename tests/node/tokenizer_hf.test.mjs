@@ -1,3 +1,4 @@
+// ctest: no_asan (the every-prefix streaming check is quadratic; the gtests cover the tokenizer under ASan)
 // The C++ tokenizer against the real Hugging Face implementation (@huggingface/tokenizers, and
 // @huggingface/jinja for the chat template), both loaded with the same Qwen2.5 files.
 // Corpus: tests/data/tokenizer_corpus.jsonl. Byte input convention: a case's "text" is a JS
