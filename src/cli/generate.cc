@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/model_loader.h"
 #include "model/qwen2.h"
 #include "model/simple_kv_cache.h"
 #include "sampling/sampler.h"
@@ -50,12 +51,6 @@ StatusOr<std::vector<int32_t>> ParseIds(const std::string& text, int64_t vocab) 
   return ids;
 }
 
-StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const Qwen2Model& model) {
-  if (model.gguf() != nullptr) return Tokenizer::FromGguf(*model.gguf());
-  if (!model.tokenizer_dir().empty()) return Tokenizer::FromDir(model.tokenizer_dir());
-  return Tokenizer::Qwen25FromNpmDir(QwenTokenizerDir());
-}
-
 Status RunGenerate(const GenerateOptions& o) {
   using Clock = std::chrono::steady_clock;
   LoadOptions load;
@@ -73,7 +68,7 @@ Status RunGenerate(const GenerateOptions& o) {
   if (!o.prompt_ids.empty()) {
     TS_ASSIGN_OR_RETURN(prompt, ParseIds(o.prompt_ids, c.vocab_size));
   } else {
-    TS_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer(*model));
+    TS_ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFor(*model));
     std::string text = o.prompt;
     if (o.chat) {
       ChatConversation conv;
@@ -122,7 +117,6 @@ Status RunGenerate(const GenerateOptions& o) {
   const auto decode_start = Clock::now();
   while (true) {
     const int32_t token = Sample(logits, params, sampler).token_id;
-    sampler.Accept(token);
     ++generated;
     const bool stop = !o.ignore_eos && std::find(stop_ids.begin(), stop_ids.end(), token) !=
                                            stop_ids.end();
