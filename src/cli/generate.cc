@@ -13,7 +13,6 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
-#include "util/paths.h"
 
 namespace tinyserve::cli {
 namespace {
