@@ -32,6 +32,7 @@ struct BenchServeFlags {
   std::string base_url;
   std::string api_key;
   std::string model;
+  std::string dtype;  // embedded dummy model: weight type
   std::string endpoint = "chat";
   std::string users;
   std::string think_time;
@@ -185,9 +186,11 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
     TS_ASSIGN_OR_RETURN(int port, bench::PickFreeLoopbackPort());
     child = std::make_unique<bench::ChildServer>();
     std::string log = (std::filesystem::path(f.output_dir) / "server.log").string();
-    TS_RETURN_IF_ERROR(child->Start({SelfExe(), "serve", f.model, "--host", "127.0.0.1", "--port",
-                                     std::to_string(port), "--threads", std::to_string(threads)},
-                                    log));
+    std::vector<std::string> argv = {SelfExe(), "serve", f.model, "--host", "127.0.0.1",
+                                     "--port", std::to_string(port), "--threads",
+                                     std::to_string(threads)};
+    if (!f.dtype.empty()) argv.insert(argv.end(), {"--dtype", f.dtype});
+    TS_RETURN_IF_ERROR(child->Start(argv, log));
     std::string host = fmt::format("http://127.0.0.1:{}", port);
     fmt::print(stderr, "starting the embedded server: tinyserve serve {} --port {} --threads {} "
                "(log: {})\n", f.model, port, threads, log);
@@ -256,6 +259,8 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", flags->model,
                   "Model name to request (default: dummy:qwen2.5-0.5b embedded, or the first "
                   "of the target's /models)");
+  cmd->add_option("--dtype", flags->dtype,
+                  "Embedded dummy model: weight type (f32 f16 bf16 q8_0 q4_0 q4_k_m; default bf16)");
   cmd->add_option("--endpoint", flags->endpoint, "chat or completions")->capture_default_str();
   cmd->add_option("--profile", flags->profile,
                   "quick (default: a few minutes) or seed (the original plan: 1-64 users, 5 min "
