@@ -2,7 +2,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <random>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -155,7 +157,18 @@ void ApiServer::InstallRoutes() {
   // OpenAI-shaped body too.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    // httplib answers 404 for a known path under a method it has no handler for.
+    static constexpr std::string_view kRoutes[] = {
+        "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version",
+        "/metrics",        "/tokenize",            "/detokenize"};
+    if (res.status == 404 &&
+        std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes))
+      res.status = 405;
     switch (res.status) {
+      case 405:
+        SendError(res, ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
+                                "invalid_request_error", "", ""});
+        break;
       case 404:
         SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
                                 "not_found_error", "", ""});

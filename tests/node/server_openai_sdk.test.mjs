@@ -1,0 +1,158 @@
+// `tinyserve serve dummy:tiny` driven by the official `openai` Node SDK as a real client (chat and
+// completions, streaming and not, n > 1, logprobs, stop, seed, usage, typed errors) plus raw
+// fetch checks of the SSE framing.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { OpenAI, post, sseData, startServer } from './server_util.mjs';
+
+const MODEL = 'dummy:tiny';
+let server;
+let client;
+
+before(async () => {
+  server = await startServer(['--api-key', 'sk-test']);
+  client = new OpenAI({ apiKey: 'sk-test', baseURL: `${server.url}/v1`, maxRetries: 0 });
+});
+after(async () => {
+  const { code } = await server.stop();
+  assert.equal(code, 0, server.log());
+});
+
+test('models lists the served model', async () => {
+  const models = await client.models.list();
+  assert.deepEqual(models.data.map((m) => m.id), [MODEL]);
+});
+
+test('completion: text, finish_reason length and usage add up', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Hello there', max_tokens: 6 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.choices.length, 1);
+  assert.equal(typeof r.choices[0].text, 'string');
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 6);
+  assert.ok(r.usage.prompt_tokens > 0);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 6);
+});
+
+test('chat: message with assistant role, n > 1 gives n indexed choices', async () => {
+  const r = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, n: 3, temperature: 1,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  for (const c of r.choices) {
+    assert.equal(c.message.role, 'assistant');
+    assert.equal(typeof c.message.content, 'string');
+  }
+  assert.equal(r.usage.completion_tokens, 12);
+});
+
+test('streaming chat via the SDK reassembles the non-streaming greedy text, usage last', async () => {
+  const req = { model: MODEL, messages: [{ role: 'user', content: 'count' }], max_tokens: 8, temperature: 0 };
+  const whole = await client.chat.completions.create(req);
+  const stream = await client.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let finish = null;
+  let usage = null;
+  let first = true;
+  for await (const chunk of stream) {
+    if (first) { assert.equal(chunk.choices[0].delta.role, 'assistant'); first = false; }
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.delta.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  assert.deepEqual(usage, whole.usage);
+});
+
+test('streaming completions with n = 2 finish every choice', async () => {
+  const stream = await client.completions.create({ model: MODEL, prompt: 'a b c', max_tokens: 5, n: 2, stream: true });
+  const finished = new Set();
+  for await (const chunk of stream) for (const c of chunk.choices) if (c.finish_reason) finished.add(c.index);
+  assert.deepEqual([...finished].sort(), [0, 1]);
+});
+
+test('same seed and temperature 1 give the same text; another seed differs', async () => {
+  const req = { model: MODEL, prompt: 'Once upon', max_tokens: 12, temperature: 1, seed: 1234 };
+  const a = await client.completions.create(req);
+  const b = await client.completions.create(req);
+  const c = await client.completions.create({ ...req, seed: 99 });
+  assert.equal(a.choices[0].text, b.choices[0].text);
+  assert.notEqual(a.choices[0].text, c.choices[0].text);
+});
+
+test('stop string cuts the greedy text before its first occurrence', async () => {
+  const req = { model: MODEL, prompt: 'The quick brown', max_tokens: 16, temperature: 0 };
+  const full = (await client.completions.create(req)).choices[0].text;
+  const start = Math.floor(full.length / 2);
+  const stop = full.slice(start, start + 2);
+  assert.ok(stop.length === 2, `greedy text too short: ${JSON.stringify(full)}`);
+  const r = await client.completions.create({ ...req, stop: [stop] });
+  assert.equal(r.choices[0].text, full.slice(0, full.indexOf(stop)));
+  assert.equal(r.choices[0].finish_reason, 'stop');
+});
+
+test('chat logprobs: one entry per token with top alternatives, chosen <= 0', async () => {
+  const r = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, logprobs: true, top_logprobs: 3,
+  });
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, r.usage.completion_tokens);
+  for (const t of content) {
+    assert.ok(t.logprob <= 0);
+    assert.equal(t.top_logprobs.length, 3);
+    assert.equal(typeof t.token, 'string');
+  }
+});
+
+test('completion logprobs: tokens, token_logprobs, top_logprobs, text_offset align', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 4, logprobs: 2 });
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 4);
+  assert.equal(lp.token_logprobs.length, 4);
+  assert.equal(lp.top_logprobs.length, 4);
+  assert.equal(lp.text_offset.length, 4);
+});
+
+test('errors surface as the SDK typed errors', async () => {
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', n: 0 }), OpenAI.BadRequestError);
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 0 }), OpenAI.BadRequestError);
+  await assert.rejects(client.completions.create({ model: 'gpt-9', prompt: 'x' }), OpenAI.NotFoundError);
+  const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${server.url}/v1`, maxRetries: 0 });
+  await assert.rejects(bad.models.list(), OpenAI.AuthenticationError);
+});
+
+test('raw SSE: role first, finish_reason last, usage, then data: [DONE]', async () => {
+  const r = await fetch(`${server.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, stream: true, stream_options: { include_usage: true } }),
+  });
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /^text\/event-stream/);
+  const data = sseData(await r.text());
+  assert.equal(data.at(-1), '[DONE]');
+  const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const usageChunk = chunks.at(-1);
+  assert.deepEqual(usageChunk.choices, []);
+  assert.equal(usageChunk.usage.completion_tokens, 3);
+  const withChoices = chunks.slice(0, -1);
+  assert.equal(withChoices.at(-1).choices[0].finish_reason, 'length');
+  for (const c of withChoices.slice(0, -1)) assert.equal(c.choices[0].finish_reason, null);
+  const ids = new Set(chunks.map((c) => c.id));
+  assert.equal(ids.size, 1);
+});
+
+test('tokenize / detokenize round trip; health and version need no key', async () => {
+  const t = await post(`${server.url}/tokenize`, { prompt: 'hello world' });
+  assert.equal(t.status, 200);
+  assert.equal(t.body.count, t.body.tokens.length);
+  const d = await post(`${server.url}/detokenize`, { tokens: t.body.tokens });
+  assert.equal(d.body.prompt, 'hello world');
+  assert.equal((await fetch(`${server.url}/version`)).status, 200);
+});
