@@ -96,15 +96,17 @@ class FakeOpenAIServer {
     }
     res.set_chunked_content_provider(
         "text/event-stream", [this, chat, answer](size_t, httplib::DataSink& sink) {
-          Stream(chat, answer, sink);
-          --in_flight_;
+          // Stream releases the in-flight count itself before its last write on the normal
+          // path: a client may send its next request the moment it reads [DONE].
+          if (!Stream(chat, answer, sink)) --in_flight_;
           return true;
         });
   }
 
   void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-  void Stream(bool chat, const std::string& answer, httplib::DataSink& sink) {
+  // Returns true if it released the request's in-flight count (the normal, complete path).
+  bool Stream(bool chat, const std::string& answer, httplib::DataSink& sink) {
     using Mode = FakeServerConfig::Mode;
     auto event = [&](const nlohmann::json& j) {
       std::string s = "data: " + j.dump() + "\n\n";
@@ -123,17 +125,17 @@ class FakeOpenAIServer {
       // Send nothing until the client gives up or the server stops (bounded).
       for (int i = 0; i < 1000 && !stopping_; ++i) Sleep(5);
       sink.done();
-      return;
+      return false;
     }
     int n = std::max(1, config_.num_tokens);
     size_t piece = (answer.size() + n - 1) / n;
     for (int i = 0; i < n; ++i) {
       if (i > 0) Sleep(config_.token_delay_ms);
       std::string text = i * piece < answer.size() ? answer.substr(i * piece, piece) : "";
-      if (!chunk(text, nullptr)) return;
+      if (!chunk(text, nullptr)) return false;
       if (config_.mode == Mode::kTruncate && i == n / 2) {
         sink.done();  // Ends the body cleanly, but without finish_reason or [DONE].
-        return;
+        return false;
       }
       if (config_.mode == Mode::kBadChunk && i == n / 2) {
         std::string bad = "data: {not json\n\n";
@@ -147,8 +149,10 @@ class FakeOpenAIServer {
                         {"total_tokens", 11 + n}}}});
     }
     std::string done = "data: [DONE]\n\n";
+    --in_flight_;
     sink.write(done.data(), done.size());
     sink.done();
+    return true;
   }
 
   FakeServerConfig config_;

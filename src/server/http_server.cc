@@ -235,6 +235,12 @@ void ApiServer::InstallRoutes() {
     HandleDetokenize(req.body, &res);
   });
   for (const char* path : {"/health", "/version", "/metrics"}) s.Post(path, method_not_allowed);
+  for (const char* path : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
+                           "/version", "/metrics", "/tokenize", "/detokenize"}) {
+    s.Delete(path, method_not_allowed);
+    s.Put(path, method_not_allowed);
+    s.Patch(path, method_not_allowed);
+  }
   for (const char* path : {"/tokenize", "/detokenize"}) s.Get(path, method_not_allowed);
 }
 
