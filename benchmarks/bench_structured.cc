@@ -14,7 +14,7 @@
 
 #include "structured/compiler.h"
 #include "structured/matcher.h"
-#include "structured/qwen_vocabulary.h"
+#include "structured/tokenizer_vocabulary.h"
 #include "util/paths.h"
 
 using namespace tinyserve::structured;  // NOLINT: benchmark
@@ -62,7 +62,7 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   const int generations = argc > 1 ? std::atoi(argv[1]) : 20;
   const int max_tokens = argc > 2 ? std::atoi(argv[2]) : 200;
-  auto vocab = LoadQwenVocabulary(tinyserve::QwenTokenizerDir());
+  auto vocab = LoadQwen25Vocabulary(tinyserve::QwenTokenizerDir());
   if (!vocab.ok()) {
     std::fprintf(stderr, "%s\n", vocab.status().ToString().c_str());
     return 1;

@@ -13,6 +13,7 @@
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "sampling/sampler.h"
+#include "structured/matcher.h"
 #include "util/logging.h"
 #include "util/thread_pool.h"
 
@@ -35,6 +36,7 @@ struct EngineSequence {
   ResolvedSamplingParams params;
   std::unique_ptr<SamplerState> sampler;
   std::unique_ptr<OutputText> text;
+  std::unique_ptr<structured::GrammarMatcher> matcher;  // structured output only
   bool finished = false;
 };
 
@@ -114,6 +116,7 @@ class Engine::Impl {
   const EngineOptions& options() const { return options_; }
   const EngineLimits& limits() const { return limits_; }
   const ModelConfig& model_config() const { return model_->config(); }
+  std::vector<int32_t> eos_token_ids() const { return {eos_.begin(), eos_.end()}; }
 
  private:
   Status Validate(const GenerateRequest& r) const {
@@ -133,6 +136,10 @@ class Engine::Impl {
     }
     for (int32_t t : r.stop.stop_token_ids) {
       if (t < 0 || t >= vocab) return InvalidArgumentError("stop token id {} is out of range", t);
+    }
+    if (r.grammar && r.grammar->vocab().size() > vocab) {
+      return InvalidArgumentError("the grammar's vocabulary ({} tokens) is larger than the model's {}",
+                                  r.grammar->vocab().size(), vocab);
     }
     const int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
     if (prompt_len + 1 > limits_.max_model_len) {
@@ -197,6 +204,7 @@ class Engine::Impl {
       if (params.seed) es->params.seed = *params.seed + static_cast<uint64_t>(i);
       es->sampler = std::make_unique<SamplerState>(es->params, r.prompt_token_ids);
       es->text = std::make_unique<OutputText>(r.stop.stop, r.stop.include_stop_str_in_output);
+      if (r.grammar) es->matcher = std::make_unique<structured::GrammarMatcher>(r.grammar);
       Sequence& seq = es->seq;
       seq.seq_id = next_seq_id_++;
       seq.priority = r.priority;
@@ -261,8 +269,29 @@ class Engine::Impl {
       if (!stop.ignore_eos) banned_.insert(banned_.end(), eos_.begin(), eos_.end());
       banned_.insert(banned_.end(), stop.stop_token_ids.begin(), stop.stop_token_ids.end());
     }
-    SampleResult r = Sample(logits, es->params, *es->sampler, banned_);
+    std::span<const uint32_t> allowed;
+    if (es->matcher) {
+      const Clock::time_point t0 = Clock::now();
+      mask_.resize(es->matcher->grammar().vocab().mask_words());
+      es->matcher->FillNextTokenBitmask(mask_.data(), req->max_tokens - seq.num_generated());
+      mask_seconds_sum_ += Seconds(t0, Clock::now());
+      ++num_masks_;
+      allowed = mask_;
+      if (std::all_of(mask_.begin(), mask_.end(), [](uint32_t w) { return w == 0; })) {
+        // The budget logic keeps a way to close open: no allowed token is a matcher bug.
+        FinishChoice(es, FinishReason::kError,
+                     InternalError("the grammar allows no next token"), RequestEvent{});
+        return;
+      }
+    }
+    SampleResult r = Sample(logits, es->params, *es->sampler, banned_, allowed);
     const int32_t token = r.token_id;
+    if (es->matcher && !es->matcher->AcceptToken(token)) {
+      FinishChoice(es, FinishReason::kError,
+                   InternalError("sampled token {} outside the grammar's mask", token),
+                   RequestEvent{});
+      return;
+    }
     seq.token_ids.push_back(token);
     ++generation_tokens_;
     if (seq.num_generated() == 1) {
@@ -283,7 +312,9 @@ class Engine::Impl {
     const bool check_stop = seq.num_generated() >= stop.min_tokens;
     FinishReason finish = FinishReason::kNone;
     bool stopped_by_string = false;
-    if (check_stop && !stop.ignore_eos && eos_.contains(token)) {
+    if (es->matcher && es->matcher->IsTerminated()) {
+      finish = FinishReason::kStop;  // the grammar accepted EOS: the output is complete
+    } else if (check_stop && !stop.ignore_eos && eos_.contains(token)) {
       finish = FinishReason::kStop;
     } else if (check_stop && std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(),
                                        token) != stop.stop_token_ids.end()) {
@@ -390,6 +421,8 @@ class Engine::Impl {
     s.queue_time_s_sum = queue_time_sum_;
     s.prefill_time_s_sum = prefill_time_sum_;
     s.decode_time_s_sum = decode_time_sum_;
+    s.structured_masks = num_masks_;
+    s.structured_mask_seconds_sum = mask_seconds_sum_;
     stats_.Set(s);
     queue_.SetEngineWaiting(s.num_waiting);
   }
@@ -416,6 +449,7 @@ class Engine::Impl {
   std::unordered_map<const Sequence*, EngineSequence*> by_seq_;
   std::vector<std::string> done_;
   std::vector<int32_t> banned_;
+  std::vector<uint32_t> mask_;  // allowed-token bitmask of the sequence being sampled
   int64_t next_seq_id_ = 0;
   int64_t num_steps_ = 0;
   int64_t prompt_tokens_ = 0;
@@ -423,6 +457,8 @@ class Engine::Impl {
   int64_t generation_tokens_ = 0;
   int64_t finished_[5] = {};
   double queue_time_sum_ = 0, prefill_time_sum_ = 0, decode_time_sum_ = 0;
+  double mask_seconds_sum_ = 0;
+  int64_t num_masks_ = 0;
   std::thread thread_;  // last: starts after everything above exists
 };
 
@@ -478,5 +514,6 @@ EngineStats Engine::Stats() const { return impl_->Stats(); }
 const EngineOptions& Engine::options() const { return impl_->options(); }
 const EngineLimits& Engine::limits() const { return impl_->limits(); }
 const ModelConfig& Engine::model_config() const { return impl_->model_config(); }
+std::vector<int32_t> Engine::eos_token_ids() const { return impl_->eos_token_ids(); }
 
 }  // namespace tinyserve

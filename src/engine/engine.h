@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/request.h"
 #include "engine/request_queue.h"
@@ -61,6 +62,9 @@ struct EngineStats {
   double queue_time_s_sum = 0;
   double prefill_time_s_sum = 0;
   double decode_time_s_sum = 0;
+  // Structured output: allowed-token masks computed, and the seconds spent on them.
+  int64_t structured_masks = 0;
+  double structured_mask_seconds_sum = 0;
 };
 
 // What Engine::Create resolved (useful to print and export).
@@ -96,6 +100,8 @@ class Engine {
   const EngineOptions& options() const;
   const EngineLimits& limits() const;
   const ModelConfig& model_config() const;
+  // Tokens that end generation: the model config's and generation_config's EOS ids.
+  std::vector<int32_t> eos_token_ids() const;
 
   class Impl;
 

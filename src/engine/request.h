@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sampling/sampling_params.h"
+#include "structured/compiled_grammar.h"
 #include "util/status.h"
 
 namespace tinyserve {
@@ -49,6 +50,11 @@ struct GenerateRequest {
   // when skip_special_tokens.
   bool detokenize = true;
   bool skip_special_tokens = true;
+  // Structured output: every sampled token keeps the output inside this grammar (compiled off
+  // the engine thread, see structured/compiler.h). EOS is allowed only where the grammar can
+  // end; as max_tokens runs out the grammar steers to its shortest close, and an output that
+  // still cannot close finishes with reason length. Null: unconstrained.
+  std::shared_ptr<const structured::CompiledGrammar> grammar;
 };
 
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };

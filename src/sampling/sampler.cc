@@ -194,8 +194,21 @@ int32_t Draw(const Candidates& candidates, double u) {
   return candidates.ids.back();
 }
 
+void ApplyAllowedMask(std::span<float> logits, std::span<const uint32_t> allowed) {
+  const size_t n = logits.size();
+  for (size_t w = 0; w * 32 < n; ++w) {
+    const uint32_t bits = w < allowed.size() ? allowed[w] : 0;
+    if (bits == 0xffffffffu) continue;
+    const size_t end = std::min(n, w * 32 + 32);
+    for (size_t i = w * 32; i < end; ++i) {
+      if (!((bits >> (i - w * 32)) & 1)) logits[i] = kNegInf;
+    }
+  }
+}
+
 SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& params,
-                    SamplerState& state, std::span<const int32_t> banned) {
+                    SamplerState& state, std::span<const int32_t> banned,
+                    std::span<const uint32_t> allowed) {
   SampleResult result;
   // Log-probs describe the raw model distribution: keep the logits from before processing.
   std::vector<float> raw;
@@ -203,17 +216,19 @@ SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& param
     raw.assign(logits.begin(), logits.end());
     result.top_logprobs = TopLogprobs(raw, params.top_logprobs);
   }
+  if (!allowed.empty()) ApplyAllowedMask(logits, allowed);
   ApplyLogitBias(logits, params.logit_bias);
   if (!banned.empty()) {
     std::vector<bool> is_banned(logits.size(), false);
-    size_t num_banned = 0;
     for (int32_t id : banned) {
-      if (id >= 0 && static_cast<size_t>(id) < logits.size() && !is_banned[id]) {
-        is_banned[id] = true;
-        ++num_banned;
-      }
+      if (id >= 0 && static_cast<size_t>(id) < logits.size()) is_banned[id] = true;
     }
-    if (num_banned < logits.size()) {
+    // Bans apply only while some token stays possible.
+    bool any_left = false;
+    for (size_t i = 0; i < logits.size() && !any_left; ++i) {
+      any_left = !is_banned[i] && logits[i] != kNegInf;
+    }
+    if (any_left) {
       for (size_t i = 0; i < logits.size(); ++i) {
         if (is_banned[i]) logits[i] = kNegInf;
       }

@@ -43,13 +43,18 @@ struct SampleResult {
 };
 
 // Samples one token from `logits` ([vocab_size], modified in place) and records it in `state`
-// (it calls state.Accept: do not call it again). `banned` tokens get -inf (min_tokens holds
-// back stop tokens this way) unless every token would be banned.
+// (it calls state.Accept: do not call it again). `allowed` (a bitmask, bit t of word t/32; empty
+// = every token) restricts the choice, as a grammar does; log-probs still describe the raw
+// distribution. `banned` tokens get -inf (min_tokens holds back stop tokens this way) unless no
+// token would be left. At least one token must be allowed.
 SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& params,
-                    SamplerState& state, std::span<const int32_t> banned = {});
+                    SamplerState& state, std::span<const int32_t> banned = {},
+                    std::span<const uint32_t> allowed = {});
 
 // ---- Stages (exposed for tests) ----
 
+// logits[t] = -inf for every token t whose bit in `allowed` is 0 (tokens past the mask too).
+void ApplyAllowedMask(std::span<float> logits, std::span<const uint32_t> allowed);
 // logits[id] += bias.
 void ApplyLogitBias(std::span<float> logits, std::span<const std::pair<int32_t, float>> bias);
 // vLLM / OpenAI: repetition (prompt and output tokens: positive logits divided by the penalty,

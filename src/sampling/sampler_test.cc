@@ -131,6 +131,55 @@ TEST(SamplerTest, BannedTokensAreNeverDrawn) {
   EXPECT_EQ(Sample(logits, p, state, banned).token_id, 2);
 }
 
+TEST(SamplerTest, AllowedMaskRestrictsDrawsAndKeepsRawLogprobs) {
+  const int n = 100;  // not a multiple of 32: the last word is partial
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<uint32_t> words((n + 31) / 32, 0);
+    std::vector<int32_t> allowed_ids;
+    for (int t = 0; t < n; ++t) {
+      if (rng() % 5 == 0) {
+        words[t / 32] |= 1u << (t % 32);
+        allowed_ids.push_back(t);
+      }
+    }
+    if (allowed_ids.empty()) continue;
+    const std::vector<float> base = RandomLogits(n, 100 + trial);
+    ResolvedSamplingParams p = Params(trial % 2 == 0 ? 0.0f : 1.5f);
+    p.seed = trial;
+    p.logprobs = true;
+    std::vector<float> logits = base;
+    SamplerState state(p, {});
+    const SampleResult r = Sample(logits, p, state, {}, words);
+    EXPECT_TRUE(std::count(allowed_ids.begin(), allowed_ids.end(), r.token_id) == 1)
+        << "token " << r.token_id << " is outside the mask";
+    if (p.greedy()) {
+      int32_t best = allowed_ids[0];
+      for (int32_t t : allowed_ids) if (base[t] > base[best]) best = t;
+      EXPECT_EQ(r.token_id, best);
+    }
+    // Log-probs come from the unmasked distribution.
+    double sum = 0;
+    for (float x : base) sum += std::exp(double(x));
+    EXPECT_NEAR(r.logprob, base[r.token_id] - std::log(sum), 1e-4);
+  }
+}
+
+TEST(SamplerTest, BansYieldWhenTheMaskLeavesOnlyBannedTokens) {
+  std::vector<float> logits = RandomLogits(64, 3);
+  std::vector<uint32_t> words = {0u, 1u << 9};  // only token 41
+  const int32_t banned[] = {41};
+  ResolvedSamplingParams p = Params(1.0f);
+  SamplerState state(p, {});
+  EXPECT_EQ(Sample(logits, p, state, banned, words).token_id, 41);
+  logits = RandomLogits(64, 3);
+  words = {1u << 3, 1u << 9};  // tokens 3 and 41: the ban holds
+  for (int i = 0; i < 10; ++i) {
+    std::vector<float> copy = logits;
+    EXPECT_EQ(Sample(copy, p, state, banned, words).token_id, 3);
+  }
+}
+
 TEST(SamplerTest, TemperatureTopKTopPMinPMatchPlainMath) {
   for (uint64_t seed : {1, 2, 3}) {
     std::vector<float> logits = RandomLogits(1000, seed);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/openai_response.h"
+#include "structured/tokenizer_vocabulary.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "util/logging.h"
@@ -81,6 +82,15 @@ ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
   api_context_.served_model_name = options_.served_model_name;
   api_context_.vocab_size = engine_->model_config().vocab_size;
   api_context_.max_model_len = engine_->limits().max_model_len;
+  auto vocab = structured::VocabularyFromTokenizer(
+      *tokenizer_, static_cast<int32_t>(engine_->model_config().vocab_size),
+      engine_->eos_token_ids());
+  if (vocab.ok()) {
+    grammars_ = std::make_unique<structured::GrammarCache>(*vocab, options_.grammar_cache_size);
+  } else {
+    structured_error_ = vocab.status().message();
+    TS_LOG_WARNING("structured output is off: {}", structured_error_);
+  }
   InstallRoutes();
 }
 
@@ -225,7 +235,8 @@ void ApiServer::InstallRoutes() {
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
-                                    options_.served_model_name),
+                                    options_.served_model_name,
+                                    grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{}),
                     "text/plain; version=0.0.4");
   });
   s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
@@ -302,6 +313,16 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     if (auto* error = std::get_if<ApiError>(&parsed)) return SendError(res, *error);
     call->request = std::move(std::get<ParsedRequest>(parsed));
   }
+  // Compiled here, on the HTTP thread, so the engine thread never waits for it.
+  std::shared_ptr<const structured::CompiledGrammar> grammar;
+  if (const auto& c = call->request.constraint) {
+    if (!grammars_)
+      return SendError(res, BadRequest("structured output is unavailable: " + structured_error_,
+                                       c->param));
+    auto compiled = grammars_->Get(c->kind, c->text);
+    if (!compiled.ok()) return SendError(res, BadRequest(compiled.status().message(), c->param));
+    grammar = std::move(*compiled);
+  }
   const std::string id = fmt::format(
       "{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(), next_id_++);
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,
@@ -310,6 +331,7 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     GenerateRequest g = call->request.base;
     g.request_id = fmt::format("{}-{}", id, p);
     g.prompt_token_ids = call->request.prompts[p];
+    g.grammar = grammar;
     auto stream = engine_->Submit(std::move(g));
     if (!stream.ok()) {
       for (const auto& submitted : call->engine_ids) engine_->Abort(submitted);

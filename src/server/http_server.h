@@ -16,6 +16,7 @@
 #include "engine/engine.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
+#include "structured/compiler.h"
 #include "util/status.h"
 
 namespace httplib {
@@ -39,6 +40,8 @@ struct ServerOptions {
   // Seconds between keep-alive writes while a request waits: how fast a vanished client is
   // noticed (writes are the only way to detect it).
   double heartbeat_s = 1.0;
+  // Compiled structured-output grammars kept (LRU).
+  size_t grammar_cache_size = 256;
 };
 
 class ApiServer {
@@ -73,6 +76,9 @@ class ApiServer {
   const std::shared_ptr<const Tokenizer> tokenizer_;
   const ServerOptions options_;
   ApiContext api_context_;
+  // Null when the vocabulary could not be prepared (structured_error_ says why).
+  std::unique_ptr<structured::GrammarCache> grammars_;
+  std::string structured_error_;
   ServerMetrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;

@@ -65,7 +65,8 @@ void ServerMetrics::CountHttpResponse(int status) {
 
 std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& options,
                                   const EngineLimits& limits,
-                                  const std::string& model_name) const {
+                                  const std::string& model_name,
+                                  const structured::GrammarCache::Stats& g) const {
   const std::string m = fmt::format("model_name=\"{}\"", model_name);
   std::string out;
   auto gauge = [&](const char* name, const char* help, double v) {
@@ -99,6 +100,23 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
           double(s.prefix_cache_hits));
   counter("request_rejected_total", "Requests refused at submission.",
           double(s.requests_rejected));
+
+  counter("structured_grammar_cache_hits_total", "Structured requests served a cached grammar.",
+          double(g.hits));
+  counter("structured_grammar_cache_misses_total", "Structured requests that compiled a grammar.",
+          double(g.misses));
+  counter("structured_grammar_errors_total", "Constraints refused (invalid, unsupported, limits).",
+          double(g.errors));
+  auto summary = [&](const char* name, const char* help, double sum, double count) {
+    const std::string full = std::string("tinyserve:") + name;
+    Header(&out, full, "summary", help);
+    Sample(&out, full + "_sum", m, sum);
+    Sample(&out, full + "_count", m, count);
+  };
+  summary("structured_compile_seconds", "Grammar compilation time (cache misses).",
+          g.compile_seconds, double(g.misses));
+  summary("structured_mask_seconds", "Allowed-token mask time per structured token.",
+          s.structured_mask_seconds_sum, double(s.structured_masks));
 
   const std::string success = "tinyserve:request_success_total";
   Header(&out, success, "counter", "Finished choices by finish reason.");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "structured/compiler.h"
 
 namespace tinyserve {
 
@@ -41,7 +42,8 @@ class ServerMetrics {
 
   // The whole /metrics body.
   std::string Render(const EngineStats& stats, const EngineOptions& options,
-                     const EngineLimits& limits, const std::string& model_name) const;
+                     const EngineLimits& limits, const std::string& model_name,
+                     const structured::GrammarCache::Stats& grammars = {}) const;
 
  private:
   Histogram ttft_, itl_, e2e_, queue_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -11,6 +12,7 @@
 
 #include "engine/request.h"
 #include "server/errors.h"
+#include "structured/compiler.h"
 
 namespace tinyserve {
 
@@ -29,6 +31,14 @@ struct ApiContext {
   int32_t max_stop_string_bytes = 256;
 };
 
+// A structured-output constraint as the request stated it, compiled later (off the parser:
+// compilation may take milliseconds and is cached).
+struct OutputConstraint {
+  structured::GrammarKind kind = structured::GrammarKind::kJsonObject;
+  std::string text;   // schema / pattern / choices / grammar / tool-call spec
+  std::string param;  // the request field it came from, for errors
+};
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;  // as the response names it
@@ -45,6 +55,12 @@ struct ParsedRequest {
   int32_t completion_logprobs = -1;
   // Chat: `logprobs: true` and `top_logprobs`.
   bool chat_logprobs = false;
+  // response_format, structured_outputs, guided_*, json_schema / grammar (llama.cpp), or the
+  // tool-call grammar of tool_choice "required" / a named function.
+  std::optional<OutputConstraint> constraint;
+  // Chat with tools and tool_choice other than "none": Qwen2.5's <tool_call> blocks in the
+  // output become OpenAI tool_calls.
+  bool parse_tool_calls = false;
 };
 
 // Parses and validates a request body. On error: the OpenAI error to send (400 for malformed

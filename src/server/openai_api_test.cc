@@ -155,7 +155,7 @@ TEST_F(OpenAiApiTest, EachOutOfRangeFieldIs400NamingIt) {
   ExpectBadField("\"stop\":\"\"", "stop");
   ExpectBadField("\"stop_token_ids\":[1000]", "stop_token_ids");
   ExpectBadField("\"min_tokens\":10,\"max_tokens\":5", "min_tokens");
-  ExpectBadField("\"response_format\":{\"type\":\"json_object\"}", "response_format");
+  ExpectBadField("\"response_format\":{\"type\":\"xml\"}", "response_format");
   ExpectBadField("\"stream_options\":{\"include_usage\":true}", "stream_options");
   ExpectBadField("\"prompt\":[5000]", "prompt");  // token id outside the vocabulary
 }
@@ -300,6 +300,153 @@ TEST_F(OpenAiApiTest, StreamingChatSendsRoleFirstAndFinishReasonLast) {
   Json usage = Json::parse(b.UsageChunk());
   EXPECT_TRUE(usage["choices"].empty());
   EXPECT_EQ(usage["usage"]["completion_tokens"], 2);
+}
+
+TEST_F(OpenAiApiTest, EveryStructuredOutputFormBecomesOneConstraint) {
+  using structured::GrammarKind;
+  const std::string schema = R"({"type":"object","properties":{"a":{"type":"integer"}}})";
+  struct Case {
+    std::string extra;
+    GrammarKind kind;
+    std::string param;
+    std::string text;  // expected constraint text ("" = not checked)
+  };
+  const std::vector<Case> cases = {
+      {R"("response_format":{"type":"json_object"})", GrammarKind::kJsonObject, "response_format", ""},
+      {R"("response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":)" +
+           schema + "}}",
+       GrammarKind::kJsonSchema, "response_format", nlohmann::ordered_json::parse(schema).dump()},
+      {R"("structured_outputs":{"json":)" + schema + "}", GrammarKind::kJsonSchema,
+       "structured_outputs.json", nlohmann::ordered_json::parse(schema).dump()},
+      {R"("structured_outputs":{"regex":"[a-z]+"})", GrammarKind::kRegex, "structured_outputs.regex",
+       "[a-z]+"},
+      {R"("structured_outputs":{"choice":["yes","no"]})", GrammarKind::kChoice,
+       "structured_outputs.choice", R"(["yes","no"])"},
+      {R"("structured_outputs":{"grammar":"root ::= \"a\""})", GrammarKind::kGbnf,
+       "structured_outputs.grammar", "root ::= \"a\""},
+      {R"("guided_json":)" + Json(schema).dump(), GrammarKind::kJsonSchema, "guided_json",
+       nlohmann::ordered_json::parse(schema).dump()},  // schema given as JSON text
+      {R"("guided_regex":"\\d+")", GrammarKind::kRegex, "guided_regex", "\\d+"},
+      {R"("guided_choice":["a","b"])", GrammarKind::kChoice, "guided_choice", R"(["a","b"])"},
+      {R"("guided_grammar":"root ::= [0-9]+","guided_decoding_backend":"xgrammar")",
+       GrammarKind::kGbnf, "guided_grammar", "root ::= [0-9]+"},
+      {R"("json_schema":)" + schema, GrammarKind::kJsonSchema, "json_schema",
+       nlohmann::ordered_json::parse(schema).dump()},
+      {R"("grammar":"root ::= \"x\"")", GrammarKind::kGbnf, "grammar", "root ::= \"x\""},
+  };
+  for (Endpoint e : {Endpoint::kCompletions, Endpoint::kChat}) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(c.extra);
+      const std::string body = e == Endpoint::kCompletions
+                                   ? R"({"prompt":"hi",)" + c.extra + "}"
+                                   : R"({"messages":[{"role":"user","content":"hi"}],)" + c.extra + "}";
+      ParsedRequest r = ParseOk(e, body);
+      ASSERT_TRUE(r.constraint.has_value());
+      EXPECT_EQ(r.constraint->kind, c.kind);
+      EXPECT_EQ(r.constraint->param, c.param);
+      if (!c.text.empty()) EXPECT_EQ(r.constraint->text, c.text);
+      EXPECT_FALSE(r.parse_tool_calls);
+    }
+  }
+  EXPECT_FALSE(ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}],
+                                            "response_format":{"type":"text"}})")
+                   .constraint.has_value());
+}
+
+TEST_F(OpenAiApiTest, ConflictingOrMalformedConstraintsAre400) {
+  ExpectBadField(R"("response_format":{"type":"json_object"},"guided_regex":"a")", "guided_regex");
+  ExpectBadField(R"("response_format":{"type":"json_schema"})", "response_format");
+  ExpectBadField(R"("response_format":{"type":"json_schema","json_schema":{"schema":5}})",
+                 "response_format");
+  ExpectBadField(R"("guided_json":"{not json")", "guided_json");
+  ExpectBadField(R"("guided_choice":[])", "guided_choice");
+  ExpectBadField(R"("guided_choice":["a",1])", "guided_choice");
+  ExpectBadField(R"("guided_regex":"")", "guided_regex");
+  ExpectBadField(R"("structured_outputs":{"structural_tag":"x"})", "structured_outputs.structural_tag");
+  ExpectBadField(R"("structured_outputs":[1])", "structured_outputs");
+  ExpectBadField(R"("guided_whitespace_pattern":" ")", "guided_whitespace_pattern");
+  ExpectBadField(R"("tools":[{"type":"function","function":{"name":"f"}}])", "tools");
+}
+
+TEST_F(OpenAiApiTest, ToolChoiceDecidesParsingPromptAndGrammar) {
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":
+          {"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}])";
+  ctx_.max_model_len = 4096;  // the tools block makes a long prompt
+  auto chat = [&](const std::string& extra) {
+    return ParseOk(Endpoint::kChat,
+                   R"({"messages":[{"role":"user","content":"hi"}],)" + tools + extra + "}");
+  };
+  const std::string plain_prompt = ParseOk(Endpoint::kChat,
+      R"({"messages":[{"role":"user","content":"hi"}]})").prompt_texts[0];
+  ParsedRequest automatic = chat("");
+  EXPECT_TRUE(automatic.parse_tool_calls);
+  EXPECT_FALSE(automatic.constraint.has_value());
+  EXPECT_NE(automatic.prompt_texts[0].find("get_weather"), std::string::npos);
+  ParsedRequest none = chat(R"(,"tool_choice":"none")");
+  EXPECT_FALSE(none.parse_tool_calls);
+  EXPECT_EQ(none.prompt_texts[0], plain_prompt);  // tools left out of the prompt
+  ParsedRequest required = chat(R"(,"tool_choice":"required")");
+  EXPECT_TRUE(required.parse_tool_calls);
+  ASSERT_TRUE(required.constraint.has_value());
+  EXPECT_EQ(required.constraint->kind, structured::GrammarKind::kToolCalls);
+  ParsedRequest named =
+      chat(R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})");
+  ASSERT_TRUE(named.constraint.has_value());
+  EXPECT_EQ(named.constraint->kind, structured::GrammarKind::kToolCalls);
+  EXPECT_NE(named.constraint->text, required.constraint->text);
+  ExpectBadField(tools + R"(,"tool_choice":{"type":"function","function":{"name":"nope"}})",
+                 "tool_choice", Endpoint::kChat);
+  ExpectBadField(R"("tool_choice":"required")", "tool_choice", Endpoint::kChat);
+  ExpectBadField(tools + R"(,"tool_choice":"sometimes")", "tool_choice", Endpoint::kChat);
+  ExpectBadField(R"("tools":[{"type":"function"}])", "tools", Endpoint::kChat);
+  ExpectBadField(tools + R"(,"tool_choice":"required","guided_regex":"a")", "tool_choice",
+                 Endpoint::kChat);
+}
+
+TEST_F(OpenAiApiTest, ToolCallOutputBecomesOpenAiToolCalls) {
+  const std::string body = R"({"messages":[{"role":"user","content":"hi"}],
+      "tools":[{"type":"function","function":{"name":"get_weather"}}]})";
+  const std::string output =
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Paris\"}}\n</tool_call>";
+  ctx_.max_model_len = 4096;  // the tools block makes a long prompt
+  ParsedRequest r = ParseOk(Endpoint::kChat, body);
+  ResponseBuilder whole(r, tokenizer_, "chatcmpl-t", 1);
+  whole.Add(0, Event(0, {1, 2}, output, FinishReason::kStop));
+  Json j = Json::parse(whole.FinalBody());
+  const Json& message = j["choices"][0]["message"];
+  EXPECT_EQ(message["content"], "Let me check.");
+  ASSERT_EQ(message["tool_calls"].size(), 1u);
+  EXPECT_EQ(message["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(message["tool_calls"][0]["id"].get<std::string>().rfind("call_", 0), 0u);
+  EXPECT_EQ(message["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(Json::parse(message["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+            Json::parse(R"({"city":"Paris"})"));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+
+  // Streamed in small pieces: the same content and call, never the raw markup.
+  r.stream = true;
+  ResponseBuilder streamed(r, tokenizer_, "chatcmpl-s", 1);
+  std::string content;
+  Json calls = Json::array();
+  Json finish;
+  for (size_t i = 0; i < output.size(); i += 5) {
+    const bool last = i + 5 >= output.size();
+    RequestEvent e = Event(0, {1}, output.substr(i, 5), last ? FinishReason::kStop : FinishReason::kNone);
+    for (const std::string& chunk : streamed.StreamChunks(0, e)) {
+      const Json c = Json::parse(chunk)["choices"][0];
+      if (c["delta"].contains("content")) content += c["delta"]["content"].get<std::string>();
+      if (c["delta"].contains("tool_calls"))
+        for (const Json& call : c["delta"]["tool_calls"]) calls.push_back(call);
+      if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+    }
+  }
+  EXPECT_EQ(content, "Let me check.");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["index"], 0);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(finish, "tool_calls");
 }
 
 TEST_F(OpenAiApiTest, SseEventsAreDataLinesEndedByABlankLine) {

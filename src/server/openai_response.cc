@@ -1,5 +1,9 @@
 #include "server/openai_response.h"
 
+#include <random>
+
+#include <fmt/format.h>
+
 #include "tokenizer/tokenizer.h"
 
 namespace tinyserve {
@@ -36,9 +40,23 @@ ResponseBuilder::ResponseBuilder(const ParsedRequest& request, const Tokenizer* 
   }
 }
 
-Json ResponseBuilder::FinishReasonJson(FinishReason reason) {
+Json ResponseBuilder::FinishReasonJson(FinishReason reason, bool called_tools) {
   if (reason == FinishReason::kNone) return nullptr;
+  // A choice that ended naturally after calling tools reports "tool_calls" (OpenAI, vLLM).
+  if (called_tools && reason == FinishReason::kStop) return "tool_calls";
   return std::string(FinishReasonName(reason));
+}
+
+Json ResponseBuilder::ToolCallsJson(const std::vector<structured::ToolCall>& calls) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  Json list = Json::array();
+  for (const structured::ToolCall& call : calls) {
+    list.push_back({{"index", call.index},
+                    {"id", fmt::format("call_{:016x}{:08x}", rng(), uint32_t(rng()))},
+                    {"type", "function"},
+                    {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+  }
+  return list;
 }
 
 Json ResponseBuilder::EventLogprobs(const RequestEvent& event, Choice* choice) const {
@@ -116,13 +134,22 @@ std::string ResponseBuilder::FinalBody() const {
   for (size_t i = 0; i < choices_.size(); ++i) {
     const Choice& c = choices_[i];
     Json choice = {{"index", i}};
-    if (chat) {
+    bool called_tools = false;
+    if (chat && request_.parse_tool_calls) {
+      structured::ParsedToolCalls parsed = structured::ParseToolCalls(c.text);
+      called_tools = !parsed.calls.empty();
+      choice["message"] = {{"role", "assistant"}, {"content", parsed.content}};
+      if (called_tools) {
+        if (parsed.content.empty()) choice["message"]["content"] = nullptr;
+        choice["message"]["tool_calls"] = ToolCallsJson(parsed.calls);
+      }
+    } else if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.text}};
     } else {
       choice["text"] = c.text;
     }
     choice["logprobs"] = c.logprobs;
-    choice["finish_reason"] = FinishReasonJson(c.finish);
+    choice["finish_reason"] = FinishReasonJson(c.finish, called_tools);
     choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
     choices.push_back(std::move(choice));
   }
@@ -167,6 +194,17 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     c.role_sent = true;
   }
   completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  std::vector<structured::ToolCall> calls;
+  if (chat && request_.parse_tool_calls) {
+    structured::ToolCallStreamParser::Delta d = c.tool_parser.Feed(text);
+    if (event.finish_reason != FinishReason::kNone) {
+      structured::ToolCallStreamParser::Delta rest = c.tool_parser.Finish();
+      d.content += rest.content;
+      d.calls.insert(d.calls.end(), rest.calls.begin(), rest.calls.end());
+    }
+    text = std::move(d.content);
+    calls = std::move(d.calls);
+  }
   Json lp = EventLogprobs(event, &c);
   if (!text.empty() || !lp.is_null()) {
     Json j = ChunkEnvelope();
@@ -181,6 +219,14 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));
   }
+  if (!calls.empty()) {
+    Json j = ChunkEnvelope();
+    j["choices"].push_back({{"index", index},
+                            {"delta", {{"tool_calls", ToolCallsJson(calls)}}},
+                            {"logprobs", nullptr},
+                            {"finish_reason", nullptr}});
+    out.push_back(Dump(j));
+  }
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
     if (event.index == 0 && event.usage) cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
@@ -192,7 +238,8 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
       choice["text"] = "";
     }
     choice["logprobs"] = nullptr;
-    choice["finish_reason"] = FinishReasonJson(event.finish_reason);
+    choice["finish_reason"] =
+        FinishReasonJson(event.finish_reason, c.tool_parser.num_calls() > 0);
     choice["stop_reason"] = event.stop_reason.empty() ? Json(nullptr) : Json(event.stop_reason);
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));

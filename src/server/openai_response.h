@@ -11,6 +11,7 @@
 
 #include "engine/request.h"
 #include "server/openai_api.h"
+#include "structured/tool_calls.h"
 
 namespace tinyserve {
 
@@ -40,13 +41,16 @@ class ResponseBuilder {
     FinishReason finish = FinishReason::kNone;
     std::string stop_reason;
     bool role_sent = false;
+    structured::ToolCallStreamParser tool_parser;  // streaming with parse_tool_calls
   };
 
   nlohmann::ordered_json ChunkEnvelope() const;
   nlohmann::ordered_json Usage() const;
   // Logprobs of `event`'s tokens in the endpoint's shape; null when not asked.
   nlohmann::ordered_json EventLogprobs(const RequestEvent& event, Choice* choice) const;
-  static nlohmann::ordered_json FinishReasonJson(FinishReason reason);
+  static nlohmann::ordered_json FinishReasonJson(FinishReason reason, bool called_tools = false);
+  // OpenAI's tool_calls entries ("call_" ids are made here).
+  static nlohmann::ordered_json ToolCallsJson(const std::vector<structured::ToolCall>& calls);
 
   const ParsedRequest& request_;
   const Tokenizer* tokenizer_;

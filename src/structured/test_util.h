@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "structured/matcher.h"
-#include "structured/qwen_vocabulary.h"
+#include "structured/tokenizer_vocabulary.h"
 #include "util/paths.h"
 
 namespace tinyserve::structured::testing {
@@ -18,7 +18,7 @@ namespace tinyserve::structured::testing {
 // Null when setup.sh has not fetched the tokenizer files.
 inline std::shared_ptr<const Vocabulary> QwenVocabOrNull() {
   static const std::shared_ptr<const Vocabulary> vocab = [] {
-    auto v = LoadQwenVocabulary(QwenTokenizerDir());
+    auto v = LoadQwen25Vocabulary(QwenTokenizerDir());
     return v.ok() ? *v : nullptr;
   }();
   return vocab;
