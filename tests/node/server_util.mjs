@@ -23,11 +23,14 @@ export async function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Starts the server; resolves once /health answers 200. `extra`: more CLI flags.
+// Starts the server; resolves once /health answers 200. `extra`: more CLI flags (a flag given
+// here replaces the default of the same name).
 export async function startServer(extra = []) {
   const port = await freePort();
-  const args = ['serve', 'dummy:tiny', '--port', String(port), '--kv-cache-memory', '16MiB',
-    '--max-model-len', '512', ...extra];
+  // Defaults unless `extra` sets the same flag.
+  const defaults = [['--kv-cache-memory', '16MiB'], ['--max-model-len', '512']]
+    .filter(([flag]) => !extra.includes(flag)).flat();
+  const args = ['serve', 'dummy:tiny', '--port', String(port), ...defaults, ...extra];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
