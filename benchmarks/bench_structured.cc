@@ -2,15 +2,20 @@
 // schemas, seeded random generations pick uniformly among allowed tokens (so every step is a
 // real grammar state) and each FillNextTokenBitmask call is timed. Prints compile time and the
 // mean / p50 / p99 / max mask time per schema and over all steps (lazy per-state work included).
-// Usage: bench_structured [generations_per_schema=20] [max_tokens=200]
+// The schemas: the representative ones below, then the stress test's (data/workload/
+// structured_tasks.jsonl, or the file given as third argument).
+// Usage: bench_structured [generations_per_schema=20] [max_tokens=200] [tasks.jsonl]
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "structured/compiler.h"
 #include "structured/matcher.h"
@@ -23,12 +28,12 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Workload {
-  const char* name;
+  std::string name;
   GrammarKind kind;
-  const char* text;
+  std::string text;
 };
 
-const Workload kWorkloads[] = {
+const std::vector<Workload> kWorkloads = {
     {"person (nested object, enum, ints)", GrammarKind::kJsonSchema,
      R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":130},"role":{"enum":["admin","user","guest"]},"address":{"type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","city"]}},"required":["name","age","role","address"]})"},
     {"order (array of objects, numbers)", GrammarKind::kJsonSchema,
@@ -71,14 +76,25 @@ int main(int argc, char** argv) {
               generations, max_tokens);
   std::printf("%-36s %10s %7s %9s %9s %9s %9s %9s %9s\n", "workload", "compile_ms", "steps",
               "mean_us", "p50_us", "p99_us", "max_us", "cpu_mean", "cpu_p99");
+  std::vector<Workload> workloads = kWorkloads;
+  const std::string tasks_path =
+      argc > 3 ? argv[3] : std::string(TINYSERVE_SOURCE_DIR) + "/data/workload/structured_tasks.jsonl";
+  std::ifstream tasks(tasks_path);
+  for (std::string line; std::getline(tasks, line);) {
+    const auto task = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (task.is_object() && task.contains("schema")) {
+      workloads.push_back({"stress test: " + task.value("id", std::string("?")),
+                           GrammarKind::kJsonSchema, task["schema"].dump()});
+    }
+  }
   std::vector<double> all, all_cpu;
   std::vector<uint32_t> mask((*vocab)->mask_words());
-  for (const Workload& w : kWorkloads) {
+  for (const Workload& w : workloads) {
     const auto c0 = Clock::now();
     auto g = CompileGrammar(w.kind, w.text, *vocab);
     const double compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - c0).count();
     if (!g.ok()) {
-      std::fprintf(stderr, "%s: %s\n", w.name, g.status().ToString().c_str());
+      std::fprintf(stderr, "%s: %s\n", w.name.c_str(), g.status().ToString().c_str());
       return 1;
     }
     std::vector<double> times, cpu;
@@ -104,7 +120,7 @@ int main(int argc, char** argv) {
     double sum = 0, cpu_sum = 0;
     for (double t : times) sum += t;
     for (double t : cpu) cpu_sum += t;
-    std::printf("%-36s %10.2f %7zu %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", w.name, compile_ms,
+    std::printf("%-36s %10.2f %7zu %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", w.name.c_str(), compile_ms,
                 times.size(), sum / times.size(), Percentile(times, 0.5), Percentile(times, 0.99),
                 Percentile(times, 1.0), cpu_sum / cpu.size(), Percentile(cpu, 0.99));
     all.insert(all.end(), times.begin(), times.end());
