@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include "kernels/ops.h"
+
 namespace tinyserve {
 namespace {
 
@@ -181,6 +183,26 @@ Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplin
   return out;
 }
 
+int32_t DrawFromFullSoftmax(std::span<float> logits, float temperature, double u) {
+  if (logits.empty()) return 0;
+  if (temperature != 1.0f) {
+    const float inv_t = 1.0f / temperature;
+    for (float& v : logits) v *= inv_t;
+  }
+  kernels::Softmax(logits.data(), 1, static_cast<int64_t>(logits.size()));
+  // Every logit -inf: the softmax is NaN; the argmax of equal logits is token 0.
+  if (std::isnan(logits[0])) return 0;
+  // exp of a -inf logit underflows to at most a subnormal; a token that low is never chosen
+  // (its mass cannot move a double cumulative sum past u unless every earlier token is as low).
+  double cum = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    cum += logits[i];
+    if (u < cum) return static_cast<int32_t>(i);
+  }
+  // Rounding left u above the total: the most likely token.
+  return Argmax(logits);
+}
+
 int32_t Draw(const Candidates& candidates, double u) {
   double cum = 0;
   for (size_t i = 0; i < candidates.ids.size(); ++i) {
@@ -237,6 +259,10 @@ SampleResult Sample(std::span<float> logits, const ResolvedSamplingParams& param
   ApplyPenalties(logits, params, state);
   if (params.greedy()) {
     result.token_id = Argmax(logits);
+  } else if (params.top_k <= 0 && params.top_p >= 1.0f && params.min_p <= 0.0f) {
+    // No filtering: every token is a candidate. Skip building the candidate list (two
+    // vocabulary-sized vectors) and draw from the vectorised softmax in place.
+    result.token_id = DrawFromFullSoftmax(logits, params.temperature, state.Uniform());
   } else {
     result.token_id = Draw(FilterCandidates(logits, params), state.Uniform());
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -228,6 +229,46 @@ TEST(SamplerTest, DrawsFollowTheDistribution) {
     chi2 += (counts[id] - expected) * (counts[id] - expected) / expected;
   }
   EXPECT_LT(chi2, 18.47);  // 99.9% quantile of chi-square with 4 degrees of freedom
+}
+
+TEST(SamplerTest, UnfilteredSampleFollowsTheTemperatureSoftmaxAndSkipsMaskedTokens) {
+  // Sample() with no top-k / top-p / min-p draws from the full softmax directly: chi-square
+  // against the plain-math distribution at temperature 0.7 over 37 tokens (not a multiple of the
+  // vector width), two of them masked with -inf and one banned; 30,000 draws, fixed seed.
+  std::vector<float> logits = RandomLogits(37, 5);
+  logits[3] = -std::numeric_limits<float>::infinity();
+  logits[36] = -std::numeric_limits<float>::infinity();
+  ResolvedSamplingParams p = Params(0.7f);
+  SamplerState state(p, {});
+  const std::vector<int32_t> banned = {10};
+  std::vector<float> allowed = logits;
+  allowed[10] = -std::numeric_limits<float>::infinity();
+  auto ref = ReferenceDistribution(allowed, 0.7f, 0, 1.0f, 0.0f);
+  const int kDraws = 30000;
+  std::vector<int> counts(logits.size(), 0);
+  for (int i = 0; i < kDraws; ++i) {
+    std::vector<float> l = logits;
+    ++counts[Sample(l, p, state, banned).token_id];
+  }
+  EXPECT_EQ(counts[3], 0);
+  EXPECT_EQ(counts[36], 0);
+  EXPECT_EQ(counts[10], 0);
+  double chi2 = 0;
+  int dof = -1;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    const double expected = ref[static_cast<int32_t>(id)] * kDraws;
+    if (expected < 5) continue;  // chi-square needs enough expected counts per cell
+    chi2 += (counts[id] - expected) * (counts[id] - expected) / expected;
+    ++dof;
+  }
+  ASSERT_GE(dof, 10);
+  // Bound: mean + 5 standard deviations of chi-square with dof degrees of freedom.
+  EXPECT_LT(chi2, dof + 5 * std::sqrt(2.0 * dof));
+}
+
+TEST(SamplerTest, UnfilteredDrawOfAllMaskedLogitsFallsBackToTokenZero) {
+  std::vector<float> logits(20, -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(DrawFromFullSoftmax(logits, 1.0f, 0.5), 0);
 }
 
 TEST(SamplerTest, TopKOneIsGreedyAndTopPTinyKeepsOneToken) {
