@@ -42,12 +42,7 @@ __m512 ReduceAdd16(__m512 v[16]) {
 template <int kChunks>
 void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, float* scores) {
   __m512 qv[kChunks];
-  __mmask16 m[kChunks];
-  for (int c = 0; c < kChunks; ++c) {
-    const int64_t left = hd - c * kWidth;
-    m[c] = TailMask(left <= 0 ? 0 : left < kWidth ? left : kWidth);
-    qv[c] = _mm512_maskz_loadu_ps(m[c], q + c * kWidth);
-  }
+  for (int c = 0; c < kChunks; ++c) qv[c] = LoadPart(q + c * kWidth, hd - c * kWidth);
   const __m512 scale_v = _mm512_set1_ps(scale);
   for (int32_t t0 = 0; t0 < n; t0 += 16) {
     __m512 partial[16];
@@ -55,14 +50,13 @@ void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, 
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
       const float* kt = k + row * hd;
-      __m512 sum = _mm512_mul_ps(qv[0], _mm512_maskz_loadu_ps(m[0], kt));
+      __m512 sum = _mm512_mul_ps(qv[0], LoadPart(kt, hd));
       for (int c = 1; c < kChunks; ++c) {
-        sum = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(m[c], kt + c * kWidth), sum);
+        sum = _mm512_fmadd_ps(qv[c], LoadPart(kt + c * kWidth, hd - c * kWidth), sum);
       }
       partial[t] = sum;
     }
-    const __mmask16 store = TailMask(n - t0 < 16 ? n - t0 : 16);
-    _mm512_mask_storeu_ps(scores + t0, store, _mm512_mul_ps(ReduceAdd16(partial), scale_v));
+    StorePart(scores + t0, _mm512_mul_ps(ReduceAdd16(partial), scale_v), n - t0);
   }
 }
 
@@ -77,13 +71,11 @@ void ScoresAnyDim(const float* q, const float* k, int32_t n, int64_t hd, float s
       const float* kt = k + row * hd;
       partial[t] = _mm512_setzero_ps();
       for (int64_t d = 0; d < hd; d += kWidth) {
-        const __mmask16 m = TailMask(hd - d < kWidth ? hd - d : kWidth);
-        partial[t] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d),
-                                     _mm512_maskz_loadu_ps(m, kt + d), partial[t]);
+        partial[t] =
+            _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadPart(kt + d, hd - d), partial[t]);
       }
     }
-    const __mmask16 store = TailMask(n - t0 < 16 ? n - t0 : 16);
-    _mm512_mask_storeu_ps(scores + t0, store, _mm512_mul_ps(ReduceAdd16(partial), scale_v));
+    StorePart(scores + t0, _mm512_mul_ps(ReduceAdd16(partial), scale_v), n - t0);
   }
 }
 
@@ -104,21 +96,19 @@ void UpdateAcc(float* acc, const float* p, const float* v, int32_t nv, int64_t h
   const __m512 corr_v = _mm512_set1_ps(correction);
   for (int64_t d0 = 0; d0 < hd; d0 += 4 * kWidth) {
     __m512 x[4];
-    __mmask16 m[4];
+    int64_t left[4];
     for (int u = 0; u < 4; ++u) {
-      const int64_t d = d0 + u * kWidth;
-      const int64_t left = hd - d;
-      m[u] = TailMask(left <= 0 ? 0 : left < kWidth ? left : kWidth);
-      x[u] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[u], acc + d), corr_v);
+      left[u] = hd - (d0 + u * kWidth);
+      x[u] = _mm512_mul_ps(LoadPart(acc + d0 + u * kWidth, left[u]), corr_v);
     }
     for (int32_t t = 0; t < nv; ++t) {
       const __m512 pt = _mm512_set1_ps(p[t]);
       const float* vt = v + t * hd + d0;
       for (int u = 0; u < 4; ++u) {
-        x[u] = _mm512_fmadd_ps(pt, _mm512_maskz_loadu_ps(m[u], vt + u * kWidth), x[u]);
+        x[u] = _mm512_fmadd_ps(pt, LoadPart(vt + u * kWidth, left[u]), x[u]);
       }
     }
-    for (int u = 0; u < 4; ++u) _mm512_mask_storeu_ps(acc + d0 + u * kWidth, m[u], x[u]);
+    for (int u = 0; u < 4; ++u) StorePart(acc + d0 + u * kWidth, x[u], left[u]);
   }
 }
 
@@ -134,8 +124,10 @@ void AttendBlock(const AttendBlockArgs& a) {
 
     __m512 mx = neg_inf;
     for (int32_t t = 0; t < nv; t += kWidth) {
-      const __mmask16 m = TailMask(nv - t < kWidth ? nv - t : kWidth);
-      mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(neg_inf, m, a.scores + t));
+      const __m512 s = nv - t >= kWidth ? _mm512_loadu_ps(a.scores + t)
+                                        : _mm512_mask_loadu_ps(neg_inf, TailMask(nv - t),
+                                                               a.scores + t);
+      mx = _mm512_max_ps(mx, s);
     }
     const float block_max = ReduceMax(mx);
     const float old_max = a.max[i];
@@ -146,11 +138,11 @@ void AttendBlock(const AttendBlockArgs& a) {
     const __m512 max_v = _mm512_set1_ps(new_max);
     __m512 psum = _mm512_setzero_ps();
     for (int32_t t = 0; t < nv; t += kWidth) {
-      const __mmask16 m = TailMask(nv - t < kWidth ? nv - t : kWidth);
-      const __m512 p =
-          _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, a.scores + t), max_v)));
+      const int64_t left = nv - t;
+      __m512 p = Exp(_mm512_sub_ps(LoadPart(a.scores + t, left), max_v));
+      if (left < kWidth) p = _mm512_maskz_mov_ps(TailMask(left), p);
       psum = _mm512_add_ps(psum, p);
-      _mm512_mask_storeu_ps(a.scores + t, m, p);
+      StorePart(a.scores + t, p, left);
     }
     a.sum[i] = a.sum[i] * correction + ReduceAdd(psum);
     a.max[i] = new_max;

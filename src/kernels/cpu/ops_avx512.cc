@@ -1,4 +1,4 @@
-// AVX-512 versions of the row-wise operators (16 floats per vector, masked tails).
+// AVX-512 versions of the row-wise operators (16 floats per vector, masked tails only).
 // GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
 // and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -26,7 +26,7 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
       }
     }
     for (; i < dim; i += kWidth) {
-      const __m512 v = _mm512_maskz_loadu_ps(TailMask(dim - i < kWidth ? dim - i : kWidth), xr + i);
+      const __m512 v = LoadPart(xr + i, dim - i);
       acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
     }
     const float sum_sq =
@@ -34,9 +34,8 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
     const __m512 inv =
         _mm512_set1_ps(1.0f / __builtin_sqrtf(sum_sq / static_cast<float>(dim) + eps));
     for (i = 0; i < dim; i += kWidth) {
-      const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), inv);
-      _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, weight + i)));
+      const __m512 v = _mm512_mul_ps(LoadPart(xr + i, dim - i), inv);
+      StorePart(o + i, _mm512_mul_ps(v, LoadPart(weight + i, dim - i)), dim - i);
     }
   }
 }
@@ -50,13 +49,13 @@ void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_he
     for (int64_t h = 0; h < num_heads; ++h) {
       float* xh = x + (t * num_heads + h) * head_dim;
       for (int64_t i = 0; i < half; i += kWidth) {
-        const __mmask16 m = TailMask(half - i < kWidth ? half - i : kWidth);
-        const __m512 a = _mm512_maskz_loadu_ps(m, xh + i);
-        const __m512 b = _mm512_maskz_loadu_ps(m, xh + half + i);
-        const __m512 cv = _mm512_maskz_loadu_ps(m, c + i);
-        const __m512 sv = _mm512_maskz_loadu_ps(m, s + i);
-        _mm512_mask_storeu_ps(xh + i, m, _mm512_fmsub_ps(a, cv, _mm512_mul_ps(b, sv)));
-        _mm512_mask_storeu_ps(xh + half + i, m, _mm512_fmadd_ps(b, cv, _mm512_mul_ps(a, sv)));
+        const int64_t left = half - i;
+        const __m512 a = LoadPart(xh + i, left);
+        const __m512 b = LoadPart(xh + half + i, left);
+        const __m512 cv = LoadPart(c + i, left);
+        const __m512 sv = LoadPart(s + i, left);
+        StorePart(xh + i, _mm512_fmsub_ps(a, cv, _mm512_mul_ps(b, sv)), left);
+        StorePart(xh + half + i, _mm512_fmadd_ps(b, cv, _mm512_mul_ps(a, sv)), left);
       }
     }
   }
@@ -68,11 +67,10 @@ void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
     const float* g = gate_up + r * 2 * dim;
     float* o = out + r * dim;
     for (int64_t i = 0; i < dim; i += kWidth) {
-      const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
-      const __m512 uv = _mm512_maskz_loadu_ps(m, g + dim + i);
+      const __m512 gv = LoadPart(g + i, dim - i);
+      const __m512 uv = LoadPart(g + dim + i, dim - i);
       const __m512 denom = _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
-      _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(_mm512_div_ps(gv, denom), uv));
+      StorePart(o + i, _mm512_mul_ps(_mm512_div_ps(gv, denom), uv), dim - i);
     }
   }
 }
@@ -83,22 +81,22 @@ void Softmax(float* x, int64_t num_rows, int64_t dim) {
     float* xr = x + r * dim;
     __m512 mx = neg_inf;
     for (int64_t i = 0; i < dim; i += kWidth) {
-      const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(neg_inf, m, xr + i));
+      const __m512 v = dim - i >= kWidth
+                           ? _mm512_loadu_ps(xr + i)
+                           : _mm512_mask_loadu_ps(neg_inf, TailMask(dim - i), xr + i);
+      mx = _mm512_max_ps(mx, v);
     }
     const __m512 max_v = _mm512_set1_ps(ReduceMax(mx));
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < dim; i += kWidth) {
-      const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      const __m512 e =
-          _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + i), max_v)));
+      __m512 e = Exp(_mm512_sub_ps(LoadPart(xr + i, dim - i), max_v));
+      if (dim - i < kWidth) e = _mm512_maskz_mov_ps(TailMask(dim - i), e);
       sum = _mm512_add_ps(sum, e);
-      _mm512_mask_storeu_ps(xr + i, m, e);
+      StorePart(xr + i, e, dim - i);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / ReduceAdd(sum));
     for (int64_t i = 0; i < dim; i += kWidth) {
-      const __mmask16 m = TailMask(dim - i < kWidth ? dim - i : kWidth);
-      _mm512_mask_storeu_ps(xr + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), inv));
+      StorePart(xr + i, _mm512_mul_ps(LoadPart(xr + i, dim - i), inv), dim - i);
     }
   }
 }
@@ -109,17 +107,30 @@ void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
 
 void AddInPlace(float* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += kWidth) {
-    const __mmask16 m = TailMask(n - i < kWidth ? n - i : kWidth);
-    _mm512_mask_storeu_ps(
-        out + i, m,
-        _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), _mm512_maskz_loadu_ps(m, x + i)));
+    StorePart(out + i, _mm512_add_ps(LoadPart(out + i, n - i), LoadPart(x + i, n - i)), n - i);
   }
 }
 
 void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
   const auto* h = static_cast<const uint16_t*>(src);
   const auto* f = static_cast<const float*>(src);
-  for (int64_t i = 0; i < n; i += kWidth) {
+  int64_t i = 0;
+  // Whole vectors with plain loads and stores: masked ones are much slower on some cores
+  // (Zen 4), and a masked store also delays the loads that read it back.
+  if (dtype == DType::kF16) {
+    for (; i + kWidth <= n; i += kWidth)
+      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                    reinterpret_cast<const __m256i*>(h + i))));
+  } else if (dtype == DType::kBF16) {
+    for (; i + kWidth <= n; i += kWidth) {
+      const __m512i wide =
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)));
+      _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+    }
+  } else {
+    for (; i + kWidth <= n; i += kWidth) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(f + i));
+  }
+  for (; i < n; i += kWidth) {
     const __mmask16 m = TailMask(n - i < kWidth ? n - i : kWidth);
     __m512 v;
     if (dtype == DType::kF16) {

@@ -14,6 +14,22 @@ inline constexpr int64_t kWidth = 16;
 // Lanes [0, n) set, for n in [0, 16].
 inline __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
+// Lanes [0, left) of p (left may exceed 16 or be <= 0); other lanes are 0. A whole vector uses a
+// plain load: masked loads and stores cost far more on some cores (Zen 4), and a load that reads
+// back a masked store waits for it.
+inline __m512 LoadPart(const float* p, int64_t left) {
+  if (left >= kWidth) return _mm512_loadu_ps(p);
+  return _mm512_maskz_loadu_ps(TailMask(left <= 0 ? 0 : left), p);
+}
+// Stores lanes [0, left) of v to p.
+inline void StorePart(float* p, __m512 v, int64_t left) {
+  if (left >= kWidth) {
+    _mm512_storeu_ps(p, v);
+  } else if (left > 0) {
+    _mm512_mask_storeu_ps(p, TailMask(left), v);
+  }
+}
+
 // Horizontal sum / max of the 16 lanes (fixed order: halves, then quarters, then pairs).
 inline float ReduceAdd(__m512 v) {
   __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
