@@ -70,8 +70,9 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
   for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
-    // With few activation rows, two chains per row hide the vpdpbusd latency.
-    constexpr int kChains = MT <= 2 ? 2 : 1;
+    // Two chains per row hide the vpdpbusd latency even with 8 rows (about 20% faster than
+    // one chain at 8 rows on Zen); integer sums are exact, so the split changes no result.
+    constexpr int kChains = 2;
     __m512i dot[MT], dot2[MT];
     for (int r = 0; r < MT; ++r) {
       dot[r] = _mm512_set1_epi32(init[b * MT + r]);
