@@ -264,7 +264,7 @@ TEST(DummyModelTest, SameSeedSameWeightsOtherSeedOtherWeights) {
 TEST(DummyModelTest, GgufAndSafetensorsOfOneSeedGiveTheSameLogits) {
   const std::string tokenizer_dir = QwenTokenizerDir();
   if (!std::filesystem::exists(tokenizer_dir + "/tokenizer.json"))
-    GTEST_SKIP() << "no tokenizer files in " << tokenizer_dir << " (run scripts/setup.sh)";
+    GTEST_FAIL() << "no tokenizer files in " << tokenizer_dir << " (run scripts/setup.sh)";
   auto config = DummyPresetConfig("tiny");
   auto weights = MakeDummyWeights(*config, DummyDType::kBF16, 11);
   ASSERT_TRUE(weights.ok());

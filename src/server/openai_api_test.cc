@@ -27,7 +27,7 @@ class OpenAiApiTest : public ::testing::Test {
     tokenizer_ = std::move(t).value().release();
   }
   void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_SKIP() << "Qwen tokenizer files missing: run scripts/setup.sh";
+    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
     ctx_.tokenizer = tokenizer_;
     ctx_.served_model_name = "tiny";
     ctx_.vocab_size = 1000;

@@ -53,7 +53,7 @@ class QwenTokenizerTest : public ::testing::Test {
     tokenizer_ = std::move(t).value().release();
   }
   void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_SKIP() << "Qwen tokenizer files missing: run scripts/setup.sh";
+    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
   }
   static const Tokenizer* tokenizer_;
 };

@@ -82,9 +82,14 @@ def run_tool(specs, seeds=SEEDS, max_tokens=MAX_TOKENS):
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
-@unittest.skipUnless(os.path.exists(TOOL) and os.path.exists(TOKENIZER),
-                     "needs tool_structured_tool and the Qwen tokenizer files")
 class StructuredOutputsAreValid(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for path, what in ((TOOL, "tool_structured_tool (build the tests)"),
+                           (TOKENIZER, "the Qwen tokenizer files (run scripts/setup.sh)")):
+            if not os.path.exists(path):
+                raise AssertionError(f"missing {what}: {path}")
+
     def test_json_schema_outputs_validate(self):
         with open(os.path.join(SOURCE_DIR, "tests", "data", "structured_schemas.jsonl")) as f:
             entries = [json.loads(line) for line in f if line.strip()]
