@@ -80,7 +80,9 @@ struct Scratch {
         num_valid(max_q) {}
 };
 
-void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
+// direct: the ISA's AttendBlock reads K/V rows from the cache itself (AttendBlockArgs::k_cache);
+// otherwise each block is converted to f32 rows first.
+void RunItem(const cpu::CpuKernels& kern, bool direct, const WorkItem& item, const float* q,
              const PagedKvLayer& layer, const AttentionBatch& batch, int32_t num_heads, float scale,
              float* out, Scratch& sc) {
   const int64_t hd = layer.head_dim;
@@ -93,6 +95,8 @@ void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
   const int32_t* table = batch.block_tables + int64_t{item.seq} * batch.max_blocks_per_seq;
   const int64_t num_rows = item.row_end - item.row_begin;
   const int64_t num_q = num_rows * group;
+  // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper.
+  direct = direct && num_q <= 16;
 
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* src = q + ((q_begin + item.row_begin + r) * num_heads + item.kv_head * group) * hd;
@@ -110,10 +114,19 @@ void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
     const int64_t block_start = b * bs;
     const int64_t n = std::min(bs, last_pos + 1 - block_start);
     const int64_t block_id = table[b];
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t offset = (((block_id * bs + t) * nkv) + item.kv_head) * hd * elem;
-      kern.to_f32(layer.dtype, k_base + offset, sc.k.data() + t * hd, hd);
-      kern.to_f32(layer.dtype, v_base + offset, sc.v.data() + t * hd, hd);
+    cpu::AttendBlockArgs args;
+    if (direct) {
+      const int64_t offset = ((block_id * bs * nkv) + item.kv_head) * hd * elem;
+      args.k_cache = k_base + offset;
+      args.v_cache = v_base + offset;
+      args.cache_dtype = layer.dtype;
+      args.cache_stride = nkv * hd;
+    } else {
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t offset = (((block_id * bs + t) * nkv) + item.kv_head) * hd * elem;
+        kern.to_f32(layer.dtype, k_base + offset, sc.k.data() + t * hd, hd);
+        kern.to_f32(layer.dtype, v_base + offset, sc.v.data() + t * hd, hd);
+      }
     }
     for (int64_t r = 0; r < num_rows; ++r) {
       const int64_t pos = first_pos + item.row_begin + r;
@@ -121,7 +134,6 @@ void RunItem(const cpu::CpuKernels& kern, const WorkItem& item, const float* q,
           static_cast<int32_t>(std::clamp<int64_t>(pos - block_start + 1, 0, n));
       for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
     }
-    cpu::AttendBlockArgs args;
     args.q = sc.q.data();
     args.num_valid = sc.num_valid.data();
     args.num_q = static_cast<int32_t>(num_q);
@@ -190,6 +202,8 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   TS_CHECK(layer.num_kv_heads > 0 && num_heads % layer.num_kv_heads == 0);
   TS_CHECK(layer.block_size >= 1);
   const int32_t group = num_heads / layer.num_kv_heads;
+  // Only the AVX-512 kernel reads the cache directly (saves a store and reload of every row).
+  const bool direct = isa == Isa::kAvx512;
   std::vector<WorkItem> items;
   for (int32_t s = 0; s < batch.num_seqs; ++s) {
     const int32_t q_len = batch.query_start[s + 1] - batch.query_start[s];
@@ -205,7 +219,7 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   if (num_threads == 1 || items.size() <= 1) {
     Scratch sc(max_q, layer.head_dim, layer.block_size);
     for (const WorkItem& item : items) {
-      RunItem(kern, item, q, layer, batch, num_heads, scale, out, sc);
+      RunItem(kern, direct, item, q, layer, batch, num_heads, scale, out, sc);
     }
     return;
   }
@@ -215,7 +229,7 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   pool->Run([&](int) {
     Scratch sc(max_q, layer.head_dim, layer.block_size);
     for (size_t i = next.fetch_add(1); i < items.size(); i = next.fetch_add(1)) {
-      RunItem(kern, items[i], q, layer, batch, num_heads, scale, out, sc);
+      RunItem(kern, direct, items[i], q, layer, batch, num_heads, scale, out, sc);
     }
   });
 }

@@ -1,4 +1,5 @@
-// AVX-512 AttendBlock: one online-softmax step over a block of f32 keys/values.
+// AVX-512 AttendBlock: one online-softmax step over a block of keys/values, read either from f32
+// rows or straight from the cache (f32/f16/bf16 rows with a stride, converted in registers).
 // GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
 // and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -37,10 +38,35 @@ __m512 ReduceAdd16(__m512 v[16]) {
                        _mm512_shuffle_f32x4(l3[0], l3[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+// Lanes [0, left) of the row starting at element i of a cache row in kType, as f32 (exact).
+template <DType kType>
+inline __m512 LoadRow(const void* row, int64_t i, int64_t left) {
+  if constexpr (kType == DType::kF32) {
+    return LoadPart(static_cast<const float*>(row) + i, left);
+  } else {
+    const uint16_t* h = static_cast<const uint16_t*>(row) + i;
+    if (left >= kWidth) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h));
+      if constexpr (kType == DType::kF16) return _mm512_cvtph_ps(bits);
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+    }
+    const __mmask16 m = TailMask(left <= 0 ? 0 : left);
+    if constexpr (kType == DType::kF16) return LoadF16(h, m);
+    return LoadBf16(h, m);
+  }
+}
+
+template <DType kType>
+inline const void* RowAt(const void* base, int64_t row, int64_t stride) {
+  constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
+  return static_cast<const uint8_t*>(base) + row * stride * kElem;
+}
+
 // scores[t] = dot(q, k[t]) * scale for t < n, 16 keys at a time, for head_dim <= 16 * kChunks
 // (q stays in registers). Slots past n reuse key n - 1 and are never stored.
-template <int kChunks>
-void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, float* scores) {
+template <int kChunks, DType kType>
+void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd, float scale,
+            float* scores) {
   __m512 qv[kChunks];
   for (int c = 0; c < kChunks; ++c) qv[c] = LoadPart(q + c * kWidth, hd - c * kWidth);
   const __m512 scale_v = _mm512_set1_ps(scale);
@@ -49,10 +75,10 @@ void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, 
 #pragma GCC unroll 16
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
-      const float* kt = k + row * hd;
-      __m512 sum = _mm512_mul_ps(qv[0], LoadPart(kt, hd));
+      const void* kt = RowAt<kType>(k, row, stride);
+      __m512 sum = _mm512_mul_ps(qv[0], LoadRow<kType>(kt, 0, hd));
       for (int c = 1; c < kChunks; ++c) {
-        sum = _mm512_fmadd_ps(qv[c], LoadPart(kt + c * kWidth, hd - c * kWidth), sum);
+        sum = _mm512_fmadd_ps(qv[c], LoadRow<kType>(kt, c * kWidth, hd - c * kWidth), sum);
       }
       partial[t] = sum;
     }
@@ -61,37 +87,41 @@ void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, 
 }
 
 // The same for any head_dim (q read from memory).
-void ScoresAnyDim(const float* q, const float* k, int32_t n, int64_t hd, float scale,
-                  float* scores) {
+template <DType kType>
+void ScoresAnyDim(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd,
+                  float scale, float* scores) {
   const __m512 scale_v = _mm512_set1_ps(scale);
   for (int32_t t0 = 0; t0 < n; t0 += 16) {
     __m512 partial[16];
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
-      const float* kt = k + row * hd;
+      const void* kt = RowAt<kType>(k, row, stride);
       partial[t] = _mm512_setzero_ps();
       for (int64_t d = 0; d < hd; d += kWidth) {
-        partial[t] =
-            _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadPart(kt + d, hd - d), partial[t]);
+        partial[t] = _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d),
+                                     partial[t]);
       }
     }
     StorePart(scores + t0, _mm512_mul_ps(ReduceAdd16(partial), scale_v), n - t0);
   }
 }
 
-void Scores(const float* q, const float* k, int32_t n, int64_t hd, float scale, float* scores) {
+template <DType kType>
+void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd, float scale,
+            float* scores) {
   if (hd <= 4 * kWidth) {
-    Scores<4>(q, k, n, hd, scale, scores);
+    Scores<4, kType>(q, k, stride, n, hd, scale, scores);
   } else if (hd <= 8 * kWidth) {
-    Scores<8>(q, k, n, hd, scale, scores);
+    Scores<8, kType>(q, k, stride, n, hd, scale, scores);
   } else {
-    ScoresAnyDim(q, k, n, hd, scale, scores);
+    ScoresAnyDim<kType>(q, k, stride, n, hd, scale, scores);
   }
 }
 
 // acc[0, hd) = acc * correction + sum_t p[t] * v[t], four 16-lane column chunks at a time
 // (independent FMA chains; each lane still adds the tokens in order).
-void UpdateAcc(float* acc, const float* p, const float* v, int32_t nv, int64_t hd,
+template <DType kType>
+void UpdateAcc(float* acc, const float* p, const void* v, int64_t stride, int32_t nv, int64_t hd,
                float correction) {
   const __m512 corr_v = _mm512_set1_ps(correction);
   for (int64_t d0 = 0; d0 < hd; d0 += 4 * kWidth) {
@@ -103,24 +133,23 @@ void UpdateAcc(float* acc, const float* p, const float* v, int32_t nv, int64_t h
     }
     for (int32_t t = 0; t < nv; ++t) {
       const __m512 pt = _mm512_set1_ps(p[t]);
-      const float* vt = v + t * hd + d0;
+      const void* vt = RowAt<kType>(v, t, stride);
       for (int u = 0; u < 4; ++u) {
-        x[u] = _mm512_fmadd_ps(pt, LoadPart(vt + u * kWidth, left[u]), x[u]);
+        x[u] = _mm512_fmadd_ps(pt, LoadRow<kType>(vt, d0 + u * kWidth, left[u]), x[u]);
       }
     }
     for (int u = 0; u < 4; ++u) StorePart(acc + d0 + u * kWidth, x[u], left[u]);
   }
 }
 
-}  // namespace
-
-void AttendBlock(const AttendBlockArgs& a) {
+template <DType kType>
+void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, int64_t stride) {
   const int64_t hd = a.head_dim;
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
     if (nv <= 0) continue;
-    Scores(a.q + i * hd, a.k, nv, hd, a.scale, a.scores);
+    Scores<kType>(a.q + i * hd, k, stride, nv, hd, a.scale, a.scores);
 
     __m512 mx = neg_inf;
     for (int32_t t = 0; t < nv; t += kWidth) {
@@ -146,7 +175,21 @@ void AttendBlock(const AttendBlockArgs& a) {
     }
     a.sum[i] = a.sum[i] * correction + ReduceAdd(psum);
     a.max[i] = new_max;
-    UpdateAcc(a.acc + i * hd, a.scores, a.v, nv, hd, correction);
+    UpdateAcc<kType>(a.acc + i * hd, a.scores, v, stride, nv, hd, correction);
+  }
+}
+
+}  // namespace
+
+void AttendBlock(const AttendBlockArgs& a) {
+  if (a.k_cache == nullptr) return AttendBlockTyped<DType::kF32>(a, a.k, a.v, a.head_dim);
+  switch (a.cache_dtype) {
+    case DType::kF16:
+      return AttendBlockTyped<DType::kF16>(a, a.k_cache, a.v_cache, a.cache_stride);
+    case DType::kBF16:
+      return AttendBlockTyped<DType::kBF16>(a, a.k_cache, a.v_cache, a.cache_stride);
+    default:
+      return AttendBlockTyped<DType::kF32>(a, a.k_cache, a.v_cache, a.cache_stride);
   }
 }
 

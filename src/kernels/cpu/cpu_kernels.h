@@ -29,6 +29,14 @@ struct AttendBlockArgs {
   float* sum = nullptr;     // [num_q] running sum of exp(score - max) (start: 0)
   float* acc = nullptr;     // [num_q, head_dim] running sum of exp(score - max) * v (start: 0)
   float* scores = nullptr;  // scratch, [n] rounded up to 16
+  // AVX-512 only (the driver sets these for no other ISA): when k_cache is set, keys and values
+  // are read straight from the cache instead of k / v: row t of the block at
+  // k_cache / v_cache + t * cache_stride elements of cache_dtype (kF32, kF16 or kBF16).
+  // Conversion to f32 is exact, so the result is the same as with converted rows.
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  DType cache_dtype = DType::kF32;
+  int64_t cache_stride = 0;
 };
 
 #define TINYSERVE_CPU_KERNELS_DECLARE                                                         \
