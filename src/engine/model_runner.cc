@@ -49,7 +49,10 @@ ModelRunner::ModelRunner(Model* model, std::span<const kernels::PagedKvLayer> kv
 
 Status ModelRunner::Run(const SchedulerOutput& out, int32_t block_size) {
   batch_ = BuildForwardBatch(out, block_size);
-  logits_.resize(batch_.logit_rows.size() * vocab_size_);
+  // Grown only: the forward pass writes every row it returns, and a vector's resize would
+  // zero-fill (tens of MB) each time the number of sampled rows goes up.
+  const size_t needed = batch_.logit_rows.size() * vocab_size_;
+  if (needed > logits_.size()) logits_.Resize(needed);
   return model_->Forward(batch_, kv_layers_, logits_.data(), pool_);
 }
 

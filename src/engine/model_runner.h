@@ -11,6 +11,7 @@
 #include "kernels/attention.h"
 #include "model/forward_batch.h"
 #include "model/model.h"
+#include "util/aligned_buffer.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -34,7 +35,7 @@ class ModelRunner {
   ThreadPool* const pool_;
   const int64_t vocab_size_;
   ForwardBatch batch_;
-  std::vector<float> logits_;  // [num_sampled_rows, vocab_size]
+  AlignedBuffer<float> logits_;  // [>= num_sampled_rows, vocab_size]
 };
 
 }  // namespace tinyserve
