@@ -38,6 +38,9 @@ __m512 ReduceAdd16(__m512 v[16]) {
                        _mm512_shuffle_f32x4(l3[0], l3[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+// Keys per block the grouped path handles (larger blocks take the one-query-at-a-time path).
+constexpr int32_t kMaxGroupKeys = 64;
+
 // Lanes [0, left) of the row starting at element i of a cache row in kType, as f32 (exact).
 template <DType kType>
 inline __m512 LoadRow(const void* row, int64_t i, int64_t left) {
@@ -142,40 +145,100 @@ void UpdateAcc(float* acc, const float* p, const void* v, int64_t stride, int32_
   }
 }
 
+// Scores of query i over the first nv keys, then the online-softmax update of its max and sum:
+// leaves exp(score - new max) in p[0, nv) and returns the factor that rescales its accumulator.
+template <DType kType>
+float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* k, int64_t stride, int32_t nv,
+                  float* p) {
+  const int64_t hd = a.head_dim;
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  Scores<kType>(a.q + i * hd, k, stride, nv, hd, a.scale, p);
+  __m512 mx = neg_inf;
+  for (int32_t t = 0; t < nv; t += kWidth) {
+    const __m512 s = nv - t >= kWidth
+                         ? _mm512_loadu_ps(p + t)
+                         : _mm512_mask_loadu_ps(neg_inf, TailMask(nv - t), p + t);
+    mx = _mm512_max_ps(mx, s);
+  }
+  const float block_max = ReduceMax(mx);
+  const float old_max = a.max[i];
+  const float new_max = old_max > block_max ? old_max : block_max;
+  const float correction = old_max == -__builtin_inff()
+                               ? 0.0f
+                               : _mm512_cvtss_f32(Exp(_mm512_set1_ps(old_max - new_max)));
+  const __m512 max_v = _mm512_set1_ps(new_max);
+  __m512 psum = _mm512_setzero_ps();
+  for (int32_t t = 0; t < nv; t += kWidth) {
+    const int64_t left = nv - t;
+    __m512 e = Exp(_mm512_sub_ps(LoadPart(p + t, left), max_v));
+    if (left < kWidth) e = _mm512_maskz_mov_ps(TailMask(left), e);
+    psum = _mm512_add_ps(psum, e);
+    StorePart(p + t, e, left);
+  }
+  a.sum[i] = a.sum[i] * correction + ReduceAdd(psum);
+  a.max[i] = new_max;
+  return correction;
+}
+
+// Queries i0 .. i0 + NQ - 1, all seeing the same nv keys, with head_dim <= 64: the accumulator
+// updates of the NQ queries run side by side, sharing each value row and giving the FMA chains
+// NQ times more independent work. Each lane of each query gets exactly UpdateAcc's operations.
+template <DType kType, int NQ>
+void AttendQueries(const AttendBlockArgs& a, int32_t i0, const void* k, const void* v,
+                   int64_t stride, int32_t nv, float (*p)[kMaxGroupKeys]) {
+  const int64_t hd = a.head_dim;
+  float correction[NQ];
+  for (int q = 0; q < NQ; ++q) correction[q] = SoftmaxStep<kType>(a, i0 + q, k, stride, nv, p[q]);
+  int64_t left[4];
+  for (int u = 0; u < 4; ++u) left[u] = hd - u * kWidth;
+  __m512 x[NQ][4];
+  for (int q = 0; q < NQ; ++q) {
+    const __m512 corr_v = _mm512_set1_ps(correction[q]);
+    for (int u = 0; u < 4; ++u)
+      x[q][u] = _mm512_mul_ps(LoadPart(a.acc + (i0 + q) * hd + u * kWidth, left[u]), corr_v);
+  }
+  for (int32_t t = 0; t < nv; ++t) {
+    const void* vt = RowAt<kType>(v, t, stride);
+    __m512 vv[4];
+    for (int u = 0; u < 4; ++u) vv[u] = LoadRow<kType>(vt, u * kWidth, left[u]);
+    for (int q = 0; q < NQ; ++q) {
+      const __m512 pt = _mm512_set1_ps(p[q][t]);
+      for (int u = 0; u < 4; ++u) x[q][u] = _mm512_fmadd_ps(pt, vv[u], x[q][u]);
+    }
+  }
+  for (int q = 0; q < NQ; ++q)
+    for (int u = 0; u < 4; ++u) StorePart(a.acc + (i0 + q) * hd + u * kWidth, x[q][u], left[u]);
+}
+
 template <DType kType>
 void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, int64_t stride) {
   const int64_t hd = a.head_dim;
-  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-  for (int32_t i = 0; i < a.num_q; ++i) {
+  const bool grouped = hd <= 4 * kWidth && a.n <= kMaxGroupKeys;
+  alignas(64) float p[4][kMaxGroupKeys];
+  for (int32_t i = 0; i < a.num_q;) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
-    if (nv <= 0) continue;
-    Scores<kType>(a.q + i * hd, k, stride, nv, hd, a.scale, a.scores);
-
-    __m512 mx = neg_inf;
-    for (int32_t t = 0; t < nv; t += kWidth) {
-      const __m512 s = nv - t >= kWidth ? _mm512_loadu_ps(a.scores + t)
-                                        : _mm512_mask_loadu_ps(neg_inf, TailMask(nv - t),
-                                                               a.scores + t);
-      mx = _mm512_max_ps(mx, s);
+    if (nv <= 0) {
+      ++i;
+      continue;
     }
-    const float block_max = ReduceMax(mx);
-    const float old_max = a.max[i];
-    const float new_max = old_max > block_max ? old_max : block_max;
-    const float correction = old_max == -__builtin_inff()
-                                 ? 0.0f
-                                 : _mm512_cvtss_f32(Exp(_mm512_set1_ps(old_max - new_max)));
-    const __m512 max_v = _mm512_set1_ps(new_max);
-    __m512 psum = _mm512_setzero_ps();
-    for (int32_t t = 0; t < nv; t += kWidth) {
-      const int64_t left = nv - t;
-      __m512 p = Exp(_mm512_sub_ps(LoadPart(a.scores + t, left), max_v));
-      if (left < kWidth) p = _mm512_maskz_mov_ps(TailMask(left), p);
-      psum = _mm512_add_ps(psum, p);
-      StorePart(a.scores + t, p, left);
+    if (!grouped) {
+      const float correction = SoftmaxStep<kType>(a, i, k, stride, nv, a.scores);
+      UpdateAcc<kType>(a.acc + i * hd, a.scores, v, stride, nv, hd, correction);
+      ++i;
+      continue;
     }
-    a.sum[i] = a.sum[i] * correction + ReduceAdd(psum);
-    a.max[i] = new_max;
-    UpdateAcc<kType>(a.acc + i * hd, a.scores, v, stride, nv, hd, correction);
+    // The run of following queries that see the same keys (the heads of one query row).
+    int32_t run = 1;
+    while (run < 4 && i + run < a.num_q &&
+           (a.num_valid[i + run] < a.n ? a.num_valid[i + run] : a.n) == nv)
+      ++run;
+    switch (run) {
+      case 4: AttendQueries<kType, 4>(a, i, k, v, stride, nv, p); break;
+      case 3: AttendQueries<kType, 3>(a, i, k, v, stride, nv, p); break;
+      case 2: AttendQueries<kType, 2>(a, i, k, v, stride, nv, p); break;
+      default: AttendQueries<kType, 1>(a, i, k, v, stride, nv, p); break;
+    }
+    i += run;
   }
 }
 
