@@ -37,6 +37,7 @@ struct EngineSequence {
   std::unique_ptr<SamplerState> sampler;
   std::unique_ptr<OutputText> text;
   std::unique_ptr<structured::GrammarMatcher> matcher;  // structured output only
+  std::vector<uint32_t> mask;  // the matcher's allowed-token bitmask (scratch)
   bool finished = false;
 };
 
@@ -250,48 +251,82 @@ class Engine::Impl {
       return true;
     }
     scheduler_.OnStepComputed(out);
+    draws_.clear();
     int32_t row = 0;
     for (const ScheduledSequence& s : out.scheduled) {
       if (!s.sample) continue;
-      std::span<float> logits = runner_.logits_row(row++);
       EngineSequence* es = by_seq_.at(s.seq);
-      if (!es->finished) SampleAndEmit(es, logits);
+      if (!es->finished) {
+        PendingDraw& d = draws_.emplace_back();
+        d.es = es;
+        d.row = row;
+      }
+      ++row;
     }
+    // Sampling touches only each sequence's own state (RNG, penalties, grammar matcher), so the
+    // pool draws for many sequences at once; emitting stays in scheduling order on this thread.
+    pool_.ParallelFor(static_cast<int64_t>(draws_.size()), 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) Draw(&draws_[i], runner_.logits_row(draws_[i].row));
+    });
+    for (PendingDraw& d : draws_) Emit(d);
     return true;
   }
 
-  void SampleAndEmit(EngineSequence* es, std::span<float> logits) {
-    Sequence& seq = es->seq;
-    RequestState* req = es->request;
+  // A sampled token waiting to be emitted, or why there is none.
+  struct PendingDraw {
+    EngineSequence* es = nullptr;
+    int32_t row = 0;
+    SampleResult result;
+    Status error;
+    double mask_seconds = -1;  // < 0: no grammar
+  };
+
+  // Any pool thread: grammar mask, sampling and the grammar's advance for one sequence.
+  void Draw(PendingDraw* d, std::span<float> logits) const {
+    EngineSequence* es = d->es;
+    const Sequence& seq = es->seq;
+    const RequestState* req = es->request;
     const StopConditions& stop = req->stop;
-    banned_.clear();
+    std::vector<int32_t> banned;
     if (seq.num_generated() < stop.min_tokens) {
-      if (!stop.ignore_eos) banned_.insert(banned_.end(), eos_.begin(), eos_.end());
-      banned_.insert(banned_.end(), stop.stop_token_ids.begin(), stop.stop_token_ids.end());
+      if (!stop.ignore_eos) banned.insert(banned.end(), eos_.begin(), eos_.end());
+      banned.insert(banned.end(), stop.stop_token_ids.begin(), stop.stop_token_ids.end());
     }
     std::span<const uint32_t> allowed;
     if (es->matcher) {
       const Clock::time_point t0 = Clock::now();
-      mask_.resize(es->matcher->grammar().vocab().mask_words());
-      es->matcher->FillNextTokenBitmask(mask_.data(), req->max_tokens - seq.num_generated());
-      mask_seconds_sum_ += Seconds(t0, Clock::now());
-      ++num_masks_;
-      allowed = mask_;
-      if (std::all_of(mask_.begin(), mask_.end(), [](uint32_t w) { return w == 0; })) {
+      es->mask.resize(es->matcher->grammar().vocab().mask_words());
+      es->matcher->FillNextTokenBitmask(es->mask.data(), req->max_tokens - seq.num_generated());
+      d->mask_seconds = Seconds(t0, Clock::now());
+      allowed = es->mask;
+      if (std::all_of(es->mask.begin(), es->mask.end(), [](uint32_t w) { return w == 0; })) {
         // The budget logic keeps a way to close open: no allowed token is a matcher bug.
-        FinishChoice(es, FinishReason::kError,
-                     InternalError("the grammar allows no next token"), RequestEvent{});
+        d->error = InternalError("the grammar allows no next token");
         return;
       }
     }
-    SampleResult r = Sample(logits, es->params, *es->sampler, banned_, allowed);
-    const int32_t token = r.token_id;
-    if (es->matcher && !es->matcher->AcceptToken(token)) {
-      FinishChoice(es, FinishReason::kError,
-                   InternalError("sampled token {} outside the grammar's mask", token),
-                   RequestEvent{});
+    d->result = Sample(logits, es->params, *es->sampler, banned, allowed);
+    if (es->matcher && !es->matcher->AcceptToken(d->result.token_id)) {
+      d->error = InternalError("sampled token {} outside the grammar's mask", d->result.token_id);
+    }
+  }
+
+  void Emit(PendingDraw& d) {
+    EngineSequence* es = d.es;
+    if (es->finished) return;
+    Sequence& seq = es->seq;
+    RequestState* req = es->request;
+    const StopConditions& stop = req->stop;
+    if (d.mask_seconds >= 0) {
+      mask_seconds_sum_ += d.mask_seconds;
+      ++num_masks_;
+    }
+    if (!d.error.ok()) {
+      FinishChoice(es, FinishReason::kError, std::move(d.error), RequestEvent{});
       return;
     }
+    const SampleResult& r = d.result;
+    const int32_t token = r.token_id;
     seq.token_ids.push_back(token);
     ++generation_tokens_;
     if (seq.num_generated() == 1) {
@@ -448,8 +483,7 @@ class Engine::Impl {
   std::vector<std::unique_ptr<EngineSequence>> seqs_;
   std::unordered_map<const Sequence*, EngineSequence*> by_seq_;
   std::vector<std::string> done_;
-  std::vector<int32_t> banned_;
-  std::vector<uint32_t> mask_;  // allowed-token bitmask of the sequence being sampled
+  std::vector<PendingDraw> draws_;
   int64_t next_seq_id_ = 0;
   int64_t num_steps_ = 0;
   int64_t prompt_tokens_ = 0;
