@@ -180,65 +180,162 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* k, int64_t st
   return correction;
 }
 
-// Queries i0 .. i0 + NQ - 1, all seeing the same nv keys, with head_dim <= 64: the accumulator
-// updates of the NQ queries run side by side, sharing each value row and giving the FMA chains
-// NQ times more independent work. Each lane of each query gets exactly UpdateAcc's operations.
+// Transposes a block's keys: kt[j * hd + d] holds dimension d of keys 16j .. 16j + 15 (16 lanes),
+// for n <= kMaxGroupKeys and hd <= 64. Key slots past n repeat key n - 1 (never used). Done once
+// per block for all the queries that read it, so scores need no horizontal sums.
+template <DType kType>
+void TransposeKeys(const void* k, int64_t stride, int32_t n, int64_t hd, __m512* kt) {
+  for (int32_t j = 0; j * kWidth < n; ++j) {
+    for (int64_t c = 0; c < hd; c += kWidth) {
+      __m512 r[16];
+      for (int32_t t = 0; t < 16; ++t) {
+        const int32_t row = j * 16 + t < n ? j * 16 + t : n - 1;
+        r[t] = LoadRow<kType>(RowAt<kType>(k, row, stride), c, hd - c);
+      }
+      // 16 x 16 transpose: pairs, then quads within 128-bit lanes, then the lanes.
+      __m512 t2[16], u[16];
+      for (int i = 0; i < 8; ++i) {
+        t2[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t2[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+      for (int i = 0; i < 4; ++i) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0xEE);
+      }
+      // u[4i + m] lane L: dimension c + 4L + m of keys 4i .. 4i + 3.
+      __m512* out = kt + j * hd + c;
+      const int64_t left = hd - c;
+      for (int m = 0; m < 4; ++m) {
+        const __m512 a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+        const __m512 b = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+        const __m512 e = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512 f = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+        if (m < left) out[m] = _mm512_shuffle_f32x4(a, e, 0x88);
+        if (4 + m < left) out[4 + m] = _mm512_shuffle_f32x4(b, f, 0x88);
+        if (8 + m < left) out[8 + m] = _mm512_shuffle_f32x4(a, e, 0xDD);
+        if (12 + m < left) out[12 + m] = _mm512_shuffle_f32x4(b, f, 0xDD);
+      }
+    }
+  }
+}
+
+// Online-softmax step of the NQ queries idx[0 .. NQ - 1] over a block whose keys are transposed
+// in kt (hd <= 64, n <= kMaxGroupKeys). Scores come 16 keys per vector from two FMA chains per
+// query (even and odd dimensions); the accumulator updates share each value row. A query's
+// arithmetic is the same whichever queries share its group: it sees only its own chains, and the
+// keys it does not see (t >= its nv, up to the group's longest) get weight exactly 0.
 template <DType kType, int NQ>
-void AttendQueries(const AttendBlockArgs& a, int32_t i0, const void* k, const void* v,
-                   int64_t stride, int32_t nv, float (*p)[kMaxGroupKeys]) {
+void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt, const void* v,
+                    int64_t stride, float (*p)[kMaxGroupKeys]) {
   const int64_t hd = a.head_dim;
+  const __m512 scale_v = _mm512_set1_ps(a.scale);
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  const float* q[NQ];
+  int32_t nv[NQ];
+  int32_t max_nv = 0;
+  for (int g = 0; g < NQ; ++g) {
+    q[g] = a.q + idx[g] * hd;
+    nv[g] = a.num_valid[idx[g]] < a.n ? a.num_valid[idx[g]] : a.n;
+    max_nv = nv[g] > max_nv ? nv[g] : max_nv;
+  }
+  for (int32_t j = 0; j * kWidth < max_nv; ++j) {
+    const __m512* ktj = kt + j * hd;
+    __m512 even[NQ], odd[NQ];
+    for (int g = 0; g < NQ; ++g) even[g] = odd[g] = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 1 < hd; d += 2) {
+      for (int g = 0; g < NQ; ++g) {
+        even[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][d]), ktj[d], even[g]);
+        odd[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][d + 1]), ktj[d + 1], odd[g]);
+      }
+    }
+    if (d < hd) {
+      for (int g = 0; g < NQ; ++g) even[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][d]), ktj[d], even[g]);
+    }
+    for (int g = 0; g < NQ; ++g) {
+      _mm512_store_ps(p[g] + j * kWidth, _mm512_mul_ps(_mm512_add_ps(even[g], odd[g]), scale_v));
+    }
+  }
   float correction[NQ];
-  for (int q = 0; q < NQ; ++q) correction[q] = SoftmaxStep<kType>(a, i0 + q, k, stride, nv, p[q]);
+  for (int g = 0; g < NQ; ++g) {
+    __m512 mx = neg_inf;
+    for (int32_t t = 0; t < nv[g]; t += kWidth) {
+      const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
+      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
+    }
+    const float block_max = ReduceMax(mx);
+    const float old_max = a.max[idx[g]];
+    const float new_max = old_max > block_max ? old_max : block_max;
+    correction[g] = old_max == -__builtin_inff()
+                        ? 0.0f
+                        : _mm512_cvtss_f32(Exp(_mm512_set1_ps(old_max - new_max)));
+    const __m512 max_v = _mm512_set1_ps(new_max);
+    __m512 psum = _mm512_setzero_ps();
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const int64_t left = nv[g] - t;
+      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
+      const __m512 e =
+          _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
+      psum = _mm512_add_ps(psum, e);
+      _mm512_store_ps(p[g] + t, e);
+    }
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
+    a.max[idx[g]] = new_max;
+  }
   int64_t left[4];
   for (int u = 0; u < 4; ++u) left[u] = hd - u * kWidth;
   __m512 x[NQ][4];
-  for (int q = 0; q < NQ; ++q) {
-    const __m512 corr_v = _mm512_set1_ps(correction[q]);
+  for (int g = 0; g < NQ; ++g) {
+    const __m512 corr_v = _mm512_set1_ps(correction[g]);
     for (int u = 0; u < 4; ++u)
-      x[q][u] = _mm512_mul_ps(LoadPart(a.acc + (i0 + q) * hd + u * kWidth, left[u]), corr_v);
+      x[g][u] = _mm512_mul_ps(LoadPart(a.acc + idx[g] * hd + u * kWidth, left[u]), corr_v);
   }
-  for (int32_t t = 0; t < nv; ++t) {
+  for (int32_t t = 0; t < max_nv; ++t) {
     const void* vt = RowAt<kType>(v, t, stride);
     __m512 vv[4];
     for (int u = 0; u < 4; ++u) vv[u] = LoadRow<kType>(vt, u * kWidth, left[u]);
-    for (int q = 0; q < NQ; ++q) {
-      const __m512 pt = _mm512_set1_ps(p[q][t]);
-      for (int u = 0; u < 4; ++u) x[q][u] = _mm512_fmadd_ps(pt, vv[u], x[q][u]);
+    for (int g = 0; g < NQ; ++g) {
+      const __m512 pt = _mm512_set1_ps(p[g][t]);
+      for (int u = 0; u < 4; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
     }
   }
-  for (int q = 0; q < NQ; ++q)
-    for (int u = 0; u < 4; ++u) StorePart(a.acc + (i0 + q) * hd + u * kWidth, x[q][u], left[u]);
+  for (int g = 0; g < NQ; ++g)
+    for (int u = 0; u < 4; ++u) StorePart(a.acc + idx[g] * hd + u * kWidth, x[g][u], left[u]);
 }
 
 template <DType kType>
 void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, int64_t stride) {
   const int64_t hd = a.head_dim;
-  const bool grouped = hd <= 4 * kWidth && a.n <= kMaxGroupKeys;
-  alignas(64) float p[4][kMaxGroupKeys];
-  for (int32_t i = 0; i < a.num_q;) {
-    const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
-    if (nv <= 0) {
-      ++i;
-      continue;
-    }
-    if (!grouped) {
+  if (hd > 4 * kWidth || a.n > kMaxGroupKeys) {
+    for (int32_t i = 0; i < a.num_q; ++i) {
+      const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
+      if (nv <= 0) continue;
       const float correction = SoftmaxStep<kType>(a, i, k, stride, nv, a.scores);
       UpdateAcc<kType>(a.acc + i * hd, a.scores, v, stride, nv, hd, correction);
-      ++i;
-      continue;
     }
-    // The run of following queries that see the same keys (the heads of one query row).
-    int32_t run = 1;
-    while (run < 4 && i + run < a.num_q &&
-           (a.num_valid[i + run] < a.n ? a.num_valid[i + run] : a.n) == nv)
-      ++run;
-    switch (run) {
-      case 4: AttendQueries<kType, 4>(a, i, k, v, stride, nv, p); break;
-      case 3: AttendQueries<kType, 3>(a, i, k, v, stride, nv, p); break;
-      case 2: AttendQueries<kType, 2>(a, i, k, v, stride, nv, p); break;
-      default: AttendQueries<kType, 1>(a, i, k, v, stride, nv, p); break;
+    return;
+  }
+  __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
+  TransposeKeys<kType>(k, stride, a.n, hd, kt);
+  alignas(64) float p[4][kMaxGroupKeys];
+  // Groups of four queries that see at least one key (the others' state stays untouched).
+  int32_t idx[4];
+  int num = 0;
+  for (int32_t i = 0; i < a.num_q; ++i) {
+    if (a.num_valid[i] <= 0) continue;
+    idx[num++] = i;
+    if (num == 4) {
+      AttendQueriesT<kType, 4>(a, idx, kt, v, stride, p);
+      num = 0;
     }
-    i += run;
+  }
+  switch (num) {
+    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, stride, p); break;
+    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, stride, p); break;
+    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, stride, p); break;
+    default: break;
   }
 }
 
