@@ -1,7 +1,8 @@
 // Fork-join pool for the forward pass: Run(fn) executes fn on every thread (the caller is thread
 // 0) and returns when all are done. Workers spin briefly before sleeping, because a decode step
 // issues a few hundred short parallel regions and a futex wake-up per region costs more than the
-// work. Only one thread (the engine thread) may call Run at a time; fn must not call Run.
+// work; a caller waiting on a late (likely descheduled) worker spins briefly, then yields its
+// core. Only one thread (the engine thread) may call Run at a time; fn must not call Run.
 #pragma once
 
 #include <atomic>

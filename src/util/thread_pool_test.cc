@@ -1,6 +1,7 @@
 #include "util/thread_pool.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -12,6 +13,18 @@ TEST(ThreadPoolTest, RunCallsEveryThreadOnceAndWaitsForAll) {
   ThreadPool pool(3);
   for (int round = 0; round < 1000; ++round) {
     std::vector<std::atomic<int>> hits(3);
+    pool.Run([&](int t) { hits[t].fetch_add(1); });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1);
+  }
+}
+
+// More threads than cores: workers are descheduled while the caller waits for them, and every
+// region must still complete with each thread called exactly once.
+TEST(ThreadPoolTest, OversubscribedPoolCompletesEveryRegion) {
+  const int num_threads = 2 * static_cast<int>(std::thread::hardware_concurrency()) + 3;
+  ThreadPool pool(num_threads);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<std::atomic<int>> hits(num_threads);
     pool.Run([&](int t) { hits[t].fetch_add(1); });
     for (auto& h : hits) ASSERT_EQ(h.load(), 1);
   }
