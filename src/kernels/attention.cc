@@ -1,6 +1,8 @@
 // PagedAttention driver: splits the batch into (sequence, KV head, query tile) work items, walks
-// each sequence's block table, converts one K/V block at a time to f32 and folds it into the
-// online-softmax state of all query heads of the KV head's group (the per-ISA AttendBlock).
+// each sequence's block table a step of whole blocks (about kStepKeys keys) at a time, converts
+// the step's K/V rows to f32 (or, on AVX-512 for small tiles, points at them in the cache) and
+// folds them into the online-softmax state of all query heads of the KV head's group (the per-ISA
+// AttendBlock).
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -56,6 +58,13 @@ namespace {
 // each converted K/V block; the tiling never changes the arithmetic of a row (see AttendBlock).
 constexpr int32_t kTileRows = 8;
 
+// Keys per online-softmax step: whole blocks, as many as fit (at least one). Step s covers blocks
+// [s * B, (s + 1) * B) whatever the batch, so a query's steps, and so its arithmetic, depend only
+// on its position. Longer steps spread the per-step max / rescale work over more keys.
+constexpr int32_t kStepKeys = 64;
+
+int32_t BlocksPerStep(int32_t block_size) { return std::max(1, kStepKeys / block_size); }
+
 struct WorkItem {
   int32_t seq;
   int32_t kv_head;
@@ -69,20 +78,23 @@ int64_t ElementBytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores;
   std::vector<int32_t> num_valid;
-  Scratch(int64_t max_q, int64_t head_dim, int64_t block_size)
+  std::vector<const void*> k_rows, v_rows;
+  Scratch(int64_t max_q, int64_t head_dim, int64_t step_keys)
       : q(max_q * head_dim),
         acc(max_q * head_dim),
         max(max_q),
         sum(max_q),
-        k(block_size * head_dim),
-        v(block_size * head_dim),
-        scores((block_size + 15) / 16 * 16),
-        num_valid(max_q) {}
+        k(step_keys * head_dim),
+        v(step_keys * head_dim),
+        scores((step_keys + 15) / 16 * 16),
+        num_valid(max_q),
+        k_rows(step_keys),
+        v_rows(step_keys) {}
 };
 
-// direct: the ISA's AttendBlock reads K/V rows from the cache itself (AttendBlockArgs::k_cache);
-// otherwise each block is converted to f32 rows first.
-void RunItem(const cpu::CpuKernels& kern, bool direct, const WorkItem& item, const float* q,
+// rows: the ISA's AttendBlock reads rows through AttendBlockArgs::k_rows / v_rows (AVX-512);
+// for small tiles (direct) they point into the cache, otherwise at the step's f32 rows.
+void RunItem(const cpu::CpuKernels& kern, bool rows, const WorkItem& item, const float* q,
              const PagedKvLayer& layer, const AttentionBatch& batch, int32_t num_heads, float scale,
              float* out, Scratch& sc) {
   const int64_t hd = layer.head_dim;
@@ -96,7 +108,7 @@ void RunItem(const cpu::CpuKernels& kern, bool direct, const WorkItem& item, con
   const int64_t num_rows = item.row_end - item.row_begin;
   const int64_t num_q = num_rows * group;
   // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper.
-  direct = direct && num_q <= 16;
+  const bool direct = rows && num_q <= 16;
 
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* src = q + ((q_begin + item.row_begin + r) * num_heads + item.kv_head * group) * hd;
@@ -110,28 +122,34 @@ void RunItem(const cpu::CpuKernels& kern, bool direct, const WorkItem& item, con
   const auto* k_base = static_cast<const uint8_t*>(layer.k);
   const auto* v_base = static_cast<const uint8_t*>(layer.v);
   const int64_t last_pos = first_pos + item.row_end - 1;
-  for (int64_t b = 0; b * bs <= last_pos; ++b) {
-    const int64_t block_start = b * bs;
-    const int64_t n = std::min(bs, last_pos + 1 - block_start);
-    const int64_t block_id = table[b];
+  const int64_t step_blocks = BlocksPerStep(layer.block_size);
+  for (int64_t b0 = 0; b0 * bs <= last_pos; b0 += step_blocks) {
+    const int64_t step_start = b0 * bs;
+    const int64_t n = std::min(step_blocks * bs, last_pos + 1 - step_start);
     cpu::AttendBlockArgs args;
-    if (direct) {
-      const int64_t offset = ((block_id * bs * nkv) + item.kv_head) * hd * elem;
-      args.k_cache = k_base + offset;
-      args.v_cache = v_base + offset;
-      args.cache_dtype = layer.dtype;
-      args.cache_stride = nkv * hd;
-    } else {
-      for (int64_t t = 0; t < n; ++t) {
-        const int64_t offset = (((block_id * bs + t) * nkv) + item.kv_head) * hd * elem;
-        kern.to_f32(layer.dtype, k_base + offset, sc.k.data() + t * hd, hd);
-        kern.to_f32(layer.dtype, v_base + offset, sc.v.data() + t * hd, hd);
+    for (int64_t bb = 0, t = 0; t < n; ++bb) {
+      const int64_t block_row = int64_t{table[b0 + bb]} * bs;
+      for (int64_t in_block = 0; in_block < bs && t < n; ++in_block, ++t) {
+        const int64_t offset = ((block_row + in_block) * nkv + item.kv_head) * hd * elem;
+        if (direct) {
+          sc.k_rows[t] = k_base + offset;
+          sc.v_rows[t] = v_base + offset;
+        } else {
+          kern.to_f32(layer.dtype, k_base + offset, sc.k.data() + t * hd, hd);
+          kern.to_f32(layer.dtype, v_base + offset, sc.v.data() + t * hd, hd);
+          sc.k_rows[t] = sc.k.data() + t * hd;
+          sc.v_rows[t] = sc.v.data() + t * hd;
+        }
       }
+    }
+    if (rows) {
+      args.k_rows = sc.k_rows.data();
+      args.v_rows = sc.v_rows.data();
+      args.rows_dtype = direct ? layer.dtype : DType::kF32;
     }
     for (int64_t r = 0; r < num_rows; ++r) {
       const int64_t pos = first_pos + item.row_begin + r;
-      const int32_t visible =
-          static_cast<int32_t>(std::clamp<int64_t>(pos - block_start + 1, 0, n));
+      const int32_t visible = static_cast<int32_t>(std::clamp<int64_t>(pos - step_start + 1, 0, n));
       for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
     }
     args.q = sc.q.data();
@@ -202,8 +220,9 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   TS_CHECK(layer.num_kv_heads > 0 && num_heads % layer.num_kv_heads == 0);
   TS_CHECK(layer.block_size >= 1);
   const int32_t group = num_heads / layer.num_kv_heads;
-  // Only the AVX-512 kernel reads the cache directly (saves a store and reload of every row).
-  const bool direct = isa == Isa::kAvx512;
+  // Only the AVX-512 kernel reads rows through pointers, and so the cache directly (saves a
+  // store and reload of every row).
+  const bool rows = isa == Isa::kAvx512;
   std::vector<WorkItem> items;
   for (int32_t s = 0; s < batch.num_seqs; ++s) {
     const int32_t q_len = batch.query_start[s + 1] - batch.query_start[s];
@@ -215,11 +234,12 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
     }
   }
   const int64_t max_q = int64_t{kTileRows} * group;
+  const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();
   if (num_threads == 1 || items.size() <= 1) {
-    Scratch sc(max_q, layer.head_dim, layer.block_size);
+    Scratch sc(max_q, layer.head_dim, step_keys);
     for (const WorkItem& item : items) {
-      RunItem(kern, direct, item, q, layer, batch, num_heads, scale, out, sc);
+      RunItem(kern, rows, item, q, layer, batch, num_heads, scale, out, sc);
     }
     return;
   }
@@ -227,9 +247,9 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   // its own output rows and computes them the same way on any thread.
   std::atomic<size_t> next{0};
   pool->Run([&](int) {
-    Scratch sc(max_q, layer.head_dim, layer.block_size);
+    Scratch sc(max_q, layer.head_dim, step_keys);
     for (size_t i = next.fetch_add(1); i < items.size(); i = next.fetch_add(1)) {
-      RunItem(kern, direct, items[i], q, layer, batch, num_heads, scale, out, sc);
+      RunItem(kern, rows, items[i], q, layer, batch, num_heads, scale, out, sc);
     }
   });
 }

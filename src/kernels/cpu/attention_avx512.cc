@@ -1,5 +1,5 @@
-// AVX-512 AttendBlock: one online-softmax step over a block of keys/values, read either from f32
-// rows or straight from the cache (f32/f16/bf16 rows with a stride, converted in registers).
+// AVX-512 AttendBlock: one online-softmax step over a run of keys/values, read through row
+// pointers either from f32 rows or straight from the cache (f16/bf16 converted in registers).
 // GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
 // and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -38,7 +38,7 @@ __m512 ReduceAdd16(__m512 v[16]) {
                        _mm512_shuffle_f32x4(l3[0], l3[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// Keys per block the grouped path handles (larger blocks take the one-query-at-a-time path).
+// Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
 constexpr int32_t kMaxGroupKeys = 64;
 
 // Lanes [0, left) of the row starting at element i of a cache row in kType, as f32 (exact).
@@ -59,16 +59,10 @@ inline __m512 LoadRow(const void* row, int64_t i, int64_t left) {
   }
 }
 
-template <DType kType>
-inline const void* RowAt(const void* base, int64_t row, int64_t stride) {
-  constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
-  return static_cast<const uint8_t*>(base) + row * stride * kElem;
-}
-
 // scores[t] = dot(q, k[t]) * scale for t < n, 16 keys at a time, for head_dim <= 16 * kChunks
 // (q stays in registers). Slots past n reuse key n - 1 and are never stored.
 template <int kChunks, DType kType>
-void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd, float scale,
+void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float scale,
             float* scores) {
   __m512 qv[kChunks];
   for (int c = 0; c < kChunks; ++c) qv[c] = LoadPart(q + c * kWidth, hd - c * kWidth);
@@ -78,7 +72,7 @@ void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd
 #pragma GCC unroll 16
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
-      const void* kt = RowAt<kType>(k, row, stride);
+      const void* kt = k[row];
       __m512 sum = _mm512_mul_ps(qv[0], LoadRow<kType>(kt, 0, hd));
       for (int c = 1; c < kChunks; ++c) {
         sum = _mm512_fmadd_ps(qv[c], LoadRow<kType>(kt, c * kWidth, hd - c * kWidth), sum);
@@ -91,14 +85,14 @@ void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd
 
 // The same for any head_dim (q read from memory).
 template <DType kType>
-void ScoresAnyDim(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd,
+void ScoresAnyDim(const float* q, const void* const* k, int32_t n, int64_t hd,
                   float scale, float* scores) {
   const __m512 scale_v = _mm512_set1_ps(scale);
   for (int32_t t0 = 0; t0 < n; t0 += 16) {
     __m512 partial[16];
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
-      const void* kt = RowAt<kType>(k, row, stride);
+      const void* kt = k[row];
       partial[t] = _mm512_setzero_ps();
       for (int64_t d = 0; d < hd; d += kWidth) {
         partial[t] = _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d),
@@ -110,21 +104,21 @@ void ScoresAnyDim(const float* q, const void* k, int64_t stride, int32_t n, int6
 }
 
 template <DType kType>
-void Scores(const float* q, const void* k, int64_t stride, int32_t n, int64_t hd, float scale,
+void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float scale,
             float* scores) {
   if (hd <= 4 * kWidth) {
-    Scores<4, kType>(q, k, stride, n, hd, scale, scores);
+    Scores<4, kType>(q, k, n, hd, scale, scores);
   } else if (hd <= 8 * kWidth) {
-    Scores<8, kType>(q, k, stride, n, hd, scale, scores);
+    Scores<8, kType>(q, k, n, hd, scale, scores);
   } else {
-    ScoresAnyDim<kType>(q, k, stride, n, hd, scale, scores);
+    ScoresAnyDim<kType>(q, k, n, hd, scale, scores);
   }
 }
 
 // acc[0, hd) = acc * correction + sum_t p[t] * v[t], four 16-lane column chunks at a time
 // (independent FMA chains; each lane still adds the tokens in order).
 template <DType kType>
-void UpdateAcc(float* acc, const float* p, const void* v, int64_t stride, int32_t nv, int64_t hd,
+void UpdateAcc(float* acc, const float* p, const void* const* v, int32_t nv, int64_t hd,
                float correction) {
   const __m512 corr_v = _mm512_set1_ps(correction);
   for (int64_t d0 = 0; d0 < hd; d0 += 4 * kWidth) {
@@ -136,7 +130,7 @@ void UpdateAcc(float* acc, const float* p, const void* v, int64_t stride, int32_
     }
     for (int32_t t = 0; t < nv; ++t) {
       const __m512 pt = _mm512_set1_ps(p[t]);
-      const void* vt = RowAt<kType>(v, t, stride);
+      const void* vt = v[t];
       for (int u = 0; u < 4; ++u) {
         x[u] = _mm512_fmadd_ps(pt, LoadRow<kType>(vt, d0 + u * kWidth, left[u]), x[u]);
       }
@@ -148,11 +142,11 @@ void UpdateAcc(float* acc, const float* p, const void* v, int64_t stride, int32_
 // Scores of query i over the first nv keys, then the online-softmax update of its max and sum:
 // leaves exp(score - new max) in p[0, nv) and returns the factor that rescales its accumulator.
 template <DType kType>
-float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* k, int64_t stride, int32_t nv,
+float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, int32_t nv,
                   float* p) {
   const int64_t hd = a.head_dim;
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-  Scores<kType>(a.q + i * hd, k, stride, nv, hd, a.scale, p);
+  Scores<kType>(a.q + i * hd, k, nv, hd, a.scale, p);
   __m512 mx = neg_inf;
   for (int32_t t = 0; t < nv; t += kWidth) {
     const __m512 s = nv - t >= kWidth
@@ -180,17 +174,17 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* k, int64_t st
   return correction;
 }
 
-// Transposes a block's keys: kt[j * hd + d] holds dimension d of keys 16j .. 16j + 15 (16 lanes),
+// Transposes a step's keys: kt[j * hd + d] holds dimension d of keys 16j .. 16j + 15 (16 lanes),
 // for n <= kMaxGroupKeys and hd <= 64. Key slots past n repeat key n - 1 (never used). Done once
-// per block for all the queries that read it, so scores need no horizontal sums.
+// per step for all the queries that read it, so scores need no horizontal sums.
 template <DType kType>
-void TransposeKeys(const void* k, int64_t stride, int32_t n, int64_t hd, __m512* kt) {
+void TransposeKeys(const void* const* k, int32_t n, int64_t hd, __m512* kt) {
   for (int32_t j = 0; j * kWidth < n; ++j) {
     for (int64_t c = 0; c < hd; c += kWidth) {
       __m512 r[16];
       for (int32_t t = 0; t < 16; ++t) {
         const int32_t row = j * 16 + t < n ? j * 16 + t : n - 1;
-        r[t] = LoadRow<kType>(RowAt<kType>(k, row, stride), c, hd - c);
+        r[t] = LoadRow<kType>(k[row], c, hd - c);
       }
       // 16 x 16 transpose: pairs, then quads within 128-bit lanes, then the lanes.
       __m512 t2[16], u[16];
@@ -221,14 +215,14 @@ void TransposeKeys(const void* k, int64_t stride, int32_t n, int64_t hd, __m512*
   }
 }
 
-// Online-softmax step of the NQ queries idx[0 .. NQ - 1] over a block whose keys are transposed
+// Online-softmax step of the NQ queries idx[0 .. NQ - 1] over a run of keys are transposed
 // in kt (hd <= 64, n <= kMaxGroupKeys). Scores come 16 keys per vector from two FMA chains per
 // query (even and odd dimensions); the accumulator updates share each value row. A query's
 // arithmetic is the same whichever queries share its group: it sees only its own chains, and the
 // keys it does not see (t >= its nv, up to the group's longest) get weight exactly 0.
 template <DType kType, int NQ>
-void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt, const void* v,
-                    int64_t stride, float (*p)[kMaxGroupKeys]) {
+void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt,
+                    const void* const* v, float (*p)[kMaxGroupKeys]) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
@@ -252,7 +246,8 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
       }
     }
     if (d < hd) {
-      for (int g = 0; g < NQ; ++g) even[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][d]), ktj[d], even[g]);
+      for (int g = 0; g < NQ; ++g)
+        even[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g][d]), ktj[d], even[g]);
     }
     for (int g = 0; g < NQ; ++g) {
       _mm512_store_ps(p[g] + j * kWidth, _mm512_mul_ps(_mm512_add_ps(even[g], odd[g]), scale_v));
@@ -293,7 +288,7 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
       x[g][u] = _mm512_mul_ps(LoadPart(a.acc + idx[g] * hd + u * kWidth, left[u]), corr_v);
   }
   for (int32_t t = 0; t < max_nv; ++t) {
-    const void* vt = RowAt<kType>(v, t, stride);
+    const void* vt = v[t];
     __m512 vv[4];
     for (int u = 0; u < 4; ++u) vv[u] = LoadRow<kType>(vt, u * kWidth, left[u]);
     for (int g = 0; g < NQ; ++g) {
@@ -306,19 +301,19 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
 }
 
 template <DType kType>
-void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, int64_t stride) {
+void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void* const* v) {
   const int64_t hd = a.head_dim;
   if (hd > 4 * kWidth || a.n > kMaxGroupKeys) {
     for (int32_t i = 0; i < a.num_q; ++i) {
       const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
       if (nv <= 0) continue;
-      const float correction = SoftmaxStep<kType>(a, i, k, stride, nv, a.scores);
-      UpdateAcc<kType>(a.acc + i * hd, a.scores, v, stride, nv, hd, correction);
+      const float correction = SoftmaxStep<kType>(a, i, k, nv, a.scores);
+      UpdateAcc<kType>(a.acc + i * hd, a.scores, v, nv, hd, correction);
     }
     return;
   }
   __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
-  TransposeKeys<kType>(k, stride, a.n, hd, kt);
+  TransposeKeys<kType>(k, a.n, hd, kt);
   alignas(64) float p[4][kMaxGroupKeys];
   // Groups of four queries that see at least one key (the others' state stays untouched).
   int32_t idx[4];
@@ -327,14 +322,14 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, in
     if (a.num_valid[i] <= 0) continue;
     idx[num++] = i;
     if (num == 4) {
-      AttendQueriesT<kType, 4>(a, idx, kt, v, stride, p);
+      AttendQueriesT<kType, 4>(a, idx, kt, v, p);
       num = 0;
     }
   }
   switch (num) {
-    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, stride, p); break;
-    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, stride, p); break;
-    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, stride, p); break;
+    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, p); break;
+    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, p); break;
+    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, p); break;
     default: break;
   }
 }
@@ -342,14 +337,13 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* k, const void* v, in
 }  // namespace
 
 void AttendBlock(const AttendBlockArgs& a) {
-  if (a.k_cache == nullptr) return AttendBlockTyped<DType::kF32>(a, a.k, a.v, a.head_dim);
-  switch (a.cache_dtype) {
+  switch (a.rows_dtype) {
     case DType::kF16:
-      return AttendBlockTyped<DType::kF16>(a, a.k_cache, a.v_cache, a.cache_stride);
+      return AttendBlockTyped<DType::kF16>(a, a.k_rows, a.v_rows);
     case DType::kBF16:
-      return AttendBlockTyped<DType::kBF16>(a, a.k_cache, a.v_cache, a.cache_stride);
+      return AttendBlockTyped<DType::kBF16>(a, a.k_rows, a.v_rows);
     default:
-      return AttendBlockTyped<DType::kF32>(a, a.k_cache, a.v_cache, a.cache_stride);
+      return AttendBlockTyped<DType::kF32>(a, a.k_rows, a.v_rows);
   }
 }
 

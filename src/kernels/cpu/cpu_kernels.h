@@ -11,11 +11,12 @@
 
 namespace tinyserve::kernels::cpu {
 
-// One step of online (flash-attention) softmax: folds one cache block of n keys/values into the
-// running state of num_q query vectors. Query i sees the first num_valid[i] keys of the block
-// (causal mask; <= 0 means it sees none and its state is untouched). The arithmetic for query i
-// depends only on its own vector and the keys it sees, never on the other queries, which is what
-// makes attention independent of how the batch is composed.
+// One step of online (flash-attention) softmax: folds a run of n consecutive cache positions
+// (one or more whole blocks, chosen by position only) into the running state of num_q query
+// vectors. Query i sees the first num_valid[i] keys of the run (causal mask; <= 0 means it sees
+// none and its state is untouched). The arithmetic for query i depends only on its own vector and
+// the keys it sees, never on the other queries, which is what makes attention independent of how
+// the batch is composed.
 struct AttendBlockArgs {
   const float* q = nullptr;            // [num_q, head_dim]
   const int32_t* num_valid = nullptr;  // [num_q]
@@ -29,14 +30,13 @@ struct AttendBlockArgs {
   float* sum = nullptr;     // [num_q] running sum of exp(score - max) (start: 0)
   float* acc = nullptr;     // [num_q, head_dim] running sum of exp(score - max) * v (start: 0)
   float* scores = nullptr;  // scratch, [n] rounded up to 16
-  // AVX-512 only (the driver sets these for no other ISA): when k_cache is set, keys and values
-  // are read straight from the cache instead of k / v: row t of the block at
-  // k_cache / v_cache + t * cache_stride elements of cache_dtype (kF32, kF16 or kBF16).
-  // Conversion to f32 is exact, so the result is the same as with converted rows.
-  const void* k_cache = nullptr;
-  const void* v_cache = nullptr;
-  DType cache_dtype = DType::kF32;
-  int64_t cache_stride = 0;
+  // AVX-512 only (the driver sets these for no other ISA; k / v are then unused): key / value t
+  // is the head_dim elements of rows_dtype (kF32, kF16 or kBF16) at k_rows[t] / v_rows[t],
+  // either the f32 rows of k / v or rows straight in the cache. Conversion to f32 is exact, so
+  // the result is the same either way.
+  const void* const* k_rows = nullptr;  // [n]
+  const void* const* v_rows = nullptr;  // [n]
+  DType rows_dtype = DType::kF32;
 };
 
 #define TINYSERVE_CPU_KERNELS_DECLARE                                                         \
