@@ -130,10 +130,9 @@ void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
       Fail("messages", "message 'content' must be a string or a list of parts");
   }
   Json conv = {{"messages", *m}};
-  if (const Json* tools = Field(body, "tools")) {
-    if (!tools->is_array()) Fail("tools", "'tools' must be a list");
-    if (!tools->empty()) conv["tools"] = *tools;
-  }
+  // ParseTools has checked the tools (and dropped them for tool_choice "none").
+  if (const Json* tools = Field(body, "tools"); tools != nullptr && !tools->empty())
+    conv["tools"] = *tools;
   conv["add_generation_prompt"] = GetBool(body, "add_generation_prompt", true);
   conv["continue_final_message"] = GetBool(body, "continue_final_message", false);
   auto parsed = ChatConversationFromJson(conv);
