@@ -44,7 +44,9 @@ void AddEngineFlags(CLI::App* cmd, EngineFlags* f) {
                   "KV cache size in bytes (suffixes K, M, G, KiB, MiB, GiB); default 2GiB");
   cmd->add_option("--memory-utilization", o.memory_utilization,
                   "KV cache size as a fraction of MemAvailable (when --kv-cache-memory is unset)");
-  cmd->add_option("--kv-cache-dtype", f->kv_cache_dtype, "f16, bf16 or f32")
+  cmd->add_option("--kv-cache-dtype", f->kv_cache_dtype,
+                  "f16, bf16, f32 or int8 (int8 with a scale per token and KV head; also "
+                  "spelled i8, or q8_0 as llama.cpp's --cache-type-k)")
       ->capture_default_str();
   cmd->add_flag("--no-enable-prefix-caching", f->no_prefix_caching,
                 "Turn off automatic prefix caching");
@@ -65,8 +67,11 @@ StatusOr<EngineOptions> EngineOptionsFromFlags(const EngineFlags& f) {
     o.kv_cache_dtype = DType::kBF16;
   } else if (f.kv_cache_dtype == "f32" || f.kv_cache_dtype == "float32") {
     o.kv_cache_dtype = DType::kF32;
+  } else if (f.kv_cache_dtype == "int8" || f.kv_cache_dtype == "i8" ||
+             f.kv_cache_dtype == "q8_0") {
+    o.kv_cache_dtype = DType::kI8;
   } else {
-    return InvalidArgumentError("--kv-cache-dtype must be f16, bf16 or f32, got \"{}\"",
+    return InvalidArgumentError("--kv-cache-dtype must be f16, bf16, f32 or int8, got \"{}\"",
                                 f.kv_cache_dtype);
   }
   o.enable_prefix_caching = !f.no_prefix_caching;

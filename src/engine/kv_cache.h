@@ -1,5 +1,6 @@
 // The KV cache storage: for every layer, K and V arrays of [num_blocks, block_size,
-// num_kv_heads, head_dim] in f32, f16 or bf16, handed to the model as PagedKvLayer views.
+// num_kv_heads, head_dim] in f32, f16, bf16 or i8 (int8 with a binary16 scale per slot and KV
+// head, about half the bytes of f16), handed to the model as PagedKvLayer views.
 // Sized once at start-up from a byte budget. Engine thread only.
 #pragma once
 

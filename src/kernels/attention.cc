@@ -1,18 +1,21 @@
-// PagedAttention driver: splits the batch into (sequence, KV head, query tile) work items, walks
-// each sequence's block table a step of whole blocks (about kStepKeys keys) at a time, converts
-// the step's K/V rows to f32 (or, on AVX-512 for small tiles, points at them in the cache) and
-// folds them into the online-softmax state of all query heads of the KV head's group (the per-ISA
-// AttendBlock).
+// PagedAttention driver: splits the batch into (sequence, KV head, query tile, KV partition) work
+// items, walks each partition of a sequence's block table a step of whole blocks (about kStepKeys
+// keys) at a time, converts the step's K/V rows to f32 (or, on AVX-512 for small tiles, points
+// at them in the cache) and folds them into the online-softmax state of all query heads of the
+// KV head's group (the per-ISA AttendBlock); partitions of a long context are merged exactly
+// (flash-decoding).
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/convert.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/kv_quant.h"
 #include "util/check.h"
 
 namespace tinyserve::kernels {
@@ -63,6 +66,14 @@ constexpr int32_t kTileRows = 8;
 // on its position. Longer steps spread the per-step max / rescale work over more keys.
 constexpr int32_t kStepKeys = 64;
 
+// Keys per partition (flash-decoding): a context longer than one partition is split into
+// partitions [p * P, (p + 1) * P) of whole steps, each folded by its own work item into a
+// partial softmax state; the partials are merged in partition order. Partition bounds depend
+// only on positions, never on the thread count or the batch, so neither changes a result; a
+// query that sees only the first partition gets exactly the unsplit result (merging one state
+// multiplies by exp(0) = 1).
+constexpr int32_t kPartitionKeys = 512;
+
 int32_t BlocksPerStep(int32_t block_size) { return std::max(1, kStepKeys / block_size); }
 
 struct WorkItem {
@@ -70,37 +81,119 @@ struct WorkItem {
   int32_t kv_head;
   int32_t row_begin;  // rows within the sequence's query rows
   int32_t row_end;
+  int32_t part;        // partition index (keys [part * P, (part + 1) * P))
+  int32_t group;       // index into the split groups; -1: single partition, write out directly
 };
 
-int64_t ElementBytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+// A (sequence, KV head, tile) whose context spans several partitions.
+struct SplitGroup {
+  int32_t first_item;
+  int32_t num_parts;
+  int64_t partial_offset;  // floats into the partials buffer: num_parts x num_q x (hd + 2)
+};
 
-// Scratch of one thread, sized for the largest tile.
+int64_t ElementBytes(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return 4;
+    case DType::kI8:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+// Scratch of one thread, grown to the largest tile seen (kept between calls: no allocation per
+// step once warm).
 struct Scratch {
-  std::vector<float> q, acc, max, sum, k, v, scores;
+  std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
   std::vector<int32_t> num_valid;
   std::vector<const void*> k_rows, v_rows;
-  Scratch(int64_t max_q, int64_t head_dim, int64_t step_keys)
-      : q(max_q * head_dim),
-        acc(max_q * head_dim),
-        max(max_q),
-        sum(max_q),
-        k(step_keys * head_dim),
-        v(step_keys * head_dim),
-        scores((step_keys + 15) / 16 * 16),
-        num_valid(max_q),
-        k_rows(step_keys),
-        v_rows(step_keys) {}
+  void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys) {
+    if (static_cast<int64_t>(q.size()) >= max_q * head_dim &&
+        static_cast<int64_t>(k.size()) >= step_keys * head_dim &&
+        static_cast<int64_t>(k_rows.size()) >= step_keys) {
+      return;
+    }
+    q.resize(max_q * head_dim);
+    acc.resize(max_q * head_dim);
+    max.resize(max_q);
+    sum.resize(max_q);
+    k.resize(step_keys * head_dim);
+    v.resize(step_keys * head_dim);
+    scores.resize((step_keys + 15) / 16 * 16);
+    k_scales.resize(step_keys);
+    v_scales.resize(step_keys);
+    num_valid.resize(max_q);
+    k_rows.resize(step_keys);
+    v_rows.resize(step_keys);
+  }
 };
+
+Scratch& ThreadScratch(int64_t max_q, int64_t head_dim, int64_t step_keys) {
+  thread_local Scratch sc;
+  sc.Ensure(max_q, head_dim, step_keys);
+  return sc;
+}
+
+// The engine thread's per-call lists, reused between calls.
+struct Plan {
+  std::vector<WorkItem> items;
+  std::vector<SplitGroup> groups;
+  std::vector<float> partials;
+  std::unique_ptr<std::atomic<int32_t>[]> remaining;
+  size_t remaining_size = 0;
+};
+
+struct Context {
+  const cpu::CpuKernels& kern;
+  bool rows;
+  const float* q;
+  const PagedKvLayer& layer;
+  const AttentionBatch& batch;
+  int32_t num_heads;
+  float scale;
+  float* out;
+  Plan& plan;
+};
+
+// Merges the partial states of a split group in partition order and writes its output rows.
+void MergeGroup(const Context& c, const SplitGroup& g) {
+  const WorkItem& item = c.plan.items[g.first_item];
+  const int64_t hd = c.layer.head_dim;
+  const int64_t group = c.num_heads / c.layer.num_kv_heads;
+  const int64_t num_q = int64_t{item.row_end - item.row_begin} * group;
+  const int64_t stride = num_q * (hd + 2);
+  const float* base = c.plan.partials.data() + g.partial_offset;
+  const int64_t q_begin = c.batch.query_start[item.seq];
+  for (int64_t qi = 0; qi < num_q; ++qi) {
+    float m = -INFINITY;
+    for (int32_t p = 0; p < g.num_parts; ++p) m = std::fmax(m, base[p * stride + qi * (hd + 2)]);
+    const int64_t r = qi / group, j = qi % group;
+    float* dst = c.out + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group + j) * hd;
+    float sum = 0;
+    for (int64_t d = 0; d < hd; ++d) dst[d] = 0;
+    for (int32_t p = 0; p < g.num_parts; ++p) {
+      const float* st = base + p * stride + qi * (hd + 2);
+      if (st[1] == 0) continue;  // the query saw no key of this partition
+      const float w = std::exp(st[0] - m);
+      sum += st[1] * w;
+      for (int64_t d = 0; d < hd; ++d) dst[d] += st[2 + d] * w;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t d = 0; d < hd; ++d) dst[d] *= inv;
+  }
+}
 
 // rows: the ISA's AttendBlock reads rows through AttendBlockArgs::k_rows / v_rows (AVX-512);
 // for small tiles (direct) they point into the cache, otherwise at the step's f32 rows.
-void RunItem(const cpu::CpuKernels& kern, bool rows, const WorkItem& item, const float* q,
-             const PagedKvLayer& layer, const AttentionBatch& batch, int32_t num_heads, float scale,
-             float* out, Scratch& sc) {
+void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
+  const PagedKvLayer& layer = c.layer;
+  const AttentionBatch& batch = c.batch;
   const int64_t hd = layer.head_dim;
   const int64_t bs = layer.block_size;
   const int64_t nkv = layer.num_kv_heads;
-  const int64_t group = num_heads / nkv;
+  const int64_t group = c.num_heads / nkv;
   const int64_t q_begin = batch.query_start[item.seq];
   const int64_t q_len = batch.query_start[item.seq + 1] - q_begin;
   const int64_t first_pos = batch.seq_lens[item.seq] - q_len;
@@ -108,10 +201,12 @@ void RunItem(const cpu::CpuKernels& kern, bool rows, const WorkItem& item, const
   const int64_t num_rows = item.row_end - item.row_begin;
   const int64_t num_q = num_rows * group;
   // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper.
-  const bool direct = rows && num_q <= 16;
+  const bool direct = c.rows && num_q <= 16;
+  const bool int8 = layer.dtype == DType::kI8;
 
   for (int64_t r = 0; r < num_rows; ++r) {
-    const float* src = q + ((q_begin + item.row_begin + r) * num_heads + item.kv_head * group) * hd;
+    const float* src =
+        c.q + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group) * hd;
     std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
   }
   std::fill(sc.max.begin(), sc.max.begin() + num_q, -INFINITY);
@@ -123,29 +218,48 @@ void RunItem(const cpu::CpuKernels& kern, bool rows, const WorkItem& item, const
   const auto* v_base = static_cast<const uint8_t*>(layer.v);
   const int64_t last_pos = first_pos + item.row_end - 1;
   const int64_t step_blocks = BlocksPerStep(layer.block_size);
-  for (int64_t b0 = 0; b0 * bs <= last_pos; b0 += step_blocks) {
+  const int64_t part_keys = (kPartitionKeys + step_blocks * bs - 1) / (step_blocks * bs) *
+                            (step_blocks * bs);
+  const int64_t part_end = std::min<int64_t>(last_pos + 1, (item.part + int64_t{1}) * part_keys);
+  for (int64_t b0 = item.part * part_keys / bs; b0 * bs < part_end; b0 += step_blocks) {
     const int64_t step_start = b0 * bs;
-    const int64_t n = std::min(step_blocks * bs, last_pos + 1 - step_start);
+    const int64_t n = std::min(step_blocks * bs, part_end - step_start);
     cpu::AttendBlockArgs args;
     for (int64_t bb = 0, t = 0; t < n; ++bb) {
       const int64_t block_row = int64_t{table[b0 + bb]} * bs;
       for (int64_t in_block = 0; in_block < bs && t < n; ++in_block, ++t) {
-        const int64_t offset = ((block_row + in_block) * nkv + item.kv_head) * hd * elem;
+        const int64_t row = (block_row + in_block) * nkv + item.kv_head;
+        const int64_t offset = row * hd * elem;
+        if (int8) {
+          sc.k_scales[t] = Fp16ToF32(layer.k_scale[row]);
+          sc.v_scales[t] = Fp16ToF32(layer.v_scale[row]);
+        }
         if (direct) {
           sc.k_rows[t] = k_base + offset;
           sc.v_rows[t] = v_base + offset;
-        } else {
-          kern.to_f32(layer.dtype, k_base + offset, sc.k.data() + t * hd, hd);
-          kern.to_f32(layer.dtype, v_base + offset, sc.v.data() + t * hd, hd);
-          sc.k_rows[t] = sc.k.data() + t * hd;
-          sc.v_rows[t] = sc.v.data() + t * hd;
+          continue;
         }
+        float* kd = sc.k.data() + t * hd;
+        float* vd = sc.v.data() + t * hd;
+        if (int8) {
+          const auto* kq = reinterpret_cast<const int8_t*>(k_base + offset);
+          const auto* vq = reinterpret_cast<const int8_t*>(v_base + offset);
+          for (int64_t d = 0; d < hd; ++d) kd[d] = DequantizeKv(kq[d], sc.k_scales[t]);
+          for (int64_t d = 0; d < hd; ++d) vd[d] = DequantizeKv(vq[d], sc.v_scales[t]);
+        } else {
+          c.kern.to_f32(layer.dtype, k_base + offset, kd, hd);
+          c.kern.to_f32(layer.dtype, v_base + offset, vd, hd);
+        }
+        sc.k_rows[t] = kd;
+        sc.v_rows[t] = vd;
       }
     }
-    if (rows) {
+    if (c.rows) {
       args.k_rows = sc.k_rows.data();
       args.v_rows = sc.v_rows.data();
       args.rows_dtype = direct ? layer.dtype : DType::kF32;
+      args.k_scales = sc.k_scales.data();
+      args.v_scales = sc.v_scales.data();
     }
     for (int64_t r = 0; r < num_rows; ++r) {
       const int64_t pos = first_pos + item.row_begin + r;
@@ -159,22 +273,71 @@ void RunItem(const cpu::CpuKernels& kern, bool rows, const WorkItem& item, const
     args.v = sc.v.data();
     args.n = static_cast<int32_t>(n);
     args.head_dim = static_cast<int32_t>(hd);
-    args.scale = scale;
+    args.scale = c.scale;
     args.max = sc.max.data();
     args.sum = sc.sum.data();
     args.acc = sc.acc.data();
     args.scores = sc.scores.data();
-    kern.attend_block(args);
+    c.kern.attend_block(args);
   }
 
+  if (item.group >= 0) {
+    // A partition of a split context: store the partial state; the last partition of the group
+    // to finish merges (acq_rel: it sees every other partition's stores).
+    const SplitGroup& g = c.plan.groups[item.group];
+    float* st = c.plan.partials.data() + g.partial_offset + (item.part * num_q) * (hd + 2);
+    for (int64_t qi = 0; qi < num_q; ++qi, st += hd + 2) {
+      st[0] = sc.max[qi];
+      st[1] = sc.sum[qi];
+      std::memcpy(st + 2, sc.acc.data() + qi * hd, hd * sizeof(float));
+    }
+    if (c.plan.remaining[item.group].fetch_sub(1, std::memory_order_acq_rel) == 1) MergeGroup(c, g);
+    return;
+  }
   for (int64_t r = 0; r < num_rows; ++r) {
     for (int64_t j = 0; j < group; ++j) {
       const int64_t qi = r * group + j;
       const float inv = 1.0f / sc.sum[qi];
       float* dst =
-          out + ((q_begin + item.row_begin + r) * num_heads + item.kv_head * group + j) * hd;
+          c.out + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group + j) * hd;
       for (int64_t d = 0; d < hd; ++d) dst[d] = sc.acc[qi * hd + d] * inv;
     }
+  }
+}
+
+// Builds the work items (largest contexts' partitions first would balance better, but items are
+// claimed dynamically and are short, so batch order is kept) and the split groups.
+void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t group, Plan& plan) {
+  plan.items.clear();
+  plan.groups.clear();
+  const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
+  const int64_t part_keys = (kPartitionKeys + step_keys - 1) / step_keys * step_keys;
+  int64_t partial_floats = 0;
+  for (int32_t s = 0; s < batch.num_seqs; ++s) {
+    const int32_t q_len = batch.query_start[s + 1] - batch.query_start[s];
+    TS_CHECK(q_len <= batch.seq_lens[s]);
+    const int64_t first_pos = batch.seq_lens[s] - q_len;
+    for (int32_t r = 0; r < q_len; r += kTileRows) {
+      const int32_t r_end = std::min(q_len, r + kTileRows);
+      const int32_t parts = static_cast<int32_t>((first_pos + r_end - 1) / part_keys + 1);
+      for (int32_t g = 0; g < layer.num_kv_heads; ++g) {
+        int32_t gi = -1;
+        if (parts > 1) {
+          gi = static_cast<int32_t>(plan.groups.size());
+          plan.groups.push_back({static_cast<int32_t>(plan.items.size()), parts, partial_floats});
+          partial_floats += int64_t{parts} * (r_end - r) * group * (layer.head_dim + 2);
+        }
+        for (int32_t p = 0; p < parts; ++p) plan.items.push_back({s, g, r, r_end, p, gi});
+      }
+    }
+  }
+  if (static_cast<int64_t>(plan.partials.size()) < partial_floats) plan.partials.resize(partial_floats);
+  if (plan.remaining_size < plan.groups.size()) {
+    plan.remaining_size = std::max(plan.groups.size(), 2 * plan.remaining_size);
+    plan.remaining = std::make_unique<std::atomic<int32_t>[]>(plan.remaining_size);
+  }
+  for (size_t i = 0; i < plan.groups.size(); ++i) {
+    plan.remaining[i].store(plan.groups[i].num_parts, std::memory_order_relaxed);
   }
 }
 
@@ -208,10 +371,57 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
         for (int64_t i = 0; i < row; ++i) vd[i] = F32ToBf16(vs[i]);
         break;
       }
+      case DType::kI8: {
+        const int64_t hd = layer.head_dim;
+        for (int64_t h = 0; h < layer.num_kv_heads; ++h) {
+          const int64_t r = slot * layer.num_kv_heads + h;
+          layer.k_scale[r] = QuantizeKvRow(ks + h * hd, hd, static_cast<int8_t*>(layer.k) + r * hd);
+          layer.v_scale[r] = QuantizeKvRow(vs + h * hd, hd, static_cast<int8_t*>(layer.v) + r * hd);
+        }
+        break;
+      }
       default:
-        TS_CHECK(false && "cache dtype must be f32, f16 or bf16");
+        TS_CHECK(false && "cache dtype must be f32, f16, bf16 or i8");
     }
   }
+}
+
+void RopeStoreKv(Isa isa, const float* q, const float* k, const float* v, int64_t q_stride,
+                 int64_t kv_stride, int64_t num_tokens, int32_t num_heads, const float* cos_sin,
+                 const PagedKvLayer& layer, const int64_t* slot_mapping, float* q_out,
+                 ThreadPool* pool) {
+  const cpu::CpuKernels& kern = cpu::KernelsFor(isa);
+  const int64_t hd = layer.head_dim;
+  const int64_t q_dim = num_heads * hd, kv_dim = int64_t{layer.num_kv_heads} * hd;
+  auto run = [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> k_row;
+    if (static_cast<int64_t>(k_row.size()) < kv_dim) k_row.resize(kv_dim);
+    for (int64_t t = begin; t < end; ++t) {
+      const float* cs = cos_sin + t * hd;
+      float* qo = q_out + t * q_dim;
+      if (qo != q + t * q_stride) std::memcpy(qo, q + t * q_stride, q_dim * sizeof(float));
+      kern.rope_neox(qo, cs, 1, num_heads, hd);
+      if (slot_mapping[t] < 0) continue;
+      std::memcpy(k_row.data(), k + t * kv_stride, kv_dim * sizeof(float));
+      kern.rope_neox(k_row.data(), cs, 1, layer.num_kv_heads, hd);
+      WriteKv(layer, k_row.data(), v + t * kv_stride, slot_mapping + t, 1);
+    }
+  };
+  // A few tokens per thread at least: below that the fork-join costs more than the work.
+  constexpr int64_t kMinTokens = 4;
+  if (pool == nullptr || pool->num_threads() == 1 || num_tokens < 2 * kMinTokens) {
+    run(0, num_tokens);
+    return;
+  }
+  pool->ParallelFor(num_tokens, kMinTokens, [&](int64_t b, int64_t e, int) { run(b, e); });
+}
+
+void RopeStoreKv(const float* q, const float* k, const float* v, int64_t q_stride,
+                 int64_t kv_stride, int64_t num_tokens, int32_t num_heads, const float* cos_sin,
+                 const PagedKvLayer& layer, const int64_t* slot_mapping, float* q_out,
+                 ThreadPool* pool) {
+  RopeStoreKv(BestIsa(), q, k, v, q_stride, kv_stride, num_tokens, num_heads, cos_sin, layer,
+              slot_mapping, q_out, pool);
 }
 
 void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
@@ -219,37 +429,32 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   const cpu::CpuKernels& kern = cpu::KernelsFor(isa);
   TS_CHECK(layer.num_kv_heads > 0 && num_heads % layer.num_kv_heads == 0);
   TS_CHECK(layer.block_size >= 1);
+  TS_CHECK(layer.dtype != DType::kI8 || (layer.k_scale != nullptr && layer.v_scale != nullptr));
   const int32_t group = num_heads / layer.num_kv_heads;
   // Only the AVX-512 kernel reads rows through pointers, and so the cache directly (saves a
   // store and reload of every row).
   const bool rows = isa == Isa::kAvx512;
-  std::vector<WorkItem> items;
-  for (int32_t s = 0; s < batch.num_seqs; ++s) {
-    const int32_t q_len = batch.query_start[s + 1] - batch.query_start[s];
-    TS_CHECK(q_len <= batch.seq_lens[s]);
-    for (int32_t r = 0; r < q_len; r += kTileRows) {
-      for (int32_t g = 0; g < layer.num_kv_heads; ++g) {
-        items.push_back({s, g, r, std::min(q_len, r + kTileRows)});
-      }
-    }
-  }
+  // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
+  thread_local Plan plan;
+  BuildPlan(layer, batch, group, plan);
+  const Context ctx{kern, rows, q, layer, batch, num_heads, scale, out, plan};
   const int64_t max_q = int64_t{kTileRows} * group;
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();
-  if (num_threads == 1 || items.size() <= 1) {
-    Scratch sc(max_q, layer.head_dim, step_keys);
-    for (const WorkItem& item : items) {
-      RunItem(kern, rows, item, q, layer, batch, num_heads, scale, out, sc);
-    }
+  if (num_threads == 1 || plan.items.size() <= 1) {
+    Scratch& sc = ThreadScratch(max_q, layer.head_dim, step_keys);
+    for (const WorkItem& item : plan.items) RunItem(ctx, item, sc);
     return;
   }
   // Items are claimed dynamically (they differ in cost with context length); each writes only
-  // its own output rows and computes them the same way on any thread.
+  // its own output rows or partials and computes them the same way on any thread.
+  // (Workers reach the plan through ctx: `plan` itself names each thread's own instance.)
   std::atomic<size_t> next{0};
   pool->Run([&](int) {
-    Scratch sc(max_q, layer.head_dim, step_keys);
+    Scratch& sc = ThreadScratch(max_q, layer.head_dim, step_keys);
+    const std::vector<WorkItem>& items = ctx.plan.items;
     for (size_t i = next.fetch_add(1); i < items.size(); i = next.fetch_add(1)) {
-      RunItem(kern, rows, items[i], q, layer, batch, num_heads, scale, out, sc);
+      RunItem(ctx, items[i], sc);
     }
   });
 }

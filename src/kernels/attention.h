@@ -13,7 +13,9 @@
 namespace tinyserve::kernels {
 
 // One layer's cache. Both k and v are [num_blocks, block_size, num_kv_heads, head_dim] in
-// `dtype` (kF32, kF16 or kBF16). Slot s is token s % block_size of block s / block_size.
+// `dtype` (kF32, kF16, kBF16 or kI8). Slot s is token s % block_size of block s / block_size.
+// kI8 (the quantized cache) also has one binary16 scale per slot and KV head in k_scale /
+// v_scale ([num_blocks, block_size, num_kv_heads]): element = int8 * scale (see kv_quant.h).
 struct PagedKvLayer {
   void* k = nullptr;
   void* v = nullptr;
@@ -22,12 +24,30 @@ struct PagedKvLayer {
   int32_t block_size = 16;
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
+  uint16_t* k_scale = nullptr;  // kI8 only
+  uint16_t* v_scale = nullptr;  // kI8 only
 };
 
 // Stores k[t], v[t] ([num_tokens, num_kv_heads, head_dim], f32) into slot slot_mapping[t],
-// converting to the cache dtype. A negative slot means "do not store" (padding).
+// converting to the cache dtype (kI8: quantized per slot and head, QuantizeKvRow). A negative
+// slot means "do not store" (padding).
 void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
              int64_t num_tokens);
+
+// The fused step between the QKV projection and attention, one pass over the tokens (one
+// parallel region): q_out[t] = RoPE(q[t]); the cache slot slot_mapping[t] gets RoPE(k[t]) and
+// v[t] (converted / quantized as WriteKv does). q, k, v are rows of q_stride / kv_stride floats
+// (the fused projection's output is one [T, q + 2 kv] matrix: pass its column offsets);
+// cos_sin as RopeCosSin; q_out may be q itself (q_stride = num_heads * head_dim). Bit-identical
+// to RopeNeox on q and k, then WriteKv.
+void RopeStoreKv(const float* q, const float* k, const float* v, int64_t q_stride,
+                 int64_t kv_stride, int64_t num_tokens, int32_t num_heads, const float* cos_sin,
+                 const PagedKvLayer& layer, const int64_t* slot_mapping, float* q_out,
+                 ThreadPool* pool);
+void RopeStoreKv(Isa isa, const float* q, const float* k, const float* v, int64_t q_stride,
+                 int64_t kv_stride, int64_t num_tokens, int32_t num_heads, const float* cos_sin,
+                 const PagedKvLayer& layer, const int64_t* slot_mapping, float* q_out,
+                 ThreadPool* pool);
 
 // The sequences of one flat batch, as attention sees them.
 struct AttentionBatch {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/ops.h"
 #include "kernels/ref/ref.h"
 
 namespace tinyserve::kernels {
@@ -58,10 +59,16 @@ class PagedCache {
     }
     const int64_t row = int64_t{shape.num_kv_heads} * shape.head_dim;
     const int64_t elems = num_blocks * shape.block_size * row;
-    const int64_t bytes = elems * (dtype == DType::kF32 ? 4 : 2);
+    const int64_t bytes = elems * (dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2);
     k_.resize(bytes);
     v_.resize(bytes);
-    for (int64_t i = 0; i < elems; ++i) {
+    if (dtype == DType::kI8) {  // NaN scales: an unowned slot dequantizes to NaN
+      k_scale_.assign(num_blocks * shape.block_size * shape.num_kv_heads, 0x7e00);
+      v_scale_ = k_scale_;
+      layer_.k_scale = k_scale_.data();
+      layer_.v_scale = v_scale_.data();
+    }
+    for (int64_t i = 0; i < elems && dtype != DType::kI8; ++i) {
       if (dtype == DType::kF32) {
         const float nan = NAN;
         std::memcpy(k_.data() + 4 * i, &nan, 4);
@@ -113,6 +120,7 @@ class PagedCache {
   int32_t max_blocks_ = 1;
   std::vector<int32_t> block_tables_;
   std::vector<uint8_t> k_, v_;
+  std::vector<uint16_t> k_scale_, v_scale_;
   PagedKvLayer layer_;
 };
 
@@ -220,10 +228,35 @@ TEST_P(AttentionTest, ResultDoesNotDependOnThreadCount) {
   EXPECT_EQ(a, c);
 }
 
+// Contexts past one partition (512 keys) are split into partitions merged afterwards
+// (flash-decoding). They still match the reference, and the split is fixed by position: a
+// sequence gives the same bits alone or batched, chunked, and on 1, 2 or 3 threads.
+TEST_P(AttentionTest, SplitLongContextsMatchReferenceAndAreBitIdentical) {
+  const auto [isa, dtype] = GetParam();
+  const Shape shape = {16, 2, 14, 64};
+  const std::vector<int32_t> ctx = {1300, 30, 600};
+  PagedCache cache(dtype, shape, ctx, 11);
+  const int64_t width = int64_t{shape.num_heads} * shape.head_dim;
+  // Rows 500..529 of sequence 0 straddle the first partition boundary; 1024 the second.
+  const Call call{{0, 1, 2, 0}, {530, 30, 600, 1300}, {30, 1, 1, 1}};
+  ThreadPool one(1), two(2), three(3);
+  const auto a = RunCall(isa, cache, shape, call, &one, /*check_ref=*/true);
+  EXPECT_EQ(a, RunCall(isa, cache, shape, call, &two, /*check_ref=*/false));
+  EXPECT_EQ(a, RunCall(isa, cache, shape, call, &three, /*check_ref=*/false));
+  EXPECT_EQ(a, RunCall(isa, cache, shape, call, nullptr, /*check_ref=*/false));
+  // The decode row at 1300 alone, and the chunk 500..529 as 20 + 10 rows in other batches.
+  const auto alone = RunCall(isa, cache, shape, {{0}, {1300}, {1}}, &two, /*check_ref=*/false);
+  EXPECT_TRUE(std::equal(alone.begin(), alone.end(), a.end() - width));
+  const auto first = RunCall(isa, cache, shape, {{2, 0}, {600, 520}, {1, 20}}, &two, false);
+  const auto second = RunCall(isa, cache, shape, {{0}, {530}, {10}}, &three, false);
+  EXPECT_TRUE(std::equal(first.begin() + width, first.end(), a.begin()));
+  EXPECT_TRUE(std::equal(second.begin(), second.end(), a.begin() + 20 * width));
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsasAndCacheTypes, AttentionTest,
                          ::testing::Combine(::testing::ValuesIn(SupportedIsas()),
                                             ::testing::Values(DType::kF32, DType::kF16,
-                                                              DType::kBF16)),
+                                                              DType::kBF16, DType::kI8)),
                          [](const auto& info) {
                            return std::string(IsaName(std::get<0>(info.param))) + "_" +
                                   std::string(DTypeName(std::get<1>(info.param)));
@@ -234,7 +267,7 @@ TEST(WriteKvTest, StoresConvertedRowsAndSkipsNegativeSlots) {
     const int64_t row = 2 * 3;  // 2 KV heads x head_dim 3
     const int64_t num_slots = 4 * 2;
     std::vector<uint8_t> k(num_slots * row * 4, 0xAB), v(num_slots * row * 4, 0xCD);
-    PagedKvLayer layer{k.data(), v.data(), dtype, 4, 2, 2, 3};
+    PagedKvLayer layer{k.data(), v.data(), dtype, 4, 2, 2, 3};  // no kI8 here (below)
     std::vector<float> kin(3 * row), vin(3 * row);
     for (size_t i = 0; i < kin.size(); ++i) kin[i] = 0.1f * i - 0.77f, vin[i] = 3.3f - 0.7f * i;
     const std::vector<int64_t> slots = {5, -1, 0};
@@ -260,6 +293,110 @@ TEST(WriteKvTest, StoresConvertedRowsAndSkipsNegativeSlots) {
       }
     }
   }
+}
+
+// The fused RoPE + KV store equals RopeNeox on q and k then WriteKv, bit for bit, for a fused
+// [T, q + 2 kv] projection output, with padding rows and on any thread count.
+TEST(RopeStoreKvTest, EqualsRopeThenWriteKv) {
+  for (Isa isa : SupportedIsas()) {
+    for (DType dtype : {DType::kF32, DType::kF16, DType::kI8}) {
+      const int32_t heads = 14, kv_heads = 2, hd = 64, tokens = 21;
+      const int64_t q_dim = heads * hd, kv_dim = kv_heads * hd, width = q_dim + 2 * kv_dim;
+      std::vector<float> qkv(tokens * width), cos_sin(tokens * hd);
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+      for (float& x : qkv) x = dist(rng);
+      std::vector<int32_t> positions(tokens);
+      for (int32_t t = 0; t < tokens; ++t) positions[t] = 100 + 7 * t;
+      RopeCosSin(positions.data(), tokens, hd, 1e6f, cos_sin.data());
+      std::vector<int64_t> slots(tokens);
+      for (int32_t t = 0; t < tokens; ++t) slots[t] = t % 4 == 3 ? -1 : 2 * t + 1;
+      const int64_t num_slots = 2 * tokens + 2;
+      const int64_t elem = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
+      auto make = [&](std::vector<uint8_t>* k, std::vector<uint8_t>* v,
+                      std::vector<uint16_t>* ks, std::vector<uint16_t>* vs) {
+        k->assign(num_slots * kv_dim * elem, 0);
+        v->assign(num_slots * kv_dim * elem, 0);
+        ks->assign(num_slots * kv_heads, 0);
+        vs->assign(num_slots * kv_heads, 0);
+        return PagedKvLayer{k->data(), v->data(), dtype, num_slots, 1, kv_heads, hd,
+                            ks->data(), vs->data()};
+      };
+      std::vector<uint8_t> wk, wv;
+      std::vector<uint16_t> wks, wvs;
+      const PagedKvLayer want_layer = make(&wk, &wv, &wks, &wvs);
+      std::vector<float> want_q(tokens * q_dim), k(tokens * kv_dim), v(tokens * kv_dim);
+      for (int32_t t = 0; t < tokens; ++t) {
+        std::memcpy(want_q.data() + t * q_dim, qkv.data() + t * width, q_dim * 4);
+        std::memcpy(k.data() + t * kv_dim, qkv.data() + t * width + q_dim, kv_dim * 4);
+        std::memcpy(v.data() + t * kv_dim, qkv.data() + t * width + q_dim + kv_dim, kv_dim * 4);
+      }
+      RopeNeox(isa, want_q.data(), cos_sin.data(), tokens, heads, hd);
+      RopeNeox(isa, k.data(), cos_sin.data(), tokens, kv_heads, hd);
+      WriteKv(want_layer, k.data(), v.data(), slots.data(), tokens);
+      ThreadPool two(2), three(3);
+      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two, &three}) {
+        std::vector<uint8_t> gk, gv;
+        std::vector<uint16_t> gks, gvs;
+        const PagedKvLayer layer = make(&gk, &gv, &gks, &gvs);
+        std::vector<float> q(tokens * q_dim);
+        RopeStoreKv(isa, qkv.data(), qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, width,
+                    width, tokens, heads, cos_sin.data(), layer, slots.data(), q.data(), pool);
+        EXPECT_EQ(q, want_q) << IsaName(isa);
+        EXPECT_EQ(gk, wk);
+        EXPECT_EQ(gv, wv);
+        EXPECT_EQ(gks, wks);
+        EXPECT_EQ(gvs, wvs);
+      }
+    }
+  }
+}
+
+// int8 rows: one binary16 scale per slot and head, max|x| / 127; every element within half a
+// step of its input; the padding slot untouched; the optimized and reference writers agree.
+TEST(WriteKvTest, Int8StoresScaledRowsPerSlotAndHead) {
+  const int64_t heads = 2, hd = 40, row = heads * hd, num_slots = 4 * 2;
+  std::vector<float> kin(3 * row), vin(3 * row);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-5.0f, 5.0f);
+  for (float& x : kin) x = dist(rng);
+  for (float& x : vin) x = 0.01f * dist(rng);
+  for (int64_t i = 0; i < hd; ++i) kin[2 * row + hd + i] = 0;  // an all-zero head row
+  const std::vector<int64_t> slots = {5, -1, 0};
+  std::vector<int8_t> k[2], v[2];
+  std::vector<uint16_t> ks[2], vs[2];
+  for (int impl = 0; impl < 2; ++impl) {
+    k[impl].assign(num_slots * row, 99), v[impl].assign(num_slots * row, 99);
+    ks[impl].assign(num_slots * heads, 0x1234), vs[impl].assign(num_slots * heads, 0x1234);
+    PagedKvLayer layer{k[impl].data(), v[impl].data(), DType::kI8, 4, 2, 2, hd,
+                       ks[impl].data(), vs[impl].data()};
+    (impl == 0 ? WriteKv : ref::WriteKv)(layer, kin.data(), vin.data(), slots.data(), 3);
+    for (int64_t slot = 0; slot < num_slots; ++slot) {
+      const int64_t src = slot == 5 ? 0 : slot == 0 ? 2 : -1;
+      for (int64_t h = 0; h < heads; ++h) {
+        if (src < 0) {
+          EXPECT_EQ(ks[impl][slot * heads + h], 0x1234) << "slot " << slot << " was written";
+          EXPECT_EQ(k[impl][slot * row + h * hd], 99);
+          continue;
+        }
+        for (bool value : {false, true}) {
+          const float* x = (value ? vin : kin).data() + src * row + h * hd;
+          float amax = 0;
+          for (int64_t d = 0; d < hd; ++d) amax = std::max(amax, std::fabs(x[d]));
+          const float scale = Fp16ToF32((value ? vs : ks)[impl][slot * heads + h]);
+          EXPECT_EQ(scale, Fp16ToF32(F32ToFp16(amax / 127.0f)));
+          for (int64_t d = 0; d < hd; ++d) {
+            const float got = ref::LoadKv(layer, value, slot, h, d);
+            EXPECT_LE(std::fabs(got - x[d]), 0.5f * scale + 1e-3f * amax) << d;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(k[0], k[1]);
+  EXPECT_EQ(v[0], v[1]);
+  EXPECT_EQ(ks[0], ks[1]);
+  EXPECT_EQ(vs[0], vs[1]);
 }
 
 }  // namespace

@@ -60,6 +60,15 @@ void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int
   });
 }
 
+void AddRmsNorm(Isa isa, float* x, const float* add, const float* weight, int64_t num_rows,
+                int64_t dim, float eps, float* out, ThreadPool* pool) {
+  const cpu::CpuKernels& kern = cpu::KernelsFor(isa);
+  ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
+    kern.add_in_place(x + b * dim, add + b * dim, (e - b) * dim);
+    kern.rms_norm(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
 void RopeCosSin(const int32_t* positions, int64_t num_tokens, int64_t head_dim, float theta,
                 float* cos_sin) {
   // Angles in double: pos * inv_freq reaches ~3e4 rad, where a float angle would be off by
@@ -126,6 +135,10 @@ void AddInPlace(Isa isa, float* out, const float* x, int64_t n) {
 void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
              float* out, ThreadPool* pool) {
   RmsNorm(BestIsa(), x, weight, num_rows, dim, eps, out, pool);
+}
+void AddRmsNorm(float* x, const float* add, const float* weight, int64_t num_rows, int64_t dim,
+                float eps, float* out, ThreadPool* pool) {
+  AddRmsNorm(BestIsa(), x, add, weight, num_rows, dim, eps, out, pool);
 }
 void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
               int64_t head_dim) {

@@ -18,6 +18,11 @@ namespace tinyserve::kernels {
 void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
              float* out, ThreadPool* pool);
 
+// Fused residual add and RMSNorm (one pass, one parallel region): x[r, :] += add[r, :], then
+// out[r, :] = RmsNorm(x[r, :]). Bit-identical to AddInPlace then RmsNorm. out must not alias x.
+void AddRmsNorm(float* x, const float* add, const float* weight, int64_t num_rows, int64_t dim,
+                float eps, float* out, ThreadPool* pool);
+
 // cos_sin[t, 0:half] = cos(pos_t * inv_freq), cos_sin[t, half:2*half] = sin(...), with
 // half = head_dim / 2 and inv_freq_i = theta^(-2i/head_dim). Computed once per forward call and
 // shared by every layer. cos_sin: [num_tokens, head_dim].
@@ -49,6 +54,8 @@ void AddInPlace(float* out, const float* x, int64_t n);
 // benchmarks use these to cover every path. Require IsaSupported(isa).
 void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
              float* out, ThreadPool* pool);
+void AddRmsNorm(Isa isa, float* x, const float* add, const float* weight, int64_t num_rows,
+                int64_t dim, float eps, float* out, ThreadPool* pool);
 void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
               int64_t head_dim);
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,

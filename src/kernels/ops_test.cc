@@ -251,6 +251,25 @@ TEST_P(OpsIsaTest, EmbeddingLookupDequantizesTheRequestedRowsOfQuantizedTables) 
   }
 }
 
+TEST_P(OpsIsaTest, AddRmsNormIsBitIdenticalToAddThenNormOnAnyThreadCount) {
+  const Isa isa = GetParam();
+  const int64_t rows = 37, dim = 200;
+  std::vector<float> x(rows * dim), add(rows * dim), w(dim);
+  FillRandom(x.data(), rows * dim, 1);
+  FillRandom(add.data(), rows * dim, 2);
+  FillRandom(w.data(), dim, 3);
+  std::vector<float> want_x = x, want(rows * dim);
+  AddInPlace(isa, want_x.data(), add.data(), rows * dim);
+  RmsNorm(isa, want_x.data(), w.data(), rows, dim, 1e-6f, want.data(), nullptr);
+  ThreadPool two(2), three(3);
+  for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two, &three}) {
+    std::vector<float> got_x = x, got(rows * dim);
+    AddRmsNorm(isa, got_x.data(), add.data(), w.data(), rows, dim, 1e-6f, got.data(), pool);
+    EXPECT_EQ(got_x, want_x);
+    EXPECT_EQ(got, want);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, OpsIsaTest, ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& info) { return std::string(IsaName(info.param)); });
 

@@ -143,6 +143,8 @@ Status Qwen2Model::ValidateBatch(const ForwardBatch& b,
         layer.head_dim != config_.head_dim || layer.num_blocks != k0.num_blocks ||
         layer.block_size != k0.block_size || layer.dtype != k0.dtype)
       return InvalidArgumentError("KV cache: layers must match the model's KV heads and head_dim");
+    if (layer.dtype == DType::kI8 && (layer.k_scale == nullptr || layer.v_scale == nullptr))
+      return InvalidArgumentError("KV cache: an int8 cache needs its scales");
   }
   const int64_t num_slots = k0.num_blocks * k0.block_size;
   for (int64_t t = 0; t < num_tokens; ++t) {
@@ -238,24 +240,26 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
   const kernels::AttentionBatch attn_batch{batch.num_seqs(), batch.query_start.data(),
                                            batch.seq_lens.data(), batch.block_tables.data(),
                                            batch.max_blocks_per_seq};
+  // Each layer: norm, QKV projection, RoPE + KV store (fused), attention, o_proj, residual +
+  // norm (fused), gate/up, SiLU * up, down; the last residual add is fused with the next layer's
+  // first norm. Every op is one parallel region at most.
+  {
+    OpTimer timer(prof, &p.norm);
+    kernels::RmsNorm(x, weights_.layers[0].attn_norm.data(), T, H, eps, normed_.data(), pool);
+  }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Qwen2LayerWeights& L = weights_.layers[l];
-    {
-      OpTimer timer(prof, &p.norm);
-      kernels::RmsNorm(x, L.attn_norm.data(), T, H, eps, normed_.data(), pool);
-    }
+    const float *q_src = q_.data(), *k_src = k_.data(), *v_src = v_.data();
+    int64_t q_stride = q_dim, kv_stride = kv_dim;
     {
       OpTimer timer(prof, &p.qkv);
       const float* bias = L.qkv_bias.data();
       if (L.fused_qkv) {
-        const int64_t width = q_dim + 2 * kv_dim;
         kernels::MatMul(L.qkv, normed_.data(), T, bias, qkv_.data(), pool);
-        for (int64_t t = 0; t < T; ++t) {
-          const float* row = qkv_.data() + t * width;
-          std::memcpy(q_.data() + t * q_dim, row, q_dim * sizeof(float));
-          std::memcpy(k_.data() + t * kv_dim, row + q_dim, kv_dim * sizeof(float));
-          std::memcpy(v_.data() + t * kv_dim, row + q_dim + kv_dim, kv_dim * sizeof(float));
-        }
+        q_src = qkv_.data();
+        k_src = q_src + q_dim;
+        v_src = k_src + kv_dim;
+        q_stride = kv_stride = q_dim + 2 * kv_dim;
       } else {
         kernels::MatMul(L.q, normed_.data(), T, bias, q_.data(), pool);
         kernels::MatMul(L.k, normed_.data(), T, bias + q_dim, k_.data(), pool);
@@ -264,12 +268,9 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     }
     {
       OpTimer timer(prof, &p.rope);
-      kernels::RopeNeox(q_.data(), cos_sin_.data(), T, c.num_heads, D);
-      kernels::RopeNeox(k_.data(), cos_sin_.data(), T, c.num_kv_heads, D);
-    }
-    {
-      OpTimer timer(prof, &p.kv_write);
-      kernels::WriteKv(kv_layers[l], k_.data(), v_.data(), batch.slot_mapping.data(), T);
+      kernels::RopeStoreKv(q_src, k_src, v_src, q_stride, kv_stride, T,
+                           static_cast<int32_t>(c.num_heads), cos_sin_.data(), kv_layers[l],
+                           batch.slot_mapping.data(), q_.data(), pool);
     }
     {
       OpTimer timer(prof, &p.attention);
@@ -281,12 +282,8 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
       kernels::MatMul(L.o, attn_.data(), T, nullptr, proj_.data(), pool);
     }
     {
-      OpTimer timer(prof, &p.residual);
-      kernels::AddInPlace(x, proj_.data(), T * H);
-    }
-    {
       OpTimer timer(prof, &p.norm);
-      kernels::RmsNorm(x, L.ffn_norm.data(), T, H, eps, normed_.data(), pool);
+      kernels::AddRmsNorm(x, proj_.data(), L.ffn_norm.data(), T, H, eps, normed_.data(), pool);
     }
     {
       OpTimer timer(prof, &p.gate_up);
@@ -311,7 +308,11 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
       OpTimer timer(prof, &p.down);
       kernels::MatMul(L.down, act_.data(), T, nullptr, proj_.data(), pool);
     }
-    {
+    if (l + 1 < c.num_layers) {
+      OpTimer timer(prof, &p.norm);
+      kernels::AddRmsNorm(x, proj_.data(), weights_.layers[l + 1].attn_norm.data(), T, H, eps,
+                          normed_.data(), pool);
+    } else {
       OpTimer timer(prof, &p.residual);
       kernels::AddInPlace(x, proj_.data(), T * H);
     }

@@ -10,17 +10,25 @@ namespace tinyserve {
 SimpleKvCache::SimpleKvCache(const ModelConfig& config, int64_t num_blocks, int32_t block_size,
                              DType dtype)
     : num_blocks_(num_blocks), block_size_(block_size) {
-  TS_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16);
-  const size_t elem = dtype == DType::kF32 ? 4 : 2;
-  const size_t bytes = static_cast<size_t>(num_blocks) * block_size * config.num_kv_heads *
-                       config.head_dim * elem;
+  TS_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16 ||
+           dtype == DType::kI8);
+  const size_t elem = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
+  const size_t rows = static_cast<size_t>(num_blocks) * block_size * config.num_kv_heads;
+  const size_t bytes = rows * config.head_dim * elem;
+  auto zeroed = [&](size_t n) {
+    AlignedBuffer<uint8_t> buf(n);
+    std::memset(buf.data(), 0, n);
+    void* p = buf.data();
+    storage_.push_back(std::move(buf));
+    return p;
+  };
   for (int64_t l = 0; l < config.num_layers; ++l) {
     kernels::PagedKvLayer layer;
-    for (void** dst : {&layer.k, &layer.v}) {
-      AlignedBuffer<uint8_t> buf(bytes);
-      std::memset(buf.data(), 0, bytes);
-      *dst = buf.data();
-      storage_.push_back(std::move(buf));
+    layer.k = zeroed(bytes);
+    layer.v = zeroed(bytes);
+    if (dtype == DType::kI8) {  // one binary16 scale per slot and KV head
+      layer.k_scale = static_cast<uint16_t*>(zeroed(rows * 2));
+      layer.v_scale = static_cast<uint16_t*>(zeroed(rows * 2));
     }
     layer.dtype = dtype;
     layer.num_blocks = num_blocks;

@@ -17,7 +17,7 @@ namespace tinyserve {
 
 class SimpleKvCache {
  public:
-  // num_blocks blocks of block_size tokens per layer, in `dtype` (kF32, kF16 or kBF16), zeroed.
+  // num_blocks blocks of block_size tokens per layer, in `dtype` (kF32, kF16, kBF16 or kI8), zeroed.
   SimpleKvCache(const ModelConfig& config, int64_t num_blocks, int32_t block_size, DType dtype);
   std::span<const kernels::PagedKvLayer> layers() const { return layers_; }
   int64_t num_blocks() const { return num_blocks_; }

@@ -4,7 +4,7 @@
 //
 // Usage: tool_model_logits SPEC.json OUT_DIR
 // SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "block_size": 4,
-//        "num_blocks": 64, "shuffle_seed": 1, "threads": 2,
+//        "num_blocks": 64, "shuffle_seed": 1, "threads": 2, "kv_dtype": "f32",
 //        "steps": [[{"seq": 0, "tokens": [1, 2]}, {"seq": 1, "tokens": [3]}], ...]}
 // Each step is one Forward call holding the listed sequences' new tokens (a sequence continues
 // where its previous step ended). Blocks are handed out from a shuffled free list, so each
@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -60,7 +61,13 @@ int Run(const std::string& spec_path, const std::string& out_dir) {
   const ModelConfig& c = (*model)->config();
   const int32_t block_size = spec.value("block_size", 4);
   const int64_t num_blocks = spec.value("num_blocks", 64);
-  SimpleKvCache cache(c, num_blocks, block_size, DType::kF32);
+  const std::optional<DType> kv_dtype = DTypeFromName(spec.value("kv_dtype", "f32"));
+  if (!kv_dtype || !(*kv_dtype == DType::kF32 || *kv_dtype == DType::kF16 ||
+                     *kv_dtype == DType::kBF16 || *kv_dtype == DType::kI8)) {
+    fmt::print(stderr, "kv_dtype must be f32, f16, bf16 or i8\n");
+    return 2;
+  }
+  SimpleKvCache cache(c, num_blocks, block_size, *kv_dtype);
   std::vector<int32_t> free_blocks(num_blocks);
   std::iota(free_blocks.begin(), free_blocks.end(), 0);
   std::shuffle(free_blocks.begin(), free_blocks.end(),

@@ -1,5 +1,6 @@
 // AVX-512 AttendBlock: one online-softmax step over a run of keys/values, read through row
-// pointers either from f32 rows or straight from the cache (f16/bf16 converted in registers).
+// pointers either from f32 rows or straight from the cache (f16/bf16/int8 converted in
+// registers; int8 rows times their scale).
 // GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
 // and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -41,11 +42,18 @@ __m512 ReduceAdd16(__m512 v[16]) {
 // Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
 constexpr int32_t kMaxGroupKeys = 64;
 
-// Lanes [0, left) of the row starting at element i of a cache row in kType, as f32 (exact).
+// Lanes [0, left) of the row starting at element i of a cache row in kType, as f32 (exact; kI8
+// rows are int8 times the row's scale, see kernels/kv_quant.h).
 template <DType kType>
-inline __m512 LoadRow(const void* row, int64_t i, int64_t left) {
+inline __m512 LoadRow(const void* row, int64_t i, int64_t left, float scale) {
   if constexpr (kType == DType::kF32) {
     return LoadPart(static_cast<const float*>(row) + i, left);
+  } else if constexpr (kType == DType::kI8) {
+    const int8_t* b = static_cast<const int8_t*>(row) + i;
+    const __m128i bytes =
+        left >= kWidth ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b))
+                       : _mm_maskz_loadu_epi8(TailMask(left <= 0 ? 0 : left), b);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), _mm512_set1_ps(scale));
   } else {
     const uint16_t* h = static_cast<const uint16_t*>(row) + i;
     if (left >= kWidth) {
@@ -59,11 +67,18 @@ inline __m512 LoadRow(const void* row, int64_t i, int64_t left) {
   }
 }
 
+// The scale of row t (kI8 only; other types ignore it and may pass no scales).
+template <DType kType>
+inline float RowScale(const float* scales, int32_t t) {
+  if constexpr (kType == DType::kI8) return scales[t];
+  return 1.0f;
+}
+
 // scores[t] = dot(q, k[t]) * scale for t < n, 16 keys at a time, for head_dim <= 16 * kChunks
 // (q stays in registers). Slots past n reuse key n - 1 and are never stored.
 template <int kChunks, DType kType>
-void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float scale,
-            float* scores) {
+void Scores(const float* q, const void* const* k, const float* ks, int32_t n, int64_t hd,
+            float scale, float* scores) {
   __m512 qv[kChunks];
   for (int c = 0; c < kChunks; ++c) qv[c] = LoadPart(q + c * kWidth, hd - c * kWidth);
   const __m512 scale_v = _mm512_set1_ps(scale);
@@ -73,9 +88,10 @@ void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float s
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
       const void* kt = k[row];
-      __m512 sum = _mm512_mul_ps(qv[0], LoadRow<kType>(kt, 0, hd));
+      const float rs = RowScale<kType>(ks, row);
+      __m512 sum = _mm512_mul_ps(qv[0], LoadRow<kType>(kt, 0, hd, rs));
       for (int c = 1; c < kChunks; ++c) {
-        sum = _mm512_fmadd_ps(qv[c], LoadRow<kType>(kt, c * kWidth, hd - c * kWidth), sum);
+        sum = _mm512_fmadd_ps(qv[c], LoadRow<kType>(kt, c * kWidth, hd - c * kWidth, rs), sum);
       }
       partial[t] = sum;
     }
@@ -85,7 +101,7 @@ void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float s
 
 // The same for any head_dim (q read from memory).
 template <DType kType>
-void ScoresAnyDim(const float* q, const void* const* k, int32_t n, int64_t hd,
+void ScoresAnyDim(const float* q, const void* const* k, const float* ks, int32_t n, int64_t hd,
                   float scale, float* scores) {
   const __m512 scale_v = _mm512_set1_ps(scale);
   for (int32_t t0 = 0; t0 < n; t0 += 16) {
@@ -93,9 +109,10 @@ void ScoresAnyDim(const float* q, const void* const* k, int32_t n, int64_t hd,
     for (int32_t t = 0; t < 16; ++t) {
       const int32_t row = t0 + t < n ? t0 + t : n - 1;
       const void* kt = k[row];
+      const float rs = RowScale<kType>(ks, row);
       partial[t] = _mm512_setzero_ps();
       for (int64_t d = 0; d < hd; d += kWidth) {
-        partial[t] = _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d),
+        partial[t] = _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d, rs),
                                      partial[t]);
       }
     }
@@ -104,22 +121,22 @@ void ScoresAnyDim(const float* q, const void* const* k, int32_t n, int64_t hd,
 }
 
 template <DType kType>
-void Scores(const float* q, const void* const* k, int32_t n, int64_t hd, float scale,
-            float* scores) {
+void Scores(const float* q, const void* const* k, const float* ks, int32_t n, int64_t hd,
+            float scale, float* scores) {
   if (hd <= 4 * kWidth) {
-    Scores<4, kType>(q, k, n, hd, scale, scores);
+    Scores<4, kType>(q, k, ks, n, hd, scale, scores);
   } else if (hd <= 8 * kWidth) {
-    Scores<8, kType>(q, k, n, hd, scale, scores);
+    Scores<8, kType>(q, k, ks, n, hd, scale, scores);
   } else {
-    ScoresAnyDim<kType>(q, k, n, hd, scale, scores);
+    ScoresAnyDim<kType>(q, k, ks, n, hd, scale, scores);
   }
 }
 
 // acc[0, hd) = acc * correction + sum_t p[t] * v[t], four 16-lane column chunks at a time
 // (independent FMA chains; each lane still adds the tokens in order).
 template <DType kType>
-void UpdateAcc(float* acc, const float* p, const void* const* v, int32_t nv, int64_t hd,
-               float correction) {
+void UpdateAcc(float* acc, const float* p, const void* const* v, const float* vs, int32_t nv,
+               int64_t hd, float correction) {
   const __m512 corr_v = _mm512_set1_ps(correction);
   for (int64_t d0 = 0; d0 < hd; d0 += 4 * kWidth) {
     __m512 x[4];
@@ -131,8 +148,9 @@ void UpdateAcc(float* acc, const float* p, const void* const* v, int32_t nv, int
     for (int32_t t = 0; t < nv; ++t) {
       const __m512 pt = _mm512_set1_ps(p[t]);
       const void* vt = v[t];
+      const float rs = RowScale<kType>(vs, t);
       for (int u = 0; u < 4; ++u) {
-        x[u] = _mm512_fmadd_ps(pt, LoadRow<kType>(vt, d0 + u * kWidth, left[u]), x[u]);
+        x[u] = _mm512_fmadd_ps(pt, LoadRow<kType>(vt, d0 + u * kWidth, left[u], rs), x[u]);
       }
     }
     for (int u = 0; u < 4; ++u) StorePart(acc + d0 + u * kWidth, x[u], left[u]);
@@ -142,11 +160,11 @@ void UpdateAcc(float* acc, const float* p, const void* const* v, int32_t nv, int
 // Scores of query i over the first nv keys, then the online-softmax update of its max and sum:
 // leaves exp(score - new max) in p[0, nv) and returns the factor that rescales its accumulator.
 template <DType kType>
-float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, int32_t nv,
-                  float* p) {
+float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, const float* ks,
+                  int32_t nv, float* p) {
   const int64_t hd = a.head_dim;
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-  Scores<kType>(a.q + i * hd, k, nv, hd, a.scale, p);
+  Scores<kType>(a.q + i * hd, k, ks, nv, hd, a.scale, p);
   __m512 mx = neg_inf;
   for (int32_t t = 0; t < nv; t += kWidth) {
     const __m512 s = nv - t >= kWidth
@@ -178,13 +196,13 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, int
 // for n <= kMaxGroupKeys and hd <= 64. Key slots past n repeat key n - 1 (never used). Done once
 // per step for all the queries that read it, so scores need no horizontal sums.
 template <DType kType>
-void TransposeKeys(const void* const* k, int32_t n, int64_t hd, __m512* kt) {
+void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd, __m512* kt) {
   for (int32_t j = 0; j * kWidth < n; ++j) {
     for (int64_t c = 0; c < hd; c += kWidth) {
       __m512 r[16];
       for (int32_t t = 0; t < 16; ++t) {
         const int32_t row = j * 16 + t < n ? j * 16 + t : n - 1;
-        r[t] = LoadRow<kType>(k[row], c, hd - c);
+        r[t] = LoadRow<kType>(k[row], c, hd - c, RowScale<kType>(ks, row));
       }
       // 16 x 16 transpose: pairs, then quads within 128-bit lanes, then the lanes.
       __m512 t2[16], u[16];
@@ -222,7 +240,7 @@ void TransposeKeys(const void* const* k, int32_t n, int64_t hd, __m512* kt) {
 // keys it does not see (t >= its nv, up to the group's longest) get weight exactly 0.
 template <DType kType, int NQ>
 void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt,
-                    const void* const* v, float (*p)[kMaxGroupKeys]) {
+                    const void* const* v, const float* vs, float (*p)[kMaxGroupKeys]) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
@@ -290,7 +308,8 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
   for (int32_t t = 0; t < max_nv; ++t) {
     const void* vt = v[t];
     __m512 vv[4];
-    for (int u = 0; u < 4; ++u) vv[u] = LoadRow<kType>(vt, u * kWidth, left[u]);
+    const float rs = RowScale<kType>(vs, t);
+    for (int u = 0; u < 4; ++u) vv[u] = LoadRow<kType>(vt, u * kWidth, left[u], rs);
     for (int g = 0; g < NQ; ++g) {
       const __m512 pt = _mm512_set1_ps(p[g][t]);
       for (int u = 0; u < 4; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
@@ -302,18 +321,20 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
 
 template <DType kType>
 void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void* const* v) {
+  const float* ks = a.k_scales;
+  const float* vs = a.v_scales;
   const int64_t hd = a.head_dim;
   if (hd > 4 * kWidth || a.n > kMaxGroupKeys) {
     for (int32_t i = 0; i < a.num_q; ++i) {
       const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
       if (nv <= 0) continue;
-      const float correction = SoftmaxStep<kType>(a, i, k, nv, a.scores);
-      UpdateAcc<kType>(a.acc + i * hd, a.scores, v, nv, hd, correction);
+      const float correction = SoftmaxStep<kType>(a, i, k, ks, nv, a.scores);
+      UpdateAcc<kType>(a.acc + i * hd, a.scores, v, vs, nv, hd, correction);
     }
     return;
   }
   __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
-  TransposeKeys<kType>(k, a.n, hd, kt);
+  TransposeKeys<kType>(k, ks, a.n, hd, kt);
   alignas(64) float p[4][kMaxGroupKeys];
   // Groups of four queries that see at least one key (the others' state stays untouched).
   int32_t idx[4];
@@ -322,14 +343,14 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
     if (a.num_valid[i] <= 0) continue;
     idx[num++] = i;
     if (num == 4) {
-      AttendQueriesT<kType, 4>(a, idx, kt, v, p);
+      AttendQueriesT<kType, 4>(a, idx, kt, v, vs, p);
       num = 0;
     }
   }
   switch (num) {
-    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, p); break;
-    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, p); break;
-    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, p); break;
+    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, vs, p); break;
+    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, vs, p); break;
+    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, vs, p); break;
     default: break;
   }
 }
@@ -342,6 +363,8 @@ void AttendBlock(const AttendBlockArgs& a) {
       return AttendBlockTyped<DType::kF16>(a, a.k_rows, a.v_rows);
     case DType::kBF16:
       return AttendBlockTyped<DType::kBF16>(a, a.k_rows, a.v_rows);
+    case DType::kI8:
+      return AttendBlockTyped<DType::kI8>(a, a.k_rows, a.v_rows);
     default:
       return AttendBlockTyped<DType::kF32>(a, a.k_rows, a.v_rows);
   }

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/kv_quant.h"
 #include "kernels/ref/ref.h"
 #include "util/check.h"
 
@@ -19,6 +20,14 @@ float LoadCacheElement(DType dtype, const void* base, int64_t idx) {
       TS_CHECK(false && "cache dtype must be f32, f16 or bf16");
   }
   return 0;
+}
+
+float LoadKv(const PagedKvLayer& layer, bool value, int64_t slot, int64_t kv_head, int64_t d) {
+  const int64_t row = slot * layer.num_kv_heads + kv_head;
+  const void* base = value ? layer.v : layer.k;
+  if (layer.dtype != DType::kI8) return LoadCacheElement(layer.dtype, base, row * layer.head_dim + d);
+  const float scale = Fp16ToF32((value ? layer.v_scale : layer.k_scale)[row]);
+  return DequantizeKv(static_cast<const int8_t*>(base)[row * layer.head_dim + d], scale);
 }
 
 namespace {
@@ -47,6 +56,18 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
     if (slot < 0) continue;
+    if (layer.dtype == DType::kI8) {
+      for (int64_t h = 0; h < layer.num_kv_heads; ++h) {
+        const int64_t r = slot * layer.num_kv_heads + h;
+        const int64_t src = (t * layer.num_kv_heads + h) * layer.head_dim;
+        const int64_t dst = r * layer.head_dim;
+        layer.k_scale[r] =
+            QuantizeKvRow(k + src, layer.head_dim, static_cast<int8_t*>(layer.k) + dst);
+        layer.v_scale[r] =
+            QuantizeKvRow(v + src, layer.head_dim, static_cast<int8_t*>(layer.v) + dst);
+      }
+      continue;
+    }
     for (int64_t i = 0; i < row; ++i) {
       StoreCacheElement(layer.dtype, layer.k, slot * row + i, k[t * row + i]);
       StoreCacheElement(layer.dtype, layer.v, slot * row + i, v[t * row + i]);
@@ -76,8 +97,7 @@ void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBa
               int64_t{table[p / layer.block_size]} * layer.block_size + p % layer.block_size;
           double dot = 0;
           for (int64_t d = 0; d < hd; ++d) {
-            dot +=
-                double{qv[d]} * LoadCacheElement(layer.dtype, layer.k, (slot * nkv + kvh) * hd + d);
+            dot += double{qv[d]} * LoadKv(layer, false, slot, kvh, d);
           }
           scores[p] = dot * scale;
           mx = std::fmax(mx, scores[p]);
@@ -93,7 +113,7 @@ void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBa
           for (int64_t p = 0; p <= pos; ++p) {
             const int64_t slot =
                 int64_t{table[p / layer.block_size]} * layer.block_size + p % layer.block_size;
-            acc += scores[p] * LoadCacheElement(layer.dtype, layer.v, (slot * nkv + kvh) * hd + d);
+            acc += scores[p] * LoadKv(layer, true, slot, kvh, d);
           }
           o[d] = static_cast<float>(acc / sum);
         }

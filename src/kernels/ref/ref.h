@@ -25,6 +25,8 @@ void AddInPlace(float* out, const float* x, int64_t n);
 
 // Element `idx` of a cache tensor of `dtype` (kF32, kF16, kBF16) as f32.
 float LoadCacheElement(DType dtype, const void* base, int64_t idx);
+// Element d of the key (value = false) or value row of `slot` and `kv_head`, any cache dtype.
+float LoadKv(const PagedKvLayer& layer, bool value, int64_t slot, int64_t kv_head, int64_t d);
 void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
              int64_t num_tokens);
 void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBatch& batch,
