@@ -5,7 +5,8 @@
 // doing them). Prints a markdown table; --profile adds a per-op time breakdown.
 //
 //   build/release/benchmarks/bench_model [--threads 2] [--dtypes bf16,q8_0,q4_0,q4_k_m]
-//       [--prompt 512] [--batch 16] [--context 256] [--steps 16] [--profile]
+//       [--prompt 512] [--batch 16] [--context 256] [--steps 16] [--kv-cache-dtype f16|int8]
+//       [--profile]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "model/decode_cost.h"
 #include "model/qwen2.h"
 #include "model/simple_kv_cache.h"
 #include "roofline.h"
@@ -30,6 +32,7 @@ struct Args {
   int batch = 16;
   int context = 256;
   int steps = 16;
+  DType kv_dtype = DType::kF16;
   bool profile = false;
 };
 
@@ -57,9 +60,9 @@ void PrintProfile(const char* phase, const Qwen2Profile& p, double wall) {
     const char* name;
     double s;
   };
-  const Item items[] = {{"embed+rope tables", p.embed}, {"rmsnorm", p.norm},
-                        {"qkv matmul", p.qkv},         {"rope", p.rope},
-                        {"kv write", p.kv_write},      {"attention", p.attention},
+  const Item items[] = {{"embed+rope tables", p.embed}, {"rmsnorm(+residual)", p.norm},
+                        {"qkv matmul", p.qkv},         {"rope+kv store", p.rope},
+                        {"attention", p.attention},
                         {"o_proj matmul", p.o_proj},   {"gate_up matmul", p.gate_up},
                         {"silu*mul", p.silu},          {"down matmul", p.down},
                         {"residual add", p.residual},  {"lm_head (norm+matmul)", p.lm_head}};
@@ -67,13 +70,6 @@ void PrintProfile(const char* phase, const Qwen2Profile& p, double wall) {
   for (const Item& it : items)
     if (it.s > 0) fmt::print(" {} {:.1f}%,", it.name, 100 * it.s / wall);
   fmt::print("\n");
-}
-
-// Matmul multiply-adds per token through the layers, and of the lm_head (one row).
-void CountOps(const ModelConfig& c, double* layer_macs, double* head_macs) {
-  const double h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-  *layer_macs = c.num_layers * (h * (q + 2 * kv) + q * h + 3 * h * c.intermediate_size);
-  *head_macs = double(c.vocab_size) * h;
 }
 
 int Run(const Args& a) {
@@ -103,14 +99,13 @@ int Run(const Args& a) {
     const bool quantized = dtype.rfind("q", 0) == 0;
     const double peak_ops = quantized ? roof.int8_gops * 1e9 : roof.fma_gflops * 1e9;
     row.prefill_unit = quantized ? "int8 dot" : "f32 FMA";
-    const double bandwidth = roof.read_gb_per_s * 1e9;
-    double layer_macs, head_macs;
-    CountOps(c, &layer_macs, &head_macs);
-    const double kv_bytes_per_token = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
+    const DecodeCost cost = DecodeCostOf(c, weight_bytes, a.kv_dtype);
+    const double layer_macs = cost.macs_per_token - double(c.vocab_size) * c.hidden_size;
+    const double head_macs = double(c.vocab_size) * c.hidden_size;
 
     constexpr int32_t kBlockSize = 16;
     const int blocks_per_seq = (std::max(a.prompt, a.context + a.steps) + kBlockSize - 1) / kBlockSize;
-    SimpleKvCache cache(c, int64_t{blocks_per_seq} * a.batch, kBlockSize, DType::kF16);
+    SimpleKvCache cache(c, int64_t{blocks_per_seq} * a.batch, kBlockSize, a.kv_dtype);
     std::vector<float> logits(int64_t{a.batch} * c.vocab_size);
     auto table = [&](int seq) {
       std::vector<int32_t> t(blocks_per_seq);
@@ -161,10 +156,10 @@ int Run(const Args& a) {
         PrintProfile(batch_size == 1 ? "decode b=1" : "decode b=B", model.profile(), total);
       const double step_s = total / a.steps;
       *tps = batch_size / step_s;
-      const double bytes = weight_bytes + batch_size * (a.context + 1) * kv_bytes_per_token;
-      const double bound_s = std::max(bytes / bandwidth,
-                                      2.0 * batch_size * (layer_macs + head_macs) / peak_ops);
-      *fraction = bound_s / step_s;
+      const double ctx = double(batch_size) * (a.context + 1);
+      const bench::StepBound bound =
+          bench::DecodeStepBound(roof, cost.Bytes(ctx), cost.Ops(batch_size, ctx), quantized);
+      *fraction = bound.seconds() / step_s;
       return true;
     };
     if (!decode(1, &row.decode1_tps, &row.decode1_bound)) return 1;
@@ -181,9 +176,10 @@ int Run(const Args& a) {
                r.dtype, r.weight_mb, r.prefill_tps, 100 * r.prefill_bound, r.prefill_unit,
                r.decode1_tps, 100 * r.decode1_bound, r.decodeb_tps, 100 * r.decodeb_bound);
   }
-  fmt::print("\nthreads {}, decode context {} tokens, f16 KV cache; bounds: decode = max(bytes "
-             "read per step / read bandwidth, ops / peak), prefill = ops / peak of the unit.\n",
-             a.threads, a.context);
+  fmt::print("\nthreads {}, decode context {} tokens, {} KV cache; bounds: decode = max((weights + "
+             "KV bytes) read per step / read bandwidth, ops / peak), prefill = ops / peak of the "
+             "unit.\n",
+             a.threads, a.context, DTypeName(a.kv_dtype));
   return 0;
 }
 
@@ -214,6 +210,14 @@ int main(int argc, char** argv) {
       a.context = std::max(0, std::atoi(next().c_str()));
     } else if (arg == "--steps") {
       a.steps = std::max(1, std::atoi(next().c_str()));
+    } else if (arg == "--kv-cache-dtype") {
+      const std::string t = next();
+      if (t == "int8" || t == "i8") {
+        a.kv_dtype = tinyserve::DType::kI8;
+      } else if (t != "f16") {
+        std::fprintf(stderr, "--kv-cache-dtype: f16 or int8\n");
+        return 2;
+      }
     } else if (arg == "--profile") {
       a.profile = true;
     } else {

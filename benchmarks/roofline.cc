@@ -112,4 +112,13 @@ Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
   return r;
 }
 
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops) {
+  StepBound b;
+  b.bytes = bytes;
+  b.ops = ops;
+  b.memory_s = bytes / (roof.read_gb_per_s * 1e9);
+  b.compute_s = ops / ((int8_ops ? roof.int8_gops : roof.fma_gflops) * 1e9);
+  return b;
+}
+
 }  // namespace tinyserve::bench

@@ -27,6 +27,20 @@ double MeasureFmaPeak(ThreadPool* pool);
 double MeasureInt8Peak(ThreadPool* pool);
 Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1} << 30);
 
+// The physical bound of one decode step (or a run of them): it must read `bytes` (weights once
+// plus every sequence's KV cache) and do `ops` operations (2 per multiply-add) on the unit the
+// weights use; it takes at least the longer of the two times.
+struct StepBound {
+  double bytes = 0;
+  double ops = 0;
+  double memory_s = 0;   // bytes / read bandwidth
+  double compute_s = 0;  // ops / peak
+  double seconds() const { return memory_s > compute_s ? memory_s : compute_s; }
+  const char* limit() const { return memory_s >= compute_s ? "memory" : "compute"; }
+};
+// int8_ops: the weights are block-quantized (int8 dot products) rather than float (f32 FMA).
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops);
+
 // Per-ISA loops (roofline_avx2.cc, roofline_avx512.cc): each returns the operations it did.
 namespace internal {
 uint64_t ReadSliceAvx512(const uint8_t* p, uint64_t bytes, uint64_t* sink);
