@@ -67,8 +67,7 @@ StatusOr<EngineOptions> EngineOptionsFromFlags(const EngineFlags& f) {
     o.kv_cache_dtype = DType::kBF16;
   } else if (f.kv_cache_dtype == "f32" || f.kv_cache_dtype == "float32") {
     o.kv_cache_dtype = DType::kF32;
-  } else if (f.kv_cache_dtype == "int8" || f.kv_cache_dtype == "i8" ||
-             f.kv_cache_dtype == "q8_0") {
+  } else if (f.kv_cache_dtype == "int8" || f.kv_cache_dtype == "i8" || f.kv_cache_dtype == "q8_0") {
     o.kv_cache_dtype = DType::kI8;
   } else {
     return InvalidArgumentError("--kv-cache-dtype must be f16, bf16, f32 or int8, got \"{}\"",

@@ -56,8 +56,8 @@ StatusOr<KvCache> KvCache::Create(const ModelConfig& config, int32_t block_size,
   // Zero once so a kernel bug reading an unwritten slot sees zeros, not stale garbage.
   std::memset(cache.storage_.data(), 0, cache.storage_.size());
   // Per layer: K, V, then (kI8) K scales, V scales.
-  const int64_t values = num_blocks * block_size * config.num_kv_heads * config.head_dim *
-                         ElementBytes(dtype);
+  const int64_t values =
+      num_blocks * block_size * config.num_kv_heads * config.head_dim * ElementBytes(dtype);
   const int64_t scales = num_blocks * ScaleBytes(config, block_size, dtype);
   uint8_t* p = cache.storage_.data();
   for (int64_t l = 0; l < config.num_layers; ++l) {

@@ -81,8 +81,8 @@ struct WorkItem {
   int32_t kv_head;
   int32_t row_begin;  // rows within the sequence's query rows
   int32_t row_end;
-  int32_t part;        // partition index (keys [part * P, (part + 1) * P))
-  int32_t group;       // index into the split groups; -1: single partition, write out directly
+  int32_t part;   // partition index (keys [part * P, (part + 1) * P))
+  int32_t group;  // index into the split groups; -1: single partition, write out directly
 };
 
 // A (sequence, KV head, tile) whose context spans several partitions.
@@ -170,7 +170,8 @@ void MergeGroup(const Context& c, const SplitGroup& g) {
     float m = -INFINITY;
     for (int32_t p = 0; p < g.num_parts; ++p) m = std::fmax(m, base[p * stride + qi * (hd + 2)]);
     const int64_t r = qi / group, j = qi % group;
-    float* dst = c.out + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group + j) * hd;
+    float* dst =
+        c.out + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group + j) * hd;
     float sum = 0;
     for (int64_t d = 0; d < hd; ++d) dst[d] = 0;
     for (int32_t p = 0; p < g.num_parts; ++p) {
@@ -218,8 +219,8 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const auto* v_base = static_cast<const uint8_t*>(layer.v);
   const int64_t last_pos = first_pos + item.row_end - 1;
   const int64_t step_blocks = BlocksPerStep(layer.block_size);
-  const int64_t part_keys = (kPartitionKeys + step_blocks * bs - 1) / (step_blocks * bs) *
-                            (step_blocks * bs);
+  const int64_t part_keys =
+      (kPartitionKeys + step_blocks * bs - 1) / (step_blocks * bs) * (step_blocks * bs);
   const int64_t part_end = std::min<int64_t>(last_pos + 1, (item.part + int64_t{1}) * part_keys);
   for (int64_t b0 = item.part * part_keys / bs; b0 * bs < part_end; b0 += step_blocks) {
     const int64_t step_start = b0 * bs;
@@ -331,7 +332,8 @@ void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t g
       }
     }
   }
-  if (static_cast<int64_t>(plan.partials.size()) < partial_floats) plan.partials.resize(partial_floats);
+  if (static_cast<int64_t>(plan.partials.size()) < partial_floats)
+    plan.partials.resize(partial_floats);
   if (plan.remaining_size < plan.groups.size()) {
     plan.remaining_size = std::max(plan.groups.size(), 2 * plan.remaining_size);
     plan.remaining = std::make_unique<std::atomic<int32_t>[]>(plan.remaining_size);

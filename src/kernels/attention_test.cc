@@ -313,14 +313,14 @@ TEST(RopeStoreKvTest, EqualsRopeThenWriteKv) {
       for (int32_t t = 0; t < tokens; ++t) slots[t] = t % 4 == 3 ? -1 : 2 * t + 1;
       const int64_t num_slots = 2 * tokens + 2;
       const int64_t elem = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
-      auto make = [&](std::vector<uint8_t>* k, std::vector<uint8_t>* v,
-                      std::vector<uint16_t>* ks, std::vector<uint16_t>* vs) {
+      auto make = [&](std::vector<uint8_t>* k, std::vector<uint8_t>* v, std::vector<uint16_t>* ks,
+                      std::vector<uint16_t>* vs) {
         k->assign(num_slots * kv_dim * elem, 0);
         v->assign(num_slots * kv_dim * elem, 0);
         ks->assign(num_slots * kv_heads, 0);
         vs->assign(num_slots * kv_heads, 0);
-        return PagedKvLayer{k->data(), v->data(), dtype, num_slots, 1, kv_heads, hd,
-                            ks->data(), vs->data()};
+        return PagedKvLayer{k->data(), v->data(), dtype,      num_slots, 1,
+                            kv_heads,  hd,        ks->data(), vs->data()};
       };
       std::vector<uint8_t> wk, wv;
       std::vector<uint16_t> wks, wvs;
@@ -340,8 +340,8 @@ TEST(RopeStoreKvTest, EqualsRopeThenWriteKv) {
         std::vector<uint16_t> gks, gvs;
         const PagedKvLayer layer = make(&gk, &gv, &gks, &gvs);
         std::vector<float> q(tokens * q_dim);
-        RopeStoreKv(isa, qkv.data(), qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, width,
-                    width, tokens, heads, cos_sin.data(), layer, slots.data(), q.data(), pool);
+        RopeStoreKv(isa, qkv.data(), qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, width, width,
+                    tokens, heads, cos_sin.data(), layer, slots.data(), q.data(), pool);
         EXPECT_EQ(q, want_q) << IsaName(isa);
         EXPECT_EQ(gk, wk);
         EXPECT_EQ(gv, wv);
@@ -368,7 +368,7 @@ TEST(WriteKvTest, Int8StoresScaledRowsPerSlotAndHead) {
   for (int impl = 0; impl < 2; ++impl) {
     k[impl].assign(num_slots * row, 99), v[impl].assign(num_slots * row, 99);
     ks[impl].assign(num_slots * heads, 0x1234), vs[impl].assign(num_slots * heads, 0x1234);
-    PagedKvLayer layer{k[impl].data(), v[impl].data(), DType::kI8, 4, 2, 2, hd,
+    PagedKvLayer layer{k[impl].data(),  v[impl].data(), DType::kI8, 4, 2, 2, hd,
                        ks[impl].data(), vs[impl].data()};
     (impl == 0 ? WriteKv : ref::WriteKv)(layer, kin.data(), vin.data(), slots.data(), 3);
     for (int64_t slot = 0; slot < num_slots; ++slot) {

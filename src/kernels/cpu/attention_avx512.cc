@@ -50,9 +50,8 @@ inline __m512 LoadRow(const void* row, int64_t i, int64_t left, float scale) {
     return LoadPart(static_cast<const float*>(row) + i, left);
   } else if constexpr (kType == DType::kI8) {
     const int8_t* b = static_cast<const int8_t*>(row) + i;
-    const __m128i bytes =
-        left >= kWidth ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b))
-                       : _mm_maskz_loadu_epi8(TailMask(left <= 0 ? 0 : left), b);
+    const __m128i bytes = left >= kWidth ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b))
+                                         : _mm_maskz_loadu_epi8(TailMask(left <= 0 ? 0 : left), b);
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)), _mm512_set1_ps(scale));
   } else {
     const uint16_t* h = static_cast<const uint16_t*>(row) + i;
@@ -112,8 +111,8 @@ void ScoresAnyDim(const float* q, const void* const* k, const float* ks, int32_t
       const float rs = RowScale<kType>(ks, row);
       partial[t] = _mm512_setzero_ps();
       for (int64_t d = 0; d < hd; d += kWidth) {
-        partial[t] = _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d, rs),
-                                     partial[t]);
+        partial[t] =
+            _mm512_fmadd_ps(LoadPart(q + d, hd - d), LoadRow<kType>(kt, d, hd - d, rs), partial[t]);
       }
     }
     StorePart(scores + t0, _mm512_mul_ps(ReduceAdd16(partial), scale_v), n - t0);
@@ -348,9 +347,15 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
     }
   }
   switch (num) {
-    case 3: AttendQueriesT<kType, 3>(a, idx, kt, v, vs, p); break;
-    case 2: AttendQueriesT<kType, 2>(a, idx, kt, v, vs, p); break;
-    case 1: AttendQueriesT<kType, 1>(a, idx, kt, v, vs, p); break;
+    case 3:
+      AttendQueriesT<kType, 3>(a, idx, kt, v, vs, p);
+      break;
+    case 2:
+      AttendQueriesT<kType, 2>(a, idx, kt, v, vs, p);
+      break;
+    case 1:
+      AttendQueriesT<kType, 1>(a, idx, kt, v, vs, p);
+      break;
     default: break;
   }
 }

@@ -25,7 +25,8 @@ float LoadCacheElement(DType dtype, const void* base, int64_t idx) {
 float LoadKv(const PagedKvLayer& layer, bool value, int64_t slot, int64_t kv_head, int64_t d) {
   const int64_t row = slot * layer.num_kv_heads + kv_head;
   const void* base = value ? layer.v : layer.k;
-  if (layer.dtype != DType::kI8) return LoadCacheElement(layer.dtype, base, row * layer.head_dim + d);
+  if (layer.dtype != DType::kI8)
+    return LoadCacheElement(layer.dtype, base, row * layer.head_dim + d);
   const float scale = Fp16ToF32((value ? layer.v_scale : layer.k_scale)[row]);
   return DequantizeKv(static_cast<const int8_t*>(base)[row * layer.head_dim + d], scale);
 }
