@@ -262,17 +262,24 @@ Status RunThroughput(const ThroughputFlags& f) {
   if (f.profile) {
     // A step's wall time runs from the previous step's end to its own (the first from start).
     double wall[2] = {0, 0}, fwd[2] = {0, 0};
-    int64_t count[2] = {0, 0};
+    int64_t count[2] = {0, 0}, tokens[2] = {0, 0};
     Clock::time_point prev = start;
     for (const StepRecord& r : steps) {
       const int i = r.has_prefill ? 0 : 1;
       wall[i] += std::chrono::duration<double>(r.end - prev).count();
       fwd[i] += r.forward_s;
       ++count[i];
+      tokens[i] += r.num_tokens;
       prev = r.end;
     }
     fmt::print("Profile (step wall time = previous step's end to this step's end):\n");
     PrintProfile("steps with prefill", recording->prefill_profile(), fwd[0], wall[0], count[0]);
+    // Compare with bench_model's prefill rate: the forward pass over every row of these steps
+    // (prefill chunks and the decode rows batched with them).
+    if (fwd[0] > 0) {
+      fmt::print("    {} rows in steps with prefill: {:.1f} rows/s of forward time\n", tokens[0],
+                 tokens[0] / fwd[0]);
+    }
     PrintProfile("decode-only", recording->decode_profile(), fwd[1], wall[1], count[1]);
   }
   if (!f.output_json.empty()) {

@@ -67,11 +67,13 @@ constexpr int32_t kTileRows = 8;
 constexpr int32_t kStepKeys = 64;
 
 // Keys per partition (flash-decoding): a context longer than one partition is split into
-// partitions [p * P, (p + 1) * P) of whole steps, each folded by its own work item into a
-// partial softmax state; the partials are merged in partition order. Partition bounds depend
-// only on positions, never on the thread count or the batch, so neither changes a result; a
-// query that sees only the first partition gets exactly the unsplit result (merging one state
-// multiplies by exp(0) = 1).
+// partitions [p * P, (p + 1) * P) of whole steps, each folded from a fresh state into a partial
+// softmax state; the partials are merged in partition order. Partition bounds depend only on
+// positions, never on the thread count or the batch, so neither changes a result; a query that
+// sees only the first partition gets exactly the unsplit result (merging one state multiplies
+// by exp(0) = 1). A decode row's partitions are separate work items (so one long sequence keeps
+// every thread busy); a prefill tile, which has parallelism in its rows, folds its partitions
+// one after another in one item with the same arithmetic (and bounded scratch).
 constexpr int32_t kPartitionKeys = 512;
 
 int32_t BlocksPerStep(int32_t block_size) { return std::max(1, kStepKeys / block_size); }
@@ -81,15 +83,16 @@ struct WorkItem {
   int32_t kv_head;
   int32_t row_begin;  // rows within the sequence's query rows
   int32_t row_end;
-  int32_t part;   // partition index (keys [part * P, (part + 1) * P))
-  int32_t group;  // index into the split groups; -1: single partition, write out directly
+  int32_t part_begin;  // partitions [part_begin, part_end) of the tile's num_parts
+  int32_t part_end;
+  int32_t num_parts;
+  int32_t group;  // split group of a decode row's partition items; -1 otherwise
 };
 
-// A (sequence, KV head, tile) whose context spans several partitions.
+// A (sequence, KV head) decode row whose partitions are separate items.
 struct SplitGroup {
-  int32_t first_item;
-  int32_t num_parts;
   int64_t partial_offset;  // floats into the partials buffer: num_parts x num_q x (hd + 2)
+  int32_t num_parts;
 };
 
 int64_t ElementBytes(DType dtype) {
@@ -107,6 +110,7 @@ int64_t ElementBytes(DType dtype) {
 // step once warm).
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
+  std::vector<float> partials;  // a prefill tile's partition states
   std::vector<int32_t> num_valid;
   std::vector<const void*> k_rows, v_rows;
   void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys) {
@@ -157,24 +161,23 @@ struct Context {
   Plan& plan;
 };
 
-// Merges the partial states of a split group in partition order and writes its output rows.
-void MergeGroup(const Context& c, const SplitGroup& g) {
-  const WorkItem& item = c.plan.items[g.first_item];
+// Merges an item's partition states (base: num_parts x num_q x [max, sum, acc[hd]]) in
+// partition order and writes its output rows.
+void MergeParts(const Context& c, const WorkItem& item, const float* base) {
   const int64_t hd = c.layer.head_dim;
   const int64_t group = c.num_heads / c.layer.num_kv_heads;
   const int64_t num_q = int64_t{item.row_end - item.row_begin} * group;
   const int64_t stride = num_q * (hd + 2);
-  const float* base = c.plan.partials.data() + g.partial_offset;
   const int64_t q_begin = c.batch.query_start[item.seq];
   for (int64_t qi = 0; qi < num_q; ++qi) {
     float m = -INFINITY;
-    for (int32_t p = 0; p < g.num_parts; ++p) m = std::fmax(m, base[p * stride + qi * (hd + 2)]);
+    for (int32_t p = 0; p < item.num_parts; ++p) m = std::fmax(m, base[p * stride + qi * (hd + 2)]);
     const int64_t r = qi / group, j = qi % group;
     float* dst =
         c.out + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group + j) * hd;
     float sum = 0;
     for (int64_t d = 0; d < hd; ++d) dst[d] = 0;
-    for (int32_t p = 0; p < g.num_parts; ++p) {
+    for (int32_t p = 0; p < item.num_parts; ++p) {
       const float* st = base + p * stride + qi * (hd + 2);
       if (st[1] == 0) continue;  // the query saw no key of this partition
       const float w = std::exp(st[0] - m);
@@ -210,9 +213,6 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
         c.q + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group) * hd;
     std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
   }
-  std::fill(sc.max.begin(), sc.max.begin() + num_q, -INFINITY);
-  std::fill(sc.sum.begin(), sc.sum.begin() + num_q, 0.0f);
-  std::fill(sc.acc.begin(), sc.acc.begin() + num_q * hd, 0.0f);
 
   const int64_t elem = ElementBytes(layer.dtype);
   const auto* k_base = static_cast<const uint8_t*>(layer.k);
@@ -221,78 +221,103 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const int64_t step_blocks = BlocksPerStep(layer.block_size);
   const int64_t part_keys =
       (kPartitionKeys + step_blocks * bs - 1) / (step_blocks * bs) * (step_blocks * bs);
-  const int64_t part_end = std::min<int64_t>(last_pos + 1, (item.part + int64_t{1}) * part_keys);
-  for (int64_t b0 = item.part * part_keys / bs; b0 * bs < part_end; b0 += step_blocks) {
-    const int64_t step_start = b0 * bs;
-    const int64_t n = std::min(step_blocks * bs, part_end - step_start);
-    cpu::AttendBlockArgs args;
-    for (int64_t bb = 0, t = 0; t < n; ++bb) {
-      const int64_t block_row = int64_t{table[b0 + bb]} * bs;
-      for (int64_t in_block = 0; in_block < bs && t < n; ++in_block, ++t) {
-        const int64_t row = (block_row + in_block) * nkv + item.kv_head;
-        const int64_t offset = row * hd * elem;
-        if (int8) {
-          sc.k_scales[t] = Fp16ToF32(layer.k_scale[row]);
-          sc.v_scales[t] = Fp16ToF32(layer.v_scale[row]);
+  // Partition states go to the split group's shared buffer (a decode row's partition item) or
+  // to this thread's scratch (a prefill tile's partitions, merged below).
+  const int64_t state = num_q * (hd + 2);
+  float* states = nullptr;
+  if (item.group >= 0) {
+    states = c.plan.partials.data() + c.plan.groups[item.group].partial_offset;
+  } else if (item.num_parts > 1) {
+    if (static_cast<int64_t>(sc.partials.size()) < item.num_parts * state)
+      sc.partials.resize(item.num_parts * state);
+    states = sc.partials.data();
+  }
+  for (int64_t part = item.part_begin; part < item.part_end; ++part) {
+    std::fill(sc.max.begin(), sc.max.begin() + num_q, -INFINITY);
+    std::fill(sc.sum.begin(), sc.sum.begin() + num_q, 0.0f);
+    std::fill(sc.acc.begin(), sc.acc.begin() + num_q * hd, 0.0f);
+    const int64_t part_end = std::min<int64_t>(last_pos + 1, (part + 1) * part_keys);
+    for (int64_t b0 = part * part_keys / bs; b0 * bs < part_end; b0 += step_blocks) {
+      const int64_t step_start = b0 * bs;
+      const int64_t n = std::min(step_blocks * bs, part_end - step_start);
+      cpu::AttendBlockArgs args;
+      for (int64_t bb = 0, t = 0; t < n; ++bb) {
+        const int64_t block_row = int64_t{table[b0 + bb]} * bs;
+        for (int64_t in_block = 0; in_block < bs && t < n; ++in_block, ++t) {
+          const int64_t row = (block_row + in_block) * nkv + item.kv_head;
+          const int64_t offset = row * hd * elem;
+          if (int8) {
+            sc.k_scales[t] = Fp16ToF32(layer.k_scale[row]);
+            sc.v_scales[t] = Fp16ToF32(layer.v_scale[row]);
+          }
+          if (direct) {
+            sc.k_rows[t] = k_base + offset;
+            sc.v_rows[t] = v_base + offset;
+            continue;
+          }
+          float* kd = sc.k.data() + t * hd;
+          float* vd = sc.v.data() + t * hd;
+          if (int8) {
+            const auto* kq = reinterpret_cast<const int8_t*>(k_base + offset);
+            const auto* vq = reinterpret_cast<const int8_t*>(v_base + offset);
+            for (int64_t d = 0; d < hd; ++d) kd[d] = DequantizeKv(kq[d], sc.k_scales[t]);
+            for (int64_t d = 0; d < hd; ++d) vd[d] = DequantizeKv(vq[d], sc.v_scales[t]);
+          } else {
+            c.kern.to_f32(layer.dtype, k_base + offset, kd, hd);
+            c.kern.to_f32(layer.dtype, v_base + offset, vd, hd);
+          }
+          sc.k_rows[t] = kd;
+          sc.v_rows[t] = vd;
         }
-        if (direct) {
-          sc.k_rows[t] = k_base + offset;
-          sc.v_rows[t] = v_base + offset;
-          continue;
-        }
-        float* kd = sc.k.data() + t * hd;
-        float* vd = sc.v.data() + t * hd;
-        if (int8) {
-          const auto* kq = reinterpret_cast<const int8_t*>(k_base + offset);
-          const auto* vq = reinterpret_cast<const int8_t*>(v_base + offset);
-          for (int64_t d = 0; d < hd; ++d) kd[d] = DequantizeKv(kq[d], sc.k_scales[t]);
-          for (int64_t d = 0; d < hd; ++d) vd[d] = DequantizeKv(vq[d], sc.v_scales[t]);
-        } else {
-          c.kern.to_f32(layer.dtype, k_base + offset, kd, hd);
-          c.kern.to_f32(layer.dtype, v_base + offset, vd, hd);
-        }
-        sc.k_rows[t] = kd;
-        sc.v_rows[t] = vd;
+      }
+      if (c.rows) {
+        args.k_rows = sc.k_rows.data();
+        args.v_rows = sc.v_rows.data();
+        args.rows_dtype = direct ? layer.dtype : DType::kF32;
+        args.k_scales = sc.k_scales.data();
+        args.v_scales = sc.v_scales.data();
+      }
+      for (int64_t r = 0; r < num_rows; ++r) {
+        const int64_t pos = first_pos + item.row_begin + r;
+        const int32_t visible =
+            static_cast<int32_t>(std::clamp<int64_t>(pos - step_start + 1, 0, n));
+        for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
+      }
+      args.q = sc.q.data();
+      args.num_valid = sc.num_valid.data();
+      args.num_q = static_cast<int32_t>(num_q);
+      args.k = sc.k.data();
+      args.v = sc.v.data();
+      args.n = static_cast<int32_t>(n);
+      args.head_dim = static_cast<int32_t>(hd);
+      args.scale = c.scale;
+      args.max = sc.max.data();
+      args.sum = sc.sum.data();
+      args.acc = sc.acc.data();
+      args.scores = sc.scores.data();
+      c.kern.attend_block(args);
+    }
+
+    if (states != nullptr) {
+      float* st = states + part * state;
+      for (int64_t qi = 0; qi < num_q; ++qi, st += hd + 2) {
+        st[0] = sc.max[qi];
+        st[1] = sc.sum[qi];
+        std::memcpy(st + 2, sc.acc.data() + qi * hd, hd * sizeof(float));
       }
     }
-    if (c.rows) {
-      args.k_rows = sc.k_rows.data();
-      args.v_rows = sc.v_rows.data();
-      args.rows_dtype = direct ? layer.dtype : DType::kF32;
-      args.k_scales = sc.k_scales.data();
-      args.v_scales = sc.v_scales.data();
-    }
-    for (int64_t r = 0; r < num_rows; ++r) {
-      const int64_t pos = first_pos + item.row_begin + r;
-      const int32_t visible = static_cast<int32_t>(std::clamp<int64_t>(pos - step_start + 1, 0, n));
-      for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
-    }
-    args.q = sc.q.data();
-    args.num_valid = sc.num_valid.data();
-    args.num_q = static_cast<int32_t>(num_q);
-    args.k = sc.k.data();
-    args.v = sc.v.data();
-    args.n = static_cast<int32_t>(n);
-    args.head_dim = static_cast<int32_t>(hd);
-    args.scale = c.scale;
-    args.max = sc.max.data();
-    args.sum = sc.sum.data();
-    args.acc = sc.acc.data();
-    args.scores = sc.scores.data();
-    c.kern.attend_block(args);
-  }
+  }  // partitions
 
   if (item.group >= 0) {
-    // A partition of a split context: store the partial state; the last partition of the group
-    // to finish merges (acq_rel: it sees every other partition's stores).
-    const SplitGroup& g = c.plan.groups[item.group];
-    float* st = c.plan.partials.data() + g.partial_offset + (item.part * num_q) * (hd + 2);
-    for (int64_t qi = 0; qi < num_q; ++qi, st += hd + 2) {
-      st[0] = sc.max[qi];
-      st[1] = sc.sum[qi];
-      std::memcpy(st + 2, sc.acc.data() + qi * hd, hd * sizeof(float));
+    // The last partition item of the group to finish merges (acq_rel: it sees every other
+    // partition's stores).
+    if (c.plan.remaining[item.group].fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      MergeParts(c, item, states);
     }
-    if (c.plan.remaining[item.group].fetch_sub(1, std::memory_order_acq_rel) == 1) MergeGroup(c, g);
+    return;
+  }
+  if (states != nullptr) {
+    MergeParts(c, item, states);
     return;
   }
   for (int64_t r = 0; r < num_rows; ++r) {
@@ -322,13 +347,15 @@ void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t g
       const int32_t r_end = std::min(q_len, r + kTileRows);
       const int32_t parts = static_cast<int32_t>((first_pos + r_end - 1) / part_keys + 1);
       for (int32_t g = 0; g < layer.num_kv_heads; ++g) {
-        int32_t gi = -1;
-        if (parts > 1) {
-          gi = static_cast<int32_t>(plan.groups.size());
-          plan.groups.push_back({static_cast<int32_t>(plan.items.size()), parts, partial_floats});
-          partial_floats += int64_t{parts} * (r_end - r) * group * (layer.head_dim + 2);
+        if (parts == 1 || r_end - r > 1) {
+          plan.items.push_back({s, g, r, r_end, 0, parts, parts, -1});
+          continue;
         }
-        for (int32_t p = 0; p < parts; ++p) plan.items.push_back({s, g, r, r_end, p, gi});
+        const int32_t gi = static_cast<int32_t>(plan.groups.size());
+        plan.groups.push_back({partial_floats, parts});
+        partial_floats += int64_t{parts} * group * (layer.head_dim + 2);
+        for (int32_t p = 0; p < parts; ++p)
+          plan.items.push_back({s, g, r, r_end, p, p + 1, parts, gi});
       }
     }
   }

@@ -251,6 +251,10 @@ TEST_P(AttentionTest, SplitLongContextsMatchReferenceAndAreBitIdentical) {
   const auto second = RunCall(isa, cache, shape, {{0}, {530}, {10}}, &three, false);
   EXPECT_TRUE(std::equal(first.begin() + width, first.end(), a.begin()));
   EXPECT_TRUE(std::equal(second.begin(), second.end(), a.begin() + 20 * width));
+  // Position 529 as a decode row (its partitions are separate items) equals it inside a
+  // prefill tile (partitions folded in one item).
+  const auto decode = RunCall(isa, cache, shape, {{0}, {530}, {1}}, &two, false);
+  EXPECT_TRUE(std::equal(decode.begin(), decode.end(), a.begin() + 29 * width));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsasAndCacheTypes, AttentionTest,

@@ -35,10 +35,11 @@ const CpuKernels& KernelsFor(Isa isa) {
 
 namespace {
 
-// Rows per parallel chunk: below this much work per row range the fork-join costs more than it
-// saves. The split only decides which thread computes a row, never how, so results do not
-// depend on the thread count.
-int64_t RowsPerChunk(int64_t dim) { return dim >= 4096 ? 1 : (4096 + dim - 1) / dim; }
+// Rows per parallel chunk: below this much work per row range (~16K floats, a few microseconds)
+// the fork-join costs more than it saves; a decode step's norms (a few rows of 896) stay on the
+// calling thread. The split only decides which thread computes a row, never how, so results do
+// not depend on the thread count.
+int64_t RowsPerChunk(int64_t dim) { return dim >= 16384 ? 1 : (16384 + dim - 1) / dim; }
 
 template <typename Fn>
 void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn) {
