@@ -71,18 +71,20 @@ class F16KvNumpyQwen2(NumpyQwen2):
         return self.rms_norm(x, self.w["model.norm.weight"])
 
 
-def run_tool(tmp, name, model, tokens, kv_dtype, dtype=""):
-    """Logits of every position of `tokens` in one prefill call, [T, vocab] float32."""
+def run_tool(tmp, name, model, tokens, kv_dtypes, dtype=""):
+    """{kv dtype: logits of every position of `tokens` in one prefill call, [T, vocab] float32};
+    one process (one model load) for all the cache types."""
     out_dir = os.path.join(tmp, name)
     os.makedirs(out_dir, exist_ok=True)
     spec = {"model": model, "dtype": dtype, "block_size": 16,
             "num_blocks": (len(tokens) + 15) // 16 + 4, "shuffle_seed": 5, "threads": 2,
-            "kv_dtype": kv_dtype, "steps": [[{"seq": 0, "tokens": tokens}]]}
+            "kv_dtypes": kv_dtypes, "steps": [[{"seq": 0, "tokens": tokens}]]}
     spec_path = os.path.join(tmp, name + ".json")
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     subprocess.run([TOOL, spec_path, out_dir], check=True)
-    return np.load(os.path.join(out_dir, "step_0.npy"), mmap_mode="r")
+    return {kv: np.load(os.path.join(out_dir, kv, "step_0.npy"), mmap_mode="r")
+            for kv in kv_dtypes}
 
 
 class Agreement:
@@ -128,7 +130,7 @@ class KvInt8AccuracyTest(unittest.TestCase):
         ref = F16KvNumpyQwen2(st)
         vocab = ref.lm_head.shape[0]
         tokens = [int(t) for t in np.random.default_rng(7).integers(0, vocab, size=600)]
-        got = run_tool(self.tmp, "tiny_i8", st, tokens, "i8")
+        got = run_tool(self.tmp, "tiny", st, tokens, ["i8"])["i8"]
         hidden = ref.final_hidden(tokens)
         acc = Agreement()
         for r in range(0, len(tokens), 50):
@@ -142,8 +144,7 @@ class KvInt8AccuracyTest(unittest.TestCase):
     def test_qwen25_05b_int8_cache_against_f16_cache(self):
         model = "dummy:qwen2.5-0.5b"
         tokens = [int(t) for t in np.random.default_rng(8).integers(0, 151936, size=560)]
-        logits = {kv: run_tool(self.tmp, "q05_" + kv, model, tokens, kv, dtype="q8_0")
-                  for kv in ("i8", "f16", "f32")}
+        logits = run_tool(self.tmp, "q05", model, tokens, ["i8", "f16", "f32"], dtype="q8_0")
 
         def compare(a, b, what):
             acc = Agreement()

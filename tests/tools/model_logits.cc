@@ -4,7 +4,8 @@
 //
 // Usage: tool_model_logits SPEC.json OUT_DIR
 // SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "block_size": 4,
-//        "num_blocks": 64, "shuffle_seed": 1, "threads": 2, "kv_dtype": "f32",
+//        "num_blocks": 64, "shuffle_seed": 1, "threads": 2, "kv_dtype": "f32" (or
+//        "kv_dtypes": ["i8", "f16"]: one run per cache type into OUT_DIR/<type>/),
 //        "steps": [[{"seq": 0, "tokens": [1, 2]}, {"seq": 1, "tokens": [3]}], ...]}
 // Each step is one Forward call holding the listed sequences' new tokens (a sequence continues
 // where its previous step ended). Blocks are handed out from a shuffled free list, so each
@@ -12,6 +13,7 @@
 // [tokens in step i, vocab], rows in batch order.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -45,6 +47,10 @@ bool WriteNpy(const std::string& path, const std::vector<float>& data, int64_t r
   return static_cast<bool>(out);
 }
 
+// Runs the spec's steps with a fresh cache of kv_dtype, writing OUT_DIR/step_<i>.npy.
+int RunSteps(Qwen2Model& model, const nlohmann::json& spec, DType kv_dtype,
+             const std::string& out_dir);
+
 int Run(const std::string& spec_path, const std::string& out_dir) {
   std::ifstream in(spec_path);
   std::stringstream ss;
@@ -58,16 +64,32 @@ int Run(const std::string& spec_path, const std::string& out_dir) {
     fmt::print(stderr, "{}\n", model.status().ToString());
     return 1;
   }
-  const ModelConfig& c = (*model)->config();
+  // "kv_dtypes": ["i8", "f16"] runs the steps once per cache type (one model load) into
+  // OUT_DIR/<type>/; otherwise "kv_dtype" (default f32) into OUT_DIR.
+  const bool several = spec.contains("kv_dtypes");
+  const std::vector<std::string> names =
+      several ? spec.at("kv_dtypes").get<std::vector<std::string>>()
+              : std::vector<std::string>{spec.value("kv_dtype", "f32")};
+  for (const std::string& name : names) {
+    const std::optional<DType> kv_dtype = DTypeFromName(name);
+    if (!kv_dtype || !(*kv_dtype == DType::kF32 || *kv_dtype == DType::kF16 ||
+                       *kv_dtype == DType::kBF16 || *kv_dtype == DType::kI8)) {
+      fmt::print(stderr, "kv_dtype must be f32, f16, bf16 or i8\n");
+      return 2;
+    }
+    const std::string dir = several ? out_dir + "/" + name : out_dir;
+    std::filesystem::create_directories(dir);
+    if (int rc = RunSteps(**model, spec, *kv_dtype, dir); rc != 0) return rc;
+  }
+  return 0;
+}
+
+int RunSteps(Qwen2Model& model, const nlohmann::json& spec, DType kv_dtype,
+             const std::string& out_dir) {
+  const ModelConfig& c = model.config();
   const int32_t block_size = spec.value("block_size", 4);
   const int64_t num_blocks = spec.value("num_blocks", 64);
-  const std::optional<DType> kv_dtype = DTypeFromName(spec.value("kv_dtype", "f32"));
-  if (!kv_dtype || !(*kv_dtype == DType::kF32 || *kv_dtype == DType::kF16 ||
-                     *kv_dtype == DType::kBF16 || *kv_dtype == DType::kI8)) {
-    fmt::print(stderr, "kv_dtype must be f32, f16, bf16 or i8\n");
-    return 2;
-  }
-  SimpleKvCache cache(c, num_blocks, block_size, *kv_dtype);
+  SimpleKvCache cache(c, num_blocks, block_size, kv_dtype);
   std::vector<int32_t> free_blocks(num_blocks);
   std::iota(free_blocks.begin(), free_blocks.end(), 0);
   std::shuffle(free_blocks.begin(), free_blocks.end(),
@@ -97,7 +119,7 @@ int Run(const std::string& spec_path, const std::string& out_dir) {
       rows += static_cast<int64_t>(tokens.size());
     }
     std::vector<float> logits(rows * c.vocab_size);
-    Status s = (*model)->Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
+    Status s = model.Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
     if (!s.ok()) {
       fmt::print(stderr, "step {}: {}\n", step_idx, s.ToString());
       return 1;
