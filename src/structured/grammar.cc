@@ -322,7 +322,8 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   for (bool changed = true; changed;) {
     TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
-    for (int32_t r = 0; r < num_rules; ++r) {
+    // Last rule first: a chain of rules each calling the next settles in one pass.
+    for (int32_t r = num_rules; r-- > 0;) {
       if (productive[r]) continue;
       const LocalRule& lr = rules_[r];
       std::vector<bool> seen(lr.edges.size(), false);
