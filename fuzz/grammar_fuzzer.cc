@@ -40,8 +40,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.warm_time = std::chrono::milliseconds(300);
   options.limits.max_states = 20000;
   options.limits.max_edges = 200000;
-  auto compiled = tinyserve::structured::CompileGrammar(kind, text, tinyserve::fuzz::FuzzVocab(),
-                                                        options);
+  auto compiled =
+      tinyserve::structured::CompileGrammar(kind, text, tinyserve::fuzz::FuzzVocab(), options);
   if (!compiled.ok()) return 0;
   tinyserve::structured::GrammarMatcher matcher(*compiled);
   const auto& vocab = (*compiled)->vocab();

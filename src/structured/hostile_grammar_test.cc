@@ -1,9 +1,9 @@
 // Regression tests for hostile grammars (issue 17, classes 1, 2 and 5): each test is named after
 // an attack that crashed, froze or bloated the server, and checks it now fails cleanly
 // (InvalidArgument at compile time, or a matcher error) or is normalised away.
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "structured/compiler.h"
 #include "structured/gbnf.h"
@@ -56,8 +56,8 @@ TEST(HostileGrammarTest, RegexOf99990QuantifiersIsRejected) {
 
 TEST(HostileGrammarTest, DeeplyNestedGroupsAreRejectedNotRecursed) {
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kRegex, Nested(50000, '(', ')')).ok());
-  const std::string gbnf = "root ::= " + std::string(100000, '(') + "\"a\"" +
-                           std::string(100000, ')');
+  const std::string gbnf =
+      "root ::= " + std::string(100000, '(') + "\"a\"" + std::string(100000, ')');
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kGbnf, gbnf).ok());
 }
 
@@ -90,19 +90,21 @@ TEST(HostileGrammarTest, DeeplyNestedJsonInSchemaConstIsRejected) {
   // Brackets inside strings do not count.
   EXPECT_EQ(JsonNestingDepth("{\"a\": \"[[[[\\\"[[\"}"), 1);
   // A tool's parameters and a choice list are checked the same way.
-  EXPECT_FALSE(ToolCallGrammarSpec("[{\"function\": {\"name\": \"f\", \"parameters\": " + deep +
-                                   "}}]",
-                                   std::nullopt)
-                   .ok());
-  EXPECT_FALSE(CompileToGrammar(GrammarKind::kToolCalls,
-                                "{\"functions\": [{\"name\": \"f\", \"parameters\": " + deep + "}]}")
-                   .ok());
+  EXPECT_FALSE(
+      ToolCallGrammarSpec("[{\"function\": {\"name\": \"f\", \"parameters\": " + deep + "}}]",
+                          std::nullopt)
+          .ok());
+  EXPECT_FALSE(
+      CompileToGrammar(GrammarKind::kToolCalls,
+                       "{\"functions\": [{\"name\": \"f\", \"parameters\": " + deep + "}]}")
+          .ok());
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kChoice, "[" + deep + "]").ok());
 }
 
 TEST(HostileGrammarTest, ModelToolCallWithDeeplyNestedArgumentsStaysContent) {
-  const std::string text = "<tool_call>\n{\"name\": \"f\", \"arguments\": " +
-                           Nested(200000, '[', ']') + "}\n</tool_call>";
+  const std::string text =
+      "<tool_call>\n{\"name\": \"f\", \"arguments\": " + Nested(200000, '[', ']') +
+      "}\n</tool_call>";
   const ParsedToolCalls parsed = ParseToolCalls(text);
   EXPECT_TRUE(parsed.calls.empty());
   EXPECT_FALSE(parsed.content.empty());
@@ -115,8 +117,10 @@ TEST(HostileGrammarTest, HugePropertyNamesDoNotMultiplyIntoRuleNames) {
   for (int i = 0; i < 300; ++i) props += fmt::format("\"p{}\": {{\"type\": \"integer\"}},", i);
   props.pop_back();
   const std::string schema = "{\"type\": \"object\", \"properties\": {\"" +
-                             std::string(20000, 'n') + "\": {\"type\": \"object\", "
-                             "\"properties\": {" + props + "}}}}";
+                             std::string(20000, 'n') +
+                             "\": {\"type\": \"object\", "
+                             "\"properties\": {" +
+                             props + "}}}}";
   auto g = CompileToGrammar(GrammarKind::kJsonSchema, schema);
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   size_t name_bytes = 0;
@@ -205,9 +209,9 @@ TEST(HostileGrammarTest, AmbiguousRecursiveGbnfIsRejectedAtCompileTimeWhenTokens
 }
 
 TEST(HostileGrammarTest, TokenSetsArePrecomputedAtCompileTimeNotOnTheEngineThread) {
-  auto g = CompileGrammar(GrammarKind::kJsonSchema,
-                          R"({"type": "object", "properties": {"a": {"type": "string"}}})",
-                          ByteVocab());
+  auto g =
+      CompileGrammar(GrammarKind::kJsonSchema,
+                     R"({"type": "object", "properties": {"a": {"type": "string"}}})", ByteVocab());
   ASSERT_TRUE(g.ok());
   int64_t with_byte_edges = 0;
   for (const GrammarState& st : (*g)->grammar().states) {
