@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tinyserve::structured::CompileOptions options;
   // Short limits keep each input fast under the sanitizers; the limits' own checks are fuzzed.
   options.time_limit = std::chrono::milliseconds(300);
-  options.warm_time = std::chrono::milliseconds(300);
+  options.warm_time = std::chrono::milliseconds(5000);
+  options.max_precompute_work = 1'000'000;
   options.limits.max_states = 20000;
   options.limits.max_edges = 200000;
   auto compiled =

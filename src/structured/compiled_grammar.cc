@@ -72,20 +72,25 @@ const StateTokenSets& CompiledGrammar::TokenSets(int32_t state) const {
   if (sets_[state].load(std::memory_order_relaxed) == nullptr) {
     // Without a deadline this always completes; a step that overflowed reads as a dead one, so
     // the sets then allow too little, never too much (CompileGrammar rejects such grammars).
-    ComputeLocked(state, std::chrono::steady_clock::time_point::max());
+    ComputeLocked(state, std::chrono::steady_clock::time_point::max(), INT64_MAX);
     pda_.ClearOverflow();
   }
   return *sets_[state].load(std::memory_order_relaxed);
 }
 
 Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
-                             size_t max_bytes) const {
+                             size_t max_bytes, int64_t max_work) const {
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t s = 0; s < grammar_.states.size(); ++s) {
     const GrammarState& st = grammar_.states[s];
     if (st.byte_edge_end == st.edge_begin) continue;
     if (sets_[s].load(std::memory_order_relaxed) != nullptr) continue;
-    if (!ComputeLocked(static_cast<int32_t>(s), deadline)) {
+    if (!ComputeLocked(static_cast<int32_t>(s), deadline, max_work)) {
+      if (precompute_work_.load() > max_work) {
+        return InvalidArgumentError(
+            "grammar token tables need more than {} vocabulary-trie steps to precompute",
+            max_work);
+      }
       if (pda_.overflowed()) {
         pda_.ClearOverflow();
         return InvalidArgumentError(
@@ -104,7 +109,8 @@ Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
 }
 
 bool CompiledGrammar::ComputeLocked(int32_t state,
-                                    std::chrono::steady_clock::time_point deadline) const {
+                                    std::chrono::steady_clock::time_point deadline,
+                                    int64_t max_work) const {
   const bool check_time = deadline != std::chrono::steady_clock::time_point::max();
   auto sets = std::make_unique<StateTokenSets>();
   const Vocabulary& v = *vocab_;
@@ -118,8 +124,12 @@ bool CompiledGrammar::ComputeLocked(int32_t state,
   std::vector<int32_t> accepted;
   for (size_t i = 0, n = 0; i < trie.size(); ++n) {
     if (pda_.overflowed() && check_time) return false;
-    if (check_time && (n & 1023) == 0 && std::chrono::steady_clock::now() > deadline) return false;
+    if ((n & 1023) == 0) {
+      if (precompute_work_.load(std::memory_order_relaxed) > max_work) return false;
+      if (check_time && std::chrono::steady_clock::now() > deadline) return false;
+    }
     const Vocabulary::TrieNode& node = trie[i];
+    precompute_work_.fetch_add(1, std::memory_order_relaxed);
     const int d = node.depth;
     const int32_t prev = cfg[d - 1];
     const bool pend = pending[d - 1] || (can_pop_[prev] && follow.test(node.byte));

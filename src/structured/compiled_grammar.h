@@ -46,19 +46,24 @@ class CompiledGrammar {
   // Token sets of grammar state `state` (one with byte edges). Thread-safe.
   const StateTokenSets& TokenSets(int32_t state) const;
   // Precomputes the token sets of every state with byte edges, then frees the scratch used to
-  // compute them. InvalidArgument when `deadline` passes, the sets and scratch outgrow
-  // `max_bytes`, or a step exceeds the Pda's work bounds (a grammar too ambiguous): the server
-  // rejects such grammars at compile time instead of computing sets on the engine thread.
+  // compute them. InvalidArgument when the work (vocabulary-trie nodes visited, a
+  // load-independent measure) would exceed `max_work`, `deadline` passes (a safety net), the
+  // sets and scratch outgrow `max_bytes`, or a step exceeds the Pda's bounds (a grammar too
+  // ambiguous): the server rejects such grammars at compile time instead of computing sets on
+  // the engine thread.
   [[nodiscard]] Status Warm(std::chrono::steady_clock::time_point deadline,
-                            size_t max_bytes = SIZE_MAX) const;
+                            size_t max_bytes = SIZE_MAX, int64_t max_work = INT64_MAX) const;
   int64_t num_computed_states() const { return num_computed_.load(); }
+  // Vocabulary-trie nodes visited computing token sets so far (the precompute's work unit).
+  int64_t precompute_work() const { return precompute_work_.load(); }
   // Approximate heap bytes held: grammar, token sets and scratch. Thread-safe.
   size_t memory_bytes() const;
 
  private:
   // False when `deadline` passed or a step overflowed before the sets were complete (nothing
   // stored then).
-  bool ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline) const;
+  bool ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline,
+                     int64_t max_work) const;
   size_t ScratchBytesLocked() const;
   void ResetScratchLocked() const;
   // Memoised transitions of configurations over kUnknownStack, shared by all states.
@@ -73,6 +78,7 @@ class CompiledGrammar {
   mutable std::atomic<int64_t> num_computed_{0};
   size_t grammar_bytes_ = 0;
   mutable std::atomic<size_t> sets_bytes_{0};
+  mutable std::atomic<int64_t> precompute_work_{0};
   // Guarded by mu_.
   mutable StackPool pool_;
   mutable Pda pda_;

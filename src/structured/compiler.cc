@@ -130,7 +130,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
   TS_ASSIGN_OR_RETURN(Grammar g, CompileToGrammar(kind, text, options));
   auto compiled = std::make_shared<CompiledGrammar>(std::move(g), std::move(vocab));
   const Status warm = compiled->Warm(std::chrono::steady_clock::now() + options.warm_time,
-                                     options.max_grammar_bytes);
+                                     options.max_grammar_bytes, options.max_precompute_work);
   if (!warm.ok()) return warm.WithPrefix(GrammarKindName(kind));
   return std::shared_ptr<const CompiledGrammar>(std::move(compiled));
 }
