@@ -113,7 +113,8 @@ void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* s
       }
       case DType::kQ1_0: {
         // +-d as d * (q - 1) with q in {0, 2}.
-        for (int j = 0; j < 128; ++j) bq[j] = static_cast<uint8_t>(((b[2 + j / 8] >> (j % 8)) & 1) * 2);
+        for (int j = 0; j < 128; ++j)
+          bq[j] = static_cast<uint8_t>(((b[2 + j / 8] >> (j % 8)) & 1) * 2);
         const float d = Fp16ToF32(LoadU16(b));
         for (int j = 0; j < 4; ++j) bscale[j] = d;
         break;

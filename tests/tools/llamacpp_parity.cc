@@ -10,15 +10,15 @@
 // llama.cpp's top-10 ids, plus tinyserve's own argmax and its log-probability:
 //   {"prompts": [{"positions": [{"k", "logprobs": [10], "argmax", "argmax_logprob"}],
 //                 "greedy": [same without k]}]}
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "model/qwen2.h"
 #include "model/simple_kv_cache.h"
@@ -35,9 +35,7 @@ Json Row(const float* logits, int64_t vocab, const Json& top) {
   const double lse = double(*best) + std::log(sum);
   Json lps = Json::array();
   for (const Json& entry : top) lps.push_back(double(logits[entry[0].get<int64_t>()]) - lse);
-  return {{"logprobs", lps},
-          {"argmax", best - logits},
-          {"argmax_logprob", double(*best) - lse}};
+  return {{"logprobs", lps}, {"argmax", best - logits}, {"argmax_logprob", double(*best) - lse}};
 }
 
 int Run(const std::string& model_path, const std::string& ref_path, const std::string& out_path) {
