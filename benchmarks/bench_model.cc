@@ -46,14 +46,16 @@ struct Row {
   const char* prefill_unit = "";
 };
 
-// Resident set size of this process (VmRSS), in MB.
-double RssMb() {
+// A "Name: N kB" field of /proc/self/status in MB: VmRSS (all resident pages, including clean
+// pages of mapped weight files the OS may drop) or RssAnon (memory the process allocated).
+double StatusMb(const char* field) {
   std::FILE* f = std::fopen("/proc/self/status", "r");
   if (f == nullptr) return 0;
   char line[256];
   double kb = 0;
+  const std::string format = std::string(field) + ": %lf kB";
   while (std::fgets(line, sizeof(line), f))
-    if (std::sscanf(line, "VmRSS: %lf kB", &kb) == 1) break;
+    if (std::sscanf(line, format.c_str(), &kb) == 1) break;
   std::fclose(f);
   return kb / 1e3;
 }
@@ -108,7 +110,7 @@ int Run(const Args& a) {
     load.dtype = dtype.substr(0, plus);
     if (plus != std::string::npos) load.quantization = dtype.substr(plus + 1);
     if (load.dtype == "stored") load.dtype.clear();
-    const double rss_before = RssMb();
+    const double rss_before = StatusMb("VmRSS"), anon_before = StatusMb("RssAnon");
     const auto load_start = Clock::now();
     auto loaded = Qwen2Model::Load(a.model, load);
     if (!loaded.ok()) {
@@ -117,8 +119,9 @@ int Run(const Args& a) {
     }
     Qwen2Model& model = **loaded;
     const ModelConfig& c = model.config();
-    fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB\n", dtype, Seconds(load_start),
-               RssMb() - rss_before);
+    fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB (+{:.0f} MB allocated)\n",
+               dtype, Seconds(load_start), StatusMb("VmRSS") - rss_before,
+               StatusMb("RssAnon") - anon_before);
     Row row;
     row.dtype = dtype;
     const double weight_bytes = static_cast<double>(model.weights().MatrixBytes());

@@ -2,7 +2,8 @@
 // with shape checks against the config, then preparing them once for the kernels (norms and
 // biases to f32, matrices packed, float matrices optionally quantized first; q/k/v and gate/up
 // fused when their dtypes match).
-// Built at load on one thread; read-only afterwards (any thread may read).
+// Built at load by one thread (which may fan out to all cores to quantize); read-only afterwards
+// (any thread may read).
 #pragma once
 
 #include <cstdint>
