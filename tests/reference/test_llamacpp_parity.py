@@ -80,6 +80,19 @@ class LlamaCppParityTest(unittest.TestCase):
     def test_all_thirty_fixtures_present(self):
         self.assertEqual(len(self.stems), 30, self.stems)
 
+    def test_end_of_generation_ids_are_llama_cpps(self):
+        # From llama.cpp's load log (fixtures README): Qwen2.5's EOG set includes "</s>", a
+        # NORMAL token llama.cpp promotes to control, and the FIM pad/repo/file-separator tokens.
+        want = {"qwen2-tok": [151645, 128247, 151643, 151662, 151663, 151664],
+                "qwen2-small": [1023, 1021]}
+        for stem in self.stems:
+            if weight_type(stem) in UNSUPPORTED:
+                continue
+            with self.subTest(fixture=stem), \
+                    open(os.path.join(self.tmp.name, stem + ".json")) as f:
+                family = "qwen2-tok" if stem.startswith("qwen2-tok") else "qwen2-small"
+                self.assertEqual(json.load(f)["eos_token_ids"], want[family])
+
     def test_logprobs_and_argmax_match_llama_cpp(self):
         summary = {}
         for stem in self.stems:

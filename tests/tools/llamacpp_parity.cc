@@ -9,7 +9,8 @@
 // log-probabilities (log-softmax in double over the whole vocabulary, as the reference) of
 // llama.cpp's top-10 ids, plus tinyserve's own argmax and its log-probability:
 //   {"prompts": [{"positions": [{"k", "logprobs": [10], "argmax", "argmax_logprob"}],
-//                 "greedy": [same without k]}]}
+//                 "greedy": [same without k]}],
+//    "eos_token_ids": the end-of-generation ids tinyserve derived from the file}
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -51,7 +52,7 @@ int Run(const std::string& model_path, const std::string& ref_path, const std::s
   const ModelConfig& c = (*model)->config();
   constexpr int32_t kBlockSize = 16;
   ThreadPool pool(2);
-  Json out = {{"prompts", Json::array()}};
+  Json out = {{"prompts", Json::array()}, {"eos_token_ids", c.eos_token_ids}};
   for (const Json& prompt : ref.at("prompts")) {
     std::vector<int32_t> seq = prompt.at("ids").get<std::vector<int32_t>>();
     const int64_t num_ids = static_cast<int64_t>(seq.size());
