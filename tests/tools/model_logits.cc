@@ -3,9 +3,10 @@
 // (tests/reference/test_qwen2_numpy.py).
 //
 // Usage: tool_model_logits SPEC.json OUT_DIR
-// SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "block_size": 4,
-//        "num_blocks": 64, "shuffle_seed": 1, "threads": 2, "kv_dtype": "f32" (or
-//        "kv_dtypes": ["i8", "f16"]: one run per cache type into OUT_DIR/<type>/),
+// SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "quantization": "",
+//        "block_size": 4, "num_blocks": 64, "shuffle_seed": 1, "threads": 2,
+//        "kv_dtype": "f32" (or "kv_dtypes": ["i8", "f16"]: one run per cache type into
+//        OUT_DIR/<type>/),
 //        "steps": [[{"seq": 0, "tokens": [1, 2]}, {"seq": 1, "tokens": [3]}], ...]}
 // Each step is one Forward call holding the listed sequences' new tokens (a sequence continues
 // where its previous step ended). Blocks are handed out from a shuffled free list, so each
@@ -59,6 +60,7 @@ int Run(const std::string& spec_path, const std::string& out_dir) {
   LoadOptions load;
   load.dtype = spec.value("dtype", "");
   load.seed = spec.value("seed", 0);
+  load.quantization = spec.value("quantization", "");
   auto model = Qwen2Model::Load(spec.at("model").get<std::string>(), load);
   if (!model.ok()) {
     fmt::print(stderr, "{}\n", model.status().ToString());
