@@ -162,6 +162,44 @@ bool LevelHolds(const LevelStats& level, const Slo& slo) {
   return true;
 }
 
+namespace {
+
+bool QueueGrew(const LevelStats& lower, const LevelStats& higher) {
+  const ServerStats &a = lower.server, &b = higher.server;
+  if (a.waiting_mean >= 0 && b.waiting_mean >= 0 && b.waiting_mean > a.waiting_mean + 0.5) {
+    return true;
+  }
+  return lower.ttft_ms.n > 0 && higher.ttft_ms.n > 0 && higher.ttft_ms.p50 > 1.5 * lower.ttft_ms.p50;
+}
+
+std::string LoadName(const LevelStats& s) {
+  return s.request_rate > 0 ? fmt::format("{:g} req/s", s.request_rate)
+                            : fmt::format("{} users", s.users);
+}
+
+}  // namespace
+
+bool OverSaturated(const LevelStats& lower, const LevelStats& higher) {
+  // A rise inside the noise (the intervals overlap) is no rise: short levels count few requests.
+  bool overlap = lower.goodput_ci.known() && higher.goodput_ci.known() &&
+                 higher.goodput_ci.lo <= lower.goodput_ci.hi;
+  bool rose = higher.goodput_rps >= 1.1 * lower.goodput_rps && !overlap;
+  return !rose && QueueGrew(lower, higher);
+}
+
+std::string SaturationSentence(const LevelStats& lower, const LevelStats& higher) {
+  std::string queue;
+  if (lower.server.waiting_mean >= 0 && higher.server.waiting_mean >= 0) {
+    queue = fmt::format("the server's waiting queue went {:.1f} -> {:.1f} on average and ",
+                        lower.server.waiting_mean, higher.server.waiting_mean);
+  }
+  double gain = lower.goodput_rps > 0 ? (higher.goodput_rps / lower.goodput_rps - 1) * 100 : 0;
+  return fmt::format("**Saturates after {}**: from {} to {} goodput went {:.2f} -> {:.2f} RPS ({:+.0f}%) "
+                     "while {}median TTFT went {:.0f} -> {:.0f} ms: more load only queues.",
+                     LoadName(lower), LoadName(lower), LoadName(higher), lower.goodput_rps, higher.goodput_rps,
+                     gain, queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
+}
+
 int FindKnee(const std::vector<LevelStats>& levels, const Slo& slo) {
   int knee = -1;
   for (size_t i = 0; i < levels.size(); ++i) {
