@@ -132,6 +132,14 @@ TEST(SaturationTest, NeedsFlatGoodputAndGrowingQueue) {
   EXPECT_FALSE(OverSaturated(lo, hi));
   // Flat goodput but no queueing (e.g. think-time bound): not saturated.
   EXPECT_FALSE(OverSaturated(Stats(2, 1.0, 100, 0), Stats(4, 1.0, 110, 0.2)));
+  // Open loop: the server completing less than 90% of the offered rate is what counts.
+  LevelStats a = Stats(0, 4, 100, 0), b = Stats(0, 8, 300, 3);
+  a.request_rate = 4;
+  b.request_rate = 8;
+  b.completed_rps = 7.5;
+  EXPECT_FALSE(OverSaturated(a, b));
+  b.completed_rps = 6;
+  EXPECT_TRUE(OverSaturated(a, b));
   EXPECT_NE(SaturationSentence(Stats(2, 1.0, 100, 0), Stats(4, 1.05, 110, 2)).find("4 users"),
             std::string::npos);
 }

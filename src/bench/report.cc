@@ -334,6 +334,7 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
                   {"failures", s.failures}, {"failure_rate", s.failure_rate},
                   {"failures_by_cause", s.failures_by_cause}, {"rps", s.rps},
                   {"output_tokens_per_s", s.output_tokens_per_s}, {"goodput_rps", s.goodput_rps},
+                  {"completed_rps", s.completed_rps},
                   {"slo_attainment", s.slo_attainment}, {"holds", LevelHolds(s, i.slo)},
                   {"rps_ci", CiJson(s.rps_ci)}, {"goodput_ci", CiJson(s.goodput_ci)},
                   {"slo_attainment_ci", CiJson(s.slo_attainment_ci)},

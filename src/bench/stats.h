@@ -68,6 +68,8 @@ struct LevelStats {
   std::map<std::string, int64_t> failures_by_cause;
   double rps = 0;                 // Successful measured requests per second of window.
   double output_tokens_per_s = 0;
+  double completed_rps = 0;  // Successful requests that ended inside the window (whenever they
+                             // started), per second: the server's completion rate.
   double goodput_rps = 0;         // Successful requests that also met every SLO, per second.
   double slo_attainment = 0;      // Fraction of measured requests that were good.
   Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
@@ -83,10 +85,12 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
 
 // A level holds when it had no failure and the p99 of TTFT and of E2E are within the SLOs.
 bool LevelHolds(const LevelStats& level, const Slo& slo);
-// GuideLLM-style over-saturation between two levels in rising load: goodput rose by less than
-// 10% (or within its confidence intervals, when both are known) although the load rose, while
-// queueing grew (the server's waiting queue grew by more than
-// half a request on average, or the median TTFT grew by more than half).
+// GuideLLM-style over-saturation between two levels in rising load, while queueing grew (the
+// server's waiting queue grew by more than half a request on average, or the median TTFT grew
+// by more than half): closed loop, goodput rose by less than 10% (or within its confidence
+// intervals, when both are known); open loop, the server completed less than 90% of the
+// offered rate inside the window (RPS counts requests by start, so it follows the offered rate
+// until requests time out).
 bool OverSaturated(const LevelStats& lower, const LevelStats& higher);
 // Says why: "**Saturates after 4 users**: from 4 users to 8 users goodput went 1.20 -> 1.24 RPS
 // (+3%) while ...".

@@ -54,6 +54,7 @@ struct BenchServeFlags {
   double startup_timeout_s = 300;
   double sweep_budget_s = 0;
   double sweep_max = 0;
+  double sweep_start = 0;
   int num_warmups = -1;
 };
 
@@ -172,7 +173,7 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   if (f.request_rate == "auto" || (f.request_rate.empty() && f.users == "auto")) {
     plan.sweep.enabled = true;
     plan.sweep.open_loop = f.request_rate == "auto";
-    plan.sweep.start = plan.sweep.open_loop ? 0.25 : 1;
+    plan.sweep.start = f.sweep_start > 0 ? f.sweep_start : (plan.sweep.open_loop ? 0.25 : 1);
     plan.sweep.max = f.sweep_max > 0 ? f.sweep_max : (plan.sweep.open_loop ? 64 : 256);
     if (f.sweep_budget_s <= 0) return InvalidArgumentError("--sweep-budget must be > 0");
     plan.levels.push_back(LoadLevel{1, 0, f.duration_s, f.warmup_s});
@@ -252,7 +253,8 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
       f.profile, embedded ? "" : "--base-url " + f.base_url + " ", f.model, f.endpoint,
       f.request_rate.empty() ? "--users " + f.users : "--request-rate " + f.request_rate,
       f.think_time, f.duration_s, f.warmup_s, f.timeout_s, f.seed, f.slo, plan.warmup_requests,
-      plan.sweep.enabled ? fmt::format(" --sweep-budget {:g}", f.sweep_budget_s) : "",
+      plan.sweep.enabled ? fmt::format(" --sweep-budget {:g} --sweep-start {:g}", f.sweep_budget_s,
+                                       plan.sweep.start) : "",
       f.max_tokens > 0 ? fmt::format(" --max-tokens {}", f.max_tokens) : "");
 
   Status run = bench::RunBench(workload, plan, &results);
@@ -295,6 +297,8 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
                   "or auto (double from 0.25/s until saturation, then refine)");
   cmd->add_option("--sweep-budget", flags->sweep_budget_s,
                   "auto sweeps: seconds for all levels (default: quick 180, seed 3600)");
+  cmd->add_option("--sweep-start", flags->sweep_start,
+                  "auto sweeps: first users (default 1) or requests/s (default 0.25)");
   cmd->add_option("--sweep-max", flags->sweep_max,
                   "auto sweeps: most users (default 256) or requests/s (default 64) tried");
   cmd->add_option("--num-warmups", flags->num_warmups,

@@ -180,6 +180,12 @@ class BenchReportHtmlTest(unittest.TestCase):
         cls.fixed_dir = os.path.join(t, "llamacpp")
         cls.fixed = bench(url, cls.fixed_dir, "--users", "1,2", "--duration", "1", "--warmup", "0.1",
                           "--num-warmups", "0")
+        server, url = start_server("vllm")
+        cls.servers.append(server)
+        cls.rate_dir = os.path.join(t, "rate")
+        cls.rate = bench(url, cls.rate_dir, "--request-rate", "auto", "--sweep-start", "4",
+                         "--duration", "1.5", "--warmup", "0.2", "--sweep-budget", "12",
+                         "--num-warmups", "0")
         cls.compare_dir = os.path.join(t, "compare")
         cls.compare = subprocess.run(
             [BIN, "bench", "compare", cls.sweep_dir, cls.fixed_dir, "--output-dir", cls.compare_dir,
@@ -217,6 +223,20 @@ class BenchReportHtmlTest(unittest.TestCase):
         self.assertGreaterEqual(top["waiting_max"], 1)
         self.assertAlmostEqual(top["kv_usage_max"], 0.4)
         self.assertGreater(top["running_mean"], 0)
+
+    def test_open_loop_auto_sweep_raises_the_rate_within_its_budget(self):
+        self.assertEqual(self.rate.returncode, 0, self.rate.stderr)
+        j = self.results(self.rate_dir)
+        rates = [l["request_rate"] for l in j["levels"]]
+        self.assertEqual(rates, sorted(rates))
+        self.assertEqual(rates[:2], [4, 8])
+        self.assertTrue(all(l["users"] == 0 for l in j["levels"]))
+        self.assertIn("automatic (request rate", j["sweep"]["summary"])
+        # Capacity is ~13 requests/s: 16/s (or the refined rates above it) is bad.
+        self.assertIn("until goodput stopped rising", j["sweep"]["summary"])
+        self.assertLessEqual(max(rates), 16)
+        # The budget bounds the levels (each ~1.7 s plus drain).
+        self.assertLessEqual(sum(l["wall_s"] for l in j["levels"]), 12 + 5)
 
     def test_levels_carry_intervals_and_the_knee_its_uncertainty(self):
         j = self.results(self.sweep_dir)
