@@ -30,7 +30,10 @@ std::string LevelName(const LoadLevel& level) {
 class Runner {
  public:
   Runner(const Workload& workload, const BenchPlan& plan, BenchResults* results)
-      : workload_(workload), plan_(plan), results_(results), t0_(Clock::now()),
+      : workload_(workload),
+        plan_(plan),
+        results_(results),
+        t0_(Clock::now()),
         tty_(plan.progress != nullptr && isatty(fileno(plan.progress))) {}
 
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
@@ -42,8 +45,7 @@ class Runner {
     options.think_min_s = options.think_max_s = 0;
     options.max_requests = plan_.warmup_requests;
     LoadLevel level{1, 0, options.client.timeout_s * plan_.warmup_requests + 1, 0};
-    Print("warming up the server: {} requests one by one (not measured)\n",
-          plan_.warmup_requests);
+    Print("warming up the server: {} requests one by one (not measured)\n", plan_.warmup_requests);
     TS_ASSIGN_OR_RETURN(LevelResult r, RunLevel(workload_, options, level, nullptr));
     std::string ttfts;
     int failed = 0;
@@ -53,9 +55,8 @@ class Runner {
       ttfts += fmt::format("{}{:.0f}", ttfts.empty() ? "" : ", ", t * 1e3);
     }
     results_->warmup_summary = fmt::format(
-        "{} requests one by one before the first level, {:.1f} s, TTFT {} ms{}",
-        r.records.size(), r.wall_s, ttfts,
-        failed ? fmt::format(" ({} failed)", failed) : std::string());
+        "{} requests one by one before the first level, {:.1f} s, TTFT {} ms{}", r.records.size(),
+        r.wall_s, ttfts, failed ? fmt::format(" ({} failed)", failed) : std::string());
     Print("warm-up done: {}\n", results_->warmup_summary);
     return OkStatus();
   }
@@ -74,9 +75,11 @@ class Runner {
         if (!tty_ && p.elapsed_s - last_logged < 10 && p.in_flight > 0) return;
         last_logged = p.elapsed_s;
         double eta = std::max(0.0, planned - p.elapsed_s) + eta_after_s;
-        fmt::print(plan_.progress, "{}[level {}] {:>12}  {:5.1f}/{:.0f} s  done {}  failed {}  "
-                   "in flight {}  ETA {}{}", tty_ ? "\r" : "", slot, label, p.elapsed_s, planned,
-                   p.completed, p.failed, p.in_flight, Duration(eta), tty_ ? "   " : "\n");
+        fmt::print(plan_.progress,
+                   "{}[level {}] {:>12}  {:5.1f}/{:.0f} s  done {}  failed {}  "
+                   "in flight {}  ETA {}{}",
+                   tty_ ? "\r" : "", slot, label, p.elapsed_s, planned, p.completed, p.failed,
+                   p.in_flight, Duration(eta), tty_ ? "   " : "\n");
         std::fflush(plan_.progress);
       };
     }
@@ -95,10 +98,12 @@ class Runner {
     uint64_t stream = level.request_rate > 0 ? static_cast<uint64_t>(level.request_rate * 1000)
                                              : static_cast<uint64_t>(level.users) << 32;
     AddIntervals(*result, plan_.slo, DeriveSeed(plan_.load.seed, stream), &stats);
-    Print("{}[level {}] {:>12}  done: {:.2f} RPS, goodput {:.2f}, mean TTFT {:.0f} ms, mean E2E "
-          "{:.0f} ms, failures {:.1f}%{}\n", tty_ ? "\r" : "", slot, label, stats.rps,
-          stats.goodput_rps, stats.ttft_ms.mean, stats.e2e_ms.mean, stats.failure_rate * 100,
-          LevelHolds(stats, plan_.slo) ? "" : " - misses the SLOs");
+    Print(
+        "{}[level {}] {:>12}  done: {:.2f} RPS, goodput {:.2f}, mean TTFT {:.0f} ms, mean E2E "
+        "{:.0f} ms, failures {:.1f}%{}\n",
+        tty_ ? "\r" : "", slot, label, stats.rps, stats.goodput_rps, stats.ttft_ms.mean,
+        stats.e2e_ms.mean, stats.failure_rate * 100,
+        LevelHolds(stats, plan_.slo) ? "" : " - misses the SLOs");
     last_wall_s_ = result->wall_s;
     results_->levels.push_back(std::move(*result));
     results_->server_samples.push_back(std::move(samples));
@@ -188,8 +193,8 @@ Status Runner::RunSweep() {
     x = std::min(sw.max, x * 2);
   }
   // Refine: bisect (geometrically) between the last good and the first bad level.
-  while (good >= 0 && bad_x > 0 &&
-         (sw.open_loop ? bad_x / good_x > 1.2 : bad_x - good_x > 1) && fits()) {
+  while (good >= 0 && bad_x > 0 && (sw.open_loop ? bad_x / good_x > 1.2 : bad_x - good_x > 1) &&
+         fits()) {
     double mid = std::sqrt(good_x * bad_x);
     if (!sw.open_loop) mid = std::clamp(std::round(mid), good_x + 1, bad_x - 1);
     TS_ASSIGN_OR_RETURN(size_t i, run(mid));
@@ -211,10 +216,10 @@ Status Runner::RunSweep() {
     for (double x : v) out += fmt::format("{}{:g}", out.empty() ? "" : ", ", x);
     return out.empty() ? std::string("none") : out;
   };
-  results_->sweep_summary = fmt::format(
-      "automatic ({}): raised {} until {}; refined {}; {:.0f} s of a {:.0f} s budget",
-      sw.open_loop ? "request rate, per s" : "users", list(raised), stop, list(refined),
-      Elapsed() - sweep_t0, sw.budget_s);
+  results_->sweep_summary =
+      fmt::format("automatic ({}): raised {} until {}; refined {}; {:.0f} s of a {:.0f} s budget",
+                  sw.open_loop ? "request rate, per s" : "users", list(raised), stop, list(refined),
+                  Elapsed() - sweep_t0, sw.budget_s);
   return OkStatus();
 }
 
@@ -225,7 +230,8 @@ void Runner::SortByLoad() {
     const LevelStats& s = results_->stats[i];
     return s.request_rate > 0 ? s.request_rate : s.users;
   };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return load(a) < load(b); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return load(a) < load(b); });
   BenchResults sorted;
   for (size_t i : order) {
     sorted.levels.push_back(std::move(results_->levels[i]));
@@ -244,9 +250,9 @@ Status RunBench(const Workload& workload, const BenchPlan& plan, BenchResults* r
   TS_RETURN_IF_ERROR(runner.WarmUp());
   TS_RETURN_IF_ERROR(plan.sweep.enabled ? runner.RunSweep() : runner.RunFixed());
   runner.SortByLoad();
-  results->knee_uncertainty = BootstrapKnee(results->levels, plan.slo,
-                                            FindKnee(results->stats, plan.slo),
-                                            DeriveSeed(plan.load.seed, 1000), 200);
+  results->knee_uncertainty =
+      BootstrapKnee(results->levels, plan.slo, FindKnee(results->stats, plan.slo),
+                    DeriveSeed(plan.load.seed, 1000), 200);
   return OkStatus();
 }
 

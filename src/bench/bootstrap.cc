@@ -109,8 +109,8 @@ struct KneeSample {
 
 }  // namespace
 
-KneeUncertainty BootstrapKnee(const std::vector<LevelResult>& levels, const Slo& slo,
-                              int estimate, uint64_t seed, int resamples) {
+KneeUncertainty BootstrapKnee(const std::vector<LevelResult>& levels, const Slo& slo, int estimate,
+                              uint64_t seed, int resamples) {
   KneeUncertainty out;
   out.resamples = resamples;
   std::vector<std::vector<KneeSample>> samples(levels.size());
@@ -174,14 +174,15 @@ void AddIntervals(const LevelResult& result, const Slo& slo, uint64_t seed, Leve
     int w = width > 0 ? static_cast<int>((r.start_s - result.window_start_s) / width) : 0;
     w = std::clamp(w, 0, kWindows - 1);
     ok_windows[w] += 1;
-    bool meets = (slo.ttft_ms <= 0 || ttft_ms <= slo.ttft_ms) &&
-                 (slo.e2e_ms <= 0 || e2e_ms <= slo.e2e_ms);
+    bool meets =
+        (slo.ttft_ms <= 0 || ttft_ms <= slo.ttft_ms) && (slo.e2e_ms <= 0 || e2e_ms <= slo.e2e_ms);
     good_windows[w] += meets;
   }
   const std::vector<double> qs = {0.5, 0.9, 0.99};
   auto fill = [&](const std::vector<std::vector<double>>& groups, uint64_t stream, int resamples,
                   Distribution* d) {
-    std::vector<Interval> ci = BootstrapPercentiles(groups, qs, DeriveSeed(seed, stream), resamples);
+    std::vector<Interval> ci =
+        BootstrapPercentiles(groups, qs, DeriveSeed(seed, stream), resamples);
     d->p50_ci = ci[0];
     d->p90_ci = ci[1];
     d->p99_ci = ci[2];
@@ -191,8 +192,8 @@ void AddIntervals(const LevelResult& result, const Slo& slo, uint64_t seed, Leve
   fill(tpot, 3, kResamples, &s->tpot_ms);
   // Inter-token gaps pool many values per request: fewer resamples keep a long level to about
   // 2e7 values copied (the interval's ends move by well under its width at 200 resamples).
-  int itl_resamples = static_cast<int>(std::clamp<double>(2e7 / std::max<size_t>(gaps, 1), 200,
-                                                          kResamples));
+  int itl_resamples =
+      static_cast<int>(std::clamp<double>(2e7 / std::max<size_t>(gaps, 1), 200, kResamples));
   fill(itl, 4, itl_resamples, &s->itl_ms);
   s->rps_ci = BootstrapRate(ok_windows, s->duration_s, DeriveSeed(seed, 5), kResamples);
   s->goodput_ci = BootstrapRate(good_windows, s->duration_s, DeriveSeed(seed, 6), kResamples);

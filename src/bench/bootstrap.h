@@ -36,11 +36,11 @@ Interval WilsonInterval(int64_t successes, int64_t n);
 // `estimate` is FindKnee's index on the levels themselves. Levels must be in rising load.
 struct KneeUncertainty {
   int resamples = 0;
-  int low = -1, high = -1;  // Central 95% range of the knee's level index (-1: no knee).
+  int low = -1, high = -1;       // Central 95% range of the knee's level index (-1: no knee).
   double share_at_estimate = 0;  // Fraction of resamples whose knee is the point estimate.
 };
-KneeUncertainty BootstrapKnee(const std::vector<LevelResult>& levels, const Slo& slo,
-                              int estimate, uint64_t seed, int resamples);
+KneeUncertainty BootstrapKnee(const std::vector<LevelResult>& levels, const Slo& slo, int estimate,
+                              uint64_t seed, int resamples);
 
 // Fills the intervals of `stats` (rates, SLO attainment, TTFT/E2E/ITL/TPOT percentiles) from the
 // level's records. Deterministic for a given seed.

@@ -56,7 +56,8 @@ TEST(BootstrapTest, PercentileIntervalsAreSeededAndNarrowWithMoreData) {
 TEST(BootstrapTest, GroupsAreResampledWhole) {
   // Two requests: one with all gaps 1, one with all gaps 100. Any resample's median is 1, 100,
   // or (both drawn) between them; never from a mix within one request.
-  std::vector<std::vector<double>> g = {std::vector<double>(50, 1.0), std::vector<double>(50, 100.0)};
+  std::vector<std::vector<double>> g = {std::vector<double>(50, 1.0),
+                                        std::vector<double>(50, 100.0)};
   auto ci = BootstrapPercentiles(g, {0.5}, 3, 400);
   EXPECT_EQ(ci[0].lo, 1.0);
   EXPECT_EQ(ci[0].hi, 100.0);

@@ -1,13 +1,13 @@
 #include "bench/compare.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "bench/bootstrap.h"
 #include "bench/html_report.h"
@@ -44,9 +44,7 @@ double Percentile(const json& level, const char* dist, const char* key, double q
 }
 
 std::vector<Measure> Measures() {
-  auto plain = [](int decimals) {
-    return [decimals](double v) { return Grouped(v, decimals); };
-  };
+  auto plain = [](int decimals) { return [decimals](double v) { return Grouped(v, decimals); }; };
   auto percent = [](double v) { return fmt::format("{:.1f}%", v * 100); };
   auto millis = [](double v) { return Grouped(v, 0) + " ms"; };
   return {
@@ -72,7 +70,8 @@ std::vector<Measure> Measures() {
 
 Status ReadJson(const std::filesystem::path& path, json* out) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("{} not found (is it a `bench serve` output directory?)", path.string());
+  if (!in)
+    return NotFoundError("{} not found (is it a `bench serve` output directory?)", path.string());
   std::stringstream ss;
   ss << in.rdbuf();
   *out = json::parse(ss.str(), nullptr, false);
@@ -93,9 +92,9 @@ StatusOr<std::vector<std::string>> CompareLabels(const std::vector<std::string>&
   }
   std::vector<std::string> out;
   for (size_t i = 0; i < run_dirs.size(); ++i) {
-    std::string name = labels.empty()
-                           ? std::filesystem::path(run_dirs[i]).lexically_normal().filename().string()
-                           : labels[i];
+    std::string name =
+        labels.empty() ? std::filesystem::path(run_dirs[i]).lexically_normal().filename().string()
+                       : labels[i];
     if (name.empty() || name == ".") {
       name = std::filesystem::absolute(run_dirs[i]).lexically_normal().parent_path().filename();
     }
@@ -124,9 +123,10 @@ std::string RenderComparisonMarkdown(const std::vector<std::string>& labels,
       open_loop = open_loop || level.value("request_rate", 0.0) > 0;
     }
   }
-  md += "\nEach table: a column per run at each load; `(×R)` is the ratio to the first run; "
-        "`not run` means the run had no such level, `too few` too few requests for the "
-        "percentile. The charts are in `report.html`.\n";
+  md +=
+      "\nEach table: a column per run at each load; `(×R)` is the ratio to the first run; "
+      "`not run` means the run had no such level, `too few` too few requests for the "
+      "percentile. The charts are in `report.html`.\n";
   for (const Measure& m : Measures()) {
     md += fmt::format("\n## {}\n\n| {} |", m.name, open_loop ? "rate" : "users");
     for (const std::string& label : labels) md += fmt::format(" {} |", label);

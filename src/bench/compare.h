@@ -4,10 +4,9 @@
 // the first run. Pure apart from the files; safe from any thread.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "util/status.h"
 

@@ -1,9 +1,9 @@
 #include "bench/html_report.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
-
-#include <fmt/format.h>
 
 #include "bench/svg_chart.h"
 
@@ -55,8 +55,8 @@ std::string ScriptSafe(const std::string& text) {
 json HtmlRunData(const json& results, const std::string& label) {
   json run;
   run["label"] = label;
-  for (const char* key : {"info", "tasks", "knee", "knee_sentence", "knee_uncertainty", "sweep",
-                          "server_warmup"}) {
+  for (const char* key :
+       {"info", "tasks", "knee", "knee_sentence", "knee_uncertainty", "sweep", "server_warmup"}) {
     run[key] = results.value(key, json(nullptr));
   }
   json levels = json::array();
@@ -70,16 +70,16 @@ json HtmlRunData(const json& results, const std::string& label) {
     for (const json& q : requests) measured += !q.value("warmup", false);
     out["num_requests"] = measured;
     json timeline = json::array();
-    size_t step = std::max<size_t>(1, (requests.size() + kMaxTimelinePoints - 1) /
-                                          kMaxTimelinePoints);
+    size_t step =
+        std::max<size_t>(1, (requests.size() + kMaxTimelinePoints - 1) / kMaxTimelinePoints);
     std::map<std::string, std::vector<double>> by_task;
     for (size_t i = 0; i < requests.size(); ++i) {
       const json& q = requests[i];
       bool ok = q.value("ok", false), warmup = q.value("warmup", false);
       const json& ttft = q.contains("ttft_ms") ? q["ttft_ms"] : json(nullptr);
       if (i % step == 0) {
-        timeline.push_back({q.value("start_s", 0.0), ttft, q.value("e2e_ms", 0.0), ok ? 1 : 0,
-                            warmup ? 1 : 0});
+        timeline.push_back(
+            {q.value("start_s", 0.0), ttft, q.value("e2e_ms", 0.0), ok ? 1 : 0, warmup ? 1 : 0});
       }
       if (ok && !warmup) {
         by_task[q.value("task", "")].push_back(ttft.is_number() ? ttft.get<double>()

@@ -4,10 +4,9 @@
 // Pure functions; safe from any thread.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace tinyserve::bench {
 

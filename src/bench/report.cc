@@ -67,6 +67,12 @@ json CiJson(const Interval& ci) {
 std::string KneeSentence(const BenchResults& r) {
   int knee = FindKnee(r.stats, r.info.slo);
   std::string slo = FormatSlo(r.info.slo);
+  if (knee < 0 && !r.stats.empty() && r.stats[0].requests == 0) {
+    return fmt::format("**Knee: none** - at the lowest load ({}) no request was measured: none "
+                       "started in the measured window, or all took longer than the level. The "
+                       "server is slower than --timeout {:g} s allows: raise --duration and "
+                       "--timeout.", LoadLabel(r.stats[0]), r.info.timeout_s);
+  }
   if (knee < 0) {
     return fmt::format("**Knee: none** - already the lowest load ({}) failed requests or missed "
                        "the SLOs (p99 {}).", r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);

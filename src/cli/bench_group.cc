@@ -22,14 +22,16 @@ void AddBenchCompareCommand(CLI::App& app, int* exit_code) {
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = BenchGroup(app)->add_subcommand(
-      "compare", "Overlay several `bench serve` runs (e.g. tinyserve, llama.cpp, vLLM) in one "
-                 "report.html and report.md");
+      "compare",
+      "Overlay several `bench serve` runs (e.g. tinyserve, llama.cpp, vLLM) in one "
+      "report.html and report.md");
   cmd->add_option("run_dirs", flags->run_dirs, "Output directories of `bench serve` runs")
       ->required();
   cmd->add_option("--output-dir", flags->output_dir, "Where the comparison goes")->required();
   cmd->add_option("--label", flags->labels,
                   "Name of each run, in order (repeat it or give a list; default: directory "
-                  "names)")->delimiter(',');
+                  "names)")
+      ->delimiter(',');
   cmd->callback([flags, exit_code] {
     Status st = bench::WriteComparison(flags->run_dirs, flags->labels, flags->output_dir);
     if (!st.ok()) {
