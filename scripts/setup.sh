@@ -12,6 +12,7 @@ APT_PACKAGES=(
   python3 python3-numpy python3-jsonschema
   curl
   clang libclang-rt-14-dev
+  chromium  # headless: tests open bench serve's and bench compare's report.html
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

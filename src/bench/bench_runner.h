@@ -1,5 +1,8 @@
-// Runs a whole bench: the levels in order (rising load), each with the server sampled, a live
-// progress line per level, and the statistics. The CLI calls it once from the main thread.
+// Runs a whole bench: an optional server warm-up, then the levels in order (rising load) or an
+// automatic sweep that raises the load until the server saturates and refines between the last
+// good and first bad level within a time budget; each level with the server sampled, a live
+// progress line with an ETA, the statistics and their confidence intervals. The CLI calls it
+// once from the main thread.
 #pragma once
 
 #include <cstdio>
@@ -14,9 +17,24 @@
 
 namespace tinyserve::bench {
 
+// `--users auto` / `--request-rate auto`: doubling from `start` until a level is bad (fails its
+// SLOs or is over-saturated, see OverSaturated), then bisecting between the last good and the
+// first bad level. No level starts once its expected length would overrun the budget (the
+// first always runs).
+struct AutoSweep {
+  bool enabled = false;
+  bool open_loop = false;  // Sweep the request rate instead of the users.
+  double start = 1;        // First users (or requests/s).
+  double max = 256;        // Highest users (or requests/s) tried.
+  double budget_s = 600;   // Total seconds for the levels.
+};
+
 struct BenchPlan {
   LoadOptions load;
-  std::vector<LoadLevel> levels;
+  std::vector<LoadLevel> levels;  // Fixed levels; with sweep.enabled only levels[0]'s
+                                  // duration and warm-up are used.
+  AutoSweep sweep;
+  int warmup_requests = 0;  // Sent one by one before the first level, unmeasured.
   std::string metrics_url;  // Empty: do not scrape.
   int server_pid = 0;       // A local server to read /proc from; 0 for none.
   double sample_interval_s = 1.0;
@@ -24,8 +42,9 @@ struct BenchPlan {
   FILE* progress = stderr;  // Progress lines go here; nullptr for silence.
 };
 
-// Runs every level and fills results.levels, server_samples and stats (results.info is the
-// caller's). Fails only on invalid options.
+// Runs the warm-up and every level and fills results.levels, server_samples, stats (in rising
+// load), knee_uncertainty and the sweep and warm-up summaries (results.info is the caller's).
+// Fails only on invalid options.
 [[nodiscard]] Status RunBench(const Workload& workload, const BenchPlan& plan,
                               BenchResults* results);
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <thread>
 
+#include "bench/html_report.h"
 #include "bench/svg_chart.h"
 
 namespace tinyserve::bench {
@@ -40,9 +41,38 @@ std::string OrNa(double v, const char* f = "{:.2f}") {
   return v < 0 ? "n/a" : fmt::format(fmt::runtime(f), v);
 }
 
+// "1,234 [1,100 – 1,400]", or "too few (n=12)" when the level is below the percentile rule.
+std::string PctCell(const Distribution& d, double q, double v, const Interval& ci) {
+  if (d.n == 0) return "-";
+  if (!PercentileReportable(d.n, q)) return fmt::format("too few (n={})", d.n);
+  std::string out = Thousands(v);
+  if (ci.known()) out += fmt::format(" [{} – {}]", Thousands(ci.lo), Thousands(ci.hi));
+  return out;
+}
+std::string CiCell(double v, const Interval& ci, const char* f) {
+  std::string out = fmt::format(fmt::runtime(f), v);
+  if (ci.known()) {
+    out += fmt::format(" [{} – {}]", fmt::format(fmt::runtime(f), ci.lo),
+                       fmt::format(fmt::runtime(f), ci.hi));
+  }
+  return out;
+}
+
+json CiJson(const Interval& ci) {
+  return ci.known() ? json::array({ci.lo, ci.hi}) : json(nullptr);
+}
+
+}  // namespace
+
 std::string KneeSentence(const BenchResults& r) {
   int knee = FindKnee(r.stats, r.info.slo);
   std::string slo = FormatSlo(r.info.slo);
+  if (knee < 0 && !r.stats.empty() && r.stats[0].requests == 0) {
+    return fmt::format("**Knee: none** - at the lowest load ({}) no request was measured: none "
+                       "started in the measured window, or all took longer than the level. The "
+                       "server is slower than --timeout {:g} s allows: raise --duration and "
+                       "--timeout.", LoadLabel(r.stats[0]), r.info.timeout_s);
+  }
   if (knee < 0) {
     return fmt::format("**Knee: none** - already the lowest load ({}) failed requests or missed "
                        "the SLOs (p99 {}).", r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);
@@ -54,6 +84,9 @@ std::string KneeSentence(const BenchResults& r) {
     next = fmt::format(" At {} it breaks: {} failures, p99 TTFT {} ms, p99 E2E {} ms.",
                        LoadLabel(n), Percent(n.failure_rate), Thousands(n.ttft_ms.p99),
                        Thousands(n.e2e_ms.p99));
+  } else if (!r.saturation_note.empty()) {
+    next = " It held the SLOs at every level tested, but the sweep found where more load only "
+           "queues (below).";
   } else {
     next = " It held at every level tested: raise the load to find where it breaks.";
   }
@@ -61,6 +94,21 @@ std::string KneeSentence(const BenchResults& r) {
                      "SLOs held (p99 {}), with {:.2f} RPS.{}",
                      LoadLabel(k), k.request_rate > 0 ? "" : " users", slo, k.rps, next);
 }
+
+std::string KneeUncertaintySentence(const BenchResults& r) {
+  const KneeUncertainty& u = r.knee_uncertainty;
+  if (u.resamples == 0 || r.stats.empty()) return "";
+  auto name = [&](int i) {
+    if (i < 0) return std::string("none");
+    return LoadLabel(r.stats[i]) + (r.stats[i].request_rate > 0 ? "" : " users");
+  };
+  std::string range = u.low == u.high ? name(u.low) : name(u.low) + " to " + name(u.high);
+  return fmt::format("Knee uncertainty: found again on {} bootstrap resamples of the requests, the "
+                     "knee is the same in {:.0f}% of them; 95% range: {}.", u.resamples,
+                     u.share_at_estimate * 100, range);
+}
+
+namespace {
 
 std::string ConcurrencyTable(const BenchResults& r) {
   std::string md = fmt::format(
@@ -106,7 +154,8 @@ std::string DetailHeading(const BenchResults& r, int level_idx) {
 
 json DistJson(const Distribution& d) {
   return {{"n", d.n},     {"mean", d.mean}, {"std", d.std}, {"min", d.min},
-          {"max", d.max}, {"p50", d.p50},   {"p90", d.p90}, {"p99", d.p99}};
+          {"max", d.max}, {"p50", d.p50},   {"p90", d.p90}, {"p99", d.p99},
+          {"p50_ci", CiJson(d.p50_ci)}, {"p90_ci", CiJson(d.p90_ci)}, {"p99_ci", CiJson(d.p99_ci)}};
 }
 
 Status WriteFile(const std::filesystem::path& path, const std::string& text) {
@@ -183,24 +232,41 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
   if (r.stats.empty()) return md + "No levels were run.\n";
 
   md += "## Capacity\n\n" + ConcurrencyTable(r) + "\n" + KneeSentence(r) + "\n\n";
+  if (std::string u = KneeUncertaintySentence(r); !u.empty()) md += u + "\n\n";
+  if (!r.saturation_note.empty()) md += r.saturation_note + "\n\n";
   md += "RPS counts successful requests that started in the measured window, per second of it; "
         "memory is the server's peak resident set; failures are the share of measured requests "
         "that failed (any cause).\n\n";
   int detail = DetailLevelIndex(r, i.detail_users);
   md += "## " + DetailHeading(r, detail) + "\n\n" + TaskTable(r, w, detail) + "\n";
 
-  md += fmt::format("## Latency percentiles (ms)\n\n"
-                    "| {} | requests | TTFT p50 / p90 / p99 | E2E p50 / p90 / p99 | ITL p50 / p99 | "
-                    "TPOT mean | output tok/s | goodput RPS | SLO met | in flight mean / max |\n"
-                    "|---|---|---|---|---|---|---|---|---|---|\n", OpenLoop(r) ? "rate" : "users");
+  md += fmt::format(
+      "## Latency percentiles (ms) and rates, with 95% confidence intervals\n\n"
+      "| {} | requests | RPS | goodput RPS | SLO met | TTFT p50 | TTFT p90 | TTFT p99 | E2E p50 | "
+      "E2E p90 | E2E p99 | ITL p50 | ITL p99 | TPOT mean | output tok/s | in flight mean / max |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      OpenLoop(r) ? "rate" : "users");
   for (const LevelStats& s : r.stats) {
-    md += fmt::format("| {} | {} | {} / {} / {} | {} / {} / {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} "
-                      "| {:.2f} | {} | {:.2f} / {} |\n", LoadLabel(s), s.requests,
-                      Thousands(s.ttft_ms.p50), Thousands(s.ttft_ms.p90), Thousands(s.ttft_ms.p99),
-                      Thousands(s.e2e_ms.p50), Thousands(s.e2e_ms.p90), Thousands(s.e2e_ms.p99),
-                      s.itl_ms.p50, s.itl_ms.p99, s.tpot_ms.mean, s.output_tokens_per_s,
-                      s.goodput_rps, Percent(s.slo_attainment), s.mean_in_flight, s.max_in_flight);
+    Interval slo_pct{s.slo_attainment_ci.lo * 100, s.slo_attainment_ci.hi * 100};
+    md += fmt::format(
+        "| {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} | {:.1f} | "
+        "{:.2f} / {} |\n", LoadLabel(s), s.requests, CiCell(s.rps, s.rps_ci, "{:.2f}"),
+        CiCell(s.goodput_rps, s.goodput_ci, "{:.2f}"),
+        CiCell(s.slo_attainment * 100, slo_pct, "{:.1f}"),
+        PctCell(s.ttft_ms, 0.5, s.ttft_ms.p50, s.ttft_ms.p50_ci),
+        PctCell(s.ttft_ms, 0.9, s.ttft_ms.p90, s.ttft_ms.p90_ci),
+        PctCell(s.ttft_ms, 0.99, s.ttft_ms.p99, s.ttft_ms.p99_ci),
+        PctCell(s.e2e_ms, 0.5, s.e2e_ms.p50, s.e2e_ms.p50_ci),
+        PctCell(s.e2e_ms, 0.9, s.e2e_ms.p90, s.e2e_ms.p90_ci),
+        PctCell(s.e2e_ms, 0.99, s.e2e_ms.p99, s.e2e_ms.p99_ci),
+        PctCell(s.itl_ms, 0.5, s.itl_ms.p50, s.itl_ms.p50_ci),
+        PctCell(s.itl_ms, 0.99, s.itl_ms.p99, s.itl_ms.p99_ci), s.tpot_ms.mean,
+        s.output_tokens_per_s, s.mean_in_flight, s.max_in_flight);
   }
+  md += "\nIntervals: percentiles by bootstrap over requests, RPS and goodput by bootstrap over 10 "
+        "time windows of the level, SLO attainment by Wilson score. A percentile q is printed only "
+        "when the level has at least 1/(1-q) successful requests (p50: 2, p90: 10, p99: 100); "
+        "below that it says \"too few\".\n";
   md += fmt::format("\n## Server (sampled during each level)\n\n"
                     "| {} | samples | peak memory (GB) | KV cache use mean / max | running mean | "
                     "waiting mean / max | preemptions |\n|---|---|---|---|---|---|---|\n",
@@ -254,6 +320,18 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
                          : json{{"level", knee}, {"users", r.stats[knee].users},
                                 {"request_rate", r.stats[knee].request_rate},
                                 {"rps", r.stats[knee].rps}};
+  out["knee_sentence"] = r.stats.empty() ? "" : KneeSentence(r);
+  out["knee_uncertainty"] = KneeUncertaintySentence(r);
+  if (r.knee_uncertainty.resamples > 0) {
+    const KneeUncertainty& u = r.knee_uncertainty;
+    out["knee_bootstrap"] = {{"resamples", u.resamples}, {"low_level", u.low},
+                             {"high_level", u.high}, {"share_at_estimate", u.share_at_estimate}};
+  }
+  out["sweep"] = r.sweep_summary.empty()
+                     ? json(nullptr)
+                     : json{{"summary", r.sweep_summary}, {"saturation", r.saturation_note}};
+  out["server_warmup"] =
+      r.warmup_summary.empty() ? json(nullptr) : json{{"summary", r.warmup_summary}};
   json levels = json::array();
   for (size_t l = 0; l < r.stats.size(); ++l) {
     const LevelStats& s = r.stats[l];
@@ -262,7 +340,10 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
                   {"failures", s.failures}, {"failure_rate", s.failure_rate},
                   {"failures_by_cause", s.failures_by_cause}, {"rps", s.rps},
                   {"output_tokens_per_s", s.output_tokens_per_s}, {"goodput_rps", s.goodput_rps},
+                  {"completed_rps", s.completed_rps},
                   {"slo_attainment", s.slo_attainment}, {"holds", LevelHolds(s, i.slo)},
+                  {"rps_ci", CiJson(s.rps_ci)}, {"goodput_ci", CiJson(s.goodput_ci)},
+                  {"slo_attainment_ci", CiJson(s.slo_attainment_ci)},
                   {"ttft_ms", DistJson(s.ttft_ms)}, {"e2e_ms", DistJson(s.e2e_ms)},
                   {"itl_ms", DistJson(s.itl_ms)}, {"tpot_ms", DistJson(s.tpot_ms)},
                   {"mean_in_flight", s.mean_in_flight}, {"max_in_flight", s.max_in_flight},
@@ -340,15 +421,21 @@ Status WriteReport(const BenchResults& r, const Workload& w, const std::string& 
   if (ec) return InternalError("cannot create {}: {}", dir, ec.message());
   std::filesystem::path d(dir);
   TS_RETURN_IF_ERROR(WriteFile(d / "report.md", RenderMarkdown(r, w)));
-  TS_RETURN_IF_ERROR(WriteFile(d / "results.json", ResultsJson(r, w).dump(1)));
   TS_RETURN_IF_ERROR(WriteFile(d / "results.csv", ResultsCsv(r, w)));
+  json results = ResultsJson(r, w);
+  TS_RETURN_IF_ERROR(WriteFile(d / "results.json", results.dump(1)));
+  TS_RETURN_IF_ERROR(WriteFile(
+      d / "report.html",
+      RenderHtmlPage(fmt::format("Capacity report: {} ({})", r.info.model, r.info.started_at),
+                     "run", {HtmlRunData(results, r.info.model)})));
 
   const bool open_loop = OpenLoop(r);
   const std::string x_label = open_loop ? "offered load (requests/s)" : "concurrent users";
   LineChart rps{"Throughput", x_label, "requests/s", !open_loop, {{"RPS", {}}, {"goodput", {}}}};
-  LineChart latency{"Latency percentiles", x_label, "ms", !open_loop,
+  LineChart latency{"Latency percentiles", x_label, "latency", !open_loop,
                     {{"TTFT p50", {}}, {"TTFT p99", {}}, {"E2E p50", {}}, {"E2E p90", {}},
                      {"E2E p99", {}}}};
+  latency.y_ms = true;
   LineChart failures{"Failure rate", x_label, "% of requests", !open_loop, {{"failures", {}}}};
   for (const LevelStats& s : r.stats) {
     double x = LoadX(s);
@@ -362,7 +449,8 @@ Status WriteReport(const BenchResults& r, const Workload& w, const std::string& 
     failures.series[0].points.emplace_back(x, s.failure_rate * 100);
   }
   // TTFT distribution per task as an empirical CDF, at the detail level.
-  LineChart ttft{"TTFT distribution per task", "TTFT (ms)", "% of requests at or below", false, {}};
+  LineChart ttft{"TTFT distribution per task", "TTFT", "% of requests at or below", false, {}};
+  ttft.x_ms = true;
   if (!r.levels.empty()) {
     int detail = DetailLevelIndex(r, r.info.detail_users);
     ttft.title += " at " + LoadLabel(r.stats[detail]) + (open_loop ? "" : " users");

@@ -1,4 +1,4 @@
-// The bench report: report.md (the original's concurrency table, the per-task table, percentile,
+// The bench report: report.html (html_report.h), report.md (the original's concurrency table, the per-task table, percentile,
 // server and failure tables, the knee), results.json (every request's timings and outcome),
 // results.csv (one row per request) and SVG charts. Called once by the CLI at the end of a run.
 #pragma once
@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bootstrap.h"
 #include "bench/load_generator.h"
 #include "bench/server_sampler.h"
 #include "bench/stats.h"
@@ -45,6 +46,10 @@ struct BenchResults {
   std::vector<LevelResult> levels;
   std::vector<std::vector<ServerSample>> server_samples;  // One vector per level.
   std::vector<LevelStats> stats;                          // One per level.
+  KneeUncertainty knee_uncertainty;  // resamples == 0: not computed.
+  std::string sweep_summary;     // Automatic sweeps: what was run and why it stopped.
+  std::string saturation_note;   // Automatic sweeps: where goodput stopped rising, if it did.
+  std::string warmup_summary;    // The server warm-up before the first level, if any.
 };
 
 // The machine: CPU model from /proc/cpuinfo ("unknown" if absent) and online cores.
@@ -56,12 +61,16 @@ std::string UtcNow();
 // Index of the level whose user count is `users`, else the level with the nearest count.
 int DetailLevelIndex(const BenchResults& results, int users);
 
+// The knee verdict (markdown, "**Knee: 4 users** - ...") and its bootstrap uncertainty.
+std::string KneeSentence(const BenchResults& results);
+std::string KneeUncertaintySentence(const BenchResults& results);
+
 std::string RenderMarkdown(const BenchResults& results, const Workload& workload);
 // The console summary: the concurrency table, knee, and per-task table.
 std::string RenderConsoleTables(const BenchResults& results, const Workload& workload);
 nlohmann::json ResultsJson(const BenchResults& results, const Workload& workload);
 std::string ResultsCsv(const BenchResults& results, const Workload& workload);
-// Writes report.md, results.json, results.csv, rps_vs_users.svg, latency_vs_users.svg,
+// Writes report.md, report.html, results.json, results.csv, rps_vs_users.svg, latency_vs_users.svg,
 // failures_vs_users.svg and ttft_by_task.svg into `dir` (created if missing).
 [[nodiscard]] Status WriteReport(const BenchResults& results, const Workload& workload,
                                  const std::string& dir);

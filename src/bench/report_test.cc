@@ -1,5 +1,6 @@
 #include "bench/report.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -7,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include "bench/bench_runner.h"
+#include "bench/compare.h"
 #include "bench/fake_openai_server.h"
+#include "bench/html_report.h"
 #include "bench/svg_chart.h"
 
 namespace tinyserve::bench {
@@ -127,6 +130,78 @@ TEST_F(ReportTest, MarkdownHasTheOriginalTablesKneeAndMachine) {
     std::string text = Slurp(dir_ / svg);
     EXPECT_EQ(text.rfind("<svg", 0), 0u) << svg;
   }
+}
+
+// The page's JSON, as the page's script reads it.
+nlohmann::json PageData(const std::string& html) {
+  const std::string open = "<script type=\"application/json\" id=\"ts-data\">";
+  size_t begin = html.find(open);
+  size_t end = html.find("</script>", begin);
+  if (begin == std::string::npos || end == std::string::npos) return nullptr;
+  begin += open.size();
+  return nlohmann::json::parse(html.substr(begin, end - begin));
+}
+
+TEST_F(ReportTest, HtmlIsSelfContainedAndCarriesEveryLevel) {
+  std::string html = Slurp(dir_ / "report.html");
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_EQ(html.find("<script src"), std::string::npos);
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+  EXPECT_NE(html.find(kReportPageJs), std::string::npos);
+  nlohmann::json data = PageData(html);
+  ASSERT_TRUE(data.is_object());
+  EXPECT_EQ(data["kind"], "run");
+  ASSERT_EQ(data["runs"].size(), 1u);
+  const nlohmann::json& run = data["runs"][0];
+  EXPECT_NE(run["knee_sentence"].get<std::string>().find("**Knee: 2 users**"), std::string::npos);
+  ASSERT_EQ(run["levels"].size(), 2u);
+  for (size_t l = 0; l < 2; ++l) {
+    const nlohmann::json& level = run["levels"][l];
+    EXPECT_FALSE(level.contains("requests"));
+    EXPECT_EQ(level["timeline"].size(), results_.levels[l].records.size());
+    size_t measured_ok = 0;
+    for (const RequestRecord& q : results_.levels[l].records) measured_ok += !q.warmup && q.outcome.ok();
+    size_t in_tasks = 0;
+    for (const auto& [task, values] : level["ttft_by_task"].items()) {
+      in_tasks += values.size();
+      EXPECT_TRUE(std::is_sorted(values.begin(), values.end())) << task;
+    }
+    EXPECT_EQ(in_tasks, measured_ok);
+    EXPECT_TRUE(level["rps_ci"].is_array());
+  }
+}
+
+TEST(HtmlReportTest, ScriptClosingTagsInDataAreEscaped) {
+  nlohmann::json run = {{"label", "</script><script>alert(1)</script>"}, {"levels", nlohmann::json::array()}};
+  std::string html = RenderHtmlPage("t", "run", {run});
+  EXPECT_EQ(html.find("</script><script>alert"), std::string::npos);
+  EXPECT_EQ(PageData(html)["runs"][0]["label"], run["label"]);
+}
+
+TEST_F(ReportTest, CompareOverlaysRunsWithRatiosToTheFirst) {
+  std::filesystem::path other = dir_.string() + "_other";
+  std::filesystem::path out = dir_.string() + "_compare";
+  ASSERT_TRUE(WriteReport(results_, workload_, other.string()).ok());
+  Status st = WriteComparison({dir_.string(), other.string()}, {"one", "two"}, out.string());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::string md = Slurp(out / "report.md");
+  EXPECT_NE(md.find("| users | one | two |"), std::string::npos) << md;
+  EXPECT_NE(md.find("(×1.00)"), std::string::npos) << md;  // The same results twice.
+  nlohmann::json data = PageData(Slurp(out / "report.html"));
+  EXPECT_EQ(data["kind"], "compare");
+  ASSERT_EQ(data["runs"].size(), 2u);
+  EXPECT_EQ(data["runs"][1]["label"], "two");
+  EXPECT_FALSE(WriteComparison({dir_.string()}, {"a", "b"}, out.string()).ok());
+  EXPECT_FALSE(WriteComparison({(dir_ / "missing").string()}, {}, out.string()).ok());
+  std::filesystem::remove_all(other);
+  std::filesystem::remove_all(out);
+}
+
+TEST(CompareTest, LabelsComeFromDirectoriesAndAreUnique) {
+  StatusOr<std::vector<std::string>> labels = CompareLabels({"out/vllm/", "x/vllm", "llamacpp"}, {});
+  ASSERT_TRUE(labels.ok());
+  EXPECT_EQ(*labels, (std::vector<std::string>{"vllm", "vllm (2)", "llamacpp"}));
+  EXPECT_FALSE(CompareLabels({"a", "b"}, {"only one"}).ok());
 }
 
 }  // namespace

@@ -44,10 +44,19 @@ void FillFromMetrics(const std::map<std::string, double>& metrics, ServerSample*
       }
     }
   };
-  pick({"tinyserve:kv_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"},
+  // tinyserve's names first, then vLLM's (V1, then V0's gpu_ name), SGLang's and llama.cpp's
+  // (llama-server --metrics). SGLang's token_usage and llama.cpp's kv_cache_usage_ratio are
+  // fractions of the KV cache, like vLLM's _perc gauges; llama.cpp calls its queue "deferred".
+  pick({"tinyserve:kv_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
+        "sglang:token_usage", "llamacpp:kv_cache_usage_ratio"},
        &sample->kv_usage);
-  pick({"tinyserve:num_requests_running", "vllm:num_requests_running"}, &sample->running);
-  pick({"tinyserve:num_requests_waiting", "vllm:num_requests_waiting"}, &sample->waiting);
+  pick({"tinyserve:num_requests_running", "vllm:num_requests_running", "sglang:num_running_reqs",
+        "llamacpp:requests_processing"},
+       &sample->running);
+  pick({"tinyserve:num_requests_waiting", "vllm:num_requests_waiting", "sglang:num_queue_reqs",
+        "llamacpp:requests_deferred"},
+       &sample->waiting);
+  // SGLang's num_retracted_reqs is a gauge reset at each publish, not a counter: not read.
   pick({"tinyserve:num_preemptions_total", "vllm:num_preemptions_total"},
        &sample->preemptions_total);
   if (sample->rss_bytes < 0) pick({"process_resident_memory_bytes"}, &sample->rss_bytes);

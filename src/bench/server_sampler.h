@@ -1,5 +1,6 @@
 // Samples the server while a level runs: its Prometheus /metrics (tinyserve:* names, which are
-// vLLM's under another prefix, so vllm:* is read too) and, for a local child process,
+// vLLM's under another prefix; where absent vllm:*, sglang:* and llamacpp:* names, so peers fill
+// the same columns) and, for a local child process,
 // /proc/PID/status. One background thread per sampler; Start/Stop from one thread.
 #pragma once
 
@@ -27,7 +28,8 @@ struct ServerSample {
 
 // Metric name -> value, summed over label sets; comments and malformed lines are skipped.
 std::map<std::string, double> ParsePrometheusText(std::string_view text);
-// Fills the fields of a sample from parsed metrics (tinyserve: first, then vllm:).
+// Fills the fields of a sample from parsed metrics (tinyserve: first, then vllm:, sglang:,
+// llamacpp:).
 void FillFromMetrics(const std::map<std::string, double>& metrics, ServerSample* sample);
 // Resident memory of a local process from /proc/PID/status (VmRSS).
 [[nodiscard]] StatusOr<double> ReadProcessRssBytes(int pid);

@@ -111,6 +111,10 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
   int64_t good = 0;
   double tokens = 0;
   for (const RequestRecord& r : result.records) {
+    // Completions inside the window, whenever the request started (warm-up ones included).
+    if (r.outcome.ok() && r.end_s >= result.window_start_s && r.end_s <= result.window_end_s) {
+      s.completed_rps += 1;
+    }
     if (r.warmup) continue;
     ++s.requests;
     TaskStats& task = s.tasks[r.task_idx];
@@ -140,6 +144,7 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
   }
   s.failure_rate = s.requests > 0 ? static_cast<double>(s.failures) / s.requests : 0;
   s.rps = s.ok / s.duration_s;
+  s.completed_rps /= s.duration_s;
   s.output_tokens_per_s = tokens / s.duration_s;
   s.goodput_rps = good / s.duration_s;
   s.slo_attainment = s.requests > 0 ? static_cast<double>(good) / s.requests : 0;
@@ -160,6 +165,51 @@ bool LevelHolds(const LevelStats& level, const Slo& slo) {
   if (slo.ttft_ms > 0 && level.ttft_ms.p99 > slo.ttft_ms) return false;
   if (slo.e2e_ms > 0 && level.e2e_ms.p99 > slo.e2e_ms) return false;
   return true;
+}
+
+namespace {
+
+bool QueueGrew(const LevelStats& lower, const LevelStats& higher) {
+  const ServerStats &a = lower.server, &b = higher.server;
+  if (a.waiting_mean >= 0 && b.waiting_mean >= 0 && b.waiting_mean > a.waiting_mean + 0.5) {
+    return true;
+  }
+  return lower.ttft_ms.n > 0 && higher.ttft_ms.n > 0 && higher.ttft_ms.p50 > 1.5 * lower.ttft_ms.p50;
+}
+
+std::string LoadName(const LevelStats& s) {
+  return s.request_rate > 0 ? fmt::format("{:g} req/s", s.request_rate)
+                            : fmt::format("{} users", s.users);
+}
+
+}  // namespace
+
+bool OverSaturated(const LevelStats& lower, const LevelStats& higher) {
+  // A rise inside the noise (the intervals overlap) is no rise: short levels count few requests.
+  bool overlap = lower.goodput_ci.known() && higher.goodput_ci.known() &&
+                 higher.goodput_ci.lo <= lower.goodput_ci.hi;
+  bool rose = higher.goodput_rps >= 1.1 * lower.goodput_rps && !overlap;
+  if (higher.request_rate > 0) rose = higher.completed_rps >= 0.9 * higher.request_rate;
+  return !rose && QueueGrew(lower, higher);
+}
+
+std::string SaturationSentence(const LevelStats& lower, const LevelStats& higher) {
+  std::string queue;
+  if (lower.server.waiting_mean >= 0 && higher.server.waiting_mean >= 0) {
+    queue = fmt::format("the server's waiting queue went {:.1f} -> {:.1f} on average and ",
+                        lower.server.waiting_mean, higher.server.waiting_mean);
+  }
+  if (higher.request_rate > 0) {
+    return fmt::format("**Saturates after {}**: at {} the server completed only {:.2f} requests/s "
+                       "inside the window while {}median TTFT went {:.0f} -> {:.0f} ms: more load "
+                       "only queues.", LoadName(lower), LoadName(higher), higher.completed_rps,
+                       queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
+  }
+  double gain = lower.goodput_rps > 0 ? (higher.goodput_rps / lower.goodput_rps - 1) * 100 : 0;
+  return fmt::format("**Saturates after {}**: from {} to {} goodput went {:.2f} -> {:.2f} RPS ({:+.0f}%) "
+                     "while {}median TTFT went {:.0f} -> {:.0f} ms: more load only queues.",
+                     LoadName(lower), LoadName(lower), LoadName(higher), lower.goodput_rps, higher.goodput_rps,
+                     gain, queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
 }
 
 int FindKnee(const std::vector<LevelStats>& levels, const Slo& slo) {

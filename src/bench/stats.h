@@ -3,6 +3,7 @@
 // knee of a run. Pure functions over recorded results; safe from any thread.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -15,9 +16,16 @@
 
 namespace tinyserve::bench {
 
+// A 95% confidence interval; NaN bounds when it could not be computed.
+struct Interval {
+  double lo = std::nan(""), hi = std::nan("");
+  bool known() const { return std::isfinite(lo) && std::isfinite(hi); }
+};
+
 struct Distribution {
   int64_t n = 0;
   double mean = 0, std = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;
+  Interval p50_ci, p90_ci, p99_ci;  // Filled by AddIntervals (bootstrap.h).
 };
 // Percentiles interpolate linearly between order statistics (NumPy's default); the standard
 // deviation is the population one. An empty input gives n = 0 and zeros.
@@ -60,8 +68,11 @@ struct LevelStats {
   std::map<std::string, int64_t> failures_by_cause;
   double rps = 0;                 // Successful measured requests per second of window.
   double output_tokens_per_s = 0;
+  double completed_rps = 0;  // Successful requests that ended inside the window (whenever they
+                             // started), per second: the server's completion rate.
   double goodput_rps = 0;         // Successful requests that also met every SLO, per second.
   double slo_attainment = 0;      // Fraction of measured requests that were good.
+  Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
   Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;  // Over successful requests.
   double mean_in_flight = 0;
   int max_in_flight = 0;
@@ -74,6 +85,17 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
 
 // A level holds when it had no failure and the p99 of TTFT and of E2E are within the SLOs.
 bool LevelHolds(const LevelStats& level, const Slo& slo);
+// GuideLLM-style over-saturation between two levels in rising load, while queueing grew (the
+// server's waiting queue grew by more than half a request on average, or the median TTFT grew
+// by more than half): closed loop, goodput rose by less than 10% (or within its confidence
+// intervals, when both are known); open loop, the server completed less than 90% of the
+// offered rate inside the window (RPS counts requests by start, so it follows the offered rate
+// until requests time out).
+bool OverSaturated(const LevelStats& lower, const LevelStats& higher);
+// Says why: "**Saturates after 4 users**: from 4 users to 8 users goodput went 1.20 -> 1.24 RPS
+// (+3%) while ...".
+std::string SaturationSentence(const LevelStats& lower, const LevelStats& higher);
+
 // The knee: the index of the last level of the leading run of levels that hold (levels are in
 // rising load), or -1 when the first already fails.
 int FindKnee(const std::vector<LevelStats>& levels, const Slo& slo);

@@ -29,12 +29,33 @@ std::vector<double> NiceTicks(double lo, double hi, int target) {
   return ticks;
 }
 
+// Tick labels in plain notation with thousands separators ("15,000", "0.005"): ticks are round
+// numbers, so at most three decimals are ever needed.
 std::string Num(double v) {
-  if (std::abs(v) >= 1e4 || (std::abs(v) < 1e-2 && v != 0)) return fmt::format("{:.3g}", v);
-  return fmt::format("{:g}", std::round(v * 1000) / 1000);
+  std::string text = FormatGrouped(v, 3);
+  if (text.find('.') == std::string::npos) return text;
+  while (text.back() == '0') text.pop_back();
+  if (text.back() == '.') text.pop_back();
+  return text == "-0" ? "0" : text;
+}
+
+std::string TickLabel(double v, bool ms, double axis_max) {
+  if (!ms) return Num(v);
+  return axis_max >= 2000 ? Num(v / 1000) + " s" : Num(v) + " ms";
 }
 
 }  // namespace
+
+std::string FormatGrouped(double v, int decimals) {
+  std::string digits = fmt::format("{:.{}f}", std::abs(v), decimals);
+  size_t int_len = std::min(digits.find('.'), digits.size());
+  std::string out = v < 0 && std::stod(digits) != 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && i < int_len && (int_len - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
 
 std::string XmlEscape(const std::string& text) {
   std::string out;
@@ -83,7 +104,7 @@ std::string RenderSvg(const LineChart& chart, int width, int height) {
     svg += fmt::format(
         "<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>\n"
         "<text x=\"{3:.1f}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
-        left, py(t), left + plot_w, left - 6, py(t) + 4, Num(t));
+        left, py(t), left + plot_w, left - 6, py(t) + 4, TickLabel(t, chart.y_ms, y_top));
   }
   std::vector<double> x_ticks;
   if (chart.log2_x) {
@@ -93,7 +114,7 @@ std::string RenderSvg(const LineChart& chart, int width, int height) {
   }
   for (double t : x_ticks) {
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", px(t),
-                       top + plot_h + 18, Num(t));
+                       top + plot_h + 18, TickLabel(t, chart.x_ms, x_hi));
   }
   svg += fmt::format(
       "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n"

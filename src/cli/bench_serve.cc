@@ -52,6 +52,10 @@ struct BenchServeFlags {
   int64_t max_requests = 1000000;
   int open_loop_concurrency = 64;
   double startup_timeout_s = 300;
+  double sweep_budget_s = 0;
+  double sweep_max = 0;
+  double sweep_start = 0;
+  int num_warmups = -1;
 };
 
 // What a profile sets unless a flag overrides it.
@@ -59,14 +63,19 @@ struct Profile {
   std::string users, think_time, slo;
   double duration_s, warmup_s, timeout_s;
   int max_tokens;  // 0: the workload's own limits.
+  double sweep_budget_s;
+  int num_warmups;
 };
 
 StatusOr<Profile> GetProfile(const std::string& name) {
   // seed: the original plan (1-64 users, 5 min each, Locust-style 1-3 s think time, 30 s
   // timeout, the tasks' full output lengths). quick: a few minutes on a 2-core CPU with the 0.5B
-  // model: fewer users, 30 s levels, outputs capped at 64 tokens.
-  if (name == "seed") return Profile{"1,4,8,16,32,64", "1-3", "ttft=1000,e2e=10000", 300, 0, 30, 0};
-  if (name == "quick") return Profile{"1,2,4,8", "1-3", "ttft=3000,e2e=20000", 30, 5, 30, 64};
+  // model: an automatic sweep of 30 s levels within 3 minutes, outputs capped at 64 tokens. Both
+  // warm the server up first so a cold start does not decide the first level.
+  if (name == "seed") {
+    return Profile{"1,4,8,16,32,64", "1-3", "ttft=1000,e2e=10000", 300, 0, 30, 0, 3600, 3};
+  }
+  if (name == "quick") return Profile{"auto", "1-3", "ttft=3000,e2e=20000", 25, 5, 30, 64, 180, 3};
   return InvalidArgumentError("--profile must be seed or quick, not \"{}\"", name);
 }
 
@@ -142,6 +151,8 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   if (!given("--warmup")) f.warmup_s = profile.warmup_s;
   if (!given("--timeout")) f.timeout_s = profile.timeout_s;
   if (!given("--max-tokens")) f.max_tokens = profile.max_tokens;
+  if (!given("--sweep-budget")) f.sweep_budget_s = profile.sweep_budget_s;
+  if (!given("--num-warmups")) f.num_warmups = profile.num_warmups;
   if (f.workload.empty()) f.workload = DefaultWorkloadPath();
   if (f.endpoint != "chat" && f.endpoint != "completions") {
     return InvalidArgumentError("--endpoint must be chat or completions");
@@ -157,7 +168,16 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   BenchPlan plan;
   TS_ASSIGN_OR_RETURN(plan.slo, bench::ParseSlo(f.slo));
   TS_RETURN_IF_ERROR(ParseThinkTime(f.think_time, &plan.load.think_min_s, &plan.load.think_max_s));
-  if (!f.request_rate.empty()) {
+  plan.warmup_requests = std::max(0, f.num_warmups);
+  plan.sweep.budget_s = f.sweep_budget_s;
+  if (f.request_rate == "auto" || (f.request_rate.empty() && f.users == "auto")) {
+    plan.sweep.enabled = true;
+    plan.sweep.open_loop = f.request_rate == "auto";
+    plan.sweep.start = f.sweep_start > 0 ? f.sweep_start : (plan.sweep.open_loop ? 0.25 : 1);
+    plan.sweep.max = f.sweep_max > 0 ? f.sweep_max : (plan.sweep.open_loop ? 64 : 256);
+    if (f.sweep_budget_s <= 0) return InvalidArgumentError("--sweep-budget must be > 0");
+    plan.levels.push_back(LoadLevel{1, 0, f.duration_s, f.warmup_s});
+  } else if (!f.request_rate.empty()) {
     TS_ASSIGN_OR_RETURN(std::vector<double> rates, ParseList(f.request_rate, "--request-rate"));
     for (double r : rates) plan.levels.push_back(LoadLevel{0, r, f.duration_s, f.warmup_s});
   } else {
@@ -229,10 +249,12 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   info.slo = plan.slo;
   info.command_line = fmt::format(
       "tinyserve bench serve --profile {} {}--model {} --endpoint {} {} --think-time {} "
-      "--duration {:g} --warmup {:g} --timeout {:g} --seed {} --slo {}{}",
+      "--duration {:g} --warmup {:g} --timeout {:g} --seed {} --slo {} --num-warmups {}{}{}",
       f.profile, embedded ? "" : "--base-url " + f.base_url + " ", f.model, f.endpoint,
       f.request_rate.empty() ? "--users " + f.users : "--request-rate " + f.request_rate,
-      f.think_time, f.duration_s, f.warmup_s, f.timeout_s, f.seed, f.slo,
+      f.think_time, f.duration_s, f.warmup_s, f.timeout_s, f.seed, f.slo, plan.warmup_requests,
+      plan.sweep.enabled ? fmt::format(" --sweep-budget {:g} --sweep-start {:g}", f.sweep_budget_s,
+                                       plan.sweep.start) : "",
       f.max_tokens > 0 ? fmt::format(" --max-tokens {}", f.max_tokens) : "");
 
   Status run = bench::RunBench(workload, plan, &results);
@@ -242,7 +264,7 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   }
   TS_RETURN_IF_ERROR(run);
   TS_RETURN_IF_ERROR(bench::WriteReport(results, workload, f.output_dir));
-  fmt::print("\n{}\nreport: {}/report.md (results.json, results.csv, *.svg beside it)\n",
+  fmt::print("\n{}\nreport: {}/report.html (report.md, results.json, results.csv, *.svg beside it)\n",
              bench::RenderConsoleTables(results, workload), f.output_dir);
   return OkStatus();
 }
@@ -265,11 +287,22 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--profile", flags->profile,
                   "quick (default: a few minutes) or seed (the original plan: 1-64 users, 5 min "
                   "each)")->capture_default_str();
-  cmd->add_option("--users", flags->users, "Concurrent users per level, e.g. 1,4,8,16,32,64");
+  cmd->add_option("--users", flags->users,
+                  "Concurrent users per level, e.g. 1,4,8,16,32,64, or auto (double from 1 until "
+                  "the server saturates, then refine; see --sweep-budget)");
   cmd->add_option("--think-time", flags->think_time,
                   "Seconds a user waits between requests, MIN-MAX uniform (0: closed loop)");
   cmd->add_option("--request-rate", flags->request_rate,
-                  "Open loop instead of users: Poisson arrivals per second, one level per value");
+                  "Open loop instead of users: Poisson arrivals per second, one level per value, "
+                  "or auto (double from 0.25/s until saturation, then refine)");
+  cmd->add_option("--sweep-budget", flags->sweep_budget_s,
+                  "auto sweeps: seconds for all levels (default: quick 180, seed 3600)");
+  cmd->add_option("--sweep-start", flags->sweep_start,
+                  "auto sweeps: first users (default 1) or requests/s (default 0.25)");
+  cmd->add_option("--sweep-max", flags->sweep_max,
+                  "auto sweeps: most users (default 256) or requests/s (default 64) tried");
+  cmd->add_option("--num-warmups", flags->num_warmups,
+                  "Requests sent one by one before the first level, unmeasured (default 3)");
   cmd->add_option("--duration", flags->duration_s, "Measured seconds per level");
   cmd->add_option("--warmup", flags->warmup_s, "Unmeasured seconds at the start of each level");
   cmd->add_option("--timeout", flags->timeout_s, "Per-request limit in seconds (a failure)");
@@ -292,6 +325,7 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
                   "Open loop: most requests in flight")->capture_default_str();
   cmd->add_option("--startup-timeout", flags->startup_timeout_s,
                   "Seconds to wait for the embedded server's /health")->capture_default_str();
+  AddBenchCompareCommand(app, exit_code);
   cmd->callback([flags, cmd, exit_code] {
     Status st = Run(*flags, cmd);
     if (!st.ok()) fmt::print(stderr, "tinyserve bench serve: {}\n", st.ToString());

@@ -11,6 +11,8 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code);
 // Finds or creates the `bench` subcommand group (bench serve, ...).
 CLI::App* BenchGroup(CLI::App& app);
 void AddBenchServeCommand(CLI::App& app, int* exit_code);
+// `bench compare`; AddBenchServeCommand adds it (so main.cc lists bench verbs once).
+void AddBenchCompareCommand(CLI::App& app, int* exit_code);
 void AddBenchThroughputCommand(CLI::App& app, int* exit_code);
 void AddDummyCommand(CLI::App& app, int* exit_code);
 void AddGenerateCommand(CLI::App& app, int* exit_code);
