@@ -201,7 +201,7 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
 }
 
 int32_t AdmissionController::PrefillTokenLimitLocked(int32_t num_decodes) const {
-  if (num_decodes == 0 || options_.max_step_s <= 0 || !model_.ready()) return INT32_MAX;
+  if (num_decodes == 0 || options_.max_step_s <= 0 || !model_.seen_prefill()) return INT32_MAX;
   return std::max(options_.min_prefill_chunk,
                   model_.PrefillTokensWithin(options_.max_step_s, num_decodes));
 }
@@ -346,7 +346,14 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
 std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<int64_t> shed;
-  if (!model_.ready()) return shed;
+  if (!model_.ready()) {
+    // No prediction yet, but a deadline already passed needs none.
+    for (const auto& [ticket, g] : groups_)
+      if (!g.started && g.deadline <= now) shed.push_back(ticket);
+    for (int64_t ticket : shed) Drop(groups_.find(ticket));
+    stats_.shed += static_cast<int64_t>(shed.size());
+    return shed;
+  }
   bool any = false;
   double horizon = 0;
   for (const auto& [ticket, g] : groups_) {

@@ -125,7 +125,7 @@ class AdmissionController {
   // are dropped here and counted as shed; the engine ends their requests.
   std::vector<int64_t> TakeShed(Clock::time_point now);
   // Engine thread: prefill tokens a step with `num_decodes` decodes may take within
-  // max_step_s (INT32_MAX when unlimited: no decodes, no budget, or nothing measured yet).
+  // max_step_s (INT32_MAX when unlimited: no decodes, no budget, or no prefill measured yet).
   int32_t PrefillTokenLimit(int32_t num_decodes) const;
 
   AdmissionStats Stats() const;

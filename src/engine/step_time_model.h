@@ -26,6 +26,8 @@ class StepTimeModel {
   void Observe(const StepObservation& step);
   // Enough varied steps were seen to predict (a prefill step and a decode step).
   bool ready() const { return seen_prefill_ && seen_decode_; }
+  // A prefill step was seen: enough to size prefill chunks.
+  bool seen_prefill() const { return seen_prefill_; }
   // Predicted seconds of a step with `num_decodes` decodes and `num_prefill_tokens` others.
   // Before ready(), whatever the steps so far imply (0 when none).
   double StepSeconds(int32_t num_decodes, int32_t num_prefill_tokens) const;
