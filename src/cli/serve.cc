@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/model_loader.h"
+#include "engine/engine_warmup.h"
 #include "server/http_server.h"
 #include "tokenizer/chat_template.h"
 #include "util/logging.h"
@@ -59,6 +60,8 @@ Status RunServe(ServeFlags f) {
   TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
                       Engine::Create(model, options, defaults, TokenTextFromTokenizer(tokenizer)));
+  // Before /health turns 200: admission then predicts from measured steps from the start.
+  TS_RETURN_IF_ERROR(WarmUpEngine(*engine));
 
   if (f.server.served_model_name.empty()) f.server.served_model_name = f.model;
   f.server.model_path = f.model;
