@@ -11,6 +11,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
+// An idle engine whose last step is older than this takes one request whatever the prediction:
+// refusing everything on old (perhaps pessimistic) estimates would never measure again.
+constexpr double kStaleEstimateS = 10;
 
 double SecondsBetween(std::chrono::steady_clock::time_point a,
                       std::chrono::steady_clock::time_point b) {
@@ -227,6 +230,8 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       ++stats_.refused_deadline;
       return d;
     }
+  } else if (groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS) {
+    d.verdict = AdmissionVerdict::kAdmit;  // a probe: see kStaleEstimateS
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
@@ -312,6 +317,7 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
   std::lock_guard<std::mutex> lock(mu_);
   model_.Observe(step);
   last_decodes_ = step.num_decodes;
+  last_step_ = now;
   for (const Progress& p : progress) {
     auto it = groups_.find(p.ticket);
     if (it == groups_.end()) continue;

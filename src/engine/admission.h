@@ -168,6 +168,7 @@ class AdmissionController {
   int64_t next_ticket_ = 1;                    // guarded by mu_
   double output_ratio_ = 1.0;  // guarded by mu_: generated / max_tokens of finished choices
   int32_t last_decodes_ = 0;   // guarded by mu_
+  Clock::time_point last_step_{};  // guarded by mu_: when the latest step was reported
   AdmissionStats stats_;       // guarded by mu_ (counters)
 };
 

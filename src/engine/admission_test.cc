@@ -71,6 +71,16 @@ TEST(Admission, RefusesWhatCannotFinishBeforeItsDeadlineWithTheSlack) {
   EXPECT_EQ(ac.Stats().refused_deadline, 1);
 }
 
+TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);  // at T(0)
+  // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(5)).admitted());
+  // ...but after 10 s without a step an idle engine probes with one request, and only one.
+  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, 1), T(11)).admitted());
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(11)).admitted());
+}
+
 TEST(Admission, QueueDelayLimitAndRetryAfterFromThePredictedWait) {
   AdmissionController ac(Options(/*max_num_seqs=*/1));  // one at a time: waits add up
   Calibrate(ac);
