@@ -232,6 +232,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
     }
   } else if (groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS) {
     d.verdict = AdmissionVerdict::kAdmit;  // a probe: see kStaleEstimateS
+    candidate.probe = true;
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
@@ -372,8 +373,9 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   const std::vector<const Group*> order = ServiceOrder(nullptr);
   const std::vector<Prediction> p = Predict(order, std::min(horizon, kMaxHorizonS) + 1);
   for (size_t i = 0; i < order.size(); ++i) {
-    if (!order[i]->started && p[i].finish_s > SecondsBetween(now, order[i]->deadline))
-      shed.push_back(order[i]->ticket);
+    const double left = SecondsBetween(now, order[i]->deadline);
+    if (order[i]->started || (order[i]->probe && left > 0)) continue;
+    if (p[i].finish_s > left) shed.push_back(order[i]->ticket);
   }
   for (int64_t ticket : shed) Drop(groups_.find(ticket));
   stats_.shed += static_cast<int64_t>(shed.size());

@@ -143,6 +143,7 @@ class AdmissionController {
     Clock::time_point arrival{}, deadline{};
     double predicted_wait_s = -1;  // at admission; < 0 when registered
     bool started = false;
+    bool probe = false;  // admitted to re-measure stale estimates: not shed by prediction
   };
   struct Prediction {
     double start_s = std::numeric_limits<double>::infinity();

@@ -77,8 +77,13 @@ TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
   // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
   EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(5)).admitted());
   // ...but after 10 s without a step an idle engine probes with one request, and only one.
-  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, 1), T(11)).admitted());
+  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1), T(11));
+  EXPECT_TRUE(probe.admitted());
   EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(11)).admitted());
+  // The probe is not shed on the estimates it is there to correct (only once its deadline
+  // has passed without it starting).
+  EXPECT_TRUE(ac.TakeShed(T(11)).empty());
+  EXPECT_EQ(ac.TakeShed(T(12.5)), std::vector<int64_t>{probe.ticket});
 }
 
 TEST(Admission, QueueDelayLimitAndRetryAfterFromThePredictedWait) {
