@@ -75,11 +75,11 @@ TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
   AdmissionController ac(Options(64));
   Calibrate(ac);  // at T(0)
   // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(5)).admitted());
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5)).admitted());
   // ...but after 10 s without a step an idle engine probes with one request, and only one.
-  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1), T(11));
+  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
   EXPECT_TRUE(probe.admitted());
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1), T(11)).admitted());
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11)).admitted());
   // The probe is not shed on the estimates it is there to correct (only once its deadline
   // has passed without it starting).
   EXPECT_TRUE(ac.TakeShed(T(11)).empty());
