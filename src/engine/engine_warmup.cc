@@ -20,11 +20,15 @@ Status WarmUpEngine(Engine& engine) {
     r.cache_salt = "warmup";  // its blocks are never shared with client requests
     return r;
   };
-  // One long prompt alone (a full-speed prefill step), then four short ones together (decode
-  // steps at a batch of four, so the per-sequence cost separates from the per-step one).
+  // One long prompt alone (a full-speed prefill step), then up to four short ones together
+  // (decode steps at a batch of four, so the per-sequence cost separates from the per-step one).
   std::vector<std::vector<GenerateRequest>> rounds(2);
   rounds[0].push_back(request(std::clamp(max_len - 16, 1, 256), 0));
-  for (int32_t k = 1; k <= 4; ++k) rounds[1].push_back(request(std::clamp(max_len - 16, 1, 16), k));
+  // As many as the queue and the batch take at once (a tiny --max-queue-len must not fail it).
+  const int32_t batch = std::clamp(
+      std::min(engine.options().max_queue_len, engine.options().max_num_seqs), 1, 4);
+  for (int32_t k = 1; k <= batch; ++k)
+    rounds[1].push_back(request(std::clamp(max_len - 16, 1, 16), k));
   for (auto& round : rounds) {
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (GenerateRequest& r : round) {
