@@ -328,7 +328,8 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
       fair_.OnStarted(g.tag);
       if (g.predicted_wait_s >= 0) {
         stats_.predicted_wait_sum_s += g.predicted_wait_s;
-        stats_.actual_wait_sum_s += SecondsBetween(g.arrival, now);
+        // It started when the step did, `step.seconds` before it was reported.
+        stats_.actual_wait_sum_s += std::max(0.0, SecondsBetween(g.arrival, now) - step.seconds);
         ++stats_.num_waits;
       }
     }
