@@ -10,6 +10,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev libpcre2-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-jsonschema
+  nginx yamllint
   curl
   clang libclang-rt-14-dev
   chromium  # headless: tests open bench serve's and bench compare's report.html

@@ -170,6 +170,8 @@ RequestOutcome OpenAIClient::Send(const TaskType& task, const Sample& sample) {
   req.set_header("Content-Type", "application/json");
   req.set_header("Accept", "text/event-stream");
   if (!config_.api_key.empty()) req.set_header("Authorization", "Bearer " + config_.api_key);
+  // The client's deadline, so a deadline-aware server refuses at once what cannot finish.
+  req.set_header("X-Request-Timeout", fmt::format("{:g}", config_.timeout_s));
 
   const Clock::time_point t0 = Clock::now();
   const Clock::time_point deadline = t0 + Micros(config_.timeout_s);

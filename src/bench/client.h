@@ -46,6 +46,8 @@ inline constexpr std::string_view kCauseStreamError = "stream_error";
 inline constexpr std::string_view kCauseBadChunk = "bad_chunk";
 inline constexpr std::string_view kCauseInvalidJson = "invalid_json";
 inline constexpr std::string_view kCauseSchema = "schema_violation";
+// Refusals: the server declined at once (over capacity or a client over its share).
+inline bool IsRefusal(std::string_view cause) { return cause == "http_503" || cause == "http_429"; }
 
 struct RequestOutcome {
   std::string cause;   // Empty when the request succeeded.

@@ -269,22 +269,28 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
         "below that it says \"too few\".\n";
   md += fmt::format("\n## Server (sampled during each level)\n\n"
                     "| {} | samples | peak memory (GB) | KV cache use mean / max | running mean | "
-                    "waiting mean / max | preemptions |\n|---|---|---|---|---|---|---|\n",
+                    "waiting mean / max | preemptions | wait predicted / actual (s) |\n"
+                    "|---|---|---|---|---|---|---|---|\n",
                     OpenLoop(r) ? "rate" : "users");
   for (const LevelStats& s : r.stats) {
     const ServerStats& v = s.server;
-    md += fmt::format("| {} | {} | {} | {} / {} | {} | {} / {} | {} |\n", LoadLabel(s), v.samples,
+    md += fmt::format("| {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} |\n", LoadLabel(s),
+                      v.samples,
                       Memory(v), v.kv_usage_mean < 0 ? "n/a" : Percent(v.kv_usage_mean),
                       v.kv_usage_max < 0 ? "n/a" : Percent(v.kv_usage_max), OrNa(v.running_mean),
                       OrNa(v.waiting_mean), OrNa(v.waiting_max, "{:.0f}"),
-                      OrNa(v.preemptions, "{:.0f}"));
+                      OrNa(v.preemptions, "{:.0f}"), OrNa(v.predicted_wait_mean_s, "{:.2f}"),
+                      OrNa(v.actual_wait_mean_s, "{:.2f}"));
   }
   md += "\n## Failures by cause\n\n";
   bool any = false;
   for (const LevelStats& s : r.stats) {
     if (s.failures == 0) continue;
     any = true;
-    md += fmt::format("- {}: {} of {} failed:", LoadLabel(s), s.failures, s.requests);
+    md += fmt::format("- {}: {} of {} failed (refused {}, answered in p99 {:.0f} ms; timeouts {}; "
+                      "errors {}):",
+                      LoadLabel(s), s.failures, s.requests, s.refused, s.refusal_ms.p99,
+                      s.timeouts, s.errors);
     for (const auto& [cause, n] : s.failures_by_cause) md += fmt::format(" {} {},", cause, n);
     md.pop_back();
     md += "\n";
@@ -338,7 +344,8 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
     json level = {{"users", s.users}, {"request_rate", s.request_rate},
                   {"duration_s", s.duration_s}, {"requests", s.requests}, {"ok", s.ok},
                   {"failures", s.failures}, {"failure_rate", s.failure_rate},
-                  {"failures_by_cause", s.failures_by_cause}, {"rps", s.rps},
+                  {"failures_by_cause", s.failures_by_cause}, {"refused", s.refused},
+                  {"timeouts", s.timeouts}, {"errors", s.errors}, {"rps", s.rps},
                   {"output_tokens_per_s", s.output_tokens_per_s}, {"goodput_rps", s.goodput_rps},
                   {"completed_rps", s.completed_rps},
                   {"slo_attainment", s.slo_attainment}, {"holds", LevelHolds(s, i.slo)},

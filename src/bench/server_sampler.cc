@@ -60,6 +60,9 @@ void FillFromMetrics(const std::map<std::string, double>& metrics, ServerSample*
   pick({"tinyserve:num_preemptions_total", "vllm:num_preemptions_total"},
        &sample->preemptions_total);
   if (sample->rss_bytes < 0) pick({"process_resident_memory_bytes"}, &sample->rss_bytes);
+  pick({"tinyserve:admission_predicted_wait_seconds_sum"}, &sample->predicted_wait_sum_s);
+  pick({"tinyserve:admission_actual_wait_seconds_sum"}, &sample->actual_wait_sum_s);
+  pick({"tinyserve:admission_actual_wait_seconds_count"}, &sample->wait_count);
 }
 
 StatusOr<double> ReadProcessRssBytes(int pid) {

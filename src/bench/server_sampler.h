@@ -24,6 +24,8 @@ struct ServerSample {
   double running = -1;
   double waiting = -1;
   double preemptions_total = -1;  // A counter: the level's preemptions are last - first.
+  // tinyserve's admission counters: summed predicted and measured waits of started requests.
+  double predicted_wait_sum_s = -1, actual_wait_sum_s = -1, wait_count = -1;
 };
 
 // Metric name -> value, summed over label sets; comments and malformed lines are skipped.

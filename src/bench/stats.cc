@@ -93,6 +93,18 @@ ServerStats SummarizeServer(const std::vector<ServerSample>& samples) {
     last = x.preemptions_total;
   }
   if (first >= 0) s.preemptions = last - first;
+  const ServerSample* a = nullptr;  // first and last samples with the admission metrics
+  const ServerSample* b = nullptr;
+  for (const ServerSample& x : samples) {
+    if (x.wait_count < 0) continue;
+    if (a == nullptr) a = &x;
+    b = &x;
+  }
+  if (a != nullptr && b->wait_count > a->wait_count) {
+    const double n = b->wait_count - a->wait_count;
+    s.predicted_wait_mean_s = (b->predicted_wait_sum_s - a->predicted_wait_sum_s) / n;
+    s.actual_wait_mean_s = (b->actual_wait_sum_s - a->actual_wait_sum_s) / n;
+  }
   return s;
 }
 
@@ -104,7 +116,7 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
   s.duration_s = result.window_end_s - result.window_start_s;
   s.mean_in_flight = result.mean_in_flight;
   s.max_in_flight = result.max_in_flight;
-  std::vector<double> ttft, e2e, itl, tpot;
+  std::vector<double> ttft, e2e, itl, tpot, refusal;
   std::vector<std::vector<double>> task_ttft(workload.tasks.size()), task_e2e(workload.tasks.size());
   s.tasks.resize(workload.tasks.size());
   for (size_t i = 0; i < workload.tasks.size(); ++i) s.tasks[i].name = workload.tasks[i].name;
@@ -124,6 +136,14 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
       ++s.failures;
       ++task.failures;
       ++s.failures_by_cause[o.cause];
+      if (IsRefusal(o.cause)) {
+        ++s.refused;
+        refusal.push_back(o.e2e_s * 1e3);
+      } else if (o.cause == kCauseTimeout) {
+        ++s.timeouts;
+      } else {
+        ++s.errors;
+      }
       continue;
     }
     ++s.ok;
@@ -152,6 +172,7 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
   s.e2e_ms = Summarize(std::move(e2e));
   s.itl_ms = Summarize(std::move(itl));
   s.tpot_ms = Summarize(std::move(tpot));
+  s.refusal_ms = Summarize(std::move(refusal));
   for (size_t i = 0; i < s.tasks.size(); ++i) {
     s.tasks[i].ttft_ms = Summarize(std::move(task_ttft[i]));
     s.tasks[i].e2e_ms = Summarize(std::move(task_e2e[i]));

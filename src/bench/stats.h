@@ -54,6 +54,9 @@ struct ServerStats {
   double waiting_mean = -1, waiting_max = -1;
   double running_mean = -1;
   double preemptions = -1;  // Counter increase over the level.
+  // Mean wait before the first step of requests that started during the level, as the
+  // server predicted it at admission and as it was (tinyserve's admission metrics).
+  double predicted_wait_mean_s = -1, actual_wait_mean_s = -1;
 };
 ServerStats SummarizeServer(const std::vector<ServerSample>& samples);
 
@@ -66,6 +69,9 @@ struct LevelStats {
   int64_t failures = 0;
   double failure_rate = 0;
   std::map<std::string, int64_t> failures_by_cause;
+  // Failures split three ways: refusals (503/429), timeouts, and every other error.
+  int64_t refused = 0, timeouts = 0, errors = 0;
+  Distribution refusal_ms;  // how fast refusals came back
   double rps = 0;                 // Successful measured requests per second of window.
   double output_tokens_per_s = 0;
   double completed_rps = 0;  // Successful requests that ended inside the window (whenever they

@@ -54,6 +54,10 @@ void AddEngineFlags(CLI::App* cmd, EngineFlags* f) {
                   "Requests waiting for admission beyond which new ones are refused at once")
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "Compute threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--max-step-ms", o.max_step_ms,
+                  "Steps with running decodes stay within this many ms: prefill chunks are sized "
+                  "from the measured prefill speed (0: only --max-num-batched-tokens)")
+      ->capture_default_str();
 }
 
 StatusOr<EngineOptions> EngineOptionsFromFlags(const EngineFlags& f) {
@@ -80,10 +84,11 @@ StatusOr<EngineOptions> EngineOptionsFromFlags(const EngineFlags& f) {
 std::string DescribeEngine(const EngineOptions& o, const EngineLimits& l) {
   return fmt::format(
       "engine: max_num_seqs={} max_num_batched_tokens={} max_model_len={} block_size={} "
-      "kv_cache={} blocks ({:.1f} MiB, {}) prefix_caching={} max_queue_len={} threads={}",
+      "kv_cache={} blocks ({:.1f} MiB, {}) prefix_caching={} max_queue_len={} threads={} "
+      "max_step_ms={}",
       o.max_num_seqs, o.max_num_batched_tokens, l.max_model_len, o.block_size, l.num_kv_blocks,
       l.kv_cache_bytes / 1048576.0, DTypeName(o.kv_cache_dtype),
-      o.enable_prefix_caching ? "on" : "off", o.max_queue_len, l.threads);
+      o.enable_prefix_caching ? "on" : "off", o.max_queue_len, l.threads, o.max_step_ms);
 }
 
 }  // namespace tinyserve::cli

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/model_loader.h"
+#include "engine/engine_warmup.h"
 #include "server/http_server.h"
 #include "tokenizer/chat_template.h"
 #include "util/logging.h"
@@ -36,6 +37,7 @@ Status RunServe(ServeFlags f) {
   }
   if (f.server.max_request_bytes < 1024) return InvalidArgumentError("--max-request-bytes must be >= 1024");
   if (f.server.request_timeout_s <= 0) return InvalidArgumentError("--request-timeout must be > 0");
+  if (!(f.server.max_queue_delay_s >= 0)) return InvalidArgumentError("--max-queue-delay must be >= 0");
 
   // Block the signals before any thread starts so that only the watcher below receives them.
   sigset_t signals;
@@ -68,6 +70,8 @@ Status RunServe(ServeFlags f) {
   TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
                       Engine::Create(model, options, defaults, TokenTextFromTokenizer(tokenizer)));
+  // Before /health turns 200: admission then predicts from measured steps from the start.
+  TS_RETURN_IF_ERROR(WarmUpEngine(*engine));
 
   if (f.server.served_model_name.empty()) f.server.served_model_name = f.model;
   f.server.model_path = f.model;
@@ -77,8 +81,10 @@ Status RunServe(ServeFlags f) {
               config.num_layers, config.hidden_size, config.vocab_size,
               f.server.served_model_name);
   TS_LOG_INFO("{}", DescribeEngine(engine->options(), engine->limits()));
-  TS_LOG_INFO("max_request_bytes={} request_timeout={}s shutdown_timeout={}s api_key={}",
-              f.server.max_request_bytes, f.server.request_timeout_s, f.shutdown_timeout_s,
+  TS_LOG_INFO("max_request_bytes={} request_timeout={}s max_queue_delay={}s shutdown_timeout={}s "
+              "api_key={}",
+              f.server.max_request_bytes, f.server.request_timeout_s, f.server.max_queue_delay_s,
+              f.shutdown_timeout_s,
               f.server.api_key.empty() ? "off" : "on");
   TS_LOG_INFO("serving on http://{}:{}/v1", f.server.host, server.port());
 
@@ -124,7 +130,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-request-bytes", f->server.max_request_bytes, "Largest request body")
       ->capture_default_str();
   cmd->add_option("--request-timeout", f->server.request_timeout_s,
-                  "Seconds after which a running request is aborted")
+                  "Deadline in seconds of a request that states none (body 'timeout', header "
+                  "X-Request-Timeout; also their cap): admission refuses what cannot finish "
+                  "by then, and a request still running after it is aborted")
+      ->capture_default_str();
+  cmd->add_option("--max-queue-delay", f->server.max_queue_delay_s,
+                  "Refuse (503) a request whose predicted wait before its first step is "
+                  "longer than this many seconds (0: only the deadline)")
       ->capture_default_str();
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
                   "Seconds in-flight requests may finish after SIGTERM/SIGINT")

@@ -49,8 +49,17 @@ struct RequestState {
   bool skip_special_tokens = true;
   int32_t max_tokens = 0;  // effective: also bounded by max_model_len
   int32_t choices_open = 0;
+  int64_t ticket = 0;  // admission ticket
   std::vector<EngineSequence*> choices;
 };
+
+AdmissionOptions AdmissionOptionsFor(const EngineOptions& o) {
+  AdmissionOptions a;
+  a.max_num_seqs = o.max_num_seqs;
+  a.max_num_batched_tokens = o.max_num_batched_tokens;
+  a.max_step_s = o.max_step_ms / 1000.0;
+  return a;
+}
 
 }  // namespace
 
@@ -63,6 +72,7 @@ class Engine::Impl {
         limits_(limits),
         defaults_(defaults),
         text_(std::move(text)),
+        admission_(AdmissionOptionsFor(options)),
         pool_(limits.threads),
         kv_(std::move(kv)),
         blocks_(static_cast<int32_t>(kv_.num_blocks()), options.block_size,
@@ -70,6 +80,8 @@ class Engine::Impl {
         scheduler_({options.max_num_seqs, options.max_num_batched_tokens}, &blocks_),
         runner_(model_.get(), kv_.layers(), &pool_),
         queue_(options.max_queue_len) {
+    scheduler_.SetPrefillTokenLimit(
+        [this](int32_t decodes) { return admission_.PrefillTokenLimit(decodes); });
     for (int32_t id : model_->config().eos_token_ids) eos_.insert(id);
     for (int32_t id : defaults_.eos_token_ids) eos_.insert(id);
     PublishStats();
@@ -99,9 +111,16 @@ class Engine::Impl {
       request.request_id = fmt::format("req-{}", next_request_number_.fetch_add(1));
     }
     auto stream = std::make_shared<RequestStream>(request.request_id, request.n);
+    const bool registered = request.admission_ticket == 0;
+    if (registered) {
+      request.admission_ticket =
+          admission_.Register(WorkOfRequest(request, limits_.max_model_len), Clock::now());
+    }
+    const int64_t ticket = request.admission_ticket;
     PendingRequest pending{std::move(request), stream, Clock::now()};
     s = queue_.Push(std::move(pending));
     if (!s.ok()) {
+      if (registered) admission_.Cancel(ticket);
       ++rejected_;
       return s;
     }
@@ -109,6 +128,7 @@ class Engine::Impl {
   }
 
   void Abort(std::string_view id) { queue_.Abort(std::string(id)); }
+  AdmissionController& admission() { return admission_; }
   EngineStats Stats() const {
     EngineStats s = stats_.Get();
     s.requests_rejected = rejected_.load();
@@ -176,6 +196,7 @@ class Engine::Impl {
         auto it = requests_.find(id);
         if (it != requests_.end()) FinishRequest(it->second.get(), FinishReason::kAbort, OkStatus());
       }
+      for (int64_t ticket : admission_.TakeShed(Clock::now())) Shed(ticket);
       bool progressed = true;
       if (scheduler_.has_work()) progressed = Step();
       CleanUp();
@@ -196,6 +217,10 @@ class Engine::Impl {
     req->max_tokens = std::min(limits_.max_model_len - prompt_len,
                                r.stop.max_tokens.value_or(limits_.max_model_len));
     req->choices_open = r.n;
+    req->ticket = r.admission_ticket;
+    // Queued work waits in fair-share order (engine/fair_share.h); a ticket already shed has
+    // no order and ends at once.
+    const std::optional<int64_t> order = admission_.OrderKey(req->ticket);
     const ResolvedSamplingParams params = ResolveSamplingParams(r.sampling, defaults_);
     for (int32_t i = 0; i < r.n; ++i) {
       auto es = std::make_unique<EngineSequence>();
@@ -209,7 +234,7 @@ class Engine::Impl {
       Sequence& seq = es->seq;
       seq.seq_id = next_seq_id_++;
       seq.priority = r.priority;
-      seq.arrival = seq.seq_id;
+      seq.arrival = order.value_or(0);
       seq.cache_salt = r.cache_salt;
       seq.token_ids = r.prompt_token_ids;
       seq.num_prompt_tokens = prompt_len;
@@ -220,7 +245,25 @@ class Engine::Impl {
       by_seq_[&es->seq] = es.get();
       seqs_.push_back(std::move(es));
     }
+    RequestState* added = req.get();
     requests_[req->id] = std::move(req);
+    if (!order) FinishRequest(added, FinishReason::kError, ShedStatus());
+  }
+
+  static Status ShedStatus() {
+    return UnavailableError("the request can no longer finish before its deadline; retry later");
+  }
+
+  // Ends the requests of an admission ticket that have not started (shed before any work).
+  void Shed(int64_t ticket) {
+    std::vector<RequestState*> shed;
+    for (auto& [id, r] : requests_) {
+      if (r->ticket != ticket) continue;
+      const bool started = std::any_of(r->choices.begin(), r->choices.end(),
+                                       [](EngineSequence* es) { return es->seq.scheduled_once; });
+      if (!started) shed.push_back(r.get());
+    }
+    for (RequestState* r : shed) FinishRequest(r, FinishReason::kError, ShedStatus());
   }
 
   // Runs one step; false when nothing could be scheduled.
@@ -230,7 +273,13 @@ class Engine::Impl {
     if (out.empty()) return false;
     ++num_steps_;
     const Clock::time_point now = Clock::now();
+    StepObservation observed;
+    progress_.clear();
     for (const ScheduledSequence& s : out.scheduled) {
+      const bool decode = s.num_new_tokens == 1 && s.sample;
+      (decode ? observed.num_decodes : observed.num_prefill_tokens) += s.num_new_tokens;
+      progress_.push_back({by_seq_.at(s.seq)->request->ticket, decode ? 0 : s.num_new_tokens,
+                           s.sample ? 1 : 0});
       if (!s.seq->scheduled_once) {
         s.seq->scheduled_once = true;
         s.seq->first_scheduled_time = now;
@@ -269,6 +318,8 @@ class Engine::Impl {
       for (int64_t i = b; i < e; ++i) Draw(&draws_[i], runner_.logits_row(draws_[i].row));
     });
     for (PendingDraw& d : draws_) Emit(d);
+    observed.seconds = Seconds(now, Clock::now());
+    admission_.OnStep(observed, progress_, Clock::now());
     return true;
   }
 
@@ -409,6 +460,8 @@ class Engine::Impl {
     event.error = std::move(error);
     event.usage = usage;
     scheduler_.Finish(&seq);
+    admission_.OnChoiceFinished(req->ticket, seq.num_generated(),
+                                reason == FinishReason::kStop || reason == FinishReason::kLength);
     es->finished = true;
     req->stream->Push(std::move(event));
     if (--req->choices_open == 0) done_.push_back(req->id);
@@ -470,6 +523,7 @@ class Engine::Impl {
   const GenerationDefaults defaults_;
   const TokenText text_;
   std::unordered_set<int32_t> eos_;
+  AdmissionController admission_;
   ThreadPool pool_;
   KvCache kv_;
   BlockManager blocks_;
@@ -486,6 +540,7 @@ class Engine::Impl {
   std::unordered_map<const Sequence*, EngineSequence*> by_seq_;
   std::vector<std::string> done_;
   std::vector<PendingDraw> draws_;
+  std::vector<AdmissionController::Progress> progress_;  // scratch of Step
   int64_t next_seq_id_ = 0;
   int64_t num_steps_ = 0;
   int64_t prompt_tokens_ = 0;
@@ -512,6 +567,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<Model> model,
   }
   if (options.max_queue_len < 1) return InvalidArgumentError("max_queue_len must be >= 1");
   if (options.max_model_len < 0) return InvalidArgumentError("max_model_len must be >= 0");
+  if (!(options.max_step_ms >= 0)) return InvalidArgumentError("max_step_ms must be >= 0");
   const ModelConfig& config = model->config();
   EngineLimits limits;
   limits.max_model_len = options.max_model_len > 0
@@ -547,6 +603,7 @@ StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerateRequest request)
 }
 void Engine::Abort(std::string_view request_id) { impl_->Abort(request_id); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
+AdmissionController& Engine::admission() { return impl_->admission(); }
 const EngineOptions& Engine::options() const { return impl_->options(); }
 const EngineLimits& Engine::limits() const { return impl_->limits(); }
 const ModelConfig& Engine::model_config() const { return impl_->model_config(); }

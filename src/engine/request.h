@@ -55,6 +55,9 @@ struct GenerateRequest {
   // end; as max_tokens runs out the grammar steers to its shortest close, and an output that
   // still cannot close finishes with reason length. Null: unconstrained.
   std::shared_ptr<const structured::CompiledGrammar> grammar;
+  // From Engine::admission().Admit (deadline, client, the whole call's work); 0: the engine
+  // registers the request itself, without a deadline.
+  int64_t admission_ticket = 0;
 };
 
 enum class FinishReason { kNone = 0, kStop, kLength, kAbort, kError };

@@ -46,7 +46,16 @@ SchedulerOutput Scheduler::Schedule() {
   std::vector<Sequence*> order(running_.begin(), running_.end());
   std::stable_partition(order.begin(), order.end(),
                         [](Sequence* s) { return s->num_uncomputed() <= 1; });
+  // Prefill chunks (everything after the decodes) also fit the step-time budget.
+  int32_t num_decodes = 0;
+  bool prefill_capped = false;
+  auto cap_prefill = [&] {
+    if (prefill_capped || !prefill_token_limit_) return;
+    prefill_capped = true;
+    budget = std::min(budget, std::max(0, prefill_token_limit_(num_decodes)));
+  };
   for (Sequence* seq : order) {
+    if (seq->num_uncomputed() > 1) cap_prefill();
     if (budget == 0) break;
     if (seq->status != SequenceStatus::kRunning) continue;  // preempted in this loop
     const int32_t num_new = std::min(seq->num_uncomputed(), budget);
@@ -74,7 +83,9 @@ SchedulerOutput Scheduler::Schedule() {
     out.scheduled.push_back({seq, num_new, seq->num_computed_tokens + num_new == seq->num_tokens()});
     out.num_tokens += num_new;
     budget -= num_new;
+    if (!prefill_capped) ++num_decodes;
   }
+  cap_prefill();
 
   // Waiting sequences, in (priority, arrival) order; none while this step had to preempt
   // (vLLM: the freed blocks go to the preempted sequences first).

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "engine/block_manager.h"
@@ -43,6 +44,11 @@ class Scheduler {
  public:
   Scheduler(const SchedulerConfig& config, BlockManager* blocks);
 
+  // The step-time budget (engine/admission.h): the most prefill tokens a step with
+  // `num_decodes` decodes may take. Unset: only max_num_batched_tokens.
+  void SetPrefillTokenLimit(std::function<int32_t(int32_t num_decodes)> limit) {
+    prefill_token_limit_ = std::move(limit);
+  }
   // Adds a sequence to the waiting queue (by priority, then arrival).
   void AddWaiting(Sequence* seq);
   // Builds the next step. Sequences it lists stay valid until Finish.
@@ -65,6 +71,7 @@ class Scheduler {
 
   const SchedulerConfig config_;
   BlockManager* const blocks_;
+  std::function<int32_t(int32_t)> prefill_token_limit_;
   std::deque<Sequence*> running_;  // in admission order
   std::deque<Sequence*> waiting_;  // by (priority, arrival)
   int64_t next_admission_ = 0;

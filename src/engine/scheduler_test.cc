@@ -102,6 +102,29 @@ TEST(SchedulerTest, DecodesComeFirstThenPrefillChunksInArrivalOrder) {
   EXPECT_TRUE(out.scheduled[2].sample);
 }
 
+TEST(SchedulerTest, StepTimeBudgetCapsPrefillOnlyWhileSequencesDecode) {
+  FakeRunner r(1000, 4, {8, 100});
+  std::vector<int32_t> asked;
+  r.scheduler.SetPrefillTokenLimit([&](int32_t decodes) {
+    asked.push_back(decodes);
+    return decodes > 0 ? 6 : INT32_MAX;
+  });
+  Sequence* a = r.Add(60);
+  SchedulerOutput out = r.Step();  // nothing decodes: the whole prompt at once
+  ASSERT_EQ(out.scheduled.size(), 1u);
+  EXPECT_EQ(out.scheduled[0].num_new_tokens, 60);
+  Sequence* b = r.Add(20, 0, 100);
+  out = r.Step();  // a decodes: b gets a 6-token chunk, not the 99 tokens left in the budget
+  ASSERT_EQ(out.scheduled.size(), 2u);
+  EXPECT_EQ(out.scheduled[0].seq, a);
+  EXPECT_EQ(out.scheduled[1].seq, b);
+  EXPECT_EQ(out.scheduled[1].num_new_tokens, 6);
+  out = r.Step();  // b's partial prefill continues under the same cap
+  ASSERT_EQ(out.scheduled.size(), 2u);
+  EXPECT_EQ(out.scheduled[1].num_new_tokens, 6);
+  EXPECT_EQ(asked, (std::vector<int32_t>{0, 1, 1}));  // asked once per step, with the decodes
+}
+
 TEST(SchedulerTest, ChunkedPrefillCoversThePromptExactlyOnce) {
   FakeRunner r(1000, 4, {4, 7});
   Sequence* a = r.Add(30);

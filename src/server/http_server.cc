@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/openai_response.h"
+#include "server/request_budget.h"
 #include "structured/tokenizer_vocabulary.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -44,6 +45,10 @@ struct ApiServer::Call {
   std::vector<std::shared_ptr<RequestStream>> streams;  // [prompt]
   std::unique_ptr<ResponseBuilder> builder;
   Clock::time_point arrival;
+  Clock::time_point deadline;  // aborted after this
+  int64_t ticket = 0;          // admission
+  AdmissionDecision admission;
+  std::optional<std::pair<int32_t, RequestEvent>> first_event;  // taken by AwaitStart
   Clock::time_point last_token;
   Clock::time_point last_write;
   bool first_token = false;
@@ -52,6 +57,7 @@ struct ApiServer::Call {
 
   // The next event of any stream, waiting at most `wait`; nullopt if none yet.
   std::optional<std::pair<int32_t, RequestEvent>> NextEvent(std::chrono::milliseconds wait) {
+    if (first_event) return std::exchange(first_event, std::nullopt);
     if (streams.size() == 1) {
       auto e = streams[0]->Next(wait);
       if (e) return std::make_pair(0, std::move(*e));
@@ -204,10 +210,12 @@ void ApiServer::InstallRoutes() {
                             "invalid_request_error", "", ""});
   };
   s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(Endpoint::kCompletions, req.body, &res);
+    HandleGenerate(Endpoint::kCompletions, req.body, req.get_header_value(kTimeoutHeader.data()),
+                   req.get_header_value("Authorization"), &res);
   });
   s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(Endpoint::kChat, req.body, &res);
+    HandleGenerate(Endpoint::kChat, req.body, req.get_header_value(kTimeoutHeader.data()),
+                   req.get_header_value("Authorization"), &res);
   });
   s.Get("/v1/completions", method_not_allowed);
   s.Get("/v1/chat/completions", method_not_allowed);
@@ -234,10 +242,12 @@ void ApiServer::InstallRoutes() {
     res.set_content(Json{{"version", TINYSERVE_VERSION}}.dump(), "application/json");
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
-                                    options_.served_model_name,
-                                    grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{}),
-                    "text/plain; version=0.0.4");
+    std::string body = metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
+                                       options_.served_model_name,
+                                       grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
+    RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
+                           options_.served_model_name, &body);
+    res.set_content(body, "text/plain; version=0.0.4");
   });
   s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     HandleTokenize(req.body, &res);
@@ -303,7 +313,47 @@ void ApiServer::HandleDetokenize(const std::string& body, void* response) {
                   "application/json");
 }
 
-void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void* response) {
+bool ApiServer::Admit(const std::shared_ptr<Call>& call, const std::string& body,
+                      std::string_view timeout_header, std::string_view authorization,
+                      void* response) {
+  auto& res = *static_cast<httplib::Response*>(response);
+  auto budget = ParseRequestBudget(body, timeout_header, authorization, options_.request_timeout_s);
+  if (auto* error = std::get_if<ApiError>(&budget)) {
+    SendError(res, *error);
+    return false;
+  }
+  const WorkRequest work = WorkOfCall(call->request, std::get<RequestBudget>(budget), call->arrival,
+                                      options_.max_queue_delay_s, engine_->limits().max_model_len);
+  call->deadline = work.deadline;
+  call->admission = engine_->admission().Admit(work, Clock::now());
+  if (call->admission.admitted()) return true;
+  std::string retry_after;
+  SendError(res, RefusalError(call->admission, /*shed=*/false, &retry_after));
+  res.set_header("Retry-After", retry_after);
+  return false;
+}
+
+bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, void* response) {
+  auto& res = *static_cast<httplib::Response*>(response);
+  while (!call->first_event && Clock::now() < call->deadline && !draining_)
+    call->first_event = call->NextEvent(std::chrono::milliseconds(50));
+  if (!call->first_event) return true;  // the provider handles the deadline and shutdown
+  const RequestEvent& e = call->first_event->second;
+  if (e.finish_reason != FinishReason::kError || e.error.code() != StatusCode::kUnavailable ||
+      !e.token_ids.empty())
+    return true;
+  for (const auto& id : call->engine_ids) engine_->Abort(id);
+  AdmissionDecision shed = call->admission;
+  shed.retry_after_s = engine_->admission().Stats().predicted_wait_s;
+  std::string retry_after;
+  SendError(res, RefusalError(shed, /*shed=*/true, &retry_after));
+  res.set_header("Retry-After", retry_after);
+  return false;
+}
+
+void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
+                               std::string_view timeout_header, std::string_view authorization,
+                               void* response) {
   auto& res = *static_cast<httplib::Response*>(response);
   if (draining_) return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
   auto call = std::make_shared<Call>();
@@ -323,6 +373,7 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     if (!compiled.ok()) return SendError(res, BadRequest(compiled.status().message(), c->param));
     grammar = std::move(*compiled);
   }
+  if (!Admit(call, body, timeout_header, authorization, &res)) return;
   const std::string id = fmt::format(
       "{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(), next_id_++);
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,
@@ -332,8 +383,10 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     g.request_id = fmt::format("{}-{}", id, p);
     g.prompt_token_ids = call->request.prompts[p];
     g.grammar = grammar;
+    g.admission_ticket = call->admission.ticket;
     auto stream = engine_->Submit(std::move(g));
     if (!stream.ok()) {
+      engine_->admission().Cancel(call->admission.ticket);
       for (const auto& submitted : call->engine_ids) engine_->Abort(submitted);
       if (stream.status().code() == StatusCode::kUnavailable) res.set_header("Retry-After", "1");
       return SendError(res, ApiErrorFromStatus(stream.status()));
@@ -342,11 +395,15 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     call->streams.push_back(std::move(*stream));
   }
   Track(call);
+  if (!AwaitStart(call, &res)) {
+    Untrack(call);
+    return;
+  }
   call->last_write = Clock::now();
 
   const bool stream = call->request.stream;
   auto provider = [this, call, stream](size_t, httplib::DataSink& sink) -> bool {
-    const auto deadline = call->arrival + std::chrono::duration<double>(options_.request_timeout_s);
+    const auto deadline = call->deadline;
     auto write = [&](const std::string& data) {
       call->last_write = Clock::now();
       return sink.write(data.data(), data.size());

@@ -34,7 +34,11 @@ struct ServerOptions {
   std::string served_model_name;
   std::string model_path;  // reported by /v1/models
   uint64_t max_request_bytes = 4 << 20;
-  double request_timeout_s = 600;  // a request still running after this is aborted
+  // A request still running after this is aborted; also the deadline admission plans with
+  // when the request states none (`timeout` field, X-Request-Timeout header), and their cap.
+  double request_timeout_s = 600;
+  // > 0: refuse (503) a request whose predicted wait for its first step is longer.
+  double max_queue_delay_s = 0;
   int read_timeout_s = 30;         // a client must send its request within this
   int http_threads = 0;            // 0: max_num_seqs + max_queue_len + 16
   // Seconds between keep-alive writes while a request waits: how fast a vanished client is
@@ -66,7 +70,15 @@ class ApiServer {
  private:
   struct Call;
   void InstallRoutes();
-  void HandleGenerate(Endpoint endpoint, const std::string& body, void* response);
+  void HandleGenerate(Endpoint endpoint, const std::string& body, std::string_view timeout_header,
+                      std::string_view authorization, void* response);
+  // Deadline-aware admission of a parsed call (engine/admission.h). False: refused, and the
+  // 503/429 with Retry-After is in `response`.
+  bool Admit(const std::shared_ptr<Call>& call, const std::string& body,
+             std::string_view timeout_header, std::string_view authorization, void* response);
+  // Holds the response head until the call's first event, so that work shed from the queue
+  // still gets a 503 (which a balancer may retry elsewhere). False: shed, answered.
+  bool AwaitStart(const std::shared_ptr<Call>& call, void* response);
   void HandleTokenize(const std::string& body, void* response);
   void HandleDetokenize(const std::string& body, void* response);
   void Track(const std::shared_ptr<Call>& call);

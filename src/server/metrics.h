@@ -53,6 +53,12 @@ class ServerMetrics {
   std::array<std::atomic<int64_t>, kStatuses.size() + 1> http_counts_{};
 };
 
+// Appends the admission controller's metrics (engine/admission.h) to a /metrics body:
+// predicted wait, admissions, refusals by reason, predicted vs measured waits, the measured
+// speeds and the step budget.
+void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& options,
+                            const std::string& model_name, std::string* out);
+
 // Resident set size of this process in bytes (0 if /proc is unavailable).
 int64_t ResidentMemoryBytes();
 

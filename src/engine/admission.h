@@ -1,0 +1,176 @@
+// Deadline-aware admission: predicts when a new request would start and finish from the
+// measured step time (engine/step_time_model.h) and the work already admitted and queued, by
+// replaying the scheduler's policy (decodes first, prefill chunks in service order, at most
+// max_num_seqs sequences) over that work. A request that cannot finish before its deadline (or
+// wait longer than its queue-delay limit) is refused at once; queued work that can no longer
+// make its deadline is shed before it runs; queued work is ordered by per-client fair share
+// (engine/fair_share.h), and a refusal caused by the client's own backlog says so (429).
+// Also the step-time budget: how many prefill tokens a step with running decodes may take.
+// Thread-safe: HTTP threads Admit/Register/Cancel, the engine thread reports steps and asks
+// for sheds and limits; one mutex guards everything.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/fair_share.h"
+#include "engine/request.h"
+#include "engine/step_time_model.h"
+
+namespace tinyserve {
+
+struct AdmissionOptions {
+  int32_t max_num_seqs = 64;              // the scheduler's limits, replayed by the predictor
+  int32_t max_num_batched_tokens = 1024;
+  // Steps with running decodes take at most this long (prefill chunks shrink to fit); 0: no
+  // time budget, only max_num_batched_tokens.
+  double max_step_s = 0.2;
+  // A new request is admitted only when its predicted finish leaves this fraction of its time
+  // to the deadline unused: predictions are estimates and the clients' clocks run from send.
+  double deadline_slack = 0.1;
+  // The smallest prefill chunk under the time budget, so prompts progress even when decodes
+  // alone fill a step.
+  int32_t min_prefill_chunk = 32;
+};
+
+// The work of one admission unit: one API call, i.e. every prompt times n choices.
+struct WorkRequest {
+  using Clock = std::chrono::steady_clock;
+  std::string client;                 // API key or `user`; "" = anonymous
+  std::vector<int32_t> prompt_lens;   // tokens, one entry per prompt
+  int32_t n = 1;                      // choices per prompt (they share the prompt's prefill)
+  int32_t max_tokens = 1;             // per choice
+  int32_t priority = 0;               // lower first, as the scheduler
+  Clock::time_point deadline = Clock::time_point::max();
+  double max_queue_delay_s = 0;       // > 0: refuse when the predicted wait is longer
+};
+
+// The work of one engine request (its prompt, n choices, max_tokens or what max_model_len
+// leaves), anonymous and without a deadline.
+WorkRequest WorkOfRequest(const GenerateRequest& request, int32_t max_model_len);
+
+enum class AdmissionVerdict { kAdmit, kRefuseDeadline, kRefuseQueueDelay, kRefuseClientShare };
+// "admit", "deadline", "queue_delay", "client_share".
+std::string_view AdmissionVerdictName(AdmissionVerdict verdict);
+
+struct AdmissionDecision {
+  AdmissionVerdict verdict = AdmissionVerdict::kAdmit;
+  int64_t ticket = 0;              // admitted: names the work until every choice ends
+  double predicted_wait_s = 0;     // until its first step (infinity: beyond the horizon)
+  double predicted_finish_s = 0;   // until its last token
+  double retry_after_s = 0;        // refused: when the queue ahead should have drained
+  bool admitted() const { return verdict == AdmissionVerdict::kAdmit; }
+};
+
+struct AdmissionStats {
+  int64_t admitted = 0;
+  int64_t refused_deadline = 0;
+  int64_t refused_queue_delay = 0;
+  int64_t refused_client_share = 0;
+  int64_t shed = 0;                    // admitted, then dropped before running
+  double predicted_wait_s = 0;         // the latest prediction for an arriving request
+  // Over admitted requests that started: predicted and measured waits, for comparison.
+  double predicted_wait_sum_s = 0;
+  double actual_wait_sum_s = 0;
+  int64_t num_waits = 0;
+  double prefill_tokens_per_s = 0;     // estimates (0 until measured)
+  double decode_step_s = 0;            // a decode-only step at the current batch
+  int32_t num_decodes = 0;             // in the latest step
+  int32_t prefill_token_limit = 0;     // at the current batch; 0 = no time budget
+  int32_t num_clients = 0;             // with admitted work
+  int64_t num_tickets = 0;             // admitted work items not yet finished
+};
+
+class AdmissionController {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit AdmissionController(const AdmissionOptions& options);
+  AdmissionController(const AdmissionController&) = delete;
+  AdmissionController& operator=(const AdmissionController&) = delete;
+
+  // Any thread. Predicts and decides; an admitted request holds its ticket until each of its
+  // prompt_lens.size() * n choices has finished (OnChoiceFinished) or Cancel.
+  AdmissionDecision Admit(const WorkRequest& work, Clock::time_point now);
+  // Any thread. Records work without judging it (requests submitted without a ticket).
+  int64_t Register(const WorkRequest& work, Clock::time_point now);
+  // Any thread. Forgets a ticket whose requests were not (all) handed to the engine.
+  void Cancel(int64_t ticket);
+  // Any thread. The ticket's place in the waiting queue (the scheduler's arrival key): its
+  // fair-share start tag in microseconds of engine time. nullopt once the ticket is gone
+  // (shed or cancelled).
+  std::optional<int64_t> OrderKey(int64_t ticket) const;
+
+  // Engine thread: what one step did. `prefill_tokens` computed and `sampled` tokens drawn for
+  // the ticket's sequences.
+  struct Progress {
+    int64_t ticket = 0;
+    int32_t prefill_tokens = 0;
+    int32_t sampled = 0;
+  };
+  void OnStep(const StepObservation& step, std::span<const Progress> progress,
+              Clock::time_point now);
+  // Engine thread: one choice ended after `generated` tokens; `natural` when by stop or
+  // length (such endings teach the predictor how much of max_tokens requests use).
+  void OnChoiceFinished(int64_t ticket, int32_t generated, bool natural);
+  // Engine thread: tickets not yet started whose predicted finish passes their deadline. They
+  // are dropped here and counted as shed; the engine ends their requests.
+  std::vector<int64_t> TakeShed(Clock::time_point now);
+  // Engine thread: prefill tokens a step with `num_decodes` decodes may take within
+  // max_step_s (INT32_MAX when unlimited: no decodes, no budget, or no prefill measured yet).
+  int32_t PrefillTokenLimit(int32_t num_decodes) const;
+
+  AdmissionStats Stats() const;
+
+ private:
+  struct Group {
+    int64_t ticket = 0;
+    std::string client;
+    int32_t priority = 0;
+    double tag = 0;            // fair-share start tag (seconds of engine time)
+    int32_t seqs = 0;          // choices still open
+    double prefill_left = 0;   // prompt tokens not computed yet
+    int32_t max_tokens = 0;
+    int64_t generated_open = 0;  // tokens drawn by the open choices
+    Clock::time_point arrival{}, deadline{};
+    double predicted_wait_s = -1;  // at admission; < 0 when registered
+    bool started = false;
+    bool probe = false;  // admitted to re-measure stale estimates: not shed by prediction
+  };
+  struct Prediction {
+    double start_s = std::numeric_limits<double>::infinity();
+    double finish_s = std::numeric_limits<double>::infinity();
+  };
+
+  Group MakeGroup(const WorkRequest& work, Clock::time_point now) const;
+  int64_t AddGroup(Group group);
+  // Groups in service order: started ones by ticket, then queued by (priority, tag, ticket).
+  std::vector<const Group*> ServiceOrder(const Group* extra) const;
+  // Replays the scheduler over `order` from now; one prediction per group (seconds from now).
+  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s) const;
+  int32_t PrefillTokenLimitLocked(int32_t num_decodes) const;
+  double WorkSeconds(const Group& g) const;
+  double ExpectedDecode(const Group& g) const;
+  void Drop(std::unordered_map<int64_t, Group>::iterator it);
+
+  const AdmissionOptions options_;
+  mutable std::mutex mu_;
+  StepTimeModel model_;                        // guarded by mu_
+  FairShare fair_;                             // guarded by mu_
+  std::unordered_map<int64_t, Group> groups_;  // guarded by mu_
+  int64_t next_ticket_ = 1;                    // guarded by mu_
+  double output_ratio_ = 1.0;  // guarded by mu_: generated / max_tokens of finished choices
+  int32_t last_decodes_ = 0;   // guarded by mu_
+  Clock::time_point last_step_{};  // guarded by mu_: when the latest step was reported
+  AdmissionStats stats_;       // guarded by mu_ (counters)
+};
+
+}  // namespace tinyserve

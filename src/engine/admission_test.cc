@@ -1,0 +1,342 @@
+#include "engine/admission.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "engine/scheduler.h"
+
+namespace tinyserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A fake clock: seconds since an arbitrary origin.
+Clock::time_point T(double s) {
+  return Clock::time_point{} + std::chrono::hours(1) +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+// The fake model's known speed: 10 ms per step, 2 ms per decode, 1 ms per prefill token.
+double Known(int32_t decodes, int32_t prefill) { return 0.010 + 0.002 * decodes + 0.001 * prefill; }
+
+void Calibrate(AdmissionController& ac) {
+  const int32_t steps[][2] = {{1, 0}, {8, 0}, {0, 512}, {4, 100}, {16, 0}, {2, 700}};
+  for (const auto& s : steps) ac.OnStep({s[0], s[1], Known(s[0], s[1])}, {}, T(0));
+}
+
+WorkRequest Work(std::string client, int32_t prompt, int32_t max_tokens, double deadline_s,
+                 double now_s = 0) {
+  WorkRequest w;
+  w.client = std::move(client);
+  w.prompt_lens = {prompt};
+  w.max_tokens = max_tokens;
+  w.deadline = T(now_s + deadline_s);
+  return w;
+}
+
+AdmissionOptions Options(int32_t max_num_seqs) {
+  AdmissionOptions o;
+  o.max_num_seqs = max_num_seqs;
+  o.max_num_batched_tokens = 1024;
+  o.max_step_s = 0.2;
+  return o;
+}
+
+// Idle engine, 1000-token prompt, 100 tokens out: one 1000-token step, then 100 decode steps.
+constexpr double kAlone = 0.010 + 1.0 + 100 * 0.012;
+
+TEST(Admission, PredictsAnIdleEngineFromTheMeasuredSpeed) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  AdmissionDecision d = ac.Admit(Work("a", 1000, 100, 60), T(0));
+  ASSERT_TRUE(d.admitted());
+  EXPECT_GT(d.ticket, 0);
+  EXPECT_DOUBLE_EQ(d.predicted_wait_s, 0);
+  EXPECT_NEAR(d.predicted_finish_s, kAlone, 1e-6);
+  AdmissionStats s = ac.Stats();
+  EXPECT_EQ(s.admitted, 1);
+  EXPECT_NEAR(s.prefill_tokens_per_s, 512 / Known(0, 512), 1e-3);
+}
+
+TEST(Admission, RefusesWhatCannotFinishBeforeItsDeadlineWithTheSlack) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  // 10% slack: admitted only when kAlone <= 0.9 * time left.
+  AdmissionDecision refused = ac.Admit(Work("a", 1000, 100, kAlone / 0.9 - 0.01), T(0));
+  EXPECT_EQ(refused.verdict, AdmissionVerdict::kRefuseDeadline);
+  EXPECT_GE(refused.retry_after_s, 1.0);
+  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, kAlone / 0.9 + 0.01), T(0)).admitted());
+  EXPECT_EQ(ac.Stats().refused_deadline, 1);
+}
+
+TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);  // at T(0)
+  // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5)).admitted());
+  // ...but after 10 s without a step an idle engine probes with one request, and only one.
+  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
+  EXPECT_TRUE(probe.admitted());
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11)).admitted());
+  // The probe is not shed on the estimates it is there to correct (only once its deadline
+  // has passed without it starting).
+  EXPECT_TRUE(ac.TakeShed(T(11)).empty());
+  EXPECT_EQ(ac.TakeShed(T(12.5)), std::vector<int64_t>{probe.ticket});
+}
+
+TEST(Admission, QueueDelayLimitAndRetryAfterFromThePredictedWait) {
+  AdmissionController ac(Options(/*max_num_seqs=*/1));  // one at a time: waits add up
+  Calibrate(ac);
+  ASSERT_TRUE(ac.Admit(Work("a", 1000, 100, 60), T(0)).admitted());
+  WorkRequest w = Work("b", 1000, 100, 60);
+  w.max_queue_delay_s = 1.0;
+  AdmissionDecision d = ac.Admit(w, T(0));
+  EXPECT_EQ(d.verdict, AdmissionVerdict::kRefuseQueueDelay);
+  EXPECT_NEAR(d.predicted_wait_s, kAlone, 1e-6);
+  EXPECT_NEAR(d.retry_after_s, kAlone, 1e-6);
+  w.max_queue_delay_s = 3.0;
+  d = ac.Admit(w, T(0));
+  ASSERT_TRUE(d.admitted());
+  EXPECT_NEAR(d.predicted_finish_s, 2 * kAlone, 1e-6);
+  EXPECT_EQ(ac.Stats().refused_queue_delay, 1);
+}
+
+TEST(Admission, BeforeAnyMeasurementOnlyAnIdleQueueIsPromised) {
+  AdmissionController ac(Options(64));
+  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, 60), T(0)).admitted());
+  AdmissionDecision d = ac.Admit(Work("b", 10, 10, 60), T(0));
+  EXPECT_EQ(d.verdict, AdmissionVerdict::kRefuseDeadline);
+  EXPECT_EQ(d.retry_after_s, 1.0);
+  EXPECT_EQ(ac.PrefillTokenLimit(8), INT32_MAX);  // no budget without a measured speed
+}
+
+TEST(Admission, AClientOverItsShareGets429AndOthersStillGetIn) {
+  AdmissionController ac(Options(/*max_num_seqs=*/1));
+  Calibrate(ac);
+  std::vector<int64_t> hog;
+  for (int i = 0; i < 4; ++i) {  // finishes at 1x .. 4x kAlone (8.84 s) <= 0.9 * 10 s
+    AdmissionDecision d = ac.Admit(Work("hog", 1000, 100, 10), T(0));
+    ASSERT_TRUE(d.admitted()) << i;
+    hog.push_back(d.ticket);
+  }
+  // Its fifth would miss only because of its own queue: 429, not 503.
+  EXPECT_EQ(ac.Admit(Work("hog", 1000, 100, 10), T(0)).verdict,
+            AdmissionVerdict::kRefuseClientShare);
+  // Another client is served right after the hog's first request, ahead of its backlog.
+  AdmissionDecision light = ac.Admit(Work("light", 1000, 100, 10), T(0));
+  ASSERT_TRUE(light.admitted());
+  EXPECT_NEAR(light.predicted_finish_s, 2 * kAlone, 1e-6);
+  EXPECT_LT(*ac.OrderKey(light.ticket), *ac.OrderKey(hog[1]));
+  // The hog's last request now finishes at 5x kAlone > 10 s: shed before it runs.
+  EXPECT_EQ(ac.TakeShed(T(0)), std::vector<int64_t>{hog[3]});
+  EXPECT_FALSE(ac.OrderKey(hog[3]).has_value());
+  AdmissionStats s = ac.Stats();
+  EXPECT_EQ(s.refused_client_share, 1);
+  EXPECT_EQ(s.shed, 1);
+  EXPECT_EQ(s.num_clients, 2);
+}
+
+TEST(Admission, WorkOfOtherClientsAheadGives503) {
+  AdmissionController ac(Options(/*max_num_seqs=*/1));
+  Calibrate(ac);
+  for (const char* c : {"a", "b", "c", "d"})
+    ASSERT_TRUE(ac.Admit(Work(c, 1000, 100, 10), T(0)).admitted()) << c;
+  EXPECT_EQ(ac.Admit(Work("e", 1000, 100, 10), T(0)).verdict, AdmissionVerdict::kRefuseDeadline);
+}
+
+TEST(Admission, NewWorkMayNotPushEarlierWorkPastItsDeadline) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  // A's finish alone is kAlone; tight deadline just above it (with slack at admission).
+  ASSERT_TRUE(ac.Admit(Work("a", 1000, 100, kAlone / 0.9 + 0.01), T(0)).admitted());
+  // B has all the time in the world, but batching it would slow A's decodes past A's deadline.
+  EXPECT_EQ(ac.Admit(Work("b", 1000, 100, 600), T(0)).verdict,
+            AdmissionVerdict::kRefuseDeadline);
+}
+
+TEST(Admission, ShedsQueuedWorkWhenTheEngineSlowsButNeverStartedWork) {
+  AdmissionController ac(Options(/*max_num_seqs=*/1));
+  Calibrate(ac);
+  AdmissionDecision a = ac.Admit(Work("a", 1000, 100, 10), T(0));
+  AdmissionDecision b = ac.Admit(Work("b", 1000, 100, 10), T(0));
+  ASSERT_TRUE(a.admitted() && b.admitted());
+  EXPECT_TRUE(ac.TakeShed(T(0)).empty());
+  const AdmissionController::Progress started[] = {{a.ticket, 1000, 1}};
+  // The machine becomes 3x slower (e.g. another tenant): every recent step says so.
+  ac.OnStep({0, 1000, 3 * Known(0, 1000)}, started, T(3.03));
+  for (int i = 0; i < 300; ++i) {
+    const int32_t d = 1 + i % 8, p = (i % 3) * 200;
+    ac.OnStep({d, p, 3 * Known(d, p)}, {}, T(3.03));
+  }
+  EXPECT_EQ(ac.TakeShed(T(3.03)), std::vector<int64_t>{b.ticket});
+  EXPECT_TRUE(ac.OrderKey(a.ticket).has_value());
+  AdmissionStats s = ac.Stats();
+  EXPECT_EQ(s.num_waits, 1);  // A started at 0 s (its step took 3.03 s), as predicted
+  EXPECT_NEAR(s.actual_wait_sum_s, 0, 1e-6);
+}
+
+TEST(Admission, MultiPromptAndNCountAsTheirRealWork) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  WorkRequest big = Work("x", 500, 100, 600);
+  big.prompt_lens = {500, 500};
+  big.n = 3;  // six sequences decoding
+  AdmissionDecision b = ac.Admit(big, T(0));
+  ASSERT_TRUE(b.admitted());
+  EXPECT_GT(b.predicted_finish_s, kAlone + 0.5);
+  ASSERT_TRUE(ac.Admit(Work("y", 1000, 100, 600), T(0)).admitted());
+  // Each client's next request is ordered after its own work: x's weighs more.
+  const int64_t next_x = *ac.OrderKey(ac.Admit(Work("x", 10, 1, 600), T(0)).ticket);
+  const int64_t next_y = *ac.OrderKey(ac.Admit(Work("y", 10, 1, 600), T(0)).ticket);
+  EXPECT_GT(next_x, next_y);
+}
+
+TEST(Admission, LearnsHowMuchOfMaxTokensRequestsUse) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  for (int i = 0; i < 200; ++i) {
+    AdmissionDecision d = ac.Admit(Work("a", 10, 100, 600), T(0));
+    ASSERT_TRUE(d.admitted());
+    ac.OnChoiceFinished(d.ticket, 25, /*natural=*/true);  // stopped at a quarter
+  }
+  EXPECT_EQ(ac.Stats().num_tickets, 0);
+  AdmissionDecision d = ac.Admit(Work("a", 1000, 100, 600), T(0));
+  EXPECT_LT(d.predicted_finish_s, 1.01 + 30 * 0.012);
+  // Aborted choices (e.g. a client that left) teach nothing.
+  for (int i = 0; i < 200; ++i) ac.OnChoiceFinished(d.ticket, 1, /*natural=*/false);
+  AdmissionDecision e = ac.Admit(Work("a", 1000, 100, 600), T(0));
+  EXPECT_NEAR(e.predicted_finish_s, d.predicted_finish_s, 1e-9);
+}
+
+TEST(Admission, StepBudgetSizesPrefillChunks) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  EXPECT_EQ(ac.PrefillTokenLimit(0), INT32_MAX);  // nothing decodes: full speed
+  EXPECT_EQ(ac.PrefillTokenLimit(10), 170);       // (0.2 - 0.01 - 0.02) / 0.001
+  EXPECT_EQ(ac.PrefillTokenLimit(100), 32);       // decodes alone exceed: the minimum chunk
+  AdmissionOptions off = Options(64);
+  off.max_step_s = 0;
+  AdmissionController unlimited(off);
+  Calibrate(unlimited);
+  EXPECT_EQ(unlimited.PrefillTokenLimit(10), INT32_MAX);
+}
+
+TEST(Admission, CancelForgetsTheTicket) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  AdmissionDecision d = ac.Admit(Work("a", 100, 10, 60), T(0));
+  ac.Cancel(d.ticket);
+  EXPECT_FALSE(ac.OrderKey(d.ticket).has_value());
+  EXPECT_EQ(ac.Stats().num_clients, 0);
+}
+
+// An engine of known speed under overload, on a fake clock: the real scheduler (with the step
+// budget) runs the admitted work, each step takes Known(decodes, prefill) seconds, and clients
+// of two kinds arrive faster than it can serve. What was admitted must finish in time.
+TEST(Admission, UnderOverloadAdmittedWorkMeetsItsDeadlinesAndStepsKeepTheBudget) {
+  AdmissionOptions o;
+  o.max_num_seqs = 8;
+  o.max_num_batched_tokens = 256;
+  o.max_step_s = 0.1;
+  AdmissionController ac(o);
+  BlockManager blocks(/*num_blocks=*/4096, /*block_size=*/16, /*prefix_caching=*/false);
+  Scheduler scheduler({o.max_num_seqs, o.max_num_batched_tokens}, &blocks);
+  scheduler.SetPrefillTokenLimit([&](int32_t d) { return ac.PrefillTokenLimit(d); });
+
+  struct Live {
+    std::unique_ptr<Sequence> seq;
+    int64_t ticket;
+    double deadline;
+    bool started = false;
+  };
+  std::map<int64_t, Live> live;  // by ticket
+  const double kDeadline = 5, kEvery = 0.1, kEnd = 60;
+  const int32_t kPrompt = 300, kMaxTokens = 40;
+  double t = 0, next_arrival = 0;
+  int64_t arrivals = 0, admitted = 0, finished = 0, late = 0, shed = 0, seq_id = 0;
+  int64_t idle_full_chunks = 0;
+  double worst_decode_step = 0;
+  while (t < kEnd) {
+    for (; next_arrival <= t; next_arrival += kEvery) {
+      ++arrivals;
+      AdmissionDecision d =
+          ac.Admit(Work(arrivals % 2 ? "a" : "b", kPrompt, kMaxTokens, kDeadline, t), T(t));
+      if (!d.admitted()) continue;
+      ++admitted;
+      auto seq = std::make_unique<Sequence>();
+      seq->seq_id = seq_id++;
+      seq->arrival = *ac.OrderKey(d.ticket);
+      for (int32_t i = 0; i < kPrompt; ++i) seq->token_ids.push_back(int32_t(seq_id * 1000 + i));
+      seq->num_prompt_tokens = kPrompt;
+      scheduler.AddWaiting(seq.get());
+      live[d.ticket] = {std::move(seq), d.ticket, t + kDeadline};
+    }
+    for (int64_t ticket : ac.TakeShed(T(t))) {
+      Live& l = live.at(ticket);
+      ASSERT_FALSE(l.started) << "shed after it started";
+      scheduler.Finish(l.seq.get());
+      live.erase(ticket);
+      ++shed;
+    }
+    SchedulerOutput out = scheduler.Schedule();
+    if (out.empty()) {
+      t = next_arrival;
+      continue;
+    }
+    StepObservation step;
+    std::vector<AdmissionController::Progress> progress;
+    std::map<const Sequence*, int64_t> ticket_of;
+    for (auto& [ticket, l] : live) ticket_of[l.seq.get()] = ticket;
+    for (const ScheduledSequence& s : out.scheduled) {
+      const bool decode = s.num_new_tokens == 1 && s.sample;
+      (decode ? step.num_decodes : step.num_prefill_tokens) += s.num_new_tokens;
+      progress.push_back({ticket_of.at(s.seq), decode ? 0 : s.num_new_tokens, s.sample ? 1 : 0});
+      live.at(ticket_of.at(s.seq)).started = true;
+    }
+    step.seconds = Known(step.num_decodes, step.num_prefill_tokens);
+    // The budget holds once a prefill step has been measured (the very first steps cannot).
+    if (step.num_decodes > 0 && t > 1)
+      worst_decode_step = std::max(worst_decode_step, step.seconds);
+    if (step.num_decodes == 0 && step.num_prefill_tokens == o.max_num_batched_tokens)
+      ++idle_full_chunks;
+    t += step.seconds;
+    scheduler.OnStepComputed(out);
+    ac.OnStep(step, progress, T(t));
+    for (const ScheduledSequence& s : out.scheduled) {
+      if (!s.sample) continue;
+      s.seq->token_ids.push_back(7);
+      if (s.seq->num_generated() < kMaxTokens) continue;
+      const int64_t ticket = ticket_of.at(s.seq);
+      ++finished;
+      if (t > live.at(ticket).deadline) ++late;
+      scheduler.Finish(s.seq);
+      ac.OnChoiceFinished(ticket, kMaxTokens, /*natural=*/true);
+      live.erase(ticket);
+    }
+  }
+  // Capacity bound: a request costs its prefill tokens, its decodes, and its share of the
+  // per-step overhead with 8 sequences batched (~0.43 s): ~2.3 requests/s; 10/s arrive.
+  const double per_request = kPrompt * 0.001 + kMaxTokens * (0.002 + 0.010 / o.max_num_seqs);
+  EXPECT_EQ(late, 0) << "finished after the deadline";
+  EXPECT_LT(admitted, arrivals);
+  EXPECT_GT(finished, 0.8 * kEnd / per_request) << "admission kept the engine idle";
+  EXPECT_LE(worst_decode_step, o.max_step_s + 1e-9);
+  EXPECT_GT(idle_full_chunks, 0);  // the first prompt ran at full chunk size
+  AdmissionStats stats = ac.Stats();
+  EXPECT_EQ(stats.shed, shed);
+  EXPECT_EQ(stats.admitted, admitted);
+  ASSERT_GT(stats.num_waits, 0);
+  // The replay is coarser than the scheduler (whole groups, one prompt at a time), so allow
+  // a quarter of a second between predicted and measured mean waits.
+  EXPECT_NEAR(stats.predicted_wait_sum_s / stats.num_waits,
+              stats.actual_wait_sum_s / stats.num_waits, 0.25);
+  std::printf("arrivals %ld admitted %ld finished %ld shed %ld; wait predicted %.3f actual %.3f\n",
+              long(arrivals), long(admitted), long(finished), long(shed),
+              stats.predicted_wait_sum_s / stats.num_waits,
+              stats.actual_wait_sum_s / stats.num_waits);
+}
+
+}  // namespace
+}  // namespace tinyserve

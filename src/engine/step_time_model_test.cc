@@ -1,0 +1,62 @@
+#include "engine/step_time_model.h"
+
+#include <gtest/gtest.h>
+
+namespace tinyserve {
+namespace {
+
+// A machine of known speed: 10 ms per step, 2 ms per decode, 1 ms per prefill token.
+double Known(int32_t decodes, int32_t prefill) { return 0.010 + 0.002 * decodes + 0.001 * prefill; }
+
+TEST(StepTimeModel, RecoversTheCoefficientsOfAMachineOfKnownSpeed) {
+  StepTimeModel m;
+  EXPECT_FALSE(m.ready());
+  const int32_t steps[][2] = {{1, 0}, {8, 0}, {0, 512}, {4, 100}, {16, 0}, {2, 700}};
+  for (const auto& s : steps) m.Observe({s[0], s[1], Known(s[0], s[1])});
+  ASSERT_TRUE(m.ready());
+  EXPECT_NEAR(m.coefficients()[0], 0.010, 1e-6);
+  EXPECT_NEAR(m.coefficients()[1], 0.002, 1e-7);
+  EXPECT_NEAR(m.coefficients()[2], 0.001, 1e-8);
+  EXPECT_NEAR(m.StepSeconds(32, 64), Known(32, 64), 1e-6);
+  EXPECT_NEAR(m.PrefillTokensPerSecond(1000), 1000 / Known(0, 1000), 1e-3);
+  // 200 ms with 10 decodes: (0.2 - 0.01 - 0.02) / 0.001 = 170 tokens.
+  EXPECT_EQ(m.PrefillTokensWithin(0.2, 10), 170);
+  EXPECT_EQ(m.PrefillTokensWithin(0.2, 100), 0);  // the decodes alone exceed the budget
+}
+
+TEST(StepTimeModel, FollowsTheMachineWhenItSlowsDown) {
+  StepTimeModel m(/*window=*/16);
+  for (int i = 0; i < 16; ++i) m.Observe({1 + i % 4, (i % 3) * 100, Known(1 + i % 4, (i % 3) * 100)});
+  for (int i = 0; i < 16; ++i)
+    m.Observe({1 + i % 4, (i % 3) * 100, 3 * Known(1 + i % 4, (i % 3) * 100)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * Known(2, 100), 1e-6);  // the old steps left the window
+}
+
+TEST(StepTimeModel, CoefficientsStayNonNegative) {
+  StepTimeModel m;
+  // Decodes that look free or even faster with more of them (noise): no negative cost.
+  m.Observe({1, 0, 0.020});
+  m.Observe({8, 0, 0.019});
+  m.Observe({0, 300, 0.300});
+  for (double c : m.coefficients()) EXPECT_GE(c, 0);
+  EXPECT_GT(m.StepSeconds(64, 0), 0);
+}
+
+TEST(StepTimeModel, CollinearStepsStillPredictWhatWasSeen) {
+  StepTimeModel m;
+  // Every step had one decode and 100 prefill tokens: only that point is known.
+  for (int i = 0; i < 10; ++i) m.Observe({1, 100, Known(1, 100)});
+  EXPECT_TRUE(m.ready());
+  EXPECT_NEAR(m.StepSeconds(1, 100), Known(1, 100), 1e-6);
+}
+
+TEST(StepTimeModel, IgnoresEmptySteps) {
+  StepTimeModel m;
+  m.Observe({0, 0, 1.0});
+  m.Observe({1, 0, 0});
+  EXPECT_FALSE(m.ready());
+  EXPECT_EQ(m.StepSeconds(1, 0), 0);
+}
+
+}  // namespace
+}  // namespace tinyserve
