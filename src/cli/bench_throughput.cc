@@ -1,5 +1,6 @@
 // `tinyserve bench throughput` (like `vllm bench throughput`): N requests of random prompt
-// token ids submitted to an in-process engine at once (no HTTP), each generating exactly
+// token ids added at once to an engine core stepped on this thread (no HTTP, no engine
+// thread: vLLM's offline LLM path), each generating exactly
 // --output-len tokens; reports requests/s and input / output tokens/s over the whole run (vLLM's
 // definition), the decode-phase rate (after the last request's first token) and mean TTFT.
 // --profile adds where the time went (forward pass per op, prefill vs decode steps, and the
@@ -13,7 +14,7 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
-#include "engine/engine.h"
+#include "engine/engine_core.h"
 #include "model/qwen2.h"
 
 namespace tinyserve::cli {
@@ -43,7 +44,7 @@ struct StepRecord {
   bool has_prefill = false;  // some sequence computed more than one token
 };
 
-// Forwards to the Qwen2 model and records every step (engine thread only, like Forward).
+// Forwards to the Qwen2 model and records every step (the stepping thread only, like Forward).
 class RecordingModel : public Model {
  public:
   RecordingModel(std::unique_ptr<Qwen2Model> model, int32_t input_len, bool profile)
@@ -76,7 +77,7 @@ class RecordingModel : public Model {
     return status;
   }
 
-  // Read after the engine has stopped.
+  // Read between steps.
   const std::vector<StepRecord>& steps() const { return steps_; }
   const Qwen2Profile& prefill_profile() const { return prefill_profile_; }
   const Qwen2Profile& decode_profile() const { return decode_profile_; }
@@ -139,11 +140,9 @@ Status RunThroughput(const ThroughputFlags& f) {
   auto recording = std::make_shared<RecordingModel>(std::move(loaded), f.input_len, f.profile);
   std::shared_ptr<Model> model = recording;
   TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
-  // Every request is in flight at once.
-  options.max_queue_len = std::max(options.max_queue_len, f.num_prompts);
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                      Engine::Create(model, options, defaults, TokenText{}));
-  fmt::print(stderr, "{}\n", DescribeEngine(engine->options(), engine->limits()));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<EngineCore> core,
+                      EngineCore::Create(model, options, defaults, TokenText{}));
+  fmt::print(stderr, "{}\n", DescribeEngine(core->options(), core->limits()));
 
   // Random prompts (vLLM's random dataset): ids drawn uniformly below the vocabulary size.
   std::mt19937_64 rng(f.seed);
@@ -163,13 +162,16 @@ Status RunThroughput(const ThroughputFlags& f) {
   const auto start = Clock::now();
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (GenerateRequest& r : requests) {
-    TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, engine->Submit(std::move(r)));
+    TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, core->AddRequest(std::move(r)));
     streams.push_back(std::move(s));
+  }
+  while (core->has_work()) {
+    if (!core->Step()) return InternalError("the engine core could not schedule a request");
   }
   int64_t output_tokens = 0;
   double ttft_sum = 0;
   for (auto& s : streams) {
-    while (std::optional<RequestEvent> e = s->Next()) {
+    while (std::optional<RequestEvent> e = s->TryNext()) {
       output_tokens += static_cast<int64_t>(e->token_ids.size());
       if (e->finish_reason == FinishReason::kError) {
         return InternalError("request {} failed: {}", s->request_id(), e->error.ToString());
@@ -179,8 +181,7 @@ Status RunThroughput(const ThroughputFlags& f) {
   }
   const auto end = Clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
-  const EngineStats stats = engine->Stats();
-  engine.reset();  // stops the engine thread: the step records are final
+  const EngineStats stats = core->Stats();
 
   // Decode phase: from the end of the step that gave the last request its first token.
   const std::vector<StepRecord>& steps = recording->steps();
