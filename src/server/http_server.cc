@@ -36,12 +36,15 @@ std::string RandomHex() {
 
 }  // namespace
 
-// One generation request in flight: its engine streams and the response being built. Shared
-// by the handler and httplib's content provider (which runs after the handler returns).
+// One generation request in flight: the outbox its engine requests post to and the response
+// being built. Shared by the handler and httplib's content provider (which runs after the
+// handler returns).
 struct ApiServer::Call {
   ParsedRequest request;
   std::vector<std::string> engine_ids;
-  std::vector<std::shared_ptr<RequestStream>> streams;  // [prompt]
+  // Every prompt's stream posts here (tagged with the prompt index): the provider waits on
+  // this one outbox however many prompts and choices the call has.
+  std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
   std::unique_ptr<ResponseBuilder> builder;
   Clock::time_point arrival;
   Clock::time_point last_token;
@@ -50,28 +53,11 @@ struct ApiServer::Call {
   bool finished = false;
   std::atomic<bool> aborted{false};
 
-  // The next event of any stream, waiting at most `wait`; nullopt if none yet.
-  std::optional<std::pair<int32_t, RequestEvent>> NextEvent(std::chrono::milliseconds wait) {
-    if (streams.size() == 1) {
-      auto e = streams[0]->Next(wait);
-      if (e) return std::make_pair(0, std::move(*e));
-      return std::nullopt;
-    }
-    const auto deadline = Clock::now() + wait;
-    do {
-      for (size_t p = 0; p < streams.size(); ++p) {
-        auto e = streams[p]->Next(std::chrono::milliseconds(0));
-        if (e) return std::make_pair(static_cast<int32_t>(p), std::move(*e));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    } while (Clock::now() < deadline);
-    return std::nullopt;
+  // The next event of any prompt, waiting at most `wait`; nullopt if none yet.
+  std::optional<Outbox::Item> NextEvent(std::chrono::milliseconds wait) {
+    return outbox->Next(wait);
   }
-  bool AllDone() const {
-    for (const auto& s : streams)
-      if (!s->done()) return false;
-    return true;
-  }
+  bool AllDone() const { return outbox->done(); }
 };
 
 ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
@@ -332,14 +318,13 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     g.request_id = fmt::format("{}-{}", id, p);
     g.prompt_token_ids = call->request.prompts[p];
     g.grammar = grammar;
-    auto stream = engine_->Submit(std::move(g));
+    auto stream = engine_->Submit(std::move(g), call->outbox, static_cast<int32_t>(p));
     if (!stream.ok()) {
       for (const auto& submitted : call->engine_ids) engine_->Abort(submitted);
       if (stream.status().code() == StatusCode::kUnavailable) res.set_header("Retry-After", "1");
       return SendError(res, ApiErrorFromStatus(stream.status()));
     }
     call->engine_ids.push_back(fmt::format("{}-{}", id, p));
-    call->streams.push_back(std::move(*stream));
   }
   Track(call);
   call->last_write = Clock::now();
@@ -357,7 +342,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body, void*
     }
     auto next = call->NextEvent(std::chrono::milliseconds(50));
     if (next) {
-      auto& [prompt_idx, event] = *next;
+      const int32_t prompt_idx = next->tag;
+      RequestEvent& event = next->event;
       const auto now = Clock::now();
       if (!event.token_ids.empty()) {
         if (!call->first_token) {
