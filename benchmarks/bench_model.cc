@@ -165,7 +165,9 @@ int Run(const Args& a) {
         const int pos = a.context + std::max(step, 0);
         std::vector<Sequence> seqs(batch_size);
         SchedulerOutput out;
-        for (int s = 0; s < batch_size; ++s) one_step(seqs, &out, s, {Tokens(1, s + step + 3)[0]}, pos);
+        for (int s = 0; s < batch_size; ++s) {
+          one_step(seqs, &out, s, {Tokens(1, s + step + 3)[0]}, pos);
+        }
         const ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
         if (step == 0) model.ResetProfile();
         const auto t0 = Clock::now();

@@ -86,8 +86,9 @@ Status EngineCore::ValidateRequest(const GenerateRequest& r) const {
     if (t < 0 || t >= vocab) return InvalidArgumentError("stop token id {} is out of range", t);
   }
   if (r.grammar && r.grammar->vocab().size() > vocab) {
-    return InvalidArgumentError("the grammar's vocabulary ({} tokens) is larger than the model's {}",
-                                r.grammar->vocab().size(), vocab);
+    return InvalidArgumentError(
+        "the grammar's vocabulary ({} tokens) is larger than the model's {}",
+        r.grammar->vocab().size(), vocab);
   }
   const int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
   if (prompt_len + 1 > limits_.max_model_len) {
@@ -219,7 +220,7 @@ bool EngineCore::Step() {
     ++row;
   }
   pool_.ParallelFor(static_cast<int64_t>(draws_.size()), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) Sample(&draws_[i]);
+    for (int64_t i = b; i < e; ++i) SampleChoice(&draws_[i]);
   });
   // Process outputs.
   for (PendingDraw& d : draws_) Emit(d);
@@ -227,7 +228,7 @@ bool EngineCore::Step() {
   return true;
 }
 
-void EngineCore::Sample(PendingDraw* d) {
+void EngineCore::SampleChoice(PendingDraw* d) {
   ChoiceState* c = d->choice;
   const OutputSpec& spec = c->request->spec;
   const int32_t generated = c->seq.num_generated();

@@ -149,7 +149,7 @@ class EngineCore {
   EngineCore(std::shared_ptr<Model> model, const EngineOptions& options,
              const EngineLimits& limits, const GenerationDefaults& defaults, TokenText text,
              KvCache kv);
-  void Sample(PendingDraw* d);
+  void SampleChoice(PendingDraw* d);
   void Emit(PendingDraw& d);
   void FinishChoice(ChoiceState* c, FinishReason reason, Status error, RequestEvent event);
   void FinishRequest(RequestState* r, FinishReason reason, const Status& error);
