@@ -26,6 +26,7 @@ class GrammarConstraint : public TokenConstraint {
   }
   bool Accept(int32_t token_id) override { return matcher_.AcceptToken(token_id); }
   bool IsTerminated() const override { return matcher_.IsTerminated(); }
+  Status error() const override { return matcher_.error(); }
 
  private:
   structured::GrammarMatcher matcher_;

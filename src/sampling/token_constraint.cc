@@ -17,8 +17,10 @@ ConstrainedSample SampleWithConstraint(std::span<float> logits,
     out.mask_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (std::all_of(allowed.begin(), allowed.end(), [](uint32_t w) { return w == 0; })) {
-      // A grammar keeps a way to close open within the budget: an empty mask is a bug there.
-      out.error = InternalError("the constraint allows no next token");
+      // A grammar keeps a way to close open within the budget: an empty mask is a bug there,
+      // or a failure the constraint can name.
+      const Status why = constraint->error();
+      out.error = why.ok() ? InternalError("the constraint allows no next token") : why;
       return out;
     }
   }

@@ -24,6 +24,9 @@ class TokenConstraint {
   virtual bool Accept(int32_t token_id) = 0;
   // The constrained output is complete (e.g. the grammar accepted EOS).
   virtual bool IsTerminated() const = 0;
+  // Why the constraint failed (e.g. a grammar too ambiguous to follow within its work
+  // bounds); OK when it knows of no failure.
+  virtual Status error() const { return OkStatus(); }
 };
 
 struct ConstrainedSample {

@@ -59,6 +59,23 @@ TEST(TokenConstraintTest, NoConstraintIsThePlainChain) {
   EXPECT_LT(s.mask_seconds, 0.0);
 }
 
+// Allows nothing and says why.
+class Failed : public OneToken {
+ public:
+  Failed() : OneToken(-1) {}
+  Status error() const override { return InvalidArgumentError("too ambiguous"); }
+};
+
+TEST(TokenConstraintTest, AnEmptyMaskIsTheConstraintsErrorWhenItHasOne) {
+  const ResolvedSamplingParams params = GreedyParams();
+  SamplerState state(params, {});
+  std::vector<float> logits = {5.0f, 1.0f};
+  Failed c;
+  ConstrainedSample s = SampleWithConstraint(logits, params, state, {}, &c, 3);
+  EXPECT_EQ(s.error.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.error.message(), "too ambiguous");
+}
+
 TEST(TokenConstraintTest, AnEmptyMaskIsAnError) {
   const ResolvedSamplingParams params = GreedyParams();
   SamplerState state(params, {});

@@ -6,15 +6,19 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "structured/grammar.h"
 #include "structured/pda.h"
 #include "structured/vocabulary.h"
+#include "util/status.h"
 
 namespace tinyserve::structured {
 
@@ -41,13 +45,27 @@ class CompiledGrammar {
   const Vocabulary& vocab() const { return *vocab_; }
   // Token sets of grammar state `state` (one with byte edges). Thread-safe.
   const StateTokenSets& TokenSets(int32_t state) const;
-  // Precomputes token sets of every state with byte edges until `deadline`; returns false when
-  // the deadline cut it short (the rest stay lazy).
-  bool Warm(std::chrono::steady_clock::time_point deadline) const;
+  // Precomputes the token sets of every state with byte edges, then frees the scratch used to
+  // compute them. InvalidArgument when the work (vocabulary-trie nodes visited, a
+  // load-independent measure) would exceed `max_work`, `deadline` passes (a safety net), the
+  // sets and scratch outgrow `max_bytes`, or a step exceeds the Pda's bounds (a grammar too
+  // ambiguous): the server rejects such grammars at compile time instead of computing sets on
+  // the engine thread.
+  [[nodiscard]] Status Warm(std::chrono::steady_clock::time_point deadline,
+                            size_t max_bytes = SIZE_MAX, int64_t max_work = INT64_MAX) const;
   int64_t num_computed_states() const { return num_computed_.load(); }
+  // Vocabulary-trie nodes visited computing token sets so far (the precompute's work unit).
+  int64_t precompute_work() const { return precompute_work_.load(); }
+  // Approximate heap bytes held: grammar, token sets and scratch. Thread-safe.
+  size_t memory_bytes() const;
 
  private:
-  void ComputeLocked(int32_t state) const;
+  // False when `deadline` passed or a step overflowed before the sets were complete (nothing
+  // stored then).
+  bool ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline,
+                     int64_t max_work) const;
+  size_t ScratchBytesLocked() const;
+  void ResetScratchLocked() const;
   // Memoised transitions of configurations over kUnknownStack, shared by all states.
   int32_t InternConfig(const StackConfig& c) const;
   int32_t StepConfig(int32_t config, uint8_t byte) const;
@@ -58,6 +76,9 @@ class CompiledGrammar {
   mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
   mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
   mutable std::atomic<int64_t> num_computed_{0};
+  size_t grammar_bytes_ = 0;
+  mutable std::atomic<size_t> sets_bytes_{0};
+  mutable std::atomic<int64_t> precompute_work_{0};
   // Guarded by mu_.
   mutable StackPool pool_;
   mutable Pda pda_;
