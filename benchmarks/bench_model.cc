@@ -17,9 +17,10 @@
 
 #include <fmt/format.h>
 
+#include "engine/kv_cache.h"
+#include "engine/model_runner.h"
 #include "model/decode_cost.h"
 #include "model/qwen2.h"
-#include "model/simple_kv_cache.h"
 #include "roofline.h"
 
 namespace tinyserve {
@@ -130,7 +131,10 @@ int Run(const Args& a) {
 
     constexpr int32_t kBlockSize = 16;
     const int blocks_per_seq = (std::max(a.prompt, a.context + a.steps) + kBlockSize - 1) / kBlockSize;
-    SimpleKvCache cache(c, int64_t{blocks_per_seq} * a.batch, kBlockSize, a.kv_dtype);
+    const int64_t num_blocks = int64_t{blocks_per_seq} * a.batch;
+    auto cache = KvCache::Create(c, kBlockSize, a.kv_dtype,
+                                 num_blocks * KvCache::BlockBytes(c, kBlockSize, a.kv_dtype));
+    if (!cache.ok()) return 1;
     std::vector<float> logits(int64_t{a.batch} * c.vocab_size);
     auto table = [&](int seq) {
       std::vector<int32_t> t(blocks_per_seq);
@@ -138,17 +142,30 @@ int Run(const Args& a) {
       return t;
     };
 
+    // Sequence `seq` computing `tokens` at positions pos.. (earlier positions cached), laid
+    // out by the engine's BuildForwardBatch.
+    auto one_step = [&](std::vector<Sequence>& seqs, SchedulerOutput* out, int seq,
+                        const std::vector<int32_t>& tokens, int pos) {
+      Sequence& s = seqs[seq];
+      s.token_ids.assign(pos, 0);
+      s.token_ids.insert(s.token_ids.end(), tokens.begin(), tokens.end());
+      s.num_computed_tokens = pos;
+      s.block_table.blocks = table(seq);
+      out->scheduled.push_back({&s, static_cast<int32_t>(tokens.size()), true});
+      out->num_tokens += static_cast<int32_t>(tokens.size());
+    };
     // Prefill: one prompt, logits for its last token. Best of two runs.
     {
-      BatchBuilder b(kBlockSize);
-      b.AddSequence(Tokens(a.prompt, 1), 0, table(0), false);
-      const ForwardBatch batch = b.Finish();
+      std::vector<Sequence> seqs(1);
+      SchedulerOutput out;
+      one_step(seqs, &out, 0, Tokens(a.prompt, 1), 0);
+      const ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
       double best = 1e30;
       model.ResetProfile();
       model.set_profiling(a.profile);
       for (int rep = 0; rep < 2; ++rep) {
         const auto t0 = Clock::now();
-        if (!model.Forward(batch, cache.layers(), logits.data(), &pool).ok()) return 1;
+        if (!model.Forward(batch, cache->layers(), logits.data(), &pool).ok()) return 1;
         best = std::min(best, Seconds(t0));
       }
       if (a.profile) PrintProfile("prefill", model.profile(), best * 2);
@@ -165,16 +182,16 @@ int Run(const Args& a) {
       model.set_profiling(a.profile);
       double total = 0;
       for (int step = -2; step < a.steps; ++step) {  // two warm-up steps
-        BatchBuilder b(kBlockSize);
         const int pos = a.context + std::max(step, 0);
+        std::vector<Sequence> seqs(batch_size);
+        SchedulerOutput out;
         for (int s = 0; s < batch_size; ++s) {
-          const std::vector<int32_t> tok = {Tokens(1, s + step + 3)[0]};
-          b.AddSequence(tok, pos, table(s), false);
+          one_step(seqs, &out, s, {Tokens(1, s + step + 3)[0]}, pos);
         }
-        const ForwardBatch batch = b.Finish();
+        const ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
         if (step == 0) model.ResetProfile();
         const auto t0 = Clock::now();
-        if (!model.Forward(batch, cache.layers(), logits.data(), &pool).ok()) return false;
+        if (!model.Forward(batch, cache->layers(), logits.data(), &pool).ok()) return false;
         if (step >= 0) total += Seconds(t0);
       }
       if (a.profile)

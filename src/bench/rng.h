@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "util/mix.h"
+
 namespace tinyserve::bench {
 
 class Rng {
@@ -13,12 +15,7 @@ class Rng {
   explicit Rng(uint64_t seed) : state_(seed) {}
 
   // SplitMix64 step.
-  uint64_t NextU64() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t NextU64() { return Mix64(state_ += kSplitMix64Gamma); }
   // Uniform in [0, 1) with 53 random bits.
   double Uniform() { return static_cast<double>(NextU64() >> 11) * 0x1.0p-53; }
   // Uniform in [lo, hi].

@@ -1,5 +1,6 @@
 // `tinyserve bench throughput` (like `vllm bench throughput`): N requests of random prompt
-// token ids submitted to an in-process engine at once (no HTTP), each generating exactly
+// token ids added at once to an engine core stepped on this thread (no HTTP, no engine
+// thread: vLLM's offline LLM path), each generating exactly
 // --output-len tokens; reports requests/s and input / output tokens/s over the whole run (vLLM's
 // definition), the decode-phase rate (after the last request's first token) and mean TTFT.
 // It also measures the machine's read bandwidth and peaks after the run and reports the decode
@@ -15,7 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
-#include "engine/engine.h"
+#include "engine/engine_core.h"
 #include "model/decode_cost.h"
 #include "model/qwen2.h"
 #include "roofline.h"
@@ -48,7 +49,7 @@ struct StepRecord {
   int64_t context_tokens = 0;  // cached tokens of the step's sequences after it (KV read)
 };
 
-// Forwards to the Qwen2 model and records every step (engine thread only, like Forward).
+// Forwards to the Qwen2 model and records every step (the stepping thread only, like Forward).
 class RecordingModel : public Model {
  public:
   RecordingModel(std::unique_ptr<Qwen2Model> model, int32_t input_len, bool profile)
@@ -83,7 +84,7 @@ class RecordingModel : public Model {
     return status;
   }
 
-  // Read after the engine has stopped.
+  // Read between steps.
   const std::vector<StepRecord>& steps() const { return steps_; }
   const Qwen2Profile& prefill_profile() const { return prefill_profile_; }
   const Qwen2Profile& decode_profile() const { return decode_profile_; }
@@ -183,11 +184,9 @@ Status RunThroughput(const ThroughputFlags& f) {
   auto recording = std::make_shared<RecordingModel>(std::move(loaded), f.input_len, f.profile);
   std::shared_ptr<Model> model = recording;
   TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
-  // Every request is in flight at once.
-  options.max_queue_len = std::max(options.max_queue_len, f.num_prompts);
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                      Engine::Create(model, options, defaults, TokenText{}));
-  fmt::print(stderr, "{}\n", DescribeEngine(engine->options(), engine->limits()));
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<EngineCore> core,
+                      EngineCore::Create(model, options, defaults, TokenText{}));
+  fmt::print(stderr, "{}\n", DescribeEngine(core->options(), core->limits()));
 
   // Random prompts (vLLM's random dataset): ids drawn uniformly below the vocabulary size.
   std::mt19937_64 rng(f.seed);
@@ -207,13 +206,16 @@ Status RunThroughput(const ThroughputFlags& f) {
   const auto start = Clock::now();
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (GenerateRequest& r : requests) {
-    TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, engine->Submit(std::move(r)));
+    TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, core->AddRequest(std::move(r)));
     streams.push_back(std::move(s));
+  }
+  while (core->has_work()) {
+    if (!core->Step()) return InternalError("the engine core could not schedule a request");
   }
   int64_t output_tokens = 0;
   double ttft_sum = 0;
   for (auto& s : streams) {
-    while (std::optional<RequestEvent> e = s->Next()) {
+    while (std::optional<RequestEvent> e = s->TryNext()) {
       output_tokens += static_cast<int64_t>(e->token_ids.size());
       if (e->finish_reason == FinishReason::kError) {
         return InternalError("request {} failed: {}", s->request_id(), e->error.ToString());
@@ -223,9 +225,8 @@ Status RunThroughput(const ThroughputFlags& f) {
   }
   const auto end = Clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
-  const EngineStats stats = engine->Stats();
-  const int threads = engine->limits().threads;
-  engine.reset();  // stops the engine thread: the step records are final
+  const EngineStats stats = core->Stats();
+  const int threads = core->limits().threads;
 
   // Decode phase: from the end of the step that gave the last request its first token.
   const std::vector<StepRecord>& steps = recording->steps();

@@ -1,5 +1,5 @@
-// `tinyserve generate`: loads a model, runs one prompt through it and streams the generated text
-// (or token ids), then reports prompt and decode speed. One sequence in a contiguous KV cache.
+// `tinyserve generate`: loads a model, runs one prompt through the engine core (stepped on this
+// thread) and streams the generated text (or token ids), then reports prompt and decode speed.
 #include <chrono>
 #include <cstdio>
 
@@ -7,11 +7,10 @@
 
 #include "cli/commands.h"
 #include "cli/model_loader.h"
+#include "engine/engine_core.h"
+#include "engine/kv_cache.h"
 #include "model/qwen2.h"
-#include "model/simple_kv_cache.h"
-#include "sampling/sampler.h"
 #include "tokenizer/chat_template.h"
-#include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tinyserve::cli {
@@ -66,10 +65,10 @@ Status RunGenerate(const GenerateOptions& o) {
              o.model, std::chrono::duration<double>(Clock::now() - load_start).count(),
              c.num_layers, c.hidden_size, model->weights().MatrixBytes() / 1e6);
 
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::vector<int32_t> prompt;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  GenerateRequest request;
   if (!o.prompt_ids.empty()) {
-    TS_ASSIGN_OR_RETURN(prompt, ParseIds(o.prompt_ids, c.vocab_size));
+    TS_ASSIGN_OR_RETURN(request.prompt_token_ids, ParseIds(o.prompt_ids, c.vocab_size));
   } else {
     TS_ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFor(*model));
     std::string text = o.prompt;
@@ -78,68 +77,69 @@ Status RunGenerate(const GenerateOptions& o) {
       conv.messages.push_back(ChatMessage{"user", o.prompt, nullptr, ""});
       TS_ASSIGN_OR_RETURN(text, RenderQwen25Chat(conv));
     }
-    prompt = tokenizer->Encode(text);
-    if (prompt.empty()) return InvalidArgumentError("the prompt encodes to no tokens");
+    request.prompt_token_ids = tokenizer->Encode(text);
+    if (request.prompt_token_ids.empty()) {
+      return InvalidArgumentError("the prompt encodes to no tokens");
+    }
   }
   if (o.max_tokens < 1) return InvalidArgumentError("--max-tokens must be at least 1");
+  const int32_t prompt_len = static_cast<int32_t>(request.prompt_token_ids.size());
+  request.sampling.temperature = o.temperature;
+  request.sampling.top_p = o.top_p;
+  request.sampling.top_k = o.top_k;
+  request.sampling.seed = o.seed;
+  request.stop.max_tokens = o.max_tokens;
+  request.stop.ignore_eos = o.ignore_eos;
+  request.detokenize = tokenizer != nullptr;
 
-  SamplingParams sp;
-  sp.temperature = o.temperature;
-  sp.top_p = o.top_p;
-  sp.top_k = o.top_k;
-  sp.seed = o.seed;
-  TS_RETURN_IF_ERROR(ValidateSamplingParams(sp, c.vocab_size));
+  // One sequence through the engine core: the whole prompt in one step, a KV cache that holds
+  // exactly prompt + max_tokens, no prefix cache (nothing to share).
+  EngineOptions options;
+  options.max_num_seqs = 1;
+  options.max_num_batched_tokens = prompt_len;
+  options.max_model_len = prompt_len + o.max_tokens;
+  options.enable_prefix_caching = false;
+  options.threads = o.threads;
+  const int64_t num_blocks = (options.max_model_len + options.block_size - 1) / options.block_size;
+  options.kv_cache_memory_bytes =
+      num_blocks * KvCache::BlockBytes(c, options.block_size, options.kv_cache_dtype);
   const GenerationDefaults defaults = model->generation_defaults().value_or(GenerationDefaults{});
-  const ResolvedSamplingParams params = ResolveSamplingParams(sp, defaults);
-  SamplerState sampler(params, prompt);
-  std::vector<int32_t> stop_ids = c.eos_token_ids;
-  stop_ids.insert(stop_ids.end(), defaults.eos_token_ids.begin(), defaults.eos_token_ids.end());
+  TS_ASSIGN_OR_RETURN(
+      std::unique_ptr<EngineCore> core,
+      EngineCore::Create(std::shared_ptr<Model>(std::move(model)), options, defaults,
+                         tokenizer ? TokenTextFromTokenizer(tokenizer) : TokenText{}));
+  TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream,
+                      core->AddRequest(std::move(request)));
 
-  constexpr int32_t kBlockSize = 16;
-  const int64_t max_len = static_cast<int64_t>(prompt.size()) + o.max_tokens;
-  const int64_t num_blocks = (max_len + kBlockSize - 1) / kBlockSize;
-  SimpleKvCache cache(c, num_blocks, kBlockSize, DType::kF16);
-  std::vector<int32_t> table(num_blocks);
-  for (int64_t i = 0; i < num_blocks; ++i) table[i] = static_cast<int32_t>(i);
-  ThreadPool pool(o.threads);
-  std::vector<float> logits(c.vocab_size);
-  std::optional<IncrementalDetokenizer> detok;
-  if (tokenizer) detok.emplace(*tokenizer, /*skip_special_tokens=*/true);
-
-  auto forward = [&](std::span<const int32_t> tokens, int32_t start) -> Status {
-    BatchBuilder builder(kBlockSize);
-    builder.AddSequence(tokens, start, table, /*all_logits=*/false);
-    return model->Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
-  };
-  const auto prefill_start = Clock::now();
-  TS_RETURN_IF_ERROR(forward(prompt, 0));
-  const double prefill_s = std::chrono::duration<double>(Clock::now() - prefill_start).count();
-
-  int32_t pos = static_cast<int32_t>(prompt.size());
+  // The first step computes the prompt and samples the first token; each later step decodes.
   int generated = 0;
-  const auto decode_start = Clock::now();
-  while (true) {
-    const int32_t token = Sample(logits, params, sampler).token_id;
-    ++generated;
-    const bool stop = !o.ignore_eos && std::find(stop_ids.begin(), stop_ids.end(), token) !=
-                                           stop_ids.end();
-    if (detok) {
-      fmt::print("{}", detok->Push(token));
-    } else {
-      fmt::print("{}{}", generated > 1 ? "," : "", token);
+  double prefill_s = 0;
+  Status error;
+  const auto start = Clock::now();
+  Clock::time_point decode_start = start;
+  while (core->has_work()) {
+    if (!core->Step()) return InternalError("the engine could not schedule the prompt");
+    if (generated == 0) {
+      decode_start = Clock::now();
+      prefill_s = std::chrono::duration<double>(decode_start - start).count();
+    }
+    while (std::optional<RequestEvent> e = stream->TryNext()) {
+      if (tokenizer) fmt::print("{}", e->text);
+      for (int32_t id : e->token_ids) {
+        if (!tokenizer) fmt::print("{}{}", generated > 0 ? "," : "", id);
+        ++generated;
+      }
+      if (e->finish_reason == FinishReason::kError) error = e->error;
     }
     std::fflush(stdout);
-    if (stop || generated >= o.max_tokens) break;
-    const int32_t one[1] = {token};
-    TS_RETURN_IF_ERROR(forward(one, pos++));
   }
-  if (detok) fmt::print("{}", detok->Flush());
   fmt::print("\n");
+  TS_RETURN_IF_ERROR(error);
   const double decode_s = std::chrono::duration<double>(Clock::now() - decode_start).count();
   fmt::print(stderr,
              "prompt: {} tokens in {:.3f} s ({:.1f} tokens/s); decode: {} tokens in {:.3f} s "
              "({:.1f} tokens/s); threads {}\n",
-             prompt.size(), prefill_s, prompt.size() / prefill_s, generated, decode_s,
+             prompt_len, prefill_s, prompt_len / prefill_s, generated, decode_s,
              generated > 1 ? (generated - 1) / decode_s : 0.0, o.threads);
   return OkStatus();
 }

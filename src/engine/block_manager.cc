@@ -3,20 +3,9 @@
 #include <algorithm>
 
 #include "util/check.h"
+#include "util/mix.h"
 
 namespace tinyserve {
-namespace {
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser: full avalanche
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-}  // namespace
 
 BlockManager::BlockManager(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching)
     : num_blocks_(num_blocks),
@@ -29,12 +18,12 @@ BlockManager::BlockManager(int32_t num_blocks, int32_t block_size, bool enable_p
 
 uint64_t BlockManager::Key(uint64_t parent_key, bool first, std::span<const int32_t> tokens,
                            std::string_view salt) const {
-  uint64_t h = Mix(parent_key + 0x9e3779b97f4a7c15ull);
+  uint64_t h = SplitMix64(parent_key);
   if (first) {
-    for (unsigned char c : salt) h = Mix(h ^ (uint64_t{c} + 0x100));
-    h = Mix(h ^ salt.size());
+    for (unsigned char c : salt) h = Mix64(h ^ (uint64_t{c} + 0x100));
+    h = Mix64(h ^ salt.size());
   }
-  for (int32_t t : tokens) h = Mix(h ^ static_cast<uint32_t>(t));
+  for (int32_t t : tokens) h = Mix64(h ^ static_cast<uint32_t>(t));
   return h;
 }
 

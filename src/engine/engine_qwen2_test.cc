@@ -6,8 +6,9 @@
 
 #include <random>
 
-#include "engine/engine.h"
+#include "engine/engine_core.h"
 #include "engine/kv_cache.h"
+#include "engine/testing/step.h"
 #include "model/qwen2.h"
 
 namespace tinyserve {
@@ -34,7 +35,7 @@ std::vector<std::vector<int32_t>> Prompts(int n) {
   return prompts;
 }
 
-std::vector<std::vector<int32_t>> Generate(Engine& engine, const std::vector<std::vector<int32_t>>& ps,
+std::vector<std::vector<int32_t>> Generate(EngineCore& engine, const std::vector<std::vector<int32_t>>& ps,
                                       int32_t max_tokens) {
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const auto& p : ps) {
@@ -43,14 +44,15 @@ std::vector<std::vector<int32_t>> Generate(Engine& engine, const std::vector<std
     r.sampling.temperature = 0.0f;
     r.stop.max_tokens = max_tokens;
     r.stop.ignore_eos = true;
-    auto s = engine.Submit(r);
+    auto s = engine.AddRequest(r);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     streams.push_back(*s);
   }
+  testing::RunUntilIdle(engine);
   std::vector<std::vector<int32_t>> out;
   for (auto& s : streams) {
     std::vector<int32_t> tokens;
-    while (auto e = s->Next(std::chrono::seconds(60))) {
+    while (auto e = s->TryNext()) {
       EXPECT_NE(e->finish_reason, FinishReason::kError) << e->error.ToString();
       tokens.insert(tokens.end(), e->token_ids.begin(), e->token_ids.end());
     }
@@ -69,8 +71,8 @@ EngineOptions Options() {
   return o;
 }
 
-std::unique_ptr<Engine> Make(const EngineOptions& o) {
-  auto e = Engine::Create(TinyModel(), o);
+std::unique_ptr<EngineCore> Make(const EngineOptions& o) {
+  auto e = EngineCore::Create(TinyModel(), o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return std::move(*e);
 }

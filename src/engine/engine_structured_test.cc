@@ -8,7 +8,8 @@
 #include <algorithm>
 #include <set>
 
-#include "engine/engine.h"
+#include "engine/engine_core.h"
+#include "engine/testing/step.h"
 #include "model/qwen2.h"
 #include "structured/compiler.h"
 #include "structured/tokenizer_vocabulary.h"
@@ -47,11 +48,11 @@ const Fixture& Shared() {
   return *f;
 }
 
-std::unique_ptr<Engine> MakeEngine() {
+std::unique_ptr<EngineCore> MakeEngine() {
   EngineOptions options;
   options.kv_cache_memory_bytes = 16 << 20;
   options.threads = 2;
-  auto engine = Engine::Create(Shared().model, options);
+  auto engine = EngineCore::Create(Shared().model, options);
   EXPECT_TRUE(engine.ok()) << engine.status().ToString();
   return std::move(*engine);
 }
@@ -68,18 +69,19 @@ struct Output {
   std::string text;
 };
 
-std::vector<Output> RunAll(Engine& engine, std::vector<GenerateRequest> requests) {
+std::vector<Output> RunAll(EngineCore& engine, std::vector<GenerateRequest> requests) {
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (GenerateRequest& r : requests) {
     r.detokenize = false;
-    auto s = engine.Submit(std::move(r));
+    auto s = engine.AddRequest(std::move(r));
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     if (s.ok()) streams.push_back(*s);
   }
+  testing::RunUntilIdle(engine);
   std::vector<Output> out;
   for (auto& s : streams) {
     Output o;
-    while (auto e = s->Next(std::chrono::seconds(120))) {
+    while (auto e = s->TryNext()) {
       EXPECT_NE(e->finish_reason, FinishReason::kError) << e->error.ToString();
       o.tokens.insert(o.tokens.end(), e->token_ids.begin(), e->token_ids.end());
       if (e->finish_reason != FinishReason::kNone) o.finish = e->finish_reason;

@@ -1,5 +1,5 @@
-// The text side of one choice: token bytes -> valid UTF-8 text (a character split across
-// tokens waits for its last byte), and stop strings matched across token boundaries, holding
+// The text side of one choice: token bytes -> valid UTF-8 text through the tokenizer's
+// streaming decoder (a character split across tokens waits for its last byte), and stop strings matched across token boundaries, holding
 // back any tail that could still grow into a stop string so it never reaches the stream.
 // Engine thread only.
 #pragma once
@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tokenizer/detokenizer.h"
 
 namespace tinyserve {
 
@@ -30,12 +32,9 @@ class OutputText {
   const std::string& text() const { return text_; }
 
  private:
-  // Moves complete UTF-8 characters from pending_ to text_ (invalid bytes become U+FFFD).
-  void DecodePending(bool final);
-
   std::vector<std::string> stop_;  // non-empty strings
   const bool include_stop_;
-  std::string pending_;  // bytes of an incomplete UTF-8 character
+  Utf8StreamDecoder decoder_;  // holds the bytes of an incomplete UTF-8 character
   std::string text_;     // all decoded text so far
   size_t emitted_ = 0;   // bytes of text_ already streamed
   bool stopped_ = false;

@@ -13,7 +13,9 @@ std::string Feed(OutputText& t, const std::vector<std::string>& pieces, bool* st
   for (const std::string& p : pieces) {
     OutputText::Update u = t.Append(p, true);
     stream += u.delta;
-    if (!forbidden.empty()) EXPECT_EQ(stream.find(forbidden), std::string::npos) << stream;
+    if (!forbidden.empty()) {
+      EXPECT_EQ(stream.find(forbidden), std::string::npos) << stream;
+    }
     if (u.stopped) {
       *stopped = true;
       return stream;
@@ -73,6 +75,16 @@ TEST(OutputTextTest, StopsAreIgnoredUntilCheckingStarts) {
   OutputText::Update u = t.Append("axb", /*check_stop=*/false);
   EXPECT_FALSE(u.stopped);
   EXPECT_EQ(u.delta, "axb");
+}
+
+// The engine decodes through the tokenizer's streaming decoder: invalid bytes follow the
+// maximal-subpart rule (RepairUtf8), the same text Hugging Face's decode gives.
+TEST(OutputTextTest, InvalidBytesBecomeOneReplacementPerMaximalSubpart) {
+  OutputText t({}, false);
+  std::string out = t.Append("a\xF0\x9F", true).delta;
+  out += t.Append("x\xED\xA0\x80", true).delta;
+  out += t.Flush();
+  EXPECT_EQ(out, "a\uFFFDx\uFFFD\uFFFD\uFFFD");
 }
 
 }  // namespace

@@ -20,39 +20,94 @@ std::string_view FinishReasonName(FinishReason reason) {
   return "";
 }
 
-RequestStream::RequestStream(std::string request_id, int32_t n)
-    : request_id_(std::move(request_id)), n_(n), choices_open_(n) {}
-
-std::optional<RequestEvent> RequestStream::Next(std::chrono::milliseconds timeout) {
+std::optional<Outbox::Item> Outbox::Next(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return !events_.empty() || choices_open_ == 0; });
-  if (events_.empty()) return std::nullopt;
-  RequestEvent e = std::move(events_.front());
-  events_.pop_front();
-  return e;
+  cv_.wait_for(lock, timeout, [&] { return !items_.empty() || choices_open_ == 0; });
+  if (items_.empty()) return std::nullopt;
+  Item item = std::move(items_.front());
+  items_.pop_front();
+  return item;
 }
 
-std::optional<RequestEvent> RequestStream::Next() {
+std::optional<Outbox::Item> Outbox::Next() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !events_.empty() || choices_open_ == 0; });
-  if (events_.empty()) return std::nullopt;
-  RequestEvent e = std::move(events_.front());
-  events_.pop_front();
-  return e;
+  cv_.wait(lock, [&] { return !items_.empty() || choices_open_ == 0; });
+  if (items_.empty()) return std::nullopt;
+  Item item = std::move(items_.front());
+  items_.pop_front();
+  return item;
 }
 
-bool RequestStream::done() const {
+std::optional<Outbox::Item> Outbox::TryNext() {
   std::lock_guard<std::mutex> lock(mu_);
-  return choices_open_ == 0 && events_.empty();
+  if (items_.empty()) return std::nullopt;
+  Item item = std::move(items_.front());
+  items_.pop_front();
+  return item;
 }
 
-void RequestStream::Push(RequestEvent event) {
+bool Outbox::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return choices_open_ == 0 && items_.empty();
+}
+
+void Outbox::Open(int32_t num_choices) {
+  std::lock_guard<std::mutex> lock(mu_);
+  choices_open_ += num_choices;
+}
+
+void Outbox::Close(int32_t num_choices) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    choices_open_ -= num_choices;
+  }
+  cv_.notify_all();
+}
+
+void Outbox::Post(int32_t tag, RequestEvent event) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (event.finish_reason != FinishReason::kNone) --choices_open_;
-    events_.push_back(std::move(event));
+    items_.push_back(Item{tag, std::move(event)});
   }
   cv_.notify_all();
+}
+
+RequestStream::RequestStream(std::string request_id, int32_t n, std::shared_ptr<Outbox> outbox,
+                             int32_t tag)
+    : request_id_(std::move(request_id)),
+      n_(n),
+      outbox_(outbox ? std::move(outbox) : std::make_shared<Outbox>()),
+      tag_(tag),
+      choices_open_(n) {
+  outbox_->Open(n);
+}
+
+RequestStream::~RequestStream() {
+  if (choices_open_ > 0) outbox_->Close(choices_open_);
+}
+
+std::optional<RequestEvent> RequestStream::Next(std::chrono::milliseconds timeout) {
+  auto item = outbox_->Next(timeout);
+  if (!item) return std::nullopt;
+  return std::move(item->event);
+}
+
+std::optional<RequestEvent> RequestStream::Next() {
+  auto item = outbox_->Next();
+  if (!item) return std::nullopt;
+  return std::move(item->event);
+}
+
+std::optional<RequestEvent> RequestStream::TryNext() {
+  auto item = outbox_->TryNext();
+  if (!item) return std::nullopt;
+  return std::move(item->event);
+}
+
+void RequestStream::Push(RequestEvent event) {
+  if (event.finish_reason != FinishReason::kNone) --choices_open_;
+  outbox_->Post(tag_, std::move(event));
 }
 
 RequestQueue::RequestQueue(int32_t max_queue_len) : max_queue_len_(max_queue_len) {}

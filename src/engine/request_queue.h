@@ -1,6 +1,7 @@
 // The only place where the engine thread and other threads (HTTP workers, the CLI) meet: the
-// inbox of submitted requests and abort orders, each request's outbox of events, and the
-// published stats snapshot. Every mutex they share lives in this file. Thread-safe.
+// inbox of submitted requests and abort orders, the outboxes of events (one per request, or
+// one per HTTP call shared by its requests), and the published stats snapshot. Every mutex of
+// the engine shared between threads lives in this file. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -19,33 +20,77 @@
 
 namespace tinyserve {
 
-// One request's outbox. The engine thread pushes; any one reader thread pops.
+// Where the engine thread posts the events of one or more request streams and one reader
+// waits for them: a call with several prompts (or a caller that wants the events of many
+// requests in order of arrival) waits on one condition variable, not on each stream in turn.
+class Outbox {
+ public:
+  struct Item {
+    int32_t tag = 0;  // the tag of the stream that posted (e.g. the prompt index)
+    RequestEvent event;
+  };
+
+  Outbox() = default;
+  Outbox(const Outbox&) = delete;
+  Outbox& operator=(const Outbox&) = delete;
+
+  // The next item, waiting at most `timeout`. nullopt on timeout or once done().
+  std::optional<Item> Next(std::chrono::milliseconds timeout);
+  // The next item, waiting as long as it takes; nullopt only once done().
+  std::optional<Item> Next();
+  // The next item if one is there; never waits.
+  std::optional<Item> TryNext();
+  // Every choice of every stream opened here has finished and all items were taken.
+  bool done() const;
+
+  // Stream side: `num_choices` more choices will post here (Open) or never will (Close).
+  void Open(int32_t num_choices);
+  void Close(int32_t num_choices);
+  // Engine side: appends an item and wakes the reader. A final event (finish_reason set)
+  // closes its choice.
+  void Post(int32_t tag, RequestEvent event);
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> items_;     // guarded by mu_
+  int64_t choices_open_ = 0;   // guarded by mu_: opened choices whose final event is not posted
+};
+
+// One request's stream of events. It posts into an Outbox: its own (then read it through
+// Next / TryNext), or one shared with other streams (then read the outbox; the tag tells the
+// streams apart). The engine thread pushes; one reader at a time reads.
 class RequestStream {
  public:
-  RequestStream(std::string request_id, int32_t n);
+  // No `outbox`: the stream makes its own.
+  RequestStream(std::string request_id, int32_t n, std::shared_ptr<Outbox> outbox = nullptr,
+                int32_t tag = 0);
   RequestStream(const RequestStream&) = delete;
   RequestStream& operator=(const RequestStream&) = delete;
+  // A stream dropped before all its choices finished (a submission that failed) closes them.
+  ~RequestStream();
 
   const std::string& request_id() const { return request_id_; }
   int32_t n() const { return n_; }
+  const std::shared_ptr<Outbox>& outbox() const { return outbox_; }
 
-  // The next event, waiting at most `timeout`. nullopt on timeout or once done().
+  // Reading a stream with its own outbox (see Outbox::Next, TryNext and done).
   std::optional<RequestEvent> Next(std::chrono::milliseconds timeout);
-  // The next event, waiting as long as it takes; nullopt only once done().
   std::optional<RequestEvent> Next();
-  // Every choice has finished and all events were taken.
-  bool done() const;
+  std::optional<RequestEvent> TryNext();
+  bool done() const { return outbox_->done(); }
 
-  // Engine side: appends an event and wakes the reader.
+  // Engine side: posts an event to the outbox.
   void Push(RequestEvent event);
 
  private:
   const std::string request_id_;
   const int32_t n_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<RequestEvent> events_;  // guarded by mu_
-  int32_t choices_open_;             // guarded by mu_: choices whose final event is not pushed
+  const std::shared_ptr<Outbox> outbox_;
+  const int32_t tag_;
+  // Choices whose final event is not pushed; written by Push (engine thread) and read by the
+  // destructor, which runs after the engine dropped its reference.
+  int32_t choices_open_;
 };
 
 // A submitted request on its way to the engine thread.

@@ -6,17 +6,11 @@
 #include "kernels/convert.h"
 #include "kernels/quant_formats.h"
 #include "model/qwen2_weights.h"
+#include "util/mix.h"
 #include "util/thread_pool.h"
 
 namespace tinyserve {
 namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // FNV-1a: a stable hash of the tensor name (std::hash may differ between builds).
 uint64_t HashName(const std::string& s) {

@@ -37,47 +37,34 @@ std::string RandomHex() {
 
 }  // namespace
 
-// One generation request in flight: its engine streams and the response being built. Shared
-// by the handler and httplib's content provider (which runs after the handler returns).
+// One generation request in flight: the outbox its engine requests post to and the response
+// being built. Shared by the handler and httplib's content provider (which runs after the
+// handler returns).
 struct ApiServer::Call {
   ParsedRequest request;
   std::vector<std::string> engine_ids;
-  std::vector<std::shared_ptr<RequestStream>> streams;  // [prompt]
+  // Every prompt's stream posts here (tagged with the prompt index): the provider waits on
+  // this one outbox however many prompts and choices the call has.
+  std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
   std::unique_ptr<ResponseBuilder> builder;
   Clock::time_point arrival;
   Clock::time_point deadline;  // aborted after this
   int64_t ticket = 0;          // admission
   AdmissionDecision admission;
-  std::optional<std::pair<int32_t, RequestEvent>> first_event;  // taken by AwaitStart
+  std::optional<Outbox::Item> first_event;  // taken by AwaitStart
   Clock::time_point last_token;
   Clock::time_point last_write;
   bool first_token = false;
   bool finished = false;
   std::atomic<bool> aborted{false};
 
-  // The next event of any stream, waiting at most `wait`; nullopt if none yet.
-  std::optional<std::pair<int32_t, RequestEvent>> NextEvent(std::chrono::milliseconds wait) {
+  // The next event of any prompt, waiting at most `wait`; nullopt if none yet. The event
+  // AwaitStart took (to choose the response status) comes first.
+  std::optional<Outbox::Item> NextEvent(std::chrono::milliseconds wait) {
     if (first_event) return std::exchange(first_event, std::nullopt);
-    if (streams.size() == 1) {
-      auto e = streams[0]->Next(wait);
-      if (e) return std::make_pair(0, std::move(*e));
-      return std::nullopt;
-    }
-    const auto deadline = Clock::now() + wait;
-    do {
-      for (size_t p = 0; p < streams.size(); ++p) {
-        auto e = streams[p]->Next(std::chrono::milliseconds(0));
-        if (e) return std::make_pair(static_cast<int32_t>(p), std::move(*e));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    } while (Clock::now() < deadline);
-    return std::nullopt;
+    return outbox->Next(wait);
   }
-  bool AllDone() const {
-    for (const auto& s : streams)
-      if (!s->done()) return false;
-    return true;
-  }
+  bool AllDone() const { return !first_event && outbox->done(); }
 };
 
 ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
@@ -338,7 +325,7 @@ bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, void* response) {
   while (!call->first_event && Clock::now() < call->deadline && !draining_)
     call->first_event = call->NextEvent(std::chrono::milliseconds(50));
   if (!call->first_event) return true;  // the provider handles the deadline and shutdown
-  const RequestEvent& e = call->first_event->second;
+  const RequestEvent& e = call->first_event->event;
   if (e.finish_reason != FinishReason::kError || e.error.code() != StatusCode::kUnavailable ||
       !e.token_ids.empty())
     return true;
@@ -384,7 +371,7 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
     g.prompt_token_ids = call->request.prompts[p];
     g.grammar = grammar;
     g.admission_ticket = call->admission.ticket;
-    auto stream = engine_->Submit(std::move(g));
+    auto stream = engine_->Submit(std::move(g), call->outbox, static_cast<int32_t>(p));
     if (!stream.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
       for (const auto& submitted : call->engine_ids) engine_->Abort(submitted);
@@ -392,7 +379,6 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
       return SendError(res, ApiErrorFromStatus(stream.status()));
     }
     call->engine_ids.push_back(fmt::format("{}-{}", id, p));
-    call->streams.push_back(std::move(*stream));
   }
   Track(call);
   if (!AwaitStart(call, &res)) {
@@ -414,7 +400,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
     }
     auto next = call->NextEvent(std::chrono::milliseconds(50));
     if (next) {
-      auto& [prompt_idx, event] = *next;
+      const int32_t prompt_idx = next->tag;
+      RequestEvent& event = next->event;
       const auto now = Clock::now();
       if (!event.token_ids.empty()) {
         if (!call->first_token) {

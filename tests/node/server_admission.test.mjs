@@ -57,7 +57,13 @@ test('429 for the client over its share, while another client still gets in', as
   const hogs = new AbortController();
   try {
     await warm(server.url);
-    const hog = { prompt: 'x', max_tokens: 200, ignore_eos: true, user: 'hog', timeout: 20, stream: true };
+    // The hog's deadline is sized from the decode step the server measured, so that about six
+    // of its requests fit one after another on any machine, fast or loaded.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const step = Number(metrics.match(/^tinyserve:decode_step_seconds(?:\{[^}]*\})? (\S+)$/m)?.[1]);
+    assert.ok(step > 0, 'the warm-up measured no decode step');
+    const timeout = Math.max(0.2, 6 * 200 * step);
+    const hog = { prompt: 'x', max_tokens: 200, ignore_eos: true, user: 'hog', timeout, stream: true };
     // Twelve at once: about six fit the deadline one after another, the rest only would if
     // the hog had not queued the first ones. Refusals answer at once; admitted ones answer
     // when they start.

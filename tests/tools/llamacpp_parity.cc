@@ -21,8 +21,9 @@
 #include <numeric>
 #include <sstream>
 
+#include "engine/kv_cache.h"
+#include "engine/model_runner.h"
 #include "model/qwen2.h"
-#include "model/simple_kv_cache.h"
 
 namespace tinyserve {
 namespace {
@@ -60,13 +61,25 @@ int Run(const std::string& model_path, const std::string& ref_path, const std::s
     const int64_t n = static_cast<int64_t>(seq.size());
     const int64_t num_blocks = (n + kBlockSize - 1) / kBlockSize;
     // llama.cpp's context keeps K/V in f16; so does this cache.
-    SimpleKvCache cache(c, num_blocks, kBlockSize, DType::kF16);
-    std::vector<int32_t> table(num_blocks);
-    std::iota(table.begin(), table.end(), 0);
-    BatchBuilder builder(kBlockSize);
-    builder.AddSequence(seq, 0, table, /*all_logits=*/true);
+    auto cache = KvCache::Create(c, kBlockSize, DType::kF16,
+                                 num_blocks * KvCache::BlockBytes(c, kBlockSize, DType::kF16));
+    if (!cache.ok()) {
+      fmt::print(stderr, "{}\n", cache.status().ToString());
+      return 1;
+    }
+    // The whole sequence in one pass, laid out as the engine does, logits for every token.
+    Sequence sequence;
+    sequence.token_ids = seq;
+    sequence.block_table.blocks.resize(num_blocks);
+    std::iota(sequence.block_table.blocks.begin(), sequence.block_table.blocks.end(), 0);
+    SchedulerOutput step;
+    step.scheduled.push_back({&sequence, static_cast<int32_t>(n), true});
+    step.num_tokens = static_cast<int32_t>(n);
+    ForwardBatch batch = BuildForwardBatch(step, kBlockSize);
+    batch.logit_rows.resize(n);
+    std::iota(batch.logit_rows.begin(), batch.logit_rows.end(), 0);
     std::vector<float> logits(n * c.vocab_size);
-    const Status s = (*model)->Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
+    const Status s = (*model)->Forward(batch, cache->layers(), logits.data(), &pool);
     if (!s.ok()) {
       fmt::print(stderr, "{}\n", s.ToString());
       return 1;

@@ -25,8 +25,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/kv_cache.h"
+#include "engine/model_runner.h"
 #include "model/qwen2.h"
-#include "model/simple_kv_cache.h"
 
 namespace tinyserve {
 namespace {
@@ -91,24 +92,29 @@ int RunSteps(Qwen2Model& model, const nlohmann::json& spec, DType kv_dtype,
   const ModelConfig& c = model.config();
   const int32_t block_size = spec.value("block_size", 4);
   const int64_t num_blocks = spec.value("num_blocks", 64);
-  SimpleKvCache cache(c, num_blocks, block_size, kv_dtype);
+  auto cache = KvCache::Create(c, block_size, kv_dtype,
+                               num_blocks * KvCache::BlockBytes(c, block_size, kv_dtype));
+  if (!cache.ok()) {
+    fmt::print(stderr, "{}\n", cache.status().ToString());
+    return 1;
+  }
   std::vector<int32_t> free_blocks(num_blocks);
   std::iota(free_blocks.begin(), free_blocks.end(), 0);
   std::shuffle(free_blocks.begin(), free_blocks.end(),
                std::mt19937(spec.value("shuffle_seed", 1)));
-  std::map<int, std::vector<int32_t>> tables;
-  std::map<int, int32_t> lengths;
+  // The engine's batch layout (BuildForwardBatch) over sequences built by hand.
+  std::map<int, Sequence> seqs;
   ThreadPool pool(spec.value("threads", 2));
   int step_idx = 0;
   for (const nlohmann::json& step : spec.at("steps")) {
-    BatchBuilder builder(block_size);
-    int64_t rows = 0;
-    for (const nlohmann::json& seq : step) {
-      const int id = seq.at("seq").get<int>();
-      const std::vector<int32_t> tokens = seq.at("tokens").get<std::vector<int32_t>>();
-      const int32_t start = lengths[id];
-      std::vector<int32_t>& table = tables[id];
-      while (static_cast<int64_t>(table.size()) * block_size < start + int64_t(tokens.size())) {
+    SchedulerOutput out;
+    for (const nlohmann::json& item : step) {
+      Sequence& seq = seqs[item.at("seq").get<int>()];
+      const std::vector<int32_t> tokens = item.at("tokens").get<std::vector<int32_t>>();
+      seq.num_computed_tokens = seq.num_tokens();
+      seq.token_ids.insert(seq.token_ids.end(), tokens.begin(), tokens.end());
+      std::vector<int32_t>& table = seq.block_table.blocks;
+      while (static_cast<int64_t>(table.size()) * block_size < seq.num_tokens()) {
         if (free_blocks.empty()) {
           fmt::print(stderr, "out of KV blocks\n");
           return 1;
@@ -116,12 +122,16 @@ int RunSteps(Qwen2Model& model, const nlohmann::json& spec, DType kv_dtype,
         table.push_back(free_blocks.back());
         free_blocks.pop_back();
       }
-      builder.AddSequence(tokens, start, table, /*all_logits=*/true);
-      lengths[id] = start + static_cast<int32_t>(tokens.size());
-      rows += static_cast<int64_t>(tokens.size());
+      const int32_t n = static_cast<int32_t>(tokens.size());
+      out.scheduled.push_back({&seq, n, true});
+      out.num_tokens += n;
     }
+    ForwardBatch batch = BuildForwardBatch(out, block_size);
+    const int64_t rows = batch.num_tokens();
+    batch.logit_rows.resize(rows);  // logits for every token
+    std::iota(batch.logit_rows.begin(), batch.logit_rows.end(), 0);
     std::vector<float> logits(rows * c.vocab_size);
-    Status s = model.Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
+    Status s = model.Forward(batch, cache->layers(), logits.data(), &pool);
     if (!s.ok()) {
       fmt::print(stderr, "step {}: {}\n", step_idx, s.ToString());
       return 1;

@@ -14,24 +14,16 @@
 #include "kernels/attention.h"
 #include "kernels/convert.h"
 #include "model/model.h"
+#include "util/mix.h"
 
 namespace tinyserve::testing {
-
-inline uint64_t FakeMix(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
 
 // The fake model's logits for the context `tokens` (independent of how it was batched).
 inline void FakeLogits(const std::vector<int32_t>& tokens, int64_t vocab, float* out) {
   uint64_t h = 0x1234;
-  for (int32_t t : tokens) h = FakeMix(h ^ static_cast<uint32_t>(t));
+  for (int32_t t : tokens) h = Mix64(h ^ static_cast<uint32_t>(t));
   for (int64_t v = 0; v < vocab; ++v) {
-    out[v] = static_cast<float>(FakeMix(h ^ (static_cast<uint64_t>(v) << 20)) >> 40) * 0x1.0p-24f *
+    out[v] = static_cast<float>(Mix64(h ^ (static_cast<uint64_t>(v) << 20)) >> 40) * 0x1.0p-24f *
              8.0f;
   }
 }
@@ -79,6 +71,9 @@ class FakeModel : public Model {
   std::vector<int32_t> script;
   int32_t script_start = 0;
 
+  // Forward fails (InternalError) at this step number; -1: never.
+  int64_t fail_at_step = -1;
+
   std::atomic<int64_t> num_forward_tokens{0};
   std::atomic<int64_t> num_steps{0};
 
@@ -86,6 +81,7 @@ class FakeModel : public Model {
                  float* logits, ThreadPool* pool) override {
     const int64_t step = num_steps++;
     if (on_forward) on_forward(step, batch);
+    if (step == fail_at_step) return InternalError("injected failure at step {}", step);
     num_forward_tokens += batch.num_tokens();
     if (static_cast<int64_t>(kv_layers.size()) != config_.num_layers) {
       return InvalidArgumentError("expected {} kv layers", config_.num_layers);
