@@ -408,6 +408,10 @@ class Engine::Impl {
     event.usage = usage;
     scheduler_.Finish(&seq);
     es->finished = true;
+    // Siblings wait for choice 0's prefill (to share its cached prompt); if it ends without
+    // one (an error or abort before its first token) they must not wait forever.
+    if (es->index == 0)
+      for (EngineSequence* sibling : req->choices) sibling->seq.waits_for_sibling = false;
     req->stream->Push(std::move(event));
     if (--req->choices_open == 0) done_.push_back(req->id);
   }
