@@ -13,7 +13,7 @@ let keyed;   // --api-key k1
 before(async () => {
   server = await startServer(['--max-request-bytes', '65536', '--header-timeout', '2',
     '--read-timeout', '4', '--timeout-keep-alive', '2', '--http-threads', '4',
-    '--max-num-seqs', '4', '--max-queue-len', '16']);
+    '--max-num-seqs', '4', '--max-queue-len', '16', '--kv-cache-memory', '1MiB']);
   keyed = await startServer(['--api-key', 'k1']);
 });
 after(async () => {
@@ -272,7 +272,7 @@ test('queue jumping with priority, min_tokens beyond the context, n beyond the K
   const cases = [
     [{ prompt: 'hi', priority: -100 }, 'priority'],
     [{ prompt: 'hi', min_tokens: 2147483647 }, 'min_tokens'],
-    [{ prompt: 'hi', n: 16, max_tokens: 400 }, 'n'],  // 16 x 400 tokens > 16 MiB of KV
+    [{ prompt: 'hi', n: 16, max_tokens: 400 }, 'n'],  // 16 x 400 tokens > 1 MiB of KV (4096 tokens)
     [{ prompt: Array(64).fill('hi'), n: 16, max_tokens: 1 }, 'n'],
   ];
   for (const [body, param] of cases) {
