@@ -88,8 +88,8 @@ TEST(HttpParser, RejectsHostileFraming) {
   };
   for (const auto& [req, status] : cases) {
     HttpRequestParser p(HttpLimits{});
-    p.Feed(req);
-    EXPECT_EQ(p.state(), State::kError) << req;
+    size_t used = 0;
+    EXPECT_EQ(FeedAll(p, req, req.size(), &used), State::kError) << req;
     EXPECT_EQ(p.error_status(), status) << req;
   }
 }

@@ -144,6 +144,7 @@ void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
   auto prompt = RenderQwen25ChatWithControls(*parsed);
   if (!prompt.ok()) Fail("messages", prompt.status().message());
   out->prompts.push_back(EncodeChatPrompt(*prompt, *ctx.tokenizer));
+  out->prompt_texts.push_back(std::move(prompt->text));
 }
 
 void ParseStop(const Json& body, const ApiContext& ctx, StopConditions* stop) {
@@ -485,7 +486,6 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
     Fail("priority", "'priority' is honoured only when the server runs with "
                      "--scheduling-policy priority");
   CheckCapacity(ctx, &out);
-  if (!out.echo) out.prompt_texts.clear();
   out.base.cache_salt = GetString(body, "cache_salt", 1024);
   out.base.skip_special_tokens = GetBool(body, "skip_special_tokens", true);
   GetString(body, "user", 4096);  // accepted for compatibility; type-checked only

@@ -46,11 +46,15 @@ class OpenAiApiTest : public ::testing::Test {
     return std::get<ParsedRequest>(std::move(r));
   }
   // The error of a completions request `{"prompt":"hi", <extra>}`.
+  // (`extra` may replace the prompt / messages: duplicate keys are an error of their own.)
   ApiError Error(const std::string& extra, Endpoint e = Endpoint::kCompletions) {
-    const std::string body = e == Endpoint::kCompletions
-                                 ? "{\"prompt\":\"hi\"" + (extra.empty() ? "" : "," + extra) + "}"
-                                 : "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]" +
-                                       (extra.empty() ? "" : "," + extra) + "}";
+    const std::string key = e == Endpoint::kCompletions ? "\"prompt\"" : "\"messages\"";
+    std::string base = e == Endpoint::kCompletions
+                           ? "\"prompt\":\"hi\""
+                           : "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+    if (extra.rfind(key, 0) == 0) base.clear();
+    const std::string body =
+        "{" + base + (base.empty() || extra.empty() ? "" : ",") + extra + "}";
     auto r = Parse(e, body);
     if (!std::holds_alternative<ApiError>(r)) {
       ADD_FAILURE() << "accepted: " << body;
@@ -475,7 +479,7 @@ TEST_F(OpenAiApiTest, RoleInjectionInMessageTextGivesNoControlTokens) {
 TEST_F(OpenAiApiTest, CostLimitsPriorityMinTokensChoicesKvAndLogprobs) {
   ExpectBadField("\"priority\":-1", "priority");  // fcfs: no queue jumping
   ExpectBadField("\"min_tokens\":2147483647", "min_tokens");
-  ExpectBadField("\"min_tokens\":60", "prompt");  // min_tokens must fit the context too
+  ExpectBadField("\"min_tokens\":64", "prompt");  // min_tokens must fit the context too
   ctx_.num_kv_blocks = 8;
   ctx_.block_size = 16;
   ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","n":2,"max_tokens":40})");
