@@ -450,8 +450,12 @@ void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
 }
 
 ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& ctx) {
-  auto parsed = ParseUntrustedJson(text);
-  if (!parsed.ok()) Fail("", "the request body is not acceptable JSON: " + parsed.status().message());
+  std::string where;
+  auto parsed = ParseUntrustedJson(text, kMaxJsonDepth, &where);
+  if (!parsed.ok()) {
+    Fail(where, where.empty() ? "the request body is not acceptable JSON: " + parsed.status().message()
+                              : fmt::format("'{}': {}", where, parsed.status().message()));
+  }
   Json& body = *parsed;
   if (!body.is_object()) Fail("", "the request body must be a JSON object");
 

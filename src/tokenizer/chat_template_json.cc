@@ -16,7 +16,9 @@ struct Refused {
 
 }  // namespace
 
-StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth) {
+StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth,
+                                  std::string* top_level_key) {
+  std::string top_key;
   // Keys seen in each open object (innermost last); bounded by max_depth entries.
   std::vector<std::set<std::string, std::less<>>> keys;
   auto check = [&](int depth, Json::parse_event_t event, Json& parsed) {
@@ -29,6 +31,7 @@ StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth) {
         if (event == Json::parse_event_t::object_start) keys.emplace_back();
         break;
       case Json::parse_event_t::key:
+        if (depth == 1) top_key = parsed.get<std::string>();
         if (!keys.back().insert(parsed.get<std::string>()).second)
           throw Refused{"duplicate key '" + parsed.get<std::string>().substr(0, 64) +
                         "' in a JSON object"};
@@ -44,6 +47,7 @@ StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth) {
   try {
     return Json::parse(text, check, /*allow_exceptions=*/true);
   } catch (const Refused& r) {
+    if (top_level_key != nullptr) *top_level_key = top_key;
     return OutOfRangeError("{}", r.why);
   } catch (const Json::exception&) {
     return InvalidArgumentError("not valid JSON");

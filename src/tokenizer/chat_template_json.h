@@ -5,6 +5,7 @@
 // reads and for tool-call `arguments` strings re-parsed by the chat template. Any thread.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -17,8 +18,9 @@ namespace tinyserve {
 inline constexpr int kMaxJsonDepth = 64;
 
 // InvalidArgument for malformed JSON (without the parser's internal text); OutOfRange for
-// nesting deeper than `max_depth` or a key given twice in one object.
-[[nodiscard]] StatusOr<nlohmann::ordered_json> ParseUntrustedJson(std::string_view text,
-                                                                  int max_depth = kMaxJsonDepth);
+// nesting deeper than `max_depth` or a key given twice in one object. On OutOfRange,
+// `top_level_key` (if given) names the top-level object's member where it was found.
+[[nodiscard]] StatusOr<nlohmann::ordered_json> ParseUntrustedJson(
+    std::string_view text, int max_depth = kMaxJsonDepth, std::string* top_level_key = nullptr);
 
 }  // namespace tinyserve
