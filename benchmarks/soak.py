@@ -132,9 +132,11 @@ class Soak:
         if choice == 0:
             self.count(f"bad_json_{self.post('/v1/completions', '{bad')}")
         elif choice == 1:
-            self.count(f"bad_deep_{self.post('/v1/chat/completions', '{\"messages\":' + deep + '}')}")
+            status = self.post("/v1/chat/completions", '{"messages":' + deep + "}")
+            self.count(f"bad_deep_{status}")
         elif choice == 2:
-            self.count(f"bad_dup_{self.post('/v1/completions', '{\"prompt\":\"a\",\"prompt\":\"b\"}')}")
+            status = self.post("/v1/completions", '{"prompt":"a","prompt":"b"}')
+            self.count(f"bad_dup_{status}")
         elif choice == 3:
             self.raw(b"GET /health HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 100000 + b"\r\n\r\n")
             self.count("bad_head")
