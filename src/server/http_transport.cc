@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -172,6 +173,7 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::unordered_map<int, std::unique_ptr<Connection>> idle;  // I/O thread only
   std::atomic<int> connections{0};
+  bool accept_paused = false;  // I/O thread only
 
   std::mutex mu;
   std::condition_variable work_cv;
@@ -295,7 +297,15 @@ struct HttpServer::Impl {
   void Accept() {
     while (true) {
       const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the listener would stay readable and spin this thread. Stop
+          // accepting for a moment (Sweep resumes); pending clients wait in the backlog.
+          ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
+          accept_paused = true;
+        }
+        return;
+      }
       if (connections >= options.max_connections) {
         ::close(fd);
         continue;
@@ -310,9 +320,18 @@ struct HttpServer::Impl {
     }
   }
 
+  void WatchListener() {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
+    accept_paused = false;
+  }
+
   // Closes connections past their deadlines.
   void Sweep() {
     const auto now = Clock::now();
+    if (accept_paused) WatchListener();
     std::vector<int> expired;
     for (auto& [fd, c] : idle) {
       if (c->closing) {
@@ -391,6 +410,12 @@ HttpServer::~HttpServer() {
 }
 
 Status HttpServer::Bind() {
+  // Each connection is a descriptor: allow as many as the hard limit permits.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -427,10 +452,9 @@ void HttpServer::Serve() {
   Impl& s = *impl_;
   for (int i = 0; i < std::max(1, s.options.worker_threads); ++i)
     s.workers.emplace_back([&s] { s.WorkerLoop(); });
+  s.WatchListener();
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = s.listen_fd;
-  ::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.listen_fd, &ev);
   ev.data.fd = s.wake_fd;
   ::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.wake_fd, &ev);
   auto last_sweep = Clock::now();
