@@ -76,6 +76,11 @@ bool HttpRequestParser::Fail(int status, std::string message) {
   return false;
 }
 
+size_t HttpRequestParser::FailAt(size_t used, int status, std::string message) {
+  Fail(status, std::move(message));
+  return used;
+}
+
 bool HttpRequestParser::TakeLine(std::string_view data, size_t* used, std::string* line) {
   const size_t nl = data.find('\n', *used);
   if (nl == std::string_view::npos) {
@@ -104,7 +109,7 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         while (!started_ && used < data.size() && (data[used] == '\r' || data[used] == '\n')) {
           ++used;
           if (++trailer_bytes_ > limits_.max_header_bytes)
-            return Fail(431, "request head too large"), used;
+            return FailAt(used, 431, "request head too large");
         }
         if (used == data.size()) return used;
         started_ = true;
@@ -115,17 +120,18 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         size_t end = 0;
         for (size_t i = old >= 2 ? old - 2 : 0; i < pending_.size() && end == 0; ++i) {
           if (pending_[i] != '\n') continue;
-          if (i + 1 < pending_.size() && pending_[i + 1] == '\n') end = i + 2;
+          if (i + 1 < pending_.size() && pending_[i + 1] == '\n')
+            end = i + 2;
           else if (i + 2 < pending_.size() && pending_[i + 1] == '\r' && pending_[i + 2] == '\n')
             end = i + 3;
         }
         if (end == 0) {
           used += take;
           if (pending_.size() > limits_.max_header_bytes)
-            return Fail(431, "request head too large"), used;
+            return FailAt(used, 431, "request head too large");
           return used;
         }
-        if (end > limits_.max_header_bytes) return Fail(431, "request head too large"), used;
+        if (end > limits_.max_header_bytes) return FailAt(used, 431, "request head too large");
         used += end - old;
         std::string head = std::move(pending_);
         pending_.clear();
@@ -139,13 +145,14 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         break;
       }
       case Phase::kBody: {
-        const size_t take = static_cast<size_t>(
-            std::min<uint64_t>(remaining_, data.size() - used));
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size() - used));
         request_.body.append(data.substr(used, take));
         used += take;
         remaining_ -= take;
-        if (remaining_ == 0) phase_ = Phase::kDone;
-        else return used;
+        if (remaining_ == 0)
+          phase_ = Phase::kDone;
+        else
+          return used;
         break;
       }
       case Phase::kChunkSize: {
@@ -154,27 +161,26 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         size_t i = 0;
         uint64_t size = 0;
         while (i < line.size() && std::isxdigit(static_cast<unsigned char>(line[i]))) {
-          if (i >= 15) return Fail(413, "chunk size too large"), used;
+          if (i >= 15) return FailAt(used, 413, "chunk size too large");
           const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(line[i])));
           size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
           ++i;
         }
-        if (i == 0) return Fail(400, "malformed chunk size"), used;
+        if (i == 0) return FailAt(used, 400, "malformed chunk size");
         std::string_view rest = TrimOws(std::string_view(line).substr(i));
-        if (!rest.empty() && rest[0] != ';') return Fail(400, "malformed chunk size"), used;
+        if (!rest.empty() && rest[0] != ';') return FailAt(used, 400, "malformed chunk size");
         if (size == 0) {
           phase_ = Phase::kTrailers;
         } else {
           if (size > limits_.max_body_bytes - request_.body.size())
-            return Fail(413, "request body too large"), used;
+            return FailAt(used, 413, "request body too large");
           remaining_ = size;
           phase_ = Phase::kChunkData;
         }
         break;
       }
       case Phase::kChunkData: {
-        const size_t take = static_cast<size_t>(
-            std::min<uint64_t>(remaining_, data.size() - used));
+        const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size() - used));
         request_.body.append(data.substr(used, take));
         used += take;
         remaining_ -= take;
@@ -185,7 +191,7 @@ size_t HttpRequestParser::Feed(std::string_view data) {
       case Phase::kChunkDataEnd: {
         std::string line;
         if (!TakeLine(data, &used, &line)) return used;
-        if (!line.empty()) return Fail(400, "chunk data longer than its size"), used;
+        if (!line.empty()) return FailAt(used, 400, "chunk data longer than its size");
         phase_ = Phase::kChunkSize;
         break;
       }
@@ -193,7 +199,8 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         std::string line;
         if (!TakeLine(data, &used, &line)) return used;
         trailer_bytes_ += line.size() + 2;
-        if (trailer_bytes_ > limits_.max_header_bytes) return Fail(431, "trailers too large"), used;
+        if (trailer_bytes_ > limits_.max_header_bytes)
+          return FailAt(used, 431, "trailers too large");
         if (line.empty()) phase_ = Phase::kDone;  // trailer fields are read and dropped
         break;
       }
@@ -219,10 +226,14 @@ bool HttpRequestParser::ParseRequestLine(std::string_view line) {
   for (char c : target)
     if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f)
       return Fail(400, "malformed request target");
-  if (version == "HTTP/1.1") request_.minor_version = 1;
-  else if (version == "HTTP/1.0") request_.minor_version = 0;
-  else if (version.substr(0, 5) == "HTTP/") return Fail(505, "only HTTP/1.0 and HTTP/1.1");
-  else return Fail(400, "malformed HTTP version");
+  if (version == "HTTP/1.1")
+    request_.minor_version = 1;
+  else if (version == "HTTP/1.0")
+    request_.minor_version = 0;
+  else if (version.substr(0, 5) == "HTTP/")
+    return Fail(505, "only HTTP/1.0 and HTTP/1.1");
+  else
+    return Fail(400, "malformed HTTP version");
   request_.method = std::string(method);
   request_.target = std::string(target);
   request_.path = std::string(target.substr(0, target.find('?')));
@@ -300,7 +311,8 @@ bool HttpRequestParser::FinishHead() {
     for (const std::string& t : Tokens(r.Header("connection"))) keep |= t == "keep-alive";
     r.keep_alive = r.keep_alive && keep;
   }
-  if (hosts > 1 || (hosts == 0 && r.minor_version == 1)) return Fail(400, "exactly one Host header");
+  if (hosts > 1 || (hosts == 0 && r.minor_version == 1))
+    return Fail(400, "exactly one Host header");
   if (has_te && (has_length || r.minor_version == 0))
     return Fail(400, "Transfer-Encoding with Content-Length or in HTTP/1.0");
   if (has_te && !chunked) return Fail(501, "unsupported Transfer-Encoding");

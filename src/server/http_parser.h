@@ -24,9 +24,9 @@ struct HttpLimits {
 
 struct HttpRequest {
   std::string method;
-  std::string target;  // as sent: path and query
-  std::string path;    // target without the query
-  int minor_version = 1;  // HTTP/1.x
+  std::string target;                                        // as sent: path and query
+  std::string path;                                          // target without the query
+  int minor_version = 1;                                     // HTTP/1.x
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   bool keep_alive = true;
@@ -62,6 +62,8 @@ class HttpRequestParser {
  private:
   enum class Phase { kHead, kBody, kChunkSize, kChunkData, kChunkDataEnd, kTrailers, kDone };
   bool Fail(int status, std::string message);
+  // Fail, for Feed: returns the bytes used so far.
+  size_t FailAt(size_t used, int status, std::string message);
   bool ParseHead(std::string_view head);
   bool ParseRequestLine(std::string_view line);
   bool FinishHead();
@@ -75,7 +77,7 @@ class HttpRequestParser {
   bool reported_head_ = false;
   int error_status_ = 0;
   std::string error_message_;
-  std::string pending_;  // an incomplete head or line
+  std::string pending_;     // an incomplete head or line
   uint64_t remaining_ = 0;  // body or chunk bytes still to read
   size_t trailer_bytes_ = 0;
   HttpRequest request_;

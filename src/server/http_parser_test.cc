@@ -41,8 +41,10 @@ TEST(HttpParser, ChunkedBodyIsLimitedOnDecodedBytes) {
   limits.max_body_bytes = 10;
   HttpRequestParser p(limits);
   size_t used = 0;
-  EXPECT_EQ(FeedAll(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "6\r\nabcdef\r\n6\r\n", 7, &used),
+  EXPECT_EQ(FeedAll(p,
+                    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "6\r\nabcdef\r\n6\r\n",
+                    7, &used),
             State::kError);
   EXPECT_EQ(p.error_status(), 413);
 }
@@ -67,7 +69,8 @@ TEST(HttpParser, NoFramingMeansNoBody) {
 
 TEST(HttpParser, RejectsHostileFraming) {
   const std::pair<std::string, int> cases[] = {
-      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
       {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -3\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
@@ -75,12 +78,14 @@ TEST(HttpParser, RejectsHostileFraming) {
       {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\n", 415},
       {"POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", 417},
-      {"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400},           // no Host
-      {"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},          // two Hosts
-      {"POST / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400},          // obs-fold
-      {"POST / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n", 400},     // control character
-      {"POST / HTTP/1.1\r\nHost : a\r\n\r\n", 400},                    // space before colon
-      {"POST http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},             // absolute form
+      {"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400},   // no Host
+      {"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},  // two Hosts
+      {"POST / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400},  // obs-fold
+      {"POST / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+       "b\r\n\r\n",
+       400},                                                // control character
+      {"POST / HTTP/1.1\r\nHost : a\r\n\r\n", 400},         // space before colon
+      {"POST http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},  // absolute form
       {"POST / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
       {"POST  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
@@ -117,8 +122,9 @@ TEST(HttpParser, HeadLimitsCountLinesAndBytes) {
 
 TEST(HttpParser, ConnectionSemanticsAndExpect) {
   HttpRequestParser p(HttpLimits{});
-  p.Feed("POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nExpect: 100-Continue\r\n"
-         "Content-Length: 2\r\n\r\n");
+  p.Feed(
+      "POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nExpect: 100-Continue\r\n"
+      "Content-Length: 2\r\n\r\n");
   EXPECT_EQ(p.state(), State::kHeadersDone);
   EXPECT_TRUE(p.request().expect_continue);
   EXPECT_FALSE(p.request().keep_alive);

@@ -1,15 +1,14 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string_view>
 #include <thread>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "server/openai_response.h"
 #include "structured/tokenizer_vocabulary.h"
@@ -61,9 +60,9 @@ bool IsIpLiteral(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
-constexpr std::string_view kRoutes[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
-                                        "/health",         "/version",             "/metrics",
-                                        "/tokenize",       "/detokenize"};
+constexpr std::string_view kRoutes[] = {
+    "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version", "/metrics",
+    "/tokenize",       "/detokenize"};
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -232,9 +231,9 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   const bool post_route = req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||
                           req.path == "/tokenize" || req.path == "/detokenize";
   if (post_route ? !post : !get)
-    return SendError(res, ApiError{405, fmt::format("method {} not allowed on {}", req.method,
-                                                    req.path),
-                                   "invalid_request_error", "", ""});
+    return SendError(res,
+                     ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
+                              "invalid_request_error", "", ""});
   if (post) {
     // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
     const std::string type = Lower(req.Header("content-type"));
@@ -249,7 +248,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   if (req.path == "/v1/models") return HandleModels(res);
   if (req.path == "/health") {
     (void)engine_->Stats();  // answers from the published snapshot: never waits for a step
-    if (draining_) return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+    if (draining_)
+      return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
     return SendJson(res, "{}");
   }
   if (req.path == "/version") return SendJson(res, Json{{"version", TINYSERVE_VERSION}}.dump());
@@ -286,8 +286,8 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
   const auto add_generation_prompt = flag("add_generation_prompt", true);
   const auto return_strs = flag("return_token_strs", false);
   if (!add_generation_prompt)
-    return SendError(res, BadRequest("'add_generation_prompt' must be a boolean",
-                                     "add_generation_prompt"));
+    return SendError(
+        res, BadRequest("'add_generation_prompt' must be a boolean", "add_generation_prompt"));
   if (!return_strs)
     return SendError(res, BadRequest("'return_token_strs' must be a boolean", "return_token_strs"));
   std::vector<int32_t> ids;
@@ -311,8 +311,8 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
                                                  "model length of {}",
                                                  ids.size(), api_context_.max_model_len),
                                      "prompt"));
-  Json out = {{"count", ids.size()}, {"max_model_len", api_context_.max_model_len},
-              {"tokens", ids}};
+  Json out = {
+      {"count", ids.size()}, {"max_model_len", api_context_.max_model_len}, {"tokens", ids}};
   if (*return_strs) {
     Json strs = Json::array();
     for (int32_t id : ids) strs.push_back(tokenizer_->IdToPiece(id));
@@ -355,7 +355,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
       server->Untrack(call);
     }
   } untracker{this, call};
-  if (draining_) return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+  if (draining_)
+    return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
   {
     auto parsed = ParseRequest(endpoint, req.body, api_context_);
     std::string().swap(req.body);  // ignored fields must not live as long as the request
@@ -366,14 +367,14 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   std::shared_ptr<const structured::CompiledGrammar> grammar;
   if (const auto& c = call->request.constraint) {
     if (!grammars_)
-      return SendError(res, BadRequest("structured output is unavailable: " + structured_error_,
-                                       c->param));
+      return SendError(
+          res, BadRequest("structured output is unavailable: " + structured_error_, c->param));
     auto compiled = grammars_->Get(c->kind, c->text);
     if (!compiled.ok()) return SendError(res, BadRequest(compiled.status().message(), c->param));
     grammar = std::move(*compiled);
   }
-  const std::string id = fmt::format(
-      "{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(), next_id_++);
+  const std::string id = fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl",
+                                     RandomHex(), next_id_++);
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,
                                                     static_cast<int64_t>(std::time(nullptr)));
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {
@@ -430,7 +431,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
       if (event.finish_reason != FinishReason::kNone && event.usage)
         metrics_.ObserveQueueTime(event.usage->queue_time_s);
       if (event.finish_reason == FinishReason::kError)
-        TS_LOG_WARNING("request {} failed: {}", call->engine_ids[prompt_idx], event.error.ToString());
+        TS_LOG_WARNING("request {} failed: {}", call->engine_ids[prompt_idx],
+                       event.error.ToString());
       if (stream) {
         for (const std::string& chunk : call->builder->StreamChunks(prompt_idx, event))
           if (!write(SseEvent(chunk))) return;

@@ -2,13 +2,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +21,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <fmt/format.h>
-
 #include "util/logging.h"
 
 namespace tinyserve {
@@ -31,26 +30,46 @@ using Clock = std::chrono::steady_clock;
 
 std::string_view Reason(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -101,8 +120,10 @@ std::string HttpResponder::Head(int status, std::string_view content_type,
   if (!content_type.empty()) head += fmt::format("Content-Type: {}\r\n", content_type);
   for (const auto& [name, value] : headers) head += fmt::format("{}: {}\r\n", name, value);
   head += framing;
-  if (!keep_alive_) head += "Connection: close\r\n";
-  else if (request_.minor_version == 0) head += "Connection: keep-alive\r\n";
+  if (!keep_alive_)
+    head += "Connection: close\r\n";
+  else if (request_.minor_version == 0)
+    head += "Connection: keep-alive\r\n";
   head += "\r\n";
   return head;
 }
@@ -110,8 +131,8 @@ std::string HttpResponder::Head(int status, std::string_view content_type,
 bool HttpResponder::Send(int status, std::string_view content_type, std::string_view body,
                          const HttpHeaders& headers) {
   if (started_) return false;
-  std::string out = Head(status, content_type, headers,
-                         fmt::format("Content-Length: {}\r\n", body.size()));
+  std::string out =
+      Head(status, content_type, headers, fmt::format("Content-Length: {}\r\n", body.size()));
   if (request_.method != "HEAD") out += body;
   complete_ = WriteAll(out);
   return complete_;
@@ -122,8 +143,8 @@ bool HttpResponder::BeginStream(int status, std::string_view content_type,
   if (started_) return false;
   chunked_ = request_.minor_version == 1;
   if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
-  return WriteAll(Head(status, content_type, headers,
-                       chunked_ ? "Transfer-Encoding: chunked\r\n" : ""));
+  return WriteAll(
+      Head(status, content_type, headers, chunked_ ? "Transfer-Encoding: chunked\r\n" : ""));
 }
 
 bool HttpResponder::Write(std::string_view data) {
@@ -177,7 +198,7 @@ struct HttpServer::Impl {
 
   std::mutex mu;
   std::condition_variable work_cv;
-  std::deque<std::unique_ptr<Connection>> work;      // guarded by mu
+  std::deque<std::unique_ptr<Connection>> work;       // guarded by mu
   std::vector<std::unique_ptr<Connection>> returned;  // guarded by mu
   std::vector<std::thread> workers;
 
@@ -341,8 +362,7 @@ struct HttpServer::Impl {
       } else {
         const double age = Seconds(now - c->first_byte);
         const bool head_late = c->parser.state() == HttpRequestParser::State::kNeedMore &&
-                               c->parser.request().method.empty() &&
-                               age > options.header_timeout_s;
+                               c->parser.request().method.empty() && age > options.header_timeout_s;
         if (head_late || age > options.read_timeout_s) {
           Reject(c.get(), 408, "the request was not received in time");
         }

@@ -5,10 +5,9 @@
 // reads and for tool-call `arguments` strings re-parsed by the chat template. Any thread.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "util/status.h"
 
