@@ -38,6 +38,11 @@ Status RunServe(ServeFlags f) {
   if (f.server.max_request_bytes < 1024) return InvalidArgumentError("--max-request-bytes must be >= 1024");
   if (f.server.request_timeout_s <= 0) return InvalidArgumentError("--request-timeout must be > 0");
   if (!(f.server.max_queue_delay_s >= 0)) return InvalidArgumentError("--max-queue-delay must be >= 0");
+  if (f.server.max_header_bytes < 1024) return InvalidArgumentError("--max-header-bytes must be >= 1024");
+  for (double t : {f.server.header_timeout_s, f.server.read_timeout_s, f.server.write_timeout_s,
+                   f.server.keep_alive_timeout_s})
+    if (!(t > 0)) return InvalidArgumentError("timeouts must be > 0");
+  if (f.server.max_connections < 1) return InvalidArgumentError("--max-connections must be >= 1");
 
   // Block the signals before any thread starts so that only the watcher below receives them.
   sigset_t signals;
@@ -74,7 +79,6 @@ Status RunServe(ServeFlags f) {
   TS_RETURN_IF_ERROR(WarmUpEngine(*engine));
 
   if (f.server.served_model_name.empty()) f.server.served_model_name = f.model;
-  f.server.model_path = f.model;
   ApiServer server(engine.get(), tokenizer, f.server);
   TS_RETURN_IF_ERROR(server.Bind());
   TS_LOG_INFO("model {} ({} layers, hidden {}, vocab {}) served as '{}'", f.model,
@@ -143,6 +147,34 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--http-threads", f->server.http_threads,
                   "HTTP worker threads (0: max-num-seqs + max-queue-len + 16)");
+  cmd->add_option("--max-header-bytes", f->server.max_header_bytes,
+                  "Largest request head (request line and headers)")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", f->server.header_timeout_s,
+                  "Seconds a client has to send its request head")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", f->server.read_timeout_s,
+                  "Seconds a client has to send its whole request")
+      ->capture_default_str();
+  cmd->add_option("--write-timeout", f->server.write_timeout_s,
+                  "Seconds a response write may make no progress before the client is dropped")
+      ->capture_default_str();
+  cmd->add_option("--timeout-keep-alive", f->server.keep_alive_timeout_s,
+                  "Seconds an idle keep-alive connection is kept")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", f->server.max_connections,
+                  "Open connections beyond which new ones are closed at once")
+      ->capture_default_str();
+  cmd->add_flag("--public-metrics", f->server.public_metrics,
+                "Serve /metrics without the API key");
+  cmd->add_option("--allowed-hosts", f->server.allowed_hosts,
+                  "Without --api-key: Host names accepted besides IP addresses and localhost "
+                  "('*': any)")
+      ->delimiter(',');
+  cmd->add_option("--scheduling-policy", f->server.scheduling_policy,
+                  "fcfs (requests' priority must be 0) or priority (honour it)")
+      ->check(CLI::IsMember({"fcfs", "priority"}))
+      ->capture_default_str();
   f->engine.options.max_queue_len = 256;
   AddEngineFlags(cmd, &f->engine);
   cmd->callback([f, exit_code] {

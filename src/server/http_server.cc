@@ -1,19 +1,20 @@
 #include "server/http_server.h"
 
-#include <httplib.h>
+#include <arpa/inet.h>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string_view>
 #include <thread>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "server/openai_response.h"
 #include "server/request_budget.h"
 #include "structured/tokenizer_vocabulary.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/chat_template_json.h"
 #include "tokenizer/tokenizer.h"
 #include "util/logging.h"
 
@@ -23,10 +24,46 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
-void SendError(httplib::Response& res, const ApiError& error) {
-  res.status = error.http_status;
-  res.set_content(error.Body(), "application/json");
+void SendError(HttpResponder& res, const ApiError& error, const HttpHeaders& headers = {}) {
+  res.Send(error.http_status, "application/json", error.Body(), headers);
 }
+
+void SendJson(HttpResponder& res, const std::string& body) {
+  res.Send(200, "application/json", body);
+}
+
+// Compares in time that depends only on the lengths, not on where the first difference is.
+bool ConstantTimeEquals(std::string_view given, std::string_view expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The host part of a Host header or of an Origin URL's authority ("[::1]:8000" -> "::1").
+std::string HostName(std::string_view authority) {
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    return Lower(authority.substr(1, close == std::string_view::npos ? close : close - 1));
+  }
+  return Lower(authority.substr(0, authority.find(':')));
+}
+
+bool IsIpLiteral(const std::string& host) {
+  in6_addr v6;
+  in_addr v4;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
+constexpr std::string_view kRoutes[] = {
+    "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version", "/metrics",
+    "/tokenize",       "/detokenize"};
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -37,26 +74,23 @@ std::string RandomHex() {
 
 }  // namespace
 
-// One generation request in flight: the outbox its engine requests post to and the response
-// being built. Shared by the handler and httplib's content provider (which runs after the
-// handler returns).
+// One generation request in flight: its engine streams and the response being built. Owned by
+// the handler's worker thread; Shutdown reads engine_ids under calls_mu_.
 struct ApiServer::Call {
   ParsedRequest request;
   std::vector<std::string> engine_ids;
-  // Every prompt's stream posts here (tagged with the prompt index): the provider waits on
-  // this one outbox however many prompts and choices the call has.
+  // Every prompt's stream posts here (tagged with the prompt index): the handler waits on this
+  // one outbox however many prompts and choices the call has.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
   std::unique_ptr<ResponseBuilder> builder;
   Clock::time_point arrival;
   Clock::time_point deadline;  // aborted after this
-  int64_t ticket = 0;          // admission
   AdmissionDecision admission;
   std::optional<Outbox::Item> first_event;  // taken by AwaitStart
   Clock::time_point last_token;
   Clock::time_point last_write;
   bool first_token = false;
-  bool finished = false;
-  std::atomic<bool> aborted{false};
+  bool aborted = false;
 
   // The next event of any prompt, waiting at most `wait`; nullopt if none yet. The event
   // AwaitStart took (to choose the response status) comes first.
@@ -69,12 +103,14 @@ struct ApiServer::Call {
 
 ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
                      ServerOptions options)
-    : engine_(engine), tokenizer_(std::move(tokenizer)), options_(std::move(options)),
-      http_(std::make_unique<httplib::Server>()) {
+    : engine_(engine), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
   api_context_.tokenizer = tokenizer_.get();
   api_context_.served_model_name = options_.served_model_name;
   api_context_.vocab_size = engine_->model_config().vocab_size;
   api_context_.max_model_len = engine_->limits().max_model_len;
+  api_context_.num_kv_blocks = engine_->limits().num_kv_blocks;
+  api_context_.block_size = engine_->options().block_size;
+  api_context_.allow_priority = options_.scheduling_policy == "priority";
   auto vocab = structured::VocabularyFromTokenizer(
       *tokenizer_, static_cast<int32_t>(engine_->model_config().vocab_size),
       engine_->eos_token_ids());
@@ -84,25 +120,34 @@ ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
     structured_error_ = vocab.status().message();
     TS_LOG_WARNING("structured output is off: {}", structured_error_);
   }
-  InstallRoutes();
+  HttpServerOptions http;
+  http.host = options_.host;
+  http.port = options_.port;
+  http.worker_threads = options_.http_threads > 0 ? options_.http_threads
+                                                  : engine_->options().max_num_seqs +
+                                                        engine_->options().max_queue_len + 16;
+  http.limits.max_body_bytes = options_.max_request_bytes;
+  http.limits.max_header_bytes = options_.max_header_bytes;
+  http.keep_alive_timeout_s = options_.keep_alive_timeout_s;
+  http.header_timeout_s = options_.header_timeout_s;
+  http.read_timeout_s = options_.read_timeout_s;
+  http.write_timeout_s = options_.write_timeout_s;
+  http.max_connections = options_.max_connections;
+  http_ = std::make_unique<HttpServer>(
+      std::move(http), [this](HttpRequest& req, HttpResponder& res) { Route(req, res); },
+      [](int status, const std::string& message) {
+        return ApiError{status, message,
+                        status < 500 ? "invalid_request_error" : "internal_server_error", "", ""}
+            .Body();
+      },
+      [this](int status) { metrics_.CountHttpResponse(status); });
 }
 
 ApiServer::~ApiServer() = default;
 
-Status ApiServer::Bind() {
-  if (options_.port == 0) {
-    port_ = http_->bind_to_any_port(options_.host);
-    if (port_ <= 0) return UnavailableError("cannot bind {}: no free port", options_.host);
-    return OkStatus();
-  }
-  if (!http_->bind_to_port(options_.host, options_.port))
-    return UnavailableError("cannot bind {}:{} (in use, or not a local address)", options_.host,
-                            options_.port);
-  port_ = options_.port;
-  return OkStatus();
-}
+Status ApiServer::Bind() { return http_->Bind(); }
 
-void ApiServer::Serve() { http_->listen_after_bind(); }
+void ApiServer::Serve() { http_->Serve(); }
 
 void ApiServer::Track(const std::shared_ptr<Call>& call) {
   std::lock_guard<std::mutex> lock(calls_mu_);
@@ -116,253 +161,256 @@ void ApiServer::Untrack(const std::shared_ptr<Call>& call) {
 
 void ApiServer::Shutdown(std::chrono::milliseconds grace) {
   if (draining_.exchange(true)) return;
-  const auto deadline = Clock::now() + grace;
   auto in_flight = [&] {
     std::lock_guard<std::mutex> lock(calls_mu_);
     return calls_.size();
   };
+  const auto deadline = Clock::now() + grace;
   while (in_flight() > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  {
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    if (!calls_.empty()) TS_LOG_WARNING("shutdown: aborting {} requests", calls_.size());
-    for (const auto& call : calls_)
-      for (const auto& id : call->engine_ids) engine_->Abort(id);
-  }
+  if (const size_t n = in_flight(); n > 0) TS_LOG_WARNING("shutdown: aborting {} requests", n);
+  abort_all_ = true;  // each handler aborts its own engine requests
   const auto abort_deadline = Clock::now() + std::chrono::seconds(5);
   while (in_flight() > 0 && Clock::now() < abort_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  http_->stop();
+  http_->Stop();
 }
 
-void ApiServer::InstallRoutes() {
-  httplib::Server& s = *http_;
-  const int threads = options_.http_threads > 0
-                          ? options_.http_threads
-                          : engine_->options().max_num_seqs + engine_->options().max_queue_len + 16;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.set_payload_max_length(options_.max_request_bytes);
-  s.set_read_timeout(options_.read_timeout_s, 0);
-  s.set_write_timeout(30, 0);
-  s.set_keep_alive_timeout(5);
-  s.set_tcp_nodelay(true);
+std::optional<ApiError> ApiServer::Screen(const HttpRequest& req) const {
+  const bool is_public = req.path == "/health" || req.path == "/version" ||
+                         (req.path == "/metrics" && options_.public_metrics);
+  if (!options_.api_key.empty()) {
+    if (is_public) return std::nullopt;
+    const std::string_view auth = req.Header("authorization");
+    const std::string_view prefix = "Bearer ";
+    if (auth.substr(0, prefix.size()) == prefix &&
+        ConstantTimeEquals(auth.substr(prefix.size()), options_.api_key))
+      return std::nullopt;
+    return ApiError{401, "Invalid or missing API key (send 'Authorization: Bearer KEY')",
+                    "authentication_error", "", "invalid_api_key"};
+  }
+  // No key: anything that reaches the port may use the API, so make sure a browser page from
+  // elsewhere cannot. DNS rebinding sends the attacker's host name in Host; a cross-origin page
+  // can send a text/plain or form POST without a preflight, never an application/json one.
+  const std::string host = HostName(req.Header("host"));
+  const bool any_host = std::find(options_.allowed_hosts.begin(), options_.allowed_hosts.end(),
+                                  "*") != options_.allowed_hosts.end();
+  if (!any_host && !host.empty() && host != "localhost" && !IsIpLiteral(host) &&
+      std::find(options_.allowed_hosts.begin(), options_.allowed_hosts.end(), host) ==
+          options_.allowed_hosts.end())
+    return ApiError{421, fmt::format("Host '{}' is not accepted (see --allowed-hosts)", host),
+                    "invalid_request_error", "", ""};
+  if (const std::string_view origin = req.Header("origin"); !origin.empty()) {
+    const size_t scheme = origin.find("://");
+    const std::string origin_host =
+        scheme == std::string_view::npos ? "" : HostName(origin.substr(scheme + 3));
+    if (origin_host != host)
+      return ApiError{403, "cross-origin requests are refused", "invalid_request_error", "", ""};
+  }
+  return std::nullopt;
+}
 
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || req.path.rfind("/v1/", 0) != 0)
-      return httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    if (auth == "Bearer " + options_.api_key) return httplib::Server::HandlerResponse::Unhandled;
-    SendError(res, ApiError{401, "Invalid or missing API key (send 'Authorization: Bearer KEY')",
-                            "authentication_error", "", "invalid_api_key"});
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  // Statuses httplib sets itself (404 no route, 413 body too large, 400 bad framing) get an
-  // OpenAI-shaped body too.
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    // httplib answers 404 for a known path under a method it has no handler for.
-    static constexpr std::string_view kRoutes[] = {
-        "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version",
-        "/metrics",        "/tokenize",            "/detokenize"};
-    if (res.status == 404 &&
-        std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes))
-      res.status = 405;
-    switch (res.status) {
-      case 405:
-        SendError(res, ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
-                                "invalid_request_error", "", ""});
-        break;
-      case 404:
-        SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
-                                "not_found_error", "", ""});
-        break;
-      case 413:
-        SendError(res, ApiError{413, "request body too large", "invalid_request_error", "", ""});
-        break;
-      default:
-        SendError(res, ApiError{res.status, fmt::format("HTTP error {}", res.status),
-                                res.status < 500 ? "invalid_request_error" : "internal_server_error",
-                                "", ""});
-    }
-  });
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    SendError(res, ApiError{500, "internal server error", "internal_server_error", "", ""});
-  });
-  s.set_logger([this](const httplib::Request&, const httplib::Response& res) {
-    metrics_.CountHttpResponse(res.status);
-  });
-
-  auto method_not_allowed = [](const httplib::Request& req, httplib::Response& res) {
-    SendError(res, ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
-                            "invalid_request_error", "", ""});
-  };
-  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(Endpoint::kCompletions, req.body, req.get_header_value(kTimeoutHeader.data()),
-                   req.get_header_value("Authorization"), &res);
-  });
-  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleGenerate(Endpoint::kChat, req.body, req.get_header_value(kTimeoutHeader.data()),
-                   req.get_header_value("Authorization"), &res);
-  });
-  s.Get("/v1/completions", method_not_allowed);
-  s.Get("/v1/chat/completions", method_not_allowed);
-  s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    Json model = {{"id", options_.served_model_name},
-                  {"object", "model"},
-                  {"created", std::time(nullptr)},
-                  {"owned_by", "tinyserve"},
-                  {"root", options_.model_path},
-                  {"max_model_len", engine_->limits().max_model_len}};
-    res.set_content(Json{{"object", "list"}, {"data", Json::array({model})}}.dump(),
-                    "application/json");
-  });
-  s.Post("/v1/models", method_not_allowed);
-  s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
+  const bool known =
+      std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes);
+  if (!known)
+    return SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
+                                   "not_found_error", "", ""});
+  if (auto error = Screen(req)) return SendError(res, *error);
+  const bool post = req.method == "POST";
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  const bool post_route = req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||
+                          req.path == "/tokenize" || req.path == "/detokenize";
+  if (post_route ? !post : !get)
+    return SendError(res,
+                     ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
+                              "invalid_request_error", "", ""});
+  if (post) {
+    // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
+    const std::string type = Lower(req.Header("content-type"));
+    if (!type.empty() && type.substr(0, type.find(';')) != "application/json")
+      return SendError(res, ApiError{415, "send the body as 'Content-Type: application/json'",
+                                     "invalid_request_error", "", ""});
+  }
+  if (req.path == "/v1/completions") return HandleGenerate(Endpoint::kCompletions, req, res);
+  if (req.path == "/v1/chat/completions") return HandleGenerate(Endpoint::kChat, req, res);
+  if (req.path == "/tokenize") return HandleTokenize(req, res);
+  if (req.path == "/detokenize") return HandleDetokenize(req, res);
+  if (req.path == "/v1/models") return HandleModels(res);
+  if (req.path == "/health") {
     (void)engine_->Stats();  // answers from the published snapshot: never waits for a step
-    if (draining_) {
-      SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
-      return;
-    }
-    res.set_content("{}", "application/json");
-  });
-  s.Get("/version", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(Json{{"version", TINYSERVE_VERSION}}.dump(), "application/json");
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::string body = metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
-                                       options_.served_model_name,
-                                       grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
-    RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
-                           options_.served_model_name, &body);
-    res.set_content(body, "text/plain; version=0.0.4");
-  });
-  s.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleTokenize(req.body, &res);
-  });
-  s.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
-    HandleDetokenize(req.body, &res);
-  });
-  for (const char* path : {"/health", "/version", "/metrics"}) s.Post(path, method_not_allowed);
-  for (const char* path : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
-                           "/version", "/metrics", "/tokenize", "/detokenize"}) {
-    s.Delete(path, method_not_allowed);
-    s.Put(path, method_not_allowed);
-    s.Patch(path, method_not_allowed);
+    if (draining_)
+      return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+    return SendJson(res, "{}");
   }
-  for (const char* path : {"/tokenize", "/detokenize"}) s.Get(path, method_not_allowed);
+  if (req.path == "/version") return SendJson(res, Json{{"version", TINYSERVE_VERSION}}.dump());
+  // /metrics
+  std::string body = metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
+                                     options_.served_model_name,
+                                     grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
+  RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
+                         options_.served_model_name, &body);
+  res.Send(200, "text/plain; version=0.0.4", body);
 }
 
-void ApiServer::HandleTokenize(const std::string& body, void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
-  Json j = Json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return SendError(res, BadRequest("the request body must be a JSON object"));
-  std::string text;
-  if (j.contains("prompt") && j["prompt"].is_string()) {
-    text = j["prompt"].get<std::string>();
-  } else if (j.contains("messages")) {
-    Json conv = {{"messages", j["messages"]},
-                 {"add_generation_prompt", j.value("add_generation_prompt", true)}};
-    auto parsed = ChatConversationFromJson(conv);
-    if (!parsed.ok()) return SendError(res, BadRequest(parsed.status().message(), "messages"));
-    auto rendered = RenderQwen25Chat(*parsed);
-    if (!rendered.ok()) return SendError(res, BadRequest(rendered.status().message(), "messages"));
-    text = *rendered;
-  } else {
-    return SendError(res, BadRequest("'prompt' (a string) or 'messages' is required", "prompt"));
-  }
-  std::vector<int32_t> ids = tokenizer_->Encode(text, /*allow_special=*/true);
-  Json out = {{"count", ids.size()}, {"max_model_len", api_context_.max_model_len},
-              {"tokens", ids}};
-  if (j.value("return_token_strs", false)) {
-    Json strs = Json::array();
-    for (int32_t id : ids) strs.push_back(tokenizer_->IdToPiece(id));
-    out["token_strs"] = std::move(strs);
-  }
-  res.set_content(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                  "application/json");
-}
-
-void ApiServer::HandleDetokenize(const std::string& body, void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
-  Json j = Json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array())
-    return SendError(res, BadRequest("'tokens' (a list of token ids) is required", "tokens"));
-  std::vector<int32_t> ids;
-  for (const Json& t : j["tokens"]) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-        t.get<int64_t>() >= tokenizer_->num_tokens())
-      return SendError(res, BadRequest("'tokens' holds an id outside the vocabulary", "tokens"));
-    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
-  }
-  res.set_content(Json{{"prompt", tokenizer_->Decode(ids)}}.dump(-1, ' ', false,
-                                                             nlohmann::json::error_handler_t::replace),
-                  "application/json");
-}
-
-bool ApiServer::Admit(const std::shared_ptr<Call>& call, const std::string& body,
-                      std::string_view timeout_header, std::string_view authorization,
-                      void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
-  auto budget = ParseRequestBudget(body, timeout_header, authorization, options_.request_timeout_s);
-  if (auto* error = std::get_if<ApiError>(&budget)) {
-    SendError(res, *error);
-    return false;
-  }
-  const WorkRequest work = WorkOfCall(call->request, std::get<RequestBudget>(budget), call->arrival,
+bool ApiServer::Admit(const std::shared_ptr<Call>& call, const RequestBudget& budget,
+                      HttpResponder& res) {
+  const WorkRequest work = WorkOfCall(call->request, budget, call->arrival,
                                       options_.max_queue_delay_s, engine_->limits().max_model_len);
   call->deadline = work.deadline;
   call->admission = engine_->admission().Admit(work, Clock::now());
   if (call->admission.admitted()) return true;
   std::string retry_after;
-  SendError(res, RefusalError(call->admission, /*shed=*/false, &retry_after));
-  res.set_header("Retry-After", retry_after);
+  const ApiError error = RefusalError(call->admission, /*shed=*/false, &retry_after);
+  SendError(res, error, {{"Retry-After", retry_after}});
   return false;
 }
 
-bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
-  while (!call->first_event && Clock::now() < call->deadline && !draining_)
+bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res) {
+  auto last_poll = Clock::now();
+  while (!call->first_event && Clock::now() < call->deadline && !draining_) {
     call->first_event = call->NextEvent(std::chrono::milliseconds(50));
-  if (!call->first_event) return true;  // the provider handles the deadline and shutdown
+    if (!call->first_event && Clock::now() - last_poll >= std::chrono::milliseconds(50)) {
+      last_poll = Clock::now();
+      if (res.ClientGone()) return false;  // the caller's cleanup aborts the engine requests
+    }
+  }
+  if (!call->first_event) return true;  // the main loop handles the deadline and shutdown
   const RequestEvent& e = call->first_event->event;
   if (e.finish_reason != FinishReason::kError || e.error.code() != StatusCode::kUnavailable ||
       !e.token_ids.empty())
     return true;
-  for (const auto& id : call->engine_ids) engine_->Abort(id);
   AdmissionDecision shed = call->admission;
   shed.retry_after_s = engine_->admission().Stats().predicted_wait_s;
   std::string retry_after;
-  SendError(res, RefusalError(shed, /*shed=*/true, &retry_after));
-  res.set_header("Retry-After", retry_after);
+  const ApiError error = RefusalError(shed, /*shed=*/true, &retry_after);
+  SendError(res, error, {{"Retry-After", retry_after}});
   return false;
 }
 
-void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
-                               std::string_view timeout_header, std::string_view authorization,
-                               void* response) {
-  auto& res = *static_cast<httplib::Response*>(response);
-  if (draining_) return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+void ApiServer::HandleModels(HttpResponder& res) {
+  // No "root": it would be the model's file path on this machine.
+  Json model = {{"id", options_.served_model_name},
+                {"object", "model"},
+                {"created", std::time(nullptr)},
+                {"owned_by", "tinyserve"},
+                {"max_model_len", engine_->limits().max_model_len}};
+  SendJson(res, Json{{"object", "list"}, {"data", Json::array({model})}}.dump());
+}
+
+void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
+  auto parsed_body = ParseUntrustedJson(req.body);
+  std::string().swap(req.body);
+  if (!parsed_body.ok())
+    return SendError(res, BadRequest("the request body is not acceptable JSON: " +
+                                     parsed_body.status().message()));
+  const Json& j = *parsed_body;
+  if (!j.is_object()) return SendError(res, BadRequest("the request body must be a JSON object"));
+  auto flag = [&](const char* name, bool fallback) -> std::optional<bool> {
+    if (!j.contains(name) || j[name].is_null()) return fallback;
+    if (!j[name].is_boolean()) return std::nullopt;
+    return j[name].get<bool>();
+  };
+  const auto add_generation_prompt = flag("add_generation_prompt", true);
+  const auto return_strs = flag("return_token_strs", false);
+  if (!add_generation_prompt)
+    return SendError(
+        res, BadRequest("'add_generation_prompt' must be a boolean", "add_generation_prompt"));
+  if (!return_strs)
+    return SendError(res, BadRequest("'return_token_strs' must be a boolean", "return_token_strs"));
+  std::vector<int32_t> ids;
+  if (j.contains("prompt") && j["prompt"].is_string()) {
+    ids = tokenizer_->Encode(j["prompt"].get<std::string>(), /*allow_special=*/true);
+  } else if (j.contains("messages")) {
+    if (!j["messages"].is_array())
+      return SendError(res, BadRequest("'messages' must be a list", "messages"));
+    Json conv = {{"messages", j["messages"]}, {"add_generation_prompt", *add_generation_prompt}};
+    auto parsed = ChatConversationFromJson(conv);
+    if (!parsed.ok()) return SendError(res, BadRequest(parsed.status().message(), "messages"));
+    auto rendered = RenderQwen25ChatWithControls(*parsed);
+    if (!rendered.ok()) return SendError(res, BadRequest(rendered.status().message(), "messages"));
+    ids = EncodeChatPrompt(*rendered, *tokenizer_);
+  } else {
+    return SendError(res, BadRequest("'prompt' (a string) or 'messages' is required", "prompt"));
+  }
+  // The answer is bounded by the context, not by the body: nothing longer can be served.
+  if (static_cast<int64_t>(ids.size()) > api_context_.max_model_len)
+    return SendError(res, BadRequest(fmt::format("the input has {} tokens, more than the maximum "
+                                                 "model length of {}",
+                                                 ids.size(), api_context_.max_model_len),
+                                     "prompt"));
+  Json out = {
+      {"count", ids.size()}, {"max_model_len", api_context_.max_model_len}, {"tokens", ids}};
+  if (*return_strs) {
+    Json strs = Json::array();
+    for (int32_t id : ids) strs.push_back(tokenizer_->IdToPiece(id));
+    out["token_strs"] = std::move(strs);
+  }
+  SendJson(res, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void ApiServer::HandleDetokenize(HttpRequest& req, HttpResponder& res) {
+  auto parsed_body = ParseUntrustedJson(req.body);
+  std::string().swap(req.body);
+  if (!parsed_body.ok() || !parsed_body->is_object() || !parsed_body->contains("tokens") ||
+      !(*parsed_body)["tokens"].is_array())
+    return SendError(res, BadRequest("'tokens' (a list of token ids) is required", "tokens"));
+  const Json& tokens = (*parsed_body)["tokens"];
+  if (static_cast<int64_t>(tokens.size()) > api_context_.max_model_len)
+    return SendError(res, BadRequest("'tokens' is longer than the maximum model length", "tokens"));
+  std::vector<int32_t> ids;
+  for (const Json& t : tokens) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+        t.get<int64_t>() >= tokenizer_->num_tokens())
+      return SendError(res, BadRequest("'tokens' holds an id outside the vocabulary", "tokens"));
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  SendJson(res, Json{{"prompt", tokenizer_->Decode(ids)}}.dump(
+                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponder& res) {
   auto call = std::make_shared<Call>();
   call->arrival = Clock::now();
+  // Registered before the draining check: Shutdown either sees this call or we see draining_.
+  Track(call);
+  struct Untracker {
+    ApiServer* server;
+    std::shared_ptr<Call> call;
+    ~Untracker() {
+      if (!call->aborted)  // whatever ended the handler early, the engine must stop too
+        for (const auto& eid : call->engine_ids) server->engine_->Abort(eid);
+      server->Untrack(call);
+    }
+  } untracker{this, call};
+  if (draining_)
+    return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+  RequestBudget budget;
   {
-    auto parsed = ParseRequest(endpoint, body, api_context_);
+    auto parsed = ParseRequest(endpoint, req.body, api_context_);
     if (auto* error = std::get_if<ApiError>(&parsed)) return SendError(res, *error);
     call->request = std::move(std::get<ParsedRequest>(parsed));
+    // The deadline and client (body `timeout`/`user`, X-Request-Timeout, the API key); the body
+    // already passed ParseRequest's depth and size checks.
+    auto parsed_budget = ParseRequestBudget(req.body, req.Header("x-request-timeout"),
+                                            req.Header("authorization"), options_.request_timeout_s);
+    std::string().swap(req.body);  // ignored fields must not live as long as the request
+    if (auto* error = std::get_if<ApiError>(&parsed_budget)) return SendError(res, *error);
+    budget = std::get<RequestBudget>(parsed_budget);
   }
   // Compiled here, on the HTTP thread, so the engine thread never waits for it.
   std::shared_ptr<const structured::CompiledGrammar> grammar;
   if (const auto& c = call->request.constraint) {
     if (!grammars_)
-      return SendError(res, BadRequest("structured output is unavailable: " + structured_error_,
-                                       c->param));
+      return SendError(
+          res, BadRequest("structured output is unavailable: " + structured_error_, c->param));
     auto compiled = grammars_->Get(c->kind, c->text);
     if (!compiled.ok()) return SendError(res, BadRequest(compiled.status().message(), c->param));
     grammar = std::move(*compiled);
   }
-  if (!Admit(call, body, timeout_header, authorization, &res)) return;
-  const std::string id = fmt::format(
-      "{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(), next_id_++);
+  if (!Admit(call, budget, res)) return;
+  const std::string id = fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl",
+                                     RandomHex(), next_id_++);
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,
                                                     static_cast<int64_t>(std::time(nullptr)));
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {
@@ -374,35 +422,41 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
     auto stream = engine_->Submit(std::move(g), call->outbox, static_cast<int32_t>(p));
     if (!stream.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
-      for (const auto& submitted : call->engine_ids) engine_->Abort(submitted);
-      if (stream.status().code() == StatusCode::kUnavailable) res.set_header("Retry-After", "1");
+      if (stream.status().code() == StatusCode::kUnavailable)
+        return SendError(res, ApiErrorFromStatus(stream.status()), {{"Retry-After", "1"}});
       return SendError(res, ApiErrorFromStatus(stream.status()));
     }
     call->engine_ids.push_back(fmt::format("{}-{}", id, p));
   }
-  Track(call);
-  if (!AwaitStart(call, &res)) {
-    Untrack(call);
-    return;
-  }
+  if (!AwaitStart(call, res)) return;
   call->last_write = Clock::now();
 
   const bool stream = call->request.stream;
-  auto provider = [this, call, stream](size_t, httplib::DataSink& sink) -> bool {
-    const auto deadline = call->deadline;
-    auto write = [&](const std::string& data) {
-      call->last_write = Clock::now();
-      return sink.write(data.data(), data.size());
-    };
-    if (!call->aborted && Clock::now() > deadline) {
+  auto abort = [&] {
+    if (call->aborted) return;
+    call->aborted = true;
+    for (const auto& eid : call->engine_ids) engine_->Abort(eid);
+  };
+  if (stream && !res.BeginStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}}))
+    return abort();
+  auto write = [&](const std::string& data) {
+    call->last_write = Clock::now();
+    if (res.Write(data)) return true;
+    abort();
+    return false;
+  };
+  const auto deadline = call->deadline;
+  auto last_poll = Clock::now();
+  while (true) {
+    if (!call->aborted && (abort_all_ || Clock::now() > deadline)) {
       call->aborted = true;
       for (const auto& eid : call->engine_ids) engine_->Abort(eid);
     }
     auto next = call->NextEvent(std::chrono::milliseconds(50));
+    const auto now = Clock::now();
     if (next) {
       const int32_t prompt_idx = next->tag;
       RequestEvent& event = next->event;
-      const auto now = Clock::now();
       if (!event.token_ids.empty()) {
         if (!call->first_token) {
           metrics_.ObserveTimeToFirstToken(Seconds(now - call->arrival));
@@ -416,41 +470,33 @@ void ApiServer::HandleGenerate(Endpoint endpoint, const std::string& body,
       if (event.finish_reason != FinishReason::kNone && event.usage)
         metrics_.ObserveQueueTime(event.usage->queue_time_s);
       if (event.finish_reason == FinishReason::kError)
-        TS_LOG_WARNING("request {} failed: {}", call->engine_ids[prompt_idx], event.error.ToString());
+        TS_LOG_WARNING("request {} failed: {}", call->engine_ids[prompt_idx],
+                       event.error.ToString());
       if (stream) {
         for (const std::string& chunk : call->builder->StreamChunks(prompt_idx, event))
-          if (!write(SseEvent(chunk))) return false;
+          if (!write(SseEvent(chunk))) return;
       } else {
         call->builder->Add(prompt_idx, event);
       }
-    } else if (Seconds(Clock::now() - call->last_write) >= options_.heartbeat_s) {
-      // Nothing to send: a write is the only way to learn that the client has gone. SSE
-      // ignores comment lines; JSON ignores leading whitespace.
-      if (!write(stream ? ": keep-alive\n\n" : " ")) return false;
+    } else if (stream && Seconds(now - call->last_write) >= options_.heartbeat_s) {
+      if (!write(": keep-alive\n\n")) return;  // SSE ignores comment lines
     }
-    if (call->AllDone()) {
-      if (stream) {
-        if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk())))
-          return false;
-        if (!write("data: [DONE]\n\n")) return false;
-      } else if (!write(call->builder->FinalBody())) {
-        return false;
-      }
-      call->finished = true;
-      metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
-      sink.done();
+    // Every request, streamed or not, notices a vanished client within ~50 ms: the socket is
+    // polled for EOF/RST instead of waiting for a write to fail.
+    if (!call->aborted && now - last_poll >= std::chrono::milliseconds(50)) {
+      last_poll = now;
+      if (res.ClientGone()) return abort();
     }
-    return true;
-  };
-  auto releaser = [this, call](bool success) {
-    if (!success || !call->finished) {
-      for (const auto& eid : call->engine_ids) engine_->Abort(eid);
-    }
-    Untrack(call);
-  };
-  res.set_chunked_content_provider(stream ? "text/event-stream" : "application/json",
-                                   std::move(provider), std::move(releaser));
-  if (stream) res.set_header("Cache-Control", "no-cache");
+    if (call->AllDone()) break;
+  }
+  if (stream) {
+    if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
+    if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
+  } else if (!res.Send(200, "application/json", call->builder->FinalBody())) {
+    return abort();
+  }
+  call->aborted = true;  // finished: nothing left to abort
+  metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
 }
 
 }  // namespace tinyserve

@@ -1,8 +1,9 @@
-// The OpenAI-compatible HTTP front end: routes, API-key check, size and time limits, streaming
-// (SSE) and non-streaming responses, client-disconnect handling, /metrics, graceful shutdown.
-// HTTP worker threads parse and validate requests, submit them to the engine and relay its
-// events; they never touch engine state. Serve() blocks the calling thread; Shutdown() may be
-// called from any other thread (e.g. a signal watcher).
+// The OpenAI-compatible HTTP front end: routes, API-key check, Host/Origin/Content-Type checks
+// (CSRF and DNS rebinding), streaming (SSE) and non-streaming responses, client-disconnect
+// handling, /metrics, graceful shutdown. The transport (http_transport.h) reads requests under
+// byte limits and deadlines; its worker threads run the route handlers here, which parse and
+// validate requests, submit them to the engine and relay its events; they never touch engine
+// state. Serve() blocks the calling thread; Shutdown() may be called from any other thread.
 #pragma once
 
 #include <atomic>
@@ -10,18 +11,18 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "engine/engine.h"
+#include "server/http_transport.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
+#include "server/request_budget.h"
 #include "structured/compiler.h"
 #include "util/status.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace tinyserve {
 
@@ -32,18 +33,28 @@ struct ServerOptions {
   int port = 8000;  // 0 = any free port
   std::string api_key;  // empty: no authentication
   std::string served_model_name;
-  std::string model_path;  // reported by /v1/models
   uint64_t max_request_bytes = 4 << 20;
+  uint64_t max_header_bytes = 16 << 10;
   // A request still running after this is aborted; also the deadline admission plans with
   // when the request states none (`timeout` field, X-Request-Timeout header), and their cap.
   double request_timeout_s = 600;
   // > 0: refuse (503) a request whose predicted wait for its first step is longer.
   double max_queue_delay_s = 0;
-  int read_timeout_s = 30;         // a client must send its request within this
-  int http_threads = 0;            // 0: max_num_seqs + max_queue_len + 16
-  // Seconds between keep-alive writes while a request waits: how fast a vanished client is
-  // noticed (writes are the only way to detect it).
+  double read_timeout_s = 30;        // a client must send its whole request within this
+  double header_timeout_s = 10;      // ... and its request head within this
+  double keep_alive_timeout_s = 5;   // idle keep-alive connections are closed after this
+  double write_timeout_s = 30;       // a client that reads nothing this long is dropped
+  int max_connections = 1024;
+  int http_threads = 0;              // 0: max_num_seqs + max_queue_len + 16
+  // Seconds between SSE comment lines while a stream is quiet (keeps proxies from timing out;
+  // disconnects are noticed by polling the socket, not by these writes).
   double heartbeat_s = 1.0;
+  // /metrics answers without the API key.
+  bool public_metrics = false;
+  // Without an API key, Host headers accepted besides IP literals and localhost ("*": any).
+  std::vector<std::string> allowed_hosts;
+  // "fcfs" (a request's `priority` must be 0) or "priority" (vLLM's --scheduling-policy).
+  std::string scheduling_policy = "fcfs";
   // Compiled structured-output grammars kept (LRU).
   size_t grammar_cache_size = 256;
 };
@@ -58,7 +69,7 @@ class ApiServer {
   // Binds the listening socket. Errors: address in use, bad host.
   [[nodiscard]] Status Bind();
   // The bound port (after Bind).
-  int port() const { return port_; }
+  int port() const { return http_->port(); }
   // Serves until Shutdown; returns when the listener has stopped.
   void Serve();
   // Refuses new requests (503), lets in-flight ones finish for up to `grace`, aborts the rest,
@@ -69,18 +80,21 @@ class ApiServer {
 
  private:
   struct Call;
-  void InstallRoutes();
-  void HandleGenerate(Endpoint endpoint, const std::string& body, std::string_view timeout_header,
-                      std::string_view authorization, void* response);
+  void Route(HttpRequest& req, HttpResponder& res);
+  // The error a request gets before its route runs (auth, Host, Origin, Content-Type); nullopt
+  // when it may proceed.
+  std::optional<ApiError> Screen(const HttpRequest& req) const;
+  void HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponder& res);
   // Deadline-aware admission of a parsed call (engine/admission.h). False: refused, and the
-  // 503/429 with Retry-After is in `response`.
-  bool Admit(const std::shared_ptr<Call>& call, const std::string& body,
-             std::string_view timeout_header, std::string_view authorization, void* response);
+  // 503/429 with Retry-After was sent.
+  bool Admit(const std::shared_ptr<Call>& call, const RequestBudget& budget, HttpResponder& res);
   // Holds the response head until the call's first event, so that work shed from the queue
-  // still gets a 503 (which a balancer may retry elsewhere). False: shed, answered.
-  bool AwaitStart(const std::shared_ptr<Call>& call, void* response);
-  void HandleTokenize(const std::string& body, void* response);
-  void HandleDetokenize(const std::string& body, void* response);
+  // still gets a 503 (which a balancer may retry elsewhere). False: answered (shed) or the
+  // client left.
+  bool AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res);
+  void HandleTokenize(HttpRequest& req, HttpResponder& res);
+  void HandleDetokenize(HttpRequest& req, HttpResponder& res);
+  void HandleModels(HttpResponder& res);
   void Track(const std::shared_ptr<Call>& call);
   void Untrack(const std::shared_ptr<Call>& call);
 
@@ -92,9 +106,9 @@ class ApiServer {
   std::unique_ptr<structured::GrammarCache> grammars_;
   std::string structured_error_;
   ServerMetrics metrics_;
-  std::unique_ptr<httplib::Server> http_;
-  int port_ = 0;
+  std::unique_ptr<HttpServer> http_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> abort_all_{false};  // set when the shutdown grace has run out
   std::atomic<uint64_t> next_id_{0};
   std::mutex calls_mu_;
   std::unordered_set<std::shared_ptr<Call>> calls_;  // guarded by calls_mu_: in flight

@@ -1,5 +1,6 @@
 #include "server/openai_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -9,6 +10,7 @@
 
 #include "structured/tool_calls.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/chat_template_json.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tinyserve {
@@ -139,12 +141,10 @@ void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
   if (!parsed.ok()) Fail("messages", parsed.status().message());
   for (ChatMessage& msg : parsed->messages)
     if (msg.role == "developer") msg.role = "system";
-  auto prompt = RenderQwen25Chat(*parsed);
+  auto prompt = RenderQwen25ChatWithControls(*parsed);
   if (!prompt.ok()) Fail("messages", prompt.status().message());
-  // Templates render special tokens themselves; user text inside them is still matched as
-  // special-token text here, as vLLM and HF do.
-  out->prompts.push_back(ctx.tokenizer->Encode(*prompt, /*allow_special=*/true));
-  out->prompt_texts.push_back(*prompt);
+  out->prompts.push_back(EncodeChatPrompt(*prompt, *ctx.tokenizer));
+  out->prompt_texts.push_back(std::move(prompt->text));
 }
 
 void ParseStop(const Json& body, const ApiContext& ctx, StopConditions* stop) {
@@ -216,13 +216,13 @@ void ParseSampling(const Json& body, const ApiContext& ctx, SamplingParams* s) {
 void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
   std::optional<int64_t> max_tokens = GetInt(body, "max_tokens", 1, INT32_MAX);
   if (auto mct = GetInt(body, "max_completion_tokens", 1, INT32_MAX)) max_tokens = mct;
-  const int64_t min_tokens = GetInt(body, "min_tokens", 0, INT32_MAX).value_or(0);
+  const int64_t min_tokens = GetInt(body, "min_tokens", 0, ctx.max_model_len).value_or(0);
   if (max_tokens && min_tokens > *max_tokens)
     Fail("min_tokens", "'min_tokens' must not exceed 'max_tokens'");
   out->base.stop.min_tokens = int32_t(min_tokens);
   for (const auto& prompt : out->prompts) {
     const int64_t len = static_cast<int64_t>(prompt.size());
-    const int64_t want = max_tokens.value_or(1);
+    const int64_t want = std::max<int64_t>(max_tokens.value_or(1), std::max<int64_t>(1, min_tokens));
     if (len + want > ctx.max_model_len) {
       Fail(out->endpoint == Endpoint::kChat ? "messages" : "prompt",
            fmt::format("This model's maximum context length is {} tokens. However, you requested "
@@ -263,10 +263,11 @@ using structured::GrammarKind;
 std::string SchemaText(const Json& schema, const std::string& param) {
   if (schema.is_object() || schema.is_boolean()) return schema.dump();
   if (schema.is_string()) {
-    Json parsed = Json::parse(schema.get<std::string>(), nullptr, /*allow_exceptions=*/false);
-    if (parsed.is_discarded() || !(parsed.is_object() || parsed.is_boolean()))
+    auto parsed = ParseUntrustedJson(schema.get<std::string>());
+    if (!parsed.ok()) Fail(param, fmt::format("'{}': {}", param, parsed.status().message()));
+    if (!(parsed->is_object() || parsed->is_boolean()))
       Fail(param, fmt::format("'{}' is not a JSON Schema object", param));
-    return parsed.dump();
+    return parsed->dump();
   }
   Fail(param, fmt::format("'{}' must be a JSON Schema object", param));
 }
@@ -416,9 +417,46 @@ void ParseConstraints(Json& body, ParsedRequest* out) {
   if (!found.empty()) out->constraint = std::move(found[0]);
 }
 
+// What the request would cost as a whole: sequences, KV blocks if its n choices all run at
+// once, and the size of a response built in memory.
+void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
+  const int64_t n = out->base.n;
+  const int64_t choices = n * static_cast<int64_t>(out->prompts.size());
+  if (choices > ctx.max_choices)
+    Fail("n", fmt::format("{} prompts x n={} is {} choices; at most {} per request",
+                          out->prompts.size(), n, choices, ctx.max_choices));
+  int64_t longest = 0;
+  for (const auto& prompt : out->prompts) {
+    const int64_t len = static_cast<int64_t>(prompt.size());
+    const int64_t max_len =
+        std::min<int64_t>(ctx.max_model_len, len + out->base.stop.max_tokens.value_or(ctx.max_model_len));
+    longest = std::max(longest, max_len - len);
+    if (ctx.num_kv_blocks > 0 && ctx.block_size > 0) {
+      // Siblings share the prompt's full blocks; each needs its own blocks after that.
+      const int64_t shared = len / ctx.block_size;
+      const int64_t each = (max_len + ctx.block_size - 1) / ctx.block_size - shared;
+      if (shared + n * each > ctx.num_kv_blocks)
+        Fail("n", fmt::format("n={} choices of up to {} tokens need {} KV blocks; the KV cache "
+                              "has {}; lower n or max_tokens",
+                              n, max_len, shared + n * each, ctx.num_kv_blocks));
+    }
+  }
+  const SamplingParams& s = out->base.sampling;
+  if (!out->stream && s.logprobs &&
+      choices * longest * (s.top_logprobs + 1) > ctx.max_logprob_entries)
+    Fail("logprobs", fmt::format("choices x max_tokens x (top_logprobs + 1) exceeds {} for a "
+                                 "non-streamed response; stream it or ask for less",
+                                 ctx.max_logprob_entries));
+}
+
 ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& ctx) {
-  Json body = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) Fail("", "the request body is not valid JSON");
+  std::string where;
+  auto parsed = ParseUntrustedJson(text, kMaxJsonDepth, &where);
+  if (!parsed.ok()) {
+    Fail(where, where.empty() ? "the request body is not acceptable JSON: " + parsed.status().message()
+                              : fmt::format("'{}': {}", where, parsed.status().message()));
+  }
+  Json& body = *parsed;
   if (!body.is_object()) Fail("", "the request body must be a JSON object");
 
   ParsedRequest out;
@@ -447,7 +485,11 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   ParseStop(body, ctx, &out.base.stop);
   ParseLimits(body, ctx, &out);
   out.base.n = int32_t(GetInt(body, "n", 1, ctx.max_n).value_or(1));
-  out.base.priority = int32_t(GetInt(body, "priority", INT32_MIN, INT32_MAX).value_or(0));
+  out.base.priority = int32_t(GetInt(body, "priority", -1000000, 1000000).value_or(0));
+  if (out.base.priority != 0 && !ctx.allow_priority)
+    Fail("priority", "'priority' is honoured only when the server runs with "
+                     "--scheduling-policy priority");
+  CheckCapacity(ctx, &out);
   out.base.cache_salt = GetString(body, "cache_salt", 1024);
   out.base.skip_special_tokens = GetBool(body, "skip_special_tokens", true);
   GetString(body, "user", 4096);  // accepted for compatibility; type-checked only
@@ -456,14 +498,32 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
 
 }  // namespace
 
+std::vector<int32_t> EncodeChatPrompt(const RenderedChat& rendered, const Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  const std::string_view text = rendered.text;
+  size_t pos = 0;
+  auto append = [&](std::string_view part, bool special) {
+    const std::vector<int32_t> part_ids = tokenizer.Encode(part, special);
+    ids.insert(ids.end(), part_ids.begin(), part_ids.end());
+  };
+  for (const auto& [at, len] : rendered.control) {
+    append(text.substr(pos, at - pos), /*special=*/false);
+    append(text.substr(at, len), /*special=*/true);
+    pos = at + len;
+  }
+  append(text.substr(pos), /*special=*/false);
+  return ids;
+}
+
 std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::string_view body,
                                                    const ApiContext& context) {
   try {
     return Parse(endpoint, body, context);
   } catch (const Invalid& e) {
     return e.error;
-  } catch (const nlohmann::json::exception& e) {
-    return BadRequest(fmt::format("malformed request: {}", e.what()));
+  } catch (const nlohmann::json::exception&) {
+    // A type check missed above: the library's text names its internals, not the field.
+    return BadRequest("malformed request: a field has the wrong type");
   }
 }
 

@@ -13,6 +13,7 @@
 #include "engine/request.h"
 #include "server/errors.h"
 #include "structured/compiler.h"
+#include "tokenizer/chat_template.h"
 
 namespace tinyserve {
 
@@ -26,7 +27,16 @@ struct ApiContext {
   std::string served_model_name;
   int64_t vocab_size = 0;
   int32_t max_model_len = 0;
+  int64_t num_kv_blocks = 0;  // 0: no KV fit check here (the engine still checks one sequence)
+  int32_t block_size = 16;
   int32_t max_n = 16;
+  // prompts x n: each choice is a sequence and a part of the response.
+  int32_t max_choices = 64;
+  // Non-streamed responses with logprobs are built in memory: choices x max_tokens x
+  // (top_logprobs + 1) may not exceed this (streaming has no such limit).
+  int64_t max_logprob_entries = 1 << 22;
+  // `priority` other than 0 is accepted only under --scheduling-policy priority.
+  bool allow_priority = false;
   int32_t max_stop_strings = 16;
   int32_t max_stop_string_bytes = 256;
 };
@@ -62,6 +72,10 @@ struct ParsedRequest {
   // output become OpenAI tool_calls.
   bool parse_tool_calls = false;
 };
+
+// A rendered chat prompt as token ids: the template's control tokens as such, every client
+// string with special-token matching off (no role injection through message text).
+std::vector<int32_t> EncodeChatPrompt(const RenderedChat& rendered, const Tokenizer& tokenizer);
 
 // Parses and validates a request body. On error: the OpenAI error to send (400 for malformed
 // JSON, wrong types and out-of-range values; 404 for an unknown model).

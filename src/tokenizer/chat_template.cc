@@ -1,5 +1,6 @@
 #include "tokenizer/chat_template.h"
 
+#include "tokenizer/chat_template_json.h"
 #include "tokenizer/qwen25_files.h"
 #include "tokenizer/utf8.h"
 
@@ -16,7 +17,9 @@ constexpr std::string_view kToolsPreamble =
 constexpr std::string_view kToolsPostamble =
     "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
     "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
-    "\"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n";
+    "\"arguments\": <args-json-object>}\n</tool_call>";
+constexpr std::string_view kImStart = "<|im_start|>";
+constexpr std::string_view kImEnd = "<|im_end|>";
 
 // Python's str.isspace() for the code point at the start/end of a UTF-8 string.
 bool IsPythonSpace(uint32_t cp) {
@@ -133,8 +136,13 @@ StatusOr<ChatConversation> ChatConversationFromJson(const Json& j) {
       for (Json& call : msg.tool_calls) {
         Json* fn = call.is_object() && call.contains("function") ? &call["function"] : &call;
         if (fn->is_object() && fn->contains("arguments") && (*fn)["arguments"].is_string()) {
-          Json parsed = Json::parse((*fn)["arguments"].get<std::string>(), nullptr, false);
-          if (!parsed.is_discarded()) (*fn)["arguments"] = std::move(parsed);
+          // Bounded like a request body: the renderer walks arguments recursively.
+          auto parsed = ParseUntrustedJson((*fn)["arguments"].get<std::string>());
+          if (parsed.ok()) {
+            (*fn)["arguments"] = std::move(*parsed);
+          } else if (parsed.status().code() == StatusCode::kOutOfRange) {  // else kept as text
+            return InvalidArgumentError("tool_calls arguments: {}", parsed.status().message());
+          }
         }
       }
     }
@@ -153,17 +161,29 @@ StatusOr<ChatConversation> ChatConversationFromJson(const Json& j) {
   return conv;
 }
 
-StatusOr<std::string> RenderQwen25Chat(const ChatConversation& conv) {
+StatusOr<RenderedChat> RenderQwen25ChatWithControls(const ChatConversation& conv) {
   const auto& msgs = conv.messages;
   if (msgs.empty()) return InvalidArgumentError("the conversation has no messages");
   if (conv.continue_final_message && conv.add_generation_prompt) {
     return InvalidArgumentError(
         "continue_final_message and add_generation_prompt cannot both be set");
   }
+  RenderedChat rendered;
+  std::string& out = rendered.text;
+  // The template's own control tokens; client text between them is never matched as one.
+  auto start = [&](std::string_view role) {
+    rendered.control.emplace_back(out.size(), kImStart.size());
+    out += kImStart;
+    out += role;
+  };
+  auto end = [&] {
+    rendered.control.emplace_back(out.size(), kImEnd.size());
+    out += kImEnd;
+    out += "\n";
+  };
   const bool first_is_system = msgs[0].role == "system";
-  std::string out;
   if (Truthy(conv.tools)) {
-    out += "<|im_start|>system\n";
+    start("system\n");
     out += first_is_system ? std::string_view(msgs[0].content) : kDefaultSystem;
     out += kToolsPreamble;
     for (const Json& tool : conv.tools) {
@@ -171,28 +191,31 @@ StatusOr<std::string> RenderQwen25Chat(const ChatConversation& conv) {
       out += PythonToJson(tool);
     }
     out += kToolsPostamble;
+    end();
   } else {
-    out += "<|im_start|>system\n";
+    start("system\n");
     out += first_is_system ? std::string_view(msgs[0].content) : kDefaultSystem;
-    out += "<|im_end|>\n";
+    end();
   }
   for (size_t i = 0; i < msgs.size(); ++i) {
     const ChatMessage& m = msgs[i];
     const bool has_calls = Truthy(m.tool_calls);
     if (m.role == "user" || (m.role == "system" && i != 0) || (m.role == "assistant" && !has_calls)) {
-      out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      start(m.role + "\n");
+      out += m.content;
+      end();
     } else if (m.role == "assistant") {
-      out += "<|im_start|>assistant";
+      start("assistant");
       if (!m.content.empty()) out += "\n" + m.content;
       for (const Json& call : m.tool_calls) AppendToolCall(call, &out);
-      out += "<|im_end|>\n";
+      end();
     } else if (m.role == "tool") {
-      if (i == 0 || msgs[i - 1].role != "tool") out += "<|im_start|>user";
+      if (i == 0 || msgs[i - 1].role != "tool") start("user");
       out += "\n<tool_response>\n" + m.content + "\n</tool_response>";
-      if (i + 1 == msgs.size() || msgs[i + 1].role != "tool") out += "<|im_end|>\n";
+      if (i + 1 == msgs.size() || msgs[i + 1].role != "tool") end();
     }
   }
-  if (conv.add_generation_prompt) out += "<|im_start|>assistant\n";
+  if (conv.add_generation_prompt) start("assistant\n");
   if (conv.continue_final_message) {
     // As transformers: cut the prompt right after the last occurrence of the final message.
     const std::string_view final_text = PythonStrip(msgs.back().content);
@@ -201,8 +224,16 @@ StatusOr<std::string> RenderQwen25Chat(const ChatConversation& conv) {
       return InvalidArgumentError("continue_final_message: the final message is not in the prompt");
     }
     out.resize(at + final_text.size());
+    while (!rendered.control.empty() &&
+           rendered.control.back().first + rendered.control.back().second > out.size())
+      rendered.control.pop_back();
   }
-  return out;
+  return rendered;
+}
+
+StatusOr<std::string> RenderQwen25Chat(const ChatConversation& conv) {
+  TS_ASSIGN_OR_RETURN(RenderedChat rendered, RenderQwen25ChatWithControls(conv));
+  return std::move(rendered.text);
 }
 
 bool IsQwen25ChatTemplate(std::string_view text) {

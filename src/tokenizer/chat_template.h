@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,15 @@ struct ChatConversation {
 // together with continue_final_message, and on continue_final_message when the last message's
 // content does not appear in the prompt.
 [[nodiscard]] StatusOr<std::string> RenderQwen25Chat(const ChatConversation& conversation);
+
+// The prompt and where the template itself wrote control tokens (<|im_start|>, <|im_end|>):
+// (offset, length) in order. Everything else is client text, to be tokenized with
+// allow_special=false so that a message can never forge a role boundary.
+struct RenderedChat {
+  std::string text;
+  std::vector<std::pair<size_t, size_t>> control;
+};
+[[nodiscard]] StatusOr<RenderedChat> RenderQwen25ChatWithControls(const ChatConversation& conv);
 
 // Jinja's `tojson` as transformers renders it (Python json.dumps, ensure_ascii=False, ", " and
 // ": " separators, keys in the given order).

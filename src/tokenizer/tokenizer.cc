@@ -180,11 +180,25 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Build(TokenizerParts parts) {
     t->first_byte_[static_cast<uint8_t>(a.content[0])] = true;
   }
   t->added_ = std::move(parts.added);
-  t->added_by_length_.resize(t->added_.size());
-  for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_length_[i] = i;
-  std::stable_sort(t->added_by_length_.begin(), t->added_by_length_.end(), [&](size_t a, size_t b) {
-    return t->added_[a].content.size() > t->added_[b].content.size();
-  });
+  t->added_trie_.assign(1, AddedTrieNode{});
+  for (size_t i = 0; i < t->added_.size(); ++i) {
+    int32_t node = 0;
+    for (char c : t->added_[i].content) {
+      const uint8_t byte = static_cast<uint8_t>(c);
+      auto& next = t->added_trie_[node].next;
+      auto it = std::find_if(next.begin(), next.end(), [&](const auto& e) { return e.first == byte; });
+      if (it != next.end()) {
+        node = it->second;
+        continue;
+      }
+      const int32_t child = static_cast<int32_t>(t->added_trie_.size());
+      t->added_trie_[node].next.emplace_back(byte, child);
+      t->added_trie_.emplace_back();
+      node = child;
+    }
+    if (t->added_trie_[node].added < 0) t->added_trie_[node].added = static_cast<int32_t>(i);
+  }
+  for (AddedTrieNode& n : t->added_trie_) std::sort(n.next.begin(), n.next.end());
 
   std::vector<BpeModel::Merge> merges;
   merges.reserve(parts.merges.size());
@@ -216,15 +230,23 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Build(TokenizerParts parts) {
 
 size_t Tokenizer::FindAdded(std::string_view text, size_t from, bool allow_special,
                             size_t* which) const {
+  // A trie walk per position: the cost is text length x the longest added token, whatever the
+  // number of added tokens (a hostile text of '<' against hundreds of them stays linear).
   for (size_t pos = from; pos < text.size(); ++pos) {
     if (!first_byte_[static_cast<uint8_t>(text[pos])]) continue;
-    for (size_t idx : added_by_length_) {
-      const AddedToken& a = added_[idx];
-      if (a.special && !allow_special) continue;
-      if (text.compare(pos, a.content.size(), a.content) == 0) {
-        *which = idx;
-        return pos;
-      }
+    int32_t node = 0, best = -1;
+    for (size_t k = pos; k < text.size(); ++k) {
+      const auto& next = added_trie_[node].next;
+      const uint8_t byte = static_cast<uint8_t>(text[k]);
+      auto it = std::lower_bound(next.begin(), next.end(), std::make_pair(byte, int32_t{-1}));
+      if (it == next.end() || it->first != byte) break;
+      node = it->second;
+      const int32_t a = added_trie_[node].added;
+      if (a >= 0 && (allow_special || !added_[a].special)) best = a;  // longest wins
+    }
+    if (best >= 0) {
+      *which = static_cast<size_t>(best);
+      return pos;
     }
   }
   return std::string_view::npos;

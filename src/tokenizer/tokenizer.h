@@ -91,8 +91,8 @@ class Tokenizer {
   enum Kind : uint8_t { kUnused = 0, kRegular, kAdded, kSpecial };
   Tokenizer() = default;
   void EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids) const;
-  // Position and index (into added_by_length_) of the leftmost-longest added token in `text`
-  // at or after `from`; npos if none.
+  // Position and index (into added_) of the leftmost-longest added token in `text` at or
+  // after `from`; npos if none.
   size_t FindAdded(std::string_view text, size_t from, bool allow_special, size_t* which) const;
 
   std::vector<std::string> token_bytes_;
@@ -100,7 +100,12 @@ class Tokenizer {
   std::vector<std::string> vocab_;  // byte-level strings of regular tokens
   std::unordered_map<std::string, int32_t> piece_to_id_;
   std::vector<AddedToken> added_;
-  std::vector<size_t> added_by_length_;  // indices into added_, longest first
+  // The added tokens' bytes as a trie (node 0 is the root); `added` indexes added_ or is -1.
+  struct AddedTrieNode {
+    std::vector<std::pair<uint8_t, int32_t>> next;  // sorted by byte
+    int32_t added = -1;
+  };
+  std::vector<AddedTrieNode> added_trie_;
   bool first_byte_[256] = {};
   std::unique_ptr<BpeModel> bpe_;
   std::optional<int32_t> bos_id_, eos_id_, pad_id_;

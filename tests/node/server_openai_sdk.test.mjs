@@ -148,11 +148,12 @@ test('raw SSE: role first, finish_reason last, usage, then data: [DONE]', async 
   assert.equal(ids.size, 1);
 });
 
-test('tokenize / detokenize round trip; health and version need no key', async () => {
-  const t = await post(`${server.url}/tokenize`, { prompt: 'hello world' });
+test('tokenize / detokenize round trip (with the key); health and version need no key', async () => {
+  const auth = { authorization: 'Bearer sk-test' };
+  const t = await post(`${server.url}/tokenize`, { prompt: 'hello world' }, auth);
   assert.equal(t.status, 200);
   assert.equal(t.body.count, t.body.tokens.length);
-  const d = await post(`${server.url}/detokenize`, { tokens: t.body.tokens });
+  const d = await post(`${server.url}/detokenize`, { tokens: t.body.tokens }, auth);
   assert.equal(d.body.prompt, 'hello world');
   assert.equal((await fetch(`${server.url}/version`)).status, 200);
 });

@@ -1,0 +1,518 @@
+#include "server/http_transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "util/logging.h"
+
+namespace tinyserve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string_view Reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Best-effort, non-blocking send of a small message (errors from the I/O thread).
+void SendNow(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+// ---- HttpResponder (worker thread) ----
+
+bool HttpResponder::WriteAll(std::string_view data) {
+  if (!ok_) return false;
+  auto last_progress = Clock::now();
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      last_progress = Clock::now();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A reader too slow for the write deadline is dropped: the response is not buffered.
+      const double left = write_timeout_s_ - Seconds(Clock::now() - last_progress);
+      pollfd p{fd_, POLLOUT, 0};
+      if (left > 0 && ::poll(&p, 1, static_cast<int>(left * 1000) + 1) >= 0) continue;
+    }
+    ok_ = false;
+    return false;
+  }
+  return true;
+}
+
+std::string HttpResponder::Head(int status, std::string_view content_type,
+                                const HttpHeaders& headers, std::string_view framing) {
+  status_ = status;
+  started_ = true;
+  keep_alive_ = request_.keep_alive && keep_alive_;
+  std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, Reason(status));
+  if (!content_type.empty()) head += fmt::format("Content-Type: {}\r\n", content_type);
+  for (const auto& [name, value] : headers) head += fmt::format("{}: {}\r\n", name, value);
+  head += framing;
+  if (!keep_alive_)
+    head += "Connection: close\r\n";
+  else if (request_.minor_version == 0)
+    head += "Connection: keep-alive\r\n";
+  head += "\r\n";
+  return head;
+}
+
+bool HttpResponder::Send(int status, std::string_view content_type, std::string_view body,
+                         const HttpHeaders& headers) {
+  if (started_) return false;
+  std::string out =
+      Head(status, content_type, headers, fmt::format("Content-Length: {}\r\n", body.size()));
+  if (request_.method != "HEAD") out += body;
+  complete_ = WriteAll(out);
+  return complete_;
+}
+
+bool HttpResponder::BeginStream(int status, std::string_view content_type,
+                                const HttpHeaders& headers) {
+  if (started_) return false;
+  chunked_ = request_.minor_version == 1;
+  if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
+  return WriteAll(
+      Head(status, content_type, headers, chunked_ ? "Transfer-Encoding: chunked\r\n" : ""));
+}
+
+bool HttpResponder::Write(std::string_view data) {
+  if (!started_ || complete_) return false;
+  if (data.empty()) return ok_;
+  if (!chunked_) return WriteAll(data);
+  std::string chunk = fmt::format("{:x}\r\n", data.size());
+  chunk.append(data);
+  chunk += "\r\n";
+  return WriteAll(chunk);
+}
+
+bool HttpResponder::EndStream() {
+  if (!started_ || complete_) return false;
+  complete_ = chunked_ ? WriteAll("0\r\n\r\n") : ok_;
+  return complete_;
+}
+
+bool HttpResponder::ClientGone() const {
+  if (!ok_) return true;
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+// ---- HttpServer ----
+
+struct Connection {
+  int fd = -1;
+  HttpRequestParser parser;
+  std::string leftover;  // bytes of the next (pipelined) request
+  Clock::time_point idle_since;
+  Clock::time_point first_byte;
+  bool closing = false;  // answered an error: discard input until EOF or the linger deadline
+  bool keep = false;     // set by the worker: the connection may carry another request
+  explicit Connection(int f, HttpLimits limits) : fd(f), parser(limits) {}
+};
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  Handler handler;
+  ErrorBody error_body;
+  Logger logger;
+  int listen_fd = -1;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::unordered_map<int, std::unique_ptr<Connection>> idle;  // I/O thread only
+  std::atomic<int> connections{0};
+  bool accept_paused = false;  // I/O thread only
+
+  std::mutex mu;
+  std::condition_variable work_cv;
+  std::deque<std::unique_ptr<Connection>> work;       // guarded by mu
+  std::vector<std::unique_ptr<Connection>> returned;  // guarded by mu
+  std::vector<std::thread> workers;
+
+  void Close(std::unique_ptr<Connection> c) {
+    ::close(c->fd);
+    --connections;
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof(one));
+  }
+
+  void Watch(Connection* c) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = c->fd;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->fd, &ev);
+  }
+
+  // Answers an error the transport found itself and starts a lingering close (the client may
+  // still be sending; closing at once would reset the connection before it reads the answer).
+  void Reject(Connection* c, int status, const std::string& message) {
+    const std::string body = error_body(status, message);
+    SendNow(c->fd, fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\n"
+                               "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                               status, Reason(status), body.size(), body));
+    ::shutdown(c->fd, SHUT_WR);
+    c->closing = true;
+    c->first_byte = Clock::now();
+    if (logger) logger(status);
+  }
+
+  // Feeds bytes to the connection's parser. Returns the connection when a request is complete
+  // (it then leaves the I/O thread), or null while it stays here.
+  bool Consume(Connection* c, std::string_view data) {
+    size_t pos = 0;
+    while (true) {
+      const bool was_started = c->parser.started();
+      pos += c->parser.Feed(data.substr(pos));
+      if (!was_started && c->parser.started()) c->first_byte = Clock::now();
+      switch (c->parser.state()) {
+        case HttpRequestParser::State::kHeadersDone:
+          if (c->parser.request().expect_continue) SendNow(c->fd, "HTTP/1.1 100 Continue\r\n\r\n");
+          continue;
+        case HttpRequestParser::State::kComplete:
+          c->leftover.assign(data.substr(pos));
+          return true;
+        case HttpRequestParser::State::kError:
+          Reject(c, c->parser.error_status(), c->parser.error_message());
+          return false;
+        case HttpRequestParser::State::kNeedMore:
+          return false;
+      }
+    }
+  }
+
+  void Dispatch(int fd) {
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    auto it = idle.find(fd);
+    std::unique_ptr<Connection> c = std::move(it->second);
+    idle.erase(it);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      work.push_back(std::move(c));
+    }
+    work_cv.notify_one();
+  }
+
+  void OnReadable(int fd) {
+    auto it = idle.find(fd);
+    if (it == idle.end()) return;
+    Connection* c = it->second.get();
+    char buf[64 << 10];
+    while (true) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        std::unique_ptr<Connection> owned = std::move(it->second);
+        idle.erase(it);
+        Close(std::move(owned));
+        return;
+      }
+      if (c->closing) continue;  // discarding until EOF
+      if (Consume(c, std::string_view(buf, static_cast<size_t>(n)))) return Dispatch(fd);
+    }
+  }
+
+  void TakeReturned() {
+    std::vector<std::unique_ptr<Connection>> back;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      back.swap(returned);
+    }
+    for (auto& c : back) {
+      if (!c->keep || stopping) {
+        Close(std::move(c));
+        continue;
+      }
+      c->parser.Reset();
+      c->idle_since = Clock::now();
+      const int fd = c->fd;
+      Connection* raw = c.get();
+      std::string pipelined = std::move(c->leftover);
+      c->leftover.clear();
+      idle.emplace(fd, std::move(c));
+      if (!pipelined.empty() && Consume(raw, pipelined)) {
+        Dispatch(fd);
+        continue;
+      }
+      Watch(raw);
+    }
+  }
+
+  void Accept() {
+    while (true) {
+      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: the listener would stay readable and spin this thread. Stop
+          // accepting for a moment (Sweep resumes); pending clients wait in the backlog.
+          ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
+          accept_paused = true;
+        }
+        return;
+      }
+      if (connections >= options.max_connections) {
+        ::close(fd);
+        continue;
+      }
+      ++connections;
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      auto c = std::make_unique<Connection>(fd, options.limits);
+      c->idle_since = Clock::now();
+      Watch(c.get());
+      idle.emplace(fd, std::move(c));
+    }
+  }
+
+  void WatchListener() {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd;
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
+    accept_paused = false;
+  }
+
+  // Closes connections past their deadlines.
+  void Sweep() {
+    const auto now = Clock::now();
+    if (accept_paused) WatchListener();
+    std::vector<int> expired;
+    for (auto& [fd, c] : idle) {
+      if (c->closing) {
+        if (Seconds(now - c->first_byte) > 2) expired.push_back(fd);
+      } else if (!c->parser.started()) {
+        if (Seconds(now - c->idle_since) > options.keep_alive_timeout_s) expired.push_back(fd);
+      } else {
+        const double age = Seconds(now - c->first_byte);
+        const bool head_late = c->parser.state() == HttpRequestParser::State::kNeedMore &&
+                               c->parser.request().method.empty() && age > options.header_timeout_s;
+        if (head_late || age > options.read_timeout_s) {
+          Reject(c.get(), 408, "the request was not received in time");
+        }
+      }
+    }
+    for (int fd : expired) {
+      ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+      auto it = idle.find(fd);
+      std::unique_ptr<Connection> c = std::move(it->second);
+      idle.erase(it);
+      Close(std::move(c));
+    }
+  }
+
+  void WorkerLoop() {
+    while (true) {
+      std::unique_ptr<Connection> c;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        work_cv.wait(lock, [&] { return !work.empty() || stopping; });
+        if (work.empty()) return;
+        c = std::move(work.front());
+        work.pop_front();
+      }
+      HttpRequest& request = c->parser.request();
+      HttpResponder responder(c->fd, request, options.write_timeout_s);
+      try {
+        handler(request, responder);
+      } catch (const std::exception& e) {
+        TS_LOG_ERROR("handler for {} {} failed: {}", request.method, request.path, e.what());
+      } catch (...) {
+        TS_LOG_ERROR("handler for {} {} failed", request.method, request.path);
+      }
+      if (!responder.started()) {
+        responder.Send(500, "application/json", error_body(500, "internal server error"));
+      }
+      if (logger) logger(responder.status());
+      c->keep = responder.reusable();
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        returned.push_back(std::move(c));
+      }
+      Wake();
+    }
+  }
+};
+
+HttpServer::HttpServer(HttpServerOptions options, Handler handler, ErrorBody error_body,
+                       Logger logger)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+  impl_->error_body = std::move(error_body);
+  impl_->logger = std::move(logger);
+  impl_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  impl_->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+}
+
+HttpServer::~HttpServer() {
+  Stop();
+  for (auto& [fd, c] : impl_->idle) ::close(fd);
+  if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
+  ::close(impl_->wake_fd);
+  ::close(impl_->epoll_fd);
+}
+
+Status HttpServer::Bind() {
+  // Each connection is a descriptor: allow as many as the hard limit permits.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(impl_->options.port);
+  if (::getaddrinfo(impl_->options.host.c_str(), service.c_str(), &hints, &found) != 0 || !found)
+    return UnavailableError("cannot resolve host '{}'", impl_->options.host);
+  int fd = -1;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, 1024) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(found);
+  if (fd < 0)
+    return UnavailableError("cannot bind {}:{} (in use, or not a local address)",
+                            impl_->options.host, impl_->options.port);
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  impl_->listen_fd = fd;
+  return OkStatus();
+}
+
+void HttpServer::Serve() {
+  Impl& s = *impl_;
+  for (int i = 0; i < std::max(1, s.options.worker_threads); ++i)
+    s.workers.emplace_back([&s] { s.WorkerLoop(); });
+  s.WatchListener();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = s.wake_fd;
+  ::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, s.wake_fd, &ev);
+  auto last_sweep = Clock::now();
+  epoll_event events[64];
+  while (!s.stopping) {
+    const int n = ::epoll_wait(s.epoll_fd, events, 64, 100);
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == s.listen_fd) {
+        s.Accept();
+      } else if (fd == s.wake_fd) {
+        uint64_t count;
+        [[maybe_unused]] ssize_t r = ::read(s.wake_fd, &count, sizeof(count));
+        s.TakeReturned();
+      } else {
+        s.OnReadable(fd);
+      }
+    }
+    if (Seconds(Clock::now() - last_sweep) >= 0.1) {
+      s.Sweep();
+      last_sweep = Clock::now();
+    }
+  }
+  ::close(s.listen_fd);
+  s.listen_fd = -1;
+  s.work_cv.notify_all();
+  for (auto& w : s.workers) w.join();
+  s.workers.clear();
+  s.TakeReturned();  // closes them: stopping is set
+}
+
+void HttpServer::Stop() {
+  if (impl_->stopping.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);  // pairs with the workers' wait
+  }
+  impl_->work_cv.notify_all();
+  impl_->Wake();
+}
+
+}  // namespace tinyserve

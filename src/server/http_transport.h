@@ -1,0 +1,103 @@
+// tinyserve's own HTTP/1.1 server transport (replaces cpp-httplib, whose Debian 12 version
+// cannot bound chunked bodies, header sizes or slow senders). One I/O thread owns every
+// connection while it is idle or sending its request: it reads with epoll under whole-operation
+// deadlines (idle keep-alive, request head, whole request) and the byte limits of HttpLimits,
+// so slow or idle clients hold no worker thread. A complete request is handed to a worker
+// thread, which runs the handler and writes the response itself (blocking, under a write
+// deadline); the connection then goes back to the I/O thread for the next request.
+// Thread-safety: Bind/Serve from one thread; Stop from any thread; HttpResponder belongs to the
+// worker that runs the handler.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "server/http_parser.h"
+#include "util/status.h"
+
+namespace tinyserve {
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0 = any free port
+  int worker_threads = 16;
+  HttpLimits limits;
+  double keep_alive_timeout_s = 5;  // an idle connection is closed after this
+  double header_timeout_s = 10;     // the request head must arrive within this of its first byte
+  double read_timeout_s = 30;       // the whole request must arrive within this of its first byte
+  double write_timeout_s = 30;      // a response write that makes no progress this long fails
+  int max_connections = 1024;       // further connections are closed at once
+};
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// Writes one response on a worker thread.
+class HttpResponder {
+ public:
+  HttpResponder(int fd, const HttpRequest& request, double write_timeout_s)
+      : fd_(fd), request_(request), write_timeout_s_(write_timeout_s) {}
+
+  // A complete response with Content-Length. False when the client is gone.
+  bool Send(int status, std::string_view content_type, std::string_view body,
+            const HttpHeaders& headers = {});
+  // Starts a streamed response (chunked; close-delimited for HTTP/1.0 clients).
+  bool BeginStream(int status, std::string_view content_type, const HttpHeaders& headers = {});
+  bool Write(std::string_view data);
+  bool EndStream();
+  // True once the client closed or reset its side of the connection. Cheap (one poll).
+  bool ClientGone() const;
+
+  int status() const { return status_; }
+  bool started() const { return started_; }
+  // The connection may carry another request.
+  bool reusable() const { return complete_ && ok_ && keep_alive_; }
+
+ private:
+  bool WriteAll(std::string_view data);
+  std::string Head(int status, std::string_view content_type, const HttpHeaders& headers,
+                   std::string_view framing);
+
+  const int fd_;
+  const HttpRequest& request_;
+  const double write_timeout_s_;
+  int status_ = 0;
+  bool started_ = false;
+  bool complete_ = false;
+  bool ok_ = true;
+  bool chunked_ = false;
+  bool keep_alive_ = true;
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<void(HttpRequest&, HttpResponder&)>;  // may consume the body
+  // The body sent for an error the transport answers itself (bad framing, limits, timeouts).
+  using ErrorBody = std::function<std::string(int status, const std::string& message)>;
+  // Called after every response with its status.
+  using Logger = std::function<void(int status)>;
+
+  HttpServer(HttpServerOptions options, Handler handler, ErrorBody error_body, Logger logger);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Opens the listening socket. Errors: address in use, bad host.
+  [[nodiscard]] Status Bind();
+  int port() const { return port_; }
+  // Runs the I/O loop until Stop; returns once every worker has finished.
+  void Serve();
+  // Idempotent; any thread.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+}  // namespace tinyserve
