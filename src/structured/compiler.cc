@@ -129,6 +129,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
     const CompileOptions& options) {
   TS_ASSIGN_OR_RETURN(Grammar g, CompileToGrammar(kind, text, options));
   auto compiled = std::make_shared<CompiledGrammar>(std::move(g), std::move(vocab));
+  if (!options.precompute) return std::shared_ptr<const CompiledGrammar>(std::move(compiled));
   const Status warm = compiled->Warm(std::chrono::steady_clock::now() + options.warm_time,
                                      options.max_grammar_bytes, options.max_precompute_work);
   if (!warm.ok()) return warm.WithPrefix(GrammarKindName(kind));

@@ -43,6 +43,9 @@ struct CompileOptions {
   int64_t max_precompute_work = 48'000'000;
   size_t max_grammar_bytes = size_t{64} << 20;
   std::chrono::milliseconds warm_time{30000};
+  // False: no precompute, sets computed on first use (offline tools whose walks visit a few
+  // states; never the server, whose engine thread must not compute them).
+  bool precompute = true;
 };
 
 // Text -> grammar (no vocabulary). Errors are InvalidArgument with a message for the client.

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     if (spec.contains("schema")) text = spec["schema"].dump();
     if (spec.contains("choices")) text = spec["choices"].dump();
     CompileOptions options;
-    options.warm_time = std::chrono::milliseconds(0);  // only the states the walks reach
+    options.precompute = false;  // only the states the walks reach
     auto g = CompileGrammar(kind, text, vocab, options);
     if (!g.ok()) {
       out["error"] = g.status().message();
