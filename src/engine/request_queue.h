@@ -4,18 +4,18 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "engine/request.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -42,10 +42,10 @@ class RequestStream {
  private:
   const std::string request_id_;
   const int32_t n_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<RequestEvent> events_;  // guarded by mu_
-  int32_t choices_open_;             // guarded by mu_: choices whose final event is not pushed
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<RequestEvent> events_ GUARDED_BY(mu_);
+  int32_t choices_open_ GUARDED_BY(mu_);  // choices whose final event is not pushed
 };
 
 // A submitted request on its way to the engine thread.
@@ -79,13 +79,13 @@ class RequestQueue {
 
  private:
   const int32_t max_queue_len_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<PendingRequest> requests_;  // guarded by mu_
-  std::vector<std::string> aborts_;       // guarded by mu_
-  int64_t engine_waiting_ = 0;            // guarded by mu_
-  std::unordered_set<std::string> live_ids_;  // guarded by mu_
-  bool stopped_ = false;                  // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::vector<PendingRequest> requests_ GUARDED_BY(mu_);
+  std::vector<std::string> aborts_ GUARDED_BY(mu_);
+  int64_t engine_waiting_ GUARDED_BY(mu_) = 0;
+  std::unordered_set<std::string> live_ids_ GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 // A value published by the engine thread and read by others (the stats snapshot).
@@ -93,17 +93,17 @@ template <typename T>
 class Published {
  public:
   void Set(T value) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     value_ = std::move(value);
   }
   T Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return value_;
   }
 
  private:
-  mutable std::mutex mu_;
-  T value_{};
+  mutable Mutex mu_;
+  T value_ GUARDED_BY(mu_){};
 };
 
 }  // namespace tinyserve

@@ -112,12 +112,12 @@ Status ApiServer::Bind() {
 void ApiServer::Serve() { http_->listen_after_bind(); }
 
 void ApiServer::Track(const std::shared_ptr<Call>& call) {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(&calls_mu_);
   calls_.insert(call);
 }
 
 void ApiServer::Untrack(const std::shared_ptr<Call>& call) {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(&calls_mu_);
   calls_.erase(call);
 }
 
@@ -125,13 +125,13 @@ void ApiServer::Shutdown(std::chrono::milliseconds grace) {
   if (draining_.exchange(true)) return;
   const auto deadline = Clock::now() + grace;
   auto in_flight = [&] {
-    std::lock_guard<std::mutex> lock(calls_mu_);
+    MutexLock lock(&calls_mu_);
     return calls_.size();
   };
   while (in_flight() > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   {
-    std::lock_guard<std::mutex> lock(calls_mu_);
+    MutexLock lock(&calls_mu_);
     if (!calls_.empty()) TS_LOG_WARNING("shutdown: aborting {} requests", calls_.size());
     for (const auto& call : calls_)
       for (const auto& id : call->engine_ids) engine_->Abort(id);

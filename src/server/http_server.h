@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_set>
 
@@ -17,7 +16,9 @@
 #include "server/metrics.h"
 #include "server/openai_api.h"
 #include "structured/compiler.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace httplib {
 class Server;
@@ -84,8 +85,8 @@ class ApiServer {
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{0};
-  std::mutex calls_mu_;
-  std::unordered_set<std::shared_ptr<Call>> calls_;  // guarded by calls_mu_: in flight
+  Mutex calls_mu_;
+  std::unordered_set<std::shared_ptr<Call>> calls_ GUARDED_BY(calls_mu_);  // in flight
 };
 
 }  // namespace tinyserve

@@ -42,7 +42,7 @@ int32_t CompiledGrammar::StepConfig(int32_t config, uint8_t byte) const {
 const StateTokenSets& CompiledGrammar::TokenSets(int32_t state) const {
   const StateTokenSets* s = sets_[state].load(std::memory_order_acquire);
   if (s != nullptr) return *s;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (sets_[state].load(std::memory_order_relaxed) == nullptr) ComputeLocked(state);
   return *sets_[state].load(std::memory_order_relaxed);
 }

@@ -9,12 +9,15 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "structured/grammar.h"
 #include "structured/pda.h"
 #include "structured/vocabulary.h"
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::structured {
 
@@ -47,25 +50,30 @@ class CompiledGrammar {
   int64_t num_computed_states() const { return num_computed_.load(); }
 
  private:
-  void ComputeLocked(int32_t state) const;
+  void ComputeLocked(int32_t state) const REQUIRES(mu_);
   // Memoised transitions of configurations over kUnknownStack, shared by all states.
-  int32_t InternConfig(const StackConfig& c) const;
-  int32_t StepConfig(int32_t config, uint8_t byte) const;
+  int32_t InternConfig(const StackConfig& c) const REQUIRES(mu_);
+  int32_t StepConfig(int32_t config, uint8_t byte) const REQUIRES(mu_);
 
   Grammar grammar_;
   std::shared_ptr<const Vocabulary> vocab_;
-  mutable std::mutex mu_;
+  // A leaf lock (nothing else is locked while it is held), taken only to compute a state's
+  // sets: by the HTTP thread that compiles the grammar (Warm, before anyone else can see it),
+  // then by engine pool threads for states Warm did not reach. Reads of computed sets are
+  // lock-free (sets_ is published with release/acquire).
+  mutable Mutex mu_;
   mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
-  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
+  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_ GUARDED_BY(mu_);
   mutable std::atomic<int64_t> num_computed_{0};
-  // Guarded by mu_.
-  mutable StackPool pool_;
-  mutable Pda pda_;
-  mutable std::vector<StackConfig> configs_;
-  mutable std::unordered_map<std::string, int32_t> config_ids_;
-  mutable std::vector<int32_t> trans_;  // [config * 256 + byte] -> config, -1 unknown
-  mutable std::vector<uint8_t> can_pop_;  // [config]
-  mutable std::vector<uint32_t> close_;   // [config]: fewest bytes to finish the analysed rule
+  mutable StackPool pool_ GUARDED_BY(mu_);
+  mutable Pda pda_ GUARDED_BY(mu_);
+  mutable std::vector<StackConfig> configs_ GUARDED_BY(mu_);
+  mutable std::unordered_map<std::string, int32_t> config_ids_ GUARDED_BY(mu_);
+  // [config * 256 + byte] -> config, -1 unknown
+  mutable std::vector<int32_t> trans_ GUARDED_BY(mu_);
+  mutable std::vector<uint8_t> can_pop_ GUARDED_BY(mu_);  // [config]
+  // [config]: fewest bytes to finish the analysed rule
+  mutable std::vector<uint32_t> close_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve::structured

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -15,7 +14,9 @@
 #include "structured/compiled_grammar.h"
 #include "structured/grammar.h"
 #include "structured/vocabulary.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::structured {
 
@@ -71,10 +72,10 @@ class GrammarCache {
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
   CompileOptions options_;
-  mutable std::mutex mu_;
-  std::list<Entry> lru_;  // front: most recent
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
-  Stats stats_;
+  mutable Mutex mu_;
+  std::list<Entry> lru_ GUARDED_BY(mu_);  // front: most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve::structured
