@@ -192,7 +192,8 @@ void ApiServer::InstallRoutes() {
                                 "", ""});
     }
   });
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                            const std::exception_ptr&) {
     SendError(res, ApiError{500, "internal server error", "internal_server_error", "", ""});
   });
   s.set_logger([this](const httplib::Request&, const httplib::Response& res) {
