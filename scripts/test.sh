@@ -16,11 +16,12 @@ JOBS="$(nproc)"
 timings=()
 configure() { cmake --preset "$1" >/dev/null; }
 step() {  # step NAME COMMAND...: runs it and records its wall time
-  local name=$1 t0=$SECONDS
+  local name=$1 t0=$SECONDS rc=0
   shift
   echo "=== test.sh: $name"
-  "$@"
+  "$@" || rc=$?
   timings+=("$(printf '%-16s %5d s' "$name" $((SECONDS - t0)))")
+  return "$rc"
 }
 report() {
   echo "=== test.sh: time per step (wall, $JOBS cores)"
