@@ -5,7 +5,10 @@
 // doing them). Prints a markdown table; --profile adds a per-op time breakdown.
 //
 //   build/release/benchmarks/bench_model [--threads 2] [--dtypes bf16,q8_0,q4_0,q4_k_m]
-//       [--prompt 512] [--batch 16] [--context 256] [--steps 16] [--profile]
+//       [--model dummy:qwen2.5-0.5b] [--prompt 512] [--batch 16] [--context 256] [--steps 16]
+//       [--profile]
+// A dtype "A+Q" loads weights of type A (dummy models; "stored" for a --model file or
+// directory) quantized at load with --quantization Q, e.g. --dtypes bf16,bf16+q8_0,q8_0.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Args {
   int threads = 2;
+  std::string model = "dummy:qwen2.5-0.5b";
   std::vector<std::string> dtypes = {"bf16", "q8_0", "q4_0", "q4_k_m"};
   int prompt = 512;
   int batch = 16;
@@ -41,6 +45,20 @@ struct Row {
   double decodeb_tps = 0, decodeb_bound = 0;
   const char* prefill_unit = "";
 };
+
+// A "Name: N kB" field of /proc/self/status in MB: VmRSS (all resident pages, including clean
+// pages of mapped weight files the OS may drop) or RssAnon (memory the process allocated).
+double StatusMb(const char* field) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  double kb = 0;
+  const std::string format = std::string(field) + ": %lf kB";
+  while (std::fgets(line, sizeof(line), f))
+    if (std::sscanf(line, format.c_str(), &kb) == 1) break;
+  std::fclose(f);
+  return kb / 1e3;
+}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -86,21 +104,29 @@ int Run(const Args& a) {
   std::vector<Row> rows;
   for (const std::string& dtype : a.dtypes) {
     LoadOptions load;
-    load.dtype = dtype;
+    // "bf16+q8_0": dummy bf16 weights quantized at load (--quantization q8_0); "+q8_0" for a
+    // --model file or directory.
+    const size_t plus = dtype.find('+');
+    load.dtype = dtype.substr(0, plus);
+    if (plus != std::string::npos) load.quantization = dtype.substr(plus + 1);
+    if (load.dtype == "stored") load.dtype.clear();
+    const double rss_before = StatusMb("VmRSS"), anon_before = StatusMb("RssAnon");
     const auto load_start = Clock::now();
-    auto loaded = Qwen2Model::Load("dummy:qwen2.5-0.5b", load);
+    auto loaded = Qwen2Model::Load(a.model, load);
     if (!loaded.ok()) {
       fmt::print(stderr, "{}: {}\n", dtype, loaded.status().ToString());
       return 1;
     }
     Qwen2Model& model = **loaded;
     const ModelConfig& c = model.config();
-    fmt::print("{}: built in {:.1f} s\n", dtype, Seconds(load_start));
+    fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB (+{:.0f} MB allocated)\n",
+               dtype, Seconds(load_start), StatusMb("VmRSS") - rss_before,
+               StatusMb("RssAnon") - anon_before);
     Row row;
     row.dtype = dtype;
     const double weight_bytes = static_cast<double>(model.weights().MatrixBytes());
     row.weight_mb = weight_bytes / 1e6;
-    const bool quantized = dtype.rfind("q", 0) == 0;
+    const bool quantized = IsQuantized(model.weights().layers[0].down.source_dtype());
     const double peak_ops = quantized ? roof.int8_gops * 1e9 : roof.fma_gflops * 1e9;
     row.prefill_unit = quantized ? "int8 dot" : "f32 FMA";
     const double bandwidth = roof.read_gb_per_s * 1e9;
@@ -206,6 +232,8 @@ int main(int argc, char** argv) {
         if (end > at) a.dtypes.push_back(list.substr(at, end - at));
         at = end + 1;
       }
+    } else if (arg == "--model") {
+      a.model = next();
     } else if (arg == "--prompt") {
       a.prompt = std::max(1, std::atoi(next().c_str()));
     } else if (arg == "--batch") {

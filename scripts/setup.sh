@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-jsonschema
   curl
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -5,7 +5,9 @@
 #   release the release build and every test (ctest --preset release)
 #   asan    ASan+UBSan build and every test not labelled no_asan
 #   tsan    ThreadSanitizer build of the concurrent modules' tests (ctest --preset tsan)
-# Skip parts with TINYSERVE_SKIP_STATIC=1, TINYSERVE_SKIP_ASAN=1, TINYSERVE_SKIP_TSAN=1.
+#   fuzz    libFuzzer targets, 30 s each (scripts/fuzz.sh)
+# Skip parts with TINYSERVE_SKIP_STATIC=1, TINYSERVE_SKIP_ASAN=1, TINYSERVE_SKIP_TSAN=1,
+# TINYSERVE_SKIP_FUZZ=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +58,10 @@ if [ "${TINYSERVE_SKIP_TSAN:-0}" != 1 ]; then
   step tsan-build bash -c "cmake --preset tsan >/dev/null && cmake --build --preset tsan -j$JOBS \
       --target util_test structured_test engine_test server_test"
   step tsan-tests ctest --preset tsan
+fi
+
+if [ "${TINYSERVE_SKIP_FUZZ:-0}" != 1 ]; then
+  step fuzz bash scripts/fuzz.sh
 fi
 
 if [ "$format_ok" != 1 ]; then

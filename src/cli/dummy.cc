@@ -15,12 +15,16 @@ void AddDummyCommand(CLI::App& app, int* exit_code) {
     std::string format = "gguf";
     uint64_t seed = 0;
     int threads = 2;
+    int64_t num_layers = 0;
     std::string tokenizer_dir;
     std::string out;
   };
   auto opts = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("dummy", "Write a dummy model with seeded random weights");
-  cmd->add_option("--preset", opts->preset, "qwen2.5-0.5b | tiny")->capture_default_str();
+  cmd->add_option("--preset", opts->preset,
+                  "qwen2.5-0.5b | qwen2.5-1.5b | qwen2.5-3b | qwen2.5-7b | qwen2-0.5b | tiny")
+      ->capture_default_str();
+  cmd->add_option("--num-layers", opts->num_layers, "keep only the first N layers (0: all)");
   cmd->add_option("--dtype", opts->dtype, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_k_m")
       ->capture_default_str();
   cmd->add_option("--format", opts->format, "gguf | safetensors")->capture_default_str();
@@ -39,6 +43,7 @@ void AddDummyCommand(CLI::App& app, int* exit_code) {
       return fail(InvalidArgumentError("--format must be gguf or safetensors"));
     auto config = DummyPresetConfig(opts->preset);
     if (!config.ok()) return fail(config.status());
+    if (Status s = OverrideDummyLayers(opts->num_layers, &*config); !s.ok()) return fail(s);
     auto dtype = ParseDummyDType(opts->dtype);
     if (!dtype.ok()) return fail(dtype.status());
     if (opts->format == "safetensors" && *dtype != DummyDType::kF32 &&

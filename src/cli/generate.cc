@@ -20,6 +20,8 @@ namespace {
 struct GenerateOptions {
   std::string model = "dummy:qwen2.5-0.5b";
   std::string dtype;
+  std::string quantization;
+  int64_t num_layers = 0;
   uint64_t weights_seed = 0;
   std::string prompt;
   std::string prompt_ids;
@@ -55,6 +57,8 @@ Status RunGenerate(const GenerateOptions& o) {
   LoadOptions load;
   load.dtype = o.dtype;
   load.seed = o.weights_seed;
+  load.quantization = o.quantization;
+  load.num_layers = o.num_layers;
   const auto load_start = Clock::now();
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> model, Qwen2Model::Load(o.model, load));
   const ModelConfig& c = model->config();
@@ -149,6 +153,10 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "dummy models: f32 f16 bf16 q8_0 q4_0 q4_k_m (bf16)");
   cmd->add_option("--weights-seed", o->weights_seed, "dummy models: seed of the weights");
+  cmd->add_option("--quantization,-q", o->quantization,
+                  "quantize f32/f16/bf16 matrices at load: q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k "
+                  "q4_k q5_k q6_k");
+  cmd->add_option("--num-layers", o->num_layers, "dummy models: keep only the first N layers");
   auto* text = cmd->add_option("--prompt", o->prompt, "prompt text");
   auto* ids = cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids: 1,2,3");
   text->excludes(ids);

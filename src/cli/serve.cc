@@ -1,6 +1,7 @@
 // `tinyserve serve MODEL`: the OpenAI-compatible server (flags named as vLLM's). Loads the
 // model and tokenizer, starts the engine, serves until SIGINT/SIGTERM, then shuts down
 // gracefully (in-flight requests get --shutdown-timeout seconds) and exits 0.
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <thread>
@@ -20,6 +21,8 @@ namespace {
 struct ServeFlags {
   std::string model = "dummy:qwen2.5-0.5b";
   std::string dtype;
+  std::string quantization;
+  int64_t num_layers = 0;
   uint64_t weights_seed = 0;
   std::string generation_config = "auto";
   double shutdown_timeout_s = 30;
@@ -45,7 +48,14 @@ Status RunServe(ServeFlags f) {
   LoadOptions load;
   load.dtype = f.dtype;
   load.seed = f.weights_seed;
+  load.quantization = f.quantization;
+  load.num_layers = f.num_layers;
+  const auto load_start = std::chrono::steady_clock::now();
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> loaded, Qwen2Model::Load(f.model, load));
+  TS_LOG_INFO("loaded {} in {:.2f} s: {:.1f} MB of matrices{}", f.model,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
+              loaded->weights().MatrixBytes() / 1e6,
+              f.quantization.empty() ? "" : " (quantized to " + f.quantization + ")");
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizerFor(*loaded));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
   if (!tokenizer->chat_template().empty() && !IsQwen25ChatTemplate(tokenizer->chat_template()))
@@ -98,6 +108,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--dtype", f->dtype, "Dummy models: weight type (f32 f16 bf16 q8_0 q4_0 q4_k_m)");
   cmd->add_option("--seed", f->weights_seed, "Dummy models: seed of the random weights");
+  cmd->add_option("--quantization,-q", f->quantization,
+                  "Quantize f32/f16/bf16 matrices at load: q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k "
+                  "q4_k q5_k q6_k");
+  cmd->add_option("--num-layers", f->num_layers, "Dummy models: keep only the first N layers");
   cmd->add_option("--host", f->server.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", f->server.port, "Port (0: any free port)")->capture_default_str();
   cmd->add_option("--api-key", f->server.api_key,

@@ -300,8 +300,10 @@ class Engine::Impl {
       d->mask_seconds = Seconds(t0, Clock::now());
       allowed = es->mask;
       if (std::all_of(es->mask.begin(), es->mask.end(), [](uint32_t w) { return w == 0; })) {
-        // The budget logic keeps a way to close open: no allowed token is a matcher bug.
-        d->error = InternalError("the grammar allows no next token");
+        // The budget logic keeps a way to close open: no allowed token is a matcher bug, or a
+        // grammar too ambiguous to follow within the matcher's work bounds (its error says so).
+        d->error = es->matcher->error().ok() ? InternalError("the grammar allows no next token")
+                                             : es->matcher->error();
         return;
       }
     }

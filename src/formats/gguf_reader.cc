@@ -257,8 +257,15 @@ class GgufParser {
     if (!reader_.Read(&type_id)) return Truncated(fmt::format("type of tensor '{}'", name));
     const std::optional<DType> dtype = DTypeFromGgmlId(type_id);
     if (!dtype) {
-      return UnimplementedError("{}: tensor '{}': unsupported ggml tensor type {}", out_.path(),
-                                name, type_id);
+      const std::string_view known = GgmlTypeNameOfUnsupported(type_id);
+      if (!known.empty()) {
+        return UnimplementedError("{}: unsupported tensor type {} (ggml type {}) in tensor '{}'",
+                                  out_.path(), known, type_id, name);
+      }
+      return UnimplementedError(
+          "{}: unsupported tensor type {} (a ggml type id this build does not know) in tensor "
+          "'{}'",
+          out_.path(), type_id, name);
     }
     t->dtype = *dtype;
     if (!reader_.Read(offset)) return Truncated(fmt::format("offset of tensor '{}'", name));

@@ -22,7 +22,8 @@ namespace {
 constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
                                DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
                                DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
-                               DType::kQ6_K};
+                               DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
+                               DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0, DType::kQ2_0};
 
 std::vector<MatMulIsa> SupportedIsas() {
   std::vector<MatMulIsa> isas;
@@ -42,6 +43,9 @@ std::vector<int> F16Fields(DType t) {
     case DType::kQ2_K: return {80, 82};
     case DType::kQ3_K: return {108};
     case DType::kQ6_K: return {208};
+    case DType::kTQ1_0: return {52};
+    case DType::kTQ2_0: return {64};
+    case DType::kMXFP4: return {};  // an E8M0 exponent instead, set by RandomWeights
     default: return {0};
   }
 }
@@ -67,6 +71,9 @@ std::vector<uint8_t> RandomWeights(DType t, int64_t rows, int64_t cols, std::mt1
       w[off + f] = static_cast<uint8_t>(h);
       w[off + f + 1] = static_cast<uint8_t>(h >> 8);
     }
+  // MXFP4: a scale 2^(e - 128) between 2^-12 and 2^-6 (the table reaches 12).
+  if (t == DType::kMXFP4)
+    for (uint64_t off = 0; off < bytes; off += bb) w[off] = static_cast<uint8_t>(116 + rng() % 7);
   return w;
 }
 

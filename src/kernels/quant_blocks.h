@@ -17,7 +17,8 @@ struct QuantTraits {
   bool has_min = false;
 };
 
-// Traits of a block type (Q4_0..Q6_K); sub_block == 0 for other types.
+// Traits of a block type (Q4_0..Q6_K, IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0);
+// sub_block == 0 for other types.
 QuantTraits GetQuantTraits(DType type);
 
 // Decodes n weights (a multiple of BlockSize(type)) of a block type into q[n],
@@ -28,6 +29,9 @@ void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* 
 // The k-quant halves (quant_kquants.cc), called by the functions above and QuantizeRow.
 void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset);
+// The table and ternary/binary formats (quant_iquants.cc): no offsets (zero-point formats),
+// sub-blocks of 32.
+void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale);
 [[nodiscard]] Status QuantizeKQuantRow(DType type, const float* src, void* dst, int64_t n);
 
 // f16 helpers for quantizers: the smallest f16 >= v (v >= 0, finite); false if it overflows.

@@ -150,16 +150,41 @@ QuantTraits GetQuantTraits(DType type) {
     case DType::kQ2_K: return {16, 0, true};
     case DType::kQ3_K: return {16, 4, false};
     case DType::kQ6_K: return {16, 32, false};
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS:
+    case DType::kMXFP4: return {32, 128, false};
+    case DType::kTQ1_0:
+    case DType::kTQ2_0:
+    case DType::kQ1_0:
+    case DType::kQ2_0: return {32, 1, false};
     default: return {};
   }
 }
 
 void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset) {
-  if (BlockSize(type) == 256) {
-    DecodeKQuantRow(type, src, n, q, scale, offset);
-  } else {
-    Decode32Row(type, static_cast<const uint8_t*>(src), n, q, scale, offset);
+  switch (type) {
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      DecodeKQuantRow(type, src, n, q, scale, offset);
+      return;
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS:
+    case DType::kMXFP4:
+    case DType::kTQ1_0:
+    case DType::kTQ2_0:
+    case DType::kQ1_0:
+    case DType::kQ2_0: {
+      DecodeExtraRow(type, src, n, q, scale);
+      const QuantTraits t = GetQuantTraits(type);
+      for (int64_t i = 0; i < n / t.sub_block; ++i) offset[i] = -t.zero_point * scale[i];
+      return;
+    }
+    default:
+      Decode32Row(type, static_cast<const uint8_t*>(src), n, q, scale, offset);
   }
 }
 

@@ -20,7 +20,13 @@ constexpr DType kBlockTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType
                                  DType::kQ8_0, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
                                  DType::kQ5_K, DType::kQ6_K};
 
+// Formats read from files only (no quantizer): decoded, never encoded.
+constexpr DType kDecodeOnlyTypes[] = {DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
+                                      DType::kTQ1_0,  DType::kTQ2_0,  DType::kQ1_0,
+                                      DType::kQ2_0};
+
 class BlockTypeTest : public ::testing::TestWithParam<DType> {};
+class DecodeTest : public ::testing::TestWithParam<DType> {};
 
 // Random bytes with small finite f16 scales; every quant value and scale pattern occurs.
 std::vector<uint8_t> RandomBlocks(DType t, int64_t num_blocks, std::mt19937& rng) {
@@ -38,7 +44,7 @@ std::vector<uint8_t> RandomBlocks(DType t, int64_t num_blocks, std::mt19937& rng
   return b;
 }
 
-TEST_P(BlockTypeTest, IntegerDecompositionEqualsDequantizeRow) {
+TEST_P(DecodeTest, IntegerDecompositionEqualsDequantizeRow) {
   const DType t = GetParam();
   std::mt19937 rng(static_cast<int>(t));
   const int64_t n = 4 * BlockSize(t);
@@ -50,7 +56,10 @@ TEST_P(BlockTypeTest, IntegerDecompositionEqualsDequantizeRow) {
   DequantizeRow(t, b.data(), want.data(), n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = i / traits.sub_block;
-    EXPECT_EQ(scale[s] * q[i] + offset[s], want[i]) << DTypeName(t) << " i=" << i;
+    // What the kernels compute: scale * (q - zero) with q - zero exact, or scale * q + offset.
+    const float got = traits.has_min ? scale[s] * q[i] + offset[s]
+                                     : scale[s] * static_cast<float>(q[i] - traits.zero_point);
+    EXPECT_EQ(got, want[i]) << DTypeName(t) << " i=" << i;
     if (!traits.has_min) {
       EXPECT_EQ(offset[s], -traits.zero_point * scale[s]);
     }
@@ -90,6 +99,10 @@ TEST_P(BlockTypeTest, QuantizeRejectsPartialBlocksAndNonFinite) {
   EXPECT_FALSE(QuantizeRow(t, x.data(), b.data(), BlockSize(t)).ok());
 }
 
+INSTANTIATE_TEST_SUITE_P(AllBlockTypes, DecodeTest, ::testing::ValuesIn(kBlockTypes),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(DecodeOnlyTypes, DecodeTest, ::testing::ValuesIn(kDecodeOnlyTypes),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
 INSTANTIATE_TEST_SUITE_P(AllBlockTypes, BlockTypeTest, ::testing::ValuesIn(kBlockTypes),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 

@@ -60,6 +60,43 @@ StatusOr<Json> ParseObject(std::string_view text, const char* file) {
   return j;
 }
 
+// The end-of-generation set llama.cpp derives from a GGUF vocabulary (llama-vocab.cpp): the
+// eos, eot and eom ids, every token whose text is one of the end-of-turn markers below, and the
+// FIM pad / repo / file-separator tokens. Qwen2.5 gets {151643, 151645, 151662, 151663, 151664}
+// plus "</s>" (128247), which the file marks NORMAL but llama.cpp treats as control.
+Status AddGgufEndOfGeneration(const GgufFile& f, const std::vector<std::string>& texts,
+                              std::vector<int32_t>* ids) {
+  static constexpr std::string_view kEogTexts[] = {
+      "<|eot_id|>",    "<|im_end|>",      "<|end|>",          "<end_of_turn>",
+      "<|endoftext|>", "<|eom_id|>",      "<EOT>",            "_<EOT>",
+      "<|end_of_text|>", "<end_of_utterance>", "</s>",        "<|fim_pad|>",
+      "<fim-pad>",     "<fim_pad>",       "<|repo_name|>",    "<fim-repo>",
+      "<reponame>",    "<|file_sep|>",    "<fim-file-sep>",   "<file_sep>",
+  };
+  auto add = [&](int64_t id) {
+    if (id < 0 || id >= static_cast<int64_t>(texts.size())) return;
+    if (std::find(ids->begin(), ids->end(), id) == ids->end())
+      ids->push_back(static_cast<int32_t>(id));
+  };
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    if (f.Find(key) == nullptr) continue;
+    const std::optional<uint64_t> v = f.GetUint(key);
+    if (!v || *v >= texts.size())
+      return InvalidArgumentError("{}: {} is not a token id", f.path(), key);
+    add(static_cast<int64_t>(*v));
+  }
+  for (size_t id = 0; id < texts.size(); ++id) {
+    for (std::string_view eog : kEogTexts) {
+      if (texts[id] == eog) {
+        add(static_cast<int64_t>(id));
+        break;
+      }
+    }
+  }
+  std::sort(ids->begin() + 1, ids->end());  // the file's eos stays first
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ValidateModelConfig(const ModelConfig& c) {
@@ -200,6 +237,19 @@ StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& f) {
   TS_RETURN_IF_ERROR(get_int("tokenizer.ggml.eos_token_id", false, &eos));
   c.bos_token_id = static_cast<int32_t>(std::min<int64_t>(bos, INT32_MAX));
   c.eos_token_ids = {static_cast<int32_t>(std::min<int64_t>(eos, INT32_MAX))};
+  if (const GgufValue* tokens = f.Find("tokenizer.ggml.tokens")) {
+    if (tokens->type() != GgufType::kArray || tokens->element_type() != GgufType::kString)
+      return InvalidArgumentError("{}: tokenizer.ggml.tokens must be an array of strings",
+                                  f.path());
+    const std::vector<std::string>& texts = tokens->strings();
+    // Every token id must have an embedding row, and every row a token (llama.cpp refuses
+    // both mismatches too): the converter pads the list with [PAD] tokens to the row count.
+    if (static_cast<int64_t>(texts.size()) != c.vocab_size)
+      return InvalidArgumentError(
+          "{}: tokenizer.ggml.tokens has {} entries but token_embd.weight has {} rows",
+          f.path(), texts.size(), c.vocab_size);
+    TS_RETURN_IF_ERROR(AddGgufEndOfGeneration(f, texts, &c.eos_token_ids));
+  }
   c.torch_dtype = "gguf";
   Status s = ValidateModelConfig(c);
   if (!s.ok()) return s.WithPrefix(f.path());

@@ -88,6 +88,34 @@ std::vector<TensorSpec> Qwen2TensorSpecs(const ModelConfig& c) {
 StatusOr<ModelConfig> DummyPresetConfig(std::string_view preset) {
   ModelConfig c;  // the defaults are Qwen2.5-0.5B-Instruct's published config
   if (preset == "qwen2.5-0.5b") return c;
+  // The other sizes, from their published config.json files (Qwen2.5-*-Instruct, Qwen2-0.5B).
+  auto shape = [&](int64_t hidden, int64_t ffn, int64_t layers, int64_t heads, int64_t kv_heads) {
+    c.hidden_size = hidden;
+    c.intermediate_size = ffn;
+    c.num_layers = layers;
+    c.num_heads = heads;
+    c.num_kv_heads = kv_heads;
+    c.head_dim = hidden / heads;
+  };
+  if (preset == "qwen2.5-1.5b") {
+    shape(1536, 8960, 28, 12, 2);
+    return c;
+  }
+  if (preset == "qwen2.5-3b") {
+    shape(2048, 11008, 36, 16, 2);
+    return c;
+  }
+  if (preset == "qwen2.5-7b") {
+    shape(3584, 18944, 28, 28, 4);
+    c.vocab_size = 152064;
+    c.tie_word_embeddings = false;
+    return c;
+  }
+  if (preset == "qwen2-0.5b") {  // the base model: 128k context, eos <|endoftext|>
+    c.max_position_embeddings = 131072;
+    c.eos_token_ids = {151643};
+    return c;
+  }
   if (preset == "tiny") {
     c.hidden_size = 64;
     c.intermediate_size = 128;
@@ -98,7 +126,19 @@ StatusOr<ModelConfig> DummyPresetConfig(std::string_view preset) {
     c.max_position_embeddings = 4096;
     return c;
   }
-  return InvalidArgumentError("unknown dummy preset \"{}\" (known: qwen2.5-0.5b, tiny)", preset);
+  return InvalidArgumentError(
+      "unknown dummy preset \"{}\" (known: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b, "
+      "qwen2-0.5b, tiny)",
+      preset);
+}
+
+Status OverrideDummyLayers(int64_t num_layers, ModelConfig* config) {
+  if (num_layers == 0) return OkStatus();
+  if (num_layers < 0 || num_layers > config->num_layers)
+    return InvalidArgumentError("--num-layers {}: the preset has 1..{} layers", num_layers,
+                                config->num_layers);
+  config->num_layers = num_layers;
+  return OkStatus();
 }
 
 StatusOr<DummyDType> ParseDummyDType(std::string_view name) {

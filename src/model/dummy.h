@@ -22,7 +22,13 @@ namespace tinyserve {
 // "qwen2.5-0.5b": the published shape (24 layers, 896 hidden, 4864 ffn, 14/2 heads, vocab
 // 151936, tied). "tiny": 2 layers, hidden 64, ffn 128, 4/2 heads, head_dim 16, the real vocab,
 // tied. Errors: unknown preset.
+// "qwen2.5-1.5b" (28 layers, 1536 hidden, 8960 ffn, 12/2 heads, tied), "qwen2.5-3b" (36, 2048,
+// 11008, 16/2, tied), "qwen2.5-7b" (28, 3584, 18944, 28/4, vocab 152064, untied) and
+// "qwen2-0.5b" (the 0.5B shape, 131072 context, eos 151643) follow the published config.json.
 [[nodiscard]] StatusOr<ModelConfig> DummyPresetConfig(std::string_view preset);
+// --num-layers: keeps the first `num_layers` layers of a preset (0 = all), so tests can run the
+// real widths of the large presets in little time and memory.
+[[nodiscard]] Status OverrideDummyLayers(int64_t num_layers, ModelConfig* config);
 
 // The weight types a dummy model can have. q4_0 and q4_k_m follow llama.cpp's choices for
 // Qwen2.5-0.5B: the tied embedding is Q8_0 (llama.cpp quantizes it as the output matrix, Q6_K,

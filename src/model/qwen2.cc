@@ -51,21 +51,27 @@ bool EndsWith(const std::string& s, std::string_view suffix) {
 
 StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::FromTensors(const ModelConfig& config,
                                                               Qwen2Tensors tensors,
-                                                              std::shared_ptr<const void> source) {
+                                                              std::shared_ptr<const void> source,
+                                                              const Qwen2PrepareOptions& prepare) {
   TS_RETURN_IF_ERROR(ValidateModelConfig(config));
   std::unique_ptr<Qwen2Model> m(new Qwen2Model());
   m->config_ = config;
   m->source_ = std::move(source);
   m->tensors_ = std::move(tensors);
-  TS_ASSIGN_OR_RETURN(m->weights_, PrepareQwen2Weights(m->tensors_));
+  TS_ASSIGN_OR_RETURN(m->weights_, PrepareQwen2Weights(m->tensors_, prepare));
   return m;
 }
 
 StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
                                                        const LoadOptions& options) {
   constexpr std::string_view kDummy = "dummy:";
+  Qwen2PrepareOptions prepare;
+  TS_ASSIGN_OR_RETURN(prepare.quantization, ParseQuantization(options.quantization));
+  if (options.num_layers != 0 && model.rfind(kDummy, 0) != 0)
+    return InvalidArgumentError("--num-layers applies to dummy models only");
   if (model.rfind(kDummy, 0) == 0) {
     TS_ASSIGN_OR_RETURN(ModelConfig config, DummyPresetConfig(model.substr(kDummy.size())));
+    TS_RETURN_IF_ERROR(OverrideDummyLayers(options.num_layers, &config));
     TS_ASSIGN_OR_RETURN(DummyDType dtype,
                         ParseDummyDType(options.dtype.empty() ? "bf16" : options.dtype));
     TS_ASSIGN_OR_RETURN(std::unique_ptr<DummyWeights> dummy,
@@ -75,7 +81,8 @@ StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
         Qwen2Tensors tensors,
         BindQwen2Tensors(config, Qwen2Naming::kHuggingFace,
                          [&](const std::string& name) { return owner->Find(name); }));
-    TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> m, FromTensors(config, std::move(tensors), owner));
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> m,
+                        FromTensors(config, std::move(tensors), owner, prepare));
     GenerationDefaults defaults;
     TS_ASSIGN_OR_RETURN(defaults, GenerationDefaultsFromJson(QwenGenerationConfigJson()));
     m->gen_defaults_ = defaults;
@@ -92,7 +99,7 @@ StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
       return owner->FindTensor(name);
     });
     if (!bound.ok()) return bound.status().WithPrefix(model);
-    auto m = FromTensors(config, std::move(bound).value(), owner);
+    auto m = FromTensors(config, std::move(bound).value(), owner, prepare);
     if (!m.ok()) return m.status().WithPrefix(model);
     (*m)->gguf_ = owner.get();
     return m;
@@ -107,7 +114,7 @@ StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
   auto bound = BindQwen2Tensors(*config, Qwen2Naming::kHuggingFace,
                                 [&](const std::string& name) { return owner->FindTensor(name); });
   if (!bound.ok()) return bound.status().WithPrefix(model);
-  auto m = FromTensors(*config, std::move(bound).value(), owner);
+  auto m = FromTensors(*config, std::move(bound).value(), owner, prepare);
   if (!m.ok()) return m.status().WithPrefix(model);
   if (fs::exists(model + "/generation_config.json")) {
     TS_ASSIGN_OR_RETURN(std::string text, ReadTextFile(model + "/generation_config.json"));

@@ -21,6 +21,11 @@ struct LoadOptions {
   std::string dtype;
   // Dummy models only: the seed of the random weights (same seed, same weights, any format).
   uint64_t seed = 0;
+  // vLLM's --quantization: q8_0, q4_0, q4_k, ... quantizes every f32/f16/bf16 matrix at load
+  // (see Qwen2PrepareOptions); empty = keep the stored types.
+  std::string quantization;
+  // Dummy presets only: keep the first num_layers layers (0 = all), for small tests.
+  int64_t num_layers = 0;
 };
 
 // Seconds spent in each op since the last ResetProfile (when profiling is on).
@@ -39,7 +44,8 @@ class Qwen2Model : public Model {
                                                                   const LoadOptions& options);
   // From bound tensors whose bytes `source` keeps alive.
   [[nodiscard]] static StatusOr<std::unique_ptr<Qwen2Model>> FromTensors(
-      const ModelConfig& config, Qwen2Tensors tensors, std::shared_ptr<const void> source);
+      const ModelConfig& config, Qwen2Tensors tensors, std::shared_ptr<const void> source,
+      const Qwen2PrepareOptions& prepare = {});
 
   const ModelConfig& config() const override { return config_; }
   [[nodiscard]] Status Forward(const ForwardBatch& batch,

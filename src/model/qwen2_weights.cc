@@ -1,6 +1,9 @@
 #include "model/qwen2_weights.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -71,10 +74,48 @@ StatusOr<kernels::PackedMatrix> PackConcat(const std::vector<const TensorView*>&
     at += n;
   }
   TensorView view{name, parts[0]->dtype, {rows, parts[0]->shape[1]}, buf.data(), bytes};
-  w->owned.push_back(std::move(buf));
   auto packed = kernels::PackedMatrix::Pack(view);
   if (!packed.ok()) return packed.status().WithPrefix("tensor " + name);
+  // Float matrices are read in place; block types were copied into the packed layout.
+  if (IsFloatType(view.dtype)) w->owned.push_back(std::move(buf));
   return packed;
+}
+
+// Float matrix `t` quantized to QuantizationFor(type), in a buffer appended to `scratch`.
+StatusOr<TensorView> QuantizeMatrix(const TensorView& t, DType type,
+                                    std::vector<AlignedBuffer<uint8_t>>* scratch) {
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  const DType target = QuantizationFor(type, cols);
+  const std::optional<uint64_t> row_bytes = RowBytes(target, cols);
+  if (!row_bytes)
+    return InvalidArgumentError("tensor {}: {} columns cannot be quantized to {}", t.name, cols,
+                                DTypeName(target));
+  AlignedBuffer<uint8_t> buf(*row_bytes * static_cast<uint64_t>(rows));
+  const uint64_t src_row = *RowBytes(t.dtype, cols);
+  // Rows are independent: split them over the cores (load time is the user's wait).
+  const int64_t num_threads =
+      std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::min<int64_t>(rows, 16));
+  std::vector<Status> status(num_threads);
+  auto work = [&](int64_t part) {
+    std::vector<float> row(cols);
+    for (int64_t r = rows * part / num_threads; r < rows * (part + 1) / num_threads; ++r) {
+      kernels::DequantizeRow(t.dtype, static_cast<const uint8_t*>(t.data) + r * src_row,
+                             row.data(), cols);
+      Status s = kernels::QuantizeRow(target, row.data(), buf.data() + r * *row_bytes, cols);
+      if (!s.ok()) {
+        status[part] = s.WithPrefix(fmt::format("tensor {} row {}", t.name, r));
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int64_t part = 1; part < num_threads; ++part) threads.emplace_back(work, part);
+  work(0);
+  for (std::thread& th : threads) th.join();
+  for (const Status& s : status) TS_RETURN_IF_ERROR(s);
+  TensorView view{t.name, target, t.shape, buf.data(), buf.size()};
+  scratch->push_back(std::move(buf));
+  return view;
 }
 
 StatusOr<kernels::PackedMatrix> PackOne(const TensorView& t) {
@@ -189,14 +230,55 @@ uint64_t Qwen2Weights::MatrixBytes() const {
   return total;
 }
 
-StatusOr<Qwen2Weights> PrepareQwen2Weights(const Qwen2Tensors& t) {
+StatusOr<std::optional<DType>> ParseQuantization(std::string_view name) {
+  if (name.empty() || name == "none") return std::optional<DType>();
+  const std::optional<DType> t = DTypeFromName(name);
+  static constexpr DType kQuantizable[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1,
+                                           DType::kQ5_0, DType::kQ5_1, DType::kQ2_K,
+                                           DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                                           DType::kQ6_K};
+  if (t && std::find(std::begin(kQuantizable), std::end(kQuantizable), *t) !=
+               std::end(kQuantizable))
+    return std::optional<DType>(*t);
+  return InvalidArgumentError(
+      "--quantization {}: expected one of q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k",
+      name);
+}
+
+DType QuantizationFor(DType type, int64_t cols) {
+  if (cols % BlockSize(type) == 0) return type;
+  switch (type) {
+    case DType::kQ4_K: return DType::kQ5_0;
+    case DType::kQ5_K: return DType::kQ5_1;
+    case DType::kQ6_K: return DType::kQ8_0;
+    default: return DType::kQ4_0;  // q2_k, q3_k
+  }
+}
+
+StatusOr<Qwen2Weights> PrepareQwen2Weights(const Qwen2Tensors& tensors,
+                                           const Qwen2PrepareOptions& options) {
+  // Quantized copies of float matrices; each lives only until it is packed.
+  std::vector<AlignedBuffer<uint8_t>> scratch;
+  int64_t num_quantized = 0;
+  auto source = [&](const TensorView& m) -> StatusOr<TensorView> {
+    if (!options.quantization || !IsFloatType(m.dtype)) return m;
+    ++num_quantized;
+    return QuantizeMatrix(m, *options.quantization, &scratch);
+  };
   Qwen2Weights w;
-  w.embed = t.embed;
-  TS_ASSIGN_OR_RETURN(w.final_norm, TensorToF32(t.final_norm));
-  TS_ASSIGN_OR_RETURN(w.lm_head, PackOne(t.lm_head()));
-  w.layers.resize(t.layers.size());
-  for (size_t l = 0; l < t.layers.size(); ++l) {
-    const Qwen2LayerTensors& s = t.layers[l];
+  w.embed = tensors.embed;
+  TS_ASSIGN_OR_RETURN(w.final_norm, TensorToF32(tensors.final_norm));
+  {
+    TS_ASSIGN_OR_RETURN(TensorView lm_head, source(tensors.lm_head()));
+    TS_ASSIGN_OR_RETURN(w.lm_head, PackOne(lm_head));
+    scratch.clear();
+  }
+  w.layers.resize(tensors.layers.size());
+  for (size_t l = 0; l < tensors.layers.size(); ++l) {
+    Qwen2LayerTensors s = tensors.layers[l];
+    for (TensorView* m : {&s.q, &s.k, &s.v, &s.o, &s.gate, &s.up, &s.down}) {
+      TS_ASSIGN_OR_RETURN(*m, source(*m));
+    }
     Qwen2LayerWeights& d = w.layers[l];
     TS_ASSIGN_OR_RETURN(d.attn_norm, TensorToF32(s.attn_norm));
     TS_ASSIGN_OR_RETURN(d.ffn_norm, TensorToF32(s.ffn_norm));
@@ -224,7 +306,13 @@ StatusOr<Qwen2Weights> PrepareQwen2Weights(const Qwen2Tensors& t) {
       TS_ASSIGN_OR_RETURN(d.up, PackOne(s.up));
     }
     TS_ASSIGN_OR_RETURN(d.down, PackOne(s.down));
+    scratch.clear();
   }
+  if (options.quantization && num_quantized == 0)
+    return InvalidArgumentError(
+        "--quantization {}: the model has no f32/f16/bf16 matrices to quantize (its matrices are "
+        "{})",
+        DTypeName(*options.quantization), DTypeName(tensors.lm_head().dtype));
   return w;
 }
 

@@ -1,7 +1,9 @@
 // Qwen2 weights: binding stored tensors by name (Hugging Face safetensors names or GGUF names)
 // with shape checks against the config, then preparing them once for the kernels (norms and
-// biases to f32, matrices packed; q/k/v and gate/up fused when their dtypes match).
-// Built at load on one thread; read-only afterwards (any thread may read).
+// biases to f32, matrices packed, float matrices optionally quantized first; q/k/v and gate/up
+// fused when their dtypes match).
+// Built at load by one thread (which may fan out to all cores to quantize); read-only afterwards
+// (any thread may read).
 #pragma once
 
 #include <cstdint>
@@ -96,6 +98,22 @@ struct Qwen2Weights {
   uint64_t MatrixBytes() const;
 };
 
-[[nodiscard]] StatusOr<Qwen2Weights> PrepareQwen2Weights(const Qwen2Tensors& tensors);
+// vLLM's --quantization for float checkpoints: every f32/f16/bf16 matrix is quantized to
+// `type` at load (round to nearest per block, kernels/quant_formats.h), then packed like a GGUF
+// matrix of that type. The embedding table stays as stored (it is read row by row, not
+// multiplied); a tied lm_head is quantized from it. Like llama-quantize, a k-quant falls back
+// for matrices whose rows are not a multiple of 256: q4_k -> q5_0, q5_k -> q5_1,
+// q6_k -> q8_0, and q2_k / q3_k -> q4_0 (llama.cpp picks iq4_nl, which has no quantizer here).
+struct Qwen2PrepareOptions {
+  std::optional<DType> quantization;
+};
+// Parses a --quantization value: q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k; "" or
+// "none" = no quantization.
+[[nodiscard]] StatusOr<std::optional<DType>> ParseQuantization(std::string_view name);
+// The type a matrix with `cols` columns gets under --quantization `type` (the fallbacks above).
+DType QuantizationFor(DType type, int64_t cols);
+
+[[nodiscard]] StatusOr<Qwen2Weights> PrepareQwen2Weights(const Qwen2Tensors& tensors,
+                                                         const Qwen2PrepareOptions& options = {});
 
 }  // namespace tinyserve

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -17,7 +18,7 @@
 #include "structured/pda.h"
 #include "structured/vocabulary.h"
 #include "util/mutex.h"
-#include "util/thread_annotations.h"
+#include "util/status.h"
 
 namespace tinyserve::structured {
 
@@ -44,36 +45,51 @@ class CompiledGrammar {
   const Vocabulary& vocab() const { return *vocab_; }
   // Token sets of grammar state `state` (one with byte edges). Thread-safe.
   const StateTokenSets& TokenSets(int32_t state) const;
-  // Precomputes token sets of every state with byte edges until `deadline`; returns false when
-  // the deadline cut it short (the rest stay lazy).
-  bool Warm(std::chrono::steady_clock::time_point deadline) const;
+  // Precomputes the token sets of every state with byte edges, then frees the scratch used to
+  // compute them. InvalidArgument when the work (vocabulary-trie nodes visited, a
+  // load-independent measure) would exceed `max_work`, `deadline` passes (a safety net), the
+  // sets and scratch outgrow `max_bytes`, or a step exceeds the Pda's bounds (a grammar too
+  // ambiguous): the server rejects such grammars at compile time instead of computing sets on
+  // the engine thread.
+  [[nodiscard]] Status Warm(std::chrono::steady_clock::time_point deadline,
+                            size_t max_bytes = SIZE_MAX, int64_t max_work = INT64_MAX) const;
   int64_t num_computed_states() const { return num_computed_.load(); }
+  // Vocabulary-trie nodes visited computing token sets so far (the precompute's work unit).
+  int64_t precompute_work() const { return precompute_work_.load(); }
+  // Approximate heap bytes held: grammar, token sets and scratch. Thread-safe.
+  size_t memory_bytes() const;
 
  private:
-  void ComputeLocked(int32_t state) const REQUIRES(mu_);
+  // False when `deadline` passed or a step overflowed before the sets were complete (nothing
+  // stored then).
+  bool ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline,
+                     int64_t max_work) const;
+  size_t ScratchBytesLocked() const;
+  void ResetScratchLocked() const;
   // Memoised transitions of configurations over kUnknownStack, shared by all states.
-  int32_t InternConfig(const StackConfig& c) const REQUIRES(mu_);
-  int32_t StepConfig(int32_t config, uint8_t byte) const REQUIRES(mu_);
+  int32_t InternConfig(const StackConfig& c) const;
+  int32_t StepConfig(int32_t config, uint8_t byte) const;
 
   Grammar grammar_;
   std::shared_ptr<const Vocabulary> vocab_;
-  // A leaf lock (nothing else is locked while it is held), taken only to compute a state's
-  // sets: by the HTTP thread that compiles the grammar (Warm, before anyone else can see it),
-  // then by engine pool threads for states Warm did not reach. Reads of computed sets are
-  // lock-free (sets_ is published with release/acquire).
+  // Leaf lock taken only to compute a state's sets: by the HTTP thread compiling the grammar
+  // (Warm, before the cache publishes it), then by engine pool threads for states Warm did not
+  // reach. Computed sets are read lock-free (release/acquire on sets_).
   mutable Mutex mu_;
   mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
-  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_ GUARDED_BY(mu_);
+  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
   mutable std::atomic<int64_t> num_computed_{0};
-  mutable StackPool pool_ GUARDED_BY(mu_);
-  mutable Pda pda_ GUARDED_BY(mu_);
-  mutable std::vector<StackConfig> configs_ GUARDED_BY(mu_);
-  mutable std::unordered_map<std::string, int32_t> config_ids_ GUARDED_BY(mu_);
-  // [config * 256 + byte] -> config, -1 unknown
-  mutable std::vector<int32_t> trans_ GUARDED_BY(mu_);
-  mutable std::vector<uint8_t> can_pop_ GUARDED_BY(mu_);  // [config]
-  // [config]: fewest bytes to finish the analysed rule
-  mutable std::vector<uint32_t> close_ GUARDED_BY(mu_);
+  size_t grammar_bytes_ = 0;
+  mutable std::atomic<size_t> sets_bytes_{0};
+  mutable std::atomic<int64_t> precompute_work_{0};
+  // Guarded by mu_.
+  mutable StackPool pool_;
+  mutable Pda pda_;
+  mutable std::vector<StackConfig> configs_;
+  mutable std::unordered_map<std::string, int32_t> config_ids_;
+  mutable std::vector<int32_t> trans_;  // [config * 256 + byte] -> config, -1 unknown
+  mutable std::vector<uint8_t> can_pop_;  // [config]
+  mutable std::vector<uint32_t> close_;   // [config]: fewest bytes to finish the analysed rule
 };
 
 }  // namespace tinyserve::structured

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "structured/gbnf.h"
+#include "structured/json_limits.h"
 #include "structured/json_schema.h"
 #include "structured/regex.h"
 
@@ -30,6 +31,7 @@ void RebaseRefs(Json* s, const std::string& prefix) {
 // {"functions": [{"name": ..., "parameters": {...}}, ...], "multiple": bool} -> a schema of one
 // call {"name": ..., "arguments": ...} and the wrapper options.
 StatusOr<std::string> ToolCallSchema(std::string_view text, JsonSchemaOptions* o) {
+  TS_RETURN_IF_ERROR(CheckJsonNesting(text, "tool-call spec"));
   Json spec = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (spec.is_discarded() || !spec.is_object() || !spec.contains("functions") ||
       !spec["functions"].is_array() || spec["functions"].empty()) {
@@ -75,10 +77,15 @@ StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
     return InvalidArgumentError("{} is larger than {} bytes", GrammarKindName(kind),
                                 options.max_text_bytes);
   }
+  // The deadline travels in the limits so every long loop of the builder checks it while
+  // compiling (a check after the fact would let one request hold a thread for minutes).
+  GrammarLimits limits = options.limits;
+  limits.deadline =
+      std::min(limits.deadline, std::chrono::steady_clock::now() + options.time_limit);
   JsonSchemaOptions jo;
-  jo.limits = options.limits;
+  jo.limits = limits;
   jo.max_depth = options.max_schema_depth;
-  jo.deadline = std::chrono::steady_clock::now() + options.time_limit;
+  jo.deadline = limits.deadline;
   switch (kind) {
     case GrammarKind::kJsonSchema:
       return CompileJsonSchema(text, jo);
@@ -92,11 +99,12 @@ StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
       RegexOptions ro;
       ro.max_repeat = options.limits.max_repeat;
       TS_ASSIGN_OR_RETURN(Expr e, ParseRegex(text, ro));
-      GrammarBuilder b(options.limits);
+      GrammarBuilder b(limits);
       TS_ASSIGN_OR_RETURN(int32_t root, b.AddRule("root", e));
       return b.Finish(root);
     }
     case GrammarKind::kChoice: {
+      TS_RETURN_IF_ERROR(CheckJsonNesting(text, "choice"));
       Json list = Json::parse(text, nullptr, /*allow_exceptions=*/false);
       if (list.is_discarded() || !list.is_array() || list.empty()) {
         return InvalidArgumentError("choice must be a non-empty JSON array of strings");
@@ -106,12 +114,12 @@ StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
         if (!c.is_string()) return InvalidArgumentError("choice must contain only strings");
         alts.push_back(Expr::Literal(c.get<std::string>()));
       }
-      GrammarBuilder b(options.limits);
+      GrammarBuilder b(limits);
       TS_ASSIGN_OR_RETURN(int32_t root, b.AddRule("root", Expr::Alt(std::move(alts))));
       return b.Finish(root);
     }
     case GrammarKind::kGbnf:
-      return CompileGbnf(text, options.limits);
+      return CompileGbnf(text, limits);
   }
   return InvalidArgumentError("unknown grammar kind");
 }
@@ -119,20 +127,30 @@ StatusOr<Grammar> CompileToGrammar(GrammarKind kind, std::string_view text,
 StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
     GrammarKind kind, std::string_view text, std::shared_ptr<const Vocabulary> vocab,
     const CompileOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
   TS_ASSIGN_OR_RETURN(Grammar g, CompileToGrammar(kind, text, options));
-  if (std::chrono::steady_clock::now() - start > options.time_limit) {
-    return InvalidArgumentError("{} compilation exceeded {} ms", GrammarKindName(kind),
-                                options.time_limit.count());
-  }
   auto compiled = std::make_shared<CompiledGrammar>(std::move(g), std::move(vocab));
-  compiled->Warm(std::chrono::steady_clock::now() + options.warm_time);
+  const Status warm = compiled->Warm(std::chrono::steady_clock::now() + options.warm_time,
+                                     options.max_grammar_bytes, options.max_precompute_work);
+  if (!warm.ok()) return warm.WithPrefix(GrammarKindName(kind));
   return std::shared_ptr<const CompiledGrammar>(std::move(compiled));
 }
 
 GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity,
-                           CompileOptions options)
-    : vocab_(std::move(vocab)), capacity_(std::max<size_t>(capacity, 1)), options_(options) {}
+                           CompileOptions options, size_t max_bytes)
+    : vocab_(std::move(vocab)),
+      capacity_(std::max<size_t>(capacity, 1)),
+      max_bytes_(max_bytes),
+      options_(options) {}
+
+void GrammarCache::EvictLocked() {
+  // The newest entry stays even when alone over max_bytes: its request is using it anyway, and
+  // CompileOptions::max_grammar_bytes bounds it.
+  while (lru_.size() > capacity_ || (bytes_ > max_bytes_ && lru_.size() > 1)) {
+    bytes_ -= lru_.back().bytes;
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+}
 
 StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind kind,
                                                                    std::string_view text) {
@@ -163,21 +181,27 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind k
   }
   auto it = index_.find(key);
   if (it != index_.end()) {
+    bytes_ -= it->second->bytes;
     lru_.erase(it->second);
     index_.erase(it);
   }
-  lru_.push_front({key, *compiled});
-  index_[key] = lru_.begin();
-  while (lru_.size() > capacity_) {
-    index_.erase(lru_.back().key);
-    lru_.pop_back();
-  }
+  // The key is held twice (list entry and index).
+  const size_t entry_bytes = (*compiled)->memory_bytes() + 2 * key.size() + 128;
+  lru_.push_front({key, *compiled, entry_bytes});
+  bytes_ += entry_bytes;
+  index_[std::move(key)] = lru_.begin();
+  EvictLocked();
   return *compiled;
 }
 
 GrammarCache::Stats GrammarCache::stats() const {
   MutexLock lock(&mu_);
   return stats_;
+}
+
+size_t GrammarCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
 }
 
 size_t GrammarCache::size() const {

@@ -37,8 +37,13 @@ struct CompileOptions {
   size_t max_text_bytes = 256 * 1024;
   // Compilation (parse + automaton) must finish in this time or fails.
   std::chrono::milliseconds time_limit{2000};
-  // After compiling, precompute per-state token sets for up to this long (the rest is lazy).
-  std::chrono::milliseconds warm_time{1000};
+  // After compiling, every per-state token set is precomputed within this work (vocabulary-trie
+  // nodes visited: ~1.5 s on a loaded 2-core machine for 12M, the most any of the tests' 59
+  // schemas needs with Qwen's vocabulary) and size, or the grammar is rejected: the engine
+  // thread never computes them. The time is only a safety net against a starved machine.
+  int64_t max_precompute_work = 48'000'000;
+  size_t max_grammar_bytes = size_t{64} << 20;
+  std::chrono::milliseconds warm_time{30000};
 };
 
 // Text -> grammar (no vocabulary). Errors are InvalidArgument with a message for the client.
@@ -48,7 +53,9 @@ struct CompileOptions {
     GrammarKind kind, std::string_view text, std::shared_ptr<const Vocabulary> vocab,
     const CompileOptions& options = {});
 
-// Compiled grammars keyed by (kind, text), least recently used evicted. Thread-safe.
+// Compiled grammars keyed by (kind, text), least recently used evicted when the entries exceed
+// `capacity` or their bytes (CompiledGrammar::memory_bytes plus the key) exceed `max_bytes`.
+// Thread-safe.
 class GrammarCache {
  public:
   struct Stats {
@@ -56,21 +63,28 @@ class GrammarCache {
     double compile_seconds = 0;
   };
 
+  static constexpr size_t kDefaultMaxBytes = size_t{256} << 20;
+
   GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity,
-               CompileOptions options = {});
+               CompileOptions options = {}, size_t max_bytes = kDefaultMaxBytes);
 
   [[nodiscard]] StatusOr<std::shared_ptr<const CompiledGrammar>> Get(GrammarKind kind,
                                                                      std::string_view text);
   Stats stats() const;
   size_t size() const;
+  size_t bytes() const;
 
  private:
   struct Entry {
     std::string key;
     std::shared_ptr<const CompiledGrammar> grammar;
+    size_t bytes;
   };
+  void EvictLocked();
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
+  size_t max_bytes_;
+  size_t bytes_ = 0;  // sum of the entries' bytes
   CompileOptions options_;
   mutable Mutex mu_;
   std::list<Entry> lru_ GUARDED_BY(mu_);  // front: most recent

@@ -1,6 +1,7 @@
 #include "structured/gbnf.h"
 
 #include <cctype>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -9,6 +10,8 @@ namespace {
 
 class GbnfParser {
  public:
+  static constexpr int kMaxPostfix = 8;
+
   GbnfParser(std::string_view text, GrammarBuilder* b) : t_(text), b_(b) {}
 
   StatusOr<Grammar> Parse() {
@@ -114,9 +117,13 @@ class GbnfParser {
   }
 
   StatusOr<Expr> ParsePostfix(Expr atom) {
-    for (;;) {
+    for (int count = 0;; ++count) {
       // Postfix operators bind to the previous item without intervening whitespace rules.
       if (AtEnd()) return atom;
+      // Each operator wraps the item once more: 200,000 of them would nest the tree that deep.
+      if (count == kMaxPostfix && std::strchr("*+?{", t_[pos_]) != nullptr) {
+        return Error(fmt::format("more than {} repetition operators on one item", kMaxPostfix));
+      }
       const char c = t_[pos_];
       if (c == '*') {
         ++pos_, atom = Expr::Star(std::move(atom));

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <functional>
 
 #include "util/check.h"
 
@@ -27,6 +26,19 @@ int64_t EstimateStates(const Expr& e) {
     }
   }
   return 1;
+}
+
+// Deepest nesting of `e`, without recursion (the other walks recurse, so this runs first).
+int32_t ExprDepth(const Expr& e) {
+  int32_t deepest = 0;
+  std::vector<std::pair<const Expr*, int32_t>> stack{{&e, 1}};
+  while (!stack.empty()) {
+    const auto [x, d] = stack.back();
+    stack.pop_back();
+    deepest = std::max(deepest, d);
+    for (const Expr& k : x->kids) stack.push_back({&k, d + 1});
+  }
+  return deepest;
 }
 
 int32_t MaxRepeat(const Expr& e) {
@@ -129,11 +141,12 @@ void GrammarBuilder::NormalizeEdges(std::vector<LocalEdge>* edges) {
 // Merges states with the same finality and the same edges (after merging their targets), to a
 // fixpoint: e.g. the many "one more UTF-8 continuation byte" states of a character class become
 // one. Fewer states means fewer token sets to precompute. State 0 stays the start.
-void GrammarBuilder::MergeEquivalentStates(LocalRule* r) {
+Status GrammarBuilder::MergeEquivalentStates(LocalRule* r) const {
   const size_t n = r->edges.size();
   std::vector<int32_t> rep(n);
   for (size_t i = 0; i < n; ++i) rep[i] = static_cast<int32_t>(i);
   for (bool changed = true; changed;) {
+    TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
     std::unordered_map<std::string, int32_t> by_sig;
     std::vector<int32_t> next(n);
@@ -157,7 +170,7 @@ void GrammarBuilder::MergeEquivalentStates(LocalRule* r) {
   for (size_t i = 0; i < n; ++i) {
     if (rep[i] == static_cast<int32_t>(i)) id[i] = count++;
   }
-  if (count == static_cast<int32_t>(n)) return;
+  if (count == static_cast<int32_t>(n)) return OkStatus();
   std::vector<std::vector<LocalEdge>> edges(count);
   std::vector<bool> final(count);
   for (size_t i = 0; i < n; ++i) {
@@ -171,9 +184,21 @@ void GrammarBuilder::MergeEquivalentStates(LocalRule* r) {
   }
   r->edges = std::move(edges);
   r->final = std::move(final);
+  return OkStatus();
+}
+
+Status GrammarBuilder::CheckDeadline() const {
+  if (std::chrono::steady_clock::now() > limits_.deadline) {
+    return InvalidArgumentError("grammar compilation exceeded its time limit");
+  }
+  return OkStatus();
 }
 
 Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
+  TS_RETURN_IF_ERROR(CheckDeadline());
+  if (ExprDepth(body) > limits_.max_expr_depth) {
+    return InvalidArgumentError("grammar nested more than {} levels deep", limits_.max_expr_depth);
+  }
   const int64_t est = EstimateStates(body);
   if (total_states_ + est > limits_.max_states) {
     return InvalidArgumentError("grammar too large: more than {} automaton states",
@@ -200,7 +225,11 @@ Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
   map_state(from);
   out->edges.clear();
   out->final.clear();
+  // Closures of nullable repeats can make this quadratic: count the work and the edges made.
+  int64_t work = 0, edges_made = 0;
+  const int64_t max_work = limits_.max_edges * 8;
   for (size_t i = 0; i < old_of.size(); ++i) {
+    if ((i & 1023) == 0) TS_RETURN_IF_ERROR(CheckDeadline());
     const int32_t old = old_of[i];
     closure.clear();
     stack.assign(1, old);
@@ -209,6 +238,7 @@ Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
       const int32_t s = stack.back();
       stack.pop_back();
       closure.push_back(s);
+      work += 1 + static_cast<int64_t>(nfa.eps[s].size() + nfa.edges[s].size());
       for (int32_t t : nfa.eps[s]) {
         if (mark[t] != static_cast<int32_t>(i)) {
           mark[t] = static_cast<int32_t>(i);
@@ -223,10 +253,18 @@ Status GrammarBuilder::Compile(const Expr& body, LocalRule* out) {
       for (const auto& e : nfa.edges[s]) edges.push_back({e.rule, e.lo, e.hi, map_state(e.target)});
     }
     NormalizeEdges(&edges);
+    edges_made += static_cast<int64_t>(edges.size());
+    if (total_edges_ + edges_made > limits_.max_edges || work > max_work) {
+      return InvalidArgumentError(
+          "grammar too large: more than {} automaton edges (nullable repetitions such as "
+          "(a?b?){{n}} grow quadratically)",
+          limits_.max_edges);
+    }
     out->edges.push_back(std::move(edges));
     out->final.push_back(is_final);
   }
-  MergeEquivalentStates(out);
+  TS_RETURN_IF_ERROR(MergeEquivalentStates(out));
+  for (const auto& e : out->edges) total_edges_ += static_cast<int64_t>(e.size());
   total_states_ += static_cast<int64_t>(out->edges.size());
   out->defined = true;
   return OkStatus();
@@ -265,6 +303,7 @@ StatusOr<int32_t> GrammarBuilder::AddRule(std::string name, const Expr& body) {
   std::string sig = Signature(r);
   if (auto it = signatures_.find(sig); it != signatures_.end()) {
     total_states_ -= static_cast<int64_t>(r.edges.size());
+    for (const auto& e : r.edges) total_edges_ -= static_cast<int64_t>(e.size());
     return it->second;
   }
   TS_ASSIGN_OR_RETURN(int32_t id, DeclareRule(r.name));
@@ -281,8 +320,10 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   // Productive rules: the start state reaches a final state through productive calls.
   std::vector<bool> productive(num_rules, false);
   for (bool changed = true; changed;) {
+    TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
-    for (int32_t r = 0; r < num_rules; ++r) {
+    // Last rule first: a chain of rules each calling the next settles in one pass.
+    for (int32_t r = num_rules; r-- > 0;) {
       if (productive[r]) continue;
       const LocalRule& lr = rules_[r];
       std::vector<bool> seen(lr.edges.size(), false);
@@ -376,6 +417,7 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   // Nullable states and rules.
   std::vector<bool> nullable(num_states, false);
   for (bool changed = true; changed;) {
+    TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
     for (size_t i = num_states; i-- > 0;) {
       if (nullable[i]) continue;
@@ -391,36 +433,46 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   // Left recursion: a rule that can call itself before consuming a byte would make the
   // pushdown automaton push forever.
   std::vector<std::vector<int32_t>> left_calls(num_rules);
+  std::vector<int32_t> seen_by(num_states, -1);
   for (int32_t r = 0; r < num_rules; ++r) {
     std::vector<int32_t> stack{g.rules[r].start};
-    std::vector<int32_t> seen{g.rules[r].start};
+    seen_by[g.rules[r].start] = r;
     while (!stack.empty()) {
       const GrammarState& st = g.states[stack.back()];
       stack.pop_back();
       for (uint32_t k = st.byte_edge_end; k < st.edge_end; ++k) {
         const GrammarEdge& e = g.edges[k];
         left_calls[r].push_back(e.rule);
-        if (nullable[g.rules[e.rule].start] &&
-            std::find(seen.begin(), seen.end(), e.target) == seen.end()) {
-          seen.push_back(e.target);
+        if (nullable[g.rules[e.rule].start] && seen_by[e.target] != r) {
+          seen_by[e.target] = r;
           stack.push_back(e.target);
         }
       }
     }
   }
+  // Cycle search by an explicit-stack DFS (a chain of 20,000 rules must not recurse 20,000
+  // frames deep): color 1 = on the DFS path, 2 = done.
   std::vector<int8_t> color(num_rules, 0);
-  std::function<bool(int32_t)> has_cycle = [&](int32_t r) {
-    color[r] = 1;
-    for (int32_t q : left_calls[r]) {
-      if (color[q] == 1 || (color[q] == 0 && has_cycle(q))) return true;
-    }
-    color[r] = 2;
-    return false;
-  };
-  for (int32_t r = 0; r < num_rules; ++r) {
-    if (color[r] == 0 && has_cycle(r)) {
-      return InvalidArgumentError("left recursion through rule '{}' is not supported",
-                                  g.rules[r].name);
+  for (int32_t r0 = 0; r0 < num_rules; ++r0) {
+    if (color[r0] != 0) continue;
+    std::vector<std::pair<int32_t, size_t>> path{{r0, 0}};  // rule, next left call to visit
+    color[r0] = 1;
+    while (!path.empty()) {
+      auto& [r, next] = path.back();
+      if (next == left_calls[r].size()) {
+        color[r] = 2;
+        path.pop_back();
+        continue;
+      }
+      const int32_t q = left_calls[r][next++];
+      if (color[q] == 1) {
+        return InvalidArgumentError("left recursion through rule '{}' is not supported",
+                                    g.rules[q].name);
+      }
+      if (color[q] == 0) {
+        color[q] = 1;
+        path.push_back({q, 0});
+      }
     }
   }
 
@@ -452,7 +504,8 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
       if (!queued[s]) queued[s] = true, work.push_back(s);
     }
   };
-  while (!work.empty()) {
+  for (int64_t steps = 0; !work.empty(); ++steps) {
+    if ((steps & 4095) == 0) TS_RETURN_IF_ERROR(CheckDeadline());
     const int32_t s = work.front();
     work.pop_front();
     queued[s] = false;
@@ -465,6 +518,7 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   // FIRST of each state, then FOLLOW of each rule.
   std::vector<std::bitset<256>> first(num_states);
   for (bool changed = true; changed;) {
+    TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
     for (size_t i = num_states; i-- > 0;) {
       const GrammarState& st = g.states[i];
@@ -483,6 +537,7 @@ StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) {
   }
   g.follow.assign(num_rules, {});
   for (bool changed = true; changed;) {
+    TS_RETURN_IF_ERROR(CheckDeadline());
     changed = false;
     for (size_t s = 0; s < num_states; ++s) {
       const GrammarState& st = g.states[s];

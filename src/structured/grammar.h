@@ -4,6 +4,7 @@
 #pragma once
 
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -31,6 +32,8 @@ struct Expr {
   static Expr Ref(int32_t rule);
   static Expr Seq(std::vector<Expr> kids);
   static Expr Alt(std::vector<Expr> kids);
+  // kid{min,max}; a nullable kid's repeat is normalised ((x?){m,n} -> x{0,n}, (x*){m,n} -> x*)
+  // so the automaton stays linear, and Seq splices nested Seqs (flat trees for long chains).
   static Expr Repeat(Expr kid, int32_t min, int32_t max);
   static Expr Star(Expr kid) { return Repeat(std::move(kid), 0, -1); }
   static Expr Plus(Expr kid) { return Repeat(std::move(kid), 1, -1); }
@@ -80,6 +83,13 @@ struct GrammarLimits {
   int32_t max_states = 200000;
   int32_t max_rules = 20000;
   int32_t max_repeat = 10000;  // largest {m,n} bound
+  // Nesting of one rule's Expr tree (the builder's walks recurse once per level).
+  int32_t max_expr_depth = 1000;
+  // Edges left after epsilon elimination, all rules together: nullable repeats such as
+  // (a?b?){n} would otherwise give every state an edge to every later one (quadratic).
+  int64_t max_edges = 2000000;
+  // Compilation fails once this passes; checked inside every loop that can run long.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 // Collects rules, then Finish() checks them (undefined rules, left recursion) and analyses them.
@@ -108,14 +118,16 @@ class GrammarBuilder {
     std::vector<bool> final;
   };
   [[nodiscard]] Status Compile(const Expr& body, LocalRule* out);
+  [[nodiscard]] Status CheckDeadline() const;
   static void NormalizeEdges(std::vector<LocalEdge>* edges);
-  static void MergeEquivalentStates(LocalRule* r);
+  [[nodiscard]] Status MergeEquivalentStates(LocalRule* r) const;
   std::string Signature(const LocalRule& r) const;
 
   GrammarLimits limits_;
   std::vector<LocalRule> rules_;
   std::unordered_map<std::string, int32_t> signatures_;
   int64_t total_states_ = 0;
+  int64_t total_edges_ = 0;
 };
 
 }  // namespace tinyserve::structured

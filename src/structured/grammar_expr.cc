@@ -2,6 +2,7 @@
 #include "structured/grammar.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "util/check.h"
 
@@ -29,9 +30,18 @@ Expr Expr::Ref(int32_t rule) {
 
 Expr Expr::Seq(std::vector<Expr> kids) {
   if (kids.size() == 1) return std::move(kids[0]);
+  // Splicing nested sequences keeps chains built back to front (an object's required members)
+  // flat instead of one level deeper per member.
   Expr e;
   e.kind = Kind::kSeq;
-  e.kids = std::move(kids);
+  for (Expr& k : kids) {
+    if (k.kind == Kind::kSeq) {
+      for (Expr& g : k.kids) e.kids.push_back(std::move(g));
+    } else {
+      e.kids.push_back(std::move(k));
+    }
+  }
+  if (e.kids.size() == 1) return std::move(e.kids[0]);
   return e;
 }
 
@@ -44,6 +54,18 @@ Expr Expr::Alt(std::vector<Expr> kids) {
 }
 
 Expr Expr::Repeat(Expr kid, int32_t min, int32_t max) {
+  if (min == 1 && max == 1) return kid;
+  if (kid.kind == Kind::kRepeat && kid.min == 0) {
+    // (x{0,b}){m,n} is x{0,b*n}: the empty iterations make the outer minimum free. Left as is,
+    // every copy's start would reach every later copy without a byte (quadratic automaton,
+    // cubic matching per step). The product saturates so the repeat limit still rejects it.
+    const int64_t b = kid.max, n = max;
+    const int64_t product = (b == 0 || n == 0)  ? 0
+                            : (b < 0 || n < 0) ? -1
+                                               : std::min<int64_t>(b * n, INT32_MAX);
+    Expr inner = std::move(kid.kids[0]);
+    return Repeat(std::move(inner), 0, static_cast<int32_t>(product));
+  }
   Expr e;
   e.kind = Kind::kRepeat;
   e.kids.push_back(std::move(kid));

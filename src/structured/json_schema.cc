@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "structured/json_limits.h"
 #include "structured/regex.h"
 
 namespace tinyserve::structured {
@@ -97,8 +98,18 @@ Expr IntegerRange(std::optional<int64_t> lo, std::optional<int64_t> hi) {
 
 std::string Pointer(const std::string& path) { return path.empty() ? "/" : path; }
 
+// Rule names and listed paths are capped: a 200 KB property name above 10,000 subschemas would
+// otherwise be copied into every rule name below it (gigabytes).
+std::string Truncated(std::string s) {
+  constexpr size_t kMax = 160;
+  if (s.size() > kMax) s = s.substr(0, kMax) + "...";
+  return s;
+}
+
 class SchemaCompiler {
  public:
+  static constexpr size_t kMaxListed = 32;  // unsupported keywords named in the error
+
   SchemaCompiler(const Json& root, const JsonSchemaOptions& o) : root_(root), opt_(o), b_(o.limits) {}
 
   StatusOr<Grammar> CompileRoot() {
@@ -190,9 +201,11 @@ class SchemaCompiler {
     }
     if (!s.is_object()) return InvalidArgumentError("schema at {} is not an object", Pointer(path));
     for (const auto& [key, value] : s.items()) {
-      if (KnownKeywords().count(key) == 0) unsupported_.push_back(path + "/" + key);
+      if (KnownKeywords().count(key) == 0 && unsupported_.size() < kMaxListed) {
+        unsupported_.push_back(Truncated(path + "/" + key));
+      }
     }
-    if (s.contains("$ref")) return RefNode(s, path);
+    if (s.contains("$ref")) return RefNode(s, path, depth);
     if (s.contains("const")) return Expr::Literal(s["const"].dump());
     if (s.contains("enum")) {
       if (!s["enum"].is_array() || s["enum"].empty()) {
@@ -250,7 +263,7 @@ class SchemaCompiler {
   }
 
   StatusOr<Expr> Rule(const std::string& path, const Expr& body) {
-    TS_ASSIGN_OR_RETURN(int32_t id, b_.AddRule(Pointer(path), body));
+    TS_ASSIGN_OR_RETURN(int32_t id, b_.AddRule(Truncated(Pointer(path)), body));
     return Expr::Ref(id);
   }
 
@@ -282,15 +295,17 @@ class SchemaCompiler {
     return target;
   }
 
-  StatusOr<Expr> RefNode(const Json& s, const std::string& path) {
+  // The target is compiled one level deeper than the referring schema: a chain of $refs counts
+  // against max_depth like nesting does (restarting at each $ref let 1,000-link chains recurse).
+  StatusOr<Expr> RefNode(const Json& s, const std::string& path, int depth) {
     if (!s["$ref"].is_string()) return InvalidArgumentError("'$ref' at {} is not a string", Pointer(path));
     const std::string ref = s["$ref"].get<std::string>();
     auto it = ref_rules_.find(ref);
     if (it != ref_rules_.end()) return Expr::Ref(it->second);
     TS_ASSIGN_OR_RETURN(const Json* target, ResolvePointer(ref));
-    TS_ASSIGN_OR_RETURN(int32_t id, b_.DeclareRule(ref));
+    TS_ASSIGN_OR_RETURN(int32_t id, b_.DeclareRule(Truncated(ref)));
     ref_rules_[ref] = id;
-    TS_ASSIGN_OR_RETURN(Expr body, Node(*target, ref.substr(1), 1));
+    TS_ASSIGN_OR_RETURN(Expr body, Node(*target, ref.substr(1), depth + 1));
     TS_RETURN_IF_ERROR(b_.DefineRule(id, body));
     return Expr::Ref(id);
   }
@@ -330,12 +345,12 @@ class SchemaCompiler {
         } else if (key == "required") {
           for (const Json& r : value) merged["required"].push_back(r);
         } else if (key == "type") {
-          if (value != "object") unsupported_.push_back(path + "/allOf (of non-object schemas)");
+          if (value != "object") unsupported_.push_back(Truncated(path + "/allOf (of non-object schemas)"));
         } else if (key == "additionalProperties") {
           merged[key] = value;
         } else if (KnownKeywords().count(key) != 0 && key != "title" && key != "description" &&
                    key != "$defs" && key != "definitions" && key != "$schema" && key != "$id") {
-          unsupported_.push_back(path + "/allOf (with '" + key + "')");
+          unsupported_.push_back(Truncated(path + "/allOf (with '" + key + "')"));
         }
       }
     }
@@ -471,7 +486,7 @@ class SchemaCompiler {
     TS_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", path));
     const bool has_len = min >= 0 || max >= 0;
     if (s.contains("pattern") + s.contains("format") + has_len > 1) {
-      unsupported_.push_back(path + " (pattern, format and minLength/maxLength combined)");
+      unsupported_.push_back(Truncated(path + " (pattern, format and minLength/maxLength combined)"));
       return Expr::Empty();
     }
     std::string pattern;
@@ -497,7 +512,7 @@ class SchemaCompiler {
         const std::string octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
         pattern = "^(" + octet + "\\.){3}" + octet + "$";
       } else {
-        unsupported_.push_back(path + "/format:" + f);
+        unsupported_.push_back(Truncated(path + "/format:" + f));
         return Expr::Empty();
       }
     } else if (s.contains("pattern")) {
@@ -591,6 +606,7 @@ class SchemaCompiler {
 
 StatusOr<Grammar> CompileJsonSchema(std::string_view schema_text, const JsonSchemaOptions& options) {
   if (schema_text.size() > 1000000) return InvalidArgumentError("schema larger than 1000000 bytes");
+  TS_RETURN_IF_ERROR(CheckJsonNesting(schema_text, "schema"));
   Json schema = Json::parse(schema_text, nullptr, /*allow_exceptions=*/false);
   if (schema.is_discarded()) return InvalidArgumentError("schema is not valid JSON");
   SchemaCompiler c(schema, options);

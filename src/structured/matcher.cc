@@ -9,11 +9,21 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar)
     : grammar_(std::move(grammar)), pda_(&grammar_->grammar(), &pool_) {
   const Grammar& g = grammar_->grammar();
   pda_.Expand(g.rules[g.root].start, kEmptyStack, &config_);
+  FailIfOverflowed();
+}
+
+void GrammarMatcher::FailIfOverflowed() {
+  if (!pda_.overflowed() || !error_.ok()) return;
+  error_ = InvalidArgumentError(
+      "the grammar is too ambiguous to follow: one step needed more than {} parser stacks or "
+      "{} stack visits",
+      Pda::kMaxStacks, Pda::kMaxStepWork);
+  config_.Clear();
 }
 
 bool GrammarMatcher::AcceptToken(int32_t token) {
   const Vocabulary& v = grammar_->vocab();
-  if (terminated_ || token < 0 || token >= v.size()) return false;
+  if (terminated_ || !error_.ok() || token < 0 || token >= v.size()) return false;
   if (v.IsEos(token)) {
     if (!config_.accepting) return false;
     terminated_ = true;
@@ -25,10 +35,13 @@ bool GrammarMatcher::AcceptToken(int32_t token) {
 }
 
 bool GrammarMatcher::AcceptBytes(std::string_view bytes) {
-  if (terminated_) return false;
+  if (terminated_ || !error_.ok()) return false;
   StackConfig cur = config_, next;
   for (char c : bytes) {
-    if (!pda_.Step(cur, static_cast<uint8_t>(c), &next)) return false;
+    if (!pda_.Step(cur, static_cast<uint8_t>(c), &next)) {
+      FailIfOverflowed();
+      return false;
+    }
     std::swap(cur, next);
   }
   config_ = std::move(cur);
@@ -64,7 +77,7 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
   const Vocabulary& v = grammar_->vocab();
   const int32_t num_words = v.mask_words();
   std::memset(words, 0, sizeof(uint32_t) * num_words);
-  if (terminated_) return;
+  if (terminated_ || !error_.ok()) return;
   if (remaining_tokens >= 0) {
     const uint32_t close = pda_.MinClose(config_);
     if (close + kBudgetMargin >= static_cast<uint32_t>(remaining_tokens)) {
@@ -97,6 +110,7 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
                                                : kInfiniteBytes;
   std::vector<int32_t>& drop = drop_scratch_;
   drop.clear();
+  const int64_t work_at_start = pda_.total_work();
   for (int32_t id : config_.stacks) {
     const StackPool::Node& node = pool_.node(id);
     const StateTokenSets& sets = grammar_->TokenSets(node.state);
@@ -114,6 +128,17 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
       for (int32_t t : sets.accepted_ids) words[t >> 5] |= 1u << (t & 31);
     }
     if (!sets.uncertain_ranks.empty()) CheckUncertain(id, sets.uncertain_ranks, limit, words);
+    if (pda_.total_work() - work_at_start > kMaxMaskWork) {
+      error_ = InvalidArgumentError(
+          "the grammar is too ambiguous to follow: one token mask needed more than {} parser "
+          "stack visits",
+          kMaxMaskWork);
+    }
+    FailIfOverflowed();
+    if (!error_.ok()) {
+      std::memset(words, 0, sizeof(uint32_t) * num_words);
+      return;
+    }
   }
   for (int32_t t : drop) {
     words[t >> 5] &= ~(1u << (t & 31));
@@ -139,7 +164,9 @@ void GrammarMatcher::CheckUncertain(int32_t stack, const std::vector<int32_t>& r
   const std::string* prev = nullptr;
   size_t computed = 0;  // scratch_[0..computed] are valid for *prev
   size_t dead_at = 0;
+  const int64_t work_at_start = pda_.total_work();
   for (int32_t rank : ranks) {
+    if (pda_.overflowed() || pda_.total_work() - work_at_start > kMaxMaskWork) return;
     const int32_t token = v.TokenAtRank(rank);
     const std::string& b = v.TokenBytes(token);
     size_t lcp = 0;

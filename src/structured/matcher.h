@@ -27,6 +27,10 @@ class GrammarMatcher {
   // the mask only allows the longest token along a shortest completion. Before that, tokens
   // that would leave more bytes to close than tokens remain are masked out.
   static constexpr int32_t kBudgetMargin = 16;
+  // Stack nodes one mask may visit while checking uncertain tokens (a few tens of ms); past it,
+  // or past a step's own bounds (Pda::kMaxStepWork), the matcher fails with error() set rather
+  // than hold the engine thread.
+  static constexpr int64_t kMaxMaskWork = int64_t{1} << 22;
 
   explicit GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar);
 
@@ -43,6 +47,9 @@ class GrammarMatcher {
   // the slow reference the tests compare with.
   void FillNextTokenBitmaskBruteForce(uint32_t* words) const;
 
+  // Non-OK once the grammar proved too ambiguous to follow within the work bounds; from then
+  // on no token is allowed (an all-zero mask) and the request should fail with this status.
+  const Status& error() const { return error_; }
   bool CanTerminate() const { return config_.accepting; }
   bool IsTerminated() const { return terminated_; }
   // Fewest bytes that finish the output from here.
@@ -59,12 +66,14 @@ class GrammarMatcher {
                       uint32_t* words);
   void SetToken(int32_t token, uint32_t* words) const;
   void CompactPoolIfLarge();
+  void FailIfOverflowed();
 
   std::shared_ptr<const CompiledGrammar> grammar_;
   StackPool pool_;
   mutable Pda pda_;
   StackConfig config_;
   bool terminated_ = false;
+  Status error_;
   std::vector<StackConfig> scratch_;  // per-depth configurations for the uncertain walk
   std::vector<int32_t> drop_scratch_;
 };

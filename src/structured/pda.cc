@@ -15,51 +15,74 @@ int32_t StackPool::Intern(int32_t state, int32_t parent) {
   return it->second;
 }
 
-void Pda::Expand(int32_t state, int32_t parent, StackConfig* out) {
+void Pda::NewStamp() {
   if (++cur_stamp_ == 0) {
     std::fill(stamp_.begin(), stamp_.end(), 0);
     cur_stamp_ = 1;
   }
-  if (parent >= 0 && pool_->node(parent).depth >= kMaxDepth) return;
-  ExpandRec(pool_->Intern(state, parent), out);
+  step_work_ = 0;
 }
 
-void Pda::ExpandRec(int32_t id, StackConfig* out) {
-  if (stamp_.size() <= static_cast<size_t>(id)) stamp_.resize(pool_->size() * 2 + 16, 0);
-  if (stamp_[id] == cur_stamp_) return;
-  stamp_[id] = cur_stamp_;
-  const StackPool::Node n = pool_->node(id);
-  const GrammarState& st = g_->states[n.state];
-  if (st.byte_edge_end > st.edge_begin) out->stacks.push_back(id);
-  for (uint32_t k = st.byte_edge_end; k < st.edge_end; ++k) {
-    const GrammarEdge& e = g_->edges[k];
-    if (n.depth >= kMaxDepth) break;
-    const int32_t ret = pool_->Intern(e.target, n.parent);
-    ExpandRec(pool_->Intern(g_->rules[e.rule].start, ret), out);
-  }
-  if (st.final) {
-    if (n.parent == kEmptyStack) {
-      out->accepting = true;
-    } else if (n.parent == kUnknownStack) {
-      out->can_pop = true;
-    } else {
-      ExpandRec(n.parent, out);
+void Pda::Expand(int32_t state, int32_t parent, StackConfig* out) {
+  NewStamp();
+  if (parent >= 0 && pool_->node(parent).depth >= kMaxDepth) return;
+  ExpandFrom(pool_->Intern(state, parent), out);
+  if (overflowed_) out->Clear();
+}
+
+void Pda::ExpandFrom(int32_t start, StackConfig* out) {
+  todo_.assign(1, start);
+  while (!todo_.empty()) {
+    const int32_t id = todo_.back();
+    todo_.pop_back();
+    if (stamp_.size() <= static_cast<size_t>(id)) stamp_.resize(pool_->size() * 2 + 16, 0);
+    if (stamp_[id] == cur_stamp_) continue;
+    stamp_[id] = cur_stamp_;
+    ++total_work_;
+    if (++step_work_ > kMaxStepWork) {
+      overflowed_ = true;
+      return;
+    }
+    const StackPool::Node n = pool_->node(id);
+    const GrammarState& st = g_->states[n.state];
+    if (st.byte_edge_end > st.edge_begin) {
+      out->stacks.push_back(id);
+      if (out->stacks.size() > kMaxStacks) {
+        overflowed_ = true;
+        return;
+      }
+    }
+    if (st.final) {
+      if (n.parent == kEmptyStack) {
+        out->accepting = true;
+      } else if (n.parent == kUnknownStack) {
+        out->can_pop = true;
+      } else {
+        todo_.push_back(n.parent);
+      }
+    }
+    if (n.depth >= kMaxDepth) continue;
+    for (uint32_t k = st.edge_end; k-- > st.byte_edge_end;) {
+      const GrammarEdge& e = g_->edges[k];
+      const int32_t ret = pool_->Intern(e.target, n.parent);
+      todo_.push_back(pool_->Intern(g_->rules[e.rule].start, ret));
     }
   }
 }
 
 bool Pda::Step(const StackConfig& in, uint8_t byte, StackConfig* out) {
   out->Clear();
-  if (++cur_stamp_ == 0) {
-    std::fill(stamp_.begin(), stamp_.end(), 0);
-    cur_stamp_ = 1;
-  }
+  NewStamp();
   for (int32_t id : in.stacks) {
     const StackPool::Node n = pool_->node(id);
     const GrammarState& st = g_->states[n.state];
     for (uint32_t k = st.edge_begin; k < st.byte_edge_end; ++k) {
       const GrammarEdge& e = g_->edges[k];
-      if (byte >= e.lo && byte <= e.hi) ExpandRec(pool_->Intern(e.target, n.parent), out);
+      if (byte >= e.lo && byte <= e.hi) ExpandFrom(pool_->Intern(e.target, n.parent), out);
+      if (overflowed_) {
+        out->Clear();
+        return false;
+      }
     }
   }
   return out->alive();

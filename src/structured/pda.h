@@ -51,13 +51,20 @@ class Pda {
  public:
   // Deeper stacks are treated as dead (bounds recursion such as "[[[[...").
   static constexpr int32_t kMaxDepth = 512;
+  // Work bounds of one Expand or Step: stack nodes visited, and stacks in the result. An
+  // ambiguous recursive grammar (x ::= "a" x | "a" x x | ...) can double its live stacks per
+  // byte; past these bounds the step fails and overflowed() says why, instead of the engine
+  // thread spending seconds on one byte.
+  static constexpr int64_t kMaxStepWork = int64_t{1} << 16;
+  static constexpr size_t kMaxStacks = 4096;
 
   Pda(const Grammar* grammar, StackPool* pool) : g_(grammar), pool_(pool) {}
 
   // Adds to `out` every stack reachable from state `state` over `parent` without consuming a
   // byte (calls pushed, finished rules popped).
   void Expand(int32_t state, int32_t parent, StackConfig* out);
-  // The configuration after consuming `byte` from `in`; returns out->alive().
+  // The configuration after consuming `byte` from `in`; returns out->alive() (false, with `out`
+  // cleared, when the step overflowed its work bounds).
   bool Step(const StackConfig& in, uint8_t byte, StackConfig* out);
   // Fewest bytes that finish the input from this configuration (kInfiniteBytes if none).
   uint32_t MinClose(const StackConfig& c) const;
@@ -65,13 +72,25 @@ class Pda {
   uint32_t StackMinClose(int32_t id) const;
   const Grammar& grammar() const { return *g_; }
   StackPool& pool() { return *pool_; }
+  // True once a step has exceeded its bounds (sticky until ClearOverflow).
+  bool overflowed() const { return overflowed_; }
+  void ClearOverflow() { overflowed_ = false; }
+  // Stack nodes visited by every step so far (callers budget whole masks with it).
+  int64_t total_work() const { return total_work_; }
 
  private:
-  void ExpandRec(int32_t node_id, StackConfig* out);
+  void NewStamp();
+  // Depth-first expansion from node `id` with an explicit stack (no recursion: the walk can
+  // visit thousands of nodes in a chain).
+  void ExpandFrom(int32_t id, StackConfig* out);
   const Grammar* g_;
   StackPool* pool_;
   std::vector<uint32_t> stamp_;
   uint32_t cur_stamp_ = 0;
+  std::vector<int32_t> todo_;
+  int64_t step_work_ = 0;
+  int64_t total_work_ = 0;
+  bool overflowed_ = false;
 };
 
 }  // namespace tinyserve::structured

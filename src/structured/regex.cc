@@ -37,6 +37,8 @@ Ranges Subtract(const Ranges& a, const Ranges& b) {
 
 class RegexParser {
  public:
+  static constexpr int kMaxQuantifiers = 8;
+
   RegexParser(std::string_view p, const RegexOptions& o) : p_(p), opt_(o) {}
 
   StatusOr<Expr> Parse() {
@@ -92,8 +94,12 @@ class RegexParser {
   }
 
   StatusOr<Expr> ParseQuantifiers(Expr atom) {
-    while (!AtEnd()) {
+    for (int count = 0; !AtEnd(); ++count) {
       const char c = p_[pos_];
+      // Each quantifier wraps the atom once more: 99,990 of them would nest the tree that deep.
+      if (count == kMaxQuantifiers && (c == '*' || c == '+' || c == '?' || c == '{')) {
+        return Error(fmt::format("more than {} quantifiers on one item", kMaxQuantifiers));
+      }
       int32_t min = 0, max = -1;
       if (c == '*') {
         ++pos_;

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "structured/json_limits.h"
+
 namespace tinyserve::structured {
 namespace {
 
@@ -17,6 +19,8 @@ std::string Trim(std::string_view s) {
 
 // The JSON inside one block -> a call, or nullopt when it is not a tool call.
 std::optional<ToolCall> ParseBlock(std::string_view body) {
+  // Model text can nest without limit; dump() below recurses per level.
+  if (JsonNestingDepth(body) > kMaxJsonNesting) return std::nullopt;
   const nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j["name"].is_string()) {
     return std::nullopt;
@@ -117,6 +121,7 @@ void ToolCallStreamParser::Drain(Delta* out, bool at_end) {
 
 StatusOr<std::string> ToolCallGrammarSpec(std::string_view tools_json,
                                           std::optional<std::string> function_name) {
+  TS_RETURN_IF_ERROR(CheckJsonNesting(tools_json, "'tools'"));
   const auto tools = nlohmann::ordered_json::parse(tools_json, nullptr, /*allow_exceptions=*/false);
   if (!tools.is_array() || tools.empty()) return InvalidArgumentError("'tools' must be a non-empty array");
   nlohmann::ordered_json functions = nlohmann::ordered_json::array();

@@ -160,6 +160,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Build(TokenizerParts parts) {
   }
   t->token_bytes_.assign(num_tokens, std::string());
   t->kinds_.assign(num_tokens, kUnused);
+  t->nfc_ = parts.nfc;
   t->vocab_ = std::move(parts.vocab);
   t->vocab_.resize(num_tokens);
   t->piece_to_id_.reserve(num_tokens);
@@ -233,7 +234,7 @@ void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids)
   if (text.empty()) return;
   // NFC changes nothing when every code point is below U+0300 (lead bytes below 0xCC).
   std::string normalized;
-  const bool needs_nfc = std::any_of(text.begin(), text.end(),
+  const bool needs_nfc = nfc_ && std::any_of(text.begin(), text.end(),
                                      [](char c) { return static_cast<uint8_t>(c) >= 0xCC; });
   if (needs_nfc) {
     utf8proc_uint8_t* out = nullptr;

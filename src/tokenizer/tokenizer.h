@@ -37,6 +37,9 @@ struct TokenizerParts {
   std::vector<std::pair<std::string, std::string>> merges;
   std::optional<int32_t> bos_id, eos_id, pad_id;
   std::string chat_template;
+  // Unicode NFC before BPE: tokenizer.json's normalizer (HF). GGUF vocabularies leave it off,
+  // as llama.cpp does not normalise.
+  bool nfc = true;
 };
 
 class Tokenizer {
@@ -102,6 +105,7 @@ class Tokenizer {
   std::unique_ptr<BpeModel> bpe_;
   std::optional<int32_t> bos_id_, eos_id_, pad_id_;
   std::string chat_template_;
+  bool nfc_ = true;
 };
 
 }  // namespace tinyserve

@@ -1,12 +1,15 @@
-// Tokenizer::FromGguf: the tokenizer.ggml.* metadata llama.cpp writes for Qwen2 models.
+// Tokenizer::FromGguf: the tokenizer.ggml.* metadata llama.cpp writes for Qwen2 models, read
+// as llama.cpp reads it (token types, no NFC).
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tinyserve {
 namespace {
 
-// llama.cpp's token types (clang does not count a case label as a use).
-[[maybe_unused]] constexpr int64_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5;
+// llama.cpp's token types (prefixed: Tokenizer's own Kind enumerators, kUnused among them,
+// would shadow these names inside its member functions; clang counts no case label as a use).
+[[maybe_unused]] constexpr int64_t kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3,
+                  kTypeUserDefined = 4, kTypeUnused = 5, kTypeByte = 6;
 
 }  // namespace
 
@@ -31,7 +34,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
     return InvalidArgumentError("GGUF lacks tokenizer.ggml.tokens or tokenizer.ggml.merges");
   }
   const std::vector<std::string>& texts = tokens->strings();
-  std::vector<int64_t> types(texts.size(), kNormal);
+  std::vector<int64_t> types(texts.size(), kTypeNormal);
   if (const GgufValue* t = gguf.Find("tokenizer.ggml.token_type")) {
     auto v = t->AsI64Array();
     if (!v || v->size() != texts.size()) {
@@ -43,19 +46,23 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
   parts.vocab.resize(texts.size());
   for (size_t id = 0; id < texts.size(); ++id) {
     switch (types[id]) {
-      case kNormal:
+      case kTypeUndefined:
+      case kTypeByte:
+      case kTypeNormal:
         parts.vocab[id] = texts[id];
         break;
-      case kControl:
-      case kUnknown:
-      case kUserDefined:
+      case kTypeControl:
+      case kTypeUnknown:
+      case kTypeUserDefined:
         if (texts[id].empty()) return InvalidArgumentError("GGUF token {} is empty", id);
-        parts.added.push_back({static_cast<int32_t>(id), texts[id], types[id] != kUserDefined});
+        parts.added.push_back({static_cast<int32_t>(id), texts[id], types[id] != kTypeUserDefined});
         break;
-      case kUnused:
+      case kTypeUnused:
         break;
       default:
-        return UnimplementedError("GGUF token {} has unsupported type {}", id, types[id]);
+        return InvalidArgumentError(
+            "tokenizer.ggml.token_type: token {} has type {}, outside llama.cpp's 0..6", id,
+            types[id]);
     }
   }
   for (const std::string& m : merges->strings()) {
@@ -72,6 +79,9 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
   parts.eos_id = id_key("tokenizer.ggml.eos_token_id");
   parts.pad_id = id_key("tokenizer.ggml.padding_token_id");
   parts.chat_template = gguf.GetString("tokenizer.chat_template").value_or("");
+  // llama.cpp tokenizes GGUF vocabularies without Unicode normalisation; so does tinyserve, so
+  // that a GGUF model sees the ids llama.cpp would give it (tokenizer.json keeps HF's NFC).
+  parts.nfc = false;
   return Build(std::move(parts));
 }
 

@@ -18,10 +18,19 @@ F32 = np.float32
 BLOCK = {  # name: (weights per block, bytes per block)
     "q4_0": (32, 18), "q4_1": (32, 20), "q5_0": (32, 22), "q5_1": (32, 24), "q8_0": (32, 34),
     "q2_k": (256, 84), "q3_k": (256, 110), "q4_k": (256, 144), "q5_k": (256, 176),
-    "q6_k": (256, 210),
+    "q6_k": (256, 210), "iq4_nl": (32, 18), "iq4_xs": (256, 136), "mxfp4": (32, 17),
+    "tq1_0": (256, 54), "tq2_0": (256, 66), "q1_0": (128, 18), "q2_0": (64, 18),
 }
+# Formats without a quantizer in tinyserve (read from GGUF files only).
+DEQUANT_ONLY = {"iq4_nl", "iq4_xs", "mxfp4", "tq1_0", "tq2_0", "q1_0", "q2_0"}
+# ggml's IQ4_NL grid and twice the E2M1 (FP4) values (kvalues_iq4nl, kvalues_mxfp4).
+IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                      np.int32)
+MXFP4_VALUES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], np.int32)
 F16_FIELDS = {"q4_0": [0], "q4_1": [0, 2], "q5_0": [0], "q5_1": [0, 2], "q8_0": [0],
-              "q2_k": [80, 82], "q3_k": [108], "q4_k": [0, 2], "q5_k": [0, 2], "q6_k": [208]}
+              "q2_k": [80, 82], "q3_k": [108], "q4_k": [0, 2], "q5_k": [0, 2], "q6_k": [208],
+              "iq4_nl": [0], "iq4_xs": [0], "mxfp4": [], "tq1_0": [52], "tq2_0": [64],
+              "q1_0": [0], "q2_0": [0]}
 
 
 def f16(b, off):
@@ -73,6 +82,8 @@ def dequant(name, b):
         q = nibbles(b[:, 4:20]) if name == "q4_1" else (
             nibbles(b[:, 8:24]) | (high_bits(u32(b, 4)) << 4))
         return q.astype(F32) * d + m, np.broadcast_to(d, (nb, 32))
+    if name in DEQUANT_ONLY:
+        return dequant_extra(name, b), None
     y = np.zeros((nb, 256), F32)
     step = np.zeros((nb, 256), F32)
     if name == "q2_k":
@@ -156,6 +167,67 @@ def dequant(name, b):
     return y, step
 
 
+def e8m0_half(e):
+    """2^(e - 127) / 2 as float32 bits: (e - 1) << 23, or the subnormals 2^-128, 2^-127."""
+    e = e.astype(np.uint32)
+    bits = np.where(e < 2, np.uint32(0x00200000) << e, (e - 1) << np.uint32(23))
+    return bits.astype(np.uint32).view(F32)
+
+
+def tq1_digits(b):
+    """TQ1_0 digits (0..2) of 256 weights: bytes hold base-3 numbers scaled to 0..255 by
+    ceil(v * 256 / 243); digit n is the top digit after multiplying by 3^n modulo 256."""
+    out = []
+
+    def digits(byte_cols, count):
+        for n in range(count):
+            scaled = (byte_cols.astype(np.uint32) * (3 ** n)) & 0xFF
+            out.append(((scaled * 3) >> 8).astype(np.int32))
+
+    digits(b[:, 0:32], 5)
+    digits(b[:, 32:48], 5)
+    digits(b[:, 48:52], 4)
+    return np.concatenate(out, axis=1)
+
+
+def dequant_extra(name, b):
+    nb = b.shape[0]
+    if name in ("iq4_nl", "mxfp4"):
+        table, off = (IQ4_VALUES, 2) if name == "iq4_nl" else (MXFP4_VALUES, 1)
+        d = f16(b, 0) if name == "iq4_nl" else e8m0_half(b[:, 0:1])
+        return table[nibbles(b[:, off:off + 16])].astype(F32) * d
+    if name == "iq4_xs":
+        d = f16(b, 0)[:, 0]
+        sh = b[:, 2:4].copy().view("<u2")[:, 0].astype(np.int32)
+        y = np.zeros((nb, 256), F32)
+        for ib in range(8):
+            ls = ((b[:, 4 + ib // 2].astype(np.int32) >> (4 * (ib % 2))) & 0xF) | \
+                 (((sh >> (2 * ib)) & 3) << 4)
+            dl = d * (ls - 32).astype(F32)
+            qs = b[:, 8 + 16 * ib:24 + 16 * ib]
+            y[:, 32 * ib:32 * ib + 32] = dl[:, None] * IQ4_VALUES[nibbles(qs)].astype(F32)
+        return y
+    if name in ("tq1_0", "tq2_0"):
+        if name == "tq1_0":
+            q, d = tq1_digits(b), f16(b, 52)
+        else:
+            q, d = np.zeros((nb, 256), np.int32), f16(b, 64)
+            for j in range(2):
+                for l in range(4):
+                    q[:, 128 * j + 32 * l:128 * j + 32 * l + 32] = \
+                        (b[:, 32 * j:32 * j + 32].astype(np.int32) >> (2 * l)) & 3
+        return (q - 1).astype(F32) * d
+    d = f16(b, 0)
+    bits = b[:, 2:18].astype(np.int32)
+    if name == "q1_0":
+        j = np.arange(128)
+        bit = (bits[:, j // 8] >> (j % 8)) & 1
+        return np.where(bit == 1, d, -d).astype(F32)
+    j = np.arange(64)  # q2_0
+    q = (bits[:, j // 4] >> (2 * (j % 4))) & 3
+    return (q - 1).astype(F32) * d
+
+
 class DequantTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -200,6 +272,8 @@ class DequantTest(unittest.TestCase):
     def test_quantize_round_trip_within_half_a_step(self):
         rng = np.random.default_rng(7)
         for name, (bs, nbytes) in BLOCK.items():
+            if name in DEQUANT_ONLY:
+                continue
             with self.subTest(type=name):
                 x = rng.normal(size=bs * 40).astype(F32)
                 x[: bs] *= 1e-3  # a block of tiny values

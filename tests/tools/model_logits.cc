@@ -3,7 +3,8 @@
 // (tests/reference/test_qwen2_numpy.py).
 //
 // Usage: tool_model_logits SPEC.json OUT_DIR
-// SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "block_size": 4,
+// SPEC: {"model": "dir | file.gguf | dummy:tiny", "dtype": "", "seed": 0, "quantization": "",
+//        "block_size": 4,
 //        "num_blocks": 64, "shuffle_seed": 1, "threads": 2,
 //        "steps": [[{"seq": 0, "tokens": [1, 2]}, {"seq": 1, "tokens": [3]}], ...]}
 // Each step is one Forward call holding the listed sequences' new tokens (a sequence continues
@@ -52,6 +53,7 @@ int Run(const std::string& spec_path, const std::string& out_dir) {
   LoadOptions load;
   load.dtype = spec.value("dtype", "");
   load.seed = spec.value("seed", 0);
+  load.quantization = spec.value("quantization", "");
   auto model = Qwen2Model::Load(spec.at("model").get<std::string>(), load);
   if (!model.ok()) {
     fmt::print(stderr, "{}\n", model.status().ToString());

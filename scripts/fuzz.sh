@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (the `fuzz` preset: clang, ASan+UBSan) and runs each one for a
+# bounded time on a corpus seeded from the tests (fuzz/make_seeds.py) plus fuzz/corpus/<target>
+# when present. Any crash, hang (-timeout), out-of-memory (-rss_limit_mb), leak or sanitizer
+# report fails the script, and the input that caused it is kept in build/fuzz/artifacts/.
+#   FUZZ_SECONDS   seconds per target (default 30)
+#   FUZZ_TARGETS   space-separated subset of targets (default: every fuzz/*_fuzzer.cc)
+# Reproduce a failure: build/fuzz/fuzz/NAME build/fuzz/artifacts/NAME-crash-...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-30}
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j"$(nproc)"
+corpus=build/fuzz/corpus
+artifacts=build/fuzz/artifacts
+mkdir -p "$corpus" "$artifacts"
+python3 fuzz/make_seeds.py "$corpus"
+targets=${FUZZ_TARGETS:-$(ls fuzz/*_fuzzer.cc | xargs -n1 basename | sed 's/\.cc$//')}
+failed=()
+for name in $targets; do
+  mkdir -p "$corpus/$name"
+  extra=()
+  if [ -d "fuzz/corpus/$name" ]; then extra+=("fuzz/corpus/$name"); fi
+  log=build/fuzz/$name.log
+  start=$SECONDS
+  # -timeout: one input running longer is a hang; -max_len keeps inputs request-sized.
+  if UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+     "build/fuzz/fuzz/$name" "$corpus/$name" "${extra[@]}" \
+       -max_total_time="$seconds" -timeout=15 -rss_limit_mb=2560 -max_len=16384 \
+       -print_final_stats=1 -artifact_prefix="$artifacts/$name-" >"$log" 2>&1; then
+    echo "fuzz: $name ok ($((SECONDS - start)) s, $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') runs)"
+  else
+    echo "fuzz: $name FAILED (log: $log)"
+    tail -n 40 "$log"
+    failed+=("$name")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: failures in ${failed[*]}"
+  exit 1
+fi

@@ -1,0 +1,132 @@
+// Block formats beyond the legacy and k-quants, each decoded into the integer form of
+// quant_blocks.h (w = scale * (q - zero)) exactly, so they reuse the packed matmul kernels:
+//   IQ4_NL  18 B / 32:  d (f16), qs[16] 4-bit indices into the non-linear table below
+//   IQ4_XS 136 B / 256: d, scales_h (u16: 2 high bits per sub-block), scales_l[4] (4 low
+//                       bits per sub-block), qs[128]; sub-block j scale = d * (ls_j - 32)
+//   MXFP4   17 B / 32:  e (E8M0 exponent), qs[16] 4-bit indices into twice the E2M1 values;
+//                       scale = 2^(e - 128) (half the E8M0 value, as the table is doubled)
+//   TQ1_0   54 B / 256: qs[48] five base-3 digits per byte, qh[4] four digits per byte, d
+//   TQ2_0   66 B / 256: qs[64] 2-bit codes, d; weight = d * (code - 1)
+//   Q1_0    18 B / 128: d, 16 bytes of sign bits (bit j % 8 of byte j / 8): weight = +-d
+//   Q2_0    18 B / 64:  d, 16 bytes of 2-bit codes (bits 2 (j % 4) of byte j / 4): d * (code - 1)
+// Table formats store q = table value + 128 (zero point 128, like Q8_0): the tables are int8.
+// The single-scale formats (TQ*, Q1_0, Q2_0) repeat their scale over 32-weight sub-blocks.
+#include <cstring>
+
+#include "kernels/convert.h"
+#include "kernels/quant_blocks.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+// ggml's IQ4_NL / IQ4_XS grid.
+constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                   1,    13,   25,  38,  53,  69,  89,  113};
+// Twice the FP4 (E2M1) values: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives.
+constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+// Half of 2^(e - 127): the bit pattern of 2^(e - 128), subnormal for e < 2.
+float E8m0Half(uint8_t e) {
+  const uint32_t bits = e < 2 ? (uint32_t{0x00200000} << e) : (uint32_t{e} - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// 32 weights from 16 bytes of table indices: byte j holds weight j (low) and j + 16 (high).
+void TableNibbles(const int8_t* table, const uint8_t* qs, uint8_t* q) {
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<uint8_t>(table[qs[j] & 15] + 128);
+    q[j + 16] = static_cast<uint8_t>(table[qs[j] >> 4] + 128);
+  }
+}
+
+// Digit n (0 = most significant) of a byte holding base-3 digits scaled by 256 / 243: the
+// multiplication keeps the digits from n on in the top of the byte, * 3 >> 8 extracts one.
+uint8_t Base3Digit(uint8_t byte, int n) {
+  static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+  const uint8_t shifted = static_cast<uint8_t>(byte * kPow3[n]);
+  return static_cast<uint8_t>((uint16_t{shifted} * 3) >> 8);
+}
+
+void DecodeTq1(const uint8_t* b, uint8_t* q) {
+  const uint8_t* qs = b;
+  const uint8_t* qh = b + 48;
+  int e = 0;
+  // 32 bytes of five digits, 16 bytes of five digits, then 4 bytes of four digits; within a
+  // group, digit n of every byte before digit n + 1.
+  for (int n = 0; n < 5; ++n)
+    for (int m = 0; m < 32; ++m) q[e++] = Base3Digit(qs[m], n);
+  for (int n = 0; n < 5; ++n)
+    for (int m = 0; m < 16; ++m) q[e++] = Base3Digit(qs[32 + m], n);
+  for (int n = 0; n < 4; ++n)
+    for (int m = 0; m < 4; ++m) q[e++] = Base3Digit(qh[m], n);
+}
+
+void DecodeTq2(const uint8_t* b, uint8_t* q) {
+  for (int e = 0; e < 256; ++e) {
+    const int half = e / 128, l = (e % 128) / 32, m = e % 32;
+    q[e] = (b[32 * half + m] >> (2 * l)) & 3;
+  }
+}
+
+}  // namespace
+
+void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale) {
+  const auto* b = static_cast<const uint8_t*>(src);
+  const int64_t bs = BlockSize(type), bytes = BlockBytes(type);
+  for (int64_t blk = 0; blk < n / bs; ++blk, b += bytes) {
+    uint8_t* bq = q + blk * bs;
+    float* bscale = scale + blk * bs / 32;
+    switch (type) {
+      case DType::kIQ4_NL:
+        TableNibbles(kIq4Values, b + 2, bq);
+        bscale[0] = Fp16ToF32(LoadU16(b));
+        break;
+      case DType::kIQ4_XS: {
+        const float d = Fp16ToF32(LoadU16(b));
+        const uint16_t high = LoadU16(b + 2);
+        for (int j = 0; j < 8; ++j) {
+          const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 15) | (((high >> (2 * j)) & 3) << 4);
+          bscale[j] = d * static_cast<float>(ls - 32);
+          TableNibbles(kIq4Values, b + 8 + 16 * j, bq + 32 * j);
+        }
+        break;
+      }
+      case DType::kMXFP4:
+        TableNibbles(kMxfp4Values, b + 1, bq);
+        bscale[0] = E8m0Half(b[0]);
+        break;
+      case DType::kTQ1_0:
+      case DType::kTQ2_0: {
+        const bool one = type == DType::kTQ1_0;
+        if (one) {
+          DecodeTq1(b, bq);
+        } else {
+          DecodeTq2(b, bq);
+        }
+        const float d = Fp16ToF32(LoadU16(b + (one ? 52 : 64)));
+        for (int j = 0; j < 8; ++j) bscale[j] = d;
+        break;
+      }
+      case DType::kQ1_0: {
+        // +-d as d * (q - 1) with q in {0, 2}.
+        for (int j = 0; j < 128; ++j)
+          bq[j] = static_cast<uint8_t>(((b[2 + j / 8] >> (j % 8)) & 1) * 2);
+        const float d = Fp16ToF32(LoadU16(b));
+        for (int j = 0; j < 4; ++j) bscale[j] = d;
+        break;
+      }
+      default: {  // kQ2_0
+        for (int j = 0; j < 64; ++j) bq[j] = (b[2 + j / 4] >> (2 * (j % 4))) & 3;
+        const float d = Fp16ToF32(LoadU16(b));
+        bscale[0] = bscale[1] = d;
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace tinyserve::kernels

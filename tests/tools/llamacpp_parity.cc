@@ -1,0 +1,106 @@
+// tool_llamacpp_parity: tinyserve's side of the llama.cpp parity test
+// (tests/reference/test_llamacpp_parity.py).
+//
+// Usage: tool_llamacpp_parity MODEL.gguf REFERENCE.json OUT.json
+// For each prompt of a fixture's reference (see shared fixtures README), runs ONE forward pass
+// over ids + greedy_16 with logits for every token: since attention is causal, row k - 1 holds
+// the next-token logits of the prefix of length k, which is what llama.cpp measured with a
+// fresh prefill of that prefix. Writes, per recorded position and per greedy step, the
+// log-probabilities (log-softmax in double over the whole vocabulary, as the reference) of
+// llama.cpp's top-10 ids, plus tinyserve's own argmax and its log-probability:
+//   {"prompts": [{"positions": [{"k", "logprobs": [10], "argmax", "argmax_logprob"}],
+//                 "greedy": [same without k]}],
+//    "eos_token_ids": the end-of-generation ids tinyserve derived from the file}
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "model/qwen2.h"
+#include "model/simple_kv_cache.h"
+
+namespace tinyserve {
+namespace {
+
+using Json = nlohmann::json;
+
+Json Row(const float* logits, int64_t vocab, const Json& top) {
+  const float* best = std::max_element(logits, logits + vocab);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - double(*best));
+  const double lse = double(*best) + std::log(sum);
+  Json lps = Json::array();
+  for (const Json& entry : top) lps.push_back(double(logits[entry[0].get<int64_t>()]) - lse);
+  return {{"logprobs", lps}, {"argmax", best - logits}, {"argmax_logprob", double(*best) - lse}};
+}
+
+int Run(const std::string& model_path, const std::string& ref_path, const std::string& out_path) {
+  std::ifstream in(ref_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const Json ref = Json::parse(ss.str());
+  auto model = Qwen2Model::Load(model_path, LoadOptions{});
+  if (!model.ok()) {
+    fmt::print(stderr, "{}\n", model.status().ToString());
+    return 1;
+  }
+  const ModelConfig& c = (*model)->config();
+  constexpr int32_t kBlockSize = 16;
+  ThreadPool pool(2);
+  Json out = {{"prompts", Json::array()}, {"eos_token_ids", c.eos_token_ids}};
+  for (const Json& prompt : ref.at("prompts")) {
+    std::vector<int32_t> seq = prompt.at("ids").get<std::vector<int32_t>>();
+    const int64_t num_ids = static_cast<int64_t>(seq.size());
+    for (const Json& id : prompt.at("greedy_16")) seq.push_back(id.get<int32_t>());
+    const int64_t n = static_cast<int64_t>(seq.size());
+    const int64_t num_blocks = (n + kBlockSize - 1) / kBlockSize;
+    // llama.cpp's context keeps K/V in f16; so does this cache.
+    SimpleKvCache cache(c, num_blocks, kBlockSize, DType::kF16);
+    std::vector<int32_t> table(num_blocks);
+    std::iota(table.begin(), table.end(), 0);
+    BatchBuilder builder(kBlockSize);
+    builder.AddSequence(seq, 0, table, /*all_logits=*/true);
+    std::vector<float> logits(n * c.vocab_size);
+    const Status s = (*model)->Forward(builder.Finish(), cache.layers(), logits.data(), &pool);
+    if (!s.ok()) {
+      fmt::print(stderr, "{}\n", s.ToString());
+      return 1;
+    }
+    Json p = {{"positions", Json::array()}, {"greedy", Json::array()}};
+    for (const Json& pos : prompt.at("positions")) {
+      const int64_t k = pos.at("k").get<int64_t>();
+      Json row = Row(&logits[(k - 1) * c.vocab_size], c.vocab_size, pos.at("top"));
+      row["k"] = k;
+      p["positions"].push_back(row);
+    }
+    const Json& greedy_top = prompt.at("greedy_16_top");
+    for (size_t i = 0; i < greedy_top.size(); ++i) {
+      const int64_t row = num_ids + static_cast<int64_t>(i) - 1;
+      p["greedy"].push_back(Row(&logits[row * c.vocab_size], c.vocab_size, greedy_top[i]));
+    }
+    out["prompts"].push_back(p);
+  }
+  std::ofstream(out_path) << out.dump();
+  return 0;
+}
+
+}  // namespace
+}  // namespace tinyserve
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s MODEL.gguf REFERENCE.json OUT.json\n", argv[0]);
+    return 2;
+  }
+  try {
+    return tinyserve::Run(argv[1], argv[2], argv[3]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bad reference: %s\n", e.what());
+    return 2;
+  }
+}
