@@ -200,7 +200,7 @@ GrammarCache::Stats GrammarCache::stats() const {
 }
 
 size_t GrammarCache::bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return bytes_;
 }
 

@@ -80,11 +80,11 @@ class GrammarCache {
     std::shared_ptr<const CompiledGrammar> grammar;
     size_t bytes;
   };
-  void EvictLocked();
+  void EvictLocked() REQUIRES(mu_);
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
   size_t max_bytes_;
-  size_t bytes_ = 0;  // sum of the entries' bytes
+  size_t bytes_ GUARDED_BY(mu_) = 0;  // sum of the entries' bytes
   CompileOptions options_;
   mutable Mutex mu_;
   std::list<Entry> lru_ GUARDED_BY(mu_);  // front: most recent
