@@ -34,7 +34,9 @@ function(tinyserve_module name)
     # Only tests and the CLI know the source tree (to find test data and the workload); keeping
     # the path out of the libraries' flags lets a compiler cache share them between checkouts.
     target_compile_definitions(${name}_test PRIVATE TINYSERVE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+    # Each test is labelled with its module, so a preset can pick modules (tsan runs the
+    # concurrent ones).
     gtest_discover_tests(${name}_test DISCOVERY_TIMEOUT 60
-        PROPERTIES ENVIRONMENT "TINYSERVE_BUILD_DIR=${PROJECT_BINARY_DIR}")
+        PROPERTIES ENVIRONMENT "TINYSERVE_BUILD_DIR=${PROJECT_BINARY_DIR}" LABELS ${name})
   endif()
 endfunction()

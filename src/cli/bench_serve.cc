@@ -110,7 +110,7 @@ Status ParseThinkTime(const std::string& text, double* lo, double* hi) {
 
 std::string DefaultWorkloadPath() {
   if (const char* env = std::getenv("TINYSERVE_WORKLOAD")) return env;
-  const std::string rel = "data/workload/default.json";
+  std::string rel = "data/workload/default.json";  // not const: returned by move
   if (std::filesystem::exists(rel)) return rel;
   return std::string(TINYSERVE_SOURCE_DIR) + "/" + rel;
 }

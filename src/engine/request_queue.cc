@@ -114,7 +114,7 @@ RequestQueue::RequestQueue(int32_t max_queue_len) : max_queue_len_(max_queue_len
 
 Status RequestQueue::Push(PendingRequest request) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopped_) return UnavailableError("the engine is shutting down");
     if (live_ids_.contains(request.request.request_id)) {
       return InvalidArgumentError("request id '{}' is already in use",
@@ -128,24 +128,22 @@ Status RequestQueue::Push(PendingRequest request) {
     live_ids_.insert(request.request.request_id);
     requests_.push_back(std::move(request));
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   return OkStatus();
 }
 
 void RequestQueue::Abort(std::string request_id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     aborts_.push_back(std::move(request_id));
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void RequestQueue::Take(bool block, std::vector<PendingRequest>* requests,
                         std::vector<std::string>* aborts) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (block) {
-    cv_.wait(lock, [&] { return stopped_ || !requests_.empty() || !aborts_.empty(); });
-  }
+  MutexLock lock(&mu_);
+  while (block && !stopped_ && requests_.empty() && aborts_.empty()) cv_.Wait(&mu_);
   for (auto& r : requests_) requests->push_back(std::move(r));
   requests_.clear();
   for (auto& a : aborts_) aborts->push_back(std::move(a));
@@ -155,25 +153,25 @@ void RequestQueue::Take(bool block, std::vector<PendingRequest>* requests,
 }
 
 void RequestQueue::Release(const std::string& request_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   live_ids_.erase(request_id);
 }
 
 void RequestQueue::SetEngineWaiting(int64_t num_waiting) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   engine_waiting_ = num_waiting;
 }
 
 void RequestQueue::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool RequestQueue::stopped() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stopped_;
 }
 

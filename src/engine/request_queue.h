@@ -5,18 +5,18 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "engine/request.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -124,13 +124,13 @@ class RequestQueue {
 
  private:
   const int32_t max_queue_len_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<PendingRequest> requests_;  // guarded by mu_
-  std::vector<std::string> aborts_;       // guarded by mu_
-  int64_t engine_waiting_ = 0;            // guarded by mu_
-  std::unordered_set<std::string> live_ids_;  // guarded by mu_
-  bool stopped_ = false;                  // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::vector<PendingRequest> requests_ GUARDED_BY(mu_);
+  std::vector<std::string> aborts_ GUARDED_BY(mu_);
+  int64_t engine_waiting_ GUARDED_BY(mu_) = 0;
+  std::unordered_set<std::string> live_ids_ GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 // A value published by the engine thread and read by others (the stats snapshot).
@@ -138,17 +138,17 @@ template <typename T>
 class Published {
  public:
   void Set(T value) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     value_ = std::move(value);
   }
   T Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return value_;
   }
 
  private:
-  mutable std::mutex mu_;
-  T value_{};
+  mutable Mutex mu_;
+  T value_ GUARDED_BY(mu_){};
 };
 
 }  // namespace tinyserve

@@ -38,7 +38,7 @@ class PagedCache {
  public:
   PagedCache(DType dtype, const Shape& shape, const std::vector<int32_t>& context_lens,
              uint32_t seed)
-      : shape_(shape), context_lens_(context_lens) {
+      : context_lens_(context_lens) {
     std::mt19937 rng(seed);
     int32_t needed = 0;
     for (int32_t len : context_lens) {
@@ -115,7 +115,6 @@ class PagedCache {
   int32_t max_blocks() const { return max_blocks_; }
 
  private:
-  Shape shape_;
   std::vector<int32_t> context_lens_;
   int32_t max_blocks_ = 1;
   std::vector<int32_t> block_tables_;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "kernels/matmul_internal.h"
 #include "util/check.h"
 
@@ -151,8 +152,7 @@ bool CpuSupports(MatMulIsa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni") && CpuSupports(MatMulIsa::kAvx2);
     case MatMulIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+      return IsaSupported(Isa::kAvx2);
     default:
       return true;
   }

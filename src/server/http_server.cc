@@ -150,19 +150,19 @@ Status ApiServer::Bind() { return http_->Bind(); }
 void ApiServer::Serve() { http_->Serve(); }
 
 void ApiServer::Track(const std::shared_ptr<Call>& call) {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(&calls_mu_);
   calls_.insert(call);
 }
 
 void ApiServer::Untrack(const std::shared_ptr<Call>& call) {
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(&calls_mu_);
   calls_.erase(call);
 }
 
 void ApiServer::Shutdown(std::chrono::milliseconds grace) {
   if (draining_.exchange(true)) return;
   auto in_flight = [&] {
-    std::lock_guard<std::mutex> lock(calls_mu_);
+    MutexLock lock(&calls_mu_);
     return calls_.size();
   };
   const auto deadline = Clock::now() + grace;

@@ -22,7 +22,9 @@
 #include "server/openai_api.h"
 #include "server/request_budget.h"
 #include "structured/compiler.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -110,8 +112,8 @@ class ApiServer {
   std::atomic<bool> draining_{false};
   std::atomic<bool> abort_all_{false};  // set when the shutdown grace has run out
   std::atomic<uint64_t> next_id_{0};
-  std::mutex calls_mu_;
-  std::unordered_set<std::shared_ptr<Call>> calls_;  // guarded by calls_mu_: in flight
+  Mutex calls_mu_;
+  std::unordered_set<std::shared_ptr<Call>> calls_ GUARDED_BY(calls_mu_);  // in flight
 };
 
 }  // namespace tinyserve

@@ -31,7 +31,7 @@ void Histogram::Observe(double value) {
   size_t i = 0;
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   counts_[i].fetch_add(1, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(sum_mu_);
+  MutexLock lock(&sum_mu_);
   sum_ += value;
 }
 
@@ -45,7 +45,7 @@ void Histogram::Render(const std::string& name, const std::string& labels,
   }
   double sum;
   {
-    std::lock_guard<std::mutex> lock(sum_mu_);
+    MutexLock lock(&sum_mu_);
     sum = sum_;
   }
   *out += fmt::format("{}_sum{{{}}} {}\n{}_count{{{}}} {}\n", name, labels, sum, name, labels,

@@ -7,12 +7,13 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "engine/engine.h"
 #include "structured/compiler.h"
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -27,8 +28,8 @@ class Histogram {
  private:
   const std::vector<double> bounds_;
   std::vector<std::atomic<int64_t>> counts_;  // [bounds + 1], last is +Inf
-  mutable std::mutex sum_mu_;
-  double sum_ = 0;  // guarded by sum_mu_
+  mutable Mutex sum_mu_;
+  double sum_ GUARDED_BY(sum_mu_) = 0;
 };
 
 class ServerMetrics {

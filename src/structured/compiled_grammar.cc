@@ -37,7 +37,7 @@ void CompiledGrammar::ResetScratchLocked() const {
 }
 
 size_t CompiledGrammar::memory_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return grammar_bytes_ + sets_bytes_.load() + ScratchBytesLocked();
 }
 
@@ -68,7 +68,7 @@ int32_t CompiledGrammar::StepConfig(int32_t config, uint8_t byte) const {
 const StateTokenSets& CompiledGrammar::TokenSets(int32_t state) const {
   const StateTokenSets* s = sets_[state].load(std::memory_order_acquire);
   if (s != nullptr) return *s;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (sets_[state].load(std::memory_order_relaxed) == nullptr) {
     // Without a deadline this always completes; a step that overflowed reads as a dead one, so
     // the sets then allow too little, never too much (CompileGrammar rejects such grammars).
@@ -80,7 +80,7 @@ const StateTokenSets& CompiledGrammar::TokenSets(int32_t state) const {
 
 Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
                              size_t max_bytes, int64_t max_work) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (size_t s = 0; s < grammar_.states.size(); ++s) {
     const GrammarState& st = grammar_.states[s];
     if (st.byte_edge_end == st.edge_begin) continue;

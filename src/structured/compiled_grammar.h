@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +17,7 @@
 #include "structured/grammar.h"
 #include "structured/pda.h"
 #include "structured/vocabulary.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace tinyserve::structured {
@@ -72,7 +72,10 @@ class CompiledGrammar {
 
   Grammar grammar_;
   std::shared_ptr<const Vocabulary> vocab_;
-  mutable std::mutex mu_;
+  // Leaf lock taken only to compute a state's sets: by the HTTP thread compiling the grammar
+  // (Warm, before the cache publishes it), then by engine pool threads for states Warm did not
+  // reach. Computed sets are read lock-free (release/acquire on sets_).
+  mutable Mutex mu_;
   mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
   mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
   mutable std::atomic<int64_t> num_computed_{0};

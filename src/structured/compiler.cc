@@ -159,7 +159,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind k
   key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
   key.append(text);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = index_.find(key);
     if (it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
@@ -173,7 +173,7 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind k
   auto compiled = CompileGrammar(kind, text, vocab_, options_);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_.misses;
   stats_.compile_seconds += seconds;
   if (!compiled.ok()) {
@@ -196,17 +196,17 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind k
 }
 
 GrammarCache::Stats GrammarCache::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
 size_t GrammarCache::bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return bytes_;
 }
 
 size_t GrammarCache::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return lru_.size();
 }
 

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -15,7 +14,9 @@
 #include "structured/compiled_grammar.h"
 #include "structured/grammar.h"
 #include "structured/vocabulary.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::structured {
 
@@ -82,16 +83,16 @@ class GrammarCache {
     std::shared_ptr<const CompiledGrammar> grammar;
     size_t bytes;
   };
-  void EvictLocked();
+  void EvictLocked() REQUIRES(mu_);
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
   size_t max_bytes_;
-  size_t bytes_ = 0;  // sum of the entries' bytes
+  size_t bytes_ GUARDED_BY(mu_) = 0;  // sum of the entries' bytes
   CompileOptions options_;
-  mutable std::mutex mu_;
-  std::list<Entry> lru_;  // front: most recent
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
-  Stats stats_;
+  mutable Mutex mu_;
+  std::list<Entry> lru_ GUARDED_BY(mu_);  // front: most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve::structured

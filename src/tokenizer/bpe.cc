@@ -85,7 +85,7 @@ void BpeModel::Encode(std::string_view piece, std::vector<int32_t>* ids) const {
   }
   Shard& shard = shards_[std::hash<std::string_view>{}(piece) % kNumShards];
   {
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.map.find(piece);
     if (it != shard.map.end()) {
       ids->insert(ids->end(), it->second.begin(), it->second.end());
@@ -95,7 +95,7 @@ void BpeModel::Encode(std::string_view piece, std::vector<int32_t>* ids) const {
   const size_t start = ids->size();
   EncodeUncached(piece, ids);
   std::vector<int32_t> value(ids->begin() + static_cast<std::ptrdiff_t>(start), ids->end());
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   // Bounded: a full shard starts over (frequent pieces come back at once).
   if (shard.map.size() >= cache_capacity_per_shard_) shard.map.clear();
   shard.map.emplace(std::string(piece), std::move(value));

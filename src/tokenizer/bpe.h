@@ -8,13 +8,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -55,8 +56,9 @@ class BpeModel {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   struct Shard {
-    std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, PieceHash, std::equal_to<>> map;
+    Mutex mu;
+    std::unordered_map<std::string, std::vector<int32_t>, PieceHash, std::equal_to<>> map
+        GUARDED_BY(mu);
   };
 
   BpeModel() = default;

@@ -7,8 +7,8 @@ namespace tinyserve {
 namespace {
 
 // llama.cpp's token types (prefixed: Tokenizer's own Kind enumerators, kUnused among them,
-// would shadow these names inside its member functions).
-constexpr int64_t kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3,
+// would shadow these names inside its member functions; clang counts no case label as a use).
+[[maybe_unused]] constexpr int64_t kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3,
                   kTypeUserDefined = 4, kTypeUnused = 5, kTypeByte = 6;
 
 }  // namespace

@@ -146,7 +146,9 @@ class [[nodiscard]] StatusOr {
 // `lhs = value of expr`, or returns its status from the enclosing function.
 #define TS_ASSIGN_OR_RETURN(lhs, expr) \
   TS_ASSIGN_OR_RETURN_IMPL(TS_STATUS_CONCAT(ts_statusor_, __LINE__), lhs, expr)
+// NOLINTBEGIN(bugprone-macro-parentheses): `tmp` is a name and `lhs` may be a declaration.
 #define TS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return std::move(tmp).status(); \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "formats/safetensors.h"
+#include "kernels/convert.h"
 
 namespace tinyserve {
 namespace {
@@ -42,8 +43,8 @@ std::vector<uint8_t> Values(DType dtype, int64_t n) {
       return AsBytes(v);
     }
     case DType::kF16: {
-      std::vector<_Float16> v(n);
-      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<_Float16>(FloatValue(i));
+      std::vector<uint16_t> v(n);  // exact: the values are multiples of 0.25
+      for (int64_t i = 0; i < n; ++i) v[i] = F32ToFp16(static_cast<float>(FloatValue(i)));
       return AsBytes(v);
     }
     case DType::kBF16: {
