@@ -23,8 +23,7 @@ namespace tinyserve {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Random weights: a 4096-row random slab, quantized once and tiled (the kernels' speed does not
@@ -112,8 +111,8 @@ int Main(int argc, char** argv) {
       }
       if (quick && rows > 10000) continue;
       const std::vector<uint8_t> wbytes = MakeWeights(t, rows, cols);
-      auto packed = kernels::PackedMatrix::Pack({"w", t, {rows, cols}, wbytes.data(),
-                                                 wbytes.size()});
+      auto packed =
+          kernels::PackedMatrix::Pack({"w", t, {rows, cols}, wbytes.data(), wbytes.size()});
       if (!packed.ok()) std::abort();
       const int64_t max_m = rows > 10000 ? 16 : 512;
       std::vector<float> x(max_m * cols), out(max_m * rows);

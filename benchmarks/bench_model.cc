@@ -9,13 +9,13 @@
 //       [--kv-cache-dtype f16|int8] [--profile]
 // A dtype "A+Q" loads weights of type A (dummy models; "stored" for a --model file or
 // directory) quantized at load with --quantization Q, e.g. --dtypes bf16,bf16+q8_0,q8_0.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
@@ -78,12 +78,17 @@ void PrintProfile(const char* phase, const Qwen2Profile& p, double wall) {
     const char* name;
     double s;
   };
-  const Item items[] = {{"embed+rope tables", p.embed}, {"rmsnorm(+residual)", p.norm},
-                        {"qkv matmul", p.qkv},         {"rope+kv store", p.rope},
+  const Item items[] = {{"embed+rope tables", p.embed},
+                        {"rmsnorm(+residual)", p.norm},
+                        {"qkv matmul", p.qkv},
+                        {"rope+kv store", p.rope},
                         {"attention", p.attention},
-                        {"o_proj matmul", p.o_proj},   {"gate_up matmul", p.gate_up},
-                        {"silu*mul", p.silu},          {"down matmul", p.down},
-                        {"residual add", p.residual},  {"lm_head (norm+matmul)", p.lm_head}};
+                        {"o_proj matmul", p.o_proj},
+                        {"gate_up matmul", p.gate_up},
+                        {"silu*mul", p.silu},
+                        {"down matmul", p.down},
+                        {"residual add", p.residual},
+                        {"lm_head (norm+matmul)", p.lm_head}};
   fmt::print("  {} ({} calls, {:.1f} ms per call):", phase, p.calls, wall * 1e3 / p.calls);
   for (const Item& it : items)
     if (it.s > 0) fmt::print(" {} {:.1f}%,", it.name, 100 * it.s / wall);
@@ -94,9 +99,10 @@ int Run(const Args& a) {
   ThreadPool pool(a.threads);
   fmt::print("measuring the machine ({} threads)...\n", a.threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool);
-  fmt::print("read bandwidth {:.1f} GB/s, f32 FMA peak {:.0f} GFLOP/s, int8 dot peak {:.0f} "
-             "GOP/s ({})\n\n",
-             roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.isa);
+  fmt::print(
+      "read bandwidth {:.1f} GB/s, f32 FMA peak {:.0f} GFLOP/s, int8 dot peak {:.0f} "
+      "GOP/s ({})\n\n",
+      roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.isa);
   std::vector<Row> rows;
   for (const std::string& dtype : a.dtypes) {
     LoadOptions load;
@@ -115,8 +121,8 @@ int Run(const Args& a) {
     }
     Qwen2Model& model = **loaded;
     const ModelConfig& c = model.config();
-    fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB (+{:.0f} MB allocated)\n",
-               dtype, Seconds(load_start), StatusMb("VmRSS") - rss_before,
+    fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB (+{:.0f} MB allocated)\n", dtype,
+               Seconds(load_start), StatusMb("VmRSS") - rss_before,
                StatusMb("RssAnon") - anon_before);
     Row row;
     row.dtype = dtype;
@@ -130,7 +136,8 @@ int Run(const Args& a) {
     const double head_macs = double(c.vocab_size) * c.hidden_size;
 
     constexpr int32_t kBlockSize = 16;
-    const int blocks_per_seq = (std::max(a.prompt, a.context + a.steps) + kBlockSize - 1) / kBlockSize;
+    const int blocks_per_seq =
+        (std::max(a.prompt, a.context + a.steps) + kBlockSize - 1) / kBlockSize;
     const int64_t num_blocks = int64_t{blocks_per_seq} * a.batch;
     auto cache = KvCache::Create(c, kBlockSize, a.kv_dtype,
                                  num_blocks * KvCache::BlockBytes(c, kBlockSize, a.kv_dtype));
@@ -170,8 +177,8 @@ int Run(const Args& a) {
       }
       if (a.profile) PrintProfile("prefill", model.profile(), best * 2);
       row.prefill_tps = a.prompt / best;
-      const double attn_macs = 2.0 * c.num_layers * c.num_heads * c.head_dim *
-                               (double(a.prompt) * (a.prompt + 1) / 2);
+      const double attn_macs =
+          2.0 * c.num_layers * c.num_heads * c.head_dim * (double(a.prompt) * (a.prompt + 1) / 2);
       const double ops = 2.0 * (a.prompt * layer_macs + head_macs + attn_macs);
       row.prefill_bound = (ops / peak_ops) / best;  // fraction of the bound
     }
@@ -209,19 +216,21 @@ int Run(const Args& a) {
     model.set_profiling(false);
     rows.push_back(row);
   }
-  fmt::print("\n| weights | matrix MB | prefill {} tok/s | of bound | decode b=1 tok/s | of bound "
-             "| decode b={} tok/s | of bound |\n",
-             a.prompt, a.batch);
+  fmt::print(
+      "\n| weights | matrix MB | prefill {} tok/s | of bound | decode b=1 tok/s | of bound "
+      "| decode b={} tok/s | of bound |\n",
+      a.prompt, a.batch);
   fmt::print("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     fmt::print("| {} | {:.0f} | {:.1f} | {:.0f}% ({}) | {:.2f} | {:.0f}% | {:.1f} | {:.0f}% |\n",
                r.dtype, r.weight_mb, r.prefill_tps, 100 * r.prefill_bound, r.prefill_unit,
                r.decode1_tps, 100 * r.decode1_bound, r.decodeb_tps, 100 * r.decodeb_bound);
   }
-  fmt::print("\nthreads {}, decode context {} tokens, {} KV cache; bounds: decode = max((weights + "
-             "KV bytes) read per step / read bandwidth, ops / peak), prefill = ops / peak of the "
-             "unit.\n",
-             a.threads, a.context, DTypeName(a.kv_dtype));
+  fmt::print(
+      "\nthreads {}, decode context {} tokens, {} KV cache; bounds: decode = max((weights + "
+      "KV bytes) read per step / read bandwidth, ops / peak), prefill = ops / peak of the "
+      "unit.\n",
+      a.threads, a.context, DTypeName(a.kv_dtype));
   return 0;
 }
 

@@ -11,11 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "structured/compiler.h"
 #include "structured/matcher.h"
@@ -33,20 +32,20 @@ struct Workload {
   std::string text;
 };
 
-const std::vector<Workload> kWorkloads = {
-    {"person (nested object, enum, ints)", GrammarKind::kJsonSchema,
-     R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":130},"role":{"enum":["admin","user","guest"]},"address":{"type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","city"]}},"required":["name","age","role","address"]})"},
-    {"order (array of objects, numbers)", GrammarKind::kJsonSchema,
-     R"({"type":"object","properties":{"order_id":{"type":"string","format":"uuid"},"items":{"type":"array","minItems":1,"maxItems":8,"items":{"type":"object","properties":{"sku":{"type":"string","maxLength":12},"qty":{"type":"integer","minimum":1,"maximum":99},"price":{"type":"number","minimum":0}},"required":["sku","qty","price"]}},"total":{"type":"number"},"paid":{"type":"boolean"}},"required":["order_id","items","total","paid"]})"},
-    {"sentiment (enum + confidence)", GrammarKind::kJsonSchema,
-     R"({"type":"object","properties":{"label":{"enum":["positive","negative","neutral"]},"confidence":{"type":"number","minimum":0,"maximum":1},"keywords":{"type":"array","items":{"type":"string"},"maxItems":5}},"required":["label","confidence","keywords"]})"},
-    {"tree ($ref recursion)", GrammarKind::kJsonSchema,
-     R"({"$defs":{"node":{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#/$defs/node"},"maxItems":3}},"required":["name","children"]}},"$ref":"#/$defs/node"})"},
-    {"event (date-time, anyOf)", GrammarKind::kJsonSchema,
-     R"({"type":"object","properties":{"title":{"type":"string","minLength":1,"maxLength":60},"start":{"type":"string","format":"date-time"},"location":{"anyOf":[{"type":"string"},{"type":"null"}]},"attendees":{"type":"array","items":{"type":"string","format":"email"}}},"required":["title","start","location","attendees"]})"},
-    {"json_object", GrammarKind::kJsonObject, ""},
-    {"tool call (required)", GrammarKind::kToolCalls,
-     R"({"functions":[{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city","unit"]}},{"name":"search","parameters":{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","minimum":1,"maximum":50}},"required":["query"]}}],"multiple":true})"},
+const std::vector<Workload> kWorkloads =
+    {
+        {"person (nested object, enum, ints)", GrammarKind::kJsonSchema,
+         R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":130},"role":{"enum":["admin","user","guest"]},"address":{"type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","city"]}},"required":["name","age","role","address"]})"},
+        {"order (array of objects, numbers)", GrammarKind::kJsonSchema,
+         R"({"type":"object","properties":{"order_id":{"type":"string","format":"uuid"},"items":{"type":"array","minItems":1,"maxItems":8,"items":{"type":"object","properties":{"sku":{"type":"string","maxLength":12},"qty":{"type":"integer","minimum":1,"maximum":99},"price":{"type":"number","minimum":0}},"required":["sku","qty","price"]}},"total":{"type":"number"},"paid":{"type":"boolean"}},"required":["order_id","items","total","paid"]})"},
+        {"sentiment (enum + confidence)", GrammarKind::kJsonSchema,
+         R"({"type":"object","properties":{"label":{"enum":["positive","negative","neutral"]},"confidence":{"type":"number","minimum":0,"maximum":1},"keywords":{"type":"array","items":{"type":"string"},"maxItems":5}},"required":["label","confidence","keywords"]})"},
+        {"tree ($ref recursion)", GrammarKind::kJsonSchema,
+         R"({"$defs":{"node":{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#/$defs/node"},"maxItems":3}},"required":["name","children"]}},"$ref":"#/$defs/node"})"},
+        {"event (date-time, anyOf)", GrammarKind::kJsonSchema,
+         R"({"type":"object","properties":{"title":{"type":"string","minLength":1,"maxLength":60},"start":{"type":"string","format":"date-time"},"location":{"anyOf":[{"type":"string"},{"type":"null"}]},"attendees":{"type":"array","items":{"type":"string","format":"email"}}},"required":["title","start","location","attendees"]})"},
+        {"json_object", GrammarKind::kJsonObject, ""},
+        {"tool call (required)", GrammarKind::kToolCalls, R"({"functions":[{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["celsius","fahrenheit"]}},"required":["city","unit"]}},{"name":"search","parameters":{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","minimum":1,"maximum":50}},"required":["query"]}}],"multiple":true})"},
 };
 
 // CPU time of this thread: on a shared machine, wall time also counts time the thread waited.
@@ -78,7 +77,8 @@ int main(int argc, char** argv) {
               "mean_us", "p50_us", "p99_us", "max_us", "cpu_mean", "cpu_p99");
   std::vector<Workload> workloads = kWorkloads;
   const std::string tasks_path =
-      argc > 3 ? argv[3] : std::string(TINYSERVE_SOURCE_DIR) + "/data/workload/structured_tasks.jsonl";
+      argc > 3 ? argv[3]
+               : std::string(TINYSERVE_SOURCE_DIR) + "/data/workload/structured_tasks.jsonl";
   std::ifstream tasks(tasks_path);
   for (std::string line; std::getline(tasks, line);) {
     const auto task = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -120,9 +120,10 @@ int main(int argc, char** argv) {
     double sum = 0, cpu_sum = 0;
     for (double t : times) sum += t;
     for (double t : cpu) cpu_sum += t;
-    std::printf("%-36s %10.2f %7zu %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", w.name.c_str(), compile_ms,
-                times.size(), sum / times.size(), Percentile(times, 0.5), Percentile(times, 0.99),
-                Percentile(times, 1.0), cpu_sum / cpu.size(), Percentile(cpu, 0.99));
+    std::printf("%-36s %10.2f %7zu %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", w.name.c_str(),
+                compile_ms, times.size(), sum / times.size(), Percentile(times, 0.5),
+                Percentile(times, 0.99), Percentile(times, 1.0), cpu_sum / cpu.size(),
+                Percentile(cpu, 0.99));
     all.insert(all.end(), times.begin(), times.end());
     all_cpu.insert(all_cpu.end(), cpu.begin(), cpu.end());
   }

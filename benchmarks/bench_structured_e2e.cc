@@ -8,10 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
 #include "model/qwen2.h"
@@ -88,10 +87,10 @@ int main(int argc, char** argv) {
   options.threads = threads;
   options.max_num_batched_tokens = 2048;
   auto engine = Check(ts::Engine::Create(model, options), "engine");
-  auto vocab = Check(ts::structured::VocabularyFromTokenizer(
-                         *tokenizer, static_cast<int32_t>(model->config().vocab_size),
-                         engine->eos_token_ids()),
-                     "vocabulary");
+  auto vocab = Check(
+      ts::structured::VocabularyFromTokenizer(
+          *tokenizer, static_cast<int32_t>(model->config().vocab_size), engine->eos_token_ids()),
+      "vocabulary");
   ts::structured::GrammarCache grammars(vocab, 64);
 
   std::ifstream in(std::string(TINYSERVE_SOURCE_DIR) + "/data/workload/structured_tasks.jsonl");
@@ -123,10 +122,11 @@ int main(int argc, char** argv) {
     compile_seconds += std::chrono::duration<double>(Clock::now() - c0).count();
     constrained.push_back(std::move(r));
   }
-  std::printf("%s %s, %d concurrent requests, max_tokens %d, threads %d; grammar compile %.1f ms "
-              "total (off the engine thread in the server)\n",
-              model_name.c_str(), dtype.c_str(), num_requests, max_tokens,
-              engine->limits().threads, compile_seconds * 1e3);
+  std::printf(
+      "%s %s, %d concurrent requests, max_tokens %d, threads %d; grammar compile %.1f ms "
+      "total (off the engine thread in the server)\n",
+      model_name.c_str(), dtype.c_str(), num_requests, max_tokens, engine->limits().threads,
+      compile_seconds * 1e3);
 
   // Warm-up (first-touch of weights and KV pages) with a short unconstrained pass.
   std::vector<ts::GenerateRequest> warm = constrained;
@@ -159,9 +159,10 @@ int main(int argc, char** argv) {
               static_cast<long long>(with_grammar.stopped), num_requests);
   std::printf("%-14s %8lld %10.2f %12.1f\n", "unconstrained",
               static_cast<long long>(without.output_tokens), without.seconds, tps_without);
-  std::printf("structured / unconstrained output tok/s: %.3f; grammar mask: %.1f us mean over "
-              "%.0f masks (their sum is %.2f%% of the structured run's wall time)\n",
-              tps_with / tps_without, masks > 0 ? mask_s / masks * 1e6 : 0.0, masks,
-              100.0 * mask_s / with_grammar.seconds);
+  std::printf(
+      "structured / unconstrained output tok/s: %.3f; grammar mask: %.1f us mean over "
+      "%.0f masks (their sum is %.2f%% of the structured run's wall time)\n",
+      tps_with / tps_without, masks > 0 ? mask_s / masks * 1e6 : 0.0, masks,
+      100.0 * mask_s / with_grammar.seconds);
   return 0;
 }

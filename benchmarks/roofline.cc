@@ -18,8 +18,7 @@ bool HasAvx512Vnni() {
 bool HasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Runs fn(thread_idx) on every thread of the pool; returns the best ops/s of `reps` runs, where
@@ -78,28 +77,30 @@ double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes, int reps) {
 double MeasureFmaPeak(ThreadPool* pool) {
   constexpr int64_t kIters = 20'000'000;
   std::atomic<uint32_t> sink{0};
-  return BestRate(pool, 3, [&](int) -> uint64_t {
-           float s = 0;
-           uint64_t ops = HasAvx512Vnni() ? internal::FmaLoopAvx512(kIters, &s)
-                          : HasAvx2()     ? internal::FmaLoopAvx2(kIters, &s)
-                                          : 0;
-           sink += s != 0;
-           return ops;
-         }) /
+  return BestRate(pool, 3,
+                  [&](int) -> uint64_t {
+                    float s = 0;
+                    uint64_t ops = HasAvx512Vnni() ? internal::FmaLoopAvx512(kIters, &s)
+                                   : HasAvx2()     ? internal::FmaLoopAvx2(kIters, &s)
+                                                   : 0;
+                    sink += s != 0;
+                    return ops;
+                  }) /
          1e9;
 }
 
 double MeasureInt8Peak(ThreadPool* pool) {
   constexpr int64_t kIters = 20'000'000;
   std::atomic<int32_t> sink{0};
-  return BestRate(pool, 3, [&](int) -> uint64_t {
-           int32_t s = 0;
-           uint64_t ops = HasAvx512Vnni() ? internal::DotLoopAvx512(kIters, &s)
-                          : HasAvx2()     ? internal::DotLoopAvx2(kIters, &s)
-                                          : 0;
-           sink += s;
-           return ops;
-         }) /
+  return BestRate(pool, 3,
+                  [&](int) -> uint64_t {
+                    int32_t s = 0;
+                    uint64_t ops = HasAvx512Vnni() ? internal::DotLoopAvx512(kIters, &s)
+                                   : HasAvx2()     ? internal::DotLoopAvx2(kIters, &s)
+                                                   : 0;
+                    sink += s;
+                    return ops;
+                  }) /
          1e9;
 }
 

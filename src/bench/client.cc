@@ -21,8 +21,8 @@ constexpr size_t kMaxBody = 1 << 20;
 
 // What the reader learned from the stream so far.
 struct StreamState {
-  bool done = false;       // Saw "data: [DONE]".
-  std::string cause;       // bad_chunk or stream_error, set once.
+  bool done = false;  // Saw "data: [DONE]".
+  std::string cause;  // bad_chunk or stream_error, set once.
   std::string detail;
   Clock::time_point last_content;
 };
@@ -67,8 +67,8 @@ json BuildRequestBody(const ClientConfig& config, const TaskType& task, const Sa
   if (task.check == AnswerCheck::kJsonSchema) {
     body["response_format"] = {
         {"type", "json_schema"},
-        {"json_schema", {{"name", task.name + "_" + sample.id}, {"schema", sample.schema},
-                         {"strict", true}}}};
+        {"json_schema",
+         {{"name", task.name + "_" + sample.id}, {"schema", sample.schema}, {"strict", true}}}};
   }
   return body;
 }
@@ -232,7 +232,8 @@ RequestOutcome OpenAIClient::Send(const TaskType& task, const Sample& sample) {
     if (Clock::now() >= deadline) return false;
     if (out.http_status != 200 || !event_stream) {
       // Kept whole up to a bound: it is either an error message or a non-streamed answer.
-      if (error_body.size() < kMaxBody) error_body.append(data, std::min(n, kMaxBody - error_body.size()));
+      if (error_body.size() < kMaxBody)
+        error_body.append(data, std::min(n, kMaxBody - error_body.size()));
       return true;
     }
     std::string bytes(data, n);

@@ -4,17 +4,17 @@
 // thread owns one OpenAIClient (one keep-alive connection); an instance is not shareable.
 #pragma once
 
+#include <httplib.h>
+
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "bench/workload.h"
 #include "util/status.h"
@@ -53,11 +53,11 @@ struct RequestOutcome {
   std::string cause;   // Empty when the request succeeded.
   std::string detail;  // Human-readable reason for a failure.
   int http_status = 0;
-  double ttft_s = -1;          // Send to first non-empty content; -1 if none came.
-  double e2e_s = 0;            // Send to end of the response (or to the failure).
-  std::vector<double> itl_s;   // Gaps between successive content chunks.
-  int output_tokens = 0;       // From usage when reported, else the content chunk count.
-  int prompt_tokens = -1;      // From usage; -1 when not reported.
+  double ttft_s = -1;         // Send to first non-empty content; -1 if none came.
+  double e2e_s = 0;           // Send to end of the response (or to the failure).
+  std::vector<double> itl_s;  // Gaps between successive content chunks.
+  int output_tokens = 0;      // From usage when reported, else the content chunk count.
+  int prompt_tokens = -1;     // From usage; -1 when not reported.
   bool usage_reported = false;
   std::string finish_reason;
   std::string text;

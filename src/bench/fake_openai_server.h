@@ -3,26 +3,26 @@
 // Start() and Stop() from the test thread; the counters may be read at any time.
 #pragma once
 
+#include <httplib.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 namespace tinyserve::bench {
 
 struct FakeServerConfig {
   enum class Mode { kNormal, kStall, kHttp500, kTruncate, kBadChunk };
   Mode mode = Mode::kNormal;
-  int num_tokens = 8;             // Content chunks per answer.
-  int first_token_delay_ms = 0;   // Before the first chunk.
-  int token_delay_ms = 1;         // Between chunks.
+  int num_tokens = 8;            // Content chunks per answer.
+  int first_token_delay_ms = 0;  // Before the first chunk.
+  int token_delay_ms = 1;        // Between chunks.
   bool send_usage = true;
   // The answer text for a request body (split over num_tokens chunks); default "t0 t1 ...".
   std::function<std::string(const nlohmann::json& body)> answer;
@@ -94,13 +94,14 @@ class FakeOpenAIServer {
     if (!config_.answer) {
       for (int i = 0; i < config_.num_tokens; ++i) answer += fmt::format("t{} ", i);
     }
-    res.set_chunked_content_provider(
-        "text/event-stream", [this, chat, answer](size_t, httplib::DataSink& sink) {
-          // Stream releases the in-flight count itself before its last write on the normal
-          // path: a client may send its next request the moment it reads [DONE].
-          if (!Stream(chat, answer, sink)) --in_flight_;
-          return true;
-        });
+    res.set_chunked_content_provider("text/event-stream",
+                                     [this, chat, answer](size_t, httplib::DataSink& sink) {
+                                       // Stream releases the in-flight count itself before its last
+                                       // write on the normal path: a client may send its next
+                                       // request the moment it reads [DONE].
+                                       if (!Stream(chat, answer, sink)) --in_flight_;
+                                       return true;
+                                     });
   }
 
   void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
@@ -113,12 +114,12 @@ class FakeOpenAIServer {
       return sink.write(s.data(), s.size());
     };
     auto chunk = [&](const std::string& text, const char* finish) {
-      nlohmann::json c = chat ? nlohmann::json{{"delta", {{"content", text}}}}
-                              : nlohmann::json{{"text", text}};
+      nlohmann::json c =
+          chat ? nlohmann::json{{"delta", {{"content", text}}}} : nlohmann::json{{"text", text}};
       c["index"] = 0;
       c["finish_reason"] = finish == nullptr ? nlohmann::json(nullptr) : nlohmann::json(finish);
-      return event({{"object", chat ? "chat.completion.chunk" : "text_completion"},
-                    {"choices", {c}}});
+      return event(
+          {{"object", chat ? "chat.completion.chunk" : "text_completion"}, {"choices", {c}}});
     };
     Sleep(config_.first_token_delay_ms);
     if (config_.mode == Mode::kStall) {
@@ -144,9 +145,9 @@ class FakeOpenAIServer {
     }
     chunk("", "stop");
     if (config_.send_usage) {
-      event({{"choices", nlohmann::json::array()},
-             {"usage", {{"prompt_tokens", 11}, {"completion_tokens", n},
-                        {"total_tokens", 11 + n}}}});
+      event(
+          {{"choices", nlohmann::json::array()},
+           {"usage", {{"prompt_tokens", 11}, {"completion_tokens", n}, {"total_tokens", 11 + n}}}});
     }
     std::string done = "data: [DONE]\n\n";
     --in_flight_;

@@ -73,20 +73,20 @@ Status Validate(const json& schema, const json& v, const std::string& path);
 
 Status ValidateNumber(const json& schema, const json& v, const std::string& path) {
   double x = v.get<double>();
-  if (auto it = schema.find("minimum"); it != schema.end() && it->is_number() &&
-                                        x < it->get<double>()) {
+  if (auto it = schema.find("minimum");
+      it != schema.end() && it->is_number() && x < it->get<double>()) {
     return Fail(path, fmt::format("{} is below minimum {}", Short(v), it->dump()));
   }
-  if (auto it = schema.find("maximum"); it != schema.end() && it->is_number() &&
-                                        x > it->get<double>()) {
+  if (auto it = schema.find("maximum");
+      it != schema.end() && it->is_number() && x > it->get<double>()) {
     return Fail(path, fmt::format("{} is above maximum {}", Short(v), it->dump()));
   }
-  if (auto it = schema.find("exclusiveMinimum"); it != schema.end() && it->is_number() &&
-                                                 x <= it->get<double>()) {
+  if (auto it = schema.find("exclusiveMinimum");
+      it != schema.end() && it->is_number() && x <= it->get<double>()) {
     return Fail(path, fmt::format("{} is not above {}", Short(v), it->dump()));
   }
-  if (auto it = schema.find("exclusiveMaximum"); it != schema.end() && it->is_number() &&
-                                                 x >= it->get<double>()) {
+  if (auto it = schema.find("exclusiveMaximum");
+      it != schema.end() && it->is_number() && x >= it->get<double>()) {
     return Fail(path, fmt::format("{} is not below {}", Short(v), it->dump()));
   }
   return OkStatus();
@@ -94,12 +94,12 @@ Status ValidateNumber(const json& schema, const json& v, const std::string& path
 
 Status ValidateString(const json& schema, const json& v, const std::string& path) {
   size_t len = CodePointCount(v.get_ref<const std::string&>());
-  if (auto it = schema.find("minLength"); it != schema.end() && it->is_number() &&
-                                          static_cast<double>(len) < it->get<double>()) {
+  if (auto it = schema.find("minLength");
+      it != schema.end() && it->is_number() && static_cast<double>(len) < it->get<double>()) {
     return Fail(path, fmt::format("string of {} characters is shorter than {}", len, it->dump()));
   }
-  if (auto it = schema.find("maxLength"); it != schema.end() && it->is_number() &&
-                                          static_cast<double>(len) > it->get<double>()) {
+  if (auto it = schema.find("maxLength");
+      it != schema.end() && it->is_number() && static_cast<double>(len) > it->get<double>()) {
     return Fail(path, fmt::format("string of {} characters is longer than {}", len, it->dump()));
   }
   return OkStatus();
@@ -107,12 +107,12 @@ Status ValidateString(const json& schema, const json& v, const std::string& path
 
 Status ValidateArray(const json& schema, const json& v, const std::string& path) {
   double n = static_cast<double>(v.size());
-  if (auto it = schema.find("minItems"); it != schema.end() && it->is_number() &&
-                                         n < it->get<double>()) {
+  if (auto it = schema.find("minItems");
+      it != schema.end() && it->is_number() && n < it->get<double>()) {
     return Fail(path, fmt::format("{} items, fewer than {}", v.size(), it->dump()));
   }
-  if (auto it = schema.find("maxItems"); it != schema.end() && it->is_number() &&
-                                         n > it->get<double>()) {
+  if (auto it = schema.find("maxItems");
+      it != schema.end() && it->is_number() && n > it->get<double>()) {
     return Fail(path, fmt::format("{} items, more than {}", v.size(), it->dump()));
   }
   if (auto it = schema.find("items"); it != schema.end() && (it->is_object() || it->is_boolean())) {
@@ -183,11 +183,22 @@ Status Validate(const json& schema, const json& v, const std::string& path) {
 }
 
 Status CheckSupported(const json& schema, const std::string& path) {
-  static const std::set<std::string_view> kValidating = {
-      "type",      "properties", "required",  "additionalProperties", "items",
-      "enum",      "const",      "minimum",   "maximum",              "exclusiveMinimum",
-      "exclusiveMaximum", "minLength", "maxLength", "minItems",       "maxItems",
-      "anyOf"};
+  static const std::set<std::string_view> kValidating = {"type",
+                                                         "properties",
+                                                         "required",
+                                                         "additionalProperties",
+                                                         "items",
+                                                         "enum",
+                                                         "const",
+                                                         "minimum",
+                                                         "maximum",
+                                                         "exclusiveMinimum",
+                                                         "exclusiveMaximum",
+                                                         "minLength",
+                                                         "maxLength",
+                                                         "minItems",
+                                                         "maxItems",
+                                                         "anyOf"};
   static const std::set<std::string_view> kAnnotations = {
       "title", "description", "$schema", "$id", "$comment", "default", "examples"};
   if (schema.is_boolean()) return OkStatus();

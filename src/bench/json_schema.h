@@ -5,9 +5,8 @@
 // Pure functions; safe from any thread.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "util/status.h"
 

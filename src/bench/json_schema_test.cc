@@ -76,9 +76,11 @@ TEST(JsonSchemaTest, EnumConstAndAnyOf) {
 }
 
 TEST(JsonSchemaTest, SupportCheckRejectsUnknownKeywordsButAllowsAnnotations) {
-  EXPECT_TRUE(CheckSchemaSupported(json::parse(
-      R"({"title":"t","description":"d","type":"object","properties":{"a":{"type":"string"}}})"))
-                  .ok());
+  EXPECT_TRUE(
+      CheckSchemaSupported(
+          json::parse(
+              R"({"title":"t","description":"d","type":"object","properties":{"a":{"type":"string"}}})"))
+          .ok());
   Status pattern = CheckSchemaSupported(
       json::parse(R"({"type":"object","properties":{"a":{"type":"string","pattern":"^x"}}})"));
   EXPECT_EQ(pattern.code(), StatusCode::kUnimplemented);

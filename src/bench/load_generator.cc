@@ -199,8 +199,8 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
   }
 
   const double issue_end = level.warmup_s + level.duration_s;
-  LevelContext ctx{workload, options, level, Clock::now(), issue_end,
-                   InFlightMeter(level.warmup_s, issue_end)};
+  LevelContext ctx{workload,     options,   level,
+                   Clock::now(), issue_end, InFlightMeter(level.warmup_s, issue_end)};
   std::vector<std::vector<RequestRecord>> per_thread(num_threads);
   std::vector<std::thread> threads;
   ArrivalQueue queue;

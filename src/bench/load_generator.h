@@ -30,27 +30,27 @@ struct LoadOptions {
   double think_max_s = 0;
   uint64_t seed = 0;               // Fixes each user's sequence of samples and think times.
   int open_loop_concurrency = 64;  // Open loop: at most this many requests in flight.
-  int64_t max_requests = 1000000;   // Per level, a hard bound on requests sent.
+  int64_t max_requests = 1000000;  // Per level, a hard bound on requests sent.
 };
 
 struct RequestRecord {
-  int user = 0;          // Closed loop: user index; open loop: worker index.
-  int64_t seq = 0;       // Closed loop: the user's n-th request; open loop: arrival number.
+  int user = 0;     // Closed loop: user index; open loop: worker index.
+  int64_t seq = 0;  // Closed loop: the user's n-th request; open loop: arrival number.
   int task_idx = 0;
   int sample_idx = 0;
-  bool warmup = false;   // Started before the measured window.
+  bool warmup = false;     // Started before the measured window.
   double scheduled_s = 0;  // Open loop arrival time (else = start_s); seconds since level start.
   double start_s = 0;
   double end_s = 0;
-  double think_s = 0;    // Closed loop: think time drawn after this request.
+  double think_s = 0;      // Closed loop: think time drawn after this request.
   RequestOutcome outcome;  // Its text is cut to the first 200 bytes.
 };
 
 struct LevelResult {
   LoadLevel level;
-  double window_start_s = 0;  // = warmup_s
-  double window_end_s = 0;    // = warmup_s + duration_s: no request starts after it.
-  double wall_s = 0;          // Level start to the end of the last request.
+  double window_start_s = 0;           // = warmup_s
+  double window_end_s = 0;             // = warmup_s + duration_s: no request starts after it.
+  double wall_s = 0;                   // Level start to the end of the last request.
   std::vector<RequestRecord> records;  // Sorted by start time.
   int max_in_flight = 0;               // Over the whole level.
   double mean_in_flight = 0;           // Time-weighted over the measured window.

@@ -1,9 +1,9 @@
 #include "bench/load_generator.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <map>
-
-#include <gtest/gtest.h>
 
 #include "bench/fake_openai_server.h"
 #include "bench/stats.h"
@@ -19,7 +19,8 @@ Workload TextWorkload() {
        "samples": [{"id": "a0", "input": "x"}, {"id": "a1", "input": "y"}]},
       {"name": "b", "weight": 1, "max_tokens": 8, "prompt": "B {input}",
        "samples": [{"id": "b0", "input": "z"}, {"id": "b1", "input": "w"}, {"id": "b2", "input": "v"}]}
-    ]})", ".");
+    ]})",
+                                       ".");
   EXPECT_TRUE(w.ok()) << w.status().ToString();
   return *w;
 }
@@ -133,7 +134,8 @@ TEST(LoadGeneratorTest, InvalidJsonAndSchemaViolationsAreCountedByCause) {
           "properties": {"n": {"type": "integer", "maximum": 10}, "tag": {"type": "string"}}}},
         {"id": "broken", "input": "i", "schema": {"type": "object"}},
         {"id": "violating", "input": "i", "schema": {"type": "object",
-          "properties": {"n": {"type": "integer", "maximum": 10}}}}]}]})", ".");
+          "properties": {"n": {"type": "integer", "maximum": 10}}}}]}]})",
+                                       ".");
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   LoadLevel level{/*users=*/2, 0, /*duration_s=*/0.6, /*warmup_s=*/0};
   StatusOr<LevelResult> r = RunLevel(*w, Options(server, 5), level, nullptr);

@@ -58,9 +58,7 @@ std::string CiCell(double v, const Interval& ci, const char* f) {
   return out;
 }
 
-json CiJson(const Interval& ci) {
-  return ci.known() ? json::array({ci.lo, ci.hi}) : json(nullptr);
-}
+json CiJson(const Interval& ci) { return ci.known() ? json::array({ci.lo, ci.hi}) : json(nullptr); }
 
 }  // namespace
 
@@ -68,31 +66,37 @@ std::string KneeSentence(const BenchResults& r) {
   int knee = FindKnee(r.stats, r.info.slo);
   std::string slo = FormatSlo(r.info.slo);
   if (knee < 0 && !r.stats.empty() && r.stats[0].requests == 0) {
-    return fmt::format("**Knee: none** - at the lowest load ({}) no request was measured: none "
-                       "started in the measured window, or all took longer than the level. The "
-                       "server is slower than --timeout {:g} s allows: raise --duration and "
-                       "--timeout.", LoadLabel(r.stats[0]), r.info.timeout_s);
+    return fmt::format(
+        "**Knee: none** - at the lowest load ({}) no request was measured: none "
+        "started in the measured window, or all took longer than the level. The "
+        "server is slower than --timeout {:g} s allows: raise --duration and "
+        "--timeout.",
+        LoadLabel(r.stats[0]), r.info.timeout_s);
   }
   if (knee < 0) {
-    return fmt::format("**Knee: none** - already the lowest load ({}) failed requests or missed "
-                       "the SLOs (p99 {}).", r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);
+    return fmt::format(
+        "**Knee: none** - already the lowest load ({}) failed requests or missed "
+        "the SLOs (p99 {}).",
+        r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);
   }
   const LevelStats& k = r.stats[knee];
   std::string next;
   if (knee + 1 < static_cast<int>(r.stats.size())) {
     const LevelStats& n = r.stats[knee + 1];
-    next = fmt::format(" At {} it breaks: {} failures, p99 TTFT {} ms, p99 E2E {} ms.",
-                       LoadLabel(n), Percent(n.failure_rate), Thousands(n.ttft_ms.p99),
-                       Thousands(n.e2e_ms.p99));
+    next =
+        fmt::format(" At {} it breaks: {} failures, p99 TTFT {} ms, p99 E2E {} ms.", LoadLabel(n),
+                    Percent(n.failure_rate), Thousands(n.ttft_ms.p99), Thousands(n.e2e_ms.p99));
   } else if (!r.saturation_note.empty()) {
-    next = " It held the SLOs at every level tested, but the sweep found where more load only "
-           "queues (below).";
+    next =
+        " It held the SLOs at every level tested, but the sweep found where more load only "
+        "queues (below).";
   } else {
     next = " It held at every level tested: raise the load to find where it breaks.";
   }
-  return fmt::format("**Knee: {}{}** - the most load at which every request succeeded and the "
-                     "SLOs held (p99 {}), with {:.2f} RPS.{}",
-                     LoadLabel(k), k.request_rate > 0 ? "" : " users", slo, k.rps, next);
+  return fmt::format(
+      "**Knee: {}{}** - the most load at which every request succeeded and the "
+      "SLOs held (p99 {}), with {:.2f} RPS.{}",
+      LoadLabel(k), k.request_rate > 0 ? "" : " users", slo, k.rps, next);
 }
 
 std::string KneeUncertaintySentence(const BenchResults& r) {
@@ -103,9 +107,10 @@ std::string KneeUncertaintySentence(const BenchResults& r) {
     return LoadLabel(r.stats[i]) + (r.stats[i].request_rate > 0 ? "" : " users");
   };
   std::string range = u.low == u.high ? name(u.low) : name(u.low) + " to " + name(u.high);
-  return fmt::format("Knee uncertainty: found again on {} bootstrap resamples of the requests, the "
-                     "knee is the same in {:.0f}% of them; 95% range: {}.", u.resamples,
-                     u.share_at_estimate * 100, range);
+  return fmt::format(
+      "Knee uncertainty: found again on {} bootstrap resamples of the requests, the "
+      "knee is the same in {:.0f}% of them; 95% range: {}.",
+      u.resamples, u.share_at_estimate * 100, range);
 }
 
 namespace {
@@ -113,7 +118,8 @@ namespace {
 std::string ConcurrencyTable(const BenchResults& r) {
   std::string md = fmt::format(
       "| {} | RPS | mean TTFT (ms) | mean E2E (ms) | memory (GB) | failures |\n"
-      "|---|---|---|---|---|---|\n", OpenLoop(r) ? "rate" : "users");
+      "|---|---|---|---|---|---|\n",
+      OpenLoop(r) ? "rate" : "users");
   for (const LevelStats& s : r.stats) {
     md += fmt::format("| {} | {:.2f} | {} | {} | {} | {} |\n", LoadLabel(s), s.rps,
                       Thousands(s.ttft_ms.mean), Thousands(s.e2e_ms.mean), Memory(s.server),
@@ -129,16 +135,15 @@ std::string TaskTable(const BenchResults& r, const Workload& w, int level_idx) {
       "|---|---|---|---|---|---|\n";
   for (const TaskStats& t : s.tasks) {
     if (t.e2e_ms.n == 0) {  // No successful request: no latency to show.
-      md += fmt::format("| {} | {} | - | - | - | {} |\n", t.name, t.requests,
-                        t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests)
-                                       : "-");
+      md +=
+          fmt::format("| {} | {} | - | - | - | {} |\n", t.name, t.requests,
+                      t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests) : "-");
       continue;
     }
     md += fmt::format("| {} | {} | {} ± {} | {} ± {} | {} | {} |\n", t.name, t.requests,
                       Thousands(t.e2e_ms.mean), Thousands(t.e2e_ms.std), Thousands(t.ttft_ms.mean),
                       Thousands(t.ttft_ms.std), Thousands(t.e2e_ms.p90),
-                      t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests)
-                                     : "-");
+                      t.requests > 0 ? Percent(static_cast<double>(t.failures) / t.requests) : "-");
   }
   return md;
 }
@@ -153,9 +158,17 @@ std::string DetailHeading(const BenchResults& r, int level_idx) {
 }
 
 json DistJson(const Distribution& d) {
-  return {{"n", d.n},     {"mean", d.mean}, {"std", d.std}, {"min", d.min},
-          {"max", d.max}, {"p50", d.p50},   {"p90", d.p90}, {"p99", d.p99},
-          {"p50_ci", CiJson(d.p50_ci)}, {"p90_ci", CiJson(d.p90_ci)}, {"p99_ci", CiJson(d.p99_ci)}};
+  return {{"n", d.n},
+          {"mean", d.mean},
+          {"std", d.std},
+          {"min", d.min},
+          {"max", d.max},
+          {"p50", d.p50},
+          {"p90", d.p90},
+          {"p99", d.p99},
+          {"p50_ci", CiJson(d.p50_ci)},
+          {"p90_ci", CiJson(d.p90_ci)},
+          {"p99_ci", CiJson(d.p99_ci)}};
 }
 
 Status WriteFile(const std::filesystem::path& path, const std::string& text) {
@@ -217,8 +230,9 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
   md += fmt::format(
       "- tinyserve {} · model `{}` · {} server at `{}` · endpoint `{}`\n"
       "- machine: {}, {} cores · server threads: {}\n"
-      "- profile `{}` · workload `{}` (", i.tinyserve_version, i.model,
-      i.embedded_server ? "embedded" : "external", i.base_url, i.endpoint, i.cpu_model, i.cores,
+      "- profile `{}` · workload `{}` (",
+      i.tinyserve_version, i.model, i.embedded_server ? "embedded" : "external", i.base_url,
+      i.endpoint, i.cpu_model, i.cores,
       i.server_threads > 0 ? std::to_string(i.server_threads) : "unknown", i.profile, i.workload);
   for (size_t t = 0; t < w.tasks.size(); ++t) {
     md += fmt::format("{}{} ×{:g}, max_tokens {}", t ? "; " : "", w.tasks[t].name,
@@ -227,16 +241,17 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
   md += fmt::format(
       ")\n- per level: warmup {:g} s, measured {:g} s · think time {:g}-{:g} s · timeout {:g} s · "
       "seed {}\n- SLO: {} · started {}\n- command: `{}`\n\n",
-      i.warmup_s, i.duration_s, i.think_min_s, i.think_max_s, i.timeout_s, i.seed,
-      FormatSlo(i.slo), i.started_at, i.command_line);
+      i.warmup_s, i.duration_s, i.think_min_s, i.think_max_s, i.timeout_s, i.seed, FormatSlo(i.slo),
+      i.started_at, i.command_line);
   if (r.stats.empty()) return md + "No levels were run.\n";
 
   md += "## Capacity\n\n" + ConcurrencyTable(r) + "\n" + KneeSentence(r) + "\n\n";
   if (std::string u = KneeUncertaintySentence(r); !u.empty()) md += u + "\n\n";
   if (!r.saturation_note.empty()) md += r.saturation_note + "\n\n";
-  md += "RPS counts successful requests that started in the measured window, per second of it; "
-        "memory is the server's peak resident set; failures are the share of measured requests "
-        "that failed (any cause).\n\n";
+  md +=
+      "RPS counts successful requests that started in the measured window, per second of it; "
+      "memory is the server's peak resident set; failures are the share of measured requests "
+      "that failed (any cause).\n\n";
   int detail = DetailLevelIndex(r, i.detail_users);
   md += "## " + DetailHeading(r, detail) + "\n\n" + TaskTable(r, w, detail) + "\n";
 
@@ -250,7 +265,8 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
     Interval slo_pct{s.slo_attainment_ci.lo * 100, s.slo_attainment_ci.hi * 100};
     md += fmt::format(
         "| {} | {} | {} | {} | {}% | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} | {:.1f} | "
-        "{:.2f} / {} |\n", LoadLabel(s), s.requests, CiCell(s.rps, s.rps_ci, "{:.2f}"),
+        "{:.2f} / {} |\n",
+        LoadLabel(s), s.requests, CiCell(s.rps, s.rps_ci, "{:.2f}"),
         CiCell(s.goodput_rps, s.goodput_ci, "{:.2f}"),
         CiCell(s.slo_attainment * 100, slo_pct, "{:.1f}"),
         PctCell(s.ttft_ms, 0.5, s.ttft_ms.p50, s.ttft_ms.p50_ci),
@@ -263,20 +279,21 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
         PctCell(s.itl_ms, 0.99, s.itl_ms.p99, s.itl_ms.p99_ci), s.tpot_ms.mean,
         s.output_tokens_per_s, s.mean_in_flight, s.max_in_flight);
   }
-  md += "\nIntervals: percentiles by bootstrap over requests, RPS and goodput by bootstrap over 10 "
-        "time windows of the level, SLO attainment by Wilson score. A percentile q is printed only "
-        "when the level has at least 1/(1-q) successful requests (p50: 2, p90: 10, p99: 100); "
-        "below that it says \"too few\".\n";
-  md += fmt::format("\n## Server (sampled during each level)\n\n"
-                    "| {} | samples | peak memory (GB) | KV cache use mean / max | running mean | "
-                    "waiting mean / max | preemptions | wait predicted / actual (s) |\n"
-                    "|---|---|---|---|---|---|---|---|\n",
-                    OpenLoop(r) ? "rate" : "users");
+  md +=
+      "\nIntervals: percentiles by bootstrap over requests, RPS and goodput by bootstrap over 10 "
+      "time windows of the level, SLO attainment by Wilson score. A percentile q is printed only "
+      "when the level has at least 1/(1-q) successful requests (p50: 2, p90: 10, p99: 100); "
+      "below that it says \"too few\".\n";
+  md += fmt::format(
+      "\n## Server (sampled during each level)\n\n"
+      "| {} | samples | peak memory (GB) | KV cache use mean / max | running mean | "
+      "waiting mean / max | preemptions | wait predicted / actual (s) |\n"
+      "|---|---|---|---|---|---|---|---|\n",
+      OpenLoop(r) ? "rate" : "users");
   for (const LevelStats& s : r.stats) {
     const ServerStats& v = s.server;
     md += fmt::format("| {} | {} | {} | {} / {} | {} | {} / {} | {} | {} / {} |\n", LoadLabel(s),
-                      v.samples,
-                      Memory(v), v.kv_usage_mean < 0 ? "n/a" : Percent(v.kv_usage_mean),
+                      v.samples, Memory(v), v.kv_usage_mean < 0 ? "n/a" : Percent(v.kv_usage_mean),
                       v.kv_usage_max < 0 ? "n/a" : Percent(v.kv_usage_max), OrNa(v.running_mean),
                       OrNa(v.waiting_mean), OrNa(v.waiting_max, "{:.0f}"),
                       OrNa(v.preemptions, "{:.0f}"), OrNa(v.predicted_wait_mean_s, "{:.2f}"),
@@ -287,51 +304,67 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
   for (const LevelStats& s : r.stats) {
     if (s.failures == 0) continue;
     any = true;
-    md += fmt::format("- {}: {} of {} failed (refused {}, answered in p99 {:.0f} ms; timeouts {}; "
-                      "errors {}):",
-                      LoadLabel(s), s.failures, s.requests, s.refused, s.refusal_ms.p99,
-                      s.timeouts, s.errors);
+    md += fmt::format(
+        "- {}: {} of {} failed (refused {}, answered in p99 {:.0f} ms; timeouts {}; "
+        "errors {}):",
+        LoadLabel(s), s.failures, s.requests, s.refused, s.refusal_ms.p99, s.timeouts, s.errors);
     for (const auto& [cause, n] : s.failures_by_cause) md += fmt::format(" {} {},", cause, n);
     md.pop_back();
     md += "\n";
   }
   if (!any) md += "No request failed.\n";
-  md += "\n## Charts\n\n![RPS and goodput](rps_vs_users.svg)\n![Latency percentiles]"
-        "(latency_vs_users.svg)\n![Failure rate](failures_vs_users.svg)\n![TTFT distribution "
-        "per task](ttft_by_task.svg)\n";
+  md +=
+      "\n## Charts\n\n![RPS and goodput](rps_vs_users.svg)\n![Latency percentiles]"
+      "(latency_vs_users.svg)\n![Failure rate](failures_vs_users.svg)\n![TTFT distribution "
+      "per task](ttft_by_task.svg)\n";
   return md;
 }
 
 json ResultsJson(const BenchResults& r, const Workload& w) {
   const RunInfo& i = r.info;
   json out;
-  out["info"] = {{"tinyserve_version", i.tinyserve_version}, {"model", i.model},
-                 {"base_url", i.base_url}, {"embedded_server", i.embedded_server},
-                 {"endpoint", i.endpoint}, {"profile", i.profile}, {"workload", i.workload},
-                 {"cpu_model", i.cpu_model}, {"cores", i.cores},
-                 {"server_threads", i.server_threads}, {"seed", i.seed},
-                 {"think_time_s", {i.think_min_s, i.think_max_s}}, {"timeout_s", i.timeout_s},
-                 {"warmup_s", i.warmup_s}, {"duration_s", i.duration_s},
-                 {"detail_users", i.detail_users}, {"started_at", i.started_at},
+  out["info"] = {{"tinyserve_version", i.tinyserve_version},
+                 {"model", i.model},
+                 {"base_url", i.base_url},
+                 {"embedded_server", i.embedded_server},
+                 {"endpoint", i.endpoint},
+                 {"profile", i.profile},
+                 {"workload", i.workload},
+                 {"cpu_model", i.cpu_model},
+                 {"cores", i.cores},
+                 {"server_threads", i.server_threads},
+                 {"seed", i.seed},
+                 {"think_time_s", {i.think_min_s, i.think_max_s}},
+                 {"timeout_s", i.timeout_s},
+                 {"warmup_s", i.warmup_s},
+                 {"duration_s", i.duration_s},
+                 {"detail_users", i.detail_users},
+                 {"started_at", i.started_at},
                  {"command_line", i.command_line},
                  {"slo", {{"ttft_ms", i.slo.ttft_ms}, {"e2e_ms", i.slo.e2e_ms}}}};
   json tasks = json::array();
   for (const TaskType& t : w.tasks) {
-    tasks.push_back({{"name", t.name}, {"weight", t.weight}, {"max_tokens", t.max_tokens},
-                     {"temperature", t.temperature}, {"samples", t.samples.size()}});
+    tasks.push_back({{"name", t.name},
+                     {"weight", t.weight},
+                     {"max_tokens", t.max_tokens},
+                     {"temperature", t.temperature},
+                     {"samples", t.samples.size()}});
   }
   out["tasks"] = tasks;
   int knee = FindKnee(r.stats, i.slo);
   out["knee"] = knee < 0 ? json(nullptr)
-                         : json{{"level", knee}, {"users", r.stats[knee].users},
+                         : json{{"level", knee},
+                                {"users", r.stats[knee].users},
                                 {"request_rate", r.stats[knee].request_rate},
                                 {"rps", r.stats[knee].rps}};
   out["knee_sentence"] = r.stats.empty() ? "" : KneeSentence(r);
   out["knee_uncertainty"] = KneeUncertaintySentence(r);
   if (r.knee_uncertainty.resamples > 0) {
     const KneeUncertainty& u = r.knee_uncertainty;
-    out["knee_bootstrap"] = {{"resamples", u.resamples}, {"low_level", u.low},
-                             {"high_level", u.high}, {"share_at_estimate", u.share_at_estimate}};
+    out["knee_bootstrap"] = {{"resamples", u.resamples},
+                             {"low_level", u.low},
+                             {"high_level", u.high},
+                             {"share_at_estimate", u.share_at_estimate}};
   }
   out["sweep"] = r.sweep_summary.empty()
                      ? json(nullptr)
@@ -341,36 +374,59 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
   json levels = json::array();
   for (size_t l = 0; l < r.stats.size(); ++l) {
     const LevelStats& s = r.stats[l];
-    json level = {{"users", s.users}, {"request_rate", s.request_rate},
-                  {"duration_s", s.duration_s}, {"requests", s.requests}, {"ok", s.ok},
-                  {"failures", s.failures}, {"failure_rate", s.failure_rate},
-                  {"failures_by_cause", s.failures_by_cause}, {"refused", s.refused},
-                  {"timeouts", s.timeouts}, {"errors", s.errors}, {"rps", s.rps},
-                  {"output_tokens_per_s", s.output_tokens_per_s}, {"goodput_rps", s.goodput_rps},
+    json level = {{"users", s.users},
+                  {"request_rate", s.request_rate},
+                  {"duration_s", s.duration_s},
+                  {"requests", s.requests},
+                  {"ok", s.ok},
+                  {"failures", s.failures},
+                  {"failure_rate", s.failure_rate},
+                  {"failures_by_cause", s.failures_by_cause},
+                  {"refused", s.refused},
+                  {"timeouts", s.timeouts},
+                  {"errors", s.errors},
+                  {"rps", s.rps},
+                  {"output_tokens_per_s", s.output_tokens_per_s},
+                  {"goodput_rps", s.goodput_rps},
                   {"completed_rps", s.completed_rps},
-                  {"slo_attainment", s.slo_attainment}, {"holds", LevelHolds(s, i.slo)},
-                  {"rps_ci", CiJson(s.rps_ci)}, {"goodput_ci", CiJson(s.goodput_ci)},
+                  {"slo_attainment", s.slo_attainment},
+                  {"holds", LevelHolds(s, i.slo)},
+                  {"rps_ci", CiJson(s.rps_ci)},
+                  {"goodput_ci", CiJson(s.goodput_ci)},
                   {"slo_attainment_ci", CiJson(s.slo_attainment_ci)},
-                  {"ttft_ms", DistJson(s.ttft_ms)}, {"e2e_ms", DistJson(s.e2e_ms)},
-                  {"itl_ms", DistJson(s.itl_ms)}, {"tpot_ms", DistJson(s.tpot_ms)},
-                  {"mean_in_flight", s.mean_in_flight}, {"max_in_flight", s.max_in_flight},
+                  {"ttft_ms", DistJson(s.ttft_ms)},
+                  {"e2e_ms", DistJson(s.e2e_ms)},
+                  {"itl_ms", DistJson(s.itl_ms)},
+                  {"tpot_ms", DistJson(s.tpot_ms)},
+                  {"mean_in_flight", s.mean_in_flight},
+                  {"max_in_flight", s.max_in_flight},
                   {"wall_s", r.levels[l].wall_s}};
     json per_task = json::array();
     for (const TaskStats& t : s.tasks) {
-      per_task.push_back({{"task", t.name}, {"requests", t.requests}, {"failures", t.failures},
-                          {"ttft_ms", DistJson(t.ttft_ms)}, {"e2e_ms", DistJson(t.e2e_ms)}});
+      per_task.push_back({{"task", t.name},
+                          {"requests", t.requests},
+                          {"failures", t.failures},
+                          {"ttft_ms", DistJson(t.ttft_ms)},
+                          {"e2e_ms", DistJson(t.e2e_ms)}});
     }
     level["tasks"] = per_task;
     const ServerStats& v = s.server;
-    level["server"] = {{"samples", v.samples}, {"rss_max_bytes", v.rss_max_bytes},
-                       {"kv_usage_mean", v.kv_usage_mean}, {"kv_usage_max", v.kv_usage_max},
-                       {"running_mean", v.running_mean}, {"waiting_mean", v.waiting_mean},
-                       {"waiting_max", v.waiting_max}, {"preemptions", v.preemptions}};
+    level["server"] = {{"samples", v.samples},
+                       {"rss_max_bytes", v.rss_max_bytes},
+                       {"kv_usage_mean", v.kv_usage_mean},
+                       {"kv_usage_max", v.kv_usage_max},
+                       {"running_mean", v.running_mean},
+                       {"waiting_mean", v.waiting_mean},
+                       {"waiting_max", v.waiting_max},
+                       {"preemptions", v.preemptions}};
     json samples = json::array();
     if (l < r.server_samples.size()) {
       for (const ServerSample& x : r.server_samples[l]) {
-        samples.push_back({{"t_s", x.t_s}, {"rss_bytes", x.rss_bytes}, {"kv_usage", x.kv_usage},
-                           {"running", x.running}, {"waiting", x.waiting},
+        samples.push_back({{"t_s", x.t_s},
+                           {"rss_bytes", x.rss_bytes},
+                           {"kv_usage", x.kv_usage},
+                           {"running", x.running},
+                           {"waiting", x.waiting},
                            {"preemptions_total", x.preemptions_total}});
       }
     }
@@ -380,16 +436,26 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
       const RequestOutcome& o = q.outcome;
       json itl = json::array();
       for (double g : o.itl_s) itl.push_back(g * 1e3);
-      requests.push_back(
-          {{"user", q.user}, {"seq", q.seq}, {"task", w.tasks[q.task_idx].name},
-           {"sample", w.tasks[q.task_idx].samples[q.sample_idx].id}, {"warmup", q.warmup},
-           {"scheduled_s", q.scheduled_s}, {"start_s", q.start_s}, {"end_s", q.end_s},
-           {"think_s", q.think_s}, {"ok", o.ok()}, {"cause", o.cause}, {"detail", o.detail},
-           {"http_status", o.http_status},
-           {"ttft_ms", o.ttft_s < 0 ? json(nullptr) : json(o.ttft_s * 1e3)},
-           {"e2e_ms", o.e2e_s * 1e3}, {"itl_ms", itl}, {"output_tokens", o.output_tokens},
-           {"prompt_tokens", o.prompt_tokens}, {"usage_reported", o.usage_reported},
-           {"finish_reason", o.finish_reason}});
+      requests.push_back({{"user", q.user},
+                          {"seq", q.seq},
+                          {"task", w.tasks[q.task_idx].name},
+                          {"sample", w.tasks[q.task_idx].samples[q.sample_idx].id},
+                          {"warmup", q.warmup},
+                          {"scheduled_s", q.scheduled_s},
+                          {"start_s", q.start_s},
+                          {"end_s", q.end_s},
+                          {"think_s", q.think_s},
+                          {"ok", o.ok()},
+                          {"cause", o.cause},
+                          {"detail", o.detail},
+                          {"http_status", o.http_status},
+                          {"ttft_ms", o.ttft_s < 0 ? json(nullptr) : json(o.ttft_s * 1e3)},
+                          {"e2e_ms", o.e2e_s * 1e3},
+                          {"itl_ms", itl},
+                          {"output_tokens", o.output_tokens},
+                          {"prompt_tokens", o.prompt_tokens},
+                          {"usage_reported", o.usage_reported},
+                          {"finish_reason", o.finish_reason}});
     }
     level["requests"] = requests;
     levels.push_back(level);
@@ -408,15 +474,17 @@ std::string ResultsCsv(const BenchResults& r, const Workload& w) {
       const RequestOutcome& o = q.outcome;
       double itl = 0;
       for (double g : o.itl_s) itl += g;
-      std::string mean_itl = o.itl_s.empty() ? "" : fmt::format("{:.3f}", itl * 1e3 / o.itl_s.size());
+      std::string mean_itl =
+          o.itl_s.empty() ? "" : fmt::format("{:.3f}", itl * 1e3 / o.itl_s.size());
       // Causes, task names and sample ids are identifiers; finish reasons are quoted anyway.
-      csv += fmt::format("{},{},{:g},{},{},{},{},{},{:.6f},{:.6f},{:.6f},{},{},{},{},{:.3f},{},{},{},"
-                         "\"{}\"\n", l, level.level.users, level.level.request_rate, q.user, q.seq,
-                         w.tasks[q.task_idx].name, w.tasks[q.task_idx].samples[q.sample_idx].id,
-                         q.warmup ? 1 : 0, q.scheduled_s, q.start_s, q.end_s, o.ok() ? 1 : 0,
-                         o.cause, o.http_status,
-                         o.ttft_s < 0 ? "" : fmt::format("{:.3f}", o.ttft_s * 1e3), o.e2e_s * 1e3,
-                         mean_itl, o.output_tokens, o.prompt_tokens, o.finish_reason);
+      csv += fmt::format(
+          "{},{},{:g},{},{},{},{},{},{:.6f},{:.6f},{:.6f},{},{},{},{},{:.3f},{},{},{},"
+          "\"{}\"\n",
+          l, level.level.users, level.level.request_rate, q.user, q.seq, w.tasks[q.task_idx].name,
+          w.tasks[q.task_idx].samples[q.sample_idx].id, q.warmup ? 1 : 0, q.scheduled_s, q.start_s,
+          q.end_s, o.ok() ? 1 : 0, o.cause, o.http_status,
+          o.ttft_s < 0 ? "" : fmt::format("{:.3f}", o.ttft_s * 1e3), o.e2e_s * 1e3, mean_itl,
+          o.output_tokens, o.prompt_tokens, o.finish_reason);
     }
   }
   return csv;
@@ -439,9 +507,12 @@ Status WriteReport(const BenchResults& r, const Workload& w, const std::string& 
   const bool open_loop = OpenLoop(r);
   const std::string x_label = open_loop ? "offered load (requests/s)" : "concurrent users";
   LineChart rps{"Throughput", x_label, "requests/s", !open_loop, {{"RPS", {}}, {"goodput", {}}}};
-  LineChart latency{"Latency percentiles", x_label, "latency", !open_loop,
-                    {{"TTFT p50", {}}, {"TTFT p99", {}}, {"E2E p50", {}}, {"E2E p90", {}},
-                     {"E2E p99", {}}}};
+  LineChart latency{
+      "Latency percentiles",
+      x_label,
+      "latency",
+      !open_loop,
+      {{"TTFT p50", {}}, {"TTFT p99", {}}, {"E2E p50", {}}, {"E2E p90", {}}, {"E2E p99", {}}}};
   latency.y_ms = true;
   LineChart failures{"Failure rate", x_label, "% of requests", !open_loop, {{"failures", {}}}};
   for (const LevelStats& s : r.stats) {

@@ -1,13 +1,13 @@
-// The bench report: report.html (html_report.h), report.md (the original's concurrency table, the per-task table, percentile,
-// server and failure tables, the knee), results.json (every request's timings and outcome),
-// results.csv (one row per request) and SVG charts. Called once by the CLI at the end of a run.
+// The bench report: report.html (html_report.h), report.md (the original's concurrency table, the
+// per-task table, percentile, server and failure tables, the knee), results.json (every request's
+// timings and outcome), results.csv (one row per request) and SVG charts. Called once by the CLI at
+// the end of a run.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bench/bootstrap.h"
 #include "bench/load_generator.h"
@@ -46,10 +46,10 @@ struct BenchResults {
   std::vector<LevelResult> levels;
   std::vector<std::vector<ServerSample>> server_samples;  // One vector per level.
   std::vector<LevelStats> stats;                          // One per level.
-  KneeUncertainty knee_uncertainty;  // resamples == 0: not computed.
-  std::string sweep_summary;     // Automatic sweeps: what was run and why it stopped.
-  std::string saturation_note;   // Automatic sweeps: where goodput stopped rising, if it did.
-  std::string warmup_summary;    // The server warm-up before the first level, if any.
+  KneeUncertainty knee_uncertainty;                       // resamples == 0: not computed.
+  std::string sweep_summary;    // Automatic sweeps: what was run and why it stopped.
+  std::string saturation_note;  // Automatic sweeps: where goodput stopped rising, if it did.
+  std::string warmup_summary;   // The server warm-up before the first level, if any.
 };
 
 // The machine: CPU model from /proc/cpuinfo ("unknown" if absent) and online cores.

@@ -1,11 +1,11 @@
 #include "bench/report.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "bench/bench_runner.h"
 #include "bench/compare.h"
@@ -24,7 +24,10 @@ std::string Slurp(const std::filesystem::path& p) {
 }
 
 TEST(SvgChartTest, RendersEverySeriesEscapedAndClosed) {
-  LineChart chart{"RPS <&>", "users", "req/s", /*log2_x=*/true,
+  LineChart chart{"RPS <&>",
+                  "users",
+                  "req/s",
+                  /*log2_x=*/true,
                   {{"a", {{1, 1}, {2, 3}, {4, 2}}}, {"b \"q\"", {{1, 0.5}}}, {"empty", {}}}};
   std::string svg = RenderSvg(chart);
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
@@ -89,12 +92,13 @@ TEST_F(ReportTest, ResultsJsonCarriesEveryLevelAndEveryRequest) {
   size_t total = 0;
   for (size_t l = 0; l < 2; ++l) {
     const nlohmann::json& level = j["levels"][l];
-    for (const char* key : {"rps", "goodput_rps", "failure_rate", "failures_by_cause", "ttft_ms",
-                            "e2e_ms", "itl_ms", "tpot_ms", "mean_in_flight", "server", "tasks",
-                            "server_samples", "requests"}) {
+    for (const char* key :
+         {"rps", "goodput_rps", "failure_rate", "failures_by_cause", "ttft_ms", "e2e_ms", "itl_ms",
+          "tpot_ms", "mean_in_flight", "server", "tasks", "server_samples", "requests"}) {
       EXPECT_TRUE(level.contains(key)) << key;
     }
-    for (const char* p : {"mean", "p50", "p90", "p99", "std"}) EXPECT_TRUE(level["e2e_ms"].contains(p));
+    for (const char* p : {"mean", "p50", "p90", "p99", "std"})
+      EXPECT_TRUE(level["e2e_ms"].contains(p));
     EXPECT_EQ(level["requests"].size(), results_.levels[l].records.size());
     EXPECT_GT(level["requests"].size(), 0u);
     for (const nlohmann::json& r : level["requests"]) {
@@ -124,8 +128,8 @@ TEST_F(ReportTest, MarkdownHasTheOriginalTablesKneeAndMachine) {
   EXPECT_NE(md.find("**Knee: 2 users**"), std::string::npos) << md;
   EXPECT_NE(md.find(CpuModelName()), std::string::npos);
   EXPECT_NE(md.find("| 0.12 |"), std::string::npos);  // Peak memory from /metrics, in GB.
-  for (const char* svg : {"rps_vs_users.svg", "latency_vs_users.svg", "failures_vs_users.svg",
-                          "ttft_by_task.svg"}) {
+  for (const char* svg :
+       {"rps_vs_users.svg", "latency_vs_users.svg", "failures_vs_users.svg", "ttft_by_task.svg"}) {
     EXPECT_NE(md.find(svg), std::string::npos);
     std::string text = Slurp(dir_ / svg);
     EXPECT_EQ(text.rfind("<svg", 0), 0u) << svg;
@@ -160,7 +164,8 @@ TEST_F(ReportTest, HtmlIsSelfContainedAndCarriesEveryLevel) {
     EXPECT_FALSE(level.contains("requests"));
     EXPECT_EQ(level["timeline"].size(), results_.levels[l].records.size());
     size_t measured_ok = 0;
-    for (const RequestRecord& q : results_.levels[l].records) measured_ok += !q.warmup && q.outcome.ok();
+    for (const RequestRecord& q : results_.levels[l].records)
+      measured_ok += !q.warmup && q.outcome.ok();
     size_t in_tasks = 0;
     for (const auto& [task, values] : level["ttft_by_task"].items()) {
       in_tasks += values.size();
@@ -172,7 +177,8 @@ TEST_F(ReportTest, HtmlIsSelfContainedAndCarriesEveryLevel) {
 }
 
 TEST(HtmlReportTest, ScriptClosingTagsInDataAreEscaped) {
-  nlohmann::json run = {{"label", "</script><script>alert(1)</script>"}, {"levels", nlohmann::json::array()}};
+  nlohmann::json run = {{"label", "</script><script>alert(1)</script>"},
+                        {"levels", nlohmann::json::array()}};
   std::string html = RenderHtmlPage("t", "run", {run});
   EXPECT_EQ(html.find("</script><script>alert"), std::string::npos);
   EXPECT_EQ(PageData(html)["runs"][0]["label"], run["label"]);
@@ -198,7 +204,8 @@ TEST_F(ReportTest, CompareOverlaysRunsWithRatiosToTheFirst) {
 }
 
 TEST(CompareTest, LabelsComeFromDirectoriesAndAreUnique) {
-  StatusOr<std::vector<std::string>> labels = CompareLabels({"out/vllm/", "x/vllm", "llamacpp"}, {});
+  StatusOr<std::vector<std::string>> labels =
+      CompareLabels({"out/vllm/", "x/vllm", "llamacpp"}, {});
   ASSERT_TRUE(labels.ok());
   EXPECT_EQ(*labels, (std::vector<std::string>{"vllm", "vllm (2)", "llamacpp"}));
   EXPECT_FALSE(CompareLabels({"a", "b"}, {"only one"}).ok());

@@ -1,11 +1,11 @@
 #include "bench/server_sampler.h"
 
+#include <httplib.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <httplib.h>
 
 #include "bench/client.h"
 

@@ -117,7 +117,8 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
   s.mean_in_flight = result.mean_in_flight;
   s.max_in_flight = result.max_in_flight;
   std::vector<double> ttft, e2e, itl, tpot, refusal;
-  std::vector<std::vector<double>> task_ttft(workload.tasks.size()), task_e2e(workload.tasks.size());
+  std::vector<std::vector<double>> task_ttft(workload.tasks.size()),
+      task_e2e(workload.tasks.size());
   s.tasks.resize(workload.tasks.size());
   for (size_t i = 0; i < workload.tasks.size(); ++i) s.tasks[i].name = workload.tasks[i].name;
   int64_t good = 0;
@@ -158,8 +159,8 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
     if (o.output_tokens > 1 && o.ttft_s >= 0) {
       tpot.push_back((o.e2e_s - o.ttft_s) * 1e3 / (o.output_tokens - 1));
     }
-    bool meets = (slo.ttft_ms <= 0 || ttft_ms <= slo.ttft_ms) &&
-                 (slo.e2e_ms <= 0 || e2e_ms <= slo.e2e_ms);
+    bool meets =
+        (slo.ttft_ms <= 0 || ttft_ms <= slo.ttft_ms) && (slo.e2e_ms <= 0 || e2e_ms <= slo.e2e_ms);
     good += meets;
   }
   s.failure_rate = s.requests > 0 ? static_cast<double>(s.failures) / s.requests : 0;
@@ -195,7 +196,8 @@ bool QueueGrew(const LevelStats& lower, const LevelStats& higher) {
   if (a.waiting_mean >= 0 && b.waiting_mean >= 0 && b.waiting_mean > a.waiting_mean + 0.5) {
     return true;
   }
-  return lower.ttft_ms.n > 0 && higher.ttft_ms.n > 0 && higher.ttft_ms.p50 > 1.5 * lower.ttft_ms.p50;
+  return lower.ttft_ms.n > 0 && higher.ttft_ms.n > 0 &&
+         higher.ttft_ms.p50 > 1.5 * lower.ttft_ms.p50;
 }
 
 std::string LoadName(const LevelStats& s) {
@@ -221,16 +223,19 @@ std::string SaturationSentence(const LevelStats& lower, const LevelStats& higher
                         lower.server.waiting_mean, higher.server.waiting_mean);
   }
   if (higher.request_rate > 0) {
-    return fmt::format("**Saturates after {}**: at {} the server completed only {:.2f} requests/s "
-                       "inside the window while {}median TTFT went {:.0f} -> {:.0f} ms: more load "
-                       "only queues.", LoadName(lower), LoadName(higher), higher.completed_rps,
-                       queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
+    return fmt::format(
+        "**Saturates after {}**: at {} the server completed only {:.2f} requests/s "
+        "inside the window while {}median TTFT went {:.0f} -> {:.0f} ms: more load "
+        "only queues.",
+        LoadName(lower), LoadName(higher), higher.completed_rps, queue, lower.ttft_ms.p50,
+        higher.ttft_ms.p50);
   }
   double gain = lower.goodput_rps > 0 ? (higher.goodput_rps / lower.goodput_rps - 1) * 100 : 0;
-  return fmt::format("**Saturates after {}**: from {} to {} goodput went {:.2f} -> {:.2f} RPS ({:+.0f}%) "
-                     "while {}median TTFT went {:.0f} -> {:.0f} ms: more load only queues.",
-                     LoadName(lower), LoadName(lower), LoadName(higher), lower.goodput_rps, higher.goodput_rps,
-                     gain, queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
+  return fmt::format(
+      "**Saturates after {}**: from {} to {} goodput went {:.2f} -> {:.2f} RPS ({:+.0f}%) "
+      "while {}median TTFT went {:.0f} -> {:.0f} ms: more load only queues.",
+      LoadName(lower), LoadName(lower), LoadName(higher), lower.goodput_rps, higher.goodput_rps,
+      gain, queue, lower.ttft_ms.p50, higher.ttft_ms.p50);
 }
 
 int FindKnee(const std::vector<LevelStats>& levels, const Slo& slo) {

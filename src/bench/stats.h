@@ -72,14 +72,14 @@ struct LevelStats {
   // Failures split three ways: refusals (503/429), timeouts, and every other error.
   int64_t refused = 0, timeouts = 0, errors = 0;
   Distribution refusal_ms;  // how fast refusals came back
-  double rps = 0;                 // Successful measured requests per second of window.
+  double rps = 0;           // Successful measured requests per second of window.
   double output_tokens_per_s = 0;
-  double completed_rps = 0;  // Successful requests that ended inside the window (whenever they
-                             // started), per second: the server's completion rate.
-  double goodput_rps = 0;         // Successful requests that also met every SLO, per second.
-  double slo_attainment = 0;      // Fraction of measured requests that were good.
+  double completed_rps = 0;   // Successful requests that ended inside the window (whenever they
+                              // started), per second: the server's completion rate.
+  double goodput_rps = 0;     // Successful requests that also met every SLO, per second.
+  double slo_attainment = 0;  // Fraction of measured requests that were good.
   Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
-  Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;  // Over successful requests.
+  Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;   // Over successful requests.
   double mean_in_flight = 0;
   int max_in_flight = 0;
   std::vector<TaskStats> tasks;  // One per workload task, in workload order.

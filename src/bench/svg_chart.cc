@@ -1,10 +1,10 @@
 #include "bench/svg_chart.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace tinyserve::bench {
 namespace {
@@ -61,11 +61,20 @@ std::string XmlEscape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -120,7 +129,8 @@ std::string RenderSvg(const LineChart& chart, int width, int height) {
       "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n"
       "<line x1=\"{0}\" y1=\"{2}\" x2=\"{3}\" y2=\"{2}\" stroke=\"black\"/>\n"
       "<text x=\"{4}\" y=\"{5}\" text-anchor=\"middle\">{6}</text>\n"
-      "<text x=\"16\" y=\"{7}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {7})\">{8}</text>\n",
+      "<text x=\"16\" y=\"{7}\" text-anchor=\"middle\" transform=\"rotate(-90 16 "
+      "{7})\">{8}</text>\n",
       left, top, top + plot_h, left + plot_w, left + plot_w / 2, height - 10,
       XmlEscape(chart.x_label), top + plot_h / 2, XmlEscape(chart.y_label));
   // Series and legend.
@@ -134,9 +144,9 @@ std::string RenderSvg(const LineChart& chart, int width, int height) {
     }
     if (!points.empty()) {
       points.pop_back();
-      svg += fmt::format(
-          "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color,
-          points);
+      svg +=
+          fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n",
+                      color, points);
       if (s.points.size() <= 16) {
         for (auto [x, y] : s.points) {
           if (!std::isfinite(x) || !std::isfinite(y) || (chart.log2_x && x <= 0)) continue;

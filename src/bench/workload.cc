@@ -70,7 +70,8 @@ StatusOr<TaskType> ParseTask(const json& j, const std::string& base_dir) {
   if (t.name.empty()) return InvalidArgumentError("a task needs a \"name\"");
   auto number = [&](const char* key, double fallback) -> StatusOr<double> {
     if (!j.contains(key)) return fallback;
-    if (!j[key].is_number()) return InvalidArgumentError("task {}: {} must be a number", t.name, key);
+    if (!j[key].is_number())
+      return InvalidArgumentError("task {}: {} must be a number", t.name, key);
     return j[key].get<double>();
   };
   TS_ASSIGN_OR_RETURN(t.weight, number("weight", 1.0));
@@ -224,7 +225,8 @@ SampleRef WorkloadSampler::Next() {
   // Rounding can leave u at the very top; fall back to the last task with weight.
   while (ref.task_idx > 0 && workload_.tasks[ref.task_idx].weight <= 0) --ref.task_idx;
   size_t n = workload_.tasks[ref.task_idx].samples.size();
-  ref.sample_idx = static_cast<int>(std::min<size_t>(n - 1, static_cast<size_t>(rng_.Uniform() * n)));
+  ref.sample_idx =
+      static_cast<int>(std::min<size_t>(n - 1, static_cast<size_t>(rng_.Uniform() * n)));
   return ref;
 }
 

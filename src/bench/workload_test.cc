@@ -1,8 +1,8 @@
 #include "bench/workload.h"
 
-#include <map>
-
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include "bench/json_schema.h"
 
@@ -84,17 +84,22 @@ TEST(WorkloadTest, BadFilesAreRejectedWithAReason) {
   EXPECT_FALSE(ParseWorkload("[]", ".").ok());
   EXPECT_FALSE(ParseWorkload(R"({"tasks": []})", ".").ok());
   EXPECT_FALSE(ParseWorkload(R"({"tasks": [{"name": "a", "samples": []}]})", ".").ok());
-  Status escape = ParseWorkload(
-      R"({"tasks": [{"name": "a", "samples": [{"id": "x", "input_file": "../etc/passwd"}]}]})",
-      ".").status();
+  Status escape =
+      ParseWorkload(
+          R"({"tasks": [{"name": "a", "samples": [{"id": "x", "input_file": "../etc/passwd"}]}]})",
+          ".")
+          .status();
   EXPECT_FALSE(escape.ok());
   EXPECT_NE(escape.message().find(".."), std::string::npos);
-  EXPECT_FALSE(ParseWorkload(
-      R"({"tasks": [{"name": "a", "samples": [{"id": "x", "input_file": "/etc/passwd"}]}]})", ".")
-      .ok());
+  EXPECT_FALSE(
+      ParseWorkload(
+          R"({"tasks": [{"name": "a", "samples": [{"id": "x", "input_file": "/etc/passwd"}]}]})",
+          ".")
+          .ok());
   Status schema = ParseWorkload(R"({"tasks": [{"name": "s", "check": "json_schema",
       "samples": [{"id": "x", "input": "i", "schema": {"type": "string", "pattern": "a+"}}]}]})",
-                                ".").status();
+                                ".")
+                      .status();
   EXPECT_EQ(schema.code(), StatusCode::kUnimplemented);
 }
 

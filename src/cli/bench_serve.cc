@@ -1,16 +1,15 @@
 // `tinyserve bench serve`: the concurrent stress test and capacity report. Drives any
 // OpenAI-compatible server (--base-url) or starts the embedded one, raises the load level by
 // level, and writes report.md, results.json, results.csv and SVG charts.
+#include <fmt/format.h>
+#include <httplib.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <sstream>
-
-#include <fmt/format.h>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "bench/bench_runner.h"
 #include "bench/child_server.h"
@@ -206,14 +205,22 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
     TS_ASSIGN_OR_RETURN(int port, bench::PickFreeLoopbackPort());
     child = std::make_unique<bench::ChildServer>();
     std::string log = (std::filesystem::path(f.output_dir) / "server.log").string();
-    std::vector<std::string> argv = {SelfExe(), "serve", f.model, "--host", "127.0.0.1",
-                                     "--port", std::to_string(port), "--threads",
+    std::vector<std::string> argv = {SelfExe(),
+                                     "serve",
+                                     f.model,
+                                     "--host",
+                                     "127.0.0.1",
+                                     "--port",
+                                     std::to_string(port),
+                                     "--threads",
                                      std::to_string(threads)};
     if (!f.dtype.empty()) argv.insert(argv.end(), {"--dtype", f.dtype});
     TS_RETURN_IF_ERROR(child->Start(argv, log));
     std::string host = fmt::format("http://127.0.0.1:{}", port);
-    fmt::print(stderr, "starting the embedded server: tinyserve serve {} --port {} --threads {} "
-               "(log: {})\n", f.model, port, threads, log);
+    fmt::print(stderr,
+               "starting the embedded server: tinyserve serve {} --port {} --threads {} "
+               "(log: {})\n",
+               f.model, port, threads, log);
     Status healthy = child->WaitHealthy(host + "/health", f.startup_timeout_s);
     if (!healthy.ok()) return healthy.WithPrefix(fmt::format("embedded server (see {})", log));
     f.base_url = host + "/v1";
@@ -254,7 +261,8 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
       f.request_rate.empty() ? "--users " + f.users : "--request-rate " + f.request_rate,
       f.think_time, f.duration_s, f.warmup_s, f.timeout_s, f.seed, f.slo, plan.warmup_requests,
       plan.sweep.enabled ? fmt::format(" --sweep-budget {:g} --sweep-start {:g}", f.sweep_budget_s,
-                                       plan.sweep.start) : "",
+                                       plan.sweep.start)
+                         : "",
       f.max_tokens > 0 ? fmt::format(" --max-tokens {}", f.max_tokens) : "");
 
   Status run = bench::RunBench(workload, plan, &results);
@@ -264,8 +272,9 @@ Status Run(BenchServeFlags f, CLI::App* cmd) {
   }
   TS_RETURN_IF_ERROR(run);
   TS_RETURN_IF_ERROR(bench::WriteReport(results, workload, f.output_dir));
-  fmt::print("\n{}\nreport: {}/report.html (report.md, results.json, results.csv, *.svg beside it)\n",
-             bench::RenderConsoleTables(results, workload), f.output_dir);
+  fmt::print(
+      "\n{}\nreport: {}/report.html (report.md, results.json, results.csv, *.svg beside it)\n",
+      bench::RenderConsoleTables(results, workload), f.output_dir);
   return OkStatus();
 }
 
@@ -281,12 +290,14 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", flags->model,
                   "Model name to request (default: dummy:qwen2.5-0.5b embedded, or the first "
                   "of the target's /models)");
-  cmd->add_option("--dtype", flags->dtype,
-                  "Embedded dummy model: weight type (f32 f16 bf16 q8_0 q4_0 q4_k_m; default bf16)");
+  cmd->add_option(
+      "--dtype", flags->dtype,
+      "Embedded dummy model: weight type (f32 f16 bf16 q8_0 q4_0 q4_k_m; default bf16)");
   cmd->add_option("--endpoint", flags->endpoint, "chat or completions")->capture_default_str();
   cmd->add_option("--profile", flags->profile,
                   "quick (default: a few minutes) or seed (the original plan: 1-64 users, 5 min "
-                  "each)")->capture_default_str();
+                  "each)")
+      ->capture_default_str();
   cmd->add_option("--users", flags->users,
                   "Concurrent users per level, e.g. 1,4,8,16,32,64, or auto (double from 1 until "
                   "the server saturates, then refine; see --sweep-budget)");
@@ -322,9 +333,11 @@ void AddBenchServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-requests", flags->max_requests, "Hard bound on requests per level")
       ->capture_default_str();
   cmd->add_option("--open-loop-concurrency", flags->open_loop_concurrency,
-                  "Open loop: most requests in flight")->capture_default_str();
+                  "Open loop: most requests in flight")
+      ->capture_default_str();
   cmd->add_option("--startup-timeout", flags->startup_timeout_s,
-                  "Seconds to wait for the embedded server's /health")->capture_default_str();
+                  "Seconds to wait for the embedded server's /health")
+      ->capture_default_str();
   AddBenchCompareCommand(app, exit_code);
   cmd->callback([flags, cmd, exit_code] {
     Status st = Run(*flags, cmd);

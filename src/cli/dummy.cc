@@ -1,9 +1,10 @@
 // `tinyserve dummy`: writes a complete dummy model (seeded random weights, the Qwen2.5 tokenizer)
 // as a GGUF file or a safetensors directory.
+#include "model/dummy.h"
+
 #include <fmt/format.h>
 
 #include "cli/commands.h"
-#include "model/dummy.h"
 #include "util/paths.h"
 
 namespace tinyserve::cli {
@@ -46,8 +47,8 @@ void AddDummyCommand(CLI::App& app, int* exit_code) {
     if (Status s = OverrideDummyLayers(opts->num_layers, &*config); !s.ok()) return fail(s);
     auto dtype = ParseDummyDType(opts->dtype);
     if (!dtype.ok()) return fail(dtype.status());
-    if (opts->format == "safetensors" && *dtype != DummyDType::kF32 &&
-        *dtype != DummyDType::kF16 && *dtype != DummyDType::kBF16)
+    if (opts->format == "safetensors" && *dtype != DummyDType::kF32 && *dtype != DummyDType::kF16 &&
+        *dtype != DummyDType::kBF16)
       return fail(InvalidArgumentError(
           "safetensors holds float weights only (f32, f16, bf16); use --format gguf for {}",
           opts->dtype));

@@ -2,9 +2,8 @@
 // (serve, bench throughput). Main thread only.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <string>
 
 #include "engine/engine.h"
 #include "util/status.h"

@@ -1,9 +1,9 @@
 // `tinyserve generate`: loads a model, runs one prompt through the engine core (stepped on this
 // thread) and streams the generated text (or token ids), then reports prompt and decode speed.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/model_loader.h"
@@ -108,8 +108,7 @@ Status RunGenerate(const GenerateOptions& o) {
       std::unique_ptr<EngineCore> core,
       EngineCore::Create(std::shared_ptr<Model>(std::move(model)), options, defaults,
                          tokenizer ? TokenTextFromTokenizer(tokenizer) : TokenText{}));
-  TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream,
-                      core->AddRequest(std::move(request)));
+  TS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, core->AddRequest(std::move(request)));
 
   // The first step computes the prompt and samples the first token; each later step decodes.
   int generated = 0;

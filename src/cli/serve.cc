@@ -1,12 +1,12 @@
 // `tinyserve serve MODEL`: the OpenAI-compatible server (flags named as vLLM's). Loads the
 // model and tokenizer, starts the engine, serves until SIGINT/SIGTERM, then shuts down
 // gracefully (in-flight requests get --shutdown-timeout seconds) and exits 0.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
@@ -35,10 +35,13 @@ Status RunServe(ServeFlags f) {
   if (f.server.api_key.empty()) {
     if (const char* key = std::getenv("TINYSERVE_API_KEY"); key && *key) f.server.api_key = key;
   }
-  if (f.server.max_request_bytes < 1024) return InvalidArgumentError("--max-request-bytes must be >= 1024");
+  if (f.server.max_request_bytes < 1024)
+    return InvalidArgumentError("--max-request-bytes must be >= 1024");
   if (f.server.request_timeout_s <= 0) return InvalidArgumentError("--request-timeout must be > 0");
-  if (!(f.server.max_queue_delay_s >= 0)) return InvalidArgumentError("--max-queue-delay must be >= 0");
-  if (f.server.max_header_bytes < 1024) return InvalidArgumentError("--max-header-bytes must be >= 1024");
+  if (!(f.server.max_queue_delay_s >= 0))
+    return InvalidArgumentError("--max-queue-delay must be >= 0");
+  if (f.server.max_header_bytes < 1024)
+    return InvalidArgumentError("--max-header-bytes must be >= 1024");
   for (double t : {f.server.header_timeout_s, f.server.read_timeout_s, f.server.write_timeout_s,
                    f.server.keep_alive_timeout_s})
     if (!(t > 0)) return InvalidArgumentError("timeouts must be > 0");
@@ -66,8 +69,9 @@ Status RunServe(ServeFlags f) {
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer_owned, LoadTokenizerFor(*loaded));
   std::shared_ptr<const Tokenizer> tokenizer = std::move(tokenizer_owned);
   if (!tokenizer->chat_template().empty() && !IsQwen25ChatTemplate(tokenizer->chat_template()))
-    TS_LOG_WARNING("the model ships a chat template that is not Qwen2.5-Instruct's; chat "
-                   "prompts are rendered with Qwen2.5's ChatML");
+    TS_LOG_WARNING(
+        "the model ships a chat template that is not Qwen2.5-Instruct's; chat "
+        "prompts are rendered with Qwen2.5's ChatML");
   TS_ASSIGN_OR_RETURN(GenerationDefaults defaults,
                       LoadGenerationDefaults(*loaded, f.generation_config));
   const ModelConfig config = loaded->config();
@@ -82,14 +86,13 @@ Status RunServe(ServeFlags f) {
   ApiServer server(engine.get(), tokenizer, f.server);
   TS_RETURN_IF_ERROR(server.Bind());
   TS_LOG_INFO("model {} ({} layers, hidden {}, vocab {}) served as '{}'", f.model,
-              config.num_layers, config.hidden_size, config.vocab_size,
-              f.server.served_model_name);
+              config.num_layers, config.hidden_size, config.vocab_size, f.server.served_model_name);
   TS_LOG_INFO("{}", DescribeEngine(engine->options(), engine->limits()));
-  TS_LOG_INFO("max_request_bytes={} request_timeout={}s max_queue_delay={}s shutdown_timeout={}s "
-              "api_key={}",
-              f.server.max_request_bytes, f.server.request_timeout_s, f.server.max_queue_delay_s,
-              f.shutdown_timeout_s,
-              f.server.api_key.empty() ? "off" : "on");
+  TS_LOG_INFO(
+      "max_request_bytes={} request_timeout={}s max_queue_delay={}s shutdown_timeout={}s "
+      "api_key={}",
+      f.server.max_request_bytes, f.server.request_timeout_s, f.server.max_queue_delay_s,
+      f.shutdown_timeout_s, f.server.api_key.empty() ? "off" : "on");
   TS_LOG_INFO("serving on http://{}:{}/v1", f.server.host, server.port());
 
   std::thread watcher([&] {
@@ -165,8 +168,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-connections", f->server.max_connections,
                   "Open connections beyond which new ones are closed at once")
       ->capture_default_str();
-  cmd->add_flag("--public-metrics", f->server.public_metrics,
-                "Serve /metrics without the API key");
+  cmd->add_flag("--public-metrics", f->server.public_metrics, "Serve /metrics without the API key");
   cmd->add_option("--allowed-hosts", f->server.allowed_hosts,
                   "Without --api-key: Host names accepted besides IP addresses and localhost "
                   "('*': any)")

@@ -1,11 +1,11 @@
 // `tinyserve tokenize`: prints the token ids and pieces of a text, or renders a chat
 // conversation (JSON: messages, optional tools) with the Qwen2.5 template and tokenizes it.
+#include <fmt/format.h>
+
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "tokenizer/chat_template.h"

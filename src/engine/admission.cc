@@ -42,8 +42,8 @@ WorkRequest WorkOfRequest(const GenerateRequest& request, int32_t max_model_len)
   const int32_t prompt_len = static_cast<int32_t>(request.prompt_token_ids.size());
   w.prompt_lens = {prompt_len};
   w.n = request.n;
-  w.max_tokens = std::max(1, std::min(max_model_len - prompt_len,
-                                      request.stop.max_tokens.value_or(max_model_len)));
+  w.max_tokens = std::max(
+      1, std::min(max_model_len - prompt_len, request.stop.max_tokens.value_or(max_model_len)));
   w.priority = request.priority;
   return w;
 }
@@ -133,8 +133,7 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
     }
   }
   double t = 0;
-  for (int iteration = 0; iteration < 8 * static_cast<int>(n) + 8 && t <= horizon_s;
-       ++iteration) {
+  for (int iteration = 0; iteration < 8 * static_cast<int>(n) + 8 && t <= horizon_s; ++iteration) {
     for (size_t i = 0; i < n; ++i) {  // queued groups join in order while seats last
       if (sim[i].done || sim[i].running) continue;
       if (seats_used > 0 && seats_used + sim[i].seats > options_.max_num_seqs) break;
@@ -159,8 +158,8 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
     double head_tokens = 0;     // per step from the first prompt alone (jump branch)
     double spread_tokens = 0;   // one step spread over several prompts
     if (!prefill.empty()) {
-      chunk = std::max(1, std::min(options_.max_num_batched_tokens - decodes,
-                                   PrefillTokenLimitLocked(decodes)));
+      chunk = std::max(
+          1, std::min(options_.max_num_batched_tokens - decodes, PrefillTokenLimitLocked(decodes)));
       const double head_left = sim[prefill[0]].prefill_left;
       if (head_left > chunk) {
         head_tokens = chunk;
@@ -242,7 +241,8 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
     d.predicted_finish_s = with[self].finish_s;
     stats_.predicted_wait_s = d.predicted_wait_s;
     auto misses = [&](const Prediction& p) {
-      if (p.finish_s > time_left * (1 - options_.deadline_slack)) return AdmissionVerdict::kRefuseDeadline;
+      if (p.finish_s > time_left * (1 - options_.deadline_slack))
+        return AdmissionVerdict::kRefuseDeadline;
       if (work.max_queue_delay_s > 0 && p.start_s > work.max_queue_delay_s)
         return AdmissionVerdict::kRefuseQueueDelay;
       return AdmissionVerdict::kAdmit;
@@ -253,7 +253,8 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       const std::vector<const Group*> base = ServiceOrder(nullptr);
       const std::vector<Prediction> without = Predict(base, horizon);
       std::unordered_map<int64_t, double> finish_without;
-      for (size_t i = 0; i < base.size(); ++i) finish_without[base[i]->ticket] = without[i].finish_s;
+      for (size_t i = 0; i < base.size(); ++i)
+        finish_without[base[i]->ticket] = without[i].finish_s;
       for (size_t i = 0; i < self; ++i) {
         const double limit = SecondsBetween(now, order[i]->deadline);
         if (with[i].finish_s > limit && finish_without[order[i]->ticket] <= limit) {
@@ -274,8 +275,8 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       }
     }
     if (!d.admitted())
-      d.retry_after_s = std::clamp(std::isfinite(d.predicted_wait_s) ? d.predicted_wait_s : horizon,
-                                   1.0, 600.0);
+      d.retry_after_s =
+          std::clamp(std::isfinite(d.predicted_wait_s) ? d.predicted_wait_s : horizon, 1.0, 600.0);
   }
   switch (d.verdict) {
     case AdmissionVerdict::kAdmit:

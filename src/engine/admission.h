@@ -28,7 +28,7 @@
 namespace tinyserve {
 
 struct AdmissionOptions {
-  int32_t max_num_seqs = 64;              // the scheduler's limits, replayed by the predictor
+  int32_t max_num_seqs = 64;  // the scheduler's limits, replayed by the predictor
   int32_t max_num_batched_tokens = 1024;
   // Steps with running decodes take at most this long (prefill chunks shrink to fit); 0: no
   // time budget, only max_num_batched_tokens.
@@ -44,13 +44,13 @@ struct AdmissionOptions {
 // The work of one admission unit: one API call, i.e. every prompt times n choices.
 struct WorkRequest {
   using Clock = std::chrono::steady_clock;
-  std::string client;                 // API key or `user`; "" = anonymous
-  std::vector<int32_t> prompt_lens;   // tokens, one entry per prompt
-  int32_t n = 1;                      // choices per prompt (they share the prompt's prefill)
-  int32_t max_tokens = 1;             // per choice
-  int32_t priority = 0;               // lower first, as the scheduler
+  std::string client;                // API key or `user`; "" = anonymous
+  std::vector<int32_t> prompt_lens;  // tokens, one entry per prompt
+  int32_t n = 1;                     // choices per prompt (they share the prompt's prefill)
+  int32_t max_tokens = 1;            // per choice
+  int32_t priority = 0;              // lower first, as the scheduler
   Clock::time_point deadline = Clock::time_point::max();
-  double max_queue_delay_s = 0;       // > 0: refuse when the predicted wait is longer
+  double max_queue_delay_s = 0;  // > 0: refuse when the predicted wait is longer
 };
 
 // The work of one engine request (its prompt, n choices, max_tokens or what max_model_len
@@ -63,10 +63,10 @@ std::string_view AdmissionVerdictName(AdmissionVerdict verdict);
 
 struct AdmissionDecision {
   AdmissionVerdict verdict = AdmissionVerdict::kAdmit;
-  int64_t ticket = 0;              // admitted: names the work until every choice ends
-  double predicted_wait_s = 0;     // until its first step (infinity: beyond the horizon)
-  double predicted_finish_s = 0;   // until its last token
-  double retry_after_s = 0;        // refused: when the queue ahead should have drained
+  int64_t ticket = 0;             // admitted: names the work until every choice ends
+  double predicted_wait_s = 0;    // until its first step (infinity: beyond the horizon)
+  double predicted_finish_s = 0;  // until its last token
+  double retry_after_s = 0;       // refused: when the queue ahead should have drained
   bool admitted() const { return verdict == AdmissionVerdict::kAdmit; }
 };
 
@@ -75,18 +75,18 @@ struct AdmissionStats {
   int64_t refused_deadline = 0;
   int64_t refused_queue_delay = 0;
   int64_t refused_client_share = 0;
-  int64_t shed = 0;                    // admitted, then dropped before running
-  double predicted_wait_s = 0;         // the latest prediction for an arriving request
+  int64_t shed = 0;             // admitted, then dropped before running
+  double predicted_wait_s = 0;  // the latest prediction for an arriving request
   // Over admitted requests that started: predicted and measured waits, for comparison.
   double predicted_wait_sum_s = 0;
   double actual_wait_sum_s = 0;
   int64_t num_waits = 0;
-  double prefill_tokens_per_s = 0;     // estimates (0 until measured)
-  double decode_step_s = 0;            // a decode-only step at the current batch
-  int32_t num_decodes = 0;             // in the latest step
-  int32_t prefill_token_limit = 0;     // at the current batch; 0 = no time budget
-  int32_t num_clients = 0;             // with admitted work
-  int64_t num_tickets = 0;             // admitted work items not yet finished
+  double prefill_tokens_per_s = 0;  // estimates (0 until measured)
+  double decode_step_s = 0;         // a decode-only step at the current batch
+  int32_t num_decodes = 0;          // in the latest step
+  int32_t prefill_token_limit = 0;  // at the current batch; 0 = no time budget
+  int32_t num_clients = 0;          // with admitted work
+  int64_t num_tickets = 0;          // admitted work items not yet finished
 };
 
 class AdmissionController {
@@ -135,9 +135,9 @@ class AdmissionController {
     int64_t ticket = 0;
     std::string client;
     int32_t priority = 0;
-    double tag = 0;            // fair-share start tag (seconds of engine time)
-    int32_t seqs = 0;          // choices still open
-    double prefill_left = 0;   // prompt tokens not computed yet
+    double tag = 0;           // fair-share start tag (seconds of engine time)
+    int32_t seqs = 0;         // choices still open
+    double prefill_left = 0;  // prompt tokens not computed yet
     int32_t max_tokens = 0;
     int64_t generated_open = 0;  // tokens drawn by the open choices
     Clock::time_point arrival{}, deadline{};
@@ -167,10 +167,10 @@ class AdmissionController {
   FairShare fair_;                             // guarded by mu_
   std::unordered_map<int64_t, Group> groups_;  // guarded by mu_
   int64_t next_ticket_ = 1;                    // guarded by mu_
-  double output_ratio_ = 1.0;  // guarded by mu_: generated / max_tokens of finished choices
-  int32_t last_decodes_ = 0;   // guarded by mu_
+  double output_ratio_ = 1.0;      // guarded by mu_: generated / max_tokens of finished choices
+  int32_t last_decodes_ = 0;       // guarded by mu_
   Clock::time_point last_step_{};  // guarded by mu_: when the latest step was reported
-  AdmissionStats stats_;       // guarded by mu_ (counters)
+  AdmissionStats stats_;           // guarded by mu_ (counters)
 };
 
 }  // namespace tinyserve

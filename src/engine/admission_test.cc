@@ -152,8 +152,7 @@ TEST(Admission, NewWorkMayNotPushEarlierWorkPastItsDeadline) {
   // A's finish alone is kAlone; tight deadline just above it (with slack at admission).
   ASSERT_TRUE(ac.Admit(Work("a", 1000, 100, kAlone / 0.9 + 0.01), T(0)).admitted());
   // B has all the time in the world, but batching it would slow A's decodes past A's deadline.
-  EXPECT_EQ(ac.Admit(Work("b", 1000, 100, 600), T(0)).verdict,
-            AdmissionVerdict::kRefuseDeadline);
+  EXPECT_EQ(ac.Admit(Work("b", 1000, 100, 600), T(0)).verdict, AdmissionVerdict::kRefuseDeadline);
 }
 
 TEST(Admission, ShedsQueuedWorkWhenTheEngineSlowsButNeverStartedWork) {

@@ -85,8 +85,8 @@ bool BlockManager::Allocate(BlockTable* table, std::span<const int32_t> cached,
 void BlockManager::RegisterComputed(BlockTable* table, std::span<const int32_t> tokens,
                                     int64_t num_computed, std::string_view cache_salt) {
   if (!prefix_caching_) return;
-  const int64_t num_full = std::min<int64_t>(num_computed / block_size_,
-                                             static_cast<int64_t>(table->blocks.size()));
+  const int64_t num_full =
+      std::min<int64_t>(num_computed / block_size_, static_cast<int64_t>(table->blocks.size()));
   for (int64_t i = table->num_registered; i < num_full; ++i) {
     auto block_tokens = tokens.subspan(i * block_size_, block_size_);
     const int32_t parent = table->last_canonical;
@@ -145,8 +145,14 @@ void BlockManager::PushFree(int32_t id) {
 
 void BlockManager::RemoveFree(int32_t id) {
   Block& b = blocks_[id];
-  if (b.prev >= 0) blocks_[b.prev].next = b.next; else free_head_ = b.next;
-  if (b.next >= 0) blocks_[b.next].prev = b.prev; else free_tail_ = b.prev;
+  if (b.prev >= 0)
+    blocks_[b.prev].next = b.next;
+  else
+    free_head_ = b.next;
+  if (b.next >= 0)
+    blocks_[b.next].prev = b.prev;
+  else
+    free_tail_ = b.prev;
   b.prev = b.next = -1;
   --num_free_;
 }
@@ -188,8 +194,8 @@ Status BlockManager::CheckInvariants(std::span<const BlockTable* const> tables) 
   }
   for (int32_t i = 0; i < num_blocks_; ++i) {
     if (blocks_[i].ref_count != refs[i]) {
-      return InternalError("block {}: ref count {} but {} tables hold it", i,
-                           blocks_[i].ref_count, refs[i]);
+      return InternalError("block {}: ref count {} but {} tables hold it", i, blocks_[i].ref_count,
+                           refs[i]);
     }
     if ((refs[i] == 0) != in_free[i]) {
       return InternalError("block {}: ref count {} but free-list membership {}", i, refs[i],

@@ -73,7 +73,7 @@ class BlockManager {
     int32_t parent = -1;  // canonical parent block (-1: first block)
     uint32_t parent_generation = 0;
     std::vector<int32_t> tokens;
-    std::string salt;  // first blocks only
+    std::string salt;              // first blocks only
     int32_t prev = -1, next = -1;  // free list links
   };
 

@@ -16,7 +16,7 @@ std::vector<int32_t> Iota(int n, int start = 0) {
 TEST(BlockManagerTest, AllocateAndFreeKeepCountsConsistent) {
   BlockManager bm(10, 4, /*enable_prefix_caching=*/true);
   BlockTable a, b;
-  ASSERT_TRUE(bm.Allocate(&a, {}, 9));  // 3 blocks
+  ASSERT_TRUE(bm.Allocate(&a, {}, 9));   // 3 blocks
   ASSERT_TRUE(bm.Allocate(&b, {}, 16));  // 4 blocks
   EXPECT_EQ(bm.num_free_blocks(), 3);
   EXPECT_FALSE(bm.Allocate(&a, {}, 9 + 16));  // needs 4 more: refused, nothing changes

@@ -1,9 +1,9 @@
 #include "engine/engine.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace tinyserve {
 
@@ -46,8 +46,8 @@ class EngineLoop {
     const bool registered = request.admission_ticket == 0;
     const auto now = std::chrono::steady_clock::now();
     if (registered) {
-      request.admission_ticket = core_->admission().Register(
-          WorkOfRequest(request, core_->limits().max_model_len), now);
+      request.admission_ticket =
+          core_->admission().Register(WorkOfRequest(request, core_->limits().max_model_len), now);
     }
     const int64_t ticket = request.admission_ticket;
     auto stream =
@@ -102,9 +102,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<Model> model,
                                                  const EngineOptions& options,
                                                  const GenerationDefaults& generation_defaults,
                                                  TokenText text) {
-  TS_ASSIGN_OR_RETURN(std::unique_ptr<EngineCore> core,
-                      EngineCore::Create(std::move(model), options, generation_defaults,
-                                         std::move(text)));
+  TS_ASSIGN_OR_RETURN(
+      std::unique_ptr<EngineCore> core,
+      EngineCore::Create(std::move(model), options, generation_defaults, std::move(text)));
   return std::unique_ptr<Engine>(new Engine(std::make_unique<EngineLoop>(std::move(core))));
 }
 

@@ -89,8 +89,7 @@ Status EngineCore::ValidateRequest(const GenerateRequest& r) const {
   if (r.prompt_token_ids.empty()) return InvalidArgumentError("the prompt is empty");
   for (int32_t t : r.prompt_token_ids) {
     if (t < 0 || t >= vocab) {
-      return InvalidArgumentError("prompt token id {} is outside the vocabulary [0, {})", t,
-                                  vocab);
+      return InvalidArgumentError("prompt token id {} is outside the vocabulary [0, {})", t, vocab);
     }
   }
   TS_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, vocab, options_.max_top_logprobs));
@@ -121,8 +120,7 @@ Status EngineCore::ValidateRequest(const GenerateRequest& r) const {
     return InvalidArgumentError(
         "the request can reach {} tokens, which needs {} KV blocks, but the whole KV cache "
         "has {} blocks ({} tokens); lower max_tokens or raise --kv-cache-memory",
-        max_len, blocks_needed, limits_.num_kv_blocks,
-        limits_.num_kv_blocks * options_.block_size);
+        max_len, blocks_needed, limits_.num_kv_blocks, limits_.num_kv_blocks * options_.block_size);
   }
   return OkStatus();
 }
@@ -234,8 +232,8 @@ bool EngineCore::Step() {
   for (const ScheduledSequence& s : out.scheduled) {
     const bool decode = s.num_new_tokens == 1 && s.sample;
     (decode ? observed.num_decodes : observed.num_prefill_tokens) += s.num_new_tokens;
-    progress_.push_back({by_seq_.at(s.seq)->request->ticket, decode ? 0 : s.num_new_tokens,
-                         s.sample ? 1 : 0});
+    progress_.push_back(
+        {by_seq_.at(s.seq)->request->ticket, decode ? 0 : s.num_new_tokens, s.sample ? 1 : 0});
     if (!s.seq->scheduled_once) {
       s.seq->scheduled_once = true;
       s.seq->first_scheduled_time = now;
@@ -308,9 +306,9 @@ void EngineCore::Emit(PendingDraw& d) {
       for (auto& sibling : c->request->choices) sibling->seq.waits_for_sibling = false;
     }
   }
-  TokenOutput o = output_.ProcessToken(c->request->spec, seq, d.sample.result,
-                                       c->constraint && c->constraint->IsTerminated(),
-                                       c->text.get());
+  TokenOutput o =
+      output_.ProcessToken(c->request->spec, seq, d.sample.result,
+                           c->constraint && c->constraint->IsTerminated(), c->text.get());
   o.event.index = c->index;
   if (o.finish == FinishReason::kNone) {
     c->request->stream->Push(std::move(o.event));
@@ -419,15 +417,15 @@ StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(std::shared_ptr<Model> 
   } else if (options.memory_utilization > 0) {
     TS_ASSIGN_OR_RETURN(budget, KvCache::BytesFromMemoryUtilization(options.memory_utilization));
   }
-  TS_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(config, options.block_size,
-                                                  options.kv_cache_dtype, budget));
+  TS_ASSIGN_OR_RETURN(KvCache kv,
+                      KvCache::Create(config, options.block_size, options.kv_cache_dtype, budget));
   limits.num_kv_blocks = kv.num_blocks();
   limits.kv_cache_bytes = kv.bytes();
   limits.threads = options.threads > 0
                        ? options.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  return std::unique_ptr<EngineCore>(new EngineCore(std::move(model), options, limits, defaults,
-                                                    std::move(text), std::move(kv)));
+  return std::unique_ptr<EngineCore>(
+      new EngineCore(std::move(model), options, limits, defaults, std::move(text), std::move(kv)));
 }
 
 }  // namespace tinyserve

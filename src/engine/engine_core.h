@@ -35,19 +35,19 @@ namespace tinyserve {
 
 // Every knob, named after vLLM's flags. Printed at start-up and exported as metrics.
 struct EngineOptions {
-  int32_t max_num_seqs = 64;             // --max-num-seqs: sequences in one step
-  int32_t max_num_batched_tokens = 1024; // --max-num-batched-tokens: tokens in one step
-  int32_t max_model_len = 0;             // --max-model-len: prompt + output; 0 = model's max
-  int32_t block_size = 16;               // --block-size: tokens per KV block
+  int32_t max_num_seqs = 64;              // --max-num-seqs: sequences in one step
+  int32_t max_num_batched_tokens = 1024;  // --max-num-batched-tokens: tokens in one step
+  int32_t max_model_len = 0;              // --max-model-len: prompt + output; 0 = model's max
+  int32_t block_size = 16;                // --block-size: tokens per KV block
   // KV cache size: --kv-cache-memory BYTES wins when > 0, else --memory-utilization FRACTION
   // of MemAvailable (/proc/meminfo) when > 0, else kDefaultKvCacheBytes.
   int64_t kv_cache_memory_bytes = 0;
   double memory_utilization = 0.0;
-  DType kv_cache_dtype = DType::kF16;    // --kv-cache-dtype f16|bf16|f32
-  bool enable_prefix_caching = true;     // --[no-]enable-prefix-caching
-  int32_t max_queue_len = 1024;          // --max-queue-len: submitted, not yet running
-  int32_t threads = 0;                   // --threads: compute pool size; 0 = all cores
-  int32_t max_top_logprobs = 20;         // largest top_logprobs a request may ask
+  DType kv_cache_dtype = DType::kF16;  // --kv-cache-dtype f16|bf16|f32
+  bool enable_prefix_caching = true;   // --[no-]enable-prefix-caching
+  int32_t max_queue_len = 1024;        // --max-queue-len: submitted, not yet running
+  int32_t threads = 0;                 // --threads: compute pool size; 0 = all cores
+  int32_t max_top_logprobs = 20;       // largest top_logprobs a request may ask
   // --max-step-ms: steps with running decodes stay within this (prefill chunks shrink); 0 =
   // tokens only. 200 ms is ~3x a 16-sequence decode step of Qwen2.5-0.5B Q8_0 on 2 cores,
   // which keeps ITL p99 near 3x p50 there while long prompts still get ~2/3 of each step.
@@ -58,24 +58,24 @@ struct EngineOptions {
 
 // A snapshot for /metrics (counters are totals since start).
 struct EngineStats {
-  int64_t num_running = 0;   // sequences holding KV blocks
-  int64_t num_waiting = 0;   // sequences waiting for admission (incl. preempted), + inbox
+  int64_t num_running = 0;  // sequences holding KV blocks
+  int64_t num_waiting = 0;  // sequences waiting for admission (incl. preempted), + inbox
   int64_t kv_blocks_total = 0;
-  int64_t kv_blocks_used = 0;  // blocks referenced by a live sequence
-  double kv_usage = 0.0;       // used / total
+  int64_t kv_blocks_used = 0;        // blocks referenced by a live sequence
+  double kv_usage = 0.0;             // used / total
   int64_t prefix_cache_queries = 0;  // prompt tokens looked up in the prefix cache
   int64_t prefix_cache_hits = 0;     // of those, tokens found (not computed)
   int64_t num_preemptions = 0;
-  int64_t prompt_tokens = 0;     // prompt tokens of admitted choices
-  int64_t computed_tokens = 0;   // tokens run through the model (prefill + decode + recompute)
-  int64_t generation_tokens = 0; // tokens sampled
+  int64_t prompt_tokens = 0;      // prompt tokens of admitted choices
+  int64_t computed_tokens = 0;    // tokens run through the model (prefill + decode + recompute)
+  int64_t generation_tokens = 0;  // tokens sampled
   int64_t num_steps = 0;
-  int64_t requests_finished = 0;     // choices finished, by any reason
+  int64_t requests_finished = 0;  // choices finished, by any reason
   int64_t finished_stop = 0;
   int64_t finished_length = 0;
   int64_t finished_abort = 0;
   int64_t finished_error = 0;
-  int64_t requests_rejected = 0;     // Submit errors (queue full, invalid, can never fit)
+  int64_t requests_rejected = 0;  // Submit errors (queue full, invalid, can never fit)
   // Sums over finished choices (seconds), for averages: see ChoiceUsage.
   double queue_time_s_sum = 0;
   double prefill_time_s_sum = 0;
@@ -154,9 +154,8 @@ class EngineCore {
   struct ChoiceState;
   struct PendingDraw;
 
-  EngineCore(std::shared_ptr<Model> model, const EngineOptions& options,
-             const EngineLimits& limits, const GenerationDefaults& defaults, TokenText text,
-             KvCache kv);
+  EngineCore(std::shared_ptr<Model> model, const EngineOptions& options, const EngineLimits& limits,
+             const GenerationDefaults& defaults, TokenText text, KvCache kv);
   void SampleChoice(PendingDraw* d);
   void Emit(PendingDraw& d);
   void FinishChoice(ChoiceState* c, FinishReason reason, Status error, RequestEvent event);

@@ -111,8 +111,8 @@ void ExpectMatchesOracle(const std::vector<std::vector<int32_t>>& prompts,
   }
 }
 
-std::unique_ptr<EngineCore> MakeCore(const EngineOptions& o,
-                                     std::shared_ptr<FakeModel> model = {}, TokenText text = {}) {
+std::unique_ptr<EngineCore> MakeCore(const EngineOptions& o, std::shared_ptr<FakeModel> model = {},
+                                     TokenText text = {}) {
   if (!model) model = std::make_shared<FakeModel>();
   auto e = EngineCore::Create(model, o, GenerationDefaults{}, std::move(text));
   EXPECT_TRUE(e.ok()) << e.status().ToString();
@@ -359,8 +359,7 @@ TEST(EngineCoreTest, BadRequestsAreRefusedWithClearErrors) {
   EXPECT_EQ(core->AddRequest(Greedy({}, 1)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(core->AddRequest(Greedy({9999}, 1)).status().code(), StatusCode::kInvalidArgument);
   std::vector<int32_t> long_prompt(100, 1);
-  EXPECT_EQ(core->AddRequest(Greedy(long_prompt, 1)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(core->AddRequest(Greedy(long_prompt, 1)).status().code(), StatusCode::kInvalidArgument);
   // 30 + 20 tokens need 13 blocks of 4; the cache has 10.
   auto never = core->AddRequest(Greedy(std::vector<int32_t>(30, 1), 20));
   EXPECT_EQ(never.status().code(), StatusCode::kInvalidArgument);

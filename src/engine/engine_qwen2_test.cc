@@ -35,8 +35,9 @@ std::vector<std::vector<int32_t>> Prompts(int n) {
   return prompts;
 }
 
-std::vector<std::vector<int32_t>> Generate(EngineCore& engine, const std::vector<std::vector<int32_t>>& ps,
-                                      int32_t max_tokens) {
+std::vector<std::vector<int32_t>> Generate(EngineCore& engine,
+                                           const std::vector<std::vector<int32_t>>& ps,
+                                           int32_t max_tokens) {
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const auto& p : ps) {
     GenerateRequest r;

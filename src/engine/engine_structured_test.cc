@@ -3,9 +3,9 @@
 // valid): JSON Schema and choice outputs are valid, budgets end in a closed value or `length`,
 // constrained and unconstrained requests batch together without changing each other's tokens.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "engine/engine_core.h"
@@ -57,7 +57,8 @@ std::unique_ptr<EngineCore> MakeEngine() {
   return std::move(*engine);
 }
 
-std::shared_ptr<const structured::CompiledGrammar> Compile(GrammarKind kind, const std::string& text) {
+std::shared_ptr<const structured::CompiledGrammar> Compile(GrammarKind kind,
+                                                           const std::string& text) {
   auto g = Shared().grammars->Get(kind, text);
   EXPECT_TRUE(g.ok()) << g.status().ToString();
   return g.ok() ? *g : nullptr;
@@ -115,7 +116,8 @@ TEST(EngineStructuredTest, SchemaOutputsAreValidJsonWithTheRequiredShape) {
   auto grammar = Compile(GrammarKind::kJsonSchema, schema);
   ASSERT_NE(grammar, nullptr);
   std::vector<GenerateRequest> requests;
-  for (uint64_t seed = 0; seed < 12; ++seed) requests.push_back(Request({9707, 11, 1879}, seed, 120, grammar));
+  for (uint64_t seed = 0; seed < 12; ++seed)
+    requests.push_back(Request({9707, 11, 1879}, seed, 120, grammar));
   int stopped = 0;
   for (const Output& o : RunAll(*engine, std::move(requests))) {
     SCOPED_TRACE(o.text);
@@ -128,8 +130,8 @@ TEST(EngineStructuredTest, SchemaOutputsAreValidJsonWithTheRequiredShape) {
     EXPECT_EQ(j.size(), 3u);
     ASSERT_TRUE(j["name"].is_string());
     const std::string name = j["name"].get<std::string>();
-    const auto code_points = std::count_if(name.begin(), name.end(),
-                                           [](char c) { return (c & 0xC0) != 0x80; });
+    const auto code_points =
+        std::count_if(name.begin(), name.end(), [](char c) { return (c & 0xC0) != 0x80; });
     EXPECT_LE(code_points, 12);
     ASSERT_TRUE(j["age"].is_number_integer());
     EXPECT_GE(j["age"].get<int64_t>(), 0);
@@ -151,7 +153,8 @@ TEST(EngineStructuredTest, ChoiceOutputsAreOneOfTheChoicesAndEndWithStop) {
   auto grammar = Compile(GrammarKind::kChoice, nlohmann::json(choices).dump());
   ASSERT_NE(grammar, nullptr);
   std::vector<GenerateRequest> requests;
-  for (uint64_t seed = 0; seed < 10; ++seed) requests.push_back(Request({40, 41, 42}, seed, 30, grammar));
+  for (uint64_t seed = 0; seed < 10; ++seed)
+    requests.push_back(Request({40, 41, 42}, seed, 30, grammar));
   for (const Output& o : RunAll(*engine, std::move(requests))) {
     EXPECT_EQ(o.finish, FinishReason::kStop);
     EXPECT_TRUE(choices.contains(o.text)) << o.text;
@@ -166,7 +169,8 @@ TEST(EngineStructuredTest, TightBudgetsCloseTheValueOrFinishWithLength) {
   ASSERT_NE(grammar, nullptr);
   std::vector<GenerateRequest> requests;
   for (int32_t budget : {3, 6, 10, 16, 24})
-    for (uint64_t seed = 0; seed < 3; ++seed) requests.push_back(Request({5, 6, 7}, seed, budget, grammar));
+    for (uint64_t seed = 0; seed < 3; ++seed)
+      requests.push_back(Request({5, 6, 7}, seed, budget, grammar));
   int closed = 0;
   for (const Output& o : RunAll(*engine, std::move(requests))) {
     SCOPED_TRACE(o.text);
@@ -189,7 +193,8 @@ TEST(EngineStructuredTest, ConstrainedAndFreeRequestsBatchWithoutChangingEachOth
   auto make = [&] {
     std::vector<GenerateRequest> rs;
     for (int i = 0; i < 8; ++i) {
-      GenerateRequest r = Request({100 + i, 200 + i, 300 + i}, 7 + i, 12, i % 2 ? grammar : nullptr);
+      GenerateRequest r =
+          Request({100 + i, 200 + i, 300 + i}, 7 + i, 12, i % 2 ? grammar : nullptr);
       r.sampling.temperature = 0.0f;  // greedy: batch invariance is exact
       rs.push_back(std::move(r));
     }

@@ -70,7 +70,8 @@ TEST(EngineTest, RequestsFromManyThreadsGetTheirOwnGreedyTokens) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<std::shared_ptr<RequestStream>> streams;
-      for (int i = 0; i < kEach; ++i) streams.push_back(*engine->Submit(Greedy(prompts[t * kEach + i], 8)));
+      for (int i = 0; i < kEach; ++i)
+        streams.push_back(*engine->Submit(Greedy(prompts[t * kEach + i], 8)));
       for (int i = 0; i < kEach; ++i) got[t * kEach + i] = ReadAll(*streams[i]).first;
     });
   }

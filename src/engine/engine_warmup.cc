@@ -25,8 +25,8 @@ Status WarmUpEngine(Engine& engine) {
   std::vector<std::vector<GenerateRequest>> rounds(2);
   rounds[0].push_back(request(std::clamp(max_len - 16, 1, 256), 0));
   // As many as the queue and the batch take at once (a tiny --max-queue-len must not fail it).
-  const int32_t batch = std::clamp(
-      std::min(engine.options().max_queue_len, engine.options().max_num_seqs), 1, 4);
+  const int32_t batch =
+      std::clamp(std::min(engine.options().max_queue_len, engine.options().max_num_seqs), 1, 4);
   for (int32_t k = 1; k <= batch; ++k)
     rounds[1].push_back(request(std::clamp(max_len - 16, 1, 16), k));
   for (auto& round : rounds) {

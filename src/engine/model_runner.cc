@@ -42,10 +42,7 @@ ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size) {
 
 ModelRunner::ModelRunner(Model* model, std::span<const kernels::PagedKvLayer> kv_layers,
                          ThreadPool* pool)
-    : model_(model),
-      kv_layers_(kv_layers),
-      pool_(pool),
-      vocab_size_(model->config().vocab_size) {}
+    : model_(model), kv_layers_(kv_layers), pool_(pool), vocab_size_(model->config().vocab_size) {}
 
 Status ModelRunner::Run(const SchedulerOutput& out, int32_t block_size) {
   batch_ = BuildForwardBatch(out, block_size);

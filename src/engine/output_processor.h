@@ -23,9 +23,9 @@ namespace tinyserve {
 // What every choice of one request shares about its output.
 struct OutputSpec {
   StopConditions stop;
-  int32_t max_tokens = 0;     // effective: also bounded by max_model_len - prompt length
+  int32_t max_tokens = 0;  // effective: also bounded by max_model_len - prompt length
   int32_t max_model_len = 0;
-  bool detokenize = false;    // the request asked for text and the engine has a vocabulary
+  bool detokenize = false;  // the request asked for text and the engine has a vocabulary
   bool skip_special_tokens = true;
   bool logprobs = false;
 };

@@ -1,7 +1,7 @@
 // The text side of one choice: token bytes -> valid UTF-8 text through the tokenizer's
-// streaming decoder (a character split across tokens waits for its last byte), and stop strings matched across token boundaries, holding
-// back any tail that could still grow into a stop string so it never reaches the stream.
-// Engine thread only.
+// streaming decoder (a character split across tokens waits for its last byte), and stop strings
+// matched across token boundaries, holding back any tail that could still grow into a stop string
+// so it never reaches the stream. Engine thread only.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +18,8 @@ class OutputText {
   OutputText(std::vector<std::string> stop, bool include_stop_str_in_output);
 
   struct Update {
-    std::string delta;    // text safe to stream now
-    bool stopped = false; // a stop string matched; the choice is over
+    std::string delta;     // text safe to stream now
+    bool stopped = false;  // a stop string matched; the choice is over
     std::string stop_string;
   };
 
@@ -35,8 +35,8 @@ class OutputText {
   std::vector<std::string> stop_;  // non-empty strings
   const bool include_stop_;
   Utf8StreamDecoder decoder_;  // holds the bytes of an incomplete UTF-8 character
-  std::string text_;     // all decoded text so far
-  size_t emitted_ = 0;   // bytes of text_ already streamed
+  std::string text_;           // all decoded text so far
+  size_t emitted_ = 0;         // bytes of text_ already streamed
   bool stopped_ = false;
 };
 

@@ -7,7 +7,7 @@ namespace {
 
 // Feeds `pieces` and returns the concatenated stream, checking no delta ever contains `stop`.
 std::string Feed(OutputText& t, const std::vector<std::string>& pieces, bool* stopped,
-                const std::string& forbidden = "") {
+                 const std::string& forbidden = "") {
   std::string stream;
   *stopped = false;
   for (const std::string& p : pieces) {

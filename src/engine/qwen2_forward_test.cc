@@ -1,13 +1,13 @@
 // The Qwen2 forward pass against the plain-loop reference (and the dummy weight formats
 // against each other), run the way the engine runs it: batches laid out by BuildForwardBatch
 // over the engine's KvCache, with sequences built by hand instead of by the scheduler.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
@@ -57,7 +57,6 @@ std::vector<std::vector<int32_t>> ScatteredTables(int num_seqs, int blocks_each,
     tables[s].assign(pool.begin() + s * blocks_each, pool.begin() + (s + 1) * blocks_each);
   return tables;
 }
-
 
 // A KV cache of exactly `num_blocks` blocks.
 KvCache MakeCache(const ModelConfig& config, int64_t num_blocks) {
@@ -205,12 +204,12 @@ TEST(Qwen2ModelTest, MalformedBatchesAreErrors) {
             StatusCode::kInvalidArgument);
 }
 
-
 std::vector<float> LastLogits(Qwen2Model& model, const std::vector<int32_t>& prompt) {
   KvCache cache = MakeCache(model.config(), 8);
   std::vector<float> logits(model.config().vocab_size);
-  EXPECT_TRUE(model.Forward(Layout({{prompt, 0, {0, 1, 2, 3, 4, 5, 6, 7}}}, false),
-                            cache.layers(), logits.data(), nullptr)
+  EXPECT_TRUE(model
+                  .Forward(Layout({{prompt, 0, {0, 1, 2, 3, 4, 5, 6, 7}}}, false), cache.layers(),
+                           logits.data(), nullptr)
                   .ok());
   return logits;
 }
@@ -251,10 +250,9 @@ TEST(DummyModelTest, GgufAndSafetensorsOfOneSeedGiveTheSameLogits) {
   ASSERT_TRUE(WriteDummySafetensors(**weights, tokenizer_dir, dir + "/st").ok());
   Status s = WriteDummyGguf(**weights, tokenizer_dir, dir + "/tiny.gguf");
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_FALSE(
-      WriteDummySafetensors(**MakeDummyWeights(*config, DummyDType::kQ8_0, 1), tokenizer_dir,
-                            dir + "/q8")
-          .ok());
+  EXPECT_FALSE(WriteDummySafetensors(**MakeDummyWeights(*config, DummyDType::kQ8_0, 1),
+                                     tokenizer_dir, dir + "/q8")
+                   .ok());
   auto st = Qwen2Model::Load(dir + "/st", {});
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   auto gguf = Qwen2Model::Load(dir + "/tiny.gguf", {});
@@ -266,7 +264,6 @@ TEST(DummyModelTest, GgufAndSafetensorsOfOneSeedGiveTheSameLogits) {
   EXPECT_LE(RelError(a.data(), b.data(), a.size()), 1e-6);
   std::filesystem::remove_all(dir);
 }
-
 
 }  // namespace
 }  // namespace tinyserve

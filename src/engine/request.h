@@ -92,15 +92,15 @@ struct ChoiceUsage {
 // events carry its new tokens in order; its last event has finish_reason != kNone (and no
 // event follows for that choice). The stream ends after every choice has finished.
 struct RequestEvent {
-  int32_t index = 0;                   // choice, 0..n-1
-  std::vector<int32_t> token_ids;      // tokens generated since the previous event
-  std::string text;                    // valid UTF-8 text delta (may lag token_ids: hold-back)
-  std::vector<TokenLogprobs> logprobs; // one per token_ids entry when logprobs were asked
+  int32_t index = 0;                    // choice, 0..n-1
+  std::vector<int32_t> token_ids;       // tokens generated since the previous event
+  std::string text;                     // valid UTF-8 text delta (may lag token_ids: hold-back)
+  std::vector<TokenLogprobs> logprobs;  // one per token_ids entry when logprobs were asked
   FinishReason finish_reason = FinishReason::kNone;
   // With kStop: the stop string matched, or the stop token id as decimal text; empty for EOS.
   std::string stop_reason;
-  Status error;                        // with kError
-  std::optional<ChoiceUsage> usage;    // with the final event of the choice
+  Status error;                      // with kError
+  std::optional<ChoiceUsage> usage;  // with the final event of the choice
 };
 
 }  // namespace tinyserve

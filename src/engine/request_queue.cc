@@ -117,8 +117,7 @@ Status RequestQueue::Push(PendingRequest request) {
     MutexLock lock(&mu_);
     if (stopped_) return UnavailableError("the engine is shutting down");
     if (live_ids_.contains(request.request.request_id)) {
-      return InvalidArgumentError("request id '{}' is already in use",
-                                  request.request.request_id);
+      return InvalidArgumentError("request id '{}' is already in use", request.request.request_id);
     }
     const int64_t queued = static_cast<int64_t>(requests_.size()) + engine_waiting_;
     if (queued >= max_queue_len_) {

@@ -53,8 +53,8 @@ class Outbox {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Item> items_;     // guarded by mu_
-  int64_t choices_open_ = 0;   // guarded by mu_: opened choices whose final event is not posted
+  std::deque<Item> items_;    // guarded by mu_
+  int64_t choices_open_ = 0;  // guarded by mu_: opened choices whose final event is not posted
 };
 
 // One request's stream of events. It posts into an Outbox: its own (then read it through

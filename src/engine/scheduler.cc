@@ -80,7 +80,8 @@ SchedulerOutput Scheduler::Schedule() {
       }
     }
     if (!fits) continue;
-    out.scheduled.push_back({seq, num_new, seq->num_computed_tokens + num_new == seq->num_tokens()});
+    out.scheduled.push_back(
+        {seq, num_new, seq->num_computed_tokens + num_new == seq->num_tokens()});
     out.num_tokens += num_new;
     budget -= num_new;
     if (!prefill_capped) ++num_decodes;
@@ -97,8 +98,7 @@ SchedulerOutput Scheduler::Schedule() {
         ++it;
         continue;
       }
-      std::vector<int32_t> cached =
-          blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);
+      std::vector<int32_t> cached = blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);
       const int32_t num_cached = static_cast<int32_t>(cached.size()) * blocks_->block_size();
       const int32_t num_new = std::min(seq->num_tokens() - num_cached, budget);
       if (!blocks_->Allocate(&seq->block_table, cached, num_cached + num_new)) break;

@@ -29,7 +29,7 @@ struct ScheduledSequence {
 
 struct SchedulerOutput {
   std::vector<ScheduledSequence> scheduled;  // decodes first, then prefill chunks
-  std::vector<Sequence*> preempted;           // sequences preempted while building this step
+  std::vector<Sequence*> preempted;          // sequences preempted while building this step
   int32_t num_tokens = 0;
   bool empty() const { return scheduled.empty(); }
 };

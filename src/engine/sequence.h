@@ -20,9 +20,9 @@ struct Sequence {
   using Clock = std::chrono::steady_clock;
 
   int64_t seq_id = 0;
-  int32_t priority = 0;    // lower first
-  int64_t arrival = 0;     // submission order (ties within a priority)
-  int64_t admitted = 0;    // order of the latest admission (preemption picks the largest)
+  int32_t priority = 0;  // lower first
+  int64_t arrival = 0;   // submission order (ties within a priority)
+  int64_t admitted = 0;  // order of the latest admission (preemption picks the largest)
   std::string cache_salt;
   std::vector<int32_t> token_ids;  // prompt, then generated tokens
   int32_t num_prompt_tokens = 0;

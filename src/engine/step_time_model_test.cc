@@ -26,7 +26,8 @@ TEST(StepTimeModel, RecoversTheCoefficientsOfAMachineOfKnownSpeed) {
 
 TEST(StepTimeModel, FollowsTheMachineWhenItSlowsDown) {
   StepTimeModel m(/*window=*/16);
-  for (int i = 0; i < 16; ++i) m.Observe({1 + i % 4, (i % 3) * 100, Known(1 + i % 4, (i % 3) * 100)});
+  for (int i = 0; i < 16; ++i)
+    m.Observe({1 + i % 4, (i % 3) * 100, Known(1 + i % 4, (i % 3) * 100)});
   for (int i = 0; i < 16; ++i)
     m.Observe({1 + i % 4, (i % 3) * 100, 3 * Known(1 + i % 4, (i % 3) * 100)});
   EXPECT_NEAR(m.StepSeconds(2, 100), 3 * Known(2, 100), 1e-6);  // the old steps left the window

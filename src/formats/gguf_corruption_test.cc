@@ -214,7 +214,9 @@ TEST_F(GgufCorruptionTest, ByteSizeOverflows) {
 
 TEST_F(GgufCorruptionTest, UnknownTensorType) {
   Patch<uint32_t>(bytes_, TensorInfo("t_aa") + 4 + 16, 99);
-  ExpectError(StatusCode::kUnimplemented, "unsupported tensor type 99 (a ggml type id this build does not know) in tensor 't_aa'");
+  ExpectError(
+      StatusCode::kUnimplemented,
+      "unsupported tensor type 99 (a ggml type id this build does not know) in tensor 't_aa'");
 }
 
 TEST_F(GgufCorruptionTest, RowNotMultipleOfBlockSize) {

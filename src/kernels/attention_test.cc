@@ -180,9 +180,14 @@ class AttentionTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {}
 TEST_P(AttentionTest, MixedBatchOfPrefillChunksAndDecodeRowsMatchesReference) {
   const auto [isa, dtype] = GetParam();
   const std::vector<Shape> shapes = {
-      {16, 2, 14, 64}, {1, 1, 3, 24}, {5, 3, 6, 8}, {7, 2, 2, 35}, {32, 1, 1, 16},
+      {16, 2, 14, 64},
+      {1, 1, 3, 24},
+      {5, 3, 6, 8},
+      {7, 2, 2, 35},
+      {32, 1, 1, 16},
       // Past the AVX-512 grouped path's limits (blocks over 64 keys, head_dim over 64 / 128).
-      {65, 1, 2, 72}, {16, 1, 3, 136}};
+      {65, 1, 2, 72},
+      {16, 1, 3, 136}};
   for (const Shape& shape : shapes) {
     SCOPED_TRACE("block_size " + std::to_string(shape.block_size) + " head_dim " +
                  std::to_string(shape.head_dim));

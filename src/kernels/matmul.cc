@@ -51,9 +51,12 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
 
 MatMulKernels KernelsFor(MatMulIsa isa) {
   switch (isa) {
-    case MatMulIsa::kAvx512: return Avx512Kernels();
-    case MatMulIsa::kAvx2: return Avx2Kernels();
-    default: return ScalarKernels();
+    case MatMulIsa::kAvx512:
+      return Avx512Kernels();
+    case MatMulIsa::kAvx2:
+      return Avx2Kernels();
+    default:
+      return ScalarKernels();
   }
 }
 
@@ -71,9 +74,8 @@ void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const flo
   const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
   const int num_threads = pool && !small ? pool->num_threads() : 1;
   if (num_threads > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
-    pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
-      k.quantize_acts(x, b, e, w.traits, &acts);
-    });
+    pool->ParallelFor(
+        num_rows, 1, [&](int64_t b, int64_t e, int) { k.quantize_acts(x, b, e, w.traits, &acts); });
   } else {
     k.quantize_acts(x, 0, num_rows, w.traits, &acts);
   }
@@ -91,8 +93,8 @@ void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const flo
   }
 }
 
-void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x,
-              int64_t num_rows, const float* bias, float* out, ThreadPool* pool) {
+void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+              const float* bias, float* out, ThreadPool* pool) {
   const int64_t tile = std::max<int64_t>(4, (128 << 10) / (w.cols * 4) / 4 * 4);
   auto work = [&](int64_t n_begin, int64_t n_end, int) {
     for (int64_t m = 0; m < num_rows; m += tile)
@@ -109,12 +111,11 @@ void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* 
 }  // namespace
 
 StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
-  if (w.shape.size() != 2) return InvalidArgumentError("Pack {}: rank {} is not 2", w.name,
-                                                       w.shape.size());
+  if (w.shape.size() != 2)
+    return InvalidArgumentError("Pack {}: rank {} is not 2", w.name, w.shape.size());
   const int64_t rows = w.shape[0], cols = w.shape[1];
   if (rows <= 0 || cols <= 0) return InvalidArgumentError("Pack {}: empty matrix", w.name);
-  const bool is_float = w.dtype == DType::kF32 || w.dtype == DType::kF16 ||
-                        w.dtype == DType::kBF16;
+  const bool is_float = w.dtype == DType::kF32 || w.dtype == DType::kF16 || w.dtype == DType::kBF16;
   const QuantTraits traits = GetQuantTraits(w.dtype);
   if (!is_float && traits.sub_block == 0)
     return InvalidArgumentError("Pack {}: unsupported dtype {}", w.name, DTypeName(w.dtype));
@@ -178,8 +179,8 @@ void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t
   }
 }
 
-void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias,
-            float* out, ThreadPool* pool) {
+void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
+            ThreadPool* pool) {
   MatMulWithIsa(BestMatMulIsa(), w, x, num_rows, bias, out, pool);
 }
 

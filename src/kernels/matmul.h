@@ -46,8 +46,8 @@ class PackedMatrix {
 // Threads split the output columns (weight rows); each output element is computed by one
 // thread in a fixed order, so results do not depend on the number of threads. pool may be
 // nullptr (runs on the calling thread). x, out and bias need no particular alignment.
-void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias,
-            float* out, ThreadPool* pool);
+void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
+            ThreadPool* pool);
 
 // The code paths MatMul chooses between; exposed so tests and benchmarks can run each one.
 enum class MatMulIsa { kScalar, kAvx2, kAvx512 };

@@ -36,8 +36,8 @@ struct PackedMatrix::Impl {
   // Quantized weights.
   QuantTraits traits;
   int64_t num_groups = 0;
-  int64_t num_sub = 0;          // cols / traits.sub_block
-  int64_t record_bytes = 0;     // one sub-block record of one group
+  int64_t num_sub = 0;            // cols / traits.sub_block
+  int64_t record_bytes = 0;       // one sub-block record of one group
   AlignedBuffer<uint8_t> packed;  // [num_groups][num_sub] records
 
   const uint8_t* Group(int64_t g) const { return packed.data() + g * num_sub * record_bytes; }

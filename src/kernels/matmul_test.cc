@@ -19,11 +19,11 @@
 namespace tinyserve::kernels {
 namespace {
 
-constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
-                               DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
-                               DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
-                               DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
-                               DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0, DType::kQ2_0};
+constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DType::kQ4_0,
+                               DType::kQ4_1,  DType::kQ5_0,   DType::kQ5_1,   DType::kQ8_0,
+                               DType::kQ2_K,  DType::kQ3_K,   DType::kQ4_K,   DType::kQ5_K,
+                               DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
+                               DType::kTQ1_0, DType::kTQ2_0,  DType::kQ1_0,   DType::kQ2_0};
 
 std::vector<MatMulIsa> SupportedIsas() {
   std::vector<MatMulIsa> isas;
@@ -39,14 +39,25 @@ const char* IsaName(MatMulIsa isa) {
 // Offsets of the f16 scale fields inside one block (random bytes elsewhere are valid quants).
 std::vector<int> F16Fields(DType t) {
   switch (t) {
-    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
-    case DType::kQ2_K: return {80, 82};
-    case DType::kQ3_K: return {108};
-    case DType::kQ6_K: return {208};
-    case DType::kTQ1_0: return {52};
-    case DType::kTQ2_0: return {64};
-    case DType::kMXFP4: return {};  // an E8M0 exponent instead, set by RandomWeights
-    default: return {0};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K:
+      return {80, 82};
+    case DType::kQ3_K:
+      return {108};
+    case DType::kQ6_K:
+      return {208};
+    case DType::kTQ1_0:
+      return {52};
+    case DType::kTQ2_0:
+      return {64};
+    case DType::kMXFP4:
+      return {};  // an E8M0 exponent instead, set by RandomWeights
+    default:
+      return {0};
   }
 }
 
@@ -132,10 +143,10 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
   for (bool with_bias : {false, true}) {
     const float* bias = with_bias ? bias_buf.data() + 1 : nullptr;
     for (MatMulIsa isa : SupportedIsas()) {
-      const std::string label = std::string(DTypeName(t)) + " " + IsaName(isa) + " rows=" +
-                                std::to_string(c.rows) + " cols=" + std::to_string(c.cols) +
-                                " num_rows=" + std::to_string(c.num_rows) +
-                                (with_bias ? " bias" : "");
+      const std::string label =
+          std::string(DTypeName(t)) + " " + IsaName(isa) + " rows=" + std::to_string(c.rows) +
+          " cols=" + std::to_string(c.cols) + " num_rows=" + std::to_string(c.num_rows) +
+          (with_bias ? " bias" : "");
       std::vector<float> out1(c.num_rows * c.rows + 1), out2(out1.size());
       MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out1.data() + 1, nullptr);
       MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out2.data() + 1, &pool);
@@ -161,8 +172,7 @@ TEST_P(MatMulTypeTest, MatchesReferenceOnEveryIsaAtOddSizes) {
   const int64_t bs = BlockSize(t) == 1 ? 32 : BlockSize(t);
   std::mt19937 rng(1234 + static_cast<int>(t));
   for (int64_t rows : {1, 5, 16, 17, 37})
-    for (int64_t num_rows : {1, 2, 3, 5, 8, 9})
-      RunCase(t, {rows, bs, num_rows}, rng);
+    for (int64_t num_rows : {1, 2, 3, 5, 8, 9}) RunCase(t, {rows, bs, num_rows}, rng);
   RunCase(t, {33, 2 * bs, 7}, rng);
   RunCase(t, {20, bs, 64}, rng);
   RunCase(t, {3, bs, 512}, rng);

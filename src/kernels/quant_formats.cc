@@ -2,13 +2,14 @@
 // DequantizeRow / QuantizeRow. Block layouts follow ggml (ggml-common.h): all little-endian,
 // f16 scales first, then the high bits (Q5), then the quants. Within a block, byte j of the
 // 4-bit quants holds weight j in its low nibble and weight j + 16 in its high nibble.
+#include "kernels/quant_formats.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "kernels/convert.h"
 #include "kernels/quant_blocks.h"
-#include "kernels/quant_formats.h"
 
 namespace tinyserve::kernels {
 namespace {
@@ -33,8 +34,7 @@ void DecodeNibbles(const uint8_t* qs, uint32_t qh, uint8_t* q) {
   }
 }
 
-void Decode32Row(DType type, const uint8_t* b, int64_t n, uint8_t* q, float* scale,
-                 float* offset) {
+void Decode32Row(DType type, const uint8_t* b, int64_t n, uint8_t* q, float* scale, float* offset) {
   const int64_t bytes = BlockBytes(type);
   for (int64_t blk = 0; blk < n / 32; ++blk, b += bytes, q += 32) {
     const float d = Fp16ToF32(LoadU16(b));
@@ -140,24 +140,34 @@ bool RoundUpToF16(float v, uint16_t* out) {
 
 QuantTraits GetQuantTraits(DType type) {
   switch (type) {
-    case DType::kQ4_0: return {32, 8, false};
-    case DType::kQ5_0: return {32, 16, false};
-    case DType::kQ8_0: return {32, 128, false};
+    case DType::kQ4_0:
+      return {32, 8, false};
+    case DType::kQ5_0:
+      return {32, 16, false};
+    case DType::kQ8_0:
+      return {32, 128, false};
     case DType::kQ4_1:
     case DType::kQ5_1:
     case DType::kQ4_K:
-    case DType::kQ5_K: return {32, 0, true};
-    case DType::kQ2_K: return {16, 0, true};
-    case DType::kQ3_K: return {16, 4, false};
-    case DType::kQ6_K: return {16, 32, false};
+    case DType::kQ5_K:
+      return {32, 0, true};
+    case DType::kQ2_K:
+      return {16, 0, true};
+    case DType::kQ3_K:
+      return {16, 4, false};
+    case DType::kQ6_K:
+      return {16, 32, false};
     case DType::kIQ4_NL:
     case DType::kIQ4_XS:
-    case DType::kMXFP4: return {32, 128, false};
+    case DType::kMXFP4:
+      return {32, 128, false};
     case DType::kTQ1_0:
     case DType::kTQ2_0:
     case DType::kQ1_0:
-    case DType::kQ2_0: return {32, 1, false};
-    default: return {};
+    case DType::kQ2_0:
+      return {32, 1, false};
+    default:
+      return {};
   }
 }
 
@@ -220,9 +230,8 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
       const int64_t sb = i / traits.sub_block;
       // Zero-point formats as ggml writes them, scale * (q - zero), so that signed zeros
       // match too.
-      dst[base + i] = traits.has_min
-                          ? scale[sb] * q[i] + offset[sb]
-                          : scale[sb] * static_cast<float>(q[i] - traits.zero_point);
+      dst[base + i] = traits.has_min ? scale[sb] * q[i] + offset[sb]
+                                     : scale[sb] * static_cast<float>(q[i] - traits.zero_point);
     }
   }
 }

@@ -177,8 +177,8 @@ bool QuantizeSymmetric(const float* x, int levels, int factor_max, int* sc, uint
     const float step = d * static_cast<float>(sc[j]);
     for (int i = 0; i < 16; ++i) {
       const float v = step == 0 ? 0 : std::nearbyint(x[16 * j + i] / step);
-      q[16 * j + i] = static_cast<uint8_t>(std::clamp(static_cast<int>(v), -levels, levels) +
-                                           levels + 1);
+      q[16 * j + i] =
+          static_cast<uint8_t>(std::clamp(static_cast<int>(v), -levels, levels) + levels + 1);
     }
   }
   return true;

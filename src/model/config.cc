@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
@@ -67,11 +66,10 @@ StatusOr<Json> ParseObject(std::string_view text, const char* file) {
 Status AddGgufEndOfGeneration(const GgufFile& f, const std::vector<std::string>& texts,
                               std::vector<int32_t>* ids) {
   static constexpr std::string_view kEogTexts[] = {
-      "<|eot_id|>",    "<|im_end|>",      "<|end|>",          "<end_of_turn>",
-      "<|endoftext|>", "<|eom_id|>",      "<EOT>",            "_<EOT>",
-      "<|end_of_text|>", "<end_of_utterance>", "</s>",        "<|fim_pad|>",
-      "<fim-pad>",     "<fim_pad>",       "<|repo_name|>",    "<fim-repo>",
-      "<reponame>",    "<|file_sep|>",    "<fim-file-sep>",   "<file_sep>",
+      "<|eot_id|>", "<|im_end|>",  "<|end|>",      "<end_of_turn>",   "<|endoftext|>",
+      "<|eom_id|>", "<EOT>",       "_<EOT>",       "<|end_of_text|>", "<end_of_utterance>",
+      "</s>",       "<|fim_pad|>", "<fim-pad>",    "<fim_pad>",       "<|repo_name|>",
+      "<fim-repo>", "<reponame>",  "<|file_sep|>", "<fim-file-sep>",  "<file_sep>",
   };
   auto add = [&](int64_t id) {
     if (id < 0 || id >= static_cast<int64_t>(texts.size())) return;
@@ -107,14 +105,12 @@ Status ValidateModelConfig(const ModelConfig& c) {
     const char* name;
     int64_t value;
   };
-  for (const Positive& p : {Positive{"vocab_size", c.vocab_size},
-                            Positive{"hidden_size", c.hidden_size},
-                            Positive{"intermediate_size", c.intermediate_size},
-                            Positive{"num_hidden_layers", c.num_layers},
-                            Positive{"num_attention_heads", c.num_heads},
-                            Positive{"num_key_value_heads", c.num_kv_heads},
-                            Positive{"head_dim", c.head_dim},
-                            Positive{"max_position_embeddings", c.max_position_embeddings}}) {
+  for (const Positive& p :
+       {Positive{"vocab_size", c.vocab_size}, Positive{"hidden_size", c.hidden_size},
+        Positive{"intermediate_size", c.intermediate_size},
+        Positive{"num_hidden_layers", c.num_layers}, Positive{"num_attention_heads", c.num_heads},
+        Positive{"num_key_value_heads", c.num_kv_heads}, Positive{"head_dim", c.head_dim},
+        Positive{"max_position_embeddings", c.max_position_embeddings}}) {
     if (p.value <= 0) return InvalidArgumentError("model config: {} must be positive", p.name);
   }
   // Bounds keep every product of sizes far from overflow and reject garbage early.
@@ -124,8 +120,9 @@ Status ValidateModelConfig(const ModelConfig& c) {
       c.num_heads > 1024)
     return InvalidArgumentError("model config: sizes are implausibly large");
   if (c.hidden_size % c.num_heads != 0)
-    return InvalidArgumentError("model config: num_attention_heads {} does not divide hidden_size {}",
-                                c.num_heads, c.hidden_size);
+    return InvalidArgumentError(
+        "model config: num_attention_heads {} does not divide hidden_size {}", c.num_heads,
+        c.hidden_size);
   if (c.head_dim != c.hidden_size / c.num_heads)
     return InvalidArgumentError("model config: head_dim {} != hidden_size / num_attention_heads",
                                 c.head_dim);
@@ -160,8 +157,8 @@ StatusOr<ModelConfig> ModelConfigFromJson(std::string_view json_text) {
     auto type = j.find("model_type");
     if (type == j.end() || !type->is_string())
       return InvalidArgumentError("config.json: missing \"architectures\" and \"model_type\"");
-    c.architecture = type->get<std::string>() == "qwen2" ? "Qwen2ForCausalLM"
-                                                         : type->get<std::string>();
+    c.architecture =
+        type->get<std::string>() == "qwen2" ? "Qwen2ForCausalLM" : type->get<std::string>();
   }
   auto act = j.find("hidden_act");
   if (act != j.end() && (!act->is_string() || act->get<std::string>() != "silu"))
@@ -227,7 +224,8 @@ StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& f) {
   if (auto v = f.GetFloat("qwen2.rope.freq_base")) c.rope_theta = *v;
   if (auto v = f.GetFloat("qwen2.attention.layer_norm_rms_epsilon")) c.rms_norm_eps = *v;
   const TensorView* embed = f.FindTensor("token_embd.weight");
-  if (embed == nullptr) return InvalidArgumentError("{}: tensor token_embd.weight is missing", f.path());
+  if (embed == nullptr)
+    return InvalidArgumentError("{}: tensor token_embd.weight is missing", f.path());
   if (embed->shape.size() != 2)
     return InvalidArgumentError("{}: tensor token_embd.weight must be 2-D", f.path());
   c.vocab_size = embed->shape[0];
@@ -246,8 +244,8 @@ StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& f) {
     // both mismatches too): the converter pads the list with [PAD] tokens to the row count.
     if (static_cast<int64_t>(texts.size()) != c.vocab_size)
       return InvalidArgumentError(
-          "{}: tokenizer.ggml.tokens has {} entries but token_embd.weight has {} rows",
-          f.path(), texts.size(), c.vocab_size);
+          "{}: tokenizer.ggml.tokens has {} entries but token_embd.weight has {} rows", f.path(),
+          texts.size(), c.vocab_size);
     TS_RETURN_IF_ERROR(AddGgufEndOfGeneration(f, texts, &c.eos_token_ids));
   }
   c.torch_dtype = "gguf";
@@ -263,8 +261,8 @@ std::string ModelConfigToJson(const ModelConfig& c) {
       {"hidden_act", "silu"},
       {"attention_dropout", 0.0},
       {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_ids.size() == 1 ? Json(c.eos_token_ids[0])
-                                                   : Json(c.eos_token_ids)},
+      {"eos_token_id",
+       c.eos_token_ids.size() == 1 ? Json(c.eos_token_ids[0]) : Json(c.eos_token_ids)},
       {"hidden_size", c.hidden_size},
       {"initializer_range", 0.02},
       {"intermediate_size", c.intermediate_size},

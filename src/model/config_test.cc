@@ -49,15 +49,15 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
 }
 
 TEST(ModelConfigTest, RejectsHeadsThatDoNotDivideHidden) {
-  auto c = ModelConfigFromJson(Replace(kPublishedConfig, "\"num_attention_heads\": 14",
-                                       "\"num_attention_heads\": 13"));
+  auto c = ModelConfigFromJson(
+      Replace(kPublishedConfig, "\"num_attention_heads\": 14", "\"num_attention_heads\": 13"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("num_attention_heads"), std::string::npos);
 }
 
 TEST(ModelConfigTest, RejectsKvHeadsThatDoNotDivideHeads) {
-  auto c = ModelConfigFromJson(Replace(kPublishedConfig, "\"num_key_value_heads\": 2",
-                                       "\"num_key_value_heads\": 3"));
+  auto c = ModelConfigFromJson(
+      Replace(kPublishedConfig, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("num_key_value_heads"), std::string::npos);
 }
@@ -73,14 +73,16 @@ TEST(ModelConfigTest, RejectsMissingAndMistypedKeys) {
   auto missing = ModelConfigFromJson(Replace(kPublishedConfig, "\"hidden_size\": 896,", ""));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("hidden_size"), std::string::npos);
-  auto mistyped = ModelConfigFromJson(Replace(kPublishedConfig, "\"vocab_size\": 151936",
-                                              "\"vocab_size\": \"big\""));
+  auto mistyped = ModelConfigFromJson(
+      Replace(kPublishedConfig, "\"vocab_size\": 151936", "\"vocab_size\": \"big\""));
   ASSERT_FALSE(mistyped.ok());
   EXPECT_FALSE(ModelConfigFromJson("not json").ok());
-  EXPECT_FALSE(ModelConfigFromJson(Replace(kPublishedConfig, "\"vocab_size\": 151936",
-                                           "\"vocab_size\": -5")).ok());
+  EXPECT_FALSE(
+      ModelConfigFromJson(Replace(kPublishedConfig, "\"vocab_size\": 151936", "\"vocab_size\": -5"))
+          .ok());
   EXPECT_FALSE(ModelConfigFromJson(Replace(kPublishedConfig, "\"eos_token_id\": 151645",
-                                           "\"eos_token_id\": 999999")).ok());
+                                           "\"eos_token_id\": 999999"))
+                   .ok());
 }
 
 TEST(GenerationDefaultsTest, ParsesQwenGenerationConfig) {

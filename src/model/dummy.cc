@@ -42,8 +42,7 @@ inline float DrawValue(uint64_t key, int64_t index, const Distribution& d) {
 
 // Layers that llama.cpp's Q4_K_M gives more bits (its use_more_bits).
 bool UseMoreBits(int64_t layer, int64_t num_layers) {
-  return layer < num_layers / 8 || layer >= 7 * num_layers / 8 ||
-         (layer - num_layers / 8) % 3 == 2;
+  return layer < num_layers / 8 || layer >= 7 * num_layers / 8 || (layer - num_layers / 8) % 3 == 2;
 }
 
 // k-quants need rows that are whole 256-element blocks; llama.cpp falls back otherwise.
@@ -62,8 +61,8 @@ struct TensorSpec {
 std::vector<TensorSpec> Qwen2TensorSpecs(const ModelConfig& c) {
   std::vector<TensorSpec> specs;
   const auto hf = Qwen2Naming::kHuggingFace;
-  specs.push_back({Qwen2GlobalTensorName(hf, Qwen2GlobalRole::kEmbed),
-                   {c.vocab_size, c.hidden_size}});
+  specs.push_back(
+      {Qwen2GlobalTensorName(hf, Qwen2GlobalRole::kEmbed), {c.vocab_size, c.hidden_size}});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     for (int r = 0; r < kNumQwen2LayerRoles; ++r) {
       const auto role = static_cast<Qwen2LayerRole>(r);
@@ -72,8 +71,8 @@ std::vector<TensorSpec> Qwen2TensorSpecs(const ModelConfig& c) {
   }
   specs.push_back({Qwen2GlobalTensorName(hf, Qwen2GlobalRole::kFinalNorm), {c.hidden_size}});
   if (!c.tie_word_embeddings)
-    specs.push_back({Qwen2GlobalTensorName(hf, Qwen2GlobalRole::kOutput),
-                     {c.vocab_size, c.hidden_size}});
+    specs.push_back(
+        {Qwen2GlobalTensorName(hf, Qwen2GlobalRole::kOutput), {c.vocab_size, c.hidden_size}});
   return specs;
 }
 
@@ -145,33 +144,44 @@ StatusOr<DummyDType> ParseDummyDType(std::string_view name) {
 
 std::string_view DummyDTypeName(DummyDType t) {
   switch (t) {
-    case DummyDType::kF32: return "f32";
-    case DummyDType::kF16: return "f16";
-    case DummyDType::kBF16: return "bf16";
-    case DummyDType::kQ8_0: return "q8_0";
-    case DummyDType::kQ4_0: return "q4_0";
-    case DummyDType::kQ4_K_M: return "q4_k_m";
+    case DummyDType::kF32:
+      return "f32";
+    case DummyDType::kF16:
+      return "f16";
+    case DummyDType::kBF16:
+      return "bf16";
+    case DummyDType::kQ8_0:
+      return "q8_0";
+    case DummyDType::kQ4_0:
+      return "q4_0";
+    case DummyDType::kQ4_K_M:
+      return "q4_k_m";
   }
   return "unknown";
 }
 
 DType DummyTensorDType(DummyDType t, const ModelConfig& c, const std::string& name,
                        const std::vector<int64_t>& shape) {
-  const bool quantized = t == DummyDType::kQ8_0 || t == DummyDType::kQ4_0 ||
-                         t == DummyDType::kQ4_K_M;
+  const bool quantized =
+      t == DummyDType::kQ8_0 || t == DummyDType::kQ4_0 || t == DummyDType::kQ4_K_M;
   if (shape.size() == 1) {
     if (quantized || t == DummyDType::kF32) return DType::kF32;
     return t == DummyDType::kF16 ? DType::kF16 : DType::kBF16;
   }
   switch (t) {
-    case DummyDType::kF32: return DType::kF32;
-    case DummyDType::kF16: return DType::kF16;
-    case DummyDType::kBF16: return DType::kBF16;
-    case DummyDType::kQ8_0: return DType::kQ8_0;
-    default: break;
+    case DummyDType::kF32:
+      return DType::kF32;
+    case DummyDType::kF16:
+      return DType::kF16;
+    case DummyDType::kBF16:
+      return DType::kBF16;
+    case DummyDType::kQ8_0:
+      return DType::kQ8_0;
+    default:
+      break;
   }
-  const bool is_output = name == "lm_head.weight" ||
-                         (c.tie_word_embeddings && name == "model.embed_tokens.weight");
+  const bool is_output =
+      name == "lm_head.weight" || (c.tie_word_embeddings && name == "model.embed_tokens.weight");
   const int64_t cols = shape.back();
   // llama.cpp quantizes the output matrix (or the tied embedding) as Q6_K.
   if (is_output) return KQuantOrFallback(DType::kQ6_K, cols);
@@ -179,8 +189,8 @@ DType DummyTensorDType(DummyDType t, const ModelConfig& c, const std::string& na
   // Q4_K_M.
   int64_t layer = -1;
   if (name.rfind("model.layers.", 0) == 0) layer = std::stoll(name.substr(13));
-  const bool more_bits_role = name.find("v_proj") != std::string::npos ||
-                              name.find("down_proj") != std::string::npos;
+  const bool more_bits_role =
+      name.find("v_proj") != std::string::npos || name.find("down_proj") != std::string::npos;
   if (layer >= 0 && more_bits_role && UseMoreBits(layer, c.num_layers))
     return KQuantOrFallback(DType::kQ6_K, cols);
   return KQuantOrFallback(DType::kQ4_K, cols);

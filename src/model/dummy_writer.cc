@@ -2,9 +2,8 @@
 // a Hugging Face safetensors directory.
 #include <filesystem>
 #include <fstream>
-#include <span>
-
 #include <nlohmann/json.hpp>
+#include <span>
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -28,12 +27,18 @@ constexpr int32_t kTokenUnused = 5;
 // llama.cpp's llama_ftype values.
 uint32_t GgufFileType(DummyDType t) {
   switch (t) {
-    case DummyDType::kF32: return 0;
-    case DummyDType::kF16: return 1;
-    case DummyDType::kQ4_0: return 2;
-    case DummyDType::kQ8_0: return 7;
-    case DummyDType::kQ4_K_M: return 15;
-    case DummyDType::kBF16: return 32;
+    case DummyDType::kF32:
+      return 0;
+    case DummyDType::kF16:
+      return 1;
+    case DummyDType::kQ4_0:
+      return 2;
+    case DummyDType::kQ8_0:
+      return 7;
+    case DummyDType::kQ4_K_M:
+      return 15;
+    case DummyDType::kBF16:
+      return 32;
   }
   return 0;
 }
@@ -166,9 +171,9 @@ Status WriteDummySafetensors(const DummyWeights& weights, const std::string& tok
   SafetensorsWriter w;
   w.SetMetadata("format", "pt");
   for (const TensorView& t : weights.tensors) {
-    TS_RETURN_IF_ERROR(w.AddTensorRef(
-        t.name, t.dtype, t.shape,
-        std::span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.num_bytes)));
+    TS_RETURN_IF_ERROR(
+        w.AddTensorRef(t.name, t.dtype, t.shape,
+                       std::span<const uint8_t>(static_cast<const uint8_t*>(t.data), t.num_bytes)));
   }
   return w.Write(dir + "/model.safetensors");
 }

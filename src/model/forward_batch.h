@@ -17,7 +17,7 @@ struct ForwardBatch {
   std::vector<int32_t> seq_lens;      // [num_seqs] context length after this step
   std::vector<int32_t> block_tables;  // [num_seqs, max_blocks_per_seq] block ids, row-major
   int32_t max_blocks_per_seq = 0;
-  std::vector<int32_t> logit_rows;    // token rows whose logits are wanted, ascending
+  std::vector<int32_t> logit_rows;  // token rows whose logits are wanted, ascending
 
   int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
   int32_t num_seqs() const { return static_cast<int32_t>(seq_lens.size()); }

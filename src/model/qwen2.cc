@@ -44,7 +44,8 @@ class OpTimer {
 };
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -77,10 +78,10 @@ StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
     TS_ASSIGN_OR_RETURN(std::unique_ptr<DummyWeights> dummy,
                         MakeDummyWeights(config, dtype, options.seed));
     std::shared_ptr<const DummyWeights> owner(std::move(dummy));
-    TS_ASSIGN_OR_RETURN(
-        Qwen2Tensors tensors,
-        BindQwen2Tensors(config, Qwen2Naming::kHuggingFace,
-                         [&](const std::string& name) { return owner->Find(name); }));
+    TS_ASSIGN_OR_RETURN(Qwen2Tensors tensors, BindQwen2Tensors(config, Qwen2Naming::kHuggingFace,
+                                                               [&](const std::string& name) {
+                                                                 return owner->Find(name);
+                                                               }));
     TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> m,
                         FromTensors(config, std::move(tensors), owner, prepare));
     GenerationDefaults defaults;
@@ -89,15 +90,14 @@ StatusOr<std::unique_ptr<Qwen2Model>> Qwen2Model::Load(const std::string& model,
     return m;
   }
   if (!options.dtype.empty())
-    return InvalidArgumentError("--dtype {} applies to dummy models only; {} keeps its stored types",
-                                options.dtype, model);
+    return InvalidArgumentError(
+        "--dtype {} applies to dummy models only; {} keeps its stored types", options.dtype, model);
   if (EndsWith(model, ".gguf")) {
     TS_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Open(model));
     auto owner = std::make_shared<const GgufFile>(std::move(file));
     TS_ASSIGN_OR_RETURN(ModelConfig config, ModelConfigFromGguf(*owner));
-    auto bound = BindQwen2Tensors(config, Qwen2Naming::kGguf, [&](const std::string& name) {
-      return owner->FindTensor(name);
-    });
+    auto bound = BindQwen2Tensors(config, Qwen2Naming::kGguf,
+                                  [&](const std::string& name) { return owner->FindTensor(name); });
     if (!bound.ok()) return bound.status().WithPrefix(model);
     auto m = FromTensors(config, std::move(bound).value(), owner, prepare);
     if (!m.ok()) return m.status().WithPrefix(model);
@@ -177,7 +177,8 @@ Status Qwen2Model::ValidateBatch(const ForwardBatch& b,
     for (int64_t i = 0; i < used_blocks; ++i) {
       const int32_t block = b.block_tables[int64_t{s} * b.max_blocks_per_seq + i];
       if (block < 0 || block >= k0.num_blocks)
-        return InvalidArgumentError("batch: sequence {} names block {} outside the cache", s, block);
+        return InvalidArgumentError("batch: sequence {} names block {} outside the cache", s,
+                                    block);
     }
     for (int32_t j = 0; j < q_len; ++j) {
       if (b.positions[begin + j] != seq_len - q_len + j)
@@ -281,8 +282,8 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     }
     {
       OpTimer timer(prof, &p.attention);
-      kernels::PagedAttention(q_.data(), kv_layers[l], attn_batch, c.num_heads, scale,
-                              attn_.data(), pool);
+      kernels::PagedAttention(q_.data(), kv_layers[l], attn_batch, c.num_heads, scale, attn_.data(),
+                              pool);
     }
     {
       OpTimer timer(prof, &p.o_proj);

@@ -30,8 +30,8 @@ struct LoadOptions {
 
 // Seconds spent in each op since the last ResetProfile (when profiling is on).
 struct Qwen2Profile {
-  double embed = 0, norm = 0, qkv = 0, rope = 0, attention = 0, o_proj = 0,
-         gate_up = 0, silu = 0, down = 0, residual = 0, lm_head = 0;
+  double embed = 0, norm = 0, qkv = 0, rope = 0, attention = 0, o_proj = 0, gate_up = 0, silu = 0,
+         down = 0, residual = 0, lm_head = 0;
   int64_t calls = 0;
 };
 

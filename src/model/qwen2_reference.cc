@@ -19,8 +19,7 @@ std::vector<float> ToF32(const TensorView& t) {
 
 }  // namespace
 
-StatusOr<Qwen2Reference> Qwen2Reference::Create(const ModelConfig& config,
-                                                const Qwen2Tensors& t) {
+StatusOr<Qwen2Reference> Qwen2Reference::Create(const ModelConfig& config, const Qwen2Tensors& t) {
   TS_RETURN_IF_ERROR(ValidateModelConfig(config));
   Qwen2Reference r;
   r.config_ = config;
@@ -78,8 +77,8 @@ std::vector<float> Qwen2Reference::Forward(Sequence* seq, std::span<const int32_
     seq->v.resize(c.num_layers);
   }
   std::vector<float> logits(tokens.size() * c.vocab_size);
-  std::vector<float> x(hidden), n(hidden), q(q_dim), k(kv_dim), v(kv_dim), attn(q_dim),
-      tmp(hidden), gate(ffn), up(ffn), scores;
+  std::vector<float> x(hidden), n(hidden), q(q_dim), k(kv_dim), v(kv_dim), attn(q_dim), tmp(hidden),
+      gate(ffn), up(ffn), scores;
   for (size_t t = 0; t < tokens.size(); ++t) {
     const int64_t pos = seq->length;
     std::copy_n(embed_.begin() + tokens[t] * hidden, hidden, x.begin());

@@ -67,6 +67,5 @@ TEST(Qwen2WeightsTest, GgufNamesAndAnOutputMatrixStoredTwiceBind) {
   EXPECT_EQ(bound->layers[1].q_bias.name, "blk.1.attn_q.bias");
 }
 
-
 }  // namespace
 }  // namespace tinyserve

@@ -1,12 +1,12 @@
 #include "model/qwen2_weights.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cstring>
 #include <iterator>
 #include <thread>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "kernels/quant_formats.h"
 
@@ -99,8 +99,8 @@ StatusOr<TensorView> QuantizeMatrix(const TensorView& t, DType type,
   auto work = [&](int64_t part) {
     std::vector<float> row(cols);
     for (int64_t r = rows * part / num_threads; r < rows * (part + 1) / num_threads; ++r) {
-      kernels::DequantizeRow(t.dtype, static_cast<const uint8_t*>(t.data) + r * src_row,
-                             row.data(), cols);
+      kernels::DequantizeRow(t.dtype, static_cast<const uint8_t*>(t.data) + r * src_row, row.data(),
+                             cols);
       Status s = kernels::QuantizeRow(target, row.data(), buf.data() + r * *row_bytes, cols);
       if (!s.ok()) {
         status[part] = s.WithPrefix(fmt::format("tensor {} row {}", t.name, r));
@@ -186,21 +186,20 @@ StatusOr<Qwen2Tensors> BindQwen2Tensors(const ModelConfig& c, Qwen2Naming naming
   Qwen2Tensors out;
   TS_ASSIGN_OR_RETURN(out.embed, get(Qwen2GlobalTensorName(naming, Qwen2GlobalRole::kEmbed),
                                      {c.vocab_size, c.hidden_size}, false));
-  TS_ASSIGN_OR_RETURN(out.final_norm,
-                      get(Qwen2GlobalTensorName(naming, Qwen2GlobalRole::kFinalNorm),
-                          {c.hidden_size}, true));
+  TS_ASSIGN_OR_RETURN(
+      out.final_norm,
+      get(Qwen2GlobalTensorName(naming, Qwen2GlobalRole::kFinalNorm), {c.hidden_size}, true));
   const std::string output_name = Qwen2GlobalTensorName(naming, Qwen2GlobalRole::kOutput);
   if (!c.tie_word_embeddings || lookup(output_name) != nullptr) {
-    TS_ASSIGN_OR_RETURN(TensorView output,
-                        get(output_name, {c.vocab_size, c.hidden_size}, false));
+    TS_ASSIGN_OR_RETURN(TensorView output, get(output_name, {c.vocab_size, c.hidden_size}, false));
     out.output = output;
   }
   out.layers.resize(c.num_layers);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     Qwen2LayerTensors& L = out.layers[l];
-    TensorView* slots[kNumQwen2LayerRoles] = {&L.attn_norm, &L.q,      &L.k,        &L.v,
-                                              &L.q_bias,    &L.k_bias, &L.v_bias,   &L.o,
-                                              &L.ffn_norm,  &L.gate,   &L.up,       &L.down};
+    TensorView* slots[kNumQwen2LayerRoles] = {&L.attn_norm, &L.q,      &L.k,      &L.v,
+                                              &L.q_bias,    &L.k_bias, &L.v_bias, &L.o,
+                                              &L.ffn_norm,  &L.gate,   &L.up,     &L.down};
     for (int r = 0; r < kNumQwen2LayerRoles; ++r) {
       const auto role = static_cast<Qwen2LayerRole>(r);
       const std::vector<int64_t> shape = Qwen2LayerTensorShape(c, role);
@@ -233,25 +232,27 @@ uint64_t Qwen2Weights::MatrixBytes() const {
 StatusOr<std::optional<DType>> ParseQuantization(std::string_view name) {
   if (name.empty() || name == "none") return std::optional<DType>();
   const std::optional<DType> t = DTypeFromName(name);
-  static constexpr DType kQuantizable[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1,
-                                           DType::kQ5_0, DType::kQ5_1, DType::kQ2_K,
-                                           DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
-                                           DType::kQ6_K};
-  if (t && std::find(std::begin(kQuantizable), std::end(kQuantizable), *t) !=
-               std::end(kQuantizable))
+  static constexpr DType kQuantizable[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                                           DType::kQ5_1, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
+                                           DType::kQ5_K, DType::kQ6_K};
+  if (t &&
+      std::find(std::begin(kQuantizable), std::end(kQuantizable), *t) != std::end(kQuantizable))
     return std::optional<DType>(*t);
   return InvalidArgumentError(
-      "--quantization {}: expected one of q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k",
-      name);
+      "--quantization {}: expected one of q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k", name);
 }
 
 DType QuantizationFor(DType type, int64_t cols) {
   if (cols % BlockSize(type) == 0) return type;
   switch (type) {
-    case DType::kQ4_K: return DType::kQ5_0;
-    case DType::kQ5_K: return DType::kQ5_1;
-    case DType::kQ6_K: return DType::kQ8_0;
-    default: return DType::kQ4_0;  // q2_k, q3_k
+    case DType::kQ4_K:
+      return DType::kQ5_0;
+    case DType::kQ5_K:
+      return DType::kQ5_1;
+    case DType::kQ6_K:
+      return DType::kQ8_0;
+    default:
+      return DType::kQ4_0;  // q2_k, q3_k
   }
 }
 

@@ -25,7 +25,18 @@ enum class Qwen2Naming { kHuggingFace, kGguf };
 
 // Tensor roles of one layer, in file order.
 enum class Qwen2LayerRole {
-  kAttnNorm, kQ, kK, kV, kQBias, kKBias, kVBias, kO, kFfnNorm, kGate, kUp, kDown,
+  kAttnNorm,
+  kQ,
+  kK,
+  kV,
+  kQBias,
+  kKBias,
+  kVBias,
+  kO,
+  kFfnNorm,
+  kGate,
+  kUp,
+  kDown,
 };
 inline constexpr int kNumQwen2LayerRoles = 12;
 enum class Qwen2GlobalRole { kEmbed, kFinalNorm, kOutput };
@@ -42,18 +53,18 @@ std::vector<int64_t> Qwen2LayerTensorShape(const ModelConfig& config, Qwen2Layer
 using TensorLookup = std::function<const TensorView*(const std::string& name)>;
 
 struct Qwen2LayerTensors {
-  TensorView attn_norm;             // [hidden]
-  TensorView q, k, v;               // [num_heads*head_dim | num_kv_heads*head_dim, hidden]
+  TensorView attn_norm;  // [hidden]
+  TensorView q, k, v;    // [num_heads*head_dim | num_kv_heads*head_dim, hidden]
   TensorView q_bias, k_bias, v_bias;
-  TensorView o;                     // [hidden, num_heads*head_dim]
-  TensorView ffn_norm;              // [hidden]
-  TensorView gate, up;              // [intermediate, hidden]
-  TensorView down;                  // [hidden, intermediate]
+  TensorView o;         // [hidden, num_heads*head_dim]
+  TensorView ffn_norm;  // [hidden]
+  TensorView gate, up;  // [intermediate, hidden]
+  TensorView down;      // [hidden, intermediate]
 };
 
 // Views of every weight of a Qwen2 model, shapes checked. The bytes belong to the caller.
 struct Qwen2Tensors {
-  TensorView embed;                  // [vocab, hidden]
+  TensorView embed;  // [vocab, hidden]
   std::vector<Qwen2LayerTensors> layers;
   TensorView final_norm;             // [hidden]
   std::optional<TensorView> output;  // [vocab, hidden]; absent when tied to embed
@@ -63,8 +74,7 @@ struct Qwen2Tensors {
 // Finds and checks every tensor. An untied config requires the output matrix; a tied one uses
 // it when present (GGUFs that store the tied matrix twice) and the embedding otherwise. Errors
 // name the missing or mis-shaped tensor.
-[[nodiscard]] StatusOr<Qwen2Tensors> BindQwen2Tensors(const ModelConfig& config,
-                                                      Qwen2Naming naming,
+[[nodiscard]] StatusOr<Qwen2Tensors> BindQwen2Tensors(const ModelConfig& config, Qwen2Naming naming,
                                                       const TensorLookup& lookup);
 
 // A vector tensor (norm weight or bias, any float dtype) as f32.

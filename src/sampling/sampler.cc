@@ -20,8 +20,7 @@ struct ByLogitDesc {
 
 }  // namespace
 
-SamplerState::SamplerState(const ResolvedSamplingParams& params,
-                           std::span<const int32_t> prompt)
+SamplerState::SamplerState(const ResolvedSamplingParams& params, std::span<const int32_t> prompt)
     : prompt_tokens_(prompt.begin(), prompt.end()) {
   if (params.seed) {
     rng_.seed(*params.seed);
@@ -120,7 +119,8 @@ std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits
 
 Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplingParams& params) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
-  const float inv_t = 1.0f / std::max(params.temperature, ResolvedSamplingParams::kGreedyTemperature);
+  const float inv_t =
+      1.0f / std::max(params.temperature, ResolvedSamplingParams::kGreedyTemperature);
   std::vector<int32_t> ids;
   ByLogitDesc cmp{logits.data()};
   bool sorted = false;

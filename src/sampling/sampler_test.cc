@@ -78,8 +78,8 @@ void ExpectCandidatesMatch(const std::vector<float>& logits, float t, int top_k,
   p.min_p = min_p;
   Candidates c = FilterCandidates(logits, p);
   auto ref = ReferenceDistribution(logits, t, top_k, top_p, min_p);
-  ASSERT_EQ(c.ids.size(), ref.size()) << "t=" << t << " k=" << top_k << " p=" << top_p
-                                      << " min_p=" << min_p;
+  ASSERT_EQ(c.ids.size(), ref.size())
+      << "t=" << t << " k=" << top_k << " p=" << top_p << " min_p=" << min_p;
   for (size_t i = 0; i < c.ids.size(); ++i) {
     ASSERT_TRUE(ref.count(c.ids[i])) << c.ids[i];
     EXPECT_NEAR(c.probs[i], ref[c.ids[i]], 1e-5);
@@ -156,7 +156,8 @@ TEST(SamplerTest, AllowedMaskRestrictsDrawsAndKeepsRawLogprobs) {
         << "token " << r.token_id << " is outside the mask";
     if (p.greedy()) {
       int32_t best = allowed_ids[0];
-      for (int32_t t : allowed_ids) if (base[t] > base[best]) best = t;
+      for (int32_t t : allowed_ids)
+        if (base[t] > base[best]) best = t;
       EXPECT_EQ(r.token_id, best);
     }
     // Log-probs come from the unmasked distribution.

@@ -28,8 +28,8 @@ Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
   }
   for (const auto& [token, bias] : p.logit_bias) {
     if (token < 0 || token >= vocab_size) {
-      return InvalidArgumentError("logit_bias token id {} is outside the vocabulary [0, {})",
-                                  token, vocab_size);
+      return InvalidArgumentError("logit_bias token id {} is outside the vocabulary [0, {})", token,
+                                  vocab_size);
     }
     if (!std::isfinite(bias) || bias < -100.0f || bias > 100.0f) {
       return InvalidArgumentError("logit_bias for token {} must be in [-100, 100], got {}", token,
@@ -43,8 +43,7 @@ Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
   return OkStatus();
 }
 
-ResolvedSamplingParams ResolveSamplingParams(const SamplingParams& p,
-                                             const GenerationDefaults& d) {
+ResolvedSamplingParams ResolveSamplingParams(const SamplingParams& p, const GenerationDefaults& d) {
   ResolvedSamplingParams r;
   r.temperature = p.temperature.value_or(d.temperature.value_or(1.0f));
   r.top_p = p.top_p.value_or(d.top_p.value_or(1.0f));

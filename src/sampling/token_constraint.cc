@@ -7,15 +7,14 @@ namespace tinyserve {
 
 ConstrainedSample SampleWithConstraint(std::span<float> logits,
                                        const ResolvedSamplingParams& params, SamplerState& state,
-                                       std::span<const int32_t> banned,
-                                       TokenConstraint* constraint, int32_t remaining_tokens) {
+                                       std::span<const int32_t> banned, TokenConstraint* constraint,
+                                       int32_t remaining_tokens) {
   ConstrainedSample out;
   std::span<const uint32_t> allowed;
   if (constraint != nullptr) {
     const auto t0 = std::chrono::steady_clock::now();
     allowed = constraint->AllowedTokens(remaining_tokens);
-    out.mask_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.mask_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (std::all_of(allowed.begin(), allowed.end(), [](uint32_t w) { return w == 0; })) {
       // A grammar keeps a way to close open within the budget: an empty mask is a bug there,
       // or a failure the constraint can name.
@@ -26,8 +25,8 @@ ConstrainedSample SampleWithConstraint(std::span<float> logits,
   }
   out.result = Sample(logits, params, state, banned, allowed);
   if (constraint != nullptr && !constraint->Accept(out.result.token_id)) {
-    out.error = InternalError("sampled token {} outside the constraint's mask",
-                              out.result.token_id);
+    out.error =
+        InternalError("sampled token {} outside the constraint's mask", out.result.token_id);
   }
   return out;
 }

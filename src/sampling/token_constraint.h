@@ -31,15 +31,15 @@ class TokenConstraint {
 
 struct ConstrainedSample {
   SampleResult result;
-  Status error;               // the constraint allowed nothing, or rejected the drawn token
-  double mask_seconds = -1;   // time spent building the mask; < 0 without a constraint
+  Status error;              // the constraint allowed nothing, or rejected the drawn token
+  double mask_seconds = -1;  // time spent building the mask; < 0 without a constraint
 };
 
 // The whole chain for one sequence: the constraint's mask (when `constraint` is not null) ->
 // Sample (banned tokens, penalties, temperature, ...) -> the constraint accepts the token.
 ConstrainedSample SampleWithConstraint(std::span<float> logits,
                                        const ResolvedSamplingParams& params, SamplerState& state,
-                                       std::span<const int32_t> banned,
-                                       TokenConstraint* constraint, int32_t remaining_tokens);
+                                       std::span<const int32_t> banned, TokenConstraint* constraint,
+                                       int32_t remaining_tokens);
 
 }  // namespace tinyserve

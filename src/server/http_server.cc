@@ -245,9 +245,9 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   }
   if (req.path == "/version") return SendJson(res, Json{{"version", TINYSERVE_VERSION}}.dump());
   // /metrics
-  std::string body = metrics_.Render(engine_->Stats(), engine_->options(), engine_->limits(),
-                                     options_.served_model_name,
-                                     grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
+  std::string body = metrics_.Render(
+      engine_->Stats(), engine_->options(), engine_->limits(), options_.served_model_name,
+      grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
   RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
                          options_.served_model_name, &body);
   res.Send(200, "text/plain; version=0.0.4", body);
@@ -392,8 +392,9 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     call->request = std::move(std::get<ParsedRequest>(parsed));
     // The deadline and client (body `timeout`/`user`, X-Request-Timeout, the API key); the body
     // already passed ParseRequest's depth and size checks.
-    auto parsed_budget = ParseRequestBudget(req.body, req.Header("x-request-timeout"),
-                                            req.Header("authorization"), options_.request_timeout_s);
+    auto parsed_budget =
+        ParseRequestBudget(req.body, req.Header("x-request-timeout"), req.Header("authorization"),
+                           options_.request_timeout_s);
     std::string().swap(req.body);  // ignored fields must not live as long as the request
     if (auto* error = std::get_if<ApiError>(&parsed_budget)) return SendError(res, *error);
     budget = std::get<RequestBudget>(parsed_budget);

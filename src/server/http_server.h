@@ -32,7 +32,7 @@ class Tokenizer;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;  // 0 = any free port
+  int port = 8000;      // 0 = any free port
   std::string api_key;  // empty: no authentication
   std::string served_model_name;
   uint64_t max_request_bytes = 4 << 20;
@@ -42,12 +42,12 @@ struct ServerOptions {
   double request_timeout_s = 600;
   // > 0: refuse (503) a request whose predicted wait for its first step is longer.
   double max_queue_delay_s = 0;
-  double read_timeout_s = 30;        // a client must send its whole request within this
-  double header_timeout_s = 10;      // ... and its request head within this
-  double keep_alive_timeout_s = 5;   // idle keep-alive connections are closed after this
-  double write_timeout_s = 30;       // a client that reads nothing this long is dropped
+  double read_timeout_s = 30;       // a client must send its whole request within this
+  double header_timeout_s = 10;     // ... and its request head within this
+  double keep_alive_timeout_s = 5;  // idle keep-alive connections are closed after this
+  double write_timeout_s = 30;      // a client that reads nothing this long is dropped
   int max_connections = 1024;
-  int http_threads = 0;              // 0: max_num_seqs + max_queue_len + 16
+  int http_threads = 0;  // 0: max_num_seqs + max_queue_len + 16
   // Seconds between SSE comment lines while a stream is quiet (keeps proxies from timing out;
   // disconnects are noticed by polling the socket, not by these writes).
   double heartbeat_s = 1.0;

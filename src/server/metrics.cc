@@ -1,17 +1,16 @@
 #include "server/metrics.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <fmt/format.h>
 
 namespace tinyserve {
 namespace {
 
 std::vector<double> LatencyBounds() {
-  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-          2.5,   5.0,   7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0};
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,  0.75,
+          1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0};
 }
 
 void Header(std::string* out, const std::string& name, const char* type, const char* help) {
@@ -35,8 +34,7 @@ void Histogram::Observe(double value) {
   sum_ += value;
 }
 
-void Histogram::Render(const std::string& name, const std::string& labels,
-                       std::string* out) const {
+void Histogram::Render(const std::string& name, const std::string& labels, std::string* out) const {
   int64_t cumulative = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {
     cumulative += counts_[i].load(std::memory_order_relaxed);
@@ -53,7 +51,9 @@ void Histogram::Render(const std::string& name, const std::string& labels,
 }
 
 ServerMetrics::ServerMetrics()
-    : ttft_(LatencyBounds()), itl_(LatencyBounds()), e2e_(LatencyBounds()),
+    : ttft_(LatencyBounds()),
+      itl_(LatencyBounds()),
+      e2e_(LatencyBounds()),
       queue_(LatencyBounds()) {}
 
 void ServerMetrics::CountHttpResponse(int status) {
@@ -64,8 +64,7 @@ void ServerMetrics::CountHttpResponse(int status) {
 }
 
 std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& options,
-                                  const EngineLimits& limits,
-                                  const std::string& model_name,
+                                  const EngineLimits& limits, const std::string& model_name,
                                   const structured::GrammarCache::Stats& g) const {
   const std::string m = fmt::format("model_name=\"{}\"", model_name);
   std::string out;
@@ -98,8 +97,7 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
           double(s.prefix_cache_queries));
   counter("prefix_cache_hits_total", "Prompt tokens served by the prefix cache.",
           double(s.prefix_cache_hits));
-  counter("request_rejected_total", "Requests refused at submission.",
-          double(s.requests_rejected));
+  counter("request_rejected_total", "Requests refused at submission.", double(s.requests_rejected));
 
   counter("structured_grammar_cache_hits_total", "Structured requests served a cached grammar.",
           double(g.hits));

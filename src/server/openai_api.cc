@@ -1,12 +1,12 @@
 #include "server/openai_api.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <optional>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "structured/tool_calls.h"
 #include "tokenizer/chat_template.h"
@@ -53,8 +53,7 @@ std::optional<double> GetNumber(const Json& body, const char* name, double lo, d
 std::optional<int64_t> GetInt(const Json& body, const char* name, int64_t lo, int64_t hi) {
   const Json* v = Field(body, name);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_number_integer())
-    Fail(name, fmt::format("'{}' must be an integer", name));
+  if (!v->is_number_integer()) Fail(name, fmt::format("'{}' must be an integer", name));
   const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
                         ? INT64_MAX
                         : v->get<int64_t>();
@@ -68,7 +67,8 @@ std::string GetString(const Json& body, const char* name, size_t max_bytes) {
   if (v == nullptr) return "";
   if (!v->is_string()) Fail(name, fmt::format("'{}' must be a string", name));
   std::string s = v->get<std::string>();
-  if (s.size() > max_bytes) Fail(name, fmt::format("'{}' is longer than {} bytes", name, max_bytes));
+  if (s.size() > max_bytes)
+    Fail(name, fmt::format("'{}' is longer than {} bytes", name, max_bytes));
   return s;
 }
 
@@ -165,7 +165,8 @@ void ParseStop(const Json& body, const ApiContext& ctx, StopConditions* stop) {
     for (const std::string& x : list) {
       if (x.empty()) Fail("stop", "stop strings must not be empty");
       if (static_cast<int32_t>(x.size()) > ctx.max_stop_string_bytes)
-        Fail("stop", fmt::format("stop strings are limited to {} bytes", ctx.max_stop_string_bytes));
+        Fail("stop",
+             fmt::format("stop strings are limited to {} bytes", ctx.max_stop_string_bytes));
     }
     stop->stop = std::move(list);
   }
@@ -204,8 +205,8 @@ void ParseSampling(const Json& body, const ApiContext& ctx, SamplingParams* s) {
       char* end = nullptr;
       const long long id = std::strtoll(key.c_str(), &end, 10);
       if (key.empty() || *end != '\0' || id < 0 || id >= ctx.vocab_size)
-        Fail("logit_bias", fmt::format("logit_bias key '{}' is not a token id in [0, {})", key,
-                                       ctx.vocab_size));
+        Fail("logit_bias",
+             fmt::format("logit_bias key '{}' is not a token id in [0, {})", key, ctx.vocab_size));
       if (!value.is_number() || value.get<double>() < -100 || value.get<double>() > 100)
         Fail("logit_bias", "logit_bias values must be numbers in [-100, 100]");
       s->logit_bias.emplace_back(int32_t(id), value.get<float>());
@@ -222,7 +223,8 @@ void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
   out->base.stop.min_tokens = int32_t(min_tokens);
   for (const auto& prompt : out->prompts) {
     const int64_t len = static_cast<int64_t>(prompt.size());
-    const int64_t want = std::max<int64_t>(max_tokens.value_or(1), std::max<int64_t>(1, min_tokens));
+    const int64_t want =
+        std::max<int64_t>(max_tokens.value_or(1), std::max<int64_t>(1, min_tokens));
     if (len + want > ctx.max_model_len) {
       Fail(out->endpoint == Endpoint::kChat ? "messages" : "prompt",
            fmt::format("This model's maximum context length is {} tokens. However, you requested "
@@ -386,12 +388,13 @@ std::optional<OutputConstraint> ParseTools(Json& body, ParsedRequest* out) {
       mode = "function";
       function = (*choice)["function"]["name"].get<std::string>();
     } else {
-      Fail("tool_choice", "'tool_choice' must be a string or {\"type\": \"function\", "
-                          "\"function\": {\"name\": ...}}");
+      Fail("tool_choice",
+           "'tool_choice' must be a string or {\"type\": \"function\", "
+           "\"function\": {\"name\": ...}}");
     }
     if (mode != "none" && !has_tools)
-      Fail("tool_choice", fmt::format("tool_choice '{}' needs a non-empty 'tools' list",
-                                      function.value_or(mode)));
+      Fail("tool_choice",
+           fmt::format("tool_choice '{}' needs a non-empty 'tools' list", function.value_or(mode)));
   }
   if (mode == "none") {
     body.erase("tools");
@@ -428,8 +431,8 @@ void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
   int64_t longest = 0;
   for (const auto& prompt : out->prompts) {
     const int64_t len = static_cast<int64_t>(prompt.size());
-    const int64_t max_len =
-        std::min<int64_t>(ctx.max_model_len, len + out->base.stop.max_tokens.value_or(ctx.max_model_len));
+    const int64_t max_len = std::min<int64_t>(
+        ctx.max_model_len, len + out->base.stop.max_tokens.value_or(ctx.max_model_len));
     longest = std::max(longest, max_len - len);
     if (ctx.num_kv_blocks > 0 && ctx.block_size > 0) {
       // Siblings share the prompt's full blocks; each needs its own blocks after that.
@@ -453,8 +456,9 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   std::string where;
   auto parsed = ParseUntrustedJson(text, kMaxJsonDepth, &where);
   if (!parsed.ok()) {
-    Fail(where, where.empty() ? "the request body is not acceptable JSON: " + parsed.status().message()
-                              : fmt::format("'{}': {}", where, parsed.status().message()));
+    Fail(where, where.empty()
+                    ? "the request body is not acceptable JSON: " + parsed.status().message()
+                    : fmt::format("'{}': {}", where, parsed.status().message()));
   }
   Json& body = *parsed;
   if (!body.is_object()) Fail("", "the request body must be a JSON object");
@@ -487,8 +491,9 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   out.base.n = int32_t(GetInt(body, "n", 1, ctx.max_n).value_or(1));
   out.base.priority = int32_t(GetInt(body, "priority", -1000000, 1000000).value_or(0));
   if (out.base.priority != 0 && !ctx.allow_priority)
-    Fail("priority", "'priority' is honoured only when the server runs with "
-                     "--scheduling-policy priority");
+    Fail("priority",
+         "'priority' is honoured only when the server runs with "
+         "--scheduling-policy priority");
   CheckCapacity(ctx, &out);
   out.base.cache_salt = GetString(body, "cache_salt", 1024);
   out.base.skip_special_tokens = GetBool(body, "skip_special_tokens", true);

@@ -53,8 +53,8 @@ struct ParsedRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;  // as the response names it
   bool stream = false;
-  bool include_usage = false;    // stream_options.include_usage
-  bool echo = false;             // completions only
+  bool include_usage = false;  // stream_options.include_usage
+  bool echo = false;           // completions only
   // One entry per prompt (completions may batch several; chat has one). Each becomes one
   // engine request; choice index = prompt_idx * n + choice.
   std::vector<std::vector<int32_t>> prompts;

@@ -1,13 +1,14 @@
 // Request validation (every out-of-range field gives a 400 naming it), response shapes built from
 // hand-made engine events, and SSE framing. No HTTP.
-#include <filesystem>
-#include <string>
+#include "server/openai_api.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "server/errors.h"
-#include "server/openai_api.h"
 #include "server/openai_response.h"
 #include "tokenizer/tokenizer.h"
 #include "util/paths.h"
@@ -53,8 +54,7 @@ class OpenAiApiTest : public ::testing::Test {
                            ? "\"prompt\":\"hi\""
                            : "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
     if (extra.rfind(key, 0) == 0) base.clear();
-    const std::string body =
-        "{" + base + (base.empty() || extra.empty() ? "" : ",") + extra + "}";
+    const std::string body = "{" + base + (base.empty() || extra.empty() ? "" : ",") + extra + "}";
     auto r = Parse(e, body);
     if (!std::holds_alternative<ApiError>(r)) {
       ADD_FAILURE() << "accepted: " << body;
@@ -79,9 +79,9 @@ const Tokenizer* OpenAiApiTest::tokenizer_ = nullptr;
 
 TEST_F(OpenAiApiTest, ValidRequestsMapFieldsOntoTheEngineRequest) {
   ctx_.allow_priority = true;
-  ParsedRequest r = ParseOk(
-      Endpoint::kCompletions,
-      R"({"model":"tiny","prompt":"hello","max_tokens":5,"temperature":0.5,"top_p":0.9,
+  ParsedRequest r =
+      ParseOk(Endpoint::kCompletions,
+              R"({"model":"tiny","prompt":"hello","max_tokens":5,"temperature":0.5,"top_p":0.9,
           "top_k":7,"min_p":0.1,"n":3,"seed":42,"stop":["x","yz"],"stop_token_ids":[5],
           "presence_penalty":0.5,"frequency_penalty":-0.5,"repetition_penalty":1.1,
           "logit_bias":{"17":-100,"3":2.5},"logprobs":2,"echo":true,"ignore_eos":true,
@@ -111,8 +111,7 @@ TEST_F(OpenAiApiTest, PromptsMayBeStringsListsOrTokenIds) {
             (std::vector<int32_t>{1, 2, 3}));
   EXPECT_EQ(ParseOk(Endpoint::kCompletions, R"({"prompt":[[1],[2,3]]})").prompts.size(), 2u);
   ParsedRequest chat = ParseOk(
-      Endpoint::kChat,
-      R"({"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]})");
+      Endpoint::kChat, R"({"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]})");
   EXPECT_EQ(chat.prompts.size(), 1u);
   EXPECT_FALSE(chat.base.stop.max_tokens.has_value());  // chat: the rest of the context
   EXPECT_EQ(ParseOk(Endpoint::kCompletions, R"({"prompt":"x"})").base.stop.max_tokens, 16);
@@ -144,7 +143,7 @@ TEST_F(OpenAiApiTest, EachOutOfRangeFieldIs400NamingIt) {
   ExpectBadField("\"frequency_penalty\":3", "frequency_penalty");
   ExpectBadField("\"repetition_penalty\":0", "repetition_penalty");
   ExpectBadField("\"repetition_penalty\":2.5", "repetition_penalty");
-  ExpectBadField("\"logit_bias\":{\"1000\":1}", "logit_bias");   // id == vocab size
+  ExpectBadField("\"logit_bias\":{\"1000\":1}", "logit_bias");  // id == vocab size
   ExpectBadField("\"logit_bias\":{\"-1\":1}", "logit_bias");
   ExpectBadField("\"logit_bias\":{\"abc\":1}", "logit_bias");
   ExpectBadField("\"logit_bias\":{\"5\":101}", "logit_bias");
@@ -153,9 +152,10 @@ TEST_F(OpenAiApiTest, EachOutOfRangeFieldIs400NamingIt) {
   ExpectBadField("\"logprobs\":21", "logprobs");
   ExpectBadField("\"logprobs\":true,\"top_logprobs\":21", "top_logprobs", Endpoint::kChat);
   ExpectBadField("\"top_logprobs\":3", "top_logprobs", Endpoint::kChat);  // needs logprobs
-  ExpectBadField("\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\","
-                 "\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]",
-                 "stop");  // 17 > 16
+  ExpectBadField(
+      "\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\","
+      "\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]",
+      "stop");  // 17 > 16
   ExpectBadField("\"stop\":\"" + std::string(257, 'x') + "\"", "stop");
   ExpectBadField("\"stop\":\"\"", "stop");
   ExpectBadField("\"stop_token_ids\":[1000]", "stop_token_ids");
@@ -265,9 +265,10 @@ TEST_F(OpenAiApiTest, NonStreamingChatBodyHasTheOpenAiShape) {
 TEST_F(OpenAiApiTest, CompletionLogprobsListEveryTokenWithOffsets) {
   ParsedRequest r = ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","logprobs":1})");
   ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
-  RequestEvent e = Event(0, {40, 41}, tokenizer_->Decode(std::vector<int32_t>{40, 41}),
-                         FinishReason::kLength);
-  e.logprobs = {TokenLogprobs{{40, -0.5f}, {{40, -0.5f}}}, TokenLogprobs{{41, -1.5f}, {{7, -0.1f}}}};
+  RequestEvent e =
+      Event(0, {40, 41}, tokenizer_->Decode(std::vector<int32_t>{40, 41}), FinishReason::kLength);
+  e.logprobs = {TokenLogprobs{{40, -0.5f}, {{40, -0.5f}}},
+                TokenLogprobs{{41, -1.5f}, {{7, -0.1f}}}};
   b.Add(0, e);
   Json j = Json::parse(b.FinalBody());
   EXPECT_EQ(j["object"], "text_completion");
@@ -281,9 +282,8 @@ TEST_F(OpenAiApiTest, CompletionLogprobsListEveryTokenWithOffsets) {
 }
 
 TEST_F(OpenAiApiTest, StreamingChatSendsRoleFirstAndFinishReasonLast) {
-  ParsedRequest r = ParseOk(
-      Endpoint::kChat,
-      R"({"messages":[{"role":"user","content":"hi"}],"stream":true,
+  ParsedRequest r = ParseOk(Endpoint::kChat,
+                            R"({"messages":[{"role":"user","content":"hi"}],"stream":true,
           "stream_options":{"include_usage":true}})");
   ResponseBuilder b(r, tokenizer_, "chatcmpl-y", 5);
   std::vector<Json> chunks;
@@ -317,14 +317,15 @@ TEST_F(OpenAiApiTest, EveryStructuredOutputFormBecomesOneConstraint) {
     std::string text;  // expected constraint text ("" = not checked)
   };
   const std::vector<Case> cases = {
-      {R"("response_format":{"type":"json_object"})", GrammarKind::kJsonObject, "response_format", ""},
+      {R"("response_format":{"type":"json_object"})", GrammarKind::kJsonObject, "response_format",
+       ""},
       {R"("response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":)" +
            schema + "}}",
        GrammarKind::kJsonSchema, "response_format", nlohmann::ordered_json::parse(schema).dump()},
       {R"("structured_outputs":{"json":)" + schema + "}", GrammarKind::kJsonSchema,
        "structured_outputs.json", nlohmann::ordered_json::parse(schema).dump()},
-      {R"("structured_outputs":{"regex":"[a-z]+"})", GrammarKind::kRegex, "structured_outputs.regex",
-       "[a-z]+"},
+      {R"("structured_outputs":{"regex":"[a-z]+"})", GrammarKind::kRegex,
+       "structured_outputs.regex", "[a-z]+"},
       {R"("structured_outputs":{"choice":["yes","no"]})", GrammarKind::kChoice,
        "structured_outputs.choice", R"(["yes","no"])"},
       {R"("structured_outputs":{"grammar":"root ::= \"a\""})", GrammarKind::kGbnf,
@@ -342,9 +343,10 @@ TEST_F(OpenAiApiTest, EveryStructuredOutputFormBecomesOneConstraint) {
   for (Endpoint e : {Endpoint::kCompletions, Endpoint::kChat}) {
     for (const Case& c : cases) {
       SCOPED_TRACE(c.extra);
-      const std::string body = e == Endpoint::kCompletions
-                                   ? R"({"prompt":"hi",)" + c.extra + "}"
-                                   : R"({"messages":[{"role":"user","content":"hi"}],)" + c.extra + "}";
+      const std::string body =
+          e == Endpoint::kCompletions
+              ? R"({"prompt":"hi",)" + c.extra + "}"
+              : R"({"messages":[{"role":"user","content":"hi"}],)" + c.extra + "}";
       ParsedRequest r = ParseOk(e, body);
       ASSERT_TRUE(r.constraint.has_value());
       EXPECT_EQ(r.constraint->kind, c.kind);
@@ -367,7 +369,8 @@ TEST_F(OpenAiApiTest, ConflictingOrMalformedConstraintsAre400) {
   ExpectBadField(R"("guided_choice":[])", "guided_choice");
   ExpectBadField(R"("guided_choice":["a",1])", "guided_choice");
   ExpectBadField(R"("guided_regex":"")", "guided_regex");
-  ExpectBadField(R"("structured_outputs":{"structural_tag":"x"})", "structured_outputs.structural_tag");
+  ExpectBadField(R"("structured_outputs":{"structural_tag":"x"})",
+                 "structured_outputs.structural_tag");
   ExpectBadField(R"("structured_outputs":[1])", "structured_outputs");
   ExpectBadField(R"("guided_whitespace_pattern":" ")", "guided_whitespace_pattern");
   ExpectBadField(R"("tools":[{"type":"function","function":{"name":"f"}}])", "tools");
@@ -382,8 +385,8 @@ TEST_F(OpenAiApiTest, ToolChoiceDecidesParsingPromptAndGrammar) {
     return ParseOk(Endpoint::kChat,
                    R"({"messages":[{"role":"user","content":"hi"}],)" + tools + extra + "}");
   };
-  const std::string plain_prompt = ParseOk(Endpoint::kChat,
-      R"({"messages":[{"role":"user","content":"hi"}]})").prompt_texts[0];
+  const std::string plain_prompt =
+      ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}]})").prompt_texts[0];
   ParsedRequest automatic = chat("");
   EXPECT_TRUE(automatic.parse_tool_calls);
   EXPECT_FALSE(automatic.constraint.has_value());
@@ -438,7 +441,8 @@ TEST_F(OpenAiApiTest, ToolCallOutputBecomesOpenAiToolCalls) {
   Json finish;
   for (size_t i = 0; i < output.size(); i += 5) {
     const bool last = i + 5 >= output.size();
-    RequestEvent e = Event(0, {1}, output.substr(i, 5), last ? FinishReason::kStop : FinishReason::kNone);
+    RequestEvent e =
+        Event(0, {1}, output.substr(i, 5), last ? FinishReason::kStop : FinishReason::kNone);
     for (const std::string& chunk : streamed.StreamChunks(0, e)) {
       const Json c = Json::parse(chunk)["choices"][0];
       if (c["delta"].contains("content")) content += c["delta"]["content"].get<std::string>();
@@ -464,9 +468,8 @@ TEST_F(OpenAiApiTest, RoleInjectionInMessageTextGivesNoControlTokens) {
   ctx_.vocab_size = tokenizer_->num_tokens();
   ctx_.max_model_len = 4096;
   auto count = [&](const std::string& content) {
-    ParsedRequest r = ParseOk(Endpoint::kChat, Json{{"messages", {{{"role", "user"},
-                                                                    {"content", content}}}}}
-                                                   .dump());
+    ParsedRequest r = ParseOk(
+        Endpoint::kChat, Json{{"messages", {{{"role", "user"}, {"content", content}}}}}.dump());
     int n = 0;
     for (int32_t id : r.prompts.at(0)) n += id == im_start || id == im_end;
     return n;
@@ -493,14 +496,17 @@ TEST_F(OpenAiApiTest, CostLimitsPriorityMinTokensChoicesKvAndLogprobs) {
   EXPECT_EQ(std::get<ApiError>(flood).param, "n");
   ctx_.max_logprob_entries = 1000;
   ExpectBadField("\"logprobs\":5,\"max_tokens\":60,\"n\":4", "logprobs");
-  ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","logprobs":5,"max_tokens":60,"n":4,"stream":true})");
+  ParseOk(Endpoint::kCompletions,
+          R"({"prompt":"hi","logprobs":5,"max_tokens":60,"n":4,"stream":true})");
 }
 
 TEST_F(OpenAiApiTest, DeepOrDuplicateJsonIsA400WithoutLibraryText) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   for (const std::string& body :
-       {"{\"prompt\":\"hi\",\"unused\":" + deep + "}", std::string(R"({"prompt":"a","prompt":"b"})"),
-        std::string(R"({"prompt":"hi","response_format":{"type":"json_schema","json_schema":{"schema":")") +
+       {"{\"prompt\":\"hi\",\"unused\":" + deep + "}",
+        std::string(R"({"prompt":"a","prompt":"b"})"),
+        std::string(
+            R"({"prompt":"hi","response_format":{"type":"json_schema","json_schema":{"schema":")") +
             std::string(1000, '[') + "\"}}}"}) {
     auto r = Parse(Endpoint::kCompletions, body);
     ASSERT_TRUE(std::holds_alternative<ApiError>(r));

@@ -1,8 +1,8 @@
 #include "server/openai_response.h"
 
-#include <random>
-
 #include <fmt/format.h>
+
+#include <random>
 
 #include "tokenizer/tokenizer.h"
 
@@ -115,7 +115,8 @@ void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
     c.stop_reason = event.stop_reason;
-    if (event.index == 0 && event.usage) cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
+    if (event.index == 0 && event.usage)
+      cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
   }
 }
 
@@ -229,7 +230,8 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
   }
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
-    if (event.index == 0 && event.usage) cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
+    if (event.index == 0 && event.usage)
+      cached_tokens_[prompt_idx] = event.usage->cached_prompt_tokens;
     Json j = ChunkEnvelope();
     Json choice = {{"index", index}};
     if (chat) {
@@ -238,8 +240,7 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
       choice["text"] = "";
     }
     choice["logprobs"] = nullptr;
-    choice["finish_reason"] =
-        FinishReasonJson(event.finish_reason, c.tool_parser.num_calls() > 0);
+    choice["finish_reason"] = FinishReasonJson(event.finish_reason, c.tool_parser.num_calls() > 0);
     choice["stop_reason"] = event.stop_reason.empty() ? Json(nullptr) : Json(event.stop_reason);
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));

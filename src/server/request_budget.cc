@@ -1,10 +1,10 @@
 #include "server/request_budget.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace tinyserve {
@@ -40,8 +40,8 @@ std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
         return BadRequest("'timeout' must be a positive number of seconds", "timeout");
       b.timeout_s = std::min(b.timeout_s, it->get<double>());
     }
-    if (auto it = json.find("user"); it != json.end() && it->is_string() &&
-                                      !it->get_ref<const std::string&>().empty()) {
+    if (auto it = json.find("user");
+        it != json.end() && it->is_string() && !it->get_ref<const std::string&>().empty()) {
       b.client = "user:" + it->get<std::string>();
     }
   }
@@ -64,8 +64,8 @@ WorkRequest WorkOfCall(const ParsedRequest& request, const RequestBudget& budget
     longest = std::max(longest, static_cast<int32_t>(p.size()));
   }
   w.n = request.base.n;
-  w.max_tokens = std::max(1, std::min(max_model_len - longest,
-                                      request.base.stop.max_tokens.value_or(max_model_len)));
+  w.max_tokens = std::max(
+      1, std::min(max_model_len - longest, request.base.stop.max_tokens.value_or(max_model_len)));
   w.priority = request.base.priority;
   w.deadline = arrival + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                              std::chrono::duration<double>(budget.timeout_s));
@@ -89,14 +89,14 @@ ApiError RefusalError(const AdmissionDecision& d, bool shed, std::string* retry_
                                   *retry_after),
                       "rate_limit_error", "", "client_share"};
     case AdmissionVerdict::kRefuseQueueDelay:
-      return ApiError{503,
-                      std::isfinite(d.predicted_wait_s)
-                          ? fmt::format("the server is over capacity: predicted queue wait "
-                                        "{:.1f} s exceeds the server's limit; retry after {} s",
-                                        d.predicted_wait_s, *retry_after)
-                          : fmt::format("the server is over capacity; retry after {} s",
-                                        *retry_after),
-                      "service_unavailable", "", "queue_delay"};
+      return ApiError{
+          503,
+          std::isfinite(d.predicted_wait_s)
+              ? fmt::format("the server is over capacity: predicted queue wait "
+                            "{:.1f} s exceeds the server's limit; retry after {} s",
+                            d.predicted_wait_s, *retry_after)
+              : fmt::format("the server is over capacity; retry after {} s", *retry_after),
+          "service_unavailable", "", "queue_delay"};
     default:
       return ApiError{503,
                       std::isfinite(d.predicted_finish_s)

@@ -44,7 +44,8 @@ size_t CompiledGrammar::memory_bytes() const {
 int32_t CompiledGrammar::InternConfig(const StackConfig& c) const {
   std::string key(reinterpret_cast<const char*>(c.stacks.data()), c.stacks.size() * 4);
   key.push_back(static_cast<char>(c.accepting | (c.can_pop << 1)));
-  auto [it, inserted] = config_ids_.try_emplace(std::move(key), static_cast<int32_t>(configs_.size()));
+  auto [it, inserted] =
+      config_ids_.try_emplace(std::move(key), static_cast<int32_t>(configs_.size()));
   if (inserted) {
     configs_.push_back(c);
     can_pop_.push_back(c.can_pop);
@@ -78,8 +79,8 @@ const StateTokenSets& CompiledGrammar::TokenSets(int32_t state) const {
   return *sets_[state].load(std::memory_order_relaxed);
 }
 
-Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
-                             size_t max_bytes, int64_t max_work) const {
+Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline, size_t max_bytes,
+                             int64_t max_work) const {
   MutexLock lock(&mu_);
   for (size_t s = 0; s < grammar_.states.size(); ++s) {
     const GrammarState& st = grammar_.states[s];
@@ -88,8 +89,7 @@ Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
     if (!ComputeLocked(static_cast<int32_t>(s), deadline, max_work)) {
       if (precompute_work_.load() > max_work) {
         return InvalidArgumentError(
-            "grammar token tables need more than {} vocabulary-trie steps to precompute",
-            max_work);
+            "grammar token tables need more than {} vocabulary-trie steps to precompute", max_work);
       }
       if (pda_.overflowed()) {
         pda_.ClearOverflow();
@@ -108,8 +108,7 @@ Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline,
   return OkStatus();
 }
 
-bool CompiledGrammar::ComputeLocked(int32_t state,
-                                    std::chrono::steady_clock::time_point deadline,
+bool CompiledGrammar::ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline,
                                     int64_t max_work) const {
   const bool check_time = deadline != std::chrono::steady_clock::time_point::max();
   auto sets = std::make_unique<StateTokenSets>();
@@ -136,7 +135,8 @@ bool CompiledGrammar::ComputeLocked(int32_t state,
     const int32_t next = prev == 0 ? 0 : StepConfig(prev, node.byte);
     if (next == 0) {
       if (pend) {
-        for (int32_t r = node.rank_begin; r < node.rank_end; ++r) sets->uncertain_ranks.push_back(r);
+        for (int32_t r = node.rank_begin; r < node.rank_end; ++r)
+          sets->uncertain_ranks.push_back(r);
       }
       i = node.end;
       continue;

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -87,7 +86,7 @@ class CompiledGrammar {
   mutable Pda pda_;
   mutable std::vector<StackConfig> configs_;
   mutable std::unordered_map<std::string, int32_t> config_ids_;
-  mutable std::vector<int32_t> trans_;  // [config * 256 + byte] -> config, -1 unknown
+  mutable std::vector<int32_t> trans_;    // [config * 256 + byte] -> config, -1 unknown
   mutable std::vector<uint8_t> can_pop_;  // [config]
   mutable std::vector<uint32_t> close_;   // [config]: fewest bytes to finish the analysed rule
 };

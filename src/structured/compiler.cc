@@ -61,12 +61,18 @@ StatusOr<std::string> ToolCallSchema(std::string_view text, JsonSchemaOptions* o
 
 std::string_view GrammarKindName(GrammarKind kind) {
   switch (kind) {
-    case GrammarKind::kJsonSchema: return "json_schema";
-    case GrammarKind::kJsonObject: return "json_object";
-    case GrammarKind::kRegex: return "regex";
-    case GrammarKind::kChoice: return "choice";
-    case GrammarKind::kGbnf: return "grammar";
-    case GrammarKind::kToolCalls: return "tool_calls";
+    case GrammarKind::kJsonSchema:
+      return "json_schema";
+    case GrammarKind::kJsonObject:
+      return "json_object";
+    case GrammarKind::kRegex:
+      return "regex";
+    case GrammarKind::kChoice:
+      return "choice";
+    case GrammarKind::kGbnf:
+      return "grammar";
+    case GrammarKind::kToolCalls:
+      return "tool_calls";
   }
   return "?";
 }

@@ -1,8 +1,8 @@
 #include "structured/compiler.h"
 
-#include <thread>
-
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "structured/test_byte_vocab.h"
 
@@ -69,16 +69,18 @@ TEST(CompilerTest, GbnfRulesGroupsAndRepetitions) {
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   for (const char* s : {"[a]", "[abc,1,19]", "[1,b]"}) EXPECT_TRUE(Accepts(*g, s)) << s;
   for (const char* s : {"[]", "[a,b,c,a]", "[2]", "[d]", "[a,]"}) EXPECT_FALSE(Accepts(*g, s)) << s;
-  for (const char* bad : {"root ::= x", "r ::= \"a\"", "root ::= \"a", "root ::= [a-",
-                          "root ::= root \"a\"", "root ::= a\na ::= \"\" root", "root ::= (\"a\""}) {
+  for (const char* bad :
+       {"root ::= x", "r ::= \"a\"", "root ::= \"a", "root ::= [a-", "root ::= root \"a\"",
+        "root ::= a\na ::= \"\" root", "root ::= (\"a\""}) {
     EXPECT_FALSE(CompileToGrammar(GrammarKind::kGbnf, bad).ok()) << bad;
   }
 }
 
 TEST(CompilerTest, BudgetSteersToAShortestClose) {
-  auto g = CompileGrammar(GrammarKind::kJsonSchema,
-                          R"({"type":"object","properties":{"a":{"type":"array","items":{"type":"string"}}},"required":["a"]})",
-                          ByteVocab());
+  auto g = CompileGrammar(
+      GrammarKind::kJsonSchema,
+      R"({"type":"object","properties":{"a":{"type":"array","items":{"type":"string"}}},"required":["a"]})",
+      ByteVocab());
   ASSERT_TRUE(g.ok());
   GrammarMatcher m(*g);
   ASSERT_TRUE(m.AcceptBytes(R"({"a":["xy)"));

@@ -177,22 +177,36 @@ class GbnfParser {
       if (AtEnd()) return Error("trailing backslash");
       const char c = t_[pos_++];
       switch (c) {
-        case 'n': return uint32_t{'\n'};
-        case 't': return uint32_t{'\t'};
-        case 'r': return uint32_t{'\r'};
-        case 'x': return ParseHex(2);
-        case 'u': return ParseHex(4);
-        case 'U': return ParseHex(8);
-        case '\\': case '"': case '[': case ']': case '-': case '^': case '\'':
+        case 'n':
+          return uint32_t{'\n'};
+        case 't':
+          return uint32_t{'\t'};
+        case 'r':
+          return uint32_t{'\r'};
+        case 'x':
+          return ParseHex(2);
+        case 'u':
+          return ParseHex(4);
+        case 'U':
+          return ParseHex(8);
+        case '\\':
+        case '"':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '\'':
           return static_cast<uint32_t>(c);
-        default: return Error(fmt::format("unknown escape \\{}", c));
+        default:
+          return Error(fmt::format("unknown escape \\{}", c));
       }
     }
     const auto c = static_cast<unsigned char>(t_[pos_]);
     const int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     if (pos_ + len > t_.size()) return Error("invalid UTF-8");
     uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int i = 1; i < len; ++i) cp = (cp << 6) | (static_cast<unsigned char>(t_[pos_ + i]) & 0x3F);
+    for (int i = 1; i < len; ++i)
+      cp = (cp << 6) | (static_cast<unsigned char>(t_[pos_ + i]) & 0x3F);
     pos_ += len;
     return cp;
   }

@@ -1,9 +1,8 @@
 // Expr constructors of grammar.h, including code-point ranges as UTF-8 byte sequences.
-#include "structured/grammar.h"
-
 #include <algorithm>
 #include <cstdint>
 
+#include "structured/grammar.h"
 #include "util/check.h"
 
 namespace tinyserve::structured {
@@ -60,7 +59,7 @@ Expr Expr::Repeat(Expr kid, int32_t min, int32_t max) {
     // every copy's start would reach every later copy without a byte (quadratic automaton,
     // cubic matching per step). The product saturates so the repeat limit still rejects it.
     const int64_t b = kid.max, n = max;
-    const int64_t product = (b == 0 || n == 0)  ? 0
+    const int64_t product = (b == 0 || n == 0) ? 0
                             : (b < 0 || n < 0) ? -1
                                                : std::min<int64_t>(b * n, INT32_MAX);
     Expr inner = std::move(kid.kids[0]);

@@ -2,10 +2,9 @@
 
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "structured/json_limits.h"
 #include "structured/regex.h"
@@ -35,12 +34,19 @@ Expr Sep() { return Expr::Seq({Expr::Byte(','), Ws()}); }
 Expr JsonChar() {
   return Expr::Alt(
       {Expr::CodePointsExcept({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}),
-       Expr::Seq({Expr::Byte('\\'),
-                  Expr::Alt({Expr::Bytes({{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', 'b'},
-                                          {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}}),
-                             Expr::Seq({Expr::Byte('u'),
-                                        Expr::Repeat(Expr::Bytes({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}),
-                                                     4, 4)})})})});
+       Expr::Seq(
+           {Expr::Byte('\\'),
+            Expr::Alt({Expr::Bytes({{'"', '"'},
+                                    {'\\', '\\'},
+                                    {'/', '/'},
+                                    {'b', 'b'},
+                                    {'f', 'f'},
+                                    {'n', 'n'},
+                                    {'r', 'r'},
+                                    {'t', 't'}}),
+                       Expr::Seq({Expr::Byte('u'),
+                                  Expr::Repeat(Expr::Bytes({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}), 4,
+                                               4)})})})});
 }
 
 // Digit strings of the same length with values in [a, b] (leading zeros allowed).
@@ -55,8 +61,9 @@ Expr FixedWidth(const std::string& a, const std::string& b) {
   std::vector<Expr> alts;
   alts.push_back(Expr::Seq({Expr::Byte(a[0]), FixedWidth(a.substr(1), std::string(n, '9'))}));
   if (a[0] + 1 <= b[0] - 1) {
-    alts.push_back(Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0] + 1), static_cast<uint8_t>(b[0] - 1)}}),
-                              Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))}));
+    alts.push_back(
+        Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0] + 1), static_cast<uint8_t>(b[0] - 1)}}),
+                   Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))}));
   }
   alts.push_back(Expr::Seq({Expr::Byte(b[0]), FixedWidth(std::string(n, '0'), b.substr(1))}));
   return Expr::Alt(std::move(alts));
@@ -70,8 +77,7 @@ Expr NonNegative(int64_t a, int64_t b) {
   const int len_b = b < 0 ? len_a : static_cast<int>(std::to_string(b).size());
   for (int len = len_a; len <= len_b; ++len) {
     const std::string lo = len == len_a ? sa : "1" + std::string(len - 1, '0');
-    const std::string hi =
-        (b >= 0 && len == len_b) ? std::to_string(b) : std::string(len, '9');
+    const std::string hi = (b >= 0 && len == len_b) ? std::to_string(b) : std::string(len, '9');
     alts.push_back(FixedWidth(lo, hi));
   }
   if (b < 0) {
@@ -90,7 +96,8 @@ Expr IntegerRange(std::optional<int64_t> lo, std::optional<int64_t> hi) {
   if (!lo || *lo < 0) {
     // -j for j in [max(1, -hi), -lo].
     const int64_t a = hi ? std::max<int64_t>(1, -std::min<int64_t>(*hi, -1)) : 1;
-    if (!lo || a <= -*lo) alts.push_back(Expr::Seq({Expr::Byte('-'), NonNegative(a, lo ? -*lo : -1)}));
+    if (!lo || a <= -*lo)
+      alts.push_back(Expr::Seq({Expr::Byte('-'), NonNegative(a, lo ? -*lo : -1)}));
   }
   if (alts.empty()) return Expr::Bytes({});
   return Expr::Alt(std::move(alts));
@@ -110,7 +117,8 @@ class SchemaCompiler {
  public:
   static constexpr size_t kMaxListed = 32;  // unsupported keywords named in the error
 
-  SchemaCompiler(const Json& root, const JsonSchemaOptions& o) : root_(root), opt_(o), b_(o.limits) {}
+  SchemaCompiler(const Json& root, const JsonSchemaOptions& o)
+      : root_(root), opt_(o), b_(o.limits) {}
 
   StatusOr<Grammar> CompileRoot() {
     TS_ASSIGN_OR_RETURN(int32_t root_rule, b_.DeclareRule("root"));
@@ -121,13 +129,15 @@ class SchemaCompiler {
     if (opt_.wrap_prefix.empty() && opt_.wrap_suffix.empty() && opt_.wrap_max_count == 1) {
       return b_.Finish(root_rule);
     }
-    const Expr one = Expr::Seq({Expr::Literal(opt_.wrap_prefix), Expr::Ref(root_rule),
-                                Expr::Literal(opt_.wrap_suffix)});
+    const Expr one = Expr::Seq(
+        {Expr::Literal(opt_.wrap_prefix), Expr::Ref(root_rule), Expr::Literal(opt_.wrap_suffix)});
     const Expr more = Expr::Seq({Expr::Literal(opt_.wrap_separator), one});
     TS_ASSIGN_OR_RETURN(
-        int32_t top, b_.AddRule("wrapped", Expr::Seq({one, opt_.wrap_max_count < 0
-                                                               ? Expr::Star(more)
-                                                               : Expr::Repeat(more, 0, opt_.wrap_max_count - 1)})));
+        int32_t top,
+        b_.AddRule("wrapped",
+                   Expr::Seq({one, opt_.wrap_max_count < 0
+                                       ? Expr::Star(more)
+                                       : Expr::Repeat(more, 0, opt_.wrap_max_count - 1)})));
     return b_.Finish(top);
   }
 
@@ -156,16 +166,18 @@ class SchemaCompiler {
     const Expr v = Expr::Ref(any_value_);
     const Expr member = Expr::Seq({Expr::Ref(str), Expr::Byte(':'), Ws(), v});
     TS_RETURN_IF_ERROR(b_.DefineRule(
-        any_object_, Expr::Seq({Expr::Byte('{'),
-                                Expr::Opt(Expr::Seq({member, Expr::Star(Expr::Seq({Sep(), member}))})),
-                                Expr::Byte('}')})));
+        any_object_,
+        Expr::Seq({Expr::Byte('{'),
+                   Expr::Opt(Expr::Seq({member, Expr::Star(Expr::Seq({Sep(), member}))})),
+                   Expr::Byte('}')})));
     TS_RETURN_IF_ERROR(b_.DefineRule(
-        array, Expr::Seq({Expr::Byte('['), Expr::Opt(Expr::Seq({v, Expr::Star(Expr::Seq({Sep(), v}))})),
-                          Expr::Byte(']')})));
+        array,
+        Expr::Seq({Expr::Byte('['), Expr::Opt(Expr::Seq({v, Expr::Star(Expr::Seq({Sep(), v}))})),
+                   Expr::Byte(']')})));
     TS_RETURN_IF_ERROR(b_.DefineRule(
-        any_value_, Expr::Alt({Expr::Ref(any_object_), Expr::Ref(array), Expr::Ref(str),
-                               Expr::Ref(num), Expr::Literal("true"), Expr::Literal("false"),
-                               Expr::Literal("null")})));
+        any_value_,
+        Expr::Alt({Expr::Ref(any_object_), Expr::Ref(array), Expr::Ref(str), Expr::Ref(num),
+                   Expr::Literal("true"), Expr::Literal("false"), Expr::Literal("null")})));
     return any_value_;
   }
 
@@ -179,14 +191,15 @@ class SchemaCompiler {
         {Expr::Opt(Expr::Byte('-')),
          Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Star(Digit())})}),
          Expr::Opt(Expr::Seq({Expr::Byte('.'), Expr::Plus(Digit())})),
-         Expr::Opt(Expr::Seq({Expr::Bytes({{'e', 'e'}, {'E', 'E'}}),
-                              Expr::Opt(Expr::Bytes({{'+', '+'}, {'-', '-'}})),
-                              Expr::Plus(Digit())}))});
+         Expr::Opt(
+             Expr::Seq({Expr::Bytes({{'e', 'e'}, {'E', 'E'}}),
+                        Expr::Opt(Expr::Bytes({{'+', '+'}, {'-', '-'}})), Expr::Plus(Digit())}))});
   }
 
   StatusOr<Expr> Node(const Json& s, const std::string& path, int depth) {
     if (depth > opt_.max_depth) {
-      return InvalidArgumentError("schema nested deeper than {} at {}", opt_.max_depth, Pointer(path));
+      return InvalidArgumentError("schema nested deeper than {} at {}", opt_.max_depth,
+                                  Pointer(path));
     }
     if (++num_nodes_ > opt_.max_schema_nodes) {
       return InvalidArgumentError("schema has more than {} subschemas", opt_.max_schema_nodes);
@@ -195,7 +208,8 @@ class SchemaCompiler {
       return InvalidArgumentError("schema compilation exceeded its time limit");
     }
     if (s.is_boolean()) {
-      if (!s.get<bool>()) return InvalidArgumentError("schema 'false' at {} matches nothing", Pointer(path));
+      if (!s.get<bool>())
+        return InvalidArgumentError("schema 'false' at {} matches nothing", Pointer(path));
       TS_ASSIGN_OR_RETURN(int32_t v, AnyValueRule());
       return Expr::Ref(v);
     }
@@ -223,7 +237,8 @@ class SchemaCompiler {
       }
       std::vector<Expr> alts;
       for (size_t i = 0; i < list.size(); ++i) {
-        TS_ASSIGN_OR_RETURN(Expr e, Node(list[i], fmt::format("{}/{}/{}", path, key, i), depth + 1));
+        TS_ASSIGN_OR_RETURN(Expr e,
+                            Node(list[i], fmt::format("{}/{}/{}", path, key, i), depth + 1));
         alts.push_back(std::move(e));
       }
       return Rule(path, Expr::Alt(std::move(alts)));
@@ -243,7 +258,8 @@ class SchemaCompiler {
       } else {
         return InvalidArgumentError("bad 'type' at {}", Pointer(path));
       }
-    } else if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required")) {
+    } else if (s.contains("properties") || s.contains("additionalProperties") ||
+               s.contains("required")) {
       types.push_back("object");
     } else if (s.contains("items") || s.contains("prefixItems")) {
       types.push_back("array");
@@ -298,7 +314,8 @@ class SchemaCompiler {
   // The target is compiled one level deeper than the referring schema: a chain of $refs counts
   // against max_depth like nesting does (restarting at each $ref let 1,000-link chains recurse).
   StatusOr<Expr> RefNode(const Json& s, const std::string& path, int depth) {
-    if (!s["$ref"].is_string()) return InvalidArgumentError("'$ref' at {} is not a string", Pointer(path));
+    if (!s["$ref"].is_string())
+      return InvalidArgumentError("'$ref' at {} is not a string", Pointer(path));
     const std::string ref = s["$ref"].get<std::string>();
     auto it = ref_rules_.find(ref);
     if (it != ref_rules_.end()) return Expr::Ref(it->second);
@@ -337,7 +354,8 @@ class SchemaCompiler {
       parts.push_back(r);
     }
     for (const Json* p : parts) {
-      if (!p->is_object()) return InvalidArgumentError("'allOf' at {} has a non-object part", Pointer(path));
+      if (!p->is_object())
+        return InvalidArgumentError("'allOf' at {} has a non-object part", Pointer(path));
       for (const auto& [key, value] : p->items()) {
         if (key == "allOf" && p == &s) continue;
         if (key == "properties") {
@@ -345,7 +363,8 @@ class SchemaCompiler {
         } else if (key == "required") {
           for (const Json& r : value) merged["required"].push_back(r);
         } else if (key == "type") {
-          if (value != "object") unsupported_.push_back(Truncated(path + "/allOf (of non-object schemas)"));
+          if (value != "object")
+            unsupported_.push_back(Truncated(path + "/allOf (of non-object schemas)"));
         } else if (key == "additionalProperties") {
           merged[key] = value;
         } else if (KnownKeywords().count(key) != 0 && key != "title" && key != "description" &&
@@ -371,9 +390,11 @@ class SchemaCompiler {
   StatusOr<Expr> ObjectNode(const Json& s, const std::string& path, int depth) {
     std::set<std::string> required;
     if (s.contains("required")) {
-      if (!s["required"].is_array()) return InvalidArgumentError("'required' at {} is not an array", Pointer(path));
+      if (!s["required"].is_array())
+        return InvalidArgumentError("'required' at {} is not an array", Pointer(path));
       for (const Json& r : s["required"]) {
-        if (!r.is_string()) return InvalidArgumentError("'required' at {} has a non-string", Pointer(path));
+        if (!r.is_string())
+          return InvalidArgumentError("'required' at {} has a non-string", Pointer(path));
         required.insert(r.get<std::string>());
       }
     }
@@ -383,11 +404,13 @@ class SchemaCompiler {
     };
     std::vector<Prop> props;
     if (s.contains("properties")) {
-      if (!s["properties"].is_object()) return InvalidArgumentError("'properties' at {} is not an object", Pointer(path));
+      if (!s["properties"].is_object())
+        return InvalidArgumentError("'properties' at {} is not an object", Pointer(path));
       for (const auto& [name, sub] : s["properties"].items()) {
         TS_ASSIGN_OR_RETURN(Expr value, Node(sub, path + "/properties/" + name, depth + 1));
-        props.push_back({Expr::Seq({Expr::Literal(Json(name).dump()), Expr::Byte(':'), Ws(), value}),
-                         required.count(name) != 0});
+        props.push_back(
+            {Expr::Seq({Expr::Literal(Json(name).dump()), Expr::Byte(':'), Ws(), value}),
+             required.count(name) != 0});
         required.erase(name);
       }
     }
@@ -396,10 +419,11 @@ class SchemaCompiler {
                                   Pointer(path), *required.begin());
     }
     std::optional<Expr> extra;  // one additional "key": value member
-    if (s.contains("additionalProperties") && !(s["additionalProperties"].is_boolean() &&
-                                                 !s["additionalProperties"].get<bool>())) {
+    if (s.contains("additionalProperties") &&
+        !(s["additionalProperties"].is_boolean() && !s["additionalProperties"].get<bool>())) {
       TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
-      TS_ASSIGN_OR_RETURN(Expr value, Node(s["additionalProperties"], path + "/additionalProperties", depth + 1));
+      TS_ASSIGN_OR_RETURN(
+          Expr value, Node(s["additionalProperties"], path + "/additionalProperties", depth + 1));
       extra = Expr::Seq({Expr::Ref(str), Expr::Byte(':'), Ws(), value});
     }
     // tail[i][emitted]: the members from property i on, given whether one was emitted already.
@@ -414,8 +438,10 @@ class SchemaCompiler {
         tail_emitted = std::move(with);
         tail_none = std::move(first);
       } else {
-        TS_ASSIGN_OR_RETURN(Expr te, Rule(fmt::format("{}#{}e", path, i), Expr::Alt({with, tail_emitted})));
-        TS_ASSIGN_OR_RETURN(Expr tn, Rule(fmt::format("{}#{}n", path, i), Expr::Alt({first, tail_none})));
+        TS_ASSIGN_OR_RETURN(Expr te,
+                            Rule(fmt::format("{}#{}e", path, i), Expr::Alt({with, tail_emitted})));
+        TS_ASSIGN_OR_RETURN(Expr tn,
+                            Rule(fmt::format("{}#{}n", path, i), Expr::Alt({first, tail_none})));
         tail_emitted = std::move(te);
         tail_none = std::move(tn);
       }
@@ -429,7 +455,8 @@ class SchemaCompiler {
       return InvalidArgumentError("'{}' at {} must be a non-negative integer", key, Pointer(path));
     }
     if (s[key].get<int64_t>() > opt_.limits.max_repeat) {
-      return InvalidArgumentError("'{}' at {} exceeds the limit {}", key, Pointer(path), opt_.limits.max_repeat);
+      return InvalidArgumentError("'{}' at {} exceeds the limit {}", key, Pointer(path),
+                                  opt_.limits.max_repeat);
     }
     return s[key].get<int64_t>();
   }
@@ -437,9 +464,11 @@ class SchemaCompiler {
   StatusOr<Expr> ArrayNode(const Json& s, const std::string& path, int depth) {
     std::vector<Expr> prefix;
     if (s.contains("prefixItems")) {
-      if (!s["prefixItems"].is_array()) return InvalidArgumentError("'prefixItems' at {} is not an array", Pointer(path));
+      if (!s["prefixItems"].is_array())
+        return InvalidArgumentError("'prefixItems' at {} is not an array", Pointer(path));
       for (size_t i = 0; i < s["prefixItems"].size(); ++i) {
-        TS_ASSIGN_OR_RETURN(Expr e, Node(s["prefixItems"][i], fmt::format("{}/prefixItems/{}", path, i), depth + 1));
+        TS_ASSIGN_OR_RETURN(Expr e, Node(s["prefixItems"][i],
+                                         fmt::format("{}/prefixItems/{}", path, i), depth + 1));
         prefix.push_back(std::move(e));
       }
     }
@@ -467,11 +496,13 @@ class SchemaCompiler {
     if (items && (max < 0 || max > explicit_n)) {
       Expr one = Expr::Seq({sep(explicit_n == 0 ? 0 : 1), *items});
       if (explicit_n == 0) {
-        Expr rest = max < 0 ? Expr::Star(Expr::Seq({Sep(), *items}))
-                            : Expr::Repeat(Expr::Seq({Sep(), *items}), 0, static_cast<int32_t>(max - 1));
+        Expr rest =
+            max < 0 ? Expr::Star(Expr::Seq({Sep(), *items}))
+                    : Expr::Repeat(Expr::Seq({Sep(), *items}), 0, static_cast<int32_t>(max - 1));
         tail = Expr::Opt(Expr::Seq({*items, rest}));
       } else {
-        tail = max < 0 ? Expr::Star(one) : Expr::Repeat(one, 0, static_cast<int32_t>(max - explicit_n));
+        tail = max < 0 ? Expr::Star(one)
+                       : Expr::Repeat(one, 0, static_cast<int32_t>(max - explicit_n));
       }
     }
     for (int64_t j = explicit_n; j-- > 0;) {
@@ -486,12 +517,14 @@ class SchemaCompiler {
     TS_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", path));
     const bool has_len = min >= 0 || max >= 0;
     if (s.contains("pattern") + s.contains("format") + has_len > 1) {
-      unsupported_.push_back(Truncated(path + " (pattern, format and minLength/maxLength combined)"));
+      unsupported_.push_back(
+          Truncated(path + " (pattern, format and minLength/maxLength combined)"));
       return Expr::Empty();
     }
     std::string pattern;
     if (s.contains("format")) {
-      if (!s["format"].is_string()) return InvalidArgumentError("'format' at {} is not a string", Pointer(path));
+      if (!s["format"].is_string())
+        return InvalidArgumentError("'format' at {} is not a string", Pointer(path));
       const std::string f = s["format"].get<std::string>();
       const std::string date =
           "[1-9]\\d{3}-(02-(0[1-9]|1\\d|2[0-8])|(0[469]|11)-(0[1-9]|[12]\\d|30)|"
@@ -505,7 +538,9 @@ class SchemaCompiler {
       } else if (f == "date-time") {
         pattern = "^" + date + "T" + time + "$";
       } else if (f == "email") {
-        pattern = "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}$";
+        pattern =
+            "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}"
+            "$";
       } else if (f == "uuid") {
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
       } else if (f == "ipv4") {
@@ -516,14 +551,16 @@ class SchemaCompiler {
         return Expr::Empty();
       }
     } else if (s.contains("pattern")) {
-      if (!s["pattern"].is_string()) return InvalidArgumentError("'pattern' at {} is not a string", Pointer(path));
+      if (!s["pattern"].is_string())
+        return InvalidArgumentError("'pattern' at {} is not a string", Pointer(path));
       pattern = s["pattern"].get<std::string>();
     }
     Expr body;
     if (!pattern.empty()) {
       // JSON Schema patterns search; unanchored ends allow any characters.
       const bool start = pattern[0] == '^';
-      const bool end = pattern.size() >= 2 && pattern.back() == '$' && pattern[pattern.size() - 2] != '\\';
+      const bool end =
+          pattern.size() >= 2 && pattern.back() == '$' && pattern[pattern.size() - 2] != '\\';
       RegexOptions ro;
       ro.inside_json_string = true;
       ro.max_repeat = opt_.limits.max_repeat;
@@ -534,7 +571,8 @@ class SchemaCompiler {
     } else if (has_len) {
       body = Expr::Repeat(JsonChar(), static_cast<int32_t>(std::max<int64_t>(min, 0)),
                           static_cast<int32_t>(max));
-      if (max >= 0 && max < min) return InvalidArgumentError("minLength > maxLength at {}", Pointer(path));
+      if (max >= 0 && max < min)
+        return InvalidArgumentError("minLength > maxLength at {}", Pointer(path));
     } else {
       TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
       return Expr::Ref(str);
@@ -547,7 +585,8 @@ class SchemaCompiler {
     bool lo_excl = false, hi_excl = false;
     for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
       if (!s.contains(key)) continue;
-      if (!s[key].is_number()) return InvalidArgumentError("'{}' at {} is not a number", key, Pointer(path));
+      if (!s[key].is_number())
+        return InvalidArgumentError("'{}' at {} is not a number", key, Pointer(path));
       const double v = s[key].get<double>();
       const std::string k = key;
       if (k == "minimum" || k == "exclusiveMinimum") {
@@ -561,7 +600,8 @@ class SchemaCompiler {
     if (!lo && !hi) {
       if (integer) {
         return Expr::Seq({Expr::Opt(Expr::Byte('-')),
-                          Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Star(Digit())})})});
+                          Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}),
+                                                                 Expr::Star(Digit())})})});
       }
       TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", NumberExpr()));
       return Expr::Ref(num);
@@ -569,16 +609,24 @@ class SchemaCompiler {
     constexpr double kBig = 1e18;
     // Integer bounds of the values allowed.
     std::optional<int64_t> ilo, ihi;
-    if (lo && *lo > -kBig) ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
-    if (hi && *hi < kBig) ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
-    if (lo && *lo >= kBig) return InvalidArgumentError("'minimum' at {} is too large", Pointer(path));
-    if (hi && *hi <= -kBig) return InvalidArgumentError("'maximum' at {} is too small", Pointer(path));
+    if (lo && *lo > -kBig)
+      ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
+    if (hi && *hi < kBig)
+      ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
+    if (lo && *lo >= kBig)
+      return InvalidArgumentError("'minimum' at {} is too large", Pointer(path));
+    if (hi && *hi <= -kBig)
+      return InvalidArgumentError("'maximum' at {} is too small", Pointer(path));
     std::vector<Expr> alts;
     if (!ilo || !ihi || *ilo <= *ihi) alts.push_back(IntegerRange(ilo, ihi));
     if (!integer) {
       // k.f with f non-zero lies in (k, k+1); -j.f in (-(j+1), -j).
-      const Expr frac = Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
-      std::optional<int64_t> klo = lo ? std::optional<int64_t>(std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig))))) : int64_t{0};
+      const Expr frac =
+          Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
+      std::optional<int64_t> klo =
+          lo ? std::optional<int64_t>(
+                   std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig)))))
+             : int64_t{0};
       std::optional<int64_t> khi;
       if (hi) khi = static_cast<int64_t>(std::floor(std::min(*hi, kBig))) - 1;
       if (!khi || *khi >= *klo) alts.push_back(Expr::Seq({IntegerRange(klo, khi), frac}));
@@ -604,7 +652,8 @@ class SchemaCompiler {
 
 }  // namespace
 
-StatusOr<Grammar> CompileJsonSchema(std::string_view schema_text, const JsonSchemaOptions& options) {
+StatusOr<Grammar> CompileJsonSchema(std::string_view schema_text,
+                                    const JsonSchemaOptions& options) {
   if (schema_text.size() > 1000000) return InvalidArgumentError("schema larger than 1000000 bytes");
   TS_RETURN_IF_ERROR(CheckJsonNesting(schema_text, "schema"));
   Json schema = Json::parse(schema_text, nullptr, /*allow_exceptions=*/false);

@@ -23,7 +23,7 @@ namespace tinyserve::structured {
 
 struct JsonSchemaOptions {
   GrammarLimits limits;
-  int32_t max_depth = 32;           // nesting of schema objects
+  int32_t max_depth = 32;  // nesting of schema objects
   int32_t max_schema_nodes = 10000;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   // The grammar is wrap_prefix VALUE wrap_suffix, repeated 1..wrap_max_count times joined by

@@ -1,8 +1,8 @@
 #include "structured/json_schema.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "structured/test_byte_vocab.h"
 
@@ -64,7 +64,8 @@ TEST(JsonSchemaTest, BoundedNumbersStayInRange) {
     }
   }
   EXPECT_GT(accepted, 1000);
-  for (const char* ok : {"0", "-2", "7", "6.99", "-1.5", "-0.25", "3"}) EXPECT_TRUE(Accepts(g, ok)) << ok;
+  for (const char* ok : {"0", "-2", "7", "6.99", "-1.5", "-0.25", "3"})
+    EXPECT_TRUE(Accepts(g, ok)) << ok;
   for (const char* bad : {"8", "-3", "7.5", "1e3", "01"}) EXPECT_FALSE(Accepts(g, bad)) << bad;
 }
 
@@ -89,7 +90,8 @@ TEST(JsonSchemaTest, ArraysHonourPrefixItemsAndCounts) {
   EXPECT_TRUE(Accepts(g, "[1,2]"));
   EXPECT_TRUE(Accepts(g, "[1, 2, 3]"));
   EXPECT_FALSE(Accepts(g, "[1,2,3,4]"));
-  auto t = Schema(R"({"type":"array","prefixItems":[{"type":"string"},{"type":"null"}],"items":false})");
+  auto t =
+      Schema(R"({"type":"array","prefixItems":[{"type":"string"},{"type":"null"}],"items":false})");
   ASSERT_NE(t, nullptr);
   EXPECT_TRUE(Accepts(t, R"(["a",null])"));
   EXPECT_TRUE(Accepts(t, R"(["a"])"));
@@ -127,17 +129,19 @@ TEST(JsonSchemaTest, UnsupportedKeywordsAreListed) {
 TEST(JsonSchemaTest, BadAndOversizedSchemasAreErrors) {
   for (const char* bad :
        {"{", "[]", R"({"$ref":"#/$defs/missing"})", R"({"$ref":"http://x/y"})", "false",
-        R"({"type":"integer","minimum":5,"maximum":1})", R"({"type":"bogus"})",
-        R"({"enum":[]})", R"({"type":"string","maxLength":99999999})",
+        R"({"type":"integer","minimum":5,"maximum":1})", R"({"type":"bogus"})", R"({"enum":[]})",
+        R"({"type":"string","maxLength":99999999})",
         R"({"type":"object","properties":{"a":{}},"required":["b"]})",
-        R"({"type":"array","minItems":3,"maxItems":2})", R"({"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})"}) {
+        R"({"type":"array","minItems":3,"maxItems":2})",
+        R"({"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"})"}) {
     EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, bad).ok()) << bad;
   }
   std::string deep = R"({"type":"string"})";
   for (int i = 0; i < 40; ++i) deep = R"({"type":"array","items":)" + deep + "}";
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, deep).ok());
   std::string wide = R"({"type":"object","properties":{)";
-  for (int i = 0; i < 20000; ++i) wide += (i ? "," : "") + std::string("\"p") + std::to_string(i) + "\":{\"type\":\"integer\"}";
+  for (int i = 0; i < 20000; ++i)
+    wide += (i ? "," : "") + std::string("\"p") + std::to_string(i) + "\":{\"type\":\"integer\"}";
   wide += "}}";
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, wide).ok());
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, std::string(300 * 1024, ' ')).ok());

@@ -106,8 +106,8 @@ void GrammarMatcher::FillNextTokenBitmask(uint32_t* words, int32_t remaining_tok
     }
   }
   // With a budget, a token may not leave more bytes to close than tokens remain after it.
-  const uint32_t limit = remaining_tokens >= 0 ? static_cast<uint32_t>(remaining_tokens - 1)
-                                               : kInfiniteBytes;
+  const uint32_t limit =
+      remaining_tokens >= 0 ? static_cast<uint32_t>(remaining_tokens - 1) : kInfiniteBytes;
   std::vector<int32_t>& drop = drop_scratch_;
   drop.clear();
   const int64_t work_at_start = pda_.total_work();
@@ -193,7 +193,8 @@ void GrammarMatcher::CheckUncertain(int32_t stack, const std::vector<int32_t>& r
     }
     computed = alive ? b.size() : d;
     prev = &b;
-    if (alive && (close_limit == kInfiniteBytes || pda_.MinClose(scratch_[b.size()]) <= close_limit)) {
+    if (alive &&
+        (close_limit == kInfiniteBytes || pda_.MinClose(scratch_[b.size()]) <= close_limit)) {
       SetToken(token, words);
     }
   }

@@ -1,8 +1,8 @@
 #include "structured/matcher.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "structured/compiler.h"
 #include "structured/test_util.h"
@@ -37,9 +37,11 @@ std::vector<Spec> Specs() {
       {GrammarKind::kChoice, R"(["positive","negative","neutral","neg"])"},
       {GrammarKind::kGbnf,
        "root ::= \"SELECT \" cols \" FROM \" ident (\" WHERE \" ident \" = \" num)? \";\"\n"
-       "cols ::= ident (\", \" ident)* | \"*\"\nident ::= [a-z_] [a-z0-9_]{0,10}\nnum ::= [0-9]+\n"},
+       "cols ::= ident (\", \" ident)* | \"*\"\nident ::= [a-z_] [a-z0-9_]{0,10}\nnum ::= "
+       "[0-9]+\n"},
       {GrammarKind::kGbnf,
-       "root ::= value\nvalue ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+       "root ::= value\nvalue ::= object | array | string | number | \"true\" | \"false\" | "
+       "\"null\"\n"
        "object ::= \"{\" ws (string \":\" ws value (\",\" ws string \":\" ws value)*)? \"}\"\n"
        "array ::= \"[\" ws (value (\",\" ws value)*)? \"]\"\n"
        "string ::= \"\\\"\" ([^\"\\\\] | \"\\\\\" [\"\\\\nt])* \"\\\"\"\n"

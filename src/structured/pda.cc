@@ -5,8 +5,8 @@
 namespace tinyserve::structured {
 
 int32_t StackPool::Intern(int32_t state, int32_t parent) {
-  const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(state)) << 32) |
-                       static_cast<uint32_t>(parent);
+  const uint64_t key =
+      (static_cast<uint64_t>(static_cast<uint32_t>(state)) << 32) | static_cast<uint32_t>(parent);
   auto [it, inserted] = index_.try_emplace(key, static_cast<int32_t>(nodes_.size()));
   if (inserted) {
     const int32_t depth = parent >= 0 ? nodes_[parent].depth + 1 : 1;

@@ -137,7 +137,8 @@ class RegexParser {
     int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     if (pos_ + len > p_.size()) return Error("invalid UTF-8");
     uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int i = 1; i < len; ++i) cp = (cp << 6) | (static_cast<unsigned char>(p_[pos_ + i]) & 0x3F);
+    for (int i = 1; i < len; ++i)
+      cp = (cp << 6) | (static_cast<unsigned char>(p_[pos_ + i]) & 0x3F);
     pos_ += len;
     return cp;
   }
@@ -160,25 +161,47 @@ class RegexParser {
     const char c = p_[pos_++];
     *is_class = true;
     switch (c) {
-      case 'd': *cls = Digits(); return 0u;
-      case 'D': *cls = Negate(Digits()); return 0u;
-      case 'w': *cls = Word(); return 0u;
-      case 'W': *cls = Negate(Word()); return 0u;
-      case 's': *cls = Space(); return 0u;
-      case 'S': *cls = Negate(Space()); return 0u;
-      default: break;
+      case 'd':
+        *cls = Digits();
+        return 0u;
+      case 'D':
+        *cls = Negate(Digits());
+        return 0u;
+      case 'w':
+        *cls = Word();
+        return 0u;
+      case 'W':
+        *cls = Negate(Word());
+        return 0u;
+      case 's':
+        *cls = Space();
+        return 0u;
+      case 'S':
+        *cls = Negate(Space());
+        return 0u;
+      default:
+        break;
     }
     *is_class = false;
     switch (c) {
-      case 'n': return uint32_t{'\n'};
-      case 't': return uint32_t{'\t'};
-      case 'r': return uint32_t{'\r'};
-      case 'f': return uint32_t{'\f'};
-      case 'v': return uint32_t{'\v'};
-      case '0': return 0u;
-      case 'x': return ParseHex(2);
-      case 'u': return ParseHex(4);
-      default: break;
+      case 'n':
+        return uint32_t{'\n'};
+      case 't':
+        return uint32_t{'\t'};
+      case 'r':
+        return uint32_t{'\r'};
+      case 'f':
+        return uint32_t{'\f'};
+      case 'v':
+        return uint32_t{'\v'};
+      case '0':
+        return 0u;
+      case 'x':
+        return ParseHex(2);
+      case 'u':
+        return ParseHex(4);
+      default:
+        break;
     }
     if (std::isalnum(static_cast<unsigned char>(c))) {
       return Error(fmt::format("unsupported escape \\{}", c));
@@ -282,7 +305,8 @@ class RegexParser {
     if (c == '*' || c == '+' || c == '?' || c == '{') return Error("quantifier without a target");
     if (c == '\\') {
       ++pos_;
-      if (!AtEnd() && (p_[pos_] == 'b' || p_[pos_] == 'B' || (p_[pos_] >= '1' && p_[pos_] <= '9'))) {
+      if (!AtEnd() &&
+          (p_[pos_] == 'b' || p_[pos_] == 'B' || (p_[pos_] >= '1' && p_[pos_] <= '9'))) {
         return Error("word boundaries and backreferences are not supported");
       }
       Ranges cls;

@@ -1,9 +1,9 @@
 #include "structured/regex.h"
 
+#include <gtest/gtest.h>
+
 #include <random>
 #include <regex>
-
-#include <gtest/gtest.h>
 
 #include "structured/test_byte_vocab.h"
 
@@ -23,18 +23,10 @@ std::shared_ptr<const CompiledGrammar> CompileRegex(const std::string& pattern) 
 // strings over the characters that matter to each pattern.
 TEST(RegexTest, AcceptsExactlyWhatStdRegexFullMatches) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"ab*c", "abcx"},
-      {"(a|bc)+d?", "abcd"},
-      {"[a-c]{2,4}x", "abcx"},
-      {"[^ab]c", "abcz"},
-      {"(ab|a)(bc|c)", "abc"},
-      {"\\d{3}-\\d{2}", "0123-a"},
-      {"x(a+)+y", "axy"},
-      {"\\w+@\\w+\\.com", "a@.com_"},
-      {"(foo|bar){1,2}(baz)?", "fobarz"},
-      {"a.b", "ab\n."},
-      {"[-a]\\s?[0-9]*", "-a 09"},
-      {"(a{2}|b{3}){2}", "ab"},
+      {"ab*c", "abcx"},   {"(a|bc)+d?", "abcd"},          {"[a-c]{2,4}x", "abcx"},
+      {"[^ab]c", "abcz"}, {"(ab|a)(bc|c)", "abc"},        {"\\d{3}-\\d{2}", "0123-a"},
+      {"x(a+)+y", "axy"}, {"\\w+@\\w+\\.com", "a@.com_"}, {"(foo|bar){1,2}(baz)?", "fobarz"},
+      {"a.b", "ab\n."},   {"[-a]\\s?[0-9]*", "-a 09"},    {"(a{2}|b{3}){2}", "ab"},
       {"^a|b$", "ab"},
   };
   std::mt19937_64 rng(11);
@@ -80,7 +72,8 @@ TEST(RegexTest, PathologicalPatternsCompileOrFailQuickly) {
   ASSERT_NE(g2, nullptr);
   EXPECT_FALSE(Accepts(g2, std::string(3000, 'a')));
   // Huge counted repetitions are refused instead of expanded.
-  for (const char* p : {"a{100000}", "(a{1000}){1000}", "((a{100}){100}){100}", "(((x{999}){999}){999}){999}"}) {
+  for (const char* p :
+       {"a{100000}", "(a{1000}){1000}", "((a{100}){100}){100}", "(((x{999}){999}){999}){999}"}) {
     auto c = CompileGrammar(GrammarKind::kRegex, p, ByteVocab());
     EXPECT_FALSE(c.ok()) << p;
   }

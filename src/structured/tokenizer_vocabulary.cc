@@ -10,8 +10,9 @@ StatusOr<std::shared_ptr<const Vocabulary>> VocabularyFromTokenizer(const Tokeni
                                                                     int32_t vocab_size,
                                                                     std::vector<int32_t> eos_ids) {
   if (vocab_size < tokenizer.num_tokens()) {
-    return InvalidArgumentError("the model's {} logits rows are fewer than the tokenizer's {} tokens",
-                                vocab_size, tokenizer.num_tokens());
+    return InvalidArgumentError(
+        "the model's {} logits rows are fewer than the tokenizer's {} tokens", vocab_size,
+        tokenizer.num_tokens());
   }
   std::vector<std::string> bytes(vocab_size);
   for (int32_t id = 0; id < tokenizer.num_tokens(); ++id) {

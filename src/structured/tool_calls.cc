@@ -111,7 +111,8 @@ void ToolCallStreamParser::Drain(Delta* out, bool at_end) {
       call->index = next_index_++;
       out->calls.push_back(std::move(*call));
     } else {
-      Emit(std::string(kOpen) + body + (close == std::string::npos ? "" : std::string(kClose)), out);
+      Emit(std::string(kOpen) + body + (close == std::string::npos ? "" : std::string(kClose)),
+           out);
     }
     buffer_.erase(0, close == std::string::npos ? buffer_.size() : close + kClose.size());
     in_block_ = false;
@@ -123,7 +124,8 @@ StatusOr<std::string> ToolCallGrammarSpec(std::string_view tools_json,
                                           std::optional<std::string> function_name) {
   TS_RETURN_IF_ERROR(CheckJsonNesting(tools_json, "'tools'"));
   const auto tools = nlohmann::ordered_json::parse(tools_json, nullptr, /*allow_exceptions=*/false);
-  if (!tools.is_array() || tools.empty()) return InvalidArgumentError("'tools' must be a non-empty array");
+  if (!tools.is_array() || tools.empty())
+    return InvalidArgumentError("'tools' must be a non-empty array");
   nlohmann::ordered_json functions = nlohmann::ordered_json::array();
   for (const auto& t : tools) {
     const nlohmann::ordered_json* f = &t;
@@ -135,9 +137,8 @@ StatusOr<std::string> ToolCallGrammarSpec(std::string_view tools_json,
     if (function_name && name != *function_name) continue;
     nlohmann::ordered_json entry;
     entry["name"] = name;
-    entry["parameters"] = f->contains("parameters")
-                              ? (*f)["parameters"]
-                              : nlohmann::ordered_json{{"type", "object"}};
+    entry["parameters"] =
+        f->contains("parameters") ? (*f)["parameters"] : nlohmann::ordered_json{{"type", "object"}};
     functions.push_back(std::move(entry));
   }
   if (functions.empty()) {

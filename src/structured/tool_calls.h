@@ -16,7 +16,7 @@
 namespace tinyserve::structured {
 
 struct ToolCall {
-  int32_t index = 0;      // position among the choice's calls
+  int32_t index = 0;  // position among the choice's calls
   std::string name;
   std::string arguments;  // JSON text of the arguments object (OpenAI sends it as a string)
 };

@@ -1,9 +1,9 @@
 #include "structured/tool_calls.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "structured/compiler.h"
 #include "structured/test_util.h"
@@ -77,7 +77,8 @@ TEST(ToolCallsTest, StreamingInAnyChunkingEqualsWholeParse) {
 }
 
 TEST(ToolCallsTest, GrammarSpecForNamedAndRequired) {
-  const std::string tools = R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}},{"type":"function","function":{"name":"g"}}])";
+  const std::string tools =
+      R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}},{"type":"function","function":{"name":"g"}}])";
   auto named = ToolCallGrammarSpec(tools, "g");
   ASSERT_TRUE(named.ok()) << named.status().ToString();
   auto spec = nlohmann::json::parse(*named);
@@ -94,7 +95,8 @@ TEST(ToolCallsTest, GrammarSpecForNamedAndRequired) {
 TEST(ToolCallsTest, ConstrainedGenerationParsesToTheNamedCall) {
   auto vocab = testing::QwenVocabOrNull();
   if (!vocab) GTEST_FAIL() << "Qwen tokenizer files not found";
-  const std::string tools = R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":10},"days":{"type":"integer","minimum":1,"maximum":7}},"required":["city","days"]}}}])";
+  const std::string tools =
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string","maxLength":10},"days":{"type":"integer","minimum":1,"maximum":7}},"required":["city","days"]}}}])";
   auto spec = ToolCallGrammarSpec(tools, "get_weather");
   ASSERT_TRUE(spec.ok());
   auto g = CompileGrammar(GrammarKind::kToolCalls, *spec, vocab);

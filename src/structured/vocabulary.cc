@@ -22,9 +22,8 @@ StatusOr<std::shared_ptr<const Vocabulary>> Vocabulary::Build(std::vector<std::s
     ids.push_back(id);
     v->max_token_bytes_ = std::max<int32_t>(v->max_token_bytes_, static_cast<int32_t>(b.size()));
   }
-  std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
-    return v->token_bytes_[a] < v->token_bytes_[b];
-  });
+  std::stable_sort(ids.begin(), ids.end(),
+                   [&](int32_t a, int32_t b) { return v->token_bytes_[a] < v->token_bytes_[b]; });
   // Build the preorder trie from the sorted tokens: keep the path of open nodes.
   std::vector<int32_t> path;  // node index per depth-1
   std::string prev;
@@ -52,7 +51,8 @@ StatusOr<std::shared_ptr<const Vocabulary>> Vocabulary::Build(std::vector<std::s
     }
     for (size_t d = lcp; d < b.size(); ++d) {
       path.push_back(static_cast<int32_t>(v->trie_.size()));
-      v->trie_.push_back({static_cast<uint8_t>(b[d]), static_cast<uint16_t>(d + 1), -1, 0, rank, 0});
+      v->trie_.push_back(
+          {static_cast<uint8_t>(b[d]), static_cast<uint16_t>(d + 1), -1, 0, rank, 0});
     }
     v->trie_[path.back()].token = id;
     v->by_rank_.push_back(id);

@@ -18,10 +18,10 @@ class Vocabulary {
   // One trie node per distinct token prefix, in preorder (children sorted by byte).
   struct TrieNode {
     uint8_t byte;
-    uint16_t depth;       // >= 1 (the root is implicit)
-    int32_t token;        // token ending here, or -1
-    int32_t end;          // index one past this node's subtree
-    int32_t rank_begin;   // tokens in the subtree have ranks [rank_begin, rank_end)
+    uint16_t depth;      // >= 1 (the root is implicit)
+    int32_t token;       // token ending here, or -1
+    int32_t end;         // index one past this node's subtree
+    int32_t rank_begin;  // tokens in the subtree have ranks [rank_begin, rank_end)
     int32_t rank_end;
   };
 

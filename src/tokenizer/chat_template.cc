@@ -200,7 +200,8 @@ StatusOr<RenderedChat> RenderQwen25ChatWithControls(const ChatConversation& conv
   for (size_t i = 0; i < msgs.size(); ++i) {
     const ChatMessage& m = msgs[i];
     const bool has_calls = Truthy(m.tool_calls);
-    if (m.role == "user" || (m.role == "system" && i != 0) || (m.role == "assistant" && !has_calls)) {
+    if (m.role == "user" || (m.role == "system" && i != 0) ||
+        (m.role == "assistant" && !has_calls)) {
       start(m.role + "\n");
       out += m.content;
       end();

@@ -4,12 +4,11 @@
 // nlohmann::ordered_json so `tojson` output matches what Python renders.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "util/status.h"
 

@@ -19,7 +19,8 @@ TEST(ChatTemplateTest, RecognisesTheQwen25TemplateOnly) {
 }
 
 TEST(ChatTemplateTest, DefaultSystemPromptAndGenerationPrompt) {
-  auto conv = ChatConversationFromJson(Json::parse(R"({"messages":[{"role":"user","content":"hi"}]})"));
+  auto conv =
+      ChatConversationFromJson(Json::parse(R"({"messages":[{"role":"user","content":"hi"}]})"));
   ASSERT_TRUE(conv.ok());
   auto prompt = RenderQwen25Chat(*conv);
   ASSERT_TRUE(prompt.ok());
@@ -36,13 +37,14 @@ TEST(ChatTemplateTest, ToolJsonUsesPythonSeparatorsAndKeepsKeyOrder) {
 TEST(ChatTemplateTest, RejectsBadRequests) {
   ChatConversation empty;
   EXPECT_FALSE(RenderQwen25Chat(empty).ok());
-  auto both = ChatConversationFromJson(Json::parse(
-      R"({"messages":[{"role":"user","content":"x"}],"continue_final_message":true})"));
+  auto both = ChatConversationFromJson(
+      Json::parse(R"({"messages":[{"role":"user","content":"x"}],"continue_final_message":true})"));
   ASSERT_TRUE(both.ok());  // add_generation_prompt defaults to true
   EXPECT_FALSE(RenderQwen25Chat(*both).ok());
-  EXPECT_FALSE(ChatConversationFromJson(Json::parse(
-                   R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})"))
-                   .ok());
+  EXPECT_FALSE(
+      ChatConversationFromJson(
+          Json::parse(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})"))
+          .ok());
   EXPECT_FALSE(ChatConversationFromJson(Json::parse(R"({"messages":[{"content":"x"}]})")).ok());
 }
 

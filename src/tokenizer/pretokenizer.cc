@@ -5,10 +5,10 @@
 // every corpus text identically.
 #include "tokenizer/pretokenizer.h"
 
+#include <utf8proc.h>
+
 #include <array>
 #include <cstdint>
-
-#include <utf8proc.h>
 
 #include "tokenizer/utf8.h"
 
@@ -16,11 +16,11 @@ namespace tinyserve {
 namespace {
 
 enum CharClass : uint8_t {
-  kOther = 0,   // neither letter, number nor whitespace
-  kLetter = 1,  // \p{L}
-  kNumber = 2,  // \p{N}
-  kSpace = 3,   // \s other than CR and LF
-  kNewline = 4, // \r or \n
+  kOther = 0,    // neither letter, number nor whitespace
+  kLetter = 1,   // \p{L}
+  kNumber = 2,   // \p{N}
+  kSpace = 3,    // \s other than CR and LF
+  kNewline = 4,  // \r or \n
 };
 
 constexpr std::array<uint8_t, 128> MakeAsciiClasses() {

@@ -13,8 +13,9 @@ StatusOr<std::unique_ptr<Pcre2Pretokenizer>> Pcre2Pretokenizer::Create() {
   // PCRE2's \s under UCP is not Unicode White_Space (it lacks U+0085), so the pattern spells
   // the class out; everything else is the tokenizer.json pattern verbatim.
   std::string pattern(kQwen2PretokenizerRegex);
-  const std::string space = "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
-                            "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+  const std::string space =
+      "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
+      "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
   std::string expanded;
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern.compare(i, 2, "\\s") == 0) {
@@ -32,9 +33,9 @@ StatusOr<std::unique_ptr<Pcre2Pretokenizer>> Pcre2Pretokenizer::Create() {
   }
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(expanded.data()), expanded.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &error, &offset,
-                                   nullptr);
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(expanded.data()), expanded.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &error, &offset, nullptr);
   if (code == nullptr) return InternalError("PCRE2 compile error {} at {}", error, offset);
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if unavailable
   std::unique_ptr<Pcre2Pretokenizer> p(new Pcre2Pretokenizer());

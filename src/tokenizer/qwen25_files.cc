@@ -1,10 +1,9 @@
 #include "tokenizer/qwen25_files.h"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace tinyserve {
 
@@ -175,12 +174,9 @@ std::string Qwen25TokenizerConfigJson() {
   Json decoder = Json::object();
   Json additional = Json::array();
   for (const AddedToken& token : kQwen25AddedTokens) {
-    decoder[std::to_string(token.id)] = Json{{"content", token.content},
-                                             {"lstrip", false},
-                                             {"normalized", false},
-                                             {"rstrip", false},
-                                             {"single_word", false},
-                                             {"special", token.special}};
+    decoder[std::to_string(token.id)] =
+        Json{{"content", token.content}, {"lstrip", false},      {"normalized", false},
+             {"rstrip", false},          {"single_word", false}, {"special", token.special}};
     if (token.special && token.id != 151643) additional.push_back(token.content);
   }
   Json config = Json::object();

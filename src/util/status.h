@@ -3,14 +3,14 @@
 // Thread-compatible value types.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
-
-#include <fmt/format.h>
 
 namespace tinyserve {
 
@@ -98,14 +98,15 @@ Status AlreadyExistsError(fmt::format_string<Args...> f, Args&&... args) {
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& status) : v_(status) { CheckNotOk(); }  // NOLINT: implicit by design
+  StatusOr(const Status& status) : v_(status) { CheckNotOk(); }        // NOLINT: implicit by design
   StatusOr(Status&& status) : v_(std::move(status)) { CheckNotOk(); }  // NOLINT
   StatusOr(const T& value) : v_(value) {}                              // NOLINT
   StatusOr(T&& value) : v_(std::move(value)) {}                        // NOLINT
   template <typename U>
-    requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
-             !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, StatusOr>)
-  StatusOr(U&& value) : v_(T(std::forward<U>(value))) {}  // NOLINT
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
+           !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, StatusOr>)
+      StatusOr(U&& value)
+      : v_(T(std::forward<U>(value))) {}  // NOLINT
 
   bool ok() const { return v_.index() == 1; }
   const Status& status() const& {
@@ -137,10 +138,10 @@ class [[nodiscard]] StatusOr {
 #define TS_STATUS_CONCAT(a, b) TS_STATUS_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define TS_RETURN_IF_ERROR(expr)                    \
-  do {                                              \
-    ::tinyserve::Status ts_status_ = (expr);        \
-    if (!ts_status_.ok()) return ts_status_;        \
+#define TS_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::tinyserve::Status ts_status_ = (expr); \
+    if (!ts_status_.ok()) return ts_status_; \
   } while (0)
 
 // `lhs = value of expr`, or returns its status from the enclosing function.

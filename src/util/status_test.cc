@@ -1,8 +1,8 @@
 #include "util/status.h"
 
-#include <memory>
-
 #include <gtest/gtest.h>
+
+#include <memory>
 
 namespace tinyserve {
 namespace {

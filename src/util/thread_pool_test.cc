@@ -1,10 +1,10 @@
 #include "util/thread_pool.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace tinyserve {
 namespace {

@@ -4,9 +4,8 @@
 // supported. Exit 1 on unreadable input.
 #include <iostream>
 #include <iterator>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "bench/json_schema.h"
 

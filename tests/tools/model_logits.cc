@@ -12,18 +12,18 @@
 // where its previous step ended). Blocks are handed out from a shuffled free list, so each
 // sequence's blocks are scattered in the cache. OUT_DIR/step_<i>.npy: float32
 // [tokens in step i, vocab], rows in batch order.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 #include <random>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
@@ -32,10 +32,9 @@
 namespace tinyserve {
 namespace {
 
-bool WriteNpy(const std::string& path, const std::vector<float>& data, int64_t rows,
-              int64_t cols) {
-  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-                                   rows, cols);
+bool WriteNpy(const std::string& path, const std::vector<float>& data, int64_t rows, int64_t cols) {
+  std::string header =
+      fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows, cols);
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
@@ -100,8 +99,7 @@ int RunSteps(Qwen2Model& model, const nlohmann::json& spec, DType kv_dtype,
   }
   std::vector<int32_t> free_blocks(num_blocks);
   std::iota(free_blocks.begin(), free_blocks.end(), 0);
-  std::shuffle(free_blocks.begin(), free_blocks.end(),
-               std::mt19937(spec.value("shuffle_seed", 1)));
+  std::shuffle(free_blocks.begin(), free_blocks.end(), std::mt19937(spec.value("shuffle_seed", 1)));
   // The engine's batch layout (BuildForwardBatch) over sequences built by hand.
   std::map<int, Sequence> seqs;
   ThreadPool pool(spec.value("threads", 2));

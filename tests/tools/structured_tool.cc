@@ -7,9 +7,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "structured/compiler.h"
 #include "structured/test_util.h"
@@ -67,7 +66,8 @@ int main(int argc, char** argv) {
     auto g = CompileGrammar(kind, text, vocab, options);
     if (!g.ok()) {
       out["error"] = g.status().message();
-      std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+      std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                << "\n";
       continue;
     }
     for (int seed = 0; seed < num_seeds; ++seed) {
@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
       out["seed"] = seed;
       out["text"] = gen.text;
       out["finished"] = gen.finished;
-      std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+      std::cout << out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+                << "\n";
     }
   }
   return 0;

@@ -12,11 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "tokenizer/chat_template.h"
 #include "tokenizer/detokenizer.h"
@@ -210,7 +209,8 @@ int Main(int argc, char** argv) {
   if (mode == "batch" && argc == 5) return Batch(**tok, argv[3], argv[4]);
   if (mode == "vocab" && argc == 4) return Vocab(**tok, argv[3]);
   if (mode == "chat" && argc == 5) return Chat(**tok, argv[3], argv[4]);
-  if (mode == "bench" && argc >= 4) return Bench(**tok, argv[3], argc > 4 ? std::stod(argv[4]) : 1.0);
+  if (mode == "bench" && argc >= 4)
+    return Bench(**tok, argv[3], argc > 4 ? std::stod(argv[4]) : 1.0);
   std::cerr << "bad arguments\n";
   return 2;
 }

@@ -26,7 +26,8 @@ int64_t IntValue(int64_t i, int bits) {
 template <typename T>
 std::vector<uint8_t> AsBytes(const std::vector<T>& v) {
   std::vector<uint8_t> out(v.size() * sizeof(T));
-  if (!out.empty()) std::memcpy(out.data(), v.data(), out.size());  // empty tensors: no memcpy(null)
+  if (!out.empty())
+    std::memcpy(out.data(), v.data(), out.size());  // empty tensors: no memcpy(null)
   return out;
 }
 

@@ -23,8 +23,8 @@ inline void FakeLogits(const std::vector<int32_t>& tokens, int64_t vocab, float*
   uint64_t h = 0x1234;
   for (int32_t t : tokens) h = Mix64(h ^ static_cast<uint32_t>(t));
   for (int64_t v = 0; v < vocab; ++v) {
-    out[v] = static_cast<float>(Mix64(h ^ (static_cast<uint64_t>(v) << 20)) >> 40) * 0x1.0p-24f *
-             8.0f;
+    out[v] =
+        static_cast<float>(Mix64(h ^ (static_cast<uint64_t>(v) << 20)) >> 40) * 0x1.0p-24f * 8.0f;
   }
 }
 
@@ -108,8 +108,8 @@ class FakeModel : public Model {
       }
       std::vector<int32_t> context;
       for (int32_t j = 0; j <= pos; ++j) {
-        const int64_t block = batch.block_tables[s * batch.max_blocks_per_seq +
-                                                 j / kv_layers[0].block_size];
+        const int64_t block =
+            batch.block_tables[s * batch.max_blocks_per_seq + j / kv_layers[0].block_size];
         const int64_t slot = block * kv_layers[0].block_size + j % kv_layers[0].block_size;
         int32_t token = -1;
         for (size_t l = 0; l < kv_layers.size(); ++l) {

@@ -3,9 +3,9 @@
 // Header-only; tests only. Same thread as the core.
 #pragma once
 
-#include <cstdint>
-
 #include <gtest/gtest.h>
+
+#include <cstdint>
 
 #include "engine/engine_core.h"
 

@@ -166,9 +166,8 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, con
   Scores<kType>(a.q + i * hd, k, ks, nv, hd, a.scale, p);
   __m512 mx = neg_inf;
   for (int32_t t = 0; t < nv; t += kWidth) {
-    const __m512 s = nv - t >= kWidth
-                         ? _mm512_loadu_ps(p + t)
-                         : _mm512_mask_loadu_ps(neg_inf, TailMask(nv - t), p + t);
+    const __m512 s = nv - t >= kWidth ? _mm512_loadu_ps(p + t)
+                                      : _mm512_mask_loadu_ps(neg_inf, TailMask(nv - t), p + t);
     mx = _mm512_max_ps(mx, s);
   }
   const float block_max = ReduceMax(mx);
@@ -356,7 +355,8 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
     case 1:
       AttendQueriesT<kType, 1>(a, idx, kt, v, vs, p);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 

@@ -19,8 +19,8 @@ inline int32_t LoadI32(const int8_t* p) {
 
 // Rows [8h, 8h + 8) of row group g for output rows [m, m + MT).
 template <int MT, int SUB, bool kMin, bool kSigned>
-void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h,
-                   int64_t m, const float* bias, float* out) {
+void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
+                   const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -36,8 +36,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
     for (int r = 0; r < MT; ++r)
       dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
     for (int c = 0; c < SUB / 4; ++c) {
-      const __m256i wv =
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
+      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
       for (int r = 0; r < MT; ++r) {
         const __m256i xv = _mm256_set1_epi32(LoadI32(xq[r] + (b * SUB / 4 + c) * chunk_stride));
         __m256i p;
@@ -82,24 +81,29 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
       int64_t m = m_begin;
       for (; m + 4 <= m_end; m += 4) QuantHalfTile<4, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
       switch (m_end - m) {
-        case 3: QuantHalfTile<3, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
-        case 2: QuantHalfTile<2, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
-        case 1: QuantHalfTile<1, SUB, kMin, kSigned>(w, a, g, h, m, bias, out); break;
-        default: break;
+        case 3:
+          QuantHalfTile<3, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          break;
+        case 2:
+          QuantHalfTile<2, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          break;
+        case 1:
+          QuantHalfTile<1, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          break;
+        default:
+          break;
       }
     }
   }
 }
 
 void QuantKernelAvx2(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
-                     int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
-                     float* out) {
+                     int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   const QuantTraits& t = w.traits;
   auto fn = t.zero_point == 128 ? QuantGroups<32, false, true>
-            : t.sub_block == 32 ? (t.has_min ? QuantGroups<32, true, false>
-                                             : QuantGroups<32, false, false>)
-                                : (t.has_min ? QuantGroups<16, true, false>
-                                             : QuantGroups<16, false, false>);
+            : t.sub_block == 32
+                ? (t.has_min ? QuantGroups<32, true, false> : QuantGroups<32, false, false>)
+                : (t.has_min ? QuantGroups<16, true, false> : QuantGroups<16, false, false>);
   fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
 }
 
@@ -142,8 +146,8 @@ float LoadScalar(DType type, const void* row, int64_t k) {
 
 // 4 weight rows x up to 2 activation rows; 8 columns per step, then a scalar tail.
 template <DType kType, int NT, int MT>
-void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m,
-               const float* bias, float* out) {
+void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m, const float* bias,
+               float* out) {
   constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
   const int64_t cols = w.cols;
   const void* rows[NT];
@@ -170,9 +174,8 @@ void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m
 }
 
 template <DType kType>
-void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
-                      int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
-                      float* out) {
+void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin, int64_t n_end,
+                      int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   int64_t n = n_begin;
   for (; n + 4 <= n_end; n += 4) {
     int64_t m = m_begin;
@@ -183,9 +186,8 @@ void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_beg
     for (int64_t m = m_begin; m < m_end; ++m) FloatTile<kType, 1, 1>(w, x, n, m, bias, out);
 }
 
-void FloatKernelAvx2(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
-                     int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
-                     float* out) {
+void FloatKernelAvx2(const PackedMatrix::Impl& w, const float* x, int64_t n_begin, int64_t n_end,
+                     int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   switch (w.dtype) {
     case DType::kF16:
       return FloatKernelTyped<DType::kF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);

@@ -62,10 +62,10 @@ template <int MT, int SUB, bool kMin>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
-  const int8_t* xq = a.xq.data() + m * a.cols;           // [cols / 4][MT][4]
+  const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
   const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
-  const int32_t* init = a.init.data() + m * a.num_sub;    // [num_sub][MT]
-  const float* xsum = a.xsum.data() + m * a.num_sub;      // [num_sub][MT]
+  const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
+  const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
   __m512 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
@@ -121,14 +121,29 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
     int64_t m = m_begin;
     for (; m + 8 <= m_end; m += 8) QuantTile<8, SUB, kMin>(w, a, g, m, bias, out);
     switch (m_end - m) {
-      case 7: QuantTile<7, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 6: QuantTile<6, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 5: QuantTile<5, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 4: QuantTile<4, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 3: QuantTile<3, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 2: QuantTile<2, SUB, kMin>(w, a, g, m, bias, out); break;
-      case 1: QuantTile<1, SUB, kMin>(w, a, g, m, bias, out); break;
-      default: break;
+      case 7:
+        QuantTile<7, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 6:
+        QuantTile<6, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 5:
+        QuantTile<5, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 4:
+        QuantTile<4, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 3:
+        QuantTile<3, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 2:
+        QuantTile<2, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      case 1:
+        QuantTile<1, SUB, kMin>(w, a, g, m, bias, out);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -159,8 +174,8 @@ inline __m512 LoadW(const void* row, int64_t k, __mmask16 mask) {
 }
 
 template <DType kType, int NT, int MT>
-void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m,
-               const float* bias, float* out) {
+void FloatTile(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m, const float* bias,
+               float* out) {
   constexpr int64_t kElem = kType == DType::kF32 ? 4 : 2;
   const int64_t cols = w.cols;
   const void* rows[NT];
@@ -192,25 +207,30 @@ void FloatRows(const PackedMatrix::Impl& w, const float* x, int64_t n, int64_t m
   int64_t m = m_begin;
   for (; m + 4 <= m_end; m += 4) FloatTile<kType, NT, 4>(w, x, n, m, bias, out);
   switch (m_end - m) {
-    case 3: FloatTile<kType, NT, 3>(w, x, n, m, bias, out); break;
-    case 2: FloatTile<kType, NT, 2>(w, x, n, m, bias, out); break;
-    case 1: FloatTile<kType, NT, 1>(w, x, n, m, bias, out); break;
-    default: break;
+    case 3:
+      FloatTile<kType, NT, 3>(w, x, n, m, bias, out);
+      break;
+    case 2:
+      FloatTile<kType, NT, 2>(w, x, n, m, bias, out);
+      break;
+    case 1:
+      FloatTile<kType, NT, 1>(w, x, n, m, bias, out);
+      break;
+    default:
+      break;
   }
 }
 
 template <DType kType>
-void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
-                      int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
-                      float* out) {
+void FloatKernelTyped(const PackedMatrix::Impl& w, const float* x, int64_t n_begin, int64_t n_end,
+                      int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   int64_t n = n_begin;
   for (; n + 4 <= n_end; n += 4) FloatRows<kType, 4>(w, x, n, m_begin, m_end, bias, out);
   for (; n < n_end; ++n) FloatRows<kType, 1>(w, x, n, m_begin, m_end, bias, out);
 }
 
-void FloatKernelAvx512(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
-                       int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
-                       float* out) {
+void FloatKernelAvx512(const PackedMatrix::Impl& w, const float* x, int64_t n_begin, int64_t n_end,
+                       int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   switch (w.dtype) {
     case DType::kF16:
       return FloatKernelTyped<DType::kF16>(w, x, n_begin, n_end, m_begin, m_end, bias, out);
@@ -223,8 +243,6 @@ void FloatKernelAvx512(const PackedMatrix::Impl& w, const float* x, int64_t n_be
 
 }  // namespace
 
-MatMulKernels Avx512Kernels() {
-  return {QuantizeActsAvx512, QuantKernelAvx512, FloatKernelAvx512};
-}
+MatMulKernels Avx512Kernels() { return {QuantizeActsAvx512, QuantKernelAvx512, FloatKernelAvx512}; }
 
 }  // namespace tinyserve::kernels

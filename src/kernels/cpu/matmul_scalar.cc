@@ -73,15 +73,17 @@ void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, i
 
 float LoadWeight(DType type, const void* row, int64_t k) {
   switch (type) {
-    case DType::kF16: return Fp16ToF32(static_cast<const uint16_t*>(row)[k]);
-    case DType::kBF16: return Bf16ToF32(static_cast<const uint16_t*>(row)[k]);
-    default: return static_cast<const float*>(row)[k];
+    case DType::kF16:
+      return Fp16ToF32(static_cast<const uint16_t*>(row)[k]);
+    case DType::kBF16:
+      return Bf16ToF32(static_cast<const uint16_t*>(row)[k]);
+    default:
+      return static_cast<const float*>(row)[k];
   }
 }
 
-void FloatKernelScalar(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
-                       int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
-                       float* out) {
+void FloatKernelScalar(const PackedMatrix::Impl& w, const float* x, int64_t n_begin, int64_t n_end,
+                       int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   const int64_t elem = w.dtype == DType::kF32 ? 4 : 2;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const void* row = static_cast<const uint8_t*>(w.float_data) + n * w.cols * elem;
@@ -96,8 +98,6 @@ void FloatKernelScalar(const PackedMatrix::Impl& w, const float* x, int64_t n_be
 
 }  // namespace
 
-MatMulKernels ScalarKernels() {
-  return {QuantizeActsScalar, QuantKernelScalar, FloatKernelScalar};
-}
+MatMulKernels ScalarKernels() { return {QuantizeActsScalar, QuantKernelScalar, FloatKernelScalar}; }
 
 }  // namespace tinyserve::kernels

@@ -81,9 +81,8 @@ void Softmax(float* x, int64_t num_rows, int64_t dim) {
     float* xr = x + r * dim;
     __m512 mx = neg_inf;
     for (int64_t i = 0; i < dim; i += kWidth) {
-      const __m512 v = dim - i >= kWidth
-                           ? _mm512_loadu_ps(xr + i)
-                           : _mm512_mask_loadu_ps(neg_inf, TailMask(dim - i), xr + i);
+      const __m512 v = dim - i >= kWidth ? _mm512_loadu_ps(xr + i)
+                                         : _mm512_mask_loadu_ps(neg_inf, TailMask(dim - i), xr + i);
       mx = _mm512_max_ps(mx, v);
     }
     const __m512 max_v = _mm512_set1_ps(ReduceMax(mx));
@@ -119,8 +118,8 @@ void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
   // (Zen 4), and a masked store also delays the loads that read it back.
   if (dtype == DType::kF16) {
     for (; i + kWidth <= n; i += kWidth)
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(
-                                    reinterpret_cast<const __m256i*>(h + i))));
+      _mm512_storeu_ps(
+          dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
   } else if (dtype == DType::kBF16) {
     for (; i + kWidth <= n; i += kWidth) {
       const __m512i wide =
