@@ -46,6 +46,11 @@ Status RunServe(ServeFlags f) {
                    f.server.keep_alive_timeout_s})
     if (!(t > 0)) return InvalidArgumentError("timeouts must be > 0");
   if (f.server.max_connections < 1) return InvalidArgumentError("--max-connections must be >= 1");
+  if (f.server.max_connections_per_client < 0)
+    return InvalidArgumentError("--max-connections-per-client must be >= 0");
+  if (f.server.max_buffered_body_bytes != 0 &&
+      f.server.max_buffered_body_bytes < f.server.max_request_bytes)
+    return InvalidArgumentError("--max-buffered-body-bytes must be 0 or >= --max-request-bytes");
 
   // Block the signals before any thread starts so that only the watcher below receives them.
   sigset_t signals;
@@ -167,6 +172,17 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--max-connections", f->server.max_connections,
                   "Open connections beyond which new ones are closed at once")
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-client", f->server.max_connections_per_client,
+                  "Open connections one client address may hold; more get 503 (0: no cap)")
+      ->capture_default_str();
+  cmd->add_option("--trusted-proxies", f->server.trusted_proxies,
+                  "Peer IP addresses exempt from --max-connections-per-client (a reverse "
+                  "proxy carries many clients: limit them in the proxy, e.g. nginx limit_conn)")
+      ->delimiter(',');
+  cmd->add_option("--max-buffered-body-bytes", f->server.max_buffered_body_bytes,
+                  "Body bytes of all requests still being received, together; a request that "
+                  "would pass it gets 503 (0: 16 x --max-request-bytes)")
       ->capture_default_str();
   cmd->add_flag("--public-metrics", f->server.public_metrics, "Serve /metrics without the API key");
   cmd->add_option("--allowed-hosts", f->server.allowed_hosts,

@@ -263,6 +263,55 @@ TEST_F(GgufCorruptionTest, AlignmentOfWrongType) {
   ExpectError(StatusCode::kInvalidArgument, "'general.alignment': expected an unsigned integer");
 }
 
+// A GGUF v3 file without tensors whose one metadata key `key` is an array of `count` elements of
+// `element_type`, each `element` (raw bytes).
+std::vector<uint8_t> OneArrayFile(std::string_view key, GgufType element_type, uint64_t count,
+                                  std::string_view element) {
+  std::vector<uint8_t> b;
+  auto put = [&b](const void* p, size_t n) {
+    const auto* c = static_cast<const uint8_t*>(p);
+    b.insert(b.end(), c, c + n);
+  };
+  auto u32 = [&put](uint32_t v) { put(&v, 4); };
+  auto u64 = [&put](uint64_t v) { put(&v, 8); };
+  put("GGUF", 4);
+  u32(3);
+  u64(0);  // tensors
+  u64(1);  // metadata pairs
+  u64(key.size());
+  put(key.data(), key.size());
+  u32(static_cast<uint32_t>(GgufType::kArray));
+  u32(static_cast<uint32_t>(element_type));
+  u64(count);
+  b.reserve(b.size() + count * element.size());
+  for (uint64_t i = 0; i < count; ++i) put(element.data(), element.size());
+  return b;
+}
+
+TEST_F(GgufCorruptionTest, TinyArrayElementsCannotAmplifyIntoHugeParsedMemory) {
+  // 8 MiB of uint8 elements (under the element-count limit) would parse into ~400 MiB of
+  // GgufValues: refused before any of it is allocated.
+  bytes_ = OneArrayFile("k.bytes", GgufType::kUint8, 8u << 20, std::string_view("\x01", 1));
+  ExpectError(StatusCode::kInvalidArgument,
+              "metadata key 'k.bytes': the metadata would take more than 256 MiB of memory parsed");
+}
+
+TEST_F(GgufCorruptionTest, ManyEmptyStringsAreBoundedByParsedMemory) {
+  // 9M empty strings: 72 MiB of file, ~290 MiB of std::string.
+  bytes_ = OneArrayFile("k.strs", GgufType::kString, 9u << 20, std::string_view("\0\0\0\0\0\0\0\0", 8));
+  ExpectError(StatusCode::kInvalidArgument, "the metadata would take more than 256 MiB");
+}
+
+TEST_F(GgufCorruptionTest, AVocabularySizedStringArrayStillLoads) {
+  // Like a tokenizer's 151,936 tokens: charged far below the limit.
+  bytes_ = OneArrayFile("tokenizer.ggml.tokens", GgufType::kString, 151936,
+                        std::string_view("\x14\0\0\0\0\0\0\0abcdefghijklmnopqrst", 28));
+  WriteBytes(path_, bytes_);
+  auto f = GgufFile::Open(path_);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->Find("tokenizer.ggml.tokens")->size(), 151936u);
+}
+
 TEST_F(GgufCorruptionTest, RandomByteFlipsNeverCrash) {
   const std::vector<uint8_t> full = bytes_;
   std::mt19937 rng(1234);

@@ -14,6 +14,15 @@ constexpr int kMaxArrayDepth = 8;
 // All metadata array elements together; bounds memory on files full of tiny elements (the
 // largest real vocabularies have ~260k tokens).
 constexpr uint64_t kMaxMetadataElements = 16ull << 20;
+// Memory of the parsed metadata (values, strings, keys and their index), however the file
+// spends its bytes: a uint8 array element takes 1 byte in a file and a GgufValue (~48 bytes)
+// parsed, so element counts alone would let a 16 MiB file take ~800 MiB. Real files need far
+// less (a 150k-token vocabulary with its merges, scores and types: ~30 MiB).
+constexpr uint64_t kMaxMetadataMemory = 256ull << 20;
+// Heap bytes of one std::string holding `len` bytes (its buffer when past the inline capacity).
+uint64_t StringMemory(uint64_t len) {
+  return sizeof(std::string) + (len > 15 ? len + 1 : 0);
+}
 // Largest up-front reservation for an array read from a file.
 constexpr uint64_t kReserveLimit = 1ull << 16;
 // Keys are at most 2^16-1 bytes (GGUF spec).
@@ -89,6 +98,16 @@ class GgufParser {
     return OkStatus();
   }
 
+  // Counts `bytes` of parsed metadata against kMaxMetadataMemory before they are allocated.
+  Status Charge(std::string_view key, uint64_t bytes) {
+    metadata_memory_ += bytes;
+    if (metadata_memory_ > kMaxMetadataMemory) {
+      return Error("metadata key '{}': the metadata would take more than {} MiB of memory parsed",
+                   key, kMaxMetadataMemory >> 20);
+    }
+    return OkStatus();
+  }
+
   // `what` names the string in errors; `index` >= 0 marks element `index` of that array.
   Status ReadString(std::string_view what, uint64_t max_len, std::string* out, int64_t index = -1) {
     auto name = [&] { return index < 0 ? std::string(what) : fmt::format("{}[{}]", what, index); };
@@ -151,6 +170,7 @@ class GgufParser {
       case GgufType::kString: {
         std::string s;
         TS_RETURN_IF_ERROR(ReadString(fmt::format("value of '{}'", key), UINT64_MAX, &s));
+        TS_RETURN_IF_ERROR(Charge(key, StringMemory(s.size())));
         *out = GgufValue::String(std::move(s));
         return OkStatus();
       }
@@ -179,16 +199,19 @@ class GgufParser {
     }
     if (element_type == GgufType::kString) {
       // Grown as elements are read, so memory follows the bytes actually present.
+      TS_RETURN_IF_ERROR(Charge(key, count * sizeof(std::string)));
       std::vector<std::string> strings;
       strings.reserve(std::min<uint64_t>(count, kReserveLimit));
       const std::string what = fmt::format("value of '{}'", key);
       for (uint64_t i = 0; i < count; ++i) {
         TS_RETURN_IF_ERROR(
             ReadString(what, UINT64_MAX, &strings.emplace_back(), static_cast<int64_t>(i)));
+        TS_RETURN_IF_ERROR(Charge(key, StringMemory(strings.back().size()) - sizeof(std::string)));
       }
       *out = GgufValue::StringArray(std::move(strings));
       return OkStatus();
     }
+    TS_RETURN_IF_ERROR(Charge(key, count * sizeof(GgufValue)));
     std::vector<GgufValue> elements;
     elements.reserve(std::min<uint64_t>(count, kReserveLimit));
     for (uint64_t i = 0; i < count; ++i) {
@@ -204,6 +227,9 @@ class GgufParser {
       std::string key;
       TS_RETURN_IF_ERROR(ReadString(fmt::format("metadata key #{}", i), kMaxKeyBytes, &key));
       if (key.empty()) return Error("metadata key #{} is empty", i);
+      // The pair, the key's copy in the index and the index node (approximately).
+      TS_RETURN_IF_ERROR(Charge(key, sizeof(std::pair<std::string, GgufValue>) +
+                                         2 * StringMemory(key.size()) + 32));
       GgufType type{};
       TS_RETURN_IF_ERROR(ReadType(key, &type));
       GgufValue value;
@@ -334,6 +360,7 @@ class GgufParser {
   ByteReader reader_;
   uint64_t num_tensors_ = 0;
   uint64_t num_kv_ = 0;
+  uint64_t metadata_memory_ = 0;  // parsed metadata so far, see kMaxMetadataMemory
   uint64_t num_elements_ = 0;
   std::vector<uint64_t> offsets_;
 };

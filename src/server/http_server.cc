@@ -133,6 +133,9 @@ ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
   http.read_timeout_s = options_.read_timeout_s;
   http.write_timeout_s = options_.write_timeout_s;
   http.max_connections = options_.max_connections;
+  http.max_connections_per_client = options_.max_connections_per_client;
+  http.trusted_proxies = options_.trusted_proxies;
+  http.max_buffered_body_bytes = options_.max_buffered_body_bytes;
   http_ = std::make_unique<HttpServer>(
       std::move(http), [this](HttpRequest& req, HttpResponder& res) { Route(req, res); },
       [](int status, const std::string& message) {

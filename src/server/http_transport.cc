@@ -20,6 +20,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "util/logging.h"
 
@@ -82,6 +83,39 @@ void SendNow(int fd, std::string_view data) {
     if (n <= 0) return;
     data.remove_prefix(static_cast<size_t>(n));
   }
+}
+
+// The numeric address of a peer; an IPv4-mapped IPv6 address is written as IPv4, so that one
+// client has one name whichever socket family accepted it.
+std::string PeerName(const sockaddr_storage& addr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, text,
+                sizeof(text));
+  } else if (addr.ss_family == AF_INET6) {
+    const in6_addr& a6 = reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+      ::inet_ntop(AF_INET, &a6.s6_addr[12], text, sizeof(text));
+    } else {
+      ::inet_ntop(AF_INET6, &a6, text, sizeof(text));
+    }
+  }
+  return text;
+}
+
+// The same name for an address given as text; "" when it is not an IP address.
+std::string NormalizeAddress(const std::string& text) {
+  sockaddr_storage addr{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (::inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+    addr.ss_family = AF_INET;
+  } else if (::inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) == 1) {
+    addr.ss_family = AF_INET6;
+  } else {
+    return "";
+  }
+  return PeerName(addr);
 }
 
 }  // namespace
@@ -174,6 +208,8 @@ bool HttpResponder::ClientGone() const {
 
 struct Connection {
   int fd = -1;
+  std::string peer;         // the client's address ("" when exempt from the per-client cap)
+  uint64_t body_bytes = 0;  // charged to the global body budget while the I/O thread reads
   HttpRequestParser parser;
   std::string leftover;  // bytes of the next (pipelined) request
   Clock::time_point idle_since;
@@ -195,6 +231,15 @@ struct HttpServer::Impl {
   std::unordered_map<int, std::unique_ptr<Connection>> idle;  // I/O thread only
   std::atomic<int> connections{0};
   bool accept_paused = false;  // I/O thread only
+  // Per-client cap: I/O thread only (connections are accepted and closed there).
+  std::unordered_set<std::string> trusted;          // normalized addresses
+  std::unordered_map<std::string, int> per_client;  // open connections by peer address
+  // Body budget: bodies being received or queued for a worker. Only the I/O thread adds (so
+  // its check-then-add cannot overshoot); a worker subtracts when it takes a request.
+  uint64_t body_budget = 0;
+  std::atomic<uint64_t> buffered_body{0};  // sum of Connection::body_bytes
+  Clock::time_point last_refusal_log{};
+  int refusals_unlogged = 0;
 
   std::mutex mu;
   std::condition_variable work_cv;
@@ -203,8 +248,42 @@ struct HttpServer::Impl {
   std::vector<std::thread> workers;
 
   void Close(std::unique_ptr<Connection> c) {
+    ReleaseBody(c.get());
+    if (!c->peer.empty()) {
+      auto it = per_client.find(c->peer);
+      if (--it->second == 0) per_client.erase(it);
+    }
     ::close(c->fd);
     --connections;
+  }
+
+  void ReleaseBody(Connection* c) {
+    buffered_body -= c->body_bytes;
+    c->body_bytes = 0;
+  }
+
+  // Charges the body bytes received since the last call; false when the budget is spent.
+  bool ChargeBody(Connection* c) {
+    const uint64_t now = c->parser.request().body.size();
+    if (now <= c->body_bytes) return true;
+    const uint64_t more = now - c->body_bytes;
+    if (buffered_body + more > body_budget) return false;
+    buffered_body += more;
+    c->body_bytes = now;
+    return true;
+  }
+
+  // Refusals (per-client cap) are logged at most once a second, with how many were not.
+  void LogRefusal(const std::string& peer, int open) {
+    ++refusals_unlogged;
+    const auto now = Clock::now();
+    if (Seconds(now - last_refusal_log) < 1) return;
+    TS_LOG_WARNING(
+        "refused {} connection(s): client {} holds {} (--max-connections-per-client); behind a "
+        "reverse proxy, name it in --trusted-proxies",
+        refusals_unlogged, peer, open);
+    refusals_unlogged = 0;
+    last_refusal_log = now;
   }
 
   void Wake() {
@@ -222,14 +301,21 @@ struct HttpServer::Impl {
   // Answers an error the transport found itself and starts a lingering close (the client may
   // still be sending; closing at once would reset the connection before it reads the answer).
   void Reject(Connection* c, int status, const std::string& message) {
-    const std::string body = error_body(status, message);
-    SendNow(c->fd, fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\n"
-                               "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-                               status, Reason(status), body.size(), body));
+    SendError(c->fd, status, message);
     ::shutdown(c->fd, SHUT_WR);
+    ReleaseBody(c);
+    std::string().swap(c->parser.request().body);  // its memory is no longer charged
     c->closing = true;
     c->first_byte = Clock::now();
     if (logger) logger(status);
+  }
+
+  void SendError(int fd, int status, const std::string& message) {
+    const std::string body = error_body(status, message);
+    SendNow(fd, fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\n"
+                            "Content-Length: {}\r\n{}Connection: close\r\n\r\n{}",
+                            status, Reason(status), body.size(),
+                            status == 503 ? "Retry-After: 1\r\n" : "", body));
   }
 
   // Feeds bytes to the connection's parser. Returns the connection when a request is complete
@@ -240,6 +326,10 @@ struct HttpServer::Impl {
       const bool was_started = c->parser.started();
       pos += c->parser.Feed(data.substr(pos));
       if (!was_started && c->parser.started()) c->first_byte = Clock::now();
+      if (!ChargeBody(c)) {
+        Reject(c, 503, "the server is receiving too many request bodies; retry shortly");
+        return false;
+      }
       switch (c->parser.state()) {
         case HttpRequestParser::State::kHeadersDone:
           if (c->parser.request().expect_continue) SendNow(c->fd, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -317,7 +407,10 @@ struct HttpServer::Impl {
 
   void Accept() {
     while (true) {
-      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage addr{};
+      socklen_t addr_len = sizeof(addr);
+      const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           // Out of descriptors: the listener would stay readable and spin this thread. Stop
@@ -331,14 +424,42 @@ struct HttpServer::Impl {
         ::close(fd);
         continue;
       }
+      std::string peer;
+      if (options.max_connections_per_client > 0) {
+        peer = PeerName(addr);
+        if (trusted.count(peer) != 0) peer.clear();
+      }
+      if (!peer.empty()) {
+        auto it = per_client.find(peer);
+        if (it != per_client.end() && it->second >= options.max_connections_per_client) {
+          RefuseClient(fd, peer, it->second);
+          continue;
+        }
+        ++per_client[peer];
+      }
       ++connections;
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto c = std::make_unique<Connection>(fd, options.limits);
+      c->peer = std::move(peer);
       c->idle_since = Clock::now();
       Watch(c.get());
       idle.emplace(fd, std::move(c));
     }
+  }
+
+  // A client over its connection cap gets 503 and the connection is closed at once (a lingering
+  // close would hold a slot that the cap exists to protect). What it already sent is read first,
+  // so that the close does not reset the connection before the answer is read.
+  void RefuseClient(int fd, const std::string& peer, int open) {
+    SendError(fd, 503, "too many connections from this client; retry shortly");
+    ::shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 16 && ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; ++i) {
+    }
+    ::close(fd);
+    if (logger) logger(503);
+    LogRefusal(peer, open);
   }
 
   void WatchListener() {
@@ -387,6 +508,8 @@ struct HttpServer::Impl {
         c = std::move(work.front());
         work.pop_front();
       }
+      // Queued bodies stay charged; one being handled is bounded by the worker count instead.
+      ReleaseBody(c.get());
       HttpRequest& request = c->parser.request();
       HttpResponder responder(c->fd, request, options.write_timeout_s);
       try {
@@ -414,6 +537,11 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, ErrorBody err
                        Logger logger)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
+  const HttpServerOptions& o = impl_->options;
+  // Never below one body: a lone request of the largest size must always be receivable.
+  impl_->body_budget = std::max(
+      o.limits.max_body_bytes,
+      o.max_buffered_body_bytes > 0 ? o.max_buffered_body_bytes : 16 * o.limits.max_body_bytes);
   impl_->handler = std::move(handler);
   impl_->error_body = std::move(error_body);
   impl_->logger = std::move(logger);
@@ -430,6 +558,11 @@ HttpServer::~HttpServer() {
 }
 
 Status HttpServer::Bind() {
+  for (const std::string& proxy : impl_->options.trusted_proxies) {
+    const std::string name = NormalizeAddress(proxy);
+    if (name.empty()) return InvalidArgumentError("trusted proxy '{}' is not an IP address", proxy);
+    impl_->trusted.insert(name);
+  }
   // Each connection is a descriptor: allow as many as the hard limit permits.
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {

@@ -5,6 +5,10 @@
 // so slow or idle clients hold no worker thread. A complete request is handed to a worker
 // thread, which runs the handler and writes the response itself (blocking, under a write
 // deadline); the connection then goes back to the I/O thread for the next request.
+// Memory while reading is bounded globally: request bodies being received or waiting for a
+// worker share a byte budget, and one client address may hold only so many connections; both
+// refusals are a 503 with Retry-After. So the I/O thread holds at most that budget plus the
+// request heads, and the workers one body each.
 // Thread-safety: Bind/Serve from one thread; Stop from any thread; HttpResponder belongs to the
 // worker that runs the handler.
 #pragma once
@@ -32,6 +36,13 @@ struct HttpServerOptions {
   double read_timeout_s = 30;       // the whole request must arrive within this of its first byte
   double write_timeout_s = 30;      // a response write that makes no progress this long fails
   int max_connections = 1024;       // further connections are closed at once
+  // Connections one peer address may hold at once (0: no cap); the next gets 503.
+  int max_connections_per_client = 64;
+  // Peer addresses exempt from that cap (reverse proxies, which carry many clients).
+  std::vector<std::string> trusted_proxies;
+  // Decoded body bytes of all requests being received or waiting for a worker, together; a request whose bytes
+  // would pass it gets 503. 0: 16 x limits.max_body_bytes.
+  uint64_t max_buffered_body_bytes = 0;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

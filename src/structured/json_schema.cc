@@ -7,6 +7,8 @@
 #include <string>
 
 #include "structured/json_limits.h"
+#include "structured/json_schema_number.h"
+#include "structured/json_schema_ref.h"
 #include "structured/regex.h"
 
 namespace tinyserve::structured {
@@ -26,7 +28,6 @@ const std::set<std::string>& KnownKeywords() {
   return k;
 }
 
-Expr Digit() { return Expr::Bytes({{'0', '9'}}); }
 Expr Ws() { return Expr::Opt(Expr::Byte(' ')); }
 Expr Sep() { return Expr::Seq({Expr::Byte(','), Ws()}); }
 
@@ -47,60 +48,6 @@ Expr JsonChar() {
                        Expr::Seq({Expr::Byte('u'),
                                   Expr::Repeat(Expr::Bytes({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}), 4,
                                                4)})})})});
-}
-
-// Digit strings of the same length with values in [a, b] (leading zeros allowed).
-Expr FixedWidth(const std::string& a, const std::string& b) {
-  if (a.empty()) return Expr::Empty();
-  const size_t n = a.size() - 1;
-  if (a.substr(1) == std::string(n, '0') && b.substr(1) == std::string(n, '9')) {
-    return Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0]), static_cast<uint8_t>(b[0])}}),
-                      Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))});
-  }
-  if (a[0] == b[0]) return Expr::Seq({Expr::Byte(a[0]), FixedWidth(a.substr(1), b.substr(1))});
-  std::vector<Expr> alts;
-  alts.push_back(Expr::Seq({Expr::Byte(a[0]), FixedWidth(a.substr(1), std::string(n, '9'))}));
-  if (a[0] + 1 <= b[0] - 1) {
-    alts.push_back(
-        Expr::Seq({Expr::Bytes({{static_cast<uint8_t>(a[0] + 1), static_cast<uint8_t>(b[0] - 1)}}),
-                   Expr::Repeat(Digit(), static_cast<int32_t>(n), static_cast<int32_t>(n))}));
-  }
-  alts.push_back(Expr::Seq({Expr::Byte(b[0]), FixedWidth(std::string(n, '0'), b.substr(1))}));
-  return Expr::Alt(std::move(alts));
-}
-
-// Decimal numerals (no sign, no leading zeros) with values in [a, b]; b < 0 means unbounded.
-Expr NonNegative(int64_t a, int64_t b) {
-  std::vector<Expr> alts;
-  const std::string sa = std::to_string(a);
-  const int len_a = static_cast<int>(sa.size());
-  const int len_b = b < 0 ? len_a : static_cast<int>(std::to_string(b).size());
-  for (int len = len_a; len <= len_b; ++len) {
-    const std::string lo = len == len_a ? sa : "1" + std::string(len - 1, '0');
-    const std::string hi = (b >= 0 && len == len_b) ? std::to_string(b) : std::string(len, '9');
-    alts.push_back(FixedWidth(lo, hi));
-  }
-  if (b < 0) {
-    alts.push_back(Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Repeat(Digit(), len_a, -1)}));
-  }
-  return Expr::Alt(std::move(alts));
-}
-
-// Integers in [lo, hi] (either side may be absent), as JSON numerals.
-Expr IntegerRange(std::optional<int64_t> lo, std::optional<int64_t> hi) {
-  std::vector<Expr> alts;
-  if (!hi || *hi >= 0) {
-    const int64_t a = lo ? std::max<int64_t>(*lo, 0) : 0;
-    if (!hi || a <= *hi) alts.push_back(NonNegative(a, hi ? *hi : -1));
-  }
-  if (!lo || *lo < 0) {
-    // -j for j in [max(1, -hi), -lo].
-    const int64_t a = hi ? std::max<int64_t>(1, -std::min<int64_t>(*hi, -1)) : 1;
-    if (!lo || a <= -*lo)
-      alts.push_back(Expr::Seq({Expr::Byte('-'), NonNegative(a, lo ? -*lo : -1)}));
-  }
-  if (alts.empty()) return Expr::Bytes({});
-  return Expr::Alt(std::move(alts));
 }
 
 std::string Pointer(const std::string& path) { return path.empty() ? "/" : path; }
@@ -162,7 +109,7 @@ class SchemaCompiler {
     TS_ASSIGN_OR_RETURN(any_object_, b_.DeclareRule("json_object"));
     TS_ASSIGN_OR_RETURN(int32_t array, b_.DeclareRule("json_array"));
     TS_ASSIGN_OR_RETURN(int32_t str, StringRule());
-    TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", NumberExpr()));
+    TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", AnyJsonNumber()));
     const Expr v = Expr::Ref(any_value_);
     const Expr member = Expr::Seq({Expr::Ref(str), Expr::Byte(':'), Ws(), v});
     TS_RETURN_IF_ERROR(b_.DefineRule(
@@ -184,16 +131,6 @@ class SchemaCompiler {
   StatusOr<int32_t> StringRule() {
     return b_.AddRule("json_string",
                       Expr::Seq({Expr::Byte('"'), Expr::Star(JsonChar()), Expr::Byte('"')}));
-  }
-
-  static Expr NumberExpr() {
-    return Expr::Seq(
-        {Expr::Opt(Expr::Byte('-')),
-         Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}), Expr::Star(Digit())})}),
-         Expr::Opt(Expr::Seq({Expr::Byte('.'), Expr::Plus(Digit())})),
-         Expr::Opt(
-             Expr::Seq({Expr::Bytes({{'e', 'e'}, {'E', 'E'}}),
-                        Expr::Opt(Expr::Bytes({{'+', '+'}, {'-', '-'}})), Expr::Plus(Digit())}))});
   }
 
   StatusOr<Expr> Node(const Json& s, const std::string& path, int depth) {
@@ -283,34 +220,6 @@ class SchemaCompiler {
     return Expr::Ref(id);
   }
 
-  // Resolves a local reference "#" or "#/a/b" (JSON pointer) within the root schema.
-  StatusOr<const Json*> ResolvePointer(const std::string& ref) const {
-    if (ref == "#") return &root_;
-    if (ref.rfind("#/", 0) != 0) {
-      return InvalidArgumentError("only local '$ref' (#/...) is supported, got '{}'", ref);
-    }
-    const Json* target = &root_;
-    size_t pos = 2;
-    while (pos <= ref.size()) {
-      size_t end = ref.find('/', pos);
-      if (end == std::string::npos) end = ref.size();
-      std::string token = ref.substr(pos, end - pos);
-      for (size_t i; (i = token.find("~1")) != std::string::npos;) token.replace(i, 2, "/");
-      for (size_t i; (i = token.find("~0")) != std::string::npos;) token.replace(i, 2, "~");
-      if (target->is_object() && target->contains(token)) {
-        target = &(*target)[token];
-      } else if (target->is_array() && !token.empty() && token.size() < 9 &&
-                 token.find_first_not_of("0123456789") == std::string::npos &&
-                 std::stoul(token) < target->size()) {
-        target = &(*target)[std::stoul(token)];
-      } else {
-        return InvalidArgumentError("'$ref' '{}' does not resolve", ref);
-      }
-      pos = end + 1;
-    }
-    return target;
-  }
-
   // The target is compiled one level deeper than the referring schema: a chain of $refs counts
   // against max_depth like nesting does (restarting at each $ref let 1,000-link chains recurse).
   StatusOr<Expr> RefNode(const Json& s, const std::string& path, int depth) {
@@ -319,25 +228,12 @@ class SchemaCompiler {
     const std::string ref = s["$ref"].get<std::string>();
     auto it = ref_rules_.find(ref);
     if (it != ref_rules_.end()) return Expr::Ref(it->second);
-    TS_ASSIGN_OR_RETURN(const Json* target, ResolvePointer(ref));
+    TS_ASSIGN_OR_RETURN(const Json* target, ResolveJsonPointer(root_, ref));
     TS_ASSIGN_OR_RETURN(int32_t id, b_.DeclareRule(Truncated(ref)));
     ref_rules_[ref] = id;
     TS_ASSIGN_OR_RETURN(Expr body, Node(*target, ref.substr(1), depth + 1));
     TS_RETURN_IF_ERROR(b_.DefineRule(id, body));
     return Expr::Ref(id);
-  }
-
-  // Follows $ref chains to the schema object they name (for allOf merging).
-  StatusOr<const Json*> Resolve(const Json& s) {
-    const Json* cur = &s;
-    for (int hops = 0; cur->is_object() && cur->contains("$ref"); ++hops) {
-      if (hops > 32) return InvalidArgumentError("'$ref' chain too long");
-      const Json& r = (*cur)["$ref"];
-      if (!r.is_string()) return InvalidArgumentError("'$ref' is not a string");
-      TS_ASSIGN_OR_RETURN(const Json* target, ResolvePointer(r.get<std::string>()));
-      cur = target;
-    }
-    return cur;
   }
 
   StatusOr<Expr> AllOf(const Json& s, const std::string& path, int depth) {
@@ -350,7 +246,7 @@ class SchemaCompiler {
     merged["required"] = Json::array();
     std::vector<const Json*> parts{&s};
     for (const Json& p : s["allOf"]) {
-      TS_ASSIGN_OR_RETURN(const Json* r, Resolve(p));
+      TS_ASSIGN_OR_RETURN(const Json* r, ResolveRefChain(root_, p));
       parts.push_back(r);
     }
     for (const Json* p : parts) {
@@ -581,64 +477,11 @@ class SchemaCompiler {
   }
 
   StatusOr<Expr> NumberNode(const Json& s, const std::string& path, bool integer) {
-    std::optional<double> lo, hi;
-    bool lo_excl = false, hi_excl = false;
-    for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
-      if (!s.contains(key)) continue;
-      if (!s[key].is_number())
-        return InvalidArgumentError("'{}' at {} is not a number", key, Pointer(path));
-      const double v = s[key].get<double>();
-      const std::string k = key;
-      if (k == "minimum" || k == "exclusiveMinimum") {
-        const bool excl = k == "exclusiveMinimum";
-        if (!lo || v > *lo || (v == *lo && excl)) lo = v, lo_excl = excl;
-      } else {
-        const bool excl = k == "exclusiveMaximum";
-        if (!hi || v < *hi || (v == *hi && excl)) hi = v, hi_excl = excl;
-      }
-    }
-    if (!lo && !hi) {
-      if (integer) {
-        return Expr::Seq({Expr::Opt(Expr::Byte('-')),
-                          Expr::Alt({Expr::Byte('0'), Expr::Seq({Expr::Bytes({{'1', '9'}}),
-                                                                 Expr::Star(Digit())})})});
-      }
-      TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", NumberExpr()));
-      return Expr::Ref(num);
-    }
-    constexpr double kBig = 1e18;
-    // Integer bounds of the values allowed.
-    std::optional<int64_t> ilo, ihi;
-    if (lo && *lo > -kBig)
-      ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
-    if (hi && *hi < kBig)
-      ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
-    if (lo && *lo >= kBig)
-      return InvalidArgumentError("'minimum' at {} is too large", Pointer(path));
-    if (hi && *hi <= -kBig)
-      return InvalidArgumentError("'maximum' at {} is too small", Pointer(path));
-    std::vector<Expr> alts;
-    if (!ilo || !ihi || *ilo <= *ihi) alts.push_back(IntegerRange(ilo, ihi));
-    if (!integer) {
-      // k.f with f non-zero lies in (k, k+1); -j.f in (-(j+1), -j).
-      const Expr frac =
-          Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
-      std::optional<int64_t> klo =
-          lo ? std::optional<int64_t>(
-                   std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig)))))
-             : int64_t{0};
-      std::optional<int64_t> khi;
-      if (hi) khi = static_cast<int64_t>(std::floor(std::min(*hi, kBig))) - 1;
-      if (!khi || *khi >= *klo) alts.push_back(Expr::Seq({IntegerRange(klo, khi), frac}));
-      std::optional<int64_t> jlo = int64_t{0}, jhi;
-      if (hi) jlo = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(-std::min(*hi, kBig))));
-      if (lo) jhi = static_cast<int64_t>(std::floor(-std::max(*lo, -kBig))) - 1;
-      if (!jhi || *jhi >= *jlo) {
-        alts.push_back(Expr::Seq({Expr::Byte('-'), IntegerRange(jlo, jhi), frac}));
-      }
-    }
-    if (alts.empty()) return InvalidArgumentError("numeric range at {} is empty", Pointer(path));
-    return Expr::Alt(std::move(alts));
+    TS_ASSIGN_OR_RETURN(NumberBounds bounds, ReadNumberBounds(s, Pointer(path)));
+    if (bounds.any()) return NumberInBounds(bounds, integer, Pointer(path));
+    if (integer) return AnyJsonInteger();
+    TS_ASSIGN_OR_RETURN(int32_t num, b_.AddRule("json_number", AnyJsonNumber()));
+    return Expr::Ref(num);
   }
 
   const Json& root_;
