@@ -4,7 +4,10 @@
 Workers loop over a weighted mix of: normal completions and chats (streamed or not),
 structured-output requests (regex, JSON Schema, choice, GBNF), streams dropped mid-way,
 non-streamed requests abandoned while they generate, malformed and hostile requests (bad JSON,
-deeply nested JSON, oversized heads, smuggling framing, gzip bodies) and slowloris connections.
+deeply nested JSON, oversized heads, smuggling framing, gzip bodies), slowloris connections,
+large bodies (near --max-request-bytes, often sent slowly, against the global body budget) and
+connection floods from a second loopback address (127.0.0.2, past --max-connections-per-client:
+the flood's extra connections get 503 while everyone on 127.0.0.1, /health included, is served).
 Meanwhile it samples the server's RSS (/proc/PID/status) every --rss-every seconds and times
 GET /health every second. Passes when the server never dies, /health always answers within 1 s,
 and RSS after warm-up (the first --warmup seconds) grows by less than --rss-slack MiB.
@@ -153,6 +156,41 @@ class Soak:
             status = self.post("/v1/completions", {"prompt": ["a"] * 64, "n": n, "max_tokens": 1})
             self.count(f"bad_choices_{status}")
 
+    def big_body(self, rng):
+        # 1-3.5 MiB of valid JSON (the prompt is short; the rest is whitespace), half of them
+        # trickled in 8 pieces so that several are in flight at once.
+        size = rng.randint(1 << 20, 7 << 19)
+        head = json.dumps({"prompt": "big", "max_tokens": 2})
+        body = (head + " " * (size - len(head))).encode()
+        req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+               b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        pieces = [req + body] if rng.random() < 0.5 else (
+            [req] + [body[i:i + len(body) // 8 + 1] for i in range(0, len(body), len(body) // 8 + 1)])
+        reply = self.raw(pieces, pause=0.2 if len(pieces) > 1 else 0.0)
+        self.count(f"big_body_{reply[9:12].decode(errors='replace') or 'none'}")
+
+    def conn_flood(self, rng):
+        socks, statuses = [], {}
+        try:
+            for _ in range(80):
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                             source_address=("127.0.0.2", 0))
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                socks.append(s)
+            for s in socks:
+                try:
+                    st = s.recv(4096)[9:12].decode(errors="replace") or "none"
+                except OSError:
+                    st = "reset"
+                statuses[st] = statuses.get(st, 0) + 1
+        finally:
+            for s in socks:
+                s.close()
+        for st, n in statuses.items():
+            with self.lock:
+                key = f"flood_{st}"
+                self.counts[key] = self.counts.get(key, 0) + n
+
     def slowloris(self, rng):
         self.raw([b"POST /v1/completions HTTP/1.1\r\n", b"Host: a\r\n", b"X-Slow: 1\r\n"],
                  pause=rng.uniform(0.5, 2.0), read=False)
@@ -161,7 +199,8 @@ class Soak:
     def worker(self, seed):
         rng = random.Random(seed)
         mix = [(self.normal, 40), (self.grammar, 20), (self.dropped_stream, 10),
-               (self.abandoned, 5), (self.bad, 20), (self.slowloris, 5)]
+               (self.abandoned, 5), (self.bad, 20), (self.slowloris, 5), (self.big_body, 4),
+               (self.conn_flood, 1)]
         fns, weights = zip(*mix)
         while not self.stop.is_set():
             fn = rng.choices(fns, weights)[0]

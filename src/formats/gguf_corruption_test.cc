@@ -298,7 +298,8 @@ TEST_F(GgufCorruptionTest, TinyArrayElementsCannotAmplifyIntoHugeParsedMemory) {
 
 TEST_F(GgufCorruptionTest, ManyEmptyStringsAreBoundedByParsedMemory) {
   // 9M empty strings: 72 MiB of file, ~290 MiB of std::string.
-  bytes_ = OneArrayFile("k.strs", GgufType::kString, 9u << 20, std::string_view("\0\0\0\0\0\0\0\0", 8));
+  bytes_ =
+      OneArrayFile("k.strs", GgufType::kString, 9u << 20, std::string_view("\0\0\0\0\0\0\0\0", 8));
   ExpectError(StatusCode::kInvalidArgument, "the metadata would take more than 256 MiB");
 }
 

@@ -20,9 +20,7 @@ constexpr uint64_t kMaxMetadataElements = 16ull << 20;
 // less (a 150k-token vocabulary with its merges, scores and types: ~30 MiB).
 constexpr uint64_t kMaxMetadataMemory = 256ull << 20;
 // Heap bytes of one std::string holding `len` bytes (its buffer when past the inline capacity).
-uint64_t StringMemory(uint64_t len) {
-  return sizeof(std::string) + (len > 15 ? len + 1 : 0);
-}
+uint64_t StringMemory(uint64_t len) { return sizeof(std::string) + (len > 15 ? len + 1 : 0); }
 // Largest up-front reservation for an array read from a file.
 constexpr uint64_t kReserveLimit = 1ull << 16;
 // Keys are at most 2^16-1 bytes (GGUF spec).
@@ -228,8 +226,8 @@ class GgufParser {
       TS_RETURN_IF_ERROR(ReadString(fmt::format("metadata key #{}", i), kMaxKeyBytes, &key));
       if (key.empty()) return Error("metadata key #{} is empty", i);
       // The pair, the key's copy in the index and the index node (approximately).
-      TS_RETURN_IF_ERROR(Charge(key, sizeof(std::pair<std::string, GgufValue>) +
-                                         2 * StringMemory(key.size()) + 32));
+      TS_RETURN_IF_ERROR(Charge(
+          key, sizeof(std::pair<std::string, GgufValue>) + 2 * StringMemory(key.size()) + 32));
       GgufType type{};
       TS_RETURN_IF_ERROR(ReadType(key, &type));
       GgufValue value;

@@ -47,9 +47,10 @@ struct ServerOptions {
   double keep_alive_timeout_s = 5;  // idle keep-alive connections are closed after this
   double write_timeout_s = 30;      // a client that reads nothing this long is dropped
   int max_connections = 1024;
-  int max_connections_per_client = 64;  // per peer address; 0: no cap
+  int max_connections_per_client = 64;       // per peer address; 0: no cap
   std::vector<std::string> trusted_proxies;  // peer addresses exempt from that cap
-  uint64_t max_buffered_body_bytes = 0;      // bodies being received, together; 0: 16 x max_request_bytes
+  uint64_t max_buffered_body_bytes =
+      0;                 // bodies being received, together; 0: 16 x max_request_bytes
   int http_threads = 0;  // 0: max_num_seqs + max_queue_len + 16
   // Seconds between SSE comment lines while a stream is quiet (keeps proxies from timing out;
   // disconnects are noticed by polling the socket, not by these writes).

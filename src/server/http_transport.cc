@@ -539,9 +539,9 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, ErrorBody err
   impl_->options = std::move(options);
   const HttpServerOptions& o = impl_->options;
   // Never below one body: a lone request of the largest size must always be receivable.
-  impl_->body_budget = std::max(
-      o.limits.max_body_bytes,
-      o.max_buffered_body_bytes > 0 ? o.max_buffered_body_bytes : 16 * o.limits.max_body_bytes);
+  impl_->body_budget = std::max(o.limits.max_body_bytes, o.max_buffered_body_bytes > 0
+                                                             ? o.max_buffered_body_bytes
+                                                             : 16 * o.limits.max_body_bytes);
   impl_->handler = std::move(handler);
   impl_->error_body = std::move(error_body);
   impl_->logger = std::move(logger);

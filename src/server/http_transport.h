@@ -40,8 +40,8 @@ struct HttpServerOptions {
   int max_connections_per_client = 64;
   // Peer addresses exempt from that cap (reverse proxies, which carry many clients).
   std::vector<std::string> trusted_proxies;
-  // Decoded body bytes of all requests being received or waiting for a worker, together; a request whose bytes
-  // would pass it gets 503. 0: 16 x limits.max_body_bytes.
+  // Decoded body bytes of all requests being received or waiting for a worker, together; a request
+  // whose bytes would pass it gets 503. 0: 16 x limits.max_body_bytes.
   uint64_t max_buffered_body_bytes = 0;
 };
 

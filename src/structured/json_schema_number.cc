@@ -65,13 +65,11 @@ Expr IntegerRange(std::optional<int64_t> lo, std::optional<int64_t> hi) {
 
 }  // namespace
 
-StatusOr<NumberBounds> ReadNumberBounds(const nlohmann::ordered_json& s,
-                                        const std::string& where) {
+StatusOr<NumberBounds> ReadNumberBounds(const nlohmann::ordered_json& s, const std::string& where) {
   NumberBounds b;
   for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
     if (!s.contains(key)) continue;
-    if (!s[key].is_number())
-      return InvalidArgumentError("'{}' at {} is not a number", key, where);
+    if (!s[key].is_number()) return InvalidArgumentError("'{}' at {} is not a number", key, where);
     const double v = s[key].get<double>();
     const std::string k = key;
     if (k == "minimum" || k == "exclusiveMinimum") {
@@ -107,24 +105,18 @@ StatusOr<Expr> NumberInBounds(const NumberBounds& bounds, bool integer, const st
   constexpr double kBig = 1e18;
   // Integer bounds of the values allowed.
   std::optional<int64_t> ilo, ihi;
-  if (lo && *lo > -kBig)
-    ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
-  if (hi && *hi < kBig)
-    ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
-  if (lo && *lo >= kBig)
-    return InvalidArgumentError("'minimum' at {} is too large", where);
-  if (hi && *hi <= -kBig)
-    return InvalidArgumentError("'maximum' at {} is too small", where);
+  if (lo && *lo > -kBig) ilo = static_cast<int64_t>(lo_excl ? std::floor(*lo) + 1 : std::ceil(*lo));
+  if (hi && *hi < kBig) ihi = static_cast<int64_t>(hi_excl ? std::ceil(*hi) - 1 : std::floor(*hi));
+  if (lo && *lo >= kBig) return InvalidArgumentError("'minimum' at {} is too large", where);
+  if (hi && *hi <= -kBig) return InvalidArgumentError("'maximum' at {} is too small", where);
   std::vector<Expr> alts;
   if (!ilo || !ihi || *ilo <= *ihi) alts.push_back(IntegerRange(ilo, ihi));
   if (!integer) {
     // k.f with f non-zero lies in (k, k+1); -j.f in (-(j+1), -j).
-    const Expr frac =
-        Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
-    std::optional<int64_t> klo =
-        lo ? std::optional<int64_t>(
-                 std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig)))))
-           : int64_t{0};
+    const Expr frac = Expr::Seq({Expr::Byte('.'), Expr::Star(Digit()), Expr::Bytes({{'1', '9'}})});
+    std::optional<int64_t> klo = lo ? std::optional<int64_t>(std::max<int64_t>(
+                                          0, static_cast<int64_t>(std::ceil(std::max(*lo, -kBig)))))
+                                    : int64_t{0};
     std::optional<int64_t> khi;
     if (hi) khi = static_cast<int64_t>(std::floor(std::min(*hi, kBig))) - 1;
     if (!khi || *khi >= *klo) alts.push_back(Expr::Seq({IntegerRange(klo, khi), frac}));

@@ -10,21 +10,24 @@ import { assertErrorShape, post, startServer } from './server_util.mjs';
 
 let server;  // no API key: the Host / Origin / Content-Type checks apply
 let keyed;   // --api-key k1
-let capped;  // small per-client connection cap and body budget
+let capped;  // small per-client connection cap
+let budget;  // small global body budget
 before(async () => {
   server = await startServer(['--max-request-bytes', '65536', '--header-timeout', '2',
     '--read-timeout', '4', '--timeout-keep-alive', '2', '--http-threads', '4',
     '--max-num-seqs', '4', '--max-queue-len', '16', '--kv-cache-memory', '1MiB',
     '--max-connections-per-client', '1000']);  // the slowloris test opens 300
   keyed = await startServer(['--api-key', 'k1']);
-  // Small global bounds: 8 connections per client, two 50 KB bodies in flight.
-  capped = await startServer(['--max-connections-per-client', '8', '--timeout-keep-alive', '30',
-    '--max-request-bytes', '65536', '--max-buffered-body-bytes', '131072', '--read-timeout', '30']);
+  // Small global bounds: 8 connections per client; two 50 KB bodies in flight.
+  capped = await startServer(['--max-connections-per-client', '8', '--timeout-keep-alive', '30']);
+  budget = await startServer(['--max-request-bytes', '65536', '--max-buffered-body-bytes', '131072',
+    '--read-timeout', '30']);
 });
 after(async () => {
   assert.equal((await server.stop()).code, 0, server.log());
   assert.equal((await keyed.stop()).code, 0, keyed.log());
   assert.equal((await capped.stop()).code, 0, capped.log());
+  assert.equal((await budget.stop()).code, 0, budget.log());
 });
 
 // Sends `chunks` (strings or Buffers; a number = pause in ms) and resolves with everything the
@@ -308,27 +311,30 @@ function openAndSend(port, data) {
 
 test('many connections from one client: past --max-connections-per-client each gets 503 with Retry-After', async () => {
   const held = [];
-  for (let i = 0; i < 8; i++) {  // answered, so accepted and counted; kept alive
-    const c = await openAndSend(capped.port, head('GET', '/health', '\r\n'));
-    assert.equal(statusOf(c.first), 200);
-    held.push(c.sock);
+  try {
+    for (let i = 0; i < 8; i++) {  // answered, so accepted and counted; kept alive
+      const c = await openAndSend(capped.port, head('GET', '/health', '\r\n'));
+      assert.equal(statusOf(c.first), 200);
+      held.push(c.sock);
+    }
+    for (let i = 0; i < 5; i++) {
+      const r = await raw(capped.port, [head('GET', '/health', 'Connection: close\r\n\r\n')]);
+      assert.equal(statusOf(r.text), 503, r.text);
+      assert.match(r.text, /\r\nRetry-After: 1\r\n/);
+      assertErrorShape(assert, bodyOf(r.text), 503);
+      assert.ok(r.closed);
+    }
+    assert.match(capped.log(), /client 127\.0\.0\.1 holds 8 \(--max-connections-per-client\)/);
+    // A connection the server closes frees its slot before the client sees the close.
+    const last = held.pop();
+    const closed = new Promise((r) => last.on('close', r));
+    last.write(head('GET', '/health', 'Connection: close\r\n\r\n'));
+    await closed;
+    const again = await raw(capped.port, [head('GET', '/health', 'Connection: close\r\n\r\n')]);
+    assert.equal(statusOf(again.text), 200);
+  } finally {
+    for (const s of held) s.destroy();
   }
-  for (let i = 0; i < 5; i++) {
-    const r = await raw(capped.port, [head('GET', '/health', 'Connection: close\r\n\r\n')]);
-    assert.equal(statusOf(r.text), 503, r.text);
-    assert.match(r.text, /\r\nRetry-After: 1\r\n/);
-    assertErrorShape(bodyOf(r.text));
-    assert.ok(r.closed);
-  }
-  assert.match(capped.log(), /client 127\.0\.0\.1 holds 8 \(--max-connections-per-client\)/);
-  // A connection the server closes frees its slot before the client sees the close.
-  const last = held.pop();
-  const closed = new Promise((r) => last.on('close', r));
-  last.write(head('GET', '/health', 'Connection: close\r\n\r\n'));
-  await closed;
-  const again = await raw(capped.port, [head('GET', '/health', 'Connection: close\r\n\r\n')]);
-  assert.equal(statusOf(again.text), 200);
-  for (const s of held) s.destroy();
 });
 
 test('many slow large bodies: the global body budget answers 503 to the one past it, the others complete', async () => {
@@ -338,7 +344,7 @@ test('many slow large bodies: the global body budget answers 503 to the one past
   // Three bodies of 50,000 bytes received so far; the budget (131072) holds two.
   const conns = [];
   for (let i = 0; i < 3; i++) {
-    const sock = net.connect(capped.port, '127.0.0.1');
+    const sock = net.connect(budget.port, '127.0.0.1');
     sock.on('error', () => {});
     let got = '';
     const first = new Promise((r) => sock.once('data', () => r(i)));
@@ -352,7 +358,7 @@ test('many slow large bodies: the global body budget answers 503 to the one past
   assert.equal(statusOf(conns[refused].text()), 503, conns[refused].text());
   assert.match(conns[refused].text(), /\r\nRetry-After: 1\r\n/);
   assert.match(bodyOf(conns[refused].text()).error.message, /too many request bodies/);
-  assert.equal((await fetch(`${capped.url}/health`)).status, 200);  // others are served meanwhile
+  assert.equal((await fetch(`${budget.url}/health`)).status, 200);  // others are served meanwhile
   for (let i = 0; i < 3; i++) {
     if (i === refused) continue;
     conns[i].sock.write(body.slice(50000));
