@@ -164,6 +164,7 @@ TEST(HttpTransport, ManySlowLargeBodiesAreBoundedByTheGlobalBodyBudget) {
   }
   // Exactly one of them crossed the budget: it is answered 503 while the others wait.
   std::vector<pollfd> fds;
+  fds.reserve(slow.size());
   for (int fd : slow) fds.push_back({fd, POLLIN, 0});
   ASSERT_EQ(::poll(fds.data(), fds.size(), 10000), 1);
   int refused = -1;

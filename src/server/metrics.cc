@@ -144,7 +144,7 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
   return out;
 }
 
-void RenderAdmissionMetrics(const AdmissionStats& a, const EngineOptions& options,
+void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& options,
                             const std::string& model_name, std::string* out) {
   const std::string m = fmt::format("model_name=\"{}\"", model_name);
   auto one = [&](const char* name, const char* type, const char* help, double v) {
@@ -153,17 +153,17 @@ void RenderAdmissionMetrics(const AdmissionStats& a, const EngineOptions& option
     Sample(out, full, m, v);
   };
   one("predicted_wait_seconds", "gauge",
-      "Predicted wait for a first step of the latest arriving request.", a.predicted_wait_s);
+      "Predicted wait for a first step of the latest arriving request.", stats.predicted_wait_s);
   one("admission_admitted_total", "counter", "Requests admitted by the deadline predictor.",
-      double(a.admitted));
+      double(stats.admitted));
   const std::string refused = "tinyserve:admission_refused_total";
   Header(out, refused, "counter",
          "Requests refused (deadline, queue_delay, client_share: 503/429 at once) or shed from "
          "the queue before they ran.");
-  Sample(out, refused, m + ",reason=\"deadline\"", double(a.refused_deadline));
-  Sample(out, refused, m + ",reason=\"queue_delay\"", double(a.refused_queue_delay));
-  Sample(out, refused, m + ",reason=\"client_share\"", double(a.refused_client_share));
-  Sample(out, refused, m + ",reason=\"shed\"", double(a.shed));
+  Sample(out, refused, m + ",reason=\"deadline\"", double(stats.refused_deadline));
+  Sample(out, refused, m + ",reason=\"queue_delay\"", double(stats.refused_queue_delay));
+  Sample(out, refused, m + ",reason=\"client_share\"", double(stats.refused_client_share));
+  Sample(out, refused, m + ",reason=\"shed\"", double(stats.shed));
   auto summary = [&](const char* name, const char* help, double sum, int64_t count) {
     const std::string full = std::string("tinyserve:") + name;
     Header(out, full, "summary", help);
@@ -171,18 +171,18 @@ void RenderAdmissionMetrics(const AdmissionStats& a, const EngineOptions& option
     Sample(out, full + "_count", m, double(count));
   };
   summary("admission_predicted_wait_seconds", "Predicted waits of admitted requests that started.",
-          a.predicted_wait_sum_s, a.num_waits);
+          stats.predicted_wait_sum_s, stats.num_waits);
   summary("admission_actual_wait_seconds", "Measured waits of the same requests.",
-          a.actual_wait_sum_s, a.num_waits);
+          stats.actual_wait_sum_s, stats.num_waits);
   one("prefill_tokens_per_second", "gauge", "Measured prefill speed (0 until measured).",
-      a.prefill_tokens_per_s);
+      stats.prefill_tokens_per_s);
   one("decode_step_seconds", "gauge", "Measured decode step time at the current batch.",
-      a.decode_step_s);
+      stats.decode_step_s);
   one("prefill_token_limit", "gauge",
       "Prefill tokens a step may take at the current batch under --max-step-ms (0: no limit).",
-      double(a.prefill_token_limit));
+      double(stats.prefill_token_limit));
   one("max_step_ms", "gauge", "Budget: step time with running decodes.", options.max_step_ms);
-  one("admission_clients", "gauge", "Clients with admitted work.", double(a.num_clients));
+  one("admission_clients", "gauge", "Clients with admitted work.", double(stats.num_clients));
 }
 
 int64_t ResidentMemoryBytes() {

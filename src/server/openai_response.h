@@ -33,6 +33,9 @@ class ResponseBuilder {
   int32_t completion_tokens() const { return completion_tokens_; }
 
  private:
+  // clang-tidy 14 reports bugprone-exception-escape on the implicit special members here, a
+  // false positive: every member's move constructor is noexcept (nlohmann::basic_json's too).
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Choice {
     std::string text;
     nlohmann::ordered_json logprobs = nullptr;  // accumulated (non-streaming)

@@ -38,6 +38,7 @@ TEST(GrammarCacheTest, HitsReturnTheSameGrammarAndLruEvicts) {
 TEST(GrammarCacheTest, ConcurrentGetsAreSafe) {
   GrammarCache cache(ByteVocab(), /*capacity=*/4);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&cache, t] {
       for (int i = 0; i < 50; ++i) {

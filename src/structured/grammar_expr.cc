@@ -109,6 +109,7 @@ void EncodeSameLength(uint32_t lo, uint32_t hi, int len, std::vector<Expr>* out)
   encode(lo, a);
   encode(hi, b);
   std::vector<Expr> seq;
+  seq.reserve(static_cast<size_t>(len));
   for (int i = 0; i < len; ++i) seq.push_back(Expr::Bytes({{a[i], b[i]}}));
   out->push_back(Expr::Seq(std::move(seq)));
 }

@@ -1,6 +1,7 @@
 #include "structured/json_schema.h"
 
-#include <cmath>
+#include <fmt/format.h>
+
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -153,7 +154,7 @@ class SchemaCompiler {
     if (!s.is_object()) return InvalidArgumentError("schema at {} is not an object", Pointer(path));
     for (const auto& [key, value] : s.items()) {
       if (KnownKeywords().count(key) == 0 && unsupported_.size() < kMaxListed) {
-        unsupported_.push_back(Truncated(path + "/" + key));
+        unsupported_.push_back(Truncated(fmt::format("{}/{}", path, key)));
       }
     }
     if (s.contains("$ref")) return RefNode(s, path, depth);
@@ -265,7 +266,7 @@ class SchemaCompiler {
           merged[key] = value;
         } else if (KnownKeywords().count(key) != 0 && key != "title" && key != "description" &&
                    key != "$defs" && key != "definitions" && key != "$schema" && key != "$id") {
-          unsupported_.push_back(Truncated(path + "/allOf (with '" + key + "')"));
+          unsupported_.push_back(Truncated(fmt::format("{}/allOf (with '{}')", path, key)));
         }
       }
     }
@@ -303,7 +304,8 @@ class SchemaCompiler {
       if (!s["properties"].is_object())
         return InvalidArgumentError("'properties' at {} is not an object", Pointer(path));
       for (const auto& [name, sub] : s["properties"].items()) {
-        TS_ASSIGN_OR_RETURN(Expr value, Node(sub, path + "/properties/" + name, depth + 1));
+        TS_ASSIGN_OR_RETURN(Expr value,
+                            Node(sub, fmt::format("{}/properties/{}", path, name), depth + 1));
         props.push_back(
             {Expr::Seq({Expr::Literal(Json(name).dump()), Expr::Byte(':'), Ws(), value}),
              required.count(name) != 0});

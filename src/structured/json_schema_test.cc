@@ -1,5 +1,6 @@
 #include "structured/json_schema.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <random>
@@ -55,7 +56,7 @@ TEST(JsonSchemaTest, BoundedNumbersStayInRange) {
     const int whole = static_cast<int>(rng() % 21) - 10;
     std::string s = std::to_string(whole);
     if (rng() % 2) s += "." + std::to_string(rng() % 1000);
-    if (rng() % 7 == 0) s = "-" + s;
+    if (rng() % 7 == 0) s.insert(0, "-");
     if (Accepts(g, s)) {
       ++accepted;
       const double v = std::stod(s);
@@ -137,7 +138,7 @@ TEST(JsonSchemaTest, BadAndOversizedSchemasAreErrors) {
     EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, bad).ok()) << bad;
   }
   std::string deep = R"({"type":"string"})";
-  for (int i = 0; i < 40; ++i) deep = R"({"type":"array","items":)" + deep + "}";
+  for (int i = 0; i < 40; ++i) deep = fmt::format(R"({{"type":"array","items":{}}})", deep);
   EXPECT_FALSE(CompileToGrammar(GrammarKind::kJsonSchema, deep).ok());
   std::string wide = R"({"type":"object","properties":{)";
   for (int i = 0; i < 20000; ++i)

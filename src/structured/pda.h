@@ -80,9 +80,9 @@ class Pda {
 
  private:
   void NewStamp();
-  // Depth-first expansion from node `id` with an explicit stack (no recursion: the walk can
+  // Depth-first expansion from node `start` with an explicit stack (no recursion: the walk can
   // visit thousands of nodes in a chain).
-  void ExpandFrom(int32_t id, StackConfig* out);
+  void ExpandFrom(int32_t start, StackConfig* out);
   const Grammar* g_;
   StackPool* pool_;
   std::vector<uint32_t> stamp_;
