@@ -46,8 +46,8 @@ Status RunServe(ServeFlags f) {
                    f.server.keep_alive_timeout_s})
     if (!(t > 0)) return InvalidArgumentError("timeouts must be > 0");
   if (f.server.max_connections < 1) return InvalidArgumentError("--max-connections must be >= 1");
-  if (f.server.max_connections_per_client < 0)
-    return InvalidArgumentError("--max-connections-per-client must be >= 0");
+  if (f.server.max_connections_per_client < -1)
+    return InvalidArgumentError("--max-connections-per-client must be >= -1");
   if (f.server.max_buffered_body_bytes != 0 &&
       f.server.max_buffered_body_bytes < f.server.max_request_bytes)
     return InvalidArgumentError("--max-buffered-body-bytes must be 0 or >= --max-request-bytes");
@@ -174,7 +174,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "Open connections beyond which new ones are closed at once")
       ->capture_default_str();
   cmd->add_option("--max-connections-per-client", f->server.max_connections_per_client,
-                  "Open connections one client address may hold; more get 503 (0: no cap)")
+                  "Open connections one client address may hold; more get 503 (0: no cap; -1: a "
+                  "quarter of --max-connections)")
       ->capture_default_str();
   cmd->add_option("--trusted-proxies", f->server.trusted_proxies,
                   "Peer IP addresses exempt from --max-connections-per-client (a reverse "

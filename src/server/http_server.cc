@@ -133,7 +133,11 @@ ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
   http.read_timeout_s = options_.read_timeout_s;
   http.write_timeout_s = options_.write_timeout_s;
   http.max_connections = options_.max_connections;
-  http.max_connections_per_client = options_.max_connections_per_client;
+  // A quarter by default: a load generator on one host (benchmarks run hundreds of streams)
+  // still fits, and no one address can take more than a quarter of the connections.
+  http.max_connections_per_client = options_.max_connections_per_client >= 0
+                                        ? options_.max_connections_per_client
+                                        : std::max(1, options_.max_connections / 4);
   http.trusted_proxies = options_.trusted_proxies;
   http.max_buffered_body_bytes = options_.max_buffered_body_bytes;
   http_ = std::make_unique<HttpServer>(

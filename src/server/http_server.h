@@ -47,7 +47,7 @@ struct ServerOptions {
   double keep_alive_timeout_s = 5;  // idle keep-alive connections are closed after this
   double write_timeout_s = 30;      // a client that reads nothing this long is dropped
   int max_connections = 1024;
-  int max_connections_per_client = 64;       // per peer address; 0: no cap
+  int max_connections_per_client = -1;       // per peer address; 0: no cap; -1: max_connections / 4
   std::vector<std::string> trusted_proxies;  // peer addresses exempt from that cap
   uint64_t max_buffered_body_bytes =
       0;                 // bodies being received, together; 0: 16 x max_request_bytes
