@@ -129,8 +129,8 @@ int Main(int argc, char** argv) {
   }
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{256} << 20);
-  std::printf("threads %d, read %.1f GB/s, fma peak %.1f GFLOP/s\n", threads, roof.read_gb_per_s,
-              roof.fma_gflops);
+  // Attention is f32 FMA work on f32 (converted) keys and values: its unit is the FMA peak.
+  std::printf("threads %d, %s\n", threads, bench::Describe(roof).c_str());
   const double min_seconds = quick ? 0.05 : 0.5;
   const AttentionCase cases[] = {
       {"decode 16 seqs x ctx 2048", 16, 2048, 1},

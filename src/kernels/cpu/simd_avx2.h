@@ -1,6 +1,8 @@
-// Internal AVX2 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx2.cc files.
-// Include only from files compiled with the AVX2 flags; everything here lives in namespace avx2
-// so no AVX2 code can be linked into the scalar path.
+// Internal AVX2 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx2.cc files, and
+// Vec, the AVX2 side of the vector interface the SIMD kernel templates (ops_simd.h,
+// attention_simd.h) are written against (simd_avx512.h has the same one). Include only from files
+// compiled with the AVX2 flags; everything here lives in namespace avx2 so no AVX2 code can be
+// linked into the scalar path (a template instantiated on avx2::Vec has its own mangled name).
 #pragma once
 
 #include <immintrin.h>
@@ -74,5 +76,39 @@ inline __m256 LoadF16(const uint16_t* p, int64_t n) { return _mm256_cvtph_ps(Loa
 inline __m256 LoadBf16(const uint16_t* p, int64_t n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load16Bit(p, n)), 16));
 }
+
+// 8 f32 lanes. Every operation is one IEEE operation per lane (Fmadd rounds once), so a kernel
+// written against Vec computes each lane the same way at either width.
+struct Vec {
+  using V = __m256;
+  static constexpr int64_t kWidth = avx2::kWidth;
+  static V Zero() { return _mm256_setzero_ps(); }
+  static V Set1(float x) { return _mm256_set1_ps(x); }
+  static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  // Lanes [0, left) of p (left may exceed the width or be <= 0); other lanes are 0.
+  static V LoadPart(const float* p, int64_t left) { return LoadTail(p, left); }
+  // The same with the other lanes set to fill.
+  static V LoadPartOr(const float* p, int64_t left, V fill) {
+    return _mm256_blendv_ps(fill, LoadTail(p, left), _mm256_castsi256_ps(TailMask(left)));
+  }
+  static void StorePart(float* p, V v, int64_t left) { StoreTail(p, v, left); }
+  // v with lanes [left, width) set to 0.
+  static V ZeroPast(V v, int64_t left) {
+    return _mm256_and_ps(_mm256_castsi256_ps(TailMask(left)), v);
+  }
+  static V LoadF16Part(const uint16_t* p, int64_t left) { return LoadF16(p, left); }
+  static V LoadBf16Part(const uint16_t* p, int64_t left) { return LoadBf16(p, left); }
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V Div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V Max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V Fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c
+  static V Fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }  // a * b - c
+  static float ReduceAdd(V v) { return HorizontalSum(v); }
+  static float ReduceMax(V v) { return HorizontalMax(v); }
+  static V Exp(V x) { return avx2::Exp(x); }
+  static float First(V v) { return _mm256_cvtss_f32(v); }
+};
 
 }  // namespace tinyserve::kernels::cpu::avx2

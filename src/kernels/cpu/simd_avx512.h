@@ -1,5 +1,6 @@
 // Internal AVX-512 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx512.cc
-// files. Include only from files compiled with the AVX-512 flags; everything here lives in
+// files, and Vec, the AVX-512 side of the vector interface of the SIMD kernel templates (see
+// simd_avx2.h). Include only from files compiled with the AVX-512 flags; everything here lives in
 // namespace avx512 so no AVX-512 code can be linked into another ISA's path.
 #pragma once
 
@@ -72,5 +73,53 @@ inline __m512 LoadBf16(const uint16_t* p, __mmask16 m) {
   const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
+
+// Lanes [0, left) of f16 / bf16 values as f32 (left may exceed 16 or be <= 0); other lanes 0. A
+// whole vector uses a plain load (see LoadPart).
+inline __m512 LoadF16Part(const uint16_t* p, int64_t left) {
+  if (left >= kWidth) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  return LoadF16(p, TailMask(left <= 0 ? 0 : left));
+}
+inline __m512 LoadBf16Part(const uint16_t* p, int64_t left) {
+  if (left >= kWidth) {
+    const __m512i wide =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  return LoadBf16(p, TailMask(left <= 0 ? 0 : left));
+}
+
+// 16 f32 lanes; the same interface as avx2::Vec.
+struct Vec {
+  using V = __m512;
+  static constexpr int64_t kWidth = avx512::kWidth;
+  static V Zero() { return _mm512_setzero_ps(); }
+  static V Set1(float x) { return _mm512_set1_ps(x); }
+  static V Load(const float* p) { return _mm512_loadu_ps(p); }
+  static V LoadPart(const float* p, int64_t left) { return avx512::LoadPart(p, left); }
+  static V LoadPartOr(const float* p, int64_t left, V fill) {
+    if (left >= kWidth) return _mm512_loadu_ps(p);
+    return _mm512_mask_loadu_ps(fill, TailMask(left <= 0 ? 0 : left), p);
+  }
+  static void StorePart(float* p, V v, int64_t left) { avx512::StorePart(p, v, left); }
+  static V ZeroPast(V v, int64_t left) {
+    return left >= kWidth ? v : _mm512_maskz_mov_ps(TailMask(left <= 0 ? 0 : left), v);
+  }
+  static V LoadF16Part(const uint16_t* p, int64_t left) { return avx512::LoadF16Part(p, left); }
+  static V LoadBf16Part(const uint16_t* p, int64_t left) { return avx512::LoadBf16Part(p, left); }
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V Div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V Max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V Fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V Fmsub(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
+  static float ReduceAdd(V v) { return avx512::ReduceAdd(v); }
+  static float ReduceMax(V v) { return avx512::ReduceMax(v); }
+  static V Exp(V x) { return avx512::Exp(x); }
+  static float First(V v) { return _mm512_cvtss_f32(v); }
+};
 
 }  // namespace tinyserve::kernels::cpu::avx512
