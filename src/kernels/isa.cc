@@ -18,7 +18,7 @@ struct CpuidRegs {
 // cpuid(leaf, subleaf); all zero when the leaf is past the CPU's highest one.
 CpuidRegs Cpuid(unsigned leaf, unsigned subleaf) {
   CpuidRegs r;
-  if (__get_cpuid_max(leaf & 0x80000000u, nullptr) < leaf) return r;
+  if (static_cast<unsigned>(__get_cpuid_max(leaf & 0x80000000u, nullptr)) < leaf) return r;
   __cpuid_count(leaf, subleaf, r.eax, r.ebx, r.ecx, r.edx);
   return r;
 }
