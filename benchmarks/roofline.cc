@@ -173,13 +173,17 @@ std::string Describe(const Roofline& roof) {
   return line;
 }
 
-StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops) {
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, Work work) {
   StepBound b;
   b.bytes = bytes;
   b.ops = ops;
   b.memory_s = bytes / (roof.read_gb_per_s * 1e9);
-  b.compute_s = ops / ((int8_ops ? roof.int8_gops : roof.fma_gflops) * 1e9);
+  b.compute_s = ops / (BestPeak(roof, work) * 1e9);
   return b;
+}
+
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops) {
+  return DecodeStepBound(roof, bytes, ops, int8_ops ? Work::kInt8 : Work::kF32);
 }
 
 }  // namespace tinyserve::bench

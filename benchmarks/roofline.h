@@ -57,6 +57,8 @@ struct StepBound {
   double seconds() const { return memory_s > compute_s ? memory_s : compute_s; }
   const char* limit() const { return memory_s >= compute_s ? "memory" : "compute"; }
 };
+// The compute side at BestPeak(roof, work).
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, Work work);
 // int8_ops: the weights are block-quantized (int8 dot products) rather than float (f32 FMA).
 StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops);
 
