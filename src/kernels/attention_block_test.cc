@@ -42,7 +42,8 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
   int checked = 0;
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
     if (!IsaSupported(isa)) {
-      std::printf("SKIPPED %s: not supported on this CPU\n", std::string(IsaName(isa)).c_str());
+      std::printf("SKIPPED %s: not supported here (CPU or TINYSERVE_ISA cap)\n",
+                  std::string(IsaName(isa)).c_str());
       continue;
     }
     for (DType dtype : {DType::kF16, DType::kBF16, DType::kI8}) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -93,6 +94,20 @@ TEST(IsaTest, EnvironmentCapsButNeverRaisesTheIsa) {
   EXPECT_EQ(CapIsa(Isa::kAvx2, "avx512"), Isa::kAvx2);
   EXPECT_EQ(CapIsa(Isa::kAvx512, "AVX2"), Isa::kAvx512);  // unknown: ignored
   EXPECT_EQ(CapIsa(Isa::kAvx2, "sse4"), Isa::kAvx2);
+}
+
+// Runs as-is and again with TINYSERVE_ISA=avx2 and =scalar (kernels/CMakeLists.txt), so the
+// variable is read and applied end to end.
+TEST(IsaTest, BestIsaIsTheWidestSupportedUnderTheEnvironmentCap) {
+  const CpuFeatures& f = DetectedCpuFeatures();
+  const Isa hw = IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
+                 : IsaSupportedBy(f, Isa::kAvx2) ? Isa::kAvx2
+                                                 : Isa::kScalar;
+  const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): test start
+  EXPECT_EQ(BestIsa(), CapIsa(hw, env)) << (env ? env : "(unset)");
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(BestIsa())) EXPECT_FALSE(IsaSupported(isa));
+  }
 }
 
 TEST(IsaTest, NamesRoundTrip) {
