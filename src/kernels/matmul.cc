@@ -4,9 +4,11 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "kernels/convert.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_internal.h"
 #include "util/check.h"
@@ -59,9 +61,22 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
       } else {
         for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, qb + c * 4, 4);
       }
-      auto* rec_scale = reinterpret_cast<float*>(rec + impl->quant_bytes);
-      rec_scale[r] = scale[b];
-      if (impl->traits.has_min) rec_scale[kGroupRows + r] = offset[b];
+      if (impl->f16_scales) {
+        // Exact: ScalesAreF16 formats decode their scales from f16 fields (a NaN may come
+        // back with another payload, still NaN).
+        auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+        const uint16_t hs = F32ToFp16(scale[b]), ho = F32ToFp16(offset[b]);
+        TS_CHECK(same(Fp16ToF32(hs), scale[b]));
+        std::memcpy(rec + impl->quant_bytes + 2 * r, &hs, 2);
+        if (impl->traits.has_min) {
+          TS_CHECK(same(Fp16ToF32(ho), offset[b]));
+          std::memcpy(rec + impl->quant_bytes + 2 * (kGroupRows + r), &ho, 2);
+        }
+      } else {
+        std::memcpy(rec + impl->quant_bytes + 4 * r, &scale[b], 4);
+        if (impl->traits.has_min)
+          std::memcpy(rec + impl->quant_bytes + 4 * (kGroupRows + r), &offset[b], 4);
+      }
     }
   }
 }
@@ -158,7 +173,9 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   impl.num_sub = cols / traits.sub_block;
   impl.nibbles = NibbleTable(w.dtype, impl.table);
   impl.quant_bytes = traits.sub_block * kGroupRows / (impl.nibbles ? 2 : 1);
-  impl.record_bytes = impl.quant_bytes + kGroupRows * 4 * (traits.has_min ? 2 : 1);
+  impl.f16_scales = ScalesAreF16(w.dtype);
+  impl.record_bytes =
+      impl.quant_bytes + kGroupRows * (impl.f16_scales ? 2 : 4) * (traits.has_min ? 2 : 1);
   impl.packed.Resize(impl.num_groups * impl.num_sub * impl.record_bytes);
   impl.bytes = impl.packed.size();
   for (int64_t g = 0; g < impl.num_groups; ++g) PackGroup(w, row_bytes, g, &impl);

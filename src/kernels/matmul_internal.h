@@ -3,8 +3,10 @@
 // Quantized layout (exact for every block type, see quant_blocks.h): output rows in groups of
 // kGroupRows = 16 (the last padded with zero weights); per group, per sub-block of S weights
 // (S = 16 or 32) one record of quants, then
-//   scale   [16] f32
-//   offset  [16] f32   (only for formats with a minimum; others have offset = -zero * scale)
+//   scale   [16] f32 or f16
+//   offset  [16] f32 or f16   (only for formats with a minimum; others: -zero * scale)
+// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact), else f32. Records
+// are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
 // Quants are 8-bit or 4-bit (`nibbles`: every format whose q takes at most 16 values, see
 // NibbleTable; decode then reads about the file's bytes instead of twice them):
 //   8-bit  [S / 4][16 rows][4 bytes]      u8 q, 4 consecutive weights of a row per 32-bit lane
@@ -24,7 +26,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
+#include "kernels/convert.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_blocks.h"
 #include "util/aligned_buffer.h"
@@ -47,6 +51,7 @@ struct PackedMatrix::Impl {
   int64_t num_sub = 0;   // cols / traits.sub_block
   bool nibbles = false;  // 4-bit quants (indices into table)
   alignas(16) uint8_t table[16] = {};
+  bool f16_scales = false;        // scales (and offsets) stored as f16
   int64_t quant_bytes = 0;        // quants of one record; the scales follow
   int64_t record_bytes = 0;       // one sub-block record of one group
   AlignedBuffer<uint8_t> packed;  // [num_groups][num_sub] records
@@ -56,6 +61,17 @@ struct PackedMatrix::Impl {
   uint8_t Quant(const uint8_t* rec, int r, int c, int i) const {
     if (!nibbles) return rec[c * 64 + r * 4 + i];
     return table[(rec[(c / 2) * 64 + r * 4 + i] >> (4 * (c % 2))) & 15];
+  }
+  // Scale (i < 16) or offset (16 <= i < 32) of weight row i % 16 in the record at rec.
+  float Scale(const uint8_t* rec, int i) const {
+    if (f16_scales) {
+      uint16_t h;
+      std::memcpy(&h, rec + quant_bytes + 2 * i, 2);
+      return Fp16ToF32(h);
+    }
+    float f;
+    std::memcpy(&f, rec + quant_bytes + 4 * i, 4);
+    return f;
   }
 };
 

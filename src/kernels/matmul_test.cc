@@ -206,21 +206,31 @@ TEST(MatMulPackTest, RejectsBadShapesAndTypes) {
   EXPECT_GT(ok->bytes(), 0u);
 }
 
-// Formats whose quants fit in 4 bits are stored at 4 bits: a decode pass reads at most the
-// file's quant bytes plus f32 scales (and offsets), never the 8-bit widening.
+// Formats whose quants fit in 4 bits are stored at 4 bits, and scales the file holds as f16
+// stay f16: a decode pass reads the file's bytes (Q4_0, IQ4_NL: exactly), never the 8-bit
+// widening.
 TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
   std::vector<uint8_t> bytes(*RowBytes(DType::kQ8_0, 4096) * 64);
-  for (DType t : {DType::kQ4_0, DType::kQ4_1, DType::kQ4_K, DType::kIQ4_NL, DType::kIQ4_XS,
-                  DType::kMXFP4, DType::kQ2_K, DType::kQ3_K, DType::kQ8_0, DType::kQ6_K}) {
+  std::mt19937 rng(5);
+  for (uint8_t& v : bytes) v = static_cast<uint8_t>(rng() & 0x3b);  // finite f16 scales
+  struct Expect {
+    DType type;
+    int quant_bits, scale_bytes;
+  };
+  for (const Expect& e :
+       {Expect{DType::kQ4_0, 4, 2}, Expect{DType::kQ4_1, 4, 2}, Expect{DType::kIQ4_NL, 4, 2},
+        Expect{DType::kQ2_K, 4, 4}, Expect{DType::kQ4_K, 4, 4}, Expect{DType::kIQ4_XS, 4, 4},
+        Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ6_K, 8, 4}}) {
     const int64_t rows = 64, cols = 1024;
-    const uint64_t file = *RowBytes(t, cols) * rows;
+    const uint64_t file = *RowBytes(e.type, cols) * rows;
     ASSERT_LE(file, bytes.size());
-    auto packed = PackedMatrix::Pack({"w", t, {rows, cols}, bytes.data(), file});
-    ASSERT_TRUE(packed.ok()) << DTypeName(t);
-    const QuantTraits traits = GetQuantTraits(t);
-    const uint64_t scales = rows * (cols / traits.sub_block) * 4 * (traits.has_min ? 2 : 1);
-    const uint64_t quant_bits = t == DType::kQ8_0 || t == DType::kQ6_K ? 8 : 4;
-    EXPECT_EQ(packed->bytes(), rows * cols * quant_bits / 8 + scales) << DTypeName(t);
+    auto packed = PackedMatrix::Pack({"w", e.type, {rows, cols}, bytes.data(), file});
+    ASSERT_TRUE(packed.ok()) << DTypeName(e.type);
+    const QuantTraits traits = GetQuantTraits(e.type);
+    const uint64_t scales = rows * (cols / traits.sub_block) * (traits.has_min ? 2 : 1);
+    EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes)
+        << DTypeName(e.type);
+    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL) EXPECT_EQ(packed->bytes(), file);
   }
 }
 

@@ -25,13 +25,20 @@ enum class Quants { k8, k4, k4Table };
 template <Quants kQ>
 inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table) {
   if constexpr (kQ == Quants::k8) {
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
   } else {
-    __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + (c / 2) * 64 + h * 32));
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + (c / 2) * 64 + h * 32));
     if (c % 2) v = _mm256_srli_epi16(v, 4);
     v = _mm256_and_si256(v, _mm256_set1_epi8(15));
     return kQ == Quants::k4Table ? _mm256_shuffle_epi8(table, v) : v;
   }
+}
+
+// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8), f16 or f32.
+inline __m256 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+  if (w.f16_scales)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i));
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * i);
 }
 
 // Rows [8h, 8h + 8) of row group g for output rows [m, m + MT).
@@ -69,15 +76,14 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
         dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
       }
     }
-    const auto* scale = reinterpret_cast<const float*>(rec + kQuantBytes);
-    const __m256 sv = _mm256_load_ps(scale + h * 8);
+    const __m256 sv = LoadScales(w, rec + kQuantBytes, h);
     for (int r = 0; r < MT; ++r) {
       const float sx = a.sx[a.SxIndex(m + r, b * SUB / kActBlock)];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
                                acc[r]);
     }
     if constexpr (kMin) {
-      const __m256 ov = _mm256_load_ps(scale + kGroupRows + h * 8);
+      const __m256 ov = LoadScales(w, rec + kQuantBytes, 2 + h);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[a.SubIndex(m + r, b)]), acc[r]);
     }

@@ -58,6 +58,13 @@ void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
   }
 }
 
+// The 16 scales (i = 0) or offsets (i = 1) of a record, f16 or f32.
+inline __m512 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+  if (w.f16_scales)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
+}
+
 // How the quants of a record are stored (matmul_internal.h).
 enum class Quants { k8, k4, k4Table };
 
@@ -90,10 +97,10 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
       // Chunks c and c + 1: two 64-byte lines, or the two nibbles of one.
       __m512i wv, wv2;
       if constexpr (kQ == Quants::k8) {
-        wv = _mm512_load_si512(rec + c * 64);
-        wv2 = _mm512_load_si512(rec + c * 64 + 64);
+        wv = _mm512_loadu_si512(rec + c * 64);
+        wv2 = _mm512_loadu_si512(rec + c * 64 + 64);
       } else {
-        const __m512i v = _mm512_load_si512(rec + c * 32);
+        const __m512i v = _mm512_loadu_si512(rec + c * 32);
         wv = _mm512_and_si512(v, low4);
         wv2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         if constexpr (kQ == Quants::k4Table) {
@@ -107,14 +114,14 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
         dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
     }
     for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
-    const __m512 scale = _mm512_load_ps(reinterpret_cast<const float*>(rec + kQuantBytes));
+    const __m512 scale = LoadScales(w, rec + kQuantBytes, 0);
     const float* sxb = sx + (b * SUB / kActBlock) * MT;
     for (int r = 0; r < MT; ++r) {
       const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
     }
     if constexpr (kMin) {
-      const __m512 offset = _mm512_load_ps(reinterpret_cast<const float*>(rec + kQuantBytes + 64));
+      const __m512 offset = LoadScales(w, rec + kQuantBytes, 1);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[r]);
     }
