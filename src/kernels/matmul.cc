@@ -4,9 +4,11 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "kernels/convert.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_internal.h"
 #include "util/check.h"
@@ -34,26 +36,56 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
   std::vector<float> scale(impl->num_sub), offset(impl->num_sub);
   uint8_t* dst = impl->packed.data() + g * impl->num_sub * impl->record_bytes;
   std::memset(dst, 0, impl->num_sub * impl->record_bytes);
+  // index[q]: position of q in impl->table; 16 = not in it (a decoder bug: checked below).
+  uint8_t index[256];
+  std::memset(index, 16, sizeof(index));
+  for (int i = 15; i >= 0; --i) index[impl->table[i]] = static_cast<uint8_t>(i);
+  auto nibble = [&](uint8_t v) {
+    TS_CHECK(index[v] < 16);
+    return index[v];
+  };
   for (int r = 0; r < kGroupRows; ++r) {
     const int64_t row = g * kGroupRows + r;
+    // Padding rows keep zero bytes: scale 0, so they add nothing (and are never stored).
     if (row >= impl->rows) break;
     const auto* src = static_cast<const uint8_t*>(w.data) + row * *row_bytes;
     DecodeRowToInts(w.dtype, src, cols, q.data(), scale.data(), offset.data());
     for (int64_t b = 0; b < impl->num_sub; ++b) {
       uint8_t* rec = dst + b * impl->record_bytes;
-      for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, &q[b * sub + c * 4], 4);
-      auto* rec_scale = reinterpret_cast<float*>(rec + sub * kGroupRows);
-      rec_scale[r] = scale[b];
-      if (impl->traits.has_min) rec_scale[kGroupRows + r] = offset[b];
+      const uint8_t* qb = &q[b * sub];
+      if (impl->nibbles) {
+        for (int p = 0; p < sub / 8; ++p)
+          for (int i = 0; i < 4; ++i)
+            rec[p * 64 + r * 4 + i] =
+                static_cast<uint8_t>(nibble(qb[p * 8 + i]) | (nibble(qb[p * 8 + 4 + i]) << 4));
+      } else {
+        for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, qb + c * 4, 4);
+      }
+      if (impl->f16_scales) {
+        // Exact: ScalesAreF16 formats decode their scales from f16 fields (a NaN may come
+        // back with another payload, still NaN).
+        auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+        const uint16_t hs = F32ToFp16(scale[b]), ho = F32ToFp16(offset[b]);
+        TS_CHECK(same(Fp16ToF32(hs), scale[b]));
+        std::memcpy(rec + impl->quant_bytes + 2 * r, &hs, 2);
+        if (impl->traits.has_min) {
+          TS_CHECK(same(Fp16ToF32(ho), offset[b]));
+          std::memcpy(rec + impl->quant_bytes + 2 * (kGroupRows + r), &ho, 2);
+        }
+      } else {
+        std::memcpy(rec + impl->quant_bytes + 4 * r, &scale[b], 4);
+        if (impl->traits.has_min)
+          std::memcpy(rec + impl->quant_bytes + 4 * (kGroupRows + r), &offset[b], 4);
+      }
     }
   }
 }
 
-MatMulKernels KernelsFor(MatMulIsa isa) {
+MatMulKernels KernelsFor(Isa isa) {
   switch (isa) {
-    case MatMulIsa::kAvx512:
+    case Isa::kAvx512:
       return Avx512Kernels();
-    case MatMulIsa::kAvx2:
+    case Isa::kAvx2:
       return Avx2Kernels();
     default:
       return ScalarKernels();
@@ -139,36 +171,20 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   impl.traits = traits;
   impl.num_groups = (rows + kGroupRows - 1) / kGroupRows;
   impl.num_sub = cols / traits.sub_block;
-  impl.record_bytes = traits.sub_block * kGroupRows + kGroupRows * 4 * (traits.has_min ? 2 : 1);
+  impl.nibbles = NibbleTable(w.dtype, impl.table);
+  impl.quant_bytes = traits.sub_block * kGroupRows / (impl.nibbles ? 2 : 1);
+  impl.f16_scales = ScalesAreF16(w.dtype);
+  impl.record_bytes =
+      impl.quant_bytes + kGroupRows * (impl.f16_scales ? 2 : 4) * (traits.has_min ? 2 : 1);
   impl.packed.Resize(impl.num_groups * impl.num_sub * impl.record_bytes);
   impl.bytes = impl.packed.size();
   for (int64_t g = 0; g < impl.num_groups; ++g) PackGroup(w, row_bytes, g, &impl);
   return m;
 }
 
-bool CpuSupports(MatMulIsa isa) {
-  switch (isa) {
-    case MatMulIsa::kAvx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni") && CpuSupports(MatMulIsa::kAvx2);
-    case MatMulIsa::kAvx2:
-      return IsaSupported(Isa::kAvx2);
-    default:
-      return true;
-  }
-}
-
-MatMulIsa BestMatMulIsa() {
-  static const MatMulIsa best = CpuSupports(MatMulIsa::kAvx512) ? MatMulIsa::kAvx512
-                                : CpuSupports(MatMulIsa::kAvx2) ? MatMulIsa::kAvx2
-                                                                : MatMulIsa::kScalar;
-  return best;
-}
-
-void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
+void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
                    const float* bias, float* out, ThreadPool* pool) {
-  TS_CHECK(CpuSupports(isa));
+  TS_CHECK(IsaSupported(isa));
   if (num_rows <= 0) return;
   const MatMulKernels k = KernelsFor(isa);
   const PackedMatrix::Impl& impl = w.impl();
@@ -181,7 +197,7 @@ void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t
 
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool) {
-  MatMulWithIsa(BestMatMulIsa(), w, x, num_rows, bias, out, pool);
+  MatMulWithIsa(BestIsa(), w, x, num_rows, bias, out, pool);
 }
 
 }  // namespace tinyserve::kernels

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "formats/tensor_view.h"
+#include "kernels/isa.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -49,14 +50,10 @@ class PackedMatrix {
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool);
 
-// The code paths MatMul chooses between; exposed so tests and benchmarks can run each one.
-enum class MatMulIsa { kScalar, kAvx2, kAvx512 };
-// Whether this CPU can run `isa` (kAvx512 needs F/BW/VL/DQ/VNNI; kAvx2 needs AVX2/FMA/F16C).
-bool CpuSupports(MatMulIsa isa);
-// The path MatMul uses: the best one the CPU supports.
-MatMulIsa BestMatMulIsa();
-// MatMul forced onto `isa`. Requires CpuSupports(isa).
-void MatMulWithIsa(MatMulIsa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
+// MatMul runs on BestIsa() (kernels/isa.h, the one ISA detector); tests and benchmarks force
+// each supported Isa to cover every path.
+// MatMul forced onto `isa`. Requires IsaSupported(isa).
+void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
                    const float* bias, float* out, ThreadPool* pool);
 
 }  // namespace tinyserve::kernels

@@ -2,21 +2,33 @@
 // activations, and the per-ISA kernel entry points that matmul.cc dispatches to.
 // Quantized layout (exact for every block type, see quant_blocks.h): output rows in groups of
 // kGroupRows = 16 (the last padded with zero weights); per group, per sub-block of S weights
-// (S = 16 or 32) one record of
-//   quants  [S / 4][16 rows][4 bytes]  u8, 4 consecutive weights of a row per 32-bit lane
-//   scale   [16] f32
-//   offset  [16] f32   (only for formats with a minimum; others have offset = -zero * scale)
-// so a 512-bit VNNI lane holds one row and a broadcast 4 activation bytes meet 16 rows.
+// (S = 16 or 32) one record of quants, then
+//   scale   [16] f32 or f16
+//   offset  [16] f32 or f16   (only for formats with a minimum; others: -zero * scale)
+// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact), else f32. Records
+// are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
+// Quants are 8-bit or 4-bit (`nibbles`: every format whose q takes at most 16 values, see
+// NibbleTable; decode then reads about the file's bytes instead of twice them):
+//   8-bit  [S / 4][16 rows][4 bytes]      u8 q, 4 consecutive weights of a row per 32-bit lane
+//   4-bit  [S / 8][16 rows][4 bytes]      byte i of chunk pair p: low nibble = index of weight
+//                                         8p + i, high nibble = index of weight 8p + 4 + i
+// with q = table[index] (identity for the formats with q < 16). Unpacking a 64-byte line by
+// and/shift (and a 16-entry byte shuffle for a codebook) gives the two 8-bit lines of chunks
+// 2p and 2p + 1, so a 512-bit VNNI lane holds one row and a broadcast 4 activation bytes meet
+// 16 rows, whatever the width.
 // Float weights (f32/f16/bf16) are read in place, row-major.
 // Results: out[m, n] = bias[n] + sum over sub-blocks b, in order, of
 //   acc = fma(float(idot), scale[n, b] * sx[m, blk], acc)  and, with a minimum,
 //   acc = fma(offset[n, b], xsum[m, b], acc)
 // where idot = sum q * xq - zero * sum xq is exact; every ISA path evaluates exactly this, so
-// the quantized paths agree bit for bit with each other and with any thread count.
+// the quantized paths agree bit for bit with each other and with any thread count, whether the
+// quants are stored at 8 or 4 bits.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
+#include "kernels/convert.h"
 #include "kernels/matmul.h"
 #include "kernels/quant_blocks.h"
 #include "util/aligned_buffer.h"
@@ -36,11 +48,31 @@ struct PackedMatrix::Impl {
   // Quantized weights.
   QuantTraits traits;
   int64_t num_groups = 0;
-  int64_t num_sub = 0;            // cols / traits.sub_block
+  int64_t num_sub = 0;   // cols / traits.sub_block
+  bool nibbles = false;  // 4-bit quants (indices into table)
+  alignas(16) uint8_t table[16] = {};
+  bool f16_scales = false;        // scales (and offsets) stored as f16
+  int64_t quant_bytes = 0;        // quants of one record; the scales follow
   int64_t record_bytes = 0;       // one sub-block record of one group
   AlignedBuffer<uint8_t> packed;  // [num_groups][num_sub] records
 
   const uint8_t* Group(int64_t g) const { return packed.data() + g * num_sub * record_bytes; }
+  // q of weight row r (of its group), chunk c, byte i of the record at rec (scalar reader).
+  uint8_t Quant(const uint8_t* rec, int r, int c, int i) const {
+    if (!nibbles) return rec[c * 64 + r * 4 + i];
+    return table[(rec[(c / 2) * 64 + r * 4 + i] >> (4 * (c % 2))) & 15];
+  }
+  // Scale (i < 16) or offset (16 <= i < 32) of weight row i % 16 in the record at rec.
+  float Scale(const uint8_t* rec, int i) const {
+    if (f16_scales) {
+      uint16_t h;
+      std::memcpy(&h, rec + quant_bytes + 2 * i, 2);
+      return Fp16ToF32(h);
+    }
+    float f;
+    std::memcpy(&f, rec + quant_bytes + 4 * i, 4);
+    return f;
+  }
 };
 
 // Activations x [num_rows, cols] quantized per 32 values: xq = round(x * 127 / amax). Rows are

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/quant_blocks.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/matmul_ref.h"
 
@@ -25,15 +26,11 @@ constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DT
                                DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
                                DType::kTQ1_0, DType::kTQ2_0,  DType::kQ1_0,   DType::kQ2_0};
 
-std::vector<MatMulIsa> SupportedIsas() {
-  std::vector<MatMulIsa> isas;
-  for (MatMulIsa isa : {MatMulIsa::kScalar, MatMulIsa::kAvx2, MatMulIsa::kAvx512})
-    if (CpuSupports(isa)) isas.push_back(isa);
+std::vector<Isa> SupportedIsas() {
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+    if (IsaSupported(isa)) isas.push_back(isa);
   return isas;
-}
-
-const char* IsaName(MatMulIsa isa) {
-  return isa == MatMulIsa::kAvx512 ? "avx512" : isa == MatMulIsa::kAvx2 ? "avx2" : "scalar";
 }
 
 // Offsets of the f16 scale fields inside one block (random bytes elsewhere are valid quants).
@@ -142,11 +139,11 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
   std::vector<float> scalar_out;
   for (bool with_bias : {false, true}) {
     const float* bias = with_bias ? bias_buf.data() + 1 : nullptr;
-    for (MatMulIsa isa : SupportedIsas()) {
+    for (Isa isa : SupportedIsas()) {
       const std::string label =
-          std::string(DTypeName(t)) + " " + IsaName(isa) + " rows=" + std::to_string(c.rows) +
-          " cols=" + std::to_string(c.cols) + " num_rows=" + std::to_string(c.num_rows) +
-          (with_bias ? " bias" : "");
+          std::string(DTypeName(t)) + " " + std::string(IsaName(isa)) +
+          " rows=" + std::to_string(c.rows) + " cols=" + std::to_string(c.cols) +
+          " num_rows=" + std::to_string(c.num_rows) + (with_bias ? " bias" : "");
       std::vector<float> out1(c.num_rows * c.rows + 1), out2(out1.size());
       MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out1.data() + 1, nullptr);
       MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out2.data() + 1, &pool);
@@ -154,7 +151,7 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
           << label << ": 1 and 2 threads differ";
       CheckAgainstReference(t, view, x, c, bias, out1.data() + 1, label);
       if (IsQuantized(t)) {
-        if (isa == MatMulIsa::kScalar) {
+        if (isa == Isa::kScalar) {
           scalar_out.assign(out1.begin() + 1, out1.end());
         } else {
           for (size_t i = 0; i < scalar_out.size(); ++i)
@@ -207,6 +204,34 @@ TEST(MatMulPackTest, RejectsBadShapesAndTypes) {
   EXPECT_EQ(ok->rows(), 3);
   EXPECT_EQ(ok->cols(), 64);
   EXPECT_GT(ok->bytes(), 0u);
+}
+
+// Formats whose quants fit in 4 bits are stored at 4 bits, and scales the file holds as f16
+// stay f16: a decode pass reads the file's bytes (Q4_0, IQ4_NL: exactly), never the 8-bit
+// widening.
+TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
+  std::vector<uint8_t> bytes(*RowBytes(DType::kQ8_0, 4096) * 64);
+  std::mt19937 rng(5);
+  for (uint8_t& v : bytes) v = static_cast<uint8_t>(rng() & 0x3b);  // finite f16 scales
+  struct Expect {
+    DType type;
+    int quant_bits, scale_bytes;
+  };
+  for (const Expect& e :
+       {Expect{DType::kQ4_0, 4, 2}, Expect{DType::kQ4_1, 4, 2}, Expect{DType::kIQ4_NL, 4, 2},
+        Expect{DType::kQ2_K, 4, 4}, Expect{DType::kQ4_K, 4, 4}, Expect{DType::kIQ4_XS, 4, 4},
+        Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ6_K, 8, 4}}) {
+    const int64_t rows = 64, cols = 1024;
+    const uint64_t file = *RowBytes(e.type, cols) * rows;
+    ASSERT_LE(file, bytes.size());
+    auto packed = PackedMatrix::Pack({"w", e.type, {rows, cols}, bytes.data(), file});
+    ASSERT_TRUE(packed.ok()) << DTypeName(e.type);
+    const QuantTraits traits = GetQuantTraits(e.type);
+    const uint64_t scales = rows * (cols / traits.sub_block) * (traits.has_min ? 2 : 1);
+    EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes)
+        << DTypeName(e.type);
+    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL) EXPECT_EQ(packed->bytes(), file);
+  }
 }
 
 }  // namespace

@@ -26,6 +26,17 @@ QuantTraits GetQuantTraits(DType type);
 void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset);
 
+// Whether every q of `type` is one of 16 values: then the matmul stores 4-bit indices into
+// table[16] (the q values) instead of q itself. Identity table for the formats with q < 16
+// (Q4_0, Q4_1, Q4_K, Q2_K, Q3_K, TQ1_0, TQ2_0, Q1_0, Q2_0), the codebook + 128 for IQ4_NL,
+// IQ4_XS and MXFP4; false for Q5_*, Q6_K, Q8_0.
+bool NibbleTable(DType type, uint8_t table[16]);
+
+// Whether every scale and offset DecodeRowToInts gives for `type` is an f16 value (the format
+// stores them as f16: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, TQ1_0, TQ2_0, Q1_0, Q2_0), so the
+// matmul can keep them at 16 bits exactly.
+bool ScalesAreF16(DType type);
+
 // The k-quant halves (quant_kquants.cc), called by the functions above and QuantizeRow.
 void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset);

@@ -171,6 +171,24 @@ QuantTraits GetQuantTraits(DType type) {
   }
 }
 
+bool ScalesAreF16(DType type) {
+  switch (type) {
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ8_0:
+    case DType::kIQ4_NL:
+    case DType::kTQ1_0:
+    case DType::kTQ2_0:
+    case DType::kQ1_0:
+    case DType::kQ2_0:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset) {
   switch (type) {

@@ -129,4 +129,31 @@ void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* s
   }
 }
 
+bool NibbleTable(DType type, uint8_t table[16]) {
+  const int8_t* codebook = nullptr;
+  switch (type) {
+    case DType::kIQ4_NL:
+    case DType::kIQ4_XS:
+      codebook = kIq4Values;
+      break;
+    case DType::kMXFP4:
+      codebook = kMxfp4Values;
+      break;
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ4_K:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kTQ1_0:
+    case DType::kTQ2_0:
+    case DType::kQ1_0:
+    case DType::kQ2_0:
+      break;
+    default:
+      return false;
+  }
+  for (int i = 0; i < 16; ++i) table[i] = static_cast<uint8_t>(codebook ? codebook[i] + 128 : i);
+  return true;
+}
+
 }  // namespace tinyserve::kernels

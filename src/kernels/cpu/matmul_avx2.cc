@@ -2,6 +2,7 @@
 // AVX-512 path, read as two halves of 8 rows; the u8 x s8 dot products use maddubs + madd.
 // maddubs saturates its 16-bit pair sums, which only 8-bit weights can reach: Q8_0 quants are
 // turned back into signed bytes and multiplied with the sign trick (|w| x sign(w) * x) instead.
+// 4-bit quants are unpacked in registers (and/shift, vpshufb through the 16-entry table).
 #include <immintrin.h>
 
 #include <cstring>
@@ -17,13 +18,39 @@ inline int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
+// How the quants of a record are stored (matmul_internal.h).
+enum class Quants { k8, k4, k4Table };
+
+// Chunk c of rows [8h, 8h + 8) of a record's quants as u8 q.
+template <Quants kQ>
+inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table) {
+  if constexpr (kQ == Quants::k8) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
+  } else {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + (c / 2) * 64 + h * 32));
+    if (c % 2) v = _mm256_srli_epi16(v, 4);
+    v = _mm256_and_si256(v, _mm256_set1_epi8(15));
+    return kQ == Quants::k4Table ? _mm256_shuffle_epi8(table, v) : v;
+  }
+}
+
+// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8), f16 or f32.
+inline __m256 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+  if (w.f16_scales)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i));
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * i);
+}
+
 // Rows [8h, 8h + 8) of row group g for output rows [m, m + MT).
-template <int MT, int SUB, bool kMin, bool kSigned>
+template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
                    const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
+  constexpr int kQuantBytes = kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2;
   __m256 acc[MT];
   const int8_t* xq[MT];
   const int64_t chunk_stride = a.TileRows(m) * 4;
@@ -36,7 +63,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
     for (int r = 0; r < MT; ++r)
       dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
     for (int c = 0; c < SUB / 4; ++c) {
-      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
+      const __m256i wv = LoadChunk<kQ>(rec, c, h, table);
       for (int r = 0; r < MT; ++r) {
         const __m256i xv = _mm256_set1_epi32(LoadI32(xq[r] + (b * SUB / 4 + c) * chunk_stride));
         __m256i p;
@@ -49,15 +76,14 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
         dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
       }
     }
-    const auto* scale = reinterpret_cast<const float*>(rec + SUB * kGroupRows);
-    const __m256 sv = _mm256_load_ps(scale + h * 8);
+    const __m256 sv = LoadScales(w, rec + kQuantBytes, h);
     for (int r = 0; r < MT; ++r) {
       const float sx = a.sx[a.SxIndex(m + r, b * SUB / kActBlock)];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
                                acc[r]);
     }
     if constexpr (kMin) {
-      const __m256 ov = _mm256_load_ps(scale + kGroupRows + h * 8);
+      const __m256 ov = LoadScales(w, rec + kQuantBytes, 2 + h);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[a.SubIndex(m + r, b)]), acc[r]);
     }
@@ -73,22 +99,23 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   }
 }
 
-template <int SUB, bool kMin, bool kSigned>
+template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   for (int64_t g = g_begin; g < g_end; ++g) {
     for (int h = 0; h < 2; ++h) {
       int64_t m = m_begin;
-      for (; m + 4 <= m_end; m += 4) QuantHalfTile<4, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+      for (; m + 4 <= m_end; m += 4)
+        QuantHalfTile<4, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
       switch (m_end - m) {
         case 3:
-          QuantHalfTile<3, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          QuantHalfTile<3, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
           break;
         case 2:
-          QuantHalfTile<2, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          QuantHalfTile<2, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
           break;
         case 1:
-          QuantHalfTile<1, SUB, kMin, kSigned>(w, a, g, h, m, bias, out);
+          QuantHalfTile<1, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
           break;
         default:
           break;
@@ -97,13 +124,23 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
   }
 }
 
+template <int SUB, bool kMin, bool kSigned>
+QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
+  if (!w.nibbles) return QuantGroups<SUB, kMin, kSigned, Quants::k8>;
+  for (int i = 0; i < 16; ++i)
+    if (w.table[i] != i) return QuantGroups<SUB, kMin, kSigned, Quants::k4Table>;
+  return QuantGroups<SUB, kMin, kSigned, Quants::k4>;
+}
+
 void QuantKernelAvx2(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                      int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   const QuantTraits& t = w.traits;
-  auto fn = t.zero_point == 128 ? QuantGroups<32, false, true>
-            : t.sub_block == 32
-                ? (t.has_min ? QuantGroups<32, true, false> : QuantGroups<32, false, false>)
-                : (t.has_min ? QuantGroups<16, true, false> : QuantGroups<16, false, false>);
+  // Zero point 128 (Q8_0 and the codebooks): q ^ 0x80 is the signed weight.
+  const QuantKernelFn fn =
+      t.zero_point == 128 ? ForQuants<32, false, true>(w)
+      : t.sub_block == 32
+          ? (t.has_min ? ForQuants<32, true, false>(w) : ForQuants<32, false, false>(w))
+          : (t.has_min ? ForQuants<16, true, false>(w) : ForQuants<16, false, false>(w));
   fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
 }
 

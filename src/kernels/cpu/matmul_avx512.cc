@@ -1,7 +1,8 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) MatMul kernels. Quantized weights: one 512-bit register holds 4
 // quants of each of the 16 rows of a group; a broadcast of 4 activation bytes meets all 16 rows
 // in one vpdpbusd (u8 weights x s8 activations -> s32), and each loaded weight register serves
-// up to 8 activation rows. Float weights: 4 weight rows x up to 4 activation rows of f32 FMA.
+// up to 8 activation rows. 4-bit quants are unpacked in registers (and/shift, vpshufb through
+// the format's 16-entry table). Float weights: 4 weight rows x up to 4 activation rows of f32 FMA.
 // GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -57,8 +58,18 @@ void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
   }
 }
 
+// The 16 scales (i = 0) or offsets (i = 1) of a record, f16 or f32.
+inline __m512 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+  if (w.f16_scales)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
+}
+
+// How the quants of a record are stored (matmul_internal.h).
+enum class Quants { k8, k4, k4Table };
+
 // Output rows [m, m + MT) of row group g; [m, m + MT) is one whole tile of the activations.
-template <int MT, int SUB, bool kMin>
+template <int MT, int SUB, bool kMin, Quants kQ>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
@@ -66,40 +77,51 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
   const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
   const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
   const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
+  constexpr int kQuantBytes = kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2;
+  const __m512i low4 = _mm512_set1_epi8(15);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
   __m512 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
     // Two chains per row hide the vpdpbusd latency even with 8 rows (about 20% faster than
     // one chain at 8 rows on Zen); integer sums are exact, so the split changes no result.
-    constexpr int kChains = 2;
+    constexpr int kChains = 2;  // also the two chunks of one 4-bit line
     __m512i dot[MT], dot2[MT];
     for (int r = 0; r < MT; ++r) {
       dot[r] = _mm512_set1_epi32(init[b * MT + r]);
       dot2[r] = _mm512_setzero_si512();
     }
     for (int c = 0; c < SUB / 4; c += kChains) {
-      const __m512i wv = _mm512_load_si512(rec + c * 64);
+      // Chunks c and c + 1: two 64-byte lines, or the two nibbles of one.
+      __m512i wv, wv2;
+      if constexpr (kQ == Quants::k8) {
+        wv = _mm512_loadu_si512(rec + c * 64);
+        wv2 = _mm512_loadu_si512(rec + c * 64 + 64);
+      } else {
+        const __m512i v = _mm512_loadu_si512(rec + c * 32);
+        wv = _mm512_and_si512(v, low4);
+        wv2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        if constexpr (kQ == Quants::k4Table) {
+          wv = _mm512_shuffle_epi8(table, wv);
+          wv2 = _mm512_shuffle_epi8(table, wv2);
+        }
+      }
       for (int r = 0; r < MT; ++r)
         dot[r] = _mm512_dpbusd_epi32(dot[r], wv, Broadcast4(xb + (c * MT + r) * 4));
-      if constexpr (kChains == 2) {
-        const __m512i wv2 = _mm512_load_si512(rec + c * 64 + 64);
-        for (int r = 0; r < MT; ++r)
-          dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
-      }
+      for (int r = 0; r < MT; ++r)
+        dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
     }
-    if constexpr (kChains == 2) {
-      for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
-    }
-    const __m512 scale = _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows));
+    for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
+    const __m512 scale = LoadScales(w, rec + kQuantBytes, 0);
     const float* sxb = sx + (b * SUB / kActBlock) * MT;
     for (int r = 0; r < MT; ++r) {
       const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
     }
     if constexpr (kMin) {
-      const __m512 offset =
-          _mm512_load_ps(reinterpret_cast<const float*>(rec + SUB * kGroupRows + 64));
+      const __m512 offset = LoadScales(w, rec + kQuantBytes, 1);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[r]);
     }
@@ -114,33 +136,33 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
   }
 }
 
-template <int SUB, bool kMin>
+template <int SUB, bool kMin, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   for (int64_t g = g_begin; g < g_end; ++g) {
     int64_t m = m_begin;
-    for (; m + 8 <= m_end; m += 8) QuantTile<8, SUB, kMin>(w, a, g, m, bias, out);
+    for (; m + 8 <= m_end; m += 8) QuantTile<8, SUB, kMin, kQ>(w, a, g, m, bias, out);
     switch (m_end - m) {
       case 7:
-        QuantTile<7, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<7, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 6:
-        QuantTile<6, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<6, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 5:
-        QuantTile<5, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<5, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 4:
-        QuantTile<4, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<4, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 3:
-        QuantTile<3, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<3, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 2:
-        QuantTile<2, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<2, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       case 1:
-        QuantTile<1, SUB, kMin>(w, a, g, m, bias, out);
+        QuantTile<1, SUB, kMin, kQ>(w, a, g, m, bias, out);
         break;
       default:
         break;
@@ -148,17 +170,22 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
   }
 }
 
+template <int SUB, bool kMin>
+QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
+  if (!w.nibbles) return QuantGroups<SUB, kMin, Quants::k8>;
+  for (int i = 0; i < 16; ++i)
+    if (w.table[i] != i) return QuantGroups<SUB, kMin, Quants::k4Table>;
+  return QuantGroups<SUB, kMin, Quants::k4>;
+}
+
 void QuantKernelAvx512(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                        int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
                        float* out) {
   const bool min = w.traits.has_min;
-  if (w.traits.sub_block == 32) {
-    (min ? QuantGroups<32, true> : QuantGroups<32, false>)(w, a, g_begin, g_end, m_begin, m_end,
-                                                           bias, out);
-  } else {
-    (min ? QuantGroups<16, true> : QuantGroups<16, false>)(w, a, g_begin, g_end, m_begin, m_end,
-                                                           bias, out);
-  }
+  const QuantKernelFn fn = w.traits.sub_block == 32
+                               ? (min ? ForQuants<32, true>(w) : ForQuants<32, false>(w))
+                               : (min ? ForQuants<16, true>(w) : ForQuants<16, false>(w));
+  fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
 }
 
 // 16 weights of a row starting at k as f32; `mask` selects the valid ones.

@@ -57,13 +57,12 @@ void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, i
           int32_t dot = acts.init[acts.SubIndex(m, b)];
           for (int c = 0; c < sub / 4; ++c) {
             const int8_t* xq = &acts.xq[acts.XqIndex(m, b * sub + c * 4)];
-            for (int i = 0; i < 4; ++i) dot += rec[c * 64 + r * 4 + i] * xq[i];
+            for (int i = 0; i < 4; ++i) dot += w.Quant(rec, r, c, i) * xq[i];
           }
-          const auto* scale = reinterpret_cast<const float*>(rec + sub * kGroupRows);
           const float sx = acts.sx[acts.SxIndex(m, b * sub / kActBlock)];
-          acc = std::fma(static_cast<float>(dot), scale[r] * sx, acc);
+          acc = std::fma(static_cast<float>(dot), w.Scale(rec, r) * sx, acc);
           if (w.traits.has_min)
-            acc = std::fma(scale[kGroupRows + r], acts.xsum[acts.SubIndex(m, b)], acc);
+            acc = std::fma(w.Scale(rec, kGroupRows + r), acts.xsum[acts.SubIndex(m, b)], acc);
         }
         out[m * w.rows + n] = bias ? acc + bias[n] : acc;
       }
