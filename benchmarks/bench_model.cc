@@ -99,10 +99,7 @@ int Run(const Args& a) {
   ThreadPool pool(a.threads);
   fmt::print("measuring the machine ({} threads)...\n", a.threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool);
-  fmt::print(
-      "read bandwidth {:.1f} GB/s, f32 FMA peak {:.0f} GFLOP/s, int8 dot peak {:.0f} "
-      "GOP/s ({})\n\n",
-      roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.isa);
+  fmt::print("{}\n\n", bench::Describe(roof));
   std::vector<Row> rows;
   for (const std::string& dtype : a.dtypes) {
     LoadOptions load;
@@ -128,9 +125,15 @@ int Run(const Args& a) {
     row.dtype = dtype;
     const double weight_bytes = static_cast<double>(model.weights().MatrixBytes());
     row.weight_mb = weight_bytes / 1e6;
-    const bool quantized = IsQuantized(model.weights().layers[0].down.source_dtype());
-    const double peak_ops = quantized ? roof.int8_gops * 1e9 : roof.fma_gflops * 1e9;
-    row.prefill_unit = quantized ? "int8 dot" : "f32 FMA";
+    const DType weight_dtype = model.weights().layers[0].down.source_dtype();
+    const bool quantized = IsQuantized(weight_dtype);
+    // Each figure is a fraction of the best unit for its work (bf16 weights: the bf16 dot
+    // product where the CPU has one, even though today's kernel widens them to f32 FMAs).
+    const bench::Work work = quantized                      ? bench::Work::kInt8
+                             : weight_dtype == DType::kBF16 ? bench::Work::kBf16
+                                                            : bench::Work::kF32;
+    const double peak_ops = bench::BestPeak(roof, work) * 1e9;
+    row.prefill_unit = bench::BestUnit(roof, work);
     const DecodeCost cost = DecodeCostOf(c, weight_bytes, a.kv_dtype);
     const double layer_macs = cost.macs_per_token - double(c.vocab_size) * c.hidden_size;
     const double head_macs = double(c.vocab_size) * c.hidden_size;
@@ -207,7 +210,7 @@ int Run(const Args& a) {
       *tps = batch_size / step_s;
       const double ctx = double(batch_size) * (a.context + 1);
       const bench::StepBound bound =
-          bench::DecodeStepBound(roof, cost.Bytes(ctx), cost.Ops(batch_size, ctx), quantized);
+          bench::DecodeStepBound(roof, cost.Bytes(ctx), cost.Ops(batch_size, ctx), work);
       *fraction = bound.seconds() / step_s;
       return true;
     };
