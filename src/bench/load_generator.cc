@@ -194,6 +194,7 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
   }
   const int num_threads = open_loop ? std::max(1, options.open_loop_concurrency) : level.users;
   std::vector<std::unique_ptr<OpenAIClient>> clients;
+  clients.reserve(num_threads);
   for (int i = 0; i < num_threads; ++i) {
     TS_ASSIGN_OR_RETURN(std::unique_ptr<OpenAIClient> c, OpenAIClient::Create(options.client));
     clients.push_back(std::move(c));
@@ -204,6 +205,7 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
                    Clock::now(), issue_end, InFlightMeter(level.warmup_s, issue_end)};
   std::vector<std::vector<RequestRecord>> per_thread(num_threads);
   std::vector<std::thread> threads;
+  threads.reserve(num_threads);
   ArrivalQueue queue;
   for (int i = 0; i < num_threads; ++i) {
     threads.emplace_back([&, i] {
@@ -224,6 +226,7 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
   // starts after the last decrement cannot miss it.
   Mutex done_mu;
   CondVar done_cv;
+  joiners.reserve(threads.size());
   for (auto& t : threads) {
     joiners.emplace_back([&t, &running, &done_mu, &done_cv] {
       t.join();
