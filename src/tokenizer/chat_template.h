@@ -14,6 +14,7 @@
 
 namespace tinyserve {
 
+// NOLINTNEXTLINE(bugprone-exception-escape): see ChatConversation below.
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant", "tool" (others render nothing)
   std::string content;  // text; list-of-parts content is joined with "\n" by the JSON reader
