@@ -1,7 +1,8 @@
 // Paged attention and row-wise ops on Qwen2.5-0.5B shapes (14 query heads, 2 KV heads,
 // head_dim 64, block size 16), for every ISA this CPU supports, as fractions of this machine's
 // bounds measured in the same run (roofline.h): decode attention against read bandwidth (it
-// streams the KV cache), prefill attention against the f32 FMA peak.
+// streams the KV cache), prefill attention against the f32 FMA peak (its unit: keys and values
+// are converted to f32), row-wise ops against read bandwidth.
 //   bench_ops [--threads N] [--quick]
 #include <chrono>
 #include <cmath>
@@ -96,7 +97,8 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
       100 * flops / sec / 1e9 / roof.fma_gflops);
 }
 
-void BenchRowOps(kernels::Isa isa, ThreadPool* pool, double min_seconds) {
+void BenchRowOps(kernels::Isa isa, ThreadPool* pool, const bench::Roofline& roof,
+                 double min_seconds) {
   const int64_t rows = 64, hidden = 896, ffn = 4864;
   std::vector<float> x(rows * 2 * ffn), w(ffn), out(rows * ffn);
   std::mt19937 rng(2);
@@ -108,9 +110,16 @@ void BenchRowOps(kernels::Isa isa, ThreadPool* pool, double min_seconds) {
       min_seconds);
   const double silu =
       TimeIt([&] { kernels::SiluMul(isa, x.data(), rows, ffn, out.data(), pool); }, min_seconds);
-  std::printf("rms_norm  %-7s [%lld x %lld] %8.2f us   silu_mul [%lld x %lld] %8.2f us\n",
-              std::string(kernels::IsaName(isa)).c_str(), (long long)rows, (long long)hidden,
-              rms * 1e6, (long long)rows, (long long)ffn, silu * 1e6);
+  // Bytes each op streams (read x and w / gate and up, write out), against read bandwidth: the
+  // ops are memory-bound, but these working sets fit in cache, so more than 100% is possible.
+  const double rms_bytes = double(rows * hidden * 2 + hidden) * sizeof(float);
+  const double silu_bytes = double(rows * ffn * 3) * sizeof(float);
+  std::printf(
+      "rms_norm  %-7s [%lld x %lld] %8.2f us (%4.0f%% of read bw)   silu_mul [%lld x %lld] "
+      "%8.2f us (%4.0f%% of read bw)\n",
+      std::string(kernels::IsaName(isa)).c_str(), (long long)rows, (long long)hidden, rms * 1e6,
+      100 * rms_bytes / rms / 1e9 / roof.read_gb_per_s, (long long)rows, (long long)ffn, silu * 1e6,
+      100 * silu_bytes / silu / 1e9 / roof.read_gb_per_s);
 }
 
 int Main(int argc, char** argv) {
@@ -129,8 +138,8 @@ int Main(int argc, char** argv) {
   }
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{256} << 20);
-  std::printf("threads %d, read %.1f GB/s, fma peak %.1f GFLOP/s\n", threads, roof.read_gb_per_s,
-              roof.fma_gflops);
+  // Attention is f32 FMA work on f32 (converted) keys and values: its unit is the FMA peak.
+  std::printf("threads %d, %s\n", threads, bench::Describe(roof).c_str());
   const double min_seconds = quick ? 0.05 : 0.5;
   const AttentionCase cases[] = {
       {"decode 16 seqs x ctx 2048", 16, 2048, 1},
@@ -142,7 +151,7 @@ int Main(int argc, char** argv) {
     for (DType dtype : {DType::kF16, DType::kBF16, DType::kF32}) {
       for (const AttentionCase& c : cases) BenchAttention(isa, dtype, c, &pool, roof, min_seconds);
     }
-    BenchRowOps(isa, &pool, min_seconds);
+    BenchRowOps(isa, &pool, roof, min_seconds);
   }
   return 0;
 }

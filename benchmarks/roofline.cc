@@ -3,19 +3,27 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "util/aligned_buffer.h"
 
 namespace tinyserve::bench {
 namespace {
 
-bool HasAvx512Vnni() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vnni");
+// The avx512 / avx2 loops are compiled with the kernels' flags, so they run when the kernels'
+// ISA does.
+bool HasAvx512Vnni() { return kernels::IsaSupported(kernels::Isa::kAvx512); }
+bool HasAvx2() { return kernels::IsaSupported(kernels::Isa::kAvx2); }
+
+std::string AmxState() {
+  const kernels::CpuFeatures& f = kernels::DetectedCpuFeatures();
+  if (!f.amx_tile || (!f.amx_int8 && !f.amx_bf16)) return "not present";
+  std::string units = f.amx_int8 && f.amx_bf16 ? "int8+bf16" : f.amx_int8 ? "int8" : "bf16";
+  return "present (" + units + "), peak not measured (no AMX kernels yet)";
 }
-bool HasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -104,22 +112,78 @@ double MeasureInt8Peak(ThreadPool* pool) {
          1e9;
 }
 
+double MeasureBf16Peak(ThreadPool* pool) {
+  if (!HasAvx512Vnni()) return 0;
+  constexpr int64_t kIters = 20'000'000;
+  std::atomic<uint32_t> sink{0};
+  return BestRate(pool, 3,
+                  [&](int) -> uint64_t {
+                    float s = 0;
+                    const uint64_t ops = internal::Bf16DotLoopAvx512(kIters, &s);
+                    sink += s != 0;
+                    return ops;
+                  }) /
+         1e9;
+}
+
 Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
   Roofline r;
-  r.isa = HasAvx512Vnni() ? "avx512" : HasAvx2() ? "avx2" : "scalar";
+  r.isa = std::string(kernels::IsaName(kernels::BestIsa()));
+  r.cpu_model = kernels::CpuModelName();
+  r.amx = AmxState();
   r.read_gb_per_s = MeasureReadBandwidth(pool, buffer_bytes);
   r.fma_gflops = MeasureFmaPeak(pool);
   r.int8_gops = MeasureInt8Peak(pool);
+  r.bf16_gflops = MeasureBf16Peak(pool);
   return r;
 }
 
-StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops) {
+double BestPeak(const Roofline& roof, Work work) {
+  switch (work) {
+    case Work::kInt8:
+      return roof.int8_gops;
+    case Work::kBf16:
+      return roof.bf16_gflops > roof.fma_gflops ? roof.bf16_gflops : roof.fma_gflops;
+    case Work::kF32:
+      break;
+  }
+  return roof.fma_gflops;
+}
+
+const char* BestUnit(const Roofline& roof, Work work) {
+  switch (work) {
+    case Work::kInt8:
+      return "int8 dot";
+    case Work::kBf16:
+      return roof.bf16_gflops > roof.fma_gflops ? "bf16 dot" : "f32 FMA";
+    case Work::kF32:
+      break;
+  }
+  return "f32 FMA";
+}
+
+std::string Describe(const Roofline& roof) {
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "%s, kernels %s: read %.1f GB/s, f32 FMA %.0f GFLOP/s, int8 dot %.0f GOP/s, "
+                "bf16 dot %.0f GFLOP/s%s, AMX %s",
+                roof.cpu_model.empty() ? "unknown CPU" : roof.cpu_model.c_str(), roof.isa.c_str(),
+                roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.bf16_gflops,
+                roof.bf16_gflops > 0 ? "" : " (no AVX-512 BF16)", roof.amx.c_str());
+  return line;
+}
+
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, Work work) {
   StepBound b;
   b.bytes = bytes;
   b.ops = ops;
   b.memory_s = bytes / (roof.read_gb_per_s * 1e9);
-  b.compute_s = ops / ((int8_ops ? roof.int8_gops : roof.fma_gflops) * 1e9);
+  b.compute_s = ops / (BestPeak(roof, work) * 1e9);
   return b;
+}
+
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops) {
+  return DecodeStepBound(roof, bytes, ops, int8_ops ? Work::kInt8 : Work::kF32);
 }
 
 }  // namespace tinyserve::bench

@@ -1,8 +1,11 @@
 // Measures this machine's performance bounds in the current run, so benchmarks can report
 // ratios that stay meaningful on a noisy shared machine: STREAM-like read bandwidth on a
-// buffer much larger than the last-level cache, peak f32 FMA GFLOP/s, and peak int8
-// dot-product GOP/s (AVX-512 VNNI vpdpbusd when available, else AVX2 maddubs). Call from one
-// thread; the measurements use the given pool (nullptr = calling thread only).
+// buffer much larger than the last-level cache, peak f32 FMA GFLOP/s, peak int8 dot-product
+// GOP/s (AVX-512 VNNI vpdpbusd when available, else AVX2 maddubs) and peak bf16 dot-product
+// GFLOP/s (AVX-512 BF16 vdpbf16ps). The loops run on the ISA the kernels use
+// (kernels::BestIsa(), so TINYSERVE_ISA caps them too). AMX is detected and reported, not
+// measured: there are no AMX kernels yet, and no AMX instruction is shipped untested. Call from
+// one thread; the measurements use the given pool (nullptr = calling thread only).
 #pragma once
 
 #include <cstdint>
@@ -16,8 +19,23 @@ struct Roofline {
   double read_gb_per_s = 0;  // 1e9 bytes / s
   double fma_gflops = 0;     // f32, 2 flops per multiply-add
   double int8_gops = 0;      // 2 ops per int8 multiply-add
+  double bf16_gflops = 0;    // 2 flops per bf16 multiply-add (f32 sums); 0 without AVX-512 BF16
   std::string isa;           // "avx512", "avx2" or "scalar"
+  std::string cpu_model;     // cpuid brand string
+  // "not present", or which AMX units the CPU has and that their peak was not measured.
+  std::string amx;
 };
+
+// The kinds of matmul work a benchmark divides by a peak.
+enum class Work { kF32, kBf16, kInt8 };
+// The peak (1e9 ops / s, 2 per multiply-add) of the best unit measured for that work: int8 dot
+// for kInt8; the bf16 dot product for kBf16 when it beats f32 FMA (else FMA, which bf16 weights
+// widened to f32 use); f32 FMA for kF32.
+double BestPeak(const Roofline& roof, Work work);
+// The name of that unit ("int8 dot", "bf16 dot", "f32 FMA").
+const char* BestUnit(const Roofline& roof, Work work);
+// One line: bandwidth, every peak and the AMX state, for a benchmark's header.
+std::string Describe(const Roofline& roof);
 
 // Reads a buffer of `buffer_bytes` (allocated and touched once) `reps` times with every thread
 // of the pool reading its own slice; returns the best pass.
@@ -25,6 +43,7 @@ double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1
                             int reps = 3);
 double MeasureFmaPeak(ThreadPool* pool);
 double MeasureInt8Peak(ThreadPool* pool);
+double MeasureBf16Peak(ThreadPool* pool);  // 0 without AVX-512 BF16
 Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1} << 30);
 
 // The physical bound of one decode step (or a run of them): it must read `bytes` (weights once
@@ -38,6 +57,8 @@ struct StepBound {
   double seconds() const { return memory_s > compute_s ? memory_s : compute_s; }
   const char* limit() const { return memory_s >= compute_s ? "memory" : "compute"; }
 };
+// The compute side at BestPeak(roof, work).
+StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, Work work);
 // int8_ops: the weights are block-quantized (int8 dot products) rather than float (f32 FMA).
 StepBound DecodeStepBound(const Roofline& roof, double bytes, double ops, bool int8_ops);
 
@@ -46,6 +67,7 @@ namespace internal {
 uint64_t ReadSliceAvx512(const uint8_t* p, uint64_t bytes, uint64_t* sink);
 uint64_t FmaLoopAvx512(int64_t iters, float* sink);
 uint64_t DotLoopAvx512(int64_t iters, int32_t* sink);
+uint64_t Bf16DotLoopAvx512(int64_t iters, float* sink);
 uint64_t ReadSliceAvx2(const uint8_t* p, uint64_t bytes, uint64_t* sink);
 uint64_t FmaLoopAvx2(int64_t iters, float* sink);
 uint64_t DotLoopAvx2(int64_t iters, int32_t* sink);

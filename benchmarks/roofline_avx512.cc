@@ -1,5 +1,5 @@
 // AVX-512 loops of roofline.cc: streaming reads, independent FMA chains, independent vpdpbusd
-// chains (enough chains to cover the instruction latency on current cores).
+// and vdpbf16ps chains (enough chains to cover the instruction latency on current cores).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -45,6 +45,21 @@ uint64_t DotLoopAvx512(int64_t iters, int32_t* sink) {
   for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
   *sink += _mm512_reduce_add_epi32(s);
   return static_cast<uint64_t>(iters) * kChains * 64 * 2;
+}
+
+uint64_t Bf16DotLoopAvx512(int64_t iters, float* sink) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  // Pairs of bf16 (1.0, 2^-10): each instruction adds 32 products into 16 f32 lanes.
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1.0f), _mm512_set1_ps(1.0f));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0x1p-10f), _mm512_set1_ps(0x1p-10f));
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  *sink += _mm512_reduce_add_ps(s);
+  return static_cast<uint64_t>(iters) * kChains * 32 * 2;
 }
 
 }  // namespace tinyserve::bench::internal

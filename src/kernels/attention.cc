@@ -189,7 +189,7 @@ void MergeParts(const Context& c, const WorkItem& item, const float* base) {
   }
 }
 
-// rows: the ISA's AttendBlock reads rows through AttendBlockArgs::k_rows / v_rows (AVX-512);
+// rows: the ISA's AttendBlock reads rows through AttendBlockArgs::k_rows / v_rows (AVX2, AVX-512);
 // for small tiles (direct) they point into the cache, otherwise at the step's f32 rows.
 void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const PagedKvLayer& layer = c.layer;
@@ -460,9 +460,9 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   TS_CHECK(layer.block_size >= 1);
   TS_CHECK(layer.dtype != DType::kI8 || (layer.k_scale != nullptr && layer.v_scale != nullptr));
   const int32_t group = num_heads / layer.num_kv_heads;
-  // Only the AVX-512 kernel reads rows through pointers, and so the cache directly (saves a
-  // store and reload of every row).
-  const bool rows = isa == Isa::kAvx512;
+  // The SIMD kernels read rows through pointers, and so the cache directly (saves a store and
+  // reload of every row); the scalar one reads the step's f32 rows.
+  const bool rows = isa != Isa::kScalar;
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
   thread_local Plan plan;
   BuildPlan(layer, batch, group, plan);

@@ -1,20 +1,62 @@
-// The instruction sets CPU kernels are compiled for (files *_avx2.cc, *_avx512.cc) and which of
-// them the running CPU supports. Kernels dispatch on BestIsa(); tests and benchmarks pass each
-// supported Isa explicitly to cover every path. Pure functions, any thread.
+// The one place that asks the CPU what it has (cpuid, plus xgetbv for the register state the OS
+// saves), and the instruction sets CPU kernels are compiled for (files *_avx2.cc, *_avx512.cc).
+// Kernels dispatch on BestIsa(); tests and benchmarks pass each supported Isa explicitly to cover
+// every path. TINYSERVE_ISA=scalar|avx2|avx512 (read once, at the first call) caps the Isa for
+// testing the narrower paths on a wide CPU. Pure functions, any thread.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace tinyserve::kernels {
 
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
-// kAvx2 needs AVX2+FMA+F16C+BMI2; kAvx512 additionally F/BW/VL/DQ/VNNI/BF16 (the flags those
-// files are compiled with, so the compiler may use any of them). kScalar is always supported.
+// What the CPU reports and the OS has enabled (a feature whose registers the OS does not save,
+// per XCR0, reads false). Names follow the /proc/cpuinfo flags.
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool bmi2 = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+  bool avx_vnni = false;
+  // The tile registers are enabled by the OS (XCR0); Linux still requires each process to ask
+  // for them (arch_prctl ARCH_REQ_XCOMP_PERM) before the first tile instruction.
+  bool amx_tile = false;
+  bool amx_int8 = false;
+  bool amx_bf16 = false;
+};
+
+// The running CPU's features (detected once; the TINYSERVE_ISA cap does not change them).
+const CpuFeatures& DetectedCpuFeatures();
+// The CPU's model name (cpuid brand string), e.g. for benchmark reports; "" when absent.
+std::string CpuModelName();
+
+// Whether a CPU with these features runs the files compiled for `isa`: kAvx2 needs
+// AVX2+FMA+F16C+BMI2; kAvx512 additionally F/BW/VL/DQ/VNNI/BF16 (exactly the flags
+// TINYSERVE_AVX512_FLAGS in cmake/modules.cmake compiles those files with, so the compiler may
+// use any of them). kScalar always.
+bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
+
+// The Isa to use given the widest one the hardware supports and the TINYSERVE_ISA value (null
+// or empty: no cap). An unknown value, or one wider than `hw`, is logged and ignored: the cap
+// never enables an Isa the CPU lacks.
+Isa CapIsa(Isa hw, const char* env);
+
+// IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap.
 bool IsaSupported(Isa isa);
 // The widest supported Isa (detected once).
 Isa BestIsa();
 // "scalar", "avx2", "avx512".
 std::string_view IsaName(Isa isa);
+// The inverse of IsaName; nullopt for any other string.
+std::optional<Isa> ParseIsa(std::string_view name);
 
 }  // namespace tinyserve::kernels

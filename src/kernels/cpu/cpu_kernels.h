@@ -30,7 +30,7 @@ struct AttendBlockArgs {
   float* sum = nullptr;     // [num_q] running sum of exp(score - max) (start: 0)
   float* acc = nullptr;     // [num_q, head_dim] running sum of exp(score - max) * v (start: 0)
   float* scores = nullptr;  // scratch, [n] rounded up to 16
-  // AVX-512 only (the driver sets these for no other ISA; k / v are then unused): key / value t
+  // AVX2 and AVX-512 (the driver sets these for no other ISA; k / v are then unused): key / value t
   // is the head_dim elements of rows_dtype (kF32, kF16, kBF16 or kI8) at k_rows[t] / v_rows[t],
   // either the f32 rows of k / v or rows straight in the cache (kI8: times k_scales[t] /
   // v_scales[t]). Conversion to f32 is exact, so the result is the same either way.

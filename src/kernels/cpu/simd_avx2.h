@@ -1,6 +1,8 @@
-// Internal AVX2 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx2.cc files.
-// Include only from files compiled with the AVX2 flags; everything here lives in namespace avx2
-// so no AVX2 code can be linked into the scalar path.
+// Internal AVX2 helpers (exp, 16-bit float loads, tail masks) shared by the *_avx2.cc files, and
+// Vec, the AVX2 side of the vector interface the SIMD kernel templates (ops_simd.h,
+// attention_simd.h) are written against (simd_avx512.h has the same one). Include only from files
+// compiled with the AVX2 flags; everything here lives in namespace avx2 so no AVX2 code can be
+// linked into the scalar path (a template instantiated on avx2::Vec has its own mangled name).
 #pragma once
 
 #include <immintrin.h>
@@ -63,16 +65,82 @@ inline __m256 Exp(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
-// Loads n (<= 8) f16 / bf16 values as f32; lanes past n are 0.
+// Loads n f16 / bf16 values as f32 (n may exceed 8 or be <= 0); lanes past n are 0.
 inline __m128i Load16Bit(const uint16_t* p, int64_t n) {
   if (n >= kWidth) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   uint16_t buf[8] = {};
-  std::memcpy(buf, p, n * sizeof(uint16_t));
+  if (n > 0) std::memcpy(buf, p, n * sizeof(uint16_t));
   return _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
 }
 inline __m256 LoadF16(const uint16_t* p, int64_t n) { return _mm256_cvtph_ps(Load16Bit(p, n)); }
 inline __m256 LoadBf16(const uint16_t* p, int64_t n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load16Bit(p, n)), 16));
 }
+
+// Adds the lanes of each of 8 vectors: result lane t = sum of v[t]'s 8 lanes, by a
+// transpose-add tree that treats every v[t] the same whatever t is.
+inline __m256 ReduceAdd8(const __m256 v[8]) {
+  __m256 l1[4];
+  for (int i = 0; i < 4; ++i) {
+    l1[i] = _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                          _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  }
+  __m256 l2[2];
+  for (int i = 0; i < 2; ++i) {
+    const __m256d a = _mm256_castps_pd(l1[2 * i]);
+    const __m256d b = _mm256_castps_pd(l1[2 * i + 1]);
+    l2[i] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)),
+                          _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+  }
+  return _mm256_add_ps(_mm256_permute2f128_ps(l2[0], l2[1], 0x20),
+                       _mm256_permute2f128_ps(l2[0], l2[1], 0x31));
+}
+
+// Loads n int8 values as f32 (exact; n may exceed 8 or be <= 0); lanes past n are 0.
+inline __m256 LoadI8(const int8_t* p, int64_t n) {
+  int64_t bits = 0;
+  std::memcpy(&bits, p, (n >= kWidth ? kWidth : n <= 0 ? 0 : n) * sizeof(int8_t));
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
+}
+
+// 8 f32 lanes. Every operation is one IEEE operation per lane (Fmadd rounds once), so a kernel
+// written against Vec computes each lane the same way at either width.
+struct Vec {
+  using V = __m256;
+  static constexpr int64_t kWidth = avx2::kWidth;
+  static V Zero() { return _mm256_setzero_ps(); }
+  static V Set1(float x) { return _mm256_set1_ps(x); }
+  static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  // Lanes [0, left) of p (left may exceed the width or be <= 0); other lanes are 0.
+  static V LoadPart(const float* p, int64_t left) { return LoadTail(p, left); }
+  // The same with the other lanes set to fill.
+  static V LoadPartOr(const float* p, int64_t left, V fill) {
+    return _mm256_blendv_ps(fill, LoadTail(p, left), _mm256_castsi256_ps(TailMask(left)));
+  }
+  static void StorePart(float* p, V v, int64_t left) { StoreTail(p, v, left); }
+  // v with lanes [left, width) set to 0.
+  static V ZeroPast(V v, int64_t left) {
+    return _mm256_and_ps(_mm256_castsi256_ps(TailMask(left)), v);
+  }
+  static V LoadF16Part(const uint16_t* p, int64_t left) { return LoadF16(p, left); }
+  static V LoadBf16Part(const uint16_t* p, int64_t left) { return LoadBf16(p, left); }
+  static V LoadI8Part(const int8_t* p, int64_t left) { return LoadI8(p, left); }
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V Div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V Max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V Fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c
+  static V Fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }  // a * b - c
+  static float ReduceAdd(V v) { return HorizontalSum(v); }
+  static float ReduceMax(V v) { return HorizontalMax(v); }
+  static V Exp(V x) { return avx2::Exp(x); }
+  static float First(V v) { return _mm256_cvtss_f32(v); }
+  // Lane t = the sum of v[t]'s lanes (v has kWidth vectors).
+  static V ReduceAddEach(const V* v) { return ReduceAdd8(v); }
+  // Chunks of a query attention may keep in registers while it sums kWidth keys at once: none,
+  // since the 8 partial sums and their loads already fill most of the 16 ymm registers.
+  static constexpr int kMaxQChunks = 0;
+};
 
 }  // namespace tinyserve::kernels::cpu::avx2

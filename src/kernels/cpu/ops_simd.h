@@ -1,0 +1,137 @@
+// The row-wise operators written once against a vector interface (avx2::Vec, avx512::Vec in
+// simd_avx2.h / simd_avx512.h); ops_avx2.cc and ops_avx512.cc instantiate them under their own
+// target flags. Each template is instantiated on a per-ISA type, so the linker never merges an
+// AVX-512 instantiation into the AVX2 path; keep it free of non-template helpers and std calls
+// (those would be emitted once per target under one name). Same thread rules as cpu_kernels.h.
+#pragma once
+
+#include <cstdint>
+
+#include "formats/dtype.h"
+
+namespace tinyserve::kernels::cpu::simd {
+
+template <class Vec>
+void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+             float* out) {
+  using V = typename Vec::V;
+  constexpr int64_t kW = Vec::kWidth;
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    // Four independent chains; lane sums are combined in a fixed order.
+    V acc[4] = {Vec::Zero(), Vec::Zero(), Vec::Zero(), Vec::Zero()};
+    int64_t i = 0;
+    for (; i + 4 * kW <= dim; i += 4 * kW) {
+      for (int u = 0; u < 4; ++u) {
+        const V v = Vec::Load(xr + i + u * kW);
+        acc[u] = Vec::Fmadd(v, v, acc[u]);
+      }
+    }
+    for (; i < dim; i += kW) {
+      const V v = Vec::LoadPart(xr + i, dim - i);
+      acc[0] = Vec::Fmadd(v, v, acc[0]);
+    }
+    const float sum_sq =
+        Vec::ReduceAdd(Vec::Add(Vec::Add(acc[0], acc[1]), Vec::Add(acc[2], acc[3])));
+    const V inv = Vec::Set1(1.0f / __builtin_sqrtf(sum_sq / static_cast<float>(dim) + eps));
+    for (i = 0; i < dim; i += kW) {
+      const V v = Vec::Mul(Vec::LoadPart(xr + i, dim - i), inv);
+      Vec::StorePart(o + i, Vec::Mul(v, Vec::LoadPart(weight + i, dim - i)), dim - i);
+    }
+  }
+}
+
+template <class Vec>
+void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
+              int64_t head_dim) {
+  using V = typename Vec::V;
+  const int64_t half = head_dim / 2;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const float* c = cos_sin + t * head_dim;
+    const float* s = c + half;
+    for (int64_t h = 0; h < num_heads; ++h) {
+      float* xh = x + (t * num_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; i += Vec::kWidth) {
+        const int64_t left = half - i;
+        const V a = Vec::LoadPart(xh + i, left);
+        const V b = Vec::LoadPart(xh + half + i, left);
+        const V cv = Vec::LoadPart(c + i, left);
+        const V sv = Vec::LoadPart(s + i, left);
+        Vec::StorePart(xh + i, Vec::Fmsub(a, cv, Vec::Mul(b, sv)), left);
+        Vec::StorePart(xh + half + i, Vec::Fmadd(b, cv, Vec::Mul(a, sv)), left);
+      }
+    }
+  }
+}
+
+template <class Vec>
+void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
+  using V = typename Vec::V;
+  const V one = Vec::Set1(1.0f);
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* g = gate_up + r * 2 * dim;
+    float* o = out + r * dim;
+    for (int64_t i = 0; i < dim; i += Vec::kWidth) {
+      const V gv = Vec::LoadPart(g + i, dim - i);
+      const V uv = Vec::LoadPart(g + dim + i, dim - i);
+      const V denom = Vec::Add(one, Vec::Exp(Vec::Sub(Vec::Zero(), gv)));
+      Vec::StorePart(o + i, Vec::Mul(Vec::Div(gv, denom), uv), dim - i);
+    }
+  }
+}
+
+template <class Vec>
+void Softmax(float* x, int64_t num_rows, int64_t dim) {
+  using V = typename Vec::V;
+  constexpr int64_t kW = Vec::kWidth;
+  const V neg_inf = Vec::Set1(-__builtin_inff());
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* xr = x + r * dim;
+    V mx = neg_inf;
+    for (int64_t i = 0; i < dim; i += kW)
+      mx = Vec::Max(mx, Vec::LoadPartOr(xr + i, dim - i, neg_inf));
+    const V max_v = Vec::Set1(Vec::ReduceMax(mx));
+    V sum = Vec::Zero();
+    for (int64_t i = 0; i < dim; i += kW) {
+      const V e = Vec::ZeroPast(Vec::Exp(Vec::Sub(Vec::LoadPart(xr + i, dim - i), max_v)), dim - i);
+      sum = Vec::Add(sum, e);
+      Vec::StorePart(xr + i, e, dim - i);
+    }
+    const V inv = Vec::Set1(1.0f / Vec::ReduceAdd(sum));
+    for (int64_t i = 0; i < dim; i += kW) {
+      Vec::StorePart(xr + i, Vec::Mul(Vec::LoadPart(xr + i, dim - i), inv), dim - i);
+    }
+  }
+}
+
+template <class Vec>
+void AddInPlace(float* out, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += Vec::kWidth) {
+    Vec::StorePart(out + i, Vec::Add(Vec::LoadPart(out + i, n - i), Vec::LoadPart(x + i, n - i)),
+                   n - i);
+  }
+}
+
+template <class Vec>
+void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
+  for (int64_t r = 0; r < num_rows; ++r) AddInPlace<Vec>(out + r * dim, bias, dim);
+}
+
+// dtype: kF32, kF16 or kBF16 (conversion to f32 is exact).
+template <class Vec>
+void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
+  const auto* h = static_cast<const uint16_t*>(src);
+  const auto* f = static_cast<const float*>(src);
+  for (int64_t i = 0; i < n; i += Vec::kWidth) {
+    if (dtype == DType::kF16) {
+      Vec::StorePart(dst + i, Vec::LoadF16Part(h + i, n - i), n - i);
+    } else if (dtype == DType::kBF16) {
+      Vec::StorePart(dst + i, Vec::LoadBf16Part(h + i, n - i), n - i);
+    } else {
+      Vec::StorePart(dst + i, Vec::LoadPart(f + i, n - i), n - i);
+    }
+  }
+}
+
+}  // namespace tinyserve::kernels::cpu::simd
