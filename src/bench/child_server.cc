@@ -44,6 +44,7 @@ Status ChildServer::Start(const std::vector<std::string>& argv, const std::strin
   if (argv.empty()) return InvalidArgumentError("no command to start");
   if (pid_ > 0) return FailedPreconditionError("server already started");
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   int log_fd = -1;

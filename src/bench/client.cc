@@ -114,23 +114,23 @@ OpenAIClient::OpenAIClient(const ClientConfig& config, const BaseUrl& url)
 
 OpenAIClient::~OpenAIClient() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shutdown_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   watchdog_.join();
 }
 
 void OpenAIClient::WatchdogLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!shutdown_) {
     if (!deadline_) {
-      cv_.wait(lock);
+      cv_.Wait(&mu_);
       continue;
     }
     auto deadline = *deadline_;
     if (Clock::now() < deadline) {
-      cv_.wait_until(lock, deadline);
+      cv_.WaitUntil(&mu_, deadline);
       continue;  // Re-check: the request may have ended or been re-armed.
     }
     fired_ = true;
@@ -142,15 +142,15 @@ void OpenAIClient::WatchdogLoop() {
 
 void OpenAIClient::Arm(Clock::time_point deadline) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     deadline_ = deadline;
     fired_ = false;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool OpenAIClient::Disarm() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   deadline_.reset();
   return fired_;
 }

@@ -6,9 +6,7 @@
 
 #include <httplib.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -17,7 +15,9 @@
 #include <vector>
 
 #include "bench/workload.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::bench {
 
@@ -119,11 +119,11 @@ class OpenAIClient {
 
   // The watchdog stops the connection at the deadline, since a stalled server would otherwise
   // hold a blocking read for the whole socket timeout again after every byte.
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
-  bool fired_ = false;
-  bool shutdown_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_ GUARDED_BY(mu_);
+  bool fired_ GUARDED_BY(mu_) = false;
+  bool shutdown_ GUARDED_BY(mu_) = false;
   std::thread watchdog_;
 };
 

@@ -9,11 +9,13 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::bench {
 
@@ -67,7 +69,7 @@ class FakeOpenAIServer {
   int max_in_flight() const { return max_in_flight_.load(); }
   int requests() const { return requests_.load(); }
   std::vector<nlohmann::json> bodies() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return bodies_;
   }
 
@@ -75,7 +77,7 @@ class FakeOpenAIServer {
   void Handle(const httplib::Request& req, httplib::Response& res) {
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       bodies_.push_back(body);
     }
     ++requests_;
@@ -164,8 +166,8 @@ class FakeOpenAIServer {
   std::atomic<int> in_flight_{0};
   std::atomic<int> max_in_flight_{0};
   std::atomic<int> requests_{0};
-  std::mutex mu_;
-  std::vector<nlohmann::json> bodies_;
+  Mutex mu_;
+  std::vector<nlohmann::json> bodies_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve::bench

@@ -216,7 +216,7 @@ Status CheckSupported(const json& schema, const std::string& path) {
         TS_RETURN_IF_ERROR(CheckSupported(p.value(), path + ".properties." + p.key()));
       }
     } else if (key == "items" || key == "additionalProperties") {
-      TS_RETURN_IF_ERROR(CheckSupported(value, path + "." + key));
+      TS_RETURN_IF_ERROR(CheckSupported(value, fmt::format("{}.{}", path, key)));
     } else if (key == "anyOf") {
       if (!value.is_array() || value.empty()) {
         return InvalidArgumentError("{}.anyOf: not a non-empty array", path);

@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
+
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::bench {
 namespace {
@@ -20,41 +21,41 @@ class InFlightMeter {
       : window_start_(window_start), window_end_(window_end) {}
 
   int Change(double t, int delta) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Advance(t);
     count_ += delta;
     max_ = std::max(max_, count_);
     return count_;
   }
   int count() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return count_;
   }
   int max() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return max_;
   }
   double MeanOverWindow(double t_end) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Advance(t_end);
     return integral_ / (window_end_ - window_start_);
   }
 
  private:
-  void Advance(double t) {
+  void Advance(double t) REQUIRES(mu_) {
     double lo = std::max(last_t_, window_start_);
     double hi = std::min(t, window_end_);
     if (hi > lo) integral_ += count_ * (hi - lo);
     last_t_ = std::max(last_t_, t);
   }
 
-  std::mutex mu_;
+  Mutex mu_;
   const double window_start_;
   const double window_end_;
-  int count_ = 0;
-  int max_ = 0;
-  double last_t_ = 0;
-  double integral_ = 0;
+  int count_ GUARDED_BY(mu_) = 0;
+  int max_ GUARDED_BY(mu_) = 0;
+  double last_t_ GUARDED_BY(mu_) = 0;
+  double integral_ GUARDED_BY(mu_) = 0;
 };
 
 // Shared by the threads of one level.
@@ -116,11 +117,11 @@ void ClosedLoopUser(LevelContext& ctx, OpenAIClient& client, int user,
 
 // Arrivals queued by the dispatcher for the open loop's workers.
 struct ArrivalQueue {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::pair<double, SampleRef>> items;  // (arrival time, sample)
-  int64_t next_seq = 0;
-  bool closed = false;
+  Mutex mu;
+  CondVar cv;
+  std::deque<std::pair<double, SampleRef>> items GUARDED_BY(mu);  // (arrival time, sample)
+  int64_t next_seq GUARDED_BY(mu) = 0;
+  bool closed GUARDED_BY(mu) = false;
 };
 
 void OpenLoopDispatcher(LevelContext& ctx, ArrivalQueue* q) {
@@ -133,16 +134,16 @@ void OpenLoopDispatcher(LevelContext& ctx, ArrivalQueue* q) {
     SampleRef ref = sampler.Next();
     ctx.SleepUntil(t);
     {
-      std::lock_guard<std::mutex> lock(q->mu);
+      MutexLock lock(&q->mu);
       q->items.emplace_back(t, ref);
     }
-    q->cv.notify_one();
+    q->cv.NotifyOne();
   }
   {
-    std::lock_guard<std::mutex> lock(q->mu);
+    MutexLock lock(&q->mu);
     q->closed = true;
   }
-  q->cv.notify_all();
+  q->cv.NotifyAll();
 }
 
 void OpenLoopWorker(LevelContext& ctx, OpenAIClient& client, int worker, ArrivalQueue* q,
@@ -151,8 +152,8 @@ void OpenLoopWorker(LevelContext& ctx, OpenAIClient& client, int worker, Arrival
     std::pair<double, SampleRef> item;
     int64_t seq = 0;
     {
-      std::unique_lock<std::mutex> lock(q->mu);
-      q->cv.wait(lock, [&] { return q->closed || !q->items.empty(); });
+      MutexLock lock(&q->mu);
+      while (!q->closed && q->items.empty()) q->cv.Wait(&q->mu);
       if (q->items.empty()) return;
       item = q->items.front();
       q->items.pop_front();
@@ -193,6 +194,7 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
   }
   const int num_threads = open_loop ? std::max(1, options.open_loop_concurrency) : level.users;
   std::vector<std::unique_ptr<OpenAIClient>> clients;
+  clients.reserve(num_threads);
   for (int i = 0; i < num_threads; ++i) {
     TS_ASSIGN_OR_RETURN(std::unique_ptr<OpenAIClient> c, OpenAIClient::Create(options.client));
     clients.push_back(std::move(c));
@@ -203,6 +205,7 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
                    Clock::now(), issue_end, InFlightMeter(level.warmup_s, issue_end)};
   std::vector<std::vector<RequestRecord>> per_thread(num_threads);
   std::vector<std::thread> threads;
+  threads.reserve(num_threads);
   ArrivalQueue queue;
   for (int i = 0; i < num_threads; ++i) {
     threads.emplace_back([&, i] {
@@ -219,27 +222,30 @@ StatusOr<LevelResult> RunLevel(const Workload& workload, const LoadOptions& opti
   // Report progress until every thread has returned.
   std::atomic<int> running{num_threads};
   std::vector<std::thread> joiners;
-  std::mutex done_mu;
-  std::condition_variable done_cv;
+  // `running` is atomic; done_mu only orders its decrement before the wake-up, so a wait that
+  // starts after the last decrement cannot miss it.
+  Mutex done_mu;
+  CondVar done_cv;
+  joiners.reserve(threads.size());
   for (auto& t : threads) {
     joiners.emplace_back([&t, &running, &done_mu, &done_cv] {
       t.join();
       {
-        std::lock_guard<std::mutex> lock(done_mu);
+        MutexLock lock(&done_mu);
         running.fetch_sub(1);
       }
-      done_cv.notify_all();
+      done_cv.NotifyAll();
     });
   }
-  {
-    std::unique_lock<std::mutex> lock(done_mu);
-    while (running.load() > 0) {
-      done_cv.wait_for(lock, std::chrono::seconds(1));
-      if (progress && running.load() > 0) {
-        lock.unlock();
-        progress({ctx.Now(), ctx.completed.load(), ctx.failed.load(), ctx.meter.count()});
-        lock.lock();
-      }
+  for (;;) {
+    {
+      MutexLock lock(&done_mu);
+      if (running.load() == 0) break;
+      done_cv.WaitUntil(&done_mu, Clock::now() + std::chrono::seconds(1));
+      if (running.load() == 0) break;
+    }
+    if (progress) {
+      progress({ctx.Now(), ctx.completed.load(), ctx.failed.load(), ctx.meter.count()});
     }
   }
   for (auto& j : joiners) j.join();

@@ -113,7 +113,7 @@ void ServerSampler::Start() {
     while (!stop_) {
       ServerSample s = TakeSample(since());
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         samples_.push_back(s);
       }
       next += std::chrono::microseconds(static_cast<int64_t>(interval_s_ * 1e6));
@@ -123,7 +123,7 @@ void ServerSampler::Start() {
       }
     }
     ServerSample last = TakeSample(since());
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     samples_.push_back(last);
   });
 }
@@ -131,7 +131,7 @@ void ServerSampler::Start() {
 std::vector<ServerSample> ServerSampler::Stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return samples_;
 }
 

@@ -6,13 +6,14 @@
 
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::bench {
 
@@ -56,8 +57,8 @@ class ServerSampler {
   const int pid_;
   const double interval_s_;
   std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::vector<ServerSample> samples_;
+  Mutex mu_;
+  std::vector<ServerSample> samples_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -110,7 +110,9 @@ Status RunServe(ServeFlags f) {
   // Serve returns only after Shutdown stopped it (or the listener failed): make sure the
   // watcher is not left waiting.
   if (watcher.joinable()) {
-    pthread_kill(watcher.native_handle(), SIGTERM);
+    // SIGTERM is blocked in every thread and the watcher sigwait()s for it: this wakes the
+    // watcher, it does not terminate anything.
+    pthread_kill(watcher.native_handle(), SIGTERM);  // NOLINT(bugprone-bad-signal-to-kill-thread)
     watcher.join();
   }
   TS_LOG_INFO("stopped");

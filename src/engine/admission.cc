@@ -209,12 +209,12 @@ int32_t AdmissionController::PrefillTokenLimitLocked(int32_t num_decodes) const 
 }
 
 int32_t AdmissionController::PrefillTokenLimit(int32_t num_decodes) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return PrefillTokenLimitLocked(num_decodes);
 }
 
 AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Group candidate = MakeGroup(work, now);
   AdmissionDecision d;
   const double time_left = SecondsBetween(now, work.deadline);
@@ -298,17 +298,17 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
 }
 
 int64_t AdmissionController::Register(const WorkRequest& work, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return AddGroup(MakeGroup(work, now));
 }
 
 void AdmissionController::Cancel(int64_t ticket) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (auto it = groups_.find(ticket); it != groups_.end()) Drop(it);
 }
 
 std::optional<int64_t> AdmissionController::OrderKey(int64_t ticket) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = groups_.find(ticket);
   if (it == groups_.end()) return std::nullopt;
   return std::llround(it->second.tag * 1e6);
@@ -316,7 +316,7 @@ std::optional<int64_t> AdmissionController::OrderKey(int64_t ticket) const {
 
 void AdmissionController::OnStep(const StepObservation& step, std::span<const Progress> progress,
                                  Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   model_.Observe(step);
   last_decodes_ = step.num_decodes;
   last_step_ = now;
@@ -340,7 +340,7 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
 }
 
 void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bool natural) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = groups_.find(ticket);
   if (it == groups_.end()) return;
   Group& g = it->second;
@@ -353,7 +353,7 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
 }
 
 std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<int64_t> shed;
   if (!model_.ready()) {
     // No prediction yet, but a deadline already passed needs none.
@@ -385,7 +385,7 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
 }
 
 AdmissionStats AdmissionController::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   AdmissionStats s = stats_;
   s.prefill_tokens_per_s = model_.ready() ? model_.PrefillTokensPerSecond() : 0;
   s.decode_step_s = model_.ready() ? model_.StepSeconds(std::max(1, last_decodes_), 0) : 0;

@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,6 +23,8 @@
 #include "engine/fair_share.h"
 #include "engine/request.h"
 #include "engine/step_time_model.h"
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve {
 
@@ -150,27 +151,28 @@ class AdmissionController {
     double finish_s = std::numeric_limits<double>::infinity();
   };
 
-  Group MakeGroup(const WorkRequest& work, Clock::time_point now) const;
-  int64_t AddGroup(Group group);
+  Group MakeGroup(const WorkRequest& work, Clock::time_point now) const REQUIRES(mu_);
+  int64_t AddGroup(Group group) REQUIRES(mu_);
   // Groups in service order: started ones by ticket, then queued by (priority, tag, ticket).
-  std::vector<const Group*> ServiceOrder(const Group* extra) const;
+  std::vector<const Group*> ServiceOrder(const Group* extra) const REQUIRES(mu_);
   // Replays the scheduler over `order` from now; one prediction per group (seconds from now).
-  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s) const;
-  int32_t PrefillTokenLimitLocked(int32_t num_decodes) const;
-  double WorkSeconds(const Group& g) const;
-  double ExpectedDecode(const Group& g) const;
-  void Drop(std::unordered_map<int64_t, Group>::iterator it);
+  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s) const
+      REQUIRES(mu_);
+  int32_t PrefillTokenLimitLocked(int32_t num_decodes) const REQUIRES(mu_);
+  double WorkSeconds(const Group& g) const REQUIRES(mu_);
+  double ExpectedDecode(const Group& g) const REQUIRES(mu_);
+  void Drop(std::unordered_map<int64_t, Group>::iterator it) REQUIRES(mu_);
 
   const AdmissionOptions options_;
-  mutable std::mutex mu_;
-  StepTimeModel model_;                        // guarded by mu_
-  FairShare fair_;                             // guarded by mu_
-  std::unordered_map<int64_t, Group> groups_;  // guarded by mu_
-  int64_t next_ticket_ = 1;                    // guarded by mu_
-  double output_ratio_ = 1.0;      // guarded by mu_: generated / max_tokens of finished choices
-  int32_t last_decodes_ = 0;       // guarded by mu_
-  Clock::time_point last_step_{};  // guarded by mu_: when the latest step was reported
-  AdmissionStats stats_;           // guarded by mu_ (counters)
+  mutable Mutex mu_;
+  StepTimeModel model_ GUARDED_BY(mu_);
+  FairShare fair_ GUARDED_BY(mu_);
+  std::unordered_map<int64_t, Group> groups_ GUARDED_BY(mu_);
+  int64_t next_ticket_ GUARDED_BY(mu_) = 1;
+  double output_ratio_ GUARDED_BY(mu_) = 1.0;  // generated / max_tokens of finished choices
+  int32_t last_decodes_ GUARDED_BY(mu_) = 0;
+  Clock::time_point last_step_ GUARDED_BY(mu_){};  // when the latest step was reported
+  AdmissionStats stats_ GUARDED_BY(mu_);           // counters
 };
 
 }  // namespace tinyserve

@@ -240,7 +240,7 @@ TEST(Admission, UnderOverloadAdmittedWorkMeetsItsDeadlinesAndStepsKeepTheBudget)
   o.max_num_batched_tokens = 256;
   o.max_step_s = 0.1;
   AdmissionController ac(o);
-  BlockManager blocks(/*num_blocks=*/4096, /*block_size=*/16, /*prefix_caching=*/false);
+  BlockManager blocks(/*num_blocks=*/4096, /*block_size=*/16, /*enable_prefix_caching=*/false);
   Scheduler scheduler({o.max_num_seqs, o.max_num_batched_tokens}, &blocks);
   scheduler.SetPrefillTokenLimit([&](int32_t d) { return ac.PrefillTokenLimit(d); });
 

@@ -19,7 +19,7 @@ std::unique_ptr<Engine> MakeEngine(std::shared_ptr<FakeModel> model) {
   o.kv_cache_dtype = DType::kF32;
   o.kv_cache_memory_bytes = 1024 * KvCache::BlockBytes(model->config(), 4, DType::kF32);
   o.threads = 1;
-  auto engine = Engine::Create(model, o);
+  auto engine = Engine::Create(std::move(model), o);
   EXPECT_TRUE(engine.ok()) << engine.status().ToString();
   return std::move(*engine);
 }

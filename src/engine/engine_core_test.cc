@@ -123,6 +123,7 @@ TEST(EngineCoreTest, BatchOf32EqualsEachPromptAlone) {
   auto prompts = RandomPrompts(32, 1, 3, 60);
   auto core = MakeCore(SmallOptions());
   std::vector<std::vector<int32_t>> alone;
+  alone.reserve(prompts.size());
   for (const auto& p : prompts) alone.push_back(RunTogether(*core, {p}, 10)[0]);
   ExpectMatchesOracle(prompts, alone, 10);
   auto together = RunTogether(*core, prompts, 10);

@@ -67,9 +67,11 @@ TEST(EngineTest, RequestsFromManyThreadsGetTheirOwnGreedyTokens) {
   }
   std::vector<std::vector<int32_t>> got(prompts.size());
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::vector<std::shared_ptr<RequestStream>> streams;
+      streams.reserve(kEach);
       for (int i = 0; i < kEach; ++i)
         streams.push_back(*engine->Submit(Greedy(prompts[t * kEach + i], 8)));
       for (int i = 0; i < kEach; ++i) got[t * kEach + i] = ReadAll(*streams[i]).first;

@@ -45,9 +45,8 @@ TokenOutput OutputProcessor::ProcessToken(const OutputSpec& spec, const Sequence
   }
   const bool check_stop = seq.num_generated() >= stop.min_tokens;
   bool stopped_by_string = false;
-  if (constraint_done) {
-    out.finish = FinishReason::kStop;  // the grammar accepted EOS: the output is complete
-  } else if (check_stop && !stop.ignore_eos && eos_.contains(token)) {
+  // The grammar accepted EOS (the output is complete), or EOS itself.
+  if (constraint_done || (check_stop && !stop.ignore_eos && eos_.contains(token))) {
     out.finish = FinishReason::kStop;
   } else if (check_stop && std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(),
                                      token) != stop.stop_token_ids.end()) {

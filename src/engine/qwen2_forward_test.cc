@@ -136,6 +136,7 @@ TEST(Qwen2ModelTest, SequencesInOneBatchAndDecodeStepsMatchTheReference) {
   ThreadPool pool(2);
   // Prefill: the three prompts in one call, logits of the last token of each.
   std::vector<Chunk> prefill;
+  prefill.reserve(3);
   for (int s = 0; s < 3; ++s) prefill.push_back({prompts[s], 0, tables[s]});
   ForwardBatch batch = Layout(prefill, false);
   std::vector<float> logits(3 * vocab);
@@ -171,7 +172,7 @@ TEST(Qwen2ModelTest, MalformedBatchesAreErrors) {
   std::vector<float> logits(4 * model->config().vocab_size);
   auto good = [] { return Layout({{{1, 2, 3}, 0, {0, 1}}}, true); };
   ASSERT_TRUE(model->Forward(good(), cache.layers(), logits.data(), nullptr).ok());
-  auto expect_error = [&](ForwardBatch b, const char* what) {
+  auto expect_error = [&](const ForwardBatch& b, const char* what) {
     Status s = model->Forward(b, cache.layers(), logits.data(), nullptr);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << what;
   };

@@ -21,25 +21,26 @@ std::string_view FinishReasonName(FinishReason reason) {
 }
 
 std::optional<Outbox::Item> Outbox::Next(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return !items_.empty() || choices_open_ == 0; });
-  if (items_.empty()) return std::nullopt;
-  Item item = std::move(items_.front());
-  items_.pop_front();
-  return item;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (items_.empty() && choices_open_ > 0) {
+    if (!cv_.WaitUntil(&mu_, deadline)) break;
+  }
+  return PopLocked();
 }
 
 std::optional<Outbox::Item> Outbox::Next() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !items_.empty() || choices_open_ == 0; });
-  if (items_.empty()) return std::nullopt;
-  Item item = std::move(items_.front());
-  items_.pop_front();
-  return item;
+  MutexLock lock(&mu_);
+  while (items_.empty() && choices_open_ > 0) cv_.Wait(&mu_);
+  return PopLocked();
 }
 
 std::optional<Outbox::Item> Outbox::TryNext() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
+  return PopLocked();
+}
+
+std::optional<Outbox::Item> Outbox::PopLocked() {
   if (items_.empty()) return std::nullopt;
   Item item = std::move(items_.front());
   items_.pop_front();
@@ -47,30 +48,30 @@ std::optional<Outbox::Item> Outbox::TryNext() {
 }
 
 bool Outbox::done() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return choices_open_ == 0 && items_.empty();
 }
 
 void Outbox::Open(int32_t num_choices) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   choices_open_ += num_choices;
 }
 
 void Outbox::Close(int32_t num_choices) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     choices_open_ -= num_choices;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void Outbox::Post(int32_t tag, RequestEvent event) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (event.finish_reason != FinishReason::kNone) --choices_open_;
     items_.push_back(Item{tag, std::move(event)});
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 RequestStream::RequestStream(std::string request_id, int32_t n, std::shared_ptr<Outbox> outbox,

@@ -51,10 +51,13 @@ class Outbox {
   void Post(int32_t tag, RequestEvent event);
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> items_;    // guarded by mu_
-  int64_t choices_open_ = 0;  // guarded by mu_: opened choices whose final event is not posted
+  std::optional<Item> PopLocked() REQUIRES(mu_);
+
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Item> items_ GUARDED_BY(mu_);
+  // Opened choices whose final event is not posted.
+  int64_t choices_open_ GUARDED_BY(mu_) = 0;
 };
 
 // One request's stream of events. It posts into an Outbox: its own (then read it through

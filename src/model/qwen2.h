@@ -71,7 +71,8 @@ class Qwen2Model : public Model {
   Qwen2Model() = default;
   [[nodiscard]] Status ValidateBatch(const ForwardBatch& batch,
                                      std::span<const kernels::PagedKvLayer> kv_layers) const;
-  void EnsureScratch(int64_t num_tokens, int64_t num_logit_rows);
+  // Grows the activation buffers to `t` tokens and `r` logit rows (never shrinks them).
+  void EnsureScratch(int64_t t, int64_t r);
 
   ModelConfig config_;
   std::shared_ptr<const void> source_;  // owns the bytes the views below point into

@@ -18,6 +18,7 @@
 #include "structured/vocabulary.h"
 #include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace tinyserve::structured {
 
@@ -62,12 +63,12 @@ class CompiledGrammar {
   // False when `deadline` passed or a step overflowed before the sets were complete (nothing
   // stored then).
   bool ComputeLocked(int32_t state, std::chrono::steady_clock::time_point deadline,
-                     int64_t max_work) const;
-  size_t ScratchBytesLocked() const;
-  void ResetScratchLocked() const;
+                     int64_t max_work) const REQUIRES(mu_);
+  size_t ScratchBytesLocked() const REQUIRES(mu_);
+  void ResetScratchLocked() const REQUIRES(mu_);
   // Memoised transitions of configurations over kUnknownStack, shared by all states.
-  int32_t InternConfig(const StackConfig& c) const;
-  int32_t StepConfig(int32_t config, uint8_t byte) const;
+  int32_t InternConfig(const StackConfig& c) const REQUIRES(mu_);
+  int32_t StepConfig(int32_t config, uint8_t byte) const REQUIRES(mu_);
 
   Grammar grammar_;
   std::shared_ptr<const Vocabulary> vocab_;
@@ -76,19 +77,20 @@ class CompiledGrammar {
   // reach. Computed sets are read lock-free (release/acquire on sets_).
   mutable Mutex mu_;
   mutable std::vector<std::atomic<const StateTokenSets*>> sets_;
-  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_;
+  mutable std::vector<std::unique_ptr<StateTokenSets>> owned_ GUARDED_BY(mu_);
   mutable std::atomic<int64_t> num_computed_{0};
   size_t grammar_bytes_ = 0;
   mutable std::atomic<size_t> sets_bytes_{0};
   mutable std::atomic<int64_t> precompute_work_{0};
-  // Guarded by mu_.
-  mutable StackPool pool_;
-  mutable Pda pda_;
-  mutable std::vector<StackConfig> configs_;
-  mutable std::unordered_map<std::string, int32_t> config_ids_;
-  mutable std::vector<int32_t> trans_;    // [config * 256 + byte] -> config, -1 unknown
-  mutable std::vector<uint8_t> can_pop_;  // [config]
-  mutable std::vector<uint32_t> close_;   // [config]: fewest bytes to finish the analysed rule
+  mutable StackPool pool_ GUARDED_BY(mu_);
+  mutable Pda pda_ GUARDED_BY(mu_);
+  mutable std::vector<StackConfig> configs_ GUARDED_BY(mu_);
+  mutable std::unordered_map<std::string, int32_t> config_ids_ GUARDED_BY(mu_);
+  // [config * 256 + byte] -> config, -1 unknown
+  mutable std::vector<int32_t> trans_ GUARDED_BY(mu_);
+  mutable std::vector<uint8_t> can_pop_ GUARDED_BY(mu_);  // [config]
+  // [config]: fewest bytes to finish the analysed rule
+  mutable std::vector<uint32_t> close_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve::structured

@@ -87,8 +87,10 @@ TEST_F(QwenTokenizerTest, EncodeIsThreadSafeAndDeterministic) {
   const auto corpus = CorpusBytes();
   ASSERT_GE(corpus.size(), 300u);
   std::vector<std::vector<int32_t>> expected;
+  expected.reserve(corpus.size());
   for (const auto& text : corpus) expected.push_back(tokenizer_->Encode(text));
   std::vector<std::thread> threads;
+  threads.reserve(4);
   std::vector<int> mismatches(4, 0);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {

@@ -102,11 +102,15 @@ class [[nodiscard]] StatusOr {
   StatusOr(Status&& status) : v_(std::move(status)) { CheckNotOk(); }  // NOLINT
   StatusOr(const T& value) : v_(value) {}                              // NOLINT
   StatusOr(T&& value) : v_(std::move(value)) {}                        // NOLINT
+  // The requires-clause excludes StatusOr itself, so this never hides the copy or move
+  // constructor; clang-tidy 14's bugprone-forwarding-reference-overload ignores requires-clauses.
+  // NOLINTBEGIN(bugprone-forwarding-reference-overload)
   template <typename U>
   requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
            !std::is_same_v<std::decay_t<U>, T> && !std::is_same_v<std::decay_t<U>, StatusOr>)
       StatusOr(U&& value)
       : v_(T(std::forward<U>(value))) {}  // NOLINT
+  // NOLINTEND(bugprone-forwarding-reference-overload)
 
   bool ok() const { return v_.index() == 1; }
   const Status& status() const& {

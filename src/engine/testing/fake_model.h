@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/token_text.h"
@@ -183,7 +184,7 @@ class FakeModel : public Model {
 // (FakeModel::kEos) is special and reads "<eos>".
 inline TokenText FakeTokenText(std::vector<std::string> extra) {
   TokenText t;
-  t.token_bytes = [extra](int32_t id) -> std::string {
+  t.token_bytes = [extra = std::move(extra)](int32_t id) -> std::string {
     if (id < 256) return std::string(1, static_cast<char>(id));
     if (id == FakeModel::kEos) return "<eos>";
     const size_t k = static_cast<size_t>(id - 256);
