@@ -169,6 +169,10 @@ Status Runner::RunSweep() {
   int good = -1, bad = -1;  // The last good and the first bad level's indices.
   double good_x = 0, bad_x = 0;
   std::string stop;
+  // When even the lowest load misses the SLOs (a 2,000-token prompt's TTFT alone can exceed them
+  // on a small CPU), there is no SLO knee to find, but the capacity still matters: keep raising
+  // until the server saturates, as GuideLLM's sweep does, and judge levels by saturation only.
+  bool slo_gate = true;
   for (double x = sw.start;;) {
     if (n > 0 && !fits()) {
       stop = "the time budget ran out while raising the load";
@@ -177,8 +181,9 @@ Status Runner::RunSweep() {
     TS_ASSIGN_OR_RETURN(size_t i, run(x));
     raised.push_back(x);
     bool holds = LevelHolds(stats[i], plan_.slo);
+    if (!holds && n == 1) slo_gate = false;
     bool saturated = good >= 0 && OverSaturated(stats[good], stats[i]);
-    if (!holds || saturated) {
+    if ((slo_gate && !holds) || saturated) {
       bad_x = x;
       bad = static_cast<int>(i);
       stop = saturated ? "goodput stopped rising while queueing grew" : "a level missed the SLOs";
@@ -199,7 +204,7 @@ Status Runner::RunSweep() {
     if (!sw.open_loop) mid = std::clamp(std::round(mid), good_x + 1, bad_x - 1);
     TS_ASSIGN_OR_RETURN(size_t i, run(mid));
     refined.push_back(mid);
-    if (LevelHolds(stats[i], plan_.slo) && !OverSaturated(stats[good], stats[i])) {
+    if ((!slo_gate || LevelHolds(stats[i], plan_.slo)) && !OverSaturated(stats[good], stats[i])) {
       good_x = mid;
       good = static_cast<int>(i);
     } else {
@@ -211,6 +216,8 @@ Status Runner::RunSweep() {
   if (good >= 0 && bad >= 0 && OverSaturated(stats[good], stats[bad])) {
     results_->saturation_note = SaturationSentence(stats[good], stats[bad]);
   }
+  if (!slo_gate)
+    stop += " (the lowest load already missed the SLOs, so only saturation stopped it)";
   auto list = [](const std::vector<double>& v) {
     std::string out;
     for (double x : v) out += fmt::format("{}{:g}", out.empty() ? "" : ", ", x);

@@ -213,3 +213,43 @@ TEST(CompareTest, LabelsComeFromDirectoriesAndAreUnique) {
 
 }  // namespace
 }  // namespace tinyserve::bench
+
+namespace tinyserve::bench {
+namespace {
+
+// A server that can never meet the SLOs (TTFT 40 ms against a 5 ms target) but never saturates
+// either: the automatic sweep must still raise the load to its cap instead of stopping at the
+// first level, so the report shows the capacity even when the SLOs are out of reach.
+TEST(AutoSweepTest, KeepsRaisingWhenTheLowestLoadAlreadyMissesTheSlos) {
+  FakeServerConfig config;
+  config.num_tokens = 2;
+  config.first_token_delay_ms = 40;
+  FakeOpenAIServer server(config);
+  server.Start();
+  StatusOr<Workload> w = ParseWorkload(
+      R"({"name": "w", "tasks": [{"name": "code", "samples": [{"id": "c0", "input": "b"}]}]})",
+      ".");
+  ASSERT_TRUE(w.ok());
+  BenchPlan plan;
+  plan.load.client.base_url = server.base_url();
+  plan.load.client.model = "fake";
+  plan.levels = {LoadLevel{1, 0, 0.3, 0.05}};
+  plan.sweep = AutoSweep{/*enabled=*/true, /*open_loop=*/false, /*start=*/1, /*max=*/4,
+                         /*budget_s=*/60};
+  plan.slo = Slo{5, 5000};
+  plan.progress = nullptr;
+  BenchResults results;
+  results.info.slo = plan.slo;
+  ASSERT_TRUE(RunBench(*w, plan, &results).ok());
+  std::vector<int> users;
+  for (const LevelStats& s : results.stats) users.push_back(s.users);
+  std::sort(users.begin(), users.end());
+  EXPECT_EQ(users, (std::vector<int>{1, 2, 4}));
+  EXPECT_NE(results.sweep_summary.find("the cap of 4 was reached"), std::string::npos)
+      << results.sweep_summary;
+  EXPECT_NE(results.sweep_summary.find("lowest load already missed the SLOs"), std::string::npos)
+      << results.sweep_summary;
+}
+
+}  // namespace
+}  // namespace tinyserve::bench

@@ -38,10 +38,12 @@ struct CompileOptions {
   // Compilation (parse + automaton) must finish in this time or fails.
   std::chrono::milliseconds time_limit{2000};
   // After compiling, every per-state token set is precomputed within this work (vocabulary-trie
-  // nodes visited: ~1.5 s on a loaded 2-core machine for 12M, the most any of the tests' 59
-  // schemas needs with Qwen's vocabulary) and size, or the grammar is rejected: the engine
-  // thread never computes them. The time is only a safety net against a starved machine.
-  int64_t max_precompute_work = 48'000'000;
+  // nodes visited, ~6 ns each on one quiet Zen 4 core) and size, or the grammar is rejected: the
+  // engine thread never computes them. Ordinary schemas need up to ~75M (a string with
+  // maxLength 200 in the stress test's support_ticket: workload_schemas_test prints each), so
+  // 256M (~1.5 s of one HTTP worker) leaves them a 3x margin while bounding what one hostile
+  // grammar costs. The time is only a safety net against a starved machine.
+  int64_t max_precompute_work = 256'000'000;
   size_t max_grammar_bytes = size_t{64} << 20;
   std::chrono::milliseconds warm_time{30000};
   // False: no precompute, sets computed on first use (offline tools whose walks visit a few
