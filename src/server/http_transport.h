@@ -47,7 +47,10 @@ struct HttpServerOptions {
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
-// Writes one response on a worker thread.
+// "OK", "Not Found", ... for a status line ("Unknown" for codes it does not name).
+std::string_view HttpReasonPhrase(int status);
+
+// Writes one response on a worker thread (http_responder.cc).
 class HttpResponder {
  public:
   HttpResponder(int fd, const HttpRequest& request, double write_timeout_s)
