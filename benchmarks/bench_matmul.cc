@@ -1,7 +1,9 @@
 // MatMul throughput on Qwen2.5-0.5B shapes for each weight type, as fractions of this machine's
 // bounds measured in the same run (roofline.h): GB/s of weight bytes at num_rows = 1 (decode,
-// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the int8
-// dot-product peak (quantized weights) or the f32 FMA peak (float weights).
+// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the peak of the
+// best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
+// weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
+// machine measures the AVX-512 kernels against the same peaks.
 //   bench_matmul [--threads N] [--quick]
 // num_rows = 1 runs with cold caches (the weights are evicted before each call).
 #include <algorithm>
@@ -90,15 +92,17 @@ int Main(int argc, char** argv) {
   }
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{512} << 20);
-  std::printf("threads=%d isa=%s read=%.1f GB/s fma=%.0f GFLOP/s int8=%.0f GOP/s\n", threads,
-              roof.isa.c_str(), roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops);
+  std::printf("threads=%d %s\n", threads, bench::Describe(roof).c_str());
   std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
               "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
   const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
                          DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
-    const double peak = IsQuantized(t) ? roof.int8_gops : roof.fma_gflops;
+    const bench::Work work = IsQuantized(t)        ? bench::Work::kInt8
+                             : t == DType::kBF16 ? bench::Work::kBf16
+                                                 : bench::Work::kF32;
+    const double peak = bench::BestPeak(roof, work);
     for (const auto& s : shapes) {
       const int64_t rows = s[0], cols = s[1];
       char shape[32];

@@ -28,7 +28,7 @@ constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DT
 
 std::vector<Isa> SupportedIsas() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
     if (IsaSupported(isa)) isas.push_back(isa);
   return isas;
 }
