@@ -96,15 +96,34 @@ Isa CapIsa(Isa hw, const char* env) {
   return *want;
 }
 
+Isa ChooseIsa(Isa cap, const char* env) {
+  if (cap == Isa::kAmx && (env == nullptr || ParseIsa(env) != Isa::kAmx)) return Isa::kAvx512;
+  return cap;
+}
+
 namespace {
 
-Isa DetectBest() {
+struct Dispatch {
+  Isa cap = Isa::kScalar;
+  Isa best = Isa::kScalar;
+};
+
+Dispatch DetectDispatch() {
   const CpuFeatures& f = DetectedCpuFeatures();
   const Isa hw = IsaSupportedBy(f, Isa::kAmx)      ? Isa::kAmx
                  : IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
-                 : IsaSupportedBy(f, Isa::kAvx2) ? Isa::kAvx2
-                                                 : Isa::kScalar;
-  return CapIsa(hw, std::getenv("TINYSERVE_ISA"));  // NOLINT(concurrency-mt-unsafe): once
+                 : IsaSupportedBy(f, Isa::kAvx2)   ? Isa::kAvx2
+                                                   : Isa::kScalar;
+  const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): once
+  Dispatch d;
+  d.cap = CapIsa(hw, env);
+  d.best = ChooseIsa(d.cap, env);
+  return d;
+}
+
+const Dispatch& GetDispatch() {
+  static const Dispatch d = DetectDispatch();
+  return d;
 }
 
 }  // namespace
@@ -143,14 +162,11 @@ bool IsaSupportedBy(const CpuFeatures& f, Isa isa) {
 }
 
 bool IsaSupported(Isa isa) {
-  return static_cast<int>(isa) <= static_cast<int>(BestIsa()) &&
+  return static_cast<int>(isa) <= static_cast<int>(GetDispatch().cap) &&
          IsaSupportedBy(DetectedCpuFeatures(), isa);
 }
 
-Isa BestIsa() {
-  static const Isa best = DetectBest();
-  return best;
-}
+Isa BestIsa() { return GetDispatch().best; }
 
 std::string_view IsaName(Isa isa) {
   switch (isa) {

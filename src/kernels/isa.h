@@ -54,9 +54,18 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 // never enables an Isa the CPU lacks.
 Isa CapIsa(Isa hw, const char* env);
 
-// IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap.
+// The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, except that kAmx is
+// chosen only when TINYSERVE_ISA=amx asks for it, else kAvx512. Why: the AMX matmul (bit-identical
+// to the AVX-512 one) measured 0.73-1.27x, mostly 0.8-0.9x, of the AVX-512 kernel on a Xeon with
+// AMX (bench_matmul --compare, 2 threads): block-quantized weights need an f32 scaling pass per
+// 32-weight sub-block, which bounds both kernels, and the tile product must go through memory
+// to reach it.
+Isa ChooseIsa(Isa cap, const char* env);
+
+// IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
+// counts as supported on an AMX CPU even when BestIsa() is kAvx512; tests run it).
 bool IsaSupported(Isa isa);
-// The widest supported Isa (detected once).
+// ChooseIsa(CapIsa(widest the hardware supports, TINYSERVE_ISA), TINYSERVE_ISA), detected once.
 Isa BestIsa();
 // "scalar", "avx2", "avx512", "amx".
 std::string_view IsaName(Isa isa);
