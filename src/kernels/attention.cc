@@ -112,6 +112,9 @@ struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
   std::vector<float> partials;  // a prefill tile's partition states
   std::vector<int32_t> num_valid;
+  std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to int8, their scales and sums
+  std::vector<float> q_scales;
+  std::vector<int32_t> q_sums;
   std::vector<const void*> k_rows, v_rows;
   void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys) {
     if (static_cast<int64_t>(q.size()) >= max_q * head_dim &&
@@ -129,6 +132,9 @@ struct Scratch {
     k_scales.resize(step_keys);
     v_scales.resize(step_keys);
     num_valid.resize(max_q);
+    q_i8.resize(max_q * head_dim);
+    q_scales.resize(max_q);
+    q_sums.resize(max_q);
     k_rows.resize(step_keys);
     v_rows.resize(step_keys);
   }
@@ -204,14 +210,26 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const int32_t* table = batch.block_tables + int64_t{item.seq} * batch.max_blocks_per_seq;
   const int64_t num_rows = item.row_end - item.row_begin;
   const int64_t num_q = num_rows * group;
-  // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper.
-  const bool direct = c.rows && num_q <= 16;
   const bool int8 = layer.dtype == DType::kI8;
+  // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper;
+  // except int8 rows, which the AVX-512 kernel reads in any tile with integer dots (so a decode
+  // row and a prefill tile compute a query the same way).
+  const bool direct = c.rows && (num_q <= 16 || int8);
 
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* src =
         c.q + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group) * hd;
-    std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
+    if (!int8) {
+      std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
+      continue;
+    }
+    for (int64_t j = 0; j < group; ++j) {
+      const int64_t qi = r * group + j;
+      int8_t* qq = sc.q_i8.data() + qi * hd;
+      const float s = QuantizeQueryRow(src + j * hd, hd, qq, &sc.q_sums[qi]);
+      sc.q_scales[qi] = s;
+      for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeKv(qq[d], s);
+    }
   }
 
   const int64_t elem = ElementBytes(layer.dtype);
@@ -284,6 +302,9 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
         for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
       }
       args.q = sc.q.data();
+      args.q_i8 = sc.q_i8.data();
+      args.q_scales = sc.q_scales.data();
+      args.q_sums = sc.q_sums.data();
       args.num_valid = sc.num_valid.data();
       args.num_q = static_cast<int32_t>(num_q);
       args.k = sc.k.data();

@@ -35,4 +35,28 @@ inline uint16_t QuantizeKvRow(const float* x, int64_t n, int8_t* q) {
 // The f32 value of one stored element (exact).
 inline float DequantizeKv(int8_t q, float scale) { return static_cast<float>(q) * scale; }
 
+// Attention over an int8 cache rounds each query head row to int8 as well (llama.cpp does the
+// same for its q8_0 cache): q.k is then an exact integer dot (VNNI) times the two scales. The
+// query's scale is f32, s = max|x| / 127; returns it, with q[i] = round(x[i] / s) and *sum the
+// sum of the q[i] (the VNNI kernel reads keys as unsigned k + 128 and subtracts 128 * sum). A
+// row of zeros stores zeros with scale 0; a row holding inf / NaN stores zeros and returns a
+// non-finite scale, so its scores are NaN as they would be unquantized.
+inline float QuantizeQueryRow(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  for (int64_t i = 0; i < n; ++i) amax = std::isnan(x[i]) ? x[i] : amax;
+  const float scale = amax / 127.0f;
+  *sum = 0;
+  if (!(scale > 0) || !std::isfinite(scale)) {
+    for (int64_t i = 0; i < n; ++i) q[i] = 0;
+    return scale;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float r = std::nearbyint(x[i] / scale);
+    q[i] = static_cast<int8_t>(std::fmax(-127.0f, std::fmin(127.0f, r)));
+    *sum += q[i];
+  }
+  return scale;
+}
+
 }  // namespace tinyserve::kernels
