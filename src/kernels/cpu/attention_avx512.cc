@@ -250,64 +250,65 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
     a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
     a.max[idx[g]] = new_max;
   }
-  for (int c = 0; c < R; ++c) {
-    __m512 x[NQ][4];
+  // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
+  // is converted once for the whole group.
+  for (int c = 0; c < 2 * R; ++c) {
+    __m512 x[NQ][2];
     for (int g = 0; g < NQ; ++g) {
       const __m512 corr_v = _mm512_set1_ps(correction[g]);
-      for (int u = 0; u < 4; ++u)
-        x[g][u] = _mm512_mul_ps(_mm512_loadu_ps(a.acc + idx[g] * hd + c * 64 + u * 16), corr_v);
+      for (int u = 0; u < 2; ++u)
+        x[g][u] = _mm512_mul_ps(_mm512_loadu_ps(a.acc + idx[g] * hd + c * 32 + u * 16), corr_v);
     }
     for (int32_t t = 0; t < max_nv; ++t) {
-      const int8_t* vt = static_cast<const int8_t*>(a.v_rows[o + t]) + 64 * c;
-      __m512 vv[4];
-      for (int u = 0; u < 4; ++u) {
+      const int8_t* vt = static_cast<const int8_t*>(a.v_rows[o + t]) + 32 * c;
+      __m512 vv[2];
+      for (int u = 0; u < 2; ++u) {
         vv[u] = _mm512_cvtepi32_ps(
             _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vt + 16 * u))));
       }
       for (int g = 0; g < NQ; ++g) {
         const __m512 pt = _mm512_set1_ps(p[g][t]);
-        for (int u = 0; u < 4; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
+        for (int u = 0; u < 2; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
       }
     }
     for (int g = 0; g < NQ; ++g)
-      for (int u = 0; u < 4; ++u) _mm512_storeu_ps(a.acc + idx[g] * hd + c * 64 + u * 16, x[g][u]);
+      for (int u = 0; u < 2; ++u) _mm512_storeu_ps(a.acc + idx[g] * hd + c * 32 + u * 16, x[g][u]);
   }
+}
+
+// Queries per group of the int8 path (a decode row's whole GQA group for Qwen2.5-0.5B's 7).
+constexpr int kI8Group = 8;
+
+template <int R, int NQ>
+void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
+                   const __m512i* kt, float (*p)[kI8Keys]) {
+  if constexpr (NQ > 1) {
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kt, p);
+  }
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kt, p);
 }
 
 template <int R>
 void AttendBlockI8(const AttendBlockArgs& a) {
   alignas(64) __m512i kt[kI8Keys / 16 * R * 16];
-  alignas(64) float p[4][kI8Keys];
+  alignas(64) float p[kI8Group][kI8Keys];
   for (int32_t o = 0; o < a.n; o += kI8Keys) {
     const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
     bool transposed = false;
-    int32_t idx[4];
+    int32_t idx[kI8Group];
     int num = 0;
     for (int32_t i = 0; i <= a.num_q; ++i) {
       if (i < a.num_q) {
         if (a.num_valid[i] <= o) continue;  // sees no key of this sub-step: state untouched
         idx[num++] = i;
-        if (num < 4) continue;
+        if (num < kI8Group) continue;
       }
       if (num == 0) break;
       if (!transposed) {
         TransposeKeysI8<R>(a.k_rows + o, m, kt);
         transposed = true;
       }
-      switch (num) {
-        case 4:
-          AttendQueriesI8<4, R>(a, idx, o, m, kt, p);
-          break;
-        case 3:
-          AttendQueriesI8<3, R>(a, idx, o, m, kt, p);
-          break;
-        case 2:
-          AttendQueriesI8<2, R>(a, idx, o, m, kt, p);
-          break;
-        default:
-          AttendQueriesI8<1, R>(a, idx, o, m, kt, p);
-          break;
-      }
+      AttendGroupI8<R, kI8Group>(a, idx, num, o, m, kt, p);
       num = 0;
     }
   }
