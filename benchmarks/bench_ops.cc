@@ -77,8 +77,8 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
       std::memcpy(&v[2 * i], &hb, 2);
     }
   }
-  kernels::PagedKvLayer layer{k.data(),       v.data(), dtype,           num_blocks, kBlock,
-                              kKvHeads,       kHeadDim, k_scale.data(), v_scale.data()};
+  kernels::PagedKvLayer layer{k.data(), v.data(), dtype,          num_blocks,    kBlock,
+                              kKvHeads, kHeadDim, k_scale.data(), v_scale.data()};
   std::vector<int32_t> query_start = {0}, seq_lens, tables;
   for (int32_t s = 0; s < c.num_seqs; ++s) {
     query_start.push_back(query_start.back() + c.q_len);
@@ -98,8 +98,8 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   const double keys_per_seq =
       c.q_len == 1 ? c.context : double(c.q_len) * (2.0 * c.context - c.q_len + 1) / 2;
   const double flops = 4.0 * kHeads * kHeadDim * keys_per_seq * c.num_seqs;
-  const double bytes =
-      2.0 * elems * elem_bytes + (dtype == DType::kI8 ? 2.0 * sizeof(uint16_t) * k_scale.size() : 0);
+  const double bytes = 2.0 * elems * elem_bytes +
+                       (dtype == DType::kI8 ? 2.0 * sizeof(uint16_t) * k_scale.size() : 0);
   std::printf(
       "attention %-7s %-5s %-28s %9.3f ms  %7.2f GB/s (%4.0f%% of read bw)  %7.2f GFLOP/s "
       "(%4.0f%% of fma peak)\n",
