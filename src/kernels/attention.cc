@@ -158,6 +158,7 @@ struct Plan {
 struct Context {
   const cpu::CpuKernels& kern;
   bool rows;
+  bool int8_dots;  // AVX-512 reads int8 rows with integer q.k in tiles of any size
   const float* q;
   const PagedKvLayer& layer;
   const AttentionBatch& batch;
@@ -212,9 +213,9 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const int64_t num_q = num_rows * group;
   const bool int8 = layer.dtype == DType::kI8;
   // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper;
-  // except int8 rows, which the AVX-512 kernel reads in any tile with integer dots (so a decode
-  // row and a prefill tile compute a query the same way).
-  const bool direct = c.rows && (num_q <= 16 || int8);
+  // except int8 rows where the AVX-512 kernel reads them with integer dots (a different sum
+  // order than on converted rows, so it must see a decode row and a prefill tile alike).
+  const bool direct = c.rows && (num_q <= 16 || c.int8_dots);
 
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* src =
@@ -487,7 +488,10 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
   thread_local Plan plan;
   BuildPlan(layer, batch, group, plan);
-  const Context ctx{kern, rows, q, layer, batch, num_heads, scale, out, plan};
+  // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
+  const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
+                         layer.head_dim % 64 == 0 && layer.head_dim <= 256;
+  const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan};
   const int64_t max_q = int64_t{kTileRows} * group;
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();
