@@ -119,7 +119,7 @@ int Main(int argc, char** argv) {
                          DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
-    const bench::Work work = IsQuantized(t)        ? bench::Work::kInt8
+    const bench::Work work = IsQuantized(t)      ? bench::Work::kInt8
                              : t == DType::kBF16 ? bench::Work::kBf16
                                                  : bench::Work::kF32;
     const double peak = bench::BestPeak(roof, work);

@@ -30,8 +30,8 @@ struct Roofline {
 // The kinds of matmul work a benchmark divides by a peak.
 enum class Work { kF32, kBf16, kInt8 };
 // The peak (1e9 ops / s, 2 per multiply-add) of the best unit measured for that work: int8 dot
-// for kInt8 (the AMX tile unit where the kernels use it); the bf16 dot product for kBf16 when it beats f32 FMA (else FMA, which bf16 weights
-// widened to f32 use); f32 FMA for kF32.
+// for kInt8 (the AMX tile unit where the kernels use it); the bf16 dot product for kBf16 when it
+// beats f32 FMA (else FMA, which bf16 weights widened to f32 use); f32 FMA for kF32.
 double BestPeak(const Roofline& roof, Work work);
 // The name of that unit ("AMX int8", "int8 dot", "bf16 dot", "f32 FMA").
 const char* BestUnit(const Roofline& roof, Work work);

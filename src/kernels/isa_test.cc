@@ -129,7 +129,7 @@ TEST(IsaTest, BestIsaIsTheWidestSupportedUnderTheEnvironmentCap) {
   const Isa hw = IsaSupportedBy(f, Isa::kAmx)      ? Isa::kAmx
                  : IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
                  : IsaSupportedBy(f, Isa::kAvx2)   ? Isa::kAvx2
-                                                 : Isa::kScalar;
+                                                   : Isa::kScalar;
   const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): test start
   EXPECT_EQ(BestIsa(), ChooseIsa(CapIsa(hw, env), env)) << (env ? env : "(unset)");
   EXPECT_TRUE(IsaSupported(CapIsa(hw, env)));

@@ -21,9 +21,9 @@ namespace tinyserve::kernels {
 namespace {
 
 constexpr DType kQuantTypes[] = {
-    DType::kQ4_0, DType::kQ4_1,   DType::kQ5_0,   DType::kQ5_1,  DType::kQ8_0,  DType::kQ2_K,
-    DType::kQ3_K, DType::kQ4_K,   DType::kQ5_K,   DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS,
-    DType::kMXFP4, DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0,  DType::kQ2_0};
+    DType::kQ4_0,  DType::kQ4_1,  DType::kQ5_0,  DType::kQ5_1, DType::kQ8_0,   DType::kQ2_K,
+    DType::kQ3_K,  DType::kQ4_K,  DType::kQ5_K,  DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS,
+    DType::kMXFP4, DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0, DType::kQ2_0};
 
 // Random block bytes with finite f16 fields (any byte pattern is a valid block otherwise; the
 // values only need to be the same for both kernels).
@@ -47,7 +47,8 @@ void ExpectSameAsAvx512(AmxRunner run, DType t, int64_t rows, int64_t cols, int6
   for (float& v : x) v = nd(rng);
   for (float& v : bias) v = nd(rng);
   static ThreadPool pool(2);
-  for (const float* b : {static_cast<const float*>(nullptr), static_cast<const float*>(bias.data())}) {
+  for (const float* b :
+       {static_cast<const float*>(nullptr), static_cast<const float*>(bias.data())}) {
     const std::string label = std::string(DTypeName(t)) + " rows=" + std::to_string(rows) +
                               " cols=" + std::to_string(cols) +
                               " num_rows=" + std::to_string(num_rows) + (b ? " bias" : "");
@@ -122,7 +123,8 @@ TEST(MatMulAmxTest, TileModelIsTheDotProductIntelDefines) {
     for (int m = 0; m < 16; ++m)
       for (int n = 0; n < 16; ++n) {
         int32_t sum = 7;
-        for (int i = 0; i < k; ++i) sum += int32_t{a[m * k + i]} * int32_t{b[(i / 4) * 64 + n * 4 + i % 4]};
+        for (int i = 0; i < k; ++i)
+          sum += int32_t{a[m * k + i]} * int32_t{b[(i / 4) * 64 + n * 4 + i % 4]};
         want[m * 16 + n] = sum;
       }
     EXPECT_EQ(TileProduct<ref::ModelTiles>(a, b, k), want) << "k=" << k;

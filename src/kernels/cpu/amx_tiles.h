@@ -41,7 +41,10 @@ struct HardwareTiles {
   }
   template <int T>
   static void Store(void* base, int64_t stride) {
-    __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)" : : "r"(base), "r"(stride), "i"(T) : "memory");
+    __asm__ volatile("tilestored %%tmm%c2, (%0,%1,1)"
+                     :
+                     : "r"(base), "r"(stride), "i"(T)
+                     : "memory");
   }
   template <int T>
   static void Zero() {

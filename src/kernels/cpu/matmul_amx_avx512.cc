@@ -226,25 +226,22 @@ void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const fl
   a.xsum.Resize(a.rows * a.num_sub);
   const int num_threads = pool ? pool->num_threads() : 1;
   if (num_threads > 1) {
-    pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
-      QuantizeRows(x, b, e, w.traits, &a);
-    });
+    pool->ParallelFor(num_rows, 1,
+                      [&](int64_t b, int64_t e, int) { QuantizeRows(x, b, e, w.traits, &a); });
   } else {
     QuantizeRows(x, 0, num_rows, w.traits, &a);
   }
   ZeroRows(num_rows, &a);
   // Tiles of activation rows (about 256 KiB of int8) stay in L2 while the weight groups of one
   // thread stream past them, as in matmul.cc.
-  const int64_t tile =
-      std::max<int64_t>(kTileRows, (256 << 10) / w.cols / kTileRows * kTileRows);
+  const int64_t tile = std::max<int64_t>(kTileRows, (256 << 10) / w.cols / kTileRows * kTileRows);
   auto work = [&](int64_t g_begin, int64_t g_end, int) {
     thread_local AlignedBuffer<uint8_t> unpacked;
     thread_local AlignedBuffer<int32_t> products;
     Tiles::Configure(ConfigFor(SUB));
     for (int64_t m = 0; m < num_rows; m += tile)
-      Groups<Tiles, SUB, kMin>(w, a, num_rows, g_begin, g_end, m,
-                               std::min(a.rows, m + tile), bias, out, &unpacked,
-                               &products);
+      Groups<Tiles, SUB, kMin>(w, a, num_rows, g_begin, g_end, m, std::min(a.rows, m + tile), bias,
+                               out, &unpacked, &products);
     Tiles::Release();
   };
   if (num_threads > 1) {

@@ -24,8 +24,8 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
   const __m512 sign = _mm512_set1_ps(-0.0f);
   const __m512 v0 = _mm512_loadu_ps(x);
   const __m512 v1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(
-      _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+  const float amax =
+      _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
   const float id = amax == 0 ? 0.0f : 127.0f / amax;
   const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
   const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
