@@ -77,6 +77,9 @@ struct LevelStats {
   double completed_rps = 0;   // Successful requests that ended inside the window (whenever they
                               // started), per second: the server's completion rate.
   double goodput_rps = 0;     // Successful requests that also met every SLO, per second.
+  // Successful requests that finished within the deadline the client declared (its timeout),
+  // per second: the goodput of a deadline-aware server, whatever the SLOs.
+  double deadline_goodput_rps = 0;
   double slo_attainment = 0;  // Fraction of measured requests that were good.
   Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
   Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;   // Over successful requests.
@@ -86,8 +89,9 @@ struct LevelStats {
   ServerStats server;
 };
 
+// `deadline_s`: the deadline the client declared (0: none; every success counts).
 LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload, const Slo& slo,
-                             const std::vector<ServerSample>& samples);
+                             const std::vector<ServerSample>& samples, double deadline_s = 0);
 
 // A level holds when it had no failure and the p99 of TTFT and of E2E are within the SLOs.
 bool LevelHolds(const LevelStats& level, const Slo& slo);
