@@ -263,8 +263,9 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
           break;
         }
       }
-    } else {
+    } else if (!candidate.client.empty()) {
       // Would it fit without this client's own queued work ahead? Then its share is the cause.
+      // (Anonymous requests are everyone without a `user` or key, not one client: 503.)
       std::vector<const Group*> others;
       for (const Group* g : order)
         if (g == &candidate || g->started || g->client != candidate.client) others.push_back(g);
@@ -319,6 +320,10 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
                                  Clock::time_point now) {
   MutexLock lock(&mu_);
   model_.Observe(step);
+  if (options_.max_step_s > 0 && step.num_decodes > 0 && step.num_prefill_tokens > 0) {
+    ++stats_.budgeted_steps;
+    stats_.budgeted_steps_over += step.seconds > options_.max_step_s;
+  }
   last_decodes_ = step.num_decodes;
   last_step_ = now;
   for (const Progress& p : progress) {

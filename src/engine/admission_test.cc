@@ -146,6 +146,16 @@ TEST(Admission, WorkOfOtherClientsAheadGives503) {
   EXPECT_EQ(ac.Admit(Work("e", 1000, 100, 10), T(0)).verdict, AdmissionVerdict::kRefuseDeadline);
 }
 
+TEST(Admission, AnonymousRequestsAreNotOneClientOverItsShare) {
+  // Requests without `user` or API key come from anyone: a backlog of them is the server's
+  // load, not one client's share (503, where a named client gets 429).
+  AdmissionController ac(Options(/*max_num_seqs=*/1));
+  Calibrate(ac);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(ac.Admit(Work("", 1000, 100, 10), T(0)).admitted()) << i;
+  EXPECT_EQ(ac.Admit(Work("", 1000, 100, 10), T(0)).verdict, AdmissionVerdict::kRefuseDeadline);
+  EXPECT_EQ(ac.Stats().refused_client_share, 0);
+}
+
 TEST(Admission, NewWorkMayNotPushEarlierWorkPastItsDeadline) {
   AdmissionController ac(Options(64));
   Calibrate(ac);
@@ -361,6 +371,9 @@ TEST(Admission, UnderOverloadAdmittedWorkMeetsItsDeadlinesAndStepsKeepTheBudget)
   EXPECT_GT(r.finished, 0.8 * r.duration_s * r.capacity_rps) << "admission kept the engine idle";
   EXPECT_LE(r.worst_decode_step, o.max_step_s + 1e-9);
   EXPECT_GT(r.idle_full_chunks, 0);  // the first prompt ran at full chunk size
+  // Only the first mixed steps, before any prefill was measured, may pass the budget.
+  EXPECT_GT(r.stats.budgeted_steps, 100);
+  EXPECT_LE(r.stats.budgeted_steps_over, 2);
   EXPECT_EQ(r.stats.shed, r.shed);
   EXPECT_EQ(r.stats.admitted, r.admitted);
   ASSERT_GT(r.stats.num_waits, 0);

@@ -52,7 +52,8 @@ test('503 + Retry-After when the deadline cannot be met; bad timeouts are 400', 
     for (const name of ['tinyserve:predicted_wait_seconds', 'tinyserve:admission_admitted_total',
       'tinyserve:admission_refused_total{model_name="dummy:tiny",reason="deadline"} 4',
       'tinyserve:admission_predicted_wait_seconds_sum', 'tinyserve:admission_actual_wait_seconds_count',
-      'tinyserve:prefill_tokens_per_second', 'tinyserve:decode_step_seconds', 'tinyserve:max_step_ms'])
+      'tinyserve:prefill_tokens_per_second', 'tinyserve:decode_step_seconds', 'tinyserve:max_step_ms',
+      'tinyserve:budgeted_steps_total', 'tinyserve:budgeted_steps_over_total'])
       assert.ok(metrics.includes(name), name);
     // The same schema with a deadline that can be met: compiled, and refused for what it is.
     const bad = await post(`${server.url}/v1/completions`, { ...body, max_tokens: 4, timeout: 60,
