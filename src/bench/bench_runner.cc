@@ -103,8 +103,7 @@ class Runner {
         "{}[level {}] {:>12}  done: {:.2f} RPS, goodput {:.2f} (within the deadline {:.2f}), "
         "mean TTFT {:.0f} ms, mean E2E {:.0f} ms, failures {:.1f}%{}\n",
         tty_ ? "\r" : "", slot, label, stats.rps, stats.goodput_rps, stats.deadline_goodput_rps,
-        stats.ttft_ms.mean,
-        stats.e2e_ms.mean, stats.failure_rate * 100,
+        stats.ttft_ms.mean, stats.e2e_ms.mean, stats.failure_rate * 100,
         LevelHolds(stats, plan_.slo) ? "" : " - misses the SLOs");
     last_wall_s_ = result->wall_s;
     results_->levels.push_back(std::move(*result));

@@ -77,12 +77,12 @@ struct LevelStats {
   double completed_rps = 0;   // Successful requests that ended inside the window (whenever they
                               // started), per second: the server's completion rate.
   double goodput_rps = 0;     // Successful requests that also met every SLO, per second.
-  // Successful requests that finished within the deadline the client declared (its timeout),
-  // per second: the goodput of a deadline-aware server, whatever the SLOs.
-  double deadline_goodput_rps = 0;
   double slo_attainment = 0;  // Fraction of measured requests that were good.
   Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
   Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;   // Over successful requests.
+  // Successful requests that finished within the deadline the client declared (its timeout),
+  // per second: the goodput of a deadline-aware server, whatever the SLOs.
+  double deadline_goodput_rps = 0;
   double mean_in_flight = 0;
   int max_in_flight = 0;
   std::vector<TaskStats> tasks;  // One per workload task, in workload order.

@@ -87,11 +87,11 @@ struct AdmissionStats {
   double decode_step_s = 0;         // a decode-only step at the current batch
   int32_t num_decodes = 0;          // in the latest step
   int32_t prefill_token_limit = 0;  // at the current batch; 0 = no time budget
+  int32_t num_clients = 0;          // with admitted work
+  int64_t num_tickets = 0;          // admitted work items not yet finished
   // Steps with decodes and a prefill chunk (the chunk sized to max_step_s), and those of them
   // that took longer than max_step_s: how well the step-time model sizes chunks.
   int64_t budgeted_steps = 0, budgeted_steps_over = 0;
-  int32_t num_clients = 0;          // with admitted work
-  int64_t num_tickets = 0;          // admitted work items not yet finished
 };
 
 class AdmissionController {

@@ -284,8 +284,8 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       ++r.arrivals;
       const bool shared = config.shared_every > 0 && r.arrivals % config.shared_every == 0;
       const int32_t prompt = shared ? config.document_len : kPrompt;
-      const int64_t doc = shared ? (r.arrivals / config.shared_every) % config.num_documents
-                                 : 1000 + r.arrivals;
+      const int64_t doc =
+          shared ? (r.arrivals / config.shared_every) % config.num_documents : 1000 + r.arrivals;
       std::vector<int32_t> tokens;
       for (int32_t i = 0; i < prompt; ++i) tokens.push_back(int32_t(doc * 2000 + i));
       AdmissionDecision d =
