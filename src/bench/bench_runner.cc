@@ -93,16 +93,17 @@ class Runner {
         window.push_back(s);
       }
     }
-    LevelStats stats = ComputeLevelStats(*result, workload_, plan_.slo, window);
+    LevelStats stats =
+        ComputeLevelStats(*result, workload_, plan_.slo, window, plan_.load.client.timeout_s);
     // Seeded by the load, so a level's intervals do not depend on the order levels ran in.
     uint64_t stream = level.request_rate > 0 ? static_cast<uint64_t>(level.request_rate * 1000)
                                              : static_cast<uint64_t>(level.users) << 32;
     AddIntervals(*result, plan_.slo, DeriveSeed(plan_.load.seed, stream), &stats);
     Print(
-        "{}[level {}] {:>12}  done: {:.2f} RPS, goodput {:.2f}, mean TTFT {:.0f} ms, mean E2E "
-        "{:.0f} ms, failures {:.1f}%{}\n",
-        tty_ ? "\r" : "", slot, label, stats.rps, stats.goodput_rps, stats.ttft_ms.mean,
-        stats.e2e_ms.mean, stats.failure_rate * 100,
+        "{}[level {}] {:>12}  done: {:.2f} RPS, goodput {:.2f} (within the deadline {:.2f}), "
+        "mean TTFT {:.0f} ms, mean E2E {:.0f} ms, failures {:.1f}%{}\n",
+        tty_ ? "\r" : "", slot, label, stats.rps, stats.goodput_rps, stats.deadline_goodput_rps,
+        stats.ttft_ms.mean, stats.e2e_ms.mean, stats.failure_rate * 100,
         LevelHolds(stats, plan_.slo) ? "" : " - misses the SLOs");
     last_wall_s_ = result->wall_s;
     results_->levels.push_back(std::move(*result));

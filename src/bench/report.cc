@@ -306,8 +306,9 @@ std::string RenderMarkdown(const BenchResults& r, const Workload& w) {
     any = true;
     md += fmt::format(
         "- {}: {} of {} failed (refused {}, answered in p99 {:.0f} ms; timeouts {}; "
-        "errors {}):",
-        LoadLabel(s), s.failures, s.requests, s.refused, s.refusal_ms.p99, s.timeouts, s.errors);
+        "errors {}; goodput within the deadline {:.2f} RPS):",
+        LoadLabel(s), s.failures, s.requests, s.refused, s.refusal_ms.p99, s.timeouts, s.errors,
+        s.deadline_goodput_rps);
     for (const auto& [cause, n] : s.failures_by_cause) md += fmt::format(" {} {},", cause, n);
     md.pop_back();
     md += "\n";
@@ -388,6 +389,7 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
                   {"rps", s.rps},
                   {"output_tokens_per_s", s.output_tokens_per_s},
                   {"goodput_rps", s.goodput_rps},
+                  {"deadline_goodput_rps", s.deadline_goodput_rps},
                   {"completed_rps", s.completed_rps},
                   {"slo_attainment", s.slo_attainment},
                   {"holds", LevelHolds(s, i.slo)},

@@ -109,7 +109,7 @@ ServerStats SummarizeServer(const std::vector<ServerSample>& samples) {
 }
 
 LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload, const Slo& slo,
-                             const std::vector<ServerSample>& samples) {
+                             const std::vector<ServerSample>& samples, double deadline_s) {
   LevelStats s;
   s.users = result.level.users;
   s.request_rate = result.level.request_rate;
@@ -121,7 +121,7 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
       task_e2e(workload.tasks.size());
   s.tasks.resize(workload.tasks.size());
   for (size_t i = 0; i < workload.tasks.size(); ++i) s.tasks[i].name = workload.tasks[i].name;
-  int64_t good = 0;
+  int64_t good = 0, in_deadline = 0;
   double tokens = 0;
   for (const RequestRecord& r : result.records) {
     // Completions inside the window, whenever the request started (warm-up ones included).
@@ -162,12 +162,14 @@ LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload
     bool meets =
         (slo.ttft_ms <= 0 || ttft_ms <= slo.ttft_ms) && (slo.e2e_ms <= 0 || e2e_ms <= slo.e2e_ms);
     good += meets;
+    in_deadline += deadline_s <= 0 || o.e2e_s <= deadline_s;
   }
   s.failure_rate = s.requests > 0 ? static_cast<double>(s.failures) / s.requests : 0;
   s.rps = s.ok / s.duration_s;
   s.completed_rps /= s.duration_s;
   s.output_tokens_per_s = tokens / s.duration_s;
   s.goodput_rps = good / s.duration_s;
+  s.deadline_goodput_rps = in_deadline / s.duration_s;
   s.slo_attainment = s.requests > 0 ? static_cast<double>(good) / s.requests : 0;
   s.ttft_ms = Summarize(std::move(ttft));
   s.e2e_ms = Summarize(std::move(e2e));

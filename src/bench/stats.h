@@ -80,14 +80,18 @@ struct LevelStats {
   double slo_attainment = 0;  // Fraction of measured requests that were good.
   Interval rps_ci, goodput_ci, slo_attainment_ci;  // Filled by AddIntervals (bootstrap.h).
   Distribution ttft_ms, e2e_ms, itl_ms, tpot_ms;   // Over successful requests.
+  // Successful requests that finished within the deadline the client declared (its timeout),
+  // per second: the goodput of a deadline-aware server, whatever the SLOs.
+  double deadline_goodput_rps = 0;
   double mean_in_flight = 0;
   int max_in_flight = 0;
   std::vector<TaskStats> tasks;  // One per workload task, in workload order.
   ServerStats server;
 };
 
+// `deadline_s`: the deadline the client declared (0: none; every success counts).
 LevelStats ComputeLevelStats(const LevelResult& result, const Workload& workload, const Slo& slo,
-                             const std::vector<ServerSample>& samples);
+                             const std::vector<ServerSample>& samples, double deadline_s = 0);
 
 // A level holds when it had no failure and the p99 of TTFT and of E2E are within the SLOs.
 bool LevelHolds(const LevelStats& level, const Slo& slo);

@@ -62,6 +62,9 @@ TEST(StatsTest, LevelStatsCountGoodputFailuresAndTasks) {
   EXPECT_DOUBLE_EQ(s.rps, 1.5);
   EXPECT_DOUBLE_EQ(s.output_tokens_per_s, 37 / 2.0);
   EXPECT_DOUBLE_EQ(s.goodput_rps, 1.0);  // Records 1 and 3 meet both SLOs.
+  // No deadline declared: every success counts; a 1.5 s deadline leaves out record 2 (2.0 s).
+  EXPECT_DOUBLE_EQ(s.deadline_goodput_rps, 1.5);
+  EXPECT_DOUBLE_EQ(ComputeLevelStats(r, w, slo, {}, /*deadline_s=*/1.5).deadline_goodput_rps, 1.0);
   EXPECT_DOUBLE_EQ(s.slo_attainment, 0.5);
   EXPECT_NEAR(s.tpot_ms.mean, ((900.0 / 10) + (1500.0 / 20) + (200.0 / 4)) / 3, 1e-9);
   EXPECT_EQ(s.tasks[0].requests, 2);

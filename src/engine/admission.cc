@@ -11,6 +11,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
+
 // An idle engine whose last step is older than this takes one request whatever the prediction:
 // refusing everything on old (perhaps pessimistic) estimates would never measure again.
 constexpr double kStaleEstimateS = 10;
@@ -262,8 +263,9 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
           break;
         }
       }
-    } else {
+    } else if (!candidate.client.empty()) {
       // Would it fit without this client's own queued work ahead? Then its share is the cause.
+      // (Anonymous requests are everyone without a `user` or key, not one client: 503.)
       std::vector<const Group*> others;
       for (const Group* g : order)
         if (g == &candidate || g->started || g->client != candidate.client) others.push_back(g);
@@ -318,6 +320,10 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
                                  Clock::time_point now) {
   MutexLock lock(&mu_);
   model_.Observe(step);
+  if (options_.max_step_s > 0 && step.num_decodes > 0 && step.num_prefill_tokens > 0) {
+    ++stats_.budgeted_steps;
+    stats_.budgeted_steps_over += step.seconds > options_.max_step_s;
+  }
   last_decodes_ = step.num_decodes;
   last_step_ = now;
   for (const Progress& p : progress) {
@@ -337,6 +343,23 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
     g.prefill_left = std::max(0.0, g.prefill_left - p.prefill_tokens);
     g.generated_open += p.sampled;
   }
+}
+
+AdmissionController::Progress AdmissionController::ProgressOf(int64_t ticket,
+                                                              const ScheduledSequence& s,
+                                                              bool first_choice) {
+  const Sequence& seq = *s.seq;
+  const bool first = first_choice && !seq.scheduled_once;
+  const int32_t prompt = seq.num_prompt_tokens;
+  // Choice 0's first schedule passes its cached prefix too (never reported otherwise); a
+  // recompute after preemption passes the prompt again, which only clamps at 0.
+  const int32_t from = first ? 0 : seq.num_computed_tokens;
+  const int32_t to = seq.num_computed_tokens + s.num_new_tokens;
+  Progress p;
+  p.ticket = ticket;
+  p.prefill_tokens = std::max(0, std::min(to, prompt) - std::min(from, prompt));
+  p.sampled = s.sample ? 1 : 0;
+  return p;
 }
 
 void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bool natural) {

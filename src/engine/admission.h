@@ -22,6 +22,7 @@
 
 #include "engine/fair_share.h"
 #include "engine/request.h"
+#include "engine/scheduler.h"
 #include "engine/step_time_model.h"
 #include "util/mutex.h"
 #include "util/thread_annotations.h"
@@ -88,6 +89,9 @@ struct AdmissionStats {
   int32_t prefill_token_limit = 0;  // at the current batch; 0 = no time budget
   int32_t num_clients = 0;          // with admitted work
   int64_t num_tickets = 0;          // admitted work items not yet finished
+  // Steps with decodes and a prefill chunk (the chunk sized to max_step_s), and those of them
+  // that took longer than max_step_s: how well the step-time model sizes chunks.
+  int64_t budgeted_steps = 0, budgeted_steps_over = 0;
 };
 
 class AdmissionController {
@@ -110,13 +114,16 @@ class AdmissionController {
   // (shed or cancelled).
   std::optional<int64_t> OrderKey(int64_t ticket) const;
 
-  // Engine thread: what one step did. `prefill_tokens` computed and `sampled` tokens drawn for
-  // the ticket's sequences.
+  // Engine thread: what one step did for the ticket's sequences (ProgressOf builds it).
   struct Progress {
     int64_t ticket = 0;
-    int32_t prefill_tokens = 0;
-    int32_t sampled = 0;
+    int32_t prefill_tokens = 0;  // prompt tokens passed, those found in the prefix cache included
+    int32_t sampled = 0;         // tokens drawn
   };
+  // The progress of one scheduled sequence, before the step's OnStepComputed and before the
+  // engine marks it scheduled_once. `first_choice`: it is choice 0 of its call, the one that
+  // computes the shared prompt (its siblings then find it cached).
+  static Progress ProgressOf(int64_t ticket, const ScheduledSequence& s, bool first_choice);
   void OnStep(const StepObservation& step, std::span<const Progress> progress,
               Clock::time_point now);
   // Engine thread: one choice ended after `generated` tokens; `natural` when by stop or
@@ -138,7 +145,7 @@ class AdmissionController {
     int32_t priority = 0;
     double tag = 0;           // fair-share start tag (seconds of engine time)
     int32_t seqs = 0;         // choices still open
-    double prefill_left = 0;  // prompt tokens not computed yet
+    double prefill_left = 0;  // prompt tokens not passed yet (cached or computed)
     int32_t max_tokens = 0;
     int64_t generated_open = 0;  // tokens drawn by the open choices
     Clock::time_point arrival{}, deadline{};

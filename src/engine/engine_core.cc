@@ -232,8 +232,8 @@ bool EngineCore::Step() {
   for (const ScheduledSequence& s : out.scheduled) {
     const bool decode = s.num_new_tokens == 1 && s.sample;
     (decode ? observed.num_decodes : observed.num_prefill_tokens) += s.num_new_tokens;
-    progress_.push_back(
-        {by_seq_.at(s.seq)->request->ticket, decode ? 0 : s.num_new_tokens, s.sample ? 1 : 0});
+    const ChoiceState* c = by_seq_.at(s.seq);
+    progress_.push_back(AdmissionController::ProgressOf(c->request->ticket, s, c->index == 0));
     if (!s.seq->scheduled_once) {
       s.seq->scheduled_once = true;
       s.seq->first_scheduled_time = now;

@@ -49,9 +49,11 @@ struct EngineOptions {
   int32_t threads = 0;                 // --threads: compute pool size; 0 = all cores
   int32_t max_top_logprobs = 20;       // largest top_logprobs a request may ask
   // --max-step-ms: steps with running decodes stay within this (prefill chunks shrink); 0 =
-  // tokens only. 200 ms is ~3x a 16-sequence decode step of Qwen2.5-0.5B Q8_0 on 2 cores,
-  // which keeps ITL p99 near 3x p50 there while long prompts still get ~2/3 of each step.
-  double max_step_ms = 200;
+  // tokens only. 150 ms: a 16-sequence decode step of Qwen2.5-0.5B Q8_0 on 2 cores takes
+  // ~60 ms (ITL p50) and a capped step overshoots its budget by up to ~20% (attention late in
+  // a long prompt costs more than the linear step model says), so ITL p99 stays under 3x p50
+  // there (200 ms gave 3.8x) while long prompts still get more than half of each step.
+  double max_step_ms = 150;
 
   static constexpr int64_t kDefaultKvCacheBytes = int64_t{2} << 30;
 };

@@ -406,17 +406,22 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     if (auto* error = std::get_if<ApiError>(&parsed_budget)) return SendError(res, *error);
     budget = std::get<RequestBudget>(parsed_budget);
   }
+  if (call->request.constraint && !grammars_)
+    return SendError(res, BadRequest("structured output is unavailable: " + structured_error_,
+                                     call->request.constraint->param));
+  // Admission before the grammar: compiling a new schema can take a second on a busy CPU, and
+  // a refusal must come back within milliseconds.
+  if (!Admit(call, budget, res)) return;
   // Compiled here, on the HTTP thread, so the engine thread never waits for it.
   std::shared_ptr<const structured::CompiledGrammar> grammar;
   if (const auto& c = call->request.constraint) {
-    if (!grammars_)
-      return SendError(
-          res, BadRequest("structured output is unavailable: " + structured_error_, c->param));
     auto compiled = grammars_->Get(c->kind, c->text);
-    if (!compiled.ok()) return SendError(res, BadRequest(compiled.status().message(), c->param));
+    if (!compiled.ok()) {
+      engine_->admission().Cancel(call->admission.ticket);
+      return SendError(res, BadRequest(compiled.status().message(), c->param));
+    }
     grammar = std::move(*compiled);
   }
-  if (!Admit(call, budget, res)) return;
   const std::string id = fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl",
                                      RandomHex(), next_id_++);
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,

@@ -182,6 +182,11 @@ void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& op
       "Prefill tokens a step may take at the current batch under --max-step-ms (0: no limit).",
       double(stats.prefill_token_limit));
   one("max_step_ms", "gauge", "Budget: step time with running decodes.", options.max_step_ms);
+  one("budgeted_steps_total", "counter",
+      "Steps that held running decodes and a prefill chunk (the chunk sized to --max-step-ms).",
+      double(stats.budgeted_steps));
+  one("budgeted_steps_over_total", "counter",
+      "Of those, steps that took longer than --max-step-ms.", double(stats.budgeted_steps_over));
   one("admission_clients", "gauge", "Clients with admitted work.", double(stats.num_clients));
 }
 

@@ -40,12 +40,25 @@ test('503 + Retry-After when the deadline cannot be met; bad timeouts are 400', 
     assert.equal(h.status, 400);
     assertErrorShape(assert, h.body, 400);
 
+    // Refused before its grammar is compiled (a new schema can take a second to compile): the
+    // grammar cache saw no request, and a schema that cannot compile is refused, not a 400.
+    const schema = { type: 'object', properties: { a: { type: 'string', pattern: '(' } } };
+    expectRefusal(await post(`${server.url}/v1/completions`, { ...body, timeout: 0.001,
+      response_format: { type: 'json_schema', json_schema: { name: 's', schema } } }), 503, 'deadline');
+
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /tinyserve:structured_grammar_cache_misses_total\{[^}]*\} 0\n/);
+    assert.match(metrics, /tinyserve:structured_grammar_errors_total\{[^}]*\} 0\n/);
     for (const name of ['tinyserve:predicted_wait_seconds', 'tinyserve:admission_admitted_total',
-      'tinyserve:admission_refused_total{model_name="dummy:tiny",reason="deadline"} 3',
+      'tinyserve:admission_refused_total{model_name="dummy:tiny",reason="deadline"} 4',
       'tinyserve:admission_predicted_wait_seconds_sum', 'tinyserve:admission_actual_wait_seconds_count',
-      'tinyserve:prefill_tokens_per_second', 'tinyserve:decode_step_seconds', 'tinyserve:max_step_ms'])
+      'tinyserve:prefill_tokens_per_second', 'tinyserve:decode_step_seconds', 'tinyserve:max_step_ms',
+      'tinyserve:budgeted_steps_total', 'tinyserve:budgeted_steps_over_total'])
       assert.ok(metrics.includes(name), name);
+    // The same schema with a deadline that can be met: compiled, and refused for what it is.
+    const bad = await post(`${server.url}/v1/completions`, { ...body, max_tokens: 4, timeout: 60,
+      response_format: { type: 'json_schema', json_schema: { name: 's', schema } } });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
   } finally {
     assert.equal((await server.stop()).code, 0, server.log());
   }
