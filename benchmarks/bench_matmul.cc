@@ -1,8 +1,10 @@
 // MatMul throughput on Qwen2.5-0.5B shapes for each weight type, as fractions of this machine's
 // bounds measured in the same run (roofline.h): GB/s of weight bytes at num_rows = 1 (decode,
-// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the int8
-// dot-product peak (quantized weights) or the f32 FMA peak (float weights).
-//   bench_matmul [--threads N] [--quick]
+// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the peak of the
+// best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
+// weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
+// machine measures the AVX-512 kernels against the same peaks.
+//   bench_matmul [--threads N] [--quick] [--compare]
 // num_rows = 1 runs with cold caches (the weights are evicted before each call).
 #include <algorithm>
 #include <atomic>
@@ -65,40 +67,62 @@ void FlushCaches(ThreadPool* pool) {
 // Fastest call of enough calls to fill ~0.3 s (at least 3): on a shared machine the minimum
 // is the least disturbed estimate.
 double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows, float* out,
-                ThreadPool* pool, bool cold) {
-  kernels::MatMul(w, x, num_rows, nullptr, out, pool);  // warm-up
+                ThreadPool* pool, bool cold, kernels::Isa isa = kernels::BestIsa()) {
+  kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);  // warm-up
   const double t0 = Now();
-  kernels::MatMul(w, x, num_rows, nullptr, out, pool);
+  kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);
   const double once = Now() - t0;
   const int reps = std::clamp(static_cast<int>(0.3 / std::max(once, 1e-7)), 3, cold ? 30 : 2000);
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     if (cold) FlushCaches(pool);
     const double s = Now();
-    kernels::MatMul(w, x, num_rows, nullptr, out, pool);
+    kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);
     times.push_back(Now() - s);
   }
   return *std::min_element(times.begin(), times.end());
 }
 
+// --compare on an AMX machine: the AMX and AVX-512 kernels timed alternately in this process (a
+// shared machine's speed drifts between runs, so separate runs compare badly), fastest of 5
+// rounds each, at the row counts the engine meets.
+void CompareIsas(const kernels::PackedMatrix& w, const float* x, float* out, int64_t rows,
+                 int64_t cols, ThreadPool* pool) {
+  if (!kernels::IsaSupported(kernels::Isa::kAmx)) return;
+  for (int64_t m : {16, 64, 512}) {
+    if (rows > 10000 && m > 16) break;
+    double amx = 1e30, avx512 = 1e30;
+    for (int round = 0; round < 5; ++round) {
+      amx = std::min(amx, TimeCall(w, x, m, out, pool, false, kernels::Isa::kAmx));
+      avx512 = std::min(avx512, TimeCall(w, x, m, out, pool, false, kernels::Isa::kAvx512));
+    }
+    const double ops = 2.0 * rows * cols * m / 1e9;
+    std::printf("         m=%-4lld AMX %6.0f GOP/s  AVX-512 %6.0f GOP/s  AMX/AVX-512 %.2fx\n",
+                static_cast<long long>(m), ops / amx, ops / avx512, avx512 / amx);
+  }
+}
+
 int Main(int argc, char** argv) {
   int threads = 2;
-  bool quick = false;
+  bool quick = false, compare = false;
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--compare")) compare = true;
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--quick")) quick = true;
   }
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{512} << 20);
-  std::printf("threads=%d isa=%s read=%.1f GB/s fma=%.0f GFLOP/s int8=%.0f GOP/s\n", threads,
-              roof.isa.c_str(), roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops);
+  std::printf("threads=%d %s\n", threads, bench::Describe(roof).c_str());
   std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
               "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
   const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
                          DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
-    const double peak = IsQuantized(t) ? roof.int8_gops : roof.fma_gflops;
+    const bench::Work work = IsQuantized(t)      ? bench::Work::kInt8
+                             : t == DType::kBF16 ? bench::Work::kBf16
+                                                 : bench::Work::kF32;
+    const double peak = bench::BestPeak(roof, work);
     for (const auto& s : shapes) {
       const int64_t rows = s[0], cols = s[1];
       char shape[32];
@@ -133,6 +157,7 @@ int Main(int argc, char** argv) {
         std::printf(" %12s %8s\n", "-", "-");
       }
       std::fflush(stdout);
+      if (compare && IsQuantized(t)) CompareIsas(*packed, x.data(), out.data(), rows, cols, &pool);
     }
   }
   return 0;

@@ -3,7 +3,7 @@
 // bounds measured in the same run (roofline.h): decode attention against read bandwidth (it
 // streams the KV cache), prefill attention against the f32 FMA peak (its unit: keys and values
 // are converted to f32), row-wise ops against read bandwidth.
-//   bench_ops [--threads N] [--quick]
+//   bench_ops [--threads N] [--quick] [--decode]   (--decode: AVX-512 decode attention only)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -52,13 +52,22 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   const int32_t blocks_per_seq = (c.context + kBlock - 1) / kBlock;
   const int64_t num_blocks = int64_t{c.num_seqs} * blocks_per_seq;
   const int64_t elems = num_blocks * kBlock * kKvHeads * kHeadDim;
-  const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
+  const int64_t elem_bytes = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
   std::vector<uint8_t> k(elems * elem_bytes), v(elems * elem_bytes);
+  // int8 rows: one binary16 scale per slot and KV head (kv_quant.h).
+  std::vector<uint16_t> k_scale(elems / kHeadDim), v_scale(elems / kHeadDim);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1, 1);
+  for (int64_t r = 0; r < elems / kHeadDim; ++r) {
+    k_scale[r] = F32ToFp16(1.0f / 127);
+    v_scale[r] = F32ToFp16(1.0f / 127);
+  }
   for (int64_t i = 0; i < elems; ++i) {
     const float a = dist(rng), b = dist(rng);
-    if (dtype == DType::kF32) {
+    if (dtype == DType::kI8) {
+      k[i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(a * 127)));
+      v[i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(b * 127)));
+    } else if (dtype == DType::kF32) {
       std::memcpy(&k[4 * i], &a, 4);
       std::memcpy(&v[4 * i], &b, 4);
     } else {
@@ -68,7 +77,8 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
       std::memcpy(&v[2 * i], &hb, 2);
     }
   }
-  kernels::PagedKvLayer layer{k.data(), v.data(), dtype, num_blocks, kBlock, kKvHeads, kHeadDim};
+  kernels::PagedKvLayer layer{k.data(), v.data(), dtype,          num_blocks,    kBlock,
+                              kKvHeads, kHeadDim, k_scale.data(), v_scale.data()};
   std::vector<int32_t> query_start = {0}, seq_lens, tables;
   for (int32_t s = 0; s < c.num_seqs; ++s) {
     query_start.push_back(query_start.back() + c.q_len);
@@ -88,7 +98,8 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   const double keys_per_seq =
       c.q_len == 1 ? c.context : double(c.q_len) * (2.0 * c.context - c.q_len + 1) / 2;
   const double flops = 4.0 * kHeads * kHeadDim * keys_per_seq * c.num_seqs;
-  const double bytes = 2.0 * elems * elem_bytes;
+  const double bytes = 2.0 * elems * elem_bytes +
+                       (dtype == DType::kI8 ? 2.0 * sizeof(uint16_t) * k_scale.size() : 0);
   std::printf(
       "attention %-7s %-5s %-28s %9.3f ms  %7.2f GB/s (%4.0f%% of read bw)  %7.2f GFLOP/s "
       "(%4.0f%% of fma peak)\n",
@@ -125,14 +136,17 @@ void BenchRowOps(kernels::Isa isa, ThreadPool* pool, const bench::Roofline& roof
 int Main(int argc, char** argv) {
   int threads = 1;
   bool quick = false;
+  bool decode_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
     } else if (arg == "--quick") {
       quick = true;
+    } else if (arg == "--decode") {
+      decode_only = true;
     } else {
-      std::fprintf(stderr, "usage: bench_ops [--threads N] [--quick]\n");
+      std::fprintf(stderr, "usage: bench_ops [--threads N] [--quick] [--decode]\n");
       return 1;
     }
   }
@@ -144,13 +158,19 @@ int Main(int argc, char** argv) {
   const AttentionCase cases[] = {
       {"decode 16 seqs x ctx 2048", 16, 2048, 1},
       {"decode 1 seq x ctx 4096", 1, 4096, 1},
+      {"decode 64 seqs x ctx 576", 64, 576, 1},
       {"prefill 1 seq x 512", 1, 512, 512},
   };
   for (kernels::Isa isa : {kernels::Isa::kAvx512, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
     if (!kernels::IsaSupported(isa)) continue;
-    for (DType dtype : {DType::kF16, DType::kBF16, DType::kF32}) {
-      for (const AttentionCase& c : cases) BenchAttention(isa, dtype, c, &pool, roof, min_seconds);
+    for (DType dtype : {DType::kF16, DType::kI8, DType::kBF16, DType::kF32}) {
+      for (const AttentionCase& c : cases) {
+        if (decode_only && c.q_len != 1) continue;
+        BenchAttention(isa, dtype, c, &pool, roof, min_seconds);
+      }
+      if (decode_only && dtype == DType::kI8) break;
     }
+    if (decode_only) break;
     BenchRowOps(isa, &pool, roof, min_seconds);
   }
   return 0;

@@ -112,6 +112,9 @@ struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
   std::vector<float> partials;  // a prefill tile's partition states
   std::vector<int32_t> num_valid;
+  std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to int8, their scales and sums
+  std::vector<float> q_scales;
+  std::vector<int32_t> q_sums;
   std::vector<const void*> k_rows, v_rows;
   void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys) {
     if (static_cast<int64_t>(q.size()) >= max_q * head_dim &&
@@ -129,6 +132,9 @@ struct Scratch {
     k_scales.resize(step_keys);
     v_scales.resize(step_keys);
     num_valid.resize(max_q);
+    q_i8.resize(max_q * head_dim);
+    q_scales.resize(max_q);
+    q_sums.resize(max_q);
     k_rows.resize(step_keys);
     v_rows.resize(step_keys);
   }
@@ -152,6 +158,7 @@ struct Plan {
 struct Context {
   const cpu::CpuKernels& kern;
   bool rows;
+  bool int8_dots;  // AVX-512 reads int8 rows with integer q.k in tiles of any size
   const float* q;
   const PagedKvLayer& layer;
   const AttentionBatch& batch;
@@ -204,14 +211,26 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   const int32_t* table = batch.block_tables + int64_t{item.seq} * batch.max_blocks_per_seq;
   const int64_t num_rows = item.row_end - item.row_begin;
   const int64_t num_q = num_rows * group;
-  // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper.
-  const bool direct = c.rows && num_q <= 16;
   const bool int8 = layer.dtype == DType::kI8;
+  // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper;
+  // except int8 rows where the AVX-512 kernel reads them with integer dots (a different sum
+  // order than on converted rows, so it must see a decode row and a prefill tile alike).
+  const bool direct = c.rows && (num_q <= 16 || c.int8_dots);
 
   for (int64_t r = 0; r < num_rows; ++r) {
     const float* src =
         c.q + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group) * hd;
-    std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
+    if (!int8) {
+      std::memcpy(sc.q.data() + r * group * hd, src, group * hd * sizeof(float));
+      continue;
+    }
+    for (int64_t j = 0; j < group; ++j) {
+      const int64_t qi = r * group + j;
+      int8_t* qq = sc.q_i8.data() + qi * hd;
+      const float s = QuantizeQueryRow(src + j * hd, hd, qq, &sc.q_sums[qi]);
+      sc.q_scales[qi] = s;
+      for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeKv(qq[d], s);
+    }
   }
 
   const int64_t elem = ElementBytes(layer.dtype);
@@ -284,6 +303,9 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
         for (int64_t j = 0; j < group; ++j) sc.num_valid[r * group + j] = visible;
       }
       args.q = sc.q.data();
+      args.q_i8 = sc.q_i8.data();
+      args.q_scales = sc.q_scales.data();
+      args.q_sums = sc.q_sums.data();
       args.num_valid = sc.num_valid.data();
       args.num_q = static_cast<int32_t>(num_q);
       args.k = sc.k.data();
@@ -466,7 +488,10 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
   thread_local Plan plan;
   BuildPlan(layer, batch, group, plan);
-  const Context ctx{kern, rows, q, layer, batch, num_heads, scale, out, plan};
+  // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
+  const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
+                         layer.head_dim % 64 == 0 && layer.head_dim <= 256;
+  const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan};
   const int64_t max_q = int64_t{kTileRows} * group;
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();

@@ -1,7 +1,10 @@
 // The per-ISA AttendBlock reading f16 / bf16 / int8 cache rows directly must give bit for bit
 // what it gives on their (exact) f32 conversions: the paged driver picks either by tile size.
+// The AVX-512 int8 path with integer q.k (VNNI) is a different sum order: it must match the f32
+// arithmetic on the same rounded queries within the attention tests' tolerance.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -104,6 +107,68 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
     }
   }
   if (checked == 0) GTEST_SKIP() << "SKIPPED: no SIMD ISA on this CPU";
+}
+
+TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
+  if (!IsaSupported(Isa::kAvx512)) {
+    GTEST_SKIP() << "SKIPPED: AVX-512 (VNNI) not supported here (CPU or TINYSERVE_ISA cap)";
+  }
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  for (int32_t hd : {64, 128, 256}) {
+    for (int32_t n : {1, 9, 31, 64, 65, 130}) {
+      const int32_t num_q = 7;
+      std::vector<int8_t> b(2 * n * hd);
+      for (auto& x : b) x = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+      // Rows of values up to 0.5 .. 1.5 in magnitude, as attention_test's caches (scores of a
+      // few units: the tolerance is relative to the output, not to the scores' magnitude).
+      std::vector<float> scales(2 * n);
+      for (auto& x : scales) x = (1.0f + 0.25f * dist(rng)) / 127;
+      std::vector<const void*> rows(2 * n);
+      for (int32_t t = 0; t < 2 * n; ++t) rows[t] = b.data() + int64_t{t} * hd;
+      std::vector<float> x(num_q * hd), q(num_q * hd), q_scales(num_q);
+      std::vector<int8_t> q_i8(num_q * hd);
+      std::vector<int32_t> q_sums(num_q);
+      for (auto& v : x) v = dist(rng) / 2;
+      for (int32_t i = 0; i < num_q; ++i) {
+        q_scales[i] = QuantizeQueryRow(x.data() + i * hd, hd, q_i8.data() + i * hd, &q_sums[i]);
+        for (int32_t d = 0; d < hd; ++d)
+          q[i * hd + d] = DequantizeKv(q_i8[i * hd + d], q_scales[i]);
+      }
+      const std::vector<int32_t> num_valid = {n, 0, n / 2 + 1, n + 3, 1, n - 1, (n + 1) / 3};
+      cpu::AttendBlockArgs a;
+      a.q = q.data();
+      a.num_valid = num_valid.data();
+      a.num_q = num_q;
+      a.n = n;
+      a.head_dim = hd;
+      a.scale = 0.125f;
+      a.k_scales = scales.data();
+      a.v_scales = scales.data() + n;
+      State s{std::vector<float>(num_q, 0.5f), std::vector<float>(num_q, 2.0f),
+              std::vector<float>(num_q * hd)};
+      s.max[0] = -INFINITY;
+      s.sum[0] = 0;
+      for (int64_t i = hd; i < num_q * hd; ++i) s.acc[i] = dist(rng);
+      const State f32 = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      a.q_i8 = q_i8.data();
+      a.q_scales = q_scales.data();
+      a.q_sums = q_sums.data();
+      const State vnni = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      SCOPED_TRACE("hd " + std::to_string(hd) + " n " + std::to_string(n));
+      auto near = [](const std::vector<float>& got, const std::vector<float>& want) {
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_NEAR(got[i], want[i], 2e-6f + 2e-5f * std::fabs(want[i])) << "element " << i;
+        }
+      };
+      near(vnni.max, f32.max);
+      near(vnni.sum, f32.sum);
+      near(vnni.acc, f32.acc);
+      // Query 1 sees no key: its state is untouched (bit for bit).
+      EXPECT_EQ(vnni.max[1], 0.5f);
+      EXPECT_EQ(vnni.sum[1], 2.0f);
+    }
+  }
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ class PagedCache {
         for (int64_t i = 0; i < row; ++i) v.push_back(dist(rng));
         if (p % 5 == 2) {
           slots.push_back(-1);
-          for (int64_t i = 0; i < 2 * row; ++i) k.push_back(1e4f), v.push_back(-1e4f);
+          for (int64_t i = 0; i < row; ++i) k.push_back(1e4f), v.push_back(-1e4f);
         }
       }
       WriteKv(layer_, k.data(), v.data(), slots.data(), static_cast<int64_t>(slots.size()));

@@ -1,6 +1,8 @@
 #include "kernels/isa.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -33,6 +35,15 @@ uint64_t Xcr0() {
   return (uint64_t{hi} << 32) | lo;
 }
 
+// Linux hands out the AMX tile data state (XFEATURE_XTILEDATA, 18) only to processes that ask:
+// arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023). The grant is process-wide and permanent.
+bool RequestAmxTileState() {
+  constexpr int kArchReqXcompPerm = 0x1023;
+  constexpr int kXfeatureXtiledata = 18;
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg): raw syscall, no libc wrapper exists
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
 CpuFeatures Detect() {
   CpuFeatures f;
   const CpuidRegs l1 = Cpuid(1, 0);
@@ -59,7 +70,7 @@ CpuFeatures Detect() {
     f.avx512_vnni = Bit(l7.ecx, 11);
     f.avx512_bf16 = Bit(l7s1.eax, 5);
   }
-  if (os_amx) {
+  if (os_amx && Bit(l7.edx, 24) && RequestAmxTileState()) {
     f.amx_bf16 = Bit(l7.edx, 22);
     f.amx_tile = Bit(l7.edx, 24);
     f.amx_int8 = Bit(l7.edx, 25);
@@ -73,7 +84,7 @@ Isa CapIsa(Isa hw, const char* env) {
   if (env == nullptr || *env == '\0') return hw;
   const std::optional<Isa> want = ParseIsa(env);
   if (!want) {
-    TS_LOG_WARNING("TINYSERVE_ISA={} is not one of scalar, avx2, avx512; using {}", env,
+    TS_LOG_WARNING("TINYSERVE_ISA={} is not one of scalar, avx2, avx512, amx; using {}", env,
                    IsaName(hw));
     return hw;
   }
@@ -85,14 +96,34 @@ Isa CapIsa(Isa hw, const char* env) {
   return *want;
 }
 
+Isa ChooseIsa(Isa cap, const char* env) {
+  if (cap == Isa::kAmx && (env == nullptr || ParseIsa(env) != Isa::kAmx)) return Isa::kAvx512;
+  return cap;
+}
+
 namespace {
 
-Isa DetectBest() {
+struct Dispatch {
+  Isa cap = Isa::kScalar;
+  Isa best = Isa::kScalar;
+};
+
+Dispatch DetectDispatch() {
   const CpuFeatures& f = DetectedCpuFeatures();
-  const Isa hw = IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
-                 : IsaSupportedBy(f, Isa::kAvx2) ? Isa::kAvx2
-                                                 : Isa::kScalar;
-  return CapIsa(hw, std::getenv("TINYSERVE_ISA"));  // NOLINT(concurrency-mt-unsafe): once
+  const Isa hw = IsaSupportedBy(f, Isa::kAmx)      ? Isa::kAmx
+                 : IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
+                 : IsaSupportedBy(f, Isa::kAvx2)   ? Isa::kAvx2
+                                                   : Isa::kScalar;
+  const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): once
+  Dispatch d;
+  d.cap = CapIsa(hw, env);
+  d.best = ChooseIsa(d.cap, env);
+  return d;
+}
+
+const Dispatch& GetDispatch() {
+  static const Dispatch d = DetectDispatch();
+  return d;
 }
 
 }  // namespace
@@ -124,19 +155,18 @@ bool IsaSupportedBy(const CpuFeatures& f, Isa isa) {
     case Isa::kAvx512:
       return IsaSupportedBy(f, Isa::kAvx2) && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq &&
              f.avx512_vnni && f.avx512_bf16;
+    case Isa::kAmx:
+      return IsaSupportedBy(f, Isa::kAvx512) && f.amx_tile && f.amx_int8;
   }
   return false;
 }
 
 bool IsaSupported(Isa isa) {
-  return static_cast<int>(isa) <= static_cast<int>(BestIsa()) &&
+  return static_cast<int>(isa) <= static_cast<int>(GetDispatch().cap) &&
          IsaSupportedBy(DetectedCpuFeatures(), isa);
 }
 
-Isa BestIsa() {
-  static const Isa best = DetectBest();
-  return best;
-}
+Isa BestIsa() { return GetDispatch().best; }
 
 std::string_view IsaName(Isa isa) {
   switch (isa) {
@@ -146,12 +176,14 @@ std::string_view IsaName(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
 
 std::optional<Isa> ParseIsa(std::string_view name) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (name == IsaName(isa)) return isa;
   }
   return std::nullopt;

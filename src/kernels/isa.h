@@ -1,8 +1,9 @@
 // The one place that asks the CPU what it has (cpuid, plus xgetbv for the register state the OS
 // saves), and the instruction sets CPU kernels are compiled for (files *_avx2.cc, *_avx512.cc).
 // Kernels dispatch on BestIsa(); tests and benchmarks pass each supported Isa explicitly to cover
-// every path. TINYSERVE_ISA=scalar|avx2|avx512 (read once, at the first call) caps the Isa for
-// testing the narrower paths on a wide CPU. Pure functions, any thread.
+// every path. TINYSERVE_ISA=scalar|avx2|avx512|amx (read once, at the first call) caps the Isa for
+// testing the narrower paths on a wide CPU. Any thread; the first call asks Linux for the AMX tile
+// state (arch_prctl), a once-per-process side effect.
 #pragma once
 
 #include <optional>
@@ -11,7 +12,9 @@
 
 namespace tinyserve::kernels {
 
-enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// kAmx: kAvx512 plus the AMX tile unit (int8). Only matmuls use the tiles; every other kernel
+// runs its kAvx512 code under kAmx.
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 
 // What the CPU reports and the OS has enabled (a feature whose registers the OS does not save,
 // per XCR0, reads false). Names follow the /proc/cpuinfo flags.
@@ -27,8 +30,9 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx_vnni = false;
-  // The tile registers are enabled by the OS (XCR0); Linux still requires each process to ask
-  // for them (arch_prctl ARCH_REQ_XCOMP_PERM) before the first tile instruction.
+  // The tile registers are enabled by the OS (XCR0) and Linux granted this process the tile
+  // state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once at detection): without that grant the
+  // first tile instruction raises SIGILL, so amx_* read false.
   bool amx_tile = false;
   bool amx_int8 = false;
   bool amx_bf16 = false;
@@ -42,7 +46,7 @@ std::string CpuModelName();
 // Whether a CPU with these features runs the files compiled for `isa`: kAvx2 needs
 // AVX2+FMA+F16C+BMI2; kAvx512 additionally F/BW/VL/DQ/VNNI/BF16 (exactly the flags
 // TINYSERVE_AVX512_FLAGS in cmake/modules.cmake compiles those files with, so the compiler may
-// use any of them). kScalar always.
+// use any of them); kAmx additionally AMX-TILE and AMX-INT8. kScalar always.
 bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 
 // The Isa to use given the widest one the hardware supports and the TINYSERVE_ISA value (null
@@ -50,11 +54,20 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 // never enables an Isa the CPU lacks.
 Isa CapIsa(Isa hw, const char* env);
 
-// IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap.
+// The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, except that kAmx is
+// chosen only when TINYSERVE_ISA=amx asks for it, else kAvx512. Why: the AMX matmul (bit-identical
+// to the AVX-512 one) measured 0.73-1.27x, mostly 0.8-0.9x, of the AVX-512 kernel on a Xeon with
+// AMX (bench_matmul --compare, 2 threads): block-quantized weights need an f32 scaling pass per
+// 32-weight sub-block, which bounds both kernels, and the tile product must go through memory
+// to reach it.
+Isa ChooseIsa(Isa cap, const char* env);
+
+// IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
+// counts as supported on an AMX CPU even when BestIsa() is kAvx512; tests run it).
 bool IsaSupported(Isa isa);
-// The widest supported Isa (detected once).
+// ChooseIsa(CapIsa(widest the hardware supports, TINYSERVE_ISA), TINYSERVE_ISA), detected once.
 Isa BestIsa();
-// "scalar", "avx2", "avx512".
+// "scalar", "avx2", "avx512", "amx".
 std::string_view IsaName(Isa isa);
 // The inverse of IsaName; nullopt for any other string.
 std::optional<Isa> ParseIsa(std::string_view name);

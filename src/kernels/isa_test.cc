@@ -86,6 +86,32 @@ TEST(IsaTest, Avx512NeedsEveryFlagItsFilesAreCompiledWith) {
   EXPECT_FALSE(IsaSupportedBy(CpuFeatures{}, Isa::kAvx2));
 }
 
+TEST(IsaTest, AmxNeedsTheAvx512SetAndTheInt8Tiles) {
+  CpuFeatures amx = Avx512Cpu();
+  amx.amx_tile = amx.amx_int8 = true;
+  EXPECT_TRUE(IsaSupportedBy(amx, Isa::kAmx));
+  CpuFeatures no_int8 = amx;
+  no_int8.amx_int8 = false;  // a bf16-only tile unit
+  EXPECT_FALSE(IsaSupportedBy(no_int8, Isa::kAmx));
+  CpuFeatures no_vnni = amx;
+  no_vnni.avx512_vnni = false;  // the matmul epilogues and every other kernel are AVX-512
+  EXPECT_FALSE(IsaSupportedBy(no_vnni, Isa::kAmx));
+  EXPECT_FALSE(IsaSupportedBy(Avx512Cpu(), Isa::kAmx));
+  EXPECT_EQ(CapIsa(Isa::kAmx, "avx512"), Isa::kAvx512);
+  EXPECT_EQ(CapIsa(Isa::kAvx512, "amx"), Isa::kAvx512);
+}
+
+// AMX matmuls run only on request (measured slower than AVX-512, isa.h); the cap still allows
+// them, so tests and benchmarks can force them.
+TEST(IsaTest, AmxIsChosenOnlyWhenAskedFor) {
+  EXPECT_EQ(ChooseIsa(Isa::kAmx, nullptr), Isa::kAvx512);
+  EXPECT_EQ(ChooseIsa(Isa::kAmx, ""), Isa::kAvx512);
+  EXPECT_EQ(ChooseIsa(Isa::kAmx, "amx"), Isa::kAmx);
+  EXPECT_EQ(ChooseIsa(Isa::kAvx512, nullptr), Isa::kAvx512);
+  EXPECT_EQ(ChooseIsa(Isa::kAvx2, "amx"), Isa::kAvx2);
+  EXPECT_EQ(ChooseIsa(Isa::kScalar, nullptr), Isa::kScalar);
+}
+
 TEST(IsaTest, EnvironmentCapsButNeverRaisesTheIsa) {
   EXPECT_EQ(CapIsa(Isa::kAvx512, nullptr), Isa::kAvx512);
   EXPECT_EQ(CapIsa(Isa::kAvx512, ""), Isa::kAvx512);
@@ -100,18 +126,22 @@ TEST(IsaTest, EnvironmentCapsButNeverRaisesTheIsa) {
 // variable is read and applied end to end.
 TEST(IsaTest, BestIsaIsTheWidestSupportedUnderTheEnvironmentCap) {
   const CpuFeatures& f = DetectedCpuFeatures();
-  const Isa hw = IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
-                 : IsaSupportedBy(f, Isa::kAvx2) ? Isa::kAvx2
-                                                 : Isa::kScalar;
+  const Isa hw = IsaSupportedBy(f, Isa::kAmx)      ? Isa::kAmx
+                 : IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
+                 : IsaSupportedBy(f, Isa::kAvx2)   ? Isa::kAvx2
+                                                   : Isa::kScalar;
   const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): test start
-  EXPECT_EQ(BestIsa(), CapIsa(hw, env)) << (env ? env : "(unset)");
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (static_cast<int>(isa) > static_cast<int>(BestIsa())) EXPECT_FALSE(IsaSupported(isa));
+  EXPECT_EQ(BestIsa(), ChooseIsa(CapIsa(hw, env), env)) << (env ? env : "(unset)");
+  EXPECT_TRUE(IsaSupported(CapIsa(hw, env)));
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+    if (static_cast<int>(isa) > static_cast<int>(CapIsa(hw, env))) {
+      EXPECT_FALSE(IsaSupported(isa));
+    }
   }
 }
 
 TEST(IsaTest, NamesRoundTrip) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     EXPECT_EQ(ParseIsa(IsaName(isa)), isa);
   }
   EXPECT_FALSE(ParseIsa("avx"));

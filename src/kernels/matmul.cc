@@ -83,6 +83,7 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
 
 MatMulKernels KernelsFor(Isa isa) {
   switch (isa) {
+    case Isa::kAmx:  // below kAmxMinRows, and for float weights
     case Isa::kAvx512:
       return Avx512Kernels();
     case Isa::kAvx2:
@@ -190,6 +191,8 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
   const PackedMatrix::Impl& impl = w.impl();
   if (impl.float_data != nullptr) {
     RunFloat(k, impl, x, num_rows, bias, out, pool);
+  } else if (isa == Isa::kAmx && num_rows >= kAmxMinRows) {
+    RunQuantizedAmx(impl, x, num_rows, bias, out, pool);
   } else {
     RunQuantized(k, impl, x, num_rows, bias, out, pool);
   }

@@ -134,4 +134,16 @@ MatMulKernels ScalarKernels();
 MatMulKernels Avx2Kernels();
 MatMulKernels Avx512Kernels();
 
+// Isa::kAmx, quantized weights: the whole MatMul (quantizing x, threads over row groups) on the
+// tile unit, bit-identical to Avx512Kernels(). Worth it from kAmxMinRows rows: a tile holds 16
+// activation rows, and below that the product is a GEMV bound by reading the weights, which the
+// AVX-512 kernel already does at the bandwidth limit.
+inline constexpr int64_t kAmxMinRows = 16;
+void RunQuantizedAmx(const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+                     const float* bias, float* out, ThreadPool* pool);
+// The same kernel over kernels/ref/amx_tiles_ref.h's model of the tile unit, so tests check the
+// kernel's logic on CPUs without AMX. Requires IsaSupported(Isa::kAvx512).
+void RunQuantizedAmxOnModel(const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+                            const float* bias, float* out, ThreadPool* pool);
+
 }  // namespace tinyserve::kernels

@@ -28,7 +28,7 @@ constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DT
 
 std::vector<Isa> SupportedIsas() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
     if (IsaSupported(isa)) isas.push_back(isa);
   return isas;
 }
@@ -230,7 +230,9 @@ TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
     const uint64_t scales = rows * (cols / traits.sub_block) * (traits.has_min ? 2 : 1);
     EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes)
         << DTypeName(e.type);
-    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL) EXPECT_EQ(packed->bytes(), file);
+    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL) {
+      EXPECT_EQ(packed->bytes(), file);
+    }
   }
 }
 

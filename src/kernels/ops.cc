@@ -21,6 +21,7 @@ const CpuKernels& KernelsFor(Isa isa) {
 #undef TINYSERVE_KERNEL_TABLE
   TS_CHECK(IsaSupported(isa));
   switch (isa) {
+    case Isa::kAmx:  // the tiles serve matmuls only
     case Isa::kAvx512:
       return kAvx512;
     case Isa::kAvx2:

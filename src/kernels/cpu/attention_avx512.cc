@@ -1,13 +1,16 @@
 // AVX-512 AttendBlock: one online-softmax step over a run of keys/values, read through row
 // pointers either from f32 rows or straight from the cache (f16/bf16/int8 converted in
 // registers; int8 rows times their scale). Short steps with head_dim <= 64 take the grouped path
-// below (keys transposed once for four queries); the rest attention_simd.h's shared path.
+// below (keys transposed once for four queries); the rest attention_simd.h's shared path. Int8
+// rows with head_dim a multiple of 64 take an integer q.k path (VNNI, below).
 // GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
 // and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -19,6 +22,33 @@ namespace {
 // Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
 constexpr int32_t kMaxGroupKeys = 64;
 
+// 16 x 16 transpose of 32-bit lanes: out[d] lane L = in[L] lane d. Pairs, then quads within
+// 128-bit lanes, then the lanes.
+inline void Transpose16(const __m512* r, __m512* out) {
+  __m512 t2[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t2[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t2[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0xEE);
+  }
+  // u[4i + m] lane L: element 4L + m of rows 4i .. 4i + 3.
+  for (int m = 0; m < 4; ++m) {
+    const __m512 a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+    const __m512 b = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+    const __m512 e = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+    const __m512 f = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+    out[m] = _mm512_shuffle_f32x4(a, e, 0x88);
+    out[4 + m] = _mm512_shuffle_f32x4(b, f, 0x88);
+    out[8 + m] = _mm512_shuffle_f32x4(a, e, 0xDD);
+    out[12 + m] = _mm512_shuffle_f32x4(b, f, 0xDD);
+  }
+}
+
 // Transposes a step's keys: kt[j * hd + d] holds dimension d of keys 16j .. 16j + 15 (16 lanes),
 // for n <= kMaxGroupKeys and hd <= 64. Key slots past n repeat key n - 1 (never used). Done once
 // per step for all the queries that read it, so scores need no horizontal sums.
@@ -26,36 +56,14 @@ template <DType kType>
 void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd, __m512* kt) {
   for (int32_t j = 0; j * kWidth < n; ++j) {
     for (int64_t c = 0; c < hd; c += kWidth) {
-      __m512 r[16];
+      __m512 r[16], out[16];
       for (int32_t t = 0; t < 16; ++t) {
         const int32_t row = j * 16 + t < n ? j * 16 + t : n - 1;
         r[t] = simd::LoadRow<Vec, kType>(k[row], c, hd - c, simd::RowScale<Vec, kType>(ks, row));
       }
-      // 16 x 16 transpose: pairs, then quads within 128-bit lanes, then the lanes.
-      __m512 t2[16], u[16];
-      for (int i = 0; i < 8; ++i) {
-        t2[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t2[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-      }
-      for (int i = 0; i < 4; ++i) {
-        u[4 * i + 0] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0xEE);
-      }
-      // u[4i + m] lane L: dimension c + 4L + m of keys 4i .. 4i + 3.
-      __m512* out = kt + j * hd + c;
+      Transpose16(r, out);
       const int64_t left = hd - c;
-      for (int m = 0; m < 4; ++m) {
-        const __m512 a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
-        const __m512 b = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
-        const __m512 e = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
-        const __m512 f = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
-        if (m < left) out[m] = _mm512_shuffle_f32x4(a, e, 0x88);
-        if (4 + m < left) out[4 + m] = _mm512_shuffle_f32x4(b, f, 0x88);
-        if (8 + m < left) out[8 + m] = _mm512_shuffle_f32x4(a, e, 0xDD);
-        if (12 + m < left) out[12 + m] = _mm512_shuffle_f32x4(b, f, 0xDD);
-      }
+      for (int d = 0; d < 16 && d < left; ++d) kt[j * hd + c + d] = out[d];
     }
   }
 }
@@ -144,6 +152,168 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
     for (int u = 0; u < 4; ++u) StorePart(a.acc + idx[g] * hd + u * kWidth, x[g][u], left[u]);
 }
 
+// The int8 cache's path (VNNI): queries rounded to int8 (AttendBlockArgs::q_i8), so q.k is an
+// exact integer dot, 16 keys per vector from keys transposed four bytes at a time, times the
+// query's and the key's scales; the value scale is folded into the softmax weight, and p.v is
+// f32. Keys in sub-steps of kI8Keys (fixed by position within the step, so a query's arithmetic
+// depends only on its position); head_dim a multiple of 64 up to 256 (R = head_dim / 64 rows of
+// 64 bytes per key).
+constexpr int32_t kI8Keys = 64;
+
+inline int32_t LoadI32(const int8_t* p) {
+  int32_t x;
+  std::memcpy(&x, p, sizeof(x));
+  return x;
+}
+
+// kt[(j * R + c) * 16 + w]: bytes 4w .. 4w + 3 of 64-byte chunk c of keys 16j .. 16j + 15, each
+// byte + 128 (unsigned, for vpdpbusd); key slots past m repeat key m - 1 (never used).
+template <int R>
+void TransposeKeysI8(const void* const* k, int32_t m, __m512i* kt) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int32_t j = 0; j * kWidth < m; ++j) {
+    for (int c = 0; c < R; ++c) {
+      __m512 r[16];
+      for (int32_t t = 0; t < 16; ++t) {
+        const int32_t row = j * 16 + t < m ? j * 16 + t : m - 1;
+        const __m512i bytes = _mm512_loadu_si512(static_cast<const int8_t*>(k[row]) + 64 * c);
+        r[t] = _mm512_castsi512_ps(_mm512_xor_si512(bytes, flip));
+      }
+      Transpose16(r, reinterpret_cast<__m512*>(kt + (j * R + c) * 16));
+    }
+  }
+}
+
+// One online-softmax step of the NQ queries idx[] over keys [o, o + m) of the step, the keys
+// transposed in kt.
+template <int NQ, int R>
+void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
+                     const __m512i* kt, float (*p)[kI8Keys]) {
+  constexpr int64_t hd = 64 * R;
+  const int8_t* q[NQ];
+  int32_t nv[NQ];
+  int32_t max_nv = 0;
+  __m512i bias[NQ];
+  __m512 qscale[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    q[g] = a.q_i8 + idx[g] * hd;
+    const int32_t valid = a.num_valid[idx[g]] - o;
+    nv[g] = valid < m ? valid : m;
+    max_nv = nv[g] > max_nv ? nv[g] : max_nv;
+    bias[g] = _mm512_set1_epi32(128 * a.q_sums[idx[g]]);
+    qscale[g] = _mm512_set1_ps(a.q_scales[idx[g]] * a.scale);
+  }
+  for (int32_t j = 0; j * kWidth < max_nv; ++j) {
+    const __m512i* ktj = kt + j * R * 16;
+    __m512i even[NQ], odd[NQ];
+    for (int g = 0; g < NQ; ++g) even[g] = odd[g] = _mm512_setzero_si512();
+    for (int w = 0; w < R * 16; w += 2) {
+      for (int g = 0; g < NQ; ++g) {
+        even[g] = _mm512_dpbusd_epi32(even[g], ktj[w], _mm512_set1_epi32(LoadI32(q[g] + 4 * w)));
+        odd[g] =
+            _mm512_dpbusd_epi32(odd[g], ktj[w + 1], _mm512_set1_epi32(LoadI32(q[g] + 4 * w + 4)));
+      }
+    }
+    const int32_t keys = m - j * kWidth;
+    const __m512 ks =
+        _mm512_maskz_loadu_ps(keys >= kWidth ? 0xFFFF : TailMask(keys), a.k_scales + o + j * 16);
+    for (int g = 0; g < NQ; ++g) {
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(even[g], odd[g]), bias[g]);
+      _mm512_store_ps(p[g] + j * kWidth,
+                      _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ks), qscale[g]));
+    }
+  }
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  float correction[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    __m512 mx = neg_inf;
+    for (int32_t t = 0; t < nv[g]; t += kWidth) {
+      const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
+      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
+    }
+    const float block_max = ReduceMax(mx);
+    const float old_max = a.max[idx[g]];
+    const float new_max = old_max > block_max ? old_max : block_max;
+    correction[g] = simd::Correction<Vec>(old_max, new_max);
+    const __m512 max_v = _mm512_set1_ps(new_max);
+    __m512 psum = _mm512_setzero_ps();
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const int64_t left = nv[g] - t;
+      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
+      const __m512 e =
+          _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
+      psum = _mm512_add_ps(psum, e);
+      // The weight of value row t carries that row's scale.
+      const __m512 vs = _mm512_maskz_loadu_ps(live, a.v_scales + o + t);
+      _mm512_store_ps(p[g] + t, _mm512_mul_ps(e, vs));
+    }
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
+    a.max[idx[g]] = new_max;
+  }
+  // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
+  // is converted once for the whole group.
+  for (int c = 0; c < 2 * R; ++c) {
+    __m512 x[NQ][2];
+    for (int g = 0; g < NQ; ++g) {
+      const __m512 corr_v = _mm512_set1_ps(correction[g]);
+      for (int u = 0; u < 2; ++u)
+        x[g][u] = _mm512_mul_ps(_mm512_loadu_ps(a.acc + idx[g] * hd + c * 32 + u * 16), corr_v);
+    }
+    for (int32_t t = 0; t < max_nv; ++t) {
+      const int8_t* vt = static_cast<const int8_t*>(a.v_rows[o + t]) + 32 * c;
+      __m512 vv[2];
+      for (int u = 0; u < 2; ++u) {
+        vv[u] = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vt + 16 * u))));
+      }
+      for (int g = 0; g < NQ; ++g) {
+        const __m512 pt = _mm512_set1_ps(p[g][t]);
+        for (int u = 0; u < 2; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
+      }
+    }
+    for (int g = 0; g < NQ; ++g)
+      for (int u = 0; u < 2; ++u) _mm512_storeu_ps(a.acc + idx[g] * hd + c * 32 + u * 16, x[g][u]);
+  }
+}
+
+// Queries per group of the int8 path (a decode row's whole GQA group for Qwen2.5-0.5B's 7).
+constexpr int kI8Group = 8;
+
+template <int R, int NQ>
+void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
+                   const __m512i* kt, float (*p)[kI8Keys]) {
+  if constexpr (NQ > 1) {
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kt, p);
+  }
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kt, p);
+}
+
+template <int R>
+void AttendBlockI8(const AttendBlockArgs& a) {
+  alignas(64) __m512i kt[kI8Keys / 16 * R * 16];
+  alignas(64) float p[kI8Group][kI8Keys];
+  for (int32_t o = 0; o < a.n; o += kI8Keys) {
+    const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
+    bool transposed = false;
+    int32_t idx[kI8Group];
+    int num = 0;
+    for (int32_t i = 0; i <= a.num_q; ++i) {
+      if (i < a.num_q) {
+        if (a.num_valid[i] <= o) continue;  // sees no key of this sub-step: state untouched
+        idx[num++] = i;
+        if (num < kI8Group) continue;
+      }
+      if (num == 0) break;
+      if (!transposed) {
+        TransposeKeysI8<R>(a.k_rows + o, m, kt);
+        transposed = true;
+      }
+      AttendGroupI8<R, kI8Group>(a, idx, num, o, m, kt, p);
+      num = 0;
+    }
+  }
+}
+
 template <DType kType>
 void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void* const* v) {
   const float* ks = a.k_scales;
@@ -188,6 +358,20 @@ void AttendBlock(const AttendBlockArgs& a) {
     case DType::kBF16:
       return AttendBlockTyped<DType::kBF16>(a, a.k_rows, a.v_rows);
     case DType::kI8:
+      if (a.q_i8 != nullptr && a.head_dim % 64 == 0) {
+        switch (a.head_dim / 64) {
+          case 1:
+            return AttendBlockI8<1>(a);
+          case 2:
+            return AttendBlockI8<2>(a);
+          case 3:
+            return AttendBlockI8<3>(a);
+          case 4:
+            return AttendBlockI8<4>(a);
+          default:
+            break;
+        }
+      }
       return AttendBlockTyped<DType::kI8>(a, a.k_rows, a.v_rows);
     default:
       return AttendBlockTyped<DType::kF32>(a, a.k_rows, a.v_rows);

@@ -39,6 +39,12 @@ struct AttendBlockArgs {
   const float* k_scales = nullptr;      // [n], kI8 only
   const float* v_scales = nullptr;      // [n], kI8 only
   DType rows_dtype = DType::kF32;
+  // kI8 rows (an int8 cache): q holds the queries rounded to int8 (QuantizeQueryRow, q_i8[i] *
+  // q_scales[i] in f32), and these their integers, scales and sums; the AVX-512 kernel reads
+  // them for an integer q.k (VNNI) where head_dim % 64 == 0 and head_dim <= 256.
+  const int8_t* q_i8 = nullptr;     // [num_q, head_dim]
+  const float* q_scales = nullptr;  // [num_q]
+  const int32_t* q_sums = nullptr;  // [num_q]
 };
 
 #define TINYSERVE_CPU_KERNELS_DECLARE                                                         \

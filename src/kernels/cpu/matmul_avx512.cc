@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/matmul_avx512_shared.h"
 #include "kernels/matmul_internal.h"
 
 namespace tinyserve::kernels {
@@ -22,47 +23,29 @@ void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
                         const QuantTraits& traits, QuantizedActs* acts) {
   const int64_t cols = acts->cols;
   const int sub = traits.sub_block;
-  const __m512 sign = _mm512_set1_ps(-0.0f);
   alignas(32) int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
     const float* xr = x + m * cols;
     int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);
     const int64_t chunk_stride = acts->TileRows(m) * 4;
     for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
-      const __m512 v0 = _mm512_loadu_ps(xr + blk * 32);
-      const __m512 v1 = _mm512_loadu_ps(xr + blk * 32 + 16);
-      const float amax = _mm512_reduce_max_ps(
-          _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
-      const float id = amax == 0 ? 0.0f : 127.0f / amax;
-      const float sx = amax / 127.0f;
-      acts->sx[acts->SxIndex(m, blk)] = sx;
-      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
-      const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
-      _mm_store_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(q0));
-      _mm_store_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(q1));
+      const cpu::QuantizedBlock32 r = cpu::QuantizeBlock32(xr + blk * kActBlock, q);
+      acts->sx[acts->SxIndex(m, blk)] = r.sx;
       for (int c = 0; c < kActBlock / 4; ++c)
         std::memcpy(xq + (blk * 8 + c) * chunk_stride, q + c * 4, 4);
-      const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
       if (sub == 32) {
         const int64_t idx = acts->SubIndex(m, blk);
-        acts->init[idx] = -traits.zero_point * (s0 + s1);
-        acts->xsum[idx] = sx * static_cast<float>(s0 + s1);
+        acts->init[idx] = -traits.zero_point * (r.s0 + r.s1);
+        acts->xsum[idx] = r.sx * static_cast<float>(r.s0 + r.s1);
       } else {
         const int64_t i0 = acts->SubIndex(m, 2 * blk), i1 = acts->SubIndex(m, 2 * blk + 1);
-        acts->init[i0] = -traits.zero_point * s0;
-        acts->init[i1] = -traits.zero_point * s1;
-        acts->xsum[i0] = sx * static_cast<float>(s0);
-        acts->xsum[i1] = sx * static_cast<float>(s1);
+        acts->init[i0] = -traits.zero_point * r.s0;
+        acts->init[i1] = -traits.zero_point * r.s1;
+        acts->xsum[i0] = r.sx * static_cast<float>(r.s0);
+        acts->xsum[i1] = r.sx * static_cast<float>(r.s1);
       }
     }
   }
-}
-
-// The 16 scales (i = 0) or offsets (i = 1) of a record, f16 or f32.
-inline __m512 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
-  if (w.f16_scales)
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
-  return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
 }
 
 // How the quants of a record are stored (matmul_internal.h).
@@ -78,9 +61,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
   const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
   const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
   constexpr int kQuantBytes = kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2;
-  const __m512i low4 = _mm512_set1_epi8(15);
-  const __m512i table =
-      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
+  const __m512i table = cpu::NibbleTableVector(w);
   __m512 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
@@ -100,13 +81,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
         wv = _mm512_loadu_si512(rec + c * 64);
         wv2 = _mm512_loadu_si512(rec + c * 64 + 64);
       } else {
-        const __m512i v = _mm512_loadu_si512(rec + c * 32);
-        wv = _mm512_and_si512(v, low4);
-        wv2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        if constexpr (kQ == Quants::k4Table) {
-          wv = _mm512_shuffle_epi8(table, wv);
-          wv2 = _mm512_shuffle_epi8(table, wv2);
-        }
+        cpu::UnpackNibbles<kQ == Quants::k4Table>(rec + c * 32, table, &wv, &wv2);
       }
       for (int r = 0; r < MT; ++r)
         dot[r] = _mm512_dpbusd_epi32(dot[r], wv, Broadcast4(xb + (c * MT + r) * 4));
@@ -114,14 +89,14 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
         dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
     }
     for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
-    const __m512 scale = LoadScales(w, rec + kQuantBytes, 0);
+    const __m512 scale = cpu::LoadScales(w, rec + kQuantBytes, 0);
     const float* sxb = sx + (b * SUB / kActBlock) * MT;
     for (int r = 0; r < MT; ++r) {
       const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
     }
     if constexpr (kMin) {
-      const __m512 offset = LoadScales(w, rec + kQuantBytes, 1);
+      const __m512 offset = cpu::LoadScales(w, rec + kQuantBytes, 1);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[r]);
     }

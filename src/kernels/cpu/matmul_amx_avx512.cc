@@ -1,0 +1,277 @@
+// Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbsud multiplies 16 activation rows
+// (int8, row-major) by one sub-block of a 16-row weight group: the group's record of quants
+// ([S / 4][16 rows][4 bytes], matmul_internal.h) is already the tile unit's B layout, so 8-bit
+// quants load straight from the packed weights and 4-bit ones are unpacked once per group into
+// a small buffer. Each product is a 16 x 16 int32 tile for one sub-block; it is stored and scaled
+// into f32 accumulators with AVX-512 exactly as the AVX-512 kernel does (same integer dot, then
+// the same fused multiply-adds in the same order), so both paths agree bit for bit and the
+// choice between them never changes a result. The per-sub-block scaling is the float work that
+// bounds this kernel, as it bounds llama.cpp's and SGLang's. The same kernel runs over
+// kernels/ref/amx_tiles_ref.h's model of the unit so that it is tested on CPUs without AMX.
+// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/matmul_avx512_shared.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/ref/amx_tiles_ref.h"
+
+namespace tinyserve::kernels {
+namespace {
+
+constexpr int kTileRows = 16;  // activation rows per tile
+
+// Activations for the tile unit, in blocks of kTileRows rows (the last padded with zero rows: a
+// tile always loads 16), laid out so that what one sub-block's product and scaling read is
+// contiguous: per row block and sub-block, the 16 rows' quants (one 16 x SUB tile, loaded with
+// stride SUB) and the 16 rows' block scales and sums. Same values as QuantizedActs.
+struct AmxActs {
+  int64_t rows = 0;  // padded to kTileRows
+  int64_t cols = 0;
+  int64_t num_sub = 0;
+  int sub = 0;
+  AlignedBuffer<int8_t> xq;     // [rows / 16][num_sub][16][sub]
+  AlignedBuffer<float> sx;      // [rows / 16][cols / 32][16]: amax / 127
+  AlignedBuffer<int32_t> init;  // [rows / 16][num_sub][16]: -zero * sum of xq over the sub-block
+  AlignedBuffer<float> xsum;    // [rows / 16][num_sub][16]: sx * sum of xq over the sub-block
+
+  // Index of row m's entry for sub-block (or 32-block) b in a [rows / 16][count][16] array.
+  static int64_t At(int64_t m, int64_t count, int64_t b) {
+    return ((m / kTileRows) * count + b) * kTileRows + m % kTileRows;
+  }
+  int8_t* Quants(int64_t m, int64_t b) { return xq.data() + At(m, num_sub, b) * sub; }
+  // The 16 x sub tile of row block mb, sub-block b.
+  const int8_t* Tile(int64_t mb, int64_t b) const {
+    return xq.data() + (mb * num_sub + b) * kTileRows * sub;
+  }
+};
+
+void QuantizeRows(const float* x, int64_t row_begin, int64_t row_end, const QuantTraits& traits,
+                  AmxActs* a) {
+  const int64_t blocks = a->cols / kActBlock;
+  for (int64_t m = row_begin; m < row_end; ++m) {
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      alignas(32) int8_t q[kActBlock];
+      const cpu::QuantizedBlock32 r = cpu::QuantizeBlock32(x + m * a->cols + blk * kActBlock, q);
+      a->sx[AmxActs::At(m, blocks, blk)] = r.sx;
+      if (traits.sub_block == 32) {
+        std::memcpy(a->Quants(m, blk), q, 32);
+        a->init[AmxActs::At(m, a->num_sub, blk)] = -traits.zero_point * (r.s0 + r.s1);
+        a->xsum[AmxActs::At(m, a->num_sub, blk)] = r.sx * static_cast<float>(r.s0 + r.s1);
+      } else {
+        std::memcpy(a->Quants(m, 2 * blk), q, 16);
+        std::memcpy(a->Quants(m, 2 * blk + 1), q + 16, 16);
+        a->init[AmxActs::At(m, a->num_sub, 2 * blk)] = -traits.zero_point * r.s0;
+        a->init[AmxActs::At(m, a->num_sub, 2 * blk + 1)] = -traits.zero_point * r.s1;
+        a->xsum[AmxActs::At(m, a->num_sub, 2 * blk)] = r.sx * static_cast<float>(r.s0);
+        a->xsum[AmxActs::At(m, a->num_sub, 2 * blk + 1)] = r.sx * static_cast<float>(r.s1);
+      }
+    }
+  }
+}
+
+// The padding rows of the last block: zero quants, scales and sums (their products are
+// computed and never stored).
+void ZeroRows(int64_t num_rows, AmxActs* a) {
+  const int64_t blocks = a->cols / kActBlock;
+  for (int64_t m = num_rows; m < a->rows; ++m) {
+    for (int64_t b = 0; b < a->num_sub; ++b) {
+      std::memset(a->Quants(m, b), 0, a->sub);
+      a->init[AmxActs::At(m, a->num_sub, b)] = 0;
+      a->xsum[AmxActs::At(m, a->num_sub, b)] = 0;
+    }
+    for (int64_t blk = 0; blk < blocks; ++blk) a->sx[AmxActs::At(m, blocks, blk)] = 0;
+  }
+}
+
+// Tile registers: four product tiles, and two activation and two weight tiles used in turn, so
+// that four sub-blocks' products are in flight.
+enum TileReg { kC0 = 0, kC1 = 1, kC2 = 2, kC3 = 3, kA0 = 4, kA1 = 5, kB0 = 6, kB1 = 7 };
+
+amx::TileConfig ConfigFor(int sub) {
+  amx::TileConfig cfg;
+  for (int c : {kC0, kC1, kC2, kC3}) cfg.Set(c, kTileRows, 64);
+  for (int t : {kA0, kA1}) cfg.Set(t, kTileRows, sub);
+  for (int t : {kB0, kB1}) cfg.Set(t, sub / 4, 64);
+  return cfg;
+}
+
+// Where the 8-bit quants of sub-block b of the current group are: the packed record itself, or
+// the group's unpacked copy.
+struct GroupQuants {
+  const uint8_t* base = nullptr;
+  int64_t stride = 0;  // bytes from one sub-block to the next
+  const uint8_t* Sub(int64_t b) const { return base + b * stride; }
+};
+
+template <bool kTable>
+void UnpackGroup(const PackedMatrix::Impl& w, const uint8_t* rec, uint8_t* dst) {
+  const __m512i table = cpu::NibbleTableVector(w);
+  const int sub = w.traits.sub_block;
+  for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    for (int p = 0; p < sub / 8; ++p) {
+      __m512i low, high;
+      cpu::UnpackNibbles<kTable>(rec + p * 64, table, &low, &high);
+      _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p) * 64, low);
+      _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p + 1) * 64, high);
+    }
+  }
+}
+
+// Folds one sub-block's int32 products c[16 rows][16 weight rows] into acc, as QuantTile in
+// matmul_avx512.cc: acc = fma(float(dot + init), scale * sx, acc), then the minimum's term.
+template <int SUB, bool kMin>
+inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int64_t mb, int64_t b,
+                  const int32_t* c, __m512* acc) {
+  const uint8_t* scales = w.Group(g) + b * w.record_bytes + w.quant_bytes;
+  const __m512 scale = cpu::LoadScales(w, scales, 0);
+  const int64_t blocks = a.cols / kActBlock;
+  const int32_t* init = a.init.data() + (mb * a.num_sub + b) * kTileRows;
+  const float* sx = a.sx.data() + (mb * blocks + b * SUB / kActBlock) * kTileRows;
+  for (int r = 0; r < kTileRows; ++r) {
+    const __m512i dot = _mm512_add_epi32(_mm512_load_si512(c + 16 * r), _mm512_set1_epi32(init[r]));
+    const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sx[r]));
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r]);
+  }
+  if constexpr (kMin) {
+    const __m512 offset = cpu::LoadScales(w, scales, 1);
+    const float* xsum = a.xsum.data() + (mb * a.num_sub + b) * kTileRows;
+    for (int r = 0; r < kTileRows; ++r)
+      acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[r]), acc[r]);
+  }
+}
+
+// Sub-block b's product into tile C, stored to c.
+template <class Tiles, int C, int A, int B>
+inline void Product(const GroupQuants& q, const AmxActs& a, int64_t mb, int64_t b, int32_t* c) {
+  Tiles::template Zero<C>();
+  Tiles::template Load<A>(a.Tile(mb, b), a.sub);
+  Tiles::template Load<B>(q.Sub(b), 64);
+  Tiles::template DotSignedUnsigned<C, A, B>();
+  Tiles::template Store<C>(c, 64);
+}
+
+// Output rows of row block mb (of which the first `valid_m` exist) x weight row group g, in two
+// passes: every sub-block's int32 product into `products` ([num_sub][16][16], four in flight),
+// then the scaling. Separate passes because a load of data that a tile store has just written
+// waits until the store retires: interleaving each product with its scaling serializes them.
+template <class Tiles, int SUB, bool kMin>
+void GroupTile(const PackedMatrix::Impl& w, const GroupQuants& q, const AmxActs& a, int64_t g,
+               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* products) {
+  constexpr int kProduct = kTileRows * 16;
+  const int64_t n = w.num_sub;
+  int64_t b = 0;
+  for (; b + 4 <= n; b += 4) {
+    Product<Tiles, kC0, kA0, kB0>(q, a, mb, b, products + b * kProduct);
+    Product<Tiles, kC1, kA1, kB1>(q, a, mb, b + 1, products + (b + 1) * kProduct);
+    Product<Tiles, kC2, kA0, kB0>(q, a, mb, b + 2, products + (b + 2) * kProduct);
+    Product<Tiles, kC3, kA1, kB1>(q, a, mb, b + 3, products + (b + 3) * kProduct);
+  }
+  for (; b < n; ++b) Product<Tiles, kC0, kA0, kB0>(q, a, mb, b, products + b * kProduct);
+  __m512 acc[kTileRows];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (b = 0; b < n; ++b) Scale<SUB, kMin>(w, a, g, mb, b, products + b * kProduct, acc);
+  const int64_t n0 = g * kGroupRows;
+  const int64_t valid = std::min<int64_t>(kGroupRows, w.rows - n0);
+  const auto mask = static_cast<__mmask16>((1u << valid) - 1);
+  const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < valid_m; ++r) {
+    const __m512 v = bias ? _mm512_add_ps(acc[r], bv) : acc[r];
+    _mm512_mask_storeu_ps(out + (mb * kTileRows + r) * w.rows + n0, mask, v);
+  }
+}
+
+// Rows [m_begin, m_end) (tile-aligned m_begin) x groups [g_begin, g_end), on the calling thread.
+template <class Tiles, int SUB, bool kMin>
+void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int64_t g_begin,
+            int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out,
+            AlignedBuffer<uint8_t>* unpacked, AlignedBuffer<int32_t>* products) {
+  products->Resize(w.num_sub * kTileRows * 16);
+  bool table = false;
+  for (int i = 0; i < 16; ++i) table = table || w.table[i] != i;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    GroupQuants q{w.Group(g), w.record_bytes};
+    if (w.nibbles) {
+      unpacked->Resize(w.num_sub * SUB * kGroupRows);
+      if (table) {
+        UnpackGroup<true>(w, w.Group(g), unpacked->data());
+      } else {
+        UnpackGroup<false>(w, w.Group(g), unpacked->data());
+      }
+      q = {unpacked->data(), SUB * kGroupRows};
+    }
+    for (int64_t m = m_begin; m < m_end; m += kTileRows)
+      GroupTile<Tiles, SUB, kMin>(w, q, a, g, m / kTileRows,
+                                  std::min<int64_t>(kTileRows, num_rows - m), bias, out,
+                                  products->data());
+  }
+}
+
+template <class Tiles, int SUB, bool kMin>
+void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
+         float* out, ThreadPool* pool) {
+  AmxActs a;
+  a.rows = (num_rows + kTileRows - 1) / kTileRows * kTileRows;
+  a.cols = w.cols;
+  a.num_sub = w.num_sub;
+  a.sub = SUB;
+  a.xq.Resize(a.rows * a.cols);
+  a.sx.Resize(a.rows * (a.cols / kActBlock));
+  a.init.Resize(a.rows * a.num_sub);
+  a.xsum.Resize(a.rows * a.num_sub);
+  const int num_threads = pool ? pool->num_threads() : 1;
+  if (num_threads > 1) {
+    pool->ParallelFor(num_rows, 1,
+                      [&](int64_t b, int64_t e, int) { QuantizeRows(x, b, e, w.traits, &a); });
+  } else {
+    QuantizeRows(x, 0, num_rows, w.traits, &a);
+  }
+  ZeroRows(num_rows, &a);
+  // Tiles of activation rows (about 256 KiB of int8) stay in L2 while the weight groups of one
+  // thread stream past them, as in matmul.cc.
+  const int64_t tile = std::max<int64_t>(kTileRows, (256 << 10) / w.cols / kTileRows * kTileRows);
+  auto work = [&](int64_t g_begin, int64_t g_end, int) {
+    thread_local AlignedBuffer<uint8_t> unpacked;
+    thread_local AlignedBuffer<int32_t> products;
+    Tiles::Configure(ConfigFor(SUB));
+    for (int64_t m = 0; m < num_rows; m += tile)
+      Groups<Tiles, SUB, kMin>(w, a, num_rows, g_begin, g_end, m, std::min(a.rows, m + tile), bias,
+                               out, &unpacked, &products);
+    Tiles::Release();
+  };
+  if (num_threads > 1) {
+    pool->ParallelFor(w.num_groups, 1, work);
+  } else {
+    work(0, w.num_groups, 0);
+  }
+}
+
+template <class Tiles>
+void RunFor(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
+            float* out, ThreadPool* pool) {
+  const bool min = w.traits.has_min;
+  if (w.traits.sub_block == 32) {
+    (min ? Run<Tiles, 32, true> : Run<Tiles, 32, false>)(w, x, num_rows, bias, out, pool);
+  } else {
+    (min ? Run<Tiles, 16, true> : Run<Tiles, 16, false>)(w, x, num_rows, bias, out, pool);
+  }
+}
+
+}  // namespace
+
+void RunQuantizedAmx(const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+                     const float* bias, float* out, ThreadPool* pool) {
+  RunFor<amx::HardwareTiles>(w, x, num_rows, bias, out, pool);
+}
+
+void RunQuantizedAmxOnModel(const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+                            const float* bias, float* out, ThreadPool* pool) {
+  RunFor<ref::ModelTiles>(w, x, num_rows, bias, out, pool);
+}
+
+}  // namespace tinyserve::kernels

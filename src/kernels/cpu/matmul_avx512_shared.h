@@ -1,0 +1,64 @@
+// What the AVX-512 and AMX matmul paths share, so that they compute identically (their bit-for-bit
+// agreement rests on these): quantizing a block of 32 activations (the two paths lay the results
+// out differently), reading a record's scales, and unpacking 4-bit quants. Include only from
+// files compiled for AVX-512 (*_avx512.cc). Pure; any thread.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/matmul_internal.h"
+
+namespace tinyserve::kernels::cpu {
+
+struct QuantizedBlock32 {
+  float sx = 0;    // amax / 127: x ~= sx * q
+  int32_t s0 = 0;  // sum of q[0..16)
+  int32_t s1 = 0;  // sum of q[16..32)
+};
+
+// q[i] = round-to-nearest-even(x[i] * 127 / amax) for the 32 floats at x (q all 0 when amax is
+// 0); q must hold 32 bytes, 16-byte aligned.
+inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 v0 = _mm512_loadu_ps(x);
+  const __m512 v1 = _mm512_loadu_ps(x + 16);
+  const float amax =
+      _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+  const float id = amax == 0 ? 0.0f : 127.0f / amax;
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+  _mm_store_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(q0));
+  _mm_store_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(q1));
+  return {amax / 127.0f, _mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1)};
+}
+
+// The 16 scales (i = 0) or offsets (i = 1) of a record whose scales start at p, f16 or f32.
+inline __m512 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+  if (w.f16_scales)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
+}
+
+// One 64-byte line of 4-bit quants (matmul_internal.h) as the two 8-bit lines of its chunks:
+// low nibbles (chunk 2p) and high nibbles (chunk 2p + 1), mapped through the 16-entry table
+// when kTable (a codebook format).
+template <bool kTable>
+inline void UnpackNibbles(const uint8_t* line, __m512i table, __m512i* low, __m512i* high) {
+  const __m512i low4 = _mm512_set1_epi8(15);
+  const __m512i v = _mm512_loadu_si512(line);
+  *low = _mm512_and_si512(v, low4);
+  *high = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  if constexpr (kTable) {
+    *low = _mm512_shuffle_epi8(table, *low);
+    *high = _mm512_shuffle_epi8(table, *high);
+  }
+}
+
+// The format's table broadcast to every 128-bit lane, for UnpackNibbles.
+inline __m512i NibbleTableVector(const PackedMatrix::Impl& w) {
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
+}
+
+}  // namespace tinyserve::kernels::cpu
