@@ -10,7 +10,12 @@ connection floods from a second loopback address (127.0.0.2, past --max-connecti
 the flood's extra connections get 503 while everyone on 127.0.0.1, /health included, is served).
 Meanwhile it samples the server's RSS (/proc/PID/status) every --rss-every seconds and times
 GET /health every second. Passes when the server never dies, /health always answers within 1 s,
-and RSS after warm-up (the first --warmup seconds) grows by less than --rss-slack MiB.
+RSS after warm-up (the first --warmup seconds) grows by less than --rss-slack MiB, and RSS is
+flat: over the second half of the time after warm-up, the least-squares slope of the RSS floor
+(each minute's lowest sample, so that bodies in flight at a sampling instant do not count) is
+below --rss-slope MiB per 10 minutes. A leak of 100 bytes per request at this mix's ~20
+requests/s is ~1.2 MiB per 10 minutes, so the default bound of 1 catches leaks of that order;
+slow growth that only levels off after the run (a cache filling) fails it too, deliberately.
 
 Default: 30 minutes (the issue's soak). Not part of CI. Standard library only.
   python3 benchmarks/soak.py --bin build/release/tinyserve --duration 1800
@@ -41,6 +46,29 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_floor(samples, warmup):
+    """(minute start, lowest RSS in that minute) for each whole minute after warm-up."""
+    minutes = {}
+    for t, m in samples:
+        if t >= warmup:
+            k = int((t - warmup) // 60)
+            minutes.setdefault(k, []).append(m)
+    last = max(minutes) if minutes else -1
+    # The last minute is partial (and may include the shutdown): left out.
+    return [(warmup + 60 * k, min(v)) for k, v in sorted(minutes.items()) if k < last]
+
+
+def slope_per_10min(points):
+    """Least-squares slope of (seconds, MiB) points, in MiB per 10 minutes; NaN if < 3 points."""
+    if len(points) < 3:
+        return float("nan")
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mm = sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (m - mm) for t, m in points) / var * 600
 
 
 class Soak:
@@ -267,6 +295,10 @@ class Soak:
             code = proc.returncode
         after = [m for t, m in self.rss if t >= a.warmup]
         growth = (max(after) - after[0]) if len(after) >= 2 else float("nan")
+        floor = rss_floor(self.rss, a.warmup)
+        # Short runs (under 6 whole minutes after warm-up) fit all of it; under 3, no verdict.
+        half = floor[len(floor) // 2:] if len(floor) >= 6 else floor
+        slope = slope_per_10min(half)
         report = {
             "duration_s": round(time.time() - t0),
             "clients": a.clients,
@@ -278,12 +310,17 @@ class Soak:
             "rss_mib_first_after_warmup": round(after[0], 1) if after else None,
             "rss_mib_max_after_warmup": round(max(after), 1) if after else None,
             "rss_growth_after_warmup_mib": round(growth, 1),
+            "rss_floor_per_minute_mib": [(round(t), round(m, 1)) for t, m in floor],
+            "rss_slope_second_half_mib_per_10min": round(slope, 2),
+            "rss_slope_bound_mib_per_10min": a.rss_slope,
             "rss_samples": [(round(t), round(m, 1)) for t, m in self.rss],
             "requests": dict(sorted(self.counts.items())),
         }
         print(json.dumps(report, indent=1))
         ok = (not crashed and code == 0 and self.health_failures == 0 and
-              not growth > a.rss_slack)
+              not growth > a.rss_slack and slope <= a.rss_slope)
+        if slope != slope:
+            print("RSS flatness not judged: fewer than 3 whole minutes after warm-up")
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
 
@@ -297,6 +334,9 @@ def main():
     p.add_argument("--clients", type=int, default=12)
     p.add_argument("--rss-every", type=float, default=5)
     p.add_argument("--rss-slack", type=float, default=16, help="MiB of RSS growth allowed")
+    p.add_argument("--rss-slope", type=float, default=1.0,
+                   help="MiB per 10 min: bound on the RSS floor's slope over the second half "
+                        "after warm-up (flatness)")
     p.add_argument("--log", default="/tmp/tinyserve_soak.log")
     args = p.parse_args()
     if args.warmup is None:

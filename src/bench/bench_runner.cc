@@ -216,6 +216,7 @@ Status Runner::RunSweep() {
   // Said of the final pair, so it names the last level where more load still paid off.
   if (good >= 0 && bad >= 0 && OverSaturated(stats[good], stats[bad])) {
     results_->saturation_note = SaturationSentence(stats[good], stats[bad]);
+    results_->saturation_level = good;
   }
   if (!slo_gate)
     stop += " (the lowest load already missed the SLOs, so only saturation stopped it)";
@@ -241,7 +242,11 @@ void Runner::SortByLoad() {
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return load(a) < load(b); });
   BenchResults sorted;
+  const int saturation = results_->saturation_level;
   for (size_t i : order) {
+    if (static_cast<int>(i) == saturation) {
+      results_->saturation_level = static_cast<int>(sorted.stats.size());
+    }
     sorted.levels.push_back(std::move(results_->levels[i]));
     sorted.server_samples.push_back(std::move(results_->server_samples[i]));
     sorted.stats.push_back(std::move(results_->stats[i]));

@@ -36,6 +36,10 @@ bool OpenLoop(const BenchResults& r) { return !r.stats.empty() && r.stats[0].req
 std::string Memory(const ServerStats& s) {
   return s.rss_max_bytes < 0 ? "n/a" : fmt::format("{:.2f}", s.rss_max_bytes / 1e9);
 }
+// "850 ms", "3.6 s": as the charts' axes, ms switching to s past 2 s.
+std::string Duration(double ms) {
+  return ms < 2000 ? Thousands(ms) + " ms" : fmt::format("{:.1f} s", ms / 1000);
+}
 std::string Percent(double fraction) { return fmt::format("{:.1f}%", fraction * 100); }
 std::string OrNa(double v, const char* f = "{:.2f}") {
   return v < 0 ? "n/a" : fmt::format(fmt::runtime(f), v);
@@ -60,6 +64,57 @@ std::string CiCell(double v, const Interval& ci, const char* f) {
 
 json CiJson(const Interval& ci) { return ci.known() ? json::array({ci.lo, ci.hi}) : json(nullptr); }
 
+std::string LoadWithUnit(const LevelStats& s) {
+  return LoadLabel(s) + (s.request_rate > 0 ? "" : s.users == 1 ? " user" : " users");
+}
+
+// The lowest load already missed the SLOs (a long prompt's TTFT alone can exceed them on a small
+// CPU), so there is no knee; a capacity planner still needs why, and what the server can carry:
+// where throughput saturates (automatic sweeps), else the most it carried.
+std::string NoKneeSentence(const BenchResults& r) {
+  const LevelStats& low = r.stats[0];
+  const Slo& slo = r.info.slo;
+  // The p99 the SLO check used; with few requests it is nearly the maximum, so say how many.
+  auto p99 = [](const Distribution& d) {
+    return Duration(d.p99) + (PercentileReportable(d.n, 0.99) ? "" : fmt::format(" (n={})", d.n));
+  };
+  std::vector<std::string> misses;
+  if (low.failures > 0)
+    misses.push_back(fmt::format("{} of {} requests failed", low.failures, low.requests));
+  if (slo.ttft_ms > 0 && low.ttft_ms.p99 > slo.ttft_ms) {
+    misses.push_back(fmt::format("p99 TTFT {} > {}", p99(low.ttft_ms), Duration(slo.ttft_ms)));
+  }
+  if (slo.e2e_ms > 0 && low.e2e_ms.p99 > slo.e2e_ms) {
+    misses.push_back(fmt::format("p99 E2E {} > {}", p99(low.e2e_ms), Duration(slo.e2e_ms)));
+  }
+  if (misses.empty()) misses.push_back("no request succeeded");
+  std::string why;
+  for (const std::string& m : misses) why += (why.empty() ? "" : ", ") + m;
+  auto rate = [](const LevelStats& s) {
+    std::string out = fmt::format("{:.2f} req/s", s.rps);
+    if (s.rps_ci.known()) out += fmt::format(" (95% CI {:.2f} – {:.2f})", s.rps_ci.lo, s.rps_ci.hi);
+    return out;
+  };
+  std::string capacity;
+  if (r.saturation_level >= 0) {
+    const LevelStats& s = r.stats[r.saturation_level];
+    capacity = fmt::format("throughput saturates after {} at {}; more load only queues",
+                           LoadWithUnit(s), rate(s));
+  } else {
+    size_t best = 0;
+    for (size_t i = 1; i < r.stats.size(); ++i) {
+      if (r.stats[i].rps > r.stats[best].rps) best = i;
+    }
+    capacity = fmt::format("the most throughput measured was {} at {}{}", rate(r.stats[best]),
+                           LoadWithUnit(r.stats[best]),
+                           r.sweep_summary.empty() ? "" : "; the sweep did not reach saturation");
+  }
+  return fmt::format(
+      "**SLOs not met at any load** (p99 {}) - at the lowest load, {}: {}. "
+      "Capacity: {}.",
+      FormatSlo(slo), LoadWithUnit(low), why, capacity);
+}
+
 }  // namespace
 
 std::string KneeSentence(const BenchResults& r) {
@@ -73,12 +128,8 @@ std::string KneeSentence(const BenchResults& r) {
         "--timeout.",
         LoadLabel(r.stats[0]), r.info.timeout_s);
   }
-  if (knee < 0) {
-    return fmt::format(
-        "**Knee: none** - already the lowest load ({}) failed requests or missed "
-        "the SLOs (p99 {}).",
-        r.stats.empty() ? "-" : LoadLabel(r.stats[0]), slo);
-  }
+  if (knee < 0 && !r.stats.empty()) return NoKneeSentence(r);
+  if (knee < 0) return "**Knee: none** - no level was run.";
   const LevelStats& k = r.stats[knee];
   std::string next;
   if (knee + 1 < static_cast<int>(r.stats.size())) {
@@ -370,6 +421,14 @@ json ResultsJson(const BenchResults& r, const Workload& w) {
   out["sweep"] = r.sweep_summary.empty()
                      ? json(nullptr)
                      : json{{"summary", r.sweep_summary}, {"saturation", r.saturation_note}};
+  if (r.saturation_level >= 0) {
+    const LevelStats& s = r.stats[r.saturation_level];
+    out["sweep"]["saturates_after"] = {{"level", r.saturation_level},
+                                       {"users", s.users},
+                                       {"request_rate", s.request_rate},
+                                       {"rps", s.rps},
+                                       {"rps_ci", CiJson(s.rps_ci)}};
+  }
   out["server_warmup"] =
       r.warmup_summary.empty() ? json(nullptr) : json{{"summary", r.warmup_summary}};
   json levels = json::array();

@@ -49,6 +49,7 @@ struct BenchResults {
   KneeUncertainty knee_uncertainty;                       // resamples == 0: not computed.
   std::string sweep_summary;    // Automatic sweeps: what was run and why it stopped.
   std::string saturation_note;  // Automatic sweeps: where goodput stopped rising, if it did.
+  int saturation_level = -1;    // Index in `stats` of the last level before that; -1: none.
   std::string warmup_summary;   // The server warm-up before the first level, if any.
 };
 

@@ -203,6 +203,50 @@ TEST_F(ReportTest, CompareOverlaysRunsWithRatiosToTheFirst) {
   std::filesystem::remove_all(out);
 }
 
+LevelStats Level(int users, double ttft_p99_ms, double rps, double lo, double hi) {
+  LevelStats s;
+  s.users = users;
+  s.requests = s.ok = 3;
+  s.ttft_ms.n = s.e2e_ms.n = 3;
+  s.ttft_ms.p99 = ttft_p99_ms;
+  s.e2e_ms.p99 = ttft_p99_ms + 1000;
+  s.rps = rps;
+  s.rps_ci = Interval{lo, hi};
+  return s;
+}
+
+// When the lowest load already misses the SLOs there is no knee, and the headline must still say
+// why (which SLO, by how much, from how many requests) and what the server carries.
+TEST(KneeSentenceTest, SlosOutOfReachAtTheLowestLoadStillGiveTheCapacity) {
+  BenchResults r;
+  r.info.slo = Slo{3000, 0};
+  r.stats = {Level(1, 3600, 0.25, 0.2, 0.3), Level(2, 4100, 0.5, 0.4, 0.6),
+             Level(4, 9000, 0.52, 0.4, 0.6)};
+  r.sweep_summary = "automatic (users): raised 1, 2, 4 until ...";
+  r.saturation_level = 1;
+  std::string s = KneeSentence(r);
+  EXPECT_EQ(s.rfind("**SLOs not met at any load** (p99 TTFT <= 3000 ms)", 0), 0u) << s;
+  EXPECT_NE(s.find("at the lowest load, 1 user: p99 TTFT 3.6 s (n=3) > 3.0 s."), std::string::npos)
+      << s;
+  EXPECT_NE(s.find("throughput saturates after 2 users at 0.50 req/s (95% CI 0.40 – 0.60)"),
+            std::string::npos)
+      << s;
+  EXPECT_EQ(s.find("Knee: none"), std::string::npos) << s;
+
+  // No saturation found: the best level measured, and a sweep says it did not get there.
+  r.saturation_level = -1;
+  r.stats[0].failures = 1;
+  r.stats[0].requests = 4;
+  s = KneeSentence(r);
+  EXPECT_NE(s.find("1 user: 1 of 4 requests failed, p99 TTFT 3.6 s (n=3) > 3.0 s."),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("the most throughput measured was 0.52 req/s (95% CI 0.40 – 0.60) at 4 "
+                   "users; the sweep did not reach saturation."),
+            std::string::npos)
+      << s;
+}
+
 TEST(CompareTest, LabelsComeFromDirectoriesAndAreUnique) {
   StatusOr<std::vector<std::string>> labels =
       CompareLabels({"out/vllm/", "x/vllm", "llamacpp"}, {});
@@ -249,6 +293,9 @@ TEST(AutoSweepTest, KeepsRaisingWhenTheLowestLoadAlreadyMissesTheSlos) {
       << results.sweep_summary;
   EXPECT_NE(results.sweep_summary.find("lowest load already missed the SLOs"), std::string::npos)
       << results.sweep_summary;
+  std::string knee = KneeSentence(results);
+  EXPECT_EQ(knee.rfind("**SLOs not met at any load**", 0), 0u) << knee;
+  EXPECT_NE(knee.find("the sweep did not reach saturation"), std::string::npos) << knee;
 }
 
 }  // namespace

@@ -204,7 +204,7 @@ bool QueueGrew(const LevelStats& lower, const LevelStats& higher) {
 
 std::string LoadName(const LevelStats& s) {
   return s.request_rate > 0 ? fmt::format("{:g} req/s", s.request_rate)
-                            : fmt::format("{} users", s.users);
+                            : fmt::format("{} user{}", s.users, s.users == 1 ? "" : "s");
 }
 
 }  // namespace

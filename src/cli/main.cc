@@ -2,10 +2,12 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "util/malloc_tuning.h"
 
 // An exception escaping a verb is a bug (errors are Status); std::terminate, which prints it, is
 // the right end for it.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
+  tinyserve::ConfigureMalloc();    // before any thread: large request bodies must go back to the OS
   CLI::App app{"tinyserve: an inference server for small LLMs on CPUs"};
   app.require_subcommand(1);
   int exit_code = 0;

@@ -112,8 +112,16 @@ struct HttpServer::Impl {
   Clock::time_point last_refusal_log{};
   int refusals_unlogged = 0;
 
+  // A worker waiting for a request. Workers are woken last-idle-first: with hundreds of workers
+  // (one per admitted request) and far fewer busy, round-robin wake-ups (a shared condition
+  // variable's order) would run every thread in turn, and each keeps its own malloc cache and
+  // stack pages resident; LIFO keeps the work on the few recently used ones.
+  struct IdleWorker {
+    std::condition_variable cv;
+    bool woken = false;  // guarded by mu
+  };
   std::mutex mu;
-  std::condition_variable work_cv;
+  std::vector<IdleWorker*> idle_workers;              // guarded by mu; the back is woken first
   std::deque<std::unique_ptr<Connection>> work;       // guarded by mu
   std::vector<std::unique_ptr<Connection>> returned;  // guarded by mu
   std::vector<std::thread> workers;
@@ -222,11 +230,20 @@ struct HttpServer::Impl {
     auto it = idle.find(fd);
     std::unique_ptr<Connection> c = std::move(it->second);
     idle.erase(it);
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      work.push_back(std::move(c));
+    std::lock_guard<std::mutex> lock(mu);
+    work.push_back(std::move(c));
+    if (!idle_workers.empty()) {
+      IdleWorker* w = idle_workers.back();
+      idle_workers.pop_back();
+      w->woken = true;
+      w->cv.notify_one();
     }
-    work_cv.notify_one();
+  }
+
+  // Wakes every idle worker to see `stopping`.
+  void WakeAllWorkers() {
+    std::lock_guard<std::mutex> lock(mu);
+    for (IdleWorker* w : idle_workers) w->cv.notify_one();
   }
 
   void OnReadable(int fd) {
@@ -370,12 +387,22 @@ struct HttpServer::Impl {
   }
 
   void WorkerLoop() {
+    IdleWorker me;
     while (true) {
       std::unique_ptr<Connection> c;
       {
         std::unique_lock<std::mutex> lock(mu);
-        work_cv.wait(lock, [&] { return !work.empty() || stopping; });
-        if (work.empty()) return;
+        // Woken with the request taken by a worker that was not idle: wait again, on top.
+        while (work.empty() && !stopping) {
+          me.woken = false;
+          idle_workers.push_back(&me);
+          me.cv.wait(lock, [&] { return me.woken || stopping; });
+        }
+        if (work.empty()) {
+          // Stopping: leave the idle list, where Dispatch must not find this frame any more.
+          std::erase(idle_workers, &me);
+          return;
+        }
         c = std::move(work.front());
         work.pop_front();
       }
@@ -504,7 +531,7 @@ void HttpServer::Serve() {
   }
   ::close(s.listen_fd);
   s.listen_fd = -1;
-  s.work_cv.notify_all();
+  s.WakeAllWorkers();
   for (auto& w : s.workers) w.join();
   s.workers.clear();
   s.TakeReturned();  // closes them: stopping is set
@@ -512,10 +539,7 @@ void HttpServer::Serve() {
 
 void HttpServer::Stop() {
   if (impl_->stopping.exchange(true)) return;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mu);  // pairs with the workers' wait
-  }
-  impl_->work_cv.notify_all();
+  impl_->WakeAllWorkers();  // under mu, so no worker misses `stopping` between check and wait
   impl_->Wake();
 }
 

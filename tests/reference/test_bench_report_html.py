@@ -215,6 +215,10 @@ class BenchReportHtmlTest(unittest.TestCase):
         good = int(m.group(1))
         self.assertGreaterEqual(good, 2, j["sweep"])
         self.assertIn(good + 1, users, j["sweep"])
+        # The same level, still found after the levels were sorted by load.
+        after = j["sweep"]["saturates_after"]
+        self.assertEqual(after["users"], good, j["sweep"])
+        self.assertEqual(j["levels"][after["level"]]["users"], good, j["sweep"])
         self.assertLessEqual(max(users), 8, j["sweep"])
         self.assertIn("2 requests one by one", j["server_warmup"]["summary"])
         self.assertIn("ETA", self.sweep.stderr)

@@ -152,8 +152,11 @@ class BenchServeCliTest(unittest.TestCase):
             self.assertTrue(root.findall("{http://www.w3.org/2000/svg}polyline"), name)
         with open(os.path.join(self.out, "report.md"), encoding="utf-8") as f:
             md = f.read()
-        for needle in ["## Capacity", "**Knee: none**", "## Latency percentiles", "## Server",
-                       "schema_violation", "machine:", "tinyserve "]:
+        # Structured answers break the schema at every load: no knee, but the capacity is named.
+        for needle in ["## Capacity", "**SLOs not met at any load**", "requests failed",
+                       "Capacity: the most throughput measured was",
+                       "## Latency percentiles", "## Server", "schema_violation", "machine:",
+                       "tinyserve "]:
             self.assertIn(needle, md)
 
     def test_same_seed_same_sequence(self):
