@@ -133,6 +133,14 @@ TEST(SaturationTest, NeedsFlatGoodputAndGrowingQueue) {
   EXPECT_FALSE(OverSaturated(lo, hi));
   // Flat goodput but no queueing (e.g. think-time bound): not saturated.
   EXPECT_FALSE(OverSaturated(Stats(2, 1.0, 100, 0), Stats(4, 1.0, 110, 0.2)));
+  // A TTFT rise measured on a handful of requests is noise (a quick-profile run once read
+  // 47 -> 635 ms from 3 and 2 requests with the server's queue at 0): not saturated.
+  LevelStats few_lo = Stats(1, 0.1, 47, 0), few_hi = Stats(2, 0.1, 635, 0);
+  few_lo.ttft_ms.n = 3;
+  few_hi.ttft_ms.n = 2;
+  EXPECT_FALSE(OverSaturated(few_lo, few_hi));
+  few_lo.ttft_ms.n = few_hi.ttft_ms.n = 10;
+  EXPECT_TRUE(OverSaturated(few_lo, few_hi));
   // Open loop: the server completing less than 90% of the offered rate is what counts.
   LevelStats a = Stats(0, 4, 100, 0), b = Stats(0, 8, 300, 3);
   a.request_rate = 4;

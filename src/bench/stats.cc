@@ -198,7 +198,10 @@ bool QueueGrew(const LevelStats& lower, const LevelStats& higher) {
   if (a.waiting_mean >= 0 && b.waiting_mean >= 0 && b.waiting_mean > a.waiting_mean + 0.5) {
     return true;
   }
-  return lower.ttft_ms.n > 0 && higher.ttft_ms.n > 0 &&
+  // Median TTFT counts only from enough requests on both sides: a quick-profile level of 2-3
+  // requests once read 47 -> 635 ms as queueing while the server's queue stayed at 0.
+  constexpr int kMinTtftSamples = 10;
+  return lower.ttft_ms.n >= kMinTtftSamples && higher.ttft_ms.n >= kMinTtftSamples &&
          higher.ttft_ms.p50 > 1.5 * lower.ttft_ms.p50;
 }
 
