@@ -277,7 +277,7 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
   const double kDeadline = 5;
   const int32_t kPrompt = 300, kMaxTokens = 40;
   ReplayResult r;
-  double t = 0, next_arrival = 0, work_s = 0;
+  double t = 0, next_arrival = 0;
   int64_t seq_id = 0;
   while (t < r.duration_s) {
     for (; next_arrival <= t; next_arrival += config.every_s) {
@@ -324,7 +324,6 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       live.at(ticket_of.at(s.seq)).started = true;
     }
     step.seconds = Known(step.num_decodes, step.num_prefill_tokens);
-    work_s += step.seconds;
     // The budget holds once a prefill step has been measured (the very first steps cannot).
     if (step.num_decodes > 0 && t > 1)
       r.worst_decode_step = std::max(r.worst_decode_step, step.seconds);
