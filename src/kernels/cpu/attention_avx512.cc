@@ -68,6 +68,42 @@ void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd,
   }
 }
 
+// The online-softmax update of NQ queries over their scores p[g][0, nv[g]) (rows of kKeys):
+// folds the block's max and sum into a.max / a.sum, returns the factor each query's old state is
+// scaled by, and leaves in p the weights exp(score - max), exactly 0 from nv[g] to max_nv, times
+// weight_scales[t] when given (the int8 cache's value scales, folded into the weights).
+template <int NQ, int kKeys>
+void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
+                 float (*p)[kKeys], const float* weight_scales, float* correction) {
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  for (int g = 0; g < NQ; ++g) {
+    __m512 mx = neg_inf;
+    for (int32_t t = 0; t < nv[g]; t += kWidth) {
+      const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
+      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
+    }
+    const float block_max = ReduceMax(mx);
+    const float old_max = a.max[idx[g]];
+    const float new_max = old_max > block_max ? old_max : block_max;
+    correction[g] = simd::Correction<Vec>(old_max, new_max);
+    const __m512 max_v = _mm512_set1_ps(new_max);
+    __m512 psum = _mm512_setzero_ps();
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const int64_t left = nv[g] - t;
+      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
+      const __m512 e =
+          _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
+      psum = _mm512_add_ps(psum, e);
+      _mm512_store_ps(p[g] + t,
+                      weight_scales == nullptr
+                          ? e
+                          : _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, weight_scales + t)));
+    }
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
+    a.max[idx[g]] = new_max;
+  }
+}
+
 // Online-softmax step of the NQ queries idx[0 .. NQ - 1] over a run of keys are transposed
 // in kt (hd <= 64, n <= kMaxGroupKeys). Scores come 16 keys per vector from two FMA chains per
 // query (even and odd dimensions); the accumulator updates share each value row. A query's
@@ -78,7 +114,6 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
                     const void* const* v, const float* vs, float (*p)[kMaxGroupKeys]) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
-  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
   const float* q[NQ];
   int32_t nv[NQ];
   int32_t max_nv = 0;
@@ -107,29 +142,7 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
     }
   }
   float correction[NQ];
-  for (int g = 0; g < NQ; ++g) {
-    __m512 mx = neg_inf;
-    for (int32_t t = 0; t < nv[g]; t += kWidth) {
-      const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
-      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
-    }
-    const float block_max = ReduceMax(mx);
-    const float old_max = a.max[idx[g]];
-    const float new_max = old_max > block_max ? old_max : block_max;
-    correction[g] = simd::Correction<Vec>(old_max, new_max);
-    const __m512 max_v = _mm512_set1_ps(new_max);
-    __m512 psum = _mm512_setzero_ps();
-    for (int32_t t = 0; t < max_nv; t += kWidth) {
-      const int64_t left = nv[g] - t;
-      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
-      const __m512 e =
-          _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
-      psum = _mm512_add_ps(psum, e);
-      _mm512_store_ps(p[g] + t, e);
-    }
-    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
-    a.max[idx[g]] = new_max;
-  }
+  SoftmaxStep<NQ>(a, idx, nv, max_nv, p, nullptr, correction);
   int64_t left[4];
   for (int u = 0; u < 4; ++u) left[u] = hd - u * kWidth;
   __m512 x[NQ][4];
@@ -223,33 +236,8 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
                       _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ks), qscale[g]));
     }
   }
-  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
   float correction[NQ];
-  for (int g = 0; g < NQ; ++g) {
-    __m512 mx = neg_inf;
-    for (int32_t t = 0; t < nv[g]; t += kWidth) {
-      const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
-      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
-    }
-    const float block_max = ReduceMax(mx);
-    const float old_max = a.max[idx[g]];
-    const float new_max = old_max > block_max ? old_max : block_max;
-    correction[g] = simd::Correction<Vec>(old_max, new_max);
-    const __m512 max_v = _mm512_set1_ps(new_max);
-    __m512 psum = _mm512_setzero_ps();
-    for (int32_t t = 0; t < max_nv; t += kWidth) {
-      const int64_t left = nv[g] - t;
-      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
-      const __m512 e =
-          _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
-      psum = _mm512_add_ps(psum, e);
-      // The weight of value row t carries that row's scale.
-      const __m512 vs = _mm512_maskz_loadu_ps(live, a.v_scales + o + t);
-      _mm512_store_ps(p[g] + t, _mm512_mul_ps(e, vs));
-    }
-    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
-    a.max[idx[g]] = new_max;
-  }
+  SoftmaxStep<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, correction);
   // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
   // is converted once for the whole group.
   for (int c = 0; c < 2 * R; ++c) {
