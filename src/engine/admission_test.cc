@@ -287,6 +287,7 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       const int64_t doc =
           shared ? (r.arrivals / config.shared_every) % config.num_documents : 1000 + r.arrivals;
       std::vector<int32_t> tokens;
+      tokens.reserve(prompt);
       for (int32_t i = 0; i < prompt; ++i) tokens.push_back(int32_t(doc * 2000 + i));
       AdmissionDecision d =
           ac.Admit(Work(r.arrivals % 2 ? "a" : "b", prompt, kMaxTokens, kDeadline, t), T(t));
