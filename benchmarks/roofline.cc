@@ -86,62 +86,54 @@ double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes, int reps) {
   return rate / 1e9;
 }
 
-double MeasureFmaPeak(ThreadPool* pool) {
-  constexpr int64_t kIters = 20'000'000;
-  std::atomic<uint32_t> sink{0};
+namespace {
+
+// The best of 3 runs of `loop` on every thread of the pool, in 1e9 ops / s. loop(&sink) returns
+// the operations it did and stores a value depending on its results in sink (kept, so the
+// compiler cannot drop the work).
+template <typename Sink, typename Loop>
+double PeakGops(ThreadPool* pool, Loop loop) {
+  std::atomic<int64_t> kept{0};
   return BestRate(pool, 3,
                   [&](int) -> uint64_t {
-                    float s = 0;
-                    uint64_t ops = HasAvx512Vnni() ? internal::FmaLoopAvx512(kIters, &s)
-                                   : HasAvx2()     ? internal::FmaLoopAvx2(kIters, &s)
-                                                   : 0;
-                    sink += s != 0;
+                    Sink s = 0;
+                    const uint64_t ops = loop(&s);
+                    kept += s != 0;
                     return ops;
                   }) /
          1e9;
 }
 
+constexpr int64_t kVectorIters = 20'000'000;
+
+}  // namespace
+
+double MeasureFmaPeak(ThreadPool* pool) {
+  return PeakGops<float>(pool, [](float* s) -> uint64_t {
+    return HasAvx512Vnni() ? internal::FmaLoopAvx512(kVectorIters, s)
+           : HasAvx2()     ? internal::FmaLoopAvx2(kVectorIters, s)
+                           : 0;
+  });
+}
+
 double MeasureInt8Peak(ThreadPool* pool) {
-  constexpr int64_t kIters = 20'000'000;
-  std::atomic<int32_t> sink{0};
-  return BestRate(pool, 3,
-                  [&](int) -> uint64_t {
-                    int32_t s = 0;
-                    uint64_t ops = HasAvx512Vnni() ? internal::DotLoopAvx512(kIters, &s)
-                                   : HasAvx2()     ? internal::DotLoopAvx2(kIters, &s)
-                                                   : 0;
-                    sink += s;
-                    return ops;
-                  }) /
-         1e9;
+  return PeakGops<int32_t>(pool, [](int32_t* s) -> uint64_t {
+    return HasAvx512Vnni() ? internal::DotLoopAvx512(kVectorIters, s)
+           : HasAvx2()     ? internal::DotLoopAvx2(kVectorIters, s)
+                           : 0;
+  });
 }
 
 double MeasureBf16Peak(ThreadPool* pool) {
   if (!HasAvx512Vnni()) return 0;
-  constexpr int64_t kIters = 20'000'000;
-  std::atomic<uint32_t> sink{0};
-  return BestRate(pool, 3,
-                  [&](int) -> uint64_t {
-                    float s = 0;
-                    const uint64_t ops = internal::Bf16DotLoopAvx512(kIters, &s);
-                    sink += s != 0;
-                    return ops;
-                  }) /
-         1e9;
+  return PeakGops<float>(pool,
+                         [](float* s) { return internal::Bf16DotLoopAvx512(kVectorIters, s); });
 }
 
 double MeasureAmxInt8Peak(ThreadPool* pool) {
   if (!kernels::IsaSupported(kernels::Isa::kAmx)) return 0;
-  constexpr int64_t kIters = 200'000;
-  std::atomic<int32_t> sink{0};
-  return BestRate(pool, 3,
-                  [&](int) -> uint64_t {
-                    int32_t s = 0;
-                    const uint64_t ops = internal::AmxInt8Loop(kIters, &s);
-                    sink += s;
-                    return ops;
-                  }) /
-         1e9;
+  // One tile product is 16x16x64 multiply-adds: far fewer iterations fill the same time.
+  return PeakGops<int32_t>(pool, [](int32_t* s) { return internal::AmxInt8Loop(200'000, s); });
 }
 
 Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
