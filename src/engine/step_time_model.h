@@ -1,7 +1,9 @@
 // Moving estimate of how long one engine step takes: seconds = c0 + c1 * decodes + c2 * prefill
-// tokens, fitted by least squares over the most recent steps (so it follows the machine as load
-// and contention change). Admission predicts waits with it and the scheduler sizes prefill
-// chunks with it. Not thread-safe: the admission controller guards it.
+// tokens, fitted by least squares of relative errors over the most recent steps (so it follows
+// the machine as load and contention change); c0 and c1 from decode-only steps when they vary,
+// and past the largest batch measured no less per decode than that batch cost. Admission
+// predicts waits with it and the scheduler sizes prefill chunks with it. Not thread-safe: the
+// admission controller guards it.
 #pragma once
 
 #include <array>
@@ -41,12 +43,16 @@ class StepTimeModel {
 
  private:
   void Fit();
+  double DecodeSeconds(int32_t num_decodes) const;
+  std::array<double, 3> FitSteps(bool (*use)(const StepObservation&), std::array<bool, 3> active,
+                                 const std::array<double, 3>& known) const;
 
   const int32_t window_;
   std::vector<StepObservation> ring_;  // the last `window_` steps
   size_t next_ = 0;
   bool seen_prefill_ = false, seen_decode_ = false;
   std::array<double, 3> coef_{0, 0, 0};
+  int32_t max_batch_ = 0;  // the most decodes of a step in the window
 };
 
 }  // namespace tinyserve
