@@ -14,8 +14,10 @@ constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
 
-// An idle engine whose last step is older than this takes one request whatever the prediction:
-// refusing everything on old (perhaps pessimistic) estimates would never measure again.
+// An idle engine whose last step is older than this refuses on estimates that may be out of
+// date (measured while another process held the cores): it asks for a calibration batch, so
+// that refusing on old, pessimistic estimates cannot go on forever. (Admitting the client's
+// request as a probe instead made that request time out whenever the machine was slow.)
 constexpr double kStaleEstimateS = 10;
 
 double SecondsBetween(std::chrono::steady_clock::time_point a,
@@ -253,9 +255,6 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       ++stats_.refused_deadline;
       return d;
     }
-  } else if (groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS) {
-    d.verdict = AdmissionVerdict::kAdmit;  // a probe: see kStaleEstimateS
-    candidate.probe = true;
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
@@ -305,6 +304,13 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
     if (!d.admitted())
       d.retry_after_s =
           std::clamp(std::isfinite(d.predicted_wait_s) ? d.predicted_wait_s : horizon, 1.0, 600.0);
+    if (!d.admitted() && groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS &&
+        SecondsBetween(last_calibration_, now) > kStaleEstimateS) {
+      d.recalibrate = true;  // see kStaleEstimateS
+      d.retry_after_s = 2;   // a calibration batch takes a second or two
+      last_calibration_ = now;
+      model_.Restart();
+    }
   }
   const auto& c = model_.coefficients();
   TS_LOG_DEBUG(
@@ -435,7 +441,7 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   const std::vector<Prediction> p = Predict(order, std::min(horizon, kMaxHorizonS) + 1);
   for (size_t i = 0; i < order.size(); ++i) {
     const double left = SecondsBetween(now, order[i]->deadline);
-    if (order[i]->started || (order[i]->probe && left > 0)) continue;
+    if (order[i]->started) continue;
     if (p[i].finish_s > left) shed.push_back(order[i]->ticket);
   }
   // Admitted work that cannot make it was admitted on too thin a margin: widen it once per

@@ -75,6 +75,9 @@ struct AdmissionDecision {
   double predicted_wait_s = 0;    // until its first step (infinity: beyond the horizon)
   double predicted_finish_s = 0;  // until its last token
   double retry_after_s = 0;       // refused: when the queue ahead should have drained
+  // Refused by an idle engine on estimates older than kStaleEstimateS: the caller should start
+  // a calibration batch (engine/engine_warmup.h) so that the retry is judged on fresh ones.
+  bool recalibrate = false;
   bool admitted() const { return verdict == AdmissionVerdict::kAdmit; }
 };
 
@@ -160,7 +163,6 @@ class AdmissionController {
     Clock::time_point arrival{}, deadline{};
     double predicted_wait_s = -1;  // at admission; < 0 when registered
     bool started = false;
-    bool probe = false;  // admitted to re-measure stale estimates: not shed by prediction
   };
   struct Prediction {
     double start_s = std::numeric_limits<double>::infinity();
@@ -192,8 +194,9 @@ class AdmissionController {
   double output_ratio_ GUARDED_BY(mu_) = 1.0;  // generated / max_tokens of finished choices
   double slack_ GUARDED_BY(mu_);               // AdmissionOptions::deadline_slack, adapted
   int32_t last_decodes_ GUARDED_BY(mu_) = 0;
-  Clock::time_point last_step_ GUARDED_BY(mu_){};  // when the latest step was reported
-  AdmissionStats stats_ GUARDED_BY(mu_);           // counters
+  Clock::time_point last_step_ GUARDED_BY(mu_){};         // when the latest step was reported
+  Clock::time_point last_calibration_ GUARDED_BY(mu_){};  // when one was last asked for
+  AdmissionStats stats_ GUARDED_BY(mu_);                  // counters
 };
 
 }  // namespace tinyserve

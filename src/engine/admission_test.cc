@@ -71,19 +71,29 @@ TEST(Admission, RefusesWhatCannotFinishBeforeItsDeadlineWithTheSlack) {
   EXPECT_EQ(ac.Stats().refused_deadline, 1);
 }
 
-TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
+TEST(Admission, AnIdleEngineWithStaleEstimatesAsksForACalibrationInsteadOfAProbe) {
   AdmissionController ac(Options(64));
   Calibrate(ac);  // at T(0)
   // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5)).admitted());
-  // ...but after 10 s without a step an idle engine probes with one request, and only one.
-  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
-  EXPECT_TRUE(probe.admitted());
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11)).admitted());
-  // The probe is not shed on the estimates it is there to correct (only once its deadline
-  // has passed without it starting).
-  EXPECT_TRUE(ac.TakeShed(T(11)).empty());
-  EXPECT_EQ(ac.TakeShed(T(12.5)), std::vector<int64_t>{probe.ticket});
+  AdmissionDecision fresh = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5));
+  EXPECT_FALSE(fresh.admitted());
+  EXPECT_FALSE(fresh.recalibrate);
+  // ...and after 10 s without a step too (no client request is admitted against the
+  // prediction: such probes timed out when the machine was slow), but now the refusal asks
+  // for a calibration batch, once per stale period.
+  AdmissionDecision stale = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
+  EXPECT_FALSE(stale.admitted());
+  EXPECT_TRUE(stale.recalibrate);
+  EXPECT_EQ(stale.retry_after_s, 2);
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/12), T(12)).recalibrate);
+  // The old estimate holds until the calibration's steps determine a new one: here the
+  // machine became 4x faster.
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1.5, /*now_s=*/12), T(12)).admitted());
+  ac.OnStep({0, 320, Known(0, 320) / 4}, {}, T(12.1));
+  for (int d = 5; d >= 2; --d)
+    for (int i = 0; i < 8; ++i) ac.OnStep({d, 0, Known(d, 0) / 4}, {}, T(12.2));
+  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, 1.5, /*now_s=*/12.2), T(12.2)).admitted());
+  EXPECT_TRUE(ac.TakeShed(T(12.2)).empty());
 }
 
 TEST(Admission, QueueDelayLimitAndRetryAfterFromThePredictedWait) {

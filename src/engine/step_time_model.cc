@@ -119,6 +119,12 @@ void StepTimeModel::Fit() {
     min_batch = std::min(min_batch, s.num_decodes);
     max_batch = std::max(max_batch, s.num_decodes);
   }
+  if (restarted_) {
+    if (ring_.size() < kRefitSteps || max_batch <= min_batch ||
+        std::none_of(ring_.begin(), ring_.end(), with_prefill))
+      return;
+    restarted_ = false;
+  }
   if (max_batch > min_batch) {
     coef_ = FitSteps(decode_only, {true, true, false}, {0, 0, 0});
     coef_ = FitSteps(with_prefill, {false, false, true}, coef_);
@@ -139,6 +145,12 @@ double StepTimeModel::DecodeSeconds(int32_t num_decodes) const {
   if (num_decodes <= max_batch_ || max_batch_ == 0) return line;
   const double largest = coef_[0] + coef_[1] * max_batch_;
   return std::max(line, largest * num_decodes / max_batch_);
+}
+
+void StepTimeModel::Restart() {
+  ring_.clear();
+  next_ = 0;
+  restarted_ = true;
 }
 
 double StepTimeModel::StepSeconds(int32_t num_decodes, int32_t num_prefill_tokens) const {

@@ -38,6 +38,11 @@ class StepTimeModel {
   // Largest prefill chunk that keeps a step with `num_decodes` decodes within `max_seconds`
   // (0 when the decodes alone take that long).
   int32_t PrefillTokensWithin(double max_seconds, int32_t num_decodes) const;
+  // Starts a new window (the machine may have changed while the engine was idle): the current
+  // estimate stays in use until the new steps alone determine one (at least kRefitSteps, a
+  // prefill step and decode-only steps of two batch sizes: what a calibration batch gives).
+  void Restart();
+  static constexpr size_t kRefitSteps = 16;
   // The fitted coefficients {c0 seconds, c1 seconds per decode, c2 seconds per prefill token}.
   const std::array<double, 3>& coefficients() const { return coef_; }
 
@@ -52,7 +57,8 @@ class StepTimeModel {
   size_t next_ = 0;
   bool seen_prefill_ = false, seen_decode_ = false;
   std::array<double, 3> coef_{0, 0, 0};
-  int32_t max_batch_ = 0;  // the most decodes of a step in the window
+  int32_t max_batch_ = 0;   // the most decodes of a step in the window
+  bool restarted_ = false;  // Restart() was called and the new window cannot refit yet
 };
 
 }  // namespace tinyserve

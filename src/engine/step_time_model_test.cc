@@ -78,6 +78,21 @@ TEST(StepTimeModel, LargerBatchesThanMeasuredCostAtLeastTheirShare) {
   EXPECT_LT(m.StepSeconds(32, 0), 0.08 * 8);
 }
 
+// After an idle period the window starts again, and the old estimate holds until the new
+// steps alone determine one (a calibration batch: a prefill and decodes at several batches).
+TEST(StepTimeModel, RestartKeepsTheEstimateUntilTheNewStepsDetermineOne) {
+  StepTimeModel m;
+  for (int i = 0; i < 32; ++i)
+    m.Observe({1 + i % 4, (i % 3) * 100, 3 * Known(1 + i % 4, (i % 3) * 100)});
+  m.Restart();
+  EXPECT_TRUE(m.ready());
+  m.Observe({0, 320, Known(0, 320)});
+  for (int i = 0; i < 8; ++i) m.Observe({5, 0, Known(5, 0)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * Known(2, 100), 1e-6);  // one batch size: not yet
+  for (int i = 0; i < 8; ++i) m.Observe({4, 0, Known(4, 0)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), Known(2, 100), 1e-6);
+}
+
 TEST(StepTimeModel, CoefficientsStayNonNegative) {
   StepTimeModel m;
   // Decodes that look free or even faster with more of them (noise): no negative cost.
