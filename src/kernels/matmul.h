@@ -62,11 +62,11 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
 // denormals to zero) and sums the bf16 products in f32 (vdpbf16ps; kernels/ref/matmul_ref.h
 // models it bit for bit). True for bf16 weights on kAvx512 and kAmx when the CPU had AVX-512 BF16
 // at Pack. Then, for K = cols, each output's dot product differs from the exact sum_k w_k x_k by
-// at most (2^-8 + K * 2^-23) * sum_k |w_k x_k|: 2^-8 is the relative rounding of one activation
-// to bf16 (unit roundoff of 8 significant bits), K * 2^-23 bounds K f32 additions (2^-24
-// each, with room for the factor 1 + 2^-8). Add
-// 2^-126 * |w_k| for each activation that is an f32 denormal (read as zero). Otherwise the
-// product is f32 FMA: f32 roundings only, about 2^-24 per term.
+// at most (2^-8 + K * 2^-23) * sum_k |w_k x_k|: 2^-8 is the unit roundoff of bf16 (8 significant
+// bits), the relative change of one activation; K * 2^-23 bounds the K f32 additions (2^-24
+// each, with room for the factor 1 + 2^-8). Add 2^-126 * |w_k| for each activation that is an
+// f32 denormal (read as zero). Typical errors are much smaller (the roundings have random
+// signs). Otherwise the product is f32 FMA.
 bool UsesBf16Dot(const PackedMatrix& w, Isa isa);
 
 }  // namespace tinyserve::kernels

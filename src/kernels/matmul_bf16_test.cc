@@ -24,8 +24,8 @@ namespace {
 
 bool HaveBf16Dot() { return IsaSupported(Isa::kAvx512); }
 
-#define SKIP_WITHOUT_BF16_DOT()                                                         \
-  if (!HaveBf16Dot())                                                                   \
+#define SKIP_WITHOUT_BF16_DOT()                                                        \
+  if (!HaveBf16Dot())                                                                  \
   GTEST_SKIP() << "skipped: this CPU (or TINYSERVE_ISA) has no AVX-512 BF16, so bf16 " \
                   "weights use the f32 FMA path (tested in matmul_test)"
 
@@ -43,7 +43,7 @@ std::vector<uint16_t> RandomBf16(int64_t n, float sd, std::mt19937& rng) {
 
 // Runs w x (+ bias) with x, bias and out one float past 64-byte alignment, on `pool`.
 std::vector<float> RunBf16(const PackedMatrix& w, const std::vector<float>& x, int64_t num_rows,
-                       const std::vector<float>* bias, ThreadPool* pool) {
+                           const std::vector<float>* bias, ThreadPool* pool) {
   std::vector<float> x_buf(x.size() + 1), out_buf(num_rows * w.rows() + 1), bias_buf;
   std::memcpy(x_buf.data() + 1, x.data(), x.size() * sizeof(float));
   if (bias) {
@@ -80,7 +80,8 @@ void CheckShape(const Shape& s, bool with_bias, std::mt19937& rng, bool exact_re
         << model[i];
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
-    ASSERT_EQ(got, RunBf16(*packed, x, s.num_rows, b, &pool)) << label << ", " << threads << " threads";
+    ASSERT_EQ(got, RunBf16(*packed, x, s.num_rows, b, &pool))
+        << label << ", " << threads << " threads";
   }
   if (!exact_ref) return;
 
@@ -150,7 +151,7 @@ TEST(MatMulBf16Test, RoundingEdgesMatchModel) {
   const float tie = std::bit_cast<float>(0x3f808000u);   // halfway between two bf16: to even
   const float tie2 = std::bit_cast<float>(0x3f818000u);  // halfway, rounds up to even
   const float up = std::bit_cast<float>(0x3fffffffu);    // rounds up to 2
-  const std::vector<float> x = {denormal, -denormal, tie, tie2, up, -up, 0.0f, -0.0f,
+  const std::vector<float> x = {denormal, -denormal, tie,  tie2, up,     -up,  0.0f, -0.0f,
                                 1e30f,    -3e-30f,   1.0f, 7.5f, -1e-3f, 0.5f, 3.0f, 1e-38f};
   EXPECT_EQ(RoundActivationToBf16(denormal), 0);
   EXPECT_EQ(RoundActivationToBf16(-denormal), 0x8000);

@@ -116,8 +116,9 @@ void CheckAgainstReference(DType t, const TensorView& view, const std::vector<fl
             quant_bound += std::fabs(wrow[blk * 32 + i]) * (amax / 127.0) * 0.5;
         }
       }
-      const double sum_tol =
-          bf16_dot ? 0x1p-8 + static_cast<double>(c.cols) * 0x1p-23 : IsQuantized(t) ? 2e-5 : 1e-5;
+      const double sum_tol = bf16_dot         ? 0x1p-8 + static_cast<double>(c.cols) * 0x1p-23
+                             : IsQuantized(t) ? 2e-5
+                                              : 1e-5;
       const double tol = quant_bound * (1 + 1e-4) + sum_tol * abs_sum +
                          1e-6 * (bias ? std::fabs(bias[n]) : 0) + 1e-30;
       const float got = out[m * c.rows + n], want = ref[m * c.rows + n];

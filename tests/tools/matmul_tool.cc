@@ -1,11 +1,13 @@
 // Runs kernels::MatMulWithIsa on raw little-endian input files and writes the f32 result, for
 // tests/reference/test_matmul_numpy.py (NumPy oracle). Usage:
-//   tool_matmul_tool --isa scalar|avx2|avx512|amx|best --threads N DTYPE ROWS COLS NUM_ROWS W X BIAS OUT
+//   tool_matmul_tool --isa scalar|avx2|avx512|amx|best --threads N DTYPE ROWS COLS NUM_ROWS W X
+//   BIAS OUT
 // DTYPE f32, f16 or bf16 (W holds ROWS x COLS of it); X NUM_ROWS x COLS f32; BIAS ROWS f32 or
 // "-" for none. x, bias and out sit one float past 64-byte alignment (misaligned starts). Prints
 // "bf16_dot 1" when the product rounds activations to bf16 (kernels::UsesBf16Dot), else
 // "bf16_dot 0" (with --isa best, what the model's matmuls do here: kernels::BestIsa(), so the
-// NumPy model oracles know whether to round activations). Exit status: 0 ok, 1 bad usage or I/O error, 3 the ISA is not supported here.
+// NumPy model oracles know whether to round activations). Exit status: 0 ok, 1 bad usage or I/O
+// error, 3 the ISA is not supported here.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,7 +53,8 @@ int Run(int argc, char** argv) {
   const auto isa = std::strcmp(argv[2], "best") == 0 ? k::BestIsa() : k::ParseIsa(argv[2]);
   const auto dtype = tinyserve::DTypeFromName(argv[5]);
   const int threads = std::atoi(argv[4]);
-  const int64_t rows = std::atoll(argv[6]), cols = std::atoll(argv[7]), num_rows = std::atoll(argv[8]);
+  const int64_t rows = std::atoll(argv[6]), cols = std::atoll(argv[7]),
+                num_rows = std::atoll(argv[8]);
   if (!isa || !dtype || threads < 1 || rows < 1 || cols < 1 || num_rows < 1) {
     std::fprintf(stderr, "bad arguments\n");
     return 1;
@@ -66,7 +69,8 @@ int Run(int argc, char** argv) {
   }
   const std::vector<float> x = ReadFloatsOffset(argv[10], num_rows * cols);
   const bool has_bias = std::strcmp(argv[11], "-") != 0;
-  const std::vector<float> bias = has_bias ? ReadFloatsOffset(argv[11], rows) : std::vector<float>();
+  const std::vector<float> bias =
+      has_bias ? ReadFloatsOffset(argv[11], rows) : std::vector<float>();
   std::vector<float> out(num_rows * rows + 1);
   tinyserve::ThreadPool pool(threads);
   k::MatMulWithIsa(*isa, *packed, x.data() + 1, num_rows, has_bias ? bias.data() + 1 : nullptr,

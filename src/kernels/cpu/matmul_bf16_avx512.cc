@@ -74,14 +74,15 @@ void RoundActsBf16Avx512(const float* x, int64_t cols, int64_t row_begin, int64_
     const float* xr = x + m * cols;
     uint32_t* dst = acts->x.data() + acts->Index(m, 0);
     const int64_t stride = acts->TileRows(m);
-    const __m512i index = _mm512_mullo_epi32(
-        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-        _mm512_set1_epi32(static_cast<int>(stride)));
+    const __m512i index =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(static_cast<int>(stride)));
     for (int64_t k = 0; k < cols; k += 32) {
       auto load_mask = [&](int64_t from) {
         const int64_t n = cols - from;
-        return n >= 16 ? __mmask16(0xffff)
-                       : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
+        return n >= 16  ? __mmask16(0xffff)
+               : n <= 0 ? __mmask16(0)
+                        : static_cast<__mmask16>((1u << n) - 1);
       };
       const __m512 lo = _mm512_maskz_loadu_ps(load_mask(k), xr + k);
       const __m512 hi = _mm512_maskz_loadu_ps(load_mask(k + 16), xr + k + 16);

@@ -45,8 +45,7 @@ void MatMulReferenceBf16Acts(const TensorView& w, const float* x, int64_t num_ro
                              const float* bias, float* out) {
   const int64_t cols = w.shape[1];
   std::vector<float> rounded(num_rows * cols);
-  for (int64_t i = 0; i < num_rows * cols; ++i)
-    rounded[i] = Bf16ToF32(RoundActivationToBf16(x[i]));
+  for (int64_t i = 0; i < num_rows * cols; ++i) rounded[i] = Bf16ToF32(RoundActivationToBf16(x[i]));
   MatMulReference(w, rounded.data(), num_rows, bias, out);
 }
 
