@@ -332,7 +332,8 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
   event.usage = usage;
   scheduler_.Finish(&seq);
   admission_.OnChoiceFinished(req->ticket, seq.num_generated(),
-                              reason == FinishReason::kStop || reason == FinishReason::kLength);
+                              reason == FinishReason::kStop || reason == FinishReason::kLength,
+                              Clock::now());
   c->finished = true;
   // Choice 0 ended before computing the prompt: its siblings stop waiting for it.
   if (c->index == 0) {
