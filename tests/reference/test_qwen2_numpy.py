@@ -143,7 +143,8 @@ class NumpyQwen2:
             m = self.act(self.rms_norm(x, self.w[p + "post_attention_layernorm.weight"]))
             gate = m @ self.w[p + "mlp.gate_proj.weight"].T
             up = m @ self.w[p + "mlp.up_proj.weight"].T
-            x = x + self.act(gate / (1.0 + np.exp(-gate)) * up) @ self.w[p + "mlp.down_proj.weight"].T
+            h = self.act(gate / (1.0 + np.exp(-gate)) * up)
+            x = x + h @ self.w[p + "mlp.down_proj.weight"].T
         return self.act(self.rms_norm(x, self.w["model.norm.weight"])) @ self.lm_head.T
 
 
