@@ -53,6 +53,20 @@ WorkRequest WorkOfRequest(const GenerateRequest& request, int32_t max_model_len)
   return w;
 }
 
+std::vector<uint64_t> PromptBlockHashes(std::span<const int32_t> tokens, std::string_view salt) {
+  // FNV-1a over the salt, then each block folded into the previous block's hash.
+  uint64_t h = 14695981039346656037ull;
+  for (char c : salt) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  std::vector<uint64_t> out;
+  out.reserve(tokens.size() / kPrefixBlockTokens);
+  for (size_t b = 0; b + kPrefixBlockTokens <= tokens.size(); b += kPrefixBlockTokens) {
+    for (size_t i = b; i < b + kPrefixBlockTokens; ++i)
+      h = (h ^ static_cast<uint32_t>(tokens[i])) * 1099511628211ull;
+    out.push_back(h);
+  }
+  return out;
+}
+
 AdmissionController::AdmissionController(const AdmissionOptions& options)
     : options_(options), slack_(options.deadline_slack) {}
 
@@ -63,6 +77,7 @@ AdmissionController::Group AdmissionController::MakeGroup(const WorkRequest& wor
   g.priority = work.priority;
   g.seqs = static_cast<int32_t>(work.prompt_lens.size()) * std::max(1, work.n);
   for (int32_t len : work.prompt_lens) g.prefill_left += std::max(0, len);
+  g.prompt_blocks = work.prompt_blocks;
   g.max_tokens = std::max(1, work.max_tokens);
   g.arrival = now;
   g.deadline = work.deadline;
@@ -101,6 +116,34 @@ void AdmissionController::AdaptSlack(const Group& g, Clock::time_point now) {
     slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
   } else {
     slack_ = std::max(options_.deadline_slack, slack_ - 0.1 * options_.slack_step);
+  }
+}
+
+int64_t AdmissionController::CachedPrefixTokens(const std::vector<uint64_t>& blocks) {
+  int64_t hits = 0;
+  for (uint64_t b : blocks) {
+    auto it = computed_.find(b);
+    if (it == computed_.end()) break;
+    computed_lru_.splice(computed_lru_.begin(), computed_lru_, it->second);
+    ++hits;
+  }
+  return hits * kPrefixBlockTokens;
+}
+
+// Called when a prompt has been computed (not when admitted: a twin admitted while the first
+// copy is still computing must not be predicted cached).
+void AdmissionController::RememberComputed(const std::vector<uint64_t>& blocks) {
+  for (uint64_t b : blocks) {
+    if (auto it = computed_.find(b); it != computed_.end()) {
+      computed_lru_.splice(computed_lru_.begin(), computed_lru_, it->second);
+      continue;
+    }
+    computed_lru_.push_front(b);
+    computed_[b] = computed_lru_.begin();
+  }
+  while (static_cast<int64_t>(computed_lru_.size()) > options_.prefix_cache_blocks) {
+    computed_.erase(computed_lru_.back());
+    computed_lru_.pop_back();
   }
 }
 
@@ -242,6 +285,11 @@ int32_t AdmissionController::PrefillTokenLimit(int32_t num_decodes) const {
 AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::time_point now) {
   MutexLock lock(&mu_);
   Group candidate = MakeGroup(work, now);
+  if (options_.prefix_cache_blocks > 0 && !candidate.prompt_blocks.empty()) {
+    // The last prompt token is computed even on a full hit (its logits are needed).
+    candidate.prefill_left =
+        std::max(1.0, candidate.prefill_left - double(CachedPrefixTokens(candidate.prompt_blocks)));
+  }
   AdmissionDecision d;
   const double time_left = SecondsBetween(now, work.deadline);
   if (!model_.ready()) {
@@ -381,6 +429,10 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
     }
     g.prefill_left = std::max(0.0, g.prefill_left - p.prefill_tokens);
     g.generated_open += p.sampled;
+    if (g.prefill_left == 0 && !g.prompt_blocks.empty()) {
+      if (options_.prefix_cache_blocks > 0) RememberComputed(g.prompt_blocks);
+      std::vector<uint64_t>().swap(g.prompt_blocks);
+    }
   }
 }
 
@@ -446,8 +498,9 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   }
   // Admitted work that cannot make it was admitted on too thin a margin: widen it once per
   // round (several sheds at once share one cause).
-  if (std::any_of(shed.begin(), shed.end(),
-                  [&](int64_t t) { return groups_.at(t).predicted_wait_s >= 0; })) {
+  bool admitted_shed = false;  // (a loop: the analysis cannot see the lock inside a lambda)
+  for (int64_t ticket : shed) admitted_shed |= groups_.at(ticket).predicted_wait_s >= 0;
+  if (admitted_shed) {
     ++stats_.late_finishes;
     slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
   }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <list>
 #include <optional>
 #include <span>
 #include <string>
@@ -47,7 +48,17 @@ struct AdmissionOptions {
   // The smallest prefill chunk under the time budget, so prompts progress even when decodes
   // alone fill a step.
   int32_t min_prefill_chunk = 32;
+  // Prompt blocks (kPrefixBlockTokens each) remembered as computed, most recent first; a new
+  // prompt's leading blocks among them are predicted as prefix-cache hits. 0: no prefix cache.
+  int64_t prefix_cache_blocks = 0;
 };
+
+// The granularity of WorkRequest::prompt_blocks.
+inline constexpr int32_t kPrefixBlockTokens = 16;
+
+// Chained hashes of the full kPrefixBlockTokens-token blocks of `tokens` (each covers the whole
+// prefix up to its end, and `salt`: requests with different cache salts share nothing).
+std::vector<uint64_t> PromptBlockHashes(std::span<const int32_t> tokens, std::string_view salt);
 
 // The work of one admission unit: one API call, i.e. every prompt times n choices.
 struct WorkRequest {
@@ -55,8 +66,10 @@ struct WorkRequest {
   std::string client;                // API key or `user`; "" = anonymous
   std::vector<int32_t> prompt_lens;  // tokens, one entry per prompt
   int32_t n = 1;                     // choices per prompt (they share the prompt's prefill)
-  int32_t max_tokens = 1;            // per choice
-  int32_t priority = 0;              // lower first, as the scheduler
+  // PromptBlockHashes of the prompt when there is one prompt (else empty: predicted uncached).
+  std::vector<uint64_t> prompt_blocks;
+  int32_t max_tokens = 1;  // per choice
+  int32_t priority = 0;    // lower first, as the scheduler
   Clock::time_point deadline = Clock::time_point::max();
   double max_queue_delay_s = 0;  // > 0: refuse when the predicted wait is longer
 };
@@ -163,6 +176,7 @@ class AdmissionController {
     Clock::time_point arrival{}, deadline{};
     double predicted_wait_s = -1;  // at admission; < 0 when registered
     bool started = false;
+    std::vector<uint64_t> prompt_blocks;  // until its prompt is computed and remembered
   };
   struct Prediction {
     double start_s = std::numeric_limits<double>::infinity();
@@ -184,6 +198,9 @@ class AdmissionController {
   void AdaptSlack(const Group& g, Clock::time_point now) REQUIRES(mu_);
   double ExpectedDecode(const Group& g) const REQUIRES(mu_);
   void Drop(std::unordered_map<int64_t, Group>::iterator it) REQUIRES(mu_);
+  // Prompt tokens of `blocks` found at its start among the remembered blocks.
+  int64_t CachedPrefixTokens(const std::vector<uint64_t>& blocks) REQUIRES(mu_);
+  void RememberComputed(const std::vector<uint64_t>& blocks) REQUIRES(mu_);
 
   const AdmissionOptions options_;
   mutable Mutex mu_;
@@ -197,6 +214,9 @@ class AdmissionController {
   Clock::time_point last_step_ GUARDED_BY(mu_){};         // when the latest step was reported
   Clock::time_point last_calibration_ GUARDED_BY(mu_){};  // when one was last asked for
   AdmissionStats stats_ GUARDED_BY(mu_);                  // counters
+  // Remembered prompt blocks: most recently computed or hit first (an LRU, as the cache's).
+  std::list<uint64_t> computed_lru_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> computed_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve

@@ -310,6 +310,7 @@ TEST(Admission, CancelForgetsTheTicket) {
 // (Known), with admission deciding every arrival and shedding every step, as EngineCore does.
 struct ReplayConfig {
   bool prefix_caching = false;
+  bool predict_cache_hits = true;  // with prefix_caching: arrivals carry their prompt blocks
   // Every `shared_every`-th arrival repeats one of `num_documents` long prompts (the seed's
   // summaries of a few articles); the others are short and distinct. 0: all kPrompt long.
   int shared_every = 0;
@@ -329,7 +330,9 @@ struct ReplayResult {
   double actual_wait() const { return stats.actual_wait_sum_s / stats.num_waits; }
 };
 
-ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
+ReplayResult Replay(const ReplayConfig& config, AdmissionOptions o) {
+  // As EngineCore sets it: half the cache's blocks.
+  if (config.prefix_caching) o.prefix_cache_blocks = 4096 / 2;
   AdmissionController ac(o);
   BlockManager blocks(/*num_blocks=*/4096, /*block_size=*/16, config.prefix_caching);
   Scheduler scheduler({o.max_num_seqs, o.max_num_batched_tokens}, &blocks);
@@ -356,8 +359,10 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       std::vector<int32_t> tokens;
       tokens.reserve(prompt);
       for (int32_t i = 0; i < prompt; ++i) tokens.push_back(int32_t(doc * 2000 + i));
-      AdmissionDecision d =
-          ac.Admit(Work(r.arrivals % 2 ? "a" : "b", prompt, kMaxTokens, kDeadline, t), T(t));
+      WorkRequest work = Work(r.arrivals % 2 ? "a" : "b", prompt, kMaxTokens, kDeadline, t);
+      if (config.prefix_caching && config.predict_cache_hits)
+        work.prompt_blocks = PromptBlockHashes(tokens, "");
+      AdmissionDecision d = ac.Admit(work, T(t));
       if (!d.admitted()) continue;
       ++r.admitted;
       auto seq = std::make_unique<Sequence>();
@@ -455,12 +460,52 @@ TEST(Admission, UnderOverloadAdmittedWorkMeetsItsDeadlinesAndStepsKeepTheBudget)
   EXPECT_NEAR(r.predicted_wait(), r.actual_wait(), 0.25);
 }
 
+TEST(Admission, PromptBlockHashesCoverThePrefixAndTheSalt) {
+  std::vector<int32_t> a(40), b(40);
+  for (int i = 0; i < 40; ++i) a[i] = b[i] = i;
+  b[20] = 999;  // differs in the second block
+  const auto ha = PromptBlockHashes(a, ""), hb = PromptBlockHashes(b, "");
+  ASSERT_EQ(ha.size(), 2u);  // the partial third block is never cached
+  EXPECT_EQ(ha[0], hb[0]);
+  EXPECT_NE(ha[1], hb[1]);
+  EXPECT_NE(PromptBlockHashes(a, "tenant-1")[0], ha[0]);
+}
+
+// A computed prompt's blocks are remembered (up to prefix_cache_blocks, least recent out
+// first) and discount the prefill of later prompts that start with them.
+TEST(Admission, ComputedPromptsDiscountLaterOnesUpToTheCacheSize) {
+  AdmissionOptions o = Options(64);
+  o.prefix_cache_blocks = 64;
+  AdmissionController ac(o);
+  Calibrate(ac);
+  auto work = [](int32_t doc) {
+    std::vector<int32_t> tokens(1008);
+    for (int i = 0; i < 1008; ++i) tokens[i] = doc * 5000 + i;
+    WorkRequest w = Work("a", 1008, 1, 600);
+    w.prompt_blocks = PromptBlockHashes(tokens, "");
+    return w;
+  };
+  auto compute = [&](int32_t doc) {  // admitted, its prompt computed, finished
+    AdmissionDecision d = ac.Admit(work(doc), T(0));
+    const AdmissionController::Progress done[] = {{d.ticket, 1008, 1}};
+    ac.OnStep({0, 1008, Known(0, 1008)}, done, T(0));
+    ac.OnChoiceFinished(d.ticket, 1, /*natural=*/true, T(0));
+    return d.predicted_finish_s;
+  };
+  const double uncached = compute(1);
+  // A prefill step, then the (one) decode step the predictor always counts.
+  EXPECT_NEAR(uncached, Known(0, 1008) + Known(1, 0), 1e-6);
+  EXPECT_NEAR(compute(1), Known(0, 1) + Known(1, 0), 1e-6);  // 63 blocks hit: the last token
+  compute(2);  // 63 more blocks: document 1's leave the 64-block memory
+  EXPECT_NEAR(compute(1), uncached, 1e-6);
+}
+
 // The seed's shape: a few long documents summarised again and again (the prefix cache holds
 // them), short distinct prompts between. A started prompt's cached prefix counts as passed
 // (ProgressOf); before, it stayed "to prefill" for the request's whole life, so every
-// prediction behind it replayed that prefill again and waits came out 3-50x too long.
-// Queued prompts are still predicted uncached (pessimistic: a discount by recently computed
-// blocks admitted more but finished some work late in this replay).
+// prediction behind it replayed that prefill again and waits came out 3-50x too long. A queued
+// prompt's leading blocks that an earlier prompt has finished computing are predicted cached
+// (remembered when computed, not when admitted: a twin still computing does not count).
 TEST(Admission, PrefixCacheHitsAreNotPredictedAsPrefillWork) {
   ReplayConfig config;
   config.prefix_caching = true;
@@ -476,6 +521,11 @@ TEST(Admission, PrefixCacheHitsAreNotPredictedAsPrefillWork) {
   // waits shorter than a few steps).
   EXPECT_LE(r.predicted_wait(), 1.5 * r.actual_wait() + 0.1);
   EXPECT_GE(r.predicted_wait(), r.actual_wait() / 1.5 - 0.1);
+  // Predicting queued prompts uncached refuses work that fits: ~20% fewer finished here.
+  config.predict_cache_hits = false;
+  const ReplayResult uncached = Replay(config, ReplayOptions());
+  EXPECT_EQ(uncached.late, 0);
+  EXPECT_GT(r.finished, 1.1 * uncached.finished);
 }
 
 // The machine turns 1.6x slower mid-run (what a shared box does): work admitted on the old

@@ -80,6 +80,8 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
   w.deadline = Clock::now() + std::chrono::hours(1);
   AdmissionDecision d = engine->admission().Admit(w, Clock::now());
   ASSERT_TRUE(d.admitted());
+  // (Checked before submitting: the engine thread may finish the work before we look again.)
+  EXPECT_EQ(engine->admission().Stats().num_tickets, 1);
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int32_t len : w.prompt_lens) {
     GenerateRequest r = Greedy(len, 6);
@@ -89,7 +91,6 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
     ASSERT_TRUE(s.ok());
     streams.push_back(*s);
   }
-  EXPECT_EQ(engine->admission().Stats().num_tickets, 1);
   for (auto& s : streams) {
     Outcome o = Drain(*s);
     EXPECT_EQ(o.finish, FinishReason::kLength);
