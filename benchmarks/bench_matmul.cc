@@ -4,13 +4,14 @@
 // best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
 // weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
 // machine measures the AVX-512 kernels against the same peaks.
-//   bench_matmul [--threads N] [--quick] [--compare]
+//   bench_matmul [--threads N] [--quick] [--compare] [--types bf16,q8_0,...]
 // num_rows = 1 runs with cold caches (the weights are evicted before each call).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -105,7 +106,23 @@ void CompareIsas(const kernels::PackedMatrix& w, const float* x, float* out, int
 int Main(int argc, char** argv) {
   int threads = 2;
   bool quick = false, compare = false;
+  std::vector<DType> types = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                              DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--types") && i + 1 < argc) {
+      types.clear();
+      std::string list = argv[++i];
+      for (size_t b = 0; b <= list.size();) {
+        const size_t e = std::min(list.find(',', b), list.size());
+        const std::optional<DType> t = DTypeFromName(list.substr(b, e - b));
+        if (!t) {
+          std::fprintf(stderr, "unknown type %s\n", list.substr(b, e - b).c_str());
+          return 1;
+        }
+        types.push_back(*t);
+        b = e + 1;
+      }
+    }
     if (!std::strcmp(argv[i], "--compare")) compare = true;
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -115,8 +132,6 @@ int Main(int argc, char** argv) {
   std::printf("threads=%d %s\n", threads, bench::Describe(roof).c_str());
   std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
               "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
-  const DType types[] = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
-                         DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
     const bench::Work work = IsQuantized(t)      ? bench::Work::kInt8

@@ -141,6 +141,52 @@ void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* 
   }
 }
 
+// bf16 weights on the AVX-512 BF16 dot product (matmul_internal.h).
+void RunBf16Dot(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
+                float* out, ThreadPool* pool) {
+  Bf16Acts acts;
+  acts.num_rows = num_rows;
+  acts.pairs = w.pairs;
+  acts.x.Resize(num_rows * w.pairs);
+  const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
+  const int num_threads = pool && !small ? pool->num_threads() : 1;
+  if (num_threads > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
+    pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
+      RoundActsBf16Avx512(x, w.cols, b, e, &acts);
+    });
+  } else {
+    RoundActsBf16Avx512(x, w.cols, 0, num_rows, &acts);
+  }
+  // Blocks of whole activation tiles (about 256 KiB of bf16) that stay in L2 while a thread's
+  // row groups pass them.
+  const int64_t block =
+      std::max<int64_t>(1, (256 << 10) / (w.pairs * 4) / kBf16RowTile) * kBf16RowTile;
+  auto work = [&](int64_t g_begin, int64_t g_end, int) {
+    for (int64_t m = 0; m < num_rows; m += block)
+      Bf16DotKernelAvx512(w, acts, g_begin, g_end, m, std::min(num_rows, m + block), bias, out);
+  };
+  if (num_threads > 1) {
+    pool->ParallelFor(w.num_groups, 1, work);
+  } else {
+    work(0, w.num_groups, 0);
+  }
+}
+
+// Interleaves bf16 rows into impl->bf16_pairs (matmul_internal.h).
+void PackBf16Pairs(const uint16_t* src, PackedMatrix::Impl* impl) {
+  const int64_t cols = impl->cols, pairs = (cols + 1) / 2;
+  impl->pairs = pairs;
+  impl->num_groups = (impl->rows + kGroupRows - 1) / kGroupRows;
+  impl->bf16_pairs.Resize(impl->num_groups * pairs * 2 * kGroupRows);
+  uint16_t* dst = impl->bf16_pairs.data();
+  std::memset(dst, 0, impl->bf16_pairs.size() * sizeof(uint16_t));
+  for (int64_t n = 0; n < impl->rows; ++n) {
+    const uint16_t* row = src + n * cols;
+    uint16_t* d = dst + (n / kGroupRows) * pairs * 2 * kGroupRows + (n % kGroupRows) * 2;
+    for (int64_t k = 0; k < cols; ++k) d[(k / 2) * 2 * kGroupRows + k % 2] = row[k];
+  }
+}
+
 }  // namespace
 
 StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
@@ -167,6 +213,10 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   if (is_float) {
     impl.float_data = w.data;
     impl.bytes = *row_bytes * rows;
+    if (w.dtype == DType::kBF16 && IsaSupported(Isa::kAvx512)) {
+      PackBf16Pairs(static_cast<const uint16_t*>(w.data), &impl);
+      impl.bytes = impl.bf16_pairs.size() * sizeof(uint16_t);
+    }
     return m;
   }
   impl.traits = traits;
@@ -189,13 +239,19 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
   if (num_rows <= 0) return;
   const MatMulKernels k = KernelsFor(isa);
   const PackedMatrix::Impl& impl = w.impl();
-  if (impl.float_data != nullptr) {
+  if (UsesBf16Dot(w, isa)) {
+    RunBf16Dot(impl, x, num_rows, bias, out, pool);
+  } else if (impl.float_data != nullptr) {
     RunFloat(k, impl, x, num_rows, bias, out, pool);
   } else if (isa == Isa::kAmx && num_rows >= kAmxMinRows) {
     RunQuantizedAmx(impl, x, num_rows, bias, out, pool);
   } else {
     RunQuantized(k, impl, x, num_rows, bias, out, pool);
   }
+}
+
+bool UsesBf16Dot(const PackedMatrix& w, Isa isa) {
+  return w.impl().bf16_pairs.size() > 0 && (isa == Isa::kAvx512 || isa == Isa::kAmx);
 }
 
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,

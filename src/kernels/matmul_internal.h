@@ -16,7 +16,13 @@
 // and/shift (and a 16-entry byte shuffle for a codebook) gives the two 8-bit lines of chunks
 // 2p and 2p + 1, so a 512-bit VNNI lane holds one row and a broadcast 4 activation bytes meet
 // 16 rows, whatever the width.
-// Float weights (f32/f16/bf16) are read in place, row-major.
+// Float weights (f32/f16/bf16) are read in place, row-major. bf16 weights are also packed for
+// the AVX-512 BF16 dot product (vdpbf16ps: 16 f32 lanes, each adding two bf16 products) when
+// the CPU runs Isa::kAvx512: rows in groups of 16 (zero rows pad the last), per group
+//   bf16_pairs  [ceil(cols / 2)][16 rows][2]      weights 2p, 2p + 1 of each row side by side
+// (a zero pads an odd cols), so one 64-byte load meets a broadcast activation pair in all 16
+// rows and the lanes of the accumulator are the group's 16 outputs (no horizontal sums).
+// f16 weights stay on f32 FMA: bf16 would drop 3 bits of each f16 weight.
 // Results: out[m, n] = bias[n] + sum over sub-blocks b, in order, of
 //   acc = fma(float(idot), scale[n, b] * sx[m, blk], acc)  and, with a minimum,
 //   acc = fma(offset[n, b], xsum[m, b], acc)
@@ -45,6 +51,10 @@ struct PackedMatrix::Impl {
   uint64_t bytes = 0;
   // Float weights: the source rows.
   const void* float_data = nullptr;
+  // bf16 weights, where the CPU has AVX-512 BF16: [num_groups][pairs][16][2] (above); empty
+  // otherwise. The source rows stay in float_data for the other ISAs.
+  AlignedBuffer<uint16_t> bf16_pairs;
+  int64_t pairs = 0;  // ceil(cols / 2)
   // Quantized weights.
   QuantTraits traits;
   int64_t num_groups = 0;
@@ -129,6 +139,39 @@ struct MatMulKernels {
   QuantKernelFn quant;
   FloatKernelFn float_kernel;
 };
+
+// Activations for the bf16 dot product: x rounded to bf16 (round to nearest even; f32 denormals
+// read as zero, as vcvtne2ps2bf16 does), in tiles of kBf16RowTile rows (the last may be shorter,
+// mt rows) with the pairs of each row interleaved, so a kernel reads a tile through one pointer:
+//   x  [tile][pairs][mt] uint32     bf16 values 2p (low half) and 2p + 1 of row m
+// A zero pads an odd cols. Kernels must tile rows the same way (tiles at multiples of 12).
+inline constexpr int kBf16RowTile = 12;
+
+struct Bf16Acts {
+  int64_t num_rows = 0;
+  int64_t pairs = 0;
+  AlignedBuffer<uint32_t> x;
+
+  int64_t TileStart(int64_t m) const { return m / kBf16RowTile * kBf16RowTile; }
+  int64_t TileRows(int64_t m) const {
+    const int64_t left = num_rows - TileStart(m);
+    return left < kBf16RowTile ? left : kBf16RowTile;
+  }
+  int64_t Index(int64_t m, int64_t p) const {
+    return TileStart(m) * pairs + p * TileRows(m) + (m - TileStart(m));
+  }
+};
+
+// Isa::kAvx512 (and kAmx), bf16 weights with bf16_pairs: rounds rows [row_begin, row_end) of x
+// [num_rows, cols] into acts (already sized).
+void RoundActsBf16Avx512(const float* x, int64_t cols, int64_t row_begin, int64_t row_end,
+                         Bf16Acts* acts);
+// out rows [m_begin, m_end) (whole tiles but the last) x row groups [g_begin, g_end): per output
+// one f32 accumulator (from +0) takes vdpbf16ps over the pairs in order, then + bias[n]; so each
+// output is the same whatever the tiling, the threads or the other rows.
+void Bf16DotKernelAvx512(const PackedMatrix::Impl& w, const Bf16Acts& acts, int64_t g_begin,
+                         int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
+                         float* out);
 
 MatMulKernels ScalarKernels();
 MatMulKernels Avx2Kernels();

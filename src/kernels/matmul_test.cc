@@ -2,7 +2,9 @@
 // accumulation), for every weight type at odd and real sizes, with and without bias, on
 // misaligned pointers. Quantized paths must also agree bit for bit with the scalar path and
 // with themselves across thread counts (the algorithm is the same integer arithmetic followed by
-// the same fused multiply-adds in the same order).
+// the same fused multiply-adds in the same order). Where bf16 weights take the bf16 dot product
+// (UsesBf16Dot), the bound adds bf16 rounding of the activations and the result must equal
+// MatMulBf16DotModel bit for bit (matmul_bf16_test.cc covers that path further).
 #include "kernels/matmul.h"
 
 #include <gtest/gtest.h>
@@ -92,9 +94,9 @@ struct Case {
 // The quantized bound: activation int8 quantization changes each x by at most sx / 2
 // (sx = amax / 127 of its 32-block), so |out - ref| <= sum_k |w_k| * sx_k / 2, plus f32
 // rounding of the accumulation (a small multiple of 2^-24 per term, bounded by 2e-5 of
-// sum |w x|).
+// sum |w x|). The bf16 dot product: matmul.h's bound, (2^-8 + K * 2^-23) * sum |w x|.
 void CheckAgainstReference(DType t, const TensorView& view, const std::vector<float>& x,
-                           const Case& c, const float* bias, const float* out,
+                           const Case& c, const float* bias, const float* out, bool bf16_dot,
                            const std::string& label) {
   std::vector<float> ref(c.num_rows * c.rows);
   MatMulReference(view, x.data(), c.num_rows, bias, ref.data());
@@ -114,7 +116,10 @@ void CheckAgainstReference(DType t, const TensorView& view, const std::vector<fl
             quant_bound += std::fabs(wrow[blk * 32 + i]) * (amax / 127.0) * 0.5;
         }
       }
-      const double tol = quant_bound * (1 + 1e-4) + (IsQuantized(t) ? 2e-5 : 1e-5) * abs_sum +
+      const double sum_tol = bf16_dot         ? 0x1p-8 + static_cast<double>(c.cols) * 0x1p-23
+                             : IsQuantized(t) ? 2e-5
+                                              : 1e-5;
+      const double tol = quant_bound * (1 + 1e-4) + sum_tol * abs_sum +
                          1e-6 * (bias ? std::fabs(bias[n]) : 0) + 1e-30;
       const float got = out[m * c.rows + n], want = ref[m * c.rows + n];
       ASSERT_LE(std::fabs(double{got} - want), tol)
@@ -149,7 +154,14 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
       MatMulWithIsa(isa, *packed, x_buf.data() + 1, c.num_rows, bias, out2.data() + 1, &pool);
       ASSERT_EQ(0, std::memcmp(out1.data() + 1, out2.data() + 1, (out1.size() - 1) * 4))
           << label << ": 1 and 2 threads differ";
-      CheckAgainstReference(t, view, x, c, bias, out1.data() + 1, label);
+      const bool bf16_dot = UsesBf16Dot(*packed, isa);
+      CheckAgainstReference(t, view, x, c, bias, out1.data() + 1, bf16_dot, label);
+      if (bf16_dot) {
+        std::vector<float> model(c.num_rows * c.rows);
+        MatMulBf16DotModel(view, x.data(), c.num_rows, bias, model.data());
+        ASSERT_EQ(0, std::memcmp(model.data(), out1.data() + 1, model.size() * 4))
+            << label << ": differs from MatMulBf16DotModel";
+      }
       if (IsQuantized(t)) {
         if (isa == Isa::kScalar) {
           scalar_out.assign(out1.begin() + 1, out1.end());

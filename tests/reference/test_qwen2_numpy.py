@@ -25,6 +25,7 @@ import numpy as np
 BIN = os.environ.get("TINYSERVE_BIN")
 BUILD_DIR = os.environ.get("TINYSERVE_BUILD_DIR")
 TOOL = os.path.join(BUILD_DIR, "tests", "tool_model_logits") if BUILD_DIR else None
+MATMUL_TOOL = os.path.join(BUILD_DIR, "tests", "tool_matmul_tool") if BUILD_DIR else None
 SEED = 5
 TOLERANCE = 1e-4
 
@@ -56,8 +57,39 @@ def read_safetensors(path):
     return out
 
 
+def tinyserve_rounds_bf16_activations():
+    """Whether tinyserve's matmuls round activations to bf16 before bf16 weights on this machine
+    (kernels::UsesBf16Dot: AVX-512 BF16, unless TINYSERVE_ISA caps it), asked of the kernel
+    through tool_matmul_tool on a 1 x 2 bf16 matrix."""
+    with tempfile.TemporaryDirectory() as tmp:
+        w, x = os.path.join(tmp, "w"), os.path.join(tmp, "x")
+        np.array([0x3F80, 0x3F80], dtype="<u2").tofile(w)
+        np.array([1.0, 2.0], dtype="<f4").tofile(x)
+        proc = subprocess.run([MATMUL_TOOL, "--isa", "best", "--threads", "1", "bf16", "1", "2",
+                               "1", w, x, "-", os.path.join(tmp, "out")],
+                              capture_output=True, text=True, check=True)
+    return proc.stdout.split() == ["bf16_dot", "1"]
+
+
+def round_to_bf16(x):
+    """x (float64) as tinyserve feeds it to the bf16 dot product: to f32, then f32 denormals to
+    zero and round to nearest even to bf16 (what vcvtne2ps2bf16 does), widened back."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = np.where((u & 0x7F800000) == 0, u & 0x80000000, u)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 class NumpyQwen2:
-    """Pre-norm decoder: x += o(attn(rope(q), rope(k), v)); x += down(silu(gate) * up)."""
+    """Pre-norm decoder: x += o(attn(rope(q), rope(k), v)); x += down(silu(gate) * up).
+    bf16_acts: the input of every matmul is rounded to bf16 first (as tinyserve and llama.cpp
+    do for bf16 weights on CPUs with a bf16 dot product; set it only for bf16 weights)."""
+
+
+    bf16_acts = False
+
+    def act(self, x):
+        return round_to_bf16(x) if self.bf16_acts else x
 
     def __init__(self, model_dir):
         with open(os.path.join(model_dir, "config.json")) as f:
@@ -94,7 +126,7 @@ class NumpyQwen2:
         causal = np.triu(np.full((T, T), -np.inf), k=1)
         for l in range(self.n_layers):
             p = f"model.layers.{l}."
-            n = self.rms_norm(x, self.w[p + "input_layernorm.weight"])
+            n = self.act(self.rms_norm(x, self.w[p + "input_layernorm.weight"]))
             q = n @ self.w[p + "self_attn.q_proj.weight"].T + self.w[p + "self_attn.q_proj.bias"]
             k = n @ self.w[p + "self_attn.k_proj.weight"].T + self.w[p + "self_attn.k_proj.bias"]
             v = n @ self.w[p + "self_attn.v_proj.weight"].T + self.w[p + "self_attn.v_proj.bias"]
@@ -107,12 +139,13 @@ class NumpyQwen2:
                 scores = q[:, h, :] @ k[:, h // group, :].T / np.sqrt(d) + causal
                 scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
                 out[:, h, :] = (scores / scores.sum(axis=-1, keepdims=True)) @ v[:, h // group, :]
-            x = x + out.reshape(T, -1) @ self.w[p + "self_attn.o_proj.weight"].T
-            m = self.rms_norm(x, self.w[p + "post_attention_layernorm.weight"])
+            x = x + self.act(out.reshape(T, -1)) @ self.w[p + "self_attn.o_proj.weight"].T
+            m = self.act(self.rms_norm(x, self.w[p + "post_attention_layernorm.weight"]))
             gate = m @ self.w[p + "mlp.gate_proj.weight"].T
             up = m @ self.w[p + "mlp.up_proj.weight"].T
-            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ self.w[p + "mlp.down_proj.weight"].T
-        return self.rms_norm(x, self.w["model.norm.weight"]) @ self.lm_head.T
+            h = self.act(gate / (1.0 + np.exp(-gate)) * up)
+            x = x + h @ self.w[p + "mlp.down_proj.weight"].T
+        return self.act(self.rms_norm(x, self.w["model.norm.weight"])) @ self.lm_head.T
 
 
 def read_gguf(path):
@@ -179,8 +212,9 @@ def run_dummy(out, dtype, fmt):
                     "--seed", str(SEED), out], check=True, stdout=subprocess.DEVNULL)
 
 
-def run_tool(tmp, model, steps, name):
-    """Runs the steps through tinyserve; returns one [rows, vocab] array per step."""
+def run_tool(tmp, model, steps, name, isa=None):
+    """Runs the steps through tinyserve (its kernels capped at TINYSERVE_ISA=isa if given);
+    returns one [rows, vocab] array per step."""
     out_dir = os.path.join(tmp, "out_" + name)
     os.makedirs(out_dir, exist_ok=True)
     spec = {"model": model, "block_size": 4, "num_blocks": 64, "shuffle_seed": 3,
@@ -188,7 +222,8 @@ def run_tool(tmp, model, steps, name):
     spec_path = os.path.join(tmp, f"spec_{name}.json")
     with open(spec_path, "w") as f:
         json.dump(spec, f)
-    subprocess.run([TOOL, spec_path, out_dir], check=True)
+    env = dict(os.environ, TINYSERVE_ISA=isa) if isa else None
+    subprocess.run([TOOL, spec_path, out_dir], check=True, env=env)
     return [np.load(os.path.join(out_dir, f"step_{i}.npy")) for i in range(len(steps))]
 
 
@@ -264,11 +299,28 @@ class Qwen2NumpyTest(unittest.TestCase):
             (b,) = run_tool(self.tmp, gguf, steps, f"gguf_{dtype}")
             # Identical weights; only rms_norm_eps differs in its last bits (GGUF stores f32).
             self.assert_close(b, a, f"{dtype}: GGUF vs safetensors", tol=1e-6)
-        # The bf16 model against NumPy over the same bf16 weights.
-        want = NumpyQwen2(self.paths["bf16"][0]).logits(self.prompt[:16])
-        (got,) = run_tool(self.tmp, self.paths["bf16"][1], steps, "gguf_bf16_ref")
+        # The bf16 model against NumPy over the same bf16 weights, on the f32 FMA path
+        # (TINYSERVE_ISA=avx2: activations stay f32 on both sides).
+        ref = NumpyQwen2(self.paths["bf16"][0])
+        want = ref.logits(self.prompt[:16])
+        (got,) = run_tool(self.tmp, self.paths["bf16"][1], steps, "gguf_bf16_ref", isa="avx2")
         for t in range(16):
             self.assert_close(got[t], want[t], f"bf16 GGUF position {t}")
+        # Where tinyserve takes the bf16 dot product (AVX-512 BF16) the oracle rounds every
+        # matmul input to bf16 too; both sides then agree to f32-vs-f64 arithmetic, except where
+        # an input lies within about an f32 ulp of a bf16 rounding tie and the two sides round it
+        # apart (2^-8 of that value): measured, 1 of these 16 positions moves by 3.6e-3. Without
+        # the rounding every position is 3e-3 to 6e-3 off, so "all but 2 within TOLERANCE" holds
+        # only if the model rounds exactly where the oracle does.
+        if tinyserve_rounds_bf16_activations():
+            ref.bf16_acts = True
+            want = ref.logits(self.prompt[:16])
+            (got,) = run_tool(self.tmp, self.paths["bf16"][1], steps, "gguf_bf16_dot")
+            errs = [rel_error(got[t], want[t]) for t in range(16)]
+            self.assertLessEqual(max(errs), 1e-2, errs)
+            self.assertGreaterEqual(sum(e <= TOLERANCE for e in errs), 14, errs)
+        else:
+            print("no bf16 dot product on this machine (no AVX-512 BF16): f32 path only")
 
     def test_dummy_gguf_has_the_official_keys_names_and_tokenizer(self):
         meta, infos, size = read_gguf(self.paths["f32"][1])

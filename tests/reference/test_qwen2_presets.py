@@ -28,7 +28,11 @@ PRESETS = {
     "qwen2.5-7b": (3584, 18944, 28, 4, 152064, False),
     "qwen2-0.5b": (896, 4864, 14, 2, 151936, True),
 }
-TOLERANCE = 1e-3  # bf16 weights read exactly by both sides; f32 vs f64 arithmetic only
+# bf16 weights read exactly by both sides; f32 vs f64 arithmetic only: the logits come from the
+# f32 FMA path (TINYSERVE_ISA=avx2). The bf16 dot product (AVX-512 BF16) rounds activations to
+# bf16, which test_qwen2_numpy checks against the oracle rounding them too; at these widths
+# near-tie roundings that differ between f32 and f64 inputs are too frequent for 1e-3.
+TOLERANCE = 1e-3
 
 
 def read_bf16_safetensors(path):
@@ -106,7 +110,8 @@ class Qwen2PresetsTest(unittest.TestCase):
                 self.assertEqual("lm_head.weight" in ref.w, not tied)
                 prompt = [int(t) for t in np.random.default_rng(1).integers(0, 151000, size=5)]
                 want = ref.logits(prompt)
-                (got,) = run_tool(self.tmp, d, [[{"seq": 0, "tokens": prompt}]], preset)
+                (got,) = run_tool(self.tmp, d, [[{"seq": 0, "tokens": prompt}]], preset,
+                                  isa="avx2")
                 for t in range(len(prompt)):
                     err = rel_error(got[t], want[t])
                     self.assertLessEqual(err, TOLERANCE, f"{preset} position {t}: {err:.3g}")
