@@ -111,7 +111,7 @@ int Run(const Args& a) {
   std::vector<std::string> runs;
   for (const std::string& dtype : a.dtypes) {
     runs.push_back(dtype);
-    if (a.compare_fusion) runs.push_back(dtype + kUnfused);
+    if (a.compare_fusion) runs.push_back(dtype + std::string(kUnfused));
   }
   for (const std::string& run : runs) {
     const bool unfused = run.ends_with(kUnfused);
