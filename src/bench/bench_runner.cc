@@ -70,9 +70,13 @@ class Runner {
     const double planned = level.warmup_s + level.duration_s;
     ProgressFn progress;
     if (plan_.progress != nullptr) {
-      // On a terminal the line is rewritten in place; in a log it appears every ~10 s.
-      progress = [&, last_logged = -10.0](const LevelProgress& p) mutable {
-        if (!tty_ && p.elapsed_s - last_logged < 10 && p.in_flight > 0) return;
+      // On a terminal the line is rewritten in place; in a log it appears every ~10 s, and
+      // once when nothing is left in flight (not on every callback after: that flooded logs).
+      progress = [&, last_logged = -10.0,
+                  last_in_flight = int64_t{-1}](const LevelProgress& p) mutable {
+        const bool drained = p.in_flight == 0 && last_in_flight != 0;
+        last_in_flight = p.in_flight;
+        if (!tty_ && p.elapsed_s - last_logged < 10 && !drained) return;
         last_logged = p.elapsed_s;
         double eta = std::max(0.0, planned - p.elapsed_s) + eta_after_s;
         fmt::print(plan_.progress,

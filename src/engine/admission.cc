@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "util/logging.h"
+
 namespace tinyserve {
 namespace {
 
@@ -12,8 +14,10 @@ constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
 
-// An idle engine whose last step is older than this takes one request whatever the prediction:
-// refusing everything on old (perhaps pessimistic) estimates would never measure again.
+// An idle engine whose last step is older than this refuses on estimates that may be out of
+// date (measured while another process held the cores): it asks for a calibration batch, so
+// that refusing on old, pessimistic estimates cannot go on forever. (Admitting the client's
+// request as a probe instead made that request time out whenever the machine was slow.)
 constexpr double kStaleEstimateS = 10;
 
 double SecondsBetween(std::chrono::steady_clock::time_point a,
@@ -49,7 +53,22 @@ WorkRequest WorkOfRequest(const GenerateRequest& request, int32_t max_model_len)
   return w;
 }
 
-AdmissionController::AdmissionController(const AdmissionOptions& options) : options_(options) {}
+std::vector<uint64_t> PromptBlockHashes(std::span<const int32_t> tokens, std::string_view salt) {
+  // FNV-1a over the salt, then each block folded into the previous block's hash.
+  uint64_t h = 14695981039346656037ull;
+  for (char c : salt) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  std::vector<uint64_t> out;
+  out.reserve(tokens.size() / kPrefixBlockTokens);
+  for (size_t b = 0; b + kPrefixBlockTokens <= tokens.size(); b += kPrefixBlockTokens) {
+    for (size_t i = b; i < b + kPrefixBlockTokens; ++i)
+      h = (h ^ static_cast<uint32_t>(tokens[i])) * 1099511628211ull;
+    out.push_back(h);
+  }
+  return out;
+}
+
+AdmissionController::AdmissionController(const AdmissionOptions& options)
+    : options_(options), slack_(options.deadline_slack) {}
 
 AdmissionController::Group AdmissionController::MakeGroup(const WorkRequest& work,
                                                           Clock::time_point now) const {
@@ -58,6 +77,7 @@ AdmissionController::Group AdmissionController::MakeGroup(const WorkRequest& wor
   g.priority = work.priority;
   g.seqs = static_cast<int32_t>(work.prompt_lens.size()) * std::max(1, work.n);
   for (int32_t len : work.prompt_lens) g.prefill_left += std::max(0, len);
+  g.prompt_blocks = work.prompt_blocks;
   g.max_tokens = std::max(1, work.max_tokens);
   g.arrival = now;
   g.deadline = work.deadline;
@@ -77,6 +97,54 @@ double AdmissionController::WorkSeconds(const Group& g) const {
   const double per_decode = model_.StepSeconds(batch, 0) / batch;
   return model_.StepSeconds(0, static_cast<int32_t>(g.prefill_left)) +
          g.seqs * ExpectedDecode(g) * per_decode;
+}
+
+double AdmissionController::FinishLimit(const Group& g, Clock::time_point now) const {
+  const double left = SecondsBetween(now, g.deadline);
+  if (!std::isfinite(left)) return kInf;
+  return left - slack_ * SecondsBetween(g.arrival, g.deadline);
+}
+
+// Additive increase on a near miss, slow decrease otherwise: one late request costs a client
+// its answer, a slack too wide only some admissions, and the machine's speed can swing by 2x
+// within a minute (other processes, thermal limits).
+void AdmissionController::AdaptSlack(const Group& g, Clock::time_point now) {
+  const double whole = SecondsBetween(g.arrival, g.deadline);
+  if (!std::isfinite(whole) || g.predicted_wait_s < 0) return;  // no deadline, or registered
+  if (SecondsBetween(now, g.deadline) < 0.5 * slack_ * whole) {
+    ++stats_.late_finishes;
+    slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
+  } else {
+    slack_ = std::max(options_.deadline_slack, slack_ - 0.1 * options_.slack_step);
+  }
+}
+
+int64_t AdmissionController::CachedPrefixTokens(const std::vector<uint64_t>& blocks) {
+  int64_t hits = 0;
+  for (uint64_t b : blocks) {
+    auto it = computed_.find(b);
+    if (it == computed_.end()) break;
+    computed_lru_.splice(computed_lru_.begin(), computed_lru_, it->second);
+    ++hits;
+  }
+  return hits * kPrefixBlockTokens;
+}
+
+// Called when a prompt has been computed (not when admitted: a twin admitted while the first
+// copy is still computing must not be predicted cached).
+void AdmissionController::RememberComputed(const std::vector<uint64_t>& blocks) {
+  for (uint64_t b : blocks) {
+    if (auto it = computed_.find(b); it != computed_.end()) {
+      computed_lru_.splice(computed_lru_.begin(), computed_lru_, it->second);
+      continue;
+    }
+    computed_lru_.push_front(b);
+    computed_[b] = computed_lru_.begin();
+  }
+  while (static_cast<int64_t>(computed_lru_.size()) > options_.prefix_cache_blocks) {
+    computed_.erase(computed_lru_.back());
+    computed_lru_.pop_back();
+  }
 }
 
 int64_t AdmissionController::AddGroup(Group group) {
@@ -217,6 +285,11 @@ int32_t AdmissionController::PrefillTokenLimit(int32_t num_decodes) const {
 AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::time_point now) {
   MutexLock lock(&mu_);
   Group candidate = MakeGroup(work, now);
+  if (options_.prefix_cache_blocks > 0 && !candidate.prompt_blocks.empty()) {
+    // The last prompt token is computed even on a full hit (its logits are needed).
+    candidate.prefill_left =
+        std::max(1.0, candidate.prefill_left - double(CachedPrefixTokens(candidate.prompt_blocks)));
+  }
   AdmissionDecision d;
   const double time_left = SecondsBetween(now, work.deadline);
   if (!model_.ready()) {
@@ -230,9 +303,6 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       ++stats_.refused_deadline;
       return d;
     }
-  } else if (groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS) {
-    d.verdict = AdmissionVerdict::kAdmit;  // a probe: see kStaleEstimateS
-    candidate.probe = true;
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
@@ -241,24 +311,27 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
     d.predicted_wait_s = with[self].start_s;
     d.predicted_finish_s = with[self].finish_s;
     stats_.predicted_wait_s = d.predicted_wait_s;
+    const double limit = FinishLimit(candidate, now);
     auto misses = [&](const Prediction& p) {
-      if (p.finish_s > time_left * (1 - options_.deadline_slack))
-        return AdmissionVerdict::kRefuseDeadline;
+      if (p.finish_s > limit) return AdmissionVerdict::kRefuseDeadline;
       if (work.max_queue_delay_s > 0 && p.start_s > work.max_queue_delay_s)
         return AdmissionVerdict::kRefuseQueueDelay;
       return AdmissionVerdict::kAdmit;
     };
     d.verdict = misses(with[self]);
     if (d.verdict == AdmissionVerdict::kAdmit) {
-      // Work served before this request must still make its deadline with it in the batch.
+      // Work served before this request must still finish within its own slack with it in the
+      // batch; if this request delays work already predicted past it, that work needs the
+      // seats more (admitting anyway is how every running request ends up timing out). Queued
+      // work it overtakes by fair share yields (and is shed if it can no longer make it).
       const std::vector<const Group*> base = ServiceOrder(nullptr);
       const std::vector<Prediction> without = Predict(base, horizon);
       std::unordered_map<int64_t, double> finish_without;
       for (size_t i = 0; i < base.size(); ++i)
         finish_without[base[i]->ticket] = without[i].finish_s;
       for (size_t i = 0; i < self; ++i) {
-        const double limit = SecondsBetween(now, order[i]->deadline);
-        if (with[i].finish_s > limit && finish_without[order[i]->ticket] <= limit) {
+        const double finish = with[i].finish_s;
+        if (finish > FinishLimit(*order[i], now) && finish > finish_without[order[i]->ticket]) {
           d.verdict = AdmissionVerdict::kRefuseDeadline;
           break;
         }
@@ -279,7 +352,21 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
     if (!d.admitted())
       d.retry_after_s =
           std::clamp(std::isfinite(d.predicted_wait_s) ? d.predicted_wait_s : horizon, 1.0, 600.0);
+    if (!d.admitted() && groups_.empty() && SecondsBetween(last_step_, now) > kStaleEstimateS &&
+        SecondsBetween(last_calibration_, now) > kStaleEstimateS) {
+      d.recalibrate = true;  // see kStaleEstimateS
+      d.retry_after_s = 2;   // a calibration batch takes a second or two
+      last_calibration_ = now;
+      model_.Restart();
+    }
   }
+  const auto& c = model_.coefficients();
+  TS_LOG_DEBUG(
+      "admission: {} (prompt {:.0f}, max_tokens {}, expected {:.0f}) wait {:.2f} s finish {:.2f} "
+      "s of {:.2f} s (slack {:.2f}); {} tickets; step {:.4f} + {:.4f}/decode + {:.6f}/token",
+      AdmissionVerdictName(d.verdict), candidate.prefill_left, candidate.max_tokens,
+      ExpectedDecode(candidate), d.predicted_wait_s, d.predicted_finish_s, time_left, slack_,
+      groups_.size(), c[0], c[1], c[2]);
   switch (d.verdict) {
     case AdmissionVerdict::kAdmit:
       ++stats_.admitted;
@@ -342,6 +429,10 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
     }
     g.prefill_left = std::max(0.0, g.prefill_left - p.prefill_tokens);
     g.generated_open += p.sampled;
+    if (g.prefill_left == 0 && !g.prompt_blocks.empty()) {
+      if (options_.prefix_cache_blocks > 0) RememberComputed(g.prompt_blocks);
+      std::vector<uint64_t>().swap(g.prompt_blocks);
+    }
   }
 }
 
@@ -362,7 +453,8 @@ AdmissionController::Progress AdmissionController::ProgressOf(int64_t ticket,
   return p;
 }
 
-void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bool natural) {
+void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bool natural,
+                                           Clock::time_point now) {
   MutexLock lock(&mu_);
   auto it = groups_.find(ticket);
   if (it == groups_.end()) return;
@@ -372,7 +464,9 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
     output_ratio_ += kRatioAlpha * (ratio - output_ratio_);
   }
   g.generated_open = std::max<int64_t>(0, g.generated_open - generated);
-  if (--g.seqs <= 0) Drop(it);
+  if (--g.seqs > 0) return;
+  if (g.started) AdaptSlack(g, now);  // a request cancelled before it ran says nothing
+  Drop(it);
 }
 
 std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
@@ -399,8 +493,16 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   const std::vector<Prediction> p = Predict(order, std::min(horizon, kMaxHorizonS) + 1);
   for (size_t i = 0; i < order.size(); ++i) {
     const double left = SecondsBetween(now, order[i]->deadline);
-    if (order[i]->started || (order[i]->probe && left > 0)) continue;
+    if (order[i]->started) continue;
     if (p[i].finish_s > left) shed.push_back(order[i]->ticket);
+  }
+  // Admitted work that cannot make it was admitted on too thin a margin: widen it once per
+  // round (several sheds at once share one cause).
+  bool admitted_shed = false;  // (a loop: the analysis cannot see the lock inside a lambda)
+  for (int64_t ticket : shed) admitted_shed |= groups_.at(ticket).predicted_wait_s >= 0;
+  if (admitted_shed) {
+    ++stats_.late_finishes;
+    slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
   }
   for (int64_t ticket : shed) Drop(groups_.find(ticket));
   stats_.shed += static_cast<int64_t>(shed.size());
@@ -413,6 +515,7 @@ AdmissionStats AdmissionController::Stats() const {
   s.prefill_tokens_per_s = model_.ready() ? model_.PrefillTokensPerSecond() : 0;
   s.decode_step_s = model_.ready() ? model_.StepSeconds(std::max(1, last_decodes_), 0) : 0;
   s.num_decodes = last_decodes_;
+  s.deadline_slack = slack_;
   const int32_t limit = PrefillTokenLimitLocked(last_decodes_);
   s.prefill_token_limit = limit == INT32_MAX ? 0 : limit;
   s.num_clients = fair_.num_clients();

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <list>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,13 +36,29 @@ struct AdmissionOptions {
   // Steps with running decodes take at most this long (prefill chunks shrink to fit); 0: no
   // time budget, only max_num_batched_tokens.
   double max_step_s = 0.2;
-  // A new request is admitted only when its predicted finish leaves this fraction of its time
-  // to the deadline unused: predictions are estimates and the clients' clocks run from send.
+  // A request is admitted only when its predicted finish, and that of every request admitted
+  // before it, leaves this fraction of the request's time unused: predictions are estimates
+  // and the clients' clocks run from send. The slack in use starts here and adapts: it grows
+  // by slack_step each time an admitted request finishes late or within half the slack of its
+  // deadline, up to max_deadline_slack, and shrinks back by a tenth of a step per request
+  // finished with room to spare.
   double deadline_slack = 0.1;
+  double max_deadline_slack = 0.5;
+  double slack_step = 0.05;
   // The smallest prefill chunk under the time budget, so prompts progress even when decodes
   // alone fill a step.
   int32_t min_prefill_chunk = 32;
+  // Prompt blocks (kPrefixBlockTokens each) remembered as computed, most recent first; a new
+  // prompt's leading blocks among them are predicted as prefix-cache hits. 0: no prefix cache.
+  int64_t prefix_cache_blocks = 0;
 };
+
+// The granularity of WorkRequest::prompt_blocks.
+inline constexpr int32_t kPrefixBlockTokens = 16;
+
+// Chained hashes of the full kPrefixBlockTokens-token blocks of `tokens` (each covers the whole
+// prefix up to its end, and `salt`: requests with different cache salts share nothing).
+std::vector<uint64_t> PromptBlockHashes(std::span<const int32_t> tokens, std::string_view salt);
 
 // The work of one admission unit: one API call, i.e. every prompt times n choices.
 struct WorkRequest {
@@ -49,8 +66,10 @@ struct WorkRequest {
   std::string client;                // API key or `user`; "" = anonymous
   std::vector<int32_t> prompt_lens;  // tokens, one entry per prompt
   int32_t n = 1;                     // choices per prompt (they share the prompt's prefill)
-  int32_t max_tokens = 1;            // per choice
-  int32_t priority = 0;              // lower first, as the scheduler
+  // PromptBlockHashes of the prompt when there is one prompt (else empty: predicted uncached).
+  std::vector<uint64_t> prompt_blocks;
+  int32_t max_tokens = 1;  // per choice
+  int32_t priority = 0;    // lower first, as the scheduler
   Clock::time_point deadline = Clock::time_point::max();
   double max_queue_delay_s = 0;  // > 0: refuse when the predicted wait is longer
 };
@@ -69,6 +88,9 @@ struct AdmissionDecision {
   double predicted_wait_s = 0;    // until its first step (infinity: beyond the horizon)
   double predicted_finish_s = 0;  // until its last token
   double retry_after_s = 0;       // refused: when the queue ahead should have drained
+  // Refused by an idle engine on estimates older than kStaleEstimateS: the caller should start
+  // a calibration batch (engine/engine_warmup.h) so that the retry is judged on fresh ones.
+  bool recalibrate = false;
   bool admitted() const { return verdict == AdmissionVerdict::kAdmit; }
 };
 
@@ -79,6 +101,8 @@ struct AdmissionStats {
   int64_t refused_client_share = 0;
   int64_t shed = 0;             // admitted, then dropped before running
   double predicted_wait_s = 0;  // the latest prediction for an arriving request
+  double deadline_slack = 0;    // the adaptive slack in use (AdmissionOptions)
+  int64_t late_finishes = 0;    // admitted requests that ended late or within half the slack
   // Over admitted requests that started: predicted and measured waits, for comparison.
   double predicted_wait_sum_s = 0;
   double actual_wait_sum_s = 0;
@@ -126,9 +150,10 @@ class AdmissionController {
   static Progress ProgressOf(int64_t ticket, const ScheduledSequence& s, bool first_choice);
   void OnStep(const StepObservation& step, std::span<const Progress> progress,
               Clock::time_point now);
-  // Engine thread: one choice ended after `generated` tokens; `natural` when by stop or
-  // length (such endings teach the predictor how much of max_tokens requests use).
-  void OnChoiceFinished(int64_t ticket, int32_t generated, bool natural);
+  // Engine thread: one choice ended after `generated` tokens at `now`; `natural` when by stop
+  // or length (such endings teach the predictor how much of max_tokens requests use). The
+  // last choice of an admitted ticket adapts the deadline slack.
+  void OnChoiceFinished(int64_t ticket, int32_t generated, bool natural, Clock::time_point now);
   // Engine thread: tickets not yet started whose predicted finish passes their deadline. They
   // are dropped here and counted as shed; the engine ends their requests.
   std::vector<int64_t> TakeShed(Clock::time_point now);
@@ -151,7 +176,7 @@ class AdmissionController {
     Clock::time_point arrival{}, deadline{};
     double predicted_wait_s = -1;  // at admission; < 0 when registered
     bool started = false;
-    bool probe = false;  // admitted to re-measure stale estimates: not shed by prediction
+    std::vector<uint64_t> prompt_blocks;  // until its prompt is computed and remembered
   };
   struct Prediction {
     double start_s = std::numeric_limits<double>::infinity();
@@ -167,8 +192,15 @@ class AdmissionController {
       REQUIRES(mu_);
   int32_t PrefillTokenLimitLocked(int32_t num_decodes) const REQUIRES(mu_);
   double WorkSeconds(const Group& g) const REQUIRES(mu_);
+  // Seconds from `now` by which `g` must finish to keep the slack: its time left less the
+  // slack's share of its whole time (infinite without a deadline).
+  double FinishLimit(const Group& g, Clock::time_point now) const REQUIRES(mu_);
+  void AdaptSlack(const Group& g, Clock::time_point now) REQUIRES(mu_);
   double ExpectedDecode(const Group& g) const REQUIRES(mu_);
   void Drop(std::unordered_map<int64_t, Group>::iterator it) REQUIRES(mu_);
+  // Prompt tokens of `blocks` found at its start among the remembered blocks.
+  int64_t CachedPrefixTokens(const std::vector<uint64_t>& blocks) REQUIRES(mu_);
+  void RememberComputed(const std::vector<uint64_t>& blocks) REQUIRES(mu_);
 
   const AdmissionOptions options_;
   mutable Mutex mu_;
@@ -177,9 +209,14 @@ class AdmissionController {
   std::unordered_map<int64_t, Group> groups_ GUARDED_BY(mu_);
   int64_t next_ticket_ GUARDED_BY(mu_) = 1;
   double output_ratio_ GUARDED_BY(mu_) = 1.0;  // generated / max_tokens of finished choices
+  double slack_ GUARDED_BY(mu_);               // AdmissionOptions::deadline_slack, adapted
   int32_t last_decodes_ GUARDED_BY(mu_) = 0;
-  Clock::time_point last_step_ GUARDED_BY(mu_){};  // when the latest step was reported
-  AdmissionStats stats_ GUARDED_BY(mu_);           // counters
+  Clock::time_point last_step_ GUARDED_BY(mu_){};         // when the latest step was reported
+  Clock::time_point last_calibration_ GUARDED_BY(mu_){};  // when one was last asked for
+  AdmissionStats stats_ GUARDED_BY(mu_);                  // counters
+  // Remembered prompt blocks: most recently computed or hit first (an LRU, as the cache's).
+  std::list<uint64_t> computed_lru_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> computed_ GUARDED_BY(mu_);
 };
 
 }  // namespace tinyserve

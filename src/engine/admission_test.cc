@@ -71,19 +71,29 @@ TEST(Admission, RefusesWhatCannotFinishBeforeItsDeadlineWithTheSlack) {
   EXPECT_EQ(ac.Stats().refused_deadline, 1);
 }
 
-TEST(Admission, AnIdleEngineWithStaleEstimatesTakesOneRequestToMeasureAgain) {
+TEST(Admission, AnIdleEngineWithStaleEstimatesAsksForACalibrationInsteadOfAProbe) {
   AdmissionController ac(Options(64));
   Calibrate(ac);  // at T(0)
   // Estimates say 2.21 s, the deadline allows 1 s: refused while the estimates are fresh...
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5)).admitted());
-  // ...but after 10 s without a step an idle engine probes with one request, and only one.
-  AdmissionDecision probe = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
-  EXPECT_TRUE(probe.admitted());
-  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11)).admitted());
-  // The probe is not shed on the estimates it is there to correct (only once its deadline
-  // has passed without it starting).
-  EXPECT_TRUE(ac.TakeShed(T(11)).empty());
-  EXPECT_EQ(ac.TakeShed(T(12.5)), std::vector<int64_t>{probe.ticket});
+  AdmissionDecision fresh = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/5), T(5));
+  EXPECT_FALSE(fresh.admitted());
+  EXPECT_FALSE(fresh.recalibrate);
+  // ...and after 10 s without a step too (no client request is admitted against the
+  // prediction: such probes timed out when the machine was slow), but now the refusal asks
+  // for a calibration batch, once per stale period.
+  AdmissionDecision stale = ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/11), T(11));
+  EXPECT_FALSE(stale.admitted());
+  EXPECT_TRUE(stale.recalibrate);
+  EXPECT_EQ(stale.retry_after_s, 2);
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1, /*now_s=*/12), T(12)).recalibrate);
+  // The old estimate holds until the calibration's steps determine a new one: here the
+  // machine became 4x faster.
+  EXPECT_FALSE(ac.Admit(Work("a", 1000, 100, 1.5, /*now_s=*/12), T(12)).admitted());
+  ac.OnStep({0, 320, Known(0, 320) / 4}, {}, T(12.1));
+  for (int d = 5; d >= 2; --d)
+    for (int i = 0; i < 8; ++i) ac.OnStep({d, 0, Known(d, 0) / 4}, {}, T(12.2));
+  EXPECT_TRUE(ac.Admit(Work("a", 1000, 100, 1.5, /*now_s=*/12.2), T(12.2)).admitted());
+  EXPECT_TRUE(ac.TakeShed(T(12.2)).empty());
 }
 
 TEST(Admission, QueueDelayLimitAndRetryAfterFromThePredictedWait) {
@@ -165,6 +175,58 @@ TEST(Admission, NewWorkMayNotPushEarlierWorkPastItsDeadline) {
   EXPECT_EQ(ac.Admit(Work("b", 1000, 100, 600), T(0)).verdict, AdmissionVerdict::kRefuseDeadline);
 }
 
+// Work already predicted past its slack (here: the machine slowed after it was admitted) needs
+// every seat: nothing joins the batch until it is out of danger, even a request that would
+// finish in time itself (admitting such requests is how every running request timed out).
+TEST(Admission, NothingJoinsWhileAdmittedWorkIsPredictedLate) {
+  AdmissionController ac(Options(64));
+  Calibrate(ac);
+  AdmissionDecision a = ac.Admit(Work("a", 1000, 100, 10), T(0));
+  ASSERT_TRUE(a.admitted());
+  const AdmissionController::Progress started[] = {{a.ticket, 1000, 1}};
+  ac.OnStep({0, 1000, Known(0, 1000)}, started, T(1.01));
+  EXPECT_TRUE(ac.Admit(Work("b", 10, 10, 600, 1.01), T(1.01)).admitted());
+  ac.Cancel(ac.Admit(Work("c", 10, 10, 600, 1.01), T(1.01)).ticket);
+  // Four times slower from here: A's 99 decodes (~4.8 s) end past 10 - 0.1 * 10 s.
+  for (int i = 0; i < 300; ++i) {
+    const int32_t d = 1 + i % 8, p = (i % 3) * 200;
+    ac.OnStep({d, p, 4 * Known(d, p)}, {}, T(4.5));
+  }
+  EXPECT_EQ(ac.Admit(Work("c", 10, 10, 600, 4.5), T(4.5)).verdict,
+            AdmissionVerdict::kRefuseDeadline);
+}
+
+// The slack follows how admitted work ends: a finish within half the slack of the deadline
+// widens it by a step (so fewer requests share the batch), finishes with room narrow it back.
+TEST(Admission, SlackWidensAfterANearMissAndNarrowsBack) {
+  AdmissionOptions o = Options(64);
+  AdmissionController ac(o);
+  Calibrate(ac);
+  auto run = [&](double finish_at) {
+    AdmissionDecision d = ac.Admit(Work("a", 100, 10, 10), T(0));
+    EXPECT_TRUE(d.admitted());
+    const AdmissionController::Progress started[] = {{d.ticket, 100, 1}};
+    ac.OnStep({0, 100, Known(0, 100)}, started, T(0.11));
+    ac.OnChoiceFinished(d.ticket, 10, /*natural=*/true, T(finish_at));
+  };
+  run(9.8);  // 0.2 s left < half of 0.1 * 10 s
+  EXPECT_DOUBLE_EQ(ac.Stats().deadline_slack, o.deadline_slack + o.slack_step);
+  EXPECT_EQ(ac.Stats().late_finishes, 1);
+  // A request needing 87% of its time fitted the old slack, not the wider one.
+  const double need = 0.010 + 0.5 + 100 * 0.012;  // 500-token prompt, 100 tokens
+  EXPECT_EQ(ac.Admit(Work("b", 500, 100, need / 0.87), T(0)).verdict,
+            AdmissionVerdict::kRefuseDeadline);
+  run(12);  // late (an abort at the deadline ends the same way)
+  EXPECT_DOUBLE_EQ(ac.Stats().deadline_slack, o.deadline_slack + 2 * o.slack_step);
+  for (int i = 0; i < 19; ++i) run(1);
+  EXPECT_NEAR(ac.Stats().deadline_slack, o.deadline_slack + 0.1 * o.slack_step, 1e-9);
+  run(1);
+  run(1);  // never below the configured slack
+  EXPECT_NEAR(ac.Stats().deadline_slack, o.deadline_slack, 1e-9);
+  EXPECT_TRUE(ac.Admit(Work("b", 500, 100, need / 0.87), T(0)).admitted());
+  EXPECT_EQ(ac.Stats().late_finishes, 2);
+}
+
 TEST(Admission, ShedsQueuedWorkWhenTheEngineSlowsButNeverStartedWork) {
   AdmissionController ac(Options(/*max_num_seqs=*/1));
   Calibrate(ac);
@@ -208,13 +270,13 @@ TEST(Admission, LearnsHowMuchOfMaxTokensRequestsUse) {
   for (int i = 0; i < 200; ++i) {
     AdmissionDecision d = ac.Admit(Work("a", 10, 100, 600), T(0));
     ASSERT_TRUE(d.admitted());
-    ac.OnChoiceFinished(d.ticket, 25, /*natural=*/true);  // stopped at a quarter
+    ac.OnChoiceFinished(d.ticket, 25, /*natural=*/true, T(0));  // stopped at a quarter
   }
   EXPECT_EQ(ac.Stats().num_tickets, 0);
   AdmissionDecision d = ac.Admit(Work("a", 1000, 100, 600), T(0));
   EXPECT_LT(d.predicted_finish_s, 1.01 + 30 * 0.012);
   // Aborted choices (e.g. a client that left) teach nothing.
-  for (int i = 0; i < 200; ++i) ac.OnChoiceFinished(d.ticket, 1, /*natural=*/false);
+  for (int i = 0; i < 200; ++i) ac.OnChoiceFinished(d.ticket, 1, /*natural=*/false, T(0));
   AdmissionDecision e = ac.Admit(Work("a", 1000, 100, 600), T(0));
   EXPECT_NEAR(e.predicted_finish_s, d.predicted_finish_s, 1e-9);
 }
@@ -248,22 +310,29 @@ TEST(Admission, CancelForgetsTheTicket) {
 // (Known), with admission deciding every arrival and shedding every step, as EngineCore does.
 struct ReplayConfig {
   bool prefix_caching = false;
+  bool predict_cache_hits = true;  // with prefix_caching: arrivals carry their prompt blocks
   // Every `shared_every`-th arrival repeats one of `num_documents` long prompts (the seed's
   // summaries of a few articles); the others are short and distinct. 0: all kPrompt long.
   int shared_every = 0;
   int num_documents = 4;
   int32_t document_len = 1024;
   double every_s = 0.1;  // between arrivals
+  // From `slower_from_s` on, every step takes `slower_factor` times the known time (another
+  // tenant took part of the machine).
+  double slower_from_s = 1e9, slower_factor = 1;
 };
 struct ReplayResult {
   int64_t arrivals = 0, admitted = 0, finished = 0, late = 0, shed = 0, idle_full_chunks = 0;
+  int64_t late_admitted_after = 0;  // late requests admitted after the slowdown's first deadline
   double worst_decode_step = 0, capacity_rps = 0, duration_s = 60;
   AdmissionStats stats;
   double predicted_wait() const { return stats.predicted_wait_sum_s / stats.num_waits; }
   double actual_wait() const { return stats.actual_wait_sum_s / stats.num_waits; }
 };
 
-ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
+ReplayResult Replay(const ReplayConfig& config, AdmissionOptions o) {
+  // As EngineCore sets it: half the cache's blocks.
+  if (config.prefix_caching) o.prefix_cache_blocks = 4096 / 2;
   AdmissionController ac(o);
   BlockManager blocks(/*num_blocks=*/4096, /*block_size=*/16, config.prefix_caching);
   Scheduler scheduler({o.max_num_seqs, o.max_num_batched_tokens}, &blocks);
@@ -271,6 +340,7 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
   struct Live {
     std::unique_ptr<Sequence> seq;
     double deadline;
+    double admitted_at = 0;
     bool started = false;
   };
   std::map<int64_t, Live> live;  // by ticket
@@ -289,8 +359,10 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       std::vector<int32_t> tokens;
       tokens.reserve(prompt);
       for (int32_t i = 0; i < prompt; ++i) tokens.push_back(int32_t(doc * 2000 + i));
-      AdmissionDecision d =
-          ac.Admit(Work(r.arrivals % 2 ? "a" : "b", prompt, kMaxTokens, kDeadline, t), T(t));
+      WorkRequest work = Work(r.arrivals % 2 ? "a" : "b", prompt, kMaxTokens, kDeadline, t);
+      if (config.prefix_caching && config.predict_cache_hits)
+        work.prompt_blocks = PromptBlockHashes(tokens, "");
+      AdmissionDecision d = ac.Admit(work, T(t));
       if (!d.admitted()) continue;
       ++r.admitted;
       auto seq = std::make_unique<Sequence>();
@@ -299,7 +371,7 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       seq->token_ids = tokens;
       seq->num_prompt_tokens = prompt;
       scheduler.AddWaiting(seq.get());
-      live[d.ticket] = {std::move(seq), t + kDeadline};
+      live[d.ticket] = {std::move(seq), t + kDeadline, t};
     }
     for (int64_t ticket : ac.TakeShed(T(t))) {
       Live& l = live.at(ticket);
@@ -324,7 +396,8 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       s.seq->scheduled_once = true;
       live.at(ticket_of.at(s.seq)).started = true;
     }
-    step.seconds = Known(step.num_decodes, step.num_prefill_tokens);
+    step.seconds = Known(step.num_decodes, step.num_prefill_tokens) *
+                   (t >= config.slower_from_s ? config.slower_factor : 1);
     // The budget holds once a prefill step has been measured (the very first steps cannot).
     if (step.num_decodes > 0 && t > 1)
       r.worst_decode_step = std::max(r.worst_decode_step, step.seconds);
@@ -339,9 +412,12 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
       if (s.seq->num_generated() < kMaxTokens) continue;
       const int64_t ticket = ticket_of.at(s.seq);
       ++r.finished;
-      if (t > live.at(ticket).deadline) ++r.late;
+      if (t > live.at(ticket).deadline) {
+        ++r.late;
+        r.late_admitted_after += live.at(ticket).admitted_at > config.slower_from_s + kDeadline;
+      }
       scheduler.Finish(s.seq);
-      ac.OnChoiceFinished(ticket, kMaxTokens, /*natural=*/true);
+      ac.OnChoiceFinished(ticket, kMaxTokens, /*natural=*/true, T(t));
       live.erase(ticket);
     }
   }
@@ -349,9 +425,11 @@ ReplayResult Replay(const ReplayConfig& config, const AdmissionOptions& o) {
   // share of the per-step overhead with max_num_seqs sequences batched.
   r.capacity_rps = 1 / (kPrompt * 0.001 + kMaxTokens * (0.002 + 0.010 / o.max_num_seqs));
   r.stats = ac.Stats();
-  std::printf("arrivals %ld admitted %ld finished %ld shed %ld; wait predicted %.3f actual %.3f\n",
-              long(r.arrivals), long(r.admitted), long(r.finished), long(r.shed),
-              r.predicted_wait(), r.actual_wait());
+  std::printf(
+      "arrivals %ld admitted %ld finished %ld (late %ld) shed %ld; wait predicted %.3f actual "
+      "%.3f; slack %.2f\n",
+      long(r.arrivals), long(r.admitted), long(r.finished), long(r.late), long(r.shed),
+      r.predicted_wait(), r.actual_wait(), r.stats.deadline_slack);
   return r;
 }
 
@@ -382,12 +460,52 @@ TEST(Admission, UnderOverloadAdmittedWorkMeetsItsDeadlinesAndStepsKeepTheBudget)
   EXPECT_NEAR(r.predicted_wait(), r.actual_wait(), 0.25);
 }
 
+TEST(Admission, PromptBlockHashesCoverThePrefixAndTheSalt) {
+  std::vector<int32_t> a(40), b(40);
+  for (int i = 0; i < 40; ++i) a[i] = b[i] = i;
+  b[20] = 999;  // differs in the second block
+  const auto ha = PromptBlockHashes(a, ""), hb = PromptBlockHashes(b, "");
+  ASSERT_EQ(ha.size(), 2u);  // the partial third block is never cached
+  EXPECT_EQ(ha[0], hb[0]);
+  EXPECT_NE(ha[1], hb[1]);
+  EXPECT_NE(PromptBlockHashes(a, "tenant-1")[0], ha[0]);
+}
+
+// A computed prompt's blocks are remembered (up to prefix_cache_blocks, least recent out
+// first) and discount the prefill of later prompts that start with them.
+TEST(Admission, ComputedPromptsDiscountLaterOnesUpToTheCacheSize) {
+  AdmissionOptions o = Options(64);
+  o.prefix_cache_blocks = 64;
+  AdmissionController ac(o);
+  Calibrate(ac);
+  auto work = [](int32_t doc) {
+    std::vector<int32_t> tokens(1008);
+    for (int i = 0; i < 1008; ++i) tokens[i] = doc * 5000 + i;
+    WorkRequest w = Work("a", 1008, 1, 600);
+    w.prompt_blocks = PromptBlockHashes(tokens, "");
+    return w;
+  };
+  auto compute = [&](int32_t doc) {  // admitted, its prompt computed, finished
+    AdmissionDecision d = ac.Admit(work(doc), T(0));
+    const AdmissionController::Progress done[] = {{d.ticket, 1008, 1}};
+    ac.OnStep({0, 1008, Known(0, 1008)}, done, T(0));
+    ac.OnChoiceFinished(d.ticket, 1, /*natural=*/true, T(0));
+    return d.predicted_finish_s;
+  };
+  const double uncached = compute(1);
+  // A prefill step, then the (one) decode step the predictor always counts.
+  EXPECT_NEAR(uncached, Known(0, 1008) + Known(1, 0), 1e-6);
+  EXPECT_NEAR(compute(1), Known(0, 1) + Known(1, 0), 1e-6);  // 63 blocks hit: the last token
+  compute(2);  // 63 more blocks: document 1's leave the 64-block memory
+  EXPECT_NEAR(compute(1), uncached, 1e-6);
+}
+
 // The seed's shape: a few long documents summarised again and again (the prefix cache holds
 // them), short distinct prompts between. A started prompt's cached prefix counts as passed
 // (ProgressOf); before, it stayed "to prefill" for the request's whole life, so every
-// prediction behind it replayed that prefill again and waits came out 3-50x too long.
-// Queued prompts are still predicted uncached (pessimistic: a discount by recently computed
-// blocks admitted more but finished some work late in this replay).
+// prediction behind it replayed that prefill again and waits came out 3-50x too long. A queued
+// prompt's leading blocks that an earlier prompt has finished computing are predicted cached
+// (remembered when computed, not when admitted: a twin still computing does not count).
 TEST(Admission, PrefixCacheHitsAreNotPredictedAsPrefillWork) {
   ReplayConfig config;
   config.prefix_caching = true;
@@ -403,6 +521,24 @@ TEST(Admission, PrefixCacheHitsAreNotPredictedAsPrefillWork) {
   // waits shorter than a few steps).
   EXPECT_LE(r.predicted_wait(), 1.5 * r.actual_wait() + 0.1);
   EXPECT_GE(r.predicted_wait(), r.actual_wait() / 1.5 - 0.1);
+  // Predicting queued prompts uncached refuses work that fits: ~20% fewer finished here.
+  config.predict_cache_hits = false;
+  const ReplayResult uncached = Replay(config, ReplayOptions());
+  EXPECT_EQ(uncached.late, 0);
+  EXPECT_GT(r.finished, 1.1 * uncached.finished);
+}
+
+// The machine turns 1.6x slower mid-run (what a shared box does): work admitted on the old
+// speed may end late, the slack widens with each near miss, and work admitted once the fit
+// has seen the new speed (after one deadline) ends in time.
+TEST(Admission, AfterTheMachineSlowsTheSlackWidensAndLaterWorkEndsInTime) {
+  ReplayConfig config;
+  config.slower_from_s = 20;
+  config.slower_factor = 1.6;
+  const ReplayResult r = Replay(config, ReplayOptions());
+  EXPECT_EQ(r.late_admitted_after, 0);
+  EXPECT_LE(r.late, 8) << "more late than the batch in flight at the slowdown";
+  EXPECT_GT(r.finished, 0.8 * r.duration_s * r.capacity_rps / 1.6 * 0.9);
 }
 
 }  // namespace

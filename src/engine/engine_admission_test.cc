@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/engine.h"
+#include "engine/engine_warmup.h"
 #include "engine/kv_cache.h"
 #include "engine/testing/fake_model.h"
 
@@ -79,6 +80,8 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
   w.deadline = Clock::now() + std::chrono::hours(1);
   AdmissionDecision d = engine->admission().Admit(w, Clock::now());
   ASSERT_TRUE(d.admitted());
+  // (Checked before submitting: the engine thread may finish the work before we look again.)
+  EXPECT_EQ(engine->admission().Stats().num_tickets, 1);
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int32_t len : w.prompt_lens) {
     GenerateRequest r = Greedy(len, 6);
@@ -88,7 +91,6 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
     ASSERT_TRUE(s.ok());
     streams.push_back(*s);
   }
-  EXPECT_EQ(engine->admission().Stats().num_tickets, 1);
   for (auto& s : streams) {
     Outcome o = Drain(*s);
     EXPECT_EQ(o.finish, FinishReason::kLength);
@@ -101,6 +103,26 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
   EXPECT_EQ(s.num_clients, 0);
   EXPECT_GT(s.prefill_tokens_per_s, 0);
   EXPECT_EQ(s.num_waits, 1);
+}
+
+// The calibration an idle engine with stale estimates asks for (AdmissionDecision::
+// recalibrate): submitted without waiting, it runs beside client work and measures a prefill
+// and decodes at several batch sizes. Its requests end before a longer one submitted after.
+TEST(EngineAdmission, CalibrationRunsBesideClientWork) {
+  auto model = std::make_shared<FakeModel>();
+  auto engine = MakeEngine(model);
+  StartCalibration(*engine);
+  auto stream = engine->Submit(Greedy(4, 48));
+  ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+  const Outcome o = Drain(**stream);
+  EXPECT_EQ(o.finish, FinishReason::kLength);
+  EXPECT_EQ(o.tokens, 48);
+  const EngineStats s = engine->Stats();
+  // Stats are published after each step: the client's own last step may not be in yet, the
+  // calibration's (earlier) steps are.
+  EXPECT_GE(s.finished_length, 5) << "one long and four short calibration requests";
+  EXPECT_EQ(s.requests_rejected, 0);
+  EXPECT_GT(engine->admission().Stats().prefill_tokens_per_s, 0);
 }
 
 }  // namespace

@@ -13,11 +13,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-AdmissionOptions AdmissionOptionsFor(const EngineOptions& o) {
+AdmissionOptions AdmissionOptionsFor(const EngineOptions& o, const EngineLimits& limits) {
   AdmissionOptions a;
   a.max_num_seqs = o.max_num_seqs;
   a.max_num_batched_tokens = o.max_num_batched_tokens;
   a.max_step_s = o.max_step_ms / 1000.0;
+  // Half the cache: prompts computed long ago may have been evicted since.
+  if (o.enable_prefix_caching)
+    a.prefix_cache_blocks = limits.num_kv_blocks * o.block_size / kPrefixBlockTokens / 2;
   return a;
 }
 
@@ -71,7 +74,7 @@ EngineCore::EngineCore(std::shared_ptr<Model> model, const EngineOptions& option
                 }
                 return eos;
               }()),
-      admission_(AdmissionOptionsFor(options)),
+      admission_(AdmissionOptionsFor(options, limits)),
       pool_(limits.threads),
       kv_(std::move(kv)),
       blocks_(static_cast<int32_t>(kv_.num_blocks()), options.block_size,
@@ -332,7 +335,8 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
   event.usage = usage;
   scheduler_.Finish(&seq);
   admission_.OnChoiceFinished(req->ticket, seq.num_generated(),
-                              reason == FinishReason::kStop || reason == FinishReason::kLength);
+                              reason == FinishReason::kStop || reason == FinishReason::kLength,
+                              Clock::now());
   c->finished = true;
   // Choice 0 ended before computing the prompt: its siblings stop waiting for it.
   if (c->index == 0) {

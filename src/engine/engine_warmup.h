@@ -1,7 +1,8 @@
-// Start-up calibration: a few requests run through a new engine before it serves, so that the
-// admission predictor (engine/admission.h) has measured prefill and decode steps (at more than
-// one batch size) before the first client arrives, instead of refusing while it knows nothing.
-// Call once, from the thread that created the engine, before serving.
+// Calibration of the admission predictor (engine/admission.h): a few short requests whose steps
+// cover a prefill and decodes at several batch sizes, so the step-time model is measured before
+// the first client arrives (WarmUpEngine, at start-up) and again when an idle engine's
+// estimates are stale (StartCalibration, asked for by AdmissionDecision::recalibrate), instead
+// of refusing on what it does not know. Either may be called from any thread.
 #pragma once
 
 #include "engine/engine.h"
@@ -9,8 +10,12 @@
 
 namespace tinyserve {
 
-// Runs a prefill of up to 256 tokens and a batch of short decodes; returns once they finished.
-// Errors: the engine failed a warm-up request.
+// Runs the calibration batch and returns once it finished. Call before serving.
+// Errors: the engine failed a calibration request.
 [[nodiscard]] Status WarmUpEngine(Engine& engine);
+
+// Submits the calibration batch and returns at once; its results are dropped. Requests the
+// queue refuses are skipped (a busy engine measures itself anyway).
+void StartCalibration(Engine& engine);
 
 }  // namespace tinyserve

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <thread>
 
+#include "engine/engine_warmup.h"
 #include "server/openai_response.h"
 #include "server/request_budget.h"
 #include "structured/tokenizer_vocabulary.h"
@@ -267,6 +268,7 @@ bool ApiServer::Admit(const std::shared_ptr<Call>& call, const RequestBudget& bu
   call->deadline = work.deadline;
   call->admission = engine_->admission().Admit(work, Clock::now());
   if (call->admission.admitted()) return true;
+  if (call->admission.recalibrate) StartCalibration(*engine_);
   std::string retry_after;
   const ApiError error = RefusalError(call->admission, /*shed=*/false, &retry_after);
   SendError(res, error, {{"Retry-After", retry_after}});

@@ -63,6 +63,8 @@ WorkRequest WorkOfCall(const ParsedRequest& request, const RequestBudget& budget
     w.prompt_lens.push_back(static_cast<int32_t>(p.size()));
     longest = std::max(longest, static_cast<int32_t>(p.size()));
   }
+  if (request.prompts.size() == 1)
+    w.prompt_blocks = PromptBlockHashes(request.prompts[0], request.base.cache_salt);
   w.n = request.base.n;
   w.max_tokens = std::max(
       1, std::min(max_model_len - longest, request.base.stop.max_tokens.value_or(max_model_len)));

@@ -4,11 +4,23 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 namespace tinyserve {
 namespace {
-std::atomic<LogLevel> g_level{LogLevel::kInfo};
+// TINYSERVE_LOG_LEVEL=debug|info|warning|error sets the starting level (debug shows, e.g., each
+// admission decision with its prediction).
+LogLevel LevelFromEnvironment() {
+  const char* v = std::getenv("TINYSERVE_LOG_LEVEL");
+  if (v == nullptr) return LogLevel::kInfo;
+  if (std::strcmp(v, "debug") == 0) return LogLevel::kDebug;
+  if (std::strcmp(v, "warning") == 0) return LogLevel::kWarning;
+  if (std::strcmp(v, "error") == 0) return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+std::atomic<LogLevel> g_level{LevelFromEnvironment()};
 constexpr const char* kLevelNames[] = {"D", "I", "W", "E"};
 }  // namespace
 
