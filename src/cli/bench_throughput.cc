@@ -15,8 +15,8 @@
 #include <chrono>
 #include <fstream>
 #include <limits>
-#include <numeric>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 
 #include "cli/commands.h"
