@@ -6,7 +6,10 @@
 //
 //   build/release/benchmarks/bench_model [--threads 2] [--dtypes bf16,q8_0,q4_0,q4_k_m]
 //       [--model dummy:qwen2.5-0.5b] [--prompt 512] [--batch 16] [--context 256] [--steps 16]
-//       [--kv-cache-dtype f16|int8] [--profile]
+//       [--kv-cache-dtype f16|int8] [--profile] [--compare-fusion]
+// --compare-fusion measures each dtype twice, the second time ("<dtype> unfused") with every
+// matmul quantizing its f32 input itself instead of the norm / SiLU before it
+// (Qwen2Model::set_fused_quantization), back to back on the same roofline.
 // A dtype "A+Q" loads weights of type A (dummy models; "stored" for a --model file or
 // directory) quantized at load with --quantization Q, e.g. --dtypes bf16,bf16+q8_0,q8_0.
 #include <fmt/format.h>
@@ -15,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/kv_cache.h"
@@ -38,6 +42,7 @@ struct Args {
   int steps = 16;
   DType kv_dtype = DType::kF16;
   bool profile = false;
+  bool compare_fusion = false;
 };
 
 struct Row {
@@ -95,13 +100,22 @@ void PrintProfile(const char* phase, const Qwen2Profile& p, double wall) {
   fmt::print("\n");
 }
 
+constexpr std::string_view kUnfused = " unfused";
+
 int Run(const Args& a) {
   ThreadPool pool(a.threads);
   fmt::print("measuring the machine ({} threads)...\n", a.threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool);
   fmt::print("{}\n\n", bench::Describe(roof));
   std::vector<Row> rows;
+  std::vector<std::string> runs;
   for (const std::string& dtype : a.dtypes) {
+    runs.push_back(dtype);
+    if (a.compare_fusion) runs.push_back(dtype + std::string(kUnfused));
+  }
+  for (const std::string& run : runs) {
+    const bool unfused = run.ends_with(kUnfused);
+    const std::string dtype = unfused ? run.substr(0, run.size() - kUnfused.size()) : run;
     LoadOptions load;
     // "bf16+q8_0": dummy bf16 weights quantized at load (--quantization q8_0); "+q8_0" for a
     // --model file or directory.
@@ -117,12 +131,13 @@ int Run(const Args& a) {
       return 1;
     }
     Qwen2Model& model = **loaded;
+    model.set_fused_quantization(!unfused);
     const ModelConfig& c = model.config();
     fmt::print("{}: loaded in {:.1f} s, resident memory +{:.0f} MB (+{:.0f} MB allocated)\n", dtype,
                Seconds(load_start), StatusMb("VmRSS") - rss_before,
                StatusMb("RssAnon") - anon_before);
     Row row;
-    row.dtype = dtype;
+    row.dtype = run;
     const double weight_bytes = static_cast<double>(model.weights().MatrixBytes());
     row.weight_mb = weight_bytes / 1e6;
     const DType weight_dtype = model.weights().layers[0].down.source_dtype();
@@ -276,6 +291,8 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--profile") {
       a.profile = true;
+    } else if (arg == "--compare-fusion") {
+      a.compare_fusion = true;
     } else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;

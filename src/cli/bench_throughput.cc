@@ -6,17 +6,24 @@
 // It also measures the machine's read bandwidth and peaks after the run and reports the decode
 // phase's physical bound and the fraction of it reached (PrintDecodeBound).
 // --profile adds where the time went (forward pass per op, prefill vs decode steps, and the
-// engine's own work outside the forward pass: sampling, scheduling, events).
+// engine's own work outside the forward pass: sampling, scheduling, events), and compares the
+// rate of the steps carrying prefill with the bare model's prefill of one prompt of the same
+// size (bench_model's measurement, BarePrefillRate).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "engine/engine_core.h"
+#include "engine/kv_cache.h"
+#include "engine/model_runner.h"
 #include "model/decode_cost.h"
 #include "model/qwen2.h"
 #include "roofline.h"
@@ -89,6 +96,7 @@ class RecordingModel : public Model {
   const Qwen2Profile& prefill_profile() const { return prefill_profile_; }
   const Qwen2Profile& decode_profile() const { return decode_profile_; }
   const Qwen2Model& model() const { return *model_; }
+  Qwen2Model& mutable_model() { return *model_; }
   DType kv_dtype() const { return kv_dtype_; }
 
  private:
@@ -148,6 +156,37 @@ void PrintDecodeBound(const RecordingModel& m, const std::vector<StepRecord>& st
     (*out)["decode_phase_fraction_of_bound"] = bound_s / decode_s;
     (*out)["read_gb_per_s"] = roof.read_gb_per_s;
   }
+}
+
+// The bare model's prefill rate (tokens/s of forward time) for one prompt of `tokens` tokens
+// from position 0 on a cache of its own, best of three: what bench_model measures, at the size
+// of the engine's prefill-carrying steps.
+StatusOr<double> BarePrefillRate(Qwen2Model& model, int64_t tokens, DType kv_dtype, int threads) {
+  constexpr int32_t kBlockSize = 16;
+  const ModelConfig& c = model.config();
+  const int64_t blocks = (tokens + kBlockSize - 1) / kBlockSize;
+  TS_ASSIGN_OR_RETURN(KvCache cache,
+                      KvCache::Create(c, kBlockSize, kv_dtype,
+                                      blocks * KvCache::BlockBytes(c, kBlockSize, kv_dtype)));
+  Sequence seq;
+  std::mt19937 rng(1);
+  seq.token_ids.resize(tokens);
+  for (int32_t& t : seq.token_ids) t = static_cast<int32_t>(rng() % c.vocab_size);
+  seq.block_table.blocks.resize(blocks);
+  std::iota(seq.block_table.blocks.begin(), seq.block_table.blocks.end(), 0);
+  SchedulerOutput out;
+  out.scheduled.push_back({&seq, static_cast<int32_t>(tokens), true});
+  out.num_tokens = static_cast<int32_t>(tokens);
+  const ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
+  std::vector<float> logits(std::max<size_t>(1, batch.logit_rows.size()) * c.vocab_size);
+  ThreadPool pool(threads);
+  double best = std::numeric_limits<double>::infinity();
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    TS_RETURN_IF_ERROR(model.Forward(batch, cache.layers(), logits.data(), &pool));
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return static_cast<double>(tokens) / best;
 }
 
 void PrintProfile(const char* phase, const Qwen2Profile& p, double forward_s, double step_s,
@@ -274,10 +313,29 @@ Status RunThroughput(const ThroughputFlags& f) {
     fmt::print("Profile (step wall time = previous step's end to this step's end):\n");
     PrintProfile("steps with prefill", recording->prefill_profile(), fwd[0], wall[0], count[0]);
     // Compare with bench_model's prefill rate: the forward pass over every row of these steps
-    // (prefill chunks and the decode rows batched with them).
+    // (prefill chunks and the decode rows batched with them) against the bare model's prefill
+    // of one prompt of their mean size.
     if (fwd[0] > 0) {
-      fmt::print("    {} rows in steps with prefill: {:.1f} rows/s of forward time\n", tokens[0],
-                 tokens[0] / fwd[0]);
+      std::vector<int64_t> sizes;
+      for (const StepRecord& r : steps)
+        if (r.has_prefill) sizes.push_back(r.num_tokens);
+      std::sort(sizes.begin(), sizes.end());
+      const int64_t mean = (tokens[0] + count[0] / 2) / count[0];
+      const double mixed = tokens[0] / fwd[0];
+      fmt::print(
+          "    {} rows in steps with prefill: {:.1f} rows/s of forward time; rows per step mean "
+          "{} (min {}, median {}, max {})\n",
+          tokens[0], mixed, mean, sizes.front(), sizes[sizes.size() / 2], sizes.back());
+      TS_ASSIGN_OR_RETURN(double bare, BarePrefillRate(recording->mutable_model(), mean,
+                                                       recording->kv_dtype(), threads));
+      fmt::print(
+          "    bare model prefill of one {}-token prompt (bench_model's measurement): {:.1f} "
+          "tok/s; the steps with prefill ran at {:.0f}% of it\n",
+          mean, bare, 100 * mixed / bare);
+      bound_json["prefill_steps_rows_per_second"] = mixed;
+      bound_json["prefill_steps_mean_rows"] = mean;
+      bound_json["bare_prefill_tokens_per_second"] = bare;
+      bound_json["prefill_steps_fraction_of_bare"] = mixed / bare;
     }
     PrintProfile("decode-only", recording->decode_profile(), fwd[1], wall[1], count[1]);
   }

@@ -25,6 +25,20 @@ int64_t PackedMatrix::cols() const { return impl_->cols; }
 DType PackedMatrix::source_dtype() const { return impl_->dtype; }
 uint64_t PackedMatrix::bytes() const { return impl_->bytes; }
 
+struct QuantizedActivations::Impl {
+  QuantizedActs acts;
+  QuantTraits traits;
+  QuantizeActsFn quantize = nullptr;
+};
+
+QuantizedActivations::QuantizedActivations() : impl_(std::make_unique<Impl>()) {}
+QuantizedActivations::QuantizedActivations(QuantizedActivations&&) noexcept = default;
+QuantizedActivations& QuantizedActivations::operator=(QuantizedActivations&&) noexcept = default;
+QuantizedActivations::~QuantizedActivations() = default;
+
+int64_t QuantizedActivations::num_rows() const { return impl_->acts.num_rows; }
+int64_t QuantizedActivations::cols() const { return impl_->acts.cols; }
+
 namespace {
 
 // Writes the records of row group g from up to 16 source rows.
@@ -93,6 +107,30 @@ MatMulKernels KernelsFor(Isa isa) {
   }
 }
 
+// Below ~2^18 multiply-adds a parallel region costs more than it saves.
+int QuantThreads(const PackedMatrix::Impl& w, int64_t num_rows, ThreadPool* pool) {
+  const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
+  return pool && !small ? pool->num_threads() : 1;
+}
+
+// The quantized product from activations already quantized for w.
+void RunQuantKernel(const MatMulKernels& k, const PackedMatrix::Impl& w, const QuantizedActs& acts,
+                    const float* bias, float* out, ThreadPool* pool) {
+  const int64_t num_rows = acts.num_rows;
+  // Tiles of activation rows small enough (about 256 KiB of int8) to stay in L2 while the
+  // row groups of one thread stream past them.
+  const int64_t tile = std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
+  auto work = [&](int64_t g_begin, int64_t g_end, int) {
+    for (int64_t m = 0; m < num_rows; m += tile)
+      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias, out);
+  };
+  if (QuantThreads(w, num_rows, pool) > 1) {
+    pool->ParallelFor(w.num_groups, 1, work);
+  } else {
+    work(0, w.num_groups, 0);
+  }
+}
+
 void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x,
                   int64_t num_rows, const float* bias, float* out, ThreadPool* pool) {
   QuantizedActs acts;
@@ -103,27 +141,13 @@ void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const flo
   acts.sx.Resize(num_rows * (w.cols / kActBlock));
   acts.init.Resize(num_rows * w.num_sub);
   acts.xsum.Resize(num_rows * w.num_sub);
-  // Below ~2^18 multiply-adds a parallel region costs more than it saves.
-  const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
-  const int num_threads = pool && !small ? pool->num_threads() : 1;
-  if (num_threads > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
+  if (QuantThreads(w, num_rows, pool) > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
     pool->ParallelFor(
         num_rows, 1, [&](int64_t b, int64_t e, int) { k.quantize_acts(x, b, e, w.traits, &acts); });
   } else {
     k.quantize_acts(x, 0, num_rows, w.traits, &acts);
   }
-  // Tiles of activation rows small enough (about 256 KiB of int8) to stay in L2 while the
-  // row groups of one thread stream past them.
-  const int64_t tile = std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
-  auto work = [&](int64_t g_begin, int64_t g_end, int) {
-    for (int64_t m = 0; m < num_rows; m += tile)
-      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias, out);
-  };
-  if (num_threads > 1) {
-    pool->ParallelFor(w.num_groups, 1, work);
-  } else {
-    work(0, w.num_groups, 0);
-  }
+  RunQuantKernel(k, w, acts, bias, out, pool);
 }
 
 void RunFloat(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
@@ -257,6 +281,66 @@ bool UsesBf16Dot(const PackedMatrix& w, Isa isa) {
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool) {
   MatMulWithIsa(BestIsa(), w, x, num_rows, bias, out, pool);
+}
+
+bool TakesQuantizedActivations(const PackedMatrix& w, int64_t num_rows) {
+  return w.impl().float_data == nullptr && !(BestIsa() == Isa::kAmx && num_rows >= kAmxMinRows);
+}
+
+void PrepareActivations(const PackedMatrix& like, int64_t num_rows, QuantizedActivations* acts) {
+  const PackedMatrix::Impl& w = like.impl();
+  TS_CHECK(w.float_data == nullptr);
+  QuantizedActivations::Impl& a = acts->impl();
+  a.traits = w.traits;
+  // Every ISA quantizes to the same numbers (matmul_internal.h); take the fastest.
+  a.quantize = KernelsFor(BestIsa()).quantize_acts;
+  a.acts.num_rows = num_rows;
+  a.acts.cols = w.cols;
+  a.acts.num_sub = w.num_sub;
+  // The indexes depend on num_rows and cols only, so a larger buffer serves as well.
+  auto grow = [](auto& buf, int64_t n) {
+    if (static_cast<int64_t>(buf.size()) < n) buf.Resize(n);
+  };
+  grow(a.acts.xq, num_rows * w.cols);
+  grow(a.acts.sx, num_rows * (w.cols / kActBlock));
+  grow(a.acts.init, num_rows * w.num_sub);
+  grow(a.acts.xsum, num_rows * w.num_sub);
+}
+
+void QuantizeActivationRows(const float* x, int64_t row_begin, int64_t row_end,
+                            QuantizedActivations* acts) {
+  QuantizedActivations::Impl& a = acts->impl();
+  TS_CHECK(a.quantize != nullptr && row_begin >= 0 && row_end <= a.acts.num_rows);
+  if (row_begin < row_end) a.quantize(x, row_begin, row_end, a.traits, &a.acts);
+}
+
+void QuantizeActivations(const PackedMatrix& like, const float* x, int64_t num_rows,
+                         QuantizedActivations* acts, ThreadPool* pool) {
+  PrepareActivations(like, num_rows, acts);
+  const PackedMatrix::Impl& w = like.impl();
+  if (QuantThreads(w, num_rows, pool) > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
+    pool->ParallelFor(num_rows, 1,
+                      [&](int64_t b, int64_t e, int) { QuantizeActivationRows(x, b, e, acts); });
+  } else {
+    QuantizeActivationRows(x, 0, num_rows, acts);
+  }
+}
+
+void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActivations& acts,
+                            const float* bias, float* out, ThreadPool* pool) {
+  TS_CHECK(IsaSupported(isa));
+  const PackedMatrix::Impl& impl = w.impl();
+  const QuantizedActivations::Impl& a = acts.impl();
+  TS_CHECK(impl.float_data == nullptr && a.acts.cols == impl.cols &&
+           a.traits.sub_block == impl.traits.sub_block &&
+           a.traits.zero_point == impl.traits.zero_point);
+  if (a.acts.num_rows <= 0) return;
+  RunQuantKernel(KernelsFor(isa), impl, a.acts, bias, out, pool);
+}
+
+void MatMulQuantized(const PackedMatrix& w, const QuantizedActivations& acts, const float* bias,
+                     float* out, ThreadPool* pool) {
+  MatMulQuantizedWithIsa(BestIsa(), w, acts, bias, out, pool);
 }
 
 }  // namespace tinyserve::kernels

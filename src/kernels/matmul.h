@@ -52,6 +52,54 @@ class PackedMatrix {
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool);
 
+// Activations quantized ahead of a quantized-weight MatMul, so that the op producing them (an
+// RMSNorm, SiLU * up) can quantize each row right after writing it, and so the buffers live
+// across calls (MatMul allocates its own each call). The numbers are exactly those MatMul
+// computes from the same f32 rows (int8 per block of 32, round to nearest even of
+// x * 127 / amax; the same on every ISA), so MatMulQuantized(w, QuantizeActivations(x)) is bit
+// for bit MatMul(w, x). The layout depends on the weight's block format (its sub-block size and
+// zero point): quantize for the weight that will consume the rows. Not thread-safe; distinct
+// rows may be quantized from different threads between one PrepareActivations and the use.
+class QuantizedActivations {
+ public:
+  QuantizedActivations();
+  QuantizedActivations(QuantizedActivations&&) noexcept;
+  QuantizedActivations& operator=(QuantizedActivations&&) noexcept;
+  ~QuantizedActivations();
+
+  int64_t num_rows() const;
+  int64_t cols() const;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether MatMulQuantized serves `w` for num_rows rows on BestIsa(): quantized weights, and not
+// the AMX path (which quantizes into its own tile layout; there, keep calling MatMul).
+bool TakesQuantizedActivations(const PackedMatrix& w, int64_t num_rows);
+
+// Lays out acts for num_rows rows of the input of weights shaped like `like` (quantized weights
+// only). Grows the buffers only when needed: no allocation once they reached the largest size.
+void PrepareActivations(const PackedMatrix& like, int64_t num_rows, QuantizedActivations* acts);
+// Quantizes rows [row_begin, row_end) of x ([acts->num_rows(), acts->cols()] f32, x pointing at
+// row 0) into acts, prepared before. Callers may quantize disjoint row ranges concurrently.
+void QuantizeActivationRows(const float* x, int64_t row_begin, int64_t row_end,
+                            QuantizedActivations* acts);
+// PrepareActivations, then every row, split over the pool as MatMul does.
+void QuantizeActivations(const PackedMatrix& like, const float* x, int64_t num_rows,
+                         QuantizedActivations* acts, ThreadPool* pool);
+// out = x W^T (+ bias) from activations quantized for w (same cols and block format); otherwise
+// as MatMul. Requires quantized weights.
+void MatMulQuantized(const PackedMatrix& w, const QuantizedActivations& acts, const float* bias,
+                     float* out, ThreadPool* pool);
+// MatMulQuantized on `isa` (IsaSupported(isa); Isa::kAmx runs the AVX-512 kernel, bit-identical).
+void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActivations& acts,
+                            const float* bias, float* out, ThreadPool* pool);
+
 // MatMul runs on BestIsa() (kernels/isa.h, the one ISA detector); tests and benchmarks force
 // each supported Isa to cover every path.
 // MatMul forced onto `isa`. Requires IsaSupported(isa).

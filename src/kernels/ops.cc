@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -52,6 +53,24 @@ void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn) {
   pool->ParallelFor(num_rows, chunk, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
 }
 
+// Runs fn over row ranges as ForRowRanges, in sub-ranges of at most ~64 KiB of f32 so that what
+// fn writes is still in L1/L2 when the same thread quantizes it for the next matmul.
+template <typename Fn>
+void ForRowRangesQuantized(int64_t num_rows, int64_t dim, const PackedMatrix& consumer,
+                           const float* out, QuantizedActivations* acts, ThreadPool* pool,
+                           Fn&& fn) {
+  TS_CHECK(consumer.cols() == dim);
+  PrepareActivations(consumer, num_rows, acts);
+  const int64_t step = std::max<int64_t>(1, (int64_t{16} << 10) / dim);
+  ForRowRanges(num_rows, dim, pool, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += step) {
+      const int64_t e = std::min(end, b + step);
+      fn(b, e);
+      QuantizeActivationRows(out, b, e, acts);
+    }
+  });
+}
+
 }  // namespace
 
 void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
@@ -68,6 +87,33 @@ void AddRmsNorm(Isa isa, float* x, const float* add, const float* weight, int64_
   ForRowRanges(num_rows, dim, pool, [&](int64_t b, int64_t e) {
     kern.add_in_place(x + b * dim, add + b * dim, (e - b) * dim);
     kern.rms_norm(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
+void RmsNormQuantize(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
+                     float eps, float* out, const PackedMatrix& consumer,
+                     QuantizedActivations* acts, ThreadPool* pool) {
+  const auto fn = cpu::KernelsFor(isa).rms_norm;
+  ForRowRangesQuantized(num_rows, dim, consumer, out, acts, pool, [&](int64_t b, int64_t e) {
+    fn(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
+void AddRmsNormQuantize(Isa isa, float* x, const float* add, const float* weight, int64_t num_rows,
+                        int64_t dim, float eps, float* out, const PackedMatrix& consumer,
+                        QuantizedActivations* acts, ThreadPool* pool) {
+  const cpu::CpuKernels& kern = cpu::KernelsFor(isa);
+  ForRowRangesQuantized(num_rows, dim, consumer, out, acts, pool, [&](int64_t b, int64_t e) {
+    kern.add_in_place(x + b * dim, add + b * dim, (e - b) * dim);
+    kern.rms_norm(x + b * dim, weight, e - b, dim, eps, out + b * dim);
+  });
+}
+
+void SiluMulQuantize(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+                     const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool) {
+  const auto fn = cpu::KernelsFor(isa).silu_mul;
+  ForRowRangesQuantized(num_rows, dim, consumer, out, acts, pool, [&](int64_t b, int64_t e) {
+    fn(gate_up + b * 2 * dim, e - b, dim, out + b * dim);
   });
 }
 
@@ -148,6 +194,20 @@ void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_he
 }
 void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out, ThreadPool* pool) {
   SiluMul(BestIsa(), gate_up, num_rows, dim, out, pool);
+}
+void RmsNormQuantize(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+                     float* out, const PackedMatrix& consumer, QuantizedActivations* acts,
+                     ThreadPool* pool) {
+  RmsNormQuantize(BestIsa(), x, weight, num_rows, dim, eps, out, consumer, acts, pool);
+}
+void AddRmsNormQuantize(float* x, const float* add, const float* weight, int64_t num_rows,
+                        int64_t dim, float eps, float* out, const PackedMatrix& consumer,
+                        QuantizedActivations* acts, ThreadPool* pool) {
+  AddRmsNormQuantize(BestIsa(), x, add, weight, num_rows, dim, eps, out, consumer, acts, pool);
+}
+void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+                     const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool) {
+  SiluMulQuantize(BestIsa(), gate_up, num_rows, dim, out, consumer, acts, pool);
 }
 void Softmax(float* x, int64_t num_rows, int64_t dim) { Softmax(BestIsa(), x, num_rows, dim); }
 void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_ids, float* out) {

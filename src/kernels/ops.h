@@ -8,6 +8,7 @@
 
 #include "formats/tensor_view.h"
 #include "kernels/isa.h"
+#include "kernels/matmul.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -23,6 +24,19 @@ void RmsNorm(const float* x, const float* weight, int64_t num_rows, int64_t dim,
 void AddRmsNorm(float* x, const float* add, const float* weight, int64_t num_rows, int64_t dim,
                 float eps, float* out, ThreadPool* pool);
 
+// The two norms above fused with the quantization of their output for the quantized-weight
+// matmul that consumes it (kernels/matmul.h, QuantizedActivations): each few rows are
+// normalized into out (still written: other consumers and float weights read it) and quantized
+// for `consumer` while they are in cache, in the same parallel region (one pool barrier).
+// out and acts are bit-identical to RmsNorm / AddRmsNorm then QuantizeActivations.
+// Requires consumer quantized with consumer.cols() == dim.
+void RmsNormQuantize(const float* x, const float* weight, int64_t num_rows, int64_t dim, float eps,
+                     float* out, const PackedMatrix& consumer, QuantizedActivations* acts,
+                     ThreadPool* pool);
+void AddRmsNormQuantize(float* x, const float* add, const float* weight, int64_t num_rows,
+                        int64_t dim, float eps, float* out, const PackedMatrix& consumer,
+                        QuantizedActivations* acts, ThreadPool* pool);
+
 // cos_sin[t, 0:half] = cos(pos_t * inv_freq), cos_sin[t, half:2*half] = sin(...), with
 // half = head_dim / 2 and inv_freq_i = theta^(-2i/head_dim). Computed once per forward call and
 // shared by every layer. cos_sin: [num_tokens, head_dim].
@@ -37,6 +51,12 @@ void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_he
 // out[r, i] = silu(gate_up[r, i]) * gate_up[r, dim + i]. gate_up: [num_rows, 2 * dim] (the
 // fused gate and up projections), out: [num_rows, dim].
 void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out, ThreadPool* pool);
+
+// SiluMul fused with the quantization of out for `consumer` (the down projection), as
+// RmsNormQuantize: bit-identical to SiluMul then QuantizeActivations. Requires consumer
+// quantized with consumer.cols() == dim.
+void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+                     const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool);
 
 // In place, numerically stable softmax of each row. x: [num_rows, dim].
 void Softmax(float* x, int64_t num_rows, int64_t dim);
@@ -56,6 +76,14 @@ void RmsNorm(Isa isa, const float* x, const float* weight, int64_t num_rows, int
              float* out, ThreadPool* pool);
 void AddRmsNorm(Isa isa, float* x, const float* add, const float* weight, int64_t num_rows,
                 int64_t dim, float eps, float* out, ThreadPool* pool);
+void RmsNormQuantize(Isa isa, const float* x, const float* weight, int64_t num_rows, int64_t dim,
+                     float eps, float* out, const PackedMatrix& consumer,
+                     QuantizedActivations* acts, ThreadPool* pool);
+void AddRmsNormQuantize(Isa isa, float* x, const float* add, const float* weight, int64_t num_rows,
+                        int64_t dim, float eps, float* out, const PackedMatrix& consumer,
+                        QuantizedActivations* acts, ThreadPool* pool);
+void SiluMulQuantize(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
+                     const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool);
 void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,
               int64_t head_dim);
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,

@@ -250,10 +250,39 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
                                            batch.max_blocks_per_seq};
   // Each layer: norm, QKV projection, RoPE + KV store (fused), attention, o_proj, residual +
   // norm (fused), gate/up, SiLU * up, down; the last residual add is fused with the next layer's
-  // first norm. Every op is one parallel region at most.
+  // first norm. Every op is one parallel region at most. For quantized weights the norms and
+  // SiLU * up also quantize their output for the matmul after them (in the same region), and the
+  // matmuls read those quantized rows; other matmuls quantize into the same kept buffer.
+  auto takes_quantized = [&](const kernels::PackedMatrix* w, int64_t rows) {
+    return w != nullptr && fuse_quantization_ && kernels::TakesQuantizedActivations(*w, rows);
+  };
+  // MatMul of `in`, or of acts_ when `prequantized` (acts_ holds `in` quantized for w).
+  auto matmul = [&](const kernels::PackedMatrix& w, const float* in, int64_t rows,
+                    bool prequantized, const float* bias, float* out) {
+    if (!prequantized && takes_quantized(&w, rows)) {
+      kernels::QuantizeActivations(w, in, rows, &acts_, pool);
+      prequantized = true;
+    }
+    if (prequantized) {
+      kernels::MatMulQuantized(w, acts_, bias, out, pool);
+    } else {
+      kernels::MatMul(w, in, rows, bias, out, pool);
+    }
+  };
+  // The matmul reading the first norm's output of layer l (nullptr when q, k, v are separate).
+  auto qkv_consumer = [&](int64_t l) {
+    const Qwen2LayerWeights& L = weights_.layers[l];
+    return L.fused_qkv ? &L.qkv : nullptr;
+  };
+  bool qkv_quantized = takes_quantized(qkv_consumer(0), T);
   {
     OpTimer timer(prof, &p.norm);
-    kernels::RmsNorm(x, weights_.layers[0].attn_norm.data(), T, H, eps, normed_.data(), pool);
+    const float* w = weights_.layers[0].attn_norm.data();
+    if (qkv_quantized) {
+      kernels::RmsNormQuantize(x, w, T, H, eps, normed_.data(), *qkv_consumer(0), &acts_, pool);
+    } else {
+      kernels::RmsNorm(x, w, T, H, eps, normed_.data(), pool);
+    }
   }
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Qwen2LayerWeights& L = weights_.layers[l];
@@ -263,15 +292,15 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
       OpTimer timer(prof, &p.qkv);
       const float* bias = L.qkv_bias.data();
       if (L.fused_qkv) {
-        kernels::MatMul(L.qkv, normed_.data(), T, bias, qkv_.data(), pool);
+        matmul(L.qkv, normed_.data(), T, qkv_quantized, bias, qkv_.data());
         q_src = qkv_.data();
         k_src = q_src + q_dim;
         v_src = k_src + kv_dim;
         q_stride = kv_stride = q_dim + 2 * kv_dim;
       } else {
-        kernels::MatMul(L.q, normed_.data(), T, bias, q_.data(), pool);
-        kernels::MatMul(L.k, normed_.data(), T, bias + q_dim, k_.data(), pool);
-        kernels::MatMul(L.v, normed_.data(), T, bias + q_dim + kv_dim, v_.data(), pool);
+        matmul(L.q, normed_.data(), T, false, bias, q_.data());
+        matmul(L.k, normed_.data(), T, false, bias + q_dim, k_.data());
+        matmul(L.v, normed_.data(), T, false, bias + q_dim + kv_dim, v_.data());
       }
     }
     {
@@ -287,39 +316,56 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     }
     {
       OpTimer timer(prof, &p.o_proj);
-      kernels::MatMul(L.o, attn_.data(), T, nullptr, proj_.data(), pool);
+      matmul(L.o, attn_.data(), T, false, nullptr, proj_.data());
     }
+    const bool gate_up_quantized = L.fused_gate_up && takes_quantized(&L.gate_up, T);
     {
       OpTimer timer(prof, &p.norm);
-      kernels::AddRmsNorm(x, proj_.data(), L.ffn_norm.data(), T, H, eps, normed_.data(), pool);
+      if (gate_up_quantized) {
+        kernels::AddRmsNormQuantize(x, proj_.data(), L.ffn_norm.data(), T, H, eps, normed_.data(),
+                                    L.gate_up, &acts_, pool);
+      } else {
+        kernels::AddRmsNorm(x, proj_.data(), L.ffn_norm.data(), T, H, eps, normed_.data(), pool);
+      }
     }
     {
       OpTimer timer(prof, &p.gate_up);
       if (L.fused_gate_up) {
-        kernels::MatMul(L.gate_up, normed_.data(), T, nullptr, gate_up_.data(), pool);
+        matmul(L.gate_up, normed_.data(), T, gate_up_quantized, nullptr, gate_up_.data());
       } else {
         // Unfused (gate and up of different types): compute each, then lay them out as the
         // [T, 2F] rows SiluMul reads.
-        kernels::MatMul(L.gate, normed_.data(), T, nullptr, act_.data(), pool);
-        kernels::MatMul(L.up, normed_.data(), T, nullptr, up_.data(), pool);
+        matmul(L.gate, normed_.data(), T, false, nullptr, act_.data());
+        matmul(L.up, normed_.data(), T, false, nullptr, up_.data());
         for (int64_t t = 0; t < T; ++t) {
           std::memcpy(gate_up_.data() + t * 2 * F, act_.data() + t * F, F * sizeof(float));
           std::memcpy(gate_up_.data() + t * 2 * F + F, up_.data() + t * F, F * sizeof(float));
         }
       }
     }
+    const bool down_quantized = takes_quantized(&L.down, T);
     {
       OpTimer timer(prof, &p.silu);
-      kernels::SiluMul(gate_up_.data(), T, F, act_.data(), pool);
+      if (down_quantized) {
+        kernels::SiluMulQuantize(gate_up_.data(), T, F, act_.data(), L.down, &acts_, pool);
+      } else {
+        kernels::SiluMul(gate_up_.data(), T, F, act_.data(), pool);
+      }
     }
     {
       OpTimer timer(prof, &p.down);
-      kernels::MatMul(L.down, act_.data(), T, nullptr, proj_.data(), pool);
+      matmul(L.down, act_.data(), T, down_quantized, nullptr, proj_.data());
     }
     if (l + 1 < c.num_layers) {
       OpTimer timer(prof, &p.norm);
-      kernels::AddRmsNorm(x, proj_.data(), weights_.layers[l + 1].attn_norm.data(), T, H, eps,
-                          normed_.data(), pool);
+      const float* w = weights_.layers[l + 1].attn_norm.data();
+      qkv_quantized = takes_quantized(qkv_consumer(l + 1), T);
+      if (qkv_quantized) {
+        kernels::AddRmsNormQuantize(x, proj_.data(), w, T, H, eps, normed_.data(),
+                                    *qkv_consumer(l + 1), &acts_, pool);
+      } else {
+        kernels::AddRmsNorm(x, proj_.data(), w, T, H, eps, normed_.data(), pool);
+      }
     } else {
       OpTimer timer(prof, &p.residual);
       kernels::AddInPlace(x, proj_.data(), T * H);
@@ -329,8 +375,14 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
   OpTimer timer(prof, &p.lm_head);
   for (int64_t i = 0; i < R; ++i)
     std::memcpy(final_.data() + i * H, x + int64_t{batch.logit_rows[i]} * H, H * sizeof(float));
-  kernels::RmsNorm(final_.data(), weights_.final_norm.data(), R, H, eps, final_.data(), pool);
-  kernels::MatMul(weights_.lm_head, final_.data(), R, nullptr, logits, pool);
+  const bool lm_head_quantized = takes_quantized(&weights_.lm_head, R);
+  if (lm_head_quantized) {
+    kernels::RmsNormQuantize(final_.data(), weights_.final_norm.data(), R, H, eps, final_.data(),
+                             weights_.lm_head, &acts_, pool);
+  } else {
+    kernels::RmsNorm(final_.data(), weights_.final_norm.data(), R, H, eps, final_.data(), pool);
+  }
+  matmul(weights_.lm_head, final_.data(), R, lm_head_quantized, nullptr, logits);
   return OkStatus();
 }
 

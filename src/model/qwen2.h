@@ -66,6 +66,10 @@ class Qwen2Model : public Model {
   void set_profiling(bool on) { profiling_ = on; }
   const Qwen2Profile& profile() const { return profile_; }
   void ResetProfile() { profile_ = Qwen2Profile(); }
+  // Whether the norms and SiLU * up quantize their output for the quantized matmul after them
+  // (kernels/ops.h *Quantize; on by default). Off, every matmul quantizes its f32 input itself
+  // (the unfused path); the logits are bit-identical either way (tests compare the two).
+  void set_fused_quantization(bool on) { fuse_quantization_ = on; }
 
  private:
   Qwen2Model() = default;
@@ -99,6 +103,10 @@ class Qwen2Model : public Model {
   AlignedBuffer<float> up_;       // [T, intermediate] (only when gate and up are not fused)
   AlignedBuffer<float> cos_sin_;  // [T, head_dim]
   AlignedBuffer<float> final_;    // [R, hidden] rows that need logits
+  // The next quantized matmul's input, quantized (by the op before it or just before the call);
+  // one buffer serves every matmul in turn and keeps its size across steps.
+  kernels::QuantizedActivations acts_;
+  bool fuse_quantization_ = true;
 
   bool profiling_ = false;
   Qwen2Profile profile_;
