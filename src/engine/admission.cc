@@ -13,6 +13,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
+// Weight of one budgeted step in the moving measured/predicted step time.
+constexpr double kOverrunAlpha = 0.1;
 
 // An idle engine whose last step is older than this refuses on estimates that may be out of
 // date (measured while another process held the cores): it asks for a calibration batch, so
@@ -115,7 +117,7 @@ void AdmissionController::AdaptSlack(const Group& g, Clock::time_point now) {
     ++stats_.late_finishes;
     slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
   } else {
-    slack_ = std::max(options_.deadline_slack, slack_ - 0.1 * options_.slack_step);
+    slack_ = std::max(options_.deadline_slack, slack_ - 0.2 * options_.slack_step);
   }
 }
 
@@ -274,7 +276,8 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
 int32_t AdmissionController::PrefillTokenLimitLocked(int32_t num_decodes) const {
   if (num_decodes == 0 || options_.max_step_s <= 0 || !model_.seen_prefill()) return INT32_MAX;
   return std::max(options_.min_prefill_chunk,
-                  model_.PrefillTokensWithin(options_.max_step_s, num_decodes));
+                  model_.PrefillTokensWithin(options_.max_step_s / std::max(1.0, budget_overrun_),
+                                             num_decodes));
 }
 
 int32_t AdmissionController::PrefillTokenLimit(int32_t num_decodes) const {
@@ -406,11 +409,19 @@ std::optional<int64_t> AdmissionController::OrderKey(int64_t ticket) const {
 void AdmissionController::OnStep(const StepObservation& step, std::span<const Progress> progress,
                                  Clock::time_point now) {
   MutexLock lock(&mu_);
-  model_.Observe(step);
   if (options_.max_step_s > 0 && step.num_decodes > 0 && step.num_prefill_tokens > 0) {
     ++stats_.budgeted_steps;
     stats_.budgeted_steps_over += step.seconds > options_.max_step_s;
+    // How much longer such steps take than the model says (their chunk is small and often deep
+    // in a long prompt, so it costs more per token than the average prefill token): the next
+    // chunks are sized for a budget shrunk by it.
+    const double predicted = model_.StepSeconds(step.num_decodes, step.num_prefill_tokens);
+    if (model_.seen_prefill() && predicted > 0) {
+      const double ratio = std::clamp(step.seconds / predicted, 0.5, 2.0);
+      budget_overrun_ += kOverrunAlpha * (ratio - budget_overrun_);
+    }
   }
+  model_.Observe(step);
   last_decodes_ = step.num_decodes;
   last_step_ = now;
   for (const Progress& p : progress) {
@@ -496,14 +507,6 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
     if (order[i]->started) continue;
     if (p[i].finish_s > left) shed.push_back(order[i]->ticket);
   }
-  // Admitted work that cannot make it was admitted on too thin a margin: widen it once per
-  // round (several sheds at once share one cause).
-  bool admitted_shed = false;  // (a loop: the analysis cannot see the lock inside a lambda)
-  for (int64_t ticket : shed) admitted_shed |= groups_.at(ticket).predicted_wait_s >= 0;
-  if (admitted_shed) {
-    ++stats_.late_finishes;
-    slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
-  }
   for (int64_t ticket : shed) Drop(groups_.find(ticket));
   stats_.shed += static_cast<int64_t>(shed.size());
   return shed;
@@ -516,6 +519,7 @@ AdmissionStats AdmissionController::Stats() const {
   s.decode_step_s = model_.ready() ? model_.StepSeconds(std::max(1, last_decodes_), 0) : 0;
   s.num_decodes = last_decodes_;
   s.deadline_slack = slack_;
+  s.budget_overrun = budget_overrun_;
   const int32_t limit = PrefillTokenLimitLocked(last_decodes_);
   s.prefill_token_limit = limit == INT32_MAX ? 0 : limit;
   s.num_clients = fair_.num_clients();

@@ -40,8 +40,8 @@ struct AdmissionOptions {
   // before it, leaves this fraction of the request's time unused: predictions are estimates
   // and the clients' clocks run from send. The slack in use starts here and adapts: it grows
   // by slack_step each time an admitted request finishes late or within half the slack of its
-  // deadline, up to max_deadline_slack, and shrinks back by a tenth of a step per request
-  // finished with room to spare.
+  // deadline, up to max_deadline_slack, and shrinks back by a fifth of a step per request
+  // finished with room to spare. (Shedding queued work is the predictor working, not a miss.)
   double deadline_slack = 0.1;
   double max_deadline_slack = 0.5;
   double slack_step = 0.05;
@@ -103,6 +103,7 @@ struct AdmissionStats {
   double predicted_wait_s = 0;  // the latest prediction for an arriving request
   double deadline_slack = 0;    // the adaptive slack in use (AdmissionOptions)
   int64_t late_finishes = 0;    // admitted requests that ended late or within half the slack
+  double budget_overrun = 0;    // measured / predicted time of budgeted steps (moving)
   // Over admitted requests that started: predicted and measured waits, for comparison.
   double predicted_wait_sum_s = 0;
   double actual_wait_sum_s = 0;
@@ -210,6 +211,8 @@ class AdmissionController {
   int64_t next_ticket_ GUARDED_BY(mu_) = 1;
   double output_ratio_ GUARDED_BY(mu_) = 1.0;  // generated / max_tokens of finished choices
   double slack_ GUARDED_BY(mu_);               // AdmissionOptions::deadline_slack, adapted
+  // Measured / predicted time of steps with decodes and a prefill chunk (moving).
+  double budget_overrun_ GUARDED_BY(mu_) = 1.0;
   int32_t last_decodes_ GUARDED_BY(mu_) = 0;
   Clock::time_point last_step_ GUARDED_BY(mu_){};         // when the latest step was reported
   Clock::time_point last_calibration_ GUARDED_BY(mu_){};  // when one was last asked for

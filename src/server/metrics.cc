@@ -188,12 +188,15 @@ void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& op
   one("budgeted_steps_over_total", "counter",
       "Of those, steps that took longer than --max-step-ms.", double(stats.budgeted_steps_over));
   one("admission_clients", "gauge", "Clients with admitted work.", double(stats.num_clients));
+  one("step_budget_overrun", "gauge",
+      "Measured / predicted time of steps with decodes and a prefill chunk; chunks are sized "
+      "for --max-step-ms divided by it.",
+      stats.budget_overrun);
   one("admission_deadline_slack", "gauge",
       "Share of a request's time the admission keeps unused (adapts to near misses).",
       stats.deadline_slack);
   one("admission_late_total", "counter",
-      "Admitted requests that ended late or within half the slack of their deadline, or were "
-      "shed.",
+      "Admitted requests that ended late or within half the slack of their deadline.",
       double(stats.late_finishes));
 }
 
