@@ -13,6 +13,11 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kMaxHorizonS = 3600;
 // Weight of one finished choice in the moving output/max_tokens ratio.
 constexpr double kRatioAlpha = 0.05;
+// A request that ends with less than this share of its time left counts as a miss for the
+// slack (the client's clock started earlier, and its last bytes still have to travel). Half
+// the slack was too eager: at 64 users every admission runs at the limit, a few percent of
+// prediction error made near misses common, and the slack ratcheted to 0.47.
+constexpr double kNearMiss = 0.02;
 // Weight of one budgeted step in the moving measured/predicted step time.
 constexpr double kOverrunAlpha = 0.1;
 
@@ -113,7 +118,7 @@ double AdmissionController::FinishLimit(const Group& g, Clock::time_point now) c
 void AdmissionController::AdaptSlack(const Group& g, Clock::time_point now) {
   const double whole = SecondsBetween(g.arrival, g.deadline);
   if (!std::isfinite(whole) || g.predicted_wait_s < 0) return;  // no deadline, or registered
-  if (SecondsBetween(now, g.deadline) < 0.5 * slack_ * whole) {
+  if (SecondsBetween(now, g.deadline) < kNearMiss * whole) {
     ++stats_.late_finishes;
     slack_ = std::min(options_.max_deadline_slack, slack_ + options_.slack_step);
   } else {

@@ -39,8 +39,8 @@ struct AdmissionOptions {
   // A request is admitted only when its predicted finish, and that of every request admitted
   // before it, leaves this fraction of the request's time unused: predictions are estimates
   // and the clients' clocks run from send. The slack in use starts here and adapts: it grows
-  // by slack_step each time an admitted request finishes late or within half the slack of its
-  // deadline, up to max_deadline_slack, and shrinks back by a fifth of a step per request
+  // by slack_step each time an admitted request finishes late or with less than 2% of its
+  // time left, up to max_deadline_slack, and shrinks back by a fifth of a step per request
   // finished with room to spare. (Shedding queued work is the predictor working, not a miss.)
   double deadline_slack = 0.1;
   double max_deadline_slack = 0.5;
@@ -102,7 +102,7 @@ struct AdmissionStats {
   int64_t shed = 0;             // admitted, then dropped before running
   double predicted_wait_s = 0;  // the latest prediction for an arriving request
   double deadline_slack = 0;    // the adaptive slack in use (AdmissionOptions)
-  int64_t late_finishes = 0;    // admitted requests that ended late or within half the slack
+  int64_t late_finishes = 0;    // admitted requests that ended late or within 2% of their time
   double budget_overrun = 0;    // measured / predicted time of budgeted steps (moving)
   // Over admitted requests that started: predicted and measured waits, for comparison.
   double predicted_wait_sum_s = 0;

@@ -196,7 +196,7 @@ void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& op
       "Share of a request's time the admission keeps unused (adapts to near misses).",
       stats.deadline_slack);
   one("admission_late_total", "counter",
-      "Admitted requests that ended late or within half the slack of their deadline.",
+      "Admitted requests that ended late or with less than 2% of their time left.",
       double(stats.late_finishes));
 }
 
