@@ -382,6 +382,10 @@ void AddBenchThroughputCommand(CLI::App& app, int* exit_code) {
                 "Print where the time went (per op of the forward pass, and outside it)");
   cmd->add_option("--output-json", flags->output_json, "Also write the results to this JSON file");
   flags->engine.options.threads = 2;
+  // Offline, as vLLM's throughput benchmark: no streaming user waits between tokens, so no
+  // step-time budget shrinks the prefill chunks (each small chunk re-reads every weight) unless
+  // --max-step-ms asks for one.
+  flags->engine.options.max_step_ms = 0;
   AddEngineFlags(cmd, &flags->engine);
   cmd->callback([flags, exit_code] {
     Status s = RunThroughput(*flags);
