@@ -84,7 +84,7 @@ AdmissionController::Group AdmissionController::MakeGroup(const WorkRequest& wor
   g.priority = work.priority;
   g.seqs = static_cast<int32_t>(work.prompt_lens.size()) * std::max(1, work.n);
   for (int32_t len : work.prompt_lens) g.prefill_left += std::max(0, len);
-  g.prompt_blocks = work.prompt_blocks;
+  if (options_.prefix_cache_blocks > 0) g.prompt_blocks = work.prompt_blocks;
   g.max_tokens = std::max(1, work.max_tokens);
   g.arrival = now;
   g.deadline = work.deadline;
@@ -293,7 +293,7 @@ int32_t AdmissionController::PrefillTokenLimit(int32_t num_decodes) const {
 AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::time_point now) {
   MutexLock lock(&mu_);
   Group candidate = MakeGroup(work, now);
-  if (options_.prefix_cache_blocks > 0 && !candidate.prompt_blocks.empty()) {
+  if (!candidate.prompt_blocks.empty()) {
     // The last prompt token is computed even on a full hit (its logits are needed).
     candidate.prefill_left =
         std::max(1.0, candidate.prefill_left - double(CachedPrefixTokens(candidate.prompt_blocks)));
@@ -446,7 +446,7 @@ void AdmissionController::OnStep(const StepObservation& step, std::span<const Pr
     g.prefill_left = std::max(0.0, g.prefill_left - p.prefill_tokens);
     g.generated_open += p.sampled;
     if (g.prefill_left == 0 && !g.prompt_blocks.empty()) {
-      if (options_.prefix_cache_blocks > 0) RememberComputed(g.prompt_blocks);
+      RememberComputed(g.prompt_blocks);
       std::vector<uint64_t>().swap(g.prompt_blocks);
     }
   }

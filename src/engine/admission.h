@@ -177,7 +177,7 @@ class AdmissionController {
     Clock::time_point arrival{}, deadline{};
     double predicted_wait_s = -1;  // at admission; < 0 when registered
     bool started = false;
-    std::vector<uint64_t> prompt_blocks;  // until its prompt is computed and remembered
+    std::vector<uint64_t> prompt_blocks;  // with a prefix cache, until its prompt is computed
   };
   struct Prediction {
     double start_s = std::numeric_limits<double>::infinity();

@@ -11,6 +11,7 @@
 
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
+#include "engine/testing/forward_batches.h"
 #include "model/dummy.h"
 #include "model/qwen2.h"
 #include "model/qwen2_reference.h"
@@ -21,6 +22,14 @@ namespace {
 
 constexpr int32_t kBlockSize = 4;  // small blocks: sequences span several, out of order
 
+using testing::Chunk;
+using testing::RandomTokens;
+
+// The engine's layout of `chunks` in this file's blocks.
+ForwardBatch Layout(const std::vector<Chunk>& chunks, bool all_logits) {
+  return testing::LayoutChunks(chunks, kBlockSize, all_logits);
+}
+
 std::unique_ptr<Qwen2Model> LoadTiny(const std::string& dtype, uint64_t seed = 7) {
   LoadOptions options;
   options.dtype = dtype;
@@ -28,14 +37,6 @@ std::unique_ptr<Qwen2Model> LoadTiny(const std::string& dtype, uint64_t seed = 7
   auto m = Qwen2Model::Load("dummy:tiny", options);
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return m.ok() ? std::move(m).value() : nullptr;
-}
-
-std::vector<int32_t> RandomTokens(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, 151935);
-  std::vector<int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
-  return ids;
 }
 
 double RelError(const float* a, const float* b, int64_t n) {
@@ -64,37 +65,6 @@ KvCache MakeCache(const ModelConfig& config, int64_t num_blocks) {
                             num_blocks * KvCache::BlockBytes(config, kBlockSize, DType::kF32));
   EXPECT_TRUE(kv.ok()) << kv.status().ToString();
   return std::move(*kv);
-}
-
-// New tokens of one sequence for one forward pass: `tokens` at positions start.. (the first
-// `start` are already in the cache), stored through `table`.
-struct Chunk {
-  std::vector<int32_t> tokens;
-  int32_t start = 0;
-  std::vector<int32_t> table;
-};
-
-// The engine's layout of `chunks` as one batch; logits for every token (all_logits) or for the
-// last token of each sequence.
-ForwardBatch Layout(const std::vector<Chunk>& chunks, bool all_logits) {
-  std::vector<Sequence> seqs(chunks.size());
-  SchedulerOutput out;
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    Sequence& s = seqs[i];
-    s.token_ids.assign(chunks[i].start, 0);  // already cached: never read
-    s.token_ids.insert(s.token_ids.end(), chunks[i].tokens.begin(), chunks[i].tokens.end());
-    s.num_computed_tokens = chunks[i].start;
-    s.block_table.blocks = chunks[i].table;
-    const int32_t n = static_cast<int32_t>(chunks[i].tokens.size());
-    out.scheduled.push_back({&s, n, true});
-    out.num_tokens += n;
-  }
-  ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
-  if (all_logits) {
-    batch.logit_rows.resize(batch.num_tokens());
-    std::iota(batch.logit_rows.begin(), batch.logit_rows.end(), 0);
-  }
-  return batch;
 }
 
 TEST(Qwen2ModelTest, EveryPromptPositionMatchesTheReference) {

@@ -7,13 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <numeric>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "engine/kv_cache.h"
 #include "engine/model_runner.h"
+#include "engine/testing/forward_batches.h"
 #include "model/qwen2.h"
 
 namespace tinyserve {
@@ -21,38 +20,12 @@ namespace {
 
 constexpr int32_t kBlockSize = 4;
 
-std::vector<int32_t> RandomTokens(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, 151935);
-  std::vector<int32_t> ids(n);
-  for (auto& id : ids) id = dist(rng);
-  return ids;
-}
+using testing::Chunk;
+using testing::RandomTokens;
 
-struct Chunk {
-  std::vector<int32_t> tokens;
-  int32_t start = 0;
-  std::vector<int32_t> table;
-};
-
-// The engine's layout of `chunks` as one batch, with logits for every token.
+// The engine's layout of `chunks`, with logits for every token.
 ForwardBatch Layout(const std::vector<Chunk>& chunks) {
-  std::vector<Sequence> seqs(chunks.size());
-  SchedulerOutput out;
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    Sequence& s = seqs[i];
-    s.token_ids.assign(chunks[i].start, 0);  // already cached: never read
-    s.token_ids.insert(s.token_ids.end(), chunks[i].tokens.begin(), chunks[i].tokens.end());
-    s.num_computed_tokens = chunks[i].start;
-    s.block_table.blocks = chunks[i].table;
-    const int32_t n = static_cast<int32_t>(chunks[i].tokens.size());
-    out.scheduled.push_back({&s, n, true});
-    out.num_tokens += n;
-  }
-  ForwardBatch batch = BuildForwardBatch(out, kBlockSize);
-  batch.logit_rows.resize(batch.num_tokens());
-  std::iota(batch.logit_rows.begin(), batch.logit_rows.end(), 0);
-  return batch;
+  return testing::LayoutChunks(chunks, kBlockSize, /*all_logits=*/true);
 }
 
 // Logits of two steps on a fresh cache: prompts of 7 and 13 tokens, then a batch mixing one
