@@ -158,6 +158,7 @@ int Main(int argc, char** argv) {
   const AttentionCase cases[] = {
       {"decode 16 seqs x ctx 2048", 16, 2048, 1},
       {"decode 1 seq x ctx 4096", 1, 4096, 1},
+      {"decode 1 seq x ctx 8192", 1, 8192, 1},
       {"decode 64 seqs x ctx 576", 64, 576, 1},
       {"prefill 1 seq x 512", 1, 512, 512},
   };
