@@ -44,6 +44,9 @@ double TimeIt(Fn&& fn, double min_seconds) {
 struct AttentionCase {
   const char* name;
   int32_t num_seqs, context, q_len;
+  // Caches of this many layers, attended in turn (the time is per layer): with 24, a long
+  // context's KV no longer fits in cache and comes from memory, as in the model's step.
+  int32_t layers = 1;
 };
 
 void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, ThreadPool* pool,
@@ -51,8 +54,10 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   constexpr int32_t kBlock = 16, kKvHeads = 2, kHeadDim = 64, kHeads = 14;
   const int32_t blocks_per_seq = (c.context + kBlock - 1) / kBlock;
   const int64_t num_blocks = int64_t{c.num_seqs} * blocks_per_seq;
-  const int64_t elems = num_blocks * kBlock * kKvHeads * kHeadDim;
+  int64_t elems = num_blocks * kBlock * kKvHeads * kHeadDim;
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
+  const int64_t layer_elems = elems;
+  elems *= c.layers;
   std::vector<uint8_t> k(elems * elem_bytes), v(elems * elem_bytes);
   // int8 rows: one binary16 scale per slot and KV head (kv_quant.h).
   std::vector<uint16_t> k_scale(elems / kHeadDim), v_scale(elems / kHeadDim);
@@ -77,8 +82,13 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
       std::memcpy(&v[2 * i], &hb, 2);
     }
   }
-  kernels::PagedKvLayer layer{k.data(), v.data(), dtype,          num_blocks,    kBlock,
-                              kKvHeads, kHeadDim, k_scale.data(), v_scale.data()};
+  std::vector<kernels::PagedKvLayer> layers;
+  for (int32_t l = 0; l < c.layers; ++l) {
+    const int64_t e = l * layer_elems;
+    layers.push_back({k.data() + e * elem_bytes, v.data() + e * elem_bytes, dtype, num_blocks,
+                      kBlock, kKvHeads, kHeadDim, k_scale.data() + e / kHeadDim,
+                      v_scale.data() + e / kHeadDim});
+  }
   std::vector<int32_t> query_start = {0}, seq_lens, tables;
   for (int32_t s = 0; s < c.num_seqs; ++s) {
     query_start.push_back(query_start.back() + c.q_len);
@@ -90,16 +100,21 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   std::vector<float> q(int64_t{query_start.back()} * kHeads * kHeadDim), out(q.size());
   for (float& x : q) x = dist(rng);
   const double sec = TimeIt(
-      [&] {
-        kernels::PagedAttention(isa, q.data(), layer, batch, kHeads, 0.125f, out.data(), pool);
-      },
-      min_seconds);
+                         [&] {
+                           for (const kernels::PagedKvLayer& layer : layers) {
+                             kernels::PagedAttention(isa, q.data(), layer, batch, kHeads, 0.125f,
+                                                     out.data(), pool);
+                           }
+                         },
+                         min_seconds) /
+                     c.layers;
   // Keys each query row attends to: all of the context for decode, causal for prefill.
   const double keys_per_seq =
       c.q_len == 1 ? c.context : double(c.q_len) * (2.0 * c.context - c.q_len + 1) / 2;
   const double flops = 4.0 * kHeads * kHeadDim * keys_per_seq * c.num_seqs;
-  const double bytes = 2.0 * elems * elem_bytes +
-                       (dtype == DType::kI8 ? 2.0 * sizeof(uint16_t) * k_scale.size() : 0);
+  const double bytes = (2.0 * elems * elem_bytes +
+                        (dtype == DType::kI8 ? 2.0 * sizeof(uint16_t) * k_scale.size() : 0)) /
+                       c.layers;
   std::printf(
       "attention %-7s %-5s %-28s %9.3f ms  %7.2f GB/s (%4.0f%% of read bw)  %7.2f GFLOP/s "
       "(%4.0f%% of fma peak)\n",
@@ -156,10 +171,9 @@ int Main(int argc, char** argv) {
   std::printf("threads %d, %s\n", threads, bench::Describe(roof).c_str());
   const double min_seconds = quick ? 0.05 : 0.5;
   const AttentionCase cases[] = {
-      {"decode 16 seqs x ctx 2048", 16, 2048, 1},
-      {"decode 1 seq x ctx 4096", 1, 4096, 1},
-      {"decode 1 seq x ctx 8192", 1, 8192, 1},
-      {"decode 64 seqs x ctx 576", 64, 576, 1},
+      {"decode 16 seqs x ctx 2048", 16, 2048, 1}, {"decode 1 seq x ctx 4096", 1, 4096, 1},
+      {"decode 1 seq x ctx 8192", 1, 8192, 1},    {"decode 1 x 8192, 24 layers", 1, 8192, 1, 24},
+      {"decode 64 seqs x ctx 576", 64, 576, 1},   {"decode 64 x 576, 24 layers", 64, 576, 1, 24},
       {"prefill 1 seq x 512", 1, 512, 512},
   };
   for (kernels::Isa isa : {kernels::Isa::kAvx512, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
