@@ -232,6 +232,7 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
       int8_t* qq = sc.q_i8.data() + qi * hd;
       const float s = QuantizeQueryRow(src + j * hd, hd, qq, &sc.q_sums[qi]);
       sc.q_scales[qi] = s;
+      if (c.int8_dots) continue;  // the integer path reads only q_i8
       for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeKv(qq[d], s);
     }
   }
@@ -391,11 +392,21 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
 
 // Builds the work items (largest contexts' partitions first would balance better, but items are
 // claimed dynamically and are short, so batch order is kept) and the split groups.
-void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t group, Plan& plan) {
+void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t group,
+               int num_threads, Plan& plan) {
   plan.items.clear();
   plan.groups.clear();
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   const int64_t part_keys = (kPartitionKeys + step_keys - 1) / step_keys * step_keys;
+  // A decode row's partitions become separate items only when there are too few rows to keep
+  // every thread busy (one long sequence); with many rows each item folds its partitions itself,
+  // which saves each extra item's query rounding, state and merge hand-off. Either way the
+  // partition states and their merge are the same arithmetic, so the choice (which depends on
+  // the thread count) never changes a result.
+  int64_t decode_rows = 0;
+  for (int32_t s = 0; s < batch.num_seqs; ++s)
+    decode_rows += batch.query_start[s + 1] - batch.query_start[s] == 1;
+  const bool split = num_threads > 1 && decode_rows * layer.num_kv_heads < 8 * num_threads;
   int64_t partial_floats = 0;
   for (int32_t s = 0; s < batch.num_seqs; ++s) {
     const int32_t q_len = batch.query_start[s + 1] - batch.query_start[s];
@@ -405,7 +416,7 @@ void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t g
       const int32_t r_end = std::min(q_len, r + kTileRows);
       const int32_t parts = static_cast<int32_t>((first_pos + r_end - 1) / part_keys + 1);
       for (int32_t g = 0; g < layer.num_kv_heads; ++g) {
-        if (parts == 1 || r_end - r > 1) {
+        if (parts == 1 || r_end - r > 1 || !split) {
           plan.items.push_back({s, g, r, r_end, 0, parts, parts, -1});
           continue;
         }
@@ -522,15 +533,15 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   // reload of every row); the scalar one reads the step's f32 rows.
   const bool rows = isa != Isa::kScalar;
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
+  const int num_threads = pool == nullptr ? 1 : pool->num_threads();
   thread_local Plan plan;
-  BuildPlan(layer, batch, group, plan);
+  BuildPlan(layer, batch, group, num_threads, plan);
   // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
   const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
                          layer.head_dim % 64 == 0 && layer.head_dim <= 256;
   const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan};
   const int64_t max_q = int64_t{kTileRows} * group;
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
-  const int num_threads = pool == nullptr ? 1 : pool->num_threads();
   if (num_threads == 1 || plan.items.size() <= 1) {
     Scratch& sc = ThreadScratch(layer, max_q, step_keys);
     for (const WorkItem& item : plan.items) RunItem(ctx, item, sc);
