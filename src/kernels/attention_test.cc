@@ -259,6 +259,16 @@ TEST_P(AttentionTest, SplitLongContextsMatchReferenceAndAreBitIdentical) {
   // prefill tile (partitions folded in one item).
   const auto decode = RunCall(isa, cache, shape, {{0}, {530}, {1}}, &two, false);
   EXPECT_TRUE(std::equal(decode.begin(), decode.end(), a.begin() + 29 * width));
+  // With many decode rows an item folds its row's partitions itself (no split items): the same
+  // bits as the split row alone.
+  const Call many{std::vector<int32_t>(12, 0), std::vector<int32_t>(12, 1300),
+                  std::vector<int32_t>(12, 1)};
+  for (ThreadPool* pool : {&two, &three}) {
+    const auto folded = RunCall(isa, cache, shape, many, pool, /*check_ref=*/false);
+    for (int r = 0; r < 12; ++r) {
+      EXPECT_TRUE(std::equal(alone.begin(), alone.end(), folded.begin() + r * width)) << r;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsasAndCacheTypes, AttentionTest,
