@@ -111,7 +111,7 @@ int64_t ElementBytes(DType dtype) {
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
   std::vector<float> block_scales;  // one block's binary16 scales of every KV head, as f32
-  std::vector<float> partials;  // a prefill tile's partition states
+  std::vector<float> partials;      // a prefill tile's partition states
   std::vector<int32_t> num_valid;
   std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to int8, their scales and sums
   std::vector<float> q_scales;
