@@ -1,10 +1,10 @@
 // AVX-512 AttendBlock: one online-softmax step over a run of keys/values, read through row
 // pointers either from f32 rows or straight from the cache (f16/bf16/int8 converted in
 // registers; int8 rows times their scale). Short steps with head_dim <= 64 take the grouped path
-// below (keys transposed once for four queries); the rest attention_simd.h's shared path. Int8
-// rows with head_dim a multiple of 64 take an integer q.k path (VNNI, below).
-// GCC 12's AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register
-// and trip -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
+// below (keys transposed once for up to eight queries); the rest attention_simd.h's shared path.
+// Int8 rows with head_dim a multiple of 64 take an integer q.k path (VNNI, below). GCC 12's AVX-512
+// intrinsics (max/min/extract/unpack) read a deliberately undefined register and trip
+// -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
@@ -143,26 +143,42 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
   }
   float correction[NQ];
   SoftmaxStep<NQ>(a, idx, nv, max_nv, p, nullptr, correction);
-  int64_t left[4];
-  for (int u = 0; u < 4; ++u) left[u] = hd - u * kWidth;
-  __m512 x[NQ][4];
-  for (int g = 0; g < NQ; ++g) {
-    const __m512 corr_v = _mm512_set1_ps(correction[g]);
-    for (int u = 0; u < 4; ++u)
-      x[g][u] = _mm512_mul_ps(LoadPart(a.acc + idx[g] * hd + u * kWidth, left[u]), corr_v);
-  }
-  for (int32_t t = 0; t < max_nv; ++t) {
-    const void* vt = v[t];
-    __m512 vv[4];
-    const float rs = simd::RowScale<Vec, kType>(vs, t);
-    for (int u = 0; u < 4; ++u) vv[u] = simd::LoadRow<Vec, kType>(vt, u * kWidth, left[u], rs);
+  // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
+  // is converted once for a whole GQA group (the column split leaves each lane's sum as it is).
+  for (int64_t c = 0; c < hd; c += 2 * kWidth) {
+    const int64_t left[2] = {hd - c, hd - c - kWidth};
+    __m512 x[NQ][2];
     for (int g = 0; g < NQ; ++g) {
-      const __m512 pt = _mm512_set1_ps(p[g][t]);
-      for (int u = 0; u < 4; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
+      const __m512 corr_v = _mm512_set1_ps(correction[g]);
+      for (int u = 0; u < 2; ++u)
+        x[g][u] = _mm512_mul_ps(LoadPart(a.acc + idx[g] * hd + c + u * kWidth, left[u]), corr_v);
     }
+    for (int32_t t = 0; t < max_nv; ++t) {
+      const void* vt = v[t];
+      __m512 vv[2];
+      const float rs = simd::RowScale<Vec, kType>(vs, t);
+      for (int u = 0; u < 2; ++u)
+        vv[u] = simd::LoadRow<Vec, kType>(vt, c + u * kWidth, left[u], rs);
+      for (int g = 0; g < NQ; ++g) {
+        const __m512 pt = _mm512_set1_ps(p[g][t]);
+        for (int u = 0; u < 2; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
+      }
+    }
+    for (int g = 0; g < NQ; ++g)
+      for (int u = 0; u < 2; ++u) StorePart(a.acc + idx[g] * hd + c + u * kWidth, x[g][u], left[u]);
   }
-  for (int g = 0; g < NQ; ++g)
-    for (int u = 0; u < 4; ++u) StorePart(a.acc + idx[g] * hd + u * kWidth, x[g][u], left[u]);
+}
+
+// Queries per group of the grouped paths (a decode row's whole GQA group for Qwen2.5-0.5B's 7).
+constexpr int kQueryGroup = 8;
+
+template <DType kType, int NQ>
+void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const __m512* kt,
+                  const void* const* v, const float* vs, float (*p)[kMaxGroupKeys]) {
+  if constexpr (NQ > 1) {
+    if (num < NQ) return AttendGroupT<kType, NQ - 1>(a, idx, num, kt, v, vs, p);
+  }
+  AttendQueriesT<kType, NQ>(a, idx, kt, v, vs, p);
 }
 
 // The int8 cache's path (VNNI): queries rounded to int8 (AttendBlockArgs::q_i8), so q.k is an
@@ -264,8 +280,7 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
   }
 }
 
-// Queries per group of the int8 path (a decode row's whole GQA group for Qwen2.5-0.5B's 7).
-constexpr int kI8Group = 8;
+constexpr int kI8Group = kQueryGroup;
 
 template <int R, int NQ>
 void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
@@ -310,30 +325,20 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
   if (hd > 4 * kWidth || a.n > kMaxGroupKeys) return simd::AttendEachQuery<Vec, kType>(a);
   __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
   TransposeKeys<kType>(k, ks, a.n, hd, kt);
-  alignas(64) float p[4][kMaxGroupKeys];
-  // Groups of four queries that see at least one key (the others' state stays untouched).
-  int32_t idx[4];
+  alignas(64) float p[kQueryGroup][kMaxGroupKeys];
+  // Groups of up to kQueryGroup queries that see at least one key (the others' state stays
+  // untouched).
+  int32_t idx[kQueryGroup];
   int num = 0;
-  for (int32_t i = 0; i < a.num_q; ++i) {
-    if (a.num_valid[i] <= 0) continue;
-    idx[num++] = i;
-    if (num == 4) {
-      AttendQueriesT<kType, 4>(a, idx, kt, v, vs, p);
-      num = 0;
+  for (int32_t i = 0; i <= a.num_q; ++i) {
+    if (i < a.num_q) {
+      if (a.num_valid[i] <= 0) continue;
+      idx[num++] = i;
+      if (num < kQueryGroup) continue;
     }
-  }
-  switch (num) {
-    case 3:
-      AttendQueriesT<kType, 3>(a, idx, kt, v, vs, p);
-      break;
-    case 2:
-      AttendQueriesT<kType, 2>(a, idx, kt, v, vs, p);
-      break;
-    case 1:
-      AttendQueriesT<kType, 1>(a, idx, kt, v, vs, p);
-      break;
-    default:
-      break;
+    if (num == 0) break;
+    AttendGroupT<kType, kQueryGroup>(a, idx, num, kt, v, vs, p);
+    num = 0;
   }
 }
 
