@@ -117,6 +117,13 @@ struct Scratch {
   std::vector<float> q_scales;
   std::vector<int32_t> q_sums;
   std::vector<const void*> k_rows, v_rows;
+  // Which queries q / q_i8 hold: a decode row's partition items on one thread (claimed one
+  // after another) reuse them instead of rounding the same rows again.
+  struct Prepared {
+    uint64_t call_id = 0;
+    int32_t seq = -1, kv_head = -1, row_begin = -1, row_end = -1;
+    bool operator==(const Prepared&) const = default;
+  } prepared;
   void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys, int64_t block_scale_count) {
     if (static_cast<int64_t>(block_scales.size()) < block_scale_count)
       block_scales.resize(block_scale_count);
@@ -169,6 +176,7 @@ struct Context {
   float scale;
   float* out;
   Plan& plan;
+  uint64_t call_id;  // distinct for every PagedAttention call (Scratch::prepared)
 };
 
 // Merges an item's partition states (base: num_parts x num_q x [max, sum, acc[hd]]) in
@@ -220,7 +228,9 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
   // order than on converted rows, so it must see a decode row and a prefill tile alike).
   const bool direct = c.rows && (num_q <= 16 || c.int8_dots);
 
-  for (int64_t r = 0; r < num_rows; ++r) {
+  const Scratch::Prepared want{c.call_id, item.seq, item.kv_head, item.row_begin, item.row_end};
+  const bool prepared = sc.prepared == want;
+  for (int64_t r = 0; r < num_rows && !prepared; ++r) {
     const float* src =
         c.q + ((q_begin + item.row_begin + r) * c.num_heads + item.kv_head * group) * hd;
     if (!int8) {
@@ -237,6 +247,7 @@ void RunItem(const Context& c, const WorkItem& item, Scratch& sc) {
     }
   }
 
+  sc.prepared = want;
   const int64_t elem = ElementBytes(layer.dtype);
   const auto* k_base = static_cast<const uint8_t*>(layer.k);
   const auto* v_base = static_cast<const uint8_t*>(layer.v);
@@ -539,7 +550,9 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
   const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
                          layer.head_dim % 64 == 0 && layer.head_dim <= 256;
-  const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan};
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call_id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan, call_id};
   const int64_t max_q = int64_t{kTileRows} * group;
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   if (num_threads == 1 || plan.items.size() <= 1) {
