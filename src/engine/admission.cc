@@ -387,8 +387,8 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       "admission: {} (prompt {:.0f}, max_tokens {}, judged at {:.0f}) wait {:.2f} s finish {:.2f} "
       "s of {:.2f} s (slack {:.2f}); {} tickets; step {:.4f} + {:.4f}/decode + {:.6f}/token",
       AdmissionVerdictName(d.verdict), candidate.prefill_left, candidate.max_tokens,
-      DecodeLeft(candidate, upper_output_ratio_), d.predicted_wait_s, d.predicted_finish_s, time_left, slack_,
-      groups_.size(), c[0], c[1], c[2]);
+      DecodeLeft(candidate, upper_output_ratio_), d.predicted_wait_s, d.predicted_finish_s,
+      time_left, slack_, groups_.size(), c[0], c[1], c[2]);
   switch (d.verdict) {
     case AdmissionVerdict::kAdmit:
       ++stats_.admitted;
@@ -494,10 +494,11 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
   g.generated_open = std::max<int64_t>(0, g.generated_open - generated);
   if (--g.seqs > 0) return;
   if (g.started) {  // a request cancelled before it ran says nothing
-    TS_LOG_DEBUG("admission: ticket {} ended {:.2f} s after arrival, predicted {:.2f} s, {:.2f} s "
-                 "left of {:.2f} s",
-                 g.ticket, SecondsBetween(g.arrival, now), g.predicted_finish_s,
-                 SecondsBetween(now, g.deadline), SecondsBetween(g.arrival, g.deadline));
+    TS_LOG_DEBUG(
+        "admission: ticket {} ended {:.2f} s after arrival, predicted {:.2f} s, {:.2f} s "
+        "left of {:.2f} s",
+        g.ticket, SecondsBetween(g.arrival, now), g.predicted_finish_s,
+        SecondsBetween(now, g.deadline), SecondsBetween(g.arrival, g.deadline));
     AdaptSlack(g, now);
   }
   Drop(it);

@@ -175,7 +175,7 @@ class AdmissionController {
     int32_t max_tokens = 0;
     int64_t generated_open = 0;  // tokens drawn by the open choices
     Clock::time_point arrival{}, deadline{};
-    double predicted_wait_s = -1;  // at admission; < 0 when registered
+    double predicted_wait_s = -1;   // at admission; < 0 when registered
     double predicted_finish_s = 0;  // at admission, seconds after arrival
     bool started = false;
     std::vector<uint64_t> prompt_blocks;  // with a prefix cache, until its prompt is computed
@@ -222,7 +222,7 @@ class AdmissionController {
   double upper_output_ratio_ GUARDED_BY(mu_) = 1.0;
   std::vector<float> ratios_ GUARDED_BY(mu_);  // ring of the latest kRatioWindow
   size_t next_ratio_ GUARDED_BY(mu_) = 0;
-  double slack_ GUARDED_BY(mu_);               // AdmissionOptions::deadline_slack, adapted
+  double slack_ GUARDED_BY(mu_);  // AdmissionOptions::deadline_slack, adapted
   // Measured / predicted time of steps with decodes and a prefill chunk (moving).
   double budget_overrun_ GUARDED_BY(mu_) = 1.0;
   int32_t last_decodes_ GUARDED_BY(mu_) = 0;
