@@ -7,8 +7,8 @@
 // equal bits here mean unchanged results.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -70,7 +70,7 @@ std::vector<float> Formula(DType t, const std::vector<uint8_t>& bytes, int64_t r
       for (int64_t b = 0; b < cols / sub; ++b) {
         int32_t dot = 0, sum = 0;
         for (int k = 0; k < sub; ++k) {
-          const int32_t v = xq[m * cols + b * sub + k];
+          const int32_t v = int32_t{xq[m * cols + b * sub + k]};
           dot += q[b * sub + k] * v;
           sum += v;
         }
@@ -94,7 +94,7 @@ std::vector<Isa> SupportedIsas() {
 
 bool SameBits(const float* a, const float* b, int64_t n, std::string* where) {
   for (int64_t i = 0; i < n; ++i)
-    if (std::memcmp(a + i, b + i, sizeof(float)) != 0) {
+    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) {
       *where = "index " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " +
                std::to_string(b[i]);
       return false;
