@@ -92,18 +92,18 @@ AdmissionController::Group AdmissionController::MakeGroup(const WorkRequest& wor
   return g;
 }
 
-double AdmissionController::ExpectedDecode(const Group& g) const {
-  const double expected = std::max(1.0, std::ceil(g.max_tokens * output_ratio_));
+double AdmissionController::DecodeLeft(const Group& g, double output_ratio) const {
+  const double expected = std::max(1.0, std::ceil(g.max_tokens * output_ratio));
   const double done = g.seqs > 0 ? double(g.generated_open) / g.seqs : 0;
   return std::max(1.0, expected - done);
 }
 
 double AdmissionController::WorkSeconds(const Group& g) const {
-  if (!model_.ready()) return 1e-3 * g.prefill_left + 4e-3 * g.seqs * ExpectedDecode(g);
+  if (!model_.ready()) return 1e-3 * g.prefill_left + 4e-3 * g.seqs * DecodeLeft(g, output_ratio_);
   const int32_t batch = std::max(1, last_decodes_);
   const double per_decode = model_.StepSeconds(batch, 0) / batch;
   return model_.StepSeconds(0, static_cast<int32_t>(g.prefill_left)) +
-         g.seqs * ExpectedDecode(g) * per_decode;
+         g.seqs * DecodeLeft(g, output_ratio_) * per_decode;
 }
 
 double AdmissionController::FinishLimit(const Group& g, Clock::time_point now) const {
@@ -124,6 +124,20 @@ void AdmissionController::AdaptSlack(const Group& g, Clock::time_point now) {
   } else {
     slack_ = std::max(options_.deadline_slack, slack_ - 0.2 * options_.slack_step);
   }
+}
+
+void AdmissionController::ObserveOutputRatio(double ratio) {
+  output_ratio_ += kRatioAlpha * (ratio - output_ratio_);
+  if (ratios_.size() < kRatioWindow) {
+    ratios_.push_back(static_cast<float>(ratio));
+  } else {
+    ratios_[next_ratio_] = static_cast<float>(ratio);
+    next_ratio_ = (next_ratio_ + 1) % kRatioWindow;
+  }
+  std::vector<float> sorted = ratios_;
+  const size_t at = sorted.size() * 9 / 10;
+  std::nth_element(sorted.begin(), sorted.begin() + at, sorted.end());
+  upper_output_ratio_ = sorted[at];
 }
 
 int64_t AdmissionController::CachedPrefixTokens(const std::vector<uint64_t>& blocks) {
@@ -190,7 +204,7 @@ std::vector<const AdmissionController::Group*> AdmissionController::ServiceOrder
 // max_num_seqs. Between events (a prompt done, a group done) steps repeat unchanged, so the
 // replay jumps from event to event: O(groups^2) however long the prediction.
 std::vector<AdmissionController::Prediction> AdmissionController::Predict(
-    const std::vector<const Group*>& order, double horizon_s) const {
+    const std::vector<const Group*>& order, double horizon_s, double output_ratio) const {
   struct Sim {
     int32_t seats;
     double prefill_left, decode_left;
@@ -202,7 +216,7 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
   int32_t seats_used = 0;
   for (size_t i = 0; i < n; ++i) {
     const Group& g = *order[i];
-    sim[i] = {std::max(1, g.seqs), g.prefill_left, ExpectedDecode(g), g.started, false};
+    sim[i] = {std::max(1, g.seqs), g.prefill_left, DecodeLeft(g, output_ratio), g.started, false};
     if (g.started) {
       seats_used += sim[i].seats;
       out[i].start_s = 0;
@@ -314,7 +328,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
-    const std::vector<Prediction> with = Predict(order, horizon);
+    const std::vector<Prediction> with = Predict(order, horizon, upper_output_ratio_);
     const size_t self = std::find(order.begin(), order.end(), &candidate) - order.begin();
     d.predicted_wait_s = with[self].start_s;
     d.predicted_finish_s = with[self].finish_s;
@@ -333,7 +347,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       // seats more (admitting anyway is how every running request ends up timing out). Queued
       // work it overtakes by fair share yields (and is shed if it can no longer make it).
       const std::vector<const Group*> base = ServiceOrder(nullptr);
-      const std::vector<Prediction> without = Predict(base, horizon);
+      const std::vector<Prediction> without = Predict(base, horizon, upper_output_ratio_);
       std::unordered_map<int64_t, double> finish_without;
       for (size_t i = 0; i < base.size(); ++i)
         finish_without[base[i]->ticket] = without[i].finish_s;
@@ -351,7 +365,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       for (const Group* g : order)
         if (g == &candidate || g->started || g->client != candidate.client) others.push_back(g);
       if (others.size() < order.size()) {
-        const std::vector<Prediction> alone = Predict(others, horizon);
+        const std::vector<Prediction> alone = Predict(others, horizon, upper_output_ratio_);
         const size_t at = std::find(others.begin(), others.end(), &candidate) - others.begin();
         if (misses(alone[at]) == AdmissionVerdict::kAdmit)
           d.verdict = AdmissionVerdict::kRefuseClientShare;
@@ -370,15 +384,16 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
   }
   const auto& c = model_.coefficients();
   TS_LOG_DEBUG(
-      "admission: {} (prompt {:.0f}, max_tokens {}, expected {:.0f}) wait {:.2f} s finish {:.2f} "
+      "admission: {} (prompt {:.0f}, max_tokens {}, judged at {:.0f}) wait {:.2f} s finish {:.2f} "
       "s of {:.2f} s (slack {:.2f}); {} tickets; step {:.4f} + {:.4f}/decode + {:.6f}/token",
       AdmissionVerdictName(d.verdict), candidate.prefill_left, candidate.max_tokens,
-      ExpectedDecode(candidate), d.predicted_wait_s, d.predicted_finish_s, time_left, slack_,
-      groups_.size(), c[0], c[1], c[2]);
+      DecodeLeft(candidate, upper_output_ratio_), d.predicted_wait_s, d.predicted_finish_s,
+      time_left, slack_, groups_.size(), c[0], c[1], c[2]);
   switch (d.verdict) {
     case AdmissionVerdict::kAdmit:
       ++stats_.admitted;
       candidate.predicted_wait_s = std::isfinite(d.predicted_wait_s) ? d.predicted_wait_s : 0;
+      candidate.predicted_finish_s = d.predicted_finish_s;
       d.ticket = AddGroup(std::move(candidate));
       break;
     case AdmissionVerdict::kRefuseDeadline:
@@ -475,13 +490,17 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
   auto it = groups_.find(ticket);
   if (it == groups_.end()) return;
   Group& g = it->second;
-  if (natural) {
-    const double ratio = std::min(1.0, double(generated) / g.max_tokens);
-    output_ratio_ += kRatioAlpha * (ratio - output_ratio_);
-  }
+  if (natural) ObserveOutputRatio(std::min(1.0, double(generated) / g.max_tokens));
   g.generated_open = std::max<int64_t>(0, g.generated_open - generated);
   if (--g.seqs > 0) return;
-  if (g.started) AdaptSlack(g, now);  // a request cancelled before it ran says nothing
+  if (g.started) {  // a request cancelled before it ran says nothing
+    TS_LOG_DEBUG(
+        "admission: ticket {} ended {:.2f} s after arrival, predicted {:.2f} s, {:.2f} s "
+        "left of {:.2f} s",
+        g.ticket, SecondsBetween(g.arrival, now), g.predicted_finish_s,
+        SecondsBetween(now, g.deadline), SecondsBetween(g.arrival, g.deadline));
+    AdaptSlack(g, now);
+  }
   Drop(it);
 }
 
@@ -506,7 +525,8 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   }
   if (!any) return shed;
   const std::vector<const Group*> order = ServiceOrder(nullptr);
-  const std::vector<Prediction> p = Predict(order, std::min(horizon, kMaxHorizonS) + 1);
+  const std::vector<Prediction> p =
+      Predict(order, std::min(horizon, kMaxHorizonS) + 1, upper_output_ratio_);
   for (size_t i = 0; i < order.size(); ++i) {
     const double left = SecondsBetween(now, order[i]->deadline);
     if (order[i]->started) continue;

@@ -175,7 +175,8 @@ class AdmissionController {
     int32_t max_tokens = 0;
     int64_t generated_open = 0;  // tokens drawn by the open choices
     Clock::time_point arrival{}, deadline{};
-    double predicted_wait_s = -1;  // at admission; < 0 when registered
+    double predicted_wait_s = -1;   // at admission; < 0 when registered
+    double predicted_finish_s = 0;  // at admission, seconds after arrival
     bool started = false;
     std::vector<uint64_t> prompt_blocks;  // with a prefix cache, until its prompt is computed
   };
@@ -188,16 +189,19 @@ class AdmissionController {
   int64_t AddGroup(Group group) REQUIRES(mu_);
   // Groups in service order: started ones by ticket, then queued by (priority, tag, ticket).
   std::vector<const Group*> ServiceOrder(const Group* extra) const REQUIRES(mu_);
-  // Replays the scheduler over `order` from now; one prediction per group (seconds from now).
-  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s) const
-      REQUIRES(mu_);
+  // Replays the scheduler over `order` from now, each choice drawing `output_ratio` of its
+  // max_tokens; one prediction per group (seconds from now).
+  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s,
+                                  double output_ratio) const REQUIRES(mu_);
   int32_t PrefillTokenLimitLocked(int32_t num_decodes) const REQUIRES(mu_);
   double WorkSeconds(const Group& g) const REQUIRES(mu_);
   // Seconds from `now` by which `g` must finish to keep the slack: its time left less the
   // slack's share of its whole time (infinite without a deadline).
   double FinishLimit(const Group& g, Clock::time_point now) const REQUIRES(mu_);
   void AdaptSlack(const Group& g, Clock::time_point now) REQUIRES(mu_);
-  double ExpectedDecode(const Group& g) const REQUIRES(mu_);
+  // Tokens each open choice of `g` still draws if choices use `output_ratio` of max_tokens.
+  double DecodeLeft(const Group& g, double output_ratio) const REQUIRES(mu_);
+  void ObserveOutputRatio(double ratio) REQUIRES(mu_);
   void Drop(std::unordered_map<int64_t, Group>::iterator it) REQUIRES(mu_);
   // Prompt tokens of `blocks` found at its start among the remembered blocks.
   int64_t CachedPrefixTokens(const std::vector<uint64_t>& blocks) REQUIRES(mu_);
@@ -209,8 +213,16 @@ class AdmissionController {
   FairShare fair_ GUARDED_BY(mu_);
   std::unordered_map<int64_t, Group> groups_ GUARDED_BY(mu_);
   int64_t next_ticket_ GUARDED_BY(mu_) = 1;
-  double output_ratio_ GUARDED_BY(mu_) = 1.0;  // generated / max_tokens of finished choices
-  double slack_ GUARDED_BY(mu_);               // AdmissionOptions::deadline_slack, adapted
+  // generated / max_tokens of choices that ended by stop or length: the moving mean (how much
+  // work queued requests bring) and the 90th percentile of the latest kRatioWindow (how long a
+  // request may run: deadlines are judged on it, since a request that draws all its
+  // max_tokens where the mean says 90% runs ~10% longer than predicted and misses).
+  static constexpr size_t kRatioWindow = 200;
+  double output_ratio_ GUARDED_BY(mu_) = 1.0;
+  double upper_output_ratio_ GUARDED_BY(mu_) = 1.0;
+  std::vector<float> ratios_ GUARDED_BY(mu_);  // ring of the latest kRatioWindow
+  size_t next_ratio_ GUARDED_BY(mu_) = 0;
+  double slack_ GUARDED_BY(mu_);  // AdmissionOptions::deadline_slack, adapted
   // Measured / predicted time of steps with decodes and a prefill chunk (moving).
   double budget_overrun_ GUARDED_BY(mu_) = 1.0;
   int32_t last_decodes_ GUARDED_BY(mu_) = 0;

@@ -340,6 +340,9 @@ struct ReplayConfig {
   // From `slower_from_s` on, every step takes `slower_factor` times the known time (another
   // tenant took part of the machine).
   double slower_from_s = 1e9, slower_factor = 1;
+  // Every `short_every`-th request stops (naturally) after a quarter of its max_tokens, the
+  // others draw all of them (a chat mix: some answers end early). 0: all draw max_tokens.
+  int short_every = 0;
 };
 struct ReplayResult {
   int64_t arrivals = 0, admitted = 0, finished = 0, late = 0, shed = 0, idle_full_chunks = 0;
@@ -362,6 +365,7 @@ ReplayResult Replay(const ReplayConfig& config, AdmissionOptions o) {
     double deadline;
     double admitted_at = 0;
     bool started = false;
+    int32_t length = 0;  // tokens it draws before it stops
   };
   std::map<int64_t, Live> live;  // by ticket
   const double kDeadline = 5;
@@ -391,7 +395,9 @@ ReplayResult Replay(const ReplayConfig& config, AdmissionOptions o) {
       seq->token_ids = tokens;
       seq->num_prompt_tokens = prompt;
       scheduler.AddWaiting(seq.get());
-      live[d.ticket] = {std::move(seq), t + kDeadline, t};
+      const bool short_answer = config.short_every > 0 && r.arrivals % config.short_every == 0;
+      live[d.ticket] = {std::move(seq), t + kDeadline, t, false,
+                        short_answer ? kMaxTokens / 4 : kMaxTokens};
     }
     for (int64_t ticket : ac.TakeShed(T(t))) {
       Live& l = live.at(ticket);
@@ -429,15 +435,16 @@ ReplayResult Replay(const ReplayConfig& config, AdmissionOptions o) {
     for (const ScheduledSequence& s : out.scheduled) {
       if (!s.sample) continue;
       s.seq->token_ids.push_back(7);
-      if (s.seq->num_generated() < kMaxTokens) continue;
       const int64_t ticket = ticket_of.at(s.seq);
+      const int32_t length = live.at(ticket).length;
+      if (s.seq->num_generated() < length) continue;
       ++r.finished;
       if (t > live.at(ticket).deadline) {
         ++r.late;
         r.late_admitted_after += live.at(ticket).admitted_at > config.slower_from_s + kDeadline;
       }
       scheduler.Finish(s.seq);
-      ac.OnChoiceFinished(ticket, kMaxTokens, /*natural=*/true, T(t));
+      ac.OnChoiceFinished(ticket, length, /*natural=*/true, T(t));
       live.erase(ticket);
     }
   }
@@ -559,6 +566,18 @@ TEST(Admission, AfterTheMachineSlowsTheSlackWidensAndLaterWorkEndsInTime) {
   EXPECT_EQ(r.late_admitted_after, 0);
   EXPECT_LE(r.late, 8) << "more late than the batch in flight at the slowdown";
   EXPECT_GT(r.finished, 0.8 * r.duration_s * r.capacity_rps / 1.6 * 0.9);
+}
+
+// Half the answers stop at a quarter of max_tokens, so the mean output is 62.5% of it: judged
+// on that mean, every request drawing all its tokens ran 60% longer in decode than predicted
+// and some ended late (4 of 143 in this replay; the adaptive slack kept it from more).
+// Deadlines, and sheds, are judged on the 90th percentile.
+TEST(Admission, RequestsThatDrawAllTheirMaxTokensStillEndInTime) {
+  ReplayConfig config;
+  config.short_every = 2;
+  const ReplayResult r = Replay(config, ReplayOptions());
+  EXPECT_EQ(r.late, 0) << "finished after the deadline";
+  EXPECT_GT(r.finished, 0.8 * r.duration_s * r.capacity_rps) << "admission kept the engine idle";
 }
 
 }  // namespace
