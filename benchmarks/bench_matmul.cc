@@ -130,8 +130,10 @@ int Main(int argc, char** argv) {
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{512} << 20);
   std::printf("threads=%d %s\n", threads, bench::Describe(roof).c_str());
-  std::printf("%-6s %-12s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "m=1 GB/s", "of bw",
-              "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
+  // "MB": the packed bytes a pass reads (what m=1's GB/s counts); "m=1 us": the call's time, the
+  // figure to compare between layouts of different sizes.
+  std::printf("%-6s %-12s %8s %9s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "MB", "m=1 us",
+              "m=1 GB/s", "of bw", "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
     const bench::Work work = IsQuantized(t)      ? bench::Work::kInt8
@@ -162,8 +164,9 @@ int Main(int argc, char** argv) {
       const double gbs = packed->bytes() / t1 / 1e9;
       const double t16 = TimeCall(*packed, x.data(), 16, out.data(), &pool, /*cold=*/false);
       const double g16 = 2.0 * rows * cols * 16 / t16 / 1e9;
-      std::printf("%-6s %-12s %10.1f %7.0f%% %12.0f %7.1f%%", DTypeName(t).data(), shape, gbs,
-                  100 * gbs / roof.read_gb_per_s, g16, 100 * g16 / peak);
+      std::printf("%-6s %-12s %8.1f %9.0f %10.1f %7.0f%% %12.0f %7.1f%%", DTypeName(t).data(),
+                  shape, packed->bytes() / 1e6, t1 * 1e6, gbs, 100 * gbs / roof.read_gb_per_s, g16,
+                  100 * g16 / peak);
       if (max_m == 512) {
         const double t512 = TimeCall(*packed, x.data(), 512, out.data(), &pool, /*cold=*/false);
         const double g512 = 2.0 * rows * cols * 512 / t512 / 1e9;

@@ -54,7 +54,12 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
   uint8_t index[256];
   std::memset(index, 16, sizeof(index));
   for (int i = 15; i >= 0; --i) index[impl->table[i]] = static_cast<uint8_t>(i);
+  const int high = impl->high_bits;
   auto nibble = [&](uint8_t v) {
+    if (high > 0) {
+      TS_CHECK(v >> 4 < (1 << high));
+      v &= 15;
+    }
     TS_CHECK(index[v] < 16);
     return index[v];
   };
@@ -72,6 +77,10 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
           for (int i = 0; i < 4; ++i)
             rec[p * 64 + r * 4 + i] =
                 static_cast<uint8_t>(nibble(qb[p * 8 + i]) | (nibble(qb[p * 8 + 4 + i]) << 4));
+        for (int c = 0; high > 0 && c < sub / 4; ++c)
+          for (int i = 0; i < 4; ++i)
+            rec[impl->HighLine() + r * 4 + i] |=
+                static_cast<uint8_t>((qb[c * 4 + i] >> 4) << (high * c));
       } else {
         for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, qb + c * 4, 4);
       }
@@ -246,8 +255,16 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   impl.traits = traits;
   impl.num_groups = (rows + kGroupRows - 1) / kGroupRows;
   impl.num_sub = cols / traits.sub_block;
+  impl.high_bits = HighQuantBits(w.dtype);
   impl.nibbles = NibbleTable(w.dtype, impl.table);
-  impl.quant_bytes = traits.sub_block * kGroupRows / (impl.nibbles ? 2 : 1);
+  if (impl.high_bits > 0) {
+    // The high line holds every chunk's bits in one byte per row and lane (matmul_internal.h).
+    TS_CHECK(!impl.nibbles && impl.high_bits * traits.sub_block / 4 == 8);
+    impl.nibbles = true;
+    for (int i = 0; i < 16; ++i) impl.table[i] = static_cast<uint8_t>(i);
+  }
+  impl.quant_bytes = impl.nibbles ? impl.HighLine() + (impl.high_bits > 0 ? 64 : 0)
+                                  : traits.sub_block * kGroupRows;
   impl.f16_scales = ScalesAreF16(w.dtype);
   impl.record_bytes =
       impl.quant_bytes + kGroupRows * (impl.f16_scales ? 2 : 4) * (traits.has_min ? 2 : 1);

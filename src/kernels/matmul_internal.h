@@ -7,15 +7,22 @@
 //   offset  [16] f32 or f16   (only for formats with a minimum; others: -zero * scale)
 // Scales are f16 when the format stores them as f16 (ScalesAreF16: exact), else f32. Records
 // are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
-// Quants are 8-bit or 4-bit (`nibbles`: every format whose q takes at most 16 values, see
-// NibbleTable; decode then reads about the file's bytes instead of twice them):
+// Quants are 8-bit, 4-bit (`nibbles`: every format whose q takes at most 16 values, see
+// NibbleTable) or 5/6-bit (`high_bits` = 1 for Q5_0/Q5_1/Q5_K, 2 for Q6_K: the 4-bit lines of
+// q & 15 plus one line of the bits above), so decode reads about the file's bytes instead of
+// the 8-bit widening (Q5_0: 5.5 bits per weight instead of 8.5):
 //   8-bit  [S / 4][16 rows][4 bytes]      u8 q, 4 consecutive weights of a row per 32-bit lane
 //   4-bit  [S / 8][16 rows][4 bytes]      byte i of chunk pair p: low nibble = index of weight
 //                                         8p + i, high nibble = index of weight 8p + 4 + i
-// with q = table[index] (identity for the formats with q < 16). Unpacking a 64-byte line by
-// and/shift (and a 16-entry byte shuffle for a codebook) gives the two 8-bit lines of chunks
-// 2p and 2p + 1, so a 512-bit VNNI lane holds one row and a broadcast 4 activation bytes meet
-// 16 rows, whatever the width.
+//   high   [16 rows][4 bytes]             (only with high_bits = h) byte i: bits [h c, h c + h)
+//                                         = q >> 4 of weight 4c + i, c < S / 4 (h S / 4 = 8)
+// with q = table[index] | high << 4 (table: identity for the formats with q < 16 and the
+// 5/6-bit ones). Unpacking a 64-byte 4-bit line by and/shift (and a 16-entry byte shuffle for a
+// codebook) gives the two 8-bit lines of chunks 2p and 2p + 1; for 5/6-bit quants one 16-bit
+// shift of the high line (right by h c - 4, or left by 4 - h c) brings chunk c's high bits to
+// bits 4.. of every byte (bits spilled from the neighbouring byte land outside them), and an
+// and/or merges them. So a 512-bit VNNI lane holds one row and a broadcast of 4 activation
+// bytes meets 16 rows, whatever the width.
 // Float weights (f32/f16/bf16) are read in place, row-major. bf16 weights are also packed for
 // the AVX-512 BF16 dot product (vdpbf16ps: 16 f32 lanes, each adding two bf16 products) when
 // the CPU runs Isa::kAvx512: rows in groups of 16 (zero rows pad the last), per group
@@ -60,6 +67,7 @@ struct PackedMatrix::Impl {
   int64_t num_groups = 0;
   int64_t num_sub = 0;   // cols / traits.sub_block
   bool nibbles = false;  // 4-bit quants (indices into table)
+  int high_bits = 0;     // 5/6-bit quants: nibbles, then a line of the bits above 4 (1 or 2)
   alignas(16) uint8_t table[16] = {};
   bool f16_scales = false;        // scales (and offsets) stored as f16
   int64_t quant_bytes = 0;        // quants of one record; the scales follow
@@ -70,8 +78,13 @@ struct PackedMatrix::Impl {
   // q of weight row r (of its group), chunk c, byte i of the record at rec (scalar reader).
   uint8_t Quant(const uint8_t* rec, int r, int c, int i) const {
     if (!nibbles) return rec[c * 64 + r * 4 + i];
-    return table[(rec[(c / 2) * 64 + r * 4 + i] >> (4 * (c % 2))) & 15];
+    const uint8_t low = table[(rec[(c / 2) * 64 + r * 4 + i] >> (4 * (c % 2))) & 15];
+    if (high_bits == 0) return low;
+    const uint8_t high = rec[HighLine() + r * 4 + i] >> (high_bits * c);
+    return static_cast<uint8_t>(low | (high & ((1 << high_bits) - 1)) << 4);
   }
+  // Offset in a record of the high line (after the 4-bit lines).
+  int64_t HighLine() const { return traits.sub_block * kGroupRows / 2; }
   // Scale (i < 16) or offset (16 <= i < 32) of weight row i % 16 in the record at rec.
   float Scale(const uint8_t* rec, int i) const {
     if (f16_scales) {

@@ -218,10 +218,10 @@ TEST(MatMulPackTest, RejectsBadShapesAndTypes) {
   EXPECT_GT(ok->bytes(), 0u);
 }
 
-// Formats whose quants fit in 4 bits are stored at 4 bits, and scales the file holds as f16
-// stay f16: a decode pass reads the file's bytes (Q4_0, IQ4_NL: exactly), never the 8-bit
-// widening.
-TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
+// Formats whose quants fit in 4, 5 or 6 bits are stored at that width, and scales the file
+// holds as f16 stay f16: a decode pass reads the file's bytes (Q4_0, IQ4_NL, Q5_0, Q5_1:
+// exactly), never the 8-bit widening.
+TEST(MatMulPackTest, QuantsStayAtTheirBitWidth) {
   std::vector<uint8_t> bytes(*RowBytes(DType::kQ8_0, 4096) * 64);
   std::mt19937 rng(5);
   for (uint8_t& v : bytes) v = static_cast<uint8_t>(rng() & 0x3b);  // finite f16 scales
@@ -232,7 +232,8 @@ TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
   for (const Expect& e :
        {Expect{DType::kQ4_0, 4, 2}, Expect{DType::kQ4_1, 4, 2}, Expect{DType::kIQ4_NL, 4, 2},
         Expect{DType::kQ2_K, 4, 4}, Expect{DType::kQ4_K, 4, 4}, Expect{DType::kIQ4_XS, 4, 4},
-        Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ6_K, 8, 4}}) {
+        Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ5_0, 5, 2},
+        Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 4}, Expect{DType::kQ6_K, 6, 4}}) {
     const int64_t rows = 64, cols = 1024;
     const uint64_t file = *RowBytes(e.type, cols) * rows;
     ASSERT_LE(file, bytes.size());
@@ -242,7 +243,8 @@ TEST(MatMulPackTest, FourBitFormatsStayFourBit) {
     const uint64_t scales = rows * (cols / traits.sub_block) * (traits.has_min ? 2 : 1);
     EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes)
         << DTypeName(e.type);
-    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL) {
+    if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL || e.type == DType::kQ5_0 ||
+        e.type == DType::kQ5_1) {
       EXPECT_EQ(packed->bytes(), file);
     }
   }

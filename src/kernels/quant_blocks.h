@@ -32,6 +32,10 @@ void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* 
 // IQ4_XS and MXFP4; false for Q5_*, Q6_K, Q8_0.
 bool NibbleTable(DType type, uint8_t table[16]);
 
+// Bits of q above the low 4 for the formats whose q needs 5 or 6 (the matmul stores them in a
+// plane beside 4-bit lines): 1 for Q5_0, Q5_1 and Q5_K, 2 for Q6_K, 0 otherwise.
+int HighQuantBits(DType type);
+
 // Whether every scale and offset DecodeRowToInts gives for `type` is an f16 value (the format
 // stores them as f16: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, TQ1_0, TQ2_0, Q1_0, Q2_0), so the
 // matmul can keep them at 16 bits exactly.

@@ -156,4 +156,17 @@ bool NibbleTable(DType type, uint8_t table[16]) {
   return true;
 }
 
+int HighQuantBits(DType type) {
+  switch (type) {
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ5_K:
+      return 1;
+    case DType::kQ6_K:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
 }  // namespace tinyserve::kernels

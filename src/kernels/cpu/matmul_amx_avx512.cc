@@ -1,7 +1,7 @@
 // Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbsud multiplies 16 activation rows
 // (int8, row-major) by one sub-block of a 16-row weight group: the group's record of quants
 // ([S / 4][16 rows][4 bytes], matmul_internal.h) is already the tile unit's B layout, so 8-bit
-// quants load straight from the packed weights and 4-bit ones are unpacked once per group into
+// quants load straight from the packed weights and 4/5/6-bit ones are unpacked once per group into
 // a small buffer. Each product is a 16 x 16 int32 tile for one sub-block; it is stored and scaled
 // into f32 accumulators with AVX-512 exactly as the AVX-512 kernel does (same integer dot, then
 // the same fused multiply-adds in the same order), so both paths agree bit for bit and the
@@ -109,14 +109,15 @@ struct GroupQuants {
   const uint8_t* Sub(int64_t b) const { return base + b * stride; }
 };
 
-template <bool kTable>
+template <bool kTable, int kHigh>
 void UnpackGroup(const PackedMatrix::Impl& w, const uint8_t* rec, uint8_t* dst) {
   const __m512i table = cpu::NibbleTableVector(w);
   const int sub = w.traits.sub_block;
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    const __m512i hb = kHigh > 0 ? _mm512_loadu_si512(rec + w.HighLine()) : _mm512_setzero_si512();
     for (int p = 0; p < sub / 8; ++p) {
       __m512i low, high;
-      cpu::UnpackNibbles<kTable>(rec + p * 64, table, &low, &high);
+      cpu::UnpackLine<kTable, kHigh>(rec, p, table, hb, &low, &high);
       _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p) * 64, low);
       _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p + 1) * 64, high);
     }
@@ -199,9 +200,13 @@ void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int
     if (w.nibbles) {
       unpacked->Resize(w.num_sub * SUB * kGroupRows);
       if (table) {
-        UnpackGroup<true>(w, w.Group(g), unpacked->data());
+        UnpackGroup<true, 0>(w, w.Group(g), unpacked->data());
+      } else if (w.high_bits == 1) {
+        UnpackGroup<false, 1>(w, w.Group(g), unpacked->data());
+      } else if (w.high_bits == 2) {
+        UnpackGroup<false, 2>(w, w.Group(g), unpacked->data());
       } else {
-        UnpackGroup<false>(w, w.Group(g), unpacked->data());
+        UnpackGroup<false, 0>(w, w.Group(g), unpacked->data());
       }
       q = {unpacked->data(), SUB * kGroupRows};
     }

@@ -2,7 +2,8 @@
 // AVX-512 path, read as two halves of 8 rows; the u8 x s8 dot products use maddubs + madd.
 // maddubs saturates its 16-bit pair sums, which only 8-bit weights can reach: Q8_0 quants are
 // turned back into signed bytes and multiplied with the sign trick (|w| x sign(w) * x) instead.
-// 4-bit quants are unpacked in registers (and/shift, vpshufb through the 16-entry table).
+// 4-, 5- and 6-bit quants are unpacked in registers (and/shift/or, vpshufb through the 16-entry
+// table).
 #include <immintrin.h>
 
 #include <cstring>
@@ -18,18 +19,30 @@ inline int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
-// How the quants of a record are stored (matmul_internal.h).
-enum class Quants { k8, k4, k4Table };
+// How the quants of a record are stored (matmul_internal.h): 8-bit, 4-bit (identity or a
+// codebook), 4-bit lines plus a high line of 1 (k5) or 2 (k6) bits per weight.
+enum class Quants { k8, k4, k4Table, k5, k6 };
 
-// Chunk c of rows [8h, 8h + 8) of a record's quants as u8 q.
+constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 ? 2 : 0; }
+
+// Chunk c of rows [8h, 8h + 8) of a record's quants as u8 q; hb: those rows of the high line.
 template <Quants kQ>
-inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table) {
+inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table, __m256i hb) {
   if constexpr (kQ == Quants::k8) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + c * 64 + h * 32));
   } else {
     __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + (c / 2) * 64 + h * 32));
     if (c % 2) v = _mm256_srli_epi16(v, 4);
     v = _mm256_and_si256(v, _mm256_set1_epi8(15));
+    constexpr int kHigh = HighBits(kQ);
+    if constexpr (kHigh > 0) {
+      // Chunk c's bits to bits [4, 4 + kHigh) of each byte; the spill from the neighbouring
+      // byte lands outside them.
+      const int s = kHigh * c - 4;
+      const __m256i hs = s >= 0 ? _mm256_srli_epi16(hb, s) : _mm256_slli_epi16(hb, -s);
+      const __m256i mask = _mm256_set1_epi8(static_cast<char>(((1 << kHigh) - 1) << 4));
+      return _mm256_or_si256(v, _mm256_and_si256(hs, mask));
+    }
     return kQ == Quants::k4Table ? _mm256_shuffle_epi8(table, v) : v;
   }
 }
@@ -50,7 +63,8 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
-  constexpr int kQuantBytes = kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2;
+  constexpr int kQuantBytes =
+      kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2 + (HighBits(kQ) ? 64 : 0);
   __m256 acc[MT];
   const int8_t* xq[MT];
   const int64_t chunk_stride = a.TileRows(m) * 4;
@@ -62,8 +76,13 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
     __m256i dot[MT];
     for (int r = 0; r < MT; ++r)
       dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
+    const __m256i hb =
+        HighBits(kQ) > 0
+            ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + SUB * 8 + h * 32))
+            : _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int c = 0; c < SUB / 4; ++c) {
-      const __m256i wv = LoadChunk<kQ>(rec, c, h, table);
+      const __m256i wv = LoadChunk<kQ>(rec, c, h, table, hb);
       for (int r = 0; r < MT; ++r) {
         const __m256i xv = _mm256_set1_epi32(LoadI32(xq[r] + (b * SUB / 4 + c) * chunk_stride));
         __m256i p;
@@ -127,6 +146,8 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
 template <int SUB, bool kMin, bool kSigned>
 QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
   if (!w.nibbles) return QuantGroups<SUB, kMin, kSigned, Quants::k8>;
+  if (w.high_bits == 1) return QuantGroups<SUB, kMin, kSigned, Quants::k5>;
+  if (w.high_bits == 2) return QuantGroups<SUB, kMin, kSigned, Quants::k6>;
   for (int i = 0; i < 16; ++i)
     if (w.table[i] != i) return QuantGroups<SUB, kMin, kSigned, Quants::k4Table>;
   return QuantGroups<SUB, kMin, kSigned, Quants::k4>;

@@ -1,9 +1,10 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) MatMul kernels. Quantized weights: one 512-bit register holds 4
 // quants of each of the 16 rows of a group; a broadcast of 4 activation bytes meets all 16 rows
 // in one vpdpbusd (u8 weights x s8 activations -> s32), and each loaded weight register serves
-// up to 8 activation rows. 4-bit quants are unpacked in registers (and/shift, vpshufb through
-// the format's 16-entry table). Float weights: 4 weight rows x up to 4 activation rows of f32 FMA.
-// GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
+// up to 8 activation rows. 4-, 5- and 6-bit quants are unpacked in registers (and/shift/or,
+// vpshufb through the format's 16-entry table). Float weights: 4 weight rows x up to 4 activation
+// rows of f32 FMA. GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*
+// helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -48,8 +49,11 @@ void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
   }
 }
 
-// How the quants of a record are stored (matmul_internal.h).
-enum class Quants { k8, k4, k4Table };
+// How the quants of a record are stored (matmul_internal.h): 8-bit, 4-bit (identity or a
+// codebook), 4-bit lines plus a high line of 1 (k5) or 2 (k6) bits per weight.
+enum class Quants { k8, k4, k4Table, k5, k6 };
+
+constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 ? 2 : 0; }
 
 // Output rows [m, m + MT) of row group g; [m, m + MT) is one whole tile of the activations.
 template <int MT, int SUB, bool kMin, Quants kQ>
@@ -60,7 +64,9 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
   const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
   const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
   const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
-  constexpr int kQuantBytes = kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2;
+  constexpr int kHigh = HighBits(kQ);
+  constexpr int kQuantBytes =
+      kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2 + (kHigh > 0 ? 64 : 0);
   const __m512i table = cpu::NibbleTableVector(w);
   __m512 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
@@ -74,6 +80,9 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
       dot[r] = _mm512_set1_epi32(init[b * MT + r]);
       dot2[r] = _mm512_setzero_si512();
     }
+    const __m512i hb =
+        kHigh > 0 ? _mm512_loadu_si512(rec + SUB * kGroupRows / 2) : _mm512_setzero_si512();
+#pragma GCC unroll 8
     for (int c = 0; c < SUB / 4; c += kChains) {
       // Chunks c and c + 1: two 64-byte lines, or the two nibbles of one.
       __m512i wv, wv2;
@@ -81,7 +90,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
         wv = _mm512_loadu_si512(rec + c * 64);
         wv2 = _mm512_loadu_si512(rec + c * 64 + 64);
       } else {
-        cpu::UnpackNibbles<kQ == Quants::k4Table>(rec + c * 32, table, &wv, &wv2);
+        cpu::UnpackLine<kQ == Quants::k4Table, kHigh>(rec, c / 2, table, hb, &wv, &wv2);
       }
       for (int r = 0; r < MT; ++r)
         dot[r] = _mm512_dpbusd_epi32(dot[r], wv, Broadcast4(xb + (c * MT + r) * 4));
@@ -148,6 +157,8 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
 template <int SUB, bool kMin>
 QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
   if (!w.nibbles) return QuantGroups<SUB, kMin, Quants::k8>;
+  if (w.high_bits == 1) return QuantGroups<SUB, kMin, Quants::k5>;
+  if (w.high_bits == 2) return QuantGroups<SUB, kMin, Quants::k6>;
   for (int i = 0; i < 16; ++i)
     if (w.table[i] != i) return QuantGroups<SUB, kMin, Quants::k4Table>;
   return QuantGroups<SUB, kMin, Quants::k4>;

@@ -1,7 +1,7 @@
 // What the AVX-512 and AMX matmul paths share, so that they compute identically (their bit-for-bit
 // agreement rests on these): quantizing a block of 32 activations (the two paths lay the results
-// out differently), reading a record's scales, and unpacking 4-bit quants. Include only from
-// files compiled for AVX-512 (*_avx512.cc). Pure; any thread.
+// out differently), reading a record's scales, and unpacking 4-, 5- and 6-bit quants. Include only
+// from files compiled for AVX-512 (*_avx512.cc). Pure; any thread.
 #pragma once
 
 #include <immintrin.h>
@@ -53,6 +53,29 @@ inline void UnpackNibbles(const uint8_t* line, __m512i table, __m512i* low, __m5
   if constexpr (kTable) {
     *low = _mm512_shuffle_epi8(table, *low);
     *high = _mm512_shuffle_epi8(table, *high);
+  }
+}
+
+// Chunk c's high bits (kHigh per weight) of a record's high line hb at bits [4, 4 + kHigh) of
+// every byte (matmul_internal.h); the other bits are garbage for the caller's mask.
+template <int kHigh>
+inline __m512i HighBitsAt4(__m512i hb, int c) {
+  const int s = kHigh * c - 4;
+  return s >= 0 ? _mm512_srli_epi16(hb, s) : _mm512_slli_epi16(hb, -s);
+}
+
+// Line p of a record's 4-bit quants as the 8-bit lines of chunks 2p and 2p + 1; with kHigh > 0
+// (5/6-bit quants, identity table) the bits above 4 come from the high line hb.
+template <bool kTable, int kHigh>
+inline void UnpackLine(const uint8_t* rec, int p, __m512i table, __m512i hb, __m512i* low,
+                       __m512i* high) {
+  UnpackNibbles<kTable>(rec + p * 64, table, low, high);
+  if constexpr (kHigh > 0) {
+    static_assert(!kTable);
+    const __m512i mask = _mm512_set1_epi8(static_cast<char>(((1 << kHigh) - 1) << 4));
+    // 0xf8 = a | (b & c): the nibble or the masked high bits.
+    *low = _mm512_ternarylogic_epi32(*low, HighBitsAt4<kHigh>(hb, 2 * p), mask, 0xf8);
+    *high = _mm512_ternarylogic_epi32(*high, HighBitsAt4<kHigh>(hb, 2 * p + 1), mask, 0xf8);
   }
 }
 
