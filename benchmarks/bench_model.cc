@@ -14,6 +14,7 @@
 // directory) quantized at load with --quantization Q, e.g. --dtypes bf16,bf16+q8_0,q8_0.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -107,6 +108,10 @@ int Run(const Args& a) {
   fmt::print("measuring the machine ({} threads)...\n", a.threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool);
   fmt::print("{}\n\n", bench::Describe(roof));
+  // Decode is bound by the read bandwidth, which moves within minutes on a shared VM: each
+  // decode measurement is bracketed by two reads of this buffer (16x a 32 MiB last-level
+  // cache), and its bound uses the higher of the two, the memory the run could have had.
+  bench::ReadBandwidthProbe probe(&pool, uint64_t{512} << 20);
   std::vector<Row> rows;
   std::vector<std::string> runs;
   for (const std::string& dtype : a.dtypes) {
@@ -203,6 +208,7 @@ int Run(const Args& a) {
     // Decode: `batch_size` sequences with `context` cached tokens each, one token per step.
     // The cache content does not change the cost, so the context is not prefilled.
     auto decode = [&](int batch_size, double* tps, double* fraction) -> bool {
+      const double read_before = probe.Measure();
       model.ResetProfile();
       model.set_profiling(a.profile);
       double total = 0;
@@ -221,11 +227,16 @@ int Run(const Args& a) {
       }
       if (a.profile)
         PrintProfile(batch_size == 1 ? "decode b=1" : "decode b=B", model.profile(), total);
+      const double read_after = probe.Measure();
+      bench::Roofline around = roof;
+      around.read_gb_per_s = std::max(read_before, read_after);
+      fmt::print("  decode b={}: read {:.1f} GB/s before, {:.1f} after (the bound uses {:.1f})\n",
+                 batch_size, read_before, read_after, around.read_gb_per_s);
       const double step_s = total / a.steps;
       *tps = batch_size / step_s;
       const double ctx = double(batch_size) * (a.context + 1);
       const bench::StepBound bound =
-          bench::DecodeStepBound(roof, cost.Bytes(ctx), cost.Ops(batch_size, ctx), work);
+          bench::DecodeStepBound(around, cost.Bytes(ctx), cost.Ops(batch_size, ctx), work);
       *fraction = bound.seconds() / step_s;
       return true;
     };
@@ -246,8 +257,8 @@ int Run(const Args& a) {
   }
   fmt::print(
       "\nthreads {}, decode context {} tokens, {} KV cache; bounds: decode = max((weights + "
-      "KV bytes) read per step / read bandwidth, ops / peak), prefill = ops / peak of the "
-      "unit.\n",
+      "KV bytes) read per step / read bandwidth measured around that decode, ops / peak), "
+      "prefill = ops / peak of the unit.\n",
       a.threads, a.context, DTypeName(a.kv_dtype));
   return 0;
 }

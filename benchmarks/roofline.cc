@@ -54,36 +54,44 @@ double BestRate(ThreadPool* pool, int reps, Fn fn) {
 
 }  // namespace
 
-double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes, int reps) {
-  AlignedBuffer<uint8_t> buf(buffer_bytes);
-  const int threads = pool ? pool->num_threads() : 1;
-  const uint64_t slice = buffer_bytes / threads / 4096 * 4096;
+ReadBandwidthProbe::ReadBandwidthProbe(ThreadPool* pool, uint64_t buffer_bytes)
+    : pool_(pool),
+      threads_(pool ? pool->num_threads() : 1),
+      slice_(buffer_bytes / threads_ / 4096 * 4096),
+      buf_(slice_ * threads_) {
   // Each thread touches its own slice first (page placement follows the reader).
-  auto touch = [&](int t) { std::memset(buf.data() + t * slice, t + 1, slice); };
-  if (pool) {
-    pool->Run(touch);
+  auto touch = [&](int t) { std::memset(buf_.data() + t * slice_, t + 1, slice_); };
+  if (pool_) {
+    pool_->Run(touch);
   } else {
     touch(0);
   }
+}
+
+double ReadBandwidthProbe::Measure(int reps) {
   std::atomic<uint64_t> sink{0};
-  const double rate = BestRate(pool, reps, [&](int t) -> uint64_t {
+  const double rate = BestRate(pool_, reps, [&](int t) -> uint64_t {
     uint64_t s = 0;
-    const uint8_t* p = buf.data() + t * slice;
-    uint64_t n = HasAvx512Vnni() ? internal::ReadSliceAvx512(p, slice, &s)
-                 : HasAvx2()     ? internal::ReadSliceAvx2(p, slice, &s)
+    const uint8_t* p = buf_.data() + t * slice_;
+    uint64_t n = HasAvx512Vnni() ? internal::ReadSliceAvx512(p, slice_, &s)
+                 : HasAvx2()     ? internal::ReadSliceAvx2(p, slice_, &s)
                                  : 0;
     if (n == 0) {
-      for (uint64_t i = 0; i < slice; i += 8) {
+      for (uint64_t i = 0; i < slice_; i += 8) {
         uint64_t v;
         std::memcpy(&v, p + i, 8);
         s ^= v;
       }
-      n = slice;
+      n = slice_;
     }
     sink += s;
     return n;
   });
   return rate / 1e9;
+}
+
+double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes, int reps) {
+  return ReadBandwidthProbe(pool, buffer_bytes).Measure(reps);
 }
 
 namespace {

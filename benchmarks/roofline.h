@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "util/aligned_buffer.h"
 #include "util/thread_pool.h"
 
 namespace tinyserve::bench {
@@ -42,6 +43,21 @@ std::string Describe(const Roofline& roof);
 // of the pool reading its own slice; returns the best pass.
 double MeasureReadBandwidth(ThreadPool* pool, uint64_t buffer_bytes = uint64_t{1} << 30,
                             int reps = 3);
+// The same measurement, repeatable on one buffer allocated once: a benchmark measures the read
+// bandwidth right before and after each memory-bound phase, since a shared VM's bandwidth moves
+// (27-55 GB/s within minutes on the 2-core Zen 4 machine) and one figure from the start of the
+// run made fractions of the bound swing past 100%.
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(ThreadPool* pool, uint64_t buffer_bytes);
+  double Measure(int reps = 3);  // 1e9 bytes / s, the best of `reps` passes
+
+ private:
+  ThreadPool* pool_;
+  int threads_;
+  uint64_t slice_;
+  AlignedBuffer<uint8_t> buf_;
+};
 double MeasureFmaPeak(ThreadPool* pool);
 double MeasureInt8Peak(ThreadPool* pool);
 double MeasureBf16Peak(ThreadPool* pool);     // 0 without AVX-512 BF16
