@@ -54,10 +54,9 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   constexpr int32_t kBlock = 16, kKvHeads = 2, kHeadDim = 64, kHeads = 14;
   const int32_t blocks_per_seq = (c.context + kBlock - 1) / kBlock;
   const int64_t num_blocks = int64_t{c.num_seqs} * blocks_per_seq;
-  int64_t elems = num_blocks * kBlock * kKvHeads * kHeadDim;
+  const int64_t layer_elems = num_blocks * kBlock * kKvHeads * kHeadDim;
+  const int64_t elems = layer_elems * c.layers;
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
-  const int64_t layer_elems = elems;
-  elems *= c.layers;
   std::vector<uint8_t> k(elems * elem_bytes), v(elems * elem_bytes);
   // int8 rows: one binary16 scale per slot and KV head (kv_quant.h).
   std::vector<uint16_t> k_scale(elems / kHeadDim), v_scale(elems / kHeadDim);
@@ -99,15 +98,11 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
                                 blocks_per_seq};
   std::vector<float> q(int64_t{query_start.back()} * kHeads * kHeadDim), out(q.size());
   for (float& x : q) x = dist(rng);
-  const double sec = TimeIt(
-                         [&] {
-                           for (const kernels::PagedKvLayer& layer : layers) {
-                             kernels::PagedAttention(isa, q.data(), layer, batch, kHeads, 0.125f,
-                                                     out.data(), pool);
-                           }
-                         },
-                         min_seconds) /
-                     c.layers;
+  auto attend_every_layer = [&] {
+    for (const kernels::PagedKvLayer& layer : layers)
+      kernels::PagedAttention(isa, q.data(), layer, batch, kHeads, 0.125f, out.data(), pool);
+  };
+  const double sec = TimeIt(attend_every_layer, min_seconds) / c.layers;
   // Keys each query row attends to: all of the context for decode, causal for prefill.
   const double keys_per_seq =
       c.q_len == 1 ? c.context : double(c.q_len) * (2.0 * c.context - c.q_len + 1) / 2;

@@ -204,7 +204,7 @@ std::vector<const AdmissionController::Group*> AdmissionController::ServiceOrder
 // max_num_seqs. Between events (a prompt done, a group done) steps repeat unchanged, so the
 // replay jumps from event to event: O(groups^2) however long the prediction.
 std::vector<AdmissionController::Prediction> AdmissionController::Predict(
-    const std::vector<const Group*>& order, double horizon_s, double output_ratio) const {
+    const std::vector<const Group*>& order, double horizon_s) const {
   struct Sim {
     int32_t seats;
     double prefill_left, decode_left;
@@ -216,7 +216,8 @@ std::vector<AdmissionController::Prediction> AdmissionController::Predict(
   int32_t seats_used = 0;
   for (size_t i = 0; i < n; ++i) {
     const Group& g = *order[i];
-    sim[i] = {std::max(1, g.seqs), g.prefill_left, DecodeLeft(g, output_ratio), g.started, false};
+    sim[i] = {std::max(1, g.seqs), g.prefill_left, DecodeLeft(g, upper_output_ratio_), g.started,
+              false};
     if (g.started) {
       seats_used += sim[i].seats;
       out[i].start_s = 0;
@@ -328,7 +329,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
   } else {
     const double horizon = std::min(kMaxHorizonS, std::max(time_left, 1.0) * 2);
     const std::vector<const Group*> order = ServiceOrder(&candidate);
-    const std::vector<Prediction> with = Predict(order, horizon, upper_output_ratio_);
+    const std::vector<Prediction> with = Predict(order, horizon);
     const size_t self = std::find(order.begin(), order.end(), &candidate) - order.begin();
     d.predicted_wait_s = with[self].start_s;
     d.predicted_finish_s = with[self].finish_s;
@@ -347,7 +348,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       // seats more (admitting anyway is how every running request ends up timing out). Queued
       // work it overtakes by fair share yields (and is shed if it can no longer make it).
       const std::vector<const Group*> base = ServiceOrder(nullptr);
-      const std::vector<Prediction> without = Predict(base, horizon, upper_output_ratio_);
+      const std::vector<Prediction> without = Predict(base, horizon);
       std::unordered_map<int64_t, double> finish_without;
       for (size_t i = 0; i < base.size(); ++i)
         finish_without[base[i]->ticket] = without[i].finish_s;
@@ -365,7 +366,7 @@ AdmissionDecision AdmissionController::Admit(const WorkRequest& work, Clock::tim
       for (const Group* g : order)
         if (g == &candidate || g->started || g->client != candidate.client) others.push_back(g);
       if (others.size() < order.size()) {
-        const std::vector<Prediction> alone = Predict(others, horizon, upper_output_ratio_);
+        const std::vector<Prediction> alone = Predict(others, horizon);
         const size_t at = std::find(others.begin(), others.end(), &candidate) - others.begin();
         if (misses(alone[at]) == AdmissionVerdict::kAdmit)
           d.verdict = AdmissionVerdict::kRefuseClientShare;
@@ -493,7 +494,9 @@ void AdmissionController::OnChoiceFinished(int64_t ticket, int32_t generated, bo
   if (natural) ObserveOutputRatio(std::min(1.0, double(generated) / g.max_tokens));
   g.generated_open = std::max<int64_t>(0, g.generated_open - generated);
   if (--g.seqs > 0) return;
-  if (g.started) {  // a request cancelled before it ran says nothing
+  // A request cancelled before it ran says nothing; one registered without a prediction
+  // (predicted_wait_s < 0) has nothing to compare.
+  if (g.started && g.predicted_wait_s >= 0) {
     TS_LOG_DEBUG(
         "admission: ticket {} ended {:.2f} s after arrival, predicted {:.2f} s, {:.2f} s "
         "left of {:.2f} s",
@@ -525,8 +528,7 @@ std::vector<int64_t> AdmissionController::TakeShed(Clock::time_point now) {
   }
   if (!any) return shed;
   const std::vector<const Group*> order = ServiceOrder(nullptr);
-  const std::vector<Prediction> p =
-      Predict(order, std::min(horizon, kMaxHorizonS) + 1, upper_output_ratio_);
+  const std::vector<Prediction> p = Predict(order, std::min(horizon, kMaxHorizonS) + 1);
   for (size_t i = 0; i < order.size(); ++i) {
     const double left = SecondsBetween(now, order[i]->deadline);
     if (order[i]->started) continue;

@@ -189,10 +189,10 @@ class AdmissionController {
   int64_t AddGroup(Group group) REQUIRES(mu_);
   // Groups in service order: started ones by ticket, then queued by (priority, tag, ticket).
   std::vector<const Group*> ServiceOrder(const Group* extra) const REQUIRES(mu_);
-  // Replays the scheduler over `order` from now, each choice drawing `output_ratio` of its
+  // Replays the scheduler over `order` from now, each choice drawing upper_output_ratio_ of its
   // max_tokens; one prediction per group (seconds from now).
-  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s,
-                                  double output_ratio) const REQUIRES(mu_);
+  std::vector<Prediction> Predict(const std::vector<const Group*>& order, double horizon_s) const
+      REQUIRES(mu_);
   int32_t PrefillTokenLimitLocked(int32_t num_decodes) const REQUIRES(mu_);
   double WorkSeconds(const Group& g) const REQUIRES(mu_);
   // Seconds from `now` by which `g` must finish to keep the slack: its time left less the
