@@ -1,5 +1,5 @@
 // The AMX tile unit as the matmul kernels use it: the 64-byte tile configuration and the five
-// tile instructions (configure, load, store, zero, signed-by-unsigned int8 dot product), as
+// tile instructions (configure, load, store, zero, and the int8 and bf16 dot products), as
 // inline assembly. Why not the <immintrin.h> intrinsics: Debian 12's GCC 12 declares
 // _tile_loadconfig's operand as 8 bytes, so the compiler drops the stores that fill the other 56
 // and the first tile load raises SIGILL; and its _tile_loadd / _tile_stored asm says nothing about
@@ -54,6 +54,19 @@ struct HardwareTiles {
   template <int C, int A, int B>
   static void DotSignedUnsigned() {
     __asm__ volatile("tdpbsud %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
+  }
+  // C[m][n] (int32) += sum over k of A[m][k] (int8) * B[k / 4][4 n + k % 4] (int8).
+  template <int C, int A, int B>
+  static void DotSignedSigned() {
+    __asm__ volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
+  }
+  // C[m][n] (f32) += sum over pairs k of A[m][2k] * B[k][2n] + A[m][2k + 1] * B[k][2n + 1]
+  // (bf16 operands, f32 sums; needs AMX-BF16). The unit's order and rounding of the sums is not
+  // documented: measured on a Sapphire Rapids, it matches no sequence of f32 roundings, so
+  // results are checked within a bound, not bit for bit.
+  template <int C, int A, int B>
+  static void DotBf16() {
+    __asm__ volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" : : "i"(C), "i"(A), "i"(B));
   }
 };
 

@@ -1,11 +1,12 @@
 // A plain model of the AMX tile unit with HardwareTiles' interface (kernels/cpu/amx_tiles.h), so
 // the AMX matmul kernel runs, and is tested bit for bit, on CPUs without AMX. It follows Intel's
 // pseudocode: a load fills the configured rows and bytes of a tile and zeroes the rest; TDPBSUD
-// sums, per int32 element, the products of 4 signed bytes of A's row with the 4 unsigned bytes
-// of B's column group, row k of B holding elements 4k..4k+3 of every column. State is per thread,
+// (TDPBSSD) sums, per int32 element, the products of 4 signed bytes of A's row with the 4
+// unsigned (signed) bytes of B's column group, row k of B holding elements 4k..4k+3 of every column. State is per thread,
 // like the hardware's. Slow; tests only.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -55,6 +56,49 @@ struct ModelTiles {
           const uint8_t b = s.tmm[B][(k / 4) * 64 + n * 4 + k % 4];
           // Wrapping int32 sum, as the hardware's.
           c = static_cast<int32_t>(static_cast<uint32_t>(c) + static_cast<uint32_t>(a * b));
+        }
+        std::memcpy(s.tmm[C] + m * 64 + n * 4, &c, 4);
+      }
+    }
+  }
+  template <int C, int A, int B>
+  static void DotSignedSigned() {
+    State& s = state();
+    for (int m = 0; m < s.cfg.rows[C]; ++m) {
+      for (int n = 0; n < s.cfg.colsb[C] / 4; ++n) {
+        int32_t c;
+        std::memcpy(&c, s.tmm[C] + m * 64 + n * 4, 4);
+        for (int k = 0; k < s.cfg.colsb[A]; ++k) {
+          const auto a = static_cast<int8_t>(s.tmm[A][m * 64 + k]);
+          const auto b = static_cast<int8_t>(s.tmm[B][(k / 4) * 64 + n * 4 + k % 4]);
+          c = static_cast<int32_t>(static_cast<uint32_t>(c) + static_cast<uint32_t>(a * b));
+        }
+        std::memcpy(s.tmm[C] + m * 64 + n * 4, &c, 4);
+      }
+    }
+  }
+  // The sums in pair order, each product exact and each sum rounded to f32: the hardware rounds
+  // differently (amx_tiles.h), so kernels run on this model are checked within the same bound.
+  template <int C, int A, int B>
+  static void DotBf16() {
+    State& s = state();
+    auto bf16 = [](const uint8_t* p) {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      const uint32_t bits = uint32_t{h} << 16;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      return f;
+    };
+    for (int m = 0; m < s.cfg.rows[C]; ++m) {
+      for (int n = 0; n < s.cfg.colsb[C] / 4; ++n) {
+        float c;
+        std::memcpy(&c, s.tmm[C] + m * 64 + n * 4, 4);
+        for (int k = 0; k < s.cfg.colsb[A] / 4; ++k) {
+          const uint8_t* a = s.tmm[A] + m * 64 + 4 * k;
+          const uint8_t* b = s.tmm[B] + k * 64 + 4 * n;
+          c = std::fma(bf16(a), bf16(b), c);
+          c = std::fma(bf16(a + 2), bf16(b + 2), c);
         }
         std::memcpy(s.tmm[C] + m * 64 + n * 4, &c, 4);
       }
