@@ -2,8 +2,8 @@
 // the AMX matmul kernel runs, and is tested bit for bit, on CPUs without AMX. It follows Intel's
 // pseudocode: a load fills the configured rows and bytes of a tile and zeroes the rest; TDPBSUD
 // (TDPBSSD) sums, per int32 element, the products of 4 signed bytes of A's row with the 4
-// unsigned (signed) bytes of B's column group, row k of B holding elements 4k..4k+3 of every column. State is per thread,
-// like the hardware's. Slow; tests only.
+// unsigned (signed) bytes of B's column group, row k of B holding elements 4k..4k+3 of every
+// column. State is per thread, like the hardware's. Slow; tests only.
 #pragma once
 
 #include <cmath>
