@@ -175,7 +175,8 @@ int Main(int argc, char** argv) {
         std::printf(" %12s %8s\n", "-", "-");
       }
       std::fflush(stdout);
-      if (compare && IsQuantized(t)) CompareIsas(*packed, x.data(), out.data(), rows, cols, &pool);
+      if (compare && (IsQuantized(t) || t == DType::kBF16))
+        CompareIsas(*packed, x.data(), out.data(), rows, cols, &pool);
     }
   }
   return 0;

@@ -144,6 +144,12 @@ double MeasureAmxInt8Peak(ThreadPool* pool) {
   return PeakGops<int32_t>(pool, [](int32_t* s) { return internal::AmxInt8Loop(200'000, s); });
 }
 
+double MeasureAmxBf16Peak(ThreadPool* pool) {
+  if (!kernels::IsaSupported(kernels::Isa::kAmx) || !kernels::DetectedCpuFeatures().amx_bf16)
+    return 0;
+  return PeakGops<float>(pool, [](float* s) { return internal::AmxBf16Loop(200'000, s); });
+}
+
 Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
   Roofline r;
   r.isa = std::string(kernels::IsaName(kernels::BestIsa()));
@@ -154,6 +160,7 @@ Roofline MeasureRoofline(ThreadPool* pool, uint64_t buffer_bytes) {
   r.int8_gops = MeasureInt8Peak(pool);
   r.bf16_gflops = MeasureBf16Peak(pool);
   r.amx_int8_gops = MeasureAmxInt8Peak(pool);
+  r.amx_bf16_gflops = MeasureAmxBf16Peak(pool);
   return r;
 }
 
@@ -162,7 +169,7 @@ double BestPeak(const Roofline& roof, Work work) {
     case Work::kInt8:
       return std::max(roof.int8_gops, roof.amx_int8_gops);
     case Work::kBf16:
-      return roof.bf16_gflops > roof.fma_gflops ? roof.bf16_gflops : roof.fma_gflops;
+      return std::max({roof.amx_bf16_gflops, roof.bf16_gflops, roof.fma_gflops});
     case Work::kF32:
       break;
   }
@@ -174,6 +181,7 @@ const char* BestUnit(const Roofline& roof, Work work) {
     case Work::kInt8:
       return roof.amx_int8_gops > roof.int8_gops ? "AMX int8" : "int8 dot";
     case Work::kBf16:
+      if (roof.amx_bf16_gflops > std::max(roof.bf16_gflops, roof.fma_gflops)) return "AMX bf16";
       return roof.bf16_gflops > roof.fma_gflops ? "bf16 dot" : "f32 FMA";
     case Work::kF32:
       break;
@@ -185,11 +193,11 @@ std::string Describe(const Roofline& roof) {
   char line[512];
   std::snprintf(line, sizeof(line),
                 "%s, kernels %s: read %.1f GB/s, f32 FMA %.0f GFLOP/s, int8 dot %.0f GOP/s, "
-                "bf16 dot %.0f GFLOP/s%s, AMX int8 %.0f GOP/s, AMX %s",
+                "bf16 dot %.0f GFLOP/s%s, AMX int8 %.0f GOP/s, AMX bf16 %.0f GFLOP/s, AMX %s",
                 roof.cpu_model.empty() ? "unknown CPU" : roof.cpu_model.c_str(), roof.isa.c_str(),
                 roof.read_gb_per_s, roof.fma_gflops, roof.int8_gops, roof.bf16_gflops,
                 roof.bf16_gflops > 0 ? "" : " (no AVX-512 BF16)", roof.amx_int8_gops,
-                roof.amx.c_str());
+                roof.amx_bf16_gflops, roof.amx.c_str());
   return line;
 }
 

@@ -93,4 +93,33 @@ uint64_t AmxInt8Loop(int64_t iters, int32_t* sink) {
   return static_cast<uint64_t>(iters) * 4 * 16 * 16 * 64 * 2;
 }
 
+uint64_t AmxBf16Loop(int64_t iters, float* sink) {
+  using Tiles = kernels::amx::HardwareTiles;
+  kernels::amx::TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.Set(t, 16, 64);  // 16 rows x 32 bf16
+  // Finite bf16 values of mixed bits (small exponents: the sums stay normal).
+  alignas(64) uint16_t data[16 * 32];
+  for (int i = 0; i < 16 * 32; ++i) data[i] = static_cast<uint16_t>(0x3f00 + (i * 37 + 11) % 256);
+  alignas(64) float c[16 * 16];
+  Tiles::Configure(cfg);
+  Tiles::Zero<0>();
+  Tiles::Zero<1>();
+  Tiles::Zero<2>();
+  Tiles::Zero<3>();
+  Tiles::Load<4>(data, 64);
+  Tiles::Load<5>(data, 64);
+  Tiles::Load<6>(data, 64);
+  Tiles::Load<7>(data, 64);
+  for (int64_t it = 0; it < iters; ++it) {
+    Tiles::DotBf16<0, 4, 6>();
+    Tiles::DotBf16<1, 4, 7>();
+    Tiles::DotBf16<2, 5, 6>();
+    Tiles::DotBf16<3, 5, 7>();
+  }
+  Tiles::Store<0>(c, 64);
+  Tiles::Release();
+  *sink += c[0] + c[255];
+  return static_cast<uint64_t>(iters) * 4 * 16 * 16 * 32 * 2;
+}
+
 }  // namespace tinyserve::bench::internal

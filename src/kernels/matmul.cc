@@ -209,13 +209,15 @@ void RunBf16Dot(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, c
 void PackBf16Pairs(const uint16_t* src, PackedMatrix::Impl* impl) {
   const int64_t cols = impl->cols, pairs = (cols + 1) / 2;
   impl->pairs = pairs;
+  impl->pair_stride = (pairs + 15) / 16 * 16;
   impl->num_groups = (impl->rows + kGroupRows - 1) / kGroupRows;
-  impl->bf16_pairs.Resize(impl->num_groups * pairs * 2 * kGroupRows);
+  impl->bf16_pairs.Resize(impl->num_groups * impl->pair_stride * 2 * kGroupRows);
   uint16_t* dst = impl->bf16_pairs.data();
   std::memset(dst, 0, impl->bf16_pairs.size() * sizeof(uint16_t));
   for (int64_t n = 0; n < impl->rows; ++n) {
     const uint16_t* row = src + n * cols;
-    uint16_t* d = dst + (n / kGroupRows) * pairs * 2 * kGroupRows + (n % kGroupRows) * 2;
+    uint16_t* d =
+        dst + (n / kGroupRows) * impl->pair_stride * 2 * kGroupRows + (n % kGroupRows) * 2;
     for (int64_t k = 0; k < cols; ++k) d[(k / 2) * 2 * kGroupRows + k % 2] = row[k];
   }
 }
@@ -248,7 +250,8 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
     impl.bytes = *row_bytes * rows;
     if (w.dtype == DType::kBF16 && IsaSupported(Isa::kAvx512)) {
       PackBf16Pairs(static_cast<const uint16_t*>(w.data), &impl);
-      impl.bytes = impl.bf16_pairs.size() * sizeof(uint16_t);
+      // What a pass reads: the pairs, not the zeros padding them to pair_stride.
+      impl.bytes = impl.num_groups * impl.pairs * 2 * kGroupRows * sizeof(uint16_t);
     }
     return m;
   }
@@ -281,7 +284,11 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
   const MatMulKernels k = KernelsFor(isa);
   const PackedMatrix::Impl& impl = w.impl();
   if (UsesBf16Dot(w, isa)) {
-    RunBf16Dot(impl, x, num_rows, bias, out, pool);
+    if (UsesAmxBf16(w, isa, num_rows)) {
+      RunBf16Amx(impl, x, num_rows, bias, out, pool);
+    } else {
+      RunBf16Dot(impl, x, num_rows, bias, out, pool);
+    }
   } else if (impl.float_data != nullptr) {
     RunFloat(k, impl, x, num_rows, bias, out, pool);
   } else if (isa == Isa::kAmx && num_rows >= kAmxMinRows) {
@@ -293,6 +300,11 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
 
 bool UsesBf16Dot(const PackedMatrix& w, Isa isa) {
   return w.impl().bf16_pairs.size() > 0 && (isa == Isa::kAvx512 || isa == Isa::kAmx);
+}
+
+bool UsesAmxBf16(const PackedMatrix& w, Isa isa, int64_t num_rows) {
+  return UsesBf16Dot(w, isa) && isa == Isa::kAmx && num_rows >= kAmxMinRows &&
+         DetectedCpuFeatures().amx_bf16;
 }
 
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,

@@ -5,8 +5,9 @@
 // are multiplied with activations quantized per block to int8 (integer dot products), as
 // llama.cpp does; bf16 weights, where the CPU has AVX-512 BF16, are multiplied with activations
 // rounded to bf16 (vdpbf16ps, f32 sums), as llama.cpp does; otherwise f32/f16/bf16 weights use
-// f32 FMA. Pack is called at load; MatMul from the engine thread (it uses the pool for its
-// workers).
+// f32 FMA. On Isa::kAmx, from 16 rows, bf16 weights go to the AMX-BF16 tile unit (tdpbf16ps,
+// f32 sums in the tiles). Pack is called at load; MatMul from the engine thread (it uses the pool
+// for its workers).
 #pragma once
 
 #include <cstdint>
@@ -107,14 +108,18 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
                    const float* bias, float* out, ThreadPool* pool);
 
 // Whether MatMulWithIsa(isa, w, ...) rounds the activations to bf16 (round to nearest even, f32
-// denormals to zero) and sums the bf16 products in f32 (vdpbf16ps; kernels/ref/matmul_ref.h
-// models it bit for bit). True for bf16 weights on kAvx512 and kAmx when the CPU had AVX-512 BF16
-// at Pack. Then, for K = cols, each output's dot product differs from the exact sum_k w_k x_k by
-// at most (2^-8 + K * 2^-23) * sum_k |w_k x_k|: 2^-8 is the unit roundoff of bf16 (8 significant
-// bits), the relative change of one activation; K * 2^-23 bounds the K f32 additions (2^-24
-// each, with room for the factor 1 + 2^-8). Add 2^-126 * |w_k| for each activation that is an
-// f32 denormal (read as zero). Typical errors are much smaller (the roundings have random
+// denormals to zero) and sums the bf16 products in f32 (vdpbf16ps, which kernels/ref/matmul_ref.h
+// models bit for bit; on kAmx from kAmxMinRows rows the AMX-BF16 unit, whose sums round
+// differently, within the same bound). True for bf16 weights on kAvx512 and kAmx when the CPU had
+// AVX-512 BF16 at Pack. Then, for K = cols, each output's dot product differs from the exact sum_k
+// w_k x_k by at most (2^-8 + K * 2^-23) * sum_k |w_k x_k|: 2^-8 is the unit roundoff of bf16 (8
+// significant bits), the relative change of one activation; K * 2^-23 bounds the K f32 additions
+// (2^-24 each, with room for the factor 1 + 2^-8). Add 2^-126 * |w_k| for each activation that is
+// an f32 denormal (read as zero). Typical errors are much smaller (the roundings have random
 // signs). Otherwise the product is f32 FMA.
 bool UsesBf16Dot(const PackedMatrix& w, Isa isa);
+// Whether that bf16 dot product runs on the AMX-BF16 tile unit for num_rows rows (UsesBf16Dot,
+// isa kAmx, a CPU with AMX-BF16, num_rows >= 16), so its sums are not MatMulBf16DotModel's.
+bool UsesAmxBf16(const PackedMatrix& w, Isa isa, int64_t num_rows);
 
 }  // namespace tinyserve::kernels

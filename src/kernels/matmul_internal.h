@@ -26,9 +26,10 @@
 // Float weights (f32/f16/bf16) are read in place, row-major. bf16 weights are also packed for
 // the AVX-512 BF16 dot product (vdpbf16ps: 16 f32 lanes, each adding two bf16 products) when
 // the CPU runs Isa::kAvx512: rows in groups of 16 (zero rows pad the last), per group
-//   bf16_pairs  [ceil(cols / 2)][16 rows][2]      weights 2p, 2p + 1 of each row side by side
-// (a zero pads an odd cols), so one 64-byte load meets a broadcast activation pair in all 16
-// rows and the lanes of the accumulator are the group's 16 outputs (no horizontal sums).
+//   bf16_pairs  [pair_stride][16 rows][2]      weights 2p, 2p + 1 of each row side by side
+// (zeros pad an odd cols and the pairs up to pair_stride = ceil(cols / 2) rounded up to 16), so
+// one 64-byte load meets a broadcast activation pair in all 16 rows and the lanes of the
+// accumulator are the group's 16 outputs (no horizontal sums); and 16 pairs are one AMX tile.
 // f16 weights stay on f32 FMA: bf16 would drop 3 bits of each f16 weight.
 // Results: out[m, n] = bias[n] + sum over sub-blocks b, in order, of
 //   acc = fma(float(idot), scale[n, b] * sx[m, blk], acc)  and, with a minimum,
@@ -61,7 +62,8 @@ struct PackedMatrix::Impl {
   // bf16 weights, where the CPU has AVX-512 BF16: [num_groups][pairs][16][2] (above); empty
   // otherwise. The source rows stay in float_data for the other ISAs.
   AlignedBuffer<uint16_t> bf16_pairs;
-  int64_t pairs = 0;  // ceil(cols / 2)
+  int64_t pairs = 0;        // ceil(cols / 2)
+  int64_t pair_stride = 0;  // pairs per group in bf16_pairs: pairs rounded up to 16 (zeros)
   // Quantized weights.
   QuantTraits traits;
   int64_t num_groups = 0;
@@ -185,6 +187,17 @@ void RoundActsBf16Avx512(const float* x, int64_t cols, int64_t row_begin, int64_
 void Bf16DotKernelAvx512(const PackedMatrix::Impl& w, const Bf16Acts& acts, int64_t g_begin,
                          int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
                          float* out);
+
+// Isa::kAmx on a CPU with AMX-BF16, bf16 weights with bf16_pairs, from kAmxMinRows rows: the
+// whole MatMul (rounding x as RoundActsBf16Avx512 does, threads over row groups) on the tile
+// unit. Each output is the sum over K of the same bf16 products in tiles of 32 (f32 sums,
+// rounded as the unit does), + bias[n]; the same whatever the threads or the other rows.
+void RunBf16Amx(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
+                float* out, ThreadPool* pool);
+// The same kernel over kernels/ref/amx_tiles_ref.h's model (its sums in pair order, each rounded
+// to f32): tests of the kernel's logic on CPUs without AMX. Requires IsaSupported(Isa::kAvx512).
+void RunBf16AmxOnModel(const PackedMatrix::Impl& w, const float* x, int64_t num_rows,
+                       const float* bias, float* out, ThreadPool* pool);
 
 MatMulKernels ScalarKernels();
 MatMulKernels Avx2Kernels();

@@ -156,7 +156,8 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
           << label << ": 1 and 2 threads differ";
       const bool bf16_dot = UsesBf16Dot(*packed, isa);
       CheckAgainstReference(t, view, x, c, bias, out1.data() + 1, bf16_dot, label);
-      if (bf16_dot) {
+      // The AMX-BF16 unit rounds its sums its own way (matmul_amx_bf16_test.cc checks it).
+      if (bf16_dot && !UsesAmxBf16(*packed, isa, c.num_rows)) {
         std::vector<float> model(c.num_rows * c.rows);
         MatMulBf16DotModel(view, x.data(), c.num_rows, bias, model.data());
         ASSERT_EQ(0, std::memcmp(model.data(), out1.data() + 1, model.size() * 4))

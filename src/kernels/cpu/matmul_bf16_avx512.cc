@@ -25,7 +25,8 @@ void Bf16Tile(const PackedMatrix::Impl& w, const Bf16Acts& a, int64_t g, int64_t
   const int64_t pairs = w.pairs;
   const uint32_t* xt = a.x.data() + m * pairs;  // [pairs][MT]
   const uint16_t* wg[NG];
-  for (int j = 0; j < NG; ++j) wg[j] = w.bf16_pairs.data() + (g + j) * pairs * 2 * kGroupRows;
+  for (int j = 0; j < NG; ++j)
+    wg[j] = w.bf16_pairs.data() + (g + j) * w.pair_stride * 2 * kGroupRows;
   __m512 acc[NG][MT];
   for (int j = 0; j < NG; ++j)
     for (int r = 0; r < MT; ++r) acc[j][r] = _mm512_setzero_ps();
