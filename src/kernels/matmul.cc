@@ -303,7 +303,7 @@ bool UsesBf16Dot(const PackedMatrix& w, Isa isa) {
 }
 
 bool UsesAmxBf16(const PackedMatrix& w, Isa isa, int64_t num_rows) {
-  return UsesBf16Dot(w, isa) && isa == Isa::kAmx && num_rows >= kAmxMinRows &&
+  return UsesBf16Dot(w, isa) && isa == Isa::kAmx && num_rows >= kAmxBf16MinRows &&
          DetectedCpuFeatures().amx_bf16;
 }
 

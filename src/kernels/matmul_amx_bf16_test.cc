@@ -107,7 +107,7 @@ TEST(MatMulAmxBf16Test, KernelOnTheTileUnitWithinBoundAtModelSizes) {
   CheckShape(RunBf16Amx, 896, 4864, 200, false, rng);
 }
 
-// MatMulWithIsa(kAmx) takes the tile unit from kAmxMinRows rows and the AVX-512 bf16 dot below.
+// MatMulWithIsa(kAmx) takes the tile unit from kAmxBf16MinRows rows and the AVX-512 bf16 dot below.
 TEST(MatMulAmxBf16Test, AmxIsaUsesTheTilesFromSixteenRows) {
   if (!HaveAmxBf16()) GTEST_SKIP() << "skipped: this CPU (or TINYSERVE_ISA) has no AMX-BF16";
   std::mt19937 rng(23);
@@ -123,13 +123,13 @@ TEST(MatMulAmxBf16Test, AmxIsaUsesTheTilesFromSixteenRows) {
     MatMulWithIsa(isa, *packed, x.data(), num_rows, nullptr, out.data(), nullptr);
     return out;
   };
-  for (int64_t num_rows : {kAmxMinRows - 1, kAmxMinRows}) {
+  for (int64_t num_rows : {kAmxBf16MinRows - 1, kAmxBf16MinRows}) {
     std::vector<float> x(num_rows * cols);
     for (float& v : x) v = nd(rng);
     const std::vector<float> amx = with_isa(Isa::kAmx, num_rows, x);
-    EXPECT_EQ(UsesAmxBf16(*packed, Isa::kAmx, num_rows), num_rows >= kAmxMinRows);
+    EXPECT_EQ(UsesAmxBf16(*packed, Isa::kAmx, num_rows), num_rows >= kAmxBf16MinRows);
     EXPECT_FALSE(UsesAmxBf16(*packed, Isa::kAvx512, num_rows));
-    if (num_rows < kAmxMinRows) {
+    if (num_rows < kAmxBf16MinRows) {
       EXPECT_EQ(amx, with_isa(Isa::kAvx512, num_rows, x));
     } else {
       EXPECT_EQ(amx, RunKernel(RunBf16Amx, *packed, x, num_rows, nullptr, nullptr));

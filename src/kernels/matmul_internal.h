@@ -188,10 +188,12 @@ void Bf16DotKernelAvx512(const PackedMatrix::Impl& w, const Bf16Acts& acts, int6
                          int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
                          float* out);
 
-// Isa::kAmx on a CPU with AMX-BF16, bf16 weights with bf16_pairs, from kAmxMinRows rows: the
+// Isa::kAmx on a CPU with AMX-BF16, bf16 weights with bf16_pairs, from kAmxBf16MinRows rows
+// (one 16-row tile: measured 3-8x the vdpbf16ps kernel there, bench_matmul --compare): the
 // whole MatMul (rounding x as RoundActsBf16Avx512 does, threads over row groups) on the tile
 // unit. Each output is the sum over K of the same bf16 products in tiles of 32 (f32 sums,
 // rounded as the unit does), + bias[n]; the same whatever the threads or the other rows.
+inline constexpr int64_t kAmxBf16MinRows = 16;
 void RunBf16Amx(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
                 float* out, ThreadPool* pool);
 // The same kernel over kernels/ref/amx_tiles_ref.h's model (its sums in pair order, each rounded
