@@ -109,7 +109,7 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
 
 // Whether MatMulWithIsa(isa, w, ...) rounds the activations to bf16 (round to nearest even, f32
 // denormals to zero) and sums the bf16 products in f32 (vdpbf16ps, which kernels/ref/matmul_ref.h
-// models bit for bit; on kAmx from kAmxMinRows rows the AMX-BF16 unit, whose sums round
+// models bit for bit; on kAmx from kAmxBf16MinRows rows the AMX-BF16 unit, whose sums round
 // differently, within the same bound). True for bf16 weights on kAvx512 and kAmx when the CPU had
 // AVX-512 BF16 at Pack. Then, for K = cols, each output's dot product differs from the exact sum_k
 // w_k x_k by at most (2^-8 + K * 2^-23) * sum_k |w_k x_k|: 2^-8 is the unit roundoff of bf16 (8
