@@ -55,10 +55,11 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 Isa CapIsa(Isa hw, const char* env);
 
 // The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, kAmx included, so an
-// AMX CPU runs quantized matmuls of kAmxMinRows rows or more on the tile unit unless
-// TINYSERVE_ISA=avx512 caps it. Measured on a Sapphire Rapids (bench_matmul --compare, 2 threads,
-// Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the AMX matmul (bit-identical to the AVX-512 one) is
-// 1.05-1.60x the AVX-512 kernel from 64 rows, median 1.31x, and 1.09-1.64x at 32 rows; it is
+// AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
+// unit (matmul_internal.h AmxServes) unless TINYSERVE_ISA=avx512 caps it. Measured on a Sapphire
+// Rapids (bench_matmul --compare, 2 threads, Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the AMX
+// matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
+// median 1.31x, and 1.09-1.64x at 32 rows (Q5_0 1.25-1.78x, Q4_K and Q5_K 1.07-1.39x); it is
 // bounded by the f32 scaling of every 32-weight sub-block's product, which must go through
 // memory (matmul_amx_avx512.cc). The one place for such a policy, should an ISA measure slower.
 Isa ChooseIsa(Isa cap);
