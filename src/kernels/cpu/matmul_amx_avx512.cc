@@ -1,13 +1,15 @@
-// Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbsud multiplies 16 activation rows
-// (int8, row-major) by one sub-block of a 16-row weight group: the group's record of quants
-// ([S / 4][16 rows][4 bytes], matmul_internal.h) is already the tile unit's B layout, so 8-bit
-// quants load straight from the packed weights and 4/5/6-bit ones are unpacked once per group into
-// a small buffer. Each product is a 16 x 16 int32 tile for one sub-block; it is stored and scaled
-// into f32 accumulators with AVX-512 exactly as the AVX-512 kernel does (same integer dot, then
-// the same fused multiply-adds in the same order), so both paths agree bit for bit and the
-// choice between them never changes a result. The per-sub-block scaling is the float work that
-// bounds this kernel, as it bounds llama.cpp's and SGLang's. The same kernel runs over
-// kernels/ref/amx_tiles_ref.h's model of the unit so that it is tested on CPUs without AMX.
+// Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbssd multiplies 16 activation rows
+// (int8, row-major) by one sub-block of a 16-row weight group, whose quants are copied once per
+// group (and activation row tile) as signed bytes q - zero in the tile unit's B layout
+// ([S / 4][16 rows][4 bytes], as the packed 8-bit records; 4/5/6-bit ones are unpacked on the
+// way). Each product is a 16 x 16 int32 tile for one sub-block (dot + init, the AVX-512 kernel's
+// integer); it is stored and scaled into f32 accumulators with AVX-512 exactly as the AVX-512
+// kernel does (the same fused multiply-adds in the same order), so both paths agree bit for bit
+// and the choice between them never changes a result. The per-sub-block scaling and the 1 KiB
+// store of every product bound this kernel (a 16 x 16 x 32 product is 16 cycles of the unit,
+// about 110 of the whole loop on a Sapphire Rapids), as the scaling bounds llama.cpp's and
+// SGLang's. The same kernel runs over kernels/ref/amx_tiles_ref.h's model of the unit so that it
+// is tested on CPUs without AMX.
 // GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
