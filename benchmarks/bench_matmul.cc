@@ -90,7 +90,7 @@ double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows
 void CompareIsas(const kernels::PackedMatrix& w, const float* x, float* out, int64_t rows,
                  int64_t cols, ThreadPool* pool) {
   if (!kernels::IsaSupported(kernels::Isa::kAmx)) return;
-  for (int64_t m : {16, 64, 512}) {
+  for (int64_t m : {16, 32, 64, 512}) {
     if (rows > 10000 && m > 16) break;
     double amx = 1e30, avx512 = 1e30;
     for (int round = 0; round < 5; ++round) {

@@ -24,9 +24,7 @@ std::string AmxState() {
   std::string units = f.amx_int8 && f.amx_bf16 ? "int8+bf16" : f.amx_int8 ? "int8" : "bf16";
   if (!kernels::IsaSupported(kernels::Isa::kAmx))
     return "present (" + units + "), not used (TINYSERVE_ISA cap or no int8 unit)";
-  if (kernels::BestIsa() == kernels::Isa::kAmx)
-    return "present (" + units + "), int8 used by the quantized matmuls (TINYSERVE_ISA=amx)";
-  return "present (" + units + "), int8 measured; matmuls on AVX-512 (faster, kernels/isa.h)";
+  return "present (" + units + "), int8 used by the quantized matmuls (kernels/isa.h)";
 }
 
 double Now() {

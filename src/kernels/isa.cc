@@ -96,10 +96,7 @@ Isa CapIsa(Isa hw, const char* env) {
   return *want;
 }
 
-Isa ChooseIsa(Isa cap, const char* env) {
-  if (cap == Isa::kAmx && (env == nullptr || ParseIsa(env) != Isa::kAmx)) return Isa::kAvx512;
-  return cap;
-}
+Isa ChooseIsa(Isa cap) { return cap; }
 
 namespace {
 
@@ -117,7 +114,7 @@ Dispatch DetectDispatch() {
   const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): once
   Dispatch d;
   d.cap = CapIsa(hw, env);
-  d.best = ChooseIsa(d.cap, env);
+  d.best = ChooseIsa(d.cap);
   return d;
 }
 

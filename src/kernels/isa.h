@@ -54,18 +54,20 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 // never enables an Isa the CPU lacks.
 Isa CapIsa(Isa hw, const char* env);
 
-// The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, except that kAmx is
-// chosen only when TINYSERVE_ISA=amx asks for it, else kAvx512. Why: the AMX matmul (bit-identical
-// to the AVX-512 one) measured 0.73-1.27x, mostly 0.8-0.9x, of the AVX-512 kernel on a Xeon with
-// AMX (bench_matmul --compare, 2 threads): block-quantized weights need an f32 scaling pass per
-// 32-weight sub-block, which bounds both kernels, and the tile product must go through memory
-// to reach it.
-Isa ChooseIsa(Isa cap, const char* env);
+// The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, kAmx included, so an
+// AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
+// unit (matmul_internal.h AmxServes) unless TINYSERVE_ISA=avx512 caps it. Measured on a Sapphire
+// Rapids (bench_matmul --compare, 2 threads, Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the AMX
+// matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
+// median 1.31x, and 1.09-1.64x at 32 rows (Q5_0 1.25-1.78x, Q4_K and Q5_K 1.07-1.39x); it is
+// bounded by the f32 scaling of every 32-weight sub-block's product, which must go through
+// memory (matmul_amx_avx512.cc). The one place for such a policy, should an ISA measure slower.
+Isa ChooseIsa(Isa cap);
 
 // IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
 // counts as supported on an AMX CPU even when BestIsa() is kAvx512; tests run it).
 bool IsaSupported(Isa isa);
-// ChooseIsa(CapIsa(widest the hardware supports, TINYSERVE_ISA), TINYSERVE_ISA), detected once.
+// ChooseIsa(CapIsa(widest the hardware supports, TINYSERVE_ISA)), detected once.
 Isa BestIsa();
 // "scalar", "avx2", "avx512", "amx".
 std::string_view IsaName(Isa isa);

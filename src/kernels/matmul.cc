@@ -106,7 +106,7 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
 
 MatMulKernels KernelsFor(Isa isa) {
   switch (isa) {
-    case Isa::kAmx:  // below kAmxMinRows, and for float weights
+    case Isa::kAmx:  // where !AmxServes, and for float weights
     case Isa::kAvx512:
       return Avx512Kernels();
     case Isa::kAvx2:
@@ -291,7 +291,7 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
     }
   } else if (impl.float_data != nullptr) {
     RunFloat(k, impl, x, num_rows, bias, out, pool);
-  } else if (isa == Isa::kAmx && num_rows >= kAmxMinRows) {
+  } else if (isa == Isa::kAmx && AmxServes(impl, num_rows)) {
     RunQuantizedAmx(impl, x, num_rows, bias, out, pool);
   } else {
     RunQuantized(k, impl, x, num_rows, bias, out, pool);
@@ -313,7 +313,8 @@ void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float
 }
 
 bool TakesQuantizedActivations(const PackedMatrix& w, int64_t num_rows) {
-  return w.impl().float_data == nullptr && !(BestIsa() == Isa::kAmx && num_rows >= kAmxMinRows);
+  return w.impl().float_data == nullptr &&
+         !(BestIsa() == Isa::kAmx && AmxServes(w.impl(), num_rows));
 }
 
 void PrepareActivations(const PackedMatrix& like, int64_t num_rows, QuantizedActivations* acts) {

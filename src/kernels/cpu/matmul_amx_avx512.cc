@@ -1,13 +1,15 @@
-// Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbsud multiplies 16 activation rows
-// (int8, row-major) by one sub-block of a 16-row weight group: the group's record of quants
-// ([S / 4][16 rows][4 bytes], matmul_internal.h) is already the tile unit's B layout, so 8-bit
-// quants load straight from the packed weights and 4/5/6-bit ones are unpacked once per group into
-// a small buffer. Each product is a 16 x 16 int32 tile for one sub-block; it is stored and scaled
-// into f32 accumulators with AVX-512 exactly as the AVX-512 kernel does (same integer dot, then
-// the same fused multiply-adds in the same order), so both paths agree bit for bit and the
-// choice between them never changes a result. The per-sub-block scaling is the float work that
-// bounds this kernel, as it bounds llama.cpp's and SGLang's. The same kernel runs over
-// kernels/ref/amx_tiles_ref.h's model of the unit so that it is tested on CPUs without AMX.
+// Quantized MatMul on the AMX tile unit (Isa::kAmx). One tdpbssd multiplies 16 activation rows
+// (int8, row-major) by one sub-block of a 16-row weight group, whose quants are copied once per
+// group (and activation row tile) as signed bytes q - zero in the tile unit's B layout
+// ([S / 4][16 rows][4 bytes], as the packed 8-bit records; 4/5/6-bit ones are unpacked on the
+// way). Each product is a 16 x 16 int32 tile for one sub-block (dot + init, the AVX-512 kernel's
+// integer); it is stored and scaled into f32 accumulators with AVX-512 exactly as the AVX-512
+// kernel does (the same fused multiply-adds in the same order), so both paths agree bit for bit
+// and the choice between them never changes a result. The per-sub-block scaling and the 1 KiB
+// store of every product bound this kernel (a 16 x 16 x 32 product is 16 cycles of the unit,
+// about 110 of the whole loop on a Sapphire Rapids), as the scaling bounds llama.cpp's and
+// SGLang's. The same kernel runs over kernels/ref/amx_tiles_ref.h's model of the unit so that it
+// is tested on CPUs without AMX.
 // GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_* helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -29,16 +31,16 @@ constexpr int kTileRows = 16;  // activation rows per tile
 // Activations for the tile unit, in blocks of kTileRows rows (the last padded with zero rows: a
 // tile always loads 16), laid out so that what one sub-block's product and scaling read is
 // contiguous: per row block and sub-block, the 16 rows' quants (one 16 x SUB tile, loaded with
-// stride SUB) and the 16 rows' block scales and sums. Same values as QuantizedActs.
+// stride SUB) and the 16 rows' block scales and sums. Same values as QuantizedActs, less init:
+// the signed weights take it in (SignedGroup).
 struct AmxActs {
   int64_t rows = 0;  // padded to kTileRows
   int64_t cols = 0;
   int64_t num_sub = 0;
   int sub = 0;
-  AlignedBuffer<int8_t> xq;     // [rows / 16][num_sub][16][sub]
-  AlignedBuffer<float> sx;      // [rows / 16][cols / 32][16]: amax / 127
-  AlignedBuffer<int32_t> init;  // [rows / 16][num_sub][16]: -zero * sum of xq over the sub-block
-  AlignedBuffer<float> xsum;    // [rows / 16][num_sub][16]: sx * sum of xq over the sub-block
+  AlignedBuffer<int8_t> xq;   // [rows / 16][num_sub][16][sub]
+  AlignedBuffer<float> sx;    // [rows / 16][cols / 32][16]: amax / 127
+  AlignedBuffer<float> xsum;  // [rows / 16][num_sub][16]: sx * sum of xq over the sub-block
 
   // Index of row m's entry for sub-block (or 32-block) b in a [rows / 16][count][16] array.
   static int64_t At(int64_t m, int64_t count, int64_t b) {
@@ -61,13 +63,10 @@ void QuantizeRows(const float* x, int64_t row_begin, int64_t row_end, const Quan
       a->sx[AmxActs::At(m, blocks, blk)] = r.sx;
       if (traits.sub_block == 32) {
         std::memcpy(a->Quants(m, blk), q, 32);
-        a->init[AmxActs::At(m, a->num_sub, blk)] = -traits.zero_point * (r.s0 + r.s1);
         a->xsum[AmxActs::At(m, a->num_sub, blk)] = r.sx * static_cast<float>(r.s0 + r.s1);
       } else {
         std::memcpy(a->Quants(m, 2 * blk), q, 16);
         std::memcpy(a->Quants(m, 2 * blk + 1), q + 16, 16);
-        a->init[AmxActs::At(m, a->num_sub, 2 * blk)] = -traits.zero_point * r.s0;
-        a->init[AmxActs::At(m, a->num_sub, 2 * blk + 1)] = -traits.zero_point * r.s1;
         a->xsum[AmxActs::At(m, a->num_sub, 2 * blk)] = r.sx * static_cast<float>(r.s0);
         a->xsum[AmxActs::At(m, a->num_sub, 2 * blk + 1)] = r.sx * static_cast<float>(r.s1);
       }
@@ -82,7 +81,6 @@ void ZeroRows(int64_t num_rows, AmxActs* a) {
   for (int64_t m = num_rows; m < a->rows; ++m) {
     for (int64_t b = 0; b < a->num_sub; ++b) {
       std::memset(a->Quants(m, b), 0, a->sub);
-      a->init[AmxActs::At(m, a->num_sub, b)] = 0;
       a->xsum[AmxActs::At(m, a->num_sub, b)] = 0;
     }
     for (int64_t blk = 0; blk < blocks; ++blk) a->sx[AmxActs::At(m, blocks, blk)] = 0;
@@ -101,43 +99,63 @@ amx::TileConfig ConfigFor(int sub) {
   return cfg;
 }
 
-// Where the 8-bit quants of sub-block b of the current group are: the packed record itself, or
-// the group's unpacked copy.
-struct GroupQuants {
-  const uint8_t* base = nullptr;
-  int64_t stride = 0;  // bytes from one sub-block to the next
-  const uint8_t* Sub(int64_t b) const { return base + b * stride; }
-};
-
-template <bool kTable, int kHigh>
-void UnpackGroup(const PackedMatrix::Impl& w, const uint8_t* rec, uint8_t* dst) {
+// Writes the quants of group record rec as signed bytes q - zero ([num_sub][S / 4][16][4], the
+// tile unit's B layout) into dst. Then tdpbssd gives sum (q - zero) xq = dot + init directly, the
+// same integer, and the scaling has no init to add (a quarter of its vector work). Every format's
+// q - zero fits a signed byte (Q8_0: q - 128; 4/5/6-bit q < 64 with zero <= 32; codebooks: the
+// int8 value). Done once per group and activation row tile, read by each of its row blocks.
+template <bool kNibbles, bool kTable, int kHigh>
+void SignedGroup(const PackedMatrix::Impl& w, const uint8_t* rec, int8_t* dst) {
   const __m512i table = cpu::NibbleTableVector(w);
+  const __m512i zero = _mm512_set1_epi8(static_cast<char>(w.traits.zero_point));
   const int sub = w.traits.sub_block;
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
-    const __m512i hb = kHigh > 0 ? _mm512_loadu_si512(rec + w.HighLine()) : _mm512_setzero_si512();
-    for (int p = 0; p < sub / 8; ++p) {
-      __m512i low, high;
-      cpu::UnpackLine<kTable, kHigh>(rec, p, table, hb, &low, &high);
-      _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p) * 64, low);
-      _mm512_storeu_si512(dst + (b * sub / 4 + 2 * p + 1) * 64, high);
+    int8_t* out = dst + b * sub * kGroupRows;
+    if constexpr (!kNibbles) {
+      for (int c = 0; c < sub / 4; ++c)
+        _mm512_storeu_si512(out + c * 64, _mm512_sub_epi8(_mm512_loadu_si512(rec + c * 64), zero));
+    } else {
+      const __m512i hb =
+          kHigh > 0 ? _mm512_loadu_si512(rec + w.HighLine()) : _mm512_setzero_si512();
+      for (int p = 0; p < sub / 8; ++p) {
+        __m512i low, high;
+        cpu::UnpackLine<kTable, kHigh>(rec, p, table, hb, &low, &high);
+        _mm512_storeu_si512(out + 2 * p * 64, _mm512_sub_epi8(low, zero));
+        _mm512_storeu_si512(out + (2 * p + 1) * 64, _mm512_sub_epi8(high, zero));
+      }
     }
   }
 }
 
-// Folds one sub-block's int32 products c[16 rows][16 weight rows] into acc, as QuantTile in
-// matmul_avx512.cc: acc = fma(float(dot + init), scale * sx, acc), then the minimum's term.
+void SignedGroupFor(const PackedMatrix::Impl& w, int64_t g, int8_t* dst) {
+  bool table = false;
+  for (int i = 0; i < 16; ++i) table = table || w.table[i] != i;
+  if (!w.nibbles) {
+    SignedGroup<false, false, 0>(w, w.Group(g), dst);
+  } else if (table) {
+    SignedGroup<true, true, 0>(w, w.Group(g), dst);
+  } else if (w.high_bits == 1) {
+    SignedGroup<true, false, 1>(w, w.Group(g), dst);
+  } else if (w.high_bits == 2) {
+    SignedGroup<true, false, 2>(w, w.Group(g), dst);
+  } else {
+    SignedGroup<true, false, 0>(w, w.Group(g), dst);
+  }
+}
+
+// Folds one sub-block's int32 products c[16 rows][16 weight rows] (dot + init, see SignedGroup)
+// into acc, as QuantTile in matmul_avx512.cc: acc = fma(float(dot + init), scale * sx, acc),
+// then the minimum's term.
 template <int SUB, bool kMin>
 inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int64_t mb, int64_t b,
                   const int32_t* c, __m512* acc) {
   const uint8_t* scales = w.Group(g) + b * w.record_bytes + w.quant_bytes;
   const __m512 scale = cpu::LoadScales(w, scales, 0);
   const int64_t blocks = a.cols / kActBlock;
-  const int32_t* init = a.init.data() + (mb * a.num_sub + b) * kTileRows;
   const float* sx = a.sx.data() + (mb * blocks + b * SUB / kActBlock) * kTileRows;
   for (int r = 0; r < kTileRows; ++r) {
-    const __m512i dot = _mm512_add_epi32(_mm512_load_si512(c + 16 * r), _mm512_set1_epi32(init[r]));
     const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sx[r]));
-    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[r]);
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r)), s, acc[r]);
   }
   if constexpr (kMin) {
     const __m512 offset = cpu::LoadScales(w, scales, 1);
@@ -147,36 +165,58 @@ inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int6
   }
 }
 
-// Sub-block b's product into tile C, stored to c.
+constexpr int kProduct = kTileRows * 16;  // int32s of one product tile
+// Products are scaled kLag sub-blocks after they are computed, from a ring of 2 kLag tiles.
+constexpr int kLag = 4;
+constexpr int kRing = 2 * kLag;
+
+// Sub-block b's product (weights q: the group's signed quants) into tile C.
 template <class Tiles, int C, int A, int B>
-inline void Product(const GroupQuants& q, const AmxActs& a, int64_t mb, int64_t b, int32_t* c) {
+inline void Dot(const int8_t* q, const AmxActs& a, int64_t mb, int64_t b) {
   Tiles::template Zero<C>();
   Tiles::template Load<A>(a.Tile(mb, b), a.sub);
-  Tiles::template Load<B>(q.Sub(b), 64);
-  Tiles::template DotSignedUnsigned<C, A, B>();
-  Tiles::template Store<C>(c, 64);
+  Tiles::template Load<B>(q + b * a.sub * kGroupRows, 64);
+  Tiles::template DotSignedSigned<C, A, B>();
 }
 
-// Output rows of row block mb (of which the first `valid_m` exist) x weight row group g, in two
-// passes: every sub-block's int32 product into `products` ([num_sub][16][16], four in flight),
-// then the scaling. Separate passes because a load of data that a tile store has just written
-// waits until the store retires: interleaving each product with its scaling serializes them.
-template <class Tiles, int SUB, bool kMin>
-void GroupTile(const PackedMatrix::Impl& w, const GroupQuants& q, const AmxActs& a, int64_t g,
-               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* products) {
-  constexpr int kProduct = kTileRows * 16;
-  const int64_t n = w.num_sub;
-  int64_t b = 0;
-  for (; b + 4 <= n; b += 4) {
-    Product<Tiles, kC0, kA0, kB0>(q, a, mb, b, products + b * kProduct);
-    Product<Tiles, kC1, kA1, kB1>(q, a, mb, b + 1, products + (b + 1) * kProduct);
-    Product<Tiles, kC2, kA0, kB0>(q, a, mb, b + 2, products + (b + 2) * kProduct);
-    Product<Tiles, kC3, kA1, kB1>(q, a, mb, b + 3, products + (b + 3) * kProduct);
+// Products of sub-blocks [b, min(b + kLag, n)) into their ring slots.
+template <class Tiles>
+inline void Products(const int8_t* q, const AmxActs& a, int64_t mb, int64_t b, int64_t n,
+                     int32_t* ring) {
+  auto slot = [&](int64_t i) { return ring + (i % kRing) * kProduct; };
+  const int64_t end = std::min<int64_t>(b + kLag, n);
+  for (; b + 4 <= end; b += 4) {
+    Dot<Tiles, kC0, kA0, kB0>(q, a, mb, b);
+    Dot<Tiles, kC1, kA1, kB1>(q, a, mb, b + 1);
+    Tiles::template Store<kC0>(slot(b), 64);
+    Tiles::template Store<kC1>(slot(b + 1), 64);
+    Dot<Tiles, kC2, kA0, kB0>(q, a, mb, b + 2);
+    Dot<Tiles, kC3, kA1, kB1>(q, a, mb, b + 3);
+    Tiles::template Store<kC2>(slot(b + 2), 64);
+    Tiles::template Store<kC3>(slot(b + 3), 64);
   }
-  for (; b < n; ++b) Product<Tiles, kC0, kA0, kB0>(q, a, mb, b, products + b * kProduct);
+  for (; b < end; ++b) {
+    Dot<Tiles, kC0, kA0, kB0>(q, a, mb, b);
+    Tiles::template Store<kC0>(slot(b), 64);
+  }
+}
+
+// Output rows of row block mb (of which the first `valid_m` exist) x weight row group g (signed
+// quants q). The products of sub-blocks b + kLag.. are issued before sub-blocks b.. are scaled,
+// so the tile unit can work while the vector units scale, and the ring (8 KiB) stays in L1, where
+// the earlier whole-group products buffer (num_sub KiB) did not.
+template <class Tiles, int SUB, bool kMin>
+void GroupTile(const PackedMatrix::Impl& w, const int8_t* q, const AmxActs& a, int64_t g,
+               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* ring) {
+  const int64_t n = w.num_sub;
   __m512 acc[kTileRows];
   for (auto& v : acc) v = _mm512_setzero_ps();
-  for (b = 0; b < n; ++b) Scale<SUB, kMin>(w, a, g, mb, b, products + b * kProduct, acc);
+  Products<Tiles>(q, a, mb, 0, n, ring);
+  for (int64_t b = 0; b < n; b += kLag) {
+    if (b + kLag < n) Products<Tiles>(q, a, mb, b + kLag, n, ring);
+    for (int64_t i = b; i < std::min<int64_t>(b + kLag, n); ++i)
+      Scale<SUB, kMin>(w, a, g, mb, i, ring + (i % kRing) * kProduct, acc);
+  }
   const int64_t n0 = g * kGroupRows;
   const int64_t valid = std::min<int64_t>(kGroupRows, w.rows - n0);
   const auto mask = static_cast<__mmask16>((1u << valid) - 1);
@@ -191,29 +231,15 @@ void GroupTile(const PackedMatrix::Impl& w, const GroupQuants& q, const AmxActs&
 template <class Tiles, int SUB, bool kMin>
 void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int64_t g_begin,
             int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out,
-            AlignedBuffer<uint8_t>* unpacked, AlignedBuffer<int32_t>* products) {
-  products->Resize(w.num_sub * kTileRows * 16);
-  bool table = false;
-  for (int i = 0; i < 16; ++i) table = table || w.table[i] != i;
+            AlignedBuffer<int8_t>* quants, AlignedBuffer<int32_t>* ring) {
+  ring->Resize(kRing * kProduct);
+  quants->Resize(w.num_sub * SUB * kGroupRows);
   for (int64_t g = g_begin; g < g_end; ++g) {
-    GroupQuants q{w.Group(g), w.record_bytes};
-    if (w.nibbles) {
-      unpacked->Resize(w.num_sub * SUB * kGroupRows);
-      if (table) {
-        UnpackGroup<true, 0>(w, w.Group(g), unpacked->data());
-      } else if (w.high_bits == 1) {
-        UnpackGroup<false, 1>(w, w.Group(g), unpacked->data());
-      } else if (w.high_bits == 2) {
-        UnpackGroup<false, 2>(w, w.Group(g), unpacked->data());
-      } else {
-        UnpackGroup<false, 0>(w, w.Group(g), unpacked->data());
-      }
-      q = {unpacked->data(), SUB * kGroupRows};
-    }
+    SignedGroupFor(w, g, quants->data());
     for (int64_t m = m_begin; m < m_end; m += kTileRows)
-      GroupTile<Tiles, SUB, kMin>(w, q, a, g, m / kTileRows,
+      GroupTile<Tiles, SUB, kMin>(w, quants->data(), a, g, m / kTileRows,
                                   std::min<int64_t>(kTileRows, num_rows - m), bias, out,
-                                  products->data());
+                                  ring->data());
   }
 }
 
@@ -227,7 +253,6 @@ void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const fl
   a.sub = SUB;
   a.xq.Resize(a.rows * a.cols);
   a.sx.Resize(a.rows * (a.cols / kActBlock));
-  a.init.Resize(a.rows * a.num_sub);
   a.xsum.Resize(a.rows * a.num_sub);
   const int num_threads = pool ? pool->num_threads() : 1;
   if (num_threads > 1) {
@@ -237,16 +262,18 @@ void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const fl
     QuantizeRows(x, 0, num_rows, w.traits, &a);
   }
   ZeroRows(num_rows, &a);
-  // Tiles of activation rows (about 256 KiB of int8) stay in L2 while the weight groups of one
-  // thread stream past them, as in matmul.cc.
-  const int64_t tile = std::max<int64_t>(kTileRows, (256 << 10) / w.cols / kTileRows * kTileRows);
+  // Tiles of activation rows (about 1 MiB of int8, half of Sapphire Rapids' L2) stay in L2 while
+  // the weight groups of one thread stream past them. More than matmul.cc's 256 KiB because each
+  // group's signed copy is made once per tile (4864 columns: 13 row blocks instead of 3; measured
+  // 10% faster for Q4_0 896 x 4864).
+  const int64_t tile = std::max<int64_t>(kTileRows, (1 << 20) / w.cols / kTileRows * kTileRows);
   auto work = [&](int64_t g_begin, int64_t g_end, int) {
-    thread_local AlignedBuffer<uint8_t> unpacked;
-    thread_local AlignedBuffer<int32_t> products;
+    thread_local AlignedBuffer<int8_t> quants;
+    thread_local AlignedBuffer<int32_t> ring;
     Tiles::Configure(ConfigFor(SUB));
     for (int64_t m = 0; m < num_rows; m += tile)
       Groups<Tiles, SUB, kMin>(w, a, num_rows, g_begin, g_end, m, std::min(a.rows, m + tile), bias,
-                               out, &unpacked, &products);
+                               out, &quants, &ring);
     Tiles::Release();
   };
   if (num_threads > 1) {
