@@ -24,7 +24,8 @@ std::string AmxState() {
   std::string units = f.amx_int8 && f.amx_bf16 ? "int8+bf16" : f.amx_int8 ? "int8" : "bf16";
   if (!kernels::IsaSupported(kernels::Isa::kAmx))
     return "present (" + units + "), not used (TINYSERVE_ISA cap or no int8 unit)";
-  return "present (" + units + "), int8 used by the quantized matmuls (kernels/isa.h)";
+  return "present (" + units + "), used by the quantized" +
+         (f.amx_bf16 ? std::string(" and bf16") : std::string()) + " matmuls (kernels/isa.h)";
 }
 
 double Now() {

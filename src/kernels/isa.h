@@ -12,8 +12,8 @@
 
 namespace tinyserve::kernels {
 
-// kAmx: kAvx512 plus the AMX tile unit (int8). Only matmuls use the tiles; every other kernel
-// runs its kAvx512 code under kAmx.
+// kAmx: kAvx512 plus the AMX tile unit (int8; bf16 where the CPU has AMX-BF16). Only matmuls use
+// the tiles; every other kernel runs its kAvx512 code under kAmx.
 enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 
 // What the CPU reports and the OS has enabled (a feature whose registers the OS does not save,
@@ -56,9 +56,10 @@ Isa CapIsa(Isa hw, const char* env);
 
 // The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, kAmx included, so an
 // AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
-// unit (matmul_internal.h AmxServes) unless TINYSERVE_ISA=avx512 caps it. Measured on a Sapphire
-// Rapids (bench_matmul --compare, 2 threads, Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the AMX
-// matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
+// unit (matmul_internal.h AmxServes), and bf16 matmuls from 16 rows on AMX-BF16 where present
+// (8-10x the vdpbf16ps kernel from 64 rows), unless TINYSERVE_ISA=avx512 caps it. Measured on a
+// Sapphire Rapids (bench_matmul --compare, 2 threads, Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the
+// AMX matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
 // median 1.31x, and 1.09-1.64x at 32 rows (Q5_0 1.25-1.78x, Q4_K and Q5_K 1.07-1.39x); it is
 // bounded by the f32 scaling of every 32-weight sub-block's product, which must go through
 // memory (matmul_amx_avx512.cc). The one place for such a policy, should an ISA measure slower.
