@@ -134,12 +134,14 @@ void PrintDecodeBound(const RecordingModel& m, const std::vector<StepRecord>& st
   const bench::Roofline roof = bench::MeasureRoofline(&pool);
   const DecodeCost cost = DecodeCostOf(
       m.model().config(), static_cast<double>(m.model().weights().MatrixBytes()), m.kv_dtype());
-  const bool int8_ops = IsQuantized(m.model().weights().layers[0].down.source_dtype());
+  const bench::Work work = IsQuantized(m.model().weights().layers[0].down.source_dtype())
+                               ? bench::Work::kInt8
+                               : bench::Work::kF32;
   double bound_s = 0, bytes = 0, tokens = 0;
   for (size_t i = first; i < steps.size(); ++i) {
     const double ctx = static_cast<double>(steps[i].context_tokens);
     const bench::StepBound b = bench::DecodeStepBound(
-        roof, cost.Bytes(ctx), cost.Ops(static_cast<double>(steps[i].sampled), ctx), int8_ops);
+        roof, cost.Bytes(ctx), cost.Ops(static_cast<double>(steps[i].sampled), ctx), work);
     bound_s += b.seconds();
     bytes += b.bytes;
     tokens += static_cast<double>(steps[i].sampled);
@@ -148,9 +150,8 @@ void PrintDecodeBound(const RecordingModel& m, const std::vector<StepRecord>& st
   fmt::print(
       "Decode bound: {:.2f} output tokens/s from {:.0f} MB read per step at {:.1f} GB/s and {} "
       "peak {:.0f} G/s ({} KV cache); reached {:.0f}%\n",
-      tokens / bound_s, bytes / n / 1e6, roof.read_gb_per_s, int8_ops ? "int8 dot" : "f32 FMA",
-      int8_ops ? roof.int8_gops : roof.fma_gflops, DTypeName(m.kv_dtype()),
-      100 * bound_s / decode_s);
+      tokens / bound_s, bytes / n / 1e6, roof.read_gb_per_s, bench::BestUnit(roof, work),
+      bench::BestPeak(roof, work), DTypeName(m.kv_dtype()), 100 * bound_s / decode_s);
   if (out != nullptr) {
     (*out)["decode_phase_bound_tokens_per_second"] = tokens / bound_s;
     (*out)["decode_phase_fraction_of_bound"] = bound_s / decode_s;
