@@ -64,14 +64,20 @@ uint64_t Bf16DotLoopAvx512(int64_t iters, float* sink) {
   return static_cast<uint64_t>(iters) * kChains * 32 * 2;
 }
 
-uint64_t AmxInt8Loop(int64_t iters, int32_t* sink) {
+namespace {
+
+// Four independent accumulator tiles, each fed by two of four operand tiles, `iters` rounds of
+// Dot<C, A, B>(); returns the last accumulator tile (its first element) so the loop is kept.
+// Operands: finite bf16 values of mixed bits, which are also mixed bytes for the int8 units (a
+// unit's speed may depend on the data; zeros would flatter it).
+template <class Acc, class Dot>
+Acc AmxChains(int64_t iters, Dot dot) {
   using Tiles = kernels::amx::HardwareTiles;
   kernels::amx::TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.Set(t, 16, 64);  // full 16 x 64-byte tiles
-  // Operands of mixed bytes (a unit's speed may depend on the data; zeros would flatter it).
-  alignas(64) uint8_t data[16 * 64];
-  for (int i = 0; i < 16 * 64; ++i) data[i] = static_cast<uint8_t>(i * 37 + 11);
-  alignas(64) int32_t c[16 * 16];
+  alignas(64) uint16_t data[16 * 32];
+  for (int i = 0; i < 16 * 32; ++i) data[i] = static_cast<uint16_t>(0x3f00 + (i * 37 + 11) % 256);
+  alignas(64) Acc c[16 * 16];
   Tiles::Configure(cfg);
   Tiles::Zero<0>();
   Tiles::Zero<1>();
@@ -81,44 +87,33 @@ uint64_t AmxInt8Loop(int64_t iters, int32_t* sink) {
   Tiles::Load<5>(data, 64);
   Tiles::Load<6>(data, 64);
   Tiles::Load<7>(data, 64);
-  for (int64_t it = 0; it < iters; ++it) {
+  for (int64_t it = 0; it < iters; ++it) dot();
+  Tiles::Store<0>(c, 64);
+  Tiles::Release();
+  return c[0];
+}
+
+}  // namespace
+
+uint64_t AmxInt8Loop(int64_t iters, int32_t* sink) {
+  using Tiles = kernels::amx::HardwareTiles;
+  *sink += AmxChains<int32_t>(iters, [] {
     Tiles::DotSignedUnsigned<0, 4, 6>();
     Tiles::DotSignedUnsigned<1, 4, 7>();
     Tiles::DotSignedUnsigned<2, 5, 6>();
     Tiles::DotSignedUnsigned<3, 5, 7>();
-  }
-  Tiles::Store<0>(c, 64);
-  Tiles::Release();
-  *sink += c[0] + c[255];
+  });
   return static_cast<uint64_t>(iters) * 4 * 16 * 16 * 64 * 2;
 }
 
 uint64_t AmxBf16Loop(int64_t iters, float* sink) {
   using Tiles = kernels::amx::HardwareTiles;
-  kernels::amx::TileConfig cfg;
-  for (int t = 0; t < 8; ++t) cfg.Set(t, 16, 64);  // 16 rows x 32 bf16
-  // Finite bf16 values of mixed bits (small exponents: the sums stay normal).
-  alignas(64) uint16_t data[16 * 32];
-  for (int i = 0; i < 16 * 32; ++i) data[i] = static_cast<uint16_t>(0x3f00 + (i * 37 + 11) % 256);
-  alignas(64) float c[16 * 16];
-  Tiles::Configure(cfg);
-  Tiles::Zero<0>();
-  Tiles::Zero<1>();
-  Tiles::Zero<2>();
-  Tiles::Zero<3>();
-  Tiles::Load<4>(data, 64);
-  Tiles::Load<5>(data, 64);
-  Tiles::Load<6>(data, 64);
-  Tiles::Load<7>(data, 64);
-  for (int64_t it = 0; it < iters; ++it) {
+  *sink += AmxChains<float>(iters, [] {
     Tiles::DotBf16<0, 4, 6>();
     Tiles::DotBf16<1, 4, 7>();
     Tiles::DotBf16<2, 5, 6>();
     Tiles::DotBf16<3, 5, 7>();
-  }
-  Tiles::Store<0>(c, 64);
-  Tiles::Release();
-  *sink += c[0] + c[255];
+  });
   return static_cast<uint64_t>(iters) * 4 * 16 * 16 * 32 * 2;
 }
 

@@ -46,23 +46,15 @@ struct ModelTiles {
   }
   template <int C, int A, int B>
   static void DotSignedUnsigned() {
-    State& s = state();
-    for (int m = 0; m < s.cfg.rows[C]; ++m) {
-      for (int n = 0; n < s.cfg.colsb[C] / 4; ++n) {
-        int32_t c;
-        std::memcpy(&c, s.tmm[C] + m * 64 + n * 4, 4);
-        for (int k = 0; k < s.cfg.colsb[A]; ++k) {
-          const auto a = static_cast<int8_t>(s.tmm[A][m * 64 + k]);
-          const uint8_t b = s.tmm[B][(k / 4) * 64 + n * 4 + k % 4];
-          // Wrapping int32 sum, as the hardware's.
-          c = static_cast<int32_t>(static_cast<uint32_t>(c) + static_cast<uint32_t>(a * b));
-        }
-        std::memcpy(s.tmm[C] + m * 64 + n * 4, &c, 4);
-      }
-    }
+    DotInt8<C, A, B, uint8_t>();
   }
   template <int C, int A, int B>
   static void DotSignedSigned() {
+    DotInt8<C, A, B, int8_t>();
+  }
+  // Signed bytes of A times bytes of B read as BByte (uint8_t or int8_t).
+  template <int C, int A, int B, class BByte>
+  static void DotInt8() {
     State& s = state();
     for (int m = 0; m < s.cfg.rows[C]; ++m) {
       for (int n = 0; n < s.cfg.colsb[C] / 4; ++n) {
@@ -70,7 +62,8 @@ struct ModelTiles {
         std::memcpy(&c, s.tmm[C] + m * 64 + n * 4, 4);
         for (int k = 0; k < s.cfg.colsb[A]; ++k) {
           const auto a = static_cast<int8_t>(s.tmm[A][m * 64 + k]);
-          const auto b = static_cast<int8_t>(s.tmm[B][(k / 4) * 64 + n * 4 + k % 4]);
+          const auto b = static_cast<BByte>(s.tmm[B][(k / 4) * 64 + n * 4 + k % 4]);
+          // Wrapping int32 sum, as the hardware's.
           c = static_cast<int32_t>(static_cast<uint32_t>(c) + static_cast<uint32_t>(a * b));
         }
         std::memcpy(s.tmm[C] + m * 64 + n * 4, &c, 4);
