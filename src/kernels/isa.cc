@@ -96,31 +96,21 @@ Isa CapIsa(Isa hw, const char* env) {
   return *want;
 }
 
-Isa ChooseIsa(Isa cap) { return cap; }
-
 namespace {
 
-struct Dispatch {
-  Isa cap = Isa::kScalar;
-  Isa best = Isa::kScalar;
-};
-
-Dispatch DetectDispatch() {
+Isa DetectCap() {
   const CpuFeatures& f = DetectedCpuFeatures();
   const Isa hw = IsaSupportedBy(f, Isa::kAmx)      ? Isa::kAmx
                  : IsaSupportedBy(f, Isa::kAvx512) ? Isa::kAvx512
                  : IsaSupportedBy(f, Isa::kAvx2)   ? Isa::kAvx2
                                                    : Isa::kScalar;
   const char* env = std::getenv("TINYSERVE_ISA");  // NOLINT(concurrency-mt-unsafe): once
-  Dispatch d;
-  d.cap = CapIsa(hw, env);
-  d.best = ChooseIsa(d.cap);
-  return d;
+  return CapIsa(hw, env);
 }
 
-const Dispatch& GetDispatch() {
-  static const Dispatch d = DetectDispatch();
-  return d;
+Isa Cap() {
+  static const Isa cap = DetectCap();
+  return cap;
 }
 
 }  // namespace
@@ -159,11 +149,11 @@ bool IsaSupportedBy(const CpuFeatures& f, Isa isa) {
 }
 
 bool IsaSupported(Isa isa) {
-  return static_cast<int>(isa) <= static_cast<int>(GetDispatch().cap) &&
+  return static_cast<int>(isa) <= static_cast<int>(Cap()) &&
          IsaSupportedBy(DetectedCpuFeatures(), isa);
 }
 
-Isa BestIsa() { return GetDispatch().best; }
+Isa BestIsa() { return Cap(); }
 
 std::string_view IsaName(Isa isa) {
   switch (isa) {

@@ -54,7 +54,7 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 // never enables an Isa the CPU lacks.
 Isa CapIsa(Isa hw, const char* env);
 
-// The Isa kernels dispatch to under `cap` (CapIsa's result): `cap` itself, kAmx included, so an
+// BestIsa() is CapIsa(widest the hardware supports, TINYSERVE_ISA), kAmx included, so an
 // AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
 // unit (matmul_internal.h AmxServes), and bf16 matmuls from 16 rows on AMX-BF16 where present
 // (8-10x the vdpbf16ps kernel from 64 rows), unless TINYSERVE_ISA=avx512 caps it. Measured on a
@@ -62,13 +62,12 @@ Isa CapIsa(Isa hw, const char* env);
 // AMX matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
 // median 1.31x, and 1.09-1.64x at 32 rows (Q5_0 1.25-1.78x, Q4_K and Q5_K 1.07-1.39x); it is
 // bounded by the f32 scaling of every 32-weight sub-block's product, which must go through
-// memory (matmul_amx_avx512.cc). The one place for such a policy, should an ISA measure slower.
-Isa ChooseIsa(Isa cap);
+// memory (matmul_amx_avx512.cc).
 
 // IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
-// counts as supported on an AMX CPU even when BestIsa() is kAvx512; tests run it).
+// counts as supported on an AMX CPU whatever kernels choose per matmul; tests run it).
 bool IsaSupported(Isa isa);
-// ChooseIsa(CapIsa(widest the hardware supports, TINYSERVE_ISA)), detected once.
+// The Isa kernels dispatch to (above), detected once.
 Isa BestIsa();
 // "scalar", "avx2", "avx512", "amx".
 std::string_view IsaName(Isa isa);

@@ -33,9 +33,10 @@ struct Bf16TileActs {
   int64_t kpad = 0;
   AlignedBuffer<uint16_t> x;
   // The tile of rows [m, m + 16) (m a multiple of 16), columns [32 kt, 32 kt + 32).
-  const uint16_t* Tile(int64_t m, int64_t kt) const {
-    return x.data() + ((m / kTileRows) * (kpad / kTileCols) + kt) * kTileRows * kTileCols;
+  int64_t TileIndex(int64_t m, int64_t kt) const {
+    return ((m / kTileRows) * (kpad / kTileCols) + kt) * kTileRows * kTileCols;
   }
+  const uint16_t* Tile(int64_t m, int64_t kt) const { return x.data() + TileIndex(m, kt); }
 };
 
 // Rows [begin, end) of acts from x (rows past num_rows are zero): the rounding of
@@ -43,8 +44,7 @@ struct Bf16TileActs {
 void RoundRows(const float* x, int64_t num_rows, int64_t cols, int64_t begin, int64_t end,
                Bf16TileActs* acts) {
   for (int64_t m = begin; m < end; ++m) {
-    uint16_t* dst = const_cast<uint16_t*>(acts->Tile(m / kTileRows * kTileRows, 0)) +
-                    (m % kTileRows) * kTileCols;
+    uint16_t* dst = acts->x.data() + acts->TileIndex(m, 0) + (m % kTileRows) * kTileCols;
     for (int64_t k = 0; k < acts->kpad; k += kTileCols) {
       auto mask = [&](int64_t from) {
         const int64_t n = m < num_rows ? cols - from : 0;
