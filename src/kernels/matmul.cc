@@ -48,6 +48,9 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
   const int64_t cols = impl->cols;
   std::vector<uint8_t> q(cols);
   std::vector<float> scale(impl->num_sub), offset(impl->num_sub);
+  const int64_t num_super = impl->int_scales ? impl->num_sub / impl->subs_per_super : 0;
+  std::vector<uint16_t> d(num_super), dmin(num_super);
+  std::vector<int8_t> sc(impl->num_sub), neg_min(impl->num_sub);
   uint8_t* dst = impl->packed.data() + g * impl->num_sub * impl->record_bytes;
   std::memset(dst, 0, impl->num_sub * impl->record_bytes);
   // index[q]: position of q in impl->table; 16 = not in it (a decoder bug: checked below).
@@ -69,6 +72,15 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
     if (row >= impl->rows) break;
     const auto* src = static_cast<const uint8_t*>(w.data) + row * *row_bytes;
     DecodeRowToInts(w.dtype, src, cols, q.data(), scale.data(), offset.data());
+    if (impl->int_scales) {
+      DecodeKQuantScales(w.dtype, src, cols, d.data(), dmin.data(), sc.data(), neg_min.data());
+      const int64_t factor_rows = impl->traits.has_min ? 2 : 1;
+      for (int64_t j = 0; j < num_super; ++j) {
+        uint16_t* f = impl->factors.data() + ((g * num_super + j) * factor_rows) * kGroupRows;
+        f[r] = d[j];
+        if (impl->traits.has_min) f[kGroupRows + r] = dmin[j];
+      }
+    }
     for (int64_t b = 0; b < impl->num_sub; ++b) {
       uint8_t* rec = dst + b * impl->record_bytes;
       const uint8_t* qb = &q[b * sub];
@@ -84,10 +96,18 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
       } else {
         for (int c = 0; c < sub / 4; ++c) std::memcpy(rec + c * 64 + r * 4, qb + c * 4, 4);
       }
-      if (impl->f16_scales) {
+      auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+      if (impl->int_scales) {
+        // Exact (DecodeKQuantScales), checked: the kernels rebuild scale[b] from these.
+        rec[impl->quant_bytes + r] = static_cast<uint8_t>(sc[b]);
+        TS_CHECK(same(impl->Scale(g, b, r), scale[b]));
+        if (impl->traits.has_min) {
+          rec[impl->quant_bytes + kGroupRows + r] = static_cast<uint8_t>(neg_min[b]);
+          TS_CHECK(same(impl->Scale(g, b, kGroupRows + r), offset[b]));
+        }
+      } else if (impl->f16_scales) {
         // Exact: ScalesAreF16 formats decode their scales from f16 fields (a NaN may come
         // back with another payload, still NaN).
-        auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
         const uint16_t hs = F32ToFp16(scale[b]), ho = F32ToFp16(offset[b]);
         TS_CHECK(same(Fp16ToF32(hs), scale[b]));
         std::memcpy(rec + impl->quant_bytes + 2 * r, &hs, 2);
@@ -269,10 +289,19 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   impl.quant_bytes = impl.nibbles ? impl.HighLine() + (impl.high_bits > 0 ? 64 : 0)
                                   : traits.sub_block * kGroupRows;
   impl.f16_scales = ScalesAreF16(w.dtype);
-  impl.record_bytes =
-      impl.quant_bytes + kGroupRows * (impl.f16_scales ? 2 : 4) * (traits.has_min ? 2 : 1);
+  impl.int_scales = IsKQuant(w.dtype);
+  const int scale_bytes = impl.int_scales ? 1 : impl.f16_scales ? 2 : 4;
+  impl.record_bytes = impl.quant_bytes + kGroupRows * scale_bytes * (traits.has_min ? 2 : 1);
   impl.packed.Resize(impl.num_groups * impl.num_sub * impl.record_bytes);
   impl.bytes = impl.packed.size();
+  if (impl.int_scales) {
+    impl.subs_per_super = 256 / traits.sub_block;
+    impl.factors.Resize(impl.num_groups * (impl.num_sub / impl.subs_per_super) *
+                        (traits.has_min ? 2 : 1) * kGroupRows);
+    // Padding rows keep +0 factors (scale 0).
+    std::memset(impl.factors.data(), 0, impl.factors.size() * sizeof(uint16_t));
+    impl.bytes += impl.factors.size() * sizeof(uint16_t);
+  }
   for (int64_t g = 0; g < impl.num_groups; ++g) PackGroup(w, row_bytes, g, &impl);
   return m;
 }

@@ -129,7 +129,7 @@ TEST(MatMulHighBitsTest, EveryPackedQuantReadsBackAsDecoded) {
             ASSERT_EQ(w.Quant(rec, r, c, i), want)
                 << DTypeName(t) << " row " << n << " sub " << b << " chunk " << c << " byte " << i;
           }
-        ASSERT_EQ(w.Scale(rec, r), scale[b]);
+        ASSERT_EQ(w.Scale(n / kGroupRows, b, r), scale[b]);
       }
     }
     EXPECT_GT(high_set, 0) << DTypeName(t) << ": the data never set the top quant bits";

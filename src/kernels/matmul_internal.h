@@ -3,10 +3,15 @@
 // Quantized layout (exact for every block type, see quant_blocks.h): output rows in groups of
 // kGroupRows = 16 (the last padded with zero weights); per group, per sub-block of S weights
 // (S = 16 or 32) one record of quants, then
-//   scale   [16] f32 or f16
-//   offset  [16] f32 or f16   (only for formats with a minimum; others: -zero * scale)
-// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact), else f32. Records
-// are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
+//   scale   [16] f32, f16 or int8
+//   offset  [16] f32, f16 or int8   (only for formats with a minimum; others: -zero * scale)
+// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact); for the k-quants
+// (`int_scales`) the file's integers sc and -min (DecodeKQuantScales), whose f16 factors d and
+// dmin, one per super-block of 256 weights, live beside the records in `factors`:
+//   factors [group][super-block][16] f16 d, then [16] f16 dmin (only with a minimum)
+// and scale = d * sc, offset = dmin * -min, an exact f32 product; other formats f32. So Q4_K
+// keeps 4.6 bits per weight (the file: 4.5) where f32 scales took 6, Q5_K 5.6 (5.5), Q6_K 6.56
+// (6.56). Records are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
 // Quants are 8-bit, 4-bit (`nibbles`: every format whose q takes at most 16 values, see
 // NibbleTable) or 5/6-bit (`high_bits` = 1 for Q5_0/Q5_1/Q5_K, 2 for Q6_K: the 4-bit lines of
 // q & 15 plus one line of the bits above), so decode reads about the file's bytes instead of
@@ -71,10 +76,13 @@ struct PackedMatrix::Impl {
   bool nibbles = false;  // 4-bit quants (indices into table)
   int high_bits = 0;     // 5/6-bit quants: nibbles, then a line of the bits above 4 (1 or 2)
   alignas(16) uint8_t table[16] = {};
-  bool f16_scales = false;        // scales (and offsets) stored as f16
-  int64_t quant_bytes = 0;        // quants of one record; the scales follow
-  int64_t record_bytes = 0;       // one sub-block record of one group
-  AlignedBuffer<uint8_t> packed;  // [num_groups][num_sub] records
+  bool f16_scales = false;          // scales (and offsets) stored as f16
+  bool int_scales = false;          // scales (and offsets) stored as int8 times `factors`
+  int64_t subs_per_super = 0;       // int_scales: sub-blocks per 256-weight super-block
+  AlignedBuffer<uint16_t> factors;  // int_scales: [num_groups][num_sub / subs_per_super][..]
+  int64_t quant_bytes = 0;          // quants of one record; the scales follow
+  int64_t record_bytes = 0;         // one sub-block record of one group
+  AlignedBuffer<uint8_t> packed;    // [num_groups][num_sub] records
 
   const uint8_t* Group(int64_t g) const { return packed.data() + g * num_sub * record_bytes; }
   // q of weight row r (of its group), chunk c, byte i of the record at rec (scalar reader).
@@ -87,15 +95,25 @@ struct PackedMatrix::Impl {
   }
   // Offset in a record of the high line (after the 4-bit lines).
   int64_t HighLine() const { return traits.sub_block * kGroupRows / 2; }
-  // Scale (i < 16) or offset (16 <= i < 32) of weight row i % 16 in the record at rec.
-  float Scale(const uint8_t* rec, int i) const {
+  // int_scales: the f16 factors of sub-block b's super-block in group g: [16] d, then [16] dmin
+  // (with a minimum).
+  const uint16_t* Factors(int64_t g, int64_t b) const {
+    const int64_t per_group = num_sub / subs_per_super;
+    return factors.data() +
+           (g * per_group + b / subs_per_super) * (traits.has_min ? 2 : 1) * kGroupRows;
+  }
+  // Scale (i < 16) or offset (16 <= i < 32) of weight row i % 16 in group g's record b.
+  float Scale(int64_t g, int64_t b, int i) const {
+    const uint8_t* p = Group(g) + b * record_bytes + quant_bytes;
+    if (int_scales)
+      return Fp16ToF32(Factors(g, b)[i]) * static_cast<float>(static_cast<int8_t>(p[i]));
     if (f16_scales) {
       uint16_t h;
-      std::memcpy(&h, rec + quant_bytes + 2 * i, 2);
+      std::memcpy(&h, p + 2 * i, 2);
       return Fp16ToF32(h);
     }
     float f;
-    std::memcpy(&f, rec + quant_bytes + 4 * i, 4);
+    std::memcpy(&f, p + 4 * i, 4);
     return f;
   }
 };
@@ -135,6 +153,21 @@ struct QuantizedActs {
     return TileStart(m) * num_sub + b * TileRows(m) + (m - TileStart(m));
   }
 };
+
+// How far ahead of the weight record being read the quantized kernels request lines into L2.
+// With 16 or more activation rows a kernel spends long enough on each record that the
+// out-of-order window covers only a few of the lines ahead, and with the hardware prefetchers
+// alone the weight stream and the arithmetic took turns (a 151936 x 896 Q8_0 matmul at 16 rows
+// took the sum of its memory time and its in-cache time). Measured on a Sapphire Rapids (AVX-512
+// kernel, 2 threads): 1.5x at 16 rows and 1.4x at 1 row for that matrix; 2-8 KiB ahead were
+// alike, 64 KiB and the L1 hints (T0, NTA) worse.
+inline constexpr int64_t kWeightPrefetchBytes = 4096;
+
+// Requests the lines of [p, p + bytes) into L2 (prefetcht1: a hint, it never faults, even past
+// the end of a buffer).
+inline void PrefetchToL2(const uint8_t* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
 
 // Quantizes rows [row_begin, row_end) of x into acts (already sized). Same results on every
 // ISA (round to nearest even of x * (127 / amax)).

@@ -229,12 +229,13 @@ TEST(MatMulPackTest, QuantsStayAtTheirBitWidth) {
   struct Expect {
     DType type;
     int quant_bits, scale_bytes;
+    int factor_bytes = 0;  // per row and 256-weight super-block: the k-quants' f16 d (and dmin)
   };
   for (const Expect& e :
        {Expect{DType::kQ4_0, 4, 2}, Expect{DType::kQ4_1, 4, 2}, Expect{DType::kIQ4_NL, 4, 2},
-        Expect{DType::kQ2_K, 4, 4}, Expect{DType::kQ4_K, 4, 4}, Expect{DType::kIQ4_XS, 4, 4},
+        Expect{DType::kQ2_K, 4, 1, 4}, Expect{DType::kQ4_K, 4, 1, 4}, Expect{DType::kIQ4_XS, 4, 4},
         Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ5_0, 5, 2},
-        Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 4}, Expect{DType::kQ6_K, 6, 4}}) {
+        Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 1, 4}, Expect{DType::kQ6_K, 6, 1, 2}}) {
     const int64_t rows = 64, cols = 1024;
     const uint64_t file = *RowBytes(e.type, cols) * rows;
     ASSERT_LE(file, bytes.size());
@@ -242,11 +243,17 @@ TEST(MatMulPackTest, QuantsStayAtTheirBitWidth) {
     ASSERT_TRUE(packed.ok()) << DTypeName(e.type);
     const QuantTraits traits = GetQuantTraits(e.type);
     const uint64_t scales = rows * (cols / traits.sub_block) * (traits.has_min ? 2 : 1);
-    EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes)
+    EXPECT_EQ(packed->bytes(), rows * cols * e.quant_bits / 8 + scales * e.scale_bytes +
+                                   rows * (cols / 256) * e.factor_bytes)
         << DTypeName(e.type);
     if (e.type == DType::kQ4_0 || e.type == DType::kIQ4_NL || e.type == DType::kQ5_0 ||
-        e.type == DType::kQ5_1) {
-      EXPECT_EQ(packed->bytes(), file);
+        e.type == DType::kQ5_1 || e.type == DType::kQ6_K) {
+      EXPECT_EQ(packed->bytes(), file) << DTypeName(e.type);
+    }
+    // Q4_K and Q5_K: 4.625 and 5.625 bits per weight against the file's 4.5 and 5.5 (one byte
+    // per sub-block scale and minimum where the file packs them in 6 bits).
+    if (e.type == DType::kQ4_K || e.type == DType::kQ5_K) {
+      EXPECT_LE(packed->bytes(), file * 103 / 100) << DTypeName(e.type);
     }
   }
 }

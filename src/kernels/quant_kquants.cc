@@ -254,6 +254,53 @@ void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* 
   }
 }
 
+bool IsKQuant(DType type) {
+  return type == DType::kQ2_K || type == DType::kQ3_K || type == DType::kQ4_K ||
+         type == DType::kQ5_K || type == DType::kQ6_K;
+}
+
+void DecodeKQuantScales(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
+                        int8_t* sc, int8_t* neg_min) {
+  const auto* base = static_cast<const uint8_t*>(src);
+  const int per_block = 256 / GetQuantTraits(type).sub_block;
+  for (int64_t blk = 0; blk < n / 256; ++blk) {
+    const uint8_t* b = base + blk * BlockBytes(type);
+    int8_t* s = sc + blk * per_block;
+    int8_t* m = neg_min + blk * per_block;
+    std::fill(m, m + per_block, int8_t{0});
+    dmin[blk] = 0;
+    // The same fields DecodeSuperBlock reads, as integers.
+    switch (type) {
+      case DType::kQ2_K:
+        d[blk] = LoadU16(b + 80);
+        dmin[blk] = LoadU16(b + 82);
+        for (int i = 0; i < 16; ++i) {
+          s[i] = static_cast<int8_t>(b[i] & 15);
+          m[i] = static_cast<int8_t>(-(b[i] >> 4));
+        }
+        break;
+      case DType::kQ3_K:
+        d[blk] = LoadU16(b + 108);
+        for (int i = 0; i < 16; ++i) s[i] = static_cast<int8_t>(ScaleQ3K(i, b + 96) - 32);
+        break;
+      case DType::kQ6_K:
+        d[blk] = LoadU16(b + 208);
+        for (int i = 0; i < 16; ++i) s[i] = static_cast<int8_t>(b[192 + i]);
+        break;
+      default:  // Q4_K, Q5_K
+        d[blk] = LoadU16(b);
+        dmin[blk] = LoadU16(b + 2);
+        for (int j = 0; j < 8; ++j) {
+          int scale, min;
+          ScaleMinK4(j, b + 4, &scale, &min);
+          s[j] = static_cast<int8_t>(scale);
+          m[j] = static_cast<int8_t>(-min);
+        }
+        break;
+    }
+  }
+}
+
 Status QuantizeKQuantRow(DType type, const float* src, void* dst, int64_t n) {
   auto* b = static_cast<uint8_t*>(dst);
   for (int64_t blk = 0; blk < n / 256; ++blk) {

@@ -149,8 +149,7 @@ void SignedGroupFor(const PackedMatrix::Impl& w, int64_t g, int8_t* dst) {
 template <int SUB, bool kMin>
 inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int64_t mb, int64_t b,
                   const int32_t* c, __m512* acc) {
-  const uint8_t* scales = w.Group(g) + b * w.record_bytes + w.quant_bytes;
-  const __m512 scale = cpu::LoadScales(w, scales, 0);
+  const __m512 scale = cpu::LoadScales(w, g, b, 0);
   const int64_t blocks = a.cols / kActBlock;
   const float* sx = a.sx.data() + (mb * blocks + b * SUB / kActBlock) * kTileRows;
   for (int r = 0; r < kTileRows; ++r) {
@@ -158,7 +157,7 @@ inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int6
     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r)), s, acc[r]);
   }
   if constexpr (kMin) {
-    const __m512 offset = cpu::LoadScales(w, scales, 1);
+    const __m512 offset = cpu::LoadScales(w, g, b, 1);
     const float* xsum = a.xsum.data() + (mb * a.num_sub + b) * kTileRows;
     for (int r = 0; r < kTileRows; ++r)
       acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[r]), acc[r]);
@@ -205,17 +204,22 @@ inline void Products(const int8_t* q, const AmxActs& a, int64_t mb, int64_t b, i
 // quants q). The products of sub-blocks b + kLag.. are issued before sub-blocks b.. are scaled,
 // so the tile unit can work while the vector units scale, and the ring (8 KiB) stays in L1, where
 // the earlier whole-group products buffer (num_sub KiB) did not.
+// When next_group is not null (the first row block of a group), the next group's records are
+// requested into L2 a record per product, so that reading them overlaps this group's products.
 template <class Tiles, int SUB, bool kMin>
 void GroupTile(const PackedMatrix::Impl& w, const int8_t* q, const AmxActs& a, int64_t g,
-               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* ring) {
+               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* ring,
+               const uint8_t* next_group) {
   const int64_t n = w.num_sub;
   __m512 acc[kTileRows];
   for (auto& v : acc) v = _mm512_setzero_ps();
   Products<Tiles>(q, a, mb, 0, n, ring);
   for (int64_t b = 0; b < n; b += kLag) {
     if (b + kLag < n) Products<Tiles>(q, a, mb, b + kLag, n, ring);
-    for (int64_t i = b; i < std::min<int64_t>(b + kLag, n); ++i)
+    for (int64_t i = b; i < std::min<int64_t>(b + kLag, n); ++i) {
+      if (next_group) PrefetchToL2(next_group + i * w.record_bytes, w.record_bytes);
       Scale<SUB, kMin>(w, a, g, mb, i, ring + (i % kRing) * kProduct, acc);
+    }
   }
   const int64_t n0 = g * kGroupRows;
   const int64_t valid = std::min<int64_t>(kGroupRows, w.rows - n0);
@@ -236,10 +240,12 @@ void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int
   quants->Resize(w.num_sub * SUB * kGroupRows);
   for (int64_t g = g_begin; g < g_end; ++g) {
     SignedGroupFor(w, g, quants->data());
-    for (int64_t m = m_begin; m < m_end; m += kTileRows)
+    for (int64_t m = m_begin; m < m_end; m += kTileRows) {
+      const uint8_t* next = m == m_begin && g + 1 < g_end ? w.Group(g + 1) : nullptr;
       GroupTile<Tiles, SUB, kMin>(w, quants->data(), a, g, m / kTileRows,
                                   std::min<int64_t>(kTileRows, num_rows - m), bias, out,
-                                  ring->data());
+                                  ring->data(), next);
+    }
   }
 }
 

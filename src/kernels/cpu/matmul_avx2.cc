@@ -47,8 +47,16 @@ inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table, __m256
   }
 }
 
-// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8), f16 or f32.
-inline __m256 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8) of group g's
+// record b: f16, f32, or int8 times the super-block's f16 factors (exact, as Impl::Scale).
+inline __m256 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int i) {
+  const uint8_t* p = w.Group(g) + b * w.record_bytes + w.quant_bytes;
+  if (w.int_scales) {
+    const __m256 k = _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * i))));
+    const auto* f = reinterpret_cast<const __m128i*>(w.Factors(g, b)) + i;
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(f)), k);
+  }
   if (w.f16_scales)
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i));
   return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * i);
@@ -63,8 +71,6 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
-  constexpr int kQuantBytes =
-      kQ == Quants::k8 ? SUB * kGroupRows : SUB * kGroupRows / 2 + (HighBits(kQ) ? 64 : 0);
   __m256 acc[MT];
   const int8_t* xq[MT];
   const int64_t chunk_stride = a.TileRows(m) * 4;
@@ -73,6 +79,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
     xq[r] = a.xq.data() + a.XqIndex(m + r, 0);
   }
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
     __m256i dot[MT];
     for (int r = 0; r < MT; ++r)
       dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
@@ -95,14 +102,14 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
         dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
       }
     }
-    const __m256 sv = LoadScales(w, rec + kQuantBytes, h);
+    const __m256 sv = LoadScales(w, g, b, h);
     for (int r = 0; r < MT; ++r) {
       const float sx = a.sx[a.SxIndex(m + r, b * SUB / kActBlock)];
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
                                acc[r]);
     }
     if constexpr (kMin) {
-      const __m256 ov = LoadScales(w, rec + kQuantBytes, 2 + h);
+      const __m256 ov = LoadScales(w, g, b, 2 + h);
       for (int r = 0; r < MT; ++r)
         acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[a.SubIndex(m + r, b)]), acc[r]);
     }

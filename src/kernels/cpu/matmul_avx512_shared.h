@@ -34,8 +34,16 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
   return {amax / 127.0f, _mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1)};
 }
 
-// The 16 scales (i = 0) or offsets (i = 1) of a record whose scales start at p, f16 or f32.
-inline __m512 LoadScales(const PackedMatrix::Impl& w, const uint8_t* p, int i) {
+// The 16 scales (i = 0) or offsets (i = 1) of group g's record b (matmul_internal.h): f16, f32,
+// or int8 times the super-block's f16 factors (an exact product: the value Impl::Scale gives).
+inline __m512 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int i) {
+  const uint8_t* p = w.Group(g) + b * w.record_bytes + w.quant_bytes;
+  if (w.int_scales) {
+    const __m512 k = _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i)));
+    const auto* f = reinterpret_cast<const __m256i*>(w.Factors(g, b)) + i;
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(f)), k);
+  }
   if (w.f16_scales)
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
   return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);

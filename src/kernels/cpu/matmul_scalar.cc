@@ -60,9 +60,9 @@ void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, i
             for (int i = 0; i < 4; ++i) dot += w.Quant(rec, r, c, i) * xq[i];
           }
           const float sx = acts.sx[acts.SxIndex(m, b * sub / kActBlock)];
-          acc = std::fma(static_cast<float>(dot), w.Scale(rec, r) * sx, acc);
+          acc = std::fma(static_cast<float>(dot), w.Scale(g, b, r) * sx, acc);
           if (w.traits.has_min)
-            acc = std::fma(w.Scale(rec, kGroupRows + r), acts.xsum[acts.SubIndex(m, b)], acc);
+            acc = std::fma(w.Scale(g, b, kGroupRows + r), acts.xsum[acts.SubIndex(m, b)], acc);
         }
         out[m * w.rows + n] = bias ? acc + bias[n] : acc;
       }
