@@ -73,7 +73,7 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
     const auto* src = static_cast<const uint8_t*>(w.data) + row * *row_bytes;
     DecodeRowToInts(w.dtype, src, cols, q.data(), scale.data(), offset.data());
     if (impl->int_scales) {
-      DecodeKQuantScales(w.dtype, src, cols, d.data(), dmin.data(), sc.data(), neg_min.data());
+      DecodeScaleFactors(w.dtype, src, cols, d.data(), dmin.data(), sc.data(), neg_min.data());
       const int64_t factor_rows = impl->traits.has_min ? 2 : 1;
       for (int64_t j = 0; j < num_super; ++j) {
         uint16_t* f = impl->factors.data() + ((g * num_super + j) * factor_rows) * kGroupRows;
@@ -98,7 +98,7 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
       }
       auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
       if (impl->int_scales) {
-        // Exact (DecodeKQuantScales), checked: the kernels rebuild scale[b] from these.
+        // Exact (DecodeScaleFactors), checked: the kernels rebuild scale[b] from these.
         rec[impl->quant_bytes + r] = static_cast<uint8_t>(sc[b]);
         TS_CHECK(same(impl->Scale(g, b, r), scale[b]));
         if (impl->traits.has_min) {
@@ -289,7 +289,7 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
   impl.quant_bytes = impl.nibbles ? impl.HighLine() + (impl.high_bits > 0 ? 64 : 0)
                                   : traits.sub_block * kGroupRows;
   impl.f16_scales = ScalesAreF16(w.dtype);
-  impl.int_scales = IsKQuant(w.dtype);
+  impl.int_scales = HasScaleFactors(w.dtype);
   const int scale_bytes = impl.int_scales ? 1 : impl.f16_scales ? 2 : 4;
   impl.record_bytes = impl.quant_bytes + kGroupRows * scale_bytes * (traits.has_min ? 2 : 1);
   impl.packed.Resize(impl.num_groups * impl.num_sub * impl.record_bytes);

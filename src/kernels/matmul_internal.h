@@ -5,17 +5,17 @@
 // (S = 16 or 32) one record of quants, then
 //   scale   [16] f32, f16 or int8
 //   offset  [16] f32, f16 or int8   (only for formats with a minimum; others: -zero * scale)
-// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact); for the k-quants
-// (`int_scales`) the file's integers sc and -min (DecodeKQuantScales), whose f16 factors d and
-// dmin, one per super-block of 256 weights, live beside the records in `factors`:
+// Scales are f16 when the format stores them as f16 (ScalesAreF16: exact); for the k-quants and
+// IQ4_XS (`int_scales`) the file's integers sc and -min (DecodeScaleFactors), whose f16 factors d
+// and dmin, one per super-block of 256 weights, live beside the records in `factors`:
 //   factors [group][super-block][16] f16 d, then [16] f16 dmin (only with a minimum)
 // and scale = d * sc, offset = dmin * -min, an exact f32 product; other formats f32. So Q4_K
 // keeps 4.6 bits per weight (the file: 4.5) where f32 scales took 6, Q5_K 5.6 (5.5), Q6_K 6.56
-// (6.56). Records are 64-byte aligned only with f32 scales, so kernels load quants unaligned.
-// Quants are 8-bit, 4-bit (`nibbles`: every format whose q takes at most 16 values, see
-// NibbleTable) or 5/6-bit (`high_bits` = 1 for Q5_0/Q5_1/Q5_K, 2 for Q6_K: the 4-bit lines of
-// q & 15 plus one line of the bits above), so decode reads about the file's bytes instead of
-// the 8-bit widening (Q5_0: 5.5 bits per weight instead of 8.5):
+// (6.56), IQ4_XS 4.3 (4.25). Records are 64-byte aligned only with f32 scales, so kernels load
+// quants unaligned. Quants are 8-bit, 4-bit (`nibbles`: every format whose q takes at most 16
+// values, see NibbleTable) or 5/6-bit (`high_bits` = 1 for Q5_0/Q5_1/Q5_K, 2 for Q6_K: the 4-bit
+// lines of q & 15 plus one line of the bits above), so decode reads about the file's bytes instead
+// of the 8-bit widening (Q5_0: 5.5 bits per weight instead of 8.5):
 //   8-bit  [S / 4][16 rows][4 bytes]      u8 q, 4 consecutive weights of a row per 32-bit lane
 //   4-bit  [S / 8][16 rows][4 bytes]      byte i of chunk pair p: low nibble = index of weight
 //                                         8p + i, high nibble = index of weight 8p + 4 + i

@@ -229,13 +229,14 @@ TEST(MatMulPackTest, QuantsStayAtTheirBitWidth) {
   struct Expect {
     DType type;
     int quant_bits, scale_bytes;
-    int factor_bytes = 0;  // per row and 256-weight super-block: the k-quants' f16 d (and dmin)
+    int factor_bytes = 0;  // per row and 256-weight super-block: f16 d (and dmin), HasScaleFactors
   };
   for (const Expect& e :
        {Expect{DType::kQ4_0, 4, 2}, Expect{DType::kQ4_1, 4, 2}, Expect{DType::kIQ4_NL, 4, 2},
-        Expect{DType::kQ2_K, 4, 1, 4}, Expect{DType::kQ4_K, 4, 1, 4}, Expect{DType::kIQ4_XS, 4, 4},
-        Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2}, Expect{DType::kQ5_0, 5, 2},
-        Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 1, 4}, Expect{DType::kQ6_K, 6, 1, 2}}) {
+        Expect{DType::kQ2_K, 4, 1, 4}, Expect{DType::kQ4_K, 4, 1, 4},
+        Expect{DType::kIQ4_XS, 4, 1, 2}, Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2},
+        Expect{DType::kQ5_0, 5, 2}, Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 1, 4},
+        Expect{DType::kQ6_K, 6, 1, 2}}) {
     const int64_t rows = 64, cols = 1024;
     const uint64_t file = *RowBytes(e.type, cols) * rows;
     ASSERT_LE(file, bytes.size());

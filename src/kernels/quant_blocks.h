@@ -41,23 +41,28 @@ int HighQuantBits(DType type);
 // matmul can keep them at 16 bits exactly.
 bool ScalesAreF16(DType type);
 
-// Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
-bool IsKQuant(DType type);
+// The formats with 256-weight super-blocks whose sub-block scales are an f16 factor times small
+// integers: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS.
+bool HasScaleFactors(DType type);
 
-// The k-quants' scales as the file stores them: per super-block of 256 weights an f16 factor d
-// (and dmin, for the formats with a minimum), per sub-block a small integer, with
+// Their scales as the file stores them: per super-block of 256 weights an f16 factor d (and
+// dmin, for the formats with a minimum), per sub-block a small integer, with
 //   scale[j] == Fp16ToF32(d) * sc[j]  and  offset[j] == Fp16ToF32(dmin) * neg_min[j]
 // exactly for DecodeRowToInts' values (an f16 times an integer of at most 8 bits needs at most
 // 19 bits of mantissa, so the f32 product is never rounded), so the matmul can keep a byte per
 // sub-block instead of an f32. neg_min is 0 (and dmin +0) for the formats without a minimum.
 // n: weights, a multiple of 256; d, dmin: n / 256 each; sc, neg_min: n / sub_block each.
-// Requires IsKQuant(type).
-void DecodeKQuantScales(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
+// Requires HasScaleFactors(type).
+void DecodeScaleFactors(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
                         int8_t* sc, int8_t* neg_min);
 
 // The k-quant halves (quant_kquants.cc), called by the functions above and QuantizeRow.
 void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset);
+// The k-quants' and IQ4_XS's halves of DecodeScaleFactors.
+void DecodeKQuantScales(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
+                        int8_t* sc, int8_t* neg_min);
+void DecodeIq4XsScales(const void* src, int64_t n, uint16_t* d, int8_t* sc);
 // The table and ternary/binary formats (quant_iquants.cc): no offsets (zero-point formats),
 // sub-blocks of 32.
 void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale);

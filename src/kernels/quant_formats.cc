@@ -189,6 +189,28 @@ bool ScalesAreF16(DType type) {
   }
 }
 
+bool HasScaleFactors(DType type) {
+  switch (type) {
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+    case DType::kIQ4_XS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void DecodeScaleFactors(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
+                        int8_t* sc, int8_t* neg_min) {
+  if (type != DType::kIQ4_XS) return DecodeKQuantScales(type, src, n, d, dmin, sc, neg_min);
+  DecodeIq4XsScales(src, n, d, sc);
+  std::fill(dmin, dmin + n / 256, uint16_t{0});
+  std::fill(neg_min, neg_min + n / 32, int8_t{0});
+}
+
 void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset) {
   switch (type) {

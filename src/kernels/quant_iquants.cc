@@ -129,6 +129,18 @@ void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* s
   }
 }
 
+void DecodeIq4XsScales(const void* src, int64_t n, uint16_t* d, int8_t* sc) {
+  const auto* b = static_cast<const uint8_t*>(src);
+  for (int64_t blk = 0; blk < n / 256; ++blk, b += BlockBytes(DType::kIQ4_XS)) {
+    d[blk] = LoadU16(b);
+    const uint16_t high = LoadU16(b + 2);
+    for (int j = 0; j < 8; ++j) {  // the ls of DecodeExtraRow
+      const int ls = ((b[4 + j / 2] >> (4 * (j % 2))) & 15) | (((high >> (2 * j)) & 3) << 4);
+      sc[blk * 8 + j] = static_cast<int8_t>(ls - 32);
+    }
+  }
+}
+
 bool NibbleTable(DType type, uint8_t table[16]) {
   const int8_t* codebook = nullptr;
   switch (type) {

@@ -254,11 +254,6 @@ void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* 
   }
 }
 
-bool IsKQuant(DType type) {
-  return type == DType::kQ2_K || type == DType::kQ3_K || type == DType::kQ4_K ||
-         type == DType::kQ5_K || type == DType::kQ6_K;
-}
-
 void DecodeKQuantScales(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
                         int8_t* sc, int8_t* neg_min) {
   const auto* base = static_cast<const uint8_t*>(src);
