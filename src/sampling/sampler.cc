@@ -194,8 +194,26 @@ int32_t DrawFromFullSoftmax(std::span<float> logits, float temperature, double u
   if (std::isnan(logits[0])) return 0;
   // exp of a -inf logit underflows to at most a subnormal; a token that low is never chosen
   // (its mass cannot move a double cumulative sum past u unless every earlier token is as low).
+  // The first token whose cumulative probability passes u: whole blocks' sums first (eight
+  // independent chains), then tokens one by one from the block where u falls. One dependent
+  // double add per token took ~0.1-0.2 ms per row over Qwen's 151,936 tokens (a few percent of a
+  // 64-sequence decode step). A block sum rounded differently from the one-by-one sum only
+  // moves the one-by-one scan to a neighbouring block; it still ends at the first token whose
+  // running sum passes u.
+  constexpr size_t kBlock = 512;
+  const size_t n = logits.size();
   double cum = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
+  size_t start = 0;
+  for (; start + kBlock <= n; start += kBlock) {
+    double lanes[8] = {};
+    for (size_t i = start; i < start + kBlock; i += 8)
+      for (int k = 0; k < 8; ++k) lanes[k] += logits[i + k];
+    const double block = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    if (u < cum + block) break;
+    cum += block;
+  }
+  for (size_t i = start; i < n; ++i) {
     cum += logits[i];
     if (u < cum) return static_cast<int32_t>(i);
   }

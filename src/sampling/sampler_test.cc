@@ -267,6 +267,26 @@ TEST(SamplerTest, UnfilteredSampleFollowsTheTemperatureSoftmaxAndSkipsMaskedToke
   EXPECT_LT(chi2, dof + 5 * std::sqrt(2.0 * dof));
 }
 
+// The unfiltered draw sums whole blocks of probabilities before scanning one block: over a
+// Qwen-sized vocabulary it must still pick, for u between two cumulative sums, the token whose
+// one-by-one running sum first passes u (tokens at block edges, inside blocks, the last one).
+TEST(SamplerTest, UnfilteredDrawPicksTheTokenWhoseRunningSumPassesU) {
+  const std::vector<float> logits = RandomLogits(151936, 11);
+  std::vector<float> probs = logits;
+  DrawFromFullSoftmax(probs, 1.0f, 0.0);  // leaves the probabilities in probs
+  std::vector<double> cum(probs.size());
+  double run = 0;
+  for (size_t i = 0; i < probs.size(); ++i) cum[i] = run += probs[i];
+  for (int32_t token : {0, 1, 511, 512, 513, 1023, 1024, 77777, 151423, 151424, 151935}) {
+    const double below = token == 0 ? 0.0 : cum[token - 1];
+    if (cum[token] - below < 1e-12) continue;  // a token too unlikely to aim u at
+    std::vector<float> l = logits;
+    EXPECT_EQ(DrawFromFullSoftmax(l, 1.0f, (below + cum[token]) / 2), token);
+  }
+  std::vector<float> l = logits;
+  EXPECT_EQ(DrawFromFullSoftmax(l, 1.0f, 0.0), 0);
+}
+
 TEST(SamplerTest, UnfilteredDrawOfAllMaskedLogitsFallsBackToTokenZero) {
   std::vector<float> logits(20, -std::numeric_limits<float>::infinity());
   EXPECT_EQ(DrawFromFullSoftmax(logits, 1.0f, 0.5), 0);
