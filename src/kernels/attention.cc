@@ -679,11 +679,19 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
     Scratch& sc = ThreadScratch(layer, max_q, step_keys);
     Prefetcher ahead(sc.prefetch, !ctx.int8_dots);
     const std::vector<WorkItem>& items = ctx.plan.items;
-    // Each thread claims its next item before running this one, so the prefetcher can read ahead
-    // into it.
-    for (size_t i = next.fetch_add(1); i < items.size();) {
-      const size_t j = next.fetch_add(1);
-      RunItem(ctx, items[i], j < items.size() ? &items[j] : nullptr, sc, ahead);
+    // Each thread claims its next items before running these, so the prefetcher can read ahead
+    // into them. With items enough, two at a time: a sequence's KV heads are adjacent items and
+    // their rows of a key adjacent in the cache (int8: one 128-byte pair of lines), which the
+    // CPU's adjacent-line prefetch fetches together; with the heads on two cores each core read
+    // both (bench_ops, 2 threads: int8 64 x 576, 24 layers 1.53 -> 1.20 ms).
+    const size_t claim = items.size() >= static_cast<size_t>(8 * num_threads) ? 2 : 1;
+    for (size_t i = next.fetch_add(claim); i < items.size();) {
+      const size_t j = next.fetch_add(claim);
+      const size_t end = std::min(items.size(), i + claim);
+      for (; i < end; ++i) {
+        const size_t n = i + 1 < end ? i + 1 : j;
+        RunItem(ctx, items[i], n < items.size() ? &items[n] : nullptr, sc, ahead);
+      }
       i = j;
     }
   });
