@@ -3,7 +3,8 @@
 // bounds measured in the same run (roofline.h): decode attention against read bandwidth (it
 // streams the KV cache), prefill attention against the f32 FMA peak (its unit: keys and values
 // are converted to f32), row-wise ops against read bandwidth.
-//   bench_ops [--threads N] [--quick] [--decode]   (--decode: AVX-512 decode attention only)
+//   bench_ops [--threads N] [--quick] [--decode] [--only TEXT]
+// (--decode: AVX-512 decode attention only; --only: attention cases whose name contains TEXT)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -147,6 +148,7 @@ int Main(int argc, char** argv) {
   int threads = 1;
   bool quick = false;
   bool decode_only = false;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) {
@@ -155,8 +157,10 @@ int Main(int argc, char** argv) {
       quick = true;
     } else if (arg == "--decode") {
       decode_only = true;
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: bench_ops [--threads N] [--quick] [--decode]\n");
+      std::fprintf(stderr, "usage: bench_ops [--threads N] [--quick] [--decode] [--only TEXT]\n");
       return 1;
     }
   }
@@ -176,6 +180,7 @@ int Main(int argc, char** argv) {
     for (DType dtype : {DType::kF16, DType::kI8, DType::kBF16, DType::kF32}) {
       for (const AttentionCase& c : cases) {
         if (decode_only && c.q_len != 1) continue;
+        if (std::string(c.name).find(only) == std::string::npos) continue;
         BenchAttention(isa, dtype, c, &pool, roof, min_seconds);
       }
       if (decode_only && dtype == DType::kI8) break;

@@ -1,5 +1,6 @@
 // The per-ISA AttendBlock reading f16 / bf16 / int8 cache rows directly must give bit for bit
-// what it gives on their (exact) f32 conversions: the paged driver picks either by tile size.
+// what it gives on their (exact) f32 conversions: the paged driver picks either by tile size (and
+// passes a read-ahead list or none).
 // The AVX-512 int8 path with integer q.k (VNNI) is a different sum order: it must match the f32
 // arithmetic on the same rounded queries within the attention tests' tolerance.
 #include <gtest/gtest.h>
@@ -91,8 +92,12 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
           s.max[0] = -INFINITY;
           s.sum[0] = 0;
           for (int64_t i = hd; i < num_q * hd; ++i) s.acc[i] = dist(rng);
-          const State direct = RunStep(isa, a, dtype, rows.data(), rows.data() + n, s);
           const State f32 = RunStep(isa, a, DType::kF32, f32_rows.data(), f32_rows.data() + n, s);
+          // The direct run also issues a read-ahead (AttendBlockArgs::prefetch): it moves data,
+          // never a result.
+          a.prefetch = rows.data();
+          a.num_prefetch = 2 * n;
+          const State direct = RunStep(isa, a, dtype, rows.data(), rows.data() + n, s);
           SCOPED_TRACE(std::string(IsaName(isa)) + " dtype " + std::string(DTypeName(dtype)) +
                        " hd " + std::to_string(hd) + " n " + std::to_string(n));
           EXPECT_TRUE(SameBits(direct.max, f32.max));

@@ -22,6 +22,29 @@ namespace {
 // Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
 constexpr int32_t kMaxGroupKeys = 64;
 
+// AttendBlockArgs::prefetch, a few lines per value row of the accumulator updates (the longest
+// loop of a step: `rows` of them), the rest at the end of the step.
+class ReadAhead {
+ public:
+  ReadAhead(const AttendBlockArgs& a, int64_t rows)
+      : next_(a.prefetch),
+        end_(a.prefetch + a.num_prefetch),
+        per_(rows <= 0 ? a.num_prefetch
+                       : static_cast<int32_t>((a.num_prefetch + rows - 1) / rows)) {}
+  void Some() {
+    for (int32_t i = 0; i < per_ && next_ < end_; ++i) Issue();
+  }
+  void Rest() {
+    while (next_ < end_) Issue();
+  }
+
+ private:
+  void Issue() { _mm_prefetch(static_cast<const char*>(*next_++), _MM_HINT_T1); }
+  const void* const* next_;
+  const void* const* end_;
+  int32_t per_;
+};
+
 // 16 x 16 transpose of 32-bit lanes: out[d] lane L = in[L] lane d. Pairs, then quads within
 // 128-bit lanes, then the lanes.
 inline void Transpose16(const __m512* r, __m512* out) {
@@ -111,7 +134,8 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
 // keys it does not see (t >= its nv, up to the group's longest) get weight exactly 0.
 template <DType kType, int NQ>
 void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt,
-                    const void* const* v, const float* vs, float (*p)[kMaxGroupKeys]) {
+                    const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
+                    ReadAhead& ahead) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
   const float* q[NQ];
@@ -154,6 +178,7 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
         x[g][u] = _mm512_mul_ps(LoadPart(a.acc + idx[g] * hd + c + u * kWidth, left[u]), corr_v);
     }
     for (int32_t t = 0; t < max_nv; ++t) {
+      ahead.Some();
       const void* vt = v[t];
       __m512 vv[2];
       const float rs = simd::RowScale<Vec, kType>(vs, t);
@@ -174,11 +199,12 @@ constexpr int kQueryGroup = 8;
 
 template <DType kType, int NQ>
 void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const __m512* kt,
-                  const void* const* v, const float* vs, float (*p)[kMaxGroupKeys]) {
+                  const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
+                  ReadAhead& ahead) {
   if constexpr (NQ > 1) {
-    if (num < NQ) return AttendGroupT<kType, NQ - 1>(a, idx, num, kt, v, vs, p);
+    if (num < NQ) return AttendGroupT<kType, NQ - 1>(a, idx, num, kt, v, vs, p, ahead);
   }
-  AttendQueriesT<kType, NQ>(a, idx, kt, v, vs, p);
+  AttendQueriesT<kType, NQ>(a, idx, kt, v, vs, p, ahead);
 }
 
 // The int8 cache's path (VNNI): queries rounded to int8 (AttendBlockArgs::q_i8), so q.k is an
@@ -326,6 +352,7 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
   __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
   TransposeKeys<kType>(k, ks, a.n, hd, kt);
   alignas(64) float p[kQueryGroup][kMaxGroupKeys];
+  ReadAhead ahead(a, int64_t{a.n} * ((hd + 2 * kWidth - 1) / (2 * kWidth)));
   // Groups of up to kQueryGroup queries that see at least one key (the others' state stays
   // untouched).
   int32_t idx[kQueryGroup];
@@ -337,9 +364,10 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
       if (num < kQueryGroup) continue;
     }
     if (num == 0) break;
-    AttendGroupT<kType, kQueryGroup>(a, idx, num, kt, v, vs, p);
+    AttendGroupT<kType, kQueryGroup>(a, idx, num, kt, v, vs, p, ahead);
     num = 0;
   }
+  ahead.Rest();
 }
 
 }  // namespace

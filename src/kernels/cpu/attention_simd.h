@@ -159,9 +159,11 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, con
   return correction;
 }
 
-// Every query that sees a key, one at a time (the scores scratch holds one query's weights).
+// Every query that sees a key, one at a time (the scores scratch holds one query's weights); the
+// read-ahead goes out first.
 template <class Vec, DType kType>
 void AttendEachQuery(const AttendBlockArgs& a) {
+  for (int32_t j = 0; j < a.num_prefetch; ++j) __builtin_prefetch(a.prefetch[j], 0, 2);
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
     if (nv <= 0) continue;

@@ -45,6 +45,11 @@ struct AttendBlockArgs {
   const int8_t* q_i8 = nullptr;     // [num_q, head_dim]
   const float* q_scales = nullptr;  // [num_q]
   const int32_t* q_sums = nullptr;  // [num_q]
+  // Cache lines of a later step to request into L2 (attention.cc's read-ahead). The AVX-512
+  // kernel spreads them through its value loop: issued in one burst they fill the core's miss
+  // buffers and stall it until memory answers, instead of overlapping the arithmetic.
+  const void* const* prefetch = nullptr;  // [num_prefetch]
+  int32_t num_prefetch = 0;
 };
 
 #define TINYSERVE_CPU_KERNELS_DECLARE                                                         \
