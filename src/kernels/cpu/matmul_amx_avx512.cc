@@ -146,10 +146,10 @@ void SignedGroupFor(const PackedMatrix::Impl& w, int64_t g, int8_t* dst) {
 // Folds one sub-block's int32 products c[16 rows][16 weight rows] (dot + init, see SignedGroup)
 // into acc, as QuantTile in matmul_avx512.cc: acc = fma(float(dot + init), scale * sx, acc),
 // then the minimum's term.
-template <int SUB, bool kMin>
+template <int SUB, bool kMin, cpu::ScaleKind kS>
 inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int64_t mb, int64_t b,
                   const int32_t* c, __m512* acc) {
-  const __m512 scale = cpu::LoadScales(w, g, b, 0);
+  const __m512 scale = cpu::LoadScales<kS>(w, g, b, 0);
   const int64_t blocks = a.cols / kActBlock;
   const float* sx = a.sx.data() + (mb * blocks + b * SUB / kActBlock) * kTileRows;
   for (int r = 0; r < kTileRows; ++r) {
@@ -157,7 +157,7 @@ inline void Scale(const PackedMatrix::Impl& w, const AmxActs& a, int64_t g, int6
     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r)), s, acc[r]);
   }
   if constexpr (kMin) {
-    const __m512 offset = cpu::LoadScales(w, g, b, 1);
+    const __m512 offset = cpu::LoadScales<kS>(w, g, b, 1);
     const float* xsum = a.xsum.data() + (mb * a.num_sub + b) * kTileRows;
     for (int r = 0; r < kTileRows; ++r)
       acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[r]), acc[r]);
@@ -204,22 +204,17 @@ inline void Products(const int8_t* q, const AmxActs& a, int64_t mb, int64_t b, i
 // quants q). The products of sub-blocks b + kLag.. are issued before sub-blocks b.. are scaled,
 // so the tile unit can work while the vector units scale, and the ring (8 KiB) stays in L1, where
 // the earlier whole-group products buffer (num_sub KiB) did not.
-// When next_group is not null (the first row block of a group), the next group's records are
-// requested into L2 a record per product, so that reading them overlaps this group's products.
-template <class Tiles, int SUB, bool kMin>
+template <class Tiles, int SUB, bool kMin, cpu::ScaleKind kS>
 void GroupTile(const PackedMatrix::Impl& w, const int8_t* q, const AmxActs& a, int64_t g,
-               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* ring,
-               const uint8_t* next_group) {
+               int64_t mb, int64_t valid_m, const float* bias, float* out, int32_t* ring) {
   const int64_t n = w.num_sub;
   __m512 acc[kTileRows];
   for (auto& v : acc) v = _mm512_setzero_ps();
   Products<Tiles>(q, a, mb, 0, n, ring);
   for (int64_t b = 0; b < n; b += kLag) {
     if (b + kLag < n) Products<Tiles>(q, a, mb, b + kLag, n, ring);
-    for (int64_t i = b; i < std::min<int64_t>(b + kLag, n); ++i) {
-      if (next_group) PrefetchToL2(next_group + i * w.record_bytes, w.record_bytes);
-      Scale<SUB, kMin>(w, a, g, mb, i, ring + (i % kRing) * kProduct, acc);
-    }
+    for (int64_t i = b; i < std::min<int64_t>(b + kLag, n); ++i)
+      Scale<SUB, kMin, kS>(w, a, g, mb, i, ring + (i % kRing) * kProduct, acc);
   }
   const int64_t n0 = g * kGroupRows;
   const int64_t valid = std::min<int64_t>(kGroupRows, w.rows - n0);
@@ -232,7 +227,7 @@ void GroupTile(const PackedMatrix::Impl& w, const int8_t* q, const AmxActs& a, i
 }
 
 // Rows [m_begin, m_end) (tile-aligned m_begin) x groups [g_begin, g_end), on the calling thread.
-template <class Tiles, int SUB, bool kMin>
+template <class Tiles, int SUB, bool kMin, cpu::ScaleKind kS>
 void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int64_t g_begin,
             int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out,
             AlignedBuffer<int8_t>* quants, AlignedBuffer<int32_t>* ring) {
@@ -240,16 +235,16 @@ void Groups(const PackedMatrix::Impl& w, const AmxActs& a, int64_t num_rows, int
   quants->Resize(w.num_sub * SUB * kGroupRows);
   for (int64_t g = g_begin; g < g_end; ++g) {
     SignedGroupFor(w, g, quants->data());
-    for (int64_t m = m_begin; m < m_end; m += kTileRows) {
-      const uint8_t* next = m == m_begin && g + 1 < g_end ? w.Group(g + 1) : nullptr;
-      GroupTile<Tiles, SUB, kMin>(w, quants->data(), a, g, m / kTileRows,
-                                  std::min<int64_t>(kTileRows, num_rows - m), bias, out,
-                                  ring->data(), next);
-    }
+    // (Requesting the next group's records into L2 during the first row block's products gained
+    // ~3% at 64 rows and lost ~5% in prefill: not done.)
+    for (int64_t m = m_begin; m < m_end; m += kTileRows)
+      GroupTile<Tiles, SUB, kMin, kS>(w, quants->data(), a, g, m / kTileRows,
+                                      std::min<int64_t>(kTileRows, num_rows - m), bias, out,
+                                      ring->data());
   }
 }
 
-template <class Tiles, int SUB, bool kMin>
+template <class Tiles, int SUB, bool kMin, cpu::ScaleKind kS>
 void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
          float* out, ThreadPool* pool) {
   AmxActs a;
@@ -278,8 +273,8 @@ void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const fl
     thread_local AlignedBuffer<int32_t> ring;
     Tiles::Configure(ConfigFor(SUB));
     for (int64_t m = 0; m < num_rows; m += tile)
-      Groups<Tiles, SUB, kMin>(w, a, num_rows, g_begin, g_end, m, std::min(a.rows, m + tile), bias,
-                               out, &quants, &ring);
+      Groups<Tiles, SUB, kMin, kS>(w, a, num_rows, g_begin, g_end, m, std::min(a.rows, m + tile),
+                                   bias, out, &quants, &ring);
     Tiles::Release();
   };
   if (num_threads > 1) {
@@ -289,14 +284,32 @@ void Run(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const fl
   }
 }
 
+// One instantiation per scale storage (cpu::ScaleKind): with a run-time choice in the scaling
+// the k-quants' integer path sat in every kernel's loop and made the Q8_0 kernel ~15% slower
+// (prefill on a Sapphire Rapids).
+template <class Tiles, int SUB, bool kMin>
+void RunForScales(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
+                  float* out, ThreadPool* pool) {
+  switch (cpu::ScaleKindOf(w)) {
+    case cpu::ScaleKind::kInt8:
+      return Run<Tiles, SUB, kMin, cpu::ScaleKind::kInt8>(w, x, num_rows, bias, out, pool);
+    case cpu::ScaleKind::kF16:
+      return Run<Tiles, SUB, kMin, cpu::ScaleKind::kF16>(w, x, num_rows, bias, out, pool);
+    default:
+      return Run<Tiles, SUB, kMin, cpu::ScaleKind::kF32>(w, x, num_rows, bias, out, pool);
+  }
+}
+
 template <class Tiles>
 void RunFor(const PackedMatrix::Impl& w, const float* x, int64_t num_rows, const float* bias,
             float* out, ThreadPool* pool) {
   const bool min = w.traits.has_min;
   if (w.traits.sub_block == 32) {
-    (min ? Run<Tiles, 32, true> : Run<Tiles, 32, false>)(w, x, num_rows, bias, out, pool);
+    (min ? RunForScales<Tiles, 32, true> : RunForScales<Tiles, 32, false>)(w, x, num_rows, bias,
+                                                                           out, pool);
   } else {
-    (min ? Run<Tiles, 16, true> : Run<Tiles, 16, false>)(w, x, num_rows, bias, out, pool);
+    (min ? RunForScales<Tiles, 16, true> : RunForScales<Tiles, 16, false>)(w, x, num_rows, bias,
+                                                                           out, pool);
   }
 }
 

@@ -34,19 +34,39 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
   return {amax / 127.0f, _mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1)};
 }
 
+// How a packed matrix stores its scales (matmul_internal.h).
+enum class ScaleKind { kF32, kF16, kInt8 };
+inline ScaleKind ScaleKindOf(const PackedMatrix::Impl& w) {
+  return w.int_scales ? ScaleKind::kInt8 : w.f16_scales ? ScaleKind::kF16 : ScaleKind::kF32;
+}
+
 // The 16 scales (i = 0) or offsets (i = 1) of group g's record b (matmul_internal.h): f16, f32,
 // or int8 times the super-block's f16 factors (an exact product: the value Impl::Scale gives).
+template <ScaleKind kS>
 inline __m512 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int i) {
   const uint8_t* p = w.Group(g) + b * w.record_bytes + w.quant_bytes;
-  if (w.int_scales) {
+  if constexpr (kS == ScaleKind::kInt8) {
     const __m512 k = _mm512_cvtepi32_ps(
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i)));
     const auto* f = reinterpret_cast<const __m256i*>(w.Factors(g, b)) + i;
     return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(f)), k);
-  }
-  if (w.f16_scales)
+  } else if constexpr (kS == ScaleKind::kF16) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p) + i));
-  return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
+  } else {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + 16 * i);
+  }
+}
+
+// The same, the storage chosen at run time (the AVX-512 kernel: one branch per record).
+inline __m512 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int i) {
+  switch (ScaleKindOf(w)) {
+    case ScaleKind::kInt8:
+      return LoadScales<ScaleKind::kInt8>(w, g, b, i);
+    case ScaleKind::kF16:
+      return LoadScales<ScaleKind::kF16>(w, g, b, i);
+    default:
+      return LoadScales<ScaleKind::kF32>(w, g, b, i);
+  }
 }
 
 // One 64-byte line of 4-bit quants (matmul_internal.h) as the two 8-bit lines of its chunks:
