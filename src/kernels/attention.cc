@@ -565,7 +565,7 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
     // their rows of a key adjacent in the cache (int8: one 128-byte pair of lines), which the
     // CPU's adjacent-line prefetch fetches together; with the heads on two cores each core read
     // both (bench_ops, 2 threads: int8 64 x 576, 24 layers 1.53 -> 1.20 ms).
-    const size_t claim = items.size() >= static_cast<size_t>(8 * num_threads) ? 2 : 1;
+    const size_t claim = items.size() >= 8 * static_cast<size_t>(num_threads) ? 2 : 1;
     for (size_t i = next.fetch_add(claim); i < items.size();) {
       const size_t j = next.fetch_add(claim);
       const size_t end = std::min(items.size(), i + claim);
