@@ -55,101 +55,145 @@ enum class Quants { k8, k4, k4Table, k5, k6 };
 
 constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 ? 2 : 0; }
 
-// Output rows [m, m + MT) of row group g; [m, m + MT) is one whole tile of the activations.
-template <int MT, int SUB, bool kMin, Quants kQ>
+// Output rows [m, m + MT) of row groups g .. g + NG - 1; [m, m + MT) is one whole tile of the
+// activations. Two groups per tile (NG = 2) load each broadcast activation once for both: with
+// one group a record's 64 vpdpbusd needed 72 loads (64 broadcasts, 8 weight lines), more than the
+// two load ports feed, so the loop ran near 40% of the VNNI peak.
+// kFetch: request the records ahead into L2 (the first row tile of a group; later tiles find them
+// in L1, and the request loop cost ~5% of a 512-row tile's instructions).
+template <int MT, int NG, int SUB, bool kMin, Quants kQ, bool kFetch = true>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                const float* bias, float* out) {
-  const uint8_t* rec = w.Group(g);
+  const uint8_t* rec[NG];
+  for (int j = 0; j < NG; ++j) rec[j] = w.Group(g + j);
   const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
   const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
   const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
   const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
   constexpr int kHigh = HighBits(kQ);
   const __m512i table = cpu::NibbleTableVector(w);
-  __m512 acc[MT];
-  for (int r = 0; r < MT; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+  __m512 acc[NG][MT];
+  for (int j = 0; j < NG; ++j)
+    for (int r = 0; r < MT; ++r) acc[j][r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < w.num_sub; ++b) {
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
-    PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
-    // Two chains per row hide the vpdpbusd latency even with 8 rows (about 20% faster than
-    // one chain at 8 rows on Zen); integer sums are exact, so the split changes no result.
-    constexpr int kChains = 2;  // also the two chunks of one 4-bit line
-    __m512i dot[MT], dot2[MT];
-    for (int r = 0; r < MT; ++r) {
-      dot[r] = _mm512_set1_epi32(init[b * MT + r]);
-      dot2[r] = _mm512_setzero_si512();
-    }
-    const __m512i hb =
-        kHigh > 0 ? _mm512_loadu_si512(rec + SUB * kGroupRows / 2) : _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int c = 0; c < SUB / 4; c += kChains) {
-      // Chunks c and c + 1: two 64-byte lines, or the two nibbles of one.
-      __m512i wv, wv2;
-      if constexpr (kQ == Quants::k8) {
-        wv = _mm512_loadu_si512(rec + c * 64);
-        wv2 = _mm512_loadu_si512(rec + c * 64 + 64);
-      } else {
-        cpu::UnpackLine<kQ == Quants::k4Table, kHigh>(rec, c / 2, table, hb, &wv, &wv2);
+    if constexpr (kFetch)
+      for (int j = 0; j < NG; ++j) PrefetchToL2(rec[j] + kWeightPrefetchBytes, w.record_bytes);
+    // Enough independent chains to hide the vpdpbusd latency: one group takes two per row (about
+    // 20% faster than one chain at 8 rows on Zen), two groups one per row and group. Integer sums
+    // are exact, so the split changes no result.
+    constexpr int kSplit = NG == 1 ? 2 : 1;
+    __m512i dot[NG][MT], dot2[NG][MT];
+    for (int j = 0; j < NG; ++j)
+      for (int r = 0; r < MT; ++r) {
+        dot[j][r] = _mm512_set1_epi32(init[b * MT + r]);
+        if constexpr (kSplit == 2) dot2[j][r] = _mm512_setzero_si512();
       }
-      for (int r = 0; r < MT; ++r)
-        dot[r] = _mm512_dpbusd_epi32(dot[r], wv, Broadcast4(xb + (c * MT + r) * 4));
-      for (int r = 0; r < MT; ++r)
-        dot2[r] = _mm512_dpbusd_epi32(dot2[r], wv2, Broadcast4(xb + ((c + 1) * MT + r) * 4));
+    __m512i hb[NG];
+    for (int j = 0; j < NG; ++j)
+      hb[j] =
+          kHigh > 0 ? _mm512_loadu_si512(rec[j] + SUB * kGroupRows / 2) : _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int c = 0; c < SUB / 4; c += 2) {
+      // Chunks c and c + 1 of each group: two 64-byte lines, or the two nibbles of one.
+      __m512i wv[NG], wv2[NG];
+      for (int j = 0; j < NG; ++j) {
+        if constexpr (kQ == Quants::k8) {
+          wv[j] = _mm512_loadu_si512(rec[j] + c * 64);
+          wv2[j] = _mm512_loadu_si512(rec[j] + c * 64 + 64);
+        } else {
+          cpu::UnpackLine<kQ == Quants::k4Table, kHigh>(rec[j], c / 2, table, hb[j], &wv[j],
+                                                        &wv2[j]);
+        }
+      }
+      for (int r = 0; r < MT; ++r) {
+        const __m512i x = Broadcast4(xb + (c * MT + r) * 4);
+        for (int j = 0; j < NG; ++j) dot[j][r] = _mm512_dpbusd_epi32(dot[j][r], wv[j], x);
+      }
+      for (int r = 0; r < MT; ++r) {
+        const __m512i x = Broadcast4(xb + ((c + 1) * MT + r) * 4);
+        for (int j = 0; j < NG; ++j) {
+          if constexpr (kSplit == 2) {
+            dot2[j][r] = _mm512_dpbusd_epi32(dot2[j][r], wv2[j], x);
+          } else {
+            dot[j][r] = _mm512_dpbusd_epi32(dot[j][r], wv2[j], x);
+          }
+        }
+      }
     }
-    for (int r = 0; r < MT; ++r) dot[r] = _mm512_add_epi32(dot[r], dot2[r]);
-    const __m512 scale = cpu::LoadScales(w, g, b, 0);
     const float* sxb = sx + (b * SUB / kActBlock) * MT;
-    for (int r = 0; r < MT; ++r) {
-      const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), s, acc[r]);
-    }
-    if constexpr (kMin) {
-      const __m512 offset = cpu::LoadScales(w, g, b, 1);
-      for (int r = 0; r < MT; ++r)
-        acc[r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[r]);
+    for (int j = 0; j < NG; ++j) {
+      if constexpr (kSplit == 2)
+        for (int r = 0; r < MT; ++r) dot[j][r] = _mm512_add_epi32(dot[j][r], dot2[j][r]);
+      const __m512 scale = cpu::LoadScales(w, g + j, b, 0);
+      for (int r = 0; r < MT; ++r) {
+        const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
+        acc[j][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[j][r]), s, acc[j][r]);
+      }
+      if constexpr (kMin) {
+        const __m512 offset = cpu::LoadScales(w, g + j, b, 1);
+        for (int r = 0; r < MT; ++r)
+          acc[j][r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[j][r]);
+      }
+      rec[j] += w.record_bytes;
     }
   }
-  const int64_t n0 = g * kGroupRows;
-  const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
-  const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-  const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-  for (int r = 0; r < MT; ++r) {
-    const __m512 v = bias ? _mm512_add_ps(acc[r], bv) : acc[r];
-    _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
+  for (int j = 0; j < NG; ++j) {
+    const int64_t n0 = (g + j) * kGroupRows;
+    const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
+    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MT; ++r) {
+      const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
+      _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
+    }
+  }
+}
+
+// Rows [m, m_end) (a short last tile, under 8 rows) of group g.
+template <int SUB, bool kMin, Quants kQ>
+void ShortTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
+               int64_t m_end, const float* bias, float* out) {
+  switch (m_end - m) {
+    case 7:
+      return QuantTile<7, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 6:
+      return QuantTile<6, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 5:
+      return QuantTile<5, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 4:
+      return QuantTile<4, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 3:
+      return QuantTile<3, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 2:
+      return QuantTile<2, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    case 1:
+      return QuantTile<1, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    default:
+      return;
   }
 }
 
 template <int SUB, bool kMin, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    int64_t m = m_begin;
-    for (; m + 8 <= m_end; m += 8) QuantTile<8, SUB, kMin, kQ>(w, a, g, m, bias, out);
-    switch (m_end - m) {
-      case 7:
-        QuantTile<7, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 6:
-        QuantTile<6, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 5:
-        QuantTile<5, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 4:
-        QuantTile<4, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 3:
-        QuantTile<3, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 2:
-        QuantTile<2, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      case 1:
-        QuantTile<1, SUB, kMin, kQ>(w, a, g, m, bias, out);
-        break;
-      default:
-        break;
+  const int64_t full_end = m_begin + (m_end - m_begin) / 8 * 8;
+  int64_t g = g_begin;
+  for (; g + 2 <= g_end; g += 2) {
+    for (int64_t m = m_begin; m < full_end; m += 8) {
+      if (m == m_begin) {
+        QuantTile<8, 2, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      } else {
+        QuantTile<8, 2, SUB, kMin, kQ, false>(w, a, g, m, bias, out);
+      }
     }
+    ShortTile<SUB, kMin, kQ>(w, a, g, full_end, m_end, bias, out);
+    ShortTile<SUB, kMin, kQ>(w, a, g + 1, full_end, m_end, bias, out);
+  }
+  if (g < g_end) {
+    for (int64_t m = m_begin; m < full_end; m += 8)
+      QuantTile<8, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+    ShortTile<SUB, kMin, kQ>(w, a, g, full_end, m_end, bias, out);
   }
 }
 
