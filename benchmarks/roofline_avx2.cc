@@ -40,10 +40,16 @@ uint64_t DotLoopAvx2(int64_t iters, int32_t* sink) {
   constexpr int kChains = 8;
   __m256i acc[kChains];
   for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
-  const __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
-  for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < kChains; ++i)
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < kChains; ++i) {
+      // An operand opaque to the compiler for each product (no instruction): with constant
+      // operands it hoisted maddubs and madd out of the loop, and this measured vpaddd alone.
+      __asm__("" : "+x"(a));
       acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+    }
+  }
   alignas(32) int32_t v[8];
   __m256i s = acc[0];
   for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
