@@ -9,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/matmul_avx512_shared.h"
@@ -59,11 +60,18 @@ constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 
 // activations. Two groups per tile (NG = 2) load each broadcast activation once for both: with
 // one group a record's 64 vpdpbusd needed 72 loads (64 broadcasts, 8 weight lines), more than the
 // two load ports feed, so the loop ran near 40% of the VNNI peak.
-// kFetch: request the records ahead into L2 (the first row tile of a group; later tiles find them
-// in L1, and the request loop cost ~5% of a 512-row tile's instructions).
-template <int MT, int NG, int SUB, bool kMin, Quants kQ, bool kFetch = true>
+// Which weight lines a row tile requests into L2 while it reads each record. A matmul with a
+// single row tile (decode up to 8 rows) requests its own records kWeightPrefetchBytes ahead
+// (kAhead). With several row tiles the first tile of a group pair streams the records from memory
+// and the others find them in L1: requesting nothing then left memory idle while they computed
+// (at 16 rows a matmul took the sum of its memory time and its compute time). So each tile of a
+// pair requests its share of the next pair's records (`next`, `next_step` bytes per record read;
+// the pair's records are contiguous), spread over its loop, and the next pair's first tile finds
+// them in L2. (Every tile requesting its own records again cost ~5% of a 512-row tile's
+// instructions.)
+template <int MT, int NG, int SUB, bool kMin, Quants kQ, bool kAhead>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               const float* bias, float* out) {
+               const uint8_t* next, int64_t next_step, const float* bias, float* out) {
   const uint8_t* rec[NG];
   for (int j = 0; j < NG; ++j) rec[j] = w.Group(g + j);
   const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
@@ -77,8 +85,9 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
     for (int r = 0; r < MT; ++r) acc[j][r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b) {
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
-    if constexpr (kFetch)
+    if constexpr (kAhead)
       for (int j = 0; j < NG; ++j) PrefetchToL2(rec[j] + kWeightPrefetchBytes, w.record_bytes);
+    if (next_step > 0) PrefetchToL2(next + b * next_step, next_step);
     // Enough independent chains to hide the vpdpbusd latency: one group takes two per row (about
     // 20% faster than one chain at 8 rows on Zen), two groups one per row and group. Integer sums
     // are exact, so the split changes no result.
@@ -151,49 +160,70 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
 }
 
 // Rows [m, m_end) (a short last tile, under 8 rows) of group g.
-template <int SUB, bool kMin, Quants kQ>
+template <int SUB, bool kMin, Quants kQ, bool kAhead>
 void ShortTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               int64_t m_end, const float* bias, float* out) {
+               int64_t m_end, const uint8_t* next, int64_t next_step, const float* bias,
+               float* out) {
   switch (m_end - m) {
     case 7:
-      return QuantTile<7, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<7, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 6:
-      return QuantTile<6, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<6, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 5:
-      return QuantTile<5, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<5, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 4:
-      return QuantTile<4, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<4, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 3:
-      return QuantTile<3, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<3, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 2:
-      return QuantTile<2, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<2, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     case 1:
-      return QuantTile<1, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
+      return QuantTile<1, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
     default:
       return;
   }
 }
 
+// Groups [g_begin, g_end) two at a time (an odd last one alone) x rows [m_begin, m_end) in tiles of
+// 8 rows (the last may be short), with the weight requests described at QuantTile.
 template <int SUB, bool kMin, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   const int64_t full_end = m_begin + (m_end - m_begin) / 8 * 8;
-  int64_t g = g_begin;
-  for (; g + 2 <= g_end; g += 2) {
-    for (int64_t m = m_begin; m < full_end; m += 8) {
-      if (m == m_begin) {
-        QuantTile<8, 2, SUB, kMin, kQ>(w, a, g, m, bias, out);
-      } else {
-        QuantTile<8, 2, SUB, kMin, kQ, false>(w, a, g, m, bias, out);
+  const int64_t tiles = (m_end - m_begin + 7) / 8;
+  const int64_t group_bytes = w.num_sub * w.record_bytes;
+  for (int64_t g = g_begin; g < g_end; g += 2) {
+    const int ng = g + 2 <= g_end ? 2 : 1;
+    // The next pair's records (none past this range), and each tile's share of them.
+    const uint8_t* next = w.Group(g) + ng * group_bytes;
+    const int64_t next_groups = std::min<int64_t>(2, g_end - g - ng);
+    const int64_t share = (next_groups * group_bytes + tiles - 1) / tiles;
+    const int64_t step = tiles > 1 ? (share + w.num_sub - 1) / w.num_sub : 0;
+    int64_t t = 0;
+    for (int64_t m = m_begin; m < m_end; m += 8, ++t) {
+      const uint8_t* nt = next + t * share;
+      // A single tile requests its own records ahead; with several, the first pair's first tile
+      // (nothing requested them before it).
+      const bool ahead = m == m_begin && (g == g_begin || tiles == 1);
+      if (m < full_end && ng == 2) {
+        (ahead ? QuantTile<8, 2, SUB, kMin, kQ, true>
+               : QuantTile<8, 2, SUB, kMin, kQ, false>)(w, a, g, m, nt, step, bias, out);
+        continue;
+      }
+      // One group at a time: an odd last group, or the short last tile of each group of the pair
+      // (which split the tile's share of the requests).
+      for (int64_t j = g; j < g + ng; ++j) {
+        const int64_t js = step / ng;
+        const uint8_t* jn = nt + (j - g) * js * w.num_sub;
+        if (m < full_end) {
+          (ahead ? QuantTile<8, 1, SUB, kMin, kQ, true>
+                 : QuantTile<8, 1, SUB, kMin, kQ, false>)(w, a, j, m, jn, js, bias, out);
+        } else {
+          (ahead ? ShortTile<SUB, kMin, kQ, true>
+                 : ShortTile<SUB, kMin, kQ, false>)(w, a, j, m, m_end, jn, js, bias, out);
+        }
       }
     }
-    ShortTile<SUB, kMin, kQ>(w, a, g, full_end, m_end, bias, out);
-    ShortTile<SUB, kMin, kQ>(w, a, g + 1, full_end, m_end, bias, out);
-  }
-  if (g < g_end) {
-    for (int64_t m = m_begin; m < full_end; m += 8)
-      QuantTile<8, 1, SUB, kMin, kQ>(w, a, g, m, bias, out);
-    ShortTile<SUB, kMin, kQ>(w, a, g, full_end, m_end, bias, out);
   }
 }
 
