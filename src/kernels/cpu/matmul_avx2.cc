@@ -6,6 +6,7 @@
 // table).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/matmul_internal.h"
@@ -62,8 +63,12 @@ inline __m256 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int 
   return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * i);
 }
 
-// Rows [8h, 8h + 8) of row group g for output rows [m, m + MT).
-template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
+// Rows [8h, 8h + 8) of row group g for output rows [m, m + MT), one whole tile of the
+// activations (MT = its rows: 8, or fewer for the last). The tile's layout is read through one
+// pointer per array (the per-row index arithmetic and pointers spilled registers). kAhead: request
+// the records kWeightPrefetchBytes ahead into L2 (the first pass over a group; the later ones find
+// the records in cache).
+template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ, bool kAhead>
 void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
                    const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
@@ -71,18 +76,18 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
+  const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
+  const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
+  const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
+  const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
   __m256 acc[MT];
-  const int8_t* xq[MT];
-  const int64_t chunk_stride = a.TileRows(m) * 4;
-  for (int r = 0; r < MT; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    xq[r] = a.xq.data() + a.XqIndex(m + r, 0);
-  }
+  for (int r = 0; r < MT; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
-    PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
+    if constexpr (kAhead) PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
+    const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
     __m256i dot[MT];
     for (int r = 0; r < MT; ++r)
-      dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(a.init[a.SubIndex(m + r, b)]);
+      dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(init[b * MT + r]);
     const __m256i hb =
         HighBits(kQ) > 0
             ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + SUB * 8 + h * 32))
@@ -90,28 +95,26 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
 #pragma GCC unroll 8
     for (int c = 0; c < SUB / 4; ++c) {
       const __m256i wv = LoadChunk<kQ>(rec, c, h, table, hb);
+      // The signed weights' magnitudes and signs, once for all rows.
+      const __m256i ws = kSigned ? _mm256_xor_si256(wv, flip) : wv;
+      const __m256i wabs = kSigned ? _mm256_sign_epi8(ws, ws) : wv;
       for (int r = 0; r < MT; ++r) {
-        const __m256i xv = _mm256_set1_epi32(LoadI32(xq[r] + (b * SUB / 4 + c) * chunk_stride));
-        __m256i p;
-        if constexpr (kSigned) {
-          const __m256i ws = _mm256_xor_si256(wv, flip);
-          p = _mm256_maddubs_epi16(_mm256_sign_epi8(ws, ws), _mm256_sign_epi8(xv, ws));
-        } else {
-          p = _mm256_maddubs_epi16(wv, xv);
-        }
+        const __m256i xv = _mm256_set1_epi32(LoadI32(xb + (c * MT + r) * 4));
+        const __m256i p = kSigned ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, ws))
+                                  : _mm256_maddubs_epi16(wv, xv);
         dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
       }
     }
     const __m256 sv = LoadScales(w, g, b, h);
+    const float* sxb = sx + (b * SUB / kActBlock) * MT;
     for (int r = 0; r < MT; ++r) {
-      const float sx = a.sx[a.SxIndex(m + r, b * SUB / kActBlock)];
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(sv, _mm256_set1_ps(sx)),
-                               acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]),
+                               _mm256_mul_ps(sv, _mm256_set1_ps(sxb[r])), acc[r]);
     }
     if constexpr (kMin) {
       const __m256 ov = LoadScales(w, g, b, 2 + h);
       for (int r = 0; r < MT; ++r)
-        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(a.xsum[a.SubIndex(m + r, b)]), acc[r]);
+        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(xsum[b * MT + r]), acc[r]);
     }
   }
   const int64_t n0 = g * kGroupRows + h * 8;
@@ -125,26 +128,43 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   }
 }
 
+// Rows [m, m + rows) (one activation tile) of half h of group g.
+template <int SUB, bool kMin, bool kSigned, Quants kQ, bool kAhead>
+void HalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
+              int64_t rows, const float* bias, float* out) {
+  switch (rows) {
+    case 8:
+      return QuantHalfTile<8, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 7:
+      return QuantHalfTile<7, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 6:
+      return QuantHalfTile<6, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 5:
+      return QuantHalfTile<5, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 4:
+      return QuantHalfTile<4, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 3:
+      return QuantHalfTile<3, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 2:
+      return QuantHalfTile<2, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    case 1:
+      return QuantHalfTile<1, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+    default:
+      return;
+  }
+}
+
+// m_begin is a tile start (matmul.cc splits rows in multiples of kRowTile).
 template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
   for (int64_t g = g_begin; g < g_end; ++g) {
     for (int h = 0; h < 2; ++h) {
-      int64_t m = m_begin;
-      for (; m + 4 <= m_end; m += 4)
-        QuantHalfTile<4, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
-      switch (m_end - m) {
-        case 3:
-          QuantHalfTile<3, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
-          break;
-        case 2:
-          QuantHalfTile<2, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
-          break;
-        case 1:
-          QuantHalfTile<1, SUB, kMin, kSigned, kQ>(w, a, g, h, m, bias, out);
-          break;
-        default:
-          break;
+      for (int64_t m = m_begin; m < m_end; m += kRowTile) {
+        const int64_t rows = std::min<int64_t>(kRowTile, m_end - m);
+        (m == m_begin && h == 0
+             ? HalfTile<SUB, kMin, kSigned, kQ, true>
+             : HalfTile<SUB, kMin, kSigned, kQ, false>)(w, a, g, h, m, rows, bias, out);
       }
     }
   }

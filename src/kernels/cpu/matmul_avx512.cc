@@ -1,10 +1,10 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) MatMul kernels. Quantized weights: one 512-bit register holds 4
 // quants of each of the 16 rows of a group; a broadcast of 4 activation bytes meets all 16 rows
-// in one vpdpbusd (u8 weights x s8 activations -> s32), and each loaded weight register serves
-// up to 8 activation rows. 4-, 5- and 6-bit quants are unpacked in registers (and/shift/or,
-// vpshufb through the format's 16-entry table). Float weights: 4 weight rows x up to 4 activation
-// rows of f32 FMA. GCC 12's AVX-512 headers trip -Wuninitialized on their own _mm512_undefined_*
-// helpers.
+// in one vpdpbusd (u8 weights x s8 activations -> s32); each loaded weight register serves up
+// to 8 activation rows and each broadcast two groups (QuantTile). 4-, 5- and 6-bit quants are
+// unpacked in registers (and/shift/or, vpshufb through the format's 16-entry table). Float weights:
+// 4 weight rows x up to 4 activation rows of f32 FMA. GCC 12's AVX-512 headers trip -Wuninitialized
+// on their own _mm512_undefined_* helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
