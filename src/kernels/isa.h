@@ -58,11 +58,12 @@ Isa CapIsa(Isa hw, const char* env);
 // AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
 // unit (matmul_internal.h AmxServes), and bf16 matmuls from 16 rows on AMX-BF16 where present
 // (8-10x the vdpbf16ps kernel from 64 rows), unless TINYSERVE_ISA=avx512 caps it. Measured on a
-// Sapphire Rapids (bench_matmul --compare, 2 threads, Q8_0 and Q4_0 on Qwen2.5-0.5B shapes): the
-// AMX matmul (bit-identical to the AVX-512 one) is 1.05-1.60x the AVX-512 kernel from 64 rows,
-// median 1.31x, and 1.09-1.64x at 32 rows (Q5_0 1.25-1.78x, Q4_K and Q5_K 1.07-1.39x); it is
-// bounded by the f32 scaling of every 32-weight sub-block's product, which must go through
-// memory (matmul_amx_avx512.cc).
+// Sapphire Rapids (bench_matmul --quick --compare, 2 threads, Qwen2.5-0.5B shapes, after the VNNI
+// kernel learned to share broadcasts between two row groups): the AMX matmul (bit-identical to the
+// AVX-512 one) is 1.0-1.4x the AVX-512 kernel from 32 rows for Q4_0 and 0.9-1.5x for Q8_0 (level
+// on the large shapes), and whole-model prefill is level or faster (Q4_K_M 1.2x, whose Q5_0 and
+// Q4_K matmuls it serves); it is bounded by the f32 scaling of every 32-weight sub-block's
+// product, which must go through memory (matmul_amx_avx512.cc).
 
 // IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
 // counts as supported on an AMX CPU whatever kernels choose per matmul; tests run it).

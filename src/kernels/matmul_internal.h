@@ -242,8 +242,8 @@ MatMulKernels Avx512Kernels();
 // tile unit, bit-identical to Avx512Kernels(). Worth it from kAmxMinRows rows: below 16 the
 // product is a GEMV bound by reading the weights, which the AVX-512 kernel already does at the
 // bandwidth limit, and at 16 (one row block) the per-group signed copy of the weights is not
-// amortized (measured on a Sapphire Rapids, 1 thread: AMX/AVX-512 0.79-1.18x at 16 rows,
-// 0.98-1.31x at 32, 1.08-1.37x at 48).
+// amortized (measured on a Sapphire Rapids, 1 thread, against session 6's AVX-512 kernel:
+// AMX/AVX-512 0.79-1.18x at 16 rows, 0.98-1.31x at 32, 1.08-1.37x at 48; isa.h has today's).
 inline constexpr int64_t kAmxMinRows = 32;
 // Whether Isa::kAmx runs `w` for num_rows rows on the tile unit (else on Avx512Kernels()):
 // quantized weights with 32-weight sub-blocks, from kAmxMinRows rows. With 16-weight sub-blocks
