@@ -65,12 +65,12 @@ inline __m256 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int 
 
 // Rows [8h, 8h + 8) of row group g for output rows [m, m + MT), one whole tile of the
 // activations (MT = its rows: 8, or fewer for the last). The tile's layout is read through one
-// pointer per array (the per-row index arithmetic and pointers spilled registers). kAhead: request
+// pointer per array (the per-row index arithmetic and pointers spilled registers). ahead: request
 // the records kWeightPrefetchBytes ahead into L2 (the first pass over a group; the later ones find
 // the records in cache).
-template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ, bool kAhead>
+template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-                   const float* bias, float* out) {
+                   bool ahead, const float* bias, float* out) {
   const uint8_t* rec = w.Group(g);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -83,7 +83,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   __m256 acc[MT];
   for (int r = 0; r < MT; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
-    if constexpr (kAhead) PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
+    if (ahead) PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
     __m256i dot[MT];
     for (int r = 0; r < MT; ++r)
@@ -129,26 +129,26 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
 }
 
 // Rows [m, m + rows) (one activation tile) of half h of group g.
-template <int SUB, bool kMin, bool kSigned, Quants kQ, bool kAhead>
+template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void HalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-              int64_t rows, const float* bias, float* out) {
+              int64_t rows, bool ahead, const float* bias, float* out) {
   switch (rows) {
     case 8:
-      return QuantHalfTile<8, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<8, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 7:
-      return QuantHalfTile<7, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<7, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 6:
-      return QuantHalfTile<6, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<6, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 5:
-      return QuantHalfTile<5, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<5, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 4:
-      return QuantHalfTile<4, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<4, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 3:
-      return QuantHalfTile<3, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<3, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 2:
-      return QuantHalfTile<2, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<2, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     case 1:
-      return QuantHalfTile<1, SUB, kMin, kSigned, kQ, kAhead>(w, a, g, h, m, bias, out);
+      return QuantHalfTile<1, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
     default:
       return;
   }
@@ -162,9 +162,7 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
     for (int h = 0; h < 2; ++h) {
       for (int64_t m = m_begin; m < m_end; m += kRowTile) {
         const int64_t rows = std::min<int64_t>(kRowTile, m_end - m);
-        (m == m_begin && h == 0
-             ? HalfTile<SUB, kMin, kSigned, kQ, true>
-             : HalfTile<SUB, kMin, kSigned, kQ, false>)(w, a, g, h, m, rows, bias, out);
+        HalfTile<SUB, kMin, kSigned, kQ>(w, a, g, h, m, rows, m == m_begin && h == 0, bias, out);
       }
     }
   }

@@ -62,16 +62,17 @@ constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 
 // two load ports feed, so the loop ran near 40% of the VNNI peak.
 // Which weight lines a row tile requests into L2 while it reads each record. A matmul with a
 // single row tile (decode up to 8 rows) requests its own records kWeightPrefetchBytes ahead
-// (kAhead). With several row tiles the first tile of a group pair streams the records from memory
+// (`ahead`). With several row tiles the first tile of a group pair streams the records from memory
 // and the others find them in L1: requesting nothing then left memory idle while they computed
 // (at 16 rows a matmul took the sum of its memory time and its compute time). So each tile of a
 // pair requests its share of the next pair's records (`next`, `next_step` bytes per record read;
 // the pair's records are contiguous), spread over its loop, and the next pair's first tile finds
 // them in L2. (Every tile requesting its own records again cost ~5% of a 512-row tile's
-// instructions.)
-template <int MT, int NG, int SUB, bool kMin, Quants kQ, bool kAhead>
+// instructions.) `ahead` is an argument, not a template parameter: one predictable branch per
+// record, and half the instantiations (this file's compile time had doubled).
+template <int MT, int NG, int SUB, bool kMin, Quants kQ>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               const uint8_t* next, int64_t next_step, const float* bias, float* out) {
+               bool ahead, const uint8_t* next, int64_t next_step, const float* bias, float* out) {
   const uint8_t* rec[NG];
   for (int j = 0; j < NG; ++j) rec[j] = w.Group(g + j);
   const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
@@ -85,7 +86,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
     for (int r = 0; r < MT; ++r) acc[j][r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.num_sub; ++b) {
     const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
-    if constexpr (kAhead)
+    if (ahead)
       for (int j = 0; j < NG; ++j) PrefetchToL2(rec[j] + kWeightPrefetchBytes, w.record_bytes);
     if (next_step > 0) PrefetchToL2(next + b * next_step, next_step);
     // Enough independent chains to hide the vpdpbusd latency: one group takes two per row (about
@@ -160,25 +161,25 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
 }
 
 // Rows [m, m_end) (a short last tile, under 8 rows) of group g.
-template <int SUB, bool kMin, Quants kQ, bool kAhead>
+template <int SUB, bool kMin, Quants kQ>
 void ShortTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               int64_t m_end, const uint8_t* next, int64_t next_step, const float* bias,
+               int64_t m_end, bool ahead, const uint8_t* next, int64_t next_step, const float* bias,
                float* out) {
   switch (m_end - m) {
     case 7:
-      return QuantTile<7, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<7, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 6:
-      return QuantTile<6, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<6, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 5:
-      return QuantTile<5, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<5, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 4:
-      return QuantTile<4, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<4, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 3:
-      return QuantTile<3, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<3, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 2:
-      return QuantTile<2, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<2, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     case 1:
-      return QuantTile<1, 1, SUB, kMin, kQ, kAhead>(w, a, g, m, next, next_step, bias, out);
+      return QuantTile<1, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
     default:
       return;
   }
@@ -206,8 +207,7 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
       // (nothing requested them before it).
       const bool ahead = m == m_begin && (g == g_begin || tiles == 1);
       if (m < full_end && ng == 2) {
-        (ahead ? QuantTile<8, 2, SUB, kMin, kQ, true>
-               : QuantTile<8, 2, SUB, kMin, kQ, false>)(w, a, g, m, nt, step, bias, out);
+        QuantTile<8, 2, SUB, kMin, kQ>(w, a, g, m, ahead, nt, step, bias, out);
         continue;
       }
       // One group at a time: an odd last group, or the short last tile of each group of the pair
@@ -216,11 +216,9 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
         const int64_t js = step / ng;
         const uint8_t* jn = nt + (j - g) * js * w.num_sub;
         if (m < full_end) {
-          (ahead ? QuantTile<8, 1, SUB, kMin, kQ, true>
-                 : QuantTile<8, 1, SUB, kMin, kQ, false>)(w, a, j, m, jn, js, bias, out);
+          QuantTile<8, 1, SUB, kMin, kQ>(w, a, j, m, ahead, jn, js, bias, out);
         } else {
-          (ahead ? ShortTile<SUB, kMin, kQ, true>
-                 : ShortTile<SUB, kMin, kQ, false>)(w, a, j, m, m_end, jn, js, bias, out);
+          ShortTile<SUB, kMin, kQ>(w, a, j, m, m_end, ahead, jn, js, bias, out);
         }
       }
     }
