@@ -10,6 +10,7 @@
 
 #include "server/errors.h"
 #include "server/openai_response.h"
+#include "tokenizer/chat_template_json.h"
 #include "tokenizer/tokenizer.h"
 #include "util/paths.h"
 
@@ -516,6 +517,21 @@ TEST_F(OpenAiApiTest, DeepOrDuplicateJsonIsA400WithoutLibraryText) {
   ApiError typed = Error("\"add_generation_prompt\":\"x\"", Endpoint::kChat);
   EXPECT_EQ(typed.http_status, 400);
   EXPECT_EQ(typed.message.find("json.exception"), std::string::npos) << typed.message;
+}
+
+// A flat object of hundreds of thousands of keys took minutes of CPU to parse (each new key was
+// looked up by a linear scan), even in a field the API ignores; it is now refused while parsing.
+TEST_F(OpenAiApiTest, ObjectsWiderThanTheJsonMemberCapAre400NamingTheField) {
+  Json wide = Json::object();
+  for (size_t i = 0; i <= kMaxJsonObjectMembers; ++i) wide[std::to_string(i)] = 1;
+  ApiError unused = Error("\"unused\":" + wide.dump());
+  EXPECT_EQ(unused.http_status, 400);
+  EXPECT_EQ(unused.param, "unused");
+  EXPECT_EQ(Error("\"logit_bias\":" + wide.dump()).param, "logit_bias");
+  // Objects under the cap still parse (the test vocabulary has 1000 ids).
+  Json ok = {{"prompt", "hi"}, {"logit_bias", Json::object()}};
+  for (int id = 0; id < 1000; ++id) ok["logit_bias"][std::to_string(id)] = 1;
+  EXPECT_EQ(ParseOk(Endpoint::kCompletions, ok.dump()).base.sampling.logit_bias.size(), 1000u);
 }
 
 }  // namespace

@@ -31,6 +31,12 @@ StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth,
         if (event == Json::parse_event_t::object_start) keys.emplace_back();
         break;
       case Json::parse_event_t::key:
+        // Checked before the parser stores the key, which scans the object's keys so far.
+        if (keys.back().size() >= kMaxJsonObjectMembers) {
+          if (depth == 1) top_key.clear();  // the body itself is too wide, not one member
+          throw Refused{"JSON object with more than " + std::to_string(kMaxJsonObjectMembers) +
+                        " members"};
+        }
         if (depth == 1) top_key = parsed.get<std::string>();
         if (!keys.back().insert(parsed.get<std::string>()).second)
           throw Refused{"duplicate key '" + parsed.get<std::string>().substr(0, 64) +

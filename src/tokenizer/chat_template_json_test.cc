@@ -27,6 +27,35 @@ TEST(ParseUntrustedJson, DuplicateKeysAreRefusedPerObject) {
   EXPECT_EQ((*ok)["b"][1]["a"], 3);
 }
 
+// `{"k0":0,"k1":1,...}` with `members` members.
+std::string WideObject(size_t members) {
+  std::string out = "{";
+  for (size_t i = 0; i < members; ++i)
+    out += (i == 0 ? "\"k" : ",\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  return out + "}";
+}
+
+TEST(ParseUntrustedJson, WideObjectsAreRefusedWhileParsing) {
+  auto widest = ParseUntrustedJson(WideObject(kMaxJsonObjectMembers));
+  ASSERT_TRUE(widest.ok());
+  EXPECT_EQ(widest->size(), kMaxJsonObjectMembers);
+  std::string where = "unset";
+  auto wide = ParseUntrustedJson(WideObject(kMaxJsonObjectMembers + 1), kMaxJsonDepth, &where);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_EQ(wide.status().code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(where, "") << "the body itself is too wide, not one of its members";
+  // Nested: the error names the top-level member that holds the wide object.
+  auto nested =
+      ParseUntrustedJson("{\"a\":1,\"logit_bias\":" + WideObject(kMaxJsonObjectMembers + 1) + "}",
+                         kMaxJsonDepth, &where);
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(where, "logit_bias");
+  // Many objects each at the cap are fine: the cap is per object.
+  std::string many = "[";
+  for (int i = 0; i < 4; ++i) many += (i == 0 ? "" : ",") + WideObject(kMaxJsonObjectMembers);
+  EXPECT_TRUE(ParseUntrustedJson(many + "]").ok());
+}
+
 TEST(ParseUntrustedJson, MalformedJsonMessageHasNoLibraryText) {
   auto bad = ParseUntrustedJson("{\"a\":");
   ASSERT_FALSE(bad.ok());
