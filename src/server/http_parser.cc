@@ -286,7 +286,11 @@ bool HttpRequestParser::FinishHead() {
         chunked = true;
       }
     } else if (name == "content-length") {
-      for (const std::string& t : Tokens(value)) {  // "5, 5" is tolerated, "5, 6" is not
+      const std::vector<std::string> lengths = Tokens(value);
+      // An empty value would otherwise read as no body, so the body bytes would be parsed as the
+      // next request while a proxy in front may have refused or framed them (smuggling).
+      if (lengths.empty()) return Fail(400, "malformed Content-Length");
+      for (const std::string& t : lengths) {  // "5, 5" is tolerated, "5, 6" is not
         if (t.size() > 19 || !std::all_of(t.begin(), t.end(), ::isdigit))
           return Fail(400, "malformed Content-Length");
         const uint64_t v = std::stoull(t);
