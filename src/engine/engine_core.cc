@@ -314,7 +314,12 @@ void EngineCore::Emit(PendingDraw& d) {
                            c->constraint && c->constraint->IsTerminated(), c->text.get());
   o.event.index = c->index;
   if (o.finish == FinishReason::kNone) {
-    c->request->stream->Push(std::move(o.event));
+    if (!c->request->stream->Push(std::move(o.event))) {
+      // Its reader has fallen behind by the outbox's limit (a client that stopped reading its
+      // stream): stop computing for it, as for a client that left.
+      FinishRequest(c->request, FinishReason::kAbort,
+                    ResourceExhaustedError("the client stopped reading its stream"));
+    }
   } else {
     FinishChoice(c, o.finish, OkStatus(), std::move(o.event));
   }
@@ -342,7 +347,8 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
   if (c->index == 0) {
     for (auto& sibling : req->choices) sibling->seq.waits_for_sibling = false;
   }
-  req->stream->Push(std::move(event));
+  // A final event is posted whatever the backlog (the choice ends here either way).
+  (void)req->stream->Push(std::move(event));
   if (--req->choices_open == 0) done_.push_back(req->id);
 }
 

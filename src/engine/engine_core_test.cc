@@ -382,6 +382,35 @@ TEST(EngineCoreTest, DestroyingTheCoreAbortsLiveRequests) {
   EXPECT_TRUE(s->done());
 }
 
+// An outbox that nobody reads past its limit (a server's client that stopped reading its stream)
+// stops the requests posting there: every choice ends with abort and its blocks are freed, while
+// a request whose reader keeps up runs to its length.
+TEST(EngineCoreTest, AnUnreadOutboxPastItsLimitAbortsItsRequests) {
+  auto core = MakeCore(SmallOptions());
+  constexpr int64_t kLimit = 5;
+  auto unread = std::make_shared<Outbox>(kLimit);
+  GenerateRequest two = Greedy({1, 2, 3}, 100);
+  two.n = 2;
+  auto stalled = *core->AddRequest(two, unread);
+  auto read = *core->AddRequest(Greedy({4, 5}, 40), std::make_shared<Outbox>(kLimit));
+  std::vector<int32_t> read_tokens;
+  while (core->has_work()) {
+    ASSERT_TRUE(core->Step());
+    const std::vector<Result> r = Drain(*read);  // the reader that keeps up
+    read_tokens.insert(read_tokens.end(), r[0].tokens.begin(), r[0].tokens.end());
+  }
+  const std::vector<Result> r = Drain(*stalled);
+  for (const Result& choice : r) {
+    EXPECT_EQ(choice.finish, FinishReason::kAbort);
+    EXPECT_EQ(choice.error.code(), StatusCode::kResourceExhausted);
+    // Stopped once more than kLimit events waited: far short of max_tokens.
+    EXPECT_LE(choice.tokens.size(), static_cast<size_t>(kLimit));
+  }
+  EXPECT_TRUE(stalled->done());
+  EXPECT_EQ(read_tokens, FakeGreedy({4, 5}, FakeModel::kVocab, 40));
+  EXPECT_EQ(core->Stats().kv_blocks_used, 0);
+}
+
 TEST(EngineCoreTest, ForwardFailureEndsTheBatchWithErrorsAndFreesBlocks) {
   auto model = std::make_shared<FakeModel>();
   auto core = MakeCore(SmallOptions(), model);

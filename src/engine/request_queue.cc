@@ -65,13 +65,16 @@ void Outbox::Close(int32_t num_choices) {
   cv_.NotifyAll();
 }
 
-void Outbox::Post(int32_t tag, RequestEvent event) {
+bool Outbox::Post(int32_t tag, RequestEvent event) {
+  bool within = true;
   {
     MutexLock lock(&mu_);
     if (event.finish_reason != FinishReason::kNone) --choices_open_;
     items_.push_back(Item{tag, std::move(event)});
+    within = max_pending_ == 0 || static_cast<int64_t>(items_.size()) <= max_pending_;
   }
   cv_.NotifyAll();
+  return within;
 }
 
 RequestStream::RequestStream(std::string request_id, int32_t n, std::shared_ptr<Outbox> outbox,
@@ -106,9 +109,9 @@ std::optional<RequestEvent> RequestStream::TryNext() {
   return std::move(item->event);
 }
 
-void RequestStream::Push(RequestEvent event) {
+bool RequestStream::Push(RequestEvent event) {
   if (event.finish_reason != FinishReason::kNone) --choices_open_;
-  outbox_->Post(tag_, std::move(event));
+  return outbox_->Post(tag_, std::move(event));
 }
 
 RequestQueue::RequestQueue(int32_t max_queue_len) : max_queue_len_(max_queue_len) {}

@@ -30,7 +30,11 @@ class Outbox {
     RequestEvent event;
   };
 
-  Outbox() = default;
+  // `max_pending`: items waiting for the reader beyond which Post reports a backlog (0: no
+  // limit). A server's reader blocks on a client that stops reading its stream while the engine
+  // keeps posting; without a limit such clients could hold every token of every request they
+  // opened in memory (and the engine would keep computing them).
+  explicit Outbox(int64_t max_pending = 0) : max_pending_(max_pending) {}
   Outbox(const Outbox&) = delete;
   Outbox& operator=(const Outbox&) = delete;
 
@@ -47,12 +51,14 @@ class Outbox {
   void Open(int32_t num_choices);
   void Close(int32_t num_choices);
   // Engine side: appends an item and wakes the reader. A final event (finish_reason set)
-  // closes its choice.
-  void Post(int32_t tag, RequestEvent event);
+  // closes its choice. False when more than max_pending items now wait (the item is kept): the
+  // poster should end the streams that post here.
+  [[nodiscard]] bool Post(int32_t tag, RequestEvent event);
 
  private:
   std::optional<Item> PopLocked() REQUIRES(mu_);
 
+  const int64_t max_pending_;
   mutable Mutex mu_;
   CondVar cv_;
   std::deque<Item> items_ GUARDED_BY(mu_);
@@ -83,8 +89,8 @@ class RequestStream {
   std::optional<RequestEvent> TryNext();
   bool done() const { return outbox_->done(); }
 
-  // Engine side: posts an event to the outbox.
-  void Push(RequestEvent event);
+  // Engine side: posts an event to the outbox; false when the outbox reports a backlog (Post).
+  [[nodiscard]] bool Push(RequestEvent event);
 
  private:
   const std::string request_id_;

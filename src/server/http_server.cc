@@ -73,6 +73,13 @@ std::string RandomHex() {
   return fmt::format("{:016x}", rng());
 }
 
+// Events a call's outbox holds for its handler before the engine stops the call's requests. The
+// handler takes every event within ~50 ms unless it is blocked writing to a client that does
+// not read its stream (the socket's send buffer full): such a client would otherwise make the
+// engine compute, and the server keep, every token it asked for (~1 KiB each with logprobs).
+// 1024 events: ~20 s of one stream at 50 tokens/s, once the send buffer is full.
+constexpr int64_t kMaxPendingEvents = 1024;
+
 }  // namespace
 
 // One generation request in flight: its engine streams and the response being built. Owned by
@@ -82,7 +89,7 @@ struct ApiServer::Call {
   std::vector<std::string> engine_ids;
   // Every prompt's stream posts here (tagged with the prompt index): the handler waits on this
   // one outbox however many prompts and choices the call has.
-  std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
+  std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>(kMaxPendingEvents);
   std::unique_ptr<ResponseBuilder> builder;
   Clock::time_point arrival;
   Clock::time_point deadline;  // aborted after this
