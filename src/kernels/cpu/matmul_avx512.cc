@@ -148,16 +148,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
       rec[j] += w.record_bytes;
     }
   }
-  for (int j = 0; j < NG; ++j) {
-    const int64_t n0 = (g + j) * kGroupRows;
-    const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
-    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-    for (int r = 0; r < MT; ++r) {
-      const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
-      _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
-    }
-  }
+  cpu::StoreGroups<NG, MT>(w, acc, g, m, bias, out);
 }
 
 // Rows [m, m_end) (a short last tile, under 8 rows) of group g.

@@ -1,6 +1,7 @@
 // What the AVX-512 and AMX matmul paths share, so that they compute identically (their bit-for-bit
 // agreement rests on these): quantizing a block of 32 activations (the two paths lay the results
-// out differently), reading a record's scales, and unpacking 4-, 5- and 6-bit quants. Include only
+// out differently), reading a record's scales, and unpacking 4-, 5- and 6-bit quants; and the
+// store of a tile's sums, which the quantized and bf16 kernels share. Include only
 // from files compiled for AVX-512 (*_avx512.cc). Pure; any thread.
 #pragma once
 
@@ -32,6 +33,24 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
   _mm_store_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(q0));
   _mm_store_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(q1));
   return {amax / 127.0f, _mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1)};
+}
+
+// Writes the sums of NG row groups starting at group g for output rows [m, m + MT) (plus bias
+// when given): group j's 16 lanes to out[(m + r) * w.rows + 16 (g + j) ...], the last group's
+// lanes past w.rows left out.
+template <int NG, int MT>
+inline void StoreGroups(const PackedMatrix::Impl& w, const __m512 (&acc)[NG][MT], int64_t g,
+                        int64_t m, const float* bias, float* out) {
+  for (int j = 0; j < NG; ++j) {
+    const int64_t n0 = (g + j) * kGroupRows;
+    const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
+    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+    for (int r = 0; r < MT; ++r) {
+      const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
+      _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
+    }
+  }
 }
 
 // How a packed matrix stores its scales (matmul_internal.h).

@@ -13,6 +13,7 @@
 #include <bit>
 #include <utility>
 
+#include "kernels/cpu/matmul_avx512_shared.h"
 #include "kernels/matmul_internal.h"
 
 namespace tinyserve::kernels {
@@ -41,16 +42,7 @@ void Bf16Tile(const PackedMatrix::Impl& w, const Bf16Acts& a, int64_t g, int64_t
       for (int j = 0; j < NG; ++j) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv[j], xb);
     }
   }
-  for (int j = 0; j < NG; ++j) {
-    const int64_t n0 = (g + j) * kGroupRows;
-    const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
-    const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
-    const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-    for (int r = 0; r < MT; ++r) {
-      const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
-      _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
-    }
-  }
+  cpu::StoreGroups<NG, MT>(w, acc, g, m, bias, out);
 }
 
 using TileFn = void (*)(const PackedMatrix::Impl&, const Bf16Acts&, int64_t, int64_t, const float*,
