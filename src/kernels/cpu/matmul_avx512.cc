@@ -60,6 +60,7 @@ constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 
 // activations. Two groups per tile (NG = 2) load each broadcast activation once for both: with
 // one group a record's 64 vpdpbusd needed 72 loads (64 broadcasts, 8 weight lines), more than the
 // two load ports feed, so the loop ran near 40% of the VNNI peak.
+//
 // Which weight lines a row tile requests into L2 while it reads each record. A matmul with a
 // single row tile (decode up to 8 rows) requests its own records kWeightPrefetchBytes ahead
 // (`ahead`). With several row tiles the first tile of a group pair streams the records from memory
