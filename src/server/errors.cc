@@ -41,4 +41,16 @@ ApiError ApiErrorFromStatus(const Status& status, std::string param) {
   }
 }
 
+ApiError ApiErrorForHttpStatus(int http_status, std::string message) {
+  std::string type = "internal_server_error";
+  if (http_status < 500 || http_status == 501 || http_status == 505) {
+    type = "invalid_request_error";
+  } else if (http_status == 503) {
+    type = "service_unavailable";
+  } else if (http_status == 504) {
+    type = "timeout";
+  }
+  return ApiError{http_status, std::move(message), std::move(type), "", ""};
+}
+
 }  // namespace tinyserve

@@ -25,5 +25,9 @@ ApiError BadRequest(std::string message, std::string param = "");
 // Unavailable 503, DeadlineExceeded 504; anything else 500 with a generic message (internals
 // are logged, never sent).
 ApiError ApiErrorFromStatus(const Status& status, std::string param = "");
+// An error the HTTP layer answers before any route runs (framing, limits, connection caps):
+// 4xx and the client's unsupported protocol (501 Transfer-Encoding, 505 version) are
+// invalid_request_error, 503 service_unavailable, 504 timeout, the rest internal_server_error.
+ApiError ApiErrorForHttpStatus(int http_status, std::string message);
 
 }  // namespace tinyserve

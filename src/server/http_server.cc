@@ -151,9 +151,7 @@ ApiServer::ApiServer(Engine* engine, std::shared_ptr<const Tokenizer> tokenizer,
   http_ = std::make_unique<HttpServer>(
       std::move(http), [this](HttpRequest& req, HttpResponder& res) { Route(req, res); },
       [](int status, const std::string& message) {
-        return ApiError{status, message,
-                        status < 500 ? "invalid_request_error" : "internal_server_error", "", ""}
-            .Body();
+        return ApiErrorForHttpStatus(status, message).Body();
       },
       [this](int status) { metrics_.CountHttpResponse(status); });
 }

@@ -222,6 +222,19 @@ TEST_F(OpenAiApiTest, ErrorBodiesHaveTheOpenAiShape) {
   EXPECT_EQ(ApiErrorFromStatus(UnavailableError("full")).http_status, 503);
 }
 
+TEST_F(OpenAiApiTest, HttpLayerErrorsNameTheirKind) {
+  // A client's unsupported Transfer-Encoding or HTTP version is its request's fault, not an
+  // internal error; a connection cap is unavailability.
+  for (int status : {400, 413, 431, 501, 505})
+    EXPECT_EQ(ApiErrorForHttpStatus(status, "m").type, "invalid_request_error") << status;
+  EXPECT_EQ(ApiErrorForHttpStatus(503, "m").type, "service_unavailable");
+  EXPECT_EQ(ApiErrorForHttpStatus(504, "m").type, "timeout");
+  EXPECT_EQ(ApiErrorForHttpStatus(500, "m").type, "internal_server_error");
+  Json j = Json::parse(ApiErrorForHttpStatus(505, "only HTTP/1.0 and HTTP/1.1").Body());
+  EXPECT_EQ(j["error"]["message"], "only HTTP/1.0 and HTTP/1.1");
+  EXPECT_TRUE(j["error"]["param"].is_null());
+}
+
 RequestEvent Event(int32_t index, std::vector<int32_t> ids, std::string text,
                    FinishReason finish = FinishReason::kNone) {
   RequestEvent e;

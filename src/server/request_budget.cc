@@ -10,8 +10,11 @@
 namespace tinyserve {
 namespace {
 
-// A timeout in seconds: a finite positive number.
-bool ValidTimeout(double v) { return std::isfinite(v) && v > 0; }
+// A timeout in seconds: finite and at least a millisecond. Smaller positive values (1e-300)
+// are not deadlines a client can mean; they are refused as malformed (400) rather than
+// answered as overload (503 + Retry-After, which invites a retry that fails the same way).
+constexpr double kMinTimeoutS = 0.001;
+bool ValidTimeout(double v) { return std::isfinite(v) && v >= kMinTimeoutS; }
 
 }  // namespace
 
@@ -27,8 +30,8 @@ std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
         std::from_chars(timeout_header.data(), timeout_header.data() + timeout_header.size(), v);
     if (ec != std::errc() || end != timeout_header.data() + timeout_header.size() ||
         !ValidTimeout(v)) {
-      return BadRequest(fmt::format("header {} must be a positive number of seconds, got '{}'",
-                                    kTimeoutHeader, timeout_header));
+      return BadRequest(fmt::format("header {} must be a number of seconds >= {}, got '{}'",
+                                    kTimeoutHeader, kMinTimeoutS, timeout_header));
     }
     b.timeout_s = std::min(b.timeout_s, v);
   }
@@ -37,7 +40,8 @@ std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
   if (json.is_object()) {
     if (auto it = json.find("timeout"); it != json.end() && !it->is_null()) {
       if (!it->is_number() || !ValidTimeout(it->get<double>()))
-        return BadRequest("'timeout' must be a positive number of seconds", "timeout");
+        return BadRequest(fmt::format("'timeout' must be a number of seconds >= {}", kMinTimeoutS),
+                          "timeout");
       b.timeout_s = std::min(b.timeout_s, it->get<double>());
     }
     if (auto it = json.find("user");

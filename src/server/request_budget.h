@@ -25,7 +25,7 @@ struct RequestBudget {
 
 // Reads `timeout` from the JSON body and the X-Request-Timeout header value (either may be
 // absent; with both the smaller wins; neither: `default_timeout_s`, which also caps them) and
-// the client. Errors (400, naming the field): a timeout that is not a positive number.
+// the client. Errors (400, naming the field): a timeout that is not a number >= 0.001 s.
 std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
                                                          std::string_view timeout_header,
                                                          std::string_view authorization,
