@@ -183,6 +183,20 @@ TEST(HostileGrammarTest, CompileTimeLimitIsCheckedDuringCompilation) {
   EXPECT_TRUE(IsInvalidArgument(g.status(), "time limit")) << g.status().ToString();
 }
 
+TEST(HostileGrammarTest, WideObjectOfRequiredPropertiesCompilesWellWithinTheTimeLimit) {
+  // Each required member used to copy every later one: 2,000 members took ~4 s in a step that
+  // never looked at the deadline, so the 2 s limit was overshot to 4.6 s. Linear now: ~0.1 s.
+  std::string properties, required;
+  for (int i = 0; i < 2000; ++i) {
+    properties += fmt::format("{}\"p{}\":{{\"type\":\"string\"}}", i ? "," : "", i);
+    required += fmt::format("{}\"p{}\"", i ? "," : "", i);
+  }
+  const std::string schema = fmt::format(
+      R"({{"type":"object","properties":{{{}}},"required":[{}]}})", properties, required);
+  auto g = CompileToGrammar(GrammarKind::kJsonSchema, schema, CompileOptions{});
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+}
+
 // Two ways to continue at every 'a' ("b" or "c" expected later) and no merging of stacks: the
 // live stack set doubles per byte.
 constexpr char kExponentialGbnf[] =
