@@ -425,7 +425,12 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     auto compiled = grammars_->Get(c->kind, c->text);
     if (!compiled.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
-      return SendError(res, BadRequest(compiled.status().message(), c->param));
+      // InvalidArgument: the client's text is refused (400); Unavailable: every compile slot
+      // stayed busy (503, worth a retry).
+      const Status& status = compiled.status();
+      return SendError(res, status.code() == StatusCode::kInvalidArgument
+                                ? BadRequest(status.message(), c->param)
+                                : ApiErrorFromStatus(status, c->param));
     }
     grammar = std::move(*compiled);
   }

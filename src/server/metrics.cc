@@ -105,6 +105,19 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
           double(g.misses));
   counter("structured_grammar_errors_total", "Constraints refused (invalid, unsupported, limits).",
           double(g.errors));
+  counter("structured_grammar_failure_hits_total",
+          "Structured requests refused a remembered compile failure, without compiling.",
+          double(g.failure_hits));
+  counter("structured_grammar_shared_total",
+          "Structured requests that waited for the same grammar's compile in progress.",
+          double(g.shared));
+  counter("structured_grammar_compile_waits_total",
+          "Grammar compiles that waited for a compile slot.", double(g.gate_waits));
+  counter("structured_grammar_compile_refusals_total",
+          "Structured requests refused (503) after waiting too long for a compile slot.",
+          double(g.gate_refusals));
+  gauge("structured_grammar_compiles_peak", "Most grammar compiles seen running at once.",
+        double(g.peak_compiles));
   auto summary = [&](const char* name, const char* help, double sum, double count) {
     const std::string full = std::string("tinyserve:") + name;
     Header(&out, full, "summary", help);

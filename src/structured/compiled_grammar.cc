@@ -98,7 +98,7 @@ Status CompiledGrammar::Warm(std::chrono::steady_clock::time_point deadline, siz
             "stack visits",
             Pda::kMaxStacks, Pda::kMaxStepWork);
       }
-      return InvalidArgumentError("grammar token tables exceeded the compile time limit");
+      return TimeLimitError("grammar token tables");
     }
     if (grammar_bytes_ + sets_bytes_.load() + ScratchBytesLocked() > max_bytes) {
       return InvalidArgumentError("grammar token tables need more than {} MiB", max_bytes >> 20);

@@ -6,6 +6,7 @@
 #include "structured/json_limits.h"
 #include "structured/json_schema.h"
 #include "structured/regex.h"
+#include "util/check.h"
 
 namespace tinyserve::structured {
 namespace {
@@ -143,11 +144,14 @@ StatusOr<std::shared_ptr<const CompiledGrammar>> CompileGrammar(
 }
 
 GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity,
-                           CompileOptions options, size_t max_bytes)
+                           CompileOptions options, size_t max_bytes, GrammarCacheLimits limits)
     : vocab_(std::move(vocab)),
       capacity_(std::max<size_t>(capacity, 1)),
       max_bytes_(max_bytes),
-      options_(options) {}
+      options_(options),
+      limits_(limits) {
+  limits_.max_concurrent_compiles = std::max(limits_.max_concurrent_compiles, 1);
+}
 
 void GrammarCache::EvictLocked() {
   // The newest entry stays even when alone over max_bytes: its request is using it anyway, and
@@ -157,48 +161,110 @@ void GrammarCache::EvictLocked() {
     index_.erase(lru_.back().key);
     lru_.pop_back();
   }
+  while (failures_.size() > limits_.max_failures || failure_bytes_ > limits_.max_failure_bytes) {
+    failure_bytes_ -= failures_.back().bytes;
+    failure_index_.erase(failures_.back().key);
+    failures_.pop_back();
+  }
 }
 
-StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(GrammarKind kind,
-                                                                   std::string_view text) {
+std::optional<GrammarCache::Result> GrammarCache::LookupLocked(const std::string& key) {
+  if (auto it = index_.find(key); it != index_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    ++stats_.hits;
+    return it->second->grammar;
+  }
+  if (auto it = failure_index_.find(key); it != failure_index_.end()) {
+    failures_.splice(failures_.begin(), failures_, it->second);
+    ++stats_.failure_hits;
+    return it->second->status;
+  }
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return std::nullopt;
+  ++stats_.shared;
+  // The flight outlives its map entry: the compiling request erases it when it finishes.
+  const std::shared_ptr<Flight> flight = it->second;
+  while (!flight->result) cv_.Wait(&mu_);
+  return flight->result;
+}
+
+Status GrammarCache::AcquireSlotLocked() {
+  if (compiling_ >= limits_.max_concurrent_compiles) {
+    ++stats_.gate_waits;
+    const auto deadline = std::chrono::steady_clock::now() + limits_.max_compile_wait;
+    while (compiling_ >= limits_.max_concurrent_compiles) {
+      // On timeout the slot is checked once more: it may have come free meanwhile.
+      if (!cv_.WaitUntil(&mu_, deadline) && compiling_ >= limits_.max_concurrent_compiles) {
+        ++stats_.gate_refusals;
+        return UnavailableError(
+            "too many grammar compilations are in progress: none of the {} compile slots came "
+            "free within {} ms; retry later",
+            limits_.max_concurrent_compiles, limits_.max_compile_wait.count());
+      }
+    }
+  }
+  ++compiling_;
+  stats_.peak_compiles = std::max(stats_.peak_compiles, compiling_);
+  return OkStatus();
+}
+
+void GrammarCache::StoreLocked(std::string key, const Result& result) {
+  // Only the request that compiled `key` stores it (single flight), so it is in neither list.
+  TS_DCHECK(index_.count(key) == 0 && failure_index_.count(key) == 0);
+  if (result.ok()) {
+    // The key is held twice (list entry and index).
+    const size_t entry_bytes = (*result)->memory_bytes() + 2 * key.size() + 128;
+    lru_.push_front({key, *result, entry_bytes});
+    bytes_ += entry_bytes;
+    index_[std::move(key)] = lru_.begin();
+  } else if (result.status().code() == StatusCode::kInvalidArgument &&
+             !IsTimeLimitError(result.status())) {
+    // A time-limit failure is not kept: the same text may compile in time on a quieter machine.
+    const size_t entry_bytes = result.status().message().size() + 2 * key.size() + 128;
+    failures_.push_front({key, result.status(), entry_bytes});
+    failure_bytes_ += entry_bytes;
+    failure_index_[std::move(key)] = failures_.begin();
+  }
+  EvictLocked();
+}
+
+GrammarCache::Result GrammarCache::Compile(GrammarKind kind, std::string_view text) {
+  return CompileGrammar(kind, text, vocab_, options_);
+}
+
+GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text) {
   std::string key;
   key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
   key.append(text);
+  std::shared_ptr<Flight> flight;
   {
     MutexLock lock(&mu_);
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      ++stats_.hits;
-      return it->second->grammar;
+    if (auto found = LookupLocked(key)) return *std::move(found);
+    // This request compiles the key; later ones for it wait on the flight (single flight), also
+    // while this one waits for a slot.
+    flight = flights_.emplace(key, std::make_shared<Flight>()).first->second;
+    if (Status slot = AcquireSlotLocked(); !slot.ok()) {
+      flight->result = slot;
+      flights_.erase(key);
+      cv_.NotifyAll();
+      return slot;
     }
   }
-  // Compile outside the lock so other requests are not held up (two racing requests for the
-  // same text may both compile; the second insert wins).
+  // Compile outside the lock so hits and other keys are not held up.
   const auto start = std::chrono::steady_clock::now();
-  auto compiled = CompileGrammar(kind, text, vocab_, options_);
+  Result compiled = Compile(kind, text);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MutexLock lock(&mu_);
+  --compiling_;
   ++stats_.misses;
   stats_.compile_seconds += seconds;
-  if (!compiled.ok()) {
-    ++stats_.errors;
-    return compiled.status();
-  }
-  auto it = index_.find(key);
-  if (it != index_.end()) {
-    bytes_ -= it->second->bytes;
-    lru_.erase(it->second);
-    index_.erase(it);
-  }
-  // The key is held twice (list entry and index).
-  const size_t entry_bytes = (*compiled)->memory_bytes() + 2 * key.size() + 128;
-  lru_.push_front({key, *compiled, entry_bytes});
-  bytes_ += entry_bytes;
-  index_[std::move(key)] = lru_.begin();
-  EvictLocked();
-  return *compiled;
+  if (!compiled.ok()) ++stats_.errors;
+  flights_.erase(key);
+  flight->result = compiled;
+  StoreLocked(std::move(key), compiled);
+  cv_.NotifyAll();
+  return compiled;
 }
 
 GrammarCache::Stats GrammarCache::stats() const {

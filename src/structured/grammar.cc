@@ -187,9 +187,22 @@ Status GrammarBuilder::MergeEquivalentStates(LocalRule* r) const {
   return OkStatus();
 }
 
+namespace {
+constexpr std::string_view kTimeLimitSuffix = " exceeded the compile time limit";
+}  // namespace
+
+Status TimeLimitError(std::string_view what) {
+  return InvalidArgumentError("{}{}", what, kTimeLimitSuffix);
+}
+
+bool IsTimeLimitError(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument &&
+         status.message().find(kTimeLimitSuffix) != std::string::npos;
+}
+
 Status GrammarBuilder::CheckDeadline() const {
   if (std::chrono::steady_clock::now() > limits_.deadline) {
-    return InvalidArgumentError("grammar compilation exceeded its time limit");
+    return TimeLimitError("grammar compilation");
   }
   return OkStatus();
 }

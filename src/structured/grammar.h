@@ -92,6 +92,12 @@ struct GrammarLimits {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
+// The InvalidArgument error of a compile step (`what`) that ran past its wall-clock deadline.
+// Unlike every other compile error it depends on the machine's load, not on the text, so
+// GrammarCache does not remember it: IsTimeLimitError tells the two apart.
+[[nodiscard]] Status TimeLimitError(std::string_view what);
+bool IsTimeLimitError(const Status& status);
+
 // Collects rules, then Finish() checks them (undefined rules, left recursion) and analyses them.
 class GrammarBuilder {
  public:

@@ -143,7 +143,7 @@ class SchemaCompiler {
       return InvalidArgumentError("schema has more than {} subschemas", opt_.max_schema_nodes);
     }
     if (std::chrono::steady_clock::now() > opt_.deadline) {
-      return InvalidArgumentError("schema compilation exceeded its time limit");
+      return TimeLimitError("schema compilation");
     }
     if (s.is_boolean()) {
       if (!s.get<bool>())
