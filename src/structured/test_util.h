@@ -25,7 +25,7 @@ inline std::shared_ptr<const Vocabulary> QwenVocabOrNull() {
 }
 
 inline bool UnderSanitizer() {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   return true;
 #else
   return false;
