@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string_view>
 #include <thread>
@@ -65,6 +67,37 @@ bool IsIpLiteral(const std::string& host) {
 constexpr std::string_view kRoutes[] = {
     "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version", "/metrics",
     "/tokenize",       "/detokenize"};
+
+// GET /v1/models/{id}: OpenAI's "retrieve model". SDKs send the id percent-encoded (the Node
+// SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
+constexpr std::string_view kModelPrefix = "/v1/models/";
+
+// %XX sequences decoded; nullopt for a malformed one (then no model id can match).
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    unsigned value = 0;
+    if (i + 2 >= s.size()) return std::nullopt;
+    const auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
+    if (ec != std::errc() || end != s.data() + i + 3) return std::nullopt;
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
+}
+
+// One entry of /v1/models. No "root": it would be the model's file path on this machine.
+Json ModelObject(const std::string& id, int64_t max_model_len) {
+  return Json{{"id", id},
+              {"object", "model"},
+              {"created", std::time(nullptr)},
+              {"owned_by", "tinyserve"},
+              {"max_model_len", max_model_len}};
+}
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -225,7 +258,8 @@ std::optional<ApiError> ApiServer::Screen(const HttpRequest& req) const {
 
 void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   const bool known =
-      std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes);
+      std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes) ||
+      (req.path.size() > kModelPrefix.size() && req.path.starts_with(kModelPrefix));
   if (!known)
     return SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
                                    "not_found_error", "", ""});
@@ -250,6 +284,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   if (req.path == "/tokenize") return HandleTokenize(req, res);
   if (req.path == "/detokenize") return HandleDetokenize(req, res);
   if (req.path == "/v1/models") return HandleModels(res);
+  if (req.path.starts_with(kModelPrefix))
+    return HandleModel(std::string_view(req.path).substr(kModelPrefix.size()), res);
   if (req.path == "/health") {
     (void)engine_->Stats();  // answers from the published snapshot: never waits for a step
     if (draining_)
@@ -303,13 +339,22 @@ bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res
 }
 
 void ApiServer::HandleModels(HttpResponder& res) {
-  // No "root": it would be the model's file path on this machine.
-  Json model = {{"id", options_.served_model_name},
-                {"object", "model"},
-                {"created", std::time(nullptr)},
-                {"owned_by", "tinyserve"},
-                {"max_model_len", engine_->limits().max_model_len}};
-  SendJson(res, Json{{"object", "list"}, {"data", Json::array({model})}}.dump());
+  SendJson(res, Json{{"object", "list"},
+                     {"data", Json::array({ModelObject(options_.served_model_name,
+                                                       engine_->limits().max_model_len)})}}
+                    .dump());
+}
+
+void ApiServer::HandleModel(std::string_view encoded_id, HttpResponder& res) {
+  const std::optional<std::string> id = PercentDecode(encoded_id);
+  if (id != options_.served_model_name) {
+    // OpenAI's answer for an unknown model, with the id as sent (decoded when it decodes).
+    return SendError(res, ApiError{404,
+                                   fmt::format("The model '{}' does not exist",
+                                               id ? *id : std::string(encoded_id)),
+                                   "invalid_request_error", "model", "model_not_found"});
+  }
+  SendJson(res, ModelObject(options_.served_model_name, engine_->limits().max_model_len).dump());
 }
 
 void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {

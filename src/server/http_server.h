@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -101,6 +102,7 @@ class ApiServer {
   void HandleTokenize(HttpRequest& req, HttpResponder& res);
   void HandleDetokenize(HttpRequest& req, HttpResponder& res);
   void HandleModels(HttpResponder& res);
+  void HandleModel(std::string_view encoded_id, HttpResponder& res);
   void Track(const std::shared_ptr<Call>& call);
   void Untrack(const std::shared_ptr<Call>& call);
 

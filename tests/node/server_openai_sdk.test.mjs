@@ -24,6 +24,25 @@ test('models lists the served model', async () => {
   assert.deepEqual(models.data.map((m) => m.id), [MODEL]);
 });
 
+test('models.retrieve finds the served model, encoded or raw; another id is a 404', async () => {
+  const model = await client.models.retrieve(MODEL);  // the SDK sends /v1/models/dummy%3Atiny
+  assert.equal(model.id, MODEL);
+  assert.equal(model.object, 'model');
+  await assert.rejects(client.models.retrieve('gpt-9'), OpenAI.NotFoundError);
+  const get = (path, method = 'GET') =>
+    fetch(`${server.url}${path}`, { method, headers: { Authorization: 'Bearer sk-test' } });
+  const raw = await get(`/v1/models/${MODEL}`);
+  assert.equal(raw.status, 200);
+  assert.equal((await raw.json()).id, MODEL);
+  for (const path of ['/v1/models/%zz', '/v1/models/dummy%3', '/v1/models/dummy%3Atiny%2F']) {
+    const r = await get(path);
+    assert.equal(r.status, 404, path);
+    assert.equal((await r.json()).error.code, 'model_not_found');
+  }
+  assert.equal((await get(`/v1/models/${MODEL}`, 'POST')).status, 405);
+  assert.equal((await fetch(`${server.url}/v1/models/${MODEL}`)).status, 401);  // no key
+});
+
 test('completion: text, finish_reason length and usage add up', async () => {
   const r = await client.completions.create({ model: MODEL, prompt: 'Hello there', max_tokens: 6 });
   assert.equal(r.object, 'text_completion');
