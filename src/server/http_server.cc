@@ -470,12 +470,9 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     auto compiled = grammars_->Get(c->kind, c->text);
     if (!compiled.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
-      // InvalidArgument: the client's text is refused (400); Unavailable: every compile slot
-      // stayed busy (503, worth a retry).
-      const Status& status = compiled.status();
-      return SendError(res, status.code() == StatusCode::kInvalidArgument
-                                ? BadRequest(status.message(), c->param)
-                                : ApiErrorFromStatus(status, c->param));
+      // InvalidArgument: the client's text is refused (400 naming the field); Unavailable:
+      // every compile slot stayed busy (503, worth a retry).
+      return SendError(res, ApiErrorFromStatus(compiled.status(), c->param));
     }
     grammar = std::move(*compiled);
   }
