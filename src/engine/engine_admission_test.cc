@@ -40,7 +40,7 @@ struct Outcome {
   Status error;
 };
 
-Outcome Drain(RequestStream& stream) {
+Outcome DrainOutcome(RequestStream& stream) {
   Outcome o;
   while (auto e = stream.Next(std::chrono::seconds(20))) {
     o.tokens += static_cast<int32_t>(e->token_ids.size());
@@ -61,7 +61,7 @@ TEST(EngineAdmission, WorkPastItsDeadlineIsShedBeforeItRuns) {
   late.admission_ticket = engine->admission().Register(w, Clock::now());
   auto stream = engine->Submit(std::move(late));
   ASSERT_TRUE(stream.ok());
-  Outcome o = Drain(**stream);
+  Outcome o = DrainOutcome(**stream);
   EXPECT_EQ(o.finish, FinishReason::kError);
   EXPECT_EQ(o.error.code(), StatusCode::kUnavailable) << o.error.ToString();
   EXPECT_EQ(o.tokens, 0);
@@ -92,7 +92,7 @@ TEST(EngineAdmission, OneTicketCoversEveryPromptAndChoiceOfACall) {
     streams.push_back(*s);
   }
   for (auto& s : streams) {
-    Outcome o = Drain(*s);
+    Outcome o = DrainOutcome(*s);
     EXPECT_EQ(o.finish, FinishReason::kLength);
     EXPECT_EQ(o.tokens, 12);
   }
@@ -114,7 +114,7 @@ TEST(EngineAdmission, CalibrationRunsBesideClientWork) {
   StartCalibration(*engine);
   auto stream = engine->Submit(Greedy(4, 48));
   ASSERT_TRUE(stream.ok()) << stream.status().ToString();
-  const Outcome o = Drain(**stream);
+  const Outcome o = DrainOutcome(**stream);
   EXPECT_EQ(o.finish, FinishReason::kLength);
   EXPECT_EQ(o.tokens, 48);
   const EngineStats s = engine->Stats();

@@ -13,6 +13,7 @@ namespace {
 
 using testing::FakeGreedy;
 using testing::FakeModel;
+using testing::GreedyRequest;
 
 struct Result {
   std::vector<int32_t> tokens;
@@ -52,7 +53,7 @@ std::vector<Result> Collect(EngineCore& core, RequestStream& stream) {
   return out;
 }
 
-EngineOptions SmallOptions() {
+EngineOptions SmallCoreOptions() {
   EngineOptions o;
   o.max_num_seqs = 64;
   o.max_num_batched_tokens = 256;
@@ -61,15 +62,6 @@ EngineOptions SmallOptions() {
   o.kv_cache_memory_bytes = 4096 * KvCache::BlockBytes(FakeModel().config(), 4, DType::kF32);
   o.threads = 1;
   return o;
-}
-
-GenerateRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerateRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.sampling.temperature = 0.0f;
-  r.stop.max_tokens = max_tokens;
-  r.stop.ignore_eos = true;
-  return r;
 }
 
 std::vector<std::vector<int32_t>> RandomPrompts(int n, uint64_t seed, int min_len, int max_len) {
@@ -88,7 +80,7 @@ std::vector<std::vector<int32_t>> RunTogether(EngineCore& core,
                                               int32_t max_tokens) {
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const auto& p : prompts) {
-    auto s = core.AddRequest(Greedy(p, max_tokens));
+    auto s = core.AddRequest(GreedyRequest(p, max_tokens));
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     streams.push_back(*s);
   }
@@ -121,7 +113,7 @@ std::unique_ptr<EngineCore> MakeCore(const EngineOptions& o, std::shared_ptr<Fak
 
 TEST(EngineCoreTest, BatchOf32EqualsEachPromptAlone) {
   auto prompts = RandomPrompts(32, 1, 3, 60);
-  auto core = MakeCore(SmallOptions());
+  auto core = MakeCore(SmallCoreOptions());
   std::vector<std::vector<int32_t>> alone;
   alone.reserve(prompts.size());
   for (const auto& p : prompts) alone.push_back(RunTogether(*core, {p}, 10)[0]);
@@ -133,7 +125,7 @@ TEST(EngineCoreTest, BatchOf32EqualsEachPromptAlone) {
 
 TEST(EngineCoreTest, ChunkedPrefillAtSevenTokensPerStepGivesTheSameTokens) {
   auto prompts = RandomPrompts(32, 2, 3, 60);
-  EngineOptions o = SmallOptions();
+  EngineOptions o = SmallCoreOptions();
   o.max_num_batched_tokens = 7;
   auto core = MakeCore(o);
   ExpectMatchesOracle(prompts, RunTogether(*core, prompts, 8), 8);
@@ -142,7 +134,7 @@ TEST(EngineCoreTest, ChunkedPrefillAtSevenTokensPerStepGivesTheSameTokens) {
 
 TEST(EngineCoreTest, ForcedPrefixCacheHitGivesTheSameTokens) {
   auto prompts = RandomPrompts(32, 3, 20, 60);
-  auto core = MakeCore(SmallOptions());
+  auto core = MakeCore(SmallCoreOptions());
   auto first = RunTogether(*core, prompts, 6);
   const EngineStats before = core->Stats();
   auto second = RunTogether(*core, prompts, 6);
@@ -155,7 +147,7 @@ TEST(EngineCoreTest, ForcedPrefixCacheHitGivesTheSameTokens) {
 TEST(EngineCoreTest, PreemptionUnderASmallKvBudgetGivesTheSameTokens) {
   auto prompts = RandomPrompts(32, 4, 10, 40);
   for (bool prefix_caching : {true, false}) {
-    EngineOptions o = SmallOptions();
+    EngineOptions o = SmallCoreOptions();
     o.enable_prefix_caching = prefix_caching;
     o.kv_cache_memory_bytes = 40 * KvCache::BlockBytes(FakeModel().config(), 4, DType::kF32);
     auto core = MakeCore(o);
@@ -169,14 +161,14 @@ TEST(EngineCoreTest, PreemptionUnderASmallKvBudgetGivesTheSameTokens) {
 
 TEST(EngineCoreTest, F16KvCacheGivesTheSameTokens) {
   auto prompts = RandomPrompts(8, 5, 5, 30);
-  EngineOptions o = SmallOptions();
+  EngineOptions o = SmallCoreOptions();
   o.kv_cache_dtype = DType::kF16;
   auto core = MakeCore(o);
   ExpectMatchesOracle(prompts, RunTogether(*core, prompts, 5), 5);
 }
 
 TEST(EngineCoreTest, SharedThousandTokenPrefixIsComputedOnce) {
-  EngineOptions o = SmallOptions();
+  EngineOptions o = SmallCoreOptions();
   o.block_size = 16;
   o.kv_cache_memory_bytes = 512 * KvCache::BlockBytes(FakeModel().config(), 16, DType::kF32);
   o.max_num_batched_tokens = 2048;
@@ -200,31 +192,31 @@ TEST(EngineCoreTest, SharedThousandTokenPrefixIsComputedOnce) {
 }
 
 TEST(EngineCoreTest, CacheSaltKeepsTenantsApart) {
-  auto core = MakeCore(SmallOptions());
+  auto core = MakeCore(SmallCoreOptions());
   auto p = RandomPrompts(1, 7, 40, 40)[0];
-  GenerateRequest r1 = Greedy(p, 2);
+  GenerateRequest r1 = GreedyRequest(p, 2);
   r1.cache_salt = "tenant-a";
   Collect(*core, **core->AddRequest(r1));
   const EngineStats s1 = core->Stats();
-  GenerateRequest r2 = Greedy(p, 2);
+  GenerateRequest r2 = GreedyRequest(p, 2);
   r2.cache_salt = "tenant-b";
   Collect(*core, **core->AddRequest(r2));
   const EngineStats s2 = core->Stats();
   EXPECT_EQ(s2.prefix_cache_hits, s1.prefix_cache_hits);
-  GenerateRequest r3 = Greedy(p, 2);
+  GenerateRequest r3 = GreedyRequest(p, 2);
   r3.cache_salt = "tenant-a";
   Collect(*core, **core->AddRequest(r3));
   EXPECT_GT(core->Stats().prefix_cache_hits, s2.prefix_cache_hits);
 }
 
 TEST(EngineCoreTest, NoBlockIsHeldAfterAbortAtEveryStage) {
-  EngineOptions o = SmallOptions();
+  EngineOptions o = SmallCoreOptions();
   o.max_num_batched_tokens = 7;
   auto core = MakeCore(o);
   auto prompts = RandomPrompts(3, 8, 30, 30);
-  GenerateRequest a = Greedy(prompts[0], 50);
+  GenerateRequest a = GreedyRequest(prompts[0], 50);
   a.request_id = "prefill";
-  GenerateRequest b = Greedy(prompts[1], 50);
+  GenerateRequest b = GreedyRequest(prompts[1], 50);
   b.request_id = "decode";
   auto sa = *core->AddRequest(a);
   auto sb = *core->AddRequest(b);
@@ -233,7 +225,7 @@ TEST(EngineCoreTest, NoBlockIsHeldAfterAbortAtEveryStage) {
   EXPECT_GT(core->Stats().kv_blocks_used, 0);
   core->AbortRequest("prefill");
   // Before admission: added and aborted between two steps.
-  GenerateRequest c = Greedy(prompts[2], 5);
+  GenerateRequest c = GreedyRequest(prompts[2], 5);
   c.request_id = "never";
   auto sc = *core->AddRequest(c);
   core->AbortRequest("never");
@@ -262,9 +254,9 @@ TEST(EngineCoreTest, StopStringSplitAcrossTokensNeverLeaks) {
   // Tokens: 256 "Hel", 257 "lo </", 258 "st", 259 "op> after".
   model->script = {256, 257, 258, 259, 256};
   model->script_start = 3;
-  auto core =
-      MakeCore(SmallOptions(), model, testing::FakeTokenText({"Hel", "lo </", "st", "op> after"}));
-  GenerateRequest r = Greedy(prompt, 20);
+  auto core = MakeCore(SmallCoreOptions(), model,
+                       testing::FakeTokenText({"Hel", "lo </", "st", "op> after"}));
+  GenerateRequest r = GreedyRequest(prompt, 20);
   r.stop.stop = {"</stop>"};
   auto res = Collect(*core, **core->AddRequest(r));
   EXPECT_EQ(res[0].finish, FinishReason::kStop);
@@ -286,8 +278,8 @@ TEST(EngineCoreTest, EosStopTokensMinAndMaxTokens) {
   auto model = std::make_shared<FakeModel>();
   model->script = {'a', 'b', FakeModel::kEos, 'c', 300};
   model->script_start = 2;
-  auto core = MakeCore(SmallOptions(), model, testing::FakeTokenText({}));
-  GenerateRequest r = Greedy({7, 8}, 10);
+  auto core = MakeCore(SmallCoreOptions(), model, testing::FakeTokenText({}));
+  GenerateRequest r = GreedyRequest({7, 8}, 10);
   r.stop.ignore_eos = false;
   auto res = Collect(*core, **core->AddRequest(r));
   EXPECT_EQ(res[0].finish, FinishReason::kStop);
@@ -317,9 +309,9 @@ TEST(EngineCoreTest, EosStopTokensMinAndMaxTokens) {
 }
 
 TEST(EngineCoreTest, NChoicesShareThePromptAndSeedsAreReproducible) {
-  auto core = MakeCore(SmallOptions());
+  auto core = MakeCore(SmallCoreOptions());
   auto p = RandomPrompts(1, 9, 40, 40)[0];
-  GenerateRequest r = Greedy(p, 6);
+  GenerateRequest r = GreedyRequest(p, 6);
   r.n = 3;
   auto res = Collect(*core, **core->AddRequest(r));
   ASSERT_EQ(res.size(), 3u);
@@ -336,8 +328,8 @@ TEST(EngineCoreTest, NChoicesShareThePromptAndSeedsAreReproducible) {
 }
 
 TEST(EngineCoreTest, LogprobsComeWithEachToken) {
-  auto core = MakeCore(SmallOptions());
-  GenerateRequest r = Greedy({5, 6, 7}, 3);
+  auto core = MakeCore(SmallCoreOptions());
+  GenerateRequest r = GreedyRequest({5, 6, 7}, 3);
   r.sampling.logprobs = true;
   r.sampling.top_logprobs = 2;
   auto res = Collect(*core, **core->AddRequest(r));
@@ -353,27 +345,29 @@ TEST(EngineCoreTest, LogprobsComeWithEachToken) {
 }
 
 TEST(EngineCoreTest, BadRequestsAreRefusedWithClearErrors) {
-  EngineOptions o = SmallOptions();
+  EngineOptions o = SmallCoreOptions();
   o.max_model_len = 100;
   o.kv_cache_memory_bytes = 10 * KvCache::BlockBytes(FakeModel().config(), 4, DType::kF32);
   auto core = MakeCore(o);
-  EXPECT_EQ(core->AddRequest(Greedy({}, 1)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(core->AddRequest(Greedy({9999}, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(core->AddRequest(GreedyRequest({}, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(core->AddRequest(GreedyRequest({9999}, 1)).status().code(),
+            StatusCode::kInvalidArgument);
   std::vector<int32_t> long_prompt(100, 1);
-  EXPECT_EQ(core->AddRequest(Greedy(long_prompt, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(core->AddRequest(GreedyRequest(long_prompt, 1)).status().code(),
+            StatusCode::kInvalidArgument);
   // 30 + 20 tokens need 13 blocks of 4; the cache has 10.
-  auto never = core->AddRequest(Greedy(std::vector<int32_t>(30, 1), 20));
+  auto never = core->AddRequest(GreedyRequest(std::vector<int32_t>(30, 1), 20));
   EXPECT_EQ(never.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(never.status().message().find("KV"), std::string::npos);
-  GenerateRequest bad = Greedy({1}, 1);
+  GenerateRequest bad = GreedyRequest({1}, 1);
   bad.sampling.top_p = 2.0f;
   EXPECT_EQ(core->AddRequest(bad).status().code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(core->has_work());
 }
 
 TEST(EngineCoreTest, DestroyingTheCoreAbortsLiveRequests) {
-  auto core = MakeCore(SmallOptions());
-  auto s = *core->AddRequest(Greedy({1, 2, 3}, 3000));
+  auto core = MakeCore(SmallCoreOptions());
+  auto s = *core->AddRequest(GreedyRequest({1, 2, 3}, 3000));
   testing::StepTimes(*core, 3);
   core.reset();
   auto r = Drain(*s);
@@ -386,13 +380,13 @@ TEST(EngineCoreTest, DestroyingTheCoreAbortsLiveRequests) {
 // stops the requests posting there: every choice ends with abort and its blocks are freed, while
 // a request whose reader keeps up runs to its length.
 TEST(EngineCoreTest, AnUnreadOutboxPastItsLimitAbortsItsRequests) {
-  auto core = MakeCore(SmallOptions());
+  auto core = MakeCore(SmallCoreOptions());
   constexpr int64_t kLimit = 5;
   auto unread = std::make_shared<Outbox>(kLimit);
-  GenerateRequest two = Greedy({1, 2, 3}, 100);
+  GenerateRequest two = GreedyRequest({1, 2, 3}, 100);
   two.n = 2;
   auto stalled = *core->AddRequest(two, unread);
-  auto read = *core->AddRequest(Greedy({4, 5}, 40), std::make_shared<Outbox>(kLimit));
+  auto read = *core->AddRequest(GreedyRequest({4, 5}, 40), std::make_shared<Outbox>(kLimit));
   std::vector<int32_t> read_tokens;
   while (core->has_work()) {
     ASSERT_TRUE(core->Step());
@@ -413,11 +407,11 @@ TEST(EngineCoreTest, AnUnreadOutboxPastItsLimitAbortsItsRequests) {
 
 TEST(EngineCoreTest, ForwardFailureEndsTheBatchWithErrorsAndFreesBlocks) {
   auto model = std::make_shared<FakeModel>();
-  auto core = MakeCore(SmallOptions(), model);
-  auto ok = *core->AddRequest(Greedy({1, 2, 3}, 2));
+  auto core = MakeCore(SmallCoreOptions(), model);
+  auto ok = *core->AddRequest(GreedyRequest({1, 2, 3}, 2));
   testing::RunUntilIdle(*core);
   model->fail_at_step = model->num_steps.load();
-  auto failed = *core->AddRequest(Greedy({4, 5, 6}, 2));
+  auto failed = *core->AddRequest(GreedyRequest({4, 5, 6}, 2));
   testing::RunUntilIdle(*core);
   auto r = Drain(*failed);
   EXPECT_EQ(r[0].finish, FinishReason::kError);

@@ -18,6 +18,7 @@ namespace {
 
 using testing::FakeGreedy;
 using testing::FakeModel;
+using testing::GreedyRequest;
 
 EngineOptions SmallOptions() {
   EngineOptions o;
@@ -27,15 +28,6 @@ EngineOptions SmallOptions() {
   o.kv_cache_memory_bytes = 4096 * KvCache::BlockBytes(FakeModel().config(), 4, DType::kF32);
   o.threads = 1;
   return o;
-}
-
-GenerateRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerateRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.sampling.temperature = 0.0f;
-  r.stop.max_tokens = max_tokens;
-  r.stop.ignore_eos = true;
-  return r;
 }
 
 std::unique_ptr<Engine> MakeEngine(const EngineOptions& o, std::shared_ptr<FakeModel> model = {}) {
@@ -73,7 +65,7 @@ TEST(EngineTest, RequestsFromManyThreadsGetTheirOwnGreedyTokens) {
       std::vector<std::shared_ptr<RequestStream>> streams;
       streams.reserve(kEach);
       for (int i = 0; i < kEach; ++i)
-        streams.push_back(*engine->Submit(Greedy(prompts[t * kEach + i], 8)));
+        streams.push_back(*engine->Submit(GreedyRequest(prompts[t * kEach + i], 8)));
       for (int i = 0; i < kEach; ++i) got[t * kEach + i] = ReadAll(*streams[i]).first;
     });
   }
@@ -89,7 +81,7 @@ TEST(EngineTest, StreamsOfOneCallShareAnOutbox) {
   const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {4, 5}, {6}};
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int32_t p = 0; p < 3; ++p) {
-    GenerateRequest r = Greedy(prompts[p], 4 + p);
+    GenerateRequest r = GreedyRequest(prompts[p], 4 + p);
     r.n = p == 2 ? 2 : 1;
     streams.push_back(*engine->Submit(r, outbox, /*tag=*/p));
   }
@@ -115,7 +107,7 @@ TEST(EngineTest, SubmitChecksAndAFullQueueAnswerAtOnce) {
   o.max_queue_len = 2;
   auto model = std::make_shared<FakeModel>();
   auto engine = MakeEngine(o, model);
-  EXPECT_EQ(engine->Submit(Greedy({}, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(GreedyRequest({}, 1)).status().code(), StatusCode::kInvalidArgument);
   // Hold the loop inside its first step while submitting.
   std::latch inside(1);
   std::binary_semaphore release(0);
@@ -124,16 +116,16 @@ TEST(EngineTest, SubmitChecksAndAFullQueueAnswerAtOnce) {
     inside.count_down();
     release.acquire();
   };
-  auto first = engine->Submit(Greedy({1, 2}, 2));
+  auto first = engine->Submit(GreedyRequest({1, 2}, 2));
   ASSERT_TRUE(first.ok());
   inside.wait();
-  auto q1 = engine->Submit(Greedy({1, 2}, 2));
-  auto q2 = engine->Submit(Greedy({1, 2}, 2));
-  auto q3 = engine->Submit(Greedy({1, 2}, 2));
+  auto q1 = engine->Submit(GreedyRequest({1, 2}, 2));
+  auto q2 = engine->Submit(GreedyRequest({1, 2}, 2));
+  auto q3 = engine->Submit(GreedyRequest({1, 2}, 2));
   EXPECT_TRUE(q1.ok());
   EXPECT_TRUE(q2.ok());
   EXPECT_EQ(q3.status().code(), StatusCode::kUnavailable);
-  GenerateRequest dup = Greedy({1}, 1);
+  GenerateRequest dup = GreedyRequest({1}, 1);
   dup.request_id = (*first)->request_id();
   EXPECT_EQ(engine->Submit(dup).status().code(), StatusCode::kInvalidArgument);
   release.release();
@@ -142,7 +134,7 @@ TEST(EngineTest, SubmitChecksAndAFullQueueAnswerAtOnce) {
   EXPECT_EQ(ReadAll(**q2).second, FinishReason::kLength);
   EXPECT_EQ(engine->Stats().requests_rejected, 3);
   // The id is free again once its request ended.
-  GenerateRequest again = Greedy({1}, 1);
+  GenerateRequest again = GreedyRequest({1}, 1);
   again.request_id = (*first)->request_id();
   auto s = engine->Submit(again);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
@@ -156,7 +148,7 @@ TEST(EngineTest, AbortFromAnotherThreadEndsTheRequest) {
   model->on_forward = [&](int64_t step, const ForwardBatch&) {
     if (step == 3) decoding.count_down();
   };
-  GenerateRequest r = Greedy({1, 2, 3}, 3000);
+  GenerateRequest r = GreedyRequest({1, 2, 3}, 3000);
   r.request_id = "long";
   auto s = *engine->Submit(r);
   decoding.wait();
@@ -168,7 +160,7 @@ TEST(EngineTest, AbortFromAnotherThreadEndsTheRequest) {
 
 TEST(EngineTest, DestroyingTheEngineAbortsLiveRequests) {
   auto engine = MakeEngine(SmallOptions());
-  auto s = *engine->Submit(Greedy({1, 2, 3}, 3000));
+  auto s = *engine->Submit(GreedyRequest({1, 2, 3}, 3000));
   engine.reset();
   EXPECT_EQ(ReadAll(*s).second, FinishReason::kAbort);
 }

@@ -18,22 +18,22 @@
 namespace tinyserve {
 namespace {
 
-constexpr int32_t kBlockSize = 4;
+constexpr int32_t kFusedBlockSize = 4;
 
 using testing::Chunk;
 using testing::RandomTokens;
 
 // The engine's layout of `chunks`, with logits for every token.
 ForwardBatch Layout(const std::vector<Chunk>& chunks) {
-  return testing::LayoutChunks(chunks, kBlockSize, /*all_logits=*/true);
+  return testing::LayoutChunks(chunks, kFusedBlockSize, /*all_logits=*/true);
 }
 
 // Logits of two steps on a fresh cache: prompts of 7 and 13 tokens, then a batch mixing one
 // decode row of the first with a 5-token chunk continuing the second.
 std::vector<float> RunTwoSteps(Qwen2Model* model, DType kv_dtype, int threads) {
   const ModelConfig& c = model->config();
-  auto kv =
-      KvCache::Create(c, kBlockSize, kv_dtype, 16 * KvCache::BlockBytes(c, kBlockSize, kv_dtype));
+  auto kv = KvCache::Create(c, kFusedBlockSize, kv_dtype,
+                            16 * KvCache::BlockBytes(c, kFusedBlockSize, kv_dtype));
   EXPECT_TRUE(kv.ok()) << kv.status().ToString();
   if (!kv.ok()) return {};
   ThreadPool pool(threads);

@@ -8,19 +8,21 @@ namespace tinyserve {
 namespace {
 
 // A machine of known speed: 10 ms per step, 2 ms per decode, 1 ms per prefill token.
-double Known(int32_t decodes, int32_t prefill) { return 0.010 + 0.002 * decodes + 0.001 * prefill; }
+double KnownStepSeconds(int32_t decodes, int32_t prefill) {
+  return 0.010 + 0.002 * decodes + 0.001 * prefill;
+}
 
 TEST(StepTimeModel, RecoversTheCoefficientsOfAMachineOfKnownSpeed) {
   StepTimeModel m;
   EXPECT_FALSE(m.ready());
   const int32_t steps[][2] = {{1, 0}, {8, 0}, {0, 512}, {4, 100}, {16, 0}, {2, 700}};
-  for (const auto& s : steps) m.Observe({s[0], s[1], Known(s[0], s[1])});
+  for (const auto& s : steps) m.Observe({s[0], s[1], KnownStepSeconds(s[0], s[1])});
   ASSERT_TRUE(m.ready());
   EXPECT_NEAR(m.coefficients()[0], 0.010, 1e-6);
   EXPECT_NEAR(m.coefficients()[1], 0.002, 1e-7);
   EXPECT_NEAR(m.coefficients()[2], 0.001, 1e-8);
-  EXPECT_NEAR(m.StepSeconds(12, 64), Known(12, 64), 1e-6);
-  EXPECT_NEAR(m.PrefillTokensPerSecond(1000), 1000 / Known(0, 1000), 1e-3);
+  EXPECT_NEAR(m.StepSeconds(12, 64), KnownStepSeconds(12, 64), 1e-6);
+  EXPECT_NEAR(m.PrefillTokensPerSecond(1000), 1000 / KnownStepSeconds(0, 1000), 1e-3);
   // 200 ms with 10 decodes: (0.2 - 0.01 - 0.02) / 0.001 = 170 tokens.
   EXPECT_EQ(m.PrefillTokensWithin(0.2, 10), 170);
   EXPECT_EQ(m.PrefillTokensWithin(0.2, 100), 0);  // the decodes alone exceed the budget
@@ -29,10 +31,11 @@ TEST(StepTimeModel, RecoversTheCoefficientsOfAMachineOfKnownSpeed) {
 TEST(StepTimeModel, FollowsTheMachineWhenItSlowsDown) {
   StepTimeModel m(/*window=*/16);
   for (int i = 0; i < 16; ++i)
-    m.Observe({1 + i % 4, (i % 3) * 100, Known(1 + i % 4, (i % 3) * 100)});
+    m.Observe({1 + i % 4, (i % 3) * 100, KnownStepSeconds(1 + i % 4, (i % 3) * 100)});
   for (int i = 0; i < 16; ++i)
-    m.Observe({1 + i % 4, (i % 3) * 100, 3 * Known(1 + i % 4, (i % 3) * 100)});
-  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * Known(2, 100), 1e-6);  // the old steps left the window
+    m.Observe({1 + i % 4, (i % 3) * 100, 3 * KnownStepSeconds(1 + i % 4, (i % 3) * 100)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * KnownStepSeconds(2, 100),
+              1e-6);  // the old steps left the window
 }
 
 // The seed at 64 users on a loaded box: 1,024-token prefill steps when nothing decodes, and
@@ -83,14 +86,15 @@ TEST(StepTimeModel, LargerBatchesThanMeasuredCostAtLeastTheirShare) {
 TEST(StepTimeModel, RestartKeepsTheEstimateUntilTheNewStepsDetermineOne) {
   StepTimeModel m;
   for (int i = 0; i < 32; ++i)
-    m.Observe({1 + i % 4, (i % 3) * 100, 3 * Known(1 + i % 4, (i % 3) * 100)});
+    m.Observe({1 + i % 4, (i % 3) * 100, 3 * KnownStepSeconds(1 + i % 4, (i % 3) * 100)});
   m.Restart();
   EXPECT_TRUE(m.ready());
-  m.Observe({0, 320, Known(0, 320)});
-  for (int i = 0; i < 8; ++i) m.Observe({5, 0, Known(5, 0)});
-  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * Known(2, 100), 1e-6);  // one batch size: not yet
-  for (int i = 0; i < 8; ++i) m.Observe({4, 0, Known(4, 0)});
-  EXPECT_NEAR(m.StepSeconds(2, 100), Known(2, 100), 1e-6);
+  m.Observe({0, 320, KnownStepSeconds(0, 320)});
+  for (int i = 0; i < 8; ++i) m.Observe({5, 0, KnownStepSeconds(5, 0)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), 3 * KnownStepSeconds(2, 100),
+              1e-6);  // one batch size: not yet
+  for (int i = 0; i < 8; ++i) m.Observe({4, 0, KnownStepSeconds(4, 0)});
+  EXPECT_NEAR(m.StepSeconds(2, 100), KnownStepSeconds(2, 100), 1e-6);
 }
 
 TEST(StepTimeModel, CoefficientsStayNonNegative) {
@@ -106,9 +110,9 @@ TEST(StepTimeModel, CoefficientsStayNonNegative) {
 TEST(StepTimeModel, CollinearStepsStillPredictWhatWasSeen) {
   StepTimeModel m;
   // Every step had one decode and 100 prefill tokens: only that point is known.
-  for (int i = 0; i < 10; ++i) m.Observe({1, 100, Known(1, 100)});
+  for (int i = 0; i < 10; ++i) m.Observe({1, 100, KnownStepSeconds(1, 100)});
   EXPECT_TRUE(m.ready());
-  EXPECT_NEAR(m.StepSeconds(1, 100), Known(1, 100), 1e-6);
+  EXPECT_NEAR(m.StepSeconds(1, 100), KnownStepSeconds(1, 100), 1e-6);
 }
 
 TEST(StepTimeModel, IgnoresEmptySteps) {

@@ -11,19 +11,12 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/kernels_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/ref/ref.h"
 
 namespace tinyserve::kernels {
 namespace {
-
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (IsaSupported(isa)) out.push_back(isa);
-  }
-  return out;
-}
 
 struct Shape {
   int32_t block_size;
@@ -293,7 +286,7 @@ TEST_P(AttentionTest, SplitLongContextsMatchReferenceAndAreBitIdentical) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsasAndCacheTypes, AttentionTest,
-                         ::testing::Combine(::testing::ValuesIn(SupportedIsas()),
+                         ::testing::Combine(::testing::ValuesIn(testing::SupportedVectorIsas()),
                                             ::testing::Values(DType::kF32, DType::kF16,
                                                               DType::kBF16, DType::kI8)),
                          [](const auto& info) {
@@ -337,7 +330,7 @@ TEST(WriteKvTest, StoresConvertedRowsAndSkipsNegativeSlots) {
 // The fused RoPE + KV store equals RopeNeox on q and k then WriteKv, bit for bit, for a fused
 // [T, q + 2 kv] projection output, with padding rows and on any thread count.
 TEST(RopeStoreKvTest, EqualsRopeThenWriteKv) {
-  for (Isa isa : SupportedIsas()) {
+  for (Isa isa : testing::SupportedVectorIsas()) {
     for (DType dtype : {DType::kF32, DType::kF16, DType::kI8}) {
       const int32_t heads = 14, kv_heads = 2, hd = 64, tokens = 21;
       const int64_t q_dim = heads * hd, kv_dim = kv_heads * hd, width = q_dim + 2 * kv_dim;

@@ -27,7 +27,8 @@ constexpr DType kQuantTypes[] = {
 
 // Random block bytes with finite f16 fields (any byte pattern is a valid block otherwise; the
 // values only need to be the same for both kernels).
-std::vector<uint8_t> RandomBlocks(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+std::vector<uint8_t> RandomSmallExponentBlocks(DType t, int64_t rows, int64_t cols,
+                                               std::mt19937& rng) {
   std::vector<uint8_t> w(*RowBytes(t, cols) * rows);
   for (uint8_t& b : w) b = static_cast<uint8_t>(rng() & 0x3b);  // f16 exponents stay small
   return w;
@@ -39,7 +40,7 @@ using AmxRunner = void (*)(const PackedMatrix::Impl&, const float*, int64_t, con
 // Runs `run` and the AVX-512 path on the same inputs, 1 and 2 threads, with and without bias.
 void ExpectSameAsAvx512(AmxRunner run, DType t, int64_t rows, int64_t cols, int64_t num_rows,
                         std::mt19937& rng) {
-  const std::vector<uint8_t> wbytes = RandomBlocks(t, rows, cols, rng);
+  const std::vector<uint8_t> wbytes = RandomSmallExponentBlocks(t, rows, cols, rng);
   auto packed = PackedMatrix::Pack({"w", t, {rows, cols}, wbytes.data(), wbytes.size()});
   ASSERT_TRUE(packed.ok()) << packed.status().ToString();
   std::normal_distribution<float> nd(0.0f, 1.0f);

@@ -29,7 +29,7 @@ bool HaveBf16Dot() { return IsaSupported(Isa::kAvx512); }
   GTEST_SKIP() << "skipped: this CPU (or TINYSERVE_ISA) has no AVX-512 BF16, so bf16 " \
                   "weights use the f32 FMA path (tested in matmul_test)"
 
-struct Shape {
+struct Bf16Shape {
   int64_t rows, cols, num_rows;
 };
 
@@ -57,7 +57,7 @@ std::vector<float> RunBf16(const PackedMatrix& w, const std::vector<float>& x, i
 
 // Every check of this file on one shape; `exact_ref` = false skips the double references (the
 // LM head: 136M multiply-adds each, the model already costs one pass).
-void CheckShape(const Shape& s, bool with_bias, std::mt19937& rng, bool exact_ref = true) {
+void CheckShape(const Bf16Shape& s, bool with_bias, std::mt19937& rng, bool exact_ref = true) {
   const std::string label = "rows=" + std::to_string(s.rows) + " cols=" + std::to_string(s.cols) +
                             " num_rows=" + std::to_string(s.num_rows) + (with_bias ? " bias" : "");
   const std::vector<uint16_t> wbits = RandomBf16(s.rows * s.cols, 0.05f, rng);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/kernels_test_util.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
@@ -85,13 +86,6 @@ std::vector<float> Formula(DType t, const std::vector<uint8_t>& bytes, int64_t r
   return out;
 }
 
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
-    if (IsaSupported(isa)) isas.push_back(isa);
-  return isas;
-}
-
 bool SameBits(const float* a, const float* b, int64_t n, std::string* where) {
   for (int64_t i = 0; i < n; ++i)
     if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) {
@@ -136,13 +130,13 @@ TEST(MatMulHighBitsTest, EveryPackedQuantReadsBackAsDecoded) {
   }
 }
 
-struct Case {
+struct HighBitsCase {
   int64_t rows, cols, num_rows;
 };
 
 // Every supported ISA (and the AMX kernel on the tile model where AVX-512 runs) against Formula,
 // bit for bit, 1/2/3 threads, with bias, x and out one float past an aligned start.
-void ExpectFormulaOnEveryPath(DType t, const Case& c, std::mt19937& rng, bool threads_too) {
+void ExpectFormulaOnEveryPath(DType t, const HighBitsCase& c, std::mt19937& rng, bool threads_too) {
   const std::vector<uint8_t> bytes = RandomBlocks(t, c.rows, c.cols, rng);
   auto packed = PackedMatrix::Pack({"w", t, {c.rows, c.cols}, bytes.data(), bytes.size()});
   ASSERT_TRUE(packed.ok()) << DTypeName(t);
@@ -158,7 +152,7 @@ void ExpectFormulaOnEveryPath(DType t, const Case& c, std::mt19937& rng, bool th
   const std::string label = std::string(DTypeName(t)) + " " + std::to_string(c.rows) + "x" +
                             std::to_string(c.cols) + " m=" + std::to_string(c.num_rows);
   std::string where;
-  for (Isa isa : SupportedIsas()) {
+  for (Isa isa : testing::SupportedMatMulIsas()) {
     for (int threads : threads_too ? std::vector<int>{1, 2, 3} : std::vector<int>{2}) {
       ThreadPool pool(threads);
       MatMulWithIsa(isa, *packed, x, c.num_rows, bias.data(), out, &pool);
@@ -180,8 +174,9 @@ void ExpectFormulaOnEveryPath(DType t, const Case& c, std::mt19937& rng, bool th
 TEST(MatMulHighBitsTest, OddSizesMatchTheFormulaOnEveryPath) {
   std::mt19937 rng(12);
   for (DType t : kHighTypes)
-    for (const Case& c : {Case{1, 256, 1}, Case{17, 256, 3}, Case{37, 512, 9}, Case{16, 768, 8},
-                          Case{5, 256, 17}, Case{33, 256, 20}})
+    for (const HighBitsCase& c :
+         {HighBitsCase{1, 256, 1}, HighBitsCase{17, 256, 3}, HighBitsCase{37, 512, 9},
+          HighBitsCase{16, 768, 8}, HighBitsCase{5, 256, 17}, HighBitsCase{33, 256, 20}})
       ExpectFormulaOnEveryPath(t, c, rng, /*threads_too=*/true);
 }
 
@@ -214,7 +209,7 @@ TEST(MatMulHighBitsTest, LmHeadMatchesTheFormula) {
     const std::vector<float> want = Formula(t, bytes, rows, cols, x.data(), 1, nullptr);
     ThreadPool pool(2);
     std::string where;
-    for (Isa isa : SupportedIsas()) {
+    for (Isa isa : testing::SupportedMatMulIsas()) {
       MatMulWithIsa(isa, *packed, x.data(), 1, nullptr, out.data(), &pool);
       EXPECT_TRUE(SameBits(out.data(), want.data(), rows, &where))
           << DTypeName(t) << " LM head " << IsaName(isa) << " " << where;

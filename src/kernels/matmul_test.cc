@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/kernels_test_util.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/matmul_ref.h"
@@ -27,13 +28,6 @@ constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DT
                                DType::kQ2_K,  DType::kQ3_K,   DType::kQ4_K,   DType::kQ5_K,
                                DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
                                DType::kTQ1_0, DType::kTQ2_0,  DType::kQ1_0,   DType::kQ2_0};
-
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
-    if (IsaSupported(isa)) isas.push_back(isa);
-  return isas;
-}
 
 // Offsets of the f16 scale fields inside one block (random bytes elsewhere are valid quants).
 std::vector<int> F16Fields(DType t) {
@@ -144,7 +138,7 @@ void RunCase(DType t, const Case& c, std::mt19937& rng) {
   std::vector<float> scalar_out;
   for (bool with_bias : {false, true}) {
     const float* bias = with_bias ? bias_buf.data() + 1 : nullptr;
-    for (Isa isa : SupportedIsas()) {
+    for (Isa isa : testing::SupportedMatMulIsas()) {
       const std::string label =
           std::string(DTypeName(t)) + " " + std::string(IsaName(isa)) +
           " rows=" + std::to_string(c.rows) + " cols=" + std::to_string(c.cols) +

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels_test_util.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant_formats.h"
@@ -20,13 +21,6 @@
 
 namespace tinyserve::kernels {
 namespace {
-
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
-    if (IsaSupported(isa)) out.push_back(isa);
-  return out;
-}
 
 std::vector<float> RandomFloats(int64_t n, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
   std::mt19937 rng(seed);
@@ -91,24 +85,25 @@ void ExpectWithinQuantBound(const Weights& w, const std::vector<float>& x, int64
   }
 }
 
-struct Shape {
+struct QuantizeShape {
   int64_t rows, cols, num_rows;
 };
 // Odd sizes (row counts across the 8-row activation tiles, one and several 32-blocks) and
 // Qwen2.5-0.5B's: QKV 1152 x 896, gate/up 9728 x 896 (cut to 1024 rows: the columns are what
 // the activations see), down 896 x 4864, at decode and prefill-chunk row counts.
-constexpr Shape kShapes[] = {{17, 32, 1},     {33, 96, 7},    {40, 256, 9},   {64, 896, 13},
-                             {1152, 896, 64}, {1024, 896, 3}, {896, 4864, 1}, {896, 4864, 17}};
+constexpr QuantizeShape kShapes[] = {{17, 32, 1},    {33, 96, 7},     {40, 256, 9},
+                                     {64, 896, 13},  {1152, 896, 64}, {1024, 896, 3},
+                                     {896, 4864, 1}, {896, 4864, 17}};
 constexpr DType kTypes[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ5_1,
                             DType::kQ4_K, DType::kQ6_K, DType::kQ2_K};
 
 // The K-quants need 256-column rows; other shapes are skipped for them.
-bool Fits(DType t, const Shape& s) { return s.cols % BlockSize(t) == 0; }
+bool Fits(DType t, const QuantizeShape& s) { return s.cols % BlockSize(t) == 0; }
 
 TEST(MatMulQuantizedTest, BitIdenticalToMatMulOnEveryIsaAndThreadCount) {
   QuantizedActivations acts;  // one object for every case: buffers grow and shrink in use
   for (DType t : kTypes) {
-    for (const Shape& s : kShapes) {
+    for (const QuantizeShape& s : kShapes) {
       if (!Fits(t, s)) continue;
       const Weights w = MakeWeights(t, s.rows, s.cols, 11 + s.rows);
       const std::vector<float> x = RandomFloats(s.num_rows * s.cols, 5 + s.cols);
@@ -121,7 +116,7 @@ TEST(MatMulQuantizedTest, BitIdenticalToMatMulOnEveryIsaAndThreadCount) {
         QuantizeActivations(w.packed, x.data(), s.num_rows, &acts, &pool);
         ASSERT_EQ(acts.num_rows(), s.num_rows);
         ASSERT_EQ(acts.cols(), s.cols);
-        for (Isa isa : SupportedIsas()) {
+        for (Isa isa : testing::SupportedVectorIsas()) {
           std::fill(got.begin(), got.end(), -1.0f);
           MatMulQuantizedWithIsa(isa, w.packed, acts, bias.data(), got.data(), &pool);
           ExpectSameBits(got, want,
@@ -140,7 +135,7 @@ TEST(MatMulQuantizedTest, BitIdenticalToMatMulOnEveryIsaAndThreadCount) {
 // reference op's output through MatMulReference.
 enum class Op { kRmsNorm, kAddRmsNorm, kSiluMul };
 
-void CheckFusedOp(Op op, Isa isa, DType t, const Shape& s, int threads,
+void CheckFusedOp(Op op, Isa isa, DType t, const QuantizeShape& s, int threads,
                   QuantizedActivations* acts) {
   const std::string what = std::string(op == Op::kRmsNorm      ? "RmsNorm"
                                        : op == Op::kAddRmsNorm ? "AddRmsNorm"
@@ -192,9 +187,9 @@ void CheckFusedOp(Op op, Isa isa, DType t, const Shape& s, int threads,
 
 TEST(FusedQuantizeOpsTest, BitIdenticalToTheUnfusedPathAndWithinTheReferenceBound) {
   QuantizedActivations acts;
-  for (Isa isa : SupportedIsas()) {
+  for (Isa isa : testing::SupportedVectorIsas()) {
     for (DType t : {DType::kQ8_0, DType::kQ4_K}) {
-      for (const Shape& s : kShapes) {
+      for (const QuantizeShape& s : kShapes) {
         if (!Fits(t, s) || s.rows * s.cols > 1152 * 896) continue;
         for (int threads : {1, 2, 3})
           for (Op op : {Op::kRmsNorm, Op::kAddRmsNorm, Op::kSiluMul})

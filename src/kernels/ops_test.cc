@@ -7,19 +7,12 @@
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/kernels_test_util.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/ref.h"
 
 namespace tinyserve::kernels {
 namespace {
-
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (IsaSupported(isa)) out.push_back(isa);
-  }
-  return out;
-}
 
 // A buffer whose data() starts `offset` floats past a 64-byte boundary, to test unaligned
 // pointers (offset 1 = 4 bytes off).
@@ -270,7 +263,7 @@ TEST_P(OpsIsaTest, AddRmsNormIsBitIdenticalToAddThenNormOnAnyThreadCount) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsas, OpsIsaTest, ::testing::ValuesIn(SupportedIsas()),
+INSTANTIATE_TEST_SUITE_P(AllIsas, OpsIsaTest, ::testing::ValuesIn(testing::SupportedVectorIsas()),
                          [](const auto& info) { return std::string(IsaName(info.param)); });
 
 TEST(OpsTest, RopeCosSinIsAccurateAtLongPositions) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/request.h"
 #include "engine/token_text.h"
 #include "kernels/attention.h"
 #include "kernels/convert.h"
@@ -27,6 +28,16 @@ inline void FakeLogits(const std::vector<int32_t>& tokens, int64_t vocab, float*
     out[v] =
         static_cast<float>(Mix64(h ^ (static_cast<uint64_t>(v) << 20)) >> 40) * 0x1.0p-24f * 8.0f;
   }
+}
+
+// A request for `max_tokens` greedy tokens after `prompt`, EOS ignored: what FakeGreedy predicts.
+inline GenerateRequest GreedyRequest(std::vector<int32_t> prompt, int32_t max_tokens) {
+  GenerateRequest r;
+  r.prompt_token_ids = std::move(prompt);
+  r.sampling.temperature = 0.0f;
+  r.stop.max_tokens = max_tokens;
+  r.stop.ignore_eos = true;
+  return r;
 }
 
 // Greedy continuation of `prompt` by the fake model: the oracle for engine tests.
