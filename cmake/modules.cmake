@@ -29,7 +29,7 @@ function(tinyserve_module name)
   target_compile_definitions(tinyserve_${name} PUBLIC TINYSERVE_VERSION="${PROJECT_VERSION}")
   if(TINYSERVE_BUILD_TESTS AND test_srcs)
     add_executable(${name}_test ${test_srcs})
-    set_target_properties(${name}_test PROPERTIES UNITY_BUILD ${TINYSERVE_UNITY_TESTS}
+    set_target_properties(${name}_test PROPERTIES UNITY_BUILD ${TINYSERVE_UNITY_BUILD}
         UNITY_BUILD_BATCH_SIZE 0)
     target_link_libraries(${name}_test PRIVATE tinyserve_${name} ${ARG_TEST_DEPS}
         GTest::gtest GTest::gtest_main GTest::gmock)
