@@ -1,7 +1,7 @@
 // Clang thread-safety annotations (https://clang.llvm.org/docs/ThreadSafetyAnalysis.html):
 // GUARDED_BY says which mutex protects a field, REQUIRES which one a function expects held,
-// ACQUIRE/RELEASE what a function locks or unlocks. The clang build in CI
-// (scripts/check_clang.sh, -Wthread-safety -Werror) checks every access against them; other
+// ACQUIRE/RELEASE what a function locks or unlocks. CI's clang 14 pass (-Wthread-safety -Werror:
+// clang-tidy over src/, scripts/check_tidy.sh) checks every access against them; other
 // compilers see nothing. Use them with util/mutex.h (libstdc++'s std::mutex is not annotated).
 // Macros only; no state.
 #pragma once
