@@ -24,6 +24,18 @@ AdmissionOptions AdmissionOptionsFor(const EngineOptions& o, const EngineLimits&
   return a;
 }
 
+// The log-probability of `token` under `logits` (raw model distribution), its rank, and the
+// `top` most likely alternatives.
+TokenLogprobs PromptTokenLogprobs(std::span<const float> logits, int32_t token, int32_t top) {
+  TokenLogprobs lp;
+  lp.chosen = {token, LogSoftmaxAt(logits, token)};
+  const float own = logits[token];
+  lp.rank = 1 + static_cast<int32_t>(
+                    std::count_if(logits.begin(), logits.end(), [&](float v) { return v > own; }));
+  for (const auto& [id, value] : TopLogprobs(logits, top)) lp.top.push_back({id, value});
+  return lp;
+}
+
 Status ShedStatus() {
   return UnavailableError("the request can no longer finish before its deadline; retry later");
 }
@@ -49,7 +61,18 @@ struct EngineCore::ChoiceState {
   std::unique_ptr<SamplerState> sampler;
   std::unique_ptr<TokenConstraint> constraint;  // structured output only
   std::unique_ptr<OutputText> text;             // detokenized requests only
+  // GenerateRequest::prompt_logprobs: top alternatives asked (-1: none), and
+  // the entries computed so far (entry i for prompt token i + 1), sent with the first token.
+  int32_t prompt_top = -1;
+  std::vector<TokenLogprobs> prompt_logprobs;
   bool finished = false;
+};
+
+// A prompt position whose logits give the log-probability of the prompt token after it.
+struct EngineCore::PromptLogit {
+  ChoiceState* choice = nullptr;
+  int32_t row = 0;       // in the step's logits
+  int32_t position = 0;  // predicts prompt token position + 1
 };
 
 // A sampled token waiting to be processed, or why there is none.
@@ -96,6 +119,11 @@ Status EngineCore::ValidateRequest(const GenerateRequest& r) const {
     }
   }
   TS_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, vocab, options_.max_top_logprobs));
+  if (r.prompt_logprobs &&
+      (*r.prompt_logprobs < 0 || *r.prompt_logprobs > options_.max_top_logprobs)) {
+    return InvalidArgumentError("prompt_logprobs must be in [0, {}], got {}",
+                                options_.max_top_logprobs, *r.prompt_logprobs);
+  }
   if (r.n < 1 || r.n > 128) return InvalidArgumentError("n must be in [1, 128], got {}", r.n);
   if (r.stop.min_tokens < 0) return InvalidArgumentError("min_tokens must be >= 0");
   if (r.stop.max_tokens && *r.stop.max_tokens < 1) {
@@ -179,6 +207,13 @@ void EngineCore::AddValidatedRequest(PendingRequest p) {
     c->text = output_.NewChoiceText(spec);
     if (r.grammar) c->constraint = std::make_unique<GrammarConstraint>(r.grammar);
     Sequence& seq = c->seq;
+    // Every choice computes its own prompt (its first event carries the values): a sibling may
+    // start before choice 0 when prefix caching is off.
+    if (r.prompt_logprobs) {
+      c->prompt_top = *r.prompt_logprobs;
+      c->prompt_logprobs.resize(prompt_len - 1);
+      seq.needs_prompt_logits = true;
+    }
     seq.seq_id = next_seq_id_++;
     seq.priority = r.priority;
     seq.arrival = order.value_or(0);
@@ -259,15 +294,16 @@ bool EngineCore::Step() {
     return true;
   }
   scheduler_.OnStepComputed(out);
+  ComputePromptLogprobs(out);
   // Sample. It touches only each choice's own state (RNG, penalties, constraint), so the pool
   // draws for many choices at once; outputs are processed in scheduling order on this thread.
   draws_.clear();
-  int32_t row = 0;
-  for (const ScheduledSequence& s : out.scheduled) {
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledSequence& s = out.scheduled[i];
     if (!s.sample) continue;
     ChoiceState* c = by_seq_.at(s.seq);
+    const int32_t row = runner_.sequence_logits(static_cast<int32_t>(i)).sample;
     if (!c->finished) draws_.push_back(PendingDraw{c, row, {}});
-    ++row;
   }
   pool_.ParallelFor(static_cast<int64_t>(draws_.size()), 1, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) SampleChoice(&draws_[i]);
@@ -280,11 +316,31 @@ bool EngineCore::Step() {
   return true;
 }
 
+void EngineCore::ComputePromptLogprobs(const SchedulerOutput& out) {
+  prompt_logits_.clear();
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const SequenceLogits& where = runner_.sequence_logits(static_cast<int32_t>(i));
+    ChoiceState* c = by_seq_.at(out.scheduled[i].seq);
+    for (int32_t j = 0; j < where.prompt_count; ++j)
+      prompt_logits_.push_back({c, where.prompt_first + j, where.prompt_position + j});
+  }
+  // Each entry writes only its own slot (a preempted prompt computed again rewrites the same
+  // values), so the pool shares the rows.
+  pool_.ParallelFor(static_cast<int64_t>(prompt_logits_.size()), 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) {
+      const PromptLogit& p = prompt_logits_[i];
+      const int32_t token = p.choice->seq.token_ids[p.position + 1];
+      p.choice->prompt_logprobs[p.position] =
+          PromptTokenLogprobs(runner_.logits(p.row), token, p.choice->prompt_top);
+    }
+  });
+}
+
 void EngineCore::SampleChoice(PendingDraw* d) {
   ChoiceState* c = d->choice;
   const OutputSpec& spec = c->request->spec;
   const int32_t generated = c->seq.num_generated();
-  d->sample = SampleWithConstraint(runner_.logits_row(d->row), c->params, *c->sampler,
+  d->sample = SampleWithConstraint(runner_.logits(d->row), c->params, *c->sampler,
                                    output_.BannedTokens(spec, generated), c->constraint.get(),
                                    spec.max_tokens - generated);
 }
@@ -313,6 +369,10 @@ void EngineCore::Emit(PendingDraw& d) {
       output_.ProcessToken(c->request->spec, seq, d.sample.result,
                            c->constraint && c->constraint->IsTerminated(), c->text.get());
   o.event.index = c->index;
+  if (seq.needs_prompt_logits) {
+    o.event.prompt_logprobs = std::move(c->prompt_logprobs);
+    seq.needs_prompt_logits = false;
+  }
   if (o.finish == FinishReason::kNone) {
     if (!c->request->stream->Push(std::move(o.event))) {
       // Its reader has fallen behind by the outbox's limit (a client that stopped reading its

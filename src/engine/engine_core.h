@@ -155,9 +155,12 @@ class EngineCore {
   struct RequestState;
   struct ChoiceState;
   struct PendingDraw;
+  struct PromptLogit;
 
   EngineCore(std::shared_ptr<Model> model, const EngineOptions& options, const EngineLimits& limits,
              const GenerationDefaults& defaults, TokenText text, KvCache kv);
+  // Fills the prompt log-probabilities of the step's prompt positions that asked for them.
+  void ComputePromptLogprobs(const SchedulerOutput& out);
   void SampleChoice(PendingDraw* d);
   void Emit(PendingDraw& d);
   void FinishChoice(ChoiceState* c, FinishReason reason, Status error, RequestEvent event);
@@ -184,6 +187,7 @@ class EngineCore {
   std::unordered_map<const Sequence*, ChoiceState*> by_seq_;
   std::vector<std::string> done_;
   std::vector<PendingDraw> draws_;
+  std::vector<PromptLogit> prompt_logits_;               // scratch of Step
   std::vector<AdmissionController::Progress> progress_;  // scratch of Step
   int64_t next_request_number_ = 0;
   int64_t next_seq_id_ = 0;

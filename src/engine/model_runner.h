@@ -17,17 +17,30 @@
 
 namespace tinyserve {
 
-// The flat batch for `out` (pure function; tests check it directly).
-ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size);
+// Where one scheduled sequence's rows are in a step's logits.
+struct SequenceLogits {
+  int32_t sample = -1;  // the row of its last token when it samples; -1: it does not
+  // Sequence::needs_prompt_logits: rows prompt_first.. hold the logits at positions
+  // prompt_position.. (prompt_count of them, each predicting the prompt token after it).
+  int32_t prompt_first = 0;
+  int32_t prompt_count = 0;
+  int32_t prompt_position = 0;
+};
+
+// The flat batch for `out` (pure function; tests check it directly), and where each scheduled
+// sequence's logits will be (`logits`, optional: one entry per out.scheduled).
+ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size,
+                               std::vector<SequenceLogits>* logits = nullptr);
 
 class ModelRunner {
  public:
   ModelRunner(Model* model, std::span<const kernels::PagedKvLayer> kv_layers, ThreadPool* pool);
 
-  // Computes the step. On success logits_row(i) is the logits of the i-th scheduled sequence
-  // with sample == true (in scheduling order).
+  // Computes the step. On success sequence_logits(i) says where the i-th scheduled sequence's
+  // rows are, and logits(row) is one of them.
   [[nodiscard]] Status Run(const SchedulerOutput& out, int32_t block_size);
-  std::span<float> logits_row(int32_t i);
+  const SequenceLogits& sequence_logits(int32_t i) const { return sequence_logits_[i]; }
+  std::span<float> logits(int32_t row);
 
  private:
   Model* const model_;
@@ -35,7 +48,8 @@ class ModelRunner {
   ThreadPool* const pool_;
   const int64_t vocab_size_;
   ForwardBatch batch_;
-  AlignedBuffer<float> logits_;  // [>= num_sampled_rows, vocab_size]
+  std::vector<SequenceLogits> sequence_logits_;
+  AlignedBuffer<float> logits_;  // [>= batch_.logit_rows.size(), vocab_size]
 };
 
 }  // namespace tinyserve

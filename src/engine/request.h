@@ -55,6 +55,12 @@ struct GenerateRequest {
   // end; as max_tokens runs out the grammar steers to its shortest close, and an output that
   // still cannot close finishes with reason length. Null: unconstrained.
   std::shared_ptr<const structured::CompiledGrammar> grammar;
+  // Set: log-probabilities of the prompt's tokens (each from the logits at the position before
+  // it; the first token has none) with this many top alternatives (0..SamplingParams' top
+  // limit), as vLLM's `prompt_logprobs`; delivered with each choice's first event. Such a
+  // prompt is computed whole by every choice (no prefix-cache reuse) in chunks of at most
+  // kMaxPromptLogprobChunk tokens (each chunk's logits are [chunk, vocab] floats).
+  std::optional<int32_t> prompt_logprobs;
   // From Engine::admission().Admit (deadline, client, the whole call's work); 0: the engine
   // registers the request itself, without a deadline.
   int64_t admission_ticket = 0;
@@ -69,11 +75,16 @@ struct TokenLogprob {
   float logprob = 0.0f;
 };
 
+// Most prompt tokens one step computes for a sequence whose prompt log-probabilities are asked
+// (GenerateRequest::prompt_logprobs): 128 x 151,936 f32 logits = 78 MB.
+inline constexpr int32_t kMaxPromptLogprobChunk = 128;
+
 // Log-probabilities of one generated token: its own and the top alternatives, most likely
 // first (raw model distribution, see SamplingParams::logprobs).
 struct TokenLogprobs {
   TokenLogprob chosen;
   std::vector<TokenLogprob> top;
+  int32_t rank = 0;  // of `chosen` in the distribution (1: most likely); prompt tokens only
 };
 
 // Per-choice accounting, sent with the choice's final event.
@@ -96,6 +107,9 @@ struct RequestEvent {
   std::vector<int32_t> token_ids;       // tokens generated since the previous event
   std::string text;                     // valid UTF-8 text delta (may lag token_ids: hold-back)
   std::vector<TokenLogprobs> logprobs;  // one per token_ids entry when logprobs were asked
+  // GenerateRequest::prompt_logprobs: each choice's first event carries one entry per prompt
+  // token after the first (entry i for prompt token i + 1).
+  std::vector<TokenLogprobs> prompt_logprobs;
   FinishReason finish_reason = FinishReason::kNone;
   // With kStop: the stop string matched, or the stop token id as decimal text; empty for EOS.
   std::string stop_reason;

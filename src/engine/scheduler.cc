@@ -28,6 +28,10 @@ Sequence* Scheduler::PickVictim() const {
   return victim;
 }
 
+int32_t Scheduler::ChunkLimit(const Sequence& seq, int32_t num_new) {
+  return seq.needs_prompt_logits ? std::min(num_new, kMaxPromptLogprobChunk) : num_new;
+}
+
 void Scheduler::Preempt(Sequence* seq) {
   running_.erase(std::find(running_.begin(), running_.end(), seq));
   blocks_->Free(&seq->block_table);
@@ -58,7 +62,7 @@ SchedulerOutput Scheduler::Schedule() {
     if (seq->num_uncomputed() > 1) cap_prefill();
     if (budget == 0) break;
     if (seq->status != SequenceStatus::kRunning) continue;  // preempted in this loop
-    const int32_t num_new = std::min(seq->num_uncomputed(), budget);
+    const int32_t num_new = std::min(ChunkLimit(*seq, seq->num_uncomputed()), budget);
     if (num_new <= 0) continue;
     bool fits = true;
     while (!blocks_->Allocate(&seq->block_table, {}, seq->num_computed_tokens + num_new)) {
@@ -98,9 +102,13 @@ SchedulerOutput Scheduler::Schedule() {
         ++it;
         continue;
       }
-      std::vector<int32_t> cached = blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);
+      // A prompt whose log-probabilities are asked is computed whole: cached blocks have no
+      // logits.
+      std::vector<int32_t> cached = seq->needs_prompt_logits
+                                        ? std::vector<int32_t>{}
+                                        : blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);
       const int32_t num_cached = static_cast<int32_t>(cached.size()) * blocks_->block_size();
-      const int32_t num_new = std::min(seq->num_tokens() - num_cached, budget);
+      const int32_t num_new = std::min(ChunkLimit(*seq, seq->num_tokens() - num_cached), budget);
       if (!blocks_->Allocate(&seq->block_table, cached, num_cached + num_new)) break;
       if (blocks_->prefix_caching()) {
         counters_.prefix_cache_queries += seq->num_tokens();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/block_manager.h"
+#include "engine/request.h"
 #include "engine/sequence.h"
 
 namespace tinyserve {
@@ -65,6 +66,8 @@ class Scheduler {
   const SchedulerCounters& counters() const { return counters_; }
 
  private:
+  // num_new, capped for a sequence that needs its prompt's logits (Sequence).
+  static int32_t ChunkLimit(const Sequence& seq, int32_t num_new);
   void Preempt(Sequence* seq);
   // The running sequence to preempt next: the largest (priority, admitted).
   Sequence* PickVictim() const;

@@ -141,6 +141,30 @@ TEST(SchedulerTest, ChunkedPrefillCoversThePromptExactlyOnce) {
   EXPECT_EQ(steps, 5);  // ceil(30 / 7)
 }
 
+TEST(SchedulerTest, PromptLogitsSequencesSkipThePrefixCacheAndTakeCappedChunks) {
+  FakeRunner r(1000, 16, {/*max_num_seqs=*/4, /*max_num_batched_tokens=*/1024});
+  r.Add(300);
+  while (r.seqs[0]->num_generated() == 0) r.Step();  // its prompt blocks are now cached
+  Sequence* scored = r.Add(300);                     // the same prompt tokens
+  scored->needs_prompt_logits = true;
+  std::vector<int32_t> chunks;
+  while (scored->num_generated() == 0) {
+    for (const ScheduledSequence& s : r.Step().scheduled)
+      if (s.seq == scored) chunks.push_back(s.num_new_tokens);
+  }
+  EXPECT_EQ(chunks, (std::vector<int32_t>{kMaxPromptLogprobChunk, kMaxPromptLogprobChunk, 44}));
+  EXPECT_EQ(scored->num_cached_prompt_tokens, 0);
+  // Without the flag the same prompt hits the cache and runs in one chunk.
+  Sequence* plain = r.Add(300);
+  const SchedulerOutput out = r.Step();
+  auto it = std::find_if(out.scheduled.begin(), out.scheduled.end(),
+                         [&](const ScheduledSequence& s) { return s.seq == plain; });
+  ASSERT_NE(it, out.scheduled.end());
+  EXPECT_GT(plain->num_cached_prompt_tokens, 0);
+  EXPECT_EQ(it->num_new_tokens, 300 - plain->num_cached_prompt_tokens);
+  EXPECT_TRUE(r.Check().ok());
+}
+
 TEST(SchedulerTest, PreemptsTheMostRecentlyAdmittedWhenBlocksRunOut) {
   // 6 blocks of 4 tokens. Three prompts of 8 tokens take 2 blocks each; the first decode that
   // needs a third block forces a preemption.

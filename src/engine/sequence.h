@@ -32,6 +32,10 @@ struct Sequence {
   // n > 1: choices after the first wait until the first has computed the prompt, then reuse
   // its blocks through the prefix cache.
   bool waits_for_sibling = false;
+  // Prompt log-probabilities are asked and not yet delivered: the prompt is computed whole
+  // (no prefix-cache reuse) in chunks of at most kMaxPromptLogprobChunk tokens, each chunk with
+  // logits for its prompt positions (engine/model_runner.h).
+  bool needs_prompt_logits = false;
 
   // Accounting.
   int32_t num_cached_prompt_tokens = -1;  // at first admission; -1 = not admitted yet

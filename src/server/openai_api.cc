@@ -249,8 +249,19 @@ void ParseLogprobs(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
       s.logprobs = true;
       s.top_logprobs = int32_t(*k);
     }
+    // vLLM: `prompt_logprobs: k` returns the prompt tokens' log-probabilities (the choice's
+    // "prompt_logprobs"), and `echo` with `logprobs` puts them in `logprobs` ahead of the
+    // completion's, as OpenAI's legacy API did (what log-likelihood scorers such as
+    // lm-evaluation-harness read).
+    if (auto k = GetInt(body, "prompt_logprobs", 0, 20)) out->base.prompt_logprobs = int32_t(*k);
+    if (out->echo && out->completion_logprobs >= 0) {
+      out->base.prompt_logprobs =
+          std::max(out->base.prompt_logprobs.value_or(0), out->completion_logprobs);
+    }
     return;
   }
+  if (GetInt(body, "prompt_logprobs", 0, 20))
+    Fail("prompt_logprobs", "'prompt_logprobs' is supported on /v1/completions only");
   out->chat_logprobs = GetBool(body, "logprobs", false);
   const int64_t top = GetInt(body, "top_logprobs", 0, 20).value_or(0);
   if (top > 0 && !out->chat_logprobs)
@@ -443,6 +454,16 @@ void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
                               "has {}; lower n or max_tokens",
                               n, max_len, shared + n * each, ctx.num_kv_blocks));
     }
+  }
+  if (out->base.prompt_logprobs) {
+    int64_t entries = 0;
+    for (const auto& prompt : out->prompts) entries += static_cast<int64_t>(prompt.size());
+    entries *= n * (*out->base.prompt_logprobs + 1);
+    if (entries > ctx.max_logprob_entries)
+      Fail("prompt_logprobs",
+           fmt::format("choices x prompt tokens x (prompt_logprobs + 1) exceeds {}; ask for "
+                       "less",
+                       ctx.max_logprob_entries));
   }
   const SamplingParams& s = out->base.sampling;
   if (!out->stream && s.logprobs &&

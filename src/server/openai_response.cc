@@ -21,6 +21,17 @@ Json Bytes(std::string_view bytes) {
   return list;
 }
 
+// Appends each array of `more` to the same key's array of `*into` (completion logprobs).
+void AppendLogprobs(Json more, Json* into) {
+  if (more.is_null()) return;
+  if (into->is_null()) {
+    *into = std::move(more);
+    return;
+  }
+  for (auto& [key, value] : more.items())
+    for (auto& item : value) (*into)[key].push_back(std::move(item));
+}
+
 }  // namespace
 
 std::string SseEvent(const std::string& payload) { return "data: " + payload + "\n\n"; }
@@ -99,19 +110,77 @@ Json ResponseBuilder::EventLogprobs(const RequestEvent& event, Choice* choice) c
               {"text_offset", std::move(offsets)}};
 }
 
+bool ResponseBuilder::EchoesLogprobs() const {
+  return request_.endpoint == Endpoint::kCompletions && request_.echo &&
+         request_.completion_logprobs >= 0;
+}
+
+Json ResponseBuilder::EchoLogprobs(int32_t prompt_idx, const std::vector<TokenLogprobs>& lps,
+                                   Choice* choice) const {
+  const std::vector<int32_t>& prompt = request_.prompts[prompt_idx];
+  Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(),
+       offsets = Json::array();
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const int32_t ids[1] = {prompt[i]};
+    std::string tok = tokenizer_->Decode(ids);
+    if (i == 0 || i - 1 >= lps.size()) {
+      token_logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      const TokenLogprobs& lp = lps[i - 1];
+      token_logprobs.push_back(lp.chosen.logprob);
+      // OpenAI: the top alternatives plus the token itself.
+      Json alts = Json::object();
+      for (const TokenLogprob& alt : lp.top) {
+        const int32_t alt_ids[1] = {alt.token_id};
+        alts[tokenizer_->Decode(alt_ids)] = alt.logprob;
+      }
+      alts[tok] = lp.chosen.logprob;
+      top.push_back(std::move(alts));
+    }
+    offsets.push_back(choice->text_offset);
+    choice->text_offset += static_cast<int64_t>(tok.size());
+    tokens.push_back(std::move(tok));
+  }
+  return Json{{"tokens", std::move(tokens)},
+              {"token_logprobs", std::move(token_logprobs)},
+              {"top_logprobs", std::move(top)},
+              {"text_offset", std::move(offsets)}};
+}
+
+Json ResponseBuilder::VllmPromptLogprobs(const std::vector<TokenLogprobs>& lps) const {
+  auto decoded = [&](int32_t id) {
+    const int32_t ids[1] = {id};
+    return tokenizer_->Decode(ids);
+  };
+  Json list = Json::array();
+  list.push_back(nullptr);
+  for (const TokenLogprobs& lp : lps) {
+    Json entry = Json::object();
+    entry[std::to_string(lp.chosen.token_id)] = {{"logprob", lp.chosen.logprob},
+                                                 {"rank", lp.rank},
+                                                 {"decoded_token", decoded(lp.chosen.token_id)}};
+    for (size_t r = 0; r < lp.top.size(); ++r) {
+      const TokenLogprob& alt = lp.top[r];
+      entry[std::to_string(alt.token_id)] = {{"logprob", alt.logprob},
+                                             {"rank", static_cast<int32_t>(r) + 1},
+                                             {"decoded_token", decoded(alt.token_id)}};
+    }
+    list.push_back(std::move(entry));
+  }
+  return list;
+}
+
 void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   Choice& c = choices_[prompt_idx * request_.base.n + event.index];
   c.text += event.text;
   completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
-  Json lp = EventLogprobs(event, &c);
-  if (!lp.is_null()) {
-    if (c.logprobs.is_null()) {
-      c.logprobs = std::move(lp);
-    } else {
-      for (auto& [key, value] : lp.items())
-        for (auto& item : value) c.logprobs[key].push_back(std::move(item));
-    }
+  if (!event.prompt_logprobs.empty()) {
+    c.prompt_logprobs = VllmPromptLogprobs(event.prompt_logprobs);
+    if (EchoesLogprobs())
+      AppendLogprobs(EchoLogprobs(prompt_idx, event.prompt_logprobs, &c), &c.logprobs);
   }
+  AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
     c.stop_reason = event.stop_reason;
@@ -152,6 +221,7 @@ std::string ResponseBuilder::FinalBody() const {
     choice["logprobs"] = c.logprobs;
     choice["finish_reason"] = FinishReasonJson(c.finish, called_tools);
     choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
+    if (!c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
     choices.push_back(std::move(choice));
   }
   Json body = {{"id", id_},
@@ -206,7 +276,10 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     text = std::move(d.content);
     calls = std::move(d.calls);
   }
-  Json lp = EventLogprobs(event, &c);
+  Json lp = nullptr;
+  if (!event.prompt_logprobs.empty() && EchoesLogprobs())
+    lp = EchoLogprobs(prompt_idx, event.prompt_logprobs, &c);
+  AppendLogprobs(EventLogprobs(event, &c), &lp);
   if (!text.empty() || !lp.is_null()) {
     Json j = ChunkEnvelope();
     Json choice = {{"index", index}};

@@ -38,7 +38,8 @@ class ResponseBuilder {
   // NOLINTNEXTLINE(bugprone-exception-escape)
   struct Choice {
     std::string text;
-    nlohmann::ordered_json logprobs = nullptr;  // accumulated (non-streaming)
+    nlohmann::ordered_json logprobs = nullptr;         // accumulated (non-streaming)
+    nlohmann::ordered_json prompt_logprobs = nullptr;  // vLLM's shape (non-streaming)
     int64_t text_offset = 0;
     FinishReason finish = FinishReason::kNone;
     std::string stop_reason;
@@ -50,6 +51,15 @@ class ResponseBuilder {
   nlohmann::ordered_json Usage() const;
   // Logprobs of `event`'s tokens in the endpoint's shape; null when not asked.
   nlohmann::ordered_json EventLogprobs(const RequestEvent& event, Choice* choice) const;
+  // Completions with echo and logprobs: the prompt's tokens lead the `logprobs` arrays.
+  bool EchoesLogprobs() const;
+  // Prompt `prompt_idx`'s tokens as completion `logprobs` arrays (the first token has no
+  // log-probability: null), text offsets from choice->text_offset on.
+  nlohmann::ordered_json EchoLogprobs(int32_t prompt_idx, const std::vector<TokenLogprobs>& lps,
+                                      Choice* choice) const;
+  // vLLM's "prompt_logprobs": null for the first token, then per token an object from token id
+  // to {logprob, rank, decoded_token} for the token and its top alternatives.
+  nlohmann::ordered_json VllmPromptLogprobs(const std::vector<TokenLogprobs>& lps) const;
   static nlohmann::ordered_json FinishReasonJson(FinishReason reason, bool called_tools = false);
   // OpenAI's tool_calls entries ("call_" ids are made here).
   static nlohmann::ordered_json ToolCallsJson(const std::vector<structured::ToolCall>& calls);

@@ -137,6 +137,44 @@ test('completion logprobs: tokens, token_logprobs, top_logprobs, text_offset ali
   assert.equal(lp.text_offset.length, 4);
 });
 
+test('echo + logprobs scores the prompt (teacher forcing equals generation), as lm-eval reads it', async () => {
+  // Greedy tokens with their logprobs, then the prompt plus those tokens echoed back with
+  // max_tokens 1: the echoed entries of the generated tokens are the same numbers.
+  const prompt = [9707, 1052, 11, 1879, 374];
+  const gen = await client.completions.create({
+    model: MODEL, prompt, max_tokens: 4, temperature: 0, logprobs: 2,
+  });
+  const generated = gen.choices[0].logprobs.token_logprobs;
+  assert.equal(generated.length, 4);
+  // The generated ids: each returned token string tokenizes back to one id.
+  const ids = [];
+  for (const tok of gen.choices[0].logprobs.tokens) {
+    const r = await post(`${server.url}/tokenize`, { model: MODEL, prompt: tok },
+      { Authorization: 'Bearer sk-test' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.tokens.length, 1, tok);
+    ids.push(r.body.tokens[0]);
+  }
+  const scored = await client.completions.create({
+    model: MODEL, prompt: [...prompt, ...ids], max_tokens: 1, temperature: 0, echo: true,
+    logprobs: 1,
+  });
+  const lp = scored.choices[0].logprobs;
+  const n = prompt.length + ids.length;
+  assert.equal(lp.tokens.length, n + 1);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  assert.deepEqual(lp.token_logprobs.slice(prompt.length, n), generated);
+  for (let i = 1; i < lp.token_logprobs.length; ++i) assert.ok(lp.token_logprobs[i] <= 0);
+  for (let i = 1; i < lp.text_offset.length; ++i) {
+    assert.equal(lp.text_offset[i], lp.text_offset[i - 1] + Buffer.byteLength(lp.tokens[i - 1]));
+  }
+  assert.equal(scored.choices[0].prompt_logprobs.length, n);  // vLLM's field too
+  await assert.rejects(client.completions.create({
+    model: MODEL, prompt: 'hi', max_tokens: 1, prompt_logprobs: 50,
+  }), OpenAI.BadRequestError);
+});
+
 test('errors surface as the SDK typed errors', async () => {
   await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', n: 0 }), OpenAI.BadRequestError);
   await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 0 }), OpenAI.BadRequestError);

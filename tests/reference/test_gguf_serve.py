@@ -1,7 +1,9 @@
 """`tinyserve serve FIXTURE.gguf` serves the OpenAI API for every llama.cpp-written fixture it
 supports: a chat completion (the real Qwen2.5 tokenizer files, chat template from the GGUF), a
 text completion, and a completion from llama.cpp's prompt token ids. (Token-level agreement with
-llama.cpp is test_llamacpp_parity's job.)
+llama.cpp is test_llamacpp_parity's job, on the model directly.) Over HTTP, the prompt tokens'
+log-probabilities a scorer asks for (`prompt_logprobs`, and `echo` with `logprobs`) agree with
+llama.cpp's recorded top-10 at each recorded prefix, within that test's tolerance per type.
 """
 import json
 import os
@@ -16,6 +18,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from llamacpp_fixtures import fixtures_dir  # noqa: E402
+from test_llamacpp_parity import TOLERANCE, weight_type  # noqa: E402
 
 BIN = os.environ.get("TINYSERVE_BIN", "build/release/tinyserve")
 UNSUPPORTED = {"qwen2-small-iq3_s", "qwen2-small-iq3_m"}
@@ -100,6 +103,40 @@ class GgufServeTest(unittest.TestCase):
                 self.assertEqual(status, 200, body)
                 self.assertEqual(body["usage"]["prompt_tokens"], len(ref["ids"]))
                 self.assertEqual(body["usage"]["completion_tokens"], n)
+                self.check_prompt_logprobs(s, stem, ref)
+
+    def check_prompt_logprobs(self, server, stem, ref):
+        """vLLM's prompt_logprobs (keyed by token id) against llama.cpp's top-10 after each
+        recorded prefix ids[:k]: entry k of the list predicts ids[k] from that prefix. With 20
+        alternatives per position, llama.cpp's 10 are all among them unless a logprob is off by
+        more than the tolerance. The echo form must carry the same numbers."""
+        ids = ref["ids"]
+        status, body = post(server.url + "/v1/completions", {
+            "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 20,
+            "echo": True, "logprobs": 1})
+        self.assertEqual(status, 200, body)
+        choice = body["choices"][0]
+        plp = choice["prompt_logprobs"]
+        self.assertEqual(len(plp), len(ids))
+        self.assertIsNone(plp[0])
+        echo = choice["logprobs"]
+        self.assertEqual(len(echo["token_logprobs"]), len(ids) + 1)
+        self.assertIsNone(echo["token_logprobs"][0])
+        tol = TOLERANCE[weight_type(stem)]
+        checked = 0
+        for pos in ref["positions"]:
+            k = pos["k"]
+            if k >= len(ids):
+                continue  # the distribution after the whole prompt is the first sample's
+            entry = plp[k]
+            self.assertEqual(entry[str(ids[k])]["logprob"], echo["token_logprobs"][k])
+            for token_id, logprob in pos["top"]:
+                got = entry.get(str(token_id))
+                self.assertIsNotNone(got, f"{stem} k={k}: llama.cpp's token {token_id} is not "
+                                          f"among the top 20")
+                self.assertLessEqual(abs(got["logprob"] - logprob), tol, f"{stem} k={k}")
+                checked += 1
+        self.assertGreater(checked, 0)
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,174 @@
+// The prompt tokens' log-probabilities on the API: which requests ask for them (vLLM's
+// `prompt_logprobs`, and `echo` with `logprobs` as OpenAI's legacy completions did), and the two
+// response shapes built from a hand-made engine event (echoed `logprobs` arrays led by the
+// prompt, vLLM's `prompt_logprobs` list), streamed and not. No HTTP, no engine.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "server/openai_api.h"
+#include "server/openai_response.h"
+#include "tokenizer/tokenizer.h"
+#include "util/paths.h"
+
+namespace tinyserve {
+namespace {
+
+using Json = nlohmann::json;
+
+class PromptLogprobsApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string dir = QwenTokenizerDir();
+    if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
+    auto t = Tokenizer::Qwen25FromNpmDir(dir);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    tokenizer_ = std::move(t).value().release();
+  }
+  void SetUp() override {
+    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
+    ctx_.tokenizer = tokenizer_;
+    ctx_.served_model_name = "tiny";
+    ctx_.vocab_size = 1000;
+    ctx_.max_model_len = 64;
+  }
+  std::variant<ParsedRequest, ApiError> Parse(Endpoint e, const std::string& body) {
+    return ParseRequest(e, body, ctx_);
+  }
+  ParsedRequest Completions(const std::string& body) {
+    auto r = Parse(Endpoint::kCompletions, body);
+    if (auto* err = std::get_if<ApiError>(&r)) {
+      ADD_FAILURE() << "unexpected error: " << err->message;
+      return {};
+    }
+    return std::get<ParsedRequest>(std::move(r));
+  }
+  std::string ErrorParam(Endpoint e, const std::string& body) {
+    auto r = Parse(e, body);
+    if (!std::holds_alternative<ApiError>(r)) return "(accepted)";
+    EXPECT_EQ(std::get<ApiError>(r).http_status, 400);
+    return std::get<ApiError>(r).param;
+  }
+  // Choice 0's first (and last) event: one generated token (id 7) with its logprob, and the
+  // prompt tokens' entries (one per prompt token after the first).
+  static RequestEvent FirstEvent(const ParsedRequest& r) {
+    RequestEvent e;
+    e.token_ids = {7};
+    e.text = tokenizer_->Decode(std::vector<int32_t>{7});
+    e.logprobs = {TokenLogprobs{{7, -0.25f}, {{7, -0.25f}}}};
+    const std::vector<int32_t>& prompt = r.prompts[0];
+    for (size_t i = 1; i < prompt.size(); ++i) {
+      TokenLogprobs lp{{prompt[i], -1.0f - static_cast<float>(i)}, {{3, -0.5f}}};
+      lp.rank = static_cast<int32_t>(i) + 1;
+      e.prompt_logprobs.push_back(lp);
+    }
+    e.finish_reason = FinishReason::kLength;
+    e.usage = ChoiceUsage{};
+    return e;
+  }
+
+  static const Tokenizer* tokenizer_;
+  ApiContext ctx_;
+};
+
+const Tokenizer* PromptLogprobsApiTest::tokenizer_ = nullptr;
+
+TEST_F(PromptLogprobsApiTest, EchoWithLogprobsOrPromptLogprobsAskForThem) {
+  EXPECT_EQ(Completions(R"({"prompt":"hi","prompt_logprobs":5})").base.prompt_logprobs, 5);
+  EXPECT_EQ(Completions(R"({"prompt":"hi","echo":true,"logprobs":2})").base.prompt_logprobs, 2);
+  EXPECT_EQ(Completions(R"({"prompt":"hi","echo":true,"logprobs":2,"prompt_logprobs":4})")
+                .base.prompt_logprobs,
+            4);
+  EXPECT_EQ(Completions(R"({"prompt":"hi","echo":true,"logprobs":0})").base.prompt_logprobs, 0);
+  EXPECT_FALSE(Completions(R"({"prompt":"hi","echo":true})").base.prompt_logprobs);
+  EXPECT_FALSE(Completions(R"({"prompt":"hi","logprobs":3})").base.prompt_logprobs);
+  EXPECT_FALSE(Completions(R"({"prompt":"hi","prompt_logprobs":null})").base.prompt_logprobs);
+}
+
+TEST_F(PromptLogprobsApiTest, BadCountsChatAndOversizedAsksAre400) {
+  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":21})"),
+            "prompt_logprobs");
+  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":-1})"),
+            "prompt_logprobs");
+  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":"5"})"),
+            "prompt_logprobs");
+  EXPECT_EQ(ErrorParam(Endpoint::kChat,
+                       R"({"messages":[{"role":"user","content":"hi"}],"prompt_logprobs":1})"),
+            "prompt_logprobs");
+  ctx_.max_logprob_entries = 100;
+  // 40 prompt tokens x 2 choices x (1 + 1) = 160 entries.
+  std::string prompt = "[";
+  for (int i = 0; i < 40; ++i) prompt += (i ? "," : "") + std::to_string(i);
+  prompt += "]";
+  EXPECT_EQ(ErrorParam(Endpoint::kCompletions,
+                       R"({"prompt":)" + prompt + R"(,"prompt_logprobs":1,"n":2})"),
+            "prompt_logprobs");
+  Completions(R"({"prompt":)" + prompt + R"(,"prompt_logprobs":0})");  // 40 entries
+}
+
+TEST_F(PromptLogprobsApiTest, EchoedLogprobsLeadWithThePromptTokens) {
+  const ParsedRequest r = Completions(R"({"prompt":"one two three","echo":true,"logprobs":1})");
+  const std::vector<int32_t>& prompt = r.prompts[0];
+  ASSERT_GE(prompt.size(), 3u);
+  ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
+  b.Add(0, FirstEvent(r));
+  const Json choice = Json::parse(b.FinalBody())["choices"][0];
+  EXPECT_EQ(choice["text"], "one two three" + tokenizer_->Decode(std::vector<int32_t>{7}));
+  const Json& lp = choice["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), prompt.size() + 1);
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  size_t offset = 0;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const std::string tok = tokenizer_->Decode(std::vector<int32_t>{prompt[i]});
+    EXPECT_EQ(lp["tokens"][i], tok);
+    EXPECT_EQ(lp["text_offset"][i], offset);
+    offset += tok.size();
+    if (i == 0) continue;
+    EXPECT_FLOAT_EQ(lp["token_logprobs"][i].get<float>(), -1.0f - static_cast<float>(i));
+    // OpenAI: the alternatives and the token itself.
+    EXPECT_EQ(lp["top_logprobs"][i].size(), 2u);
+    EXPECT_FLOAT_EQ(lp["top_logprobs"][i][tok].get<float>(), -1.0f - static_cast<float>(i));
+  }
+  // The generated token follows, its offset just past the echoed prompt.
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][prompt.size()].get<float>(), -0.25f);
+  EXPECT_EQ(lp["text_offset"][prompt.size()], offset);
+  // vLLM's list: null, then token id -> {logprob, rank, decoded_token}.
+  const Json& plp = choice["prompt_logprobs"];
+  ASSERT_EQ(plp.size(), prompt.size());
+  EXPECT_TRUE(plp[0].is_null());
+  const Json& second = plp[1][std::to_string(prompt[1])];
+  EXPECT_FLOAT_EQ(second["logprob"].get<float>(), -2.0f);
+  EXPECT_EQ(second["rank"], 2);
+  EXPECT_EQ(second["decoded_token"], tokenizer_->Decode(std::vector<int32_t>{prompt[1]}));
+  EXPECT_EQ(plp[1]["3"]["rank"], 1);
+}
+
+TEST_F(PromptLogprobsApiTest, StreamingCarriesThePromptPartInTheFirstChunk) {
+  const ParsedRequest r =
+      Completions(R"({"prompt":"one two three","echo":true,"logprobs":1,"stream":true})");
+  ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
+  const std::vector<std::string> chunks = b.StreamChunks(0, FirstEvent(r));
+  ASSERT_FALSE(chunks.empty());
+  const Json first = Json::parse(chunks[0])["choices"][0];
+  EXPECT_EQ(first["text"], "one two three" + tokenizer_->Decode(std::vector<int32_t>{7}));
+  EXPECT_EQ(first["logprobs"]["tokens"].size(), r.prompts[0].size() + 1);
+  EXPECT_TRUE(first["logprobs"]["token_logprobs"][0].is_null());
+}
+
+TEST_F(PromptLogprobsApiTest, PromptLogprobsAloneLeaveTheCompletionsLogprobsAlone) {
+  const ParsedRequest r = Completions(R"({"prompt":"one two three","prompt_logprobs":1})");
+  ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
+  RequestEvent e = FirstEvent(r);
+  e.logprobs.clear();
+  b.Add(0, e);
+  const Json choice = Json::parse(b.FinalBody())["choices"][0];
+  EXPECT_TRUE(choice["logprobs"].is_null());
+  EXPECT_EQ(choice["text"], tokenizer_->Decode(std::vector<int32_t>{7}));
+  EXPECT_EQ(choice["prompt_logprobs"].size(), r.prompts[0].size());
+}
+
+}  // namespace
+}  // namespace tinyserve
