@@ -75,8 +75,8 @@ struct TokenLogprob {
   float logprob = 0.0f;
 };
 
-// Most prompt tokens one step computes for a sequence whose prompt log-probabilities are asked
-// (GenerateRequest::prompt_logprobs): 128 x 151,936 f32 logits = 78 MB.
+// Most prompt tokens one step computes, over all sequences, whose prompt log-probabilities are
+// asked (GenerateRequest::prompt_logprobs): 128 x 151,936 f32 logits = 78 MB.
 inline constexpr int32_t kMaxPromptLogprobChunk = 128;
 
 // Log-probabilities of one generated token: its own and the top alternatives, most likely

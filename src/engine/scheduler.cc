@@ -28,8 +28,8 @@ Sequence* Scheduler::PickVictim() const {
   return victim;
 }
 
-int32_t Scheduler::ChunkLimit(const Sequence& seq, int32_t num_new) {
-  return seq.needs_prompt_logits ? std::min(num_new, kMaxPromptLogprobChunk) : num_new;
+int32_t Scheduler::ChunkLimit(const Sequence& seq, int32_t num_new, int32_t prompt_logit_rows) {
+  return seq.needs_prompt_logits ? std::min(num_new, prompt_logit_rows) : num_new;
 }
 
 void Scheduler::Preempt(Sequence* seq) {
@@ -44,6 +44,9 @@ void Scheduler::Preempt(Sequence* seq) {
 SchedulerOutput Scheduler::Schedule() {
   SchedulerOutput out;
   int32_t budget = config_.max_num_batched_tokens;
+  // Prompt positions whose logits this step may return (Sequence::needs_prompt_logits), over
+  // all sequences: the logits buffer holds [rows, vocab] floats.
+  int32_t prompt_logit_rows = kMaxPromptLogprobChunk;
 
   // Running sequences: decodes (one token left) first, then partial prefills; each in
   // admission order.
@@ -62,7 +65,8 @@ SchedulerOutput Scheduler::Schedule() {
     if (seq->num_uncomputed() > 1) cap_prefill();
     if (budget == 0) break;
     if (seq->status != SequenceStatus::kRunning) continue;  // preempted in this loop
-    const int32_t num_new = std::min(ChunkLimit(*seq, seq->num_uncomputed()), budget);
+    const int32_t num_new =
+        std::min(ChunkLimit(*seq, seq->num_uncomputed(), prompt_logit_rows), budget);
     if (num_new <= 0) continue;
     bool fits = true;
     while (!blocks_->Allocate(&seq->block_table, {}, seq->num_computed_tokens + num_new)) {
@@ -86,6 +90,7 @@ SchedulerOutput Scheduler::Schedule() {
     if (!fits) continue;
     out.scheduled.push_back(
         {seq, num_new, seq->num_computed_tokens + num_new == seq->num_tokens()});
+    if (seq->needs_prompt_logits) prompt_logit_rows -= num_new;
     out.num_tokens += num_new;
     budget -= num_new;
     if (!prefill_capped) ++num_decodes;
@@ -104,11 +109,16 @@ SchedulerOutput Scheduler::Schedule() {
       }
       // A prompt whose log-probabilities are asked is computed whole: cached blocks have no
       // logits.
+      if (seq->needs_prompt_logits && prompt_logit_rows == 0) {
+        ++it;  // this step's prompt-logit rows are taken
+        continue;
+      }
       std::vector<int32_t> cached = seq->needs_prompt_logits
                                         ? std::vector<int32_t>{}
                                         : blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);
       const int32_t num_cached = static_cast<int32_t>(cached.size()) * blocks_->block_size();
-      const int32_t num_new = std::min(ChunkLimit(*seq, seq->num_tokens() - num_cached), budget);
+      const int32_t num_new =
+          std::min(ChunkLimit(*seq, seq->num_tokens() - num_cached, prompt_logit_rows), budget);
       if (!blocks_->Allocate(&seq->block_table, cached, num_cached + num_new)) break;
       if (blocks_->prefix_caching()) {
         counters_.prefix_cache_queries += seq->num_tokens();
@@ -123,6 +133,7 @@ SchedulerOutput Scheduler::Schedule() {
       running_.push_back(seq);
       it = waiting_.erase(it);
       out.scheduled.push_back({seq, num_new, num_cached + num_new == seq->num_tokens()});
+      if (seq->needs_prompt_logits) prompt_logit_rows -= num_new;
       out.num_tokens += num_new;
       budget -= num_new;
     }

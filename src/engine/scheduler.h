@@ -66,8 +66,9 @@ class Scheduler {
   const SchedulerCounters& counters() const { return counters_; }
 
  private:
-  // num_new, capped for a sequence that needs its prompt's logits (Sequence).
-  static int32_t ChunkLimit(const Sequence& seq, int32_t num_new);
+  // num_new, capped by the step's remaining prompt-logit rows for a sequence that needs its
+  // prompt's logits (Sequence::needs_prompt_logits).
+  static int32_t ChunkLimit(const Sequence& seq, int32_t num_new, int32_t prompt_logit_rows);
   void Preempt(Sequence* seq);
   // The running sequence to preempt next: the largest (priority, admitted).
   Sequence* PickVictim() const;

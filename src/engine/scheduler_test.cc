@@ -165,6 +165,28 @@ TEST(SchedulerTest, PromptLogitsSequencesSkipThePrefixCacheAndTakeCappedChunks) 
   EXPECT_TRUE(r.Check().ok());
 }
 
+TEST(SchedulerTest, PromptLogitRowsAreCappedPerStepOverAllSequences) {
+  FakeRunner r(1000, 16, {/*max_num_seqs=*/4, /*max_num_batched_tokens=*/1024});
+  Sequence* a = r.Add(200, 0, 0);
+  Sequence* b = r.Add(200, 0, 5000);
+  a->needs_prompt_logits = b->needs_prompt_logits = true;
+  int32_t a_total = 0, b_total = 0;
+  while (a->needs_prompt_logits || b->needs_prompt_logits) {
+    int32_t rows = 0;
+    for (const ScheduledSequence& s : r.Step().scheduled) {
+      if (!s.seq->needs_prompt_logits) continue;  // decoding
+      (s.seq == a ? a_total : b_total) += s.num_new_tokens;
+      rows += s.num_new_tokens;
+    }
+    EXPECT_LE(rows, kMaxPromptLogprobChunk);
+    // The engine clears the flag once it has delivered the values (with the first token).
+    for (Sequence* s : {a, b}) s->needs_prompt_logits = s->num_generated() == 0;
+  }
+  EXPECT_EQ(a_total, 200);
+  EXPECT_EQ(b_total, 200);
+  EXPECT_TRUE(r.Check().ok());
+}
+
 TEST(SchedulerTest, PreemptsTheMostRecentlyAdmittedWhenBlocksRunOut) {
   // 6 blocks of 4 tokens. Three prompts of 8 tokens take 2 blocks each; the first decode that
   // needs a third block forces a preemption.
