@@ -15,6 +15,7 @@
 #include "engine/engine_warmup.h"
 #include "server/openai_response.h"
 #include "server/request_budget.h"
+#include "server/tokenizer_info.h"
 #include "structured/tokenizer_vocabulary.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/chat_template_json.h"
@@ -65,8 +66,8 @@ bool IsIpLiteral(const std::string& host) {
 }
 
 constexpr std::string_view kRoutes[] = {
-    "/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/version", "/metrics",
-    "/tokenize",       "/detokenize"};
+    "/v1/completions", "/v1/chat/completions", "/v1/models",     "/health", "/version", "/metrics",
+    "/tokenize",       "/detokenize",          "/tokenizer_info"};
 
 // GET /v1/models/{id}: OpenAI's "retrieve model". SDKs send the id percent-encoded (the Node
 // SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
@@ -283,6 +284,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   if (req.path == "/v1/chat/completions") return HandleGenerate(Endpoint::kChat, req, res);
   if (req.path == "/tokenize") return HandleTokenize(req, res);
   if (req.path == "/detokenize") return HandleDetokenize(req, res);
+  if (req.path == "/tokenizer_info")
+    return SendJson(res, TokenizerInfoJson(*tokenizer_, api_context_.max_model_len));
   if (req.path == "/v1/models") return HandleModels(res);
   if (req.path.starts_with(kModelPrefix))
     return HandleModel(std::string_view(req.path).substr(kModelPrefix.size()), res);

@@ -175,6 +175,26 @@ test('echo + logprobs scores the prompt (teacher forcing equals generation), as 
   }), OpenAI.BadRequestError);
 });
 
+test('remote tokenizer probe (lm-evaluation-harness): /tokenizer_info and /tokenize', async () => {
+  const auth = { Authorization: 'Bearer sk-test' };
+  const info = await fetch(`${server.url}/tokenizer_info`, { headers: auth });
+  assert.equal(info.status, 200);
+  const body = await info.json();
+  assert.equal(body.eos_token, '<|im_end|>');
+  assert.equal(body.pad_token, '<|endoftext|>');
+  assert.equal(body.bos_token, null);
+  assert.ok(body.chat_template.includes('<|im_start|>'));
+  assert.equal(typeof body.model_max_length, 'number');
+  assert.equal((await fetch(`${server.url}/tokenizer_info`)).status, 401);  // no key
+  const tok = await post(`${server.url}/tokenize`, { prompt: 'test', add_special_tokens: false },
+    auth);
+  assert.equal(tok.status, 200);
+  assert.ok(Array.isArray(tok.body.tokens) && tok.body.tokens.length > 0);
+  // The EOS string tokenizes to the one id the harness takes as its end-of-text token.
+  const eos = await post(`${server.url}/tokenize`, { prompt: body.eos_token }, auth);
+  assert.deepEqual(eos.body.tokens, [151645]);
+});
+
 test('errors surface as the SDK typed errors', async () => {
   await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', n: 0 }), OpenAI.BadRequestError);
   await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 0 }), OpenAI.BadRequestError);
