@@ -7,41 +7,14 @@
 #include <random>
 
 #include "engine/engine_core.h"
-#include "engine/kv_cache.h"
+#include "engine/testing/fake_model.h"
 #include "engine/testing/step.h"
-#include "model/qwen2.h"
+#include "engine/testing/tiny_qwen2.h"
 
 namespace tinyserve {
 namespace {
 
 constexpr int32_t kTop = 3;
-
-std::shared_ptr<Model> ScoringModel() {
-  static std::shared_ptr<Model> model = [] {
-    LoadOptions load;
-    load.dtype = "f32";
-    auto m = Qwen2Model::Load("dummy:tiny", load);
-    EXPECT_TRUE(m.ok()) << m.status().ToString();
-    return std::shared_ptr<Model>(std::move(*m));
-  }();
-  return model;
-}
-
-EngineOptions ScoringOptions() {
-  EngineOptions o;
-  o.block_size = 4;
-  o.threads = 2;
-  o.kv_cache_dtype = DType::kF32;
-  o.kv_cache_memory_bytes = 1024 * KvCache::BlockBytes(ScoringModel()->config(), 4, DType::kF32);
-  o.max_model_len = 512;
-  return o;
-}
-
-std::unique_ptr<EngineCore> MakeScoringEngine(const EngineOptions& o) {
-  auto e = EngineCore::Create(ScoringModel(), o);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  return std::move(*e);
-}
 
 std::vector<int32_t> RandomPrompt(int32_t len, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -62,15 +35,6 @@ std::vector<RequestEvent> RunRequest(EngineCore& engine, const GenerateRequest& 
     events.push_back(std::move(*e));
   }
   return events;
-}
-
-GenerateRequest GreedyScoring(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerateRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.sampling.temperature = 0.0f;
-  r.stop.max_tokens = max_tokens;
-  r.stop.ignore_eos = true;
-  return r;
 }
 
 void ExpectSameLogprobs(const TokenLogprobs& got, const TokenLogprobs& want, size_t at) {
@@ -103,7 +67,7 @@ struct TeacherForcing {
 
   TeacherForcing(EngineCore& engine, int32_t prompt_len, int32_t generate) {
     prompt = RandomPrompt(prompt_len, 11);
-    GenerateRequest r = GreedyScoring(prompt, generate);
+    GenerateRequest r = testing::GreedyRequest(prompt, generate);
     r.sampling.logprobs = true;
     r.sampling.top_logprobs = kTop;
     for (const RequestEvent& e : RunRequest(engine, r)) {
@@ -115,7 +79,7 @@ struct TeacherForcing {
   GenerateRequest Scoring(int32_t n = 1) const {
     std::vector<int32_t> all = prompt;
     all.insert(all.end(), generated.begin(), generated.end());
-    GenerateRequest r = GreedyScoring(all, 1);
+    GenerateRequest r = testing::GreedyRequest(all, 1);
     r.prompt_logprobs = kTop;
     r.n = n;
     return r;
@@ -137,7 +101,7 @@ struct TeacherForcing {
 
 TEST(EnginePromptLogprobsTest, TeacherForcingGivesTheGeneratedTokensLogprobs) {
   // 150 + 20 prompt tokens: above kMaxPromptLogprobChunk, so the prompt takes two chunks.
-  auto engine = MakeScoringEngine(ScoringOptions());
+  auto engine = testing::MakeTinyQwen2Engine(testing::TinyQwen2Options());
   const TeacherForcing tf(*engine, 150, 20);
   ASSERT_EQ(tf.generated.size(), 20u);
   // The scored prompt is in the prefix cache now (a plain request of it hits) ...
@@ -152,9 +116,9 @@ TEST(EnginePromptLogprobsTest, TeacherForcingGivesTheGeneratedTokensLogprobs) {
 }
 
 TEST(EnginePromptLogprobsTest, SmallStepsAndEveryChoiceGiveTheSameValues) {
-  EngineOptions o = ScoringOptions();
+  EngineOptions o = testing::TinyQwen2Options();
   o.max_num_batched_tokens = 7;
-  auto engine = MakeScoringEngine(o);
+  auto engine = testing::MakeTinyQwen2Engine(o);
   const TeacherForcing tf(*engine, 30, 8);
   const std::vector<RequestEvent> events = RunRequest(*engine, tf.Scoring(/*n=*/2));
   tf.Check(PromptLogprobsOf(events, 0));
@@ -165,8 +129,8 @@ TEST(EnginePromptLogprobsTest, SmallStepsAndEveryChoiceGiveTheSameValues) {
 }
 
 TEST(EnginePromptLogprobsTest, OutOfRangeCountsAreRefused) {
-  auto engine = MakeScoringEngine(ScoringOptions());
-  GenerateRequest r = GreedyScoring(RandomPrompt(5, 1), 1);
+  auto engine = testing::MakeTinyQwen2Engine(testing::TinyQwen2Options());
+  GenerateRequest r = testing::GreedyRequest(RandomPrompt(5, 1), 1);
   r.prompt_logprobs = 21;
   EXPECT_FALSE(engine->AddRequest(r).ok());
   r.prompt_logprobs = -1;

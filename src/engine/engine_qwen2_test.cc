@@ -9,21 +9,10 @@
 #include "engine/engine_core.h"
 #include "engine/kv_cache.h"
 #include "engine/testing/step.h"
-#include "model/qwen2.h"
+#include "engine/testing/tiny_qwen2.h"
 
 namespace tinyserve {
 namespace {
-
-std::shared_ptr<Model> TinyModel() {
-  static std::shared_ptr<Model> model = [] {
-    LoadOptions load;
-    load.dtype = "f32";
-    auto m = Qwen2Model::Load("dummy:tiny", load);
-    EXPECT_TRUE(m.ok()) << m.status().ToString();
-    return std::shared_ptr<Model>(std::move(*m));
-  }();
-  return model;
-}
 
 std::vector<std::vector<int32_t>> Prompts(int n) {
   std::mt19937_64 rng(5);
@@ -62,49 +51,34 @@ std::vector<std::vector<int32_t>> Generate(EngineCore& engine,
   return out;
 }
 
-EngineOptions Options() {
-  EngineOptions o;
-  o.block_size = 4;
-  o.threads = 2;
-  o.kv_cache_dtype = DType::kF32;
-  o.kv_cache_memory_bytes = 2048 * KvCache::BlockBytes(TinyModel()->config(), 4, DType::kF32);
-  o.max_model_len = 256;
-  return o;
-}
-
-std::unique_ptr<EngineCore> Make(const EngineOptions& o) {
-  auto e = EngineCore::Create(TinyModel(), o);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  return std::move(*e);
-}
-
 TEST(EngineQwen2Test, GreedyTokensAreBatchInvariant) {
   const auto prompts = Prompts(8);
   constexpr int32_t kTokens = 5;
   std::vector<std::vector<int32_t>> alone;
   {
-    EngineOptions o = Options();
+    EngineOptions o = testing::TinyQwen2Options();
     o.enable_prefix_caching = false;
-    auto engine = Make(o);
+    auto engine = testing::MakeTinyQwen2Engine(o);
     for (const auto& p : prompts) alone.push_back(Generate(*engine, {p}, kTokens)[0]);
   }
   {
-    auto engine = Make(Options());
+    auto engine = testing::MakeTinyQwen2Engine(testing::TinyQwen2Options());
     EXPECT_EQ(Generate(*engine, prompts, kTokens), alone) << "together";
     // Every prompt again: full prompt blocks now come from the prefix cache.
     EXPECT_EQ(Generate(*engine, prompts, kTokens), alone) << "prefix-cache hit";
     EXPECT_GT(engine->Stats().prefix_cache_hits, 0);
   }
   {
-    EngineOptions o = Options();
+    EngineOptions o = testing::TinyQwen2Options();
     o.max_num_batched_tokens = 7;
-    auto engine = Make(o);
+    auto engine = testing::MakeTinyQwen2Engine(o);
     EXPECT_EQ(Generate(*engine, prompts, kTokens), alone) << "chunked prefill";
   }
   {
-    EngineOptions o = Options();
-    o.kv_cache_memory_bytes = 13 * KvCache::BlockBytes(TinyModel()->config(), 4, DType::kF32);
-    auto engine = Make(o);
+    EngineOptions o = testing::TinyQwen2Options();
+    o.kv_cache_memory_bytes =
+        13 * KvCache::BlockBytes(testing::TinyQwen2Model()->config(), 4, DType::kF32);
+    auto engine = testing::MakeTinyQwen2Engine(o);
     EXPECT_EQ(Generate(*engine, prompts, kTokens), alone) << "preemption";
     EXPECT_GT(engine->Stats().num_preemptions, 0);
   }

@@ -4,79 +4,21 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "server/errors.h"
 #include "server/openai_response.h"
+#include "server/testing/openai_api_fixture.h"
 #include "tokenizer/chat_template_json.h"
 #include "tokenizer/tokenizer.h"
-#include "util/paths.h"
 
 namespace tinyserve {
 namespace {
 
 using Json = nlohmann::json;
 
-class OpenAiApiTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    const std::string dir = QwenTokenizerDir();
-    if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
-    auto t = Tokenizer::Qwen25FromNpmDir(dir);
-    ASSERT_TRUE(t.ok()) << t.status().ToString();
-    tokenizer_ = std::move(t).value().release();
-  }
-  void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
-    ctx_.tokenizer = tokenizer_;
-    ctx_.served_model_name = "tiny";
-    ctx_.vocab_size = 1000;
-    ctx_.max_model_len = 64;
-  }
-
-  std::variant<ParsedRequest, ApiError> Parse(Endpoint e, const std::string& body) {
-    return ParseRequest(e, body, ctx_);
-  }
-  ParsedRequest ParseOk(Endpoint e, const std::string& body) {
-    auto r = Parse(e, body);
-    if (auto* err = std::get_if<ApiError>(&r)) {
-      ADD_FAILURE() << "unexpected error: " << err->message;
-      return {};
-    }
-    return std::get<ParsedRequest>(std::move(r));
-  }
-  // The error of a completions request `{"prompt":"hi", <extra>}`.
-  // (`extra` may replace the prompt / messages: duplicate keys are an error of their own.)
-  ApiError Error(const std::string& extra, Endpoint e = Endpoint::kCompletions) {
-    const std::string key = e == Endpoint::kCompletions ? "\"prompt\"" : "\"messages\"";
-    std::string base = e == Endpoint::kCompletions
-                           ? "\"prompt\":\"hi\""
-                           : "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
-    if (extra.rfind(key, 0) == 0) base.clear();
-    const std::string body = "{" + base + (base.empty() || extra.empty() ? "" : ",") + extra + "}";
-    auto r = Parse(e, body);
-    if (!std::holds_alternative<ApiError>(r)) {
-      ADD_FAILURE() << "accepted: " << body;
-      return {};
-    }
-    return std::get<ApiError>(r);
-  }
-  void ExpectBadField(const std::string& extra, const std::string& param,
-                      Endpoint e = Endpoint::kCompletions) {
-    SCOPED_TRACE(extra);
-    ApiError err = Error(extra, e);
-    EXPECT_EQ(err.http_status, 400);
-    EXPECT_EQ(err.type, "invalid_request_error");
-    EXPECT_EQ(err.param, param);
-    EXPECT_FALSE(err.message.empty());
-  }
-
-  static const Tokenizer* tokenizer_;
-  ApiContext ctx_;
-};
-const Tokenizer* OpenAiApiTest::tokenizer_ = nullptr;
+class OpenAiApiTest : public testing::OpenAiApiFixture {};
 
 TEST_F(OpenAiApiTest, ValidRequestsMapFieldsOntoTheEngineRequest) {
   ctx_.allow_priority = true;

@@ -4,52 +4,23 @@
 // prompt, vLLM's `prompt_logprobs` list), streamed and not. No HTTP, no engine.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "server/openai_api.h"
 #include "server/openai_response.h"
+#include "server/testing/openai_api_fixture.h"
 #include "tokenizer/tokenizer.h"
-#include "util/paths.h"
 
 namespace tinyserve {
 namespace {
 
 using Json = nlohmann::json;
 
-class PromptLogprobsApiTest : public ::testing::Test {
+class PromptLogprobsApiTest : public testing::OpenAiApiFixture {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = QwenTokenizerDir();
-    if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
-    auto t = Tokenizer::Qwen25FromNpmDir(dir);
-    ASSERT_TRUE(t.ok()) << t.status().ToString();
-    tokenizer_ = std::move(t).value().release();
-  }
-  void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
-    ctx_.tokenizer = tokenizer_;
-    ctx_.served_model_name = "tiny";
-    ctx_.vocab_size = 1000;
-    ctx_.max_model_len = 64;
-  }
-  std::variant<ParsedRequest, ApiError> Parse(Endpoint e, const std::string& body) {
-    return ParseRequest(e, body, ctx_);
-  }
   ParsedRequest Completions(const std::string& body) {
-    auto r = Parse(Endpoint::kCompletions, body);
-    if (auto* err = std::get_if<ApiError>(&r)) {
-      ADD_FAILURE() << "unexpected error: " << err->message;
-      return {};
-    }
-    return std::get<ParsedRequest>(std::move(r));
-  }
-  std::string ErrorParam(Endpoint e, const std::string& body) {
-    auto r = Parse(e, body);
-    if (!std::holds_alternative<ApiError>(r)) return "(accepted)";
-    EXPECT_EQ(std::get<ApiError>(r).http_status, 400);
-    return std::get<ApiError>(r).param;
+    return ParseOk(Endpoint::kCompletions, body);
   }
   // Choice 0's first (and last) event: one generated token (id 7) with its logprob, and the
   // prompt tokens' entries (one per prompt token after the first).
@@ -68,12 +39,7 @@ class PromptLogprobsApiTest : public ::testing::Test {
     e.usage = ChoiceUsage{};
     return e;
   }
-
-  static const Tokenizer* tokenizer_;
-  ApiContext ctx_;
 };
-
-const Tokenizer* PromptLogprobsApiTest::tokenizer_ = nullptr;
 
 TEST_F(PromptLogprobsApiTest, EchoWithLogprobsOrPromptLogprobsAskForThem) {
   EXPECT_EQ(Completions(R"({"prompt":"hi","prompt_logprobs":5})").base.prompt_logprobs, 5);
@@ -88,23 +54,16 @@ TEST_F(PromptLogprobsApiTest, EchoWithLogprobsOrPromptLogprobsAskForThem) {
 }
 
 TEST_F(PromptLogprobsApiTest, BadCountsChatAndOversizedAsksAre400) {
-  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":21})"),
-            "prompt_logprobs");
-  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":-1})"),
-            "prompt_logprobs");
-  EXPECT_EQ(ErrorParam(Endpoint::kCompletions, R"({"prompt":"hi","prompt_logprobs":"5"})"),
-            "prompt_logprobs");
-  EXPECT_EQ(ErrorParam(Endpoint::kChat,
-                       R"({"messages":[{"role":"user","content":"hi"}],"prompt_logprobs":1})"),
-            "prompt_logprobs");
+  ExpectBadField("\"prompt_logprobs\":21", "prompt_logprobs");
+  ExpectBadField("\"prompt_logprobs\":-1", "prompt_logprobs");
+  ExpectBadField("\"prompt_logprobs\":\"5\"", "prompt_logprobs");
+  ExpectBadField("\"prompt_logprobs\":1", "prompt_logprobs", Endpoint::kChat);
   ctx_.max_logprob_entries = 100;
   // 40 prompt tokens x 2 choices x (1 + 1) = 160 entries.
   std::string prompt = "[";
   for (int i = 0; i < 40; ++i) prompt += (i ? "," : "") + std::to_string(i);
   prompt += "]";
-  EXPECT_EQ(ErrorParam(Endpoint::kCompletions,
-                       R"({"prompt":)" + prompt + R"(,"prompt_logprobs":1,"n":2})"),
-            "prompt_logprobs");
+  ExpectBadField("\"prompt\":" + prompt + ",\"prompt_logprobs\":1,\"n\":2", "prompt_logprobs");
   Completions(R"({"prompt":)" + prompt + R"(,"prompt_logprobs":0})");  // 40 entries
 }
 

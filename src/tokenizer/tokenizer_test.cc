@@ -4,7 +4,6 @@
 #include <utf8proc.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -16,6 +15,7 @@
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/pretokenizer_pcre2.h"
 #include "tokenizer/qwen25_files.h"
+#include "tokenizer/testing/qwen_tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/paths.h"
 
@@ -47,13 +47,7 @@ std::vector<std::string> CorpusBytes() {
 
 class QwenTokenizerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string dir = QwenTokenizerDir();
-    if (!std::filesystem::exists(dir + "/tokenizer.json")) return;
-    auto t = Tokenizer::Qwen25FromNpmDir(dir);
-    ASSERT_TRUE(t.ok()) << t.status().ToString();
-    tokenizer_ = std::move(t).value().release();
-  }
+  static void SetUpTestSuite() { tokenizer_ = testing::SharedQwenTokenizer(); }
   void SetUp() override {
     if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
   }
