@@ -215,7 +215,17 @@ void ParseSampling(const Json& body, const ApiContext& ctx, SamplingParams* s) {
 }
 
 void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
-  std::optional<int64_t> max_tokens = GetInt(body, "max_tokens", 1, INT32_MAX);
+  std::optional<int64_t> max_tokens = GetInt(body, "max_tokens", 0, INT32_MAX);
+  if (max_tokens == 0) {
+    // OpenAI's legacy completions and vLLM: `echo` with max_tokens 0 returns the prompt alone
+    // (with `logprobs`, the prompt scored). The engine still draws one token; the response
+    // leaves it out.
+    if (out->endpoint != Endpoint::kCompletions || !out->echo)
+      Fail("max_tokens",
+           "'max_tokens' must be at least 1 (0 only with 'echo', which returns the prompt alone)");
+    out->echo_only = true;
+    max_tokens = 1;
+  }
   if (auto mct = GetInt(body, "max_completion_tokens", 1, INT32_MAX)) max_tokens = mct;
   const int64_t min_tokens = GetInt(body, "min_tokens", 0, ctx.max_model_len).value_or(0);
   if (max_tokens && min_tokens > *max_tokens)

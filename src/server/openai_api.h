@@ -55,6 +55,7 @@ struct ParsedRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;           // completions only
+  bool echo_only = false;      // echo with max_tokens 0: the response holds the prompt alone
   // One entry per prompt (completions may batch several; chat has one). Each becomes one
   // engine request; choice index = prompt_idx * n + choice.
   std::vector<std::vector<int32_t>> prompts;

@@ -117,6 +117,38 @@ TEST_F(PromptLogprobsApiTest, StreamingCarriesThePromptPartInTheFirstChunk) {
   EXPECT_TRUE(first["logprobs"]["token_logprobs"][0].is_null());
 }
 
+TEST_F(PromptLogprobsApiTest, EchoWithMaxTokensZeroReturnsThePromptAlone) {
+  const ParsedRequest r =
+      Completions(R"({"prompt":"one two three","echo":true,"logprobs":1,"max_tokens":0})");
+  EXPECT_TRUE(r.echo_only);
+  EXPECT_EQ(r.base.stop.max_tokens, 1);  // the engine draws one token, left out below
+  EXPECT_EQ(r.base.prompt_logprobs, 1);
+  ExpectBadField("\"max_tokens\":0", "max_tokens");  // no echo: nothing to return
+  ExpectBadField("\"max_tokens\":0", "max_tokens", Endpoint::kChat);
+  const size_t n = r.prompts[0].size();
+  {
+    ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
+    b.Add(0, FirstEvent(r));
+    const Json body = Json::parse(b.FinalBody());
+    const Json& choice = body["choices"][0];
+    EXPECT_EQ(choice["text"], "one two three");
+    EXPECT_EQ(choice["logprobs"]["tokens"].size(), n);
+    EXPECT_EQ(choice["logprobs"]["token_logprobs"].size(), n);
+    EXPECT_EQ(choice["finish_reason"], "length");
+    EXPECT_EQ(body["usage"]["completion_tokens"], 0);
+    EXPECT_EQ(body["usage"]["total_tokens"], body["usage"]["prompt_tokens"]);
+  }
+  ParsedRequest streamed = r;
+  streamed.stream = true;
+  ResponseBuilder b(streamed, tokenizer_, "cmpl-x", 1);
+  const std::vector<std::string> chunks = b.StreamChunks(0, FirstEvent(streamed));
+  ASSERT_FALSE(chunks.empty());
+  const Json first = Json::parse(chunks[0])["choices"][0];
+  EXPECT_EQ(first["text"], "one two three");
+  EXPECT_EQ(first["logprobs"]["tokens"].size(), n);
+  EXPECT_EQ(b.completion_tokens(), 0);
+}
+
 TEST_F(PromptLogprobsApiTest, PromptLogprobsAloneLeaveTheCompletionsLogprobsAlone) {
   const ParsedRequest r = Completions(R"({"prompt":"one two three","prompt_logprobs":1})");
   ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);

@@ -173,14 +173,16 @@ Json ResponseBuilder::VllmPromptLogprobs(const std::vector<TokenLogprobs>& lps) 
 
 void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   Choice& c = choices_[prompt_idx * request_.base.n + event.index];
-  c.text += event.text;
-  completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  if (!request_.echo_only) {
+    c.text += event.text;
+    completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  }
   if (!event.prompt_logprobs.empty()) {
     c.prompt_logprobs = VllmPromptLogprobs(event.prompt_logprobs);
     if (EchoesLogprobs())
       AppendLogprobs(EchoLogprobs(prompt_idx, event.prompt_logprobs, &c), &c.logprobs);
   }
-  AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
+  if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
     c.stop_reason = event.stop_reason;
@@ -259,12 +261,12 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     out.push_back(Dump(j));
     c.role_sent = true;
   }
-  std::string text = event.text;
+  std::string text = request_.echo_only ? std::string() : event.text;
   if (!chat && request_.echo && c.text_offset == 0 && !c.role_sent) {
     text = request_.prompt_texts[prompt_idx] + text;  // echo rides on the first chunk
     c.role_sent = true;
   }
-  completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  if (!request_.echo_only) completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
   std::vector<structured::ToolCall> calls;
   if (chat && request_.parse_tool_calls) {
     structured::ToolCallStreamParser::Delta d = c.tool_parser.Feed(text);
@@ -279,7 +281,7 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
   Json lp = nullptr;
   if (!event.prompt_logprobs.empty() && EchoesLogprobs())
     lp = EchoLogprobs(prompt_idx, event.prompt_logprobs, &c);
-  AppendLogprobs(EventLogprobs(event, &c), &lp);
+  if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &lp);
   if (!text.empty() || !lp.is_null()) {
     Json j = ChunkEnvelope();
     Json choice = {{"index", index}};

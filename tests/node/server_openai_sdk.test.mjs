@@ -170,6 +170,14 @@ test('echo + logprobs scores the prompt (teacher forcing equals generation), as 
     assert.equal(lp.text_offset[i], lp.text_offset[i - 1] + Buffer.byteLength(lp.tokens[i - 1]));
   }
   assert.equal(scored.choices[0].prompt_logprobs.length, n);  // vLLM's field too
+  // max_tokens 0 with echo (OpenAI's legacy scoring call): the prompt alone, the same numbers.
+  const only = await client.completions.create({
+    model: MODEL, prompt: [...prompt, ...ids], max_tokens: 0, echo: true, logprobs: 1,
+  });
+  assert.ok(only.choices[0].text.length > 0);
+  assert.ok(scored.choices[0].text.startsWith(only.choices[0].text));
+  assert.deepEqual(only.choices[0].logprobs.token_logprobs, lp.token_logprobs.slice(0, n));
+  assert.equal(only.usage.completion_tokens, 0);
   await assert.rejects(client.completions.create({
     model: MODEL, prompt: 'hi', max_tokens: 1, prompt_logprobs: 50,
   }), OpenAI.BadRequestError);
