@@ -149,6 +149,21 @@ TEST_F(PromptLogprobsApiTest, EchoWithMaxTokensZeroReturnsThePromptAlone) {
   EXPECT_EQ(b.completion_tokens(), 0);
 }
 
+TEST_F(PromptLogprobsApiTest, AOneTokenPromptEchoesItsTokenWithANullLogprob) {
+  const ParsedRequest r = Completions(R"({"prompt":[40],"echo":true,"logprobs":1})");
+  ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);
+  b.Add(0, FirstEvent(r));  // no prompt entries: nothing predicts the first token
+  const Json choice = Json::parse(b.FinalBody())["choices"][0];
+  const Json& lp = choice["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 2u);
+  EXPECT_EQ(lp["tokens"][0], tokenizer_->Decode(std::vector<int32_t>{40}));
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][1].get<float>(), -0.25f);
+  EXPECT_EQ(lp["text_offset"][1], lp["tokens"][0].get<std::string>().size());
+  ASSERT_EQ(choice["prompt_logprobs"].size(), 1u);
+  EXPECT_TRUE(choice["prompt_logprobs"][0].is_null());
+}
+
 TEST_F(PromptLogprobsApiTest, PromptLogprobsAloneLeaveTheCompletionsLogprobsAlone) {
   const ParsedRequest r = Completions(R"({"prompt":"one two three","prompt_logprobs":1})");
   ResponseBuilder b(r, tokenizer_, "cmpl-x", 1);

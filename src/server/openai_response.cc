@@ -171,17 +171,20 @@ Json ResponseBuilder::VllmPromptLogprobs(const std::vector<TokenLogprobs>& lps) 
   return list;
 }
 
+Json ResponseBuilder::TakePromptPart(int32_t prompt_idx, const RequestEvent& event, Choice* c) {
+  if (!request_.base.prompt_logprobs || c->prompt_part_done) return nullptr;
+  c->prompt_part_done = true;
+  c->prompt_logprobs = VllmPromptLogprobs(event.prompt_logprobs);
+  return EchoesLogprobs() ? EchoLogprobs(prompt_idx, event.prompt_logprobs, c) : Json(nullptr);
+}
+
 void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   Choice& c = choices_[prompt_idx * request_.base.n + event.index];
   if (!request_.echo_only) {
     c.text += event.text;
     completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
   }
-  if (!event.prompt_logprobs.empty()) {
-    c.prompt_logprobs = VllmPromptLogprobs(event.prompt_logprobs);
-    if (EchoesLogprobs())
-      AppendLogprobs(EchoLogprobs(prompt_idx, event.prompt_logprobs, &c), &c.logprobs);
-  }
+  AppendLogprobs(TakePromptPart(prompt_idx, event, &c), &c.logprobs);
   if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
@@ -278,9 +281,7 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     text = std::move(d.content);
     calls = std::move(d.calls);
   }
-  Json lp = nullptr;
-  if (!event.prompt_logprobs.empty() && EchoesLogprobs())
-    lp = EchoLogprobs(prompt_idx, event.prompt_logprobs, &c);
+  Json lp = TakePromptPart(prompt_idx, event, &c);
   if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &lp);
   if (!text.empty() || !lp.is_null()) {
     Json j = ChunkEnvelope();

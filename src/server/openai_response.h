@@ -40,6 +40,7 @@ class ResponseBuilder {
     std::string text;
     nlohmann::ordered_json logprobs = nullptr;         // accumulated (non-streaming)
     nlohmann::ordered_json prompt_logprobs = nullptr;  // vLLM's shape (non-streaming)
+    bool prompt_part_done = false;  // prompt log-probabilities placed (the choice's first event)
     int64_t text_offset = 0;
     FinishReason finish = FinishReason::kNone;
     std::string stop_reason;
@@ -53,6 +54,10 @@ class ResponseBuilder {
   nlohmann::ordered_json EventLogprobs(const RequestEvent& event, Choice* choice) const;
   // Completions with echo and logprobs: the prompt's tokens lead the `logprobs` arrays.
   bool EchoesLogprobs() const;
+  // The choice's first event: its prompt log-probabilities (none for a one-token prompt) into
+  // c->prompt_logprobs, and returned as the echoed `logprobs` arrays (null when not echoed).
+  // Later events: null.
+  nlohmann::ordered_json TakePromptPart(int32_t prompt_idx, const RequestEvent& event, Choice* c);
   // Prompt `prompt_idx`'s tokens as completion `logprobs` arrays (the first token has no
   // log-probability: null), text offsets from choice->text_offset on.
   nlohmann::ordered_json EchoLogprobs(int32_t prompt_idx, const std::vector<TokenLogprobs>& lps,
