@@ -320,6 +320,7 @@ void EngineCore::ComputePromptLogprobs(const SchedulerOutput& out) {
   prompt_logits_.clear();
   for (size_t i = 0; i < out.scheduled.size(); ++i) {
     const SequenceLogits& where = runner_.sequence_logits(static_cast<int32_t>(i));
+    if (where.prompt_count == 0) continue;  // nearly always: no lookup per scheduled sequence
     ChoiceState* c = by_seq_.at(out.scheduled[i].seq);
     for (int32_t j = 0; j < where.prompt_count; ++j)
       prompt_logits_.push_back({c, where.prompt_first + j, where.prompt_position + j});

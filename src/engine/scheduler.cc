@@ -107,12 +107,12 @@ SchedulerOutput Scheduler::Schedule() {
         ++it;
         continue;
       }
-      // A prompt whose log-probabilities are asked is computed whole: cached blocks have no
-      // logits.
       if (seq->needs_prompt_logits && prompt_logit_rows == 0) {
         ++it;  // this step's prompt-logit rows are taken
         continue;
       }
+      // A prompt whose log-probabilities are asked is computed whole: cached blocks have no
+      // logits.
       std::vector<int32_t> cached = seq->needs_prompt_logits
                                         ? std::vector<int32_t>{}
                                         : blocks_->FindCachedPrefix(seq->tokens(), seq->cache_salt);

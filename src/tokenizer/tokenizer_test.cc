@@ -47,9 +47,9 @@ std::vector<std::string> CorpusBytes() {
 
 class QwenTokenizerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { tokenizer_ = testing::SharedQwenTokenizer(); }
+  static void SetUpTestSuite() { tokenizer_ = testing::SharedQwenTokenizer().tokenizer; }
   void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
+    if (tokenizer_ == nullptr) GTEST_FAIL() << testing::SharedQwenTokenizer().error;
   }
   static const Tokenizer* tokenizer_;
 };

@@ -17,9 +17,9 @@ namespace tinyserve::testing {
 
 class OpenAiApiFixture : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { tokenizer_ = testing::SharedQwenTokenizer(); }
+  static void SetUpTestSuite() { tokenizer_ = testing::SharedQwenTokenizer().tokenizer; }
   void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_FAIL() << "Qwen tokenizer files missing: run scripts/setup.sh";
+    if (tokenizer_ == nullptr) GTEST_FAIL() << testing::SharedQwenTokenizer().error;
     ctx_.tokenizer = tokenizer_;
     ctx_.served_model_name = "tiny";
     ctx_.vocab_size = 1000;

@@ -10,15 +10,28 @@
 
 namespace tinyserve::testing {
 
-// Null when the files are missing or do not load: the caller's test fails and says so.
-inline const Tokenizer* SharedQwenTokenizer() {
-  static const Tokenizer* const tokenizer = []() -> const Tokenizer* {
+struct SharedTokenizer {
+  const Tokenizer* tokenizer = nullptr;  // null: `error` says why (the caller's test fails)
+  std::string error;
+};
+
+inline const SharedTokenizer& SharedQwenTokenizer() {
+  static const SharedTokenizer shared = [] {
+    SharedTokenizer s;
     const std::string dir = QwenTokenizerDir();
-    if (!std::filesystem::exists(dir + "/tokenizer.json")) return nullptr;
+    if (!std::filesystem::exists(dir + "/tokenizer.json")) {
+      s.error = "Qwen tokenizer files missing in " + dir + ": run scripts/setup.sh";
+      return s;
+    }
     auto t = Tokenizer::Qwen25FromNpmDir(dir);
-    return t.ok() ? std::move(t).value().release() : nullptr;
+    if (t.ok()) {
+      s.tokenizer = std::move(t).value().release();
+    } else {
+      s.error = "the Qwen tokenizer does not load: " + t.status().ToString();
+    }
+    return s;
   }();
-  return tokenizer;
+  return shared;
 }
 
 }  // namespace tinyserve::testing
