@@ -177,52 +177,35 @@ void MergeParts(const Context& c, const WorkItem& item, const float* base) {
   }
 }
 
-// Requests the K/V rows (and int8 scales) of the step a thread reads kAheadSteps after the
-// current one into L2. Decode attention reads each row once, from memory when the context is long
-// (the matmuls between layers evict it); waiting on each miss in turn, one core read ~3.5 GB/s
-// (bench_ops "24 layers" cases). The cursor runs on into the next item the thread has claimed, so
-// no item starts on a cold step. L2, not L1: a step's rows, the next ones and the f16 path's
-// transposed keys would not fit in L1 together. Either issued here at the start of each step, or
-// (spread) listed for the kernel to issue through its value loop (AttendBlockArgs::prefetch),
-// whichever measured faster for its path (bench_ops on Sapphire Rapids: spread, the f16 path
-// gained ~20% from memory; the int8 integer path lost a few % on cached contexts).
-// Prefetches change no result.
+// Lists the K/V rows (and int8 scales) of the step a thread reads kAheadSteps after the current
+// one, for the kernel to request into L2 through its value loop (AttendBlockArgs::prefetch).
+// Decode attention reads each row once, from memory when the context is long (the matmuls
+// between layers evict it); waiting on each miss in turn, one core read ~3.5 GB/s (bench_ops "24
+// layers" cases). The cursor runs on into the next item the thread has claimed, so only a
+// thread's first item starts on cold steps. L2, not L1: a step's rows, the next ones and the f16
+// path's transposed keys would not fit in L1 together. Measured with bench_ops on Sapphire Rapids:
+// the f16 path gained ~20% from memory; the int8 integer path lost a few % on cached contexts, so
+// it runs without (enabled = false). Requesting a step's lines here in one burst instead gained
+// nothing on either path (an earlier version did so, but GCC 12 had deleted that prefetch loop
+// unseen, see kernels/prefetch.h; made real, 64 x 576 int8 and f16 over 24 layers ran as fast as
+// without). Prefetches change no result.
 class Prefetcher {
  public:
   static constexpr int kAheadSteps = 2;
-  Prefetcher(std::vector<const void*>& lines, bool spread) : lines_(lines), spread_(spread) {}
+  Prefetcher(std::vector<const void*>& lines, bool enabled) : lines_(lines), enabled_(enabled) {}
   // Called as item (claimed before next) starts: a cursor short of it (the thread's first item)
-  // restarts at its first step and requests the steps before the one Advance takes at once.
+  // restarts kAheadSteps - 1 steps into it.
   void Start(const Context& c, const WorkItem& item, const WorkItem* next) {
     next_ = next;
-    if (cur_.item == &item) return;
+    if (!enabled_ || cur_.item == &item) return;
     cur_ = First(c, item);
-    Fetch(c, cur_);
-    const bool spread = spread_;
-    spread_ = false;
-    for (int s = 1; s < kAheadSteps; ++s) Advance(c);
-    spread_ = spread;
+    for (int s = 1; s < kAheadSteps; ++s) Move(c);
   }
-  // At the start of each of the kernel's steps. Spread: lines() lists count() lines for
+  // At the start of each of the kernel's steps: lines() lists count() lines for
   // AttendBlockArgs::prefetch (possibly none), valid until the next call.
   void Advance(const Context& c) {
     count_ = 0;
-    if (cur_.item == nullptr) return;
-    const int64_t bs = c.layer.block_size;
-    if (cur_.part < cur_.item->part_end) {
-      cur_.b0 += BlocksPerStep(c.layer.block_size);
-      if (cur_.b0 * bs >= PartEnd(c, *cur_.item, cur_.part) && ++cur_.part < cur_.item->part_end)
-        cur_.b0 = cur_.part * PartKeys(c.layer.block_size) / bs;
-    }
-    if (cur_.part == cur_.item->part_end) {
-      if (next_ == nullptr || cur_.item == next_) return;
-      cur_ = First(c, *next_);
-    }
-    if (spread_) {
-      List(c, cur_);
-    } else {
-      Fetch(c, cur_);
-    }
+    if (Move(c)) List(c, cur_);
   }
   const void* const* lines() const { return lines_.data(); }
   int32_t count() const { return count_; }
@@ -232,6 +215,21 @@ class Prefetcher {
     const WorkItem* item = nullptr;
     int64_t part = 0, b0 = 0;  // the step's partition and first block; part == part_end: past it
   };
+  // Moves the cursor one step on (past its item's end, into next_); false when there is none.
+  bool Move(const Context& c) {
+    if (cur_.item == nullptr) return false;
+    const int64_t bs = c.layer.block_size;
+    if (cur_.part < cur_.item->part_end) {
+      cur_.b0 += BlocksPerStep(c.layer.block_size);
+      if (cur_.b0 * bs >= PartEnd(c, *cur_.item, cur_.part) && ++cur_.part < cur_.item->part_end)
+        cur_.b0 = cur_.part * PartKeys(c.layer.block_size) / bs;
+    }
+    if (cur_.part == cur_.item->part_end) {
+      if (next_ == nullptr || cur_.item == next_) return false;
+      cur_ = First(c, *next_);
+    }
+    return true;
+  }
   static int64_t PartEnd(const Context& c, const WorkItem& w, int64_t part) {
     const int64_t q_len = c.batch.query_start[w.seq + 1] - c.batch.query_start[w.seq];
     const int64_t keys = c.batch.seq_lens[w.seq] - q_len + w.row_end;
@@ -267,11 +265,8 @@ class Prefetcher {
       }
     }
   }
-  static void Fetch(const Context& c, const Cursor& cur) {
-    ForEachLine(c, cur, [](const void* p) { __builtin_prefetch(p, 0, 2); });
-  }
-  // Fetch's lines, written to lines_ (grown once, then written through a pointer: a push_back per
-  // line cost a tenth of a cached step).
+  // The lines of the cursor's step, written to lines_ (grown once, then written through a pointer:
+  // a push_back per line cost a tenth of a cached step).
   void List(const Context& c, const Cursor& cur) {
     const int64_t row_lines = (c.layer.head_dim * ElementBytes(c.layer.dtype) + 63) / 64;
     const size_t most =
@@ -282,7 +277,7 @@ class Prefetcher {
     count_ = static_cast<int32_t>(out - lines_.data());
   }
   std::vector<const void*>& lines_;
-  bool spread_;
+  bool enabled_;
   int32_t count_ = 0;  // listed lines
   Cursor cur_;
   const WorkItem* next_ = nullptr;

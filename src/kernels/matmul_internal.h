@@ -49,6 +49,7 @@
 
 #include "kernels/convert.h"
 #include "kernels/matmul.h"
+#include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
 #include "util/aligned_buffer.h"
 
@@ -166,7 +167,7 @@ inline constexpr int64_t kWeightPrefetchBytes = 4096;
 // Requests the lines of [p, p + bytes) into L2 (prefetcht1: a hint, it never faults, even past
 // the end of a buffer).
 inline void PrefetchToL2(const uint8_t* p, int64_t bytes) {
-  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
+  for (int64_t o = 0; o < bytes; o += 64) PrefetchLineToL2(p + o);
 }
 
 // Quantizes rows [row_begin, row_end) of x into acts (already sized). Same results on every

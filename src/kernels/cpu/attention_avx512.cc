@@ -15,6 +15,7 @@
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx512.h"
+#include "kernels/prefetch.h"
 
 namespace tinyserve::kernels::cpu::avx512 {
 namespace {
@@ -39,7 +40,7 @@ class ReadAhead {
   }
 
  private:
-  void Issue() { _mm_prefetch(static_cast<const char*>(*next_++), _MM_HINT_T1); }
+  void Issue() { PrefetchLineToL2(*next_++); }
   const void* const* next_;
   const void* const* end_;
   int32_t per_;

@@ -4,11 +4,12 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/prefetch.h"
 
 namespace tinyserve::kernels::cpu::scalar {
 
 void AttendBlock(const AttendBlockArgs& a) {
-  for (int32_t j = 0; j < a.num_prefetch; ++j) __builtin_prefetch(a.prefetch[j], 0, 2);
+  for (int32_t j = 0; j < a.num_prefetch; ++j) PrefetchLineToL2(a.prefetch[j]);
   const int64_t hd = a.head_dim;
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = std::min(a.num_valid[i], a.n);

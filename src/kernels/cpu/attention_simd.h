@@ -11,6 +11,7 @@
 
 #include "formats/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/prefetch.h"
 
 namespace tinyserve::kernels::cpu::simd {
 
@@ -163,7 +164,7 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, con
 // read-ahead goes out first.
 template <class Vec, DType kType>
 void AttendEachQuery(const AttendBlockArgs& a) {
-  for (int32_t j = 0; j < a.num_prefetch; ++j) __builtin_prefetch(a.prefetch[j], 0, 2);
+  for (int32_t j = 0; j < a.num_prefetch; ++j) PrefetchLineToL2(a.prefetch[j]);
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
     if (nv <= 0) continue;
