@@ -253,25 +253,29 @@ void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
 
 void ParseLogprobs(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
   SamplingParams& s = out->base.sampling;
+  // vLLM: `prompt_logprobs: k` returns the prompt tokens' log-probabilities (each choice's
+  // "prompt_logprobs" on completions, the response's on chat). A stream has no place for them:
+  // k > 0 is refused there as vLLM refuses it, and 0 (accepted) computes nothing.
+  if (auto k = GetInt(body, "prompt_logprobs", 0, 20)) {
+    if (out->stream && *k > 0)
+      Fail("prompt_logprobs", "`prompt_logprobs` are not available when `stream=True`");
+    if (!out->stream) out->base.prompt_logprobs = int32_t(*k);
+  }
   if (out->endpoint == Endpoint::kCompletions) {
     if (auto k = GetInt(body, "logprobs", 0, 20)) {
       out->completion_logprobs = int32_t(*k);
       s.logprobs = true;
       s.top_logprobs = int32_t(*k);
     }
-    // vLLM: `prompt_logprobs: k` returns the prompt tokens' log-probabilities (the choice's
-    // "prompt_logprobs"), and `echo` with `logprobs` puts them in `logprobs` ahead of the
-    // completion's, as OpenAI's legacy API did (what log-likelihood scorers such as
-    // lm-evaluation-harness read).
-    if (auto k = GetInt(body, "prompt_logprobs", 0, 20)) out->base.prompt_logprobs = int32_t(*k);
+    // `echo` with `logprobs` puts the prompt's in `logprobs` ahead of the completion's, as
+    // OpenAI's legacy API did (what log-likelihood scorers such as lm-evaluation-harness read),
+    // streamed or not.
     if (out->echo && out->completion_logprobs >= 0) {
       out->base.prompt_logprobs =
           std::max(out->base.prompt_logprobs.value_or(0), out->completion_logprobs);
     }
     return;
   }
-  if (GetInt(body, "prompt_logprobs", 0, 20))
-    Fail("prompt_logprobs", "'prompt_logprobs' is supported on /v1/completions only");
   out->chat_logprobs = GetBool(body, "logprobs", false);
   const int64_t top = GetInt(body, "top_logprobs", 0, 20).value_or(0);
   if (top > 0 && !out->chat_logprobs)

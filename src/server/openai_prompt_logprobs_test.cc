@@ -1,7 +1,8 @@
 // The prompt tokens' log-probabilities on the API: which requests ask for them (vLLM's
-// `prompt_logprobs`, and `echo` with `logprobs` as OpenAI's legacy completions did), and the two
-// response shapes built from a hand-made engine event (echoed `logprobs` arrays led by the
-// prompt, vLLM's `prompt_logprobs` list), streamed and not. No HTTP, no engine.
+// `prompt_logprobs` on completions and chat, and `echo` with `logprobs` as OpenAI's legacy
+// completions did), and the response shapes built from a hand-made engine event (echoed
+// `logprobs` arrays led by the prompt, vLLM's `prompt_logprobs` list per completion choice or
+// beside the chat choices), streamed and not. No HTTP, no engine.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -53,11 +54,32 @@ TEST_F(PromptLogprobsApiTest, EchoWithLogprobsOrPromptLogprobsAskForThem) {
   EXPECT_FALSE(Completions(R"({"prompt":"hi","prompt_logprobs":null})").base.prompt_logprobs);
 }
 
-TEST_F(PromptLogprobsApiTest, BadCountsChatAndOversizedAsksAre400) {
+TEST_F(PromptLogprobsApiTest, ChatAsksForThemWithTheSameField) {
+  const ParsedRequest r = ParseOk(
+      Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}],"prompt_logprobs":3})");
+  EXPECT_EQ(r.base.prompt_logprobs, 3);
+}
+
+TEST_F(PromptLogprobsApiTest, StreamingRefusesThemAsVllmDoes) {
+  for (Endpoint e : {Endpoint::kCompletions, Endpoint::kChat}) {
+    ExpectBadField("\"prompt_logprobs\":1,\"stream\":true", "prompt_logprobs", e);
+    EXPECT_EQ(Error("\"prompt_logprobs\":1,\"stream\":true", e).message,
+              "`prompt_logprobs` are not available when `stream=True`");
+  }
+  // 0 streams (vLLM's rule) and computes nothing: no place in a stream shows them.
+  EXPECT_FALSE(
+      Completions(R"({"prompt":"hi","prompt_logprobs":0,"stream":true})").base.prompt_logprobs);
+  // echo + logprobs still streams the prompt's, in the first chunk's `logprobs`.
+  EXPECT_EQ(
+      Completions(R"({"prompt":"hi","echo":true,"logprobs":1,"stream":true})").base.prompt_logprobs,
+      1);
+}
+
+TEST_F(PromptLogprobsApiTest, BadCountsAndOversizedAsksAre400) {
   ExpectBadField("\"prompt_logprobs\":21", "prompt_logprobs");
   ExpectBadField("\"prompt_logprobs\":-1", "prompt_logprobs");
   ExpectBadField("\"prompt_logprobs\":\"5\"", "prompt_logprobs");
-  ExpectBadField("\"prompt_logprobs\":1", "prompt_logprobs", Endpoint::kChat);
+  ExpectBadField("\"prompt_logprobs\":21", "prompt_logprobs", Endpoint::kChat);
   ctx_.max_logprob_entries = 100;
   // 40 prompt tokens x 2 choices x (1 + 1) = 160 entries.
   std::string prompt = "[";
@@ -174,6 +196,28 @@ TEST_F(PromptLogprobsApiTest, PromptLogprobsAloneLeaveTheCompletionsLogprobsAlon
   EXPECT_TRUE(choice["logprobs"].is_null());
   EXPECT_EQ(choice["text"], tokenizer_->Decode(std::vector<int32_t>{7}));
   EXPECT_EQ(choice["prompt_logprobs"].size(), r.prompts[0].size());
+}
+
+TEST_F(PromptLogprobsApiTest, ChatPutsTheListBesideTheChoices) {
+  const ParsedRequest r =
+      ParseOk(Endpoint::kChat,
+              R"({"messages":[{"role":"user","content":"one two"}],"prompt_logprobs":1,"n":2})");
+  ResponseBuilder b(r, tokenizer_, "chatcmpl-x", 1);
+  RequestEvent e = FirstEvent(r);
+  e.logprobs.clear();
+  b.Add(0, e);
+  e.index = 1;
+  b.Add(0, e);
+  const Json body = Json::parse(b.FinalBody());
+  const Json& plp = body["prompt_logprobs"];
+  ASSERT_EQ(plp.size(), r.prompts[0].size());  // the rendered chat prompt, token by token
+  EXPECT_TRUE(plp[0].is_null());
+  EXPECT_FLOAT_EQ(plp[1][std::to_string(r.prompts[0][1])]["logprob"].get<float>(), -2.0f);
+  for (const Json& choice : body["choices"]) {
+    EXPECT_FALSE(choice.contains("prompt_logprobs"));
+    EXPECT_TRUE(choice["logprobs"].is_null());
+    EXPECT_EQ(choice["message"]["content"], tokenizer_->Decode(std::vector<int32_t>{7}));
+  }
 }
 
 }  // namespace

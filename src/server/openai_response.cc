@@ -226,7 +226,7 @@ std::string ResponseBuilder::FinalBody() const {
     choice["logprobs"] = c.logprobs;
     choice["finish_reason"] = FinishReasonJson(c.finish, called_tools);
     choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
-    if (!c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
+    if (!chat && !c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
     choices.push_back(std::move(choice));
   }
   Json body = {{"id", id_},
@@ -235,6 +235,9 @@ std::string ResponseBuilder::FinalBody() const {
                {"model", request_.model},
                {"choices", std::move(choices)},
                {"usage", Usage()}};
+  // vLLM puts a chat prompt's list beside the choices (they share the one prompt).
+  if (chat && !choices_.empty() && !choices_[0].prompt_logprobs.is_null())
+    body["prompt_logprobs"] = choices_[0].prompt_logprobs;
   return Dump(body);
 }
 

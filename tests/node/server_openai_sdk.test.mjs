@@ -183,6 +183,32 @@ test('echo + logprobs scores the prompt (teacher forcing equals generation), as 
   }), OpenAI.BadRequestError);
 });
 
+test('chat prompt_logprobs (vLLM: beside the choices) equal completions on the rendered tokens', async () => {
+  const messages = [{ role: 'user', content: 'Name three colours.' }];
+  const chat = await client.chat.completions.create({
+    model: MODEL, messages, max_tokens: 1, temperature: 0, prompt_logprobs: 2,
+  });
+  const auth = { Authorization: 'Bearer sk-test' };
+  // The rendered chat prompt's ids, as the server tokenizes them (with the generation prompt).
+  const ids = (await post(`${server.url}/tokenize`, { model: MODEL, messages }, auth)).body.tokens;
+  const plain = await client.completions.create({
+    model: MODEL, prompt: ids, max_tokens: 1, temperature: 0, prompt_logprobs: 2,
+  });
+  const listed = chat.prompt_logprobs;
+  assert.equal(listed.length, ids.length);
+  assert.equal(listed[0], null);
+  for (let i = 1; i < ids.length; ++i) {
+    const entry = listed[i][String(ids[i])];
+    assert.ok(entry.logprob <= 0 && entry.rank >= 1, JSON.stringify(listed[i]));
+  }
+  assert.deepEqual(listed, plain.choices[0].prompt_logprobs);
+  assert.equal(chat.choices[0].prompt_logprobs, undefined);
+  // A stream has no place for them: refused, as vLLM refuses them.
+  await assert.rejects(client.chat.completions.create({
+    model: MODEL, messages, max_tokens: 1, stream: true, prompt_logprobs: 1,
+  }), OpenAI.BadRequestError);
+});
+
 test('remote tokenizer probe (lm-evaluation-harness): /tokenizer_info and /tokenize', async () => {
   const auth = { Authorization: 'Bearer sk-test' };
   const info = await fetch(`${server.url}/tokenizer_info`, { headers: auth });
