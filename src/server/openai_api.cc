@@ -532,6 +532,7 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   CheckCapacity(ctx, &out);
   out.base.cache_salt = GetString(body, "cache_salt", 1024);
   out.base.skip_special_tokens = GetBool(body, "skip_special_tokens", true);
+  out.return_token_ids = GetBool(body, "return_token_ids", false);
   GetString(body, "user", 4096);  // accepted for compatibility; type-checked only
   return out;
 }

@@ -72,6 +72,8 @@ struct ParsedRequest {
   // Chat with tools and tool_choice other than "none": Qwen2.5's <tool_call> blocks in the
   // output become OpenAI tool_calls.
   bool parse_tool_calls = false;
+  // vLLM's `return_token_ids`: the prompt's and the output's token ids beside the text.
+  bool return_token_ids = false;
 };
 
 // A rendered chat prompt as token ids: the template's control tokens as such, every client

@@ -183,6 +183,8 @@ void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   if (!request_.echo_only) {
     c.text += event.text;
     completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+    if (request_.return_token_ids)
+      c.token_ids.insert(c.token_ids.end(), event.token_ids.begin(), event.token_ids.end());
   }
   AppendLogprobs(TakePromptPart(prompt_idx, event, &c), &c.logprobs);
   if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
@@ -226,7 +228,10 @@ std::string ResponseBuilder::FinalBody() const {
     choice["logprobs"] = c.logprobs;
     choice["finish_reason"] = FinishReasonJson(c.finish, called_tools);
     choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
+    if (request_.return_token_ids) choice["token_ids"] = c.token_ids;
     if (!chat && !c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
+    if (!chat && request_.return_token_ids)
+      choice["prompt_token_ids"] = request_.prompts[i / request_.base.n];
     choices.push_back(std::move(choice));
   }
   Json body = {{"id", id_},
@@ -238,6 +243,7 @@ std::string ResponseBuilder::FinalBody() const {
   // vLLM puts a chat prompt's list beside the choices (they share the one prompt).
   if (chat && !choices_.empty() && !choices_[0].prompt_logprobs.is_null())
     body["prompt_logprobs"] = choices_[0].prompt_logprobs;
+  if (chat && request_.return_token_ids) body["prompt_token_ids"] = request_.prompts[0];
   return Dump(body);
 }
 
@@ -252,6 +258,18 @@ Json ResponseBuilder::ChunkEnvelope() const {
   return j;
 }
 
+void ResponseBuilder::AddPromptIds(int32_t prompt_idx, Choice* c, Json* chunk, Json* choice) {
+  if (!request_.return_token_ids) return;
+  if (request_.endpoint == Endpoint::kChat) {
+    if (chat_prompt_ids_sent_) return;
+    (*chunk)["prompt_token_ids"] = request_.prompts[prompt_idx];
+    chat_prompt_ids_sent_ = true;
+  } else if (!c->prompt_ids_sent) {
+    (*choice)["prompt_token_ids"] = request_.prompts[prompt_idx];
+    c->prompt_ids_sent = true;
+  }
+}
+
 std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
                                                        const RequestEvent& event) {
   const bool chat = request_.endpoint == Endpoint::kChat;
@@ -264,6 +282,7 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
                             {"delta", {{"role", "assistant"}, {"content", ""}}},
                             {"logprobs", nullptr},
                             {"finish_reason", nullptr}});
+    AddPromptIds(prompt_idx, &c, &j, nullptr);
     out.push_back(Dump(j));
     c.role_sent = true;
   }
@@ -286,7 +305,10 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
   }
   Json lp = TakePromptPart(prompt_idx, event, &c);
   if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &lp);
-  if (!text.empty() || !lp.is_null()) {
+  // With return_token_ids every event's tokens go out, in a chunk of their own if they show no
+  // text yet (held back by a stop string or a tool call being parsed).
+  const bool ids = request_.return_token_ids && !request_.echo_only && !event.token_ids.empty();
+  if (!text.empty() || !lp.is_null() || ids) {
     Json j = ChunkEnvelope();
     Json choice = {{"index", index}};
     if (chat) {
@@ -296,6 +318,10 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     }
     choice["logprobs"] = std::move(lp);
     choice["finish_reason"] = nullptr;
+    if (request_.return_token_ids) {
+      choice["token_ids"] = request_.echo_only ? std::vector<int32_t>{} : event.token_ids;
+    }
+    AddPromptIds(prompt_idx, &c, &j, &choice);
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));
   }
@@ -321,6 +347,7 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     choice["logprobs"] = nullptr;
     choice["finish_reason"] = FinishReasonJson(event.finish_reason, c.tool_parser.num_calls() > 0);
     choice["stop_reason"] = event.stop_reason.empty() ? Json(nullptr) : Json(event.stop_reason);
+    AddPromptIds(prompt_idx, &c, &j, &choice);
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));
   }

@@ -46,6 +46,8 @@ class ResponseBuilder {
     std::string stop_reason;
     bool role_sent = false;
     structured::ToolCallStreamParser tool_parser;  // streaming with parse_tool_calls
+    std::vector<int32_t> token_ids;                // generated (non-streaming, return_token_ids)
+    bool prompt_ids_sent = false;  // streaming completions: prompt_token_ids in a chunk
   };
 
   nlohmann::ordered_json ChunkEnvelope() const;
@@ -65,6 +67,10 @@ class ResponseBuilder {
   // vLLM's "prompt_logprobs": null for the first token, then per token an object from token id
   // to {logprob, rank, decoded_token} for the token and its top alternatives.
   nlohmann::ordered_json VllmPromptLogprobs(const std::vector<TokenLogprobs>& lps) const;
+  // Streaming with return_token_ids: the prompt's ids on the first chunk of the response
+  // (chat, beside the choices) or of each choice (completions, in the choice), as vLLM does.
+  void AddPromptIds(int32_t prompt_idx, Choice* c, nlohmann::ordered_json* chunk,
+                    nlohmann::ordered_json* choice);
   static nlohmann::ordered_json FinishReasonJson(FinishReason reason, bool called_tools = false);
   // OpenAI's tool_calls entries ("call_" ids are made here).
   static nlohmann::ordered_json ToolCallsJson(const std::vector<structured::ToolCall>& calls);
@@ -77,6 +83,7 @@ class ResponseBuilder {
   std::vector<int32_t> cached_tokens_;  // per prompt, from choice 0's usage
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;
+  bool chat_prompt_ids_sent_ = false;
 };
 
 // "data: <payload>\n\n": one server-sent event.

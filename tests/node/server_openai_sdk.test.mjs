@@ -209,6 +209,38 @@ test('chat prompt_logprobs (vLLM: beside the choices) equal completions on the r
   }), OpenAI.BadRequestError);
 });
 
+test('return_token_ids (vLLM): the rendered prompt and the output ids, streamed the same', async () => {
+  const auth = { Authorization: 'Bearer sk-test' };
+  const messages = [{ role: 'user', content: 'Count to five.' }];
+  const chat = await client.chat.completions.create({
+    model: MODEL, messages, max_tokens: 6, temperature: 0, return_token_ids: true,
+  });
+  const rendered = (await post(`${server.url}/tokenize`, { model: MODEL, messages }, auth)).body;
+  assert.deepEqual(chat.prompt_token_ids, rendered.tokens);
+  const ids = chat.choices[0].token_ids;
+  assert.equal(ids.length, chat.usage.completion_tokens);
+  const text = (await post(`${server.url}/detokenize`, { model: MODEL, tokens: ids }, auth)).body;
+  assert.equal(text.prompt, chat.choices[0].message.content);
+  // Streamed: the prompt's ids once, in the first chunk; the chunks' ids add up to the same.
+  const stream = await client.chat.completions.create({
+    model: MODEL, messages, max_tokens: 6, temperature: 0, return_token_ids: true, stream: true,
+  });
+  const streamed = [];
+  let first = true;
+  for await (const chunk of stream) {
+    assert.equal(chunk.prompt_token_ids !== undefined, first, JSON.stringify(chunk));
+    first = false;
+    for (const choice of chunk.choices) streamed.push(...(choice.token_ids ?? []));
+  }
+  assert.deepEqual(streamed, ids);
+  // Completions: per choice.
+  const plain = await client.completions.create({
+    model: MODEL, prompt: rendered.tokens, max_tokens: 6, temperature: 0, return_token_ids: true,
+  });
+  assert.deepEqual(plain.choices[0].prompt_token_ids, rendered.tokens);
+  assert.deepEqual(plain.choices[0].token_ids, ids);
+});
+
 test('remote tokenizer probe (lm-evaluation-harness): /tokenizer_info and /tokenize', async () => {
   const auth = { Authorization: 'Bearer sk-test' };
   const info = await fetch(`${server.url}/tokenizer_info`, { headers: auth });
