@@ -17,8 +17,7 @@
 #include "server/request_budget.h"
 #include "server/tokenizer_info.h"
 #include "structured/tokenizer_vocabulary.h"
-#include "tokenizer/chat_template.h"
-#include "tokenizer/chat_template_json.h"
+#include "tokenizer/chat_template_json.h"  // ParseUntrustedJson
 #include "tokenizer/tokenizer.h"
 #include "util/logging.h"
 
@@ -361,8 +360,8 @@ void ApiServer::HandleModel(std::string_view encoded_id, HttpResponder& res) {
 }
 
 void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
-  auto parsed_body = ParseUntrustedJson(req.body);
-  std::string().swap(req.body);
+  const std::string body = std::move(req.body);
+  auto parsed_body = ParseUntrustedJson(body);
   if (!parsed_body.ok())
     return SendError(res, BadRequest("the request body is not acceptable JSON: " +
                                      parsed_body.status().message()));
@@ -373,25 +372,17 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
     if (!j[name].is_boolean()) return std::nullopt;
     return j[name].get<bool>();
   };
-  const auto add_generation_prompt = flag("add_generation_prompt", true);
   const auto return_strs = flag("return_token_strs", false);
-  if (!add_generation_prompt)
-    return SendError(
-        res, BadRequest("'add_generation_prompt' must be a boolean", "add_generation_prompt"));
   if (!return_strs)
     return SendError(res, BadRequest("'return_token_strs' must be a boolean", "return_token_strs"));
   std::vector<int32_t> ids;
   if (j.contains("prompt") && j["prompt"].is_string()) {
     ids = tokenizer_->Encode(j["prompt"].get<std::string>(), /*allow_special=*/true);
   } else if (j.contains("messages")) {
-    if (!j["messages"].is_array())
-      return SendError(res, BadRequest("'messages' must be a list", "messages"));
-    Json conv = {{"messages", j["messages"]}, {"add_generation_prompt", *add_generation_prompt}};
-    auto parsed = ChatConversationFromJson(conv);
-    if (!parsed.ok()) return SendError(res, BadRequest(parsed.status().message(), "messages"));
-    auto rendered = RenderQwen25ChatWithControls(*parsed);
-    if (!rendered.ok()) return SendError(res, BadRequest(rendered.status().message(), "messages"));
-    ids = EncodeChatPrompt(*rendered, *tokenizer_);
+    // The prompt the chat endpoint would build (tools, developer role and all).
+    auto prompt = ParseChatPrompt(body, api_context_);
+    if (auto* err = std::get_if<ApiError>(&prompt)) return SendError(res, *err);
+    ids = std::move(std::get<std::vector<int32_t>>(prompt));
   } else {
     return SendError(res, BadRequest("'prompt' (a string) or 'messages' is required", "prompt"));
   }

@@ -117,6 +117,14 @@ void ParsePrompts(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
 }
 
 void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  // vLLM refuses a template sent with the request unless started with
+  // --trust-request-chat-template; here there is one template, the model's.
+  const Json* kwargs = Field(body, "chat_template_kwargs");
+  if (Field(body, "chat_template") ||
+      (kwargs != nullptr && kwargs->is_object() && Field(*kwargs, "chat_template")))
+    Fail("chat_template",
+         "a chat template sent with the request is not supported: the server renders the "
+         "model's own (Qwen2.5 ChatML)");
   const Json* m = Field(body, "messages");
   if (m == nullptr || !m->is_array() || m->empty())
     Fail("messages", "'messages' must be a non-empty list");
@@ -487,7 +495,7 @@ void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
                                  ctx.max_logprob_entries));
 }
 
-ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& ctx) {
+Json ParseBody(std::string_view text) {
   std::string where;
   auto parsed = ParseUntrustedJson(text, kMaxJsonDepth, &where);
   if (!parsed.ok()) {
@@ -495,9 +503,12 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
                     ? "the request body is not acceptable JSON: " + parsed.status().message()
                     : fmt::format("'{}': {}", where, parsed.status().message()));
   }
-  Json& body = *parsed;
-  if (!body.is_object()) Fail("", "the request body must be a JSON object");
+  if (!parsed->is_object()) Fail("", "the request body must be a JSON object");
+  return std::move(*parsed);
+}
 
+ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& ctx) {
+  Json body = ParseBody(text);
   ParsedRequest out;
   out.endpoint = endpoint;
   out.model = GetString(body, "model", 1024);
@@ -556,16 +567,38 @@ std::vector<int32_t> EncodeChatPrompt(const RenderedChat& rendered, const Tokeni
   return ids;
 }
 
-std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::string_view body,
-                                                   const ApiContext& context) {
+namespace {
+
+// parse() as a value or the error an Invalid (or a type check missed) stands for.
+template <class T, class Parser>
+std::variant<T, ApiError> Guarded(Parser parse) {
   try {
-    return Parse(endpoint, body, context);
+    return parse();
   } catch (const Invalid& e) {
     return e.error;
   } catch (const nlohmann::json::exception&) {
     // A type check missed above: the library's text names its internals, not the field.
     return BadRequest("malformed request: a field has the wrong type");
   }
+}
+
+}  // namespace
+
+std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::string_view body,
+                                                   const ApiContext& context) {
+  return Guarded<ParsedRequest>([&] { return Parse(endpoint, body, context); });
+}
+
+std::variant<std::vector<int32_t>, ApiError> ParseChatPrompt(std::string_view body,
+                                                             const ApiContext& context) {
+  return Guarded<std::vector<int32_t>>([&] {
+    Json parsed = ParseBody(body);
+    ParsedRequest out;
+    out.endpoint = Endpoint::kChat;
+    ParseTools(parsed, &out);  // checks the tools; tool_choice "none" leaves them out
+    ParseMessages(parsed, context, &out);
+    return std::move(out.prompts[0]);
+  });
 }
 
 }  // namespace tinyserve

@@ -414,6 +414,51 @@ TEST_F(OpenAiApiTest, ToolCallOutputBecomesOpenAiToolCalls) {
   EXPECT_EQ(finish, "tool_calls");
 }
 
+TEST_F(OpenAiApiTest, TokenizeRendersTheChatPromptTheChatEndpointWould) {
+  ctx_.max_model_len = 4096;  // room for the tools' system turn
+  const std::string tools =
+      R"("tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}])";
+  const std::vector<std::string> bodies = {
+      R"({"messages":[{"role":"developer","content":"be brief"},{"role":"user","content":"hi"}]})",
+      R"({"messages":[{"role":"user","content":"hi"}],)" + tools + "}",
+      R"({"messages":[{"role":"user","content":"hi"}],"tool_choice":"none",)" + tools + "}",
+      R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"He"}],)"
+      R"("add_generation_prompt":false,"continue_final_message":true})",
+  };
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    const auto ids = ParseChatPrompt(body, ctx_);
+    ASSERT_TRUE(std::holds_alternative<std::vector<int32_t>>(ids));
+    EXPECT_EQ(std::get<std::vector<int32_t>>(ids), ParseOk(Endpoint::kChat, body).prompts[0]);
+  }
+  // Tools change the prompt (their descriptions go into the system turn), "none" drops them.
+  EXPECT_GT(
+      ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}],)" + tools + "}")
+          .prompts[0]
+          .size(),
+      ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}]})")
+              .prompts[0]
+              .size() +
+          20);
+  const auto bad = ParseChatPrompt(R"({"messages":[{"role":"wizard","content":"hi"}]})", ctx_);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(bad));
+  EXPECT_EQ(std::get<ApiError>(bad).param, "messages");
+}
+
+TEST_F(OpenAiApiTest, ATemplateSentWithTheRequestIsRefusedAsVllmDoes) {
+  ExpectBadField("\"chat_template\":\"{{ messages }}\"", "chat_template", Endpoint::kChat);
+  ExpectBadField("\"chat_template_kwargs\":{\"chat_template\":\"x\"}", "chat_template",
+                 Endpoint::kChat);
+  const auto bad = ParseChatPrompt(
+      R"({"messages":[{"role":"user","content":"hi"}],"chat_template":"{{ messages }}"})", ctx_);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(bad));
+  EXPECT_EQ(std::get<ApiError>(bad).param, "chat_template");
+  // Other template arguments (Qwen3's enable_thinking, say) change nothing here.
+  ParseOk(Endpoint::kChat,
+          R"({"messages":[{"role":"user","content":"hi"}],)"
+          R"("chat_template_kwargs":{"enable_thinking":false},"chat_template":null})");
+}
+
 TEST_F(OpenAiApiTest, SseEventsAreDataLinesEndedByABlankLine) {
   EXPECT_EQ(SseEvent("{\"a\":1}"), "data: {\"a\":1}\n\n");
 }

@@ -239,6 +239,18 @@ test('return_token_ids (vLLM): the rendered prompt and the output ids, streamed 
   });
   assert.deepEqual(plain.choices[0].prompt_token_ids, rendered.tokens);
   assert.deepEqual(plain.choices[0].token_ids, ids);
+  // /tokenize renders what the chat endpoint does: tools, the developer role and all.
+  const withTools = {
+    messages: [{ role: 'developer', content: 'Be brief.' }, ...messages],
+    tools: [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }],
+  };
+  const toolChat = await client.chat.completions.create({
+    model: MODEL, ...withTools, max_tokens: 1, return_token_ids: true,
+  });
+  const toolTok = (await post(`${server.url}/tokenize`, { model: MODEL, ...withTools }, auth)).body;
+  assert.deepEqual(toolTok.tokens, toolChat.prompt_token_ids);
+  assert.equal(toolTok.count, toolChat.usage.prompt_tokens);
+  assert.ok(toolTok.count > rendered.count + 20);  // the tool's description is in it
 });
 
 test('remote tokenizer probe (lm-evaluation-harness): /tokenizer_info and /tokenize', async () => {
