@@ -453,6 +453,18 @@ void ParseConstraints(Json& body, ParsedRequest* out) {
   if (!found.empty()) out->constraint = std::move(found[0]);
 }
 
+// Asks this server cannot honour, refused rather than quietly answered another way (vLLM refuses
+// `suffix` too; a fill-in-the-middle client then falls back to plain continuation).
+void ParseUnsupported(const Json& body, const ParsedRequest& out) {
+  if (out.endpoint == Endpoint::kCompletions && Field(body, "suffix"))
+    Fail("suffix", "'suffix' (fill-in-the-middle) is not supported");
+  if (GetBool(body, "use_beam_search", false))
+    Fail("use_beam_search", "beam search is not supported");
+  if (auto best_of = GetInt(body, "best_of", 1, INT32_MAX); best_of && *best_of > out.base.n)
+    Fail("best_of",
+         "'best_of' greater than 'n' is not supported (every choice generated is returned)");
+}
+
 // What the request would cost as a whole: sequences, KV blocks if its n choices all run at
 // once, and the size of a response built in memory.
 void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
@@ -535,6 +547,7 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   ParseStop(body, ctx, &out.base.stop);
   ParseLimits(body, ctx, &out);
   out.base.n = int32_t(GetInt(body, "n", 1, ctx.max_n).value_or(1));
+  ParseUnsupported(body, out);
   out.base.priority = int32_t(GetInt(body, "priority", -1000000, 1000000).value_or(0));
   if (out.base.priority != 0 && !ctx.allow_priority)
     Fail("priority",

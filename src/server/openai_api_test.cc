@@ -459,6 +459,18 @@ TEST_F(OpenAiApiTest, ATemplateSentWithTheRequestIsRefusedAsVllmDoes) {
           R"("chat_template_kwargs":{"enable_thinking":false},"chat_template":null})");
 }
 
+TEST_F(OpenAiApiTest, AsksTheServerCannotHonourAre400NotIgnored) {
+  ExpectBadField("\"suffix\":\"}\"", "suffix");
+  ExpectBadField("\"use_beam_search\":true", "use_beam_search");
+  ExpectBadField("\"use_beam_search\":true", "use_beam_search", Endpoint::kChat);
+  ExpectBadField("\"best_of\":2", "best_of");
+  ExpectBadField("\"best_of\":3,\"n\":2", "best_of", Endpoint::kChat);
+  ExpectBadField("\"best_of\":0", "best_of");
+  // What changes nothing is accepted: best_of equal to n, no beam search, a null suffix.
+  ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","best_of":2,"n":2,"suffix":null})");
+  ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","best_of":1,"use_beam_search":false})");
+}
+
 TEST_F(OpenAiApiTest, SseEventsAreDataLinesEndedByABlankLine) {
   EXPECT_EQ(SseEvent("{\"a\":1}"), "data: {\"a\":1}\n\n");
 }
