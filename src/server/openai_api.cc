@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "structured/tool_calls.h"
+#include "server/openai_constraints.h"
+#include "server/openai_fields.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/chat_template_json.h"
 #include "tokenizer/tokenizer.h"
@@ -16,72 +16,17 @@
 namespace tinyserve {
 namespace {
 
-using Json = nlohmann::ordered_json;
-
-// Thrown inside this file only, caught by ParseRequest: keeps the field-by-field checks flat.
-struct Invalid {
-  ApiError error;
-};
-
-[[noreturn]] void Fail(std::string param, std::string message) {
-  throw Invalid{BadRequest(std::move(message), std::move(param))};
-}
-
-const Json* Field(const Json& body, const char* name) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-bool GetBool(const Json& body, const char* name, bool fallback) {
-  const Json* v = Field(body, name);
-  if (v == nullptr) return fallback;
-  if (!v->is_boolean()) Fail(name, fmt::format("'{}' must be a boolean", name));
-  return v->get<bool>();
-}
-
-std::optional<double> GetNumber(const Json& body, const char* name, double lo, double hi) {
-  const Json* v = Field(body, name);
-  if (v == nullptr) return std::nullopt;
-  if (!v->is_number()) Fail(name, fmt::format("'{}' must be a number", name));
-  const double x = v->get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi)
-    Fail(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
-  return x;
-}
-
-std::optional<int64_t> GetInt(const Json& body, const char* name, int64_t lo, int64_t hi) {
-  const Json* v = Field(body, name);
-  if (v == nullptr) return std::nullopt;
-  if (!v->is_number_integer()) Fail(name, fmt::format("'{}' must be an integer", name));
-  const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
-                        ? INT64_MAX
-                        : v->get<int64_t>();
-  if (x < lo || x > hi)
-    Fail(name, fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x));
-  return x;
-}
-
-std::string GetString(const Json& body, const char* name, size_t max_bytes) {
-  const Json* v = Field(body, name);
-  if (v == nullptr) return "";
-  if (!v->is_string()) Fail(name, fmt::format("'{}' must be a string", name));
-  std::string s = v->get<std::string>();
-  if (s.size() > max_bytes)
-    Fail(name, fmt::format("'{}' is longer than {} bytes", name, max_bytes));
-  return s;
-}
-
-std::vector<int32_t> TokenIds(const Json& list, const char* param, int64_t vocab_size) {
-  std::vector<int32_t> ids;
-  ids.reserve(list.size());
-  for (const Json& t : list) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab_size)
-      Fail(param, fmt::format("'{}' holds a token id outside [0, {})", param, vocab_size));
-    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
-  }
-  return ids;
-}
+using openai_parse::Fail;
+using openai_parse::Field;
+using openai_parse::GetBool;
+using openai_parse::GetInt;
+using openai_parse::GetNumber;
+using openai_parse::GetString;
+using openai_parse::Invalid;
+using openai_parse::Json;
+using openai_parse::ParseConstraints;
+using openai_parse::ParseTools;
+using openai_parse::TokenIds;
 
 void ParsePrompts(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
   const Json* p = Field(body, "prompt");
@@ -153,6 +98,21 @@ void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
   if (!prompt.ok()) Fail("messages", prompt.status().message());
   out->prompts.push_back(EncodeChatPrompt(*prompt, *ctx.tokenizer));
   out->prompt_texts.push_back(std::move(prompt->text));
+}
+
+// vLLM's `truncate_prompt_tokens: k`: each prompt keeps its last k tokens (-1: the context
+// length), before the length checks; an echoed prompt is the kept part.
+void TruncatePrompts(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
+  auto k = GetInt(body, "truncate_prompt_tokens", -1, ctx.max_model_len);
+  if (!k) return;
+  if (*k == 0) Fail("truncate_prompt_tokens", "'truncate_prompt_tokens' must be -1 or at least 1");
+  const size_t keep = *k == -1 ? static_cast<size_t>(ctx.max_model_len) : static_cast<size_t>(*k);
+  for (size_t i = 0; i < out->prompts.size(); ++i) {
+    std::vector<int32_t>& prompt = out->prompts[i];
+    if (prompt.size() <= keep) continue;
+    prompt.erase(prompt.begin(), prompt.end() - static_cast<std::ptrdiff_t>(keep));
+    out->prompt_texts[i] = ctx.tokenizer->Decode(prompt);
+  }
 }
 
 void ParseStop(const Json& body, const ApiContext& ctx, StopConditions* stop) {
@@ -292,172 +252,18 @@ void ParseLogprobs(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
   s.top_logprobs = int32_t(top);
 }
 
-using structured::GrammarKind;
-
-// A schema given as an object (or a boolean schema), or as JSON text (vLLM accepts both).
-std::string SchemaText(const Json& schema, const std::string& param) {
-  if (schema.is_object() || schema.is_boolean()) return schema.dump();
-  if (schema.is_string()) {
-    auto parsed = ParseUntrustedJson(schema.get<std::string>());
-    if (!parsed.ok()) Fail(param, fmt::format("'{}': {}", param, parsed.status().message()));
-    if (!(parsed->is_object() || parsed->is_boolean()))
-      Fail(param, fmt::format("'{}' is not a JSON Schema object", param));
-    return parsed->dump();
-  }
-  Fail(param, fmt::format("'{}' must be a JSON Schema object", param));
-}
-
-std::string ChoiceText(const Json& choices, const std::string& param) {
-  if (!choices.is_array() || choices.empty())
-    Fail(param, fmt::format("'{}' must be a non-empty list of strings", param));
-  for (const Json& c : choices)
-    if (!c.is_string()) Fail(param, fmt::format("'{}' entries must be strings", param));
-  return choices.dump();
-}
-
-std::string StringOf(const Json& v, const std::string& param) {
-  if (!v.is_string() || v.get<std::string>().empty())
-    Fail(param, fmt::format("'{}' must be a non-empty string", param));
-  return v.get<std::string>();
-}
-
-// Every way a request can ask for structured output; at most one may be used.
-std::vector<OutputConstraint> FindConstraints(const Json& body) {
-  std::vector<OutputConstraint> found;
-  auto add = [&](GrammarKind kind, std::string text, std::string param) {
-    found.push_back({kind, std::move(text), std::move(param)});
-  };
-  if (const Json* rf = Field(body, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      Fail("response_format", "'response_format' must be an object with a string 'type'");
-    const std::string type = (*rf)["type"].get<std::string>();
-    if (type == "json_object") {
-      add(GrammarKind::kJsonObject, "", "response_format");
-    } else if (type == "json_schema") {
-      const Json* js = Field(*rf, "json_schema");
-      if (js == nullptr || !js->is_object())
-        Fail("response_format", "response_format 'json_schema' must be an object");
-      const Json* schema = Field(*js, "schema");
-      // OpenAI: a json_schema without a schema allows any JSON object.
-      if (schema == nullptr) {
-        add(GrammarKind::kJsonObject, "", "response_format");
-      } else {
-        add(GrammarKind::kJsonSchema, SchemaText(*schema, "response_format"), "response_format");
-      }
-    } else if (type != "text") {
-      Fail("response_format", fmt::format("unknown response_format type '{}'", type));
-    }
-  }
-  if (const Json* so = Field(body, "structured_outputs")) {
-    if (!so->is_object()) Fail("structured_outputs", "'structured_outputs' must be an object");
-    for (const auto& [key, value] : so->items()) {
-      if (value.is_null()) continue;
-      const std::string param = "structured_outputs." + key;
-      if (key == "json") {
-        add(GrammarKind::kJsonSchema, SchemaText(value, param), param);
-      } else if (key == "regex") {
-        add(GrammarKind::kRegex, StringOf(value, param), param);
-      } else if (key == "choice") {
-        add(GrammarKind::kChoice, ChoiceText(value, param), param);
-      } else if (key == "grammar") {
-        add(GrammarKind::kGbnf, StringOf(value, param), param);
-      } else if (key == "json_object") {
-        if (!value.is_boolean()) Fail(param, fmt::format("'{}' must be a boolean", param));
-        if (value.get<bool>()) add(GrammarKind::kJsonObject, "", param);
-      } else if (key == "disable_any_whitespace" || key == "disable_fallback" ||
-                 key == "disable_additional_properties") {
-        if (!value.is_boolean()) Fail(param, fmt::format("'{}' must be a boolean", param));
-      } else {
-        Fail(param, fmt::format("structured_outputs '{}' is not supported (supported: json, "
-                                "regex, choice, grammar, json_object)",
-                                key));
-      }
-    }
-  }
-  if (const Json* v = Field(body, "guided_json"))
-    add(GrammarKind::kJsonSchema, SchemaText(*v, "guided_json"), "guided_json");
-  if (const Json* v = Field(body, "guided_regex"))
-    add(GrammarKind::kRegex, StringOf(*v, "guided_regex"), "guided_regex");
-  if (const Json* v = Field(body, "guided_choice"))
-    add(GrammarKind::kChoice, ChoiceText(*v, "guided_choice"), "guided_choice");
-  if (const Json* v = Field(body, "guided_grammar"))
-    add(GrammarKind::kGbnf, StringOf(*v, "guided_grammar"), "guided_grammar");
-  if (const Json* v = Field(body, "json_schema"))  // llama.cpp
-    add(GrammarKind::kJsonSchema, SchemaText(*v, "json_schema"), "json_schema");
-  if (const Json* v = Field(body, "grammar"))  // llama.cpp GBNF
-    add(GrammarKind::kGbnf, StringOf(*v, "grammar"), "grammar");
-  GetString(body, "guided_decoding_backend", 64);  // accepted; tinyserve has one backend
-  if (Field(body, "guided_whitespace_pattern"))
-    Fail("guided_whitespace_pattern", "'guided_whitespace_pattern' is not supported");
-  return found;
-}
-
-// tools + tool_choice (chat). Returns the tool-call constraint for "required" / a named
-// function; sets parse_tool_calls; drops the tools from the prompt for "none" (as vLLM does).
-std::optional<OutputConstraint> ParseTools(Json& body, ParsedRequest* out) {
-  const Json* tools = Field(body, "tools");
-  const Json* choice = Field(body, "tool_choice");
-  if (tools != nullptr) {
-    if (!tools->is_array()) Fail("tools", "'tools' must be a list");
-    if (tools->size() > 128) Fail("tools", "at most 128 tools");
-    for (const Json& t : *tools) {
-      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
-          !t["function"].is_object() || !t["function"].contains("name") ||
-          !t["function"]["name"].is_string())
-        Fail("tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
-    }
-  }
-  const bool has_tools = tools != nullptr && !tools->empty();
-  std::string mode = has_tools ? "auto" : "none";
-  std::optional<std::string> function;
-  if (choice != nullptr) {
-    if (choice->is_string()) {
-      mode = choice->get<std::string>();
-      if (mode != "none" && mode != "auto" && mode != "required")
-        Fail("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or a function");
-    } else if (choice->is_object() && choice->contains("function") &&
-               (*choice)["function"].is_object() && (*choice)["function"].contains("name") &&
-               (*choice)["function"]["name"].is_string()) {
-      mode = "function";
-      function = (*choice)["function"]["name"].get<std::string>();
-    } else {
-      Fail("tool_choice",
-           "'tool_choice' must be a string or {\"type\": \"function\", "
-           "\"function\": {\"name\": ...}}");
-    }
-    if (mode != "none" && !has_tools)
-      Fail("tool_choice",
-           fmt::format("tool_choice '{}' needs a non-empty 'tools' list", function.value_or(mode)));
-  }
-  if (mode == "none") {
-    body.erase("tools");
-    return std::nullopt;
-  }
-  out->parse_tool_calls = true;
-  if (mode == "auto") return std::nullopt;
-  auto spec = structured::ToolCallGrammarSpec(tools->dump(), function);
-  if (!spec.ok()) Fail("tool_choice", spec.status().message());
-  return OutputConstraint{GrammarKind::kToolCalls, std::move(*spec), "tool_choice"};
-}
-
-void ParseConstraints(Json& body, ParsedRequest* out) {
-  std::vector<OutputConstraint> found = FindConstraints(body);
-  if (out->endpoint == Endpoint::kChat) {
-    if (auto tools = ParseTools(body, out)) found.push_back(std::move(*tools));
-  } else if (Field(body, "tools") || Field(body, "tool_choice")) {
-    Fail("tools", "'tools' and 'tool_choice' are for /v1/chat/completions");
-  }
-  if (found.size() > 1)
-    Fail(found[1].param, fmt::format("'{}' and '{}' both constrain the output; use one",
-                                     found[0].param, found[1].param));
-  if (!found.empty()) out->constraint = std::move(found[0]);
-}
-
 // Asks this server cannot honour, refused rather than quietly answered another way (vLLM refuses
 // `suffix` too; a fill-in-the-middle client then falls back to plain continuation).
 void ParseUnsupported(const Json& body, const ParsedRequest& out) {
   if (out.endpoint == Endpoint::kCompletions && Field(body, "suffix"))
     Fail("suffix", "'suffix' (fill-in-the-middle) is not supported");
+  for (const char* name : {"allowed_token_ids", "bad_words", "prompt_embeds"}) {
+    const Json* v = Field(body, name);
+    if (v != nullptr && !(v->is_array() && v->empty()))
+      Fail(name, fmt::format("'{}' is not supported", name));
+  }
+  if (GetBool(body, "return_tokens_as_token_ids", false))
+    Fail("return_tokens_as_token_ids", "'return_tokens_as_token_ids' is not supported");
   if (GetBool(body, "use_beam_search", false))
     Fail("use_beam_search", "beam search is not supported");
   if (auto best_of = GetInt(body, "best_of", 1, INT32_MAX); best_of && *best_of > out.base.n)
@@ -542,6 +348,7 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
   } else {
     ParseMessages(body, ctx, &out);
   }
+  TruncatePrompts(body, ctx, &out);
   ParseSampling(body, ctx, &out.base.sampling);
   ParseLogprobs(body, ctx, &out);
   ParseStop(body, ctx, &out.base.stop);

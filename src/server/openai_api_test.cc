@@ -466,9 +466,48 @@ TEST_F(OpenAiApiTest, AsksTheServerCannotHonourAre400NotIgnored) {
   ExpectBadField("\"best_of\":2", "best_of");
   ExpectBadField("\"best_of\":3,\"n\":2", "best_of", Endpoint::kChat);
   ExpectBadField("\"best_of\":0", "best_of");
-  // What changes nothing is accepted: best_of equal to n, no beam search, a null suffix.
+  ExpectBadField("\"allowed_token_ids\":[1,2]", "allowed_token_ids");
+  ExpectBadField("\"bad_words\":[\"x\"]", "bad_words", Endpoint::kChat);
+  ExpectBadField("\"prompt_embeds\":\"AAAA\"", "prompt_embeds");
+  ExpectBadField("\"return_tokens_as_token_ids\":true", "return_tokens_as_token_ids");
+  // What changes nothing is accepted: best_of equal to n, no beam search, a null suffix, empty
+  // lists.
   ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","best_of":2,"n":2,"suffix":null})");
-  ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","best_of":1,"use_beam_search":false})");
+  ParseOk(Endpoint::kCompletions,
+          R"({"prompt":"hi","best_of":1,"use_beam_search":false,"bad_words":[]})");
+}
+
+TEST_F(OpenAiApiTest, TruncatePromptTokensKeepsTheLastTokens) {
+  const ParsedRequest whole =
+      ParseOk(Endpoint::kCompletions, R"({"prompt":[1,2,3,4,5,6],"echo":true})");
+  const ParsedRequest cut = ParseOk(
+      Endpoint::kCompletions, R"({"prompt":[1,2,3,4,5,6],"echo":true,"truncate_prompt_tokens":4})");
+  EXPECT_EQ(cut.prompts[0], (std::vector<int32_t>{3, 4, 5, 6}));
+  EXPECT_EQ(cut.prompt_texts[0], tokenizer_->Decode(std::vector<int32_t>{3, 4, 5, 6}));
+  EXPECT_EQ(
+      ParseOk(Endpoint::kCompletions, R"({"prompt":[1,2],"truncate_prompt_tokens":4})").prompts[0],
+      (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(whole.prompts[0].size(), 6u);
+  // A prompt longer than the context (64 here) fits once cut; -1 cuts it to the context, which
+  // leaves no room for the completion.
+  std::string long_prompt = "[";
+  for (int i = 0; i < 100; ++i) long_prompt += (i ? "," : "") + std::to_string(i + 1);
+  long_prompt += "]";
+  ExpectBadField("\"prompt\":" + long_prompt, "prompt");
+  EXPECT_EQ(ParseOk(Endpoint::kCompletions, R"({"prompt":)" + long_prompt +
+                                                R"(,"max_tokens":4,"truncate_prompt_tokens":60})")
+                .prompts[0]
+                .front(),
+            41);
+  const ParsedRequest chat = ParseOk(
+      Endpoint::kChat,
+      R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":1,"truncate_prompt_tokens":5})");
+  EXPECT_EQ(chat.prompts[0].size(), 5u);
+  EXPECT_NE(Error("\"prompt\":" + long_prompt + ",\"truncate_prompt_tokens\":-1")
+                .message.find("(64 in the prompt"),
+            std::string::npos);
+  ExpectBadField("\"truncate_prompt_tokens\":0", "truncate_prompt_tokens");
+  ExpectBadField("\"truncate_prompt_tokens\":65", "truncate_prompt_tokens");
 }
 
 TEST_F(OpenAiApiTest, SseEventsAreDataLinesEndedByABlankLine) {

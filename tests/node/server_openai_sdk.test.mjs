@@ -253,6 +253,22 @@ test('return_token_ids (vLLM): the rendered prompt and the output ids, streamed 
   assert.ok(toolTok.count > rendered.count + 20);  // the tool's description is in it
 });
 
+test('truncate_prompt_tokens keeps the last tokens; asks the server cannot honour are 400s', async () => {
+  const prompt = [9707, 1052, 11, 1879, 374, 264, 1273, 13];
+  const cut = await client.completions.create({
+    model: MODEL, prompt, max_tokens: 5, temperature: 0, truncate_prompt_tokens: 3,
+  });
+  const tail = await client.completions.create({
+    model: MODEL, prompt: prompt.slice(-3), max_tokens: 5, temperature: 0,
+  });
+  assert.equal(cut.usage.prompt_tokens, 3);
+  assert.equal(cut.choices[0].text, tail.choices[0].text);
+  for (const extra of [{ suffix: '}' }, { use_beam_search: true }, { best_of: 2 }]) {
+    await assert.rejects(client.completions.create({ model: MODEL, prompt: 'hi', ...extra }),
+      OpenAI.BadRequestError, JSON.stringify(extra));
+  }
+});
+
 test('remote tokenizer probe (lm-evaluation-harness): /tokenizer_info and /tokenize', async () => {
   const auth = { Authorization: 'Bearer sk-test' };
   const info = await fetch(`${server.url}/tokenizer_info`, { headers: auth });
