@@ -360,8 +360,8 @@ void ApiServer::HandleModel(std::string_view encoded_id, HttpResponder& res) {
 }
 
 void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
-  const std::string body = std::move(req.body);
-  auto parsed_body = ParseUntrustedJson(body);
+  auto parsed_body = ParseUntrustedJson(req.body);
+  std::string().swap(req.body);
   if (!parsed_body.ok())
     return SendError(res, BadRequest("the request body is not acceptable JSON: " +
                                      parsed_body.status().message()));
@@ -380,7 +380,7 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
     ids = tokenizer_->Encode(j["prompt"].get<std::string>(), /*allow_special=*/true);
   } else if (j.contains("messages")) {
     // The prompt the chat endpoint would build (tools, developer role and all).
-    auto prompt = ParseChatPrompt(body, api_context_);
+    auto prompt = ParseChatPrompt(std::move(*parsed_body), api_context_);  // j's last use
     if (auto* err = std::get_if<ApiError>(&prompt)) return SendError(res, *err);
     ids = std::move(std::get<std::vector<int32_t>>(prompt));
   } else {

@@ -409,14 +409,12 @@ std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::strin
   return Guarded<ParsedRequest>([&] { return Parse(endpoint, body, context); });
 }
 
-std::variant<std::vector<int32_t>, ApiError> ParseChatPrompt(std::string_view body,
-                                                             const ApiContext& context) {
+std::variant<std::vector<int32_t>, ApiError> ParseChatPrompt(Json body, const ApiContext& context) {
   return Guarded<std::vector<int32_t>>([&] {
-    Json parsed = ParseBody(body);
     ParsedRequest out;
     out.endpoint = Endpoint::kChat;
-    ParseTools(parsed, &out);  // checks the tools; tool_choice "none" leaves them out
-    ParseMessages(parsed, context, &out);
+    ParseTools(body, &out);  // checks the tools; tool_choice "none" leaves them out
+    ParseMessages(body, context, &out);
     return std::move(out.prompts[0]);
   });
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,10 +86,10 @@ std::vector<int32_t> EncodeChatPrompt(const RenderedChat& rendered, const Tokeni
 std::variant<ParsedRequest, ApiError> ParseRequest(Endpoint endpoint, std::string_view body,
                                                    const ApiContext& context);
 
-// /tokenize with `messages`: the token ids /v1/chat/completions renders from the same body
-// (messages, tools and tool_choice, add_generation_prompt, continue_final_message), or the 400 it
-// would answer.
-std::variant<std::vector<int32_t>, ApiError> ParseChatPrompt(std::string_view body,
+// /tokenize with `messages`: the token ids /v1/chat/completions renders from the same (already
+// parsed) body: messages, tools and tool_choice, add_generation_prompt, continue_final_message;
+// or the 400 it would answer.
+std::variant<std::vector<int32_t>, ApiError> ParseChatPrompt(nlohmann::ordered_json body,
                                                              const ApiContext& context);
 
 }  // namespace tinyserve

@@ -427,7 +427,7 @@ TEST_F(OpenAiApiTest, TokenizeRendersTheChatPromptTheChatEndpointWould) {
   };
   for (const std::string& body : bodies) {
     SCOPED_TRACE(body);
-    const auto ids = ParseChatPrompt(body, ctx_);
+    const auto ids = ParseChatPrompt(nlohmann::ordered_json::parse(body), ctx_);
     ASSERT_TRUE(std::holds_alternative<std::vector<int32_t>>(ids));
     EXPECT_EQ(std::get<std::vector<int32_t>>(ids), ParseOk(Endpoint::kChat, body).prompts[0]);
   }
@@ -440,7 +440,8 @@ TEST_F(OpenAiApiTest, TokenizeRendersTheChatPromptTheChatEndpointWould) {
               .prompts[0]
               .size() +
           20);
-  const auto bad = ParseChatPrompt(R"({"messages":[{"role":"wizard","content":"hi"}]})", ctx_);
+  const auto bad = ParseChatPrompt(
+      nlohmann::ordered_json::parse(R"({"messages":[{"role":"wizard","content":"hi"}]})"), ctx_);
   ASSERT_TRUE(std::holds_alternative<ApiError>(bad));
   EXPECT_EQ(std::get<ApiError>(bad).param, "messages");
 }
@@ -450,7 +451,9 @@ TEST_F(OpenAiApiTest, ATemplateSentWithTheRequestIsRefusedAsVllmDoes) {
   ExpectBadField("\"chat_template_kwargs\":{\"chat_template\":\"x\"}", "chat_template",
                  Endpoint::kChat);
   const auto bad = ParseChatPrompt(
-      R"({"messages":[{"role":"user","content":"hi"}],"chat_template":"{{ messages }}"})", ctx_);
+      nlohmann::ordered_json::parse(
+          R"({"messages":[{"role":"user","content":"hi"}],"chat_template":"{{ messages }}"})"),
+      ctx_);
   ASSERT_TRUE(std::holds_alternative<ApiError>(bad));
   EXPECT_EQ(std::get<ApiError>(bad).param, "chat_template");
   // Other template arguments (Qwen3's enable_thinking, say) change nothing here.
