@@ -176,7 +176,9 @@ TEST(MatMulHighBitsTest, OddSizesMatchTheFormulaOnEveryPath) {
   for (DType t : kHighTypes)
     for (const HighBitsCase& c :
          {HighBitsCase{1, 256, 1}, HighBitsCase{17, 256, 3}, HighBitsCase{37, 512, 9},
-          HighBitsCase{16, 768, 8}, HighBitsCase{5, 256, 17}, HighBitsCase{33, 256, 20}})
+          HighBitsCase{16, 768, 8}, HighBitsCase{5, 256, 17}, HighBitsCase{33, 256, 20},
+          // 4+ full row tiles: group pairs unpacked once for every tile (matmul_avx512.cc).
+          HighBitsCase{37, 512, 40}, HighBitsCase{64, 256, 37}})
       ExpectFormulaOnEveryPath(t, c, rng, /*threads_too=*/true);
 }
 

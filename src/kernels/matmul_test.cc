@@ -179,6 +179,7 @@ TEST_P(MatMulTypeTest, MatchesReferenceOnEveryIsaAtOddSizes) {
     for (int64_t num_rows : {1, 2, 3, 5, 8, 9}) RunCase(t, {rows, bs, num_rows}, rng);
   RunCase(t, {33, 2 * bs, 7}, rng);
   RunCase(t, {20, bs, 64}, rng);
+  RunCase(t, {37, 2 * bs, 40}, rng);  // group pairs unpacked once for 5 row tiles, an odd group
   RunCase(t, {3, bs, 512}, rng);
 }
 

@@ -2,7 +2,8 @@
 // quants of each of the 16 rows of a group; a broadcast of 4 activation bytes meets all 16 rows
 // in one vpdpbusd (u8 weights x s8 activations -> s32); each loaded weight register serves up
 // to 8 activation rows and each broadcast two groups (QuantTile). 4-, 5- and 6-bit quants are
-// unpacked in registers (and/shift/or, vpshufb through the format's 16-entry table). Float weights:
+// unpacked in registers (and/shift/or, vpshufb through the format's 16-entry table), or, for many
+// rows, once per group pair into a scratch that every row tile reads (UnpackPair). Float weights:
 // 4 weight rows x up to 4 activation rows of f32 FMA. GCC 12's AVX-512 headers trip -Wuninitialized
 // on their own _mm512_undefined_* helpers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -51,10 +52,41 @@ void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
 }
 
 // How the quants of a record are stored (matmul_internal.h): 8-bit, 4-bit (identity or a
-// codebook), 4-bit lines plus a high line of 1 (k5) or 2 (k6) bits per weight.
-enum class Quants { k8, k4, k4Table, k5, k6 };
+// codebook), 4-bit lines plus a high line of 1 (k5) or 2 (k6) bits per weight; kUnpacked: a
+// group pair's records already unpacked by UnpackGroup (UnpackedPair).
+enum class Quants { k8, k4, k4Table, k5, k6, kUnpacked };
 
 constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 ? 2 : 0; }
+
+// Row tiles from which a group pair is unpacked once, into 8-bit records and f32 scales that
+// every row tile then reads (UnpackGroup), instead of each tile unpacking the same records in
+// registers. Only for the formats whose unpacking is long: int8 scales times super-block factors
+// (k-quants, IQ4_XS) or high bits (Q5_0/Q5_1/Q5_K/Q6_K); per record and tile that work was about
+// half as many instructions as the 128 vpdpbusd, so at 512 rows Q4_K ran at ~45% of the int8 dot
+// peak and Q6_K at ~31-38% against Q8_0's ~60-70% (bench_matmul, Zen 5). Plain nibbles (Q4_0,
+// Q4_1, IQ4_NL) cost an and and a shift per line: unpacked ahead they measured no faster (and
+// 2-5% slower at 64 rows). Below 4 tiles the stores and reloads would cost about what they save.
+// The numbers are the same either way (the same bytes and scales reach the same sums).
+constexpr int64_t kUnpackMinTiles = 4;
+
+// A group pair's records as UnpackGroup leaves them: quants in the 8-bit layout
+// ([num_sub][S / 4][16 rows][4]), scales and offsets (formats with a minimum) as [num_sub][16] f32.
+struct UnpackedPair {
+  const uint8_t* quants[2];
+  const float* scales[2];
+  const float* offsets[2];
+};
+
+// Scales (i = 0) or offsets (i = 1) of sub-block b of the tile's group j.
+template <Quants kQ>
+inline __m512 TileScales(const PackedMatrix::Impl& w, const UnpackedPair* up, int64_t g, int j,
+                         int64_t b, int i) {
+  if constexpr (kQ == Quants::kUnpacked) {
+    return _mm512_load_ps((i == 0 ? up->scales[j] : up->offsets[j]) + b * kGroupRows);
+  } else {
+    return cpu::LoadScales(w, g + j, b, i);
+  }
+}
 
 // Output rows [m, m + MT) of row groups g .. g + NG - 1; [m, m + MT) is one whole tile of the
 // activations. Two groups per tile (NG = 2) load each broadcast activation once for both: with
@@ -73,9 +105,12 @@ constexpr int HighBits(Quants q) { return q == Quants::k5 ? 1 : q == Quants::k6 
 // record, and half the instantiations (this file's compile time had doubled).
 template <int MT, int NG, int SUB, bool kMin, Quants kQ>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               bool ahead, const uint8_t* next, int64_t next_step, const float* bias, float* out) {
+               bool ahead, const uint8_t* next, int64_t next_step, const float* bias, float* out,
+               const UnpackedPair* up = nullptr) {
+  constexpr bool kEightBit = kQ == Quants::k8 || kQ == Quants::kUnpacked;
   const uint8_t* rec[NG];
-  for (int j = 0; j < NG; ++j) rec[j] = w.Group(g + j);
+  for (int j = 0; j < NG; ++j) rec[j] = kQ == Quants::kUnpacked ? up->quants[j] : w.Group(g + j);
+  const int64_t rec_step = kQ == Quants::kUnpacked ? SUB * kGroupRows : w.record_bytes;
   const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
   const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
   const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
@@ -109,7 +144,7 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
       // Chunks c and c + 1 of each group: two 64-byte lines, or the two nibbles of one.
       __m512i wv[NG], wv2[NG];
       for (int j = 0; j < NG; ++j) {
-        if constexpr (kQ == Quants::k8) {
+        if constexpr (kEightBit) {
           wv[j] = _mm512_loadu_si512(rec[j] + c * 64);
           wv2[j] = _mm512_loadu_si512(rec[j] + c * 64 + 64);
         } else {
@@ -136,20 +171,64 @@ void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
     for (int j = 0; j < NG; ++j) {
       if constexpr (kSplit == 2)
         for (int r = 0; r < MT; ++r) dot[j][r] = _mm512_add_epi32(dot[j][r], dot2[j][r]);
-      const __m512 scale = cpu::LoadScales(w, g + j, b, 0);
+      const __m512 scale = TileScales<kQ>(w, up, g, j, b, 0);
       for (int r = 0; r < MT; ++r) {
         const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(sxb[r]));
         acc[j][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[j][r]), s, acc[j][r]);
       }
       if constexpr (kMin) {
-        const __m512 offset = cpu::LoadScales(w, g + j, b, 1);
+        const __m512 offset = TileScales<kQ>(w, up, g, j, b, 1);
         for (int r = 0; r < MT; ++r)
           acc[j][r] = _mm512_fmadd_ps(offset, _mm512_set1_ps(xsum[b * MT + r]), acc[j][r]);
       }
-      rec[j] += w.record_bytes;
+      rec[j] += rec_step;
     }
   }
   cpu::StoreGroups<NG, MT>(w, acc, g, m, bias, out);
+}
+
+// Group g's records unpacked for Quants::kUnpacked: each record's 4-bit lines (with their high
+// bits) as the 8-bit lines UnpackLine gives, its scales (and offsets) as LoadScales gives them.
+template <int SUB, bool kMin, Quants kQ>
+void UnpackGroup(const PackedMatrix::Impl& w, int64_t g, uint8_t* quants, float* scales,
+                 float* offsets) {
+  constexpr int kHigh = HighBits(kQ);
+  const __m512i table = cpu::NibbleTableVector(w);
+  const uint8_t* rec = w.Group(g);
+  for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
+    const __m512i hb =
+        kHigh > 0 ? _mm512_loadu_si512(rec + SUB * kGroupRows / 2) : _mm512_setzero_si512();
+    uint8_t* q = quants + b * SUB * kGroupRows;
+    for (int p = 0; p < SUB / 8; ++p) {
+      __m512i low, high;
+      cpu::UnpackLine<kQ == Quants::k4Table, kHigh>(rec, p, table, hb, &low, &high);
+      _mm512_store_si512(q + p * 128, low);
+      _mm512_store_si512(q + p * 128 + 64, high);
+    }
+    _mm512_store_ps(scales + b * kGroupRows, cpu::LoadScales(w, g, b, 0));
+    if constexpr (kMin) _mm512_store_ps(offsets + b * kGroupRows, cpu::LoadScales(w, g, b, 1));
+  }
+}
+
+// Unpacks groups g and g + 1 into this thread's scratch (grown to the largest matrix seen, kept
+// between calls) and returns where they are.
+template <int SUB, bool kMin, Quants kQ>
+UnpackedPair UnpackPair(const PackedMatrix::Impl& w, int64_t g) {
+  thread_local AlignedBuffer<uint8_t> scratch;
+  const int64_t quant_bytes = w.num_sub * SUB * kGroupRows;
+  const int64_t scale_floats = w.num_sub * kGroupRows;
+  const int64_t per_group = quant_bytes + 2 * scale_floats * int64_t{sizeof(float)};
+  if (static_cast<int64_t>(scratch.size()) < 2 * per_group) scratch.Resize(2 * per_group);
+  UnpackedPair up;
+  for (int j = 0; j < 2; ++j) {
+    uint8_t* base = scratch.data() + j * per_group;
+    auto* scales = reinterpret_cast<float*>(base + quant_bytes);
+    UnpackGroup<SUB, kMin, kQ>(w, g + j, base, scales, scales + scale_floats);
+    up.quants[j] = base;
+    up.scales[j] = scales;
+    up.offsets[j] = scales + scale_floats;
+  }
+  return up;
 }
 
 // Rows [m, m_end) (a short last tile, under 8 rows) of group g.
@@ -185,8 +264,15 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
   const int64_t full_end = m_begin + (m_end - m_begin) / 8 * 8;
   const int64_t tiles = (m_end - m_begin + 7) / 8;
   const int64_t group_bytes = w.num_sub * w.record_bytes;
+  // Full tiles enough to unpack each group pair once (kUnpackMinTiles), for the formats above.
+  const bool unpack = kQ != Quants::k8 && (w.int_scales || w.high_bits > 0) &&
+                      full_end - m_begin >= kUnpackMinTiles * 8;
   for (int64_t g = g_begin; g < g_end; g += 2) {
     const int ng = g + 2 <= g_end ? 2 : 1;
+    UnpackedPair up{};
+    if constexpr (kQ != Quants::k8) {
+      if (unpack && ng == 2) up = UnpackPair<SUB, kMin, kQ>(w, g);
+    }
     // The next pair's records (none past this range), and each tile's share of them.
     const uint8_t* next = w.Group(g) + ng * group_bytes;
     const int64_t next_groups = std::min<int64_t>(2, g_end - g - ng);
@@ -199,6 +285,14 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
       // (nothing requested them before it).
       const bool ahead = m == m_begin && (g == g_begin || tiles == 1);
       if (m < full_end && ng == 2) {
+        if constexpr (kQ != Quants::k8) {
+          if (unpack) {
+            // The records were read by UnpackPair: nothing of them to request ahead.
+            QuantTile<8, 2, SUB, kMin, Quants::kUnpacked>(w, a, g, m, false, nt, step, bias, out,
+                                                          &up);
+            continue;
+          }
+        }
         QuantTile<8, 2, SUB, kMin, kQ>(w, a, g, m, ahead, nt, step, bias, out);
         continue;
       }
