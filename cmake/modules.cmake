@@ -16,14 +16,19 @@ function(tinyserve_module name)
       list(APPEND test_srcs ${src})
     else()
       list(APPEND lib_srcs ${src})
+      # Per-ISA files keep their own translation unit: their flags must not reach the others.
       if(src MATCHES "_avx512\\.cc$")
-        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${TINYSERVE_AVX512_FLAGS}")
+        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${TINYSERVE_AVX512_FLAGS}"
+            SKIP_UNITY_BUILD_INCLUSION ON)
       elseif(src MATCHES "_avx2\\.cc$")
-        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${TINYSERVE_AVX2_FLAGS}")
+        set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${TINYSERVE_AVX2_FLAGS}"
+            SKIP_UNITY_BUILD_INCLUSION ON)
       endif()
     endif()
   endforeach()
   add_library(tinyserve_${name} STATIC ${lib_srcs})
+  set_target_properties(tinyserve_${name} PROPERTIES UNITY_BUILD ${TINYSERVE_UNITY_BUILD}
+      UNITY_BUILD_BATCH_SIZE 0)
   target_include_directories(tinyserve_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
   target_link_libraries(tinyserve_${name} PUBLIC ${ARG_DEPS})
   target_compile_definitions(tinyserve_${name} PUBLIC TINYSERVE_VERSION="${PROJECT_VERSION}")

@@ -16,7 +16,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Duration(double s) {
+std::string MinutesAndSeconds(double s) {
   s = std::max(0.0, s);
   if (s < 60) return fmt::format("{:.0f}s", s);
   return fmt::format("{}m{:02.0f}s", static_cast<int>(s / 60), std::fmod(s, 60.0));
@@ -83,7 +83,7 @@ class Runner {
                    "{}[level {}] {:>12}  {:5.1f}/{:.0f} s  done {}  failed {}  "
                    "in flight {}  ETA {}{}",
                    tty_ ? "\r" : "", slot, label, p.elapsed_s, planned, p.completed, p.failed,
-                   p.in_flight, Duration(eta), tty_ ? "   " : "\n");
+                   p.in_flight, MinutesAndSeconds(eta), tty_ ? "   " : "\n");
         std::fflush(plan_.progress);
       };
     }

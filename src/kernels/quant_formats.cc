@@ -8,23 +8,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/block_bytes.h"
 #include "kernels/convert.h"
 #include "kernels/quant_blocks.h"
 
 namespace tinyserve::kernels {
 namespace {
-
-uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t LoadU32(const uint8_t* p) {
-  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
-}
-void StoreU16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void StoreU32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 // Nibbles of the 16 bytes at qs (weights j and j + 16) plus, for 5-bit types, bit j of qh.
 void DecodeNibbles(const uint8_t* qs, uint32_t qh, uint8_t* q) {

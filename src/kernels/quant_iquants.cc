@@ -13,6 +13,7 @@
 // The single-scale formats (TQ*, Q1_0, Q2_0) repeat their scale over 32-weight sub-blocks.
 #include <cstring>
 
+#include "kernels/block_bytes.h"
 #include "kernels/convert.h"
 #include "kernels/quant_blocks.h"
 
@@ -24,8 +25,6 @@ constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                    1,    13,   25,  38,  53,  69,  89,  113};
 // Twice the FP4 (E2M1) values: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives.
 constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
 // Half of 2^(e - 127): the bit pattern of 2^(e - 128), subnormal for e < 2.
 float E8m0Half(uint8_t e) {

@@ -11,17 +11,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/block_bytes.h"
 #include "kernels/convert.h"
 #include "kernels/quant_blocks.h"
 
 namespace tinyserve::kernels {
 namespace {
-
-uint16_t LoadU16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-void StoreU16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
 
 // Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
 void ScaleMinK4(int j, const uint8_t* s, int* sc, int* m) {

@@ -15,12 +15,6 @@ bool IsTchar(char c) {
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -35,13 +29,19 @@ std::vector<std::string> Tokens(std::string_view value) {
     size_t comma = value.find(',', start);
     if (comma == std::string_view::npos) comma = value.size();
     std::string_view t = TrimOws(value.substr(start, comma - start));
-    if (!t.empty()) out.push_back(Lower(t));
+    if (!t.empty()) out.push_back(AsciiLower(t));
     start = comma + 1;
   }
   return out;
 }
 
 }  // namespace
+
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 std::string_view HttpRequest::Header(std::string_view lower_name) const {
   for (const auto& [name, value] : headers)
@@ -266,7 +266,7 @@ bool HttpRequestParser::ParseHead(std::string_view head) {
       if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail(400, "control character in a header");
     }
     if (request_.headers.size() >= limits_.max_headers) return Fail(431, "too many header fields");
-    request_.headers.emplace_back(Lower(name), std::string(value));
+    request_.headers.emplace_back(AsciiLower(name), std::string(value));
   }
   return true;
 }
@@ -306,7 +306,7 @@ bool HttpRequestParser::FinishHead() {
         if (t == "close") r.keep_alive = false;
       }
     } else if (name == "expect") {
-      if (Lower(value) != "100-continue") return Fail(417, "unsupported Expect");
+      if (AsciiLower(value) != "100-continue") return Fail(417, "unsupported Expect");
       r.expect_continue = r.minor_version == 1;
     }
   }

@@ -83,4 +83,7 @@ class HttpRequestParser {
   HttpRequest request_;
 };
 
+// ASCII lower case: header names and the tokens and media types HTTP compares without case.
+std::string AsciiLower(std::string_view s);
+
 }  // namespace tinyserve

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "engine/engine_warmup.h"
+#include "server/http_parser.h"
 #include "server/openai_response.h"
 #include "server/request_budget.h"
 #include "server/tokenizer_info.h"
@@ -43,19 +44,13 @@ bool ConstantTimeEquals(std::string_view given, std::string_view expected) {
   return diff == 0;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The host part of a Host header or of an Origin URL's authority ("[::1]:8000" -> "::1").
 std::string HostName(std::string_view authority) {
   if (!authority.empty() && authority[0] == '[') {
     const size_t close = authority.find(']');
-    return Lower(authority.substr(1, close == std::string_view::npos ? close : close - 1));
+    return AsciiLower(authority.substr(1, close == std::string_view::npos ? close : close - 1));
   }
-  return Lower(authority.substr(0, authority.find(':')));
+  return AsciiLower(authority.substr(0, authority.find(':')));
 }
 
 bool IsIpLiteral(const std::string& host) {
@@ -274,7 +269,7 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
                               "invalid_request_error", "", ""});
   if (post) {
     // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
-    const std::string type = Lower(req.Header("content-type"));
+    const std::string type = AsciiLower(req.Header("content-type"));
     if (!type.empty() && type.substr(0, type.find(';')) != "application/json")
       return SendError(res, ApiError{415, "send the body as 'Content-Type: application/json'",
                                      "invalid_request_error", "", ""});

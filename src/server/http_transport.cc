@@ -29,7 +29,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double ElapsedSeconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Best-effort, non-blocking send of a small message (errors from the I/O thread).
 void SendNow(int fd, std::string_view data) {
@@ -156,7 +156,7 @@ struct HttpServer::Impl {
   void LogRefusal(const std::string& peer, int open) {
     ++refusals_unlogged;
     const auto now = Clock::now();
-    if (Seconds(now - last_refusal_log) < 1) return;
+    if (ElapsedSeconds(now - last_refusal_log) < 1) return;
     TS_LOG_WARNING(
         "refused {} connection(s): client {} holds {} (--max-connections-per-client); behind a "
         "reverse proxy, name it in --trusted-proxies",
@@ -365,11 +365,12 @@ struct HttpServer::Impl {
     std::vector<int> expired;
     for (auto& [fd, c] : idle) {
       if (c->closing) {
-        if (Seconds(now - c->first_byte) > 2) expired.push_back(fd);
+        if (ElapsedSeconds(now - c->first_byte) > 2) expired.push_back(fd);
       } else if (!c->parser.started()) {
-        if (Seconds(now - c->idle_since) > options.keep_alive_timeout_s) expired.push_back(fd);
+        if (ElapsedSeconds(now - c->idle_since) > options.keep_alive_timeout_s)
+          expired.push_back(fd);
       } else {
-        const double age = Seconds(now - c->first_byte);
+        const double age = ElapsedSeconds(now - c->first_byte);
         const bool head_late = c->parser.state() == HttpRequestParser::State::kNeedMore &&
                                c->parser.request().method.empty() && age > options.header_timeout_s;
         if (head_late || age > options.read_timeout_s) {
@@ -524,7 +525,7 @@ void HttpServer::Serve() {
         s.OnReadable(fd);
       }
     }
-    if (Seconds(Clock::now() - last_sweep) >= 0.1) {
+    if (ElapsedSeconds(Clock::now() - last_sweep) >= 0.1) {
       s.Sweep();
       last_sweep = Clock::now();
     }

@@ -69,7 +69,7 @@ namespace {
 
 constexpr int kFirstQwen3OnlyId = 151665;
 
-struct AddedToken {
+struct Qwen25AddedToken {
   int id;
   const char* content;
   bool special;
@@ -77,7 +77,7 @@ struct AddedToken {
 
 // Qwen2.5's added tokens: control tokens are "special" (skipped by skip_special_tokens); the tool
 // and FIM markers are added tokens the model writes as text.
-constexpr AddedToken kQwen25AddedTokens[] = {
+constexpr Qwen25AddedToken kQwen25AddedTokens[] = {
     {151643, "<|endoftext|>", true},      {151644, "<|im_start|>", true},
     {151645, "<|im_end|>", true},         {151646, "<|object_ref_start|>", true},
     {151647, "<|object_ref_end|>", true}, {151648, "<|box_start|>", true},
@@ -173,7 +173,7 @@ std::string Qwen25TokenizerConfigJson() {
   using Json = nlohmann::ordered_json;
   Json decoder = Json::object();
   Json additional = Json::array();
-  for (const AddedToken& token : kQwen25AddedTokens) {
+  for (const Qwen25AddedToken& token : kQwen25AddedTokens) {
     decoder[std::to_string(token.id)] =
         Json{{"content", token.content}, {"lstrip", false},      {"normalized", false},
              {"rstrip", false},          {"single_word", false}, {"special", token.special}};

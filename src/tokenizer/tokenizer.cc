@@ -17,7 +17,7 @@
 namespace tinyserve {
 namespace {
 
-using Json = nlohmann::json;
+using JsonDom = nlohmann::json;
 
 StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -28,9 +28,9 @@ StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 // A special token given in tokenizer_config.json: a string, or {"content": ...}, or null.
-std::optional<std::string> ConfigTokenText(const Json& config, const char* key) {
+std::optional<std::string> ConfigTokenText(const JsonDom& config, const char* key) {
   if (!config.is_object() || !config.contains(key)) return std::nullopt;
-  const Json& v = config[key];
+  const JsonDom& v = config[key];
   if (v.is_string()) return v.get<std::string>();
   if (v.is_object() && v.contains("content") && v["content"].is_string()) {
     return v["content"].get<std::string>();
@@ -39,12 +39,12 @@ std::optional<std::string> ConfigTokenText(const Json& config, const char* key) 
 }
 
 // Checks that tokenizer.json describes what this tokenizer implements.
-Status CheckPipeline(const Json& doc) {
-  const Json& model = doc["model"];
+Status CheckPipeline(const JsonDom& doc) {
+  const JsonDom& model = doc["model"];
   if (!model.is_object() || model.value("type", "") != "BPE") {
     return UnimplementedError("tokenizer.json: only BPE models are supported");
   }
-  const Json& norm = doc["normalizer"];
+  const JsonDom& norm = doc["normalizer"];
   if (!norm.is_null() && !(norm.is_object() && norm.value("type", "") == "NFC")) {
     return UnimplementedError("tokenizer.json: unsupported normalizer (only NFC)");
   }
@@ -54,8 +54,8 @@ Status CheckPipeline(const Json& doc) {
       dump.find("\"type\":\"ByteLevel\"") == std::string::npos) {
     return UnimplementedError("tokenizer.json: pre-tokenizer is not the Qwen2 one");
   }
-  const Json& pre = doc["pre_tokenizer"];
-  for (const Json& p : pre.value("pretokenizers", Json::array())) {
+  const JsonDom& pre = doc["pre_tokenizer"];
+  for (const JsonDom& p : pre.value("pretokenizers", JsonDom::array())) {
     if (p.value("type", "") == "Split") {
       const std::string regex = p["pattern"].value("Regex", "");
       if (regex != kQwen2PretokenizerRegex) {
@@ -84,10 +84,10 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Qwen25FromNpmDir(const std::stri
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokenizer_json,
                                                          std::string_view config_json) {
-  const Json doc = Json::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
+  const JsonDom doc = JsonDom::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) return InvalidArgumentError("tokenizer.json is not a JSON object");
   TS_RETURN_IF_ERROR(CheckPipeline(doc));
-  const Json& model = doc["model"];
+  const JsonDom& model = doc["model"];
   if (!model.contains("vocab") || !model["vocab"].is_object() || !model.contains("merges") ||
       !model["merges"].is_array()) {
     return InvalidArgumentError("tokenizer.json: model lacks vocab or merges");
@@ -105,7 +105,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
     if (static_cast<size_t>(id) >= parts.vocab.size()) parts.vocab.resize(id + 1);
     parts.vocab[id] = piece;
   }
-  for (const Json& m : model["merges"]) {
+  for (const JsonDom& m : model["merges"]) {
     if (m.is_string()) {
       const std::string s = m.get<std::string>();
       const size_t space = s.find(' ', 1);
@@ -117,7 +117,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
       return InvalidArgumentError("tokenizer.json: bad merge entry");
     }
   }
-  for (const Json& a : doc.value("added_tokens", Json::array())) {
+  for (const JsonDom& a : doc.value("added_tokens", JsonDom::array())) {
     if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
         !a.contains("content") || !a["content"].is_string()) {
       return InvalidArgumentError("tokenizer.json: bad added token");
@@ -131,7 +131,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
         {a["id"].get<int32_t>(), a["content"].get<std::string>(), a.value("special", false)});
   }
   if (!config_json.empty()) {
-    const Json config = Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+    const JsonDom config = JsonDom::parse(config_json, nullptr, /*allow_exceptions=*/false);
     if (!config.is_object()) return InvalidArgumentError("tokenizer_config.json is not an object");
     auto id_of = [&](const char* key) -> std::optional<int32_t> {
       const auto text = ConfigTokenText(config, key);
