@@ -1,9 +1,9 @@
 #include "tokenizer/qwen25_files.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
+
+#include "util/read_file.h"
 
 namespace tinyserve {
 
@@ -123,11 +123,7 @@ bool IsJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t
 
 StatusOr<std::string> Qwen25TokenizerJson(const std::string& dir) {
   const std::string path = dir + "/tokenizer.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open {}", path);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  std::string text = std::move(buffer).str();
+  TS_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
 
   // Edit the text in place (rather than re-serialising 11 MB of JSON) so every other byte stays.
   const size_t key = text.find("\"added_tokens\"");

@@ -5,27 +5,19 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/qwen25_files.h"
+#include "tokenizer/tokenizer_json.h"
 #include "tokenizer/utf8.h"
+#include "util/read_file.h"
 
 namespace tinyserve {
 namespace {
 
 using JsonDom = nlohmann::json;
-
-StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot open {}", path);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return std::move(buffer).str();
-}
 
 // A special token given in tokenizer_config.json: a string, or {"content": ...}, or null.
 std::optional<std::string> ConfigTokenText(const JsonDom& config, const char* key) {
@@ -38,26 +30,52 @@ std::optional<std::string> ConfigTokenText(const JsonDom& config, const char* ke
   return std::nullopt;
 }
 
+// doc[key], or null where doc is not an object or lacks key (a const operator[] on a missing key
+// is undefined behaviour in nlohmann).
+const JsonDom& Member(const JsonDom& doc, const char* key) {
+  static const JsonDom kNull;
+  if (!doc.is_object()) return kNull;
+  const auto it = doc.find(key);
+  return it == doc.end() ? kNull : *it;
+}
+
+// The string or boolean at doc[key]; "" / false for anything else (nlohmann's value() throws on
+// a value of another type, and HF writes null for an unset option).
+std::string StringAt(const JsonDom& doc, const char* key) {
+  const JsonDom& v = Member(doc, key);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+bool TrueAt(const JsonDom& doc, const char* key) {
+  const JsonDom& v = Member(doc, key);
+  return v.is_boolean() && v.get<bool>();
+}
+// Whether an option is given a value other than its default (absent, null, false or "").
+bool OptionSet(const JsonDom& doc, const char* key) {
+  const JsonDom& v = Member(doc, key);
+  return !(v.is_null() || v == false || (v.is_string() && v.get_ref<const std::string&>().empty()));
+}
+
 // Checks that tokenizer.json describes what this tokenizer implements.
 Status CheckPipeline(const JsonDom& doc) {
-  const JsonDom& model = doc["model"];
-  if (!model.is_object() || model.value("type", "") != "BPE") {
+  const JsonDom& model = Member(doc, "model");
+  if (!model.is_object() || StringAt(model, "type") != "BPE") {
     return UnimplementedError("tokenizer.json: only BPE models are supported");
   }
-  const JsonDom& norm = doc["normalizer"];
-  if (!norm.is_null() && !(norm.is_object() && norm.value("type", "") == "NFC")) {
+  const JsonDom& norm = Member(doc, "normalizer");
+  if (!norm.is_null() && !(norm.is_object() && StringAt(norm, "type") == "NFC")) {
     return UnimplementedError("tokenizer.json: unsupported normalizer (only NFC)");
   }
-  const std::string dump = doc["pre_tokenizer"].dump();
+  const JsonDom& pre = Member(doc, "pre_tokenizer");
+  const std::string dump = pre.dump();
   // The Qwen2 split followed by byte-level mapping, as Qwen2/2.5/3 tokenizer.json files have.
   if (dump.find("\"type\":\"Split\"") == std::string::npos ||
       dump.find("\"type\":\"ByteLevel\"") == std::string::npos) {
     return UnimplementedError("tokenizer.json: pre-tokenizer is not the Qwen2 one");
   }
-  const JsonDom& pre = doc["pre_tokenizer"];
-  for (const JsonDom& p : pre.value("pretokenizers", JsonDom::array())) {
-    if (p.value("type", "") == "Split") {
-      const std::string regex = p["pattern"].value("Regex", "");
+  const JsonDom& steps = Member(pre, "pretokenizers");
+  for (const JsonDom& p : steps.is_array() ? steps : JsonDom::array()) {
+    if (StringAt(p, "type") == "Split") {
+      const std::string regex = StringAt(Member(p, "pattern"), "Regex");
       if (regex != kQwen2PretokenizerRegex) {
         return UnimplementedError("tokenizer.json: pre-tokenizer regex is not Qwen2's");
       }
@@ -69,9 +87,9 @@ Status CheckPipeline(const JsonDom& doc) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromDir(const std::string& dir) {
-  TS_ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFile(dir + "/tokenizer.json"));
+  TS_ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFileToString(dir + "/tokenizer.json"));
   std::string config_json;
-  if (auto config = ReadFile(dir + "/tokenizer_config.json"); config.ok()) {
+  if (auto config = ReadFileToString(dir + "/tokenizer_config.json"); config.ok()) {
     config_json = std::move(*config);
   }
   return FromJson(tokenizer_json, config_json);
@@ -84,51 +102,38 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Qwen25FromNpmDir(const std::stri
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokenizer_json,
                                                          std::string_view config_json) {
-  const JsonDom doc = JsonDom::parse(tokenizer_json, nullptr, /*allow_exceptions=*/false);
+  TS_ASSIGN_OR_RETURN(TokenizerJsonParts file, ReadTokenizerJson(tokenizer_json));
+  const JsonDom& doc = file.rest;
   if (!doc.is_object()) return InvalidArgumentError("tokenizer.json is not a JSON object");
   TS_RETURN_IF_ERROR(CheckPipeline(doc));
-  const JsonDom& model = doc["model"];
-  if (!model.contains("vocab") || !model["vocab"].is_object() || !model.contains("merges") ||
-      !model["merges"].is_array()) {
+  const JsonDom& model = Member(doc, "model");
+  if (!file.has_vocab || !file.has_merges) {
     return InvalidArgumentError("tokenizer.json: model lacks vocab or merges");
   }
-  if (model.value("byte_fallback", false) ||
-      !model.value("continuing_subword_prefix", "").empty() ||
-      !model.value("end_of_word_suffix", "").empty() || model.value("ignore_merges", false)) {
+  if (OptionSet(model, "byte_fallback") || OptionSet(model, "continuing_subword_prefix") ||
+      OptionSet(model, "end_of_word_suffix") || OptionSet(model, "ignore_merges")) {
     return UnimplementedError("tokenizer.json: unsupported BPE options");
   }
   TokenizerParts parts;
-  for (const auto& [piece, id_json] : model["vocab"].items()) {
-    if (!id_json.is_number_integer()) return InvalidArgumentError("tokenizer.json: bad vocab id");
-    const int64_t id = id_json.get<int64_t>();
-    if (id < 0 || id > (1 << 24)) return InvalidArgumentError("vocab id {} out of range", id);
-    if (static_cast<size_t>(id) >= parts.vocab.size()) parts.vocab.resize(id + 1);
-    parts.vocab[id] = piece;
-  }
-  for (const JsonDom& m : model["merges"]) {
-    if (m.is_string()) {
-      const std::string s = m.get<std::string>();
-      const size_t space = s.find(' ', 1);
-      if (space == std::string::npos) return InvalidArgumentError("bad merge '{}'", s);
-      parts.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      parts.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-    } else {
-      return InvalidArgumentError("tokenizer.json: bad merge entry");
-    }
-  }
-  for (const JsonDom& a : doc.value("added_tokens", JsonDom::array())) {
-    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
-        !a.contains("content") || !a["content"].is_string()) {
+  parts.vocab = std::move(file.vocab);
+  parts.merges = std::move(file.merges);
+  const JsonDom& added = Member(doc, "added_tokens");
+  for (const JsonDom& a : added.is_array() ? added : JsonDom::array()) {
+    const JsonDom& id = Member(a, "id");
+    if (!id.is_number_integer() || !Member(a, "content").is_string()) {
       return InvalidArgumentError("tokenizer.json: bad added token");
     }
-    if (a.value("lstrip", false) || a.value("rstrip", false) || a.value("single_word", false) ||
-        a.value("normalized", false)) {
+    // The same bound as the vocab's ids: a larger one would size the token tables by it.
+    if (id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
+      return InvalidArgumentError("added token id {} out of range", id.dump());
+    }
+    if (OptionSet(a, "lstrip") || OptionSet(a, "rstrip") || OptionSet(a, "single_word") ||
+        OptionSet(a, "normalized")) {
       return UnimplementedError("added token {}: lstrip/rstrip/single_word/normalized",
-                                a["content"].get<std::string>());
+                                StringAt(a, "content"));
     }
     parts.added.push_back(
-        {a["id"].get<int32_t>(), a["content"].get<std::string>(), a.value("special", false)});
+        {static_cast<int32_t>(id.get<int64_t>()), StringAt(a, "content"), TrueAt(a, "special")});
   }
   if (!config_json.empty()) {
     const JsonDom config = JsonDom::parse(config_json, nullptr, /*allow_exceptions=*/false);
