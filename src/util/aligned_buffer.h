@@ -2,6 +2,8 @@
 // Move-only; not thread-safe.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <new>
@@ -13,6 +15,11 @@ template <typename T>
 class AlignedBuffer {
  public:
   static constexpr size_t kAlignment = 64;
+  // From this size on, buffers start on a 2 MiB boundary and ask for transparent huge pages:
+  // one page fault per 2 MiB instead of per 4 KiB when they are first written (loading a model
+  // writes every packed weight once; in a VM each fault is costly), and fewer TLB misses after.
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr size_t kHugeFrom = 2 * kHugePage;
 
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t size) { Resize(size); }
@@ -34,9 +41,12 @@ class AlignedBuffer {
     data_ = nullptr;
     size_ = size;
     if (size == 0) return;
-    size_t bytes = (size * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
-    data_ = static_cast<T*>(std::aligned_alloc(kAlignment, bytes));
+    const size_t align = size * sizeof(T) >= kHugeFrom ? kHugePage : kAlignment;
+    const size_t bytes = (size * sizeof(T) + align - 1) / align * align;
+    data_ = static_cast<T*>(std::aligned_alloc(align, bytes));
     if (data_ == nullptr) throw std::bad_alloc();
+    // A hint: without THP (or with it off) the pages are simply small.
+    if (align == kHugePage) madvise(data_, bytes, MADV_HUGEPAGE);
   }
 
   T* data() { return data_; }
