@@ -6,13 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "kernels/convert.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_internal.h"
 #include "util/check.h"
+#include "util/split_over_threads.h"
 
 namespace tinyserve::kernels {
 
@@ -41,20 +41,6 @@ int64_t QuantizedActivations::num_rows() const { return impl_->acts.num_rows; }
 int64_t QuantizedActivations::cols() const { return impl_->acts.cols; }
 
 namespace {
-
-// Runs fn(begin, end) over [0, n) in contiguous ranges, one per core (at most 16), when `bytes`
-// (what the ranges write) is worth the threads: packing is load time, the user's wait, and its
-// first touch of new pages is as costly as its arithmetic. fn may write only what its range owns.
-template <typename Fn>
-void SplitOverCores(int64_t n, uint64_t bytes, Fn&& fn) {
-  const int64_t cores = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16);
-  const int64_t threads = bytes < (uint64_t{1} << 20) ? 1 : std::clamp<int64_t>(n, 1, cores);
-  std::vector<std::thread> workers;
-  for (int64_t t = 1; t < threads; ++t)
-    workers.emplace_back([&fn, n, t, threads] { fn(n * t / threads, n * (t + 1) / threads); });
-  fn(int64_t{0}, n / threads);
-  for (std::thread& w : workers) w.join();
-}
 
 // Writes the records of row group g from up to 16 source rows.
 void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, int64_t g,
@@ -249,18 +235,19 @@ void PackBf16Pairs(const uint16_t* src, PackedMatrix::Impl* impl) {
   const int64_t group_elems = impl->pair_stride * 2 * kGroupRows;
   impl->bf16_pairs.Resize(impl->num_groups * group_elems);
   uint16_t* dst = impl->bf16_pairs.data();
-  SplitOverCores(impl->num_groups, impl->bf16_pairs.size() * sizeof(uint16_t),
-                 [&](int64_t g_begin, int64_t g_end) {
-                   std::memset(dst + g_begin * group_elems, 0,
-                               (g_end - g_begin) * group_elems * sizeof(uint16_t));
-                   const int64_t n_end = std::min(impl->rows, g_end * kGroupRows);
-                   for (int64_t n = g_begin * kGroupRows; n < n_end; ++n) {
-                     const uint16_t* row = src + n * cols;
-                     uint16_t* d = dst + (n / kGroupRows) * group_elems + (n % kGroupRows) * 2;
-                     for (int64_t k = 0; k < cols; ++k)
-                       d[(k / 2) * 2 * kGroupRows + k % 2] = row[k];
-                   }
-                 });
+  const uint64_t pair_bytes = impl->bf16_pairs.size() * sizeof(uint16_t);
+  SplitOverThreads(impl->num_groups, LoadThreadsFor(impl->num_groups, pair_bytes),
+                   [&](int64_t, int64_t g_begin, int64_t g_end) {
+                     std::memset(dst + g_begin * group_elems, 0,
+                                 (g_end - g_begin) * group_elems * sizeof(uint16_t));
+                     const int64_t n_end = std::min(impl->rows, g_end * kGroupRows);
+                     for (int64_t n = g_begin * kGroupRows; n < n_end; ++n) {
+                       const uint16_t* row = src + n * cols;
+                       uint16_t* d = dst + (n / kGroupRows) * group_elems + (n % kGroupRows) * 2;
+                       for (int64_t k = 0; k < cols; ++k)
+                         d[(k / 2) * 2 * kGroupRows + k % 2] = row[k];
+                     }
+                   });
 }
 
 }  // namespace
@@ -324,9 +311,10 @@ StatusOr<PackedMatrix> PackedMatrix::Pack(const TensorView& w) {
     impl.bytes += impl.factors.size() * sizeof(uint16_t);
   }
   // Groups are independent: each writes its own records and factors.
-  SplitOverCores(impl.num_groups, impl.bytes, [&](int64_t g_begin, int64_t g_end) {
-    for (int64_t g = g_begin; g < g_end; ++g) PackGroup(w, row_bytes, g, &impl);
-  });
+  SplitOverThreads(impl.num_groups, LoadThreadsFor(impl.num_groups, impl.bytes),
+                   [&](int64_t, int64_t g_begin, int64_t g_end) {
+                     for (int64_t g = g_begin; g < g_end; ++g) PackGroup(w, row_bytes, g, &impl);
+                   });
   return m;
 }
 

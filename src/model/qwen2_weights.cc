@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
-#include <thread>
 
 #include "kernels/quant_formats.h"
+#include "util/split_over_threads.h"
 
 namespace tinyserve {
 namespace {
@@ -93,12 +93,11 @@ StatusOr<TensorView> QuantizeMatrix(const TensorView& t, DType type,
   AlignedBuffer<uint8_t> buf(*row_bytes * static_cast<uint64_t>(rows));
   const uint64_t src_row = *RowBytes(t.dtype, cols);
   // Rows are independent: split them over the cores (load time is the user's wait).
-  const int64_t num_threads =
-      std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, std::min<int64_t>(rows, 16));
-  std::vector<Status> status(num_threads);
-  auto work = [&](int64_t part) {
+  const int64_t parts = LoadThreadsFor(rows, buf.size());
+  std::vector<Status> status(parts);
+  SplitOverThreads(rows, parts, [&](int64_t part, int64_t begin, int64_t end) {
     std::vector<float> row(cols);
-    for (int64_t r = rows * part / num_threads; r < rows * (part + 1) / num_threads; ++r) {
+    for (int64_t r = begin; r < end; ++r) {
       kernels::DequantizeRow(t.dtype, static_cast<const uint8_t*>(t.data) + r * src_row, row.data(),
                              cols);
       Status s = kernels::QuantizeRow(target, row.data(), buf.data() + r * *row_bytes, cols);
@@ -107,11 +106,7 @@ StatusOr<TensorView> QuantizeMatrix(const TensorView& t, DType type,
         return;
       }
     }
-  };
-  std::vector<std::thread> threads;
-  for (int64_t part = 1; part < num_threads; ++part) threads.emplace_back(work, part);
-  work(0);
-  for (std::thread& th : threads) th.join();
+  });
   for (const Status& s : status) TS_RETURN_IF_ERROR(s);
   TensorView view{t.name, target, t.shape, buf.data(), buf.size()};
   scratch->push_back(std::move(buf));

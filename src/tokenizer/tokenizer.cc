@@ -123,8 +123,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view tokeni
     if (!id.is_number_integer() || !Member(a, "content").is_string()) {
       return InvalidArgumentError("tokenizer.json: bad added token");
     }
-    // The same bound as the vocab's ids: a larger one would size the token tables by it.
-    if (id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
+    if (id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxTokenId) {
       return InvalidArgumentError("added token id {} out of range", id.dump());
     }
     if (OptionSet(a, "lstrip") || OptionSet(a, "rstrip") || OptionSet(a, "single_word") ||

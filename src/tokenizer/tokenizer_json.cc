@@ -9,8 +9,6 @@ namespace {
 
 using JsonDom = nlohmann::json;
 
-constexpr uint64_t kMaxVocabId = uint64_t{1} << 24;
-
 // nlohmann's SAX events: a DOM built as its own parser builds one (a stack of the open
 // containers), except for the values of "vocab" and "merges" in the root's "model" object, which
 // are read into the parts' arrays as they stream by.
@@ -141,7 +139,8 @@ class Reader final : public nlohmann::json_sax<JsonDom> {
   }
 
   bool VocabEntry(uint64_t id) {
-    if (id > kMaxVocabId) return Fail(fmt::format("vocab id {} out of range", id));
+    if (id > static_cast<uint64_t>(kMaxTokenId))
+      return Fail(fmt::format("vocab id {} out of range", id));
     auto& vocab = out_->vocab;
     if (id >= vocab.size()) vocab.resize(id + 1);
     vocab[id] = std::move(key_);

@@ -4,6 +4,7 @@
 // array per merge, most of a Qwen tokenizer's load time. Pure function.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -13,6 +14,10 @@
 #include "util/status.h"
 
 namespace tinyserve {
+
+// The largest token id a tokenizer.json may name (vocab and added tokens alike): token tables are
+// sized by the largest id, so a hostile file must not choose it.
+inline constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 
 // clang-tidy 14 reports bugprone-exception-escape on the implicit special members here: a false
 // positive, as on chat_template.h's ChatMessage (nlohmann::basic_json's moves are noexcept).
