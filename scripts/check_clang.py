@@ -6,8 +6,9 @@ The `clang` preset configures (never builds) a tree compiled by clang 14 with -W
 thread-safety annotations (util/thread_annotations.h). Parsing without code generation costs a
 fraction of a build (clang's warnings all come from the front end, so none are lost).
 
-CI passes --exclude '^src/': clang-tidy (check_tidy.sh) parses every src/ file with the same
-flags and fails on the same compiler errors, so only the files it does not read are parsed here.
+CI passes --exclude '^src/|/Unity/': clang-tidy (check_tidy.sh) parses every src/ file (through
+the modules' unity files) with the same flags and fails on the same compiler errors, so only the
+files it does not read are parsed here.
 
 Usage: check_clang.py BUILD_DIR [-j N] [--filter REGEX] [--exclude REGEX]. The regexes match
 paths relative to the repository root. Exits 1 and prints the diagnostics if any file fails.
