@@ -14,6 +14,7 @@
 
 #include "formats/dtype.h"
 #include "formats/gguf_value.h"
+#include "formats/pending_tensor.h"
 #include "formats/tensor_view.h"
 #include "util/mmap_file.h"
 #include "util/status.h"
@@ -111,17 +112,6 @@ class GgufWriter {
   [[nodiscard]] Status Write(const std::string& path) const;
 
  private:
-  struct PendingTensor {
-    std::string name;
-    DType dtype;
-    std::vector<int64_t> shape;
-    std::vector<uint8_t> owned;         // the copy made by AddTensor
-    std::span<const uint8_t> borrowed;  // the caller's bytes from AddTensorRef
-    bool owns = false;
-    std::span<const uint8_t> bytes() const {
-      return owns ? std::span<const uint8_t>(owned) : borrowed;
-    }
-  };
   [[nodiscard]] Status Validate(const std::string& name, DType dtype,
                                 const std::vector<int64_t>& shape, size_t num_bytes) const;
 

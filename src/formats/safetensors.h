@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "formats/dtype.h"
+#include "formats/pending_tensor.h"
 #include "formats/tensor_view.h"
 #include "util/mmap_file.h"
 #include "util/status.h"
@@ -102,17 +103,6 @@ class SafetensorsWriter {
   [[nodiscard]] Status WriteSharded(const std::string& dir, uint64_t max_shard_bytes) const;
 
  private:
-  struct PendingTensor {
-    std::string name;
-    DType dtype;
-    std::vector<int64_t> shape;
-    std::vector<uint8_t> owned;
-    std::span<const uint8_t> borrowed;
-    bool owns = false;
-    std::span<const uint8_t> bytes() const {
-      return owns ? std::span<const uint8_t>(owned) : borrowed;
-    }
-  };
   [[nodiscard]] Status Validate(const std::string& name, DType dtype,
                                 const std::vector<int64_t>& shape, size_t num_bytes) const;
   // Tensor indices in the order their data is written.

@@ -186,7 +186,9 @@ TEST(SafetensorsTest, MalformedIndexIsRejected) {
     WriteText(dir.File("model.safetensors.index.json"), text);
     auto m = SafetensorsModel::OpenDir(dir.path().string());
     EXPECT_FALSE(m.ok()) << text;
-    if (!m.ok()) EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << text;
+    if (!m.ok()) {
+      EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument) << text;
+    }
   }
 }
 

@@ -37,23 +37,14 @@ Status SafetensorsWriter::Validate(const std::string& name, DType dtype,
 Status SafetensorsWriter::AddTensor(std::string name, DType dtype, std::vector<int64_t> shape,
                                     std::span<const uint8_t> bytes) {
   TS_RETURN_IF_ERROR(Validate(name, dtype, shape, bytes.size()));
-  PendingTensor& t = tensors_.emplace_back();
-  t.name = std::move(name);
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.owned.assign(bytes.begin(), bytes.end());
-  t.owns = true;
+  tensors_.push_back(PendingTensor::Copy(std::move(name), dtype, std::move(shape), bytes));
   return OkStatus();
 }
 
 Status SafetensorsWriter::AddTensorRef(std::string name, DType dtype, std::vector<int64_t> shape,
                                        std::span<const uint8_t> bytes) {
   TS_RETURN_IF_ERROR(Validate(name, dtype, shape, bytes.size()));
-  PendingTensor& t = tensors_.emplace_back();
-  t.name = std::move(name);
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.borrowed = bytes;
+  tensors_.push_back(PendingTensor::Borrow(std::move(name), dtype, std::move(shape), bytes));
   return OkStatus();
 }
 
