@@ -3,7 +3,10 @@
 #include <cctype>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
+
+#include "structured/pattern_text.h"
 
 namespace tinyserve::structured {
 namespace {
@@ -158,15 +161,9 @@ class GbnfParser {
   }
 
   StatusOr<uint32_t> ParseHex(int n) {
-    uint32_t v = 0;
-    for (int i = 0; i < n; ++i) {
-      if (AtEnd() || !std::isxdigit(static_cast<unsigned char>(t_[pos_]))) {
-        return Error("bad hex escape");
-      }
-      const char h = t_[pos_++];
-      v = v * 16 + (h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
-    }
-    return v;
+    const std::optional<uint32_t> v = ReadHexDigits(t_, &pos_, n);
+    if (!v) return Error("bad hex escape");
+    return *v;
   }
 
   // One (possibly escaped) code point inside a literal or class.
@@ -201,14 +198,9 @@ class GbnfParser {
           return Error(fmt::format("unknown escape \\{}", c));
       }
     }
-    const auto c = static_cast<unsigned char>(t_[pos_]);
-    const int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (pos_ + len > t_.size()) return Error("invalid UTF-8");
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int i = 1; i < len; ++i)
-      cp = (cp << 6) | (static_cast<unsigned char>(t_[pos_ + i]) & 0x3F);
-    pos_ += len;
-    return cp;
+    const std::optional<uint32_t> cp = ReadCodePoint(t_, &pos_);
+    if (!cp) return Error("invalid UTF-8");
+    return *cp;
   }
 
   StatusOr<Expr> ParseAtom(int depth) {

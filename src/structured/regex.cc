@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
+
+#include "structured/pattern_text.h"
 
 namespace tinyserve::structured {
 namespace {
@@ -133,26 +136,15 @@ class RegexParser {
   }
 
   StatusOr<uint32_t> ParseCodePoint() {
-    const auto c = static_cast<unsigned char>(p_[pos_]);
-    int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (pos_ + len > p_.size()) return Error("invalid UTF-8");
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int i = 1; i < len; ++i)
-      cp = (cp << 6) | (static_cast<unsigned char>(p_[pos_ + i]) & 0x3F);
-    pos_ += len;
-    return cp;
+    const std::optional<uint32_t> cp = ReadCodePoint(p_, &pos_);
+    if (!cp) return Error("invalid UTF-8");
+    return *cp;
   }
 
   StatusOr<uint32_t> ParseHex(int digits) {
-    uint32_t v = 0;
-    for (int i = 0; i < digits; ++i) {
-      if (AtEnd() || !std::isxdigit(static_cast<unsigned char>(p_[pos_]))) {
-        return Error("bad hex escape");
-      }
-      const char h = p_[pos_++];
-      v = v * 16 + (h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
-    }
-    return v;
+    const std::optional<uint32_t> v = ReadHexDigits(p_, &pos_, digits);
+    if (!v) return Error("bad hex escape");
+    return *v;
   }
 
   // After '\': a class (returned in *cls) or one code point.
