@@ -102,6 +102,21 @@ class PagedCache {
   }
 
   const PagedKvLayer& layer() const { return layer_; }
+
+  // An int8 cache read by the AVX-512 kernel's integer p.v (attention_avx512.cc: weights rounded
+  // to int16, each by at most max v scale / 65534 once the softmax sum is >= 1): the bound that
+  // rounding puts on output element d of a query of KV head h that sees positions [0, n) of
+  // sequence seq, max v scale / 65534 x sum |v_q[d]|.
+  float WeightRoundingBound(int32_t seq, int32_t h, int32_t n, int32_t d) const {
+    const int64_t bs = layer_.block_size, nkv = layer_.num_kv_heads;
+    float max_scale = 0, sum = 0;
+    for (int32_t p = 0; p < n; ++p) {
+      const int64_t row = (int64_t{block_table(seq)[p / bs]} * bs + p % bs) * nkv + h;
+      max_scale = std::max(max_scale, Fp16ToF32(v_scale_[row]));
+      sum += std::fabs(static_cast<float>(static_cast<int8_t>(v_[row * layer_.head_dim + d])));
+    }
+    return max_scale / 65534.0f * sum;
+  }
   const int32_t* block_table(int32_t seq) const {
     return block_tables_.data() + int64_t{seq} * max_blocks_;
   }
@@ -159,10 +174,23 @@ std::vector<float> RunCall(Isa isa, const PagedCache& cache, const Shape& shape,
   if (check_ref) {
     std::vector<float> want(q.size());
     ref::PagedAttention(q.data(), cache.layer(), batch, shape.num_heads, scale, want.data());
-    for (size_t i = 0; i < out.size(); ++i) {
-      EXPECT_NEAR(out[i], want[i], 2e-6f + 2e-5f * std::fabs(want[i]))
-          << "element " << i << " isa " << IsaName(isa);
-      if (std::fabs(out[i] - want[i]) > 1e-3f) break;
+    const bool int_weights = cache.layer().dtype == DType::kI8 && isa >= Isa::kAvx512 &&
+                             shape.head_dim % 64 == 0 && shape.head_dim <= 256;
+    const int32_t group = shape.num_heads / shape.num_kv_heads;
+    size_t i = 0;
+    for (size_t s = 0; s < call.seqs.size(); ++s) {
+      for (int32_t j = 0; j < call.q_len[s]; ++j) {
+        const int32_t visible = call.ctx[s] - call.q_len[s] + j + 1;
+        for (int32_t h = 0; h < shape.num_heads; ++h) {
+          for (int32_t d = 0; d < shape.head_dim; ++d, ++i) {
+            const float bound =
+                int_weights ? cache.WeightRoundingBound(call.seqs[s], h / group, visible, d) : 0;
+            const float tolerance = 2e-6f + 2e-5f * std::fabs(want[i]) + bound;
+            EXPECT_NEAR(out[i], want[i], tolerance) << "element " << i << " isa " << IsaName(isa);
+            if (!(std::fabs(out[i] - want[i]) <= tolerance)) return out;  // one report is enough
+          }
+        }
+      }
     }
   }
   return out;

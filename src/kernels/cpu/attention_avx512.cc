@@ -2,8 +2,8 @@
 // pointers either from f32 rows or straight from the cache (f16/bf16/int8 converted in
 // registers; int8 rows times their scale). Short steps with head_dim <= 64 take the grouped path
 // below (keys transposed once for up to eight queries); the rest attention_simd.h's shared path.
-// Int8 rows with head_dim a multiple of 64 take an integer q.k path (VNNI, below). GCC 12's AVX-512
-// intrinsics (max/min/extract/unpack) read a deliberately undefined register and trip
+// Int8 rows with head_dim a multiple of 64 take an integer path (VNNI q.k and p.v, below). GCC 12's
+// AVX-512 intrinsics (max/min/extract/unpack) read a deliberately undefined register and trip
 // -Wmaybe-uninitialized / -Wuninitialized when inlined: known false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/int_dots_avx512.h"
 #include "kernels/cpu/simd_avx512.h"
 #include "kernels/prefetch.h"
 
@@ -210,10 +211,10 @@ void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const _
 
 // The int8 cache's path (VNNI): queries rounded to int8 (AttendBlockArgs::q_i8), so q.k is an
 // exact integer dot, 16 keys per vector from keys transposed four bytes at a time, times the
-// query's and the key's scales; the value scale is folded into the softmax weight, and p.v is
-// f32. Keys in sub-steps of kI8Keys (fixed by position within the step, so a query's arithmetic
-// depends only on its position); head_dim a multiple of 64 up to 256 (R = head_dim / 64 rows of
-// 64 bytes per key).
+// query's and the key's scales; the value scale is folded into the softmax weight, and p.v is an
+// integer dot on those weights rounded to int16 (AttendQueriesI8). Keys in sub-steps of kI8Keys
+// (fixed by position within the step, so a query's arithmetic depends only on its position);
+// head_dim a multiple of 64 up to 256 (R = head_dim / 64 rows of 64 bytes per key).
 constexpr int32_t kI8Keys = 64;
 
 inline int32_t LoadI32(const int8_t* p) {
@@ -261,49 +262,80 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
   }
   for (int32_t j = 0; j * kWidth < max_nv; ++j) {
     const __m512i* ktj = kt + j * R * 16;
-    __m512i even[NQ], odd[NQ];
-    for (int g = 0; g < NQ; ++g) even[g] = odd[g] = _mm512_setzero_si512();
+    I32x16 even[NQ], odd[NQ];
+    for (int g = 0; g < NQ; ++g) even[g] = odd[g] = I32x16{};
     for (int w = 0; w < R * 16; w += 2) {
+      const I32x16 k0 = AsI32x16(ktj[w]), k1 = AsI32x16(ktj[w + 1]);
       for (int g = 0; g < NQ; ++g) {
-        even[g] = _mm512_dpbusd_epi32(even[g], ktj[w], _mm512_set1_epi32(LoadI32(q[g] + 4 * w)));
-        odd[g] =
-            _mm512_dpbusd_epi32(odd[g], ktj[w + 1], _mm512_set1_epi32(LoadI32(q[g] + 4 * w + 4)));
+        even[g] = DotBytes(even[g], k0, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + 4 * w))));
+        odd[g] = DotBytes(odd[g], k1, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + 4 * w + 4))));
       }
     }
     const int32_t keys = m - j * kWidth;
     const __m512 ks =
         _mm512_maskz_loadu_ps(keys >= kWidth ? 0xFFFF : TailMask(keys), a.k_scales + o + j * 16);
     for (int g = 0; g < NQ; ++g) {
-      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(even[g], odd[g]), bias[g]);
+      const __m512i dot = _mm512_sub_epi32(AsM512i(even[g] + odd[g]), bias[g]);
       _mm512_store_ps(p[g] + j * kWidth,
                       _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ks), qscale[g]));
     }
   }
   float correction[NQ];
   SoftmaxStep<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, correction);
-  // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
-  // is converted once for the whole group.
+  // The weights (value scales folded in) as int16, per query w = round(p / s) with s = max p /
+  // 32767, so that p.v is an exact integer dot too (vpdpwssd: two keys per 32-bit lane, half the
+  // instructions of the f32 FMAs it replaces). Each weight moves by at most s / 2 = max p / 65534;
+  // at most kI8Keys keys of 32767 x 127 keep the int32 sums exact. NaN weights (a NaN query)
+  // leave garbage here, but their NaN sum makes the output NaN all the same.
+  alignas(64) int16_t w[NQ][kI8Keys];
+  float wscale[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    __m512 mx = _mm512_setzero_ps();
+    for (int32_t t = 0; t < max_nv; t += kWidth) mx = _mm512_max_ps(mx, _mm512_load_ps(p[g] + t));
+    const float pmax = ReduceMax(mx);
+    wscale[g] = pmax / 32767.0f;
+    const __m512 inv = _mm512_set1_ps(pmax > 0 ? 32767.0f / pmax : 0.0f);
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(p[g] + t), inv));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(w[g] + t), _mm512_cvtsepi32_epi16(wi));
+    }
+  }
+  // 32 columns at a time. A key pair's two value rows interleaved byte by byte (unpack within
+  // 128-bit lanes) and widened to int16 give, in int32 lane i of `lo`, columns i (i < 8) and
+  // 8 + i (i >= 8); of `hi` the 8 columns after each: the accumulators hold the columns in that
+  // order, and the f32 state is permuted to it and back around the update (whole 128-bit lanes).
   for (int c = 0; c < 2 * R; ++c) {
-    __m512 x[NQ][2];
-    for (int g = 0; g < NQ; ++g) {
-      const __m512 corr_v = _mm512_set1_ps(correction[g]);
-      for (int u = 0; u < 2; ++u)
-        x[g][u] = _mm512_mul_ps(_mm512_loadu_ps(a.acc + idx[g] * hd + c * 32 + u * 16), corr_v);
-    }
-    for (int32_t t = 0; t < max_nv; ++t) {
-      const int8_t* vt = static_cast<const int8_t*>(a.v_rows[o + t]) + 32 * c;
-      __m512 vv[2];
-      for (int u = 0; u < 2; ++u) {
-        vv[u] = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vt + 16 * u))));
-      }
+    I32x16 dot[NQ][2];
+    for (int g = 0; g < NQ; ++g) dot[g][0] = dot[g][1] = I32x16{};
+    for (int32_t t = 0; t < max_nv; t += 2) {
+      // An odd last key pairs with itself: its partner's weight is 0.
+      const int32_t t1 = t + 1 < max_nv ? t + 1 : t;
+      const __m256i x0 = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(static_cast<const int8_t*>(a.v_rows[o + t]) + 32 * c));
+      const __m256i x1 = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(static_cast<const int8_t*>(a.v_rows[o + t1]) + 32 * c));
+      const I32x16 lo = AsI32x16(_mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(x0, x1)));
+      const I32x16 hi = AsI32x16(_mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(x0, x1)));
       for (int g = 0; g < NQ; ++g) {
-        const __m512 pt = _mm512_set1_ps(p[g][t]);
-        for (int u = 0; u < 2; ++u) x[g][u] = _mm512_fmadd_ps(pt, vv[u], x[g][u]);
+        int32_t pair;
+        std::memcpy(&pair, w[g] + t, sizeof(pair));
+        const I32x16 wp = AsI32x16(_mm512_set1_epi32(pair));
+        dot[g][0] = DotWords(dot[g][0], lo, wp);
+        dot[g][1] = DotWords(dot[g][1], hi, wp);
       }
     }
-    for (int g = 0; g < NQ; ++g)
-      for (int u = 0; u < 2; ++u) _mm512_storeu_ps(a.acc + idx[g] * hd + c * 32 + u * 16, x[g][u]);
+    for (int g = 0; g < NQ; ++g) {
+      float* acc = a.acc + idx[g] * hd + c * 32;
+      const __m512 n0 = _mm512_loadu_ps(acc), n1 = _mm512_loadu_ps(acc + 16);
+      const __m512 corr_v = _mm512_set1_ps(correction[g]);
+      const __m512 s = _mm512_set1_ps(wscale[g]);
+      const __m512 p0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(AsM512i(dot[g][0])), s,
+                                        _mm512_mul_ps(_mm512_shuffle_f32x4(n0, n1, 0x44), corr_v));
+      const __m512 p1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(AsM512i(dot[g][1])), s,
+                                        _mm512_mul_ps(_mm512_shuffle_f32x4(n0, n1, 0xEE), corr_v));
+      _mm512_storeu_ps(acc, _mm512_shuffle_f32x4(p0, p1, 0x44));
+      _mm512_storeu_ps(acc + 16, _mm512_shuffle_f32x4(p0, p1, 0xEE));
+    }
   }
 }
 
