@@ -17,6 +17,7 @@
 #include "kernels/convert.h"
 #include "kernels/ops.h"
 #include "roofline.h"
+#include "util/aligned_buffer.h"
 
 namespace tinyserve {
 namespace {
@@ -58,7 +59,9 @@ void BenchAttention(kernels::Isa isa, DType dtype, const AttentionCase& c, Threa
   const int64_t layer_elems = num_blocks * kBlock * kKvHeads * kHeadDim;
   const int64_t elems = layer_elems * c.layers;
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : dtype == DType::kI8 ? 1 : 2;
-  std::vector<uint8_t> k(elems * elem_bytes), v(elems * elem_bytes);
+  // Allocated as the engine's KV cache is (engine/kv_cache.h): 2 MiB pages where the kernel
+  // grants them, so a long context's rows cost no more TLB misses here than there.
+  AlignedBuffer<uint8_t> k(elems * elem_bytes), v(elems * elem_bytes);
   // int8 rows: one binary16 scale per slot and KV head (kv_quant.h).
   std::vector<uint16_t> k_scale(elems / kHeadDim), v_scale(elems / kHeadDim);
   std::mt19937 rng(1);
