@@ -2,7 +2,8 @@
 // GCC 12 keeps __m512i values (eight 64-bit lanes) that pass through _mm512_dpbusd_epi32 /
 // _mm512_dpwssd_epi32 (built on 32-bit lanes) as two kinds of register values: with a dozen or
 // more accumulators live across a loop it copied every one of them each iteration and spilled
-// those past 16 registers (attention_avx512.cc's value loop: 50 register copies for 16 dots).
+// those past 16 registers (a reduced copy of attention_avx512.cc's value loop: 50 register
+// copies for 16 dots).
 // Accumulating in I32x16 through the builtins compiles to the dots alone. (The matmul kernel,
 // with eight copies per 128 dots, measured no faster this way and keeps the intrinsics.) Include
 // only from files compiled for AVX-512 VNNI (*_avx512.cc).
