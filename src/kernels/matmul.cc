@@ -26,12 +26,6 @@ int64_t PackedMatrix::cols() const { return impl_->cols; }
 DType PackedMatrix::source_dtype() const { return impl_->dtype; }
 uint64_t PackedMatrix::bytes() const { return impl_->bytes; }
 
-struct QuantizedActivations::Impl {
-  QuantizedActs acts;
-  QuantTraits traits;
-  QuantizeActsFn quantize = nullptr;
-};
-
 QuantizedActivations::QuantizedActivations() : impl_(std::make_unique<Impl>()) {}
 QuantizedActivations::QuantizedActivations(QuantizedActivations&&) noexcept = default;
 QuantizedActivations& QuantizedActivations::operator=(QuantizedActivations&&) noexcept = default;
@@ -125,7 +119,9 @@ void PackGroup(const TensorView& w, const std::optional<uint64_t>& row_bytes, in
   }
 }
 
-MatMulKernels KernelsFor(Isa isa) {
+}  // namespace
+
+MatMulKernels MatMulKernelsFor(Isa isa) {
   switch (isa) {
     case Isa::kAmx:  // where !AmxServes, and for float weights
     case Isa::kAvx512:
@@ -137,22 +133,26 @@ MatMulKernels KernelsFor(Isa isa) {
   }
 }
 
-// Below ~2^18 multiply-adds a parallel region costs more than it saves.
 int QuantThreads(const PackedMatrix::Impl& w, int64_t num_rows, ThreadPool* pool) {
   const bool small = num_rows * w.cols * w.rows < (int64_t{1} << 18);
   return pool && !small ? pool->num_threads() : 1;
 }
 
+int64_t QuantRowTile(const PackedMatrix::Impl& w) {
+  return std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
+}
+
+namespace {
+
 // The quantized product from activations already quantized for w.
 void RunQuantKernel(const MatMulKernels& k, const PackedMatrix::Impl& w, const QuantizedActs& acts,
                     const float* bias, float* out, ThreadPool* pool) {
   const int64_t num_rows = acts.num_rows;
-  // Tiles of activation rows small enough (about 256 KiB of int8) to stay in L2 while the
-  // row groups of one thread stream past them.
-  const int64_t tile = std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
+  const int64_t tile = QuantRowTile(w);
   auto work = [&](int64_t g_begin, int64_t g_end, int) {
     for (int64_t m = 0; m < num_rows; m += tile)
-      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias, out);
+      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias,
+              OutTile{out, w.rows, 0, 0});
   };
   if (QuantThreads(w, num_rows, pool) > 1) {
     pool->ParallelFor(w.num_groups, 1, work);
@@ -172,10 +172,11 @@ void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const flo
   acts.init.Resize(num_rows * w.num_sub);
   acts.xsum.Resize(num_rows * w.num_sub);
   if (QuantThreads(w, num_rows, pool) > 1 && num_rows * w.cols >= (int64_t{1} << 16)) {
-    pool->ParallelFor(
-        num_rows, 1, [&](int64_t b, int64_t e, int) { k.quantize_acts(x, b, e, w.traits, &acts); });
+    pool->ParallelFor(num_rows, 1, [&](int64_t b, int64_t e, int) {
+      k.quantize_acts(x + b * w.cols, w.cols, b, e, 0, w.cols, w.traits, &acts);
+    });
   } else {
-    k.quantize_acts(x, 0, num_rows, w.traits, &acts);
+    k.quantize_acts(x, w.cols, 0, num_rows, 0, w.cols, w.traits, &acts);
   }
   RunQuantKernel(k, w, acts, bias, out, pool);
 }
@@ -322,7 +323,7 @@ void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_r
                    const float* bias, float* out, ThreadPool* pool) {
   TS_CHECK(IsaSupported(isa));
   if (num_rows <= 0) return;
-  const MatMulKernels k = KernelsFor(isa);
+  const MatMulKernels k = MatMulKernelsFor(isa);
   const PackedMatrix::Impl& impl = w.impl();
   if (UsesBf16Dot(w, isa)) {
     if (UsesAmxBf16(w, isa, num_rows)) {
@@ -364,7 +365,7 @@ void PrepareActivations(const PackedMatrix& like, int64_t num_rows, QuantizedAct
   QuantizedActivations::Impl& a = acts->impl();
   a.traits = w.traits;
   // Every ISA quantizes to the same numbers (matmul_internal.h); take the fastest.
-  a.quantize = KernelsFor(BestIsa()).quantize_acts;
+  a.quantize = MatMulKernelsFor(BestIsa()).quantize_acts;
   a.acts.num_rows = num_rows;
   a.acts.cols = w.cols;
   a.acts.num_sub = w.num_sub;
@@ -382,7 +383,10 @@ void QuantizeActivationRows(const float* x, int64_t row_begin, int64_t row_end,
                             QuantizedActivations* acts) {
   QuantizedActivations::Impl& a = acts->impl();
   TS_CHECK(a.quantize != nullptr && row_begin >= 0 && row_end <= a.acts.num_rows);
-  if (row_begin < row_end) a.quantize(x, row_begin, row_end, a.traits, &a.acts);
+  if (row_begin < row_end) {
+    a.quantize(x + row_begin * a.acts.cols, a.acts.cols, row_begin, row_end, 0, a.acts.cols,
+               a.traits, &a.acts);
+  }
 }
 
 void QuantizeActivations(const PackedMatrix& like, const float* x, int64_t num_rows,
@@ -406,7 +410,7 @@ void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActiv
            a.traits.sub_block == impl.traits.sub_block &&
            a.traits.zero_point == impl.traits.zero_point);
   if (a.acts.num_rows <= 0) return;
-  RunQuantKernel(KernelsFor(isa), impl, a.acts, bias, out, pool);
+  RunQuantKernel(MatMulKernelsFor(isa), impl, a.acts, bias, out, pool);
 }
 
 void MatMulQuantized(const PackedMatrix& w, const QuantizedActivations& acts, const float* bias,

@@ -101,6 +101,22 @@ void MatMulQuantized(const PackedMatrix& w, const QuantizedActivations& acts, co
 void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActivations& acts,
                             const float* bias, float* out, ThreadPool* pool);
 
+// The feed-forward block's gate/up product, SiLU and quantization fused: gate_up is [2 dim, H]
+// (the gate's dim rows, then the up projection's), acts its input quantized for it; out_acts gets
+// SiLU(gate) * up quantized for `down` (dim = down.cols()). Bit for bit MatMulQuantized(gate_up,
+// acts), then SiluMulQuantize for down (kernels/ops.h), on the same ISA; but the [T, 2 dim]
+// product never leaves the cache (each thread takes 64-feature chunks of gate and up in turn) and
+// no f32 SiLU rows are written. Requires FusesSiluMul.
+bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down, int64_t num_rows);
+void MatMulSiluMulQuantized(const PackedMatrix& gate_up, const QuantizedActivations& acts,
+                            const PackedMatrix& down, QuantizedActivations* out_acts,
+                            ThreadPool* pool);
+// The same on `isa` (IsaSupported(isa); Isa::kAmx runs the AVX-512 kernel, as
+// MatMulQuantizedWithIsa does).
+void MatMulSiluMulQuantizedWithIsa(Isa isa, const PackedMatrix& gate_up,
+                                   const QuantizedActivations& acts, const PackedMatrix& down,
+                                   QuantizedActivations* out_acts, ThreadPool* pool);
+
 // MatMul runs on BestIsa() (kernels/isa.h, the one ISA detector); tests and benchmarks force
 // each supported Isa to cover every path.
 // MatMul forced onto `isa`. Requires IsaSupported(isa).

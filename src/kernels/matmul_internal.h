@@ -170,14 +170,29 @@ inline void PrefetchToL2(const uint8_t* p, int64_t bytes) {
   for (int64_t o = 0; o < bytes; o += 64) PrefetchLineToL2(p + o);
 }
 
-// Quantizes rows [row_begin, row_end) of x into acts (already sized). Same results on every
-// ISA (round to nearest even of x * (127 / amax)).
-using QuantizeActsFn = void (*)(const float* x, int64_t row_begin, int64_t row_end,
-                                const QuantTraits& traits, QuantizedActs* acts);
-// Computes out rows [m_begin, m_end) x row groups [g_begin, g_end); out is [num_rows, rows].
+// Quantizes columns [col_begin, col_end) (multiples of kActBlock) of rows [row_begin, row_end)
+// into acts (already sized); x points at element (row_begin, col_begin) and its rows are ldx
+// floats apart. Same results on every ISA (round to nearest even of x * (127 / amax)), and the
+// same for a block whichever column range it is quantized in.
+using QuantizeActsFn = void (*)(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
+                                int64_t col_begin, int64_t col_end, const QuantTraits& traits,
+                                QuantizedActs* acts);
+
+// Where a quantized kernel writes output (m, n): data + (m - m0) * ldc + (n - n0). A whole
+// product passes its out matrix ({out, rows, 0, 0}); a fused caller a tile of its own scratch.
+struct OutTile {
+  float* data;
+  int64_t ldc;
+  int64_t m0;
+  int64_t n0;
+  float* At(int64_t m, int64_t n) const { return data + (m - m0) * ldc + (n - n0); }
+};
+
+// Computes output rows [m_begin, m_end) x row groups [g_begin, g_end) into out. Each output is
+// the same whatever the ranges it is computed in (matmul_internal.h's order of operations).
 using QuantKernelFn = void (*)(const PackedMatrix::Impl& w, const QuantizedActs& acts,
                                int64_t g_begin, int64_t g_end, int64_t m_begin, int64_t m_end,
-                               const float* bias, float* out);
+                               const float* bias, OutTile out);
 // Float weights: out rows [m_begin, m_end) x weight rows [n_begin, n_end).
 using FloatKernelFn = void (*)(const PackedMatrix::Impl& w, const float* x, int64_t n_begin,
                                int64_t n_end, int64_t m_begin, int64_t m_end, const float* bias,
@@ -187,6 +202,12 @@ struct MatMulKernels {
   QuantizeActsFn quantize_acts;
   QuantKernelFn quant;
   FloatKernelFn float_kernel;
+};
+
+struct QuantizedActivations::Impl {
+  QuantizedActs acts;
+  QuantTraits traits;
+  QuantizeActsFn quantize = nullptr;
 };
 
 // Activations for the bf16 dot product: x rounded to bf16 (round to nearest even; f32 denormals
@@ -236,6 +257,14 @@ void RunBf16AmxOnModel(const PackedMatrix::Impl& w, const float* x, int64_t num_
                        const float* bias, float* out, ThreadPool* pool);
 
 MatMulKernels ScalarKernels();
+// The kernels MatMul runs on `isa` (Isa::kAmx: the AVX-512 ones, for what AmxServes does not take).
+MatMulKernels MatMulKernelsFor(Isa isa);
+// Threads for a quantized product of num_rows rows: the pool's, or 1 below ~2^18 multiply-adds,
+// where a parallel region costs more than it saves.
+int QuantThreads(const PackedMatrix::Impl& w, int64_t num_rows, ThreadPool* pool);
+// Activation rows per pass of a quantized product: about 256 KiB of int8, which stays in L2 while
+// a thread's row groups stream past it (a multiple of kRowTile).
+int64_t QuantRowTile(const PackedMatrix::Impl& w);
 MatMulKernels Avx2Kernels();
 MatMulKernels Avx512Kernels();
 

@@ -1,9 +1,10 @@
-// The fused norm / SiLU * up + activation quantization ops (kernels/ops.h *Quantize) and the
-// pre-quantized matmul (kernels/matmul.h MatMulQuantized): their f32 output and the product
-// from their quantized rows must be bit for bit what the unfused path (the op, then MatMul
-// quantizing its f32 input itself) gives, on every ISA and thread count, at odd and real model
-// sizes; and the product must stay within the quantization bound of the float64 reference
-// (kernels/ref) applied to the reference op's output.
+// The fused norm / SiLU * up + activation quantization ops (kernels/ops.h *Quantize), the
+// pre-quantized matmul (kernels/matmul.h MatMulQuantized) and the fused gate/up + SiLU
+// (MatMulSiluMulQuantized): their f32 output and the product from their quantized rows must be
+// bit for bit what the unfused path (the op, then MatMul quantizing its f32 input itself) gives,
+// on every ISA and thread count, at odd and real model sizes; and the product must stay within
+// the quantization bound of the float64 reference (kernels/ref) applied to the reference op's
+// output.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include "kernels/kernels_test_util.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/matmul_ref.h"
@@ -208,6 +210,102 @@ TEST(FusedQuantizeOpsTest, ModelWidthsWithManyRows) {
     CheckFusedOp(Op::kAddRmsNorm, BestIsa(), DType::kQ8_0, {64, 896, 150}, threads, &acts);
     CheckFusedOp(Op::kSiluMul, BestIsa(), DType::kQ8_0, {64, 4864, 150}, threads, &acts);
   }
+}
+
+// The fused gate/up product + SiLU * up + quantization (MatMulSiluMulQuantized) against the
+// unfused path it replaces (MatMulQuantized, then SiluMulQuantize for the down projection): the
+// quantized rows it leaves, and the down projection's product from them, bit for bit equal on
+// every ISA (AMX included: there it runs the AVX-512 kernel) and thread count, for widths with a
+// one-block last chunk, row counts across the 8-row tiles and the row passes, and gate/up and
+// down of different block formats (sub-blocks of 16 and 32, with and without a minimum), as a
+// Q4_K_M file mixes them.
+// The used part of one quantized-activation buffer, bit for bit.
+template <class T>
+void ExpectSameBuffer(const AlignedBuffer<T>& got, const AlignedBuffer<T>& want, int64_t n,
+                      const std::string& what) {
+  ASSERT_GE(static_cast<int64_t>(got.size()), n) << what;
+  ASSERT_GE(static_cast<int64_t>(want.size()), n) << what;
+  ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(T)), 0) << what;
+}
+
+struct FfnShape {
+  int64_t hidden, dim, num_rows;
+};
+
+void CheckFused(Isa isa, DType gate_up_type, DType down_type, const FfnShape& s, int threads) {
+  const std::string what = std::string(DTypeName(gate_up_type)) + "/" +
+                           std::string(DTypeName(down_type)) + " hidden " +
+                           std::to_string(s.hidden) + " dim " + std::to_string(s.dim) + " rows " +
+                           std::to_string(s.num_rows) + " isa " + std::string(IsaName(isa)) +
+                           " threads " + std::to_string(threads);
+  const Weights gate_up = MakeWeights(gate_up_type, 2 * s.dim, s.hidden, 3 + s.dim);
+  const Weights down = MakeWeights(down_type, s.hidden, s.dim, 5 + s.hidden);
+  const std::vector<float> x = RandomFloats(s.num_rows * s.hidden, 7 + s.num_rows, -2.0f, 2.0f);
+  ThreadPool pool(threads);
+  QuantizedActivations in, want_acts, got_acts;
+  QuantizeActivations(gate_up.packed, x.data(), s.num_rows, &in, &pool);
+
+  // Unfused, on one thread.
+  std::vector<float> product(s.num_rows * 2 * s.dim), act(s.num_rows * s.dim);
+  MatMulQuantizedWithIsa(isa, gate_up.packed, in, nullptr, product.data(), nullptr);
+  SiluMulQuantize(isa, product.data(), s.num_rows, s.dim, act.data(), down.packed, &want_acts,
+                  nullptr);
+
+  MatMulSiluMulQuantizedWithIsa(isa, gate_up.packed, in, down.packed, &got_acts, &pool);
+  ASSERT_EQ(got_acts.num_rows(), s.num_rows) << what;
+  ASSERT_EQ(got_acts.cols(), s.dim) << what;
+  const QuantizedActs& got = got_acts.impl().acts;
+  const QuantizedActs& want = want_acts.impl().acts;
+  ExpectSameBuffer(got.xq, want.xq, s.num_rows * s.dim, what + " xq");
+  ExpectSameBuffer(got.sx, want.sx, s.num_rows * (s.dim / kActBlock), what + " sx");
+  ExpectSameBuffer(got.init, want.init, s.num_rows * want.num_sub, what + " init");
+  ExpectSameBuffer(got.xsum, want.xsum, s.num_rows * want.num_sub, what + " xsum");
+
+  std::vector<float> want_out(s.num_rows * s.hidden), got_out(want_out.size(), -1.0f);
+  MatMulQuantizedWithIsa(isa, down.packed, want_acts, nullptr, want_out.data(), nullptr);
+  MatMulQuantizedWithIsa(isa, down.packed, got_acts, nullptr, got_out.data(), &pool);
+  ASSERT_EQ(std::memcmp(got_out.data(), want_out.data(), got_out.size() * sizeof(float)), 0)
+      << what << " down product";
+}
+
+TEST(MatMulSiluMulTest, BitIdenticalToTheUnfusedPathOnEveryIsaAndThreadCount) {
+  // dim 96 and 160: a one-block last chunk; 256-wide shapes for the K-quants.
+  const FfnShape odd[] = {{64, 96, 5}, {96, 160, 17}, {64, 128, 1}};
+  const FfnShape wide[] = {{256, 256, 9}, {256, 512, 3}};
+  for (Isa isa : testing::SupportedMatMulIsas()) {
+    for (int threads : {1, 2, 3}) {
+      for (const FfnShape& s : odd) {
+        CheckFused(isa, DType::kQ8_0, DType::kQ8_0, s, threads);
+        CheckFused(isa, DType::kQ4_0, DType::kQ5_1, s, threads);
+      }
+      for (const FfnShape& s : wide) {
+        CheckFused(isa, DType::kQ4_K, DType::kQ6_K, s, threads);
+        CheckFused(isa, DType::kQ6_K, DType::kQ4_K, s, threads);
+      }
+    }
+  }
+}
+
+TEST(MatMulSiluMulTest, ModelWidthsAcrossRowPasses) {
+  // Qwen2.5-0.5B's FFN (896 -> 2 x 4864 -> 896) at a decode row, a batched decode step and 300
+  // rows (two passes of the 288-row activation tile). (On an AMX CPU the model fuses only below
+  // 32 rows, where the tiles do not serve; the fused op itself runs at any count.)
+  for (int64_t rows : {1, 64, 300})
+    for (int threads : {1, 2})
+      CheckFused(BestIsa(), DType::kQ8_0, DType::kQ8_0, {896, 4864, rows}, threads);
+}
+
+TEST(MatMulSiluMulTest, OnlyMatchingQuantizedShapesFuse) {
+  const Weights gate_up = MakeWeights(DType::kQ8_0, 2 * 64, 32, 1);
+  const Weights down = MakeWeights(DType::kQ8_0, 32, 64, 2);
+  const Weights short_down = MakeWeights(DType::kQ8_0, 32, 32, 3);
+  EXPECT_TRUE(FusesSiluMul(gate_up.packed, down.packed, 4));
+  EXPECT_FALSE(FusesSiluMul(gate_up.packed, short_down.packed, 4));
+  const std::vector<float> f = RandomFloats(32 * 64, 4, -1.0f, 1.0f);
+  auto float_down =
+      PackedMatrix::Pack(TensorView{"w", DType::kF32, {32, 64}, f.data(), f.size() * 4});
+  ASSERT_TRUE(float_down.ok());
+  EXPECT_FALSE(FusesSiluMul(gate_up.packed, *float_down, 4));
 }
 
 TEST(MatMulQuantizedTest, FloatWeightsDoNotTakeQuantizedActivations) {

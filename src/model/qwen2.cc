@@ -252,7 +252,9 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
   // norm (fused), gate/up, SiLU * up, down; the last residual add is fused with the next layer's
   // first norm. Every op is one parallel region at most. For quantized weights the norms and
   // SiLU * up also quantize their output for the matmul after them (in the same region), and the
-  // matmuls read those quantized rows; other matmuls quantize into the same kept buffer.
+  // matmuls read those quantized rows; other matmuls quantize into the same kept buffer. Where
+  // the kernels take it (FusesSiluMul), gate/up and SiLU * up are one region: the profile counts
+  // it under gate_up.
   auto takes_quantized = [&](const kernels::PackedMatrix* w, int64_t rows) {
     return w != nullptr && fuse_quantization_ && kernels::TakesQuantizedActivations(*w, rows);
   };
@@ -319,6 +321,10 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
       matmul(L.o, attn_.data(), T, false, nullptr, proj_.data());
     }
     const bool gate_up_quantized = L.fused_gate_up && takes_quantized(&L.gate_up, T);
+    const bool down_quantized = takes_quantized(&L.down, T);
+    // gate/up, SiLU * up and the down projection's quantization in one pass (kernels/matmul.h).
+    const bool fused_ffn =
+        gate_up_quantized && down_quantized && kernels::FusesSiluMul(L.gate_up, L.down, T);
     {
       OpTimer timer(prof, &p.norm);
       if (gate_up_quantized) {
@@ -330,7 +336,9 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     }
     {
       OpTimer timer(prof, &p.gate_up);
-      if (L.fused_gate_up) {
+      if (fused_ffn) {
+        kernels::MatMulSiluMulQuantized(L.gate_up, acts_, L.down, &ffn_acts_, pool);
+      } else if (L.fused_gate_up) {
         matmul(L.gate_up, normed_.data(), T, gate_up_quantized, nullptr, gate_up_.data());
       } else {
         // Unfused (gate and up of different types): compute each, then lay them out as the
@@ -343,8 +351,7 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
         }
       }
     }
-    const bool down_quantized = takes_quantized(&L.down, T);
-    {
+    if (!fused_ffn) {
       OpTimer timer(prof, &p.silu);
       if (down_quantized) {
         kernels::SiluMulQuantize(gate_up_.data(), T, F, act_.data(), L.down, &acts_, pool);
@@ -354,7 +361,11 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     }
     {
       OpTimer timer(prof, &p.down);
-      matmul(L.down, act_.data(), T, down_quantized, nullptr, proj_.data());
+      if (fused_ffn) {
+        kernels::MatMulQuantized(L.down, ffn_acts_, nullptr, proj_.data(), pool);
+      } else {
+        matmul(L.down, act_.data(), T, down_quantized, nullptr, proj_.data());
+      }
     }
     if (l + 1 < c.num_layers) {
       OpTimer timer(prof, &p.norm);

@@ -106,6 +106,8 @@ class Qwen2Model : public Model {
   // The next quantized matmul's input, quantized (by the op before it or just before the call);
   // one buffer serves every matmul in turn and keeps its size across steps.
   kernels::QuantizedActivations acts_;
+  // The down projection's input from the fused gate/up + SiLU (read while acts_ is its input).
+  kernels::QuantizedActivations ffn_acts_;
   bool fuse_quantization_ = true;
 
   bool profiling_ = false;

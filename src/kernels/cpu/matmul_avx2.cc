@@ -70,7 +70,7 @@ inline __m256 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int 
 // the records in cache).
 template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-                   bool ahead, const float* bias, float* out) {
+                   bool ahead, const float* bias, OutTile out) {
   const uint8_t* rec = w.Group(g);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -123,7 +123,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   for (int r = 0; r < MT; ++r) {
     alignas(32) float v[8];
     _mm256_store_ps(v, acc[r]);
-    float* o = out + (m + r) * w.rows + n0;
+    float* o = out.At(m + r, n0);
     for (int i = 0; i < valid; ++i) o[i] = bias ? v[i] + bias[n0 + i] : v[i];
   }
 }
@@ -131,7 +131,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
 // Rows [m, m + rows) (one activation tile) of half h of group g.
 template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void HalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-              int64_t rows, bool ahead, const float* bias, float* out) {
+              int64_t rows, bool ahead, const float* bias, OutTile out) {
   switch (rows) {
     case 8:
       return QuantHalfTile<8, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
@@ -157,7 +157,7 @@ void HalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, in
 // m_begin is a tile start (matmul.cc splits rows in multiples of kRowTile).
 template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
-                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
+                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, OutTile out) {
   for (int64_t g = g_begin; g < g_end; ++g) {
     for (int h = 0; h < 2; ++h) {
       for (int64_t m = m_begin; m < m_end; m += kRowTile) {
@@ -179,7 +179,8 @@ QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
 }
 
 void QuantKernelAvx2(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
-                     int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
+                     int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
+                     OutTile out) {
   const QuantTraits& t = w.traits;
   // Zero point 128 (Q8_0 and the codebooks): q ^ 0x80 is the signed weight.
   const QuantKernelFn fn =

@@ -22,17 +22,17 @@ namespace {
 // 4 activation bytes broadcast to every 32-bit lane (folds into vpdpbusd's {1to16} operand).
 inline __m512i Broadcast4(const int8_t* p) { return _mm512_broadcastd_epi32(_mm_loadu_si32(p)); }
 
-void QuantizeActsAvx512(const float* x, int64_t row_begin, int64_t row_end,
-                        const QuantTraits& traits, QuantizedActs* acts) {
-  const int64_t cols = acts->cols;
+void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
+                        int64_t col_begin, int64_t col_end, const QuantTraits& traits,
+                        QuantizedActs* acts) {
   const int sub = traits.sub_block;
   alignas(32) int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
-    const float* xr = x + m * cols;
+    const float* xr = x + (m - row_begin) * ldx;
     int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);
     const int64_t chunk_stride = acts->TileRows(m) * 4;
-    for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
-      const cpu::QuantizedBlock32 r = cpu::QuantizeBlock32(xr + blk * kActBlock, q);
+    for (int64_t blk = col_begin / kActBlock; blk < col_end / kActBlock; ++blk) {
+      const cpu::QuantizedBlock32 r = cpu::QuantizeBlock32(xr + blk * kActBlock - col_begin, q);
       acts->sx[acts->SxIndex(m, blk)] = r.sx;
       for (int c = 0; c < kActBlock / 4; ++c)
         std::memcpy(xq + (blk * 8 + c) * chunk_stride, q + c * 4, 4);
@@ -105,7 +105,7 @@ inline __m512 TileScales(const PackedMatrix::Impl& w, const UnpackedPair* up, in
 // record, and half the instantiations (this file's compile time had doubled).
 template <int MT, int NG, int SUB, bool kMin, Quants kQ>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
-               bool ahead, const uint8_t* next, int64_t next_step, const float* bias, float* out,
+               bool ahead, const uint8_t* next, int64_t next_step, const float* bias, OutTile out,
                const UnpackedPair* up = nullptr) {
   constexpr bool kEightBit = kQ == Quants::k8 || kQ == Quants::kUnpacked;
   const uint8_t* rec[NG];
@@ -235,7 +235,7 @@ UnpackedPair UnpackPair(const PackedMatrix::Impl& w, int64_t g) {
 template <int SUB, bool kMin, Quants kQ>
 void ShortTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                int64_t m_end, bool ahead, const uint8_t* next, int64_t next_step, const float* bias,
-               float* out) {
+               OutTile out) {
   switch (m_end - m) {
     case 7:
       return QuantTile<7, 1, SUB, kMin, kQ>(w, a, g, m, ahead, next, next_step, bias, out);
@@ -260,7 +260,7 @@ void ShortTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, i
 // 8 rows (the last may be short), with the weight requests described at QuantTile.
 template <int SUB, bool kMin, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
-                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, float* out) {
+                 int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, OutTile out) {
   const int64_t full_end = m_begin + (m_end - m_begin) / 8 * 8;
   const int64_t tiles = (m_end - m_begin + 7) / 8;
   const int64_t group_bytes = w.num_sub * w.record_bytes;
@@ -323,7 +323,7 @@ QuantKernelFn ForQuants(const PackedMatrix::Impl& w) {
 
 void QuantKernelAvx512(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                        int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
-                       float* out) {
+                       OutTile out) {
   const bool min = w.traits.has_min;
   const QuantKernelFn fn = w.traits.sub_block == 32
                                ? (min ? ForQuants<32, true>(w) : ForQuants<32, false>(w))

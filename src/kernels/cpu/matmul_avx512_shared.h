@@ -40,7 +40,7 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
 // lanes past w.rows left out.
 template <int NG, int MT>
 inline void StoreGroups(const PackedMatrix::Impl& w, const __m512 (&acc)[NG][MT], int64_t g,
-                        int64_t m, const float* bias, float* out) {
+                        int64_t m, const float* bias, OutTile out) {
   for (int j = 0; j < NG; ++j) {
     const int64_t n0 = (g + j) * kGroupRows;
     const int64_t valid = w.rows - n0 < kGroupRows ? w.rows - n0 : kGroupRows;
@@ -48,7 +48,7 @@ inline void StoreGroups(const PackedMatrix::Impl& w, const __m512 (&acc)[NG][MT]
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
     for (int r = 0; r < MT; ++r) {
       const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
-      _mm512_mask_storeu_ps(out + (m + r) * w.rows + n0, mask, v);
+      _mm512_mask_storeu_ps(out.At(m + r, n0), mask, v);
     }
   }
 }

@@ -42,7 +42,7 @@ void Bf16Tile(const PackedMatrix::Impl& w, const Bf16Acts& a, int64_t g, int64_t
       for (int j = 0; j < NG; ++j) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], wv[j], xb);
     }
   }
-  cpu::StoreGroups<NG, MT>(w, acc, g, m, bias, out);
+  cpu::StoreGroups<NG, MT>(w, acc, g, m, bias, OutTile{out, w.rows, 0, 0});
 }
 
 using TileFn = void (*)(const PackedMatrix::Impl&, const Bf16Acts&, int64_t, int64_t, const float*,

@@ -10,23 +10,24 @@
 namespace tinyserve::kernels {
 namespace {
 
-void QuantizeActsScalar(const float* x, int64_t row_begin, int64_t row_end,
-                        const QuantTraits& traits, QuantizedActs* acts) {
-  const int64_t cols = acts->cols;
+void QuantizeActsScalar(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
+                        int64_t col_begin, int64_t col_end, const QuantTraits& traits,
+                        QuantizedActs* acts) {
   const int sub = traits.sub_block;
   int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
-    const float* xr = x + m * cols;
+    const float* xr = x + (m - row_begin) * ldx;
     int32_t sums[2] = {0, 0};  // per 16 values
-    for (int64_t blk = 0; blk < cols / kActBlock; ++blk) {
+    for (int64_t blk = col_begin / kActBlock; blk < col_end / kActBlock; ++blk) {
+      const float* xb = xr + blk * kActBlock - col_begin;
       float amax = 0;
-      for (int i = 0; i < kActBlock; ++i) amax = std::fmax(amax, std::fabs(xr[blk * 32 + i]));
+      for (int i = 0; i < kActBlock; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
       const float id = amax == 0 ? 0.0f : 127.0f / amax;
       const float sx = amax / 127.0f;
       acts->sx[acts->SxIndex(m, blk)] = sx;
       sums[0] = sums[1] = 0;
       for (int i = 0; i < kActBlock; ++i) {
-        q[i] = static_cast<int8_t>(std::nearbyint(xr[blk * 32 + i] * id));
+        q[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
         sums[i / 16] += q[i];
       }
       for (int c = 0; c < kActBlock / 4; ++c)
@@ -43,7 +44,7 @@ void QuantizeActsScalar(const float* x, int64_t row_begin, int64_t row_end,
 
 void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, int64_t g_begin,
                        int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias,
-                       float* out) {
+                       OutTile out) {
   const int sub = w.traits.sub_block;
   for (int64_t g = g_begin; g < g_end; ++g) {
     const uint8_t* group = w.Group(g);
@@ -64,7 +65,7 @@ void QuantKernelScalar(const PackedMatrix::Impl& w, const QuantizedActs& acts, i
           if (w.traits.has_min)
             acc = std::fma(w.Scale(g, b, kGroupRows + r), acts.xsum[acts.SubIndex(m, b)], acc);
         }
-        out[m * w.rows + n] = bias ? acc + bias[n] : acc;
+        *out.At(m, n) = bias ? acc + bias[n] : acc;
       }
     }
   }
