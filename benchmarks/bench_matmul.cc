@@ -4,8 +4,9 @@
 // best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
 // weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
 // machine measures the AVX-512 kernels against the same peaks.
-//   bench_matmul [--threads N] [--quick] [--compare] [--types bf16,q8_0,...]
-// num_rows = 1 runs with cold caches (the weights are evicted before each call).
+//   bench_matmul [--threads N] [--quick] [--compare] [--ffn] [--types bf16,q8_0,...]
+// num_rows = 1 runs with cold caches (the weights are evicted before each call). --ffn times
+// only the fused feed-forward middle against the unfused ops (CompareFfn).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,6 +19,7 @@
 
 #include "kernels/convert.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/quant_formats.h"
 #include "roofline.h"
 #include "util/aligned_buffer.h"
@@ -68,21 +70,71 @@ void FlushCaches(ThreadPool* pool) {
 
 // Fastest call of enough calls to fill ~0.3 s (at least 3): on a shared machine the minimum
 // is the least disturbed estimate.
-double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows, float* out,
-                ThreadPool* pool, bool cold, kernels::Isa isa = kernels::BestIsa()) {
-  kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);  // warm-up
+template <class Fn>
+double TimeFn(Fn&& fn, ThreadPool* pool, bool cold) {
+  fn();  // warm-up
   const double t0 = Now();
-  kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);
+  fn();
   const double once = Now() - t0;
   const int reps = std::clamp(static_cast<int>(0.3 / std::max(once, 1e-7)), 3, cold ? 30 : 2000);
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     if (cold) FlushCaches(pool);
     const double s = Now();
-    kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool);
+    fn();
     times.push_back(Now() - s);
   }
   return *std::min_element(times.begin(), times.end());
+}
+
+double TimeCall(const kernels::PackedMatrix& w, const float* x, int64_t num_rows, float* out,
+                ThreadPool* pool, bool cold, kernels::Isa isa = kernels::BestIsa()) {
+  return TimeFn([&] { kernels::MatMulWithIsa(isa, w, x, num_rows, nullptr, out, pool); }, pool,
+                cold);
+}
+
+// --ffn: Qwen2.5-0.5B's feed-forward middle (gate/up 9728 x 896, SiLU * up, quantized for down
+// 896 x 4864) fused (MatMulSiluMulQuantized) against the unfused MatMulQuantized + SiluMulQuantize,
+// timed alternately in this process, fastest of 5 rounds each; m = 1 with cold caches.
+void CompareFfn(DType t, ThreadPool* pool, const bench::Roofline& roof) {
+  constexpr int64_t kHidden = 896, kDim = 4864;
+  if (kDim % BlockSize(t) != 0 || kHidden % BlockSize(t) != 0) return;
+  const std::vector<uint8_t> gu_bytes = MakeWeights(t, 2 * kDim, kHidden);
+  const std::vector<uint8_t> down_bytes = MakeWeights(t, kHidden, kDim);
+  if (gu_bytes.empty() || down_bytes.empty()) return;
+  auto gate_up = kernels::PackedMatrix::Pack(
+      {"gate_up", t, {2 * kDim, kHidden}, gu_bytes.data(), gu_bytes.size()});
+  auto down = kernels::PackedMatrix::Pack(
+      {"down", t, {kHidden, kDim}, down_bytes.data(), down_bytes.size()});
+  if (!gate_up.ok() || !down.ok()) std::abort();
+  for (int64_t m : {1, 4, 8, 16, 32, 64, 512}) {
+    if (!kernels::FusesSiluMul(*gate_up, *down, m)) continue;
+    std::vector<float> x(m * kHidden), product(m * 2 * kDim), act(m * kDim);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (float& v : x) v = nd(rng);
+    kernels::QuantizedActivations in, out;
+    kernels::QuantizeActivations(*gate_up, x.data(), m, &in, pool);
+    auto unfused = [&] {
+      kernels::MatMulQuantized(*gate_up, in, nullptr, product.data(), pool);
+      kernels::SiluMulQuantize(product.data(), m, kDim, act.data(), *down, &out, pool);
+    };
+    auto fused = [&] { kernels::MatMulSiluMulQuantized(*gate_up, in, *down, &out, pool); };
+    double t_unfused = 1e30, t_fused = 1e30;
+    for (int round = 0; round < 5; ++round) {
+      t_unfused = std::min(t_unfused, TimeFn(unfused, pool, m == 1));
+      t_fused = std::min(t_fused, TimeFn(fused, pool, m == 1));
+    }
+    const double ops = 2.0 * 2 * kDim * kHidden * m / 1e9;
+    const double peak = bench::BestPeak(roof, bench::Work::kInt8);
+    std::printf(
+        "%-6s ffn m=%-4lld unfused %9.1f us (%5.1f%% of peak)  fused %9.1f us (%5.1f%%)  "
+        "%.2fx\n",
+        DTypeName(t).data(), static_cast<long long>(m), t_unfused * 1e6,
+        100 * ops / t_unfused / peak, t_fused * 1e6, 100 * ops / t_fused / peak,
+        t_unfused / t_fused);
+    std::fflush(stdout);
+  }
 }
 
 // --compare on an AMX machine: the AMX and AVX-512 kernels timed alternately in this process (a
@@ -106,7 +158,7 @@ void CompareIsas(const kernels::PackedMatrix& w, const float* x, float* out, int
 
 int Main(int argc, char** argv) {
   int threads = 2;
-  bool quick = false, compare = false;
+  bool quick = false, compare = false, ffn = false;
   std::vector<DType> types = {DType::kBF16, DType::kQ8_0, DType::kQ4_0,
                               DType::kQ4_K, DType::kQ5_0, DType::kQ6_K};
   for (int i = 1; i < argc; ++i) {
@@ -125,12 +177,18 @@ int Main(int argc, char** argv) {
       }
     }
     if (!std::strcmp(argv[i], "--compare")) compare = true;
+    if (!std::strcmp(argv[i], "--ffn")) ffn = true;
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--quick")) quick = true;
   }
   ThreadPool pool(threads);
   const bench::Roofline roof = bench::MeasureRoofline(&pool, uint64_t{512} << 20);
   std::printf("threads=%d %s\n", threads, bench::Describe(roof).c_str());
+  if (ffn) {
+    for (DType t : types)
+      if (IsQuantized(t)) CompareFfn(t, &pool, roof);
+    return 0;
+  }
   // "MB": the packed bytes a pass reads (what m=1's GB/s counts); "m=1 us": the call's time, the
   // figure to compare between layouts of different sizes.
   std::printf("%-6s %-12s %8s %9s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "MB", "m=1 us",

@@ -105,7 +105,7 @@ void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActiv
 // (the gate's dim rows, then the up projection's), acts its input quantized for it; out_acts gets
 // SiLU(gate) * up quantized for `down` (dim = down.cols()). Bit for bit MatMulQuantized(gate_up,
 // acts), then SiluMulQuantize for down (kernels/ops.h), on the same ISA; but the [T, 2 dim]
-// product never leaves the cache (each thread takes 64-feature chunks of gate and up in turn) and
+// product never leaves the cache (each thread takes chunks of gate and up features in turn) and
 // no f32 SiLU rows are written. Requires FusesSiluMul.
 bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down, int64_t num_rows);
 void MatMulSiluMulQuantized(const PackedMatrix& gate_up, const QuantizedActivations& acts,
