@@ -310,7 +310,7 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
     for (int64_t j = 0; j < group; ++j) {
       const int64_t qi = r * group + j;
       int8_t* qq = sc.q_i8.data() + qi * hd;
-      const float s = QuantizeQueryRow(src + j * hd, hd, qq, &sc.q_sums[qi]);
+      const float s = c.kern.quantize_query(src + j * hd, hd, qq, &sc.q_sums[qi]);
       sc.q_scales[qi] = s;
       if (c.int8_dots) continue;  // the integer path reads only q_i8
       for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeKv(qq[d], s);

@@ -192,5 +192,44 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
   }
 }
 
+// Every ISA's quantize_query (attention.cc rounds each query head row of an int8 cache with it)
+// gives QuantizeQueryRow's bytes, scale and sum exactly: random rows of odd and head-dim lengths,
+// values on rounding ties, a zero row, rows whose scale is a denormal, and rows holding inf or NaN.
+TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  std::vector<std::vector<float>> rows;
+  for (int64_t n : {1, 15, 16, 17, 64, 100, 128, 256}) {
+    std::vector<float> r(n);
+    for (float& x : r) x = dist(rng);
+    rows.push_back(r);
+    // amax 127: every (k + 0.5) is a tie of the rounding.
+    for (int64_t i = 0; i < n; ++i) r[i] = (i == 0) ? 127.0f : static_cast<float>(i % 120) + 0.5f;
+    rows.push_back(r);
+    rows.push_back(std::vector<float>(n, 0.0f));
+    for (float& x : r) x = 1e-43f * dist(rng);
+    rows.push_back(r);
+    r[n / 2] = INFINITY;
+    rows.push_back(r);
+    r[n / 2] = NAN;
+    rows.push_back(r);
+  }
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    const auto quantize = cpu::KernelsFor(isa).quantize_query;
+    for (const std::vector<float>& r : rows) {
+      const int64_t n = static_cast<int64_t>(r.size());
+      std::vector<int8_t> want(n, 99), got(n, 99);
+      int32_t want_sum = -1, got_sum = -2;
+      const float want_scale = QuantizeQueryRow(r.data(), n, want.data(), &want_sum);
+      const float got_scale = quantize(r.data(), n, got.data(), &got_sum);
+      EXPECT_EQ(std::memcmp(&got_scale, &want_scale, sizeof(float)), 0)
+          << IsaName(isa) << " n=" << n << " " << got_scale << " vs " << want_scale;
+      EXPECT_EQ(got, want) << IsaName(isa) << " n=" << n;
+      EXPECT_EQ(got_sum, want_sum) << IsaName(isa) << " n=" << n;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tinyserve::kernels

@@ -14,7 +14,7 @@ const CpuKernels& KernelsFor(Isa isa) {
 #define TINYSERVE_KERNEL_TABLE(ns)                                                          \
   CpuKernels {                                                                              \
     &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::Softmax, &ns::AddBias, &ns::AddInPlace, \
-        &ns::ToF32, &ns::AttendBlock                                                        \
+        &ns::ToF32, &ns::AttendBlock, &ns::QuantizeQuery                                    \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);

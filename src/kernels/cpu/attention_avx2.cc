@@ -2,6 +2,7 @@
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/kv_quant.h"
 
 namespace tinyserve::kernels::cpu::avx2 {
 
@@ -16,6 +17,10 @@ void AttendBlock(const AttendBlockArgs& a) {
     default:
       return simd::AttendEachQuery<Vec, DType::kF32>(a);
   }
+}
+
+float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  return QuantizeQueryRow(x, n, q, sum);
 }
 
 }  // namespace tinyserve::kernels::cpu::avx2

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/kv_quant.h"
 #include "kernels/prefetch.h"
 
 namespace tinyserve::kernels::cpu::scalar {
@@ -39,6 +40,10 @@ void AttendBlock(const AttendBlockArgs& a) {
       acc[d] = x;
     }
   }
+}
+
+float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  return QuantizeQueryRow(x, n, q, sum);
 }
 
 }  // namespace tinyserve::kernels::cpu::scalar
