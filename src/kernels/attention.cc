@@ -79,8 +79,7 @@ int64_t ElementBytes(DType dtype) {
 // step once warm).
 struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
-  std::vector<float> block_scales;  // one block's binary16 scales of every KV head, as f32
-  std::vector<float> partials;      // a prefill tile's partition states
+  std::vector<float> partials;  // a prefill tile's partition states
   std::vector<int32_t> num_valid;
   std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to int8, their scales and sums
   std::vector<float> q_scales;
@@ -94,9 +93,7 @@ struct Scratch {
     int32_t seq = -1, kv_head = -1, row_begin = -1, row_end = -1;
     bool operator==(const Prepared&) const = default;
   } prepared;
-  void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys, int64_t block_scale_count) {
-    if (static_cast<int64_t>(block_scales.size()) < block_scale_count)
-      block_scales.resize(block_scale_count);
+  void Ensure(int64_t max_q, int64_t head_dim, int64_t step_keys) {
     if (static_cast<int64_t>(q.size()) >= max_q * head_dim &&
         static_cast<int64_t>(k.size()) >= step_keys * head_dim &&
         static_cast<int64_t>(k_rows.size()) >= step_keys) {
@@ -122,7 +119,7 @@ struct Scratch {
 
 Scratch& ThreadScratch(const PagedKvLayer& layer, int64_t max_q, int64_t step_keys) {
   thread_local Scratch sc;
-  sc.Ensure(max_q, layer.head_dim, step_keys, int64_t{layer.block_size} * layer.num_kv_heads);
+  sc.Ensure(max_q, layer.head_dim, step_keys);
   return sc;
 }
 
@@ -263,8 +260,8 @@ class Prefetcher {
         }
       }
       if (layer.dtype == DType::kI8) {
-        *out++ = layer.k_scale + block_row * nkv;
-        *out++ = layer.v_scale + block_row * nkv;
+        *out++ = layer.k_scale + (int64_t{table[b]} * nkv + w.kv_head) * bs;
+        *out++ = layer.v_scale + (int64_t{table[b]} * nkv + w.kv_head) * bs;
       }
     }
     count_ = static_cast<int32_t>(out - lines_.data());
@@ -352,16 +349,10 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
         const int64_t block_row = int64_t{table[b0 + bb]} * bs;
         const int64_t keys = std::min(bs, n - t);
         if (int8) {
-          // The block's scales of every KV head in one vector conversion, then this head's: the
-          // scalar binary16 decode of two scales per key cost a quarter of the int8 decode time.
-          c.kern.to_f32(DType::kF16, layer.k_scale + block_row * nkv, sc.block_scales.data(),
-                        keys * nkv);
-          for (int64_t i = 0; i < keys; ++i)
-            sc.k_scales[t + i] = sc.block_scales[i * nkv + item.kv_head];
-          c.kern.to_f32(DType::kF16, layer.v_scale + block_row * nkv, sc.block_scales.data(),
-                        keys * nkv);
-          for (int64_t i = 0; i < keys; ++i)
-            sc.v_scales[t + i] = sc.block_scales[i * nkv + item.kv_head];
+          // This head's scales of the block lie side by side (KvScaleIndex): one conversion.
+          const int64_t first = (int64_t{table[b0 + bb]} * nkv + item.kv_head) * bs;
+          c.kern.to_f32(DType::kF16, layer.k_scale + first, sc.k_scales.data() + t, keys);
+          c.kern.to_f32(DType::kF16, layer.v_scale + first, sc.v_scales.data() + t, keys);
         }
         const int64_t row0 = block_row * nkv + item.kv_head;
         if (direct) {

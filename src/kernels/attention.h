@@ -15,7 +15,8 @@ namespace tinyserve::kernels {
 // One layer's cache. Both k and v are [num_blocks, block_size, num_kv_heads, head_dim] in
 // `dtype` (kF32, kF16, kBF16 or kI8). Slot s is token s % block_size of block s / block_size.
 // kI8 (the quantized cache) also has one binary16 scale per slot and KV head in k_scale /
-// v_scale ([num_blocks, block_size, num_kv_heads]): element = int8 * scale (see kv_quant.h).
+// v_scale ([num_blocks, num_kv_heads, block_size]: a KV head's scales of a block side by side,
+// read in one conversion; KvScaleIndex): element = int8 * scale (see kv_quant.h).
 struct PagedKvLayer {
   void* k = nullptr;
   void* v = nullptr;
@@ -27,6 +28,12 @@ struct PagedKvLayer {
   uint16_t* k_scale = nullptr;  // kI8 only
   uint16_t* v_scale = nullptr;  // kI8 only
 };
+
+// Index in k_scale / v_scale of slot `slot`, KV head `kv_head`.
+inline int64_t KvScaleIndex(const PagedKvLayer& layer, int64_t slot, int64_t kv_head) {
+  return (slot / layer.block_size * layer.num_kv_heads + kv_head) * layer.block_size +
+         slot % layer.block_size;
+}
 
 // Stores k[t], v[t] ([num_tokens, num_kv_heads, head_dim], f32) into slot slot_mapping[t],
 // converting to the cache dtype (kI8: quantized per slot and head, QuantizeKvRow). A negative

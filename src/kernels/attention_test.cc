@@ -412,8 +412,9 @@ TEST(RopeStoreKvTest, EqualsRopeThenWriteKv) {
   }
 }
 
-// int8 rows: one binary16 scale per slot and head, max|x| / 127; every element within half a
-// step of its input; the padding slot untouched; the optimized and reference writers agree.
+// int8 rows: one binary16 scale per slot and head (at KvScaleIndex), max|x| / 127; every element
+// within half a step of its input; the padding slot untouched; the optimized and reference
+// writers agree.
 TEST(WriteKvTest, Int8StoresScaledRowsPerSlotAndHead) {
   const int64_t heads = 2, hd = 40, row = heads * hd, num_slots = 4 * 2;
   std::vector<float> kin(3 * row), vin(3 * row);
@@ -435,7 +436,8 @@ TEST(WriteKvTest, Int8StoresScaledRowsPerSlotAndHead) {
       const int64_t src = slot == 5 ? 0 : slot == 0 ? 2 : -1;
       for (int64_t h = 0; h < heads; ++h) {
         if (src < 0) {
-          EXPECT_EQ(ks[impl][slot * heads + h], 0x1234) << "slot " << slot << " was written";
+          EXPECT_EQ(ks[impl][KvScaleIndex(layer, slot, h)], 0x1234)
+              << "slot " << slot << " was written";
           EXPECT_EQ(k[impl][slot * row + h * hd], 99);
           continue;
         }
@@ -443,7 +445,7 @@ TEST(WriteKvTest, Int8StoresScaledRowsPerSlotAndHead) {
           const float* x = (value ? vin : kin).data() + src * row + h * hd;
           float amax = 0;
           for (int64_t d = 0; d < hd; ++d) amax = std::max(amax, std::fabs(x[d]));
-          const float scale = Fp16ToF32((value ? vs : ks)[impl][slot * heads + h]);
+          const float scale = Fp16ToF32((value ? vs : ks)[impl][KvScaleIndex(layer, slot, h)]);
           EXPECT_EQ(scale, Fp16ToF32(F32ToFp16(amax / 127.0f)));
           for (int64_t d = 0; d < hd; ++d) {
             const float got = ref::LoadKv(layer, value, slot, h, d);

@@ -44,8 +44,11 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
         const int64_t hd = layer.head_dim;
         for (int64_t h = 0; h < layer.num_kv_heads; ++h) {
           const int64_t r = slot * layer.num_kv_heads + h;
-          layer.k_scale[r] = QuantizeKvRow(ks + h * hd, hd, static_cast<int8_t*>(layer.k) + r * hd);
-          layer.v_scale[r] = QuantizeKvRow(vs + h * hd, hd, static_cast<int8_t*>(layer.v) + r * hd);
+          const int64_t si = KvScaleIndex(layer, slot, h);
+          layer.k_scale[si] =
+              QuantizeKvRow(ks + h * hd, hd, static_cast<int8_t*>(layer.k) + r * hd);
+          layer.v_scale[si] =
+              QuantizeKvRow(vs + h * hd, hd, static_cast<int8_t*>(layer.v) + r * hd);
         }
         break;
       }

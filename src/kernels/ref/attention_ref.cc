@@ -27,7 +27,8 @@ float LoadKv(const PagedKvLayer& layer, bool value, int64_t slot, int64_t kv_hea
   const void* base = value ? layer.v : layer.k;
   if (layer.dtype != DType::kI8)
     return LoadCacheElement(layer.dtype, base, row * layer.head_dim + d);
-  const float scale = Fp16ToF32((value ? layer.v_scale : layer.k_scale)[row]);
+  const float scale =
+      Fp16ToF32((value ? layer.v_scale : layer.k_scale)[KvScaleIndex(layer, slot, kv_head)]);
   return DequantizeKv(static_cast<const int8_t*>(base)[row * layer.head_dim + d], scale);
 }
 
@@ -62,9 +63,9 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
         const int64_t r = slot * layer.num_kv_heads + h;
         const int64_t src = (t * layer.num_kv_heads + h) * layer.head_dim;
         const int64_t dst = r * layer.head_dim;
-        layer.k_scale[r] =
+        layer.k_scale[KvScaleIndex(layer, slot, h)] =
             QuantizeKvRow(k + src, layer.head_dim, static_cast<int8_t*>(layer.k) + dst);
-        layer.v_scale[r] =
+        layer.v_scale[KvScaleIndex(layer, slot, h)] =
             QuantizeKvRow(v + src, layer.head_dim, static_cast<int8_t*>(layer.v) + dst);
       }
       continue;
