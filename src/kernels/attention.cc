@@ -181,20 +181,24 @@ void MergeParts(const Context& c, const WorkItem& item, const float* base) {
 // layers" cases). The cursor runs on into the next item the thread has claimed, so only a
 // thread's first item starts on cold steps. L2, not L1: a step's rows, the next ones and the f16
 // path's transposed keys would not fit in L1 together. Measured with bench_ops on Sapphire Rapids:
-// the f16 path gained ~20% from memory; the int8 integer path lost a few % on cached contexts, so
-// it runs without (enabled = false). Requesting a step's lines here in one burst instead gained
-// nothing on either path (an earlier version did so, but GCC 12 had deleted that prefetch loop
+// the f16 path gained ~20% from memory. The int8 integer path, first measured there to lose a
+// few % on cached contexts and left without, gained on Zen 4 (2 threads, alternating pairs):
+// 64 x 576 over 24 layers 1.16 / 1.06 / 1.03 -> 0.88 / 0.83 / 0.74 ms, 1 x 8192 over 24 layers
+// 0.27 / 0.24 / 0.22 -> 0.21 / 0.18 / 0.17 ms, and `bench throughput` N = 64's decode phase
+// 420 / 392 -> 469 / 475 tok/s (attention 21% -> 15% of the step); cached 1 x 4096 lost ~0.02 ms.
+// Decode reads from memory, so every path takes it. Requesting a step's lines here in one burst
+// instead gained nothing (an earlier version did so, but GCC 12 had deleted that prefetch loop
 // unseen, see kernels/prefetch.h; made real, 64 x 576 int8 and f16 over 24 layers ran as fast as
 // without). Prefetches change no result.
 class Prefetcher {
  public:
   static constexpr int kAheadSteps = 2;
-  Prefetcher(std::vector<const void*>& lines, bool enabled) : lines_(lines), enabled_(enabled) {}
+  explicit Prefetcher(std::vector<const void*>& lines) : lines_(lines) {}
   // Called as item (claimed before next) starts: a cursor short of it (the thread's first item)
   // restarts kAheadSteps - 1 steps into it.
   void Start(const Context& c, const WorkItem& item, const WorkItem* next) {
     next_ = next;
-    if (!enabled_ || cur_.item == &item) return;
+    if (cur_.item == &item) return;
     cur_ = First(c, item);
     for (int s = 1; s < kAheadSteps; ++s) Move(c);
   }
@@ -267,7 +271,6 @@ class Prefetcher {
     count_ = static_cast<int32_t>(out - lines_.data());
   }
   std::vector<const void*>& lines_;
-  bool enabled_;
   int32_t count_ = 0;  // listed lines
   Cursor cur_;
   const WorkItem* next_ = nullptr;
@@ -524,7 +527,7 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
   if (num_threads == 1 || plan.items.size() <= 1) {
     Scratch& sc = ThreadScratch(layer, max_q, step_keys);
-    Prefetcher ahead(sc.prefetch, !ctx.int8_dots);
+    Prefetcher ahead(sc.prefetch);
     for (size_t i = 0; i < plan.items.size(); ++i) {
       RunItem(ctx, plan.items[i], i + 1 < plan.items.size() ? &plan.items[i + 1] : nullptr, sc,
               ahead);
@@ -537,7 +540,7 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   std::atomic<size_t> next{0};
   pool->Run([&](int) {
     Scratch& sc = ThreadScratch(layer, max_q, step_keys);
-    Prefetcher ahead(sc.prefetch, !ctx.int8_dots);
+    Prefetcher ahead(sc.prefetch);
     const std::vector<WorkItem>& items = ctx.plan.items;
     // Each thread claims its next items before running these, so the prefetcher can read ahead
     // into them. With items enough, two at a time: a sequence's KV heads are adjacent items and

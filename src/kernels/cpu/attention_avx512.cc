@@ -247,7 +247,7 @@ void TransposeKeysI8(const void* const* k, int32_t m, __m512i* kt) {
 // transposed in kt.
 template <int NQ, int R>
 void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
-                     const __m512i* kt, float (*p)[kI8Keys]) {
+                     const __m512i* kt, float (*p)[kI8Keys], ReadAhead& ahead) {
   constexpr int64_t hd = 64 * R;
   const int8_t* q[NQ];
   int32_t nv[NQ];
@@ -310,6 +310,7 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
     I32x16 dot[NQ][2];
     for (int g = 0; g < NQ; ++g) dot[g][0] = dot[g][1] = I32x16{};
     for (int32_t t = 0; t < max_nv; t += 2) {
+      ahead.Some();
       // An odd last key pairs with itself: its partner's weight is 0.
       const int32_t t1 = t + 1 < max_nv ? t + 1 : t;
       const __m256i x0 = _mm256_loadu_si256(
@@ -345,17 +346,18 @@ constexpr int kI8Group = kQueryGroup;
 
 template <int R, int NQ>
 void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
-                   const __m512i* kt, float (*p)[kI8Keys]) {
+                   const __m512i* kt, float (*p)[kI8Keys], ReadAhead& ahead) {
   if constexpr (NQ > 1) {
-    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kt, p);
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kt, p, ahead);
   }
-  AttendQueriesI8<NQ, R>(a, idx, o, m, kt, p);
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kt, p, ahead);
 }
 
 template <int R>
 void AttendBlockI8(const AttendBlockArgs& a) {
   alignas(64) __m512i kt[kI8Keys / 16 * R * 16];
   alignas(64) float p[kI8Group][kI8Keys];
+  ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 2 * R);  // the p.v loops' key pairs
   for (int32_t o = 0; o < a.n; o += kI8Keys) {
     const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
     bool transposed = false;
@@ -372,10 +374,11 @@ void AttendBlockI8(const AttendBlockArgs& a) {
         TransposeKeysI8<R>(a.k_rows + o, m, kt);
         transposed = true;
       }
-      AttendGroupI8<R, kI8Group>(a, idx, num, o, m, kt, p);
+      AttendGroupI8<R, kI8Group>(a, idx, num, o, m, kt, p, ahead);
       num = 0;
     }
   }
+  ahead.Rest();
 }
 
 template <DType kType>
