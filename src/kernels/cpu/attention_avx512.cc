@@ -99,35 +99,56 @@ void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd,
 // folds the block's max and sum into a.max / a.sum, returns the factor each query's old state is
 // scaled by, and leaves in p the weights exp(score - max), exactly 0 from nv[g] to max_nv, times
 // weight_scales[t] when given (the int8 cache's value scales, folded into the weights).
+// Phase by phase across the queries, not query by query: a query's max, its reduction, its
+// correction and its sum form one chain of dependent instructions, longer than the out-of-order
+// window can overlap with the next query's; side by side the NQ chains overlap, and the NQ
+// corrections come from one vector exp (lane g is the value Correction computes for query g:
+// Exp works lane by lane). The step is about a quarter of decode attention (bench_ops --threads 1
+// --decode, int8 64 x 576 with it skipped: 1.25 -> 0.93 ms); phased, the whole attention took
+// 4-9% less there (int8 64 x 576 1.50 / 1.45 / 1.32 -> 1.31 / 1.37 / 1.15 ms, alternating).
 template <int NQ, int kKeys>
 void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
                  float (*p)[kKeys], const float* weight_scales, float* correction) {
+  static_assert(NQ <= kWidth);
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  __m512 mx[NQ];
   for (int g = 0; g < NQ; ++g) {
-    __m512 mx = neg_inf;
+    mx[g] = neg_inf;
     for (int32_t t = 0; t < nv[g]; t += kWidth) {
       const __mmask16 live = nv[g] - t >= kWidth ? 0xFFFF : TailMask(nv[g] - t);
-      mx = _mm512_mask_max_ps(mx, live, mx, _mm512_load_ps(p[g] + t));
+      mx[g] = _mm512_mask_max_ps(mx[g], live, mx[g], _mm512_load_ps(p[g] + t));
     }
-    const float block_max = ReduceMax(mx);
+  }
+  float new_max[NQ];
+  alignas(64) float diff[kWidth] = {};
+  for (int g = 0; g < NQ; ++g) {
+    const float block_max = ReduceMax(mx[g]);
     const float old_max = a.max[idx[g]];
-    const float new_max = old_max > block_max ? old_max : block_max;
-    correction[g] = simd::Correction<Vec>(old_max, new_max);
-    const __m512 max_v = _mm512_set1_ps(new_max);
-    __m512 psum = _mm512_setzero_ps();
+    new_max[g] = old_max > block_max ? old_max : block_max;
+    diff[g] = old_max - new_max[g];
+  }
+  alignas(64) float corr[kWidth];
+  _mm512_store_ps(corr, Exp(_mm512_load_ps(diff)));
+  for (int g = 0; g < NQ; ++g) correction[g] = a.max[idx[g]] == -__builtin_inff() ? 0.0f : corr[g];
+  __m512 psum[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    const __m512 max_v = _mm512_set1_ps(new_max[g]);
+    psum[g] = _mm512_setzero_ps();
     for (int32_t t = 0; t < max_nv; t += kWidth) {
       const int64_t left = nv[g] - t;
       const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
       const __m512 e =
           _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
-      psum = _mm512_add_ps(psum, e);
+      psum[g] = _mm512_add_ps(psum[g], e);
       _mm512_store_ps(p[g] + t,
                       weight_scales == nullptr
                           ? e
                           : _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, weight_scales + t)));
     }
-    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
-    a.max[idx[g]] = new_max;
+  }
+  for (int g = 0; g < NQ; ++g) {
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum[g]);
+    a.max[idx[g]] = new_max[g];
   }
 }
 
