@@ -241,11 +241,16 @@ class Prefetcher {
   }
   // The cache lines of the cursor's step, written to lines_ (grown once, then written through a
   // pointer: a push_back per line cost a tenth of a cached step).
+  // Per block one address computation, then pointer increments, and only locals in the loops
+  // (GCC lets a stored pointer alias any pointer field it would otherwise read again): the
+  // driver's share of int8 decode attention (about a fifth, bench_ops --threads 1 --decode with
+  // the kernel skipped) went from 0.242 to 0.222 ms on 64 x 576 and 0.046 to 0.041 ms on 1 x 8192.
   void List(const Context& c, const Cursor& cur) {
     const PagedKvLayer& layer = c.layer;
     const WorkItem& w = *cur.item;
-    const int64_t bs = layer.block_size, nkv = layer.num_kv_heads;
+    const int64_t bs = layer.block_size, nkv = layer.num_kv_heads, kv_head = w.kv_head;
     const int64_t row_bytes = layer.head_dim * ElementBytes(layer.dtype);
+    const int64_t stride = nkv * row_bytes;  // between a head's rows of adjacent slots
     const size_t most = BlocksPerStep(layer.block_size) * (bs * 2 * ((row_bytes + 63) / 64) + 2);
     if (lines_.size() < most) lines_.resize(most);
     const void** out = lines_.data();
@@ -253,19 +258,26 @@ class Prefetcher {
     const int64_t end = PartEnd(c, w, cur.part);
     const auto* k_base = static_cast<const uint8_t*>(layer.k);
     const auto* v_base = static_cast<const uint8_t*>(layer.v);
-    for (int64_t b = cur.b0; b < cur.b0 + BlocksPerStep(layer.block_size) && b * bs < end; ++b) {
-      const int64_t block_row = int64_t{table[b]} * bs;
+    const uint16_t* k_scale = layer.dtype == DType::kI8 ? layer.k_scale : nullptr;
+    const uint16_t* v_scale = layer.v_scale;
+    const int64_t b_end = std::min(cur.b0 + BlocksPerStep(layer.block_size), (end + bs - 1) / bs);
+    for (int64_t b = cur.b0; b < b_end; ++b) {
+      const int64_t block = table[b];
       const int64_t keys = std::min(bs, end - b * bs);
-      for (int64_t i = 0; i < keys; ++i) {
-        const int64_t offset = ((block_row + i) * nkv + w.kv_head) * row_bytes;
+      const int64_t first = (block * bs * nkv + kv_head) * row_bytes;
+      const uint8_t* kp = k_base + first;
+      const uint8_t* vp = v_base + first;
+      for (int64_t i = 0; i < keys; ++i, kp += stride, vp += stride) {
         for (int64_t o = 0; o < row_bytes; o += 64) {
-          *out++ = k_base + offset + o;
-          *out++ = v_base + offset + o;
+          out[0] = kp + o;
+          out[1] = vp + o;
+          out += 2;
         }
       }
-      if (layer.dtype == DType::kI8) {
-        *out++ = layer.k_scale + (int64_t{table[b]} * nkv + w.kv_head) * bs;
-        *out++ = layer.v_scale + (int64_t{table[b]} * nkv + w.kv_head) * bs;
+      if (k_scale != nullptr) {
+        out[0] = k_scale + (block * nkv + kv_head) * bs;
+        out[1] = v_scale + (block * nkv + kv_head) * bs;
+        out += 2;
       }
     }
     count_ = static_cast<int32_t>(out - lines_.data());
