@@ -258,7 +258,8 @@ class Prefetcher {
     const int64_t end = PartEnd(c, w, cur.part);
     const auto* k_base = static_cast<const uint8_t*>(layer.k);
     const auto* v_base = static_cast<const uint8_t*>(layer.v);
-    const uint16_t* k_scale = layer.dtype == DType::kI8 ? layer.k_scale : nullptr;
+    const bool int8 = layer.dtype == DType::kI8;
+    const uint16_t* k_scale = layer.k_scale;
     const uint16_t* v_scale = layer.v_scale;
     const int64_t b_end = std::min(cur.b0 + BlocksPerStep(layer.block_size), (end + bs - 1) / bs);
     for (int64_t b = cur.b0; b < b_end; ++b) {
@@ -274,9 +275,10 @@ class Prefetcher {
           out += 2;
         }
       }
-      if (k_scale != nullptr) {
-        out[0] = k_scale + (block * nkv + kv_head) * bs;
-        out[1] = v_scale + (block * nkv + kv_head) * bs;
+      if (int8) {
+        const int64_t scales = KvBlockScaleIndex(layer, block, kv_head);
+        out[0] = k_scale + scales;
+        out[1] = v_scale + scales;
         out += 2;
       }
     }
@@ -364,8 +366,8 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
         const int64_t block_row = int64_t{table[b0 + bb]} * bs;
         const int64_t keys = std::min(bs, n - t);
         if (int8) {
-          // This head's scales of the block lie side by side (KvScaleIndex): one conversion.
-          const int64_t first = (int64_t{table[b0 + bb]} * nkv + item.kv_head) * bs;
+          // This head's scales of the block lie side by side: one conversion.
+          const int64_t first = KvBlockScaleIndex(layer, table[b0 + bb], item.kv_head);
           c.kern.to_f32(DType::kF16, layer.k_scale + first, sc.k_scales.data() + t, keys);
           c.kern.to_f32(DType::kF16, layer.v_scale + first, sc.v_scales.data() + t, keys);
         }

@@ -29,10 +29,15 @@ struct PagedKvLayer {
   uint16_t* v_scale = nullptr;  // kI8 only
 };
 
+// Index in k_scale / v_scale of the first slot of block `block`, KV head `kv_head` (its
+// block_size scales follow).
+inline int64_t KvBlockScaleIndex(const PagedKvLayer& layer, int64_t block, int64_t kv_head) {
+  return (block * layer.num_kv_heads + kv_head) * layer.block_size;
+}
+
 // Index in k_scale / v_scale of slot `slot`, KV head `kv_head`.
 inline int64_t KvScaleIndex(const PagedKvLayer& layer, int64_t slot, int64_t kv_head) {
-  return (slot / layer.block_size * layer.num_kv_heads + kv_head) * layer.block_size +
-         slot % layer.block_size;
+  return KvBlockScaleIndex(layer, slot / layer.block_size, kv_head) + slot % layer.block_size;
 }
 
 // Stores k[t], v[t] ([num_tokens, num_kv_heads, head_dim], f32) into slot slot_mapping[t],
