@@ -46,6 +46,9 @@ bool RequestAmxTileState() {
 
 CpuFeatures Detect() {
   CpuFeatures f;
+  const CpuidRegs l0 = Cpuid(0, 0);
+  // "AuthenticAMD" in ebx, edx, ecx order.
+  f.amd = l0.ebx == 0x68747541u && l0.edx == 0x69746e65u && l0.ecx == 0x444d4163u;
   const CpuidRegs l1 = Cpuid(1, 0);
   // Without OSXSAVE there is no xgetbv, and no OS support for any AVX state.
   if (!Bit(l1.ecx, 27)) return f;

@@ -36,6 +36,9 @@ struct CpuFeatures {
   bool amx_tile = false;
   bool amx_int8 = false;
   bool amx_bf16 = false;
+  // The vendor is AMD (cpuid leaf 0: "AuthenticAMD"), for the tuning that the instruction set
+  // does not decide (matmul.cc ReadsWeightsAhead).
+  bool amd = false;
 };
 
 // The running CPU's features (detected once; the TINYSERVE_ISA cap does not change them).

@@ -29,6 +29,28 @@ std::set<std::string> ProcCpuinfoFlags() {
   return {};
 }
 
+// The first processor's vendor_id in /proc/cpuinfo; empty when the file cannot be read.
+std::string ProcCpuinfoVendor() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("vendor_id", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream words(line.substr(colon + 1));
+    std::string vendor;
+    words >> vendor;
+    return vendor;
+  }
+  return {};
+}
+
+TEST(IsaTest, DetectedVendorMatchesProcCpuinfo) {
+  const std::string vendor = ProcCpuinfoVendor();
+  if (vendor.empty()) GTEST_SKIP() << "SKIPPED: no vendor_id line in /proc/cpuinfo on this machine";
+  EXPECT_EQ(DetectedCpuFeatures().amd, vendor == "AuthenticAMD") << vendor;
+}
+
 TEST(IsaTest, DetectedFeaturesMatchProcCpuinfo) {
   const std::set<std::string> flags = ProcCpuinfoFlags();
   if (flags.empty()) GTEST_SKIP() << "SKIPPED: no flags line in /proc/cpuinfo on this machine";

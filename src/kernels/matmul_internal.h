@@ -48,6 +48,7 @@
 #include <cstring>
 
 #include "kernels/convert.h"
+#include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/prefetch.h"
 #include "kernels/quant_blocks.h"
@@ -163,6 +164,24 @@ struct QuantizedActs {
 // kernel, 2 threads): 1.5x at 16 rows and 1.4x at 1 row for that matrix; 2-8 KiB ahead were
 // alike, 64 KiB and the L1 hints (T0, NTA) worse.
 inline constexpr int64_t kWeightPrefetchBytes = 4096;
+
+// On AMD the AVX-512 kernel's products of fewer rows than this stream their weights without
+// requests of their own: the hardware prefetcher alone keeps up with a 1- or 2-row product, and
+// the requests slowed it. Measured on a Zen 4 EPYC (2 threads; the 97 Q8_0 matmuls of one b = 1
+// decode step, 525 MB, with and without the requests alternating in one process; fastest of 12):
+// 1 row 10.7-18.4 ms without against 15.6-20.3 with, 2 rows 14.0-18.2 against 16.3-20.4, Q4_0 1
+// row 6.9-9.4 against 8.8-9.8; 3 rows a little faster, 4 and 5 level, 8 rows 25% slower without.
+// Whole-model decode b = 1 at an 8,192-token context (bench_model, 10 alternating runs each): 44.9
+// against 39.4 tok/s on average. The AVX2 kernel (which reads each record twice, one half-group at
+// a time) measured slower without them, so it keeps them. Zen 5 and older Zen are unmeasured.
+inline constexpr int64_t kAmdReadAheadMinRows = 4;
+
+// Whether the AVX-512 kernel's product of `rows` activation rows, all in one row tile, requests
+// its weight records kWeightPrefetchBytes ahead (above).
+inline bool ReadsWeightsAhead(int64_t rows) {
+  static const bool amd = DetectedCpuFeatures().amd;
+  return !amd || rows >= kAmdReadAheadMinRows;
+}
 
 // Requests the lines of [p, p + bytes) into L2 (prefetcht1: a hint, it never faults, even past
 // the end of a buffer).

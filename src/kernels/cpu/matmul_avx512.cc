@@ -95,14 +95,15 @@ inline __m512 TileScales(const PackedMatrix::Impl& w, const UnpackedPair* up, in
 //
 // Which weight lines a row tile requests into L2 while it reads each record. A matmul with a
 // single row tile (decode up to 8 rows) requests its own records kWeightPrefetchBytes ahead
-// (`ahead`). With several row tiles the first tile of a group pair streams the records from memory
-// and the others find them in L1: requesting nothing then left memory idle while they computed
-// (at 16 rows a matmul took the sum of its memory time and its compute time). So each tile of a
-// pair requests its share of the next pair's records (`next`, `next_step` bytes per record read;
-// the pair's records are contiguous), spread over its loop, and the next pair's first tile finds
-// them in L2. (Every tile requesting its own records again cost ~5% of a 512-row tile's
-// instructions.) `ahead` is an argument, not a template parameter: one predictable branch per
-// record, and half the instantiations (this file's compile time had doubled).
+// (`ahead`; on AMD only from kAmdReadAheadMinRows rows, ReadsWeightsAhead). With several row tiles
+// the first tile of a group pair streams the records from memory and the others find them in L1:
+// requesting nothing then left memory idle while they computed (at 16 rows a matmul took the sum of
+// its memory time and its compute time). So each tile of a pair requests its share of the next
+// pair's records (`next`, `next_step` bytes per record read; the pair's records are contiguous),
+// spread over its loop, and the next pair's first tile finds them in L2. (Every tile requesting its
+// own records again cost ~5% of a 512-row tile's instructions.) `ahead` is an argument, not a
+// template parameter: one predictable branch per record, and half the instantiations (this file's
+// compile time had doubled).
 template <int MT, int NG, int SUB, bool kMin, Quants kQ>
 void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
                bool ahead, const uint8_t* next, int64_t next_step, const float* bias, OutTile out,
@@ -267,6 +268,8 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
   // Full tiles enough to unpack each group pair once (kUnpackMinTiles), for the formats above.
   const bool unpack = kQ != Quants::k8 && (w.int_scales || w.high_bits > 0) &&
                       full_end - m_begin >= kUnpackMinTiles * 8;
+  // With several tiles only the first pair's first tile requests its own records (below).
+  const bool read_ahead = tiles > 1 || ReadsWeightsAhead(m_end - m_begin);
   for (int64_t g = g_begin; g < g_end; g += 2) {
     const int ng = g + 2 <= g_end ? 2 : 1;
     UnpackedPair up{};
@@ -283,7 +286,7 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
       const uint8_t* nt = next + t * share;
       // A single tile requests its own records ahead; with several, the first pair's first tile
       // (nothing requested them before it).
-      const bool ahead = m == m_begin && (g == g_begin || tiles == 1);
+      const bool ahead = read_ahead && m == m_begin && (g == g_begin || tiles == 1);
       if (m < full_end && ng == 2) {
         if constexpr (kQ != Quants::k8) {
           if (unpack) {
