@@ -37,7 +37,7 @@ struct CpuFeatures {
   bool amx_int8 = false;
   bool amx_bf16 = false;
   // The vendor is AMD (cpuid leaf 0: "AuthenticAMD"), for the tuning that the instruction set
-  // does not decide (matmul.cc ReadsWeightsAhead).
+  // does not decide (matmul_internal.h ReadsWeightsAhead).
   bool amd = false;
 };
 
