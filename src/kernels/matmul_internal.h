@@ -179,8 +179,7 @@ inline constexpr int64_t kAmdReadAheadMinRows = 4;
 // Whether the AVX-512 kernel's product of `rows` activation rows, all in one row tile, requests
 // its weight records kWeightPrefetchBytes ahead (above).
 inline bool ReadsWeightsAhead(int64_t rows) {
-  static const bool amd = DetectedCpuFeatures().amd;
-  return !amd || rows >= kAmdReadAheadMinRows;
+  return !DetectedCpuFeatures().amd || rows >= kAmdReadAheadMinRows;
 }
 
 // Requests the lines of [p, p + bytes) into L2 (prefetcht1: a hint, it never faults, even past
