@@ -176,7 +176,7 @@ int Main(int argc, char** argv) {
       {"decode 16 seqs x ctx 2048", 16, 2048, 1}, {"decode 1 seq x ctx 4096", 1, 4096, 1},
       {"decode 1 seq x ctx 8192", 1, 8192, 1},    {"decode 1 x 8192, 24 layers", 1, 8192, 1, 24},
       {"decode 64 seqs x ctx 576", 64, 576, 1},   {"decode 64 x 576, 24 layers", 64, 576, 1, 24},
-      {"prefill 1 seq x 512", 1, 512, 512},
+      {"prefill 1 seq x 512", 1, 512, 512},       {"prefill 1 seq x 2000", 1, 2000, 2000},
   };
   for (kernels::Isa isa : {kernels::Isa::kAvx512, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
     if (!kernels::IsaSupported(isa)) continue;

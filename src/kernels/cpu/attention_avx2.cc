@@ -1,4 +1,5 @@
-// AVX2 AttendBlock: attention_simd.h's one-query-at-a-time path at 8 floats per vector.
+// AVX2 AttendBlock: attention_simd.h's grouped path (one-query-at-a-time for long steps and wide
+// heads) at 8 floats per vector.
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -6,16 +7,20 @@
 
 namespace tinyserve::kernels::cpu::avx2 {
 
+// Queries per group: a decode row's whole GQA group for Qwen2.5-0.5B's 7, one accumulator each
+// (with a key or value vector and a broadcast, within the 16 ymm registers).
+constexpr int kQueryGroup = 8;
+
 void AttendBlock(const AttendBlockArgs& a) {
   switch (a.rows_dtype) {
     case DType::kF16:
-      return simd::AttendEachQuery<Vec, DType::kF16>(a);
+      return simd::AttendBlockGrouped<Vec, DType::kF16, kQueryGroup>(a);
     case DType::kBF16:
-      return simd::AttendEachQuery<Vec, DType::kBF16>(a);
+      return simd::AttendBlockGrouped<Vec, DType::kBF16, kQueryGroup>(a);
     case DType::kI8:
-      return simd::AttendEachQuery<Vec, DType::kI8>(a);
+      return simd::AttendBlockGrouped<Vec, DType::kI8, kQueryGroup>(a);
     default:
-      return simd::AttendEachQuery<Vec, DType::kF32>(a);
+      return simd::AttendBlockGrouped<Vec, DType::kF32, kQueryGroup>(a);
   }
 }
 

@@ -26,29 +26,6 @@ namespace {
 // Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
 constexpr int32_t kMaxGroupKeys = 64;
 
-// AttendBlockArgs::prefetch, a few lines per value row of the accumulator updates (the longest
-// loop of a step: `rows` of them), the rest at the end of the step.
-class ReadAhead {
- public:
-  ReadAhead(const AttendBlockArgs& a, int64_t rows)
-      : next_(a.prefetch),
-        end_(a.prefetch + a.num_prefetch),
-        per_(rows <= 0 ? a.num_prefetch
-                       : static_cast<int32_t>((a.num_prefetch + rows - 1) / rows)) {}
-  void Some() {
-    for (int32_t i = 0; i < per_ && next_ < end_; ++i) Issue();
-  }
-  void Rest() {
-    while (next_ < end_) Issue();
-  }
-
- private:
-  void Issue() { PrefetchLineToL2(*next_++); }
-  const void* const* next_;
-  const void* const* end_;
-  int32_t per_;
-};
-
 // 16 x 16 transpose of 32-bit lanes: out[d] lane L = in[L] lane d. Pairs, then quads within
 // 128-bit lanes, then the lanes.
 inline void Transpose16(const __m512* r, __m512* out) {
@@ -160,17 +137,12 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
 template <DType kType, int NQ>
 void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt,
                     const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
-                    ReadAhead& ahead) {
+                    simd::ReadAhead& ahead) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
   const float* q[NQ];
   int32_t nv[NQ];
-  int32_t max_nv = 0;
-  for (int g = 0; g < NQ; ++g) {
-    q[g] = a.q + idx[g] * hd;
-    nv[g] = a.num_valid[idx[g]] < a.n ? a.num_valid[idx[g]] : a.n;
-    max_nv = nv[g] > max_nv ? nv[g] : max_nv;
-  }
+  const int32_t max_nv = simd::GroupQueries<NQ>(a, idx, q, nv);
   for (int32_t j = 0; j * kWidth < max_nv; ++j) {
     const __m512* ktj = kt + j * hd;
     __m512 even[NQ], odd[NQ];
@@ -225,7 +197,7 @@ constexpr int kQueryGroup = 8;
 template <DType kType, int NQ>
 void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const __m512* kt,
                   const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
-                  ReadAhead& ahead) {
+                  simd::ReadAhead& ahead) {
   if constexpr (NQ > 1) {
     if (num < NQ) return AttendGroupT<kType, NQ - 1>(a, idx, num, kt, v, vs, p, ahead);
   }
@@ -268,7 +240,7 @@ void TransposeKeysI8(const void* const* k, int32_t m, __m512i* kt) {
 // transposed in kt.
 template <int NQ, int R>
 void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
-                     const __m512i* kt, float (*p)[kI8Keys], ReadAhead& ahead) {
+                     const __m512i* kt, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
   constexpr int64_t hd = 64 * R;
   const int8_t* q[NQ];
   int32_t nv[NQ];
@@ -367,7 +339,7 @@ constexpr int kI8Group = kQueryGroup;
 
 template <int R, int NQ>
 void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
-                   const __m512i* kt, float (*p)[kI8Keys], ReadAhead& ahead) {
+                   const __m512i* kt, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
   if constexpr (NQ > 1) {
     if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kt, p, ahead);
   }
@@ -378,7 +350,7 @@ template <int R>
 void AttendBlockI8(const AttendBlockArgs& a) {
   alignas(64) __m512i kt[kI8Keys / 16 * R * 16];
   alignas(64) float p[kI8Group][kI8Keys];
-  ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 2 * R);  // the p.v loops' key pairs
+  simd::ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 2 * R);  // the p.v loops' key pairs
   for (int32_t o = 0; o < a.n; o += kI8Keys) {
     const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
     bool transposed = false;
@@ -411,21 +383,10 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
   __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
   TransposeKeys<kType>(k, ks, a.n, hd, kt);
   alignas(64) float p[kQueryGroup][kMaxGroupKeys];
-  ReadAhead ahead(a, int64_t{a.n} * ((hd + 2 * kWidth - 1) / (2 * kWidth)));
-  // Groups of up to kQueryGroup queries that see at least one key (the others' state stays
-  // untouched).
-  int32_t idx[kQueryGroup];
-  int num = 0;
-  for (int32_t i = 0; i <= a.num_q; ++i) {
-    if (i < a.num_q) {
-      if (a.num_valid[i] <= 0) continue;
-      idx[num++] = i;
-      if (num < kQueryGroup) continue;
-    }
-    if (num == 0) break;
+  simd::ReadAhead ahead(a, int64_t{a.n} * ((hd + 2 * kWidth - 1) / (2 * kWidth)));
+  simd::ForEachQueryGroup<kQueryGroup>(a, [&](const int32_t* idx, int num) {
     AttendGroupT<kType, kQueryGroup>(a, idx, num, kt, v, vs, p, ahead);
-    num = 0;
-  }
+  });
   ahead.Rest();
 }
 

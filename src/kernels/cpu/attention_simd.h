@@ -1,10 +1,12 @@
-// AttendBlock's one-query-at-a-time path written once against the vector interface (avx2::Vec,
-// avx512::Vec): scores, the online-softmax update and the accumulator update, reading keys and
-// values through AttendBlockArgs::k_rows / v_rows in any cache type (f32, f16, bf16, int8 times
-// the row's scale; conversion to f32 is exact). attention_avx2.cc and attention_avx512.cc
-// instantiate it under their own target flags (the AVX-512 file adds a grouped path for short
-// head dims). Every template takes the per-ISA Vec, so no instantiation is shared between
-// targets. Same thread rules as cpu_kernels.h.
+// AttendBlock's shared paths written once against the vector interface (avx2::Vec,
+// avx512::Vec): one query at a time (scores, the online-softmax update and the accumulator update)
+// and the grouped path below (up to a GQA group of queries per converted key and value), reading
+// keys and values through AttendBlockArgs::k_rows / v_rows in any cache type (f32, f16, bf16,
+// int8 times the row's scale; conversion to f32 is exact). attention_avx2.cc instantiates both;
+// attention_avx512.cc the one-query path and its own grouped path (two FMA chains per query and
+// two value chunks per pass, which 16 ymm registers cannot hold: this one ran 5-10% slower there
+// on prefill, bench_ops --threads 1) and its integer int8 path. Every template takes the per-ISA
+// Vec, so no instantiation is shared between targets. Same thread rules as cpu_kernels.h.
 #pragma once
 
 #include <cstdint>
@@ -131,16 +133,16 @@ float Correction(float old_max, float new_max) {
   return old_max == -__builtin_inff() ? 0.0f : Vec::First(Vec::Exp(Vec::Set1(old_max - new_max)));
 }
 
-// Scores of query i over the first nv keys, then the online-softmax update of its max and sum:
-// leaves exp(score - new max) in p[0, nv) and returns the factor that rescales its accumulator.
-template <class Vec, DType kType>
-float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, const float* ks,
-                  int32_t nv, float* p) {
+// The online-softmax update of query i over its scores p[0, nv): folds their max and sum into
+// a.max[i] / a.sum[i], leaves exp(score - new max) in p[0, nv) and exactly 0 in p[nv, width)
+// (width >= nv: the grouped path's longest query), and returns the factor that rescales the
+// query's accumulator. The zeros add nothing to the sum, so a query's result does not depend on
+// width.
+template <class Vec>
+float SoftmaxUpdate(const AttendBlockArgs& a, int32_t i, float* p, int32_t nv, int32_t width) {
   using V = typename Vec::V;
   constexpr int64_t kW = Vec::kWidth;
-  const int64_t hd = a.head_dim;
   const V neg_inf = Vec::Set1(-__builtin_inff());
-  Scores<Vec, kType>(a.q + i * hd, k, ks, nv, hd, a.scale, p);
   V mx = neg_inf;
   for (int32_t t = 0; t < nv; t += kW) mx = Vec::Max(mx, Vec::LoadPartOr(p + t, nv - t, neg_inf));
   const float block_max = Vec::ReduceMax(mx);
@@ -149,15 +151,24 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, con
   const float correction = Correction<Vec>(old_max, new_max);
   const V max_v = Vec::Set1(new_max);
   V psum = Vec::Zero();
-  for (int32_t t = 0; t < nv; t += kW) {
+  for (int32_t t = 0; t < width; t += kW) {
     const int64_t left = nv - t;
     const V e = Vec::ZeroPast(Vec::Exp(Vec::Sub(Vec::LoadPart(p + t, left), max_v)), left);
     psum = Vec::Add(psum, e);
-    Vec::StorePart(p + t, e, left);
+    Vec::StorePart(p + t, e, width - t);
   }
   a.sum[i] = a.sum[i] * correction + Vec::ReduceAdd(psum);
   a.max[i] = new_max;
   return correction;
+}
+
+// Scores of query i over the first nv keys, then the online-softmax update of its max and sum:
+// leaves exp(score - new max) in p[0, nv) and returns the factor that rescales its accumulator.
+template <class Vec, DType kType>
+float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, const float* ks,
+                  int32_t nv, float* p) {
+  Scores<Vec, kType>(a.q + i * a.head_dim, k, ks, nv, a.head_dim, a.scale, p);
+  return SoftmaxUpdate<Vec>(a, i, p, nv, nv);
 }
 
 // Every query that sees a key, one at a time (the scores scratch holds one query's weights); the
@@ -172,6 +183,153 @@ void AttendEachQuery(const AttendBlockArgs& a) {
     UpdateAcc<Vec, kType>(a.acc + i * a.head_dim, a.scores, a.v_rows, a.v_scales, nv, a.head_dim,
                           correction);
   }
+}
+
+// AttendBlockArgs::prefetch, a few lines per value row of the accumulator updates (the longest
+// loop of a step: `rows` of them), the rest at the end of the step (see AttendBlockArgs::prefetch:
+// spread, the requests overlap the arithmetic).
+class ReadAhead {
+ public:
+  ReadAhead(const AttendBlockArgs& a, int64_t rows)
+      : next_(a.prefetch),
+        end_(a.prefetch + a.num_prefetch),
+        per_(rows <= 0 ? a.num_prefetch
+                       : static_cast<int32_t>((a.num_prefetch + rows - 1) / rows)) {}
+  void Some() {
+    for (int32_t i = 0; i < per_ && next_ < end_; ++i) Issue();
+  }
+  void Rest() {
+    while (next_ < end_) Issue();
+  }
+
+ private:
+  void Issue() { PrefetchLineToL2(*next_++); }
+  const void* const* next_;
+  const void* const* end_;
+  int32_t per_;
+};
+
+// The grouped path: up to kGroup queries of a step share each converted key and value row, so a
+// GQA group (Qwen2.5-0.5B: 7 query heads per KV head) converts and loads them once instead of
+// once per query, and scores come kWidth keys per vector from keys transposed once per step (no
+// horizontal sums). For steps of at most kGroupMaxKeys keys and heads of at most
+// kGroupMaxHeadDim (the rest go one query at a time). A query's arithmetic is the same whichever
+// queries share its group: one FMA chain per query and key vector over the dimensions in order,
+// and the keys it does not see (up to the group's longest) get weight exactly 0.
+inline constexpr int32_t kGroupMaxKeys = 64;
+inline constexpr int64_t kGroupMaxHeadDim = 64;  // keeps the transposed keys to 16 KiB
+
+// kt[j * hd + d] lane L: dimension d of key j * kWidth + L as f32, for the step's n keys; slots
+// past n repeat key n - 1 (their scores are never used).
+template <class Vec, DType kType>
+void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd,
+                   typename Vec::V* kt) {
+  using V = typename Vec::V;
+  constexpr int32_t kW = Vec::kWidth;
+  for (int32_t j = 0; j * kW < n; ++j) {
+    for (int64_t c = 0; c < hd; c += kW) {
+      V rows[kW], cols[kW];
+      for (int32_t t = 0; t < kW; ++t) {
+        const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
+        rows[t] = LoadRow<Vec, kType>(k[row], c, hd - c, RowScale<Vec, kType>(ks, row));
+      }
+      Vec::Transpose(rows, cols);
+      for (int64_t d = 0; d < kW && c + d < hd; ++d) kt[j * hd + c + d] = cols[d];
+    }
+  }
+}
+
+// The f32 rows of the NQ queries idx[] and how many of the step's keys each sees; returns the
+// most.
+template <int NQ>
+int32_t GroupQueries(const AttendBlockArgs& a, const int32_t* idx, const float** q, int32_t* nv) {
+  int32_t max_nv = 0;
+  for (int g = 0; g < NQ; ++g) {
+    q[g] = a.q + idx[g] * a.head_dim;
+    nv[g] = a.num_valid[idx[g]] < a.n ? a.num_valid[idx[g]] : a.n;
+    max_nv = nv[g] > max_nv ? nv[g] : max_nv;
+  }
+  return max_nv;
+}
+
+// One online-softmax step of the NQ queries idx[] over the step's keys, transposed in kt.
+template <class Vec, DType kType, int NQ>
+void AttendQueriesGrouped(const AttendBlockArgs& a, const int32_t* idx, const typename Vec::V* kt,
+                          ReadAhead& ahead) {
+  using V = typename Vec::V;
+  constexpr int32_t kW = Vec::kWidth;
+  const int64_t hd = a.head_dim;
+  alignas(64) float p[NQ][kGroupMaxKeys];
+  const float* q[NQ];
+  int32_t nv[NQ];
+  const int32_t max_nv = GroupQueries<NQ>(a, idx, q, nv);
+  const V scale_v = Vec::Set1(a.scale);
+  for (int32_t j = 0; j * kW < max_nv; ++j) {
+    const V* ktj = kt + j * hd;
+    V s[NQ];
+    for (int g = 0; g < NQ; ++g) s[g] = Vec::Zero();
+    for (int64_t d = 0; d < hd; ++d) {
+      const V kd = ktj[d];
+      for (int g = 0; g < NQ; ++g) s[g] = Vec::Fmadd(Vec::Set1(q[g][d]), kd, s[g]);
+    }
+    for (int g = 0; g < NQ; ++g) Vec::StorePart(p[g] + j * kW, Vec::Mul(s[g], scale_v), kW);
+  }
+  float correction[NQ];
+  for (int g = 0; g < NQ; ++g) correction[g] = SoftmaxUpdate<Vec>(a, idx[g], p[g], nv[g], max_nv);
+  // One column vector of every query at a time: NQ accumulators, each value chunk converted once.
+  for (int64_t c = 0; c < hd; c += kW) {
+    const int64_t left = hd - c;
+    V x[NQ];
+    for (int g = 0; g < NQ; ++g) {
+      x[g] = Vec::Mul(Vec::LoadPart(a.acc + idx[g] * hd + c, left), Vec::Set1(correction[g]));
+    }
+    for (int32_t t = 0; t < max_nv; ++t) {
+      ahead.Some();
+      const V vt = LoadRow<Vec, kType>(a.v_rows[t], c, left, RowScale<Vec, kType>(a.v_scales, t));
+      for (int g = 0; g < NQ; ++g) x[g] = Vec::Fmadd(Vec::Set1(p[g][t]), vt, x[g]);
+    }
+    for (int g = 0; g < NQ; ++g) Vec::StorePart(a.acc + idx[g] * hd + c, x[g], left);
+  }
+}
+
+template <class Vec, DType kType, int NQ>
+void AttendGroup(const AttendBlockArgs& a, const int32_t* idx, int num, const typename Vec::V* kt,
+                 ReadAhead& ahead) {
+  if constexpr (NQ > 1) {
+    if (num < NQ) return AttendGroup<Vec, kType, NQ - 1>(a, idx, num, kt, ahead);
+  }
+  AttendQueriesGrouped<Vec, kType, NQ>(a, idx, kt, ahead);
+}
+
+// Calls attend(idx, num) for the step's queries that see at least one key, in order, up to kGroup
+// at a time (idx: their indexes, num of them); the others' state stays untouched.
+template <int kGroup, class Attend>
+void ForEachQueryGroup(const AttendBlockArgs& a, Attend&& attend) {
+  int32_t idx[kGroup];
+  int num = 0;
+  for (int32_t i = 0; i <= a.num_q; ++i) {
+    if (i < a.num_q) {
+      if (a.num_valid[i] <= 0) continue;
+      idx[num++] = i;
+      if (num < kGroup) continue;
+    }
+    if (num == 0) break;
+    attend(static_cast<const int32_t*>(idx), num);
+    num = 0;
+  }
+}
+
+// AttendBlock for any step: the grouped path where it applies, else one query at a time.
+template <class Vec, DType kType, int kGroup>
+void AttendBlockGrouped(const AttendBlockArgs& a) {
+  if (a.n > kGroupMaxKeys || a.head_dim > kGroupMaxHeadDim) return AttendEachQuery<Vec, kType>(a);
+  typename Vec::V kt[kGroupMaxKeys / Vec::kWidth * kGroupMaxHeadDim];
+  TransposeKeys<Vec, kType>(a.k_rows, a.k_scales, a.n, a.head_dim, kt);
+  ReadAhead ahead(a, int64_t{a.n} * ((a.head_dim + Vec::kWidth - 1) / Vec::kWidth));
+  ForEachQueryGroup<kGroup>(a, [&](const int32_t* idx, int num) {
+    AttendGroup<Vec, kType, kGroup>(a, idx, num, kt, ahead);
+  });
+  ahead.Rest();
 }
 
 }  // namespace tinyserve::kernels::cpu::simd

@@ -96,6 +96,26 @@ inline __m256 ReduceAdd8(const __m256 v[8]) {
                        _mm256_permute2f128_ps(l2[0], l2[1], 0x31));
 }
 
+// 8 x 8 transpose of 32-bit lanes: out[d] lane t = in[t] lane d.
+inline void Transpose8(const __m256* in, __m256* out) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+  }
+  // u[4h + m] lane 4p + r (p: 128-bit half): element 4p + m of row 4h + r.
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; ++m) {
+    out[m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x20);
+    out[4 + m] = _mm256_permute2f128_ps(u[m], u[4 + m], 0x31);
+  }
+}
+
 // Loads n int8 values as f32 (exact; n may exceed 8 or be <= 0); lanes past n are 0.
 inline __m256 LoadI8(const int8_t* p, int64_t n) {
   int64_t bits = 0;
@@ -138,6 +158,8 @@ struct Vec {
   static float First(V v) { return _mm256_cvtss_f32(v); }
   // Lane t = the sum of v[t]'s lanes (v has kWidth vectors).
   static V ReduceAddEach(const V* v) { return ReduceAdd8(v); }
+  // cols[d] lane t = rows[t] lane d (8 x 8: pairs, then quads, then the 128-bit halves).
+  static void Transpose(const V* rows, V* cols) { Transpose8(rows, cols); }
   // Chunks of a query attention may keep in registers while it sums kWidth keys at once: none,
   // since the 8 partial sums and their loads already fill most of the 16 ymm registers.
   static constexpr int kMaxQChunks = 0;
