@@ -172,6 +172,7 @@ Status Runner::RunSweep() {
   const std::vector<LevelStats>& stats = results_->stats;  // Indices stay valid as it grows.
   std::vector<double> raised, refined;
   int good = -1, bad = -1;  // The last good and the first bad level's indices.
+  int saturated_from = -1;  // The level against which `bad` showed saturation (-1: none did).
   double good_x = 0, bad_x = 0;
   std::string stop;
   // When even the lowest load misses the SLOs (a 2,000-token prompt's TTFT alone can exceed them
@@ -191,6 +192,7 @@ Status Runner::RunSweep() {
     if ((slo_gate && !holds) || saturated) {
       bad_x = x;
       bad = static_cast<int>(i);
+      saturated_from = saturated ? good : -1;
       stop = saturated ? "goodput stopped rising while queueing grew" : "a level missed the SLOs";
       break;
     }
@@ -209,18 +211,26 @@ Status Runner::RunSweep() {
     if (!sw.open_loop) mid = std::clamp(std::round(mid), good_x + 1, bad_x - 1);
     TS_ASSIGN_OR_RETURN(size_t i, run(mid));
     refined.push_back(mid);
-    if ((!slo_gate || LevelHolds(stats[i], plan_.slo)) && !OverSaturated(stats[good], stats[i])) {
+    const bool saturated = OverSaturated(stats[good], stats[i]);
+    if ((!slo_gate || LevelHolds(stats[i], plan_.slo)) && !saturated) {
       good_x = mid;
       good = static_cast<int>(i);
     } else {
       bad_x = mid;
       bad = static_cast<int>(i);
+      saturated_from = saturated ? good : -1;
     }
   }
-  // Said of the final pair, so it names the last level where more load still paid off.
-  if (good >= 0 && bad >= 0 && OverSaturated(stats[good], stats[bad])) {
-    results_->saturation_note = SaturationSentence(stats[good], stats[bad]);
-    results_->saturation_level = good;
+  // Said of the final pair, so it names the last level where more load still paid off. A middle
+  // level can fall inside the noise of both neighbours (no saturation against the level below,
+  // none of the level above against it); the sweep did see saturation, so it is said of the pair
+  // that showed it rather than not at all.
+  if (good >= 0 && bad >= 0) {
+    const int from = OverSaturated(stats[good], stats[bad]) ? good : saturated_from;
+    if (from >= 0) {
+      results_->saturation_note = SaturationSentence(stats[from], stats[bad]);
+      results_->saturation_level = from;
+    }
   }
   if (!slo_gate)
     stop += " (the lowest load already missed the SLOs, so only saturation stopped it)";
