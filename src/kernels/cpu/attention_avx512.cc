@@ -23,55 +23,6 @@
 namespace tinyserve::kernels::cpu::avx512 {
 namespace {
 
-// Keys per step the grouped path handles (longer steps take the one-query-at-a-time path).
-constexpr int32_t kMaxGroupKeys = 64;
-
-// 16 x 16 transpose of 32-bit lanes: out[d] lane L = in[L] lane d. Pairs, then quads within
-// 128-bit lanes, then the lanes.
-inline void Transpose16(const __m512* r, __m512* out) {
-  __m512 t2[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t2[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t2[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0xEE);
-  }
-  // u[4i + m] lane L: element 4L + m of rows 4i .. 4i + 3.
-  for (int m = 0; m < 4; ++m) {
-    const __m512 a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
-    const __m512 b = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
-    const __m512 e = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
-    const __m512 f = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
-    out[m] = _mm512_shuffle_f32x4(a, e, 0x88);
-    out[4 + m] = _mm512_shuffle_f32x4(b, f, 0x88);
-    out[8 + m] = _mm512_shuffle_f32x4(a, e, 0xDD);
-    out[12 + m] = _mm512_shuffle_f32x4(b, f, 0xDD);
-  }
-}
-
-// Transposes a step's keys: kt[j * hd + d] holds dimension d of keys 16j .. 16j + 15 (16 lanes),
-// for n <= kMaxGroupKeys and hd <= 64. Key slots past n repeat key n - 1 (never used). Done once
-// per step for all the queries that read it, so scores need no horizontal sums.
-template <DType kType>
-void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd, __m512* kt) {
-  for (int32_t j = 0; j * kWidth < n; ++j) {
-    for (int64_t c = 0; c < hd; c += kWidth) {
-      __m512 r[16], out[16];
-      for (int32_t t = 0; t < 16; ++t) {
-        const int32_t row = j * 16 + t < n ? j * 16 + t : n - 1;
-        r[t] = simd::LoadRow<Vec, kType>(k[row], c, hd - c, simd::RowScale<Vec, kType>(ks, row));
-      }
-      Transpose16(r, out);
-      const int64_t left = hd - c;
-      for (int d = 0; d < 16 && d < left; ++d) kt[j * hd + c + d] = out[d];
-    }
-  }
-}
-
 // The online-softmax update of NQ queries over their scores p[g][0, nv[g]) (rows of kKeys):
 // folds the block's max and sum into a.max / a.sum, returns the factor each query's old state is
 // scaled by, and leaves in p the weights exp(score - max), exactly 0 from nv[g] to max_nv, times
@@ -130,13 +81,13 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
 }
 
 // Online-softmax step of the NQ queries idx[0 .. NQ - 1] over a run of keys are transposed
-// in kt (hd <= 64, n <= kMaxGroupKeys). Scores come 16 keys per vector from two FMA chains per
-// query (even and odd dimensions); the accumulator updates share each value row. A query's
+// in kt (hd <= 64, n <= simd::kGroupMaxKeys). Scores come 16 keys per vector from two FMA chains
+// per query (even and odd dimensions); the accumulator updates share each value row. A query's
 // arithmetic is the same whichever queries share its group: it sees only its own chains, and the
 // keys it does not see (t >= its nv, up to the group's longest) get weight exactly 0.
 template <DType kType, int NQ>
 void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* kt,
-                    const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
+                    const void* const* v, const float* vs, float (*p)[simd::kGroupMaxKeys],
                     simd::ReadAhead& ahead) {
   const int64_t hd = a.head_dim;
   const __m512 scale_v = _mm512_set1_ps(a.scale);
@@ -196,7 +147,7 @@ constexpr int kQueryGroup = 8;
 
 template <DType kType, int NQ>
 void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const __m512* kt,
-                  const void* const* v, const float* vs, float (*p)[kMaxGroupKeys],
+                  const void* const* v, const float* vs, float (*p)[simd::kGroupMaxKeys],
                   simd::ReadAhead& ahead) {
   if constexpr (NQ > 1) {
     if (num < NQ) return AttendGroupT<kType, NQ - 1>(a, idx, num, kt, v, vs, p, ahead);
@@ -379,10 +330,11 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
   const float* ks = a.k_scales;
   const float* vs = a.v_scales;
   const int64_t hd = a.head_dim;
-  if (hd > 4 * kWidth || a.n > kMaxGroupKeys) return simd::AttendEachQuery<Vec, kType>(a);
-  __m512 kt[kMaxGroupKeys / kWidth * 4 * kWidth];
-  TransposeKeys<kType>(k, ks, a.n, hd, kt);
-  alignas(64) float p[kQueryGroup][kMaxGroupKeys];
+  if (hd > simd::kGroupMaxHeadDim || a.n > simd::kGroupMaxKeys)
+    return simd::AttendEachQuery<Vec, kType>(a);
+  __m512 kt[simd::kGroupMaxKeys / kWidth * simd::kGroupMaxHeadDim];
+  simd::TransposeKeys<Vec, kType>(k, ks, a.n, hd, kt);
+  alignas(64) float p[kQueryGroup][simd::kGroupMaxKeys];
   simd::ReadAhead ahead(a, int64_t{a.n} * ((hd + 2 * kWidth - 1) / (2 * kWidth)));
   simd::ForEachQueryGroup<kQueryGroup>(a, [&](const int32_t* idx, int num) {
     AttendGroupT<kType, kQueryGroup>(a, idx, num, kt, v, vs, p, ahead);

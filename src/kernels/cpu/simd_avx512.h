@@ -123,6 +123,33 @@ inline __m512 LoadI8Part(const int8_t* p, int64_t left) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
 }
 
+// 16 x 16 transpose of 32-bit lanes: out[d] lane L = in[L] lane d. Pairs, then quads within
+// 128-bit lanes, then the lanes.
+inline void Transpose16(const __m512* r, __m512* out) {
+  __m512 t2[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t2[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t2[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t2[4 * i], t2[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t2[4 * i + 1], t2[4 * i + 3], 0xEE);
+  }
+  // u[4i + m] lane L: element 4L + m of rows 4i .. 4i + 3.
+  for (int m = 0; m < 4; ++m) {
+    const __m512 a = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+    const __m512 b = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+    const __m512 e = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+    const __m512 f = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+    out[m] = _mm512_shuffle_f32x4(a, e, 0x88);
+    out[4 + m] = _mm512_shuffle_f32x4(b, f, 0x88);
+    out[8 + m] = _mm512_shuffle_f32x4(a, e, 0xDD);
+    out[12 + m] = _mm512_shuffle_f32x4(b, f, 0xDD);
+  }
+}
+
 // 16 f32 lanes; the same interface as avx2::Vec.
 struct Vec {
   using V = __m512;
@@ -154,6 +181,8 @@ struct Vec {
   static V Exp(V x) { return avx512::Exp(x); }
   static float First(V v) { return _mm512_cvtss_f32(v); }
   static V ReduceAddEach(const V* v) { return ReduceAdd16(v); }
+  // cols[d] lane t = rows[t] lane d (16 x 16).
+  static void Transpose(const V* rows, V* cols) { Transpose16(rows, cols); }
   // Up to 8 query chunks (head_dim <= 128) stay in registers beside the 16 partial sums.
   static constexpr int kMaxQChunks = 8;
 };
