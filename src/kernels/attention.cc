@@ -26,8 +26,13 @@ constexpr int32_t kTileRows = 8;
 
 // Keys per online-softmax step: whole blocks, as many as fit (at least one). Step s covers blocks
 // [s * B, (s + 1) * B) whatever the batch, so a query's steps, and so its arithmetic, depend only
-// on its position. Longer steps spread the per-step max / rescale work over more keys.
+// on its position (and the cache's type and the ISA, fixed for a run). Longer steps spread the
+// per-step max / rescale work and the driver's per-step work over more keys. The AVX-512 integer
+// path (int8 rows) takes 128 (its sub-step, attention_avx512.cc): int8 decode 1 x 8192, one layer,
+// 0.171 -> 0.154 ms at 64 -> 128 keys (bench_ops --threads 1 --decode, Zen 5), no gain at 256;
+// the float paths keep 64, their grouped kernels' limit (simd::kGroupMaxKeys).
 constexpr int32_t kStepKeys = 64;
+constexpr int32_t kIntDotStepKeys = 128;
 
 // Keys per partition (flash-decoding): a context longer than one partition is split into
 // partitions [p * P, (p + 1) * P) of whole steps, each folded from a fresh state into a partial
@@ -39,11 +44,13 @@ constexpr int32_t kStepKeys = 64;
 // one after another in one item with the same arithmetic (and bounded scratch).
 constexpr int32_t kPartitionKeys = 512;
 
-int32_t BlocksPerStep(int32_t block_size) { return std::max(1, kStepKeys / block_size); }
+int32_t BlocksPerStep(int32_t block_size, bool int8_dots) {
+  return std::max(1, (int8_dots ? kIntDotStepKeys : kStepKeys) / block_size);
+}
 
-// kPartitionKeys rounded up to whole steps.
-int64_t PartKeys(int32_t block_size) {
-  const int64_t step_keys = int64_t{BlocksPerStep(block_size)} * block_size;
+// kPartitionKeys rounded up to whole steps of step_blocks blocks.
+int64_t PartKeys(int32_t block_size, int32_t step_blocks) {
+  const int64_t step_keys = int64_t{step_blocks} * block_size;
   return (kPartitionKeys + step_keys - 1) / step_keys * step_keys;
 }
 
@@ -136,6 +143,7 @@ struct Context {
   const cpu::CpuKernels& kern;
   bool rows;
   bool int8_dots;  // AVX-512 reads int8 rows with integer q.k in tiles of any size
+  int32_t step_blocks;  // BlocksPerStep
   const float* q;
   const PagedKvLayer& layer;
   const AttentionBatch& batch;
@@ -221,9 +229,9 @@ class Prefetcher {
     if (cur_.item == nullptr) return false;
     const int64_t bs = c.layer.block_size;
     if (cur_.part < cur_.item->part_end) {
-      cur_.b0 += BlocksPerStep(c.layer.block_size);
+      cur_.b0 += c.step_blocks;
       if (cur_.b0 * bs >= PartEnd(c, *cur_.item, cur_.part) && ++cur_.part < cur_.item->part_end)
-        cur_.b0 = cur_.part * PartKeys(c.layer.block_size) / bs;
+        cur_.b0 = cur_.part * PartKeys(c.layer.block_size, c.step_blocks) / bs;
     }
     if (cur_.part == cur_.item->part_end) {
       if (next_ == nullptr || cur_.item == next_) return false;
@@ -234,10 +242,11 @@ class Prefetcher {
   static int64_t PartEnd(const Context& c, const WorkItem& w, int64_t part) {
     const int64_t q_len = c.batch.query_start[w.seq + 1] - c.batch.query_start[w.seq];
     const int64_t keys = c.batch.seq_lens[w.seq] - q_len + w.row_end;
-    return std::min(keys, (part + 1) * PartKeys(c.layer.block_size));
+    return std::min(keys, (part + 1) * PartKeys(c.layer.block_size, c.step_blocks));
   }
   static Cursor First(const Context& c, const WorkItem& w) {
-    return {&w, w.part_begin, w.part_begin * PartKeys(c.layer.block_size) / c.layer.block_size};
+    return {&w, w.part_begin,
+            w.part_begin * PartKeys(c.layer.block_size, c.step_blocks) / c.layer.block_size};
   }
   // The cache lines of the cursor's step, written to lines_ (grown once, then written through a
   // pointer: a push_back per line cost a tenth of a cached step).
@@ -251,7 +260,7 @@ class Prefetcher {
     const int64_t bs = layer.block_size, nkv = layer.num_kv_heads, kv_head = w.kv_head;
     const int64_t row_bytes = layer.head_dim * ElementBytes(layer.dtype);
     const int64_t stride = nkv * row_bytes;  // between a head's rows of adjacent slots
-    const size_t most = BlocksPerStep(layer.block_size) * (bs * 2 * ((row_bytes + 63) / 64) + 2);
+    const size_t most = c.step_blocks * (bs * 2 * ((row_bytes + 63) / 64) + 2);
     if (lines_.size() < most) lines_.resize(most);
     const void** out = lines_.data();
     const int32_t* table = c.batch.block_tables + int64_t{w.seq} * c.batch.max_blocks_per_seq;
@@ -261,7 +270,7 @@ class Prefetcher {
     const bool int8 = layer.dtype == DType::kI8;
     const uint16_t* k_scale = layer.k_scale;
     const uint16_t* v_scale = layer.v_scale;
-    const int64_t b_end = std::min(cur.b0 + BlocksPerStep(layer.block_size), (end + bs - 1) / bs);
+    const int64_t b_end = std::min<int64_t>(cur.b0 + c.step_blocks, (end + bs - 1) / bs);
     for (int64_t b = cur.b0; b < b_end; ++b) {
       const int64_t block = table[b];
       const int64_t keys = std::min(bs, end - b * bs);
@@ -337,8 +346,8 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
   const auto* k_base = static_cast<const uint8_t*>(layer.k);
   const auto* v_base = static_cast<const uint8_t*>(layer.v);
   const int64_t last_pos = first_pos + item.row_end - 1;
-  const int64_t step_blocks = BlocksPerStep(layer.block_size);
-  const int64_t part_keys = PartKeys(layer.block_size);
+  const int64_t step_blocks = c.step_blocks;
+  const int64_t part_keys = PartKeys(layer.block_size, c.step_blocks);
   const void** k_rows = sc.k_rows.data();
   const void** v_rows = sc.v_rows.data();
   // Partition states go to the split group's shared buffer (a decode row's partition item) or
@@ -470,10 +479,10 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
 // Builds the work items (largest contexts' partitions first would balance better, but items are
 // claimed dynamically and are short, so batch order is kept) and the split groups.
 void BuildPlan(const PagedKvLayer& layer, const AttentionBatch& batch, int32_t group,
-               int num_threads, Plan& plan) {
+               int32_t step_blocks, int num_threads, Plan& plan) {
   plan.items.clear();
   plan.groups.clear();
-  const int64_t part_keys = PartKeys(layer.block_size);
+  const int64_t part_keys = PartKeys(layer.block_size, step_blocks);
   // A decode row's partitions become separate items only when there are too few rows to keep
   // every thread busy (one long sequence); with many rows each item folds its partitions itself,
   // which saves each extra item's query rounding, state and merge hand-off. Either way the
@@ -529,16 +538,18 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   const bool rows = isa != Isa::kScalar;
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();
-  thread_local Plan plan;
-  BuildPlan(layer, batch, group, num_threads, plan);
   // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
   const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
                          layer.head_dim % 64 == 0 && layer.head_dim <= 256;
+  const int32_t step_blocks = BlocksPerStep(layer.block_size, int8_dots);
+  thread_local Plan plan;
+  BuildPlan(layer, batch, group, step_blocks, num_threads, plan);
   static std::atomic<uint64_t> calls{0};
   const uint64_t call_id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
-  const Context ctx{kern, rows, int8_dots, q, layer, batch, num_heads, scale, out, plan, call_id};
+  const Context ctx{kern,  rows,      int8_dots, step_blocks, q,    layer,
+                    batch, num_heads, scale,     out,         plan, call_id};
   const int64_t max_q = int64_t{kTileRows} * group;
-  const int64_t step_keys = int64_t{BlocksPerStep(layer.block_size)} * layer.block_size;
+  const int64_t step_keys = int64_t{step_blocks} * layer.block_size;
   if (num_threads == 1 || plan.items.size() <= 1) {
     Scratch& sc = ThreadScratch(layer, max_q, step_keys);
     Prefetcher ahead(sc.prefetch);

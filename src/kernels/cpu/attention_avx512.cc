@@ -159,9 +159,11 @@ void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const _
 // exact integer dot, 16 keys per vector from keys transposed four bytes at a time, times the
 // query's and the key's scales; the value scale is folded into the softmax weight, and p.v is an
 // integer dot on those weights rounded to int16 (AttendQueriesI8). Keys in sub-steps of kI8Keys
-// (fixed by position within the step, so a query's arithmetic depends only on its position);
-// head_dim a multiple of 64 up to 256 (R = head_dim / 64 rows of 64 bytes per key).
-constexpr int32_t kI8Keys = 64;
+// (fixed by position within the step, so a query's arithmetic depends only on its position; the
+// driver's steps for this path are as long, attention.cc); head_dim a multiple of 64 up to 256
+// (R = head_dim / 64 rows of 64 bytes per key).
+constexpr int32_t kI8Keys = 128;
+static_assert(int64_t{kI8Keys} * 32767 * 128 < (int64_t{1} << 31), "p.v sums must fit int32");
 
 inline int32_t LoadI32(const int8_t* p) {
   int32_t x;
