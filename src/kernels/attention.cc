@@ -142,7 +142,7 @@ struct Plan {
 struct Context {
   const cpu::CpuKernels& kern;
   bool rows;
-  bool int8_dots;  // AVX-512 reads int8 rows with integer q.k in tiles of any size
+  bool int8_dots;       // AVX-512 reads int8 rows with integer q.k in tiles of any size
   int32_t step_blocks;  // BlocksPerStep
   const float* q;
   const PagedKvLayer& layer;
