@@ -171,8 +171,8 @@ Status Runner::RunSweep() {
   };
   const std::vector<LevelStats>& stats = results_->stats;  // Indices stay valid as it grows.
   std::vector<double> raised, refined;
-  int good = -1, bad = -1;  // The last good and the first bad level's indices.
-  int saturated_from = -1;  // The level against which `bad` showed saturation (-1: none did).
+  int good = -1, bad = -1;             // The last good and the first bad level's indices.
+  int sat_below = -1, sat_above = -1;  // The latest pair of levels that showed saturation.
   double good_x = 0, bad_x = 0;
   std::string stop;
   // When even the lowest load misses the SLOs (a 2,000-token prompt's TTFT alone can exceed them
@@ -192,7 +192,10 @@ Status Runner::RunSweep() {
     if ((slo_gate && !holds) || saturated) {
       bad_x = x;
       bad = static_cast<int>(i);
-      saturated_from = saturated ? good : -1;
+      if (saturated) {
+        sat_below = good;
+        sat_above = bad;
+      }
       stop = saturated ? "goodput stopped rising while queueing grew" : "a level missed the SLOs";
       break;
     }
@@ -218,19 +221,23 @@ Status Runner::RunSweep() {
     } else {
       bad_x = mid;
       bad = static_cast<int>(i);
-      saturated_from = saturated ? good : -1;
+      if (saturated) {
+        sat_below = good;
+        sat_above = bad;
+      }
     }
   }
-  // Said of the final pair, so it names the last level where more load still paid off. A middle
-  // level can fall inside the noise of both neighbours (no saturation against the level below,
-  // none of the level above against it); the sweep did see saturation, so it is said of the pair
-  // that showed it rather than not at all.
-  if (good >= 0 && bad >= 0) {
-    const int from = OverSaturated(stats[good], stats[bad]) ? good : saturated_from;
-    if (from >= 0) {
-      results_->saturation_note = SaturationSentence(stats[from], stats[bad]);
-      results_->saturation_level = from;
-    }
+  // Said of the final pair where it shows saturation, so it names the last level where more load
+  // still paid off. Otherwise of the latest pair that did: a refined middle level can fall inside
+  // the noise of both neighbours, or miss the SLOs without saturating, and a sweep that saw
+  // saturation still says where.
+  if (good >= 0 && bad >= 0 && OverSaturated(stats[good], stats[bad])) {
+    sat_below = good;
+    sat_above = bad;
+  }
+  if (sat_below >= 0) {
+    results_->saturation_note = SaturationSentence(stats[sat_below], stats[sat_above]);
+    results_->saturation_level = sat_below;
   }
   if (!slo_gate)
     stop += " (the lowest load already missed the SLOs, so only saturation stopped it)";
