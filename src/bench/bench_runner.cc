@@ -169,78 +169,12 @@ Status Runner::RunSweep() {
     double after = std::max(0.0, eta() - (shape.warmup_s + shape.duration_s));
     return RunOne(make(x), std::to_string(n), after);
   };
-  const std::vector<LevelStats>& stats = results_->stats;  // Indices stay valid as it grows.
-  std::vector<double> raised, refined;
-  int good = -1, bad = -1;             // The last good and the first bad level's indices.
-  int sat_below = -1, sat_above = -1;  // The latest pair of levels that showed saturation.
-  double good_x = 0, bad_x = 0;
-  std::string stop;
-  // When even the lowest load misses the SLOs (a 2,000-token prompt's TTFT alone can exceed them
-  // on a small CPU), there is no SLO knee to find, but the capacity still matters: keep raising
-  // until the server saturates, as GuideLLM's sweep does, and judge levels by saturation only.
-  bool slo_gate = true;
-  for (double x = sw.start;;) {
-    if (n > 0 && !fits()) {
-      stop = "the time budget ran out while raising the load";
-      break;
-    }
-    TS_ASSIGN_OR_RETURN(size_t i, run(x));
-    raised.push_back(x);
-    bool holds = LevelHolds(stats[i], plan_.slo);
-    if (!holds && n == 1) slo_gate = false;
-    bool saturated = good >= 0 && OverSaturated(stats[good], stats[i]);
-    if ((slo_gate && !holds) || saturated) {
-      bad_x = x;
-      bad = static_cast<int>(i);
-      if (saturated) {
-        sat_below = good;
-        sat_above = bad;
-      }
-      stop = saturated ? "goodput stopped rising while queueing grew" : "a level missed the SLOs";
-      break;
-    }
-    good = static_cast<int>(i);
-    good_x = x;
-    if (x >= sw.max) {
-      stop = fmt::format("the cap of {:g} was reached without saturating", sw.max);
-      break;
-    }
-    x = std::min(sw.max, x * 2);
+  TS_ASSIGN_OR_RETURN(SweepOutcome o, SweepLoads(sw, plan_.slo, results_->stats, run, fits));
+  if (o.sat_below >= 0) {
+    results_->saturation_note =
+        SaturationSentence(results_->stats[o.sat_below], results_->stats[o.sat_above]);
+    results_->saturation_level = o.sat_below;
   }
-  // Refine: bisect (geometrically) between the last good and the first bad level.
-  while (good >= 0 && bad_x > 0 && (sw.open_loop ? bad_x / good_x > 1.2 : bad_x - good_x > 1) &&
-         fits()) {
-    double mid = std::sqrt(good_x * bad_x);
-    if (!sw.open_loop) mid = std::clamp(std::round(mid), good_x + 1, bad_x - 1);
-    TS_ASSIGN_OR_RETURN(size_t i, run(mid));
-    refined.push_back(mid);
-    const bool saturated = OverSaturated(stats[good], stats[i]);
-    if ((!slo_gate || LevelHolds(stats[i], plan_.slo)) && !saturated) {
-      good_x = mid;
-      good = static_cast<int>(i);
-    } else {
-      bad_x = mid;
-      bad = static_cast<int>(i);
-      if (saturated) {
-        sat_below = good;
-        sat_above = bad;
-      }
-    }
-  }
-  // Said of the final pair where it shows saturation, so it names the last level where more load
-  // still paid off. Otherwise of the latest pair that did: a refined middle level can fall inside
-  // the noise of both neighbours, or miss the SLOs without saturating, and a sweep that saw
-  // saturation still says where.
-  if (good >= 0 && bad >= 0 && OverSaturated(stats[good], stats[bad])) {
-    sat_below = good;
-    sat_above = bad;
-  }
-  if (sat_below >= 0) {
-    results_->saturation_note = SaturationSentence(stats[sat_below], stats[sat_above]);
-    results_->saturation_level = sat_below;
-  }
-  if (!slo_gate)
-    stop += " (the lowest load already missed the SLOs, so only saturation stopped it)";
   auto list = [](const std::vector<double>& v) {
     std::string out;
     for (double x : v) out += fmt::format("{}{:g}", out.empty() ? "" : ", ", x);
@@ -248,8 +182,8 @@ Status Runner::RunSweep() {
   };
   results_->sweep_summary =
       fmt::format("automatic ({}): raised {} until {}; refined {}; {:.0f} s of a {:.0f} s budget",
-                  sw.open_loop ? "request rate, per s" : "users", list(raised), stop, list(refined),
-                  Elapsed() - sweep_t0, sw.budget_s);
+                  sw.open_loop ? "request rate, per s" : "users", list(o.raised), o.stop,
+                  list(o.refined), Elapsed() - sweep_t0, sw.budget_s);
   return OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/auto_sweep.h"
 #include "bench/load_generator.h"
 #include "bench/report.h"
 #include "bench/stats.h"
@@ -16,18 +17,6 @@
 #include "util/status.h"
 
 namespace tinyserve::bench {
-
-// `--users auto` / `--request-rate auto`: doubling from `start` until a level is bad (fails its
-// SLOs or is over-saturated, see OverSaturated), then bisecting between the last good and the
-// first bad level. No level starts once its expected length would overrun the budget (the
-// first always runs).
-struct AutoSweep {
-  bool enabled = false;
-  bool open_loop = false;  // Sweep the request rate instead of the users.
-  double start = 1;        // First users (or requests/s).
-  double max = 256;        // Highest users (or requests/s) tried.
-  double budget_s = 600;   // Total seconds for the levels.
-};
 
 struct BenchPlan {
   LoadOptions load;
