@@ -92,7 +92,7 @@ struct Scratch {
   std::vector<float> q_scales;
   std::vector<int32_t> q_sums;
   std::vector<const void*> k_rows, v_rows;
-  std::vector<const void*> prefetch;  // Prefetcher's lines
+  std::vector<LineRun> prefetch;  // Prefetcher's runs
   // Which queries q / q_i8 hold: a decode row's partition items on one thread (claimed one
   // after another) reuse them instead of rounding the same rows again.
   struct Prepared {
@@ -201,7 +201,7 @@ void MergeParts(const Context& c, const WorkItem& item, const float* base) {
 class Prefetcher {
  public:
   static constexpr int kAheadSteps = 2;
-  explicit Prefetcher(std::vector<const void*>& lines) : lines_(lines) {}
+  explicit Prefetcher(std::vector<LineRun>& runs) : runs_(runs) {}
   // Called as item (claimed before next) starts: a cursor short of it (the thread's first item)
   // restarts kAheadSteps - 1 steps into it.
   void Start(const Context& c, const WorkItem& item, const WorkItem* next) {
@@ -210,14 +210,15 @@ class Prefetcher {
     cur_ = First(c, item);
     for (int s = 1; s < kAheadSteps; ++s) Move(c);
   }
-  // At the start of each of the kernel's steps: lines() lists count() lines for
-  // AttendBlockArgs::prefetch (possibly none), valid until the next call.
+  // At the start of each of the kernel's steps: runs() lists num_runs() runs of num_lines() lines
+  // in all for AttendBlockArgs::prefetch (possibly none), valid until the next call.
   void Advance(const Context& c) {
-    count_ = 0;
+    num_runs_ = num_lines_ = 0;
     if (Move(c)) List(c, cur_);
   }
-  const void* const* lines() const { return lines_.data(); }
-  int32_t count() const { return count_; }
+  const LineRun* runs() const { return runs_.data(); }
+  int32_t num_runs() const { return num_runs_; }
+  int32_t num_lines() const { return num_lines_; }
 
  private:
   struct Cursor {
@@ -248,53 +249,54 @@ class Prefetcher {
     return {&w, w.part_begin,
             w.part_begin * PartKeys(c.layer.block_size, c.step_blocks) / c.layer.block_size};
   }
-  // The cache lines of the cursor's step, written to lines_ (grown once, then written through a
-  // pointer: a push_back per line cost a tenth of a cached step).
-  // Per block one address computation, then pointer increments, and only locals in the loops
-  // (GCC lets a stored pointer alias any pointer field it would otherwise read again): the
-  // driver's share of int8 decode attention (about a fifth, bench_ops --threads 1 --decode with
-  // the kernel skipped) went from 0.242 to 0.222 ms on 64 x 576 and 0.046 to 0.041 ms on 1 x 8192.
+  // The cache lines of the cursor's step, written to runs_ (grown once, then written through a
+  // pointer), per block one run per 64 bytes of a K or V row (a head's rows of the block, `stride`
+  // apart) and an int8 cache's two lines of scales. Only locals in the loops (GCC lets a stored
+  // pointer alias any pointer field it would otherwise read again). Listing each line instead (a
+  // pointer per K and V row line) took about an eighth of a cached int8 decode step (bench_ops
+  // --threads 1 --decode, Zen 5: the list built but not issued, 1 x 8192 0.152 ms and 64 x 576
+  // 0.75 ms; not built at all, 0.137 and 0.685).
   void List(const Context& c, const Cursor& cur) {
     const PagedKvLayer& layer = c.layer;
     const WorkItem& w = *cur.item;
     const int64_t bs = layer.block_size, nkv = layer.num_kv_heads, kv_head = w.kv_head;
     const int64_t row_bytes = layer.head_dim * ElementBytes(layer.dtype);
     const int64_t stride = nkv * row_bytes;  // between a head's rows of adjacent slots
-    const size_t most = c.step_blocks * (bs * 2 * ((row_bytes + 63) / 64) + 2);
-    if (lines_.size() < most) lines_.resize(most);
-    const void** out = lines_.data();
+    const size_t most = c.step_blocks * (2 * ((row_bytes + 63) / 64) + 2);
+    if (runs_.size() < most) runs_.resize(most);
+    LineRun* out = runs_.data();
     const int32_t* table = c.batch.block_tables + int64_t{w.seq} * c.batch.max_blocks_per_seq;
     const int64_t end = PartEnd(c, w, cur.part);
-    const auto* k_base = static_cast<const uint8_t*>(layer.k);
-    const auto* v_base = static_cast<const uint8_t*>(layer.v);
+    const auto* k_base = static_cast<const char*>(layer.k);
+    const auto* v_base = static_cast<const char*>(layer.v);
     const bool int8 = layer.dtype == DType::kI8;
-    const uint16_t* k_scale = layer.k_scale;
-    const uint16_t* v_scale = layer.v_scale;
+    const auto* k_scale = reinterpret_cast<const char*>(layer.k_scale);
+    const auto* v_scale = reinterpret_cast<const char*>(layer.v_scale);
     const int64_t b_end = std::min<int64_t>(cur.b0 + c.step_blocks, (end + bs - 1) / bs);
+    int64_t lines = 0;
     for (int64_t b = cur.b0; b < b_end; ++b) {
       const int64_t block = table[b];
-      const int64_t keys = std::min(bs, end - b * bs);
+      const int32_t keys = static_cast<int32_t>(std::min(bs, end - b * bs));
       const int64_t first = (block * bs * nkv + kv_head) * row_bytes;
-      const uint8_t* kp = k_base + first;
-      const uint8_t* vp = v_base + first;
-      for (int64_t i = 0; i < keys; ++i, kp += stride, vp += stride) {
-        for (int64_t o = 0; o < row_bytes; o += 64) {
-          out[0] = kp + o;
-          out[1] = vp + o;
-          out += 2;
-        }
+      for (int64_t o = 0; o < row_bytes; o += 64) {
+        out[0] = {k_base + first + o, stride, keys};
+        out[1] = {v_base + first + o, stride, keys};
+        out += 2;
+        lines += 2 * keys;
       }
       if (int8) {
-        const int64_t scales = KvBlockScaleIndex(layer, block, kv_head);
-        out[0] = k_scale + scales;
-        out[1] = v_scale + scales;
+        const int64_t scales = KvBlockScaleIndex(layer, block, kv_head) * 2;
+        out[0] = {k_scale + scales, 0, 1};
+        out[1] = {v_scale + scales, 0, 1};
         out += 2;
+        lines += 2;
       }
     }
-    count_ = static_cast<int32_t>(out - lines_.data());
+    num_runs_ = static_cast<int32_t>(out - runs_.data());
+    num_lines_ = static_cast<int32_t>(lines);
   }
-  std::vector<const void*>& lines_;
-  int32_t count_ = 0;  // listed lines
+  std::vector<LineRun>& runs_;
+  int32_t num_runs_ = 0, num_lines_ = 0;  // listed
   Cursor cur_;
   const WorkItem* next_ = nullptr;
 };
@@ -438,8 +440,9 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
       args.sum = sc.sum.data();
       args.acc = sc.acc.data();
       args.scores = sc.scores.data();
-      args.prefetch = ahead.lines();
-      args.num_prefetch = ahead.count();
+      args.prefetch = ahead.runs();
+      args.num_prefetch_runs = ahead.num_runs();
+      args.num_prefetch = ahead.num_lines();
       c.kern.attend_block(args);
     }
 

@@ -97,8 +97,12 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
           const State f32 = RunStep(isa, a, DType::kF32, f32_rows.data(), f32_rows.data() + n, s);
           // The direct run also issues a read-ahead (AttendBlockArgs::prefetch): it moves data,
           // never a result.
-          a.prefetch = rows.data();
-          a.num_prefetch = 2 * n;
+          const std::vector<LineRun> runs = {
+              {reinterpret_cast<const char*>(h.data()), 64, static_cast<int32_t>(h.size() / 32)},
+              {reinterpret_cast<const char*>(rows[0]), 0, 1}};
+          a.prefetch = runs.data();
+          a.num_prefetch_runs = 2;
+          a.num_prefetch = runs[0].count + 1;
           const State direct = RunStep(isa, a, dtype, rows.data(), rows.data() + n, s);
           SCOPED_TRACE(std::string(IsaName(isa)) + " dtype " + std::string(DTypeName(dtype)) +
                        " hd " + std::to_string(hd) + " n " + std::to_string(n));

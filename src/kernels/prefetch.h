@@ -17,4 +17,20 @@ inline void PrefetchLineToL2(const void* p) {
 #endif
 }
 
+// count cache lines to request, at first, first + stride, ... (bytes): a read-ahead list that
+// names a strided run of lines in one entry (attention.cc lists each step's rows so).
+struct LineRun {
+  const char* first = nullptr;
+  int64_t stride = 0;
+  int32_t count = 0;
+};
+
+// Requests every line of runs[0, n) into L2.
+inline void PrefetchRunsToL2(const LineRun* runs, int32_t n) {
+  for (int32_t r = 0; r < n; ++r) {
+    const char* p = runs[r].first;
+    for (int32_t i = 0; i < runs[r].count; ++i, p += runs[r].stride) PrefetchLineToL2(p);
+  }
+}
+
 }  // namespace tinyserve::kernels

@@ -10,7 +10,7 @@
 namespace tinyserve::kernels::cpu::scalar {
 
 void AttendBlock(const AttendBlockArgs& a) {
-  for (int32_t j = 0; j < a.num_prefetch; ++j) PrefetchLineToL2(a.prefetch[j]);
+  PrefetchRunsToL2(a.prefetch, a.num_prefetch_runs);
   const int64_t hd = a.head_dim;
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = std::min(a.num_valid[i], a.n);

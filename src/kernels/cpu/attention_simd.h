@@ -175,7 +175,7 @@ float SoftmaxStep(const AttendBlockArgs& a, int32_t i, const void* const* k, con
 // read-ahead goes out first.
 template <class Vec, DType kType>
 void AttendEachQuery(const AttendBlockArgs& a) {
-  for (int32_t j = 0; j < a.num_prefetch; ++j) PrefetchLineToL2(a.prefetch[j]);
+  PrefetchRunsToL2(a.prefetch, a.num_prefetch_runs);
   for (int32_t i = 0; i < a.num_q; ++i) {
     const int32_t nv = a.num_valid[i] < a.n ? a.num_valid[i] : a.n;
     if (nv <= 0) continue;
@@ -191,22 +191,34 @@ void AttendEachQuery(const AttendBlockArgs& a) {
 class ReadAhead {
  public:
   ReadAhead(const AttendBlockArgs& a, int64_t rows)
-      : next_(a.prefetch),
-        end_(a.prefetch + a.num_prefetch),
+      : run_(a.prefetch),
+        end_(a.prefetch + a.num_prefetch_runs),
         per_(rows <= 0 ? a.num_prefetch
-                       : static_cast<int32_t>((a.num_prefetch + rows - 1) / rows)) {}
+                       : static_cast<int32_t>((a.num_prefetch + rows - 1) / rows)) {
+    if (run_ < end_) Enter();
+  }
   void Some() {
-    for (int32_t i = 0; i < per_ && next_ < end_; ++i) Issue();
+    for (int32_t i = 0; i < per_ && left_ > 0; ++i) Issue();
   }
   void Rest() {
-    while (next_ < end_) Issue();
+    while (left_ > 0) Issue();
   }
 
  private:
-  void Issue() { PrefetchLineToL2(*next_++); }
-  const void* const* next_;
-  const void* const* end_;
+  void Enter() {
+    line_ = run_->first;
+    left_ = run_->count;
+  }
+  void Issue() {
+    PrefetchLineToL2(line_);
+    line_ += run_->stride;
+    if (--left_ == 0 && ++run_ < end_) Enter();
+  }
+  const LineRun* run_;
+  const LineRun* end_;
   int32_t per_;
+  const char* line_ = nullptr;
+  int32_t left_ = 0;  // lines left in *run_ (0: none left at all)
 };
 
 // The grouped path: up to kGroup queries of a step share each converted key and value row, so a

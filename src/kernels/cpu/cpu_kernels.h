@@ -8,6 +8,7 @@
 
 #include "formats/dtype.h"
 #include "kernels/isa.h"
+#include "kernels/prefetch.h"
 
 namespace tinyserve::kernels::cpu {
 
@@ -45,10 +46,12 @@ struct AttendBlockArgs {
   const int8_t* q_i8 = nullptr;     // [num_q, head_dim]
   const float* q_scales = nullptr;  // [num_q]
   const int32_t* q_sums = nullptr;  // [num_q]
-  // Cache lines of a later step to request into L2 (attention.cc's read-ahead). The AVX-512
-  // kernel spreads them through its value loop: issued in one burst they fill the core's miss
-  // buffers and stall it until memory answers, instead of overlapping the arithmetic.
-  const void* const* prefetch = nullptr;  // [num_prefetch]
+  // Cache lines of a later step to request into L2 (attention.cc's read-ahead): num_prefetch
+  // lines in num_prefetch_runs runs, none empty. The AVX-512 kernel spreads them through its
+  // value loop: issued in one burst they fill the core's miss buffers and stall it until memory
+  // answers, instead of overlapping the arithmetic.
+  const LineRun* prefetch = nullptr;  // [num_prefetch_runs]
+  int32_t num_prefetch_runs = 0;
   int32_t num_prefetch = 0;
 };
 
