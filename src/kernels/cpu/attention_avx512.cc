@@ -23,20 +23,19 @@
 namespace tinyserve::kernels::cpu::avx512 {
 namespace {
 
-// The online-softmax update of NQ queries over their scores p[g][0, nv[g]) (rows of kKeys):
-// folds the block's max and sum into a.max / a.sum, returns the factor each query's old state is
-// scaled by, and leaves in p the weights exp(score - max), exactly 0 from nv[g] to max_nv, times
-// weight_scales[t] when given (the int8 cache's value scales, folded into the weights).
-// Phase by phase across the queries, not query by query: a query's max, its reduction, its
-// correction and its sum form one chain of dependent instructions, longer than the out-of-order
-// window can overlap with the next query's; side by side the NQ chains overlap, and the NQ
-// corrections come from one vector exp (lane g is the value Correction computes for query g:
-// Exp works lane by lane). The step is about a quarter of decode attention (bench_ops --threads 1
-// --decode, int8 64 x 576 with it skipped: 1.25 -> 0.93 ms); phased, the whole attention took
-// 4-9% less there (int8 64 x 576 1.50 / 1.45 / 1.32 -> 1.31 / 1.37 / 1.15 ms, alternating).
+// The first half of an online-softmax update of NQ queries over their scores p[g][0, nv[g])
+// (rows of kKeys): each query's new running max (its old one or the block's, whichever is
+// larger) and the factor its old state is scaled by. Phase by phase across the queries, not
+// query by query: a query's max, its reduction and its correction form one chain of dependent
+// instructions, longer than the out-of-order window can overlap with the next query's; side by
+// side the NQ chains overlap, and the NQ corrections come from one vector exp (lane g is the
+// value Correction computes for query g: Exp works lane by lane). The softmax step is about a
+// quarter of decode attention (bench_ops --threads 1 --decode, int8 64 x 576 with it skipped:
+// 1.25 -> 0.93 ms); phased, the whole attention took 4-9% less there (int8 64 x 576 1.50 / 1.45
+// / 1.32 -> 1.31 / 1.37 / 1.15 ms, alternating).
 template <int NQ, int kKeys>
-void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
-                 float (*p)[kKeys], const float* weight_scales, float* correction) {
+void NewMax(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv,
+            const float (*p)[kKeys], float* new_max, float* correction) {
   static_assert(NQ <= kWidth);
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
   __m512 mx[NQ];
@@ -47,7 +46,6 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
       mx[g] = _mm512_mask_max_ps(mx[g], live, mx[g], _mm512_load_ps(p[g] + t));
     }
   }
-  float new_max[NQ];
   alignas(64) float diff[kWidth] = {};
   for (int g = 0; g < NQ; ++g) {
     const float block_max = ReduceMax(mx[g]);
@@ -58,6 +56,16 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
   alignas(64) float corr[kWidth];
   _mm512_store_ps(corr, Exp(_mm512_load_ps(diff)));
   for (int g = 0; g < NQ; ++g) correction[g] = a.max[idx[g]] == -__builtin_inff() ? 0.0f : corr[g];
+}
+
+// The online-softmax update of NQ queries over their scores p[g][0, nv[g]) (rows of kKeys):
+// folds the block's max and sum into a.max / a.sum, returns the factor each query's old state is
+// scaled by, and leaves in p the weights exp(score - max), exactly 0 from nv[g] to max_nv.
+template <int NQ, int kKeys>
+void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
+                 float (*p)[kKeys], float* correction) {
+  float new_max[NQ];
+  NewMax<NQ, kKeys>(a, idx, nv, p, new_max, correction);
   __m512 psum[NQ];
   for (int g = 0; g < NQ; ++g) {
     const __m512 max_v = _mm512_set1_ps(new_max[g]);
@@ -68,10 +76,7 @@ void SoftmaxStep(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv
       const __m512 e =
           _mm512_maskz_mov_ps(live, Exp(_mm512_sub_ps(_mm512_load_ps(p[g] + t), max_v)));
       psum[g] = _mm512_add_ps(psum[g], e);
-      _mm512_store_ps(p[g] + t,
-                      weight_scales == nullptr
-                          ? e
-                          : _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, weight_scales + t)));
+      _mm512_store_ps(p[g] + t, e);
     }
   }
   for (int g = 0; g < NQ; ++g) {
@@ -114,7 +119,7 @@ void AttendQueriesT(const AttendBlockArgs& a, const int32_t* idx, const __m512* 
     }
   }
   float correction[NQ];
-  SoftmaxStep<NQ>(a, idx, nv, max_nv, p, nullptr, correction);
+  SoftmaxStep<NQ>(a, idx, nv, max_nv, p, correction);
   // 32 columns at a time: up to 8 queries x 2 accumulators stay in registers, so each value row
   // is converted once for a whole GQA group (the column split leaves each lane's sum as it is).
   for (int64_t c = 0; c < hd; c += 2 * kWidth) {
@@ -169,6 +174,54 @@ inline int32_t LoadI32(const int8_t* p) {
   int32_t x;
   std::memcpy(&x, p, sizeof(x));
   return x;
+}
+
+// SoftmaxStep for the int8 path, its weights written straight as int16 for p.v (an exact integer
+// dot too: vpdpwssd, two keys per 32-bit lane, half the instructions of the f32 FMAs it
+// replaces): per query w[g][t] = round(exp(score - max) * vs[t] / unit[g]) with the value scales
+// vs folded in, exactly 0 from nv[g] to max_nv, and unit[g] its largest weight / 32767, so each
+// weight moves by at most half a unit. The weights of one query stay in registers between the exp
+// and the rounding (kI8Keys / 16 vectors), in base 2 (Exp2NonPositive); with a float copy stored
+// and reloaded for a max pass and a rounding pass of its own, bench_ops --decode on Zen 5 put
+// the softmax and the rounding at ~30% of int8 decode attention. At most kI8Keys keys of 32767 x
+// 127 keep the int32 sums exact. A NaN query leaves garbage weights, but its NaN sum makes its
+// output NaN all the same.
+template <int NQ>
+void SoftmaxStepI8(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
+                   const float (*p)[kI8Keys], const float* vs, int16_t (*w)[kI8Keys], float* unit,
+                   float* correction) {
+  constexpr int kVectors = kI8Keys / kWidth;
+  float new_max[NQ];
+  NewMax<NQ, kI8Keys>(a, idx, nv, p, new_max, correction);
+  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+  for (int g = 0; g < NQ; ++g) {
+    // exp(score - max) as 2^(score * log2(e) - max * log2(e)): one FMA into Exp2NonPositive.
+    const __m512 max2 = _mm512_set1_ps(new_max[g] * 1.44269504088896341f);
+    __m512 psum = _mm512_setzero_ps(), wmax = _mm512_setzero_ps();
+    __m512 weight[kVectors];
+    for (int j = 0; j < kVectors; ++j) {
+      const int32_t t = j * kWidth;
+      if (t >= max_nv) break;
+      const int64_t left = nv[g] - t;
+      const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
+      const __m512 e = _mm512_maskz_mov_ps(
+          live, Exp2NonPositive(_mm512_fmsub_ps(_mm512_load_ps(p[g] + t), log2e, max2)));
+      psum = _mm512_add_ps(psum, e);
+      weight[j] = _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, vs + t));
+      wmax = _mm512_max_ps(wmax, weight[j]);
+    }
+    const float largest = ReduceMax(wmax);
+    unit[g] = largest / 32767.0f;
+    const __m512 inv = _mm512_set1_ps(largest > 0 ? 32767.0f / largest : 0.0f);
+    for (int j = 0; j < kVectors; ++j) {
+      const int32_t t = j * kWidth;
+      if (t >= max_nv) break;
+      const __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(weight[j], inv));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(w[g] + t), _mm512_cvtsepi32_epi16(wi));
+    }
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
+    a.max[idx[g]] = new_max[g];
+  }
 }
 
 // kt[(j * R + c) * 16 + w]: bytes 4w .. 4w + 3 of 64-byte chunk c of keys 16j .. 16j + 15, each
@@ -228,26 +281,9 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
                       _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ks), qscale[g]));
     }
   }
-  float correction[NQ];
-  SoftmaxStep<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, correction);
-  // The weights (value scales folded in) as int16, per query w = round(p / s) with s = max p /
-  // 32767, so that p.v is an exact integer dot too (vpdpwssd: two keys per 32-bit lane, half the
-  // instructions of the f32 FMAs it replaces). Each weight moves by at most s / 2 = max p / 65534;
-  // at most kI8Keys keys of 32767 x 127 keep the int32 sums exact. NaN weights (a NaN query)
-  // leave garbage here, but their NaN sum makes the output NaN all the same.
   alignas(64) int16_t w[NQ][kI8Keys];
-  float wscale[NQ];
-  for (int g = 0; g < NQ; ++g) {
-    __m512 mx = _mm512_setzero_ps();
-    for (int32_t t = 0; t < max_nv; t += kWidth) mx = _mm512_max_ps(mx, _mm512_load_ps(p[g] + t));
-    const float pmax = ReduceMax(mx);
-    wscale[g] = pmax / 32767.0f;
-    const __m512 inv = _mm512_set1_ps(pmax > 0 ? 32767.0f / pmax : 0.0f);
-    for (int32_t t = 0; t < max_nv; t += kWidth) {
-      const __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(p[g] + t), inv));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(w[g] + t), _mm512_cvtsepi32_epi16(wi));
-    }
-  }
+  float unit[NQ], correction[NQ];
+  SoftmaxStepI8<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, w, unit, correction);
   // 32 columns at a time. A key pair's two value rows interleaved byte by byte (unpack within
   // 128-bit lanes) and widened to int16 give, in int32 lane i of `lo`, columns i (i < 8) and
   // 8 + i (i >= 8); of `hi` the 8 columns after each: the accumulators hold the columns in that
@@ -277,7 +313,7 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
       float* acc = a.acc + idx[g] * hd + c * 32;
       const __m512 n0 = _mm512_loadu_ps(acc), n1 = _mm512_loadu_ps(acc + 16);
       const __m512 corr_v = _mm512_set1_ps(correction[g]);
-      const __m512 s = _mm512_set1_ps(wscale[g]);
+      const __m512 s = _mm512_set1_ps(unit[g]);
       const __m512 p0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(AsM512i(dot[g][0])), s,
                                         _mm512_mul_ps(_mm512_shuffle_f32x4(n0, n1, 0x44), corr_v));
       const __m512 p1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(AsM512i(dot[g][1])), s,
