@@ -192,6 +192,12 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
       // Query 1 sees no key: its state is untouched (bit for bit).
       EXPECT_EQ(vnni.max[1], 0.5f);
       EXPECT_EQ(vnni.sum[1], 2.0f);
+      // A query holding NaN (QuantizeQueryRow gives it a NaN scale) leaves a NaN sum, so its
+      // output is NaN rather than a plausible row that skipped these keys.
+      x[2 * hd + 3] = NAN;
+      q_scales[2] = QuantizeQueryRow(x.data() + 2 * hd, hd, q_i8.data() + 2 * hd, &q_sums[2]);
+      const State nan_query = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      EXPECT_TRUE(std::isnan(nan_query.sum[2])) << nan_query.sum[2];
     }
   }
 }

@@ -65,12 +65,14 @@ inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(y, n);
 }
 
-// 2^x lane by lane for x <= 0 (0 below -150), for weights that are rounded to 1/32767 of the
-// largest next (attention_avx512.cc's int8 path): 2^n by scalef times 2^f, f = x - n in
-// [-0.5, 0.5], from the degree-5 polynomial through f's Chebyshev nodes (relative error under
-// 3e-7). Ten instructions with the caller's scaling to base 2, Exp's sixteen.
+// 2^x lane by lane for x <= 0 (0 below -150, NaN for NaN), for weights that are rounded to
+// 1/32767 of the largest next (attention_avx512.cc's int8 path): 2^n by scalef times 2^f,
+// f = x - n in [-0.5, 0.5], from the degree-5 polynomial through f's Chebyshev nodes (relative
+// error under 3e-7). Ten instructions with the caller's scaling to base 2, Exp's sixteen.
 inline __m512 Exp2NonPositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
+  // x second: vmaxps returns its second operand when either is NaN, and a NaN score (a NaN
+  // query) must stay NaN so that its output is NaN, not a plausible row without those keys.
+  x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
   __m512 p = _mm512_set1_ps(1.33908634e-3f);
