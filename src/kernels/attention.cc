@@ -88,7 +88,8 @@ struct Scratch {
   std::vector<float> q, acc, max, sum, k, v, scores, k_scales, v_scales;
   std::vector<float> partials;  // a prefill tile's partition states
   std::vector<int32_t> num_valid;
-  std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to int8, their scales and sums
+  std::vector<int8_t> q_i8;  // an int8 cache's queries rounded to 16 bits (two int8 rows each),
+                             // their scales and sums
   std::vector<float> q_scales;
   std::vector<int32_t> q_sums;
   std::vector<const void*> k_rows, v_rows;
@@ -116,7 +117,7 @@ struct Scratch {
     k_scales.resize(step_keys);
     v_scales.resize(step_keys);
     num_valid.resize(max_q);
-    q_i8.resize(max_q * head_dim);
+    q_i8.resize(2 * max_q * head_dim);
     q_scales.resize(max_q);
     q_sums.resize(max_q);
     k_rows.resize(step_keys);
@@ -334,11 +335,11 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
     }
     for (int64_t j = 0; j < group; ++j) {
       const int64_t qi = r * group + j;
-      int8_t* qq = sc.q_i8.data() + qi * hd;
+      int8_t* qq = sc.q_i8.data() + qi * 2 * hd;
       const float s = c.kern.quantize_query(src + j * hd, hd, qq, &sc.q_sums[qi]);
       sc.q_scales[qi] = s;
       if (c.int8_dots) continue;  // the integer path reads only q_i8
-      for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeKv(qq[d], s);
+      for (int64_t d = 0; d < hd; ++d) sc.q[qi * hd + d] = DequantizeQuery(qq, hd, d, s);
     }
   }
 

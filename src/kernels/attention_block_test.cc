@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -138,13 +139,13 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
       std::vector<const void*> rows(2 * n);
       for (int32_t t = 0; t < 2 * n; ++t) rows[t] = b.data() + int64_t{t} * hd;
       std::vector<float> x(num_q * hd), q(num_q * hd), q_scales(num_q);
-      std::vector<int8_t> q_i8(num_q * hd);
+      std::vector<int8_t> q_i8(2 * num_q * hd);
       std::vector<int32_t> q_sums(num_q);
       for (auto& v : x) v = dist(rng) / 2;
       for (int32_t i = 0; i < num_q; ++i) {
-        q_scales[i] = QuantizeQueryRow(x.data() + i * hd, hd, q_i8.data() + i * hd, &q_sums[i]);
-        for (int32_t d = 0; d < hd; ++d)
-          q[i * hd + d] = DequantizeKv(q_i8[i * hd + d], q_scales[i]);
+        int8_t* qi = q_i8.data() + 2 * i * hd;
+        q_scales[i] = QuantizeQueryRow(x.data() + i * hd, hd, qi, &q_sums[i]);
+        for (int32_t d = 0; d < hd; ++d) q[i * hd + d] = DequantizeQuery(qi, hd, d, q_scales[i]);
       }
       const std::vector<int32_t> num_valid = {n, 0, n / 2 + 1, n + 3, 1, n - 1, (n + 1) / 3};
       cpu::AttendBlockArgs a;
@@ -195,9 +196,41 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
       // A query holding NaN (QuantizeQueryRow gives it a NaN scale) leaves a NaN sum, so its
       // output is NaN rather than a plausible row that skipped these keys.
       x[2 * hd + 3] = NAN;
-      q_scales[2] = QuantizeQueryRow(x.data() + 2 * hd, hd, q_i8.data() + 2 * hd, &q_sums[2]);
+      q_scales[2] = QuantizeQueryRow(x.data() + 2 * hd, hd, q_i8.data() + 4 * hd, &q_sums[2]);
       const State nan_query = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
       EXPECT_TRUE(std::isnan(nan_query.sum[2])) << nan_query.sum[2];
+    }
+  }
+}
+
+// kv_quant.h's query format: Q = 256 hi + lo is x / s rounded to nearest (within half a unit,
+// the largest |x| at +-kQueryMax), lo in [-128, 127], the sum is the Qs', and the f32 value the
+// kernels without integer dots read is Q * s.
+TEST(AttendBlockTest, QueryRowsKeepSixteenBits) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  for (int64_t n : {1, 7, 64, 128}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> x(n);
+      for (float& v : x) v = dist(rng) * (trial % 2 == 0 ? 1.0f : 1e-3f);
+      std::vector<int8_t> q(2 * n);
+      int32_t sum = 0;
+      const float s = QuantizeQueryRow(x.data(), n, q.data(), &sum);
+      float amax = 0;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      ASSERT_EQ(s, amax / static_cast<float>(kQueryMax));
+      int64_t want_sum = 0;
+      bool saw_max = false;
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t full = 256 * int32_t{q[i]} + q[n + i];
+        ASSERT_LE(std::abs(full), kQueryMax);
+        EXPECT_LE(std::fabs(static_cast<double>(x[i]) / s - full), 0.5 + 1e-3) << i;
+        saw_max = saw_max || std::abs(full) == kQueryMax;
+        want_sum += full;
+        EXPECT_EQ(DequantizeQuery(q.data(), n, i, s), static_cast<float>(full) * s);
+      }
+      EXPECT_TRUE(saw_max);
+      EXPECT_EQ(sum, want_sum);
     }
   }
 }
@@ -213,8 +246,9 @@ TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
     std::vector<float> r(n);
     for (float& x : r) x = dist(rng);
     rows.push_back(r);
-    // amax 127: every (k + 0.5) is a tie of the rounding.
-    for (int64_t i = 0; i < n; ++i) r[i] = (i == 0) ? 127.0f : static_cast<float>(i % 120) + 0.5f;
+    // amax 127, so the scale is 1 / 256: every (k + 0.5) / 256 is a tie of the rounding.
+    for (int64_t i = 0; i < n; ++i)
+      r[i] = (i == 0) ? 127.0f : (static_cast<float>(i % 120) * 200 + 0.5f) / 256;
     rows.push_back(r);
     rows.push_back(std::vector<float>(n, 0.0f));
     for (float& x : r) x = 1e-43f * dist(rng);
@@ -229,7 +263,7 @@ TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
     const auto quantize = cpu::KernelsFor(isa).quantize_query;
     for (const std::vector<float>& r : rows) {
       const int64_t n = static_cast<int64_t>(r.size());
-      std::vector<int8_t> want(n, 99), got(n, 99);
+      std::vector<int8_t> want(2 * n, 99), got(2 * n, 99);
       int32_t want_sum = -1, got_sum = -2;
       const float want_scale = QuantizeQueryRow(r.data(), n, want.data(), &want_sum);
       const float got_scale = quantize(r.data(), n, got.data(), &got_sum);

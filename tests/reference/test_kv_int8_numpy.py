@@ -1,14 +1,16 @@
 """Accuracy of the int8 KV cache (--kv-cache-dtype int8), teacher-forced: one token sequence is
 fed to the model with its keys and values stored in int8 (one binary16 scale per token and KV
-head; attention rounds each query head row to int8 as well, kernels/kv_quant.h) and each
+head; attention rounds each query head row to 16 bits, kernels/kv_quant.h) and each
 position's next-token distribution is compared:
   - tinyserve int8 against the NumPy reference (test_qwen2_numpy.NumpyQwen2) with an f16 cache,
     on the dummy `tiny` model, 600 positions: top-1 agreement >= 99% (the issue's criterion);
   - tinyserve int8 against NumPy running the int8 format itself (keys, values and queries
     rounded as kv_quant.h rounds them, everything else in double), on Qwen2.5-0.5B's own shapes
     (hidden 896, 14 heads, 2 KV heads, head_dim 64) cut to 2 layers, 560 positions: >= 99% and
-    log-probabilities within 0.01 nats: the kernels compute what the format stores. The same
-    run prints the format's own cost against f16 (the number the note reports);
+    log-probabilities within 0.01 nats: the kernels compute what the format stores;
+  - the format's own cost there, the issue's number: tinyserve int8 against tinyserve f16 over
+    six sequences (~3,200 positions, so that the criterion sits a few standard errors from the
+    measured rate rather than one): >= 99% and within 0.1 nats;
   - tinyserve int8 against tinyserve f16 on the full 24-layer dummy Qwen2.5-0.5B (q8_0
     weights), 560 positions, as a check for gross errors that only deep layers or long rows
     would show (a wrong scale or layer offset flips most tokens and moves log-probabilities by
@@ -97,15 +99,18 @@ class F16KvNumpyQwen2(NumpyQwen2):
 
 class Int8KvNumpyQwen2(F16KvNumpyQwen2):
     """The int8 format itself, written from kv_quant.h's description: a cached row (one token,
-    one KV head) as int8 times a binary16 scale max|x| / 127; a query head row as int8 times an
-    f32 scale max|q| / 127. Everything else in double."""
+    one KV head) as int8 times a binary16 scale max|x| / 127; a query head row as integers of
+    +-127 * 256 (16 bits) times an f32 scale max|q| / (127 * 256). Everything else in double."""
 
     def cached(self, x):
         return to_int8_rows(x, to_f16(np.abs(x).max(axis=-1, keepdims=True) / 127.0))
 
     def query(self, q):
-        scale = (np.abs(q).max(axis=-1, keepdims=True) / 127.0).astype(np.float32)
-        return to_int8_rows(q, scale.astype(np.float64))
+        limit = 127 * 256
+        scale = (np.abs(q).max(axis=-1, keepdims=True) / limit).astype(np.float32)
+        scale = scale.astype(np.float64)
+        safe = np.where(scale > 0, scale, 1.0)
+        return np.where(scale > 0, np.clip(np.rint(q / safe), -limit, limit) * scale, 0.0)
 
 
 def run_tool(tmp, name, model, tokens, kv_dtypes, dtype=""):
@@ -183,20 +188,26 @@ class KvInt8AccuracyTest(unittest.TestCase):
         subprocess.run([BIN, "dummy", "--preset", "qwen2.5-0.5b", "--num-layers", "2",
                         "--dtype", "f32", "--format", "safetensors", "--seed", "5", st],
                        check=True, stdout=subprocess.DEVNULL)
-        tokens = [int(t) for t in np.random.default_rng(8).integers(0, 151936, size=560)]
-        logits = run_tool(self.tmp, "q05_2layers", st, tokens, ["i8", "f16"])
         ref = Int8KvNumpyQwen2(st)
-        hidden = ref.final_hidden(tokens)
         acc, cost = Agreement(), Agreement()
-        for r in range(0, len(tokens), 40):
-            got = log_softmax(np.asarray(logits["i8"][r:r + 40]))
-            acc.add(got, log_softmax(hidden[r:r + 40] @ ref.lm_head.T))
-            cost.add(got, log_softmax(np.asarray(logits["f16"][r:r + 40])))
+        for seed in range(8, 14):  # NumPy (minutes on the reference BLAS) on the first only
+            tokens = [int(t) for t in np.random.default_rng(seed).integers(0, 151936, size=560)]
+            logits = run_tool(self.tmp, f"q05_2layers_{seed}", st, tokens, ["i8", "f16"])
+            hidden = ref.final_hidden(tokens) if seed == 8 else None
+            for r in range(0, len(tokens), 40):
+                got = log_softmax(np.asarray(logits["i8"][r:r + 40]))
+                if hidden is not None:
+                    acc.add(got, log_softmax(hidden[r:r + 40] @ ref.lm_head.T))
+                cost.add(got, log_softmax(np.asarray(logits["f16"][r:r + 40])))
         rate = acc.report("Qwen2.5-0.5B shapes, 2 layers, int8 cache vs NumPy int8 format")
-        cost.report("Qwen2.5-0.5B shapes, 2 layers, the format's cost: int8 cache vs f16 cache")
+        cost_rate = cost.report("Qwen2.5-0.5B shapes, 2 layers, 6 sequences, the format's cost: "
+                                "int8 cache vs f16 cache")
         self.assertGreaterEqual(acc.counted, 500)
         self.assertGreaterEqual(rate, MIN_AGREEMENT)
         self.assertLess(acc.max_logprob_diff, 0.01)
+        self.assertGreaterEqual(cost.counted, 3000)
+        self.assertGreaterEqual(cost_rate, MIN_AGREEMENT)
+        self.assertLess(cost.max_logprob_diff, 0.1)
 
     def test_qwen25_05b_int8_cache_no_gross_error(self):
         model = "dummy:qwen2.5-0.5b"

@@ -160,13 +160,13 @@ void AttendGroupT(const AttendBlockArgs& a, const int32_t* idx, int num, const _
   AttendQueriesT<kType, NQ>(a, idx, kt, v, vs, p, ahead);
 }
 
-// The int8 cache's path (VNNI): queries rounded to int8 (AttendBlockArgs::q_i8), so q.k is an
-// exact integer dot, 16 keys per vector from keys transposed four bytes at a time, times the
-// query's and the key's scales; the value scale is folded into the softmax weight, and p.v is an
-// integer dot on those weights rounded to int16 (AttendQueriesI8). Keys in sub-steps of kI8Keys
-// (fixed by position within the step, so a query's arithmetic depends only on its position; the
-// driver's steps for this path are as long, attention.cc); head_dim a multiple of 64 up to 256
-// (R = head_dim / 64 rows of 64 bytes per key).
+// The int8 cache's path (VNNI): queries rounded to 16 bits held as two int8 rows
+// (AttendBlockArgs::q_i8, kv_quant.h), so q.k is an exact integer dot (256 * hi.k + lo.k), 16 keys
+// per vector from keys transposed four bytes at a time, times the query's and the key's scales; the
+// value scale is folded into the softmax weight, and p.v is an integer dot on those weights rounded
+// to int16 (AttendQueriesI8). Keys in sub-steps of kI8Keys (fixed by position within the step, so a
+// query's arithmetic depends only on its position; the driver's steps for this path are as long,
+// attention.cc); head_dim a multiple of 64 up to 256 (R = head_dim / 64 rows of 64 bytes per key).
 constexpr int32_t kI8Keys = 128;
 static_assert(int64_t{kI8Keys} * 32767 * 128 < (int64_t{1} << 31), "p.v sums must fit int32");
 
@@ -254,7 +254,7 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
   __m512i bias[NQ];
   __m512 qscale[NQ];
   for (int g = 0; g < NQ; ++g) {
-    q[g] = a.q_i8 + idx[g] * hd;
+    q[g] = a.q_i8 + idx[g] * 2 * hd;
     const int32_t valid = a.num_valid[idx[g]] - o;
     nv[g] = valid < m ? valid : m;
     max_nv = nv[g] > max_nv ? nv[g] : max_nv;
@@ -263,20 +263,26 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
   }
   for (int32_t j = 0; j * kWidth < max_nv; ++j) {
     const __m512i* ktj = kt + j * R * 16;
-    I32x16 even[NQ], odd[NQ];
-    for (int g = 0; g < NQ; ++g) even[g] = odd[g] = I32x16{};
-    for (int w = 0; w < R * 16; w += 2) {
-      const I32x16 k0 = AsI32x16(ktj[w]), k1 = AsI32x16(ktj[w + 1]);
+    // Two chains per query, its high and its low bytes (as many chains as the even / odd pair
+    // an int8 query had): 2 NQ accumulators, within the 32 registers with the keys.
+    I32x16 high[NQ], low[NQ];
+    for (int g = 0; g < NQ; ++g) high[g] = low[g] = I32x16{};
+    for (int w = 0; w < R * 16; ++w) {
+      const I32x16 k = AsI32x16(ktj[w]);
       for (int g = 0; g < NQ; ++g) {
-        even[g] = DotBytes(even[g], k0, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + 4 * w))));
-        odd[g] = DotBytes(odd[g], k1, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + 4 * w + 4))));
+        high[g] = DotBytes(high[g], k, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + 4 * w))));
+        low[g] = DotBytes(low[g], k, AsI32x16(_mm512_set1_epi32(LoadI32(q[g] + hd + 4 * w))));
       }
     }
     const int32_t keys = m - j * kWidth;
     const __m512 ks =
         _mm512_maskz_loadu_ps(keys >= kWidth ? 0xFFFF : TailMask(keys), a.k_scales + o + j * 16);
     for (int g = 0; g < NQ; ++g) {
-      const __m512i dot = _mm512_sub_epi32(AsM512i(even[g] + odd[g]), bias[g]);
+      // 256 * high + low - 128 * sum: exact, in int32 lanes that wrap (the high sum times 256
+      // may pass 2^31 for head_dim 256; the final dot, |Q.k| <= 256 * 32512 * 127, does not).
+      const __m512i full =
+          _mm512_add_epi32(_mm512_slli_epi32(AsM512i(high[g]), 8), AsM512i(low[g]));
+      const __m512i dot = _mm512_sub_epi32(full, bias[g]);
       _mm512_store_ps(p[g] + j * kWidth,
                       _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ks), qscale[g]));
     }
@@ -382,10 +388,11 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
 
 }  // namespace
 
-// kernels/kv_quant.h's QuantizeQueryRow 16 lanes at a time: the same division, rounding and clamp
-// per element, so the same bytes, scale and sum (max and integer sums are exact in any order).
-// Run per query head row of every decode item, its scalar form took about a tenth of the int8
-// decode attention time. A row holding NaN (its output is NaN anyway) takes the scalar function.
+// kernels/kv_quant.h's QuantizeQueryRow 16 lanes at a time: the same division, rounding, clamp
+// and split per element, so the same bytes, scale and sum (max and integer sums are exact in any
+// order). Run per query head row of every decode item, its scalar form took about a tenth of the
+// int8 decode attention time. A row holding NaN (its output is NaN anyway) takes the scalar
+// function.
 float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
   __m512 amax = _mm512_setzero_ps();
   __mmask16 nan = 0;
@@ -395,26 +402,28 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
   }
   if (nan != 0) return QuantizeQueryRow(x, n, q, sum);
-  const float scale = ReduceMax(amax) / 127.0f;
+  const float scale = ReduceMax(amax) / static_cast<float>(kQueryMax);
   *sum = 0;
   if (!(scale > 0) || !std::isfinite(scale)) {
-    std::memset(q, 0, n);
+    std::memset(q, 0, 2 * n);
     return scale;
   }
   const __m512 scale_v = _mm512_set1_ps(scale);
   const __m512 magic = _mm512_set1_ps(12582912.0f);  // RoundToInt8's 1.5 * 2^23
-  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 lo = _mm512_set1_ps(-static_cast<float>(kQueryMax));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(kQueryMax));
+  const __m512i half = _mm512_set1_epi32(128);
   __m512i total = _mm512_setzero_si512();
   for (int64_t i = 0; i < n; i += kWidth) {
     const __m512 r =
         _mm512_sub_ps(_mm512_add_ps(_mm512_div_ps(LoadPart(x + i, n - i), scale_v), magic), magic);
-    const __m512i qi = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));  // integral
-    if (n - i >= kWidth) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(qi));
-    } else {
-      _mm512_mask_cvtepi32_storeu_epi8(q + i, TailMask(n - i), qi);
-    }
-    total = _mm512_add_epi32(total, qi);  // lanes past n hold 0
+    const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));  // integral
+    const __m512i high = _mm512_srai_epi32(_mm512_add_epi32(v, half), 8);
+    const __m512i low = _mm512_sub_epi32(v, _mm512_slli_epi32(high, 8));
+    const __mmask16 live = n - i >= kWidth ? 0xFFFF : TailMask(n - i);
+    _mm512_mask_cvtepi32_storeu_epi8(q + i, live, high);
+    _mm512_mask_cvtepi32_storeu_epi8(q + n + i, live, low);
+    total = _mm512_add_epi32(total, v);  // lanes past n hold 0
   }
   *sum = _mm512_reduce_add_epi32(total);
   return scale;

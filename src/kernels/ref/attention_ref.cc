@@ -92,13 +92,14 @@ void PagedAttention(const float* q, const PagedKvLayer& layer, const AttentionBa
       const int64_t pos = ctx - q_len + j;
       for (int64_t h = 0; h < num_heads; ++h) {
         const float* qv = q + ((q_begin + j) * num_heads + h) * hd;
-        // An int8 cache's queries are rounded to int8 too (kv_quant.h).
+        // An int8 cache's queries are rounded to 16 bits (kv_quant.h).
         std::vector<float> q_rounded;
         if (layer.dtype == DType::kI8) {
-          std::vector<int8_t> qi(hd);
+          std::vector<int8_t> qi(2 * hd);
           int32_t qsum = 0;
           const float qs = QuantizeQueryRow(qv, hd, qi.data(), &qsum);
-          for (int64_t d = 0; d < hd; ++d) q_rounded.push_back(DequantizeKv(qi[d], qs));
+          for (int64_t d = 0; d < hd; ++d)
+            q_rounded.push_back(DequantizeQuery(qi.data(), hd, d, qs));
           qv = q_rounded.data();
         }
         const int64_t kvh = h / group;
