@@ -224,7 +224,8 @@ TEST(AttendBlockTest, QueryRowsKeepSixteenBits) {
       for (int64_t i = 0; i < n; ++i) {
         const int32_t full = 256 * int32_t{q[i]} + q[n + i];
         ASSERT_LE(std::abs(full), kQueryMax);
-        EXPECT_LE(std::fabs(static_cast<double>(x[i]) / s - full), 0.5 + 1e-3) << i;
+        // Rounded to nearest (the f32 reciprocal moves x / s by up to ~1 ulp of 32512).
+        EXPECT_LE(std::fabs(static_cast<double>(x[i]) / s - full), 0.5 + 1e-2) << i;
         saw_max = saw_max || std::abs(full) == kQueryMax;
         want_sum += full;
         EXPECT_EQ(DequantizeQuery(q.data(), n, i, s), static_cast<float>(full) * s);

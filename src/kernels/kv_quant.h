@@ -46,12 +46,14 @@ inline float DequantizeKv(int8_t q, float scale) { return static_cast<float>(q) 
 // q.k is an exact integer dot (two VNNI dots: 256 * hi.k + lo.k) times the two scales. One int8
 // row per query (llama.cpp's q8_0 cache) measured ~0.5 point of teacher-forced top-1 agreement
 // against an f16 cache on Qwen2.5-0.5B's shapes, the larger part of the format's whole cost
-// (tests/reference/test_kv_int8_numpy.py). The row is Q[i] = round(x[i] / s), s = max|x| /
-// kQueryMax in f32, |Q[i]| <= kQueryMax, stored in q[0, 2n) as hi = q[i] and lo = q[n + i] with
-// Q[i] = 256 * hi + lo, lo in [-128, 127]; *sum is the sum of the Q[i] (the VNNI kernel reads keys
-// as unsigned k + 128 and subtracts 128 * sum). A row of zeros stores zeros with scale 0; a row
-// holding inf / NaN stores zeros and returns a non-finite scale, so its scores are NaN as they
-// would be unquantized.
+// (tests/reference/test_kv_int8_numpy.py). The row is Q[i] = round(x[i] * (kQueryMax / max|x|))
+// (one division per row, its f32 reciprocal then multiplied: a division per element was most of
+// this function's time), |Q[i]| <= kQueryMax, with the f32 scale s = max|x| / kQueryMax, stored in
+// q[0, 2n) as hi = q[i] and lo = q[n + i] with Q[i] = 256 * hi + lo, lo in [-128, 127]; *sum is
+// the sum of the Q[i] (the VNNI kernel reads keys as unsigned k + 128 and subtracts 128 * sum).
+// A row of zeros, or one so small (max|x| < ~1e-34) that the reciprocal overflows, stores zeros
+// with scale 0; a row holding inf / NaN stores zeros and returns a non-finite scale, so its
+// scores are NaN as they would be unquantized.
 inline constexpr int32_t kQueryMax = 127 * 256;
 
 inline float QuantizeQueryRow(const float* x, int64_t n, int8_t* q, int32_t* sum) {
@@ -59,16 +61,19 @@ inline float QuantizeQueryRow(const float* x, int64_t n, int8_t* q, int32_t* sum
   for (int64_t i = 0; i < n; ++i) amax = std::fabs(x[i]) > amax ? std::fabs(x[i]) : amax;
   for (int64_t i = 0; i < n; ++i) amax = std::isnan(x[i]) ? x[i] : amax;
   const float scale = amax / static_cast<float>(kQueryMax);
+  const float inverse = static_cast<float>(kQueryMax) / amax;
   *sum = 0;
-  if (!(scale > 0) || !std::isfinite(scale)) {
+  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
     for (int64_t i = 0; i < 2 * n; ++i) q[i] = 0;
-    return scale;
+    return std::isfinite(scale) ? 0.0f : scale;
   }
   constexpr float kMagic = 12582912.0f;  // as RoundToInt8: round to nearest, ties to even
   constexpr float kLimit = kQueryMax;
   for (int64_t i = 0; i < n; ++i) {
-    const float r = (x[i] / scale + kMagic) - kMagic;
-    // (x / scale may round just past kQueryMax: clamped.)
+    // std::fma: one rounding of the exact product, as the vector kernels' FMA (a plain
+    // x * inverse + kMagic might be contracted to an FMA in one translation unit, not another).
+    const float r = std::fma(x[i], inverse, kMagic) - kMagic;
+    // (x * inverse may round just past kQueryMax: clamped.)
     const auto v = static_cast<int32_t>(r < -kLimit ? -kLimit : (r <= kLimit ? r : kLimit));
     const int32_t hi = (v + 128) >> 8;  // arithmetic shift: floor, so lo = v - 256 hi >= -128
     q[i] = static_cast<int8_t>(hi);

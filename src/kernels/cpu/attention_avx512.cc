@@ -402,13 +402,15 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
   }
   if (nan != 0) return QuantizeQueryRow(x, n, q, sum);
-  const float scale = ReduceMax(amax) / static_cast<float>(kQueryMax);
+  const float largest = ReduceMax(amax);
+  const float scale = largest / static_cast<float>(kQueryMax);
+  const float inverse = static_cast<float>(kQueryMax) / largest;
   *sum = 0;
-  if (!(scale > 0) || !std::isfinite(scale)) {
+  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
     std::memset(q, 0, 2 * n);
-    return scale;
+    return std::isfinite(scale) ? 0.0f : scale;
   }
-  const __m512 scale_v = _mm512_set1_ps(scale);
+  const __m512 inverse_v = _mm512_set1_ps(inverse);
   const __m512 magic = _mm512_set1_ps(12582912.0f);  // RoundToInt8's 1.5 * 2^23
   const __m512 lo = _mm512_set1_ps(-static_cast<float>(kQueryMax));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(kQueryMax));
@@ -416,13 +418,17 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
   __m512i total = _mm512_setzero_si512();
   for (int64_t i = 0; i < n; i += kWidth) {
     const __m512 r =
-        _mm512_sub_ps(_mm512_add_ps(_mm512_div_ps(LoadPart(x + i, n - i), scale_v), magic), magic);
+        _mm512_sub_ps(_mm512_fmadd_ps(LoadPart(x + i, n - i), inverse_v, magic), magic);
     const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));  // integral
     const __m512i high = _mm512_srai_epi32(_mm512_add_epi32(v, half), 8);
     const __m512i low = _mm512_sub_epi32(v, _mm512_slli_epi32(high, 8));
-    const __mmask16 live = n - i >= kWidth ? 0xFFFF : TailMask(n - i);
-    _mm512_mask_cvtepi32_storeu_epi8(q + i, live, high);
-    _mm512_mask_cvtepi32_storeu_epi8(q + n + i, live, low);
+    if (n - i >= kWidth) {  // (vpmovdb to memory with a mask is slow on AMD: only the tail)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(high));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + n + i), _mm512_cvtepi32_epi8(low));
+    } else {
+      _mm512_mask_cvtepi32_storeu_epi8(q + i, TailMask(n - i), high);
+      _mm512_mask_cvtepi32_storeu_epi8(q + n + i, TailMask(n - i), low);
+    }
     total = _mm512_add_epi32(total, v);  // lanes past n hold 0
   }
   *sum = _mm512_reduce_add_epi32(total);
