@@ -1,7 +1,8 @@
 // tool_llamacpp_parity: tinyserve's side of the llama.cpp parity test
 // (tests/reference/test_llamacpp_parity.py).
 //
-// Usage: tool_llamacpp_parity MODEL.gguf REFERENCE.json OUT.json
+// Usage: tool_llamacpp_parity MODEL.gguf REFERENCE.json OUT.json [f16|int8]
+// (the KV cache's type: f16, llama.cpp's, by default; int8 measures that cache against llama.cpp)
 // For each prompt of a fixture's reference (see shared fixtures README), runs ONE forward pass
 // over ids + greedy_16 with logits for every token: since attention is causal, row k - 1 holds
 // the next-token logits of the prefix of length k, which is what llama.cpp measured with a
@@ -40,7 +41,8 @@ Json Row(const float* logits, int64_t vocab, const Json& top) {
   return {{"logprobs", lps}, {"argmax", best - logits}, {"argmax_logprob", double(*best) - lse}};
 }
 
-int Run(const std::string& model_path, const std::string& ref_path, const std::string& out_path) {
+int Run(const std::string& model_path, const std::string& ref_path, const std::string& out_path,
+        DType kv_dtype) {
   std::ifstream in(ref_path);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -60,9 +62,9 @@ int Run(const std::string& model_path, const std::string& ref_path, const std::s
     for (const Json& id : prompt.at("greedy_16")) seq.push_back(id.get<int32_t>());
     const int64_t n = static_cast<int64_t>(seq.size());
     const int64_t num_blocks = (n + kBlockSize - 1) / kBlockSize;
-    // llama.cpp's context keeps K/V in f16; so does this cache.
-    auto cache = KvCache::Create(c, kBlockSize, DType::kF16,
-                                 num_blocks * KvCache::BlockBytes(c, kBlockSize, DType::kF16));
+    // llama.cpp's context keeps K/V in f16; so does this cache unless told otherwise.
+    auto cache = KvCache::Create(c, kBlockSize, kv_dtype,
+                                 num_blocks * KvCache::BlockBytes(c, kBlockSize, kv_dtype));
     if (!cache.ok()) {
       fmt::print(stderr, "{}\n", cache.status().ToString());
       return 1;
@@ -106,12 +108,14 @@ int Run(const std::string& model_path, const std::string& ref_path, const std::s
 }  // namespace tinyserve
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s MODEL.gguf REFERENCE.json OUT.json\n", argv[0]);
+  const std::string kv = argc == 5 ? argv[4] : "f16";
+  if ((argc != 4 && argc != 5) || (kv != "f16" && kv != "int8")) {
+    std::fprintf(stderr, "usage: %s MODEL.gguf REFERENCE.json OUT.json [f16|int8]\n", argv[0]);
     return 2;
   }
   try {
-    return tinyserve::Run(argv[1], argv[2], argv[3]);
+    return tinyserve::Run(argv[1], argv[2], argv[3],
+                          kv == "int8" ? tinyserve::DType::kI8 : tinyserve::DType::kF16);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bad reference: %s\n", e.what());
     return 2;
