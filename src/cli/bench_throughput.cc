@@ -215,13 +215,13 @@ Status RunThroughput(const ThroughputFlags& f) {
   if (f.num_prompts < 1 || f.input_len < 1 || f.output_len < 1) {
     return InvalidArgumentError("--num-prompts, --input-len and --output-len must be >= 1");
   }
+  TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   LoadOptions load;
   load.dtype = f.dtype;
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Qwen2Model> loaded, Qwen2Model::Load(f.model, load));
   const GenerationDefaults defaults = loaded->generation_defaults().value_or(GenerationDefaults{});
   auto recording = std::make_shared<RecordingModel>(std::move(loaded), f.input_len, f.profile);
   std::shared_ptr<Model> model = recording;
-  TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<EngineCore> core,
                       EngineCore::Create(model, options, defaults, TokenText{}));
   fmt::print(stderr, "{}\n", DescribeEngine(core->options(), core->limits()));

@@ -80,6 +80,13 @@ StatusOr<EngineOptions> EngineOptionsFromFlags(const EngineFlags& f) {
     o.kv_cache_dtype = DType::kF32;
   } else if (f.kv_cache_dtype == "int8" || f.kv_cache_dtype == "i8" || f.kv_cache_dtype == "q8_0") {
     o.kv_cache_dtype = DType::kI8;
+  } else if (f.kv_cache_dtype.starts_with("fp8")) {
+    // vLLM's spellings (fp8, fp8_e4m3, fp8_e5m2): these CPUs have no fp8 arithmetic, and int8
+    // takes the same byte per value.
+    return InvalidArgumentError(
+        "--kv-cache-dtype {} is not supported on CPU; int8 stores the same one byte per value "
+        "(with a scale per token and KV head)",
+        f.kv_cache_dtype);
   } else {
     return InvalidArgumentError("--kv-cache-dtype must be f16, bf16, f32 or int8, got \"{}\"",
                                 f.kv_cache_dtype);

@@ -60,6 +60,8 @@ Status RunServe(ServeFlags f) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Flags first: a bad value fails at once, not after loading the model.
+  TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   LoadOptions load;
   load.dtype = f.dtype;
   load.seed = f.weights_seed;
@@ -81,7 +83,6 @@ Status RunServe(ServeFlags f) {
                       LoadGenerationDefaults(*loaded, f.generation_config));
   const ModelConfig config = loaded->config();
   std::shared_ptr<Model> model = std::move(loaded);
-  TS_ASSIGN_OR_RETURN(EngineOptions options, EngineOptionsFromFlags(f.engine));
   TS_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
                       Engine::Create(model, options, defaults, TokenTextFromTokenizer(tokenizer)));
   // Before /health turns 200: admission then predicts from measured steps from the start.
