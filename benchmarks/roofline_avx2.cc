@@ -50,11 +50,13 @@ uint64_t DotLoopAvx2(int64_t iters, int32_t* sink) {
       acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
     }
   }
-  alignas(32) int32_t v[8];
+  alignas(32) uint32_t v[8];
   __m256i s = acc[0];
   for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
   _mm256_store_si256(reinterpret_cast<__m256i*>(v), s);
-  for (int32_t x : v) *sink += x;
+  uint32_t total = 0;  // the lanes have wrapped: summed as unsigned, where wrapping is defined
+  for (uint32_t x : v) total += x;
+  *sink = static_cast<int32_t>(total);
   return static_cast<uint64_t>(iters) * kChains * 32 * 2;
 }
 

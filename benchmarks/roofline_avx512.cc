@@ -19,7 +19,8 @@ uint64_t ReadSliceAvx512(const uint8_t* p, uint64_t bytes, uint64_t* sink) {
     a3 = _mm512_xor_si512(a3, _mm512_load_si512(p + i + 192));
   }
   a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
-  *sink += static_cast<uint64_t>(_mm512_reduce_add_epi64(a0));
+  // (An or, not _mm512_reduce_add_epi64: that adds as signed, and the lanes may overflow.)
+  *sink += static_cast<uint64_t>(_mm512_reduce_or_epi64(a0));
   return bytes / 256 * 256;
 }
 
@@ -45,7 +46,13 @@ uint64_t DotLoopAvx512(int64_t iters, int32_t* sink) {
     for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
   __m512i s = acc[0];
   for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
-  *sink += _mm512_reduce_add_epi32(s);
+  // The lanes wrapped long ago (20M rounds): summed as unsigned, where wrapping is defined
+  // (_mm512_reduce_add_epi32 adds them as signed int, which UBSan rightly reports).
+  alignas(64) uint32_t v[16];
+  _mm512_store_si512(v, s);
+  uint32_t total = 0;
+  for (uint32_t x : v) total += x;
+  *sink = static_cast<int32_t>(total);
   return static_cast<uint64_t>(iters) * kChains * 64 * 2;
 }
 

@@ -41,10 +41,10 @@ class KvCacheDtypeFlagTest(unittest.TestCase):
         self.assertIn('--kv-cache-dtype must be f16, bf16, f32 or int8, got "int4"', proc.stderr)
         self.assertNotIn("loaded", proc.stderr)
 
-    def test_every_accepted_spelling_runs(self):
-        # bench throughput reports the cache's type in its engine line.
-        want = {"auto": "f16", "f16": "f16", "bf16": "bf16", "f32": "f32", "int8": "i8",
-                "i8": "i8", "q8_0": "i8"}
+    def test_accepted_spellings_run(self):
+        # bench throughput reports the cache's type in its engine line. One spelling per type
+        # (each run takes ~25 s under ASan), the aliases where one exists.
+        want = {"auto": "f16", "bf16": "bf16", "f32": "f32", "q8_0": "i8"}
         for spelling, dtype in want.items():
             with self.subTest(spelling=spelling):
                 proc = subprocess.run(
