@@ -12,13 +12,15 @@
 
 namespace tinyserve::kernels {
 
+// Added to and subtracted from a float of magnitude < 2^22, it rounds that float to an integer
+// (to nearest, ties to even): the sum has no fraction bits left.
+inline constexpr float kRoundingMagic = 12582912.0f;  // 1.5 * 2^23
+
 // round(v) to nearest, ties to even (as std::nearbyint in the default rounding mode), clamped
-// to [-127, 127], for |v| < 2^22: adding 1.5 * 2^23 leaves no fraction bits. Inline arithmetic,
-// where nearbyint is a library call on the baseline ISA (this runs per element of every K/V
-// row stored and every query of an int8 cache).
+// to [-127, 127], for |v| < 2^22. Inline arithmetic, where nearbyint is a library call on the
+// baseline ISA (this runs per element of every K/V row stored).
 inline int8_t RoundToInt8(float v) {
-  constexpr float kMagic = 12582912.0f;
-  const float r = (v + kMagic) - kMagic;
+  const float r = (v + kRoundingMagic) - kRoundingMagic;
   return static_cast<int8_t>(r < -127.0f ? -127.0f : (r <= 127.0f ? r : 127.0f));  // NaN: 127
 }
 
@@ -47,9 +49,9 @@ inline float DequantizeKv(int8_t q, float scale) { return static_cast<float>(q) 
 // row per query (llama.cpp's q8_0 cache) measured ~0.5 point of teacher-forced top-1 agreement
 // against an f16 cache on Qwen2.5-0.5B's shapes, the larger part of the format's whole cost
 // (tests/reference/test_kv_int8_numpy.py). The row is Q[i] = round(x[i] * (kQueryMax / max|x|))
-// (one division per row, its f32 reciprocal then multiplied: a division per element was most of
-// this function's time), |Q[i]| <= kQueryMax, with the f32 scale s = max|x| / kQueryMax, stored in
-// q[0, 2n) as hi = q[i] and lo = q[n + i] with Q[i] = 256 * hi + lo, lo in [-128, 127]; *sum is
+// (one division per row, its f32 reciprocal then multiplied: a division per element made the
+// AVX-512 form ~10% slower), |Q[i]| <= kQueryMax, with the f32 scale s = max|x| / kQueryMax, stored
+// in q[0, 2n) as hi = q[i] and lo = q[n + i] with Q[i] = 256 * hi + lo, lo in [-128, 127]; *sum is
 // the sum of the Q[i] (the VNNI kernel reads keys as unsigned k + 128 and subtracts 128 * sum).
 // A row of zeros, or one so small (max|x| < ~1e-34) that the reciprocal overflows, stores zeros
 // with scale 0; a row holding inf / NaN stores zeros and returns a non-finite scale, so its
@@ -67,12 +69,12 @@ inline float QuantizeQueryRow(const float* x, int64_t n, int8_t* q, int32_t* sum
     for (int64_t i = 0; i < 2 * n; ++i) q[i] = 0;
     return std::isfinite(scale) ? 0.0f : scale;
   }
-  constexpr float kMagic = 12582912.0f;  // as RoundToInt8: round to nearest, ties to even
   constexpr float kLimit = kQueryMax;
   for (int64_t i = 0; i < n; ++i) {
     // std::fma: one rounding of the exact product, as the vector kernels' FMA (a plain
-    // x * inverse + kMagic might be contracted to an FMA in one translation unit, not another).
-    const float r = std::fma(x[i], inverse, kMagic) - kMagic;
+    // x * inverse + c might be contracted to an FMA in one translation unit, not another);
+    // adding kRoundingMagic rounds to nearest, ties to even, as in RoundToInt8.
+    const float r = std::fma(x[i], inverse, kRoundingMagic) - kRoundingMagic;
     // (x * inverse may round just past kQueryMax: clamped.)
     const auto v = static_cast<int32_t>(r < -kLimit ? -kLimit : (r <= kLimit ? r : kLimit));
     const int32_t hi = (v + 128) >> 8;  // arithmetic shift: floor, so lo = v - 256 hi >= -128

@@ -263,8 +263,8 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
   }
   for (int32_t j = 0; j * kWidth < max_nv; ++j) {
     const __m512i* ktj = kt + j * R * 16;
-    // Two chains per query, its high and its low bytes (as many chains as the even / odd pair
-    // an int8 query had): 2 NQ accumulators, within the 32 registers with the keys.
+    // Two chains per query, its high and its low bytes: 2 NQ accumulators, within the 32
+    // registers with the keys.
     I32x16 high[NQ], low[NQ];
     for (int g = 0; g < NQ; ++g) high[g] = low[g] = I32x16{};
     for (int w = 0; w < R * 16; ++w) {
@@ -388,10 +388,10 @@ void AttendBlockTyped(const AttendBlockArgs& a, const void* const* k, const void
 
 }  // namespace
 
-// kernels/kv_quant.h's QuantizeQueryRow 16 lanes at a time: the same division, rounding, clamp
-// and split per element, so the same bytes, scale and sum (max and integer sums are exact in any
-// order). Run per query head row of every decode item, its scalar form took about a tenth of the
-// int8 decode attention time. A row holding NaN (its output is NaN anyway) takes the scalar
+// kernels/kv_quant.h's QuantizeQueryRow 16 lanes at a time: the same reciprocal, fused rounding,
+// clamp and split per element, so the same bytes, scale and sum (max and integer sums are exact in
+// any order). Run per query head row of every decode item, its scalar form took about a tenth of
+// the int8 decode attention time. A row holding NaN (its output is NaN anyway) takes the scalar
 // function.
 float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
   __m512 amax = _mm512_setzero_ps();
@@ -411,7 +411,7 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     return std::isfinite(scale) ? 0.0f : scale;
   }
   const __m512 inverse_v = _mm512_set1_ps(inverse);
-  const __m512 magic = _mm512_set1_ps(12582912.0f);  // RoundToInt8's 1.5 * 2^23
+  const __m512 magic = _mm512_set1_ps(kRoundingMagic);
   const __m512 lo = _mm512_set1_ps(-static_cast<float>(kQueryMax));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(kQueryMax));
   const __m512i half = _mm512_set1_epi32(128);
@@ -422,7 +422,7 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));  // integral
     const __m512i high = _mm512_srai_epi32(_mm512_add_epi32(v, half), 8);
     const __m512i low = _mm512_sub_epi32(v, _mm512_slli_epi32(high, 8));
-    if (n - i >= kWidth) {  // (vpmovdb to memory with a mask is slow on AMD: only the tail)
+    if (n - i >= kWidth) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(high));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + n + i), _mm512_cvtepi32_epi8(low));
     } else {
