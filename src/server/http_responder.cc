@@ -89,6 +89,7 @@ std::string HttpResponder::Head(int status, std::string_view content_type,
                                 const HttpHeaders& headers, std::string_view framing) {
   status_ = status;
   started_ = true;
+  if (on_status_) on_status_(status);
   keep_alive_ = request_.keep_alive && keep_alive_;
   std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, HttpReasonPhrase(status));
   if (!content_type.empty()) head += fmt::format("Content-Type: {}\r\n", content_type);

@@ -545,6 +545,9 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     }
     if (call->AllDone()) break;
   }
+  // Observed before the last write: a client that has read its final byte may ask /metrics at
+  // once, and its request must already be counted there.
+  metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
   if (stream) {
     if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
     if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
@@ -552,7 +555,6 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     return abort();
   }
   call->aborted = true;  // finished: nothing left to abort
-  metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
 }
 
 }  // namespace tinyserve

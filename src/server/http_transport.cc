@@ -180,13 +180,13 @@ struct HttpServer::Impl {
   // Answers an error the transport found itself and starts a lingering close (the client may
   // still be sending; closing at once would reset the connection before it reads the answer).
   void Reject(Connection* c, int status, const std::string& message) {
+    if (logger) logger(status);
     SendError(c->fd, status, message);
     ::shutdown(c->fd, SHUT_WR);
     ReleaseBody(c);
     std::string().swap(c->parser.request().body);  // its memory is no longer charged
     c->closing = true;
     c->first_byte = Clock::now();
-    if (logger) logger(status);
   }
 
   void SendError(int fd, int status, const std::string& message) {
@@ -340,13 +340,13 @@ struct HttpServer::Impl {
   // close would hold a slot that the cap exists to protect). What it already sent is read first,
   // so that the close does not reset the connection before the answer is read.
   void RefuseClient(int fd, const std::string& peer, int open) {
+    if (logger) logger(503);
     SendError(fd, 503, "too many connections from this client; retry shortly");
     ::shutdown(fd, SHUT_WR);
     char sink[4096];
     for (int i = 0; i < 16 && ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; ++i) {
     }
     ::close(fd);
-    if (logger) logger(503);
     LogRefusal(peer, open);
   }
 
@@ -410,7 +410,7 @@ struct HttpServer::Impl {
       // Queued bodies stay charged; one being handled is bounded by the worker count instead.
       ReleaseBody(c.get());
       HttpRequest& request = c->parser.request();
-      HttpResponder responder(c->fd, request, options.write_timeout_s);
+      HttpResponder responder(c->fd, request, options.write_timeout_s, logger);
       try {
         handler(request, responder);
       } catch (const std::exception& e) {
@@ -421,7 +421,6 @@ struct HttpServer::Impl {
       if (!responder.started()) {
         responder.Send(500, "application/json", error_body(500, "internal server error"));
       }
-      if (logger) logger(responder.status());
       c->keep = responder.reusable();
       {
         std::lock_guard<std::mutex> lock(mu);

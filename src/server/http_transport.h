@@ -53,8 +53,14 @@ std::string_view HttpReasonPhrase(int status);
 // Writes one response on a worker thread (http_responder.cc).
 class HttpResponder {
  public:
-  HttpResponder(int fd, const HttpRequest& request, double write_timeout_s)
-      : fd_(fd), request_(request), write_timeout_s_(write_timeout_s) {}
+  // on_status sees the response's status before its first byte is sent, so a client that has
+  // read its answer finds it counted (e.g. in /metrics) already.
+  HttpResponder(int fd, const HttpRequest& request, double write_timeout_s,
+                std::function<void(int status)> on_status = {})
+      : fd_(fd),
+        request_(request),
+        write_timeout_s_(write_timeout_s),
+        on_status_(std::move(on_status)) {}
 
   // A complete response with Content-Length. False when the client is gone.
   bool Send(int status, std::string_view content_type, std::string_view body,
@@ -79,6 +85,7 @@ class HttpResponder {
   const int fd_;
   const HttpRequest& request_;
   const double write_timeout_s_;
+  const std::function<void(int status)> on_status_;
   int status_ = 0;
   bool started_ = false;
   bool complete_ = false;
@@ -92,7 +99,7 @@ class HttpServer {
   using Handler = std::function<void(HttpRequest&, HttpResponder&)>;  // may consume the body
   // The body sent for an error the transport answers itself (bad framing, limits, timeouts).
   using ErrorBody = std::function<std::string(int status, const std::string& message)>;
-  // Called after every response with its status.
+  // Called with every response's status, before the response is sent.
   using Logger = std::function<void(int status)>;
 
   HttpServer(HttpServerOptions options, Handler handler, ErrorBody error_body, Logger logger);

@@ -135,6 +135,9 @@ test('64 parallel streaming clients all complete with exact usage; metrics parse
     assert.ok(gauge(fams, 'tinyserve:generation_tokens_total') >= 64 * 8);
     const e2e = fams.get('tinyserve:e2e_request_latency_seconds').samples.find((s) => s.name.endsWith('_count'));
     assert.ok(e2e.value >= 64);
+    // Each response is counted before its first byte leaves, so all 64 are here already.
+    const ok = fams.get('tinyserve:http_requests_total').samples.find((s) => s.labels.status === '200');
+    assert.ok(ok.value >= 64, `http_requests_total{status="200"} = ${ok.value}`);
   } finally {
     assert.equal((await server.stop()).code, 0, server.log());
   }
