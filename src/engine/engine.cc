@@ -14,7 +14,8 @@ class EngineLoop {
       : core_(std::move(core)), queue_(core_->options().max_queue_len) {
     core_->set_callbacks(
         {.on_scheduled = [this](int64_t waiting) { queue_.SetEngineWaiting(waiting); },
-         .on_request_released = [this](const std::string& id) { queue_.Release(id); }});
+         .on_request_released = [this](const std::string& id) { queue_.Release(id); },
+         .before_final_events = [this] { stats_.Set(core_->Stats()); }});
     stats_.Set(core_->Stats());
     thread_ = std::thread([this] { Run(); });
   }

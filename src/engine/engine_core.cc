@@ -309,7 +309,12 @@ bool EngineCore::Step() {
     for (int64_t i = b; i < e; ++i) SampleChoice(&draws_[i]);
   });
   // Process outputs.
+  holding_finals_ = true;
   for (PendingDraw& d : draws_) Emit(d);
+  holding_finals_ = false;
+  if (!held_finals_.empty() && callbacks_.before_final_events) callbacks_.before_final_events();
+  for (auto& [stream, event] : held_finals_) (void)stream->Push(std::move(event));
+  held_finals_.clear();
   observed.seconds = std::chrono::duration<double>(Clock::now() - now).count();
   admission_.OnStep(observed, progress_, Clock::now());
   CleanUp();
@@ -409,7 +414,11 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
     for (auto& sibling : req->choices) sibling->seq.waits_for_sibling = false;
   }
   // A final event is posted whatever the backlog (the choice ends here either way).
-  (void)req->stream->Push(std::move(event));
+  if (holding_finals_) {
+    held_finals_.emplace_back(req->stream.get(), std::move(event));
+  } else {
+    (void)req->stream->Push(std::move(event));
+  }
   if (--req->choices_open == 0) done_.push_back(req->id);
 }
 

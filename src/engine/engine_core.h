@@ -140,6 +140,10 @@ class EngineCore {
     std::function<void(int64_t num_waiting)> on_scheduled;
     // A request's choices have all finished and its state is freed: its id may be reused.
     std::function<void(const std::string& request_id)> on_request_released;
+    // Within a step, once its tokens and finished choices are counted and before their final
+    // events are posted: the loop publishes Stats() here, so a client that has read the end of
+    // its response finds it counted in /metrics.
+    std::function<void()> before_final_events;
   };
   void set_callbacks(Callbacks callbacks) { callbacks_ = std::move(callbacks); }
 
@@ -187,6 +191,10 @@ class EngineCore {
   std::unordered_map<const Sequence*, ChoiceState*> by_seq_;
   std::vector<std::string> done_;
   std::vector<PendingDraw> draws_;
+  // Final events of Step's outputs, posted after callbacks_.before_final_events (FinishChoice
+  // holds them here while holding_finals_).
+  bool holding_finals_ = false;
+  std::vector<std::pair<RequestStream*, RequestEvent>> held_finals_;
   std::vector<PromptLogit> prompt_logits_;               // scratch of Step
   std::vector<AdmissionController::Progress> progress_;  // scratch of Step
   int64_t next_request_number_ = 0;

@@ -102,6 +102,29 @@ TEST(EngineTest, StreamsOfOneCallShareAnOutbox) {
   EXPECT_EQ(tokens[3], tokens[2]);
 }
 
+// A server answers /metrics from Stats(): a client that has read the end of its response and
+// asks at once must find the request counted. Requests of different lengths finish in different
+// steps while others still run (the step goes on past each final event), and the reader checks
+// the counts the moment each final event arrives.
+TEST(EngineTest, AFinishedRequestIsCountedWhenItsFinalEventIsRead) {
+  auto engine = MakeEngine(SmallOptions());
+  auto outbox = std::make_shared<Outbox>();
+  constexpr int kRequests = 32;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(engine->Submit(GreedyRequest({1 + i, 2, 3}, 1 + i % 8), outbox, i).ok());
+  }
+  int64_t finished = 0, tokens = 0;
+  while (auto item = outbox->Next()) {
+    tokens += static_cast<int64_t>(item->event.token_ids.size());
+    if (item->event.finish_reason == FinishReason::kNone) continue;
+    ++finished;
+    const EngineStats s = engine->Stats();
+    ASSERT_GE(s.finished_length, finished) << "request " << item->tag;
+    ASSERT_GE(s.generation_tokens, tokens) << "request " << item->tag;
+  }
+  EXPECT_EQ(finished, kRequests);
+}
+
 TEST(EngineTest, SubmitChecksAndAFullQueueAnswerAtOnce) {
   EngineOptions o = SmallOptions();
   o.max_queue_len = 2;
