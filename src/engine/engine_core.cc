@@ -228,7 +228,10 @@ void EngineCore::AddValidatedRequest(PendingRequest p) {
   }
   RequestState* added = req.get();
   requests_[req->id] = std::move(req);
-  if (!order) FinishRequest(added, FinishReason::kError, ShedStatus());
+  if (!order) {
+    FinishRequest(added, FinishReason::kError, ShedStatus());
+    CleanUp();
+  }
 }
 
 void EngineCore::Shed(int64_t ticket) {
@@ -309,12 +312,7 @@ bool EngineCore::Step() {
     for (int64_t i = b; i < e; ++i) SampleChoice(&draws_[i]);
   });
   // Process outputs.
-  holding_finals_ = true;
   for (PendingDraw& d : draws_) Emit(d);
-  holding_finals_ = false;
-  if (!held_finals_.empty() && callbacks_.before_final_events) callbacks_.before_final_events();
-  for (auto& [stream, event] : held_finals_) (void)stream->Push(std::move(event));
-  held_finals_.clear();
   observed.seconds = std::chrono::duration<double>(Clock::now() - now).count();
   admission_.OnStep(observed, progress_, Clock::now());
   CleanUp();
@@ -413,12 +411,8 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
   if (c->index == 0) {
     for (auto& sibling : req->choices) sibling->seq.waits_for_sibling = false;
   }
-  // A final event is posted whatever the backlog (the choice ends here either way).
-  if (holding_finals_) {
-    held_finals_.emplace_back(req->stream.get(), std::move(event));
-  } else {
-    (void)req->stream->Push(std::move(event));
-  }
+  // Posted by CleanUp, once the finish is counted in what the loop publishes.
+  held_finals_.emplace_back(req->stream.get(), std::move(event));
   if (--req->choices_open == 0) done_.push_back(req->id);
 }
 
@@ -429,6 +423,10 @@ void EngineCore::FinishRequest(RequestState* req, FinishReason reason, const Sta
 }
 
 void EngineCore::CleanUp() {
+  if (!held_finals_.empty() && callbacks_.before_final_events) callbacks_.before_final_events();
+  // A final event is posted whatever the backlog (the choice ends here either way).
+  for (auto& [stream, event] : held_finals_) (void)stream->Push(std::move(event));
+  held_finals_.clear();
   for (const std::string& id : done_) {
     auto it = requests_.find(id);
     if (it == requests_.end()) continue;

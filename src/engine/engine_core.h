@@ -140,9 +140,9 @@ class EngineCore {
     std::function<void(int64_t num_waiting)> on_scheduled;
     // A request's choices have all finished and its state is freed: its id may be reused.
     std::function<void(const std::string& request_id)> on_request_released;
-    // Within a step, once its tokens and finished choices are counted and before their final
-    // events are posted: the loop publishes Stats() here, so a client that has read the end of
-    // its response finds it counted in /metrics.
+    // Once choices have finished and are counted, before their final events are posted: the
+    // loop publishes Stats() here, so a client that has read the end of its response finds it
+    // counted in /metrics.
     std::function<void()> before_final_events;
   };
   void set_callbacks(Callbacks callbacks) { callbacks_ = std::move(callbacks); }
@@ -171,7 +171,8 @@ class EngineCore {
   void FinishRequest(RequestState* r, FinishReason reason, const Status& error);
   // Ends the requests of an admission ticket that have not started (shed before any work).
   void Shed(int64_t ticket);
-  // Frees the state of requests whose choices all finished (after the step that used them).
+  // Posts the held final events, then frees the state of requests whose choices all finished
+  // (after the step that used them).
   void CleanUp();
 
   const std::shared_ptr<Model> model_;
@@ -191,9 +192,8 @@ class EngineCore {
   std::unordered_map<const Sequence*, ChoiceState*> by_seq_;
   std::vector<std::string> done_;
   std::vector<PendingDraw> draws_;
-  // Final events of Step's outputs, posted after callbacks_.before_final_events (FinishChoice
-  // holds them here while holding_finals_).
-  bool holding_finals_ = false;
+  // Final events of finished choices, held by FinishChoice until CleanUp posts them (after
+  // callbacks_.before_final_events; the streams live until CleanUp frees their requests).
   std::vector<std::pair<RequestStream*, RequestEvent>> held_finals_;
   std::vector<PromptLogit> prompt_logits_;               // scratch of Step
   std::vector<AdmissionController::Progress> progress_;  // scratch of Step
