@@ -178,7 +178,8 @@ test('200 clients vanishing at random points free every KV block; the server sta
 
 test('SIGTERM drains in-flight requests, refuses new ones with 503, exits 0', async () => {
   const server = await startServer(['--max-num-seqs', '4', '--shutdown-timeout', '60']);
-  const body = { prompt: 'drain me', max_tokens: 60, ignore_eos: true };
+  // Long enough that the three are still running when the refusal is checked below.
+  const body = { prompt: 'drain me', max_tokens: 240, ignore_eos: true };
   const inflight = Array.from({ length: 3 }, () => streamCompletion(server.url, body));
   // Wait until all three run, then signal.
   for (const deadline = Date.now() + 30_000; ;) {
@@ -188,11 +189,15 @@ test('SIGTERM drains in-flight requests, refuses new ones with 503, exits 0', as
     await sleep(20);
   }
   server.proc.kill('SIGTERM');
-  await sleep(100);
+  // Draining once /health says so (the signal is handled asynchronously).
+  for (const deadline = Date.now() + 30_000; (await fetch(`${server.url}/health`)).status !== 503;) {
+    assert.ok(Date.now() < deadline, '/health never reported draining');
+    await sleep(5);
+  }
   const refused = await post(`${server.url}/v1/completions`, body).catch((e) => ({ status: `error ${e}` }));
   assert.equal(refused.status, 503);
   for (const chunks of await Promise.all(inflight)) {
-    assert.equal(chunks.at(-1).usage.completion_tokens, 60);
+    assert.equal(chunks.at(-1).usage.completion_tokens, 240);
     assert.equal(chunks.at(-2).choices[0].finish_reason, 'length');
   }
   const { code } = await server.exited;
