@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -52,6 +53,40 @@ Expr JsonChar() {
 }
 
 std::string Pointer(const std::string& path) { return path.empty() ? "/" : path; }
+
+// The formats a string may be constrained to, as anchored patterns of ASCII characters, with
+// the fewest and most characters a string of each has.
+struct FormatPattern {
+  std::string pattern;
+  int64_t min_len, max_len;
+};
+
+std::optional<FormatPattern> PatternOfFormat(const std::string& f) {
+  const std::string date =
+      "[1-9]\\d{3}-(02-(0[1-9]|1\\d|2[0-8])|(0[469]|11)-(0[1-9]|[12]\\d|30)|"
+      "(0[13578]|1[02])-(0[1-9]|[12]\\d|3[01]))";  // 10 characters
+  // 8 characters, then up to 7 of fractional seconds, then 1 or 6 of zone: 9-21.
+  const std::string time =
+      "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)";
+  if (f == "date") return FormatPattern{"^" + date + "$", 10, 10};
+  if (f == "time") return FormatPattern{"^" + time + "$", 9, 21};
+  if (f == "date-time") return FormatPattern{"^" + date + "T" + time + "$", 20, 32};
+  if (f == "email") {
+    // 1-32 @ 1-32, up to 3 more labels of 1 + 1-32, then 1 + 2-8: 6-173.
+    return FormatPattern{
+        "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}$",
+        6, 173};
+  }
+  if (f == "uuid") {
+    return FormatPattern{
+        "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", 36, 36};
+  }
+  if (f == "ipv4") {
+    const std::string octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+    return FormatPattern{"^(" + octet + "\\.){3}" + octet + "$", 7, 15};
+  }
+  return std::nullopt;
+}
 
 // Rule names and listed paths are capped: a 200 KB property name above 10,000 subschemas would
 // otherwise be copied into every rule name below it (gigabytes).
@@ -431,10 +466,10 @@ class SchemaCompiler {
   StatusOr<Expr> StringNode(const Json& s, const std::string& path) {
     TS_ASSIGN_OR_RETURN(int64_t min, Count(s, "minLength", path));
     TS_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", path));
-    const bool has_len = min >= 0 || max >= 0;
-    if (s.contains("pattern") + s.contains("format") + has_len > 1) {
+    bool has_len = min >= 0 || max >= 0;
+    if (s.contains("pattern") && (s.contains("format") || has_len)) {
       unsupported_.push_back(
-          Truncated(path + " (pattern, format and minLength/maxLength combined)"));
+          Truncated(Pointer(path) + " (pattern combined with format or minLength/maxLength)"));
       return Expr::Empty();
     }
     std::string pattern;
@@ -442,30 +477,24 @@ class SchemaCompiler {
       if (!s["format"].is_string())
         return InvalidArgumentError("'format' at {} is not a string", Pointer(path));
       const std::string f = s["format"].get<std::string>();
-      const std::string date =
-          "[1-9]\\d{3}-(02-(0[1-9]|1\\d|2[0-8])|(0[469]|11)-(0[1-9]|[12]\\d|30)|"
-          "(0[13578]|1[02])-(0[1-9]|[12]\\d|3[01]))";
-      const std::string time =
-          "([01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(\\.\\d{1,6})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)";
-      if (f == "date") {
-        pattern = "^" + date + "$";
-      } else if (f == "time") {
-        pattern = "^" + time + "$";
-      } else if (f == "date-time") {
-        pattern = "^" + date + "T" + time + "$";
-      } else if (f == "email") {
-        pattern =
-            "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}"
-            "$";
-      } else if (f == "uuid") {
-        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-      } else if (f == "ipv4") {
-        const std::string octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
-        pattern = "^(" + octet + "\\.){3}" + octet + "$";
-      } else {
+      const std::optional<FormatPattern> fp = PatternOfFormat(f);
+      if (!fp) {
         unsupported_.push_back(Truncated(path + "/format:" + f));
         return Expr::Empty();
       }
+      // Every string of the format has [min_len, max_len] characters: lengths that allow all of
+      // them (e.g. an email of at most 254) add nothing; narrower ones would need the two
+      // intersected.
+      if (has_len) {
+        if (min > fp->min_len || (max >= 0 && max < fp->max_len)) {
+          unsupported_.push_back(Truncated(
+              fmt::format("{} (format {} holds {}-{} characters; minLength/maxLength narrower)",
+                          Pointer(path), f, fp->min_len, fp->max_len)));
+          return Expr::Empty();
+        }
+        has_len = false;
+      }
+      pattern = fp->pattern;
     } else if (s.contains("pattern")) {
       if (!s["pattern"].is_string())
         return InvalidArgumentError("'pattern' at {} is not a string", Pointer(path));

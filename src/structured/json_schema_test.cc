@@ -127,6 +127,29 @@ TEST(JsonSchemaTest, UnsupportedKeywordsAreListed) {
   EXPECT_NE(fmt.status().message().find("hostname"), std::string::npos);
 }
 
+// Pydantic writes EmailStr with max_length as format + maxLength: lengths every string of the
+// format meets are no constraint; narrower ones, and a pattern with lengths, are refused by name.
+TEST(JsonSchemaTest, FormatWithLengthsItAlwaysMeetsIsTheFormat) {
+  auto email = Schema(R"({"type":"string","format":"email","minLength":3,"maxLength":254})");
+  ASSERT_NE(email, nullptr);
+  EXPECT_TRUE(Accepts(email, R"("ann.lee@mail.example.org")"));
+  EXPECT_FALSE(Accepts(email, R"("ann.lee")"));
+  auto uuid = Schema(R"({"type":"string","format":"uuid","minLength":36,"maxLength":36})");
+  ASSERT_NE(uuid, nullptr);
+  EXPECT_TRUE(Accepts(uuid, R"("123e4567-e89b-12d3-a456-426614174000")"));
+  for (const char* narrower : {R"({"type":"string","format":"date-time","maxLength":25})",
+                               R"({"type":"string","format":"ipv4","minLength":8})"}) {
+    auto g = CompileToGrammar(GrammarKind::kJsonSchema, narrower);
+    ASSERT_FALSE(g.ok()) << narrower;
+    EXPECT_NE(g.status().message().find("narrower"), std::string::npos) << g.status().message();
+  }
+  auto both = CompileToGrammar(GrammarKind::kJsonSchema,
+                               R"({"type":"string","pattern":"^a+$","maxLength":4})");
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.status().message().find("/ (pattern combined"), std::string::npos)
+      << both.status().message();
+}
+
 TEST(JsonSchemaTest, BadAndOversizedSchemasAreErrors) {
   for (const char* bad :
        {"{", "[]", R"({"$ref":"#/$defs/missing"})", R"({"$ref":"http://x/y"})", "false",

@@ -1,4 +1,4 @@
-# ctest: no_asan (mask-driven generation over 59 schemas; structured_test covers ASan)
+# ctest: no_asan (mask-driven generation over 60 schemas; structured_test covers ASan)
 """Outputs generated only through structured/'s token masks are valid.
 
 tests/tools/structured_tool.cc compiles each spec with the real Qwen2.5 vocabulary and generates

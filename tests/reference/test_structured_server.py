@@ -2,7 +2,7 @@
 """Structured output end to end: `tinyserve serve dummy:tiny` (random weights, the real Qwen2.5
 vocabulary, so only the grammar mask keeps outputs valid) answers every request form; Debian's
 python3-jsonschema validates every answer that finished with reason "stop" against its schema
-(59 schemas x 3 seeds, tests/data/structured_schemas.jsonl), Python's re checks regex outputs,
+(60 schemas x 3 seeds, tests/data/structured_schemas.jsonl), Python's re checks regex outputs,
 choices must be listed, GBNF outputs parse. Bad constraints get a 400 in bounded time and leave
 the server serving; /metrics counts masks and grammar-cache hits.
 """
