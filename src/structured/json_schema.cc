@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -74,8 +74,8 @@ std::optional<FormatPattern> PatternOfFormat(const std::string& f) {
   if (f == "email") {
     // 1-32 @ 1-32, up to 3 more labels of 1 + 1-32, then 1 + 2-8: 6-173.
     return FormatPattern{
-        "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}$",
-        6, 173};
+        "^[A-Za-z0-9._+-]{1,32}@[A-Za-z0-9-]{1,32}(\\.[A-Za-z0-9-]{1,32}){0,3}\\.[A-Za-z]{2,8}$", 6,
+        173};
   }
   if (f == "uuid") {
     return FormatPattern{
