@@ -12,6 +12,7 @@
 #include "cli/engine_flags.h"
 #include "cli/model_loader.h"
 #include "engine/engine_warmup.h"
+#include "server/cors.h"
 #include "server/http_server.h"
 #include "tokenizer/chat_template.h"
 #include "util/logging.h"
@@ -51,6 +52,7 @@ Status RunServe(ServeFlags f) {
   if (f.server.max_buffered_body_bytes != 0 &&
       f.server.max_buffered_body_bytes < f.server.max_request_bytes)
     return InvalidArgumentError("--max-buffered-body-bytes must be 0 or >= --max-request-bytes");
+  TS_ASSIGN_OR_RETURN(f.server.allowed_origins, ParseAllowedOrigins(f.server.allowed_origins));
 
   // Block the signals before any thread starts so that only the watcher below receives them.
   sigset_t signals;
@@ -96,9 +98,12 @@ Status RunServe(ServeFlags f) {
   TS_LOG_INFO("{}", DescribeEngine(engine->options(), engine->limits()));
   TS_LOG_INFO(
       "max_request_bytes={} request_timeout={}s max_queue_delay={}s shutdown_timeout={}s "
-      "api_key={}",
+      "api_key={} allowed_origins={}",
       f.server.max_request_bytes, f.server.request_timeout_s, f.server.max_queue_delay_s,
-      f.shutdown_timeout_s, f.server.api_key.empty() ? "off" : "on");
+      f.shutdown_timeout_s, f.server.api_key.empty() ? "off" : "on",
+      f.server.allowed_origins.empty()
+          ? "none"
+          : fmt::format("{}", fmt::join(f.server.allowed_origins, ",")));
   TS_LOG_INFO("serving on http://{}:{}/v1", f.server.host, server.port());
 
   std::thread watcher([&] {
@@ -192,6 +197,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--allowed-hosts", f->server.allowed_hosts,
                   "Without --api-key: Host names accepted besides IP addresses and localhost "
                   "('*': any)")
+      ->delimiter(',');
+  cmd->add_option("--allowed-origins", f->server.allowed_origins,
+                  "Origins whose browser pages may call the API (CORS), comma-separated or a "
+                  "JSON list; '*': any (default: none, cross-origin requests get 403)")
       ->delimiter(',');
   cmd->add_option("--scheduling-policy", f->server.scheduling_policy,
                   "fcfs (requests' priority must be 0) or priority (honour it)")

@@ -94,6 +94,7 @@ std::string HttpResponder::Head(int status, std::string_view content_type,
   std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, HttpReasonPhrase(status));
   if (!content_type.empty()) head += fmt::format("Content-Type: {}\r\n", content_type);
   for (const auto& [name, value] : headers) head += fmt::format("{}: {}\r\n", name, value);
+  for (const auto& [name, value] : extra_) head += fmt::format("{}: {}\r\n", name, value);
   head += framing;
   if (!keep_alive_)
     head += "Connection: close\r\n";

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "engine/engine_warmup.h"
+#include "server/cors.h"
 #include "server/http_parser.h"
 #include "server/openai_response.h"
 #include "server/request_budget.h"
@@ -245,8 +246,9 @@ std::optional<ApiError> ApiServer::Screen(const HttpRequest& req) const {
     const size_t scheme = origin.find("://");
     const std::string origin_host =
         scheme == std::string_view::npos ? "" : HostName(origin.substr(scheme + 3));
-    if (origin_host != host)
-      return ApiError{403, "cross-origin requests are refused", "invalid_request_error", "", ""};
+    if (origin_host != host && !OriginAllowed(options_.allowed_origins, origin))
+      return ApiError{403, "cross-origin requests are refused (see --allowed-origins)",
+                      "invalid_request_error", "", ""};
   }
   return std::nullopt;
 }
@@ -258,6 +260,14 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   if (!known)
     return SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
                                    "not_found_error", "", ""});
+  // CORS: a preflight carries no credentials and is answered before screening; a request from
+  // an allowed origin is screened as any other and its response names the origin.
+  const std::string_view origin = req.Header("origin");
+  const bool cors = OriginAllowed(options_.allowed_origins, origin);
+  if (req.method == "OPTIONS" && cors && req.HasHeader("access-control-request-method"))
+    return (void)res.Send(204, "", "",
+                          PreflightHeaders(origin, req.Header("access-control-request-headers")));
+  if (cors) res.AddHeaders(CorsHeaders(origin));
   if (auto error = Screen(req)) return SendError(res, *error);
   const bool post = req.method == "POST";
   const bool get = req.method == "GET" || req.method == "HEAD";

@@ -60,6 +60,9 @@ struct ServerOptions {
   bool public_metrics = false;
   // Without an API key, Host headers accepted besides IP literals and localhost ("*": any).
   std::vector<std::string> allowed_hosts;
+  // Origins whose browser pages may call the API (CORS; "*": any), as ParseAllowedOrigins
+  // leaves them. Empty: no preflight is granted and cross-origin requests get 403.
+  std::vector<std::string> allowed_origins;
   // "fcfs" (a request's `priority` must be 0) or "priority" (vLLM's --scheduling-policy).
   std::string scheduling_policy = "fcfs";
   // Compiled structured-output grammars kept (LRU).

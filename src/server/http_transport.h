@@ -72,6 +72,11 @@ class HttpResponder {
   // True once the client closed or reset its side of the connection. Cheap (one poll).
   bool ClientGone() const;
 
+  // Headers added to whichever response follows (e.g. CORS headers for the request's origin).
+  void AddHeaders(const HttpHeaders& headers) {
+    extra_.insert(extra_.end(), headers.begin(), headers.end());
+  }
+
   int status() const { return status_; }
   bool started() const { return started_; }
   // The connection may carry another request.
@@ -86,6 +91,7 @@ class HttpResponder {
   const HttpRequest& request_;
   const double write_timeout_s_;
   const std::function<void(int status)> on_status_;
+  HttpHeaders extra_;
   int status_ = 0;
   bool started_ = false;
   bool complete_ = false;
