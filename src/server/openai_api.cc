@@ -340,6 +340,7 @@ ParsedRequest Parse(Endpoint endpoint, std::string_view text, const ApiContext& 
     if (!so->is_object()) Fail("stream_options", "'stream_options' must be an object");
     if (!out.stream) Fail("stream_options", "'stream_options' requires 'stream': true");
     out.include_usage = GetBool(*so, "include_usage", false);
+    out.continuous_usage = out.include_usage && GetBool(*so, "continuous_usage_stats", false);
   }
   ParseConstraints(body, &out);  // before the messages: tool_choice "none" drops the tools
   if (endpoint == Endpoint::kCompletions) {

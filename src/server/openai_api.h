@@ -55,6 +55,9 @@ struct ParsedRequest {
   std::string model;  // as the response names it
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // stream_options.continuous_usage_stats (vLLM) with include_usage: every chunk carries the
+  // usage so far instead of null.
+  bool continuous_usage = false;
   bool echo = false;           // completions only
   bool echo_only = false;      // echo with max_tokens 0: the response holds the prompt alone
   // One entry per prompt (completions may batch several; chat has one). Each becomes one

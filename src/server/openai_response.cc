@@ -254,7 +254,7 @@ Json ResponseBuilder::ChunkEnvelope() const {
             {"created", created_},
             {"model", request_.model},
             {"choices", Json::array()}};
-  if (request_.include_usage) j["usage"] = nullptr;
+  if (request_.include_usage) j["usage"] = request_.continuous_usage ? Usage() : Json(nullptr);
   return j;
 }
 
