@@ -58,8 +58,8 @@ struct ParsedRequest {
   // stream_options.continuous_usage_stats (vLLM) with include_usage: every chunk carries the
   // usage so far instead of null.
   bool continuous_usage = false;
-  bool echo = false;           // completions only
-  bool echo_only = false;      // echo with max_tokens 0: the response holds the prompt alone
+  bool echo = false;       // completions only
+  bool echo_only = false;  // echo with max_tokens 0: the response holds the prompt alone
   // One entry per prompt (completions may batch several; chat has one). Each becomes one
   // engine request; choice index = prompt_idx * n + choice.
   std::vector<std::vector<int32_t>> prompts;
