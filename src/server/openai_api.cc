@@ -94,6 +94,8 @@ void ParseMessages(const Json& body, const ApiContext& ctx, ParsedRequest* out) 
   if (!parsed.ok()) Fail("messages", parsed.status().message());
   for (ChatMessage& msg : parsed->messages)
     if (msg.role == "developer") msg.role = "system";
+  if (GetBool(body, "echo", false) && parsed->messages.back().role == "assistant")
+    out->chat_echo = parsed->messages.back().content;
   auto prompt = RenderQwen25ChatWithControls(*parsed);
   if (!prompt.ok()) Fail("messages", prompt.status().message());
   out->prompts.push_back(EncodeChatPrompt(*prompt, *ctx.tokenizer));

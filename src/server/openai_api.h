@@ -58,7 +58,10 @@ struct ParsedRequest {
   // stream_options.continuous_usage_stats (vLLM) with include_usage: every chunk carries the
   // usage so far instead of null.
   bool continuous_usage = false;
-  bool echo = false;       // completions only
+  bool echo = false;  // completions: the prompt before each choice's text
+  // Chat with `echo` whose last message is the assistant's (vLLM): that message's content, put
+  // before each choice's content (the reply continues it, e.g. with continue_final_message).
+  std::string chat_echo;
   bool echo_only = false;  // echo with max_tokens 0: the response holds the prompt alone
   // One entry per prompt (completions may batch several; chat has one). Each becomes one
   // engine request; choice index = prompt_idx * n + choice.

@@ -237,30 +237,6 @@ TEST_F(OpenAiApiTest, CompletionLogprobsListEveryTokenWithOffsets) {
   EXPECT_EQ(lp["top_logprobs"][1].size(), 1u);
 }
 
-// vLLM's stream_options.continuous_usage_stats: each chunk carries the usage so far.
-TEST_F(OpenAiApiTest, ContinuousUsageStatsCountEveryChunk) {
-  ParsedRequest r = ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","stream":true,
-          "stream_options":{"include_usage":true,"continuous_usage_stats":true}})");
-  ResponseBuilder b(r, tokenizer_, "cmpl-u", 5);
-  const int32_t prompt = static_cast<int32_t>(r.prompts[0].size());
-  int32_t generated = 0;
-  for (const RequestEvent& e :
-       {Event(0, {1}, "a"), Event(0, {2, 3}, "bc"), Event(0, {4}, "d", FinishReason::kLength)}) {
-    generated += static_cast<int32_t>(e.token_ids.size());
-    for (const std::string& c : b.StreamChunks(0, e)) {
-      const Json usage = Json::parse(c)["usage"];
-      ASSERT_TRUE(usage.is_object()) << c;
-      EXPECT_EQ(usage["prompt_tokens"], prompt);
-      EXPECT_EQ(usage["completion_tokens"], generated);
-      EXPECT_EQ(usage["total_tokens"], prompt + generated);
-    }
-  }
-  // Without include_usage the option asks for nothing.
-  ParsedRequest plain = ParseOk(Endpoint::kCompletions, R"({"prompt":"hi","stream":true,
-          "stream_options":{"continuous_usage_stats":true}})");
-  EXPECT_FALSE(plain.continuous_usage);
-}
-
 TEST_F(OpenAiApiTest, StreamingChatSendsRoleFirstAndFinishReasonLast) {
   ParsedRequest r = ParseOk(Endpoint::kChat,
                             R"({"messages":[{"role":"user","content":"hi"}],"stream":true,

@@ -215,13 +215,14 @@ std::string ResponseBuilder::FinalBody() const {
     if (chat && request_.parse_tool_calls) {
       structured::ParsedToolCalls parsed = structured::ParseToolCalls(c.text);
       called_tools = !parsed.calls.empty();
-      choice["message"] = {{"role", "assistant"}, {"content", parsed.content}};
+      const std::string content = request_.chat_echo + parsed.content;
+      choice["message"] = {{"role", "assistant"}, {"content", content}};
       if (called_tools) {
-        if (parsed.content.empty()) choice["message"]["content"] = nullptr;
+        if (content.empty()) choice["message"]["content"] = nullptr;
         choice["message"]["tool_calls"] = ToolCallsJson(parsed.calls);
       }
     } else if (chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      choice["message"] = {{"role", "assistant"}, {"content", request_.chat_echo + c.text}};
     } else {
       choice["text"] = c.text;
     }
@@ -285,6 +286,14 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     AddPromptIds(prompt_idx, &c, &j, nullptr);
     out.push_back(Dump(j));
     c.role_sent = true;
+    if (!request_.chat_echo.empty()) {  // the echoed message, in a chunk of its own (vLLM)
+      Json e = ChunkEnvelope();
+      e["choices"].push_back({{"index", index},
+                              {"delta", {{"content", request_.chat_echo}}},
+                              {"logprobs", nullptr},
+                              {"finish_reason", nullptr}});
+      out.push_back(Dump(e));
+    }
   }
   std::string text = request_.echo_only ? std::string() : event.text;
   if (!chat && request_.echo && c.text_offset == 0 && !c.role_sent) {
