@@ -177,20 +177,6 @@ TEST_F(OpenAiApiTest, HttpLayerErrorsNameTheirKind) {
   EXPECT_TRUE(j["error"]["param"].is_null());
 }
 
-RequestEvent Event(int32_t index, std::vector<int32_t> ids, std::string text,
-                   FinishReason finish = FinishReason::kNone) {
-  RequestEvent e;
-  e.index = index;
-  e.token_ids = std::move(ids);
-  e.text = std::move(text);
-  e.finish_reason = finish;
-  if (finish != FinishReason::kNone) {
-    e.usage = ChoiceUsage{};
-    e.usage->cached_prompt_tokens = 1;
-  }
-  return e;
-}
-
 TEST_F(OpenAiApiTest, NonStreamingChatBodyHasTheOpenAiShape) {
   ParsedRequest r =
       ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}],"n":2})");

@@ -15,21 +15,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-class StreamExtrasTest : public testing::OpenAiApiFixture {
- protected:
-  // An event of choice `index` with tokens `ids` and their text `text` (a class member: the
-  // tests of this module build as one translation unit, where openai_api_test has an Event).
-  static RequestEvent Event(int32_t index, std::vector<int32_t> ids, std::string text,
-                            FinishReason finish = FinishReason::kNone) {
-    RequestEvent e;
-    e.index = index;
-    e.token_ids = std::move(ids);
-    e.text = std::move(text);
-    e.finish_reason = finish;
-    if (finish != FinishReason::kNone) e.usage = ChoiceUsage{};
-    return e;
-  }
-};
+class StreamExtrasTest : public testing::OpenAiApiFixture {};
 
 // vLLM's stream_options.continuous_usage_stats: each chunk carries the usage so far.
 TEST_F(StreamExtrasTest, ContinuousUsageStatsCountEveryChunk) {

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "server/errors.h"
 #include "server/openai_api.h"
@@ -52,6 +54,21 @@ class OpenAiApiFixture : public ::testing::Test {
       return {};
     }
     return std::get<ApiError>(r);
+  }
+  // An engine event of choice `index`: tokens `ids` shown as `text`; a final one (finish set)
+  // carries a usage with one cached prompt token.
+  static RequestEvent Event(int32_t index, std::vector<int32_t> ids, std::string text,
+                            FinishReason finish = FinishReason::kNone) {
+    RequestEvent e;
+    e.index = index;
+    e.token_ids = std::move(ids);
+    e.text = std::move(text);
+    e.finish_reason = finish;
+    if (finish != FinishReason::kNone) {
+      e.usage = ChoiceUsage{};
+      e.usage->cached_prompt_tokens = 1;
+    }
+    return e;
   }
   void ExpectBadField(const std::string& extra, const std::string& param,
                       Endpoint e = Endpoint::kCompletions) {
