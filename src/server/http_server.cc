@@ -218,7 +218,7 @@ void ApiServer::Shutdown(std::chrono::milliseconds grace) {
   http_->Stop();
 }
 
-std::optional<ApiError> ApiServer::Screen(const HttpRequest& req) const {
+std::optional<ApiError> ApiServer::Screen(const HttpRequest& req, bool origin_listed) const {
   const bool is_public = req.path == "/health" || req.path == "/version" ||
                          (req.path == "/metrics" && options_.public_metrics);
   if (!options_.api_key.empty()) {
@@ -246,7 +246,7 @@ std::optional<ApiError> ApiServer::Screen(const HttpRequest& req) const {
     const size_t scheme = origin.find("://");
     const std::string origin_host =
         scheme == std::string_view::npos ? "" : HostName(origin.substr(scheme + 3));
-    if (origin_host != host && !OriginAllowed(options_.allowed_origins, origin))
+    if (origin_host != host && !origin_listed)
       return ApiError{403, "cross-origin requests are refused (see --allowed-origins)",
                       "invalid_request_error", "", ""};
   }
@@ -268,7 +268,7 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
     return (void)res.Send(204, "", "",
                           PreflightHeaders(origin, req.Header("access-control-request-headers")));
   if (cors) res.AddHeaders(CorsHeaders(origin));
-  if (auto error = Screen(req)) return SendError(res, *error);
+  if (auto error = Screen(req, cors)) return SendError(res, *error);
   const bool post = req.method == "POST";
   const bool get = req.method == "GET" || req.method == "HEAD";
   const bool post_route = req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||

@@ -92,8 +92,8 @@ class ApiServer {
   struct Call;
   void Route(HttpRequest& req, HttpResponder& res);
   // The error a request gets before its route runs (auth, Host, Origin, Content-Type); nullopt
-  // when it may proceed.
-  std::optional<ApiError> Screen(const HttpRequest& req) const;
+  // when it may proceed. `origin_listed`: its Origin is in --allowed-origins.
+  std::optional<ApiError> Screen(const HttpRequest& req, bool origin_listed) const;
   void HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponder& res);
   // Deadline-aware admission of a parsed call (engine/admission.h). False: refused, and the
   // 503/429 with Retry-After was sent.
