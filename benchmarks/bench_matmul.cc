@@ -1,6 +1,7 @@
 // MatMul throughput on Qwen2.5-0.5B shapes for each weight type, as fractions of this machine's
 // bounds measured in the same run (roofline.h): GB/s of weight bytes at num_rows = 1 (decode,
-// memory-bound) against read bandwidth; GOP/s at num_rows = 16 and 512 against the peak of the
+// memory-bound) against read bandwidth; GOP/s at num_rows = 16, 64 (a decode step of 64
+// sequences) and 512 against the peak of the
 // best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
 // weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
 // machine measures the AVX-512 kernels against the same peaks.
@@ -191,8 +192,9 @@ int Main(int argc, char** argv) {
   }
   // "MB": the packed bytes a pass reads (what m=1's GB/s counts); "m=1 us": the call's time, the
   // figure to compare between layouts of different sizes.
-  std::printf("%-6s %-12s %8s %9s %10s %8s %12s %8s %12s %8s\n", "type", "shape", "MB", "m=1 us",
-              "m=1 GB/s", "of bw", "m=16 GOP/s", "of peak", "m=512 GOP/s", "of peak");
+  std::printf("%-6s %-12s %8s %9s %10s %8s %12s %8s %12s %8s %12s %8s\n", "type", "shape", "MB",
+              "m=1 us", "m=1 GB/s", "of bw", "m=16 GOP/s", "of peak", "m=64 GOP/s", "of peak",
+              "m=512 GOP/s", "of peak");
   const int64_t shapes[][2] = {{896, 896}, {128, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
   for (DType t : types) {
     const bench::Work work = IsQuantized(t)      ? bench::Work::kInt8
@@ -220,7 +222,9 @@ int Main(int argc, char** argv) {
           kernels::PackedMatrix::Pack({"w", t, {rows, cols}, wbytes.data(), wbytes.size()});
       if (!packed.ok()) std::abort();
       const int64_t max_m = rows > 10000 ? 64 : 512;
-      std::vector<float> x(max_m * cols), out(max_m * rows);
+      // The output 64-byte aligned, as the engine's buffers are (AlignedBuffer).
+      std::vector<float> x(max_m * cols);
+      AlignedBuffer<float> out(max_m * rows);
       std::mt19937 rng(2);
       std::normal_distribution<float> nd(0.0f, 1.0f);
       for (float& v : x) v = nd(rng);
@@ -228,9 +232,11 @@ int Main(int argc, char** argv) {
       const double gbs = packed->bytes() / t1 / 1e9;
       const double t16 = TimeCall(*packed, x.data(), 16, out.data(), &pool, /*cold=*/false);
       const double g16 = 2.0 * rows * cols * 16 / t16 / 1e9;
-      std::printf("%-6s %-12s %8.1f %9.0f %10.1f %7.0f%% %12.0f %7.1f%%", DTypeName(t).data(),
-                  shape, packed->bytes() / 1e6, t1 * 1e6, gbs, 100 * gbs / roof.read_gb_per_s, g16,
-                  100 * g16 / peak);
+      const double t64 = TimeCall(*packed, x.data(), 64, out.data(), &pool, /*cold=*/false);
+      const double g64 = 2.0 * rows * cols * 64 / t64 / 1e9;
+      std::printf("%-6s %-12s %8.1f %9.0f %10.1f %7.0f%% %12.0f %7.1f%% %12.0f %7.1f%%",
+                  DTypeName(t).data(), shape, packed->bytes() / 1e6, t1 * 1e6, gbs,
+                  100 * gbs / roof.read_gb_per_s, g16, 100 * g16 / peak, g64, 100 * g64 / peak);
       if (max_m == 512) {
         const double t512 = TimeCall(*packed, x.data(), 512, out.data(), &pool, /*cold=*/false);
         const double g512 = 2.0 * rows * cols * 512 / t512 / 1e9;

@@ -149,10 +149,12 @@ void RunQuantKernel(const MatMulKernels& k, const PackedMatrix::Impl& w, const Q
                     const float* bias, float* out, ThreadPool* pool) {
   const int64_t num_rows = acts.num_rows;
   const int64_t tile = QuantRowTile(w);
+  const bool aligned = reinterpret_cast<uintptr_t>(out) % 64 == 0 && w.rows % kGroupRows == 0;
+  const bool stream = aligned && num_rows * w.rows * int64_t{sizeof(float)} >= kStreamOutputBytes;
   auto work = [&](int64_t g_begin, int64_t g_end, int) {
     for (int64_t m = 0; m < num_rows; m += tile)
       k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias,
-              OutTile{out, w.rows, 0, 0});
+              OutTile{out, w.rows, 0, 0, stream});
   };
   if (QuantThreads(w, num_rows, pool) > 1) {
     pool->ParallelFor(w.num_groups, 1, work);

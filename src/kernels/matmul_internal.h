@@ -198,13 +198,24 @@ using QuantizeActsFn = void (*)(const float* x, int64_t ldx, int64_t row_begin, 
 
 // Where a quantized kernel writes output (m, n): data + (m - m0) * ldc + (n - n0). A whole
 // product passes its out matrix ({out, rows, 0, 0}); a fused caller a tile of its own scratch.
+// `stream`: the output is far larger than the caches and nothing reads it back soon, so a
+// kernel may write its whole 64-byte groups with non-temporal stores (data and ldc then keep
+// them aligned) and fence them before it returns (RunQuantKernel decides; kStreamOutputBytes).
 struct OutTile {
   float* data;
   int64_t ldc;
   int64_t m0;
   int64_t n0;
+  bool stream = false;
   float* At(int64_t m, int64_t n) const { return data + (m - m0) * ldc + (n - n0); }
 };
+
+// Products whose output is at least this large stream it (OutTile::stream): the logits of a
+// decode step of 64 sequences are 39 MB (64 x 151,936 f32). Written through the caches, their
+// 64 rows of read-for-ownership misses and the evictions of the weights they cause held
+// lm_head at m = 64 to 56-58% of the int8 dot peak against 70-72% with the output kept small
+// (bench_matmul, Zen 5, 2 threads); streamed it ran at 70.6%.
+inline constexpr int64_t kStreamOutputBytes = int64_t{8} << 20;
 
 // Computes output rows [m_begin, m_end) x row groups [g_begin, g_end) into out. Each output is
 // the same whatever the ranges it is computed in (matmul_internal.h's order of operations).

@@ -16,9 +16,11 @@
 
 #include "kernels/convert.h"
 #include "kernels/kernels_test_util.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/matmul_ref.h"
+#include "util/aligned_buffer.h"
 
 namespace tinyserve::kernels {
 namespace {
@@ -198,6 +200,41 @@ TEST(MatMulFloatTest, MatchesReferenceForEveryWidthUpTo40) {
   std::mt19937 rng(7);
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
     for (int64_t cols = 1; cols <= 40; ++cols) RunCase(t, {6, cols, 5}, rng);
+}
+
+// An output of kStreamOutputBytes or more on a 64-byte boundary (the logits of a 64-sequence
+// decode step) is written with non-temporal stores: the same bits as the same product written
+// through the caches (one float past the boundary, never streamed) and on the scalar path, on
+// one thread and on two. 64 rows x 32,768 outputs is exactly the threshold.
+TEST(MatMulStreamTest, AStreamedOutputEqualsTheCachedOne) {
+  constexpr int64_t kRows = 32768, kNumRows = 64;
+  static_assert(kNumRows * kRows * int64_t{sizeof(float)} == kStreamOutputBytes);
+  static ThreadPool pool(2);
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K}) {
+    std::mt19937 rng(11 + static_cast<int>(t));
+    const int64_t cols = BlockSize(t) == 256 ? 256 : 64;
+    const std::vector<uint8_t> wbytes = RandomWeights(t, kRows, cols, rng);
+    auto packed = PackedMatrix::Pack({"w", t, {kRows, cols}, wbytes.data(), wbytes.size()});
+    ASSERT_TRUE(packed.ok()) << packed.status().ToString();
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(kNumRows * cols);
+    for (float& v : x) v = nd(rng);
+    const size_t n = kNumRows * kRows;
+    AlignedBuffer<float> streamed(n), cached(n + 1);
+    std::vector<float> scalar(n);
+    MatMulWithIsa(Isa::kScalar, *packed, x.data(), kNumRows, nullptr, scalar.data(), &pool);
+    for (Isa isa : testing::SupportedMatMulIsas()) {
+      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        const std::string label = std::string(DTypeName(t)) + " " + std::string(IsaName(isa)) +
+                                  (p ? " 2 threads" : " 1 thread");
+        std::memset(streamed.data(), 0xff, n * sizeof(float));
+        MatMulWithIsa(isa, *packed, x.data(), kNumRows, nullptr, streamed.data(), p);
+        MatMulWithIsa(isa, *packed, x.data(), kNumRows, nullptr, cached.data() + 1, p);
+        ASSERT_EQ(0, std::memcmp(streamed.data(), cached.data() + 1, n * sizeof(float))) << label;
+        ASSERT_EQ(0, std::memcmp(streamed.data(), scalar.data(), n * sizeof(float))) << label;
+      }
+    }
+  }
 }
 
 TEST(MatMulPackTest, RejectsBadShapesAndTypes) {

@@ -332,6 +332,9 @@ void QuantKernelAvx512(const PackedMatrix::Impl& w, const QuantizedActs& a, int6
                                ? (min ? ForQuants<32, true>(w) : ForQuants<32, false>(w))
                                : (min ? ForQuants<16, true>(w) : ForQuants<16, false>(w));
   fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
+  // Non-temporal stores are not ordered with the later stores that tell other threads the
+  // output is done: fence them here.
+  if (out.stream) _mm_sfence();
 }
 
 // 16 weights of a row starting at k as f32; `mask` selects the valid ones.

@@ -45,7 +45,8 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, int8_t* q) {
 
 // Writes the sums of NG row groups starting at group g for output rows [m, m + MT) (plus bias
 // when given): group j's 16 lanes to out[(m + r) * w.rows + 16 (g + j) ...], the last group's
-// lanes past w.rows left out.
+// lanes past w.rows left out; whole groups of a streamed output (OutTile::stream) with
+// non-temporal stores, which the kernel fences before it returns.
 template <int NG, int MT>
 inline void StoreGroups(const PackedMatrix::Impl& w, const __m512 (&acc)[NG][MT], int64_t g,
                         int64_t m, const float* bias, OutTile out) {
@@ -56,7 +57,11 @@ inline void StoreGroups(const PackedMatrix::Impl& w, const __m512 (&acc)[NG][MT]
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
     for (int r = 0; r < MT; ++r) {
       const __m512 v = bias ? _mm512_add_ps(acc[j][r], bv) : acc[j][r];
-      _mm512_mask_storeu_ps(out.At(m + r, n0), mask, v);
+      if (out.stream && valid == kGroupRows) {
+        _mm512_stream_ps(out.At(m + r, n0), v);
+      } else {
+        _mm512_mask_storeu_ps(out.At(m + r, n0), mask, v);
+      }
     }
   }
 }
