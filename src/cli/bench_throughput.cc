@@ -233,9 +233,14 @@ Status RunThroughput(const ThroughputFlags& f) {
   for (GenerateRequest& r : requests) {
     r.prompt_token_ids.resize(f.input_len);
     for (int32_t& t : r.prompt_token_ids) t = static_cast<int32_t>(rng() % vocab);
-    r.sampling.temperature = 1.0f;  // vLLM's bench throughput samples at temperature 1
+    // vLLM's bench throughput passes SamplingParams(temperature=1.0, top_p=1.0): every other
+    // field at SamplingParams' own default, not the model's generation_config (Qwen2.5's
+    // repetition_penalty 1.1 and top_k 20 are not applied there, nor here).
+    r.sampling.temperature = 1.0f;
     r.sampling.top_p = 1.0f;
     r.sampling.top_k = 0;
+    r.sampling.min_p = 0.0f;
+    r.sampling.repetition_penalty = 1.0f;
     r.sampling.seed = rng();
     r.stop.ignore_eos = true;
     r.stop.max_tokens = f.output_len;
