@@ -1,10 +1,10 @@
 // MatMul throughput on Qwen2.5-0.5B shapes for each weight type, as fractions of this machine's
 // bounds measured in the same run (roofline.h): GB/s of weight bytes at num_rows = 1 (decode,
 // memory-bound) against read bandwidth; GOP/s at num_rows = 16, 64 (a decode step of 64
-// sequences) and 512 against the peak of the
-// best unit for the work (roofline.h BestPeak: AMX int8 or the int8 dot product for quantized
-// weights, the bf16 dot product or f32 FMA for float weights). TINYSERVE_ISA=avx512 on an AMX
-// machine measures the AVX-512 kernels against the same peaks.
+// sequences) and 512 against the peak of the best unit for the work (roofline.h BestPeak: AMX
+// int8 or the int8 dot product for quantized weights, the bf16 dot product or f32 FMA for float
+// weights). TINYSERVE_ISA=avx512 on an AMX machine measures the AVX-512 kernels against the same
+// peaks.
 //   bench_matmul [--threads N] [--quick] [--compare] [--ffn] [--types bf16,q8_0,...]
 // num_rows = 1 runs with cold caches (the weights are evicted before each call). --ffn times
 // only the fused feed-forward middle against the unfused ops (CompareFfn).
