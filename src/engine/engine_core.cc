@@ -263,7 +263,7 @@ bool EngineCore::Step() {
     for (int64_t ticket : shed) Shed(ticket);
     CleanUp();
   }
-  SchedulerOutput out = scheduler_.Schedule();
+  const SchedulerOutput& out = scheduler_.Schedule();
   if (callbacks_.on_scheduled) callbacks_.on_scheduled(num_waiting());
   if (out.empty()) return false;
   ++num_steps_;

@@ -4,9 +4,15 @@
 
 namespace tinyserve {
 
-ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size,
-                               std::vector<SequenceLogits>* logits) {
-  ForwardBatch b;
+void BuildForwardBatch(const SchedulerOutput& out, int32_t block_size, ForwardBatch* batch,
+                       std::vector<SequenceLogits>* logits) {
+  ForwardBatch& b = *batch;
+  b.token_ids.clear();
+  b.positions.clear();
+  b.slot_mapping.clear();
+  b.query_start.clear();
+  b.seq_lens.clear();
+  b.logit_rows.clear();
   if (logits != nullptr) logits->assign(out.scheduled.size(), SequenceLogits{});
   const size_t num_seqs = out.scheduled.size();
   b.token_ids.reserve(out.num_tokens);
@@ -54,7 +60,13 @@ ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size,
     }
     if (logits != nullptr) (*logits)[i] = where;
   }
-  return b;
+}
+
+ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size,
+                               std::vector<SequenceLogits>* logits) {
+  ForwardBatch batch;
+  BuildForwardBatch(out, block_size, &batch, logits);
+  return batch;
 }
 
 ModelRunner::ModelRunner(Model* model, std::span<const kernels::PagedKvLayer> kv_layers,
@@ -62,7 +74,7 @@ ModelRunner::ModelRunner(Model* model, std::span<const kernels::PagedKvLayer> kv
     : model_(model), kv_layers_(kv_layers), pool_(pool), vocab_size_(model->config().vocab_size) {}
 
 Status ModelRunner::Run(const SchedulerOutput& out, int32_t block_size) {
-  batch_ = BuildForwardBatch(out, block_size, &sequence_logits_);
+  BuildForwardBatch(out, block_size, &batch_, &sequence_logits_);
   // Grown only: the forward pass writes every row it returns, and a vector's resize would
   // zero-fill (tens of MB) each time the number of sampled rows goes up.
   const size_t needed = batch_.logit_rows.size() * vocab_size_;

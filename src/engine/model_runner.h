@@ -31,6 +31,11 @@ struct SequenceLogits {
 // sequence's logits will be (`logits`, optional: one entry per out.scheduled).
 ForwardBatch BuildForwardBatch(const SchedulerOutput& out, int32_t block_size,
                                std::vector<SequenceLogits>* logits = nullptr);
+// The same into *batch, whose previous contents it replaces: a batch (and `logits`) reused step
+// after step keeps its vectors' storage, so a step no larger than an earlier one allocates
+// nothing.
+void BuildForwardBatch(const SchedulerOutput& out, int32_t block_size, ForwardBatch* batch,
+                       std::vector<SequenceLogits>* logits = nullptr);
 
 class ModelRunner {
  public:

@@ -41,18 +41,24 @@ void Scheduler::Preempt(Sequence* seq) {
   AddWaiting(seq);
 }
 
-SchedulerOutput Scheduler::Schedule() {
-  SchedulerOutput out;
+const SchedulerOutput& Scheduler::Schedule() {
+  SchedulerOutput& out = out_;
+  out.scheduled.clear();
+  out.preempted.clear();
+  out.num_tokens = 0;
   int32_t budget = config_.max_num_batched_tokens;
   // Prompt positions whose logits this step may return (Sequence::needs_prompt_logits), over
   // all sequences: the logits buffer holds [rows, vocab] floats.
   int32_t prompt_logit_rows = kMaxPromptLogprobChunk;
 
   // Running sequences: decodes (one token left) first, then partial prefills; each in
-  // admission order.
-  std::vector<Sequence*> order(running_.begin(), running_.end());
-  std::stable_partition(order.begin(), order.end(),
-                        [](Sequence* s) { return s->num_uncomputed() <= 1; });
+  // admission order (a stable partition, in two passes: std::stable_partition allocates a
+  // buffer every call).
+  order_.clear();
+  for (Sequence* seq : running_)
+    if (seq->num_uncomputed() <= 1) order_.push_back(seq);
+  for (Sequence* seq : running_)
+    if (seq->num_uncomputed() > 1) order_.push_back(seq);
   // Prefill chunks (everything after the decodes) also fit the step-time budget.
   int32_t num_decodes = 0;
   bool prefill_capped = false;
@@ -61,7 +67,7 @@ SchedulerOutput Scheduler::Schedule() {
     prefill_capped = true;
     budget = std::min(budget, std::max(0, prefill_token_limit_(num_decodes)));
   };
-  for (Sequence* seq : order) {
+  for (Sequence* seq : order_) {
     if (seq->num_uncomputed() > 1) cap_prefill();
     if (budget == 0) break;
     if (seq->status != SequenceStatus::kRunning) continue;  // preempted in this loop

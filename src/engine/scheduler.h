@@ -52,8 +52,10 @@ class Scheduler {
   }
   // Adds a sequence to the waiting queue (by priority, then arrival).
   void AddWaiting(Sequence* seq);
-  // Builds the next step. Sequences it lists stay valid until Finish.
-  SchedulerOutput Schedule();
+  // Builds the next step. Sequences it lists stay valid until Finish. The output lives in the
+  // scheduler until the next Schedule, which reuses its storage: a step no larger than an
+  // earlier one allocates nothing.
+  const SchedulerOutput& Schedule();
   // After the forward pass of `out`: advances num_computed_tokens and registers the newly
   // full blocks in the prefix cache. Call before appending sampled tokens.
   void OnStepComputed(const SchedulerOutput& out);
@@ -78,6 +80,8 @@ class Scheduler {
   std::function<int32_t(int32_t)> prefill_token_limit_;
   std::deque<Sequence*> running_;  // in admission order
   std::deque<Sequence*> waiting_;  // by (priority, arrival)
+  SchedulerOutput out_;            // Schedule's, reused
+  std::vector<Sequence*> order_;   // Schedule's running sequences in step order, reused
   int64_t next_admission_ = 0;
   SchedulerCounters counters_;
 };

@@ -102,6 +102,25 @@ TEST(SchedulerTest, DecodesComeFirstThenPrefillChunksInArrivalOrder) {
   EXPECT_TRUE(out.scheduled[2].sample);
 }
 
+// The engine schedules every step: the output (and the step order) live in the scheduler and
+// keep their storage, so steady decoding allocates nothing there.
+TEST(SchedulerTest, AStepNoLargerThanAnEarlierOneReusesTheOutputsStorage) {
+  FakeRunner r(1000, 4, {8, 64});
+  for (int i = 0; i < 4; ++i) r.Add(6, 0, 100 * i);
+  const SchedulerOutput& prefill = r.scheduler.Schedule();
+  ASSERT_EQ(prefill.scheduled.size(), 4u);
+  const ScheduledSequence* storage = prefill.scheduled.data();
+  r.scheduler.OnStepComputed(prefill);
+  for (const ScheduledSequence& s : prefill.scheduled) s.seq->token_ids.push_back(7);
+  const SchedulerOutput& decode = r.scheduler.Schedule();
+  EXPECT_EQ(&decode, &prefill);
+  ASSERT_EQ(decode.scheduled.size(), 4u);
+  EXPECT_EQ(decode.scheduled.data(), storage);
+  EXPECT_EQ(decode.num_tokens, 4);  // counted afresh, not added to the last step's 24
+  EXPECT_TRUE(decode.preempted.empty());
+  for (const ScheduledSequence& s : decode.scheduled) EXPECT_EQ(s.num_new_tokens, 1);
+}
+
 TEST(SchedulerTest, StepTimeBudgetCapsPrefillOnlyWhileSequencesDecode) {
   FakeRunner r(1000, 4, {8, 100});
   std::vector<int32_t> asked;
