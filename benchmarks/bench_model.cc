@@ -27,6 +27,7 @@
 #include "model/decode_cost.h"
 #include "model/qwen2.h"
 #include "roofline.h"
+#include "util/aligned_buffer.h"
 
 namespace tinyserve {
 namespace {
@@ -165,7 +166,9 @@ int Run(const Args& a) {
     auto cache = KvCache::Create(c, kBlockSize, a.kv_dtype,
                                  num_blocks * KvCache::BlockBytes(c, kBlockSize, a.kv_dtype));
     if (!cache.ok()) return 1;
-    std::vector<float> logits(int64_t{a.batch} * c.vocab_size);
+    // 64-byte aligned as the engine's (ModelRunner's AlignedBuffer): a batch's logits of 8 MiB
+    // or more are then streamed past the caches (kernels/matmul_internal.h), as in a real step.
+    AlignedBuffer<float> logits(int64_t{a.batch} * c.vocab_size);
     auto table = [&](int seq) {
       std::vector<int32_t> t(blocks_per_seq);
       for (int i = 0; i < blocks_per_seq; ++i) t[i] = seq * blocks_per_seq + i;
