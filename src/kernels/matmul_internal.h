@@ -207,6 +207,13 @@ struct OutTile {
   int64_t m0;
   int64_t n0;
   bool stream = false;
+  // The row group of w the caller's next product starts at, or -1 (a hint: no result depends
+  // on it). The AVX-512 kernel requests each group pair's successor into L2 while it computes
+  // the pair (QuantTile); at the end of its range it requests this one instead, so a fused
+  // caller's run of short products (MatMulSiluMulQuantized: gate and up chunks in turn) does
+  // not start each on weights still in memory: bench_model, 64 x 576 int8 decode, gate_up
+  // 21.5 / 21.6 / 22.4 -> 20.8 / 21.3 / 20.2 ms a step (Zen 5, alternating).
+  int64_t then_group = -1;
   float* At(int64_t m, int64_t n) const { return data + (m - m0) * ldc + (n - n0); }
 };
 

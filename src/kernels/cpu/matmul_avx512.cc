@@ -276,9 +276,13 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
     if constexpr (kQ != Quants::k8) {
       if (unpack && ng == 2) up = UnpackPair<SUB, kMin, kQ>(w, g);
     }
-    // The next pair's records (none past this range), and each tile's share of them.
-    const uint8_t* next = w.Group(g) + ng * group_bytes;
-    const int64_t next_groups = std::min<int64_t>(2, g_end - g - ng);
+    // The next pair's records (past this range, the caller's next product's: out.then_group),
+    // and each tile's share of them.
+    const bool last_pair = g + ng >= g_end;
+    const int64_t next_g = last_pair ? out.then_group : g + ng;
+    const uint8_t* next = next_g >= 0 ? w.Group(next_g) : w.Group(g) + ng * group_bytes;
+    const int64_t next_groups =
+        next_g < 0 ? 0 : std::min<int64_t>(2, (last_pair ? w.num_groups : g_end) - next_g);
     const int64_t share = (next_groups * group_bytes + tiles - 1) / tiles;
     const int64_t step = tiles > 1 ? (share + w.num_sub - 1) / w.num_sub : 0;
     int64_t t = 0;
