@@ -36,21 +36,24 @@ void ExpectSameForwardBatch(const ForwardBatch& got, const ForwardBatch& want) {
 }
 
 TEST(BuildForwardBatchTest, AReusedBatchEqualsAFreshOneAndKeepsItsStorage) {
-  // Step 1: two decodes (one of which wants its prompt's logits) and a 10-token prefill.
+  // Step 1: a decode, the last 3 prompt tokens of a sequence whose prompt's logits are asked
+  // (2 prompt rows + its sample row) and a 10-token prefill.
   Sequence a = RunnerSequence(10, 0, 100, 0);
   Sequence b = RunnerSequence(7, 6, 200, 1);
-  Sequence c = RunnerSequence(5, 4, 300, 9);
+  Sequence c = RunnerSequence(5, 2, 300, 9);
   c.needs_prompt_logits = true;
   SchedulerOutput big;
-  big.scheduled = {{&b, 1, true}, {&c, 1, true}, {&a, 10, true}};
-  big.num_tokens = 12;
+  big.scheduled = {{&b, 1, true}, {&c, 3, true}, {&a, 10, true}};
+  big.num_tokens = 14;
 
   ForwardBatch reused;
   std::vector<SequenceLogits> logits;
   BuildForwardBatch(big, kRunnerBlockSize, &reused, &logits);
   ExpectSameForwardBatch(reused, BuildForwardBatch(big, kRunnerBlockSize));
   ASSERT_EQ(logits.size(), 3u);
-  EXPECT_EQ(logits[2].sample, 2);  // after b's row and c's row
+  EXPECT_EQ(logits[1].prompt_count, 2);
+  EXPECT_EQ(reused.logit_rows, (std::vector<int32_t>{0, 1, 2, 3, 13}));
+  EXPECT_EQ(logits[2].sample, 4);  // after b's row and c's three
   const int32_t* tokens = reused.token_ids.data();
   const int64_t* slots = reused.slot_mapping.data();
   const int32_t* tables = reused.block_tables.data();

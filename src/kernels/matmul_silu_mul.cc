@@ -70,9 +70,8 @@ void MatMulSiluMulQuantizedWithIsa(Isa isa, const PackedMatrix& gate_up,
         const int64_t groups = width / kGroupRows;
         // Each output is the same whatever the ranges it is computed in (QuantKernelFn), so
         // these are MatMulQuantized's numbers; silu_mul and the quantization are per element and
-        // per block.
-        // Each product names the next one's first group (OutTile::then_group): gate, up, the
-        // next chunk's gate.
+        // per block. Each product names the next one's first group (OutTile::then_group): gate,
+        // up, the next chunk's gate.
         const int64_t next_gate = f + width < f_end ? (f + width) / kGroupRows : -1;
         k.quant(w, in, f / kGroupRows, f / kGroupRows + groups, m, m_end, nullptr,
                 OutTile{product, 2 * width, m, f, false, (dim + f) / kGroupRows});

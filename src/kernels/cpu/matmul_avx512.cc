@@ -280,7 +280,7 @@ void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_
     // and each tile's share of them.
     const bool last_pair = g + ng >= g_end;
     const int64_t next_g = last_pair ? out.then_group : g + ng;
-    const uint8_t* next = next_g >= 0 ? w.Group(next_g) : w.Group(g) + ng * group_bytes;
+    const uint8_t* next = w.Group(next_g >= 0 ? next_g : g);  // none (next_g < 0): not read
     const int64_t next_groups =
         next_g < 0 ? 0 : std::min<int64_t>(2, (last_pair ? w.num_groups : g_end) - next_g);
     const int64_t share = (next_groups * group_bytes + tiles - 1) / tiles;
