@@ -142,25 +142,40 @@ int64_t QuantRowTile(const PackedMatrix::Impl& w) {
   return std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
 }
 
+int64_t QuantChunkGroups(int64_t num_groups, int threads) {
+  const int64_t per_chunk = num_groups / (int64_t{kQuantChunksPerThread} * threads);
+  return std::max<int64_t>(2, (per_chunk + 1) / 2 * 2);
+}
+
 namespace {
 
-// The quantized product from activations already quantized for w.
+// The quantized product from activations already quantized for w. With threads, each row tile's
+// row groups go in chunks (QuantChunkGroups) that threads claim as they finish the last.
 void RunQuantKernel(const MatMulKernels& k, const PackedMatrix::Impl& w, const QuantizedActs& acts,
                     const float* bias, float* out, ThreadPool* pool) {
   const int64_t num_rows = acts.num_rows;
   const int64_t tile = QuantRowTile(w);
   const bool aligned = reinterpret_cast<uintptr_t>(out) % 64 == 0 && w.rows % kGroupRows == 0;
   const bool stream = aligned && num_rows * w.rows * int64_t{sizeof(float)} >= kStreamOutputBytes;
-  auto work = [&](int64_t g_begin, int64_t g_end, int) {
+  const int threads = QuantThreads(w, num_rows, pool);
+  if (threads == 1) {
     for (int64_t m = 0; m < num_rows; m += tile)
-      k.quant(w, acts, g_begin, g_end, m, std::min(num_rows, m + tile), bias,
+      k.quant(w, acts, 0, w.num_groups, m, std::min(num_rows, m + tile), bias,
               OutTile{out, w.rows, 0, 0, stream});
-  };
-  if (QuantThreads(w, num_rows, pool) > 1) {
-    pool->ParallelFor(w.num_groups, 1, work);
-  } else {
-    work(0, w.num_groups, 0);
+    return;
   }
+  const int64_t per_chunk = QuantChunkGroups(w.num_groups, threads);
+  const int64_t chunks = (w.num_groups + per_chunk - 1) / per_chunk;
+  const int64_t tiles = (num_rows + tile - 1) / tile;
+  // Row tile major, as the single-thread loop: a tile's activations stay in L2 while the weights
+  // stream past. Each chunk names the first group of the thread's next one (OutTile::then_group).
+  pool->ParallelForDynamic(tiles * chunks, [&](int64_t i, int64_t next, int) {
+    const int64_t m = i / chunks * tile, g = i % chunks * per_chunk;
+    OutTile o{out, w.rows, 0, 0, stream};
+    o.then_group = next < 0 ? -1 : next % chunks * per_chunk;
+    k.quant(w, acts, g, std::min(w.num_groups, g + per_chunk), m, std::min(num_rows, m + tile),
+            bias, o);
+  });
 }
 
 void RunQuantized(const MatMulKernels& k, const PackedMatrix::Impl& w, const float* x,

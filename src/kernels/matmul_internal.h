@@ -301,6 +301,14 @@ int QuantThreads(const PackedMatrix::Impl& w, int64_t num_rows, ThreadPool* pool
 // Activation rows per pass of a quantized product: about 256 KiB of int8, which stays in L2 while
 // a thread's row groups stream past it (a multiple of kRowTile).
 int64_t QuantRowTile(const PackedMatrix::Impl& w);
+// Row groups per chunk of a threaded quantized product (ThreadPool::ParallelForDynamic): whole
+// group pairs, about kQuantChunksPerThread chunks per thread. A fixed split into one range per
+// thread left the faster thread waiting for the other in every product, ~2-9% of the caller's
+// time in a 64-sequence decode on this 2-vCPU VM, varying from run to run; small chunks bound the
+// wait at the end to about half a chunk, and each chunk names the next one its thread claimed
+// (OutTile::then_group), so none starts on weights still in memory.
+inline constexpr int kQuantChunksPerThread = 32;
+int64_t QuantChunkGroups(int64_t num_groups, int threads);
 MatMulKernels Avx2Kernels();
 MatMulKernels Avx512Kernels();
 

@@ -14,8 +14,8 @@ namespace {
 
 // Output features per chunk: a multiple of two activation blocks of the down projection's input,
 // so a chunk's rows quantize on their own, and of two weight groups of gate and of up, the AVX-512
-// kernel's group pair. Threads take contiguous runs of kStep features; each run goes in chunks of
-// ChunkFeatures (a last one may be shorter, down to one block).
+// kernel's group pair. The features go in chunks of ChunkFeatures (a last one may be shorter, down
+// to one block).
 constexpr int64_t kStep = 2 * kActBlock;
 
 // With many rows a chunk of one group pair keeps the product tile in L1/L2 (at 512 rows 64
@@ -54,39 +54,42 @@ void MatMulSiluMulQuantizedWithIsa(Isa isa, const PackedMatrix& gate_up,
   const auto silu_mul = cpu::KernelsFor(isa).silu_mul;
   const int64_t tile = QuantRowTile(w);
   const int64_t tile_rows = std::min(num_rows, tile);
-  const int64_t chunk = ChunkFeatures(tile_rows);
-  auto work = [&](int64_t s_begin, int64_t s_end, int) {
+  const int threads = QuantThreads(w, num_rows, pool);
+  // At most an eighth of each thread's share, so claiming balances the threads (a last chunk
+  // claimed by one thread as the other finishes costs the other at most that long).
+  const int64_t chunk =
+      std::min(ChunkFeatures(tile_rows), std::max(kStep, dim / (8 * threads) / kStep * kStep));
+  const int64_t tiles = (num_rows + tile - 1) / tile;
+  const int64_t chunks = (dim + chunk - 1) / chunk;
+  // Chunk i: rows of tile i / chunks (row tile major: a tile's activations stay in L2), features
+  // [f, f + width) of chunk i % chunks. Threads claim chunks as they finish the last (as
+  // RunQuantKernel's).
+  auto run = [&](int64_t i, int64_t next, int) {
     // [rows][gate chunk | up chunk] as silu_mul reads them, then [rows][chunk] of its output.
     thread_local AlignedBuffer<float> scratch;
     if (static_cast<int64_t>(scratch.size()) < tile_rows * 3 * chunk)
       scratch.Resize(tile_rows * 3 * chunk);
     float* product = scratch.data();
     float* act = product + tile_rows * 2 * chunk;
-    const int64_t f_end = std::min(dim, s_end * kStep);
-    for (int64_t m = 0; m < num_rows; m += tile) {
-      const int64_t m_end = std::min(num_rows, m + tile);
-      for (int64_t f = s_begin * kStep; f < f_end; f += chunk) {
-        const int64_t width = std::min(chunk, f_end - f);
-        const int64_t groups = width / kGroupRows;
-        // Each output is the same whatever the ranges it is computed in (QuantKernelFn), so
-        // these are MatMulQuantized's numbers; silu_mul and the quantization are per element and
-        // per block. Each product names the next one's first group (OutTile::then_group): gate,
-        // up, the next chunk's gate.
-        const int64_t next_gate = f + width < f_end ? (f + width) / kGroupRows : -1;
-        k.quant(w, in, f / kGroupRows, f / kGroupRows + groups, m, m_end, nullptr,
-                OutTile{product, 2 * width, m, f, false, (dim + f) / kGroupRows});
-        k.quant(w, in, (dim + f) / kGroupRows, (dim + f) / kGroupRows + groups, m, m_end, nullptr,
-                OutTile{product + width, 2 * width, m, dim + f, false, next_gate});
-        silu_mul(product, m_end - m, width, act);
-        out.quantize(act, width, m, m_end, f, f + width, out.traits, &out.acts);
-      }
-    }
+    const int64_t m = i / chunks * tile, m_end = std::min(num_rows, m + tile);
+    const int64_t f = i % chunks * chunk, width = std::min(chunk, dim - f);
+    const int64_t groups = width / kGroupRows;
+    // Each output is the same whatever the ranges it is computed in (QuantKernelFn), so these
+    // are MatMulQuantized's numbers; silu_mul and the quantization are per element and per
+    // block. Each product names the next one's first group (OutTile::then_group): gate, up, the
+    // thread's next chunk's gate.
+    const int64_t next_gate = next < 0 ? -1 : next % chunks * chunk / kGroupRows;
+    k.quant(w, in, f / kGroupRows, f / kGroupRows + groups, m, m_end, nullptr,
+            OutTile{product, 2 * width, m, f, false, (dim + f) / kGroupRows});
+    k.quant(w, in, (dim + f) / kGroupRows, (dim + f) / kGroupRows + groups, m, m_end, nullptr,
+            OutTile{product + width, 2 * width, m, dim + f, false, next_gate});
+    silu_mul(product, m_end - m, width, act);
+    out.quantize(act, width, m, m_end, f, f + width, out.traits, &out.acts);
   };
-  const int64_t steps = (dim + kStep - 1) / kStep;
-  if (QuantThreads(w, num_rows, pool) > 1) {
-    pool->ParallelFor(steps, 1, work);
+  if (threads > 1) {
+    pool->ParallelForDynamic(tiles * chunks, run);
   } else {
-    work(0, steps, 0);
+    for (int64_t i = 0; i < tiles * chunks; ++i) run(i, i + 1 < tiles * chunks ? i + 1 : -1, 0);
   }
 }
 

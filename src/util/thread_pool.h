@@ -50,6 +50,34 @@ class ThreadPool {
     });
   }
 
+  // Calls fn(chunk, next, thread_idx) once for every chunk in [0, num_chunks), on whichever
+  // thread claims it: a thread slowed by another process or a busier core takes fewer chunks,
+  // where ParallelFor's fixed split would leave the others waiting for it. `next` is the chunk
+  // the same thread runs after this one, or -1 when it has none yet (a hint for prefetching). A
+  // thread claims its next chunk before running the current one only while more than one chunk
+  // per thread is left, so no chunk is held back at the end while another thread idles. Chunks
+  // are claimed in order; fn must not make a result depend on which thread runs a chunk.
+  template <typename Fn>
+  void ParallelForDynamic(int64_t num_chunks, Fn&& fn) {
+    if (num_chunks <= 0) return;
+    if (num_threads_ == 1 || num_chunks == 1) {
+      for (int64_t c = 0; c < num_chunks; ++c) fn(c, c + 1 < num_chunks ? c + 1 : -1, 0);
+      return;
+    }
+    std::atomic<int64_t> claimed{0};
+    const int64_t claim_ahead_below = num_chunks - num_threads_;
+    Run([&](int t) {
+      int64_t c = claimed.fetch_add(1, std::memory_order_relaxed);
+      while (c < num_chunks) {
+        int64_t next = -1;
+        if (claimed.load(std::memory_order_relaxed) < claim_ahead_below)
+          next = claimed.fetch_add(1, std::memory_order_relaxed);
+        fn(c, next < num_chunks ? next : -1, t);
+        c = next >= 0 ? next : claimed.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+
  private:
   using Trampoline = void (*)(void*, int);
   void RunImpl(Trampoline fn, void* ctx);
