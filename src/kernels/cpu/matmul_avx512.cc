@@ -22,13 +22,78 @@ namespace {
 // 4 activation bytes broadcast to every 32-bit lane (folds into vpdpbusd's {1to16} operand).
 inline __m512i Broadcast4(const int8_t* p) { return _mm512_broadcastd_epi32(_mm_loadu_si32(p)); }
 
+// The sums of a block's row for the weights' sub-blocks: init (the zero point's share of the
+// integer dot) and xsum (the offset's factor), at index i of each (sub-block b of 32) or i0 and
+// i1 (the two halves, sub-blocks of 16).
+inline void StoreBlockSums(const cpu::QuantizedBlock32& r, const QuantTraits& traits, int32_t* init,
+                           float* xsum, int64_t i0, int64_t i1) {
+  if (traits.sub_block == 32) {
+    init[i0] = -traits.zero_point * (r.s0 + r.s1);
+    xsum[i0] = r.sx * static_cast<float>(r.s0 + r.s1);
+  } else {
+    init[i0] = -traits.zero_point * r.s0;
+    init[i1] = -traits.zero_point * r.s1;
+    xsum[i0] = r.sx * static_cast<float>(r.s0);
+    xsum[i1] = r.sx * static_cast<float>(r.s1);
+  }
+}
+
+// Rows [m, m + kRowTile) of one full tile. A block's 8 rows are laid out as the tile's 256
+// contiguous bytes ([chunk][row][4], QuantizedActs), so they are quantized into registers and
+// written through an 8 x 8 transpose of their 4-byte chunks: 8 stores of 32 bytes, where one row
+// at a time took 8 stores of 4 bytes each, extracted one by one (vpextrd), and recomputed its
+// indices per block; their scales and sums are runs of 8 too. The same bytes and numbers.
+void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begin,
+                        int64_t col_end, const QuantTraits& traits, QuantizedActs* acts) {
+  static_assert(kRowTile == 8);
+  int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);  // block b's bytes at b * 256
+  float* sx = acts->sx.data() + acts->SxIndex(m, 0);   // row r of block b at b * 8 + r
+  int32_t* init = acts->init.data() + acts->SubIndex(m, 0);
+  float* xsum = acts->xsum.data() + acts->SubIndex(m, 0);
+  const int per_block = traits.sub_block == 32 ? 1 : 2;  // sub-blocks
+  for (int64_t blk = col_begin / kActBlock; blk < col_end / kActBlock; ++blk) {
+    __m256i row[kRowTile];
+    for (int r = 0; r < kRowTile; ++r) {
+      const cpu::QuantizedBlock32 q =
+          cpu::QuantizeBlock32(x + r * ldx + blk * kActBlock - col_begin, &row[r]);
+      sx[blk * kRowTile + r] = q.sx;
+      const int64_t i0 = blk * per_block * kRowTile + r;
+      StoreBlockSums(q, traits, init, xsum, i0, i0 + kRowTile);
+    }
+    // Chunk c of rows 0..7: 32-bit interleave of row pairs, 64-bit of pair pairs, then the
+    // 128-bit halves (chunks c and c + 4) of rows 0-3 and 4-7 joined.
+    __m256i t[8], u[8];
+    for (int p = 0; p < 4; ++p) {
+      t[2 * p] = _mm256_unpacklo_epi32(row[2 * p], row[2 * p + 1]);      // chunks 0, 1 | 4, 5
+      t[2 * p + 1] = _mm256_unpackhi_epi32(row[2 * p], row[2 * p + 1]);  // chunks 2, 3 | 6, 7
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 0-3, rows 4-7
+      const __m256i* th = t + 4 * h;
+      u[4 * h + 0] = _mm256_unpacklo_epi64(th[0], th[2]);  // chunk 0 | 4
+      u[4 * h + 1] = _mm256_unpackhi_epi64(th[0], th[2]);  // chunk 1 | 5
+      u[4 * h + 2] = _mm256_unpacklo_epi64(th[1], th[3]);  // chunk 2 | 6
+      u[4 * h + 3] = _mm256_unpackhi_epi64(th[1], th[3]);  // chunk 3 | 7
+    }
+    auto* out = reinterpret_cast<__m256i*>(xq + blk * kRowTile * kActBlock);
+    for (int c = 0; c < 4; ++c) {
+      _mm256_storeu_si256(out + c, _mm256_permute2x128_si256(u[c], u[4 + c], 0x20));
+      _mm256_storeu_si256(out + c + 4, _mm256_permute2x128_si256(u[c], u[4 + c], 0x31));
+    }
+  }
+}
+
 void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
                         int64_t col_begin, int64_t col_end, const QuantTraits& traits,
                         QuantizedActs* acts) {
   const int sub = traits.sub_block;
   alignas(32) int8_t q[kActBlock];
-  for (int64_t m = row_begin; m < row_end; ++m) {
+  for (int64_t m = row_begin; m < row_end;) {
     const float* xr = x + (m - row_begin) * ldx;
+    if (m == acts->TileStart(m) && acts->TileRows(m) == kRowTile && m + kRowTile <= row_end) {
+      QuantizeTileAvx512(xr, ldx, m, col_begin, col_end, traits, acts);
+      m += kRowTile;
+      continue;
+    }
     int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);
     const int64_t chunk_stride = acts->TileRows(m) * 4;
     for (int64_t blk = col_begin / kActBlock; blk < col_end / kActBlock; ++blk) {
@@ -36,18 +101,11 @@ void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t row_begin, int64_t 
       acts->sx[acts->SxIndex(m, blk)] = r.sx;
       for (int c = 0; c < kActBlock / 4; ++c)
         std::memcpy(xq + (blk * 8 + c) * chunk_stride, q + c * 4, 4);
-      if (sub == 32) {
-        const int64_t idx = acts->SubIndex(m, blk);
-        acts->init[idx] = -traits.zero_point * (r.s0 + r.s1);
-        acts->xsum[idx] = r.sx * static_cast<float>(r.s0 + r.s1);
-      } else {
-        const int64_t i0 = acts->SubIndex(m, 2 * blk), i1 = acts->SubIndex(m, 2 * blk + 1);
-        acts->init[i0] = -traits.zero_point * r.s0;
-        acts->init[i1] = -traits.zero_point * r.s1;
-        acts->xsum[i0] = r.sx * static_cast<float>(r.s0);
-        acts->xsum[i1] = r.sx * static_cast<float>(r.s1);
-      }
+      const int64_t i0 = acts->SubIndex(m, sub == 32 ? blk : 2 * blk);
+      StoreBlockSums(r, traits, acts->init.data(), acts->xsum.data(), i0,
+                     sub == 32 ? i0 : acts->SubIndex(m, 2 * blk + 1));
     }
+    ++m;
   }
 }
 
