@@ -43,8 +43,8 @@ inline void StoreBlockSums(const cpu::QuantizedBlock32& r, const QuantTraits& tr
 // written through an 8 x 8 transpose of their 4-byte chunks: 8 stores of 32 bytes, where one row
 // at a time took 8 stores of 4 bytes each, extracted one by one (vpextrd), and recomputed its
 // indices per block; their scales and sums are runs of 8 too. The same bytes and numbers.
-void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begin,
-                        int64_t col_end, const QuantTraits& traits, QuantizedActs* acts) {
+void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begin, int64_t col_end,
+                        const QuantTraits& traits, QuantizedActs* acts) {
   static_assert(kRowTile == 8);
   int8_t* xq = acts->xq.data() + acts->XqIndex(m, 0);  // block b's bytes at b * 256
   float* sx = acts->sx.data() + acts->SxIndex(m, 0);   // row r of block b at b * 8 + r
