@@ -302,10 +302,11 @@ int QuantThreads(const PackedMatrix::Impl& w, int64_t num_rows, ThreadPool* pool
 // a thread's row groups stream past it (a multiple of kRowTile).
 int64_t QuantRowTile(const PackedMatrix::Impl& w);
 // Row groups per chunk of a threaded quantized product (ThreadPool::ParallelForDynamic): whole
-// group pairs, about kQuantChunksPerThread chunks per thread. A fixed split into one range per
-// thread left the faster thread waiting for the other in every product, ~2-9% of the caller's
-// time in a 64-sequence decode on this 2-vCPU VM, varying from run to run; small chunks bound the
-// wait at the end to about half a chunk, and each chunk names the next one its thread claimed
+// group pairs, about kQuantChunksPerThread chunks per thread. With one fixed range per thread the
+// faster thread waited for the other in every product: the two threads' times differed by 6-11%
+// of the products' wall time (bench_model decode at 64 rows and prefill, 2 threads on a 2-vCPU
+// Zen 5 VM, summed over each parallel region), 1.3-2.4% with claimed chunks. Small chunks bound
+// the wait at the end to about half a chunk, and each chunk names the next one its thread claimed
 // (OutTile::then_group), so none starts on weights still in memory.
 inline constexpr int kQuantChunksPerThread = 32;
 int64_t QuantChunkGroups(int64_t num_groups, int threads);
