@@ -23,8 +23,8 @@ namespace {
 inline __m512i Broadcast4(const int8_t* p) { return _mm512_broadcastd_epi32(_mm_loadu_si32(p)); }
 
 // The sums of a block's row for the weights' sub-blocks: init (the zero point's share of the
-// integer dot) and xsum (the offset's factor), at index i of each (sub-block b of 32) or i0 and
-// i1 (the two halves, sub-blocks of 16).
+// integer dot) and xsum (the offset's factor), at index i0 of each (sub-blocks of 32), or at i0
+// and i1 for the block's two halves (sub-blocks of 16).
 inline void StoreBlockSums(const cpu::QuantizedBlock32& r, const QuantTraits& traits, int32_t* init,
                            float* xsum, int64_t i0, int64_t i1) {
   if (traits.sub_block == 32) {
