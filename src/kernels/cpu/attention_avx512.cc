@@ -180,46 +180,45 @@ inline int32_t LoadI32(const int8_t* p) {
 // dot too: vpdpwssd, two keys per 32-bit lane, half the instructions of the f32 FMAs it
 // replaces): per query w[g][t] = round(exp(score - max) * vs[t] / unit[g]) with the value scales
 // vs folded in, exactly 0 from nv[g] to max_nv, and unit[g] its largest weight / 32767, so each
-// weight moves by at most half a unit. The weights of one query stay in registers between the exp
-// and the rounding (kI8Keys / 16 vectors), in base 2 (Exp2NonPositive); with a float copy stored
-// and reloaded for a max pass and a rounding pass of its own, bench_ops --decode on Zen 5 put
-// the softmax and the rounding at ~30% of int8 decode attention. At most kI8Keys keys of 32767 x
-// 127 keep the int32 sums exact. A NaN query leaves garbage weights, but its NaN sum makes its
-// output NaN all the same.
+// weight moves by at most half a unit. Two phases across the queries, as NewMax: first every
+// query's float weights (over its scores in p, in base 2: Exp2NonPositive), largest weight and
+// sum, then every query's rounding. Query by query, each rounding waited on its own largest
+// weight (a reduction and a division) and held up the next query's exponentials: the softmax took
+// ~23% of int8 decode attention (bench_ops --threads 1 --decode, 64 x 576 with it skipped: 0.69
+// -> 0.53 ms). At most kI8Keys keys of 32767 x 127 keep the int32 sums exact. A NaN query leaves
+// garbage weights, but its NaN sum makes its output NaN all the same.
 template <int NQ>
 void SoftmaxStepI8(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
-                   const float (*p)[kI8Keys], const float* vs, int16_t (*w)[kI8Keys], float* unit,
+                   float (*p)[kI8Keys], const float* vs, int16_t (*w)[kI8Keys], float* unit,
                    float* correction) {
-  constexpr int kVectors = kI8Keys / kWidth;
-  float new_max[NQ];
+  float new_max[NQ], largest[NQ], total[NQ];
   NewMax<NQ, kI8Keys>(a, idx, nv, p, new_max, correction);
   const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
   for (int g = 0; g < NQ; ++g) {
     // exp(score - max) as 2^(score * log2(e) - max * log2(e)): one FMA into Exp2NonPositive.
     const __m512 max2 = _mm512_set1_ps(new_max[g] * 1.44269504088896341f);
     __m512 psum = _mm512_setzero_ps(), wmax = _mm512_setzero_ps();
-    __m512 weight[kVectors];
-    for (int j = 0; j < kVectors; ++j) {
-      const int32_t t = j * kWidth;
-      if (t >= max_nv) break;
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
       const int64_t left = nv[g] - t;
       const __mmask16 live = left >= kWidth ? 0xFFFF : TailMask(left <= 0 ? 0 : left);
       const __m512 e = _mm512_maskz_mov_ps(
           live, Exp2NonPositive(_mm512_fmsub_ps(_mm512_load_ps(p[g] + t), log2e, max2)));
       psum = _mm512_add_ps(psum, e);
-      weight[j] = _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, vs + t));
-      wmax = _mm512_max_ps(wmax, weight[j]);
+      const __m512 weight = _mm512_mul_ps(e, _mm512_maskz_loadu_ps(live, vs + t));
+      wmax = _mm512_max_ps(wmax, weight);
+      _mm512_store_ps(p[g] + t, weight);
     }
-    const float largest = ReduceMax(wmax);
-    unit[g] = largest / 32767.0f;
-    const __m512 inv = _mm512_set1_ps(largest > 0 ? 32767.0f / largest : 0.0f);
-    for (int j = 0; j < kVectors; ++j) {
-      const int32_t t = j * kWidth;
-      if (t >= max_nv) break;
-      const __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(weight[j], inv));
+    largest[g] = ReduceMax(wmax);
+    total[g] = ReduceAdd(psum);
+  }
+  for (int g = 0; g < NQ; ++g) {
+    unit[g] = largest[g] / 32767.0f;
+    const __m512 inv = _mm512_set1_ps(largest[g] > 0 ? 32767.0f / largest[g] : 0.0f);
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const __m512i wi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(p[g] + t), inv));
       _mm256_store_si256(reinterpret_cast<__m256i*>(w[g] + t), _mm512_cvtsepi32_epi16(wi));
     }
-    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + ReduceAdd(psum);
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + total[g];
     a.max[idx[g]] = new_max[g];
   }
 }
