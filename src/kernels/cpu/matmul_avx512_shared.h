@@ -19,6 +19,23 @@ struct QuantizedBlock32 {
   int32_t s1 = 0;  // sum of q[16..32)
 };
 
+// The block v0 | v1 rounded with the reciprocal `inverse` (each lane 127 / amax, or 0 when amax is
+// 0): q[i] = round-to-nearest-even(v[i] * inverse), left in *bytes, with sx = amax / 127.
+inline QuantizedBlock32 RoundBlock32(__m512 v0, __m512 v1, __m512 inverse, float sx,
+                                     __m256i* bytes) {
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inverse));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inverse));
+  *bytes = _mm256_set_m128i(_mm512_cvtsepi32_epi8(q1), _mm512_cvtsepi32_epi8(q0));
+  // The two sums from the bytes (|x * id| <= 127 rounds to at most 127: none saturates): each
+  // byte + 128 as unsigned, eight at a time through vpsadbw, instead of two 16-lane reductions
+  // (~a third of this function's instructions).
+  const __m256i eights =
+      _mm256_sad_epu8(_mm256_xor_si256(*bytes, _mm256_set1_epi8(-128)), _mm256_setzero_si256());
+  const __m128i lo = _mm256_castsi256_si128(eights), hi = _mm256_extracti128_si256(eights, 1);
+  const __m128i sums = _mm_add_epi64(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
+  return {sx, _mm_cvtsi128_si32(sums) - 16 * 128, _mm_extract_epi32(sums, 2) - 16 * 128};
+}
+
 // q[i] = round-to-nearest-even(x[i] * 127 / amax) for the 32 floats at x (q all 0 when amax is
 // 0), left in *bytes.
 inline QuantizedBlock32 QuantizeBlock32(const float* x, __m256i* bytes) {
@@ -28,17 +45,7 @@ inline QuantizedBlock32 QuantizeBlock32(const float* x, __m256i* bytes) {
   const float amax =
       _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
   const float id = amax == 0 ? 0.0f : 127.0f / amax;
-  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
-  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
-  *bytes = _mm256_set_m128i(_mm512_cvtsepi32_epi8(q1), _mm512_cvtsepi32_epi8(q0));
-  // The two sums from the bytes (|x * id| <= 127 rounds to at most 127: none saturates): each
-  // byte + 128 as unsigned, eight at a time through vpsadbw, instead of two 16-lane reductions
-  // (~a third of this function's instructions).
-  const __m256i eights =
-      _mm256_sad_epu8(_mm256_xor_si256(*bytes, _mm256_set1_epi8(-128)), _mm256_setzero_si256());
-  const __m128i lo = _mm256_castsi256_si128(eights), hi = _mm256_extracti128_si256(eights, 1);
-  const __m128i sums = _mm_add_epi64(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
-  return {amax / 127.0f, _mm_cvtsi128_si32(sums) - 16 * 128, _mm_extract_epi32(sums, 2) - 16 * 128};
+  return RoundBlock32(v0, v1, _mm512_set1_ps(id), amax / 127.0f, bytes);
 }
 
 // The same, the bytes written to q (32 bytes, 16-byte aligned).
