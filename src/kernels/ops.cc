@@ -13,8 +13,8 @@ namespace cpu {
 const CpuKernels& KernelsFor(Isa isa) {
 #define TINYSERVE_KERNEL_TABLE(ns)                                                          \
   CpuKernels {                                                                              \
-    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::Softmax, &ns::AddBias, &ns::AddInPlace, \
-        &ns::ToF32, &ns::AttendBlock, &ns::QuantizeQuery                                    \
+    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::FirstIndexPassing, \
+        &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::AttendBlock, &ns::QuantizeQuery     \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);
@@ -150,8 +150,12 @@ void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float
                [&](int64_t b, int64_t e) { fn(gate_up + b * 2 * dim, e - b, dim, out + b * dim); });
 }
 
-void Softmax(Isa isa, float* x, int64_t num_rows, int64_t dim) {
-  cpu::KernelsFor(isa).softmax(x, num_rows, dim);
+float SoftmaxWeights(Isa isa, float* x, int64_t n) {
+  return cpu::KernelsFor(isa).softmax_weights(x, n);
+}
+
+int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target) {
+  return cpu::KernelsFor(isa).first_index_passing(w, n, target);
 }
 
 void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
@@ -209,7 +213,10 @@ void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float*
                      const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool) {
   SiluMulQuantize(BestIsa(), gate_up, num_rows, dim, out, consumer, acts, pool);
 }
-void Softmax(float* x, int64_t num_rows, int64_t dim) { Softmax(BestIsa(), x, num_rows, dim); }
+float SoftmaxWeights(float* x, int64_t n) { return SoftmaxWeights(BestIsa(), x, n); }
+int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
+  return FirstIndexPassing(BestIsa(), w, n, target);
+}
 void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_ids, float* out) {
   EmbeddingLookup(BestIsa(), table, ids, num_ids, out);
 }

@@ -58,8 +58,14 @@ void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out, Th
 void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float* out,
                      const PackedMatrix& consumer, QuantizedActivations* acts, ThreadPool* pool);
 
-// In place, numerically stable softmax of each row. x: [num_rows, dim].
-void Softmax(float* x, int64_t num_rows, int64_t dim);
+// Sampling's softmax, unnormalised: in place, x[i] = exp(x[i] - max x), and returns their sum
+// (about 1 or more: the largest x gives exp(0); not finite when every x is -inf; a NaN x makes
+// the weights meaningless). A draw compares running sums with u times the sum instead of paying
+// a pass to divide; callers wanting probabilities divide.
+float SoftmaxWeights(float* x, int64_t n);
+// The first i at which the running sum w[0] + ... + w[i] (w >= 0, in double) exceeds target, or
+// -1 if none does.
+int64_t FirstIndexPassing(const float* w, int64_t n, double target);
 
 // out[i, :] = row ids[i] of `table` ([vocab, dim], any supported dtype) converted to f32.
 // Requires 0 <= ids[i] < vocab (callers validate ids). out: [num_ids, dim].
@@ -88,7 +94,8 @@ void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64
               int64_t head_dim);
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
              ThreadPool* pool);
-void Softmax(Isa isa, float* x, int64_t num_rows, int64_t dim);
+float SoftmaxWeights(Isa isa, float* x, int64_t n);
+int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target);
 void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
                      float* out);
 void AddBias(Isa isa, float* out, const float* bias, int64_t num_rows, int64_t dim);

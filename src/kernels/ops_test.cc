@@ -138,22 +138,50 @@ TEST_P(OpsIsaTest, SiluMulMatchesReferenceIncludingLargeInputs) {
   }
 }
 
-TEST_P(OpsIsaTest, SoftmaxMatchesReferenceIncludingMaskedEntries) {
+TEST_P(OpsIsaTest, SoftmaxWeightsOverTheirSumMatchReferenceIncludingMaskedEntries) {
   for (int64_t dim : Dims()) {
-    for (int64_t rows : RowCounts(dim)) {
-      for (int offset : {0, 1}) {
-        Buffer x(rows * dim, offset);
-        FillRandom(x.data(), rows * dim, 9 + dim, -30.0f, 30.0f);
-        if (dim > 2) x[dim - 1] = -INFINITY;  // a masked logit gets probability 0
-        std::vector<float> want(x.data(), x.data() + rows * dim);
-        ref::Softmax(want.data(), rows, dim);
-        Softmax(GetParam(), x.data(), rows, dim);
-        ExpectClose(x.data(), want.data(), rows * dim, 1e-5f, 1e-7f, "dim " + std::to_string(dim));
-        if (dim > 2) {
-          EXPECT_EQ(x[dim - 1], 0.0f);
-        }
+    for (int offset : {0, 1}) {
+      Buffer x(dim, offset);
+      FillRandom(x.data(), dim, 9 + dim, -30.0f, 30.0f);
+      if (dim > 2) x[dim - 1] = -INFINITY;  // a masked logit gets weight 0
+      std::vector<float> want(x.data(), x.data() + dim);
+      ref::Softmax(want.data(), 1, dim);
+      const float sum = SoftmaxWeights(GetParam(), x.data(), dim);
+      EXPECT_GE(sum, 0.999f);  // the largest logit's weight is exp(0)
+      if (dim > 2) {
+        EXPECT_EQ(x[dim - 1], 0.0f);
       }
+      for (int64_t i = 0; i < dim; ++i) x[i] /= sum;
+      ExpectClose(x.data(), want.data(), dim, 1e-5f, 1e-7f, "dim " + std::to_string(dim));
     }
+  }
+}
+
+TEST_P(OpsIsaTest, SoftmaxWeightsOfOnlyMaskedEntriesSumToNothingFinite) {
+  std::vector<float> x(40, -INFINITY);
+  EXPECT_FALSE(std::isfinite(SoftmaxWeights(GetParam(), x.data(), 40)));
+}
+
+// Against the running sum taken one weight at a time: the index where it passes target, at block
+// edges (512) and past them, at 0, and never (-1). Weights from 1e-9 to 1, so that blocks hold
+// tiny ones next to large ones.
+TEST_P(OpsIsaTest, FirstIndexPassingIsWhereTheRunningSumPassesTarget) {
+  for (int64_t n : {1, 7, 511, 512, 513, 1500, 151936}) {
+    std::vector<float> w(n);
+    FillRandom(w.data(), n, 31 + n, -20.0f, 0.0f);
+    for (float& v : w) v = std::exp(v);
+    std::vector<double> cum(n);
+    double run = 0;
+    for (int64_t i = 0; i < n; ++i) cum[i] = run += w[i];
+    for (int64_t want : {int64_t{0}, int64_t{1}, n / 3, int64_t{511}, int64_t{512}, n - 1}) {
+      if (want >= n) continue;
+      const double below = want == 0 ? 0.0 : cum[want - 1];
+      if (cum[want] - below < 1e-6 * run) continue;  // a weight too small to aim at
+      EXPECT_EQ(FirstIndexPassing(GetParam(), w.data(), n, (below + cum[want]) / 2), want)
+          << "n " << n;
+    }
+    EXPECT_EQ(FirstIndexPassing(GetParam(), w.data(), n, -1.0), 0);
+    EXPECT_EQ(FirstIndexPassing(GetParam(), w.data(), n, 2 * run), -1);
   }
 }
 

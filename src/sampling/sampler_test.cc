@@ -9,6 +9,8 @@
 #include <numeric>
 #include <random>
 
+#include "kernels/ops.h"
+
 namespace tinyserve {
 namespace {
 
@@ -272,11 +274,14 @@ TEST(SamplerTest, UnfilteredSampleFollowsTheTemperatureSoftmaxAndSkipsMaskedToke
 // one-by-one running sum first passes u (tokens at block edges, inside blocks, the last one).
 TEST(SamplerTest, UnfilteredDrawPicksTheTokenWhoseRunningSumPassesU) {
   const std::vector<float> logits = RandomLogits(151936, 11);
-  std::vector<float> probs = logits;
-  DrawFromFullSoftmax(probs, 1.0f, 0.0);  // leaves the probabilities in probs
-  std::vector<double> cum(probs.size());
+  // The weights the draw computes, their running sums in double, and u aimed at the middle of a
+  // token's share of their sum.
+  std::vector<float> weights = logits;
+  const double total =
+      kernels::SoftmaxWeights(weights.data(), static_cast<int64_t>(weights.size()));
+  std::vector<double> cum(weights.size());
   double run = 0;
-  for (size_t i = 0; i < probs.size(); ++i) cum[i] = run += probs[i];
+  for (size_t i = 0; i < weights.size(); ++i) cum[i] = (run += weights[i]) / total;
   for (int32_t token : {0, 1, 511, 512, 513, 1023, 1024, 77777, 151423, 151424, 151935}) {
     const double below = token == 0 ? 0.0 : cum[token - 1];
     if (cum[token] - below < 1e-12) continue;  // a token too unlikely to aim u at

@@ -116,7 +116,11 @@ int Run(Isa isa, const std::string& op, const std::vector<std::string>& a) {
     need(4);
     const int64_t rows = i64(0), dim = i64(1);
     auto x = ReadArray<float>(a[2], rows * dim);
-    k::Softmax(isa, x.data(), rows, dim);
+    for (int64_t r = 0; r < rows; ++r) {  // the probabilities: the weights over their sum
+      float* xr = x.data() + r * dim;
+      const float sum = k::SoftmaxWeights(isa, xr, dim);
+      for (int64_t i = 0; i < dim; ++i) xr[i] /= sum;
+    }
     WriteArray(a[3], x);
   } else if (op == "add_bias") {
     need(5);

@@ -61,7 +61,8 @@ struct AttendBlockArgs {
   void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_heads,        \
                 int64_t head_dim);                                                            \
   void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out);              \
-  void Softmax(float* x, int64_t num_rows, int64_t dim);                                      \
+  float SoftmaxWeights(float* x, int64_t n);                                                  \
+  int64_t FirstIndexPassing(const float* w, int64_t n, double target);                        \
   void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);                 \
   void AddInPlace(float* out, const float* x, int64_t n);                                     \
   /* dtype: kF32, kF16 or kBF16. */                                                           \
@@ -86,7 +87,8 @@ struct CpuKernels {
   void (*rms_norm)(const float*, const float*, int64_t, int64_t, float, float*);
   void (*rope_neox)(float*, const float*, int64_t, int64_t, int64_t);
   void (*silu_mul)(const float*, int64_t, int64_t, float*);
-  void (*softmax)(float*, int64_t, int64_t);
+  float (*softmax_weights)(float*, int64_t);
+  int64_t (*first_index_passing)(const float*, int64_t, double);
   void (*add_bias)(float*, const float*, int64_t, int64_t);
   void (*add_in_place)(float*, const float*, int64_t);
   void (*to_f32)(DType, const void*, float*, int64_t);

@@ -17,7 +17,10 @@ void RopeNeox(float* x, const float* cos_sin, int64_t num_tokens, int64_t num_he
 void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
   simd::SiluMul<Vec>(gate_up, num_rows, dim, out);
 }
-void Softmax(float* x, int64_t num_rows, int64_t dim) { simd::Softmax<Vec>(x, num_rows, dim); }
+float SoftmaxWeights(float* x, int64_t n) { return simd::SoftmaxWeights<Vec>(x, n); }
+int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
+  return simd::FirstIndexPassing<Vec>(w, n, target);
+}
 void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
   simd::AddBias<Vec>(out, bias, num_rows, dim);
 }

@@ -44,19 +44,25 @@ void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
   }
 }
 
-void Softmax(float* x, int64_t num_rows, int64_t dim) {
-  for (int64_t r = 0; r < num_rows; ++r) {
-    float* xr = x + r * dim;
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < dim; ++i) mx = std::fmax(mx, xr[i]);
-    float sum = 0;
-    for (int64_t i = 0; i < dim; ++i) {
-      xr[i] = std::exp(xr[i] - mx);
-      sum += xr[i];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < dim; ++i) xr[i] *= inv;
+float SoftmaxWeights(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
   }
+  return sum;
+}
+
+// One by one (the SIMD paths sum blocks first; the index is the same but for rounding).
+int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
+  double cum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    cum += w[i];
+    if (target < cum) return i;
+  }
+  return -1;
 }
 
 void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {

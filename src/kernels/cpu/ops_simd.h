@@ -82,27 +82,47 @@ void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
 }
 
 template <class Vec>
-void Softmax(float* x, int64_t num_rows, int64_t dim) {
+float SoftmaxWeights(float* x, int64_t n) {
   using V = typename Vec::V;
   constexpr int64_t kW = Vec::kWidth;
   const V neg_inf = Vec::Set1(-__builtin_inff());
-  for (int64_t r = 0; r < num_rows; ++r) {
-    float* xr = x + r * dim;
-    V mx = neg_inf;
-    for (int64_t i = 0; i < dim; i += kW)
-      mx = Vec::Max(mx, Vec::LoadPartOr(xr + i, dim - i, neg_inf));
-    const V max_v = Vec::Set1(Vec::ReduceMax(mx));
-    V sum = Vec::Zero();
-    for (int64_t i = 0; i < dim; i += kW) {
-      const V e = Vec::ZeroPast(Vec::Exp(Vec::Sub(Vec::LoadPart(xr + i, dim - i), max_v)), dim - i);
-      sum = Vec::Add(sum, e);
-      Vec::StorePart(xr + i, e, dim - i);
-    }
-    const V inv = Vec::Set1(1.0f / Vec::ReduceAdd(sum));
-    for (int64_t i = 0; i < dim; i += kW) {
-      Vec::StorePart(xr + i, Vec::Mul(Vec::LoadPart(xr + i, dim - i), inv), dim - i);
-    }
+  V mx = neg_inf;
+  for (int64_t i = 0; i < n; i += kW) mx = Vec::Max(mx, Vec::LoadPartOr(x + i, n - i, neg_inf));
+  const V max_v = Vec::Set1(Vec::ReduceMax(mx));
+  V sum[2] = {Vec::Zero(), Vec::Zero()};  // two chains
+  for (int64_t i = 0, u = 0; i < n; i += kW, u ^= 1) {
+    const V e = Vec::ZeroPast(Vec::Exp(Vec::Sub(Vec::LoadPart(x + i, n - i), max_v)), n - i);
+    sum[u] = Vec::Add(sum[u], e);
+    Vec::StorePart(x + i, e, n - i);
   }
+  return Vec::ReduceAdd(Vec::Add(sum[0], sum[1]));
+}
+
+// Blocks of 512 first, each summed in 32 double lanes (plain loops the compiler vectorises under
+// the file's flags: with AVX-512 four chains of 8) folded in halves, then one by one from the
+// block where the running sum passes target. Every step's order is fixed, so every SIMD ISA gives
+// the same index. A block sum rounded differently from the one-by-one sum would only move the
+// one-by-one scan to a neighbouring block: it still ends at the first weight whose running sum
+// passes target. (Vec only makes each ISA's instantiation its own, as the file comment asks.)
+template <class Vec>
+int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
+  constexpr int64_t kBlock = 512, kLanes = 32;
+  double cum = 0;
+  int64_t start = 0;
+  for (; start + kBlock <= n; start += kBlock) {
+    double lanes[kLanes] = {};
+    for (int64_t i = start; i < start + kBlock; i += kLanes)
+      for (int64_t k = 0; k < kLanes; ++k) lanes[k] += w[i + k];
+    for (int64_t half = kLanes / 2; half > 0; half /= 2)
+      for (int64_t k = 0; k < half; ++k) lanes[k] += lanes[k + half];
+    if (target < cum + lanes[0]) break;
+    cum += lanes[0];
+  }
+  for (int64_t i = start; i < n; ++i) {
+    cum += w[i];
+    if (target < cum) return i;
+  }
+  return -1;
 }
 
 template <class Vec>
