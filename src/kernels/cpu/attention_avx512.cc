@@ -181,12 +181,15 @@ inline int32_t LoadI32(const int8_t* p) {
 // replaces): per query w[g][t] = round(exp(score - max) * vs[t] / unit[g]) with the value scales
 // vs folded in, exactly 0 from nv[g] to max_nv, and unit[g] its largest weight / 32767, so each
 // weight moves by at most half a unit. Two phases across the queries, as NewMax: first every
-// query's float weights (over its scores in p, in base 2: Exp2NonPositive), largest weight and
-// sum, then every query's rounding. Query by query, each rounding waited on its own largest
-// weight (a reduction and a division) and held up the next query's exponentials: the softmax took
-// ~23% of int8 decode attention (bench_ops --threads 1 --decode, 64 x 576 with it skipped: 0.69
-// -> 0.53 ms). At most kI8Keys keys of 32767 x 127 keep the int32 sums exact. A NaN query leaves
-// garbage weights, but its NaN sum makes its output NaN all the same.
+// query's float weights (stored over its scores in p; base 2: Exp2NonPositive) with its largest
+// weight and sum, then every query's rounding. Done query by query, weights in registers, each
+// rounding waited on its own largest weight (a reduction and a division) and held up the next
+// query's exponentials; the softmax was ~23% of int8 decode attention (bench_ops --threads 1
+// --decode, 64 x 576 with it skipped: 0.69 -> 0.53 ms), and phased the whole took 0.680-0.696 ->
+// 0.660-0.672 ms there (4 alternating pairs). (An older form that stored the floats and reread
+// them in a max pass of its own had been slower: ~30% of the attention.) At most kI8Keys keys of
+// 32767 x 127 keep the int32 sums exact. A NaN query leaves garbage weights, but its NaN sum makes
+// its output NaN all the same.
 template <int NQ>
 void SoftmaxStepI8(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
                    float (*p)[kI8Keys], const float* vs, int16_t (*w)[kI8Keys], float* unit,
