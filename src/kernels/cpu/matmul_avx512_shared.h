@@ -26,7 +26,7 @@ inline QuantizedBlock32 RoundBlock32(__m512 v0, __m512 v1, __m512 inverse, float
   const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inverse));
   const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inverse));
   *bytes = _mm256_set_m128i(_mm512_cvtsepi32_epi8(q1), _mm512_cvtsepi32_epi8(q0));
-  // The two sums from the bytes (|x * id| <= 127 rounds to at most 127: none saturates): each
+  // The two sums from the bytes (|v * inverse| <= 127 rounds to at most 127: none saturates): each
   // byte + 128 as unsigned, eight at a time through vpsadbw, instead of two 16-lane reductions
   // (~a third of this function's instructions).
   const __m256i eights =
