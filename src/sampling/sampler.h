@@ -80,8 +80,9 @@ Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplin
 int32_t Draw(const Candidates& candidates, double u);
 // Draws from softmax(logits / temperature) over the whole vocabulary with `u` uniform in [0, 1)
 // (what Draw(FilterCandidates(...)) gives with no top-k / top-p / min-p, without the candidate
-// list). Overwrites `logits` with the probabilities. Tokens with -inf logits are never drawn
-// unless every logit is -inf, in which case the result is the argmax (token 0).
+// list). Overwrites `logits` with the unnormalised softmax weights (kernels::SoftmaxWeights).
+// Tokens with -inf logits are never drawn unless every logit is -inf, in which case the result is
+// token 0.
 int32_t DrawFromFullSoftmax(std::span<float> logits, float temperature, double u);
 
 }  // namespace tinyserve

@@ -63,7 +63,8 @@ inline void RowMaxima(const __m512 (&a)[8], __m512 (&max4)[2]) {
 // 8.7-8.9 us, now 7.5-7.8; 64 x 4,864 48.5 -> 42.7-43.6), and their bytes written through an 8 x 8
 // transpose of 4-byte chunks: 8 stores of 32 bytes, where one row at a time took 8 stores of 4
 // bytes each, extracted one by one (vpextrd), and recomputed its indices per block; their scales
-// and sums are runs of 8 too. The same bytes and numbers as QuantizeBlock32.
+// and sums are runs of 8 too. The same bytes and numbers as QuantizeBlock32 for finite inputs (a
+// NaN may be kept by one max order and dropped by the other; the product is garbage either way).
 void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begin, int64_t col_end,
                         const QuantTraits& traits, QuantizedActs* acts) {
   static_assert(kRowTile == 8);
