@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/quant_formats.h"
 #include "util/check.h"
 
@@ -43,32 +44,39 @@ namespace {
 // not depend on the thread count.
 int64_t RowsPerChunk(int64_t dim) { return dim >= 16384 ? 1 : (16384 + dim - 1) / dim; }
 
+// Above one chunk of rows the threads get equal shares, in multiples of `align` rows. (Split in
+// whole chunks, 64 rows of 896 went 38 / 26.)
 template <typename Fn>
-void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn) {
-  const int64_t chunk = RowsPerChunk(dim);
-  if (pool == nullptr || num_rows <= chunk) {
+void ForRowRanges(int64_t num_rows, int64_t dim, ThreadPool* pool, Fn&& fn, int64_t align = 1) {
+  if (pool == nullptr || num_rows <= RowsPerChunk(dim)) {
     fn(int64_t{0}, num_rows);
     return;
   }
-  pool->ParallelFor(num_rows, chunk, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
+  pool->ParallelFor(num_rows, align, [&](int64_t begin, int64_t end, int) { fn(begin, end); });
 }
 
-// Runs fn over row ranges as ForRowRanges, in sub-ranges of at most ~64 KiB of f32 so that what
-// fn writes is still in L1/L2 when the same thread quantizes it for the next matmul.
+// Runs fn over row ranges as ForRowRanges, in sub-ranges of about 64 KiB of f32 at most (or one
+// row tile) so that what fn writes is still in L1/L2 when the same thread quantizes it for the
+// next matmul. Ranges and sub-ranges start on the quantizer's row tiles (kRowTile rows): a whole
+// tile is quantized in one pass, rows of a part tile one by one (64 x 896 in sub-ranges of 18
+// rows, the tiles cut, took 9.5 us on 2 threads; the same bytes either way).
 template <typename Fn>
 void ForRowRangesQuantized(int64_t num_rows, int64_t dim, const PackedMatrix& consumer,
                            const float* out, QuantizedActivations* acts, ThreadPool* pool,
                            Fn&& fn) {
   TS_CHECK(consumer.cols() == dim);
   PrepareActivations(consumer, num_rows, acts);
-  const int64_t step = std::max<int64_t>(1, (int64_t{16} << 10) / dim);
-  ForRowRanges(num_rows, dim, pool, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; b += step) {
-      const int64_t e = std::min(end, b + step);
-      fn(b, e);
-      QuantizeActivationRows(out, b, e, acts);
-    }
-  });
+  const int64_t step = std::max<int64_t>(kRowTile, (int64_t{16} << 10) / dim / kRowTile * kRowTile);
+  ForRowRanges(
+      num_rows, dim, pool,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; b += step) {
+          const int64_t e = std::min(end, b + step);
+          fn(b, e);
+          QuantizeActivationRows(out, b, e, acts);
+        }
+      },
+      kRowTile);
 }
 
 }  // namespace
