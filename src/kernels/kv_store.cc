@@ -7,13 +7,14 @@
 #include "kernels/attention.h"
 #include "kernels/convert.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/kv_quant.h"
 #include "util/check.h"
 
 namespace tinyserve::kernels {
+namespace {
 
-void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
-             int64_t num_tokens) {
+// WriteKv with the int8 rows quantized by `kern` (the same bytes on every ISA).
+void StoreRows(const cpu::CpuKernels& kern, const PagedKvLayer& layer, const float* k,
+               const float* v, const int64_t* slot_mapping, int64_t num_tokens) {
   const int64_t row = int64_t{layer.num_kv_heads} * layer.head_dim;
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
@@ -46,9 +47,9 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
           const int64_t r = slot * layer.num_kv_heads + h;
           const int64_t si = KvScaleIndex(layer, slot, h);
           layer.k_scale[si] =
-              QuantizeKvRow(ks + h * hd, hd, static_cast<int8_t*>(layer.k) + r * hd);
+              kern.quantize_kv(ks + h * hd, hd, static_cast<int8_t*>(layer.k) + r * hd);
           layer.v_scale[si] =
-              QuantizeKvRow(vs + h * hd, hd, static_cast<int8_t*>(layer.v) + r * hd);
+              kern.quantize_kv(vs + h * hd, hd, static_cast<int8_t*>(layer.v) + r * hd);
         }
         break;
       }
@@ -56,6 +57,13 @@ void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const in
         TS_CHECK(false && "cache dtype must be f32, f16, bf16 or i8");
     }
   }
+}
+
+}  // namespace
+
+void WriteKv(const PagedKvLayer& layer, const float* k, const float* v, const int64_t* slot_mapping,
+             int64_t num_tokens) {
+  StoreRows(cpu::KernelsFor(BestIsa()), layer, k, v, slot_mapping, num_tokens);
 }
 
 void RopeStoreKv(Isa isa, const float* q, const float* k, const float* v, int64_t q_stride,
@@ -76,7 +84,7 @@ void RopeStoreKv(Isa isa, const float* q, const float* k, const float* v, int64_
       if (slot_mapping[t] < 0) continue;
       std::memcpy(k_row.data(), k + t * kv_stride, kv_dim * sizeof(float));
       kern.rope_neox(k_row.data(), cs, 1, layer.num_kv_heads, hd);
-      WriteKv(layer, k_row.data(), v + t * kv_stride, slot_mapping + t, 1);
+      StoreRows(kern, layer, k_row.data(), v + t * kv_stride, slot_mapping + t, 1);
     }
   };
   // A few tokens per thread at least: below that the fork-join costs more than the work.

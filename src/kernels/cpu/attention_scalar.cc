@@ -46,4 +46,6 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
   return QuantizeQueryRow(x, n, q, sum);
 }
 
+uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q) { return QuantizeKvRow(x, n, q); }
+
 }  // namespace tinyserve::kernels::cpu::scalar

@@ -69,7 +69,9 @@ struct AttendBlockArgs {
   void ToF32(DType dtype, const void* src, float* dst, int64_t n);                            \
   void AttendBlock(const AttendBlockArgs& args);                                              \
   /* kernels/kv_quant.h's QuantizeQueryRow, bit for bit (the AVX-512 one in vectors). */      \
-  float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum);
+  float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum);                    \
+  /* kernels/kv_quant.h's QuantizeKvRow, bit for bit (the AVX-512 one in vectors). */         \
+  uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q);
 
 namespace scalar {
 TINYSERVE_CPU_KERNELS_DECLARE
@@ -94,6 +96,7 @@ struct CpuKernels {
   void (*to_f32)(DType, const void*, float*, int64_t);
   void (*attend_block)(const AttendBlockArgs&);
   float (*quantize_query)(const float*, int64_t, int8_t*, int32_t*);
+  uint16_t (*quantize_kv)(const float*, int64_t, int8_t*);
 };
 
 // Requires IsaSupported(isa).
