@@ -5,14 +5,14 @@
 #include <vector>
 
 #include "kernels/attention.h"
-#include "kernels/convert.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "util/check.h"
 
 namespace tinyserve::kernels {
 namespace {
 
-// WriteKv with the int8 rows quantized by `kern` (the same bytes on every ISA).
+// WriteKv with the rows converted (f16, bf16) or quantized (int8) by `kern`: the same bytes on
+// every ISA.
 void StoreRows(const cpu::CpuKernels& kern, const PagedKvLayer& layer, const float* k,
                const float* v, const int64_t* slot_mapping, int64_t num_tokens) {
   const int64_t row = int64_t{layer.num_kv_heads} * layer.head_dim;
@@ -27,20 +27,11 @@ void StoreRows(const cpu::CpuKernels& kern, const PagedKvLayer& layer, const flo
         std::memcpy(static_cast<float*>(layer.k) + slot * row, ks, row * sizeof(float));
         std::memcpy(static_cast<float*>(layer.v) + slot * row, vs, row * sizeof(float));
         break;
-      case DType::kF16: {
-        uint16_t* kd = static_cast<uint16_t*>(layer.k) + slot * row;
-        uint16_t* vd = static_cast<uint16_t*>(layer.v) + slot * row;
-        for (int64_t i = 0; i < row; ++i) kd[i] = F32ToFp16(ks[i]);
-        for (int64_t i = 0; i < row; ++i) vd[i] = F32ToFp16(vs[i]);
+      case DType::kF16:
+      case DType::kBF16:
+        kern.from_f32(layer.dtype, ks, static_cast<uint16_t*>(layer.k) + slot * row, row);
+        kern.from_f32(layer.dtype, vs, static_cast<uint16_t*>(layer.v) + slot * row, row);
         break;
-      }
-      case DType::kBF16: {
-        uint16_t* kd = static_cast<uint16_t*>(layer.k) + slot * row;
-        uint16_t* vd = static_cast<uint16_t*>(layer.v) + slot * row;
-        for (int64_t i = 0; i < row; ++i) kd[i] = F32ToBf16(ks[i]);
-        for (int64_t i = 0; i < row; ++i) vd[i] = F32ToBf16(vs[i]);
-        break;
-      }
       case DType::kI8: {
         const int64_t hd = layer.head_dim;
         for (int64_t h = 0; h < layer.num_kv_heads; ++h) {

@@ -15,8 +15,8 @@ const CpuKernels& KernelsFor(Isa isa) {
 #define TINYSERVE_KERNEL_TABLE(ns)                                                          \
   CpuKernels {                                                                              \
     &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::FirstIndexPassing, \
-        &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::AttendBlock, &ns::QuantizeQuery,    \
-        &ns::QuantizeKv                                                                     \
+        &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::FromF32, &ns::AttendBlock,          \
+        &ns::QuantizeQuery, &ns::QuantizeKv                                                 \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "kernels/convert.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/kernels_test_util.h"
 #include "kernels/quant_formats.h"
 #include "kernels/ref/ref.h"
@@ -200,6 +202,43 @@ TEST_P(OpsIsaTest, AddBiasAndAddInPlaceMatchReferenceExactly) {
         AddInPlace(GetParam(), out.data(), x.data(), rows * dim);
         ExpectClose(out.data(), want.data(), rows * dim, 0, 0, "dim " + std::to_string(dim));
       }
+    }
+  }
+}
+
+// from_f32 (the KV store's f16 / bf16 rows) gives convert.h's F32ToFp16 / F32ToBf16 bits for
+// every input: random bit patterns (every exponent, NaNs with any payload, subnormals), values
+// around binary16's largest and its overflow to inf, rounding ties of both formats, signed zeros
+// and infinities, at every tail length.
+TEST_P(OpsIsaTest, FromF32GivesTheScalarConversionsBitsForEveryInput) {
+  std::mt19937 rng(14);
+  std::vector<float> values;
+  for (int i = 0; i < 20000; ++i)
+    values.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));
+  for (float f :
+       {0.0f,           -0.0f,    INFINITY,     -INFINITY,       65504.0f,        65519.0f,
+        65519.99f,      65520.0f, -65520.0f,    65536.0f,        0x1p-24f,        0x1p-25f,
+        0x1.8p-25f,     0x1p-14f, 0x1.ffcp-15f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 1.0f + 0x1p-8f,
+        1.0f + 0x3p-8f, 1e-40f})
+    values.push_back(f);
+  for (uint32_t bits : {0x7fc00000u, 0x7f800001u, 0xffc12345u, 0x7fffffffu, 0x7fbfe000u})
+    values.push_back(std::bit_cast<float>(bits));
+  const auto from_f32 = cpu::KernelsFor(GetParam()).from_f32;
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    std::vector<uint16_t> want(values.size());
+    for (size_t i = 0; i < values.size(); ++i)
+      want[i] = dtype == DType::kF16 ? F32ToFp16(values[i]) : F32ToBf16(values[i]);
+    std::vector<uint16_t> got(values.size(), 0x1234);
+    from_f32(dtype, values.data(), got.data(), static_cast<int64_t>(values.size()));
+    for (size_t i = 0; i < values.size(); ++i) {
+      ASSERT_EQ(got[i], want[i]) << DTypeName(dtype) << " of bits 0x" << std::hex
+                                 << std::bit_cast<uint32_t>(values[i]);
+    }
+    for (int64_t n : Dims()) {  // the tails: nothing written past n
+      std::vector<uint16_t> part(n + 16, 0x1234);
+      from_f32(dtype, values.data() + 7, part.data(), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(part[i], want[7 + i]) << DTypeName(dtype) << n;
+      for (int64_t i = n; i < n + 16; ++i) ASSERT_EQ(part[i], 0x1234) << DTypeName(dtype) << n;
     }
   }
 }

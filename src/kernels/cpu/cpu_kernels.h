@@ -67,6 +67,8 @@ struct AttendBlockArgs {
   void AddInPlace(float* out, const float* x, int64_t n);                                     \
   /* dtype: kF32, kF16 or kBF16. */                                                           \
   void ToF32(DType dtype, const void* src, float* dst, int64_t n);                            \
+  /* dtype kF16 or kBF16: convert.h's F32ToFp16 / F32ToBf16 of each element, bit for bit. */  \
+  void FromF32(DType dtype, const float* src, void* dst, int64_t n);                          \
   void AttendBlock(const AttendBlockArgs& args);                                              \
   /* kernels/kv_quant.h's QuantizeQueryRow, bit for bit (the AVX-512 one in vectors). */      \
   float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum);                    \
@@ -94,6 +96,7 @@ struct CpuKernels {
   void (*add_bias)(float*, const float*, int64_t, int64_t);
   void (*add_in_place)(float*, const float*, int64_t);
   void (*to_f32)(DType, const void*, float*, int64_t);
+  void (*from_f32)(DType, const float*, void*, int64_t);
   void (*attend_block)(const AttendBlockArgs&);
   float (*quantize_query)(const float*, int64_t, int8_t*, int32_t*);
   uint16_t (*quantize_kv)(const float*, int64_t, int8_t*);

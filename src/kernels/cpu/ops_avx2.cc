@@ -28,5 +28,8 @@ void AddInPlace(float* out, const float* x, int64_t n) { simd::AddInPlace<Vec>(o
 void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
   simd::ToF32<Vec>(dtype, src, dst, n);
 }
+void FromF32(DType dtype, const float* src, void* dst, int64_t n) {
+  scalar::FromF32(dtype, src, dst, n);
+}
 
 }  // namespace tinyserve::kernels::cpu::avx2

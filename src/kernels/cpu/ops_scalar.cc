@@ -89,4 +89,13 @@ void ToF32(DType dtype, const void* src, float* dst, int64_t n) {
   }
 }
 
+void FromF32(DType dtype, const float* src, void* dst, int64_t n) {
+  auto* h = static_cast<uint16_t*>(dst);
+  if (dtype == DType::kF16) {
+    for (int64_t i = 0; i < n; ++i) h[i] = F32ToFp16(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) h[i] = F32ToBf16(src[i]);
+  }
+}
+
 }  // namespace tinyserve::kernels::cpu::scalar
