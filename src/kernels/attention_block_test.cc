@@ -236,44 +236,61 @@ TEST(AttendBlockTest, QueryRowsKeepSixteenBits) {
   }
 }
 
-// Every ISA's quantize_query (attention.cc rounds each query head row of an int8 cache with it)
-// gives QuantizeQueryRow's bytes, scale and sum exactly: random rows of odd and head-dim lengths,
-// values on rounding ties, a zero row, rows whose scale is a denormal, and rows holding inf or NaN.
-TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
-  std::mt19937 rng(5);
+// The rows the per-ISA quantizers are checked on, built by add_rows(n, random row of n values in
+// [-3, 3), rng) for odd and head-dim lengths n.
+template <typename Fn>
+std::vector<std::vector<float>> QuantizerRows(uint32_t seed, Fn&& add_rows) {
+  std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
   std::vector<std::vector<float>> rows;
   for (int64_t n : {1, 15, 16, 17, 64, 100, 128, 256}) {
     std::vector<float> r(n);
     for (float& x : r) x = dist(rng);
     rows.push_back(r);
+    add_rows(n, r, rng, rows);
+  }
+  return rows;
+}
+
+// check(isa, row) for every ISA this CPU runs (scalar, AVX2, AVX-512) and every row.
+template <typename Fn>
+void ForEachIsaAndRow(const std::vector<std::vector<float>>& rows, Fn&& check) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    for (const std::vector<float>& r : rows) check(isa, r);
+  }
+}
+
+// Every ISA's quantize_query (attention.cc rounds each query head row of an int8 cache with it)
+// gives QuantizeQueryRow's bytes, scale and sum exactly: random rows of odd and head-dim lengths,
+// values on rounding ties, a zero row, rows whose scale is a denormal, and rows holding inf or NaN.
+TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  const auto rows = QuantizerRows(5, [&](int64_t n, std::vector<float>& r, std::mt19937& rng,
+                                         std::vector<std::vector<float>>& out) {
     // amax 127, so the scale is 1 / 256: every (k + 0.5) / 256 is a tie of the rounding.
     for (int64_t i = 0; i < n; ++i)
       r[i] = (i == 0) ? 127.0f : (static_cast<float>(i % 120) * 200 + 0.5f) / 256;
-    rows.push_back(r);
-    rows.push_back(std::vector<float>(n, 0.0f));
+    out.push_back(r);
+    out.push_back(std::vector<float>(n, 0.0f));
     for (float& x : r) x = 1e-43f * dist(rng);
-    rows.push_back(r);
+    out.push_back(r);
     r[n / 2] = INFINITY;
-    rows.push_back(r);
+    out.push_back(r);
     r[n / 2] = NAN;
-    rows.push_back(r);
-  }
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (!IsaSupported(isa)) continue;
-    const auto quantize = cpu::KernelsFor(isa).quantize_query;
-    for (const std::vector<float>& r : rows) {
-      const int64_t n = static_cast<int64_t>(r.size());
-      std::vector<int8_t> want(2 * n, 99), got(2 * n, 99);
-      int32_t want_sum = -1, got_sum = -2;
-      const float want_scale = QuantizeQueryRow(r.data(), n, want.data(), &want_sum);
-      const float got_scale = quantize(r.data(), n, got.data(), &got_sum);
-      EXPECT_EQ(std::memcmp(&got_scale, &want_scale, sizeof(float)), 0)
-          << IsaName(isa) << " n=" << n << " " << got_scale << " vs " << want_scale;
-      EXPECT_EQ(got, want) << IsaName(isa) << " n=" << n;
-      EXPECT_EQ(got_sum, want_sum) << IsaName(isa) << " n=" << n;
-    }
-  }
+    out.push_back(r);
+  });
+  ForEachIsaAndRow(rows, [](Isa isa, const std::vector<float>& r) {
+    const int64_t n = static_cast<int64_t>(r.size());
+    std::vector<int8_t> want(2 * n, 99), got(2 * n, 99);
+    int32_t want_sum = -1, got_sum = -2;
+    const float want_scale = QuantizeQueryRow(r.data(), n, want.data(), &want_sum);
+    const float got_scale = cpu::KernelsFor(isa).quantize_query(r.data(), n, got.data(), &got_sum);
+    EXPECT_EQ(std::memcmp(&got_scale, &want_scale, sizeof(float)), 0)
+        << IsaName(isa) << " n=" << n << " " << got_scale << " vs " << want_scale;
+    EXPECT_EQ(got, want) << IsaName(isa) << " n=" << n;
+    EXPECT_EQ(got_sum, want_sum) << IsaName(isa) << " n=" << n;
+  });
 }
 
 // Every ISA's quantize_kv (the KV store quantizes each K and V row of an int8 cache with it) gives
@@ -281,47 +298,39 @@ TEST(AttendBlockTest, QuantizeQueryIsQuantizeQueryRowOnEveryIsa) {
 // rounding ties, a row whose denormal scale puts values past the clamp, a zero row, rows whose
 // scale is a binary16 denormal or underflows to 0, and rows holding inf or NaN.
 TEST(AttendBlockTest, QuantizeKvIsQuantizeKvRowOnEveryIsa) {
-  std::mt19937 rng(6);
   std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
-  std::vector<std::vector<float>> rows;
-  for (int64_t n : {1, 15, 16, 17, 64, 100, 128, 256}) {
-    std::vector<float> r(n);
-    for (float& x : r) x = dist(rng);
-    rows.push_back(r);
+  const auto rows = QuantizerRows(6, [&](int64_t n, std::vector<float>& r, std::mt19937& rng,
+                                         std::vector<std::vector<float>>& out) {
     // amax 127 * 2: the scale is 2, so every odd integer is a tie of x / 2's rounding.
     for (int64_t i = 0; i < n; ++i) r[i] = (i == 0) ? -254.0f : static_cast<float>(i % 255 - 127);
-    rows.push_back(r);
+    out.push_back(r);
     // amax 1.4 * 127 * 2^-24: the scale rounds down to the binary16 denormal 2^-24, so x / scale
     // passes 127 (up to ~178) and is clamped.
     for (int64_t i = 0; i < n; ++i)
       r[i] = (i % 2 == 0 ? 1.0f : -1.0f) * (1.4f * 127 * 0x1p-24f) * (1.0f - 1e-3f * (i % 300));
-    rows.push_back(r);
-    rows.push_back(std::vector<float>(n, 0.0f));
+    out.push_back(r);
+    out.push_back(std::vector<float>(n, 0.0f));
     for (float& x : r) x = 1e-5f * dist(rng);  // scale up to ~2.4e-7: a binary16 denormal
-    rows.push_back(r);
+    out.push_back(r);
     for (float& x : r) x = 1e-9f * dist(rng);  // the scale underflows to 0
-    rows.push_back(r);
+    out.push_back(r);
     for (float& x : r) x = dist(rng);
     r[n / 2] = NAN;
-    rows.push_back(r);
+    out.push_back(r);
     // In lane 12 too (a vector maximum taken in the other operand order keeps NaN there).
     r[std::min<int64_t>(n - 1, 12)] = NAN;
-    rows.push_back(r);
+    out.push_back(r);
     r[n / 2] = -INFINITY;
-    rows.push_back(r);
-  }
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (!IsaSupported(isa)) continue;
-    const auto quantize = cpu::KernelsFor(isa).quantize_kv;
-    for (const std::vector<float>& r : rows) {
-      const int64_t n = static_cast<int64_t>(r.size());
-      std::vector<int8_t> want(n, 99), got(n, 99);
-      const uint16_t want_scale = QuantizeKvRow(r.data(), n, want.data());
-      const uint16_t got_scale = quantize(r.data(), n, got.data());
-      EXPECT_EQ(got_scale, want_scale) << IsaName(isa) << " n=" << n;
-      EXPECT_EQ(got, want) << IsaName(isa) << " n=" << n;
-    }
-  }
+    out.push_back(r);
+  });
+  ForEachIsaAndRow(rows, [](Isa isa, const std::vector<float>& r) {
+    const int64_t n = static_cast<int64_t>(r.size());
+    std::vector<int8_t> want(n, 99), got(n, 99);
+    const uint16_t want_scale = QuantizeKvRow(r.data(), n, want.data());
+    const uint16_t got_scale = cpu::KernelsFor(isa).quantize_kv(r.data(), n, got.data());
+    EXPECT_EQ(got_scale, want_scale) << IsaName(isa) << " n=" << n;
+    EXPECT_EQ(got, want) << IsaName(isa) << " n=" << n;
+  });
 }
 
 }  // namespace
