@@ -15,7 +15,7 @@ class EngineLoop {
     core_->set_callbacks(
         {.on_scheduled = [this](int64_t waiting) { queue_.SetEngineWaiting(waiting); },
          .on_request_released = [this](const std::string& id) { queue_.Release(id); },
-         .before_final_events = [this] { stats_.Set(core_->Stats()); }});
+         .before_events = [this] { stats_.Set(core_->Stats()); }});
     stats_.Set(core_->Stats());
     thread_ = std::thread([this] { Run(); });
   }

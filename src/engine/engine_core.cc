@@ -312,6 +312,7 @@ bool EngineCore::Step() {
     for (int64_t i = b; i < e; ++i) SampleChoice(&draws_[i]);
   });
   // Process outputs.
+  if (!draws_.empty() && callbacks_.before_events) callbacks_.before_events();
   for (PendingDraw& d : draws_) Emit(d);
   observed.seconds = std::chrono::duration<double>(Clock::now() - now).count();
   admission_.OnStep(observed, progress_, Clock::now());
@@ -423,7 +424,7 @@ void EngineCore::FinishRequest(RequestState* req, FinishReason reason, const Sta
 }
 
 void EngineCore::CleanUp() {
-  if (!held_finals_.empty() && callbacks_.before_final_events) callbacks_.before_final_events();
+  if (!held_finals_.empty() && callbacks_.before_events) callbacks_.before_events();
   // A final event is posted whatever the backlog (the choice ends here either way).
   for (auto& [stream, event] : held_finals_) (void)stream->Push(std::move(event));
   held_finals_.clear();

@@ -140,10 +140,11 @@ class EngineCore {
     std::function<void(int64_t num_waiting)> on_scheduled;
     // A request's choices have all finished and its state is freed: its id may be reused.
     std::function<void(const std::string& request_id)> on_request_released;
-    // Once choices have finished and are counted, before their final events are posted: the
-    // loop publishes Stats() here, so a client that has read the end of its response finds it
-    // counted in /metrics.
-    std::function<void()> before_final_events;
+    // Before a step posts its tokens, and again once choices have finished and are counted,
+    // before their final events are posted: the loop publishes Stats() here, so a client that has
+    // read a token of its response finds its request counted as running in /metrics, and one
+    // that has read the end finds it counted as finished.
+    std::function<void()> before_events;
   };
   void set_callbacks(Callbacks callbacks) { callbacks_ = std::move(callbacks); }
 
@@ -193,7 +194,7 @@ class EngineCore {
   std::vector<std::string> done_;
   std::vector<PendingDraw> draws_;
   // Final events of finished choices, held by FinishChoice until CleanUp posts them (after
-  // callbacks_.before_final_events; the streams live until CleanUp frees their requests).
+  // callbacks_.before_events; the streams live until CleanUp frees their requests).
   std::vector<std::pair<RequestStream*, RequestEvent>> held_finals_;
   std::vector<PromptLogit> prompt_logits_;               // scratch of Step
   std::vector<AdmissionController::Progress> progress_;  // scratch of Step
