@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 
 #include "engine/kv_cache.h"
@@ -121,6 +122,34 @@ TEST(EngineCoreTest, BatchOf32EqualsEachPromptAlone) {
   auto together = RunTogether(*core, prompts, 10);
   EXPECT_EQ(together, alone);
   EXPECT_EQ(core->Stats().kv_blocks_used, 0);
+}
+
+// The serving loop publishes the stats /metrics answers from in callbacks.before_events: every
+// event a client can read was posted after a snapshot counting its request, running while it
+// streams tokens and finished at its final event (a client that has read a token and asks at once
+// finds it counted; a test killing a server behind nginx relies on it).
+TEST(EngineCoreTest, EventsArePostedAfterStatsThatCountTheirRequest) {
+  auto core = MakeCore(SmallCoreOptions());
+  std::optional<EngineStats> published;
+  EngineCore::Callbacks callbacks;
+  callbacks.before_events = [&] { published = core->Stats(); };
+  core->set_callbacks(std::move(callbacks));
+  auto stream = *core->AddRequest(GreedyRequest({1, 2, 3}, 5));
+  int64_t tokens = 0;
+  while (core->has_work()) {
+    published.reset();
+    ASSERT_TRUE(core->Step());
+    const Result r = Drain(*stream)[0];
+    if (r.tokens.empty()) continue;
+    tokens += static_cast<int64_t>(r.tokens.size());
+    ASSERT_TRUE(published.has_value()) << "tokens posted with no stats published, token " << tokens;
+    if (r.finish == FinishReason::kNone) {
+      EXPECT_EQ(published->num_running, 1) << "token " << tokens;
+    } else {
+      EXPECT_EQ(published->requests_finished, 1) << "final event";
+    }
+  }
+  EXPECT_EQ(tokens, 5);
 }
 
 TEST(EngineCoreTest, ChunkedPrefillAtSevenTokensPerStepGivesTheSameTokens) {
