@@ -142,8 +142,14 @@ int64_t QuantRowTile(const PackedMatrix::Impl& w) {
   return std::max<int64_t>(8, (256 << 10) / w.cols / 8 * 8);
 }
 
-int64_t QuantChunkGroups(int64_t num_groups, int threads) {
-  const int64_t per_chunk = num_groups / (int64_t{kQuantChunksPerThread} * threads);
+int64_t QuantChunkGroups(const PackedMatrix::Impl& w, int threads, int64_t num_rows) {
+  int64_t per_thread = kQuantChunksPerThread;
+  if (num_rows <= kFewRows) {
+    const int64_t bytes = w.num_groups * w.num_sub * w.record_bytes;
+    per_thread =
+        std::max<int64_t>(kFewRowsMinChunksPerThread, bytes / (kFewRowsChunkBytes * threads));
+  }
+  const int64_t per_chunk = w.num_groups / (per_thread * threads);
   return std::max<int64_t>(2, (per_chunk + 1) / 2 * 2);
 }
 
@@ -164,7 +170,7 @@ void RunQuantKernel(const MatMulKernels& k, const PackedMatrix::Impl& w, const Q
               OutTile{out, w.rows, 0, 0, stream});
     return;
   }
-  const int64_t per_chunk = QuantChunkGroups(w.num_groups, threads);
+  const int64_t per_chunk = QuantChunkGroups(w, threads, num_rows);
   const int64_t chunks = (w.num_groups + per_chunk - 1) / per_chunk;
   const int64_t tiles = (num_rows + tile - 1) / tile;
   // Row tile major, as the single-thread loop: a tile's activations stay in L2 while the weights

@@ -308,8 +308,22 @@ int64_t QuantRowTile(const PackedMatrix::Impl& w);
 // Zen 5 VM, summed over each parallel region), 1.3-2.4% with claimed chunks. Small chunks bound
 // the wait at the end to about half a chunk, and each chunk names the next one its thread claimed
 // (OutTile::then_group), so none starts on weights still in memory.
+// Products of at most kFewRows rows (decode) go in chunks of about kFewRowsChunkBytes of weights
+// instead, at least kFewRowsMinChunksPerThread a thread: they are bound by reading the weights,
+// and there each chunk's start cost more than the balance saved (with one row tile the kernel
+// requests nothing of the next chunk, see QuantGroups, so each began on a stream the hardware
+// prefetcher had to find again). Measured on a Zen 5 VM (2 threads, 24 cold Q8_0 matrices of each
+// of Qwen2.5-0.5B's shapes, GB/s, 32 chunks a thread -> 2): 1 row 896 x 896 28-33 -> 34-46, 1152
+// x 896 28-31 -> 38-43, 896 x 4864 38-39 -> 39-44; 8 rows 896 x 896 21-24 -> 21-30; 16 rows
+// 13-18 -> 17-21; at 32 rows fewer chunks lost (9728 x 896 13 -> 7-10). Chunks of 256 KiB to a
+// whole half matrix measured alike (151,936 x 896 at 1 row: 37-55 GB/s each); 1 MiB keeps that
+// one in ~145 chunks. bench_model b = 1 at an 8,192-token context: 73.8 -> 78.9 tok/s, 57.7% ->
+// 63.1% of the bound (means of 12 runs each, alternating).
 inline constexpr int kQuantChunksPerThread = 32;
-int64_t QuantChunkGroups(int64_t num_groups, int threads);
+inline constexpr int64_t kFewRows = 16;
+inline constexpr int64_t kFewRowsChunkBytes = int64_t{1} << 20;
+inline constexpr int64_t kFewRowsMinChunksPerThread = 2;
+int64_t QuantChunkGroups(const PackedMatrix::Impl& w, int threads, int64_t num_rows);
 MatMulKernels Avx2Kernels();
 MatMulKernels Avx512Kernels();
 

@@ -237,6 +237,46 @@ TEST(MatMulStreamTest, AStreamedOutputEqualsTheCachedOne) {
   }
 }
 
+// Decode-sized products (up to kFewRows rows, bound by reading the weights) go in fewer, larger
+// chunks than the rest (QuantChunkGroups: ~1 MiB of weights, at least two a thread), which
+// threads claim as they finish. Every output is still computed by one call: 2 and 3 threads give
+// the single thread's bits, on every ISA, at the sizes either way of the switch.
+TEST(MatMulThreadsTest, DecodeSizedProductsGiveTheSameBitsOnAnyThreadCount) {
+  ThreadPool two(2), three(3);
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t rows : {1152, 9728}) {  // Qwen2.5-0.5B's qkv and gate_up: 1.2 and 9.3 MB of Q8_0
+    const std::vector<uint8_t> wbytes = RandomWeights(DType::kQ8_0, rows, 896, rng);
+    auto packed =
+        PackedMatrix::Pack({"w", DType::kQ8_0, {rows, 896}, wbytes.data(), wbytes.size()});
+    ASSERT_TRUE(packed.ok()) << packed.status().ToString();
+    const PackedMatrix::Impl& w = packed->impl();
+    for (int threads : {2, 3}) {
+      const int64_t few = QuantChunkGroups(w, threads, kFewRows);
+      const int64_t many = QuantChunkGroups(w, threads, kFewRows + 1);
+      EXPECT_GE((w.num_groups + few - 1) / few, 2 * threads) << rows;
+      EXPECT_LT(many, few) << rows;
+    }
+    for (int64_t num_rows : {int64_t{1}, int64_t{3}, kFewRows, kFewRows + 1}) {
+      std::vector<float> x(num_rows * 896);
+      for (float& v : x) v = nd(rng);
+      const size_t n = num_rows * rows;
+      for (Isa isa : testing::SupportedMatMulIsas()) {
+        const std::string label = std::string(IsaName(isa)) + " rows=" + std::to_string(rows) +
+                                  " num_rows=" + std::to_string(num_rows);
+        std::vector<float> one(n), got(n);
+        MatMulWithIsa(isa, *packed, x.data(), num_rows, nullptr, one.data(), nullptr);
+        for (ThreadPool* pool : {&two, &three}) {
+          std::fill(got.begin(), got.end(), -1.0f);
+          MatMulWithIsa(isa, *packed, x.data(), num_rows, nullptr, got.data(), pool);
+          ASSERT_EQ(0, std::memcmp(one.data(), got.data(), n * sizeof(float)))
+              << label << " threads=" << pool->num_threads();
+        }
+      }
+    }
+  }
+}
+
 TEST(MatMulPackTest, RejectsBadShapesAndTypes) {
   std::vector<uint8_t> bytes(4096);
   EXPECT_FALSE(PackedMatrix::Pack({"w", DType::kI32, {4, 8}, bytes.data(), 128}).ok());
