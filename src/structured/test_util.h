@@ -3,12 +3,14 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "structured/compiler.h"
 #include "structured/matcher.h"
 #include "structured/tokenizer_vocabulary.h"
 #include "util/paths.h"
@@ -30,6 +32,18 @@ inline bool UnderSanitizer() {
 #else
   return false;
 #endif
+}
+
+// `options` for a test that pins the work limits, not the clock. Sanitizers slow a compile
+// 10-60x and the CI machine's speed varies by day (support_ticket's token tables once took over
+// the 30 s warm limit under TSan), so there both time limits only guard against a hang: five
+// minutes each keeps a hang's own error inside ctest's 900 s timeout.
+inline CompileOptions WithSanitizerTimeLimits(CompileOptions options) {
+  if (UnderSanitizer()) {
+    options.time_limit = std::chrono::minutes(5);
+    options.warm_time = std::chrono::minutes(5);
+  }
+  return options;
 }
 
 inline bool BitSet(const std::vector<uint32_t>& mask, int32_t t) {

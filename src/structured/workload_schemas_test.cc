@@ -4,7 +4,6 @@
 // refuse legitimate ones (a 200-character maxLength string was once refused).
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,11 +20,8 @@ TEST(WorkloadSchemasTest, EveryShippedSchemaCompilesWithinTheDefaultLimits) {
   std::ifstream in(std::string(TINYSERVE_SOURCE_DIR) + "/data/workload/structured_tasks.jsonl");
   ASSERT_TRUE(in.good());
   const CompileOptions defaults;
-  // The work limit is what this pins. The 2 s time limit is a safety net: under TSan (10x or
-  // more slower) on a slow day support_ticket's ~45-75M steps passed it, so there it only guards
-  // against a hang, as in hostile_grammar_test.
-  CompileOptions options;
-  if (testing::UnderSanitizer()) options.time_limit = std::chrono::minutes(1);
+  // The work limit is what this pins; the time limits are a safety net, which sanitizers widen.
+  const CompileOptions options = testing::WithSanitizerTimeLimits(defaults);
   int schemas = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
