@@ -145,9 +145,8 @@ int64_t QuantRowTile(const PackedMatrix::Impl& w) {
 int64_t QuantChunkGroups(const PackedMatrix::Impl& w, int threads, int64_t num_rows) {
   int64_t per_thread = kQuantChunksPerThread;
   if (num_rows <= kFewRows) {
-    const int64_t bytes = w.num_groups * w.num_sub * w.record_bytes;
-    per_thread =
-        std::max<int64_t>(kFewRowsMinChunksPerThread, bytes / (kFewRowsChunkBytes * threads));
+    per_thread = std::max<int64_t>(kFewRowsMinChunksPerThread,
+                                   static_cast<int64_t>(w.bytes) / (kFewRowsChunkBytes * threads));
   }
   const int64_t per_chunk = w.num_groups / (per_thread * threads);
   return std::max<int64_t>(2, (per_chunk + 1) / 2 * 2);
