@@ -60,6 +60,7 @@ void HttpRequestParser::Reset() {
   phase_ = Phase::kHead;
   started_ = false;
   reported_head_ = false;
+  method_read_ = false;
   error_status_ = 0;
   error_message_.clear();
   pending_.clear();
@@ -124,6 +125,10 @@ size_t HttpRequestParser::Feed(std::string_view data) {
             end = i + 2;
           else if (i + 2 < pending_.size() && pending_[i + 1] == '\r' && pending_[i + 2] == '\n')
             end = i + 3;
+        }
+        if (const char* why = EarlyHeadError(old, end == 0 ? pending_.size() : end)) {
+          used += end == 0 ? take : end - old;
+          return FailAt(used, 400, why);
         }
         if (end == 0) {
           used += take;
@@ -210,6 +215,23 @@ size_t HttpRequestParser::Feed(std::string_view data) {
   }
   if (phase_ == Phase::kDone && state_ == State::kNeedMore) state_ = State::kComplete;
   return used;
+}
+
+// ParseHead would refuse these heads too, but only once their blank line arrived: a TLS handshake
+// or binary garbage sent to the port, or a request line ended by a bare CR, held the connection
+// until the head timeout (10 s) before its 400.
+const char* HttpRequestParser::EarlyHeadError(size_t from, size_t limit) {
+  for (size_t i = from; i < limit && !method_read_; ++i) {
+    if (pending_[i] == ' ') {
+      method_read_ = true;
+    } else if (!IsTchar(pending_[i])) {
+      return "malformed request method";
+    }
+  }
+  // A CR that ended the previous call's bytes is judged now, by the byte after it.
+  for (size_t i = from > 0 ? from - 1 : 0; i + 1 < limit; ++i)
+    if (pending_[i] == '\r' && pending_[i + 1] != '\n') return "bare CR in the request head";
+  return nullptr;
 }
 
 bool HttpRequestParser::ParseRequestLine(std::string_view line) {

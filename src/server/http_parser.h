@@ -64,6 +64,9 @@ class HttpRequestParser {
   bool Fail(int status, std::string message);
   // Fail, for Feed: returns the bytes used so far.
   size_t FailAt(size_t used, int status, std::string message);
+  // Why the head in pending_[0, limit) can never parse, from its bytes [from, limit) (earlier ones
+  // were judged by earlier calls), or null.
+  const char* EarlyHeadError(size_t from, size_t limit);
   bool ParseHead(std::string_view head);
   bool ParseRequestLine(std::string_view line);
   bool FinishHead();
@@ -75,6 +78,7 @@ class HttpRequestParser {
   Phase phase_ = Phase::kHead;
   bool started_ = false;
   bool reported_head_ = false;
+  bool method_read_ = false;  // the request line's method and the space after it have arrived
   int error_status_ = 0;
   std::string error_message_;
   std::string pending_;     // an incomplete head or line

@@ -101,6 +101,36 @@ TEST(HttpParser, RejectsHostileFraming) {
   }
 }
 
+// Heads that can never parse are refused as their bytes arrive, not when a blank line ends them
+// (which a TLS handshake or garbage never sends, so they held the connection until the head
+// timeout); whole or byte by byte, the same 400.
+TEST(HttpParser, HeadsThatCanNeverParseFailBeforeTheirEnd) {
+  const std::pair<std::string, std::string> cases[] = {
+      {std::string("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 11),  // TLS ClientHello
+       "malformed request method"},
+      {std::string("G\0T / HTTP/1.1", 14), "malformed request method"},
+      {"GET /health HTTP/1.1\rHost: a\r", "bare CR in the request head"},  // lines ended by CR
+      {"GET / HTTP/1.1\r\nHost: a\rX: b", "bare CR in the request head"},
+  };
+  for (const auto& [req, message] : cases) {
+    for (size_t step : {req.size(), size_t{1}}) {
+      HttpRequestParser p(HttpLimits{});
+      size_t used = 0;
+      EXPECT_EQ(FeedAll(p, req, step, &used), State::kError) << req << " step " << step;
+      EXPECT_EQ(p.error_status(), 400) << req;
+      EXPECT_EQ(p.error_message(), message) << req;
+    }
+  }
+  // Bytes after the head are the body's: a bare CR there is data, and the request parses.
+  const std::string post = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na\rb";
+  for (size_t step : {post.size(), size_t{1}}) {
+    HttpRequestParser p(HttpLimits{});
+    size_t used = 0;
+    ASSERT_EQ(FeedAll(p, post, step, &used), State::kComplete) << step;
+    EXPECT_EQ(p.request().body, "a\rb");
+  }
+}
+
 TEST(HttpParser, HeadLimitsCountLinesAndBytes) {
   HttpLimits limits;
   limits.max_header_bytes = 1024;
