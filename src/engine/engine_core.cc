@@ -28,11 +28,12 @@ AdmissionOptions AdmissionOptionsFor(const EngineOptions& o, const EngineLimits&
 // `top` most likely alternatives.
 TokenLogprobs PromptTokenLogprobs(std::span<const float> logits, int32_t token, int32_t top) {
   TokenLogprobs lp;
-  lp.chosen = {token, LogSoftmaxAt(logits, token)};
+  const float lse = LogSumExp(logits);
+  lp.chosen = {token, logits[token] - lse};
   const float own = logits[token];
   lp.rank = 1 + static_cast<int32_t>(
                     std::count_if(logits.begin(), logits.end(), [&](float v) { return v > own; }));
-  for (const auto& [id, value] : TopLogprobs(logits, top)) lp.top.push_back({id, value});
+  for (const auto& [id, value] : TopLogprobs(logits, top, lse)) lp.top.push_back({id, value});
   return lp;
 }
 

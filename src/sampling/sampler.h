@@ -64,13 +64,17 @@ void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& param
                     const SamplerState& state);
 // The index of the largest logit (the lowest index among ties).
 int32_t Argmax(std::span<const float> logits);
-// Log-softmax of `logits` at `token_id`, and the `k` most likely (token, logprob) pairs.
-float LogSoftmaxAt(std::span<const float> logits, int32_t token_id, float* log_sum_exp = nullptr);
-std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k);
+// log(sum(exp(logits))): the log-softmax of token t is logits[t] minus it. One pass of exp over
+// the vocabulary (in double), so a row's callers compute it once and share it.
+float LogSumExp(std::span<const float> logits);
+// The `k` most likely (token, logprob) pairs, most likely first; `lse` is LogSumExp(logits).
+std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k,
+                                                   float lse);
 
 // The candidate set after temperature / top-k / top-p / min-p: token ids and their
-// probabilities (normalised over the candidates), in no particular order. Uses partial
-// selection: top-p sorts only as many of the most likely tokens as it needs.
+// probabilities (normalised over the candidates); most likely first when top-k or top-p chose
+// them, in id order otherwise. The most likely are selected in one pass over the vocabulary
+// (top-p selects a growing number until they hold its mass), not sorted.
 struct Candidates {
   std::vector<int32_t> ids;
   std::vector<float> probs;

@@ -198,6 +198,61 @@ TEST(SamplerTest, TemperatureTopKTopPMinPMatchPlainMath) {
   }
 }
 
+// The candidates come best first (ByLogitDesc: larger logit, then lower id), as Draw walks them.
+void ExpectBestFirst(const std::vector<float>& logits, const Candidates& c) {
+  for (size_t i = 1; i < c.ids.size(); ++i) {
+    const int32_t a = c.ids[i - 1], b = c.ids[i];
+    ASSERT_TRUE(logits[a] > logits[b] || (logits[a] == logits[b] && a < b)) << i;
+  }
+}
+
+TEST(SamplerTest, QwenSizedVocabularyKeepsWhatAFullSortKeeps) {
+  // Qwen2.5's 151,936 logits rounded to quarters (many ties, broken by the lower id), every
+  // seventh masked: top_k below and above the heap selection's limit (4,096), top_p growing past
+  // 256 and 4,096 candidates, and the Qwen generation_config's top_k = 20 / top_p = 0.8.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> logits = RandomLogits(151936, 21);
+  for (float& x : logits) x = std::round(x * 4) / 4;
+  for (size_t i = 0; i < logits.size(); i += 7) logits[i] = -inf;
+  const struct {
+    float t;
+    int top_k;
+    float top_p;
+    float min_p;
+  } cases[] = {{0.7f, 20, 0.8f, 0.0f}, {1.0f, 20, 1.0f, 0.0f}, {1.0f, 5000, 1.0f, 0.0f},
+               {0.7f, 0, 0.8f, 0.0f},  {2.0f, 0, 0.95f, 0.0f}, {0.7f, 0, 0.8f, 0.05f},
+               {1.0f, 0, 1.0f, 0.1f}};
+  for (const auto& c : cases) {
+    ExpectCandidatesMatch(logits, c.t, c.top_k, c.top_p, c.min_p);
+    ResolvedSamplingParams p = Params(c.t);
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    if (c.top_k > 0 || c.top_p < 1.0f) ExpectBestFirst(logits, FilterCandidates(logits, p));
+  }
+  // Ascending logits: every id beats the worst kept so far (the selection's worst case).
+  std::vector<float> ascending(151936);
+  for (size_t i = 0; i < ascending.size(); ++i) ascending[i] = 1e-4f * static_cast<float>(i);
+  ExpectCandidatesMatch(ascending, 1.0f, 100, 1.0f, 0.0f);
+  ExpectCandidatesMatch(ascending, 0.01f, 0, 0.9f, 0.0f);
+}
+
+TEST(SamplerTest, NanLogitsStillGiveATokenOfTheVocabulary) {
+  // A broken model's NaN logits order nothing; the selection must still stay in bounds.
+  std::vector<float> logits = RandomLogits(151936, 3);
+  for (size_t i = 0; i < logits.size(); i += 3) logits[i] = std::numeric_limits<float>::quiet_NaN();
+  ResolvedSamplingParams p = Params(0.7f);
+  p.top_k = 20;
+  p.top_p = 0.8f;
+  SamplerState state(p, {});
+  for (int top_k : {20, 0}) {
+    p.top_k = top_k;
+    std::vector<float> l = logits;
+    const int32_t token = Sample(l, p, state).token_id;
+    EXPECT_GE(token, 0);
+    EXPECT_LT(token, static_cast<int32_t>(logits.size()));
+  }
+}
+
 TEST(SamplerTest, SameSeedGivesSameTokensDifferentSeedsDiffer) {
   auto run = [](uint64_t seed) {
     ResolvedSamplingParams p = Params(1.0f);
