@@ -12,11 +12,11 @@ namespace tinyserve::kernels {
 namespace cpu {
 
 const CpuKernels& KernelsFor(Isa isa) {
-#define TINYSERVE_KERNEL_TABLE(ns)                                                          \
-  CpuKernels {                                                                              \
-    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::FirstIndexPassing, \
-        &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::FromF32, &ns::AttendBlock,          \
-        &ns::QuantizeQuery, &ns::QuantizeKv                                                 \
+#define TINYSERVE_KERNEL_TABLE(ns)                                                              \
+  CpuKernels {                                                                                  \
+    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::FirstIndexPassing,     \
+        &ns::Argmax, &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::FromF32, &ns::AttendBlock, \
+        &ns::QuantizeQuery, &ns::QuantizeKv                                                     \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);
@@ -167,6 +167,8 @@ int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target) {
   return cpu::KernelsFor(isa).first_index_passing(w, n, target);
 }
 
+int64_t Argmax(Isa isa, const float* x, int64_t n) { return cpu::KernelsFor(isa).argmax(x, n); }
+
 void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
                      float* out) {
   const int64_t dim = table.RowLength();
@@ -226,6 +228,7 @@ float SoftmaxWeights(float* x, int64_t n) { return SoftmaxWeights(BestIsa(), x, 
 int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return FirstIndexPassing(BestIsa(), w, n, target);
 }
+int64_t Argmax(const float* x, int64_t n) { return Argmax(BestIsa(), x, n); }
 void EmbeddingLookup(const TensorView& table, const int32_t* ids, int64_t num_ids, float* out) {
   EmbeddingLookup(BestIsa(), table, ids, num_ids, out);
 }

@@ -66,6 +66,9 @@ float SoftmaxWeights(float* x, int64_t n);
 // The first i at which the running sum w[0] + ... + w[i] (w >= 0, in double) exceeds target, or
 // -1 if none does.
 int64_t FirstIndexPassing(const float* w, int64_t n, double target);
+// The lowest index of the largest x[i] (greedy decoding's token): NaN elements are never
+// chosen; 0 when n is 0 or every element is NaN. The same index on every ISA (max is exact).
+int64_t Argmax(const float* x, int64_t n);
 
 // out[i, :] = row ids[i] of `table` ([vocab, dim], any supported dtype) converted to f32.
 // Requires 0 <= ids[i] < vocab (callers validate ids). out: [num_ids, dim].
@@ -96,6 +99,7 @@ void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float
              ThreadPool* pool);
 float SoftmaxWeights(Isa isa, float* x, int64_t n);
 int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target);
+int64_t Argmax(Isa isa, const float* x, int64_t n);
 void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,
                      float* out);
 void AddBias(Isa isa, float* out, const float* bias, int64_t num_rows, int64_t dim);

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -185,6 +186,36 @@ TEST_P(OpsIsaTest, FirstIndexPassingIsWhereTheRunningSumPassesTarget) {
     EXPECT_EQ(FirstIndexPassing(GetParam(), w.data(), n, -1.0), 0);
     EXPECT_EQ(FirstIndexPassing(GetParam(), w.data(), n, 2 * run), -1);
   }
+}
+
+// The first index of the largest value: ties (values rounded to quarters) go to the lowest
+// index, NaN never wins, -inf only when nothing else is left; every length up to two vectors
+// and past, and the maximum in the first, the last and a tail lane.
+TEST_P(OpsIsaTest, ArgmaxIsTheLowestIndexOfTheLargestValue) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<int64_t> lengths = Dims();
+  lengths.push_back(151936);
+  for (int64_t n : lengths) {
+    std::vector<float> x(n);
+    FillRandom(x.data(), n, 41 + n, -8.0f, 8.0f);
+    for (float& v : x) v = std::round(v * 4) / 4;
+    for (int64_t i = 0; i < n; i += 5) x[i] = -inf;
+    for (int64_t i = 2; i < n; i += 7) x[i] = nan;
+    int64_t want = -1;  // written plainly: a scan for the largest non-NaN value, first wins
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isnan(x[i]) && (want < 0 || x[i] > x[want])) want = i;
+    EXPECT_EQ(Argmax(GetParam(), x.data(), n), want < 0 ? 0 : want) << "n " << n;
+    for (int64_t at : {int64_t{0}, n - 1, n / 2}) {
+      std::vector<float> y = x;
+      y[at] = 100.0f;
+      EXPECT_EQ(Argmax(GetParam(), y.data(), n), at) << "n " << n;
+    }
+  }
+  const std::vector<float> all_nan(20, nan), masked = {nan, -inf, -inf};
+  EXPECT_EQ(Argmax(GetParam(), all_nan.data(), 20), 0);
+  EXPECT_EQ(Argmax(GetParam(), masked.data(), 3), 1);
+  EXPECT_EQ(Argmax(GetParam(), masked.data(), 0), 0);
 }
 
 TEST_P(OpsIsaTest, AddBiasAndAddInPlaceMatchReferenceExactly) {

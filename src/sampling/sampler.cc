@@ -33,17 +33,24 @@ constexpr size_t kMaxHeapSelect = 4096;
 std::vector<int32_t> BestIds(std::span<const float> logits, size_t m) {
   const ByLogitDesc cmp{logits.data()};
   const auto n = static_cast<int32_t>(logits.size());
+  const float* v = logits.data();
   std::vector<int32_t> heap;
   heap.reserve(std::min<size_t>(m, logits.size()));
-  for (int32_t i = 0; i < n; ++i) {
-    if (heap.size() < m) {
-      heap.push_back(i);
-      std::push_heap(heap.begin(), heap.end(), cmp);
-    } else if (cmp(i, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), cmp);
-      heap.back() = i;
-      std::push_heap(heap.begin(), heap.end(), cmp);
-    }
+  int32_t i = 0;
+  for (; i < n && heap.size() < m; ++i) {
+    heap.push_back(i);
+    std::push_heap(heap.begin(), heap.end(), cmp);
+  }
+  // The worst kept value in a register: an id below it (most of them) costs one comparison of
+  // values read in order (NaN compares false: it goes on to cmp, which keeps it out or in as
+  // the sort would).
+  float worst = heap.empty() ? 0.0f : v[heap.front()];
+  for (; i < n; ++i) {
+    if (v[i] < worst || !cmp(i, heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), cmp);
+    heap.back() = i;
+    std::push_heap(heap.begin(), heap.end(), cmp);
+    worst = v[heap.front()];
   }
   std::sort_heap(heap.begin(), heap.end(), cmp);
   return heap;
@@ -113,15 +120,7 @@ void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& param
 }
 
 int32_t Argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  float best_value = logits.empty() ? 0.0f : logits[0];
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > best_value) {
-      best_value = logits[i];
-      best = static_cast<int32_t>(i);
-    }
-  }
-  return best;
+  return static_cast<int32_t>(kernels::Argmax(logits.data(), static_cast<int64_t>(logits.size())));
 }
 
 float LogSumExp(std::span<const float> logits) {

@@ -62,7 +62,8 @@ void ApplyLogitBias(std::span<float> logits, std::span<const std::pair<int32_t, 
 // output tokens.
 void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& params,
                     const SamplerState& state);
-// The index of the largest logit (the lowest index among ties).
+// The index of the largest logit (the lowest index among ties; NaN logits never win):
+// kernels::Argmax.
 int32_t Argmax(std::span<const float> logits);
 // log(sum(exp(logits))): the log-softmax of token t is logits[t] minus it. One pass of exp over
 // the vocabulary (in double), so a row's callers compute it once and share it.

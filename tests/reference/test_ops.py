@@ -124,6 +124,18 @@ class OpsOracleTest(unittest.TestCase):
                 np.testing.assert_allclose(out.reshape(rows, dim), want, rtol=1e-5, atol=1e-7,
                                            err_msg=isa)
 
+    def test_argmax_is_numpys(self):
+        # Values rounded to quarters (ties: the lowest index wins, as numpy.argmax), a masked
+        # (-inf) share, the Qwen2.5 vocabulary; rows shorter than a vector and with every tail.
+        for rows, dim in [(1, 1), (3, 17), (4, 33), (2, 151936)]:
+            x = np.round(self.rng.standard_normal((rows, dim)) * 8) / 4
+            x[self.rng.random((rows, dim)) < 0.3] = -np.inf
+            x = x.astype(np.float32)
+            want = np.argmax(x, axis=1)
+            args = ["argmax", rows, dim, self.save("x", x), self.path("out")]
+            for isa, out in self.for_each_isa(*args):
+                np.testing.assert_array_equal(out.astype(np.int64), want, err_msg=isa)
+
     def test_add_bias_matches(self):
         x = self.rng.standard_normal((5, 37)).astype(np.float32)
         b = self.rng.standard_normal(37).astype(np.float32)

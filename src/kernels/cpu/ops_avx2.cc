@@ -21,6 +21,7 @@ float SoftmaxWeights(float* x, int64_t n) { return simd::SoftmaxWeights<Vec>(x, 
 int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return simd::FirstIndexPassing<Vec>(w, n, target);
 }
+int64_t Argmax(const float* x, int64_t n) { return simd::Argmax<Vec>(x, n); }
 void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
   simd::AddBias<Vec>(out, bias, num_rows, dim);
 }

@@ -65,6 +65,15 @@ int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return -1;
 }
 
+int64_t Argmax(const float* x, int64_t n) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) continue;
+    if (best < 0 || x[i] > x[best]) best = i;
+  }
+  return best < 0 ? 0 : best;
+}
+
 void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim) {
   for (int64_t r = 0; r < num_rows; ++r) {
     for (int64_t i = 0; i < dim; ++i) out[r * dim + i] += bias[i];

@@ -125,6 +125,22 @@ int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return -1;
 }
 
+// The largest value first, in vectors (NaN lanes dropped: the max instructions return their
+// second operand, the running maximum, when the first is NaN), then its first index: one
+// compare per element, not the compare and move per element of a scalar running argmax.
+template <class Vec>
+int64_t Argmax(const float* x, int64_t n) {
+  using V = typename Vec::V;
+  const V neg_inf = Vec::Set1(-__builtin_inff());
+  V mx = neg_inf;
+  for (int64_t i = 0; i < n; i += Vec::kWidth)
+    mx = Vec::Max(Vec::LoadPartOr(x + i, n - i, neg_inf), mx);
+  const float best = Vec::ReduceMax(mx);
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] == best) return i;
+  return 0;  // every element NaN
+}
+
 template <class Vec>
 void AddInPlace(float* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; i += Vec::kWidth) {
