@@ -18,13 +18,10 @@ struct ByLogitDesc {
   bool operator()(int32_t a, int32_t b) const { return v[a] > v[b] || (v[a] == v[b] && a < b); }
 };
 
-// Up to this many candidates are selected by BestIds; more by sorting every id (top_k may be as
-// large as the vocabulary).
-constexpr size_t kMaxHeapSelect = 4096;
-
 // The min(m, vocabulary) best ids under ByLogitDesc, best first: what sorting every id and keeping
 // the first m gives, in one pass that holds the m best so far in a heap whose top is the worst of
-// them, so most ids cost one comparison with it. The sort it replaces (nth_element or
+// them, so most ids cost one comparison with it (m at or above the vocabulary: a heap sort of
+// every id). The sort it replaces (nth_element or
 // partial_sort over index vectors of the vocabulary, comparing through them) took 4-5 ms a draw
 // on Qwen2.5's 151,936 logits with its generation_config's top_k = 20 / top_p = 0.8, every token
 // of every sequence on the engine thread's pool; the whole draw now takes ~0.05 ms
@@ -54,19 +51,6 @@ std::vector<int32_t> BestIds(std::span<const float> logits, size_t m) {
   }
   std::sort_heap(heap.begin(), heap.end(), cmp);
   return heap;
-}
-
-// Every id, best first.
-std::vector<int32_t> SortedIds(std::span<const float> logits) {
-  std::vector<int32_t> ids(logits.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(), ByLogitDesc{logits.data()});
-  return ids;
-}
-
-// The m best ids, best first (all of them, sorted, when m is the vocabulary or more).
-std::vector<int32_t> TopIds(std::span<const float> logits, size_t m) {
-  return m <= kMaxHeapSelect && m < logits.size() ? BestIds(logits, m) : SortedIds(logits);
 }
 
 }  // namespace
@@ -135,18 +119,8 @@ float LogSumExp(std::span<const float> logits) {
 std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k,
                                                    float lse) {
   std::vector<std::pair<int32_t, float>> out;
-  if (k <= 0 || logits.empty()) return out;
-  k = std::min<int32_t>(k, static_cast<int32_t>(logits.size()));
-  // Partial selection: keep the k best in a small sorted buffer.
-  std::vector<int32_t> best;
-  best.reserve(k + 1);
-  ByLogitDesc cmp{logits.data()};
-  for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) {
-    if (static_cast<int32_t>(best.size()) == k && !cmp(i, best.back())) continue;
-    best.insert(std::upper_bound(best.begin(), best.end(), i, cmp), i);
-    if (static_cast<int32_t>(best.size()) > k) best.pop_back();
-  }
-  for (int32_t id : best) out.emplace_back(id, logits[id] - lse);
+  if (k <= 0) return out;
+  for (int32_t id : BestIds(logits, k)) out.emplace_back(id, logits[id] - lse);
   return out;
 }
 
@@ -163,27 +137,21 @@ Candidates FilterCandidates(std::span<const float> logits, const ResolvedSamplin
   const bool use_top_k = params.top_k > 0 && params.top_k < vocab;
   // Without top_k every token is a candidate: their weights by id, in this thread's scratch.
   thread_local std::vector<float> by_id;
-  if (use_top_k) {
-    ids = TopIds(logits, params.top_k);
-    ids.resize(params.top_k);
-  }
   float max_logit = kNegInf;
-  if (use_top_k) {
-    for (int32_t id : ids) max_logit = std::max(max_logit, logits[id]);
-  } else {
-    for (float x : logits) max_logit = std::max(max_logit, x);
-  }
   auto weight = [&](float x) { return x == kNegInf ? 0.0f : std::exp((x - max_logit) * inv_t); };
   if (use_top_k) {
+    ids = BestIds(logits, params.top_k);
+    for (int32_t id : ids) max_logit = std::max(max_logit, logits[id]);
     w.resize(ids.size());
     for (size_t j = 0; j < ids.size(); ++j) total += w[j] = weight(logits[ids[j]]);
   } else {
+    for (float x : logits) max_logit = std::max(max_logit, x);
     if (by_id.size() < logits.size()) by_id.resize(logits.size());
     for (int32_t i = 0; i < vocab; ++i) total += by_id[i] = weight(logits[i]);
   }
   // Gives ids the m best (best first) and w their weights, without top_k.
   auto select = [&](size_t m) {
-    ids = TopIds(logits, m);
+    ids = BestIds(logits, m);
     w.resize(ids.size());
     for (size_t j = 0; j < ids.size(); ++j) w[j] = by_id[ids[j]];
   };

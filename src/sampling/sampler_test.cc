@@ -208,8 +208,8 @@ void ExpectBestFirst(const std::vector<float>& logits, const Candidates& c) {
 
 TEST(SamplerTest, QwenSizedVocabularyKeepsWhatAFullSortKeeps) {
   // Qwen2.5's 151,936 logits rounded to quarters (many ties, broken by the lower id), every
-  // seventh masked: top_k below and above the heap selection's limit (4,096), top_p growing past
-  // 256 and 4,096 candidates, and the Qwen generation_config's top_k = 20 / top_p = 0.8.
+  // seventh masked: top_k small and in the thousands, top_p growing past 256 and 4,096
+  // candidates, and the Qwen generation_config's top_k = 20 / top_p = 0.8.
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> logits = RandomLogits(151936, 21);
   for (float& x : logits) x = std::round(x * 4) / 4;
