@@ -10,8 +10,9 @@ fixtures' are (test_llamacpp_parity.check_rows, the same tolerances per weight t
 int8 KV cache). Measured on Zen 5 (session 36): the f32 file within 1e-4 nats of llama.cpp at
 1,600 tokens, every file within its short-prompt tolerance.
 
-Also llama.cpp's ids for the whole tokenizer corpus (tests/data/tokenizer_corpus.jsonl, with and
-without parsing special tokens) against the GGUF tokenizer's, where the fixtures carry 30 strings.
+Also: files tinyserve writes, as llama.cpp reads them; and llama.cpp's ids for the whole tokenizer
+corpus (tests/data/tokenizer_corpus.jsonl, with and without parsing special tokens) against the
+GGUF tokenizer's, where the fixtures carry 30 strings.
 """
 import json
 import os
@@ -81,6 +82,30 @@ class LiveLlamaCppLongPromptTest(unittest.TestCase):
                 tol = TOLERANCE[weight_type(stem)] + allowance
                 line = check_rows(self, stem, self.load(stem, "live"), self.load(stem, kv), tol)
                 print(f"{stem}, {kv} KV cache, live llama.cpp: {line}", file=sys.stderr)
+
+
+class LiveLlamaCppReadsOurGgufTest(unittest.TestCase):
+    """Files tinyserve writes (`tinyserve dummy`, GgufWriter) as llama.cpp reads them: loaded by
+    llama.cpp, they give the rows tinyserve gives for the same file, within the tolerances of the
+    llama.cpp-written files of the same weight type (f16; q4_k_m, whose super-blocks tinyserve
+    packs itself). A misplaced tensor, a wrong shape or a block written in the wrong layout moves
+    log-probabilities by whole nats."""
+
+    def test_llama_cpp_agrees_on_files_tinyserve_wrote(self):
+        tool = os.path.join(BUILD_DIR, "tests", "tool_llamacpp_parity")
+        with tempfile.TemporaryDirectory() as tmp:
+            for dtype in ("f16", "q4_k_m"):
+                with self.subTest(dtype=dtype):
+                    gguf = os.path.join(tmp, f"tiny-{dtype}.gguf")
+                    run([os.environ["TINYSERVE_BIN"], "dummy", "--preset", "tiny", "--dtype",
+                         dtype, gguf])
+                    ref, ours = os.path.join(tmp, "live.json"), os.path.join(tmp, "ours.json")
+                    run(["node", LIVE, "logits", gguf, ref, "100,300"])
+                    run([tool, gguf, ref, ours, "f16"])
+                    with open(ref) as f, open(ours) as g:
+                        line = check_rows(self, f"tinyserve-{dtype}", json.load(f), json.load(g),
+                                          TOLERANCE[dtype])
+                    print(f"tinyserve dummy {dtype}, live llama.cpp: {line}", file=sys.stderr)
 
 
 class LiveLlamaCppTokenizerTest(unittest.TestCase):
