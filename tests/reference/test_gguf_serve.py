@@ -41,8 +41,10 @@ def post(url, body):
 
 
 class Server:
-    def __init__(self, model):
+    def __init__(self, model, max_model_len=512, kv_cache_memory="32MiB"):
         self.model = model
+        self.max_model_len = max_model_len
+        self.kv_cache_memory = kv_cache_memory
 
     def __enter__(self):
         self.port = free_port()
@@ -50,7 +52,8 @@ class Server:
         # The log goes to a file: an unread pipe could fill and stall the server.
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([BIN, "serve", self.model, "--port", str(self.port),
-                                      "--kv-cache-memory", "32MiB", "--max-model-len", "512",
+                                      "--kv-cache-memory", self.kv_cache_memory,
+                                      "--max-model-len", str(self.max_model_len),
                                       "--max-num-seqs", "4"],
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 120
@@ -72,6 +75,40 @@ class Server:
         self.proc.terminate()
         self.proc.wait(timeout=60)
         self.log.close()
+
+
+def check_prompt_logprobs(test, server, stem, ref):
+    """vLLM's prompt_logprobs (keyed by token id) against llama.cpp's top-10 after each
+    recorded prefix ids[:k]: entry k of the list predicts ids[k] from that prefix. With 20
+    alternatives per position, llama.cpp's 10 are all among them unless a logprob is off by
+    more than the tolerance. The echo form must carry the same numbers."""
+    ids = ref["ids"]
+    status, body = post(server.url + "/v1/completions", {
+        "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 20,
+        "echo": True, "logprobs": 1})
+    test.assertEqual(status, 200, body)
+    choice = body["choices"][0]
+    plp = choice["prompt_logprobs"]
+    test.assertEqual(len(plp), len(ids))
+    test.assertIsNone(plp[0])
+    echo = choice["logprobs"]
+    test.assertEqual(len(echo["token_logprobs"]), len(ids) + 1)
+    test.assertIsNone(echo["token_logprobs"][0])
+    tol = TOLERANCE[weight_type(stem)]
+    checked = 0
+    for pos in ref["positions"]:
+        k = pos["k"]
+        if k >= len(ids):
+            continue  # the distribution after the whole prompt is the first sample's
+        entry = plp[k]
+        test.assertEqual(entry[str(ids[k])]["logprob"], echo["token_logprobs"][k])
+        for token_id, logprob in pos["top"]:
+            got = entry.get(str(token_id))
+            test.assertIsNotNone(got, f"{stem} k={k}: llama.cpp's token {token_id} is not "
+                                      f"among the top 20")
+            test.assertLessEqual(abs(got["logprob"] - logprob), tol, f"{stem} k={k}")
+            checked += 1
+    test.assertGreater(checked, 0)
 
 
 class GgufServeTest(unittest.TestCase):
@@ -103,40 +140,8 @@ class GgufServeTest(unittest.TestCase):
                 self.assertEqual(status, 200, body)
                 self.assertEqual(body["usage"]["prompt_tokens"], len(ref["ids"]))
                 self.assertEqual(body["usage"]["completion_tokens"], n)
-                self.check_prompt_logprobs(s, stem, ref)
+                check_prompt_logprobs(self, s, stem, ref)
 
-    def check_prompt_logprobs(self, server, stem, ref):
-        """vLLM's prompt_logprobs (keyed by token id) against llama.cpp's top-10 after each
-        recorded prefix ids[:k]: entry k of the list predicts ids[k] from that prefix. With 20
-        alternatives per position, llama.cpp's 10 are all among them unless a logprob is off by
-        more than the tolerance. The echo form must carry the same numbers."""
-        ids = ref["ids"]
-        status, body = post(server.url + "/v1/completions", {
-            "prompt": ids, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 20,
-            "echo": True, "logprobs": 1})
-        self.assertEqual(status, 200, body)
-        choice = body["choices"][0]
-        plp = choice["prompt_logprobs"]
-        self.assertEqual(len(plp), len(ids))
-        self.assertIsNone(plp[0])
-        echo = choice["logprobs"]
-        self.assertEqual(len(echo["token_logprobs"]), len(ids) + 1)
-        self.assertIsNone(echo["token_logprobs"][0])
-        tol = TOLERANCE[weight_type(stem)]
-        checked = 0
-        for pos in ref["positions"]:
-            k = pos["k"]
-            if k >= len(ids):
-                continue  # the distribution after the whole prompt is the first sample's
-            entry = plp[k]
-            self.assertEqual(entry[str(ids[k])]["logprob"], echo["token_logprobs"][k])
-            for token_id, logprob in pos["top"]:
-                got = entry.get(str(token_id))
-                self.assertIsNotNone(got, f"{stem} k={k}: llama.cpp's token {token_id} is not "
-                                          f"among the top 20")
-                self.assertLessEqual(abs(got["logprob"] - logprob), tol, f"{stem} k={k}")
-                checked += 1
-        self.assertGreater(checked, 0)
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,9 +10,13 @@ fixtures' are (test_llamacpp_parity.check_rows, the same tolerances per weight t
 int8 KV cache). Measured on Zen 5 (session 36): the f32 file within 1e-4 nats of llama.cpp at
 1,600 tokens, every file within its short-prompt tolerance.
 
-Also: files tinyserve writes, as llama.cpp reads them; and llama.cpp's ids for the whole tokenizer
-corpus (tests/data/tokenizer_corpus.jsonl, with and without parsing special tokens) against the
-GGUF tokenizer's, where the fixtures carry 30 strings.
+Also: the same long prompts through `tinyserve serve` (prompt_logprobs, the engine's chunked
+path); files tinyserve writes, as llama.cpp reads them; and llama.cpp's ids for the whole
+tokenizer corpus (tests/data/tokenizer_corpus.jsonl, with and without parsing special tokens)
+against the GGUF tokenizer's, where the fixtures carry 30 strings.
+
+Release pass only (about 1.5 minutes there; the served long prompts would take several under
+ASan): ctest: no_asan
 """
 import json
 import os
@@ -23,6 +27,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from llamacpp_fixtures import BUILD_DIR, SOURCE_DIR, fixtures_dir  # noqa: E402
+from test_gguf_serve import Server, check_prompt_logprobs  # noqa: E402
 from test_llamacpp_parity import INT8_KV_ALLOWANCE, TOLERANCE, check_rows, weight_type  # noqa: E402
 
 LIVE = os.path.join(SOURCE_DIR, "tests", "tools", "llamacpp_live.mjs")
@@ -41,6 +46,26 @@ def run(cmd):
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
 
 
+RECORDS = None  # the live records of STEMS, written once for every test class (setUpModule)
+
+
+def setUpModule():
+    global RECORDS
+    RECORDS = tempfile.TemporaryDirectory()
+    for stem in STEMS:
+        run(["node", LIVE, "logits", os.path.join(fixtures_dir(), stem + ".gguf"),
+             os.path.join(RECORDS.name, stem + ".live.json"), LENGTHS])
+
+
+def tearDownModule():
+    RECORDS.cleanup()
+
+
+def live_record(stem):
+    with open(os.path.join(RECORDS.name, stem + ".live.json")) as f:
+        return json.load(f)
+
+
 class LiveLlamaCppLongPromptTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -49,8 +74,7 @@ class LiveLlamaCppLongPromptTest(unittest.TestCase):
         tool = os.path.join(BUILD_DIR, "tests", "tool_llamacpp_parity")
         for stem in STEMS:
             gguf = os.path.join(cls.dir, stem + ".gguf")
-            ref = os.path.join(cls.tmp.name, stem + ".live.json")
-            run(["node", LIVE, "logits", gguf, ref, LENGTHS])
+            ref = os.path.join(RECORDS.name, stem + ".live.json")
             for kv in ("f16", "int8"):
                 run([tool, gguf, ref, os.path.join(cls.tmp.name, f"{stem}.{kv}.json"), kv])
 
@@ -58,12 +82,12 @@ class LiveLlamaCppLongPromptTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def load(self, stem, suffix):
-        with open(os.path.join(self.tmp.name, f"{stem}.{suffix}.json")) as f:
+    def load(self, stem, kv):
+        with open(os.path.join(self.tmp.name, f"{stem}.{kv}.json")) as f:
             return json.load(f)
 
     def test_records_reach_past_partitions(self):
-        ref = self.load(STEMS[0], "live")
+        ref = live_record(STEMS[0])
         self.assertEqual([len(p["ids"]) for p in ref["prompts"]], [700, 1600])
         ks = [pos["k"] for pos in ref["prompts"][1]["positions"]]
         for k in (64, 65, 512, 513, 1024, 1025, 1600):
@@ -80,8 +104,22 @@ class LiveLlamaCppLongPromptTest(unittest.TestCase):
         for stem in STEMS:
             with self.subTest(fixture=stem, kv=kv):
                 tol = TOLERANCE[weight_type(stem)] + allowance
-                line = check_rows(self, stem, self.load(stem, "live"), self.load(stem, kv), tol)
+                line = check_rows(self, stem, live_record(stem), self.load(stem, kv), tol)
                 print(f"{stem}, {kv} KV cache, live llama.cpp: {line}", file=sys.stderr)
+
+
+class LiveLlamaCppServedLongPromptTest(unittest.TestCase):
+    """The same long prompts through `tinyserve serve` (the engine's path: prefill in chunks,
+    paged cache, the scheduler), as a scorer asks for them: vLLM's prompt_logprobs against
+    llama.cpp's top-10 at every recorded prefix (test_gguf_serve.check_prompt_logprobs)."""
+
+    def test_prompt_logprobs_of_long_prompts_match_live_llama_cpp(self):
+        for stem in ("qwen2-small-f32", "qwen2-tok-q8_0"):
+            gguf = os.path.join(fixtures_dir(), stem + ".gguf")
+            with self.subTest(fixture=stem), \
+                    Server(gguf, max_model_len=2048, kv_cache_memory="256MiB") as server:
+                for prompt in live_record(stem)["prompts"]:
+                    check_prompt_logprobs(self, server, stem, prompt)
 
 
 class LiveLlamaCppReadsOurGgufTest(unittest.TestCase):
