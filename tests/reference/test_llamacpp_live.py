@@ -13,7 +13,7 @@ int8 KV cache). Measured on Zen 5 (session 36): the f32 file within 1e-4 nats of
 Also: the same long prompts through `tinyserve serve` (prompt_logprobs, the engine's chunked
 path); files tinyserve writes, as llama.cpp reads them; and llama.cpp's ids for the whole
 tokenizer corpus (tests/data/tokenizer_corpus.jsonl, with and without parsing special tokens)
-against the GGUF tokenizer's, where the fixtures carry 30 strings.
+against the GGUF tokenizer's, where the fixtures carry 30 strings, and its text of every token id.
 
 Release pass only (about 1.5 minutes there; the served long prompts would take several under
 ASan): ctest: no_asan
@@ -147,6 +147,26 @@ class LiveLlamaCppReadsOurGgufTest(unittest.TestCase):
 
 
 class LiveLlamaCppTokenizerTest(unittest.TestCase):
+    def test_every_token_reads_as_llama_cpp_reads_it(self):
+        """Each id's text (special tokens rendered), all 151,936 of the GGUF vocabulary. llama.cpp's
+        comes through a JavaScript string, so a piece that is part of a character is U+FFFD there:
+        ours is compared after the same replacement."""
+        gguf = os.path.join(fixtures_dir(), "qwen2-tok-q8_0.gguf")
+        with tempfile.TemporaryDirectory() as tmp:
+            live, ours = os.path.join(tmp, "live.jsonl"), os.path.join(tmp, "ours.jsonl")
+            run(["node", LIVE, "pieces", gguf, live])
+            run([os.path.join(BUILD_DIR, "tests", "tool_tokenizer_tool"), "vocab", "gguf:" + gguf,
+                 ours])
+            with open(live) as f:
+                theirs = [json.loads(line) for line in f if line.strip()]
+            with open(ours) as f:
+                mine = [json.loads(line) for line in f if line.strip()]
+        self.assertEqual(len(theirs), 151936)
+        self.assertEqual(len(mine), len(theirs))
+        differ = [t["id"] for t, m in zip(theirs, mine) if t["hex"] != bytes.fromhex(
+            m["bytes_hex"]).decode("utf-8", "replace").encode().hex()]
+        self.assertEqual(differ, [])
+
     def test_corpus_ids_match_llama_cpp(self):
         gguf = os.path.join(fixtures_dir(), "qwen2-tok-q8_0.gguf")
         corpus = os.path.join(SOURCE_DIR, "tests", "data", "tokenizer_corpus.jsonl")

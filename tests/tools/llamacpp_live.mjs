@@ -6,6 +6,7 @@
 //
 //   node tests/tools/llamacpp_live.mjs logits MODEL.gguf OUT.json LENGTH[,LENGTH...]
 //   node tests/tools/llamacpp_live.mjs tokenize MODEL.gguf CORPUS.jsonl OUT.jsonl
+//   node tests/tools/llamacpp_live.mjs pieces MODEL.gguf OUT.jsonl
 //
 // logits: one prompt per LENGTH of seeded pseudo-random ids, written as the fixtures' reference
 // files are (see their README): for chosen prefix lengths k, llama.cpp's top-10 next-token ids with
@@ -14,12 +15,14 @@
 // f16 K/V cache (llama.cpp's default), 2 threads, batches of 512.
 // tokenize: per corpus line {"id", "hex", "ids", "ids_no_parse_special"}: llama_tokenize with and
 // without parsing special tokens, no BOS added (the Qwen2.5 files set add_bos_token false).
+// pieces: per token id {"id", "hex"}: llama.cpp's text of the id alone, special tokens rendered,
+// as a JavaScript string's UTF-8 (a piece that is part of a character reads as U+FFFD).
 import fs from "node:fs";
 import { getLlama } from "node-llama-cpp";
 
 const [mode, modelPath, ...rest] = process.argv.slice(2);
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
-const model = await llama.loadModel({ modelPath });
+const model = await llama.loadModel({ modelPath, vocabOnly: mode !== "logits" });
 
 // Prefix lengths worth recording: the first tokens, tinyserve's 16-token cache blocks, its 64- and
 // 128-key attention steps and 512-key partitions on either side, and the whole prompt.
@@ -122,12 +125,24 @@ function tokenizeCorpus(corpusPath, outPath) {
   fs.writeFileSync(outPath, out.join("\n") + "\n");
 }
 
+function pieces(outPath) {
+  const out = [];
+  const count = model.fileInfo.metadata.tokenizer.ggml.tokens.length;  // the GGUF's vocabulary
+  for (let id = 0; id < count; ++id) {
+    out.push(JSON.stringify({ id, hex: Buffer.from(model.detokenize([id], true), "utf8")
+                                           .toString("hex") }));
+  }
+  fs.writeFileSync(outPath, out.join("\n") + "\n");
+}
+
 if (mode === "logits") {
   await logitsRecord(rest[0], rest[1].split(",").map(Number));
 } else if (mode === "tokenize") {
   tokenizeCorpus(rest[0], rest[1]);
+} else if (mode === "pieces") {
+  pieces(rest[0]);
 } else {
-  throw new Error(`unknown mode ${mode}: logits or tokenize`);
+  throw new Error(`unknown mode ${mode}: logits, tokenize or pieces`);
 }
 await model.dispose();
 await llama.dispose();
