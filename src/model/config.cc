@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tinyserve {
 namespace {
@@ -60,17 +61,12 @@ StatusOr<Json> ParseObject(std::string_view text, const char* file) {
 }
 
 // The end-of-generation set llama.cpp derives from a GGUF vocabulary (llama-vocab.cpp): the
-// eos, eot and eom ids, every token whose text is one of the end-of-turn markers below, and the
-// FIM pad / repo / file-separator tokens. Qwen2.5 gets {151643, 151645, 151662, 151663, 151664}
-// plus "</s>" (128247), which the file marks NORMAL but llama.cpp treats as control.
+// eos, eot and eom ids and every token whose text is an end-of-turn marker or a FIM pad / repo /
+// file-separator token (IsGgufEndOfGenerationText). Qwen2.5 gets {151643, 151645, 151662,
+// 151663, 151664} plus "</s>" (128247), which the file marks NORMAL but llama.cpp treats as
+// control (so does the GGUF tokenizer).
 Status AddGgufEndOfGeneration(const GgufFile& f, const std::vector<std::string>& texts,
                               std::vector<int32_t>* ids) {
-  static constexpr std::string_view kEogTexts[] = {
-      "<|eot_id|>", "<|im_end|>",  "<|end|>",      "<end_of_turn>",   "<|endoftext|>",
-      "<|eom_id|>", "<EOT>",       "_<EOT>",       "<|end_of_text|>", "<end_of_utterance>",
-      "</s>",       "<|fim_pad|>", "<fim-pad>",    "<fim_pad>",       "<|repo_name|>",
-      "<fim-repo>", "<reponame>",  "<|file_sep|>", "<fim-file-sep>",  "<file_sep>",
-  };
   auto add = [&](int64_t id) {
     if (id < 0 || id >= static_cast<int64_t>(texts.size())) return;
     if (std::find(ids->begin(), ids->end(), id) == ids->end())
@@ -84,12 +80,7 @@ Status AddGgufEndOfGeneration(const GgufFile& f, const std::vector<std::string>&
     add(static_cast<int64_t>(*v));
   }
   for (size_t id = 0; id < texts.size(); ++id) {
-    for (std::string_view eog : kEogTexts) {
-      if (texts[id] == eog) {
-        add(static_cast<int64_t>(id));
-        break;
-      }
-    }
+    if (IsGgufEndOfGenerationText(texts[id])) add(static_cast<int64_t>(id));
   }
   std::sort(ids->begin() + 1, ids->end());  // the file's eos stays first
   return OkStatus();

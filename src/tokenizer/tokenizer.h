@@ -42,6 +42,13 @@ struct TokenizerParts {
   bool nfc = true;
 };
 
+// True for the token texts llama.cpp's GGUF vocabulary loader takes as end-of-generation markers
+// (llama-vocab.cpp: end-of-turn markers and the FIM pad / repo / file-separator tokens). It also
+// makes such a token a control token whatever type the file gives it ("control-looking token ...
+// its type will be overridden"): Qwen2.5's "</s>" (128247), NORMAL in the file, is parsed as one
+// token and left out of text decoded without special tokens.
+bool IsGgufEndOfGenerationText(std::string_view text);
+
 class Tokenizer {
  public:
   // `dir`/tokenizer.json and, if present, `dir`/tokenizer_config.json (eos/pad/bos, template).
@@ -54,7 +61,9 @@ class Tokenizer {
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> Qwen25FromNpmDir(
       const std::string& dir);
   // tokenizer.ggml.* metadata (model "gpt2", pre "qwen2"). CONTROL tokens become special added
-  // tokens, USER_DEFINED non-special added tokens, UNUSED ones decode to nothing.
+  // tokens, USER_DEFINED non-special added tokens, UNUSED ones decode to nothing; a NORMAL token
+  // whose text is an end-of-generation marker (IsGgufEndOfGenerationText) is CONTROL, as
+  // llama.cpp overrides its type.
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromGguf(const GgufFile& gguf);
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> FromGgufPath(const std::string& path);
   [[nodiscard]] static StatusOr<std::unique_ptr<Tokenizer>> Build(TokenizerParts parts);

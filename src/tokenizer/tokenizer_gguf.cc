@@ -1,5 +1,8 @@
 // Tokenizer::FromGguf: the tokenizer.ggml.* metadata llama.cpp writes for Qwen2 models, read
 // as llama.cpp reads it (token types, no NFC).
+#include <algorithm>
+#include <iterator>
+
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -13,6 +16,16 @@ namespace {
                                    kTypeByte = 6;
 
 }  // namespace
+
+bool IsGgufEndOfGenerationText(std::string_view text) {
+  static constexpr std::string_view kTexts[] = {
+      "<|eot_id|>", "<|im_end|>",  "<|end|>",      "<end_of_turn>",   "<|endoftext|>",
+      "<|eom_id|>", "<EOT>",       "_<EOT>",       "<|end_of_text|>", "<end_of_utterance>",
+      "</s>",       "<|fim_pad|>", "<fim-pad>",    "<fim_pad>",       "<|repo_name|>",
+      "<fim-repo>", "<reponame>",  "<|file_sep|>", "<fim-file-sep>",  "<file_sep>",
+  };
+  return std::find(std::begin(kTexts), std::end(kTexts), text) != std::end(kTexts);
+}
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGgufPath(const std::string& path) {
   TS_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Open(path));
@@ -45,7 +58,14 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
   }
   TokenizerParts parts;
   parts.vocab.resize(texts.size());
+  // NORMAL tokens llama.cpp makes control tokens (IsGgufEndOfGenerationText; their texts are
+  // ASCII, the same in byte-level form).
+  std::vector<std::string_view> promoted;
   for (size_t id = 0; id < texts.size(); ++id) {
+    if (types[id] == kTypeNormal && IsGgufEndOfGenerationText(texts[id])) {
+      types[id] = kTypeControl;
+      promoted.push_back(texts[id]);
+    }
     switch (types[id]) {
       case kTypeUndefined:
       case kTypeByte:
@@ -69,6 +89,10 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromGguf(const GgufFile& gguf) {
   for (const std::string& m : merges->strings()) {
     const size_t space = m.find(' ', 1);
     if (space == std::string::npos) return InvalidArgumentError("bad GGUF merge '{}'", m);
+    // A merge into a promoted token ("</s" + ">") is dropped: the qwen2 pre-tokenizer never
+    // leaves such a marker (punctuation around letters) inside one piece, so it never applies.
+    std::string joined = m.substr(0, space) + m.substr(space + 1);
+    if (std::find(promoted.begin(), promoted.end(), joined) != promoted.end()) continue;
     parts.merges.emplace_back(m.substr(0, space), m.substr(space + 1));
   }
   auto id_key = [&](const char* key) -> std::optional<int32_t> {

@@ -169,14 +169,21 @@ class LiveLlamaCppTokenizerTest(unittest.TestCase):
 
     def test_corpus_ids_match_llama_cpp(self):
         gguf = os.path.join(fixtures_dir(), "qwen2-tok-q8_0.gguf")
-        corpus = os.path.join(SOURCE_DIR, "tests", "data", "tokenizer_corpus.jsonl")
+        with open(os.path.join(SOURCE_DIR, "tests", "data", "tokenizer_corpus.jsonl")) as f:
+            lines = [line for line in f if line.strip()]
+        # Plus the texts of tokens llama.cpp makes control tokens though the file says NORMAL
+        # ("</s>"), beside ones that stay plain ("<s>", "<unk>") and real control tokens.
+        for i, text in enumerate(["a</s>b", "</s>", "x</s", "</s>\n</s></s>", "<s>", "<unk>",
+                                  "<|im_end|></s><|endoftext|>"]):
+            lines.append(json.dumps({"id": f"control-looking-{i}", "text": text}) + "\n")
         with tempfile.TemporaryDirectory() as tmp:
-            live = os.path.join(tmp, "live.jsonl")
+            corpus, live = os.path.join(tmp, "corpus.jsonl"), os.path.join(tmp, "live.jsonl")
+            with open(corpus, "w") as f:
+                f.writelines(lines)
             run(["node", LIVE, "tokenize", gguf, corpus, live])
             with open(live) as f:
                 cases = [json.loads(line) for line in f if line.strip()]
-            with open(corpus) as f:
-                self.assertEqual(len(cases), sum(1 for line in f if line.strip()))
+            self.assertEqual(len(cases), len(lines))
             src, dst = os.path.join(tmp, "in.jsonl"), os.path.join(tmp, "out.jsonl")
             with open(src, "w") as f:
                 for c in cases:
