@@ -15,7 +15,7 @@ path); files tinyserve writes, as llama.cpp reads them; and llama.cpp's ids for 
 tokenizer corpus (tests/data/tokenizer_corpus.jsonl, with and without parsing special tokens)
 against the GGUF tokenizer's, where the fixtures carry 30 strings, and its text of every token id.
 
-Release pass only (about 1.5 minutes there; the served long prompts would take several under
+Release pass only (112 s in CI there; the served long prompts would take minutes more under
 ASan): ctest: no_asan
 """
 import json
