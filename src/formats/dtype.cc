@@ -15,31 +15,19 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kInfos[] = {
-    {DType::kF32, "f32", 1, 4},
-    {DType::kF16, "f16", 1, 2},
-    {DType::kBF16, "bf16", 1, 2},
-    {DType::kQ4_0, "q4_0", 32, 18},
-    {DType::kQ4_1, "q4_1", 32, 20},
-    {DType::kQ5_0, "q5_0", 32, 22},
-    {DType::kQ5_1, "q5_1", 32, 24},
-    {DType::kQ8_0, "q8_0", 32, 34},
-    {DType::kQ2_K, "q2_k", 256, 84},
-    {DType::kQ3_K, "q3_k", 256, 110},
-    {DType::kQ4_K, "q4_k", 256, 144},
-    {DType::kQ5_K, "q5_k", 256, 176},
-    {DType::kQ6_K, "q6_k", 256, 210},
-    {DType::kIQ4_NL, "iq4_nl", 32, 18},
-    {DType::kIQ4_XS, "iq4_xs", 256, 136},
-    {DType::kTQ1_0, "tq1_0", 256, 54},
-    {DType::kTQ2_0, "tq2_0", 256, 66},
-    {DType::kMXFP4, "mxfp4", 32, 17},
-    {DType::kQ1_0, "q1_0", 128, 18},
-    {DType::kQ2_0, "q2_0", 64, 18},
-    {DType::kI8, "i8", 1, 1},
-    {DType::kI16, "i16", 1, 2},
-    {DType::kI32, "i32", 1, 4},
-    {DType::kI64, "i64", 1, 8},
-    {DType::kF64, "f64", 1, 8},
+    {DType::kF32, "f32", 1, 4},         {DType::kF16, "f16", 1, 2},
+    {DType::kBF16, "bf16", 1, 2},       {DType::kQ4_0, "q4_0", 32, 18},
+    {DType::kQ4_1, "q4_1", 32, 20},     {DType::kQ5_0, "q5_0", 32, 22},
+    {DType::kQ5_1, "q5_1", 32, 24},     {DType::kQ8_0, "q8_0", 32, 34},
+    {DType::kQ2_K, "q2_k", 256, 84},    {DType::kQ3_K, "q3_k", 256, 110},
+    {DType::kQ4_K, "q4_k", 256, 144},   {DType::kQ5_K, "q5_k", 256, 176},
+    {DType::kQ6_K, "q6_k", 256, 210},   {DType::kIQ4_NL, "iq4_nl", 32, 18},
+    {DType::kIQ3_S, "iq3_s", 256, 110}, {DType::kIQ4_XS, "iq4_xs", 256, 136},
+    {DType::kTQ1_0, "tq1_0", 256, 54},  {DType::kTQ2_0, "tq2_0", 256, 66},
+    {DType::kMXFP4, "mxfp4", 32, 17},   {DType::kQ1_0, "q1_0", 128, 18},
+    {DType::kQ2_0, "q2_0", 64, 18},     {DType::kI8, "i8", 1, 1},
+    {DType::kI16, "i16", 1, 2},         {DType::kI32, "i32", 1, 4},
+    {DType::kI64, "i64", 1, 8},         {DType::kF64, "f64", 1, 8},
 };
 
 const DTypeInfo* Find(DType t) {
@@ -54,10 +42,10 @@ struct UnsupportedGgml {
   std::string_view name;
 };
 constexpr UnsupportedGgml kUnsupportedGgml[] = {
-    {4, "q4_2"},        {5, "q4_3"},        {9, "q8_1"},      {15, "q8_k"},     {16, "iq2_xxs"},
-    {17, "iq2_xs"},     {18, "iq3_xxs"},    {19, "iq1_s"},    {21, "iq3_s"},    {22, "iq2_s"},
-    {29, "iq1_m"},      {31, "q4_0_4_4"},   {32, "q4_0_4_8"}, {33, "q4_0_8_8"}, {36, "iq4_nl_4_4"},
-    {37, "iq4_nl_4_8"}, {38, "iq4_nl_8_8"}, {40, "nvfp4"},
+    {4, "q4_2"},        {5, "q4_3"},      {9, "q8_1"},      {15, "q8_k"},       {16, "iq2_xxs"},
+    {17, "iq2_xs"},     {18, "iq3_xxs"},  {19, "iq1_s"},    {22, "iq2_s"},      {29, "iq1_m"},
+    {31, "q4_0_4_4"},   {32, "q4_0_4_8"}, {33, "q4_0_8_8"}, {36, "iq4_nl_4_4"}, {37, "iq4_nl_4_8"},
+    {38, "iq4_nl_8_8"}, {40, "nvfp4"},
 };
 
 }  // namespace

@@ -23,6 +23,7 @@ enum class DType : uint32_t {
   kQ5_K = 13,
   kQ6_K = 14,
   kIQ4_NL = 20,
+  kIQ3_S = 21,
   kIQ4_XS = 23,
   kI8 = 24,
   kI16 = 25,
@@ -38,7 +39,7 @@ enum class DType : uint32_t {
 };
 
 // A ggml type id tinyserve recognises by name and geometry but cannot compute with (IQ2_*,
-// IQ3_*, IQ1_*, NVFP4, ...): the name ("iq3_s") for error messages; empty for ids it does not
+// IQ3_XXS, IQ1_*, NVFP4, ...): the name ("iq3_s") for error messages; empty for ids it does not
 // know at all.
 std::string_view GgmlTypeNameOfUnsupported(uint32_t id);
 
@@ -50,7 +51,7 @@ std::optional<DType> DTypeFromName(std::string_view name);
 std::optional<DType> DTypeFromGgmlId(uint32_t id);
 
 // Weights per block: 1 for plain types, 32 for Q4_0..Q8_0, IQ4_NL and MXFP4, 64 for Q2_0,
-// 128 for Q1_0, 256 for k-quants, IQ4_XS and TQ1_0/TQ2_0.
+// 128 for Q1_0, 256 for k-quants, IQ3_S, IQ4_XS and TQ1_0/TQ2_0.
 int64_t BlockSize(DType t);
 // Bytes per block.
 int64_t BlockBytes(DType t);

@@ -21,9 +21,9 @@ namespace tinyserve::kernels {
 namespace {
 
 constexpr DType kQuantTypes[] = {
-    DType::kQ4_0,  DType::kQ4_1,  DType::kQ5_0,  DType::kQ5_1, DType::kQ8_0,   DType::kQ2_K,
-    DType::kQ3_K,  DType::kQ4_K,  DType::kQ5_K,  DType::kQ6_K, DType::kIQ4_NL, DType::kIQ4_XS,
-    DType::kMXFP4, DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0, DType::kQ2_0};
+    DType::kQ4_0,  DType::kQ4_1,  DType::kQ5_0,  DType::kQ5_1,  DType::kQ8_0,   DType::kQ2_K,
+    DType::kQ3_K,  DType::kQ4_K,  DType::kQ5_K,  DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS,
+    DType::kIQ3_S, DType::kMXFP4, DType::kTQ1_0, DType::kTQ2_0, DType::kQ1_0,   DType::kQ2_0};
 
 // Random block bytes with finite f16 fields (any byte pattern is a valid block otherwise; the
 // values only need to be the same for both kernels).

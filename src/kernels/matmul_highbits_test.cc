@@ -23,7 +23,8 @@
 namespace tinyserve::kernels {
 namespace {
 
-constexpr DType kHighTypes[] = {DType::kQ5_0, DType::kQ5_1, DType::kQ5_K, DType::kQ6_K};
+constexpr DType kHighTypes[] = {DType::kQ5_0, DType::kQ5_1, DType::kQ5_K, DType::kQ6_K,
+                                DType::kIQ3_S};
 
 // Random block bytes (every quant and high-bit pattern occurs) with small finite f16 fields:
 // masking every byte with 0x3b keeps f16 exponents small and still sets each q bit somewhere.
@@ -32,7 +33,7 @@ std::vector<uint8_t> RandomBlocks(DType t, int64_t rows, int64_t cols, std::mt19
   for (uint8_t& b : w) b = static_cast<uint8_t>(rng() & 0x3b);
   // 0x3b clears bit 2 and 6 of every byte: flip some bytes fully so every bit of q occurs.
   for (size_t i = 0; i < w.size(); i += 3) w[i] = static_cast<uint8_t>(rng());
-  // Re-mask the f16 scale fields (offset 0 of Q5_0/Q5_1/Q5_K blocks, 208 of Q6_K).
+  // Re-mask the f16 scale fields (offset 0 of Q5_0/Q5_1/Q5_K/IQ3_S blocks, 208 of Q6_K).
   const int64_t bb = BlockBytes(t);
   const int64_t field = t == DType::kQ6_K ? 208 : 0;
   const int fields = t == DType::kQ5_1 || t == DType::kQ5_K ? 2 : 1;

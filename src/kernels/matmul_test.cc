@@ -25,11 +25,11 @@
 namespace tinyserve::kernels {
 namespace {
 
-constexpr DType kAllTypes[] = {DType::kF32,   DType::kF16,    DType::kBF16,   DType::kQ4_0,
-                               DType::kQ4_1,  DType::kQ5_0,   DType::kQ5_1,   DType::kQ8_0,
-                               DType::kQ2_K,  DType::kQ3_K,   DType::kQ4_K,   DType::kQ5_K,
-                               DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4,
-                               DType::kTQ1_0, DType::kTQ2_0,  DType::kQ1_0,   DType::kQ2_0};
+constexpr DType kAllTypes[] = {
+    DType::kF32,   DType::kF16,    DType::kBF16,   DType::kQ4_0,  DType::kQ4_1,  DType::kQ5_0,
+    DType::kQ5_1,  DType::kQ8_0,   DType::kQ2_K,   DType::kQ3_K,  DType::kQ4_K,  DType::kQ5_K,
+    DType::kQ6_K,  DType::kIQ4_NL, DType::kIQ4_XS, DType::kIQ3_S, DType::kMXFP4, DType::kTQ1_0,
+    DType::kTQ2_0, DType::kQ1_0,   DType::kQ2_0};
 
 // Offsets of the f16 scale fields inside one block (random bytes elsewhere are valid quants).
 std::vector<int> F16Fields(DType t) {
@@ -308,7 +308,7 @@ TEST(MatMulPackTest, QuantsStayAtTheirBitWidth) {
         Expect{DType::kQ2_K, 4, 1, 4}, Expect{DType::kQ4_K, 4, 1, 4},
         Expect{DType::kIQ4_XS, 4, 1, 2}, Expect{DType::kMXFP4, 4, 4}, Expect{DType::kQ8_0, 8, 2},
         Expect{DType::kQ5_0, 5, 2}, Expect{DType::kQ5_1, 5, 2}, Expect{DType::kQ5_K, 5, 1, 4},
-        Expect{DType::kQ6_K, 6, 1, 2}}) {
+        Expect{DType::kQ6_K, 6, 1, 2}, Expect{DType::kIQ3_S, 5, 1, 2}}) {
     const int64_t rows = 64, cols = 1024;
     const uint64_t file = *RowBytes(e.type, cols) * rows;
     ASSERT_LE(file, bytes.size());

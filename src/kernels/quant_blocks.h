@@ -17,7 +17,7 @@ struct QuantTraits {
   bool has_min = false;
 };
 
-// Traits of a block type (Q4_0..Q6_K, IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0);
+// Traits of a block type (Q4_0..Q6_K, IQ3_S, IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0);
 // sub_block == 0 for other types.
 QuantTraits GetQuantTraits(DType type);
 
@@ -33,7 +33,7 @@ void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* 
 bool NibbleTable(DType type, uint8_t table[16]);
 
 // Bits of q above the low 4 for the formats whose q needs 5 or 6 (the matmul stores them in a
-// plane beside 4-bit lines): 1 for Q5_0, Q5_1 and Q5_K, 2 for Q6_K, 0 otherwise.
+// plane beside 4-bit lines): 1 for Q5_0, Q5_1, Q5_K and IQ3_S, 2 for Q6_K, 0 otherwise.
 int HighQuantBits(DType type);
 
 // Whether every scale and offset DecodeRowToInts gives for `type` is an f16 value (the format
@@ -42,7 +42,7 @@ int HighQuantBits(DType type);
 bool ScalesAreF16(DType type);
 
 // The formats with 256-weight super-blocks whose sub-block scales are an f16 factor times small
-// integers: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS.
+// integers: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ3_S and IQ4_XS.
 bool HasScaleFactors(DType type);
 
 // Their scales as the file stores them: per super-block of 256 weights an f16 factor d (and
@@ -59,10 +59,11 @@ void DecodeScaleFactors(DType type, const void* src, int64_t n, uint16_t* d, uin
 // The k-quant halves (quant_kquants.cc), called by the functions above and QuantizeRow.
 void DecodeKQuantRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale,
                      float* offset);
-// The k-quants' and IQ4_XS's halves of DecodeScaleFactors.
+// The k-quants', IQ4_XS's and IQ3_S's parts of DecodeScaleFactors.
 void DecodeKQuantScales(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
                         int8_t* sc, int8_t* neg_min);
 void DecodeIq4XsScales(const void* src, int64_t n, uint16_t* d, int8_t* sc);
+void DecodeIq3sScales(const void* src, int64_t n, uint16_t* d, int8_t* sc);
 // The table and ternary/binary formats (quant_iquants.cc): no offsets (zero-point formats),
 // sub-blocks of 32.
 void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* scale);

@@ -132,6 +132,7 @@ QuantTraits GetQuantTraits(DType type) {
     case DType::kQ4_0:
       return {32, 8, false};
     case DType::kQ5_0:
+    case DType::kIQ3_S:
       return {32, 16, false};
     case DType::kQ8_0:
       return {32, 128, false};
@@ -185,6 +186,7 @@ bool HasScaleFactors(DType type) {
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ6_K:
+    case DType::kIQ3_S:
     case DType::kIQ4_XS:
       return true;
     default:
@@ -194,8 +196,13 @@ bool HasScaleFactors(DType type) {
 
 void DecodeScaleFactors(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
                         int8_t* sc, int8_t* neg_min) {
-  if (type != DType::kIQ4_XS) return DecodeKQuantScales(type, src, n, d, dmin, sc, neg_min);
-  DecodeIq4XsScales(src, n, d, sc);
+  if (type != DType::kIQ4_XS && type != DType::kIQ3_S)
+    return DecodeKQuantScales(type, src, n, d, dmin, sc, neg_min);
+  if (type == DType::kIQ4_XS) {
+    DecodeIq4XsScales(src, n, d, sc);
+  } else {
+    DecodeIq3sScales(src, n, d, sc);
+  }
   std::fill(dmin, dmin + n / 256, uint16_t{0});
   std::fill(neg_min, neg_min + n / 32, int8_t{0});
 }
@@ -212,6 +219,7 @@ void DecodeRowToInts(DType type, const void* src, int64_t n, uint8_t* q, float* 
       return;
     case DType::kIQ4_NL:
     case DType::kIQ4_XS:
+    case DType::kIQ3_S:
     case DType::kMXFP4:
     case DType::kTQ1_0:
     case DType::kTQ2_0:

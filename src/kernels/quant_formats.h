@@ -1,5 +1,5 @@
-// ggml's block-quantized weight formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL,
-// IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0; quantizers for the first ten): exact
+// ggml's block-quantized weight formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ3_S,
+// IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0; quantizers for the first ten): exact
 // block layouts, and conversion of whole rows to and from f32. These are the reference
 // definitions every fast kernel and repacking is checked against. Pure functions.
 #pragma once

@@ -21,8 +21,8 @@ constexpr DType kBlockTypes[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType
                                  DType::kQ5_K, DType::kQ6_K};
 
 // Formats read from files only (no quantizer): decoded, never encoded.
-constexpr DType kDecodeOnlyTypes[] = {DType::kIQ4_NL, DType::kIQ4_XS, DType::kMXFP4, DType::kTQ1_0,
-                                      DType::kTQ2_0,  DType::kQ1_0,   DType::kQ2_0};
+constexpr DType kDecodeOnlyTypes[] = {DType::kIQ4_NL, DType::kIQ4_XS, DType::kIQ3_S, DType::kMXFP4,
+                                      DType::kTQ1_0,  DType::kTQ2_0,  DType::kQ1_0,  DType::kQ2_0};
 
 class BlockTypeTest : public ::testing::TestWithParam<DType> {};
 class DecodeTest : public ::testing::TestWithParam<DType> {};

@@ -3,6 +3,10 @@
 //   IQ4_NL  18 B / 32:  d (f16), qs[16] 4-bit indices into the non-linear table below
 //   IQ4_XS 136 B / 256: d, scales_h (u16: 2 high bits per sub-block), scales_l[4] (4 low
 //                       bits per sub-block), qs[128]; sub-block j scale = d * (ls_j - 32)
+//   IQ3_S  110 B / 256: d, qs[64] (low 8 bits of a 9-bit codebook index per 4 weights),
+//                       qh[8] (the 9th bits, a byte per sub-block), signs[32] (a bit per
+//                       weight, set: negative), scales[4] (4 bits per sub-block); sub-block j
+//                       scale = d * (1 + 2 s_j), weight = scale * sign * magnitude (iq3s_grid.h)
 //   MXFP4   17 B / 32:  e (E8M0 exponent), qs[16] 4-bit indices into twice the E2M1 values;
 //                       scale = 2^(e - 128) (half the E8M0 value, as the table is doubled)
 //   TQ1_0   54 B / 256: qs[48] five base-3 digits per byte, qh[4] four digits per byte, d
@@ -10,11 +14,13 @@
 //   Q1_0    18 B / 128: d, 16 bytes of sign bits (bit j % 8 of byte j / 8): weight = +-d
 //   Q2_0    18 B / 64:  d, 16 bytes of 2-bit codes (bits 2 (j % 4) of byte j / 4): d * (code - 1)
 // Table formats store q = table value + 128 (zero point 128, like Q8_0): the tables are int8.
+// IQ3_S stores q = sign * magnitude + 16 (1..31, zero point 16, like Q5_0).
 // The single-scale formats (TQ*, Q1_0, Q2_0) repeat their scale over 32-weight sub-blocks.
 #include <cstring>
 
 #include "kernels/block_bytes.h"
 #include "kernels/convert.h"
+#include "kernels/iq3s_grid.h"
 #include "kernels/quant_blocks.h"
 
 namespace tinyserve::kernels {
@@ -64,6 +70,27 @@ void DecodeTq1(const uint8_t* b, uint8_t* q) {
     for (int m = 0; m < 4; ++m) q[e++] = Base3Digit(qh[m], n);
 }
 
+// The integer scale of IQ3_S sub-block j (1 + 2 * its 4-bit field): odd, 1..31.
+int Iq3sScale(const uint8_t* b, int j) { return 1 + 2 * ((b[106 + j / 2] >> (4 * (j % 2))) & 15); }
+
+// 256 weights of an IQ3_S block as q = sign * magnitude + 16. Sub-block j (32 weights) has 8
+// groups of 4: group g's index is qs[8j + g] with bit g of qh[j] as its 9th bit, and weight i
+// of the sub-block is negative when bit i % 8 of signs[4j + i / 8] is set.
+void DecodeIq3s(const uint8_t* b, uint8_t* q) {
+  const uint8_t* qs = b + 2;
+  const uint8_t* qh = b + 66;
+  const uint8_t* signs = b + 74;
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 32; ++i) {
+      const int g = i / 4;
+      const uint32_t entry = kIq3sGrid[qs[8 * j + g] | (((qh[j] >> g) & 1) << 8)];
+      const int magnitude = static_cast<int>((entry >> (8 * (i % 4))) & 0xFF);
+      const bool negative = (signs[4 * j + i / 8] >> (i % 8)) & 1;
+      q[32 * j + i] = static_cast<uint8_t>((negative ? -magnitude : magnitude) + 16);
+    }
+  }
+}
+
 void DecodeTq2(const uint8_t* b, uint8_t* q) {
   for (int e = 0; e < 256; ++e) {
     const int half = e / 128, l = (e % 128) / 32, m = e % 32;
@@ -92,6 +119,12 @@ void DecodeExtraRow(DType type, const void* src, int64_t n, uint8_t* q, float* s
           bscale[j] = d * static_cast<float>(ls - 32);
           TableNibbles(kIq4Values, b + 8 + 16 * j, bq + 32 * j);
         }
+        break;
+      }
+      case DType::kIQ3_S: {
+        const float d = Fp16ToF32(LoadU16(b));
+        DecodeIq3s(b, bq);
+        for (int j = 0; j < 8; ++j) bscale[j] = d * static_cast<float>(Iq3sScale(b, j));
         break;
       }
       case DType::kMXFP4:
@@ -140,6 +173,14 @@ void DecodeIq4XsScales(const void* src, int64_t n, uint16_t* d, int8_t* sc) {
   }
 }
 
+void DecodeIq3sScales(const void* src, int64_t n, uint16_t* d, int8_t* sc) {
+  const auto* b = static_cast<const uint8_t*>(src);
+  for (int64_t blk = 0; blk < n / 256; ++blk, b += BlockBytes(DType::kIQ3_S)) {
+    d[blk] = LoadU16(b);
+    for (int j = 0; j < 8; ++j) sc[blk * 8 + j] = static_cast<int8_t>(Iq3sScale(b, j));
+  }
+}
+
 bool NibbleTable(DType type, uint8_t table[16]) {
   const int8_t* codebook = nullptr;
   switch (type) {
@@ -172,6 +213,7 @@ int HighQuantBits(DType type) {
     case DType::kQ5_0:
     case DType::kQ5_1:
     case DType::kQ5_K:
+    case DType::kIQ3_S:
       return 1;
     case DType::kQ6_K:
       return 2;

@@ -5,9 +5,13 @@ dequantize_row_* of ggml-quants.c), in float32 with ggml's order of operations, 
 results must match BIT FOR BIT on random (valid: finite f16 scales) block bytes. The round
 trip QuantizeRow -> DequantizeRow must stay within half a quantization step of each sub-block
 (step = the sub-block's effective scale, e.g. d for Q8_0, d * sc for Q4_K) plus float rounding.
-Driven through $TINYSERVE_BUILD_DIR/tests/tool_quant_tool.
+Driven through $TINYSERVE_BUILD_DIR/tests/tool_quant_tool. IQ3_S's codebook (512 x 4
+magnitudes) is read from ggml-common.h of the llama.cpp release that node-llama-cpp ships (a git
+bundle in node_modules, see package.json), not from tinyserve's copy, so every entry of that copy
+is checked against llama.cpp's own source.
 """
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -20,9 +24,10 @@ BLOCK = {  # name: (weights per block, bytes per block)
     "q2_k": (256, 84), "q3_k": (256, 110), "q4_k": (256, 144), "q5_k": (256, 176),
     "q6_k": (256, 210), "iq4_nl": (32, 18), "iq4_xs": (256, 136), "mxfp4": (32, 17),
     "tq1_0": (256, 54), "tq2_0": (256, 66), "q1_0": (128, 18), "q2_0": (64, 18),
+    "iq3_s": (256, 110),
 }
 # Formats without a quantizer in tinyserve (read from GGUF files only).
-DEQUANT_ONLY = {"iq4_nl", "iq4_xs", "mxfp4", "tq1_0", "tq2_0", "q1_0", "q2_0"}
+DEQUANT_ONLY = {"iq4_nl", "iq4_xs", "mxfp4", "tq1_0", "tq2_0", "q1_0", "q2_0", "iq3_s"}
 # ggml's IQ4_NL grid and twice the E2M1 (FP4) values (kvalues_iq4nl, kvalues_mxfp4).
 IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                       np.int32)
@@ -30,7 +35,24 @@ MXFP4_VALUES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12
 F16_FIELDS = {"q4_0": [0], "q4_1": [0, 2], "q5_0": [0], "q5_1": [0, 2], "q8_0": [0],
               "q2_k": [80, 82], "q3_k": [108], "q4_k": [0, 2], "q5_k": [0, 2], "q6_k": [208],
               "iq4_nl": [0], "iq4_xs": [0], "mxfp4": [], "tq1_0": [52], "tq2_0": [64],
-              "q1_0": [0], "q2_0": [0]}
+              "q1_0": [0], "q2_0": [0], "iq3_s": [0]}
+SOURCE_DIR = os.environ.get("TINYSERVE_SOURCE_DIR",
+                            os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+LLAMA_CPP_BUNDLE = os.path.join(SOURCE_DIR, "node_modules/node-llama-cpp/llama/gitRelease.bundle")
+
+
+def llama_cpp_iq3s_grid():
+    """iq3s_grid of ggml-common.h in llama.cpp's own source: uint8 [512, 4] magnitudes (byte j
+    of each uint32 entry is the magnitude of weight j of its group of 4)."""
+    with tempfile.TemporaryDirectory() as repo:
+        subprocess.run(["git", "init", "-q", repo], check=True)
+        subprocess.run(["git", "-C", repo, "fetch", "-q", LLAMA_CPP_BUNDLE], check=True)
+        common = subprocess.run(["git", "-C", repo, "show", "FETCH_HEAD:ggml/src/ggml-common.h"],
+                                check=True, capture_output=True, text=True).stdout
+    body = common.split("GGML_TABLE_BEGIN(uint32_t, iq3s_grid, 512)", 1)[1]
+    entries = re.findall(r"0x[0-9a-fA-F]+", body.split("GGML_TABLE_END()", 1)[0])
+    assert len(entries) == 512, len(entries)
+    return np.array([int(e, 16) for e in entries], "<u4").view(np.uint8).reshape(512, 4)
 
 
 def f16(b, off):
@@ -190,8 +212,29 @@ def tq1_digits(b):
     return np.concatenate(out, axis=1)
 
 
+def dequant_iq3_s(b, grid):
+    """dequantize_row_iq3_s: per sub-block ib of 32, scale d * (1 + 2 * 4-bit field); weight i
+    is that times grid[qs[8 ib + i / 4] + 256 * bit (i / 4) of qh[ib]][i % 4], negated when bit
+    i % 8 of signs[4 ib + i / 8] is set."""
+    d = f16(b, 0)[:, 0]
+    qs, qh, signs = b[:, 2:66].astype(np.int32), b[:, 66:74].astype(np.int32), b[:, 74:106]
+    i = np.arange(32)
+    y = np.zeros((b.shape[0], 256), F32)
+    for ib in range(8):
+        field = (b[:, 106 + ib // 2].astype(np.int32) >> (4 * (ib % 2))) & 0xF
+        db = d * (1 + 2 * field).astype(F32)
+        index = qs[:, 8 * ib + i // 4] | (((qh[:, ib:ib + 1] >> (i // 4)) & 1) << 8)
+        magnitude = grid[index, i % 4].astype(F32)
+        negative = (signs[:, 4 * ib + i // 8].astype(np.int32) >> (i % 8)) & 1
+        sign = np.where(negative == 1, -1, 1).astype(F32)
+        y[:, 32 * ib:32 * ib + 32] = db[:, None] * magnitude * sign
+    return y
+
+
 def dequant_extra(name, b):
     nb = b.shape[0]
+    if name == "iq3_s":
+        return dequant_iq3_s(b, llama_cpp_iq3s_grid())
     if name in ("iq4_nl", "mxfp4"):
         table, off = (IQ4_VALUES, 2) if name == "iq4_nl" else (MXFP4_VALUES, 1)
         d = f16(b, 0) if name == "iq4_nl" else e8m0_half(b[:, 0:1])

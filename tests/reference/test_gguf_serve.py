@@ -21,7 +21,6 @@ from llamacpp_fixtures import fixtures_dir  # noqa: E402
 from test_llamacpp_parity import TOLERANCE, weight_type  # noqa: E402
 
 BIN = os.environ.get("TINYSERVE_BIN", "build/release/tinyserve")
-UNSUPPORTED = {"qwen2-small-iq3_s", "qwen2-small-iq3_m"}
 
 
 def free_port():
@@ -117,8 +116,6 @@ class GgufServeTest(unittest.TestCase):
         stems = sorted(f[:-5] for f in os.listdir(d) if f.endswith(".gguf"))
         self.assertEqual(len(stems), 30)
         for stem in stems:
-            if stem in UNSUPPORTED:
-                continue
             with self.subTest(fixture=stem), Server(os.path.join(d, stem + ".gguf")) as s:
                 with open(os.path.join(d, stem + ".reference.json")) as f:
                     ref = json.load(f)["prompts"][0]

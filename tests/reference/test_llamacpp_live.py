@@ -34,10 +34,11 @@ LIVE = os.path.join(SOURCE_DIR, "tests", "tools", "llamacpp_live.mjs")
 LENGTHS = "700,1600"
 # One file per kind of arithmetic: f32 (nothing rounded but the f16 cache: the tightest check of
 # attention and RoPE at far positions), f16 and bf16 weights, the int8 paths of 8-bit, k-quant,
-# codebook and 2-bit weights, and the real Qwen2.5 vocabulary with tied embeddings (qwen2-tok).
+# codebook (IQ4_XS; IQ3_S with its 512-point grid in iq3_m) and 2-bit weights, and the real
+# Qwen2.5 vocabulary with tied embeddings (qwen2-tok).
 STEMS = ["qwen2-small-f32", "qwen2-small-f16", "qwen2-small-bf16", "qwen2-small-q8_0",
-         "qwen2-small-q4_k_m", "qwen2-small-q6_k", "qwen2-small-iq4_xs", "qwen2-small-q2_k",
-         "qwen2-tok-q8_0"]
+         "qwen2-small-q4_k_m", "qwen2-small-q6_k", "qwen2-small-iq4_xs", "qwen2-small-iq3_m",
+         "qwen2-small-q2_k", "qwen2-tok-q8_0"]
 
 
 def run(cmd):
