@@ -21,6 +21,7 @@
 #include "structured/tokenizer_vocabulary.h"
 #include "tokenizer/chat_template_json.h"  // ParseUntrustedJson
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 #include "util/logging.h"
 
 namespace tinyserve {
@@ -380,16 +381,25 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
   const auto return_strs = flag("return_token_strs", false);
   if (!return_strs)
     return SendError(res, BadRequest("'return_token_strs' must be a boolean", "return_token_strs"));
+  // llama-server's spellings too: the text as 'content', special-token text parsed unless
+  // 'parse_special' is false, and 'with_pieces' (tokens as {id, piece} objects).
+  const auto parse_special = flag("parse_special", true);
+  const auto with_pieces = flag("with_pieces", false);
+  if (!parse_special || !with_pieces)
+    return SendError(res, BadRequest("'parse_special' and 'with_pieces' must be booleans"));
+  const char* text_key = j.contains("prompt") ? "prompt" : "content";
   std::vector<int32_t> ids;
-  if (j.contains("prompt") && j["prompt"].is_string()) {
-    ids = tokenizer_->Encode(j["prompt"].get<std::string>(), /*allow_special=*/true);
+  if (j.contains(text_key) && j[text_key].is_string()) {
+    ids = tokenizer_->Encode(j[text_key].get<std::string>(), *parse_special);
   } else if (j.contains("messages")) {
     // The prompt the chat endpoint would build (tools, developer role and all).
     auto prompt = ParseChatPrompt(std::move(*parsed_body), api_context_);  // j's last use
     if (auto* err = std::get_if<ApiError>(&prompt)) return SendError(res, *err);
     ids = std::move(std::get<std::vector<int32_t>>(prompt));
   } else {
-    return SendError(res, BadRequest("'prompt' (a string) or 'messages' is required", "prompt"));
+    return SendError(res, BadRequest("'prompt' (a string; llama-server's 'content') or "
+                                     "'messages' is required",
+                                     "prompt"));
   }
   // The answer is bounded by the context, not by the body: nothing longer can be served.
   if (static_cast<int64_t>(ids.size()) > api_context_.max_model_len)
@@ -399,6 +409,18 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
                                      "prompt"));
   Json out = {
       {"count", ids.size()}, {"max_model_len", api_context_.max_model_len}, {"tokens", ids}};
+  if (*with_pieces) {
+    // As llama-server: a token's text, or its bytes as numbers when they are not UTF-8 alone.
+    Json tokens = Json::array();
+    for (int32_t id : ids) {
+      const std::string_view bytes = tokenizer_->TokenBytes(id);
+      Json piece = IsValidUtf8(bytes) ? Json(std::string(bytes)) : Json::array();
+      if (!piece.is_string())
+        for (char c : bytes) piece.push_back(static_cast<uint8_t>(c));
+      tokens.push_back({{"id", id}, {"piece", std::move(piece)}});
+    }
+    out["tokens"] = std::move(tokens);
+  }
   if (*return_strs) {
     Json strs = Json::array();
     for (int32_t id : ids) strs.push_back(tokenizer_->IdToPiece(id));
@@ -423,7 +445,9 @@ void ApiServer::HandleDetokenize(HttpRequest& req, HttpResponder& res) {
       return SendError(res, BadRequest("'tokens' holds an id outside the vocabulary", "tokens"));
     ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
   }
-  SendJson(res, Json{{"prompt", tokenizer_->Decode(ids)}}.dump(
+  // 'prompt' as vLLM answers, 'content' as llama-server does.
+  const std::string text = tokenizer_->Decode(ids);
+  SendJson(res, Json{{"prompt", text}, {"content", text}}.dump(
                     -1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 

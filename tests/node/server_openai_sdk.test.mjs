@@ -319,6 +319,29 @@ test('raw SSE: role first, finish_reason last, usage, then data: [DONE]', async 
   assert.equal(ids.size, 1);
 });
 
+// llama-server's spellings of the same endpoints ('content', 'parse_special', 'with_pieces'; the
+// text back as 'content'). The expected answers are llama-server's own for these bodies
+// (benchmarks/build_llama_server.sh's build, de3ff81, on a Qwen2.5 GGUF): ids, token texts, and
+// the bytes of tokens that are not UTF-8 alone.
+test("llama-server's /tokenize and /detokenize spellings give llama-server's answers", async () => {
+  const auth = { authorization: 'Bearer sk-test' };
+  const tok = async (body) => (await post(`${server.url}/tokenize`, body, auth)).body.tokens;
+  assert.deepEqual(await tok({ content: 'Hello world<|im_end|>' }), [9707, 1879, 151645]);
+  assert.deepEqual(
+      await tok({ content: 'Hello world<|im_end|>', parse_special: false, with_pieces: true }),
+      [[9707, 'Hello'], [1879, ' world'], [27, '<'], [91, '|'], [318, 'im'], [6213, '_end'],
+       [91, '|'], [29, '>']].map(([id, piece]) => ({ id, piece })));
+  assert.deepEqual(await tok({ content: '🧬🫠 ꙮ ᚠ', with_pieces: true }),
+      [[123908, [240, 159, 167]], [105, [172]], [9284, [240, 159]], [104, [171]], [254, [160]],
+       [8620, [32, 234]], [247, [153]], [106, [174]], [86089, [32, 225]], [248, [154]],
+       [254, [160]]].map(([id, piece]) => ({ id, piece })));
+  const bad = await post(`${server.url}/tokenize`, { content: 'x', with_pieces: 'yes' }, auth);
+  assert.equal(bad.status, 400);
+  const d = await post(`${server.url}/detokenize`, { tokens: [9707, 1879, 151645] }, auth);
+  assert.equal(d.body.content, 'Hello world<|im_end|>');
+  assert.equal(d.body.prompt, d.body.content);
+});
+
 test('tokenize / detokenize round trip (with the key); health and version need no key', async () => {
   const auth = { authorization: 'Bearer sk-test' };
   const t = await post(`${server.url}/tokenize`, { prompt: 'hello world' }, auth);
