@@ -298,7 +298,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
     (void)engine_->Stats();  // answers from the published snapshot: never waits for a step
     if (draining_)
       return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
-    return SendJson(res, "{}");
+    // vLLM answers an empty 200; llama-server {"status": "ok"}, which its clients read.
+    return SendJson(res, R"({"status":"ok"})");
   }
   if (req.path == "/version") return SendJson(res, Json{{"version", TINYSERVE_VERSION}}.dump());
   // /metrics

@@ -350,4 +350,7 @@ test('tokenize / detokenize round trip (with the key); health and version need n
   const d = await post(`${server.url}/detokenize`, { tokens: t.body.tokens }, auth);
   assert.equal(d.body.prompt, 'hello world');
   assert.equal((await fetch(`${server.url}/version`)).status, 200);
+  const health = await fetch(`${server.url}/health`);
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { status: 'ok' });  // llama-server's answer
 });
