@@ -39,7 +39,7 @@ enum class DType : uint32_t {
 };
 
 // A ggml type id tinyserve recognises by name and geometry but cannot compute with (IQ2_*,
-// IQ3_XXS, IQ1_*, NVFP4, ...): the name ("iq3_s") for error messages; empty for ids it does not
+// IQ3_XXS, IQ1_*, NVFP4, ...): the name ("iq2_xs") for error messages; empty for ids it does not
 // know at all.
 std::string_view GgmlTypeNameOfUnsupported(uint32_t id);
 
