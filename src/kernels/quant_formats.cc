@@ -196,13 +196,17 @@ bool HasScaleFactors(DType type) {
 
 void DecodeScaleFactors(DType type, const void* src, int64_t n, uint16_t* d, uint16_t* dmin,
                         int8_t* sc, int8_t* neg_min) {
-  if (type != DType::kIQ4_XS && type != DType::kIQ3_S)
-    return DecodeKQuantScales(type, src, n, d, dmin, sc, neg_min);
-  if (type == DType::kIQ4_XS) {
-    DecodeIq4XsScales(src, n, d, sc);
-  } else {
-    DecodeIq3sScales(src, n, d, sc);
+  switch (type) {
+    case DType::kIQ4_XS:
+      DecodeIq4XsScales(src, n, d, sc);
+      break;
+    case DType::kIQ3_S:
+      DecodeIq3sScales(src, n, d, sc);
+      break;
+    default:
+      return DecodeKQuantScales(type, src, n, d, dmin, sc, neg_min);
   }
+  // The codebook formats have no minimum.
   std::fill(dmin, dmin + n / 256, uint16_t{0});
   std::fill(neg_min, neg_min + n / 32, int8_t{0});
 }

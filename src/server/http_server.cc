@@ -415,9 +415,11 @@ void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
     Json tokens = Json::array();
     for (int32_t id : ids) {
       const std::string_view bytes = tokenizer_->TokenBytes(id);
-      Json piece = IsValidUtf8(bytes) ? Json(std::string(bytes)) : Json::array();
-      if (!piece.is_string())
+      Json piece = std::string(bytes);
+      if (!IsValidUtf8(bytes)) {
+        piece = Json::array();
         for (char c : bytes) piece.push_back(static_cast<uint8_t>(c));
+      }
       tokens.push_back({{"id", id}, {"piece", std::move(piece)}});
     }
     out["tokens"] = std::move(tokens);
