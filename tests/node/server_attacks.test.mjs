@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 
-import { assertErrorShape, post, startServer } from './server_util.mjs';
+import { assertErrorShape, post, startServer, untilRunning } from './server_util.mjs';
 
 let server;  // no API key: the Host / Origin / Content-Type checks apply
 let keyed;   // --api-key k1
@@ -20,8 +20,9 @@ before(async () => {
   keyed = await startServer(['--api-key', 'k1']);
   // Small global bounds: 8 connections per client; two 50 KB bodies in flight.
   capped = await startServer(['--max-connections-per-client', '8', '--timeout-keep-alive', '30']);
+  // A 4,096-token context too, so the abandoned request below cannot finish before it is dropped.
   budget = await startServer(['--max-request-bytes', '65536', '--max-buffered-body-bytes', '131072',
-    '--read-timeout', '30']);
+    '--read-timeout', '30', '--max-model-len', '4096']);
 });
 after(async () => {
   assert.equal((await server.stop()).code, 0, server.log());
@@ -180,16 +181,16 @@ async function abortedCount(url) {
 }
 
 test('abandoned non-streaming request (gzip accepted) is aborted, not generated to the end', async () => {
-  const before = await abortedCount(server.url);
-  const body = JSON.stringify({ prompt: 'hi', max_tokens: 400, ignore_eos: true });
-  const sock = net.connect(server.port, '127.0.0.1');
+  const before = await abortedCount(budget.url);
+  const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
+  const sock = net.connect(budget.port, '127.0.0.1');
   sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   sock.write(head('POST', '/v1/completions', `Accept-Encoding: gzip\r\nContent-Length: ${body.length}\r\n\r\n`) + body);
-  await new Promise((r) => setTimeout(r, 100));
+  await untilRunning(budget.url);  // 4,000 tokens: ~0.5-2 s of the tiny model
   sock.destroy();
   const deadline = Date.now() + 10000;
-  while (await abortedCount(server.url) === before) {
+  while (await abortedCount(budget.url) === before) {
     assert.ok(Date.now() < deadline, 'the abandoned request was never aborted');
     await new Promise((r) => setTimeout(r, 50));
   }

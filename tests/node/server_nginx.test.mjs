@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { freePort, post, sseData, startServer } from './server_util.mjs';
+import { freePort, post, sseData, startServer, untilRunning } from './server_util.mjs';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => fs.existsSync(p));
 if (!NGINX) console.log('SKIP: nginx is not installed; the reverse-proxy tests do not run');
@@ -23,7 +23,8 @@ let dir;
 before(async () => {
   if (!NGINX) return;
   // nginx names the upstream block in Host: a DNS name, so it is listed (README, Serving).
-  server = await startServer(['--allowed-hosts', 'tinyserve']);
+  // A 4,096-token context, so the abandoned request below cannot finish before it is dropped.
+  server = await startServer(['--allowed-hosts', 'tinyserve', '--max-model-len', '4096']);
   const port = await freePort();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tinyserve-nginx-'));
   const up = `127.0.0.1:${server.port}`;
@@ -100,12 +101,13 @@ async function abortedCount() {
 
 test('through nginx: a client that leaves gets its non-streamed request aborted', { skip: !NGINX }, async () => {
   const before = await abortedCount();
-  const body = JSON.stringify({ prompt: 'hi', max_tokens: 400, ignore_eos: true });
+  // 4,000 tokens take the tiny model ~0.5-2 s; nginx passes the hang-up on in milliseconds.
+  const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
   const sock = net.connect(Number(new URL(url).port), '127.0.0.1');
   sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   sock.write(`POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-  await new Promise((r) => setTimeout(r, 200));
+  await untilRunning(server.url);
   sock.destroy();
   const deadline = Date.now() + 15000;
   while (await abortedCount() === before) {
