@@ -103,12 +103,13 @@ test('429 for the client over its share, while another client still gets in', as
 });
 
 test('/health is 503 while draining; the in-flight stream still completes', async () => {
-  const server = await startServer(['--shutdown-timeout', '30']);
+  // A 4,096-token context: the stream below (~0.5-2 s of the tiny model) outlasts the polls.
+  const server = await startServer(['--shutdown-timeout', '30', '--max-model-len', '4096']);
   await warm(server.url);
   // The response head comes with the first event: once fetch resolves, the request runs.
   const resp = await fetch(`${server.url}/v1/completions`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: 'z', max_tokens: 120, ignore_eos: true, stream: true }),
+    body: JSON.stringify({ prompt: 'z', max_tokens: 4000, ignore_eos: true, stream: true }),
   });
   assert.equal(resp.status, 200);
   server.proc.kill('SIGTERM');

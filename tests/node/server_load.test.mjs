@@ -177,9 +177,12 @@ test('200 clients vanishing at random points free every KV block; the server sta
 });
 
 test('SIGTERM drains in-flight requests, refuses new ones with 503, exits 0', async () => {
-  const server = await startServer(['--max-num-seqs', '4', '--shutdown-timeout', '60']);
-  // Long enough that the three are still running when the refusal is checked below.
-  const body = { prompt: 'drain me', max_tokens: 240, ignore_eos: true };
+  // The drain may take a minute under ThreadSanitizer (scripts/tsan_server.sh runs this file).
+  const server = await startServer(['--max-num-seqs', '4', '--shutdown-timeout', '300',
+    '--max-model-len', '4096']);
+  // Long enough (0.3 s or more of the tiny model, a fast machine's release build included) that
+  // the three are still running when the refusal is checked below.
+  const body = { prompt: 'drain me', max_tokens: 1000, ignore_eos: true };
   const inflight = Array.from({ length: 3 }, () => streamCompletion(server.url, body));
   // Wait until all three run, then signal.
   for (const deadline = Date.now() + 30_000; ;) {
@@ -197,7 +200,7 @@ test('SIGTERM drains in-flight requests, refuses new ones with 503, exits 0', as
   const refused = await post(`${server.url}/v1/completions`, body).catch((e) => ({ status: `error ${e}` }));
   assert.equal(refused.status, 503);
   for (const chunks of await Promise.all(inflight)) {
-    assert.equal(chunks.at(-1).usage.completion_tokens, 240);
+    assert.equal(chunks.at(-1).usage.completion_tokens, 1000);
     assert.equal(chunks.at(-2).choices[0].finish_reason, 'length');
   }
   const { code } = await server.exited;
