@@ -125,11 +125,12 @@ http {{
 
 
 def stream(port, out, idx, started):
-    """One long streaming completion through nginx; records ok / failure."""
+    """One long streaming completion through nginx (2,000 tokens: long enough on a fast machine
+    to be still running when the test kills its instance); records ok / failure."""
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("POST", "/v1/completions", json.dumps(
-            {"prompt": "count", "max_tokens": 400, "ignore_eos": True, "stream": True}),
+            {"prompt": "count", "max_tokens": 2000, "ignore_eos": True, "stream": True}),
             {"Content-Type": "application/json"})
         r = c.getresponse()
         if r.status != 200:
