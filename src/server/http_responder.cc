@@ -5,8 +5,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 
 #include "server/http_transport.h"
 
@@ -96,10 +98,19 @@ std::string HttpResponder::Head(int status, std::string_view content_type,
   for (const auto& [name, value] : headers) head += fmt::format("{}: {}\r\n", name, value);
   for (const auto& [name, value] : extra_) head += fmt::format("{}: {}\r\n", name, value);
   head += framing;
-  if (!keep_alive_)
+  if (!keep_alive_) {
     head += "Connection: close\r\n";
-  else if (request_.minor_version == 0)
-    head += "Connection: keep-alive\r\n";
+  } else {
+    if (request_.minor_version == 0) head += "Connection: keep-alive\r\n";
+    // The idle limit, rounded down, as llama-server's HTTP library (cpp-httplib) announces its
+    // own: a client that reads it (Node's fetch does) stops reusing the connection before the
+    // server closes it, instead of sending its next request into a socket being closed.
+    // (An infinite or huge limit is announced as 10^9 s, a count the cast cannot overflow.)
+    if (keep_alive_timeout_s_ >= 1) {
+      head += fmt::format("Keep-Alive: timeout={}\r\n",
+                          static_cast<int64_t>(std::min(keep_alive_timeout_s_, 1e9)));
+    }
+  }
   head += "\r\n";
   return head;
 }

@@ -54,12 +54,14 @@ std::string_view HttpReasonPhrase(int status);
 class HttpResponder {
  public:
   // on_status sees the response's status before its first byte is sent, so a client that has
-  // read its answer finds it counted (e.g. in /metrics) already.
+  // read its answer finds it counted (e.g. in /metrics) already. keep_alive_timeout_s: how long
+  // the connection may idle before the server closes it, announced in a Keep-Alive header.
   HttpResponder(int fd, const HttpRequest& request, double write_timeout_s,
-                std::function<void(int status)> on_status = {})
+                double keep_alive_timeout_s, std::function<void(int status)> on_status = {})
       : fd_(fd),
         request_(request),
         write_timeout_s_(write_timeout_s),
+        keep_alive_timeout_s_(keep_alive_timeout_s),
         on_status_(std::move(on_status)) {}
 
   // A complete response with Content-Length. False when the client is gone.
@@ -90,6 +92,7 @@ class HttpResponder {
   const int fd_;
   const HttpRequest& request_;
   const double write_timeout_s_;
+  const double keep_alive_timeout_s_;
   const std::function<void(int status)> on_status_;
   HttpHeaders extra_;
   int status_ = 0;

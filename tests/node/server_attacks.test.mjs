@@ -161,6 +161,14 @@ test('idle keep-alive connections hold no worker and are closed after --timeout-
   }
 });
 
+test('keep-alive answers announce the idle limit (Keep-Alive: timeout=2); closing ones do not', async () => {
+  const r = await raw(server.port, [head('GET', '/health', '\r\n') + head('GET', '/health', 'Connection: close\r\n\r\n')]);
+  const [first, second] = r.text.split('HTTP/1.1 ').slice(1);
+  assert.match(first, /\r\nKeep-Alive: timeout=2\r\n/);
+  assert.doesNotMatch(second, /Keep-Alive/i);
+  assert.match(second, /\r\nConnection: close\r\n/);
+});
+
 test('pipelined requests on one connection are answered in order', async () => {
   const r = await raw(server.port, [head('GET', '/health', '\r\n') + head('GET', '/version', 'Connection: close\r\n\r\n')]);
   assert.deepEqual(statuses(r.text), [200, 200]);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { assertErrorShape, post, startServer } from './server_util.mjs';
+import { assertErrorShape, post, startServer, untilRunning } from './server_util.mjs';
 
 let server;
 before(async () => { server = await startServer(['--api-key', 'k1', '--max-request-bytes', '4096']); });
@@ -76,14 +76,19 @@ test('413: body over --max-request-bytes', async () => {
 });
 
 test('503 with Retry-After at once when the queue is full; the server recovers', async () => {
-  const small = await startServer(['--max-num-seqs', '1', '--max-queue-len', '1']);
+  // One running, one waiting; a 4,096-token context so the running one (2,000 tokens) cannot
+  // finish while the others arrive.
+  const small = await startServer(['--max-num-seqs', '1', '--max-queue-len', '1', '--max-model-len', '4096']);
   try {
-    const body = { prompt: 'hi', max_tokens: 200, ignore_eos: true };
+    const body = { prompt: 'hi', max_tokens: 2000, ignore_eos: true };
     const started = Date.now();
     const timed = async () => { const t0 = Date.now(); const r = await post(`${small.url}/v1/completions`, body); r.ms = Date.now() - t0; return r; };
-    const results = await Promise.all(Array.from({ length: 12 }, timed));
+    const first = timed();
+    await untilRunning(small.url);
+    const rest = Promise.all(Array.from({ length: 11 }, timed));
+    const results = [await first, ...await rest];
     const rejected = results.filter((r) => r.status === 503);
-    assert.ok(rejected.length >= 8, `statuses: ${results.map((r) => r.status)}`);
+    assert.equal(rejected.length, 10, `statuses: ${results.map((r) => r.status)}`);
     for (const r of results) assert.ok(r.status === 200 || r.status === 503, String(r.status));
     for (const r of rejected) {
       assertErrorShape(assert, r.body, 503);

@@ -40,7 +40,10 @@ export async function startServer(extra = []) {
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`server exited early: ${log}`);
     try {
-      const r = await fetch(`${url}/health`);
+      // Connection: close, so that no pooled connection of this process outlives the wait (the
+      // server announces its keep-alive limit, and fetch would hold one that long): tests that
+      // count a client's connections count only their own.
+      const r = await fetch(`${url}/health`, { headers: { connection: 'close' } });
       if (r.status === 200) break;
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`no /health: ${log}`); }
