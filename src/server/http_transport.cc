@@ -410,8 +410,8 @@ struct HttpServer::Impl {
       // Queued bodies stay charged; one being handled is bounded by the worker count instead.
       ReleaseBody(c.get());
       HttpRequest& request = c->parser.request();
-      HttpResponder responder(c->fd, request, options.write_timeout_s,
-                              options.keep_alive_timeout_s, logger);
+      HttpResponder responder(c->fd, request, options.write_timeout_s, options.keep_alive_timeout_s,
+                              logger);
       try {
         handler(request, responder);
       } catch (const std::exception& e) {
