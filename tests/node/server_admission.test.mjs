@@ -79,19 +79,18 @@ test('429 for the client over its share, while another client still gets in', as
     assert.ok(step > 0, 'the warm-up measured no decode step');
     const timeout = Math.max(0.2, 6 * 200 * step);
     const hog = { prompt: 'x', max_tokens: 200, ignore_eos: true, user: 'hog', timeout, stream: true };
-    // Thirty at once: about six fit the deadline one after another, the rest only would if
-    // the hog had not queued the first ones (thirty, not twelve: refusals remain when the
-    // predictor's step is several times off, or the 0.2 s floor sets the deadline on a fast
-    // machine). Refusals answer at once; admitted ones answer when they start.
-    const sent = Array.from({ length: 30 }, () => fetch(`${server.url}/v1/completions`, {
+    // Twelve at once: about six fit the deadline one after another, the rest only would if
+    // the hog had not queued the first ones. Refusals answer at once; admitted ones answer
+    // when they start, or with 503 "shed" when the steps ahead of them ran slower than
+    // predicted (on a loaded machine that 503 can come first; it is not this test's point).
+    const sent = Array.from({ length: 12 }, () => fetch(`${server.url}/v1/completions`, {
       method: 'POST', body: JSON.stringify(hog), headers: { 'content-type': 'application/json' },
       signal: hogs.signal,
     }));
     for (const p of sent) p.catch(() => {});  // the admitted ones end with the abort below
-    const first = await Promise.any(sent.map((p) => p.then((r) => (r.status !== 200 ? r : Promise.reject()))));
-    const refused = { status: first.status, headers: first.headers, body: await first.json() };
-    assert.ok(refused, 'the hog was never refused');
-    expectRefusal(refused, 429, 'client_share');
+    const over = await Promise.any(sent.map((p) => p.then((r) => (r.status === 429 ? r : Promise.reject(r.status)))))
+      .catch((e) => assert.fail(`the hog was never refused with 429; statuses: ${e.errors}`));
+    expectRefusal({ status: over.status, headers: over.headers, body: await over.json() }, 429, 'client_share');
     // Another client's request goes ahead of the hog's backlog.
     const light = await post(`${server.url}/v1/completions`,
       { prompt: 'y', max_tokens: 2, user: 'light', timeout: 20, stream: true });
