@@ -253,7 +253,7 @@ TEST_P(AttentionTest, ResultDoesNotDependOnThreadCount) {
   EXPECT_EQ(a, c);
 }
 
-// Contexts past one partition (512 keys) are split into partitions merged afterwards
+// Contexts past one partition (1,024 keys) are split into partitions merged afterwards
 // (flash-decoding). They still match the reference, and the split is fixed by position: a
 // sequence gives the same bits alone or batched, chunked, and on 1, 2 or 3 threads.
 // Many decode rows: threads claim items two at a time (an odd count here, so one claim is
@@ -280,30 +280,30 @@ TEST_P(AttentionTest, ManyDecodeRowsDoNotDependOnThreadCount) {
 TEST_P(AttentionTest, SplitLongContextsMatchReferenceAndAreBitIdentical) {
   const auto [isa, dtype] = GetParam();
   const Shape shape = {16, 2, 14, 64};
-  const std::vector<int32_t> ctx = {1300, 30, 600};
+  const std::vector<int32_t> ctx = {2600, 30, 1200};
   PagedCache cache(dtype, shape, ctx, 11);
   const int64_t width = int64_t{shape.num_heads} * shape.head_dim;
-  // Rows 500..529 of sequence 0 straddle the first partition boundary; 1024 the second.
-  const Call call{{0, 1, 2, 0}, {530, 30, 600, 1300}, {30, 1, 1, 1}};
+  // Rows 1010..1039 of sequence 0 straddle the first partition boundary; 2048 the second.
+  const Call call{{0, 1, 2, 0}, {1040, 30, 1200, 2600}, {30, 1, 1, 1}};
   ThreadPool one(1), two(2), three(3);
   const auto a = RunCall(isa, cache, shape, call, &one, /*check_ref=*/true);
   EXPECT_EQ(a, RunCall(isa, cache, shape, call, &two, /*check_ref=*/false));
   EXPECT_EQ(a, RunCall(isa, cache, shape, call, &three, /*check_ref=*/false));
   EXPECT_EQ(a, RunCall(isa, cache, shape, call, nullptr, /*check_ref=*/false));
-  // The decode row at 1300 alone, and the chunk 500..529 as 20 + 10 rows in other batches.
-  const auto alone = RunCall(isa, cache, shape, {{0}, {1300}, {1}}, &two, /*check_ref=*/false);
+  // The decode row at 2600 alone, and the chunk 1010..1039 as 20 + 10 rows in other batches.
+  const auto alone = RunCall(isa, cache, shape, {{0}, {2600}, {1}}, &two, /*check_ref=*/false);
   EXPECT_TRUE(std::equal(alone.begin(), alone.end(), a.end() - width));
-  const auto first = RunCall(isa, cache, shape, {{2, 0}, {600, 520}, {1, 20}}, &two, false);
-  const auto second = RunCall(isa, cache, shape, {{0}, {530}, {10}}, &three, false);
+  const auto first = RunCall(isa, cache, shape, {{2, 0}, {1200, 1030}, {1, 20}}, &two, false);
+  const auto second = RunCall(isa, cache, shape, {{0}, {1040}, {10}}, &three, false);
   EXPECT_TRUE(std::equal(first.begin() + width, first.end(), a.begin()));
   EXPECT_TRUE(std::equal(second.begin(), second.end(), a.begin() + 20 * width));
-  // Position 529 as a decode row (its partitions are separate items) equals it inside a
+  // Position 1039 as a decode row (its partitions are separate items) equals it inside a
   // prefill tile (partitions folded in one item).
-  const auto decode = RunCall(isa, cache, shape, {{0}, {530}, {1}}, &two, false);
+  const auto decode = RunCall(isa, cache, shape, {{0}, {1040}, {1}}, &two, false);
   EXPECT_TRUE(std::equal(decode.begin(), decode.end(), a.begin() + 29 * width));
   // With many decode rows an item folds its row's partitions itself (no split items): the same
   // bits as the split row alone.
-  const Call many{std::vector<int32_t>(12, 0), std::vector<int32_t>(12, 1300),
+  const Call many{std::vector<int32_t>(12, 0), std::vector<int32_t>(12, 2600),
                   std::vector<int32_t>(12, 1)};
   for (ThreadPool* pool : {&two, &three}) {
     const auto folded = RunCall(isa, cache, shape, many, pool, /*check_ref=*/false);
