@@ -167,15 +167,20 @@ TEST(EngineTest, SubmitChecksAndAFullQueueAnswerAtOnce) {
 TEST(EngineTest, AbortFromAnotherThreadEndsTheRequest) {
   auto model = std::make_shared<FakeModel>();
   auto engine = MakeEngine(SmallOptions(), model);
-  std::latch decoding(1);
+  // Step 3 holds the engine thread until the abort is queued, so the request cannot run to its
+  // end first however the threads are scheduled.
+  std::latch decoding(1), aborted(1);
   model->on_forward = [&](int64_t step, const ForwardBatch&) {
-    if (step == 3) decoding.count_down();
+    if (step != 3) return;
+    decoding.count_down();
+    aborted.wait();
   };
   GenerateRequest r = GreedyRequest({1, 2, 3}, 3000);
   r.request_id = "long";
   auto s = *engine->Submit(r);
   decoding.wait();
   engine->Abort("long");
+  aborted.count_down();
   const auto [tokens, finish] = ReadAll(*s);
   EXPECT_EQ(finish, FinishReason::kAbort);
   EXPECT_LT(tokens.size(), 3000u);
