@@ -41,11 +41,9 @@ constexpr int32_t kIntDotStepKeys = 128;
 // sees only the first partition gets exactly the unsplit result (merging one state multiplies
 // by exp(0) = 1). A decode row's partitions are separate work items (so one long sequence keeps
 // every thread busy); a prefill tile, which has parallelism in its rows, folds its partitions
-// one after another in one item with the same arithmetic (and bounded scratch). 1,024 keys: each
-// partition costs a fresh state, a merge (an exp per query) and often a short last step; int8
-// decode took 6-10% less than at 512 (bench_ops --threads 2 --decode, Zen 5: 64 x 576 0.42 ->
-// 0.38 ms, 1 x 8192 0.091 -> 0.086 ms; 2,048 gained nothing more), and an 8,192-token decode row
-// still splits into 8 items per KV head.
+// one after another in one item with the same arithmetic (and bounded scratch). 1,024, not 512:
+// each partition costs a fresh state, a merge and often a short last step (int8 decode 6-10%
+// faster, bench_ops --threads 2 --decode on Zen 5; 2,048 gained nothing more).
 constexpr int32_t kPartitionKeys = 1024;
 
 int32_t BlocksPerStep(int32_t block_size, bool int8_dots) {
