@@ -116,10 +116,16 @@ inline void Transpose8(const __m256* in, __m256* out) {
   }
 }
 
-// Loads n int8 values as f32 (exact; n may exceed 8 or be <= 0); lanes past n are 0.
+// Loads n int8 values as f32 (exact; n may exceed 8 or be <= 0); lanes past n are 0. A whole
+// row chunk is one 8-byte load: copied into a zeroed local first (the tail's way), every chunk
+// was a store and a wider reload from the stack, which the CPU cannot forward (on Zen 3 the int8
+// cache's decode attention ran ~25% slower than the f16 cache's).
 inline __m256 LoadI8(const int8_t* p, int64_t n) {
+  if (n >= kWidth)
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   int64_t bits = 0;
-  std::memcpy(&bits, p, (n >= kWidth ? kWidth : n <= 0 ? 0 : n) * sizeof(int8_t));
+  if (n > 0) std::memcpy(&bits, p, n * sizeof(int8_t));
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
 }
 
