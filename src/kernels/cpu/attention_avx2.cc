@@ -1,5 +1,5 @@
-// AVX2 AttendBlock: attention_simd.h's grouped path (one-query-at-a-time for long steps and wide
-// heads) at 8 floats per vector.
+// AVX2 AttendBlock: attention_simd.h's grouped path (one query at a time for steps over
+// kGroupMaxKeys keys) at 8 floats per vector.
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
