@@ -54,7 +54,7 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
       continue;
     }
     for (DType dtype : {DType::kF16, DType::kBF16, DType::kI8}) {
-      for (int32_t hd : {3, 17, 35, 64, 72, 136}) {
+      for (int32_t hd : {3, 17, 35, 64, 72, 100, 136}) {
         for (int32_t n : {1, 9, 31, 64, 65}) {
           const int32_t num_q = 5;
           // Rows start one element past each other's end: misaligned for every type.
@@ -113,6 +113,75 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
           // Query 1 sees no key: its state is untouched.
           EXPECT_EQ(direct.max[1], 0.5f);
           EXPECT_EQ(direct.sum[1], 2.0f);
+          ++checked;
+        }
+      }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "SKIPPED: no SIMD ISA on this CPU";
+}
+
+// The grouped paths share each key and value row among a step's queries (scores from transposed
+// keys up to head_dim 64, from the rows as they are above): a query's result must not depend on
+// which queries share its step, or a row's output would change with the prefill tiling and the
+// batch.
+TEST(AttendBlockTest, AQueryGetsTheSameBitsAloneOrWithOthers) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  int checked = 0;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) {
+      std::printf("SKIPPED %s: not supported here (CPU or TINYSERVE_ISA cap)\n",
+                  std::string(IsaName(isa)).c_str());
+      continue;
+    }
+    for (DType dtype : {DType::kF16, DType::kI8}) {
+      for (int32_t hd : {40, 64, 100}) {
+        for (int32_t n : {9, 64}) {
+          const int32_t num_q = 7;
+          std::vector<uint16_t> h(2 * n * hd);
+          std::vector<int8_t> b(2 * n * hd);
+          for (auto& x : h) x = F32ToFp16(dist(rng));
+          for (auto& x : b) x = static_cast<int8_t>(rng());
+          std::vector<float> scales(2 * n);
+          for (auto& x : scales) x = 0.001f + 0.05f * std::abs(dist(rng));
+          std::vector<const void*> rows(2 * n);
+          for (int32_t t = 0; t < 2 * n; ++t) {
+            rows[t] = dtype == DType::kI8 ? static_cast<const void*>(b.data() + t * hd)
+                                          : static_cast<const void*>(h.data() + t * hd);
+          }
+          std::vector<float> q(num_q * hd);
+          for (auto& x : q) x = dist(rng);
+          std::vector<int32_t> num_valid = {n, n / 2 + 1, n, 1, n - 1, 3, n};
+          cpu::AttendBlockArgs a;
+          a.q = q.data();
+          a.num_valid = num_valid.data();
+          a.num_q = num_q;
+          a.n = n;
+          a.head_dim = hd;
+          a.scale = 0.125f;
+          a.k_scales = scales.data();
+          a.v_scales = scales.data() + n;
+          State s{std::vector<float>(num_q, 0.5f), std::vector<float>(num_q, 2.0f),
+                  std::vector<float>(num_q * hd)};
+          for (float& x : s.acc) x = dist(rng);
+          const State together = RunStep(isa, a, dtype, rows.data(), rows.data() + n, s);
+          SCOPED_TRACE(std::string(IsaName(isa)) + " dtype " + std::string(DTypeName(dtype)) +
+                       " hd " + std::to_string(hd) + " n " + std::to_string(n));
+          for (int32_t i = 0; i < num_q; ++i) {
+            cpu::AttendBlockArgs one = a;
+            one.q = q.data() + i * hd;
+            one.num_valid = num_valid.data() + i;
+            one.num_q = 1;
+            const State alone = RunStep(
+                isa, one, dtype, rows.data(), rows.data() + n,
+                {{s.max[i]}, {s.sum[i]}, {s.acc.begin() + i * hd, s.acc.begin() + (i + 1) * hd}});
+            EXPECT_EQ(std::memcmp(&alone.max[0], &together.max[i], sizeof(float)), 0) << i;
+            EXPECT_EQ(std::memcmp(&alone.sum[0], &together.sum[i], sizeof(float)), 0) << i;
+            EXPECT_EQ(
+                std::memcmp(alone.acc.data(), together.acc.data() + i * hd, hd * sizeof(float)), 0)
+                << i;
+          }
           ++checked;
         }
       }

@@ -206,9 +206,11 @@ TEST_P(AttentionTest, MixedBatchOfPrefillChunksAndDecodeRowsMatchesReference) {
       {5, 3, 6, 8},
       {7, 2, 2, 35},
       {32, 1, 1, 16},
-      // Past the AVX-512 grouped path's limits (blocks over 64 keys, head_dim over 64 / 128).
+      // Past the AVX-512 grouped path's limits (blocks over 64 keys, head_dim over 64 / 128);
+      // AVX2 scores heads over 64 from the key rows as they are (100: with a part chunk).
       {65, 1, 2, 72},
-      {16, 1, 3, 136}};
+      {16, 1, 3, 136},
+      {16, 2, 14, 100}};
   for (const Shape& shape : shapes) {
     SCOPED_TRACE("block_size " + std::to_string(shape.block_size) + " head_dim " +
                  std::to_string(shape.head_dim));
