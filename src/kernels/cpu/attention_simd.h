@@ -292,7 +292,7 @@ void TransposedScores(const AttendBlockArgs& a, const float* const* q, const typ
 // lane); the chains' lanes are summed for kWidth keys at once by one transpose-add tree: for a
 // query the arithmetic of ScoresAnyDim, so of the one-query path, which heads over
 // kGroupMaxHeadDim took before (converting each key and value row once per query): at head_dim
-// 128 (Qwen2.5-1.5B and larger) decode attention runs 2.6-3.5x faster (bench_ops --threads 1
+// 128 (Qwen2.5-1.5B and larger) decode attention runs 2.3-3.7x faster (bench_ops --threads 1
 // --decode, f16 and int8, Zen 3). For heads of 64 the transposed form is as fast on decode and
 // 15-20% faster on prefill.
 template <class Vec, DType kType, int NQ>
