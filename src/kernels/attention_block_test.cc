@@ -39,6 +39,22 @@ State RunStep(Isa isa, const cpu::AttendBlockArgs& base, DType dtype, const void
   return s;
 }
 
+// A step's arguments for one query per num_valid entry (rows of hd in q) over n keys whose K and
+// V scales are scales[0, n) and scales[n, 2n).
+cpu::AttendBlockArgs StepArgs(const std::vector<float>& q, const std::vector<int32_t>& num_valid,
+                              int32_t n, int32_t hd, const std::vector<float>& scales) {
+  cpu::AttendBlockArgs a;
+  a.q = q.data();
+  a.num_valid = num_valid.data();
+  a.num_q = static_cast<int32_t>(num_valid.size());
+  a.n = n;
+  a.head_dim = hd;
+  a.scale = 0.125f;
+  a.k_scales = scales.data();
+  a.v_scales = scales.data() + n;
+  return a;
+}
+
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -80,15 +96,7 @@ TEST(AttendBlockTest, CacheRowsReadDirectlyEqualTheirF32ConversionBitwise) {
           std::vector<float> q(num_q * hd);
           for (auto& x : q) x = dist(rng);
           const std::vector<int32_t> num_valid = {n, 0, n / 2 + 1, n + 3, 1};
-          cpu::AttendBlockArgs a;
-          a.q = q.data();
-          a.num_valid = num_valid.data();
-          a.num_q = num_q;
-          a.n = n;
-          a.head_dim = hd;
-          a.scale = 0.125f;
-          a.k_scales = scales.data();
-          a.v_scales = scales.data() + n;
+          cpu::AttendBlockArgs a = StepArgs(q, num_valid, n, hd, scales);
           // Query 0 starts fresh, the others carry a state from an earlier step.
           State s{std::vector<float>(num_q, 0.5f), std::vector<float>(num_q, 2.0f),
                   std::vector<float>(num_q * hd)};
@@ -152,16 +160,8 @@ TEST(AttendBlockTest, AQueryGetsTheSameBitsAloneOrWithOthers) {
           }
           std::vector<float> q(num_q * hd);
           for (auto& x : q) x = dist(rng);
-          std::vector<int32_t> num_valid = {n, n / 2 + 1, n, 1, n - 1, 3, n};
-          cpu::AttendBlockArgs a;
-          a.q = q.data();
-          a.num_valid = num_valid.data();
-          a.num_q = num_q;
-          a.n = n;
-          a.head_dim = hd;
-          a.scale = 0.125f;
-          a.k_scales = scales.data();
-          a.v_scales = scales.data() + n;
+          const std::vector<int32_t> num_valid = {n, n / 2 + 1, n, 1, n - 1, 3, n};
+          cpu::AttendBlockArgs a = StepArgs(q, num_valid, n, hd, scales);
           State s{std::vector<float>(num_q, 0.5f), std::vector<float>(num_q, 2.0f),
                   std::vector<float>(num_q * hd)};
           for (float& x : s.acc) x = dist(rng);
@@ -217,15 +217,7 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
         for (int32_t d = 0; d < hd; ++d) q[i * hd + d] = DequantizeQuery(qi, hd, d, q_scales[i]);
       }
       const std::vector<int32_t> num_valid = {n, 0, n / 2 + 1, n + 3, 1, n - 1, (n + 1) / 3};
-      cpu::AttendBlockArgs a;
-      a.q = q.data();
-      a.num_valid = num_valid.data();
-      a.num_q = num_q;
-      a.n = n;
-      a.head_dim = hd;
-      a.scale = 0.125f;
-      a.k_scales = scales.data();
-      a.v_scales = scales.data() + n;
+      cpu::AttendBlockArgs a = StepArgs(q, num_valid, n, hd, scales);
       State s{std::vector<float>(num_q, 0.5f), std::vector<float>(num_q, 2.0f),
               std::vector<float>(num_q * hd)};
       s.max[0] = -INFINITY;
