@@ -180,9 +180,13 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   const int64_t valid = w.rows - n0 < 8 ? w.rows - n0 : 8;
   if (valid <= 0) return;
   for (int r = 0; r < MT; ++r) {
+    float* o = out.At(m + r, n0);
+    if (out.stream) {  // whole groups, 32-byte aligned (OutTile::stream)
+      _mm256_stream_ps(o, bias ? _mm256_add_ps(acc[r], _mm256_loadu_ps(bias + n0)) : acc[r]);
+      continue;
+    }
     alignas(32) float v[8];
     _mm256_store_ps(v, acc[r]);
-    float* o = out.At(m + r, n0);
     for (int i = 0; i < valid; ++i) o[i] = bias ? v[i] + bias[n0 + i] : v[i];
   }
 }
@@ -248,6 +252,9 @@ void QuantKernelAvx2(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_
           ? (t.has_min ? ForQuants<32, true, false>(w) : ForQuants<32, false, false>(w))
           : (t.has_min ? ForQuants<16, true, false>(w) : ForQuants<16, false, false>(w));
   fn(w, a, g_begin, g_end, m_begin, m_end, bias, out);
+  // Non-temporal stores are not ordered with the later stores that tell other threads the
+  // output is done: fence them here.
+  if (out.stream) _mm_sfence();
 }
 
 template <DType kType>
