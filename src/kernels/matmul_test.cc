@@ -205,7 +205,8 @@ TEST(MatMulFloatTest, MatchesReferenceForEveryWidthUpTo40) {
 // An output of kStreamOutputBytes or more on a 64-byte boundary (the logits of a 64-sequence
 // decode step) is written with non-temporal stores: the same bits as the same product written
 // through the caches (one float past the boundary, never streamed) and on the scalar path, on
-// one thread and on two. 64 rows x 32,768 outputs is exactly the threshold.
+// one thread and on two, with a bias and without. 64 rows x 32,768 outputs is exactly the
+// threshold.
 TEST(MatMulStreamTest, AStreamedOutputEqualsTheCachedOne) {
   constexpr int64_t kRows = 32768, kNumRows = 64;
   static_assert(kNumRows * kRows * int64_t{sizeof(float)} == kStreamOutputBytes);
@@ -219,19 +220,24 @@ TEST(MatMulStreamTest, AStreamedOutputEqualsTheCachedOne) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<float> x(kNumRows * cols);
     for (float& v : x) v = nd(rng);
+    std::vector<float> bias_values(kRows);
+    for (float& v : bias_values) v = nd(rng);
     const size_t n = kNumRows * kRows;
     AlignedBuffer<float> streamed(n), cached(n + 1);
     std::vector<float> scalar(n);
-    MatMulWithIsa(Isa::kScalar, *packed, x.data(), kNumRows, nullptr, scalar.data(), &pool);
-    for (Isa isa : testing::SupportedMatMulIsas()) {
-      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
-        const std::string label = std::string(DTypeName(t)) + " " + std::string(IsaName(isa)) +
-                                  (p ? " 2 threads" : " 1 thread");
-        std::memset(streamed.data(), 0xff, n * sizeof(float));
-        MatMulWithIsa(isa, *packed, x.data(), kNumRows, nullptr, streamed.data(), p);
-        MatMulWithIsa(isa, *packed, x.data(), kNumRows, nullptr, cached.data() + 1, p);
-        ASSERT_EQ(0, std::memcmp(streamed.data(), cached.data() + 1, n * sizeof(float))) << label;
-        ASSERT_EQ(0, std::memcmp(streamed.data(), scalar.data(), n * sizeof(float))) << label;
+    const float* const biases[] = {nullptr, bias_values.data()};
+    for (const float* bias : biases) {
+      MatMulWithIsa(Isa::kScalar, *packed, x.data(), kNumRows, bias, scalar.data(), &pool);
+      for (Isa isa : testing::SupportedMatMulIsas()) {
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          const std::string label = std::string(DTypeName(t)) + " " + std::string(IsaName(isa)) +
+                                    (p ? " 2 threads" : " 1 thread") + (bias ? " bias" : "");
+          std::memset(streamed.data(), 0xff, n * sizeof(float));
+          MatMulWithIsa(isa, *packed, x.data(), kNumRows, bias, streamed.data(), p);
+          MatMulWithIsa(isa, *packed, x.data(), kNumRows, bias, cached.data() + 1, p);
+          ASSERT_EQ(0, std::memcmp(streamed.data(), cached.data() + 1, n * sizeof(float))) << label;
+          ASSERT_EQ(0, std::memcmp(streamed.data(), scalar.data(), n * sizeof(float))) << label;
+        }
       }
     }
   }
