@@ -241,6 +241,23 @@ void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd,
   for (int32_t j = 0; j * kW < n; ++j) {
     for (int64_t c = 0; c < hd; c += kW) {
       V rows[kW], cols[kW];
+      // Whole int8 chunks transposed as bytes where the Vec can (AVX2's).
+      if constexpr (kType == DType::kI8 && requires(const int8_t* const* r, const float* s, V* o) {
+                      Vec::TransposeI8(r, s, o);
+                    }) {
+        if (c + kW <= hd) {
+          const int8_t* bytes[kW];
+          float scales[kW];
+          for (int32_t t = 0; t < kW; ++t) {
+            const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
+            bytes[t] = static_cast<const int8_t*>(k[row]) + c;
+            scales[t] = ks[row];
+          }
+          Vec::TransposeI8(bytes, scales, cols);
+          for (int64_t d = 0; d < kW; ++d) kt[j * hd + c + d] = cols[d];
+          continue;
+        }
+      }
       for (int32_t t = 0; t < kW; ++t) {
         const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
         rows[t] = LoadRow<Vec, kType>(k[row], c, hd - c, RowScale<Vec, kType>(ks, row));
