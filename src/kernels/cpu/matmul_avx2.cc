@@ -20,11 +20,12 @@ inline int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
-// QuantizeActsScalar's numbers, 32 values at a time: the block's largest magnitude from one
-// max tree, each value times 127 / amax rounded to nearest even (vcvtps2dq in the default
-// rounding mode: std::nearbyint's), packed to bytes and summed through vpsadbw. The scalar
-// quantizer (a libm call per value for the rounding and another for each max) took a quarter of
-// the time of a 64-row product on this path (perf, bench_matmul --threads 1, Zen 3).
+// QuantizeActsScalar's numbers for finite inputs (a NaN may be kept by one max order and dropped
+// by the other; the product is garbage either way), 32 values at a time: the block's largest
+// magnitude from one max tree, each value times 127 / amax rounded to nearest even (vcvtps2dq in
+// the default rounding mode: std::nearbyint's), packed to bytes and summed through vpsadbw. The
+// scalar quantizer (a libm call per value for the rounding and another for each max) took a quarter
+// of the time of a 64-row product on this path (perf, bench_matmul --threads 1, Zen 3).
 void QuantizeActsAvx2(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
                       int64_t col_begin, int64_t col_end, const QuantTraits& traits,
                       QuantizedActs* acts) {
@@ -181,7 +182,7 @@ void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t 
   if (valid <= 0) return;
   for (int r = 0; r < MT; ++r) {
     float* o = out.At(m + r, n0);
-    if (out.stream) {  // whole groups, 32-byte aligned (OutTile::stream)
+    if (out.stream && valid == 8) {  // 32-byte aligned (OutTile::stream)
       _mm256_stream_ps(o, bias ? _mm256_add_ps(acc[r], _mm256_loadu_ps(bias + n0)) : acc[r]);
       continue;
     }
