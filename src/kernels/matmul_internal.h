@@ -156,6 +156,32 @@ struct QuantizedActs {
   }
 };
 
+// The sums of activation block blk of a row for the weights' sub-blocks, from the sums s0, s1 of
+// its two 16-value halves: init (the zero point's share of the integer dot) and xsum (the
+// offset's factor), at index i0 of each (sub-blocks of 32), or at i0 and i1 for the halves
+// (sub-blocks of 16). Every ISA's quantizer stores them through this one statement.
+inline void StoreBlockSums(const QuantTraits& traits, float sx, int32_t s0, int32_t s1,
+                           int32_t* init, float* xsum, int64_t i0, int64_t i1) {
+  if (traits.sub_block == 32) {
+    init[i0] = -traits.zero_point * (s0 + s1);
+    xsum[i0] = sx * static_cast<float>(s0 + s1);
+  } else {
+    init[i0] = -traits.zero_point * s0;
+    init[i1] = -traits.zero_point * s1;
+    xsum[i0] = sx * static_cast<float>(s0);
+    xsum[i1] = sx * static_cast<float>(s1);
+  }
+}
+
+// The same for row m of acts, at the indices QuantizedActs gives block blk's sub-blocks.
+inline void StoreBlockSums(const QuantTraits& traits, float sx, int32_t s0, int32_t s1, int64_t m,
+                           int64_t blk, QuantizedActs* acts) {
+  const bool halves = traits.sub_block != 32;
+  const int64_t i0 = acts->SubIndex(m, halves ? 2 * blk : blk);
+  StoreBlockSums(traits, sx, s0, s1, acts->init.data(), acts->xsum.data(), i0,
+                 halves ? acts->SubIndex(m, 2 * blk + 1) : i0);
+}
+
 // How far ahead of the weight record being read the quantized kernels request lines into L2.
 // With 16 or more activation rows a kernel spends long enough on each record that the
 // out-of-order window covers only a few of the lines ahead, and with the hardware prefetchers

@@ -29,7 +29,6 @@ inline int32_t LoadI32(const int8_t* p) {
 void QuantizeActsAvx2(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
                       int64_t col_begin, int64_t col_end, const QuantTraits& traits,
                       QuantizedActs* acts) {
-  const int sub = traits.sub_block;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   // Dword order after the two packs (per 128-bit lane: 4 values of each vector in turn).
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -64,14 +63,8 @@ void QuantizeActsAvx2(const float* x, int64_t ldx, int64_t row_begin, int64_t ro
       _mm256_store_si256(
           reinterpret_cast<__m256i*>(eights),
           _mm256_sad_epu8(_mm256_xor_si256(bytes, _mm256_set1_epi8(-128)), _mm256_setzero_si256()));
-      const int32_t sums[2] = {static_cast<int32_t>(eights[0] + eights[1]) - 16 * 128,
-                               static_cast<int32_t>(eights[2] + eights[3]) - 16 * 128};
-      for (int i = 0; i < kActBlock / sub; ++i) {
-        const int32_t s = sub == 32 ? sums[0] + sums[1] : sums[i];
-        const int64_t idx = acts->SubIndex(m, blk * (kActBlock / sub) + i);
-        acts->init[idx] = -traits.zero_point * s;
-        acts->xsum[idx] = sx * static_cast<float>(s);
-      }
+      StoreBlockSums(traits, sx, static_cast<int32_t>(eights[0] + eights[1]) - 16 * 128,
+                     static_cast<int32_t>(eights[2] + eights[3]) - 16 * 128, m, blk, acts);
     }
   }
 }

@@ -22,22 +22,6 @@ namespace {
 // 4 activation bytes broadcast to every 32-bit lane (folds into vpdpbusd's {1to16} operand).
 inline __m512i Broadcast4(const int8_t* p) { return _mm512_broadcastd_epi32(_mm_loadu_si32(p)); }
 
-// The sums of a block's row for the weights' sub-blocks: init (the zero point's share of the
-// integer dot) and xsum (the offset's factor), at index i0 of each (sub-blocks of 32), or at i0
-// and i1 for the block's two halves (sub-blocks of 16).
-inline void StoreBlockSums(const cpu::QuantizedBlock32& r, const QuantTraits& traits, int32_t* init,
-                           float* xsum, int64_t i0, int64_t i1) {
-  if (traits.sub_block == 32) {
-    init[i0] = -traits.zero_point * (r.s0 + r.s1);
-    xsum[i0] = r.sx * static_cast<float>(r.s0 + r.s1);
-  } else {
-    init[i0] = -traits.zero_point * r.s0;
-    init[i1] = -traits.zero_point * r.s1;
-    xsum[i0] = r.sx * static_cast<float>(r.s0);
-    xsum[i1] = r.sx * static_cast<float>(r.s1);
-  }
-}
-
 // The largest of each of 8 vectors' 16 lanes, as two vectors: 128-bit chunk c of max4[h] holds
 // row 4h + c's in all 4 lanes. Halves folded pairwise across the rows (each shuffle serves two
 // rows), then within the chunks: 26 instructions for 8 rows, where 8 separate reductions take 64.
@@ -100,7 +84,7 @@ void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begi
       const __m512 inv = _mm512_permutexvar_ps(_mm512_set1_epi32(4 * (r % 4)), inverse[r / 4]);
       const cpu::QuantizedBlock32 q = cpu::RoundBlock32(v[r][0], v[r][1], inv, scales[r], &row[r]);
       const int64_t i0 = blk * per_block * kRowTile + r;
-      StoreBlockSums(q, traits, init, xsum, i0, i0 + kRowTile);
+      StoreBlockSums(traits, q.sx, q.s0, q.s1, init, xsum, i0, i0 + kRowTile);
     }
     // Chunk c of rows 0..7: 32-bit interleave of row pairs, 64-bit of pair pairs, then the
     // 128-bit halves (chunks c and c + 4) of rows 0-3 and 4-7 joined.
@@ -127,7 +111,6 @@ void QuantizeTileAvx512(const float* x, int64_t ldx, int64_t m, int64_t col_begi
 void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
                         int64_t col_begin, int64_t col_end, const QuantTraits& traits,
                         QuantizedActs* acts) {
-  const int sub = traits.sub_block;
   alignas(32) int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end;) {
     const float* xr = x + (m - row_begin) * ldx;
@@ -143,9 +126,7 @@ void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t row_begin, int64_t 
       acts->sx[acts->SxIndex(m, blk)] = r.sx;
       for (int c = 0; c < kActBlock / 4; ++c)
         std::memcpy(xq + (blk * 8 + c) * chunk_stride, q + c * 4, 4);
-      const int64_t i0 = acts->SubIndex(m, sub == 32 ? blk : 2 * blk);
-      StoreBlockSums(r, traits, acts->init.data(), acts->xsum.data(), i0,
-                     sub == 32 ? i0 : acts->SubIndex(m, 2 * blk + 1));
+      StoreBlockSums(traits, r.sx, r.s0, r.s1, m, blk, acts);
     }
     ++m;
   }

@@ -13,7 +13,6 @@ namespace {
 void QuantizeActsScalar(const float* x, int64_t ldx, int64_t row_begin, int64_t row_end,
                         int64_t col_begin, int64_t col_end, const QuantTraits& traits,
                         QuantizedActs* acts) {
-  const int sub = traits.sub_block;
   int8_t q[kActBlock];
   for (int64_t m = row_begin; m < row_end; ++m) {
     const float* xr = x + (m - row_begin) * ldx;
@@ -32,12 +31,7 @@ void QuantizeActsScalar(const float* x, int64_t ldx, int64_t row_begin, int64_t 
       }
       for (int c = 0; c < kActBlock / 4; ++c)
         std::memcpy(&acts->xq[acts->XqIndex(m, blk * 32 + c * 4)], q + c * 4, 4);
-      for (int h = 0; h < kActBlock / sub; ++h) {
-        const int32_t s = sub == 32 ? sums[0] + sums[1] : sums[h];
-        const int64_t idx = acts->SubIndex(m, blk * (kActBlock / sub) + h);
-        acts->init[idx] = -traits.zero_point * s;
-        acts->xsum[idx] = sx * static_cast<float>(s);
-      }
+      StoreBlockSums(traits, sx, sums[0], sums[1], m, blk, acts);
     }
   }
 }
