@@ -97,115 +97,148 @@ inline __m256i LoadChunk(const uint8_t* rec, int c, int h, __m256i table, __m256
   }
 }
 
-// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8) of group g's
-// record b: f16, f32, or int8 times the super-block's f16 factors (exact, as Impl::Scale).
-inline __m256 LoadScales(const PackedMatrix::Impl& w, int64_t g, int64_t b, int i) {
-  const uint8_t* p = w.Group(g) + b * w.record_bytes + w.quant_bytes;
+// Scales (i = 0, 1) or offsets (i = 2, 3) of rows [8 (i % 2), 8 (i % 2) + 8) of record rec: f16,
+// f32, or int8 times f, the f16 factors of its super-block (exact, as Impl::Scale).
+inline __m256 LoadScales(const PackedMatrix::Impl& w, const uint8_t* rec, const uint16_t* f,
+                         int i) {
+  const uint8_t* p = rec + w.quant_bytes;
   if (w.int_scales) {
     const __m256 k = _mm256_cvtepi32_ps(
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * i))));
-    const auto* f = reinterpret_cast<const __m128i*>(w.Factors(g, b)) + i;
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(f)), k);
+    const auto* fi = reinterpret_cast<const __m128i*>(f) + i;
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(fi)), k);
   }
   if (w.f16_scales)
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i));
   return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * i);
 }
 
-// Rows [8h, 8h + 8) of row group g for output rows [m, m + MT), one whole tile of the
-// activations (MT = its rows: 8, or fewer for the last). The tile's layout is read through one
-// pointer per array (the per-row index arithmetic and pointers spilled registers). ahead: request
-// the records kWeightPrefetchBytes ahead into L2 (the first pass over a group; the later ones find
-// the records in cache).
-template <int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
-void QuantHalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-                   bool ahead, const float* bias, OutTile out) {
+// Both halves of row group g (16 weight rows, two registers of 8) for activation rows
+// [m + r0, m + r0 + MT) of the tile at m, whose rows are TR (8, or fewer for the last). Each
+// broadcast of 4 activation bytes meets both halves: with one half per broadcast the
+// broadcasts capped the sign-trick loop at ~2.0 G row-chunks/s on Zen 3, with two at ~2.3; a
+// tile's rows are taken MT <= 4 at a time so that the 2 x MT sums stay in registers. The tile's
+// layout is read through one pointer per array (the per-row index arithmetic and pointers spilled
+// registers). ahead: request the records kWeightPrefetchBytes ahead into L2 (the first pass over a
+// group; the later ones find the records in cache).
+template <int TR, int MT, int SUB, bool kMin, bool kSigned, Quants kQ>
+void QuantTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m, int r0,
+               bool ahead, const float* bias, OutTile out) {
   const uint8_t* rec = w.Group(g);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(w.table)));
-  const int8_t* xq = a.xq.data() + m * a.cols;               // [cols / 4][MT][4]
-  const float* sx = a.sx.data() + m * (a.cols / kActBlock);  // [cols / 32][MT]
-  const int32_t* init = a.init.data() + m * a.num_sub;       // [num_sub][MT]
-  const float* xsum = a.xsum.data() + m * a.num_sub;         // [num_sub][MT]
-  __m256 acc[MT];
-  for (int r = 0; r < MT; ++r) acc[r] = _mm256_setzero_ps();
+  const int8_t* xq = a.xq.data() + m * a.cols + r0 * 4;           // [cols / 4][TR][4]
+  const float* sx = a.sx.data() + m * (a.cols / kActBlock) + r0;  // [cols / 32][TR]
+  const int32_t* init = a.init.data() + m * a.num_sub + r0;       // [num_sub][TR]
+  const float* xsum = a.xsum.data() + m * a.num_sub + r0;         // [num_sub][TR]
+  __m256 acc[2][MT];
+  for (int h = 0; h < 2; ++h)
+    for (int r = 0; r < MT; ++r) acc[h][r] = _mm256_setzero_ps();
+  // int_scales: the factors of record b's super-block, a step on every subs_per_super records
+  // (Impl::Factors divides twice per record; the kernel's division took a visible share).
+  const uint16_t* factors = w.int_scales ? w.Factors(g, 0) : nullptr;
+  int64_t in_super = 0;
   for (int64_t b = 0; b < w.num_sub; ++b, rec += w.record_bytes) {
     if (ahead) PrefetchToL2(rec + kWeightPrefetchBytes, w.record_bytes);
-    const int8_t* xb = xq + b * (SUB / 4) * MT * 4;
-    __m256i dot[MT];
-    for (int r = 0; r < MT; ++r)
-      dot[r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(init[b * MT + r]);
-    const __m256i hb =
-        HighBits(kQ) > 0
-            ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + SUB * 8 + h * 32))
-            : _mm256_setzero_si256();
+    const int8_t* xb = xq + b * (SUB / 4) * TR * 4;
+    __m256i dot[2][MT];
+    for (int r = 0; r < MT; ++r) {
+      dot[0][r] = kSigned ? _mm256_setzero_si256() : _mm256_set1_epi32(init[b * TR + r]);
+      dot[1][r] = dot[0][r];
+    }
+    __m256i hb[2];
+    for (int h = 0; h < 2; ++h) {
+      hb[h] = HighBits(kQ) > 0
+                  ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + SUB * 8 + h * 32))
+                  : _mm256_setzero_si256();
+    }
 #pragma GCC unroll 8
     for (int c = 0; c < SUB / 4; ++c) {
-      const __m256i wv = LoadChunk<kQ>(rec, c, h, table, hb);
-      // The signed weights' magnitudes and signs, once for all rows.
-      const __m256i ws = kSigned ? _mm256_xor_si256(wv, flip) : wv;
-      const __m256i wabs = kSigned ? _mm256_sign_epi8(ws, ws) : wv;
+      __m256i wv[2], ws[2], wabs[2];
+      for (int h = 0; h < 2; ++h) {
+        wv[h] = LoadChunk<kQ>(rec, c, h, table, hb[h]);
+        // The signed weights' magnitudes and signs, once for all rows.
+        ws[h] = kSigned ? _mm256_xor_si256(wv[h], flip) : wv[h];
+        wabs[h] = kSigned ? _mm256_sign_epi8(ws[h], ws[h]) : wv[h];
+      }
       for (int r = 0; r < MT; ++r) {
-        const __m256i xv = _mm256_set1_epi32(LoadI32(xb + (c * MT + r) * 4));
-        const __m256i p = kSigned ? _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, ws))
-                                  : _mm256_maddubs_epi16(wv, xv);
-        dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(p, ones));
-        // Keeps each row's sum one chain in a register: left free, GCC reassociated the block's
-        // 64 products into trees and spilled them (a 32-byte store and reload per product);
-        // without the spills the 64-row products ran 7-9% faster (bench_matmul --threads 1).
-        asm("" : "+x"(dot[r]));
+        const __m256i xv = _mm256_set1_epi32(LoadI32(xb + (c * TR + r) * 4));
+        for (int h = 0; h < 2; ++h) {
+          const __m256i p = kSigned ? _mm256_maddubs_epi16(wabs[h], _mm256_sign_epi8(xv, ws[h]))
+                                    : _mm256_maddubs_epi16(wv[h], xv);
+          dot[h][r] = _mm256_add_epi32(dot[h][r], _mm256_madd_epi16(p, ones));
+          // Keeps each sum one chain in a register: left free, GCC reassociated the block's
+          // products into trees and spilled them (a 32-byte store and reload per product);
+          // without the spills the 64-row products ran 7-9% faster (bench_matmul --threads 1).
+          asm("" : "+x"(dot[h][r]));
+        }
       }
     }
-    const __m256 sv = LoadScales(w, g, b, h);
-    const float* sxb = sx + (b * SUB / kActBlock) * MT;
+    const float* sxb = sx + (b * SUB / kActBlock) * TR;
+    const __m256 sv[2] = {LoadScales(w, rec, factors, 0), LoadScales(w, rec, factors, 1)};
     for (int r = 0; r < MT; ++r) {
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]),
-                               _mm256_mul_ps(sv, _mm256_set1_ps(sxb[r])), acc[r]);
+      const __m256 s = _mm256_set1_ps(sxb[r]);
+      for (int h = 0; h < 2; ++h)
+        acc[h][r] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[h][r]), _mm256_mul_ps(sv[h], s), acc[h][r]);
     }
     if constexpr (kMin) {
-      const __m256 ov = LoadScales(w, g, b, 2 + h);
-      for (int r = 0; r < MT; ++r)
-        acc[r] = _mm256_fmadd_ps(ov, _mm256_set1_ps(xsum[b * MT + r]), acc[r]);
+      const __m256 ov[2] = {LoadScales(w, rec, factors, 2), LoadScales(w, rec, factors, 3)};
+      for (int r = 0; r < MT; ++r) {
+        const __m256 x = _mm256_set1_ps(xsum[b * TR + r]);
+        for (int h = 0; h < 2; ++h) acc[h][r] = _mm256_fmadd_ps(ov[h], x, acc[h][r]);
+      }
+    }
+    if (w.int_scales && ++in_super == w.subs_per_super) {
+      in_super = 0;
+      factors += (w.traits.has_min ? 2 : 1) * kGroupRows;
     }
   }
-  const int64_t n0 = g * kGroupRows + h * 8;
-  const int64_t valid = w.rows - n0 < 8 ? w.rows - n0 : 8;
-  if (valid <= 0) return;
-  for (int r = 0; r < MT; ++r) {
-    float* o = out.At(m + r, n0);
-    if (out.stream && valid == 8) {  // 32-byte aligned (OutTile::stream)
-      _mm256_stream_ps(o, bias ? _mm256_add_ps(acc[r], _mm256_loadu_ps(bias + n0)) : acc[r]);
-      continue;
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n0 = g * kGroupRows + h * 8;
+    const int64_t valid = w.rows - n0 < 8 ? w.rows - n0 : 8;
+    if (valid <= 0) return;
+    for (int r = 0; r < MT; ++r) {
+      float* o = out.At(m + r0 + r, n0);
+      if (out.stream && valid == 8) {  // 32-byte aligned (OutTile::stream)
+        _mm256_stream_ps(o,
+                         bias ? _mm256_add_ps(acc[h][r], _mm256_loadu_ps(bias + n0)) : acc[h][r]);
+        continue;
+      }
+      alignas(32) float v[8];
+      _mm256_store_ps(v, acc[h][r]);
+      for (int i = 0; i < valid; ++i) o[i] = bias ? v[i] + bias[n0 + i] : v[i];
     }
-    alignas(32) float v[8];
-    _mm256_store_ps(v, acc[r]);
-    for (int i = 0; i < valid; ++i) o[i] = bias ? v[i] + bias[n0 + i] : v[i];
   }
 }
 
-// Rows [m, m + rows) (one activation tile) of half h of group g.
+// Row group g for the tile of activation rows [m, m + rows): up to 4 rows per pass.
 template <int SUB, bool kMin, bool kSigned, Quants kQ>
-void HalfTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int h, int64_t m,
-              int64_t rows, bool ahead, const float* bias, OutTile out) {
+void GroupTile(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g, int64_t m,
+               int64_t rows, bool ahead, const float* bias, OutTile out) {
   switch (rows) {
     case 8:
-      return QuantHalfTile<8, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      QuantTile<8, 4, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
+      return QuantTile<8, 4, SUB, kMin, kSigned, kQ>(w, a, g, m, 4, false, bias, out);
     case 7:
-      return QuantHalfTile<7, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      QuantTile<7, 4, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
+      return QuantTile<7, 3, SUB, kMin, kSigned, kQ>(w, a, g, m, 4, false, bias, out);
     case 6:
-      return QuantHalfTile<6, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      QuantTile<6, 3, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
+      return QuantTile<6, 3, SUB, kMin, kSigned, kQ>(w, a, g, m, 3, false, bias, out);
     case 5:
-      return QuantHalfTile<5, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      QuantTile<5, 3, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
+      return QuantTile<5, 2, SUB, kMin, kSigned, kQ>(w, a, g, m, 3, false, bias, out);
     case 4:
-      return QuantHalfTile<4, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      return QuantTile<4, 4, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
     case 3:
-      return QuantHalfTile<3, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      return QuantTile<3, 3, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
     case 2:
-      return QuantHalfTile<2, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      return QuantTile<2, 2, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
     case 1:
-      return QuantHalfTile<1, SUB, kMin, kSigned, kQ>(w, a, g, h, m, ahead, bias, out);
+      return QuantTile<1, 1, SUB, kMin, kSigned, kQ>(w, a, g, m, 0, ahead, bias, out);
     default:
       return;
   }
@@ -216,11 +249,9 @@ template <int SUB, bool kMin, bool kSigned, Quants kQ>
 void QuantGroups(const PackedMatrix::Impl& w, const QuantizedActs& a, int64_t g_begin,
                  int64_t g_end, int64_t m_begin, int64_t m_end, const float* bias, OutTile out) {
   for (int64_t g = g_begin; g < g_end; ++g) {
-    for (int h = 0; h < 2; ++h) {
-      for (int64_t m = m_begin; m < m_end; m += kRowTile) {
-        const int64_t rows = std::min<int64_t>(kRowTile, m_end - m);
-        HalfTile<SUB, kMin, kSigned, kQ>(w, a, g, h, m, rows, m == m_begin && h == 0, bias, out);
-      }
+    for (int64_t m = m_begin; m < m_end; m += kRowTile) {
+      const int64_t rows = std::min<int64_t>(kRowTile, m_end - m);
+      GroupTile<SUB, kMin, kSigned, kQ>(w, a, g, m, rows, m == m_begin, bias, out);
     }
   }
 }
