@@ -76,11 +76,12 @@ test('413: body over --max-request-bytes', async () => {
 });
 
 test('503 with Retry-After at once when the queue is full; the server recovers', async () => {
-  // One running, one waiting; a 4,096-token context so the running one (2,000 tokens) cannot
-  // finish while the others arrive.
+  // One running, one waiting; a 4,096-token context so the running one (1,000 tokens) cannot
+  // finish while the others arrive. (At 2,000 tokens the two took 50-64 s under ASan on a 2-core
+  // Zen 3, against the 60 s bound below.)
   const small = await startServer(['--max-num-seqs', '1', '--max-queue-len', '1', '--max-model-len', '4096']);
   try {
-    const body = { prompt: 'hi', max_tokens: 2000, ignore_eos: true };
+    const body = { prompt: 'hi', max_tokens: 1000, ignore_eos: true };
     const started = Date.now();
     const timed = async () => { const t0 = Date.now(); const r = await post(`${small.url}/v1/completions`, body); r.ms = Date.now() - t0; return r; };
     const first = timed();
