@@ -109,7 +109,7 @@ void CompareFfn(DType t, ThreadPool* pool, const bench::Roofline& roof) {
       {"down", t, {kHidden, kDim}, down_bytes.data(), down_bytes.size()});
   if (!gate_up.ok() || !down.ok()) std::abort();
   for (int64_t m : {1, 4, 8, 16, 32, 64, 512}) {
-    if (!kernels::FusesSiluMul(*gate_up, *down, m)) continue;
+    if (!kernels::FusesSiluMul(*gate_up, *down)) continue;
     std::vector<float> x(m * kHidden), product(m * 2 * kDim), act(m * kDim);
     std::mt19937 rng(3);
     std::normal_distribution<float> nd(0.0f, 1.0f);

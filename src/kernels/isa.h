@@ -58,15 +58,11 @@ bool IsaSupportedBy(const CpuFeatures& features, Isa isa);
 Isa CapIsa(Isa hw, const char* env);
 
 // BestIsa() is CapIsa(widest the hardware supports, TINYSERVE_ISA), kAmx included, so an
-// AMX CPU runs quantized matmuls of 32-weight sub-block formats from kAmxMinRows rows on the tile
-// unit (matmul_internal.h AmxServes), and bf16 matmuls from 16 rows on AMX-BF16 where present
-// (8-10x the vdpbf16ps kernel from 64 rows), unless TINYSERVE_ISA=avx512 caps it. Measured on a
-// Sapphire Rapids (bench_matmul --quick --compare, 2 threads, Qwen2.5-0.5B shapes, after the VNNI
-// kernel learned to share broadcasts between two row groups): the AMX matmul (bit-identical to the
-// AVX-512 one) is 1.0-1.4x the AVX-512 kernel from 32 rows for Q4_0 and 0.9-1.5x for Q8_0 (level
-// on the large shapes), and whole-model prefill is level or faster (Q4_K_M 1.2x, whose Q5_0 and
-// Q4_K matmuls it serves); it is bounded by the f32 scaling of every 32-weight sub-block's
-// product, which must go through memory (matmul_amx_avx512.cc).
+// AMX CPU runs bf16 matmuls from 16 rows on AMX-BF16 where present (8-10x the vdpbf16ps kernel
+// from 64 rows), unless TINYSERVE_ISA=avx512 caps it. Quantized matmuls run the AVX-512 kernel
+// there (MatMul): the AMX int8 kernel, bit-identical, measured 1.0-1.4x the AVX-512 one in
+// session 8 but slower in the whole model since the AVX-512 path gained its fusions
+// (matmul_internal.h kAmxMinRows has the numbers); MatMulWithIsa(kAmx) still runs it.
 
 // IsaSupportedBy(DetectedCpuFeatures(), isa), and isa not above the TINYSERVE_ISA cap (so kAmx
 // counts as supported on an AMX CPU whatever kernels choose per matmul; tests run it).

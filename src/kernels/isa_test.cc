@@ -114,8 +114,8 @@ TEST(IsaTest, AmxNeedsTheAvx512SetAndTheInt8Tiles) {
   EXPECT_EQ(CapIsa(Isa::kAvx512, "amx"), Isa::kAvx512);
 }
 
-// AMX matmuls run wherever the CPU has the unit (measured faster than AVX-512 from kAmxMinRows
-// rows, isa.h); TINYSERVE_ISA=avx512 caps them off.
+// kAmx is chosen wherever the CPU has the unit (bf16 matmuls on the AMX-BF16 tiles, isa.h);
+// TINYSERVE_ISA=avx512 caps it off.
 TEST(IsaTest, AmxIsChosenUnlessCapped) {
   EXPECT_EQ(CapIsa(Isa::kAmx, nullptr), Isa::kAmx);
   EXPECT_EQ(CapIsa(Isa::kAmx, ""), Isa::kAmx);

@@ -373,13 +373,13 @@ bool UsesAmxBf16(const PackedMatrix& w, Isa isa, int64_t num_rows) {
 
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool) {
-  MatMulWithIsa(BestIsa(), w, x, num_rows, bias, out, pool);
+  // Quantized weights skip the AMX int8 kernel (see kAmxMinRows): the same bits, sooner.
+  const bool quantized = w.impl().float_data == nullptr;
+  const Isa isa = BestIsa() == Isa::kAmx && quantized ? Isa::kAvx512 : BestIsa();
+  MatMulWithIsa(isa, w, x, num_rows, bias, out, pool);
 }
 
-bool TakesQuantizedActivations(const PackedMatrix& w, int64_t num_rows) {
-  return w.impl().float_data == nullptr &&
-         !(BestIsa() == Isa::kAmx && AmxServes(w.impl(), num_rows));
-}
+bool TakesQuantizedActivations(const PackedMatrix& w) { return w.impl().float_data == nullptr; }
 
 void PrepareActivations(const PackedMatrix& like, int64_t num_rows, QuantizedActivations* acts) {
   const PackedMatrix::Impl& w = like.impl();

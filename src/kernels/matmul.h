@@ -79,9 +79,9 @@ class QuantizedActivations {
   std::unique_ptr<Impl> impl_;
 };
 
-// Whether MatMulQuantized serves `w` for num_rows rows on BestIsa(): quantized weights, and not
-// the AMX path (which quantizes into its own tile layout; there, keep calling MatMul).
-bool TakesQuantizedActivations(const PackedMatrix& w, int64_t num_rows);
+// Whether MatMulQuantized serves `w`: quantized weights (MatMul runs them on the same kernel, so
+// prequantized activations give MatMul's bits).
+bool TakesQuantizedActivations(const PackedMatrix& w);
 
 // Lays out acts for num_rows rows of the input of weights shaped like `like` (quantized weights
 // only). Grows the buffers only when needed: no allocation once they reached the largest size.
@@ -107,7 +107,7 @@ void MatMulQuantizedWithIsa(Isa isa, const PackedMatrix& w, const QuantizedActiv
 // acts), then SiluMulQuantize for down (kernels/ops.h), on the same ISA; but the [T, 2 dim]
 // product never leaves the cache (each thread takes chunks of gate and up features in turn) and
 // no f32 SiLU rows are written. Requires FusesSiluMul.
-bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down, int64_t num_rows);
+bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down);
 void MatMulSiluMulQuantized(const PackedMatrix& gate_up, const QuantizedActivations& acts,
                             const PackedMatrix& down, QuantizedActivations* out_acts,
                             ThreadPool* pool);
@@ -117,8 +117,9 @@ void MatMulSiluMulQuantizedWithIsa(Isa isa, const PackedMatrix& gate_up,
                                    const QuantizedActivations& acts, const PackedMatrix& down,
                                    QuantizedActivations* out_acts, ThreadPool* pool);
 
-// MatMul runs on BestIsa() (kernels/isa.h, the one ISA detector); tests and benchmarks force
-// each supported Isa to cover every path.
+// MatMul runs on BestIsa() (kernels/isa.h, the one ISA detector), quantized weights on an AMX
+// CPU on Isa::kAvx512 (the same bits; kernels/isa.h says why); tests and benchmarks force each
+// supported Isa to cover every path.
 // MatMul forced onto `isa`. Requires IsaSupported(isa).
 void MatMulWithIsa(Isa isa, const PackedMatrix& w, const float* x, int64_t num_rows,
                    const float* bias, float* out, ThreadPool* pool);

@@ -359,6 +359,13 @@ MatMulKernels Avx512Kernels();
 // bandwidth limit, and at 16 (one row block) the per-group signed copy of the weights is not
 // amortized (measured on a Sapphire Rapids, 1 thread, against session 6's AVX-512 kernel:
 // AMX/AVX-512 0.79-1.18x at 16 rows, 0.98-1.31x at 32, 1.08-1.37x at 48; isa.h has today's).
+// Only MatMulWithIsa(Isa::kAmx) runs it (tests; bench_matmul --compare re-measures it against
+// the AVX-512 kernel on each AMX CPU): MatMul, the model's entry, takes the AVX-512 kernel for
+// quantized weights, which since gained the fused norm / SiLU quantization and the shared
+// broadcasts and is faster in the whole model at every row count (session 43, Sapphire Rapids
+// class, bench_model --threads 2, AMX -> AVX-512 tok/s: q8_0 prefill 64 / 512 / 2048 tokens
+// 868 -> 997, 905-919 -> 1,027-1,029, 636 -> 775; decode of 64 sequences at 576 tokens 538-568 ->
+// 633-652; q4_0 and q4_k_m alike). Each tile product's 1 KiB store and f32 scaling bound it.
 inline constexpr int64_t kAmxMinRows = 32;
 // Whether Isa::kAmx runs `w` for num_rows rows on the tile unit (else on Avx512Kernels()):
 // quantized weights with 32-weight sub-blocks, from kAmxMinRows rows. With 16-weight sub-blocks

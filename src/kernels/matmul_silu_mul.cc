@@ -29,10 +29,9 @@ int64_t ChunkFeatures(int64_t tile_rows) {
 
 }  // namespace
 
-bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down, int64_t num_rows) {
-  return TakesQuantizedActivations(gate_up, num_rows) &&
-         TakesQuantizedActivations(down, num_rows) && gate_up.rows() == 2 * down.cols() &&
-         down.cols() % kActBlock == 0;
+bool FusesSiluMul(const PackedMatrix& gate_up, const PackedMatrix& down) {
+  return TakesQuantizedActivations(gate_up) && TakesQuantizedActivations(down) &&
+         gate_up.rows() == 2 * down.cols() && down.cols() % kActBlock == 0;
 }
 
 void MatMulSiluMulQuantizedWithIsa(Isa isa, const PackedMatrix& gate_up,

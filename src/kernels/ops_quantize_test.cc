@@ -299,13 +299,13 @@ TEST(MatMulSiluMulTest, OnlyMatchingQuantizedShapesFuse) {
   const Weights gate_up = MakeWeights(DType::kQ8_0, 2 * 64, 32, 1);
   const Weights down = MakeWeights(DType::kQ8_0, 32, 64, 2);
   const Weights short_down = MakeWeights(DType::kQ8_0, 32, 32, 3);
-  EXPECT_TRUE(FusesSiluMul(gate_up.packed, down.packed, 4));
-  EXPECT_FALSE(FusesSiluMul(gate_up.packed, short_down.packed, 4));
+  EXPECT_TRUE(FusesSiluMul(gate_up.packed, down.packed));
+  EXPECT_FALSE(FusesSiluMul(gate_up.packed, short_down.packed));
   const std::vector<float> f = RandomFloats(32 * 64, 4, -1.0f, 1.0f);
   auto float_down =
       PackedMatrix::Pack(TensorView{"w", DType::kF32, {32, 64}, f.data(), f.size() * 4});
   ASSERT_TRUE(float_down.ok());
-  EXPECT_FALSE(FusesSiluMul(gate_up.packed, *float_down, 4));
+  EXPECT_FALSE(FusesSiluMul(gate_up.packed, *float_down));
 }
 
 TEST(MatMulQuantizedTest, FloatWeightsDoNotTakeQuantizedActivations) {
@@ -313,9 +313,9 @@ TEST(MatMulQuantizedTest, FloatWeightsDoNotTakeQuantizedActivations) {
   const TensorView view{"w", DType::kF32, {16, 64}, f.data(), f.size() * sizeof(float)};
   auto packed = PackedMatrix::Pack(view);
   ASSERT_TRUE(packed.ok());
-  EXPECT_FALSE(TakesQuantizedActivations(*packed, 1));
+  EXPECT_FALSE(TakesQuantizedActivations(*packed));
   const Weights q = MakeWeights(DType::kQ8_0, 16, 64, 2);
-  EXPECT_TRUE(TakesQuantizedActivations(q.packed, 1));
+  EXPECT_TRUE(TakesQuantizedActivations(q.packed));
 }
 
 }  // namespace

@@ -255,13 +255,13 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
   // matmuls read those quantized rows; other matmuls quantize into the same kept buffer. Where
   // the kernels take it (FusesSiluMul), gate/up and SiLU * up are one region: the profile counts
   // it under gate_up.
-  auto takes_quantized = [&](const kernels::PackedMatrix* w, int64_t rows) {
-    return w != nullptr && fuse_quantization_ && kernels::TakesQuantizedActivations(*w, rows);
+  auto takes_quantized = [&](const kernels::PackedMatrix* w) {
+    return w != nullptr && fuse_quantization_ && kernels::TakesQuantizedActivations(*w);
   };
   // MatMul of `in`, or of acts_ when `prequantized` (acts_ holds `in` quantized for w).
   auto matmul = [&](const kernels::PackedMatrix& w, const float* in, int64_t rows,
                     bool prequantized, const float* bias, float* out) {
-    if (!prequantized && takes_quantized(&w, rows)) {
+    if (!prequantized && takes_quantized(&w)) {
       kernels::QuantizeActivations(w, in, rows, &acts_, pool);
       prequantized = true;
     }
@@ -276,7 +276,7 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     const Qwen2LayerWeights& L = weights_.layers[l];
     return L.fused_qkv ? &L.qkv : nullptr;
   };
-  bool qkv_quantized = takes_quantized(qkv_consumer(0), T);
+  bool qkv_quantized = takes_quantized(qkv_consumer(0));
   {
     OpTimer timer(prof, &p.norm);
     const float* w = weights_.layers[0].attn_norm.data();
@@ -320,11 +320,11 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
       OpTimer timer(prof, &p.o_proj);
       matmul(L.o, attn_.data(), T, false, nullptr, proj_.data());
     }
-    const bool gate_up_quantized = L.fused_gate_up && takes_quantized(&L.gate_up, T);
-    const bool down_quantized = takes_quantized(&L.down, T);
+    const bool gate_up_quantized = L.fused_gate_up && takes_quantized(&L.gate_up);
+    const bool down_quantized = takes_quantized(&L.down);
     // gate/up, SiLU * up and the down projection's quantization in one pass (kernels/matmul.h).
     const bool fused_ffn =
-        gate_up_quantized && down_quantized && kernels::FusesSiluMul(L.gate_up, L.down, T);
+        gate_up_quantized && down_quantized && kernels::FusesSiluMul(L.gate_up, L.down);
     {
       OpTimer timer(prof, &p.norm);
       if (gate_up_quantized) {
@@ -370,7 +370,7 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
     if (l + 1 < c.num_layers) {
       OpTimer timer(prof, &p.norm);
       const float* w = weights_.layers[l + 1].attn_norm.data();
-      qkv_quantized = takes_quantized(qkv_consumer(l + 1), T);
+      qkv_quantized = takes_quantized(qkv_consumer(l + 1));
       if (qkv_quantized) {
         kernels::AddRmsNormQuantize(x, proj_.data(), w, T, H, eps, normed_.data(),
                                     *qkv_consumer(l + 1), &acts_, pool);
@@ -386,7 +386,7 @@ Status Qwen2Model::Forward(const ForwardBatch& batch,
   OpTimer timer(prof, &p.lm_head);
   for (int64_t i = 0; i < R; ++i)
     std::memcpy(final_.data() + i * H, x + int64_t{batch.logit_rows[i]} * H, H * sizeof(float));
-  const bool lm_head_quantized = takes_quantized(&weights_.lm_head, R);
+  const bool lm_head_quantized = takes_quantized(&weights_.lm_head);
   if (lm_head_quantized) {
     kernels::RmsNormQuantize(final_.data(), weights_.final_norm.data(), R, H, eps, final_.data(),
                              weights_.lm_head, &acts_, pool);
