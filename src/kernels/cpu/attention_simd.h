@@ -238,32 +238,38 @@ void TransposeKeys(const void* const* k, const float* ks, int32_t n, int64_t hd,
                    typename Vec::V* kt) {
   using V = typename Vec::V;
   constexpr int32_t kW = Vec::kWidth;
+  // Whole int8 chunks are transposed as bytes where the Vec can (AVX2's).
+  constexpr bool kBytes =
+      kType == DType::kI8 && requires(const int8_t* const* r, const float* s, V* o) {
+    Vec::TransposeI8(r, s, o);
+  };
   for (int32_t j = 0; j * kW < n; ++j) {
-    for (int64_t c = 0; c < hd; c += kW) {
-      V rows[kW], cols[kW];
-      // Whole int8 chunks transposed as bytes where the Vec can (AVX2's).
-      if constexpr (kType == DType::kI8 && requires(const int8_t* const* r, const float* s, V* o) {
-                      Vec::TransposeI8(r, s, o);
-                    }) {
-        if (c + kW <= hd) {
-          const int8_t* bytes[kW];
-          float scales[kW];
-          for (int32_t t = 0; t < kW; ++t) {
-            const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
-            bytes[t] = static_cast<const int8_t*>(k[row]) + c;
-            scales[t] = ks[row];
-          }
-          Vec::TransposeI8(bytes, scales, cols);
-          for (int64_t d = 0; d < kW; ++d) kt[j * hd + c + d] = cols[d];
-          continue;
-        }
+    // The group's rows and scales, found once for all its chunks instead of once per chunk: a
+    // step of 7 queries x 64 keys (head_dim 64, AVX2, Zen 3, one core, cached) 2.70-2.83 ->
+    // 2.54-2.59 us with int8 rows, 2.62-2.70 -> 2.44-2.47 with f16.
+    const void* rows[kW];
+    float scales[kW];
+    for (int32_t t = 0; t < kW; ++t) {
+      const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
+      rows[t] = k[row];
+      scales[t] = RowScale<Vec, kType>(ks, row);
+    }
+    V* out = kt + j * hd;
+    int64_t c = 0;
+    if constexpr (kBytes) {
+      for (; c + kW <= hd; c += kW) {
+        const int8_t* bytes[kW];
+        for (int32_t t = 0; t < kW; ++t) bytes[t] = static_cast<const int8_t*>(rows[t]) + c;
+        Vec::TransposeI8(bytes, scales, out + c);
       }
+    }
+    for (; c < hd; c += kW) {
+      V chunk[kW], cols[kW];
       for (int32_t t = 0; t < kW; ++t) {
-        const int32_t row = j * kW + t < n ? j * kW + t : n - 1;
-        rows[t] = LoadRow<Vec, kType>(k[row], c, hd - c, RowScale<Vec, kType>(ks, row));
+        chunk[t] = LoadRow<Vec, kType>(rows[t], c, hd - c, scales[t]);
       }
-      Vec::Transpose(rows, cols);
-      for (int64_t d = 0; d < kW && c + d < hd; ++d) kt[j * hd + c + d] = cols[d];
+      Vec::Transpose(chunk, cols);
+      for (int64_t d = 0; d < kW && c + d < hd; ++d) out[c + d] = cols[d];
     }
   }
 }
@@ -370,10 +376,20 @@ void AttendQueriesGrouped(const AttendBlockArgs& a, const int32_t* idx, const ty
     for (int g = 0; g < NQ; ++g) {
       x[g] = Vec::Mul(Vec::LoadPart(a.acc + idx[g] * hd + c, left), Vec::Set1(correction[g]));
     }
-    for (int32_t t = 0; t < max_nv; ++t) {
-      ahead.Some();
-      const V vt = LoadRow<Vec, kType>(a.v_rows[t], c, left, RowScale<Vec, kType>(a.v_scales, t));
-      for (int g = 0; g < NQ; ++g) x[g] = Vec::Fmadd(Vec::Set1(p[g][t]), vt, x[g]);
+    // A whole chunk's loads take the constant width, which drops LoadRow's tail test and buffer
+    // from the loop (the step above with f16 rows 2.43 -> 2.24 us; int8 unchanged).
+    auto keys = [&](int64_t width) {
+      for (int32_t t = 0; t < max_nv; ++t) {
+        ahead.Some();
+        const V vt =
+            LoadRow<Vec, kType>(a.v_rows[t], c, width, RowScale<Vec, kType>(a.v_scales, t));
+        for (int g = 0; g < NQ; ++g) x[g] = Vec::Fmadd(Vec::Set1(p[g][t]), vt, x[g]);
+      }
+    };
+    if (left >= kW) {
+      keys(kW);
+    } else {
+      keys(left);
     }
     for (int g = 0; g < NQ; ++g) Vec::StorePart(a.acc + idx[g] * hd + c, x[g], left);
   }
