@@ -374,8 +374,7 @@ bool UsesAmxBf16(const PackedMatrix& w, Isa isa, int64_t num_rows) {
 void MatMul(const PackedMatrix& w, const float* x, int64_t num_rows, const float* bias, float* out,
             ThreadPool* pool) {
   // Quantized weights skip the AMX int8 kernel (see kAmxMinRows): the same bits, sooner.
-  const bool quantized = w.impl().float_data == nullptr;
-  const Isa isa = BestIsa() == Isa::kAmx && quantized ? Isa::kAvx512 : BestIsa();
+  const Isa isa = BestIsa() == Isa::kAmx && TakesQuantizedActivations(w) ? Isa::kAvx512 : BestIsa();
   MatMulWithIsa(isa, w, x, num_rows, bias, out, pool);
 }
 
