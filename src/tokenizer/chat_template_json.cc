@@ -21,10 +21,17 @@ StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth,
   std::string top_key;
   // Keys seen in each open object (innermost last); bounded by max_depth entries.
   std::vector<std::set<std::string, std::less<>>> keys;
+  size_t heap_values = 0;
+  auto count_heap_value = [&] {
+    if (++heap_values > kMaxJsonHeapValues)
+      throw Refused{"JSON with more than " + std::to_string(kMaxJsonHeapValues) +
+                    " strings, objects and arrays"};
+  };
   auto check = [&](int depth, Json::parse_event_t event, Json& parsed) {
     switch (event) {
       case Json::parse_event_t::object_start:
       case Json::parse_event_t::array_start:
+        count_heap_value();
         // `depth` counts the containers already open around this one.
         if (depth >= max_depth)
           throw Refused{"JSON nested deeper than " + std::to_string(max_depth) + " levels"};
@@ -44,6 +51,9 @@ StatusOr<Json> ParseUntrustedJson(std::string_view text, int max_depth,
         break;
       case Json::parse_event_t::object_end:
         keys.pop_back();
+        break;
+      case Json::parse_event_t::value:
+        if (parsed.is_string()) count_heap_value();
         break;
       default:
         break;

@@ -56,6 +56,39 @@ TEST(ParseUntrustedJson, WideObjectsAreRefusedWhileParsing) {
   EXPECT_TRUE(ParseUntrustedJson(many + "]").ok());
 }
 
+// `[x,x,...]` with `count` copies of x.
+std::string ArrayOf(std::string_view x, size_t count) {
+  std::string out = "[";
+  for (size_t i = 0; i < count; ++i) (out += i == 0 ? "" : ",") += x;
+  return out + "]";
+}
+
+TEST(ParseUntrustedJson, StringsObjectsAndArraysAreCappedInAll) {
+  // The outer array is one of the counted values.
+  EXPECT_TRUE(ParseUntrustedJson(ArrayOf("[\"\"]", kMaxJsonHeapValues / 2 - 1)).ok());
+  for (std::string_view x : {"\"\"", "[]", "{}"}) {
+    auto over = ParseUntrustedJson(ArrayOf(x, kMaxJsonHeapValues));
+    ASSERT_FALSE(over.ok()) << x;
+    EXPECT_EQ(over.status().code(), StatusCode::kOutOfRange) << x;
+  }
+  // Spread over many members and levels, the count is still one for the whole text; the error
+  // names the top-level member being parsed when it ran out.
+  // a and b: an eighth of the cap each in one-string arrays (two values apiece), c the rest.
+  const std::string eighth = ArrayOf("[\"x\"]", kMaxJsonHeapValues / 16);
+  std::string where;
+  auto spread = ParseUntrustedJson("{\"a\":" + eighth + ",\"b\":" + eighth +
+                                       ",\"c\":" + ArrayOf("\"x\"", kMaxJsonHeapValues) + "}",
+                                   kMaxJsonDepth, &where);
+  ASSERT_FALSE(spread.ok());
+  EXPECT_EQ(where, "c");
+  // Numbers, booleans and null live in their parent's slot and are not counted: a prompt of
+  // token ids may be long.
+  auto numbers = ParseUntrustedJson(ArrayOf("1", kMaxJsonHeapValues + 1));
+  ASSERT_TRUE(numbers.ok());
+  EXPECT_EQ(numbers->size(), kMaxJsonHeapValues + 1);
+  EXPECT_TRUE(ParseUntrustedJson(ArrayOf("true,null", kMaxJsonHeapValues / 2 + 1)).ok());
+}
+
 TEST(ParseUntrustedJson, MalformedJsonMessageHasNoLibraryText) {
   auto bad = ParseUntrustedJson("{\"a\":");
   ASSERT_FALSE(bad.ok());
