@@ -298,14 +298,16 @@ void CheckCapacity(const ApiContext& ctx, ParsedRequest* out) {
     }
   }
   if (out->base.prompt_logprobs) {
+    const bool echoed = out->echo && out->completion_logprobs >= 0;
     int64_t entries = 0;
     for (const auto& prompt : out->prompts) entries += static_cast<int64_t>(prompt.size());
-    entries *= n * (*out->base.prompt_logprobs + 1);
-    if (entries > ctx.max_logprob_entries)
+    entries *= n * (*out->base.prompt_logprobs + 1) * (echoed ? 2 : 1);
+    if (entries > ctx.max_prompt_logprob_entries)
       Fail("prompt_logprobs",
-           fmt::format("choices x prompt tokens x (prompt_logprobs + 1) exceeds {}; ask for "
+           fmt::format("choices x prompt tokens x (prompt_logprobs + 1){} is {}, over {}; ask for "
                        "less",
-                       ctx.max_logprob_entries));
+                       echoed ? " x 2 (echo with logprobs)" : "", entries,
+                       ctx.max_prompt_logprob_entries));
   }
   const SamplingParams& s = out->base.sampling;
   if (!out->stream && s.logprobs &&

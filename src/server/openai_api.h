@@ -36,6 +36,13 @@ struct ApiContext {
   // Non-streamed responses with logprobs are built in memory: choices x max_tokens x
   // (top_logprobs + 1) may not exceed this (streaming has no such limit).
   int64_t max_logprob_entries = 1 << 22;
+  // The prompt's log-probability entries (prompt tokens x choices x (prompt_logprobs + 1), twice
+  // with `echo` and `logprobs`: vLLM's list and the echoed arrays) may not exceed this. They are
+  // built at once, at prefill speed, while the completions' come at decode speed; an entry costs
+  // ~600 bytes while the response is built (nlohmann objects, then the text): a 2,001-token
+  // prompt, n = 6, prompt_logprobs 20, echo with logprobs 20 (~500,000 entries) took +307 MB of
+  // RSS. At 2^20, one request holds ~650 MB at most.
+  int64_t max_prompt_logprob_entries = 1 << 20;
   // `priority` other than 0 is accepted only under --scheduling-policy priority.
   bool allow_priority = false;
   int32_t max_stop_strings = 16;

@@ -80,13 +80,19 @@ TEST_F(PromptLogprobsApiTest, BadCountsAndOversizedAsksAre400) {
   ExpectBadField("\"prompt_logprobs\":-1", "prompt_logprobs");
   ExpectBadField("\"prompt_logprobs\":\"5\"", "prompt_logprobs");
   ExpectBadField("\"prompt_logprobs\":21", "prompt_logprobs", Endpoint::kChat);
-  ctx_.max_logprob_entries = 100;
+  ctx_.max_prompt_logprob_entries = 100;
   // 40 prompt tokens x 2 choices x (1 + 1) = 160 entries.
   std::string prompt = "[";
   for (int i = 0; i < 40; ++i) prompt += (i ? "," : "") + std::to_string(i);
   prompt += "]";
   ExpectBadField("\"prompt\":" + prompt + ",\"prompt_logprobs\":1,\"n\":2", "prompt_logprobs");
   Completions(R"({"prompt":)" + prompt + R"(,"prompt_logprobs":0})");  // 40 entries
+  // Echoed with logprobs, the prompt's entries are held twice (vLLM's list and the echoed
+  // arrays): 40 x (1 + 1) x 2 = 160, over; without echo 80, under.
+  Completions(R"({"prompt":)" + prompt + R"(,"logprobs":1})");
+  ExpectBadField("\"prompt\":" + prompt + ",\"echo\":true,\"logprobs\":1,\"max_tokens\":1",
+                 "prompt_logprobs");
+  Completions(R"({"prompt":)" + prompt + R"(,"echo":true,"logprobs":0,"max_tokens":1})");
 }
 
 TEST_F(PromptLogprobsApiTest, EchoedLogprobsLeadWithThePromptTokens) {

@@ -205,11 +205,11 @@ Json ResponseBuilder::Usage() const {
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
-std::string ResponseBuilder::FinalBody() const {
+std::string ResponseBuilder::FinalBody() {
   const bool chat = request_.endpoint == Endpoint::kChat;
   Json choices = Json::array();
   for (size_t i = 0; i < choices_.size(); ++i) {
-    const Choice& c = choices_[i];
+    Choice& c = choices_[i];
     Json choice = {{"index", i}};
     bool called_tools = false;
     if (chat && request_.parse_tool_calls) {
@@ -226,11 +226,12 @@ std::string ResponseBuilder::FinalBody() const {
     } else {
       choice["text"] = c.text;
     }
-    choice["logprobs"] = c.logprobs;
+    choice["logprobs"] = std::move(c.logprobs);
     choice["finish_reason"] = FinishReasonJson(c.finish, called_tools);
     choice["stop_reason"] = c.stop_reason.empty() ? Json(nullptr) : Json(c.stop_reason);
     if (request_.return_token_ids) choice["token_ids"] = c.token_ids;
-    if (!chat && !c.prompt_logprobs.is_null()) choice["prompt_logprobs"] = c.prompt_logprobs;
+    if (!chat && !c.prompt_logprobs.is_null())
+      choice["prompt_logprobs"] = std::move(c.prompt_logprobs);
     if (!chat && request_.return_token_ids)
       choice["prompt_token_ids"] = request_.prompts[i / request_.base.n];
     choices.push_back(std::move(choice));
@@ -243,7 +244,7 @@ std::string ResponseBuilder::FinalBody() const {
                {"usage", Usage()}};
   // vLLM puts a chat prompt's list beside the choices (they share the one prompt).
   if (chat && !choices_.empty() && !choices_[0].prompt_logprobs.is_null())
-    body["prompt_logprobs"] = choices_[0].prompt_logprobs;
+    body["prompt_logprobs"] = std::move(choices_[0].prompt_logprobs);
   if (chat && request_.return_token_ids) body["prompt_token_ids"] = request_.prompts[0];
   return Dump(body);
 }

@@ -27,8 +27,9 @@ class ResponseBuilder {
   std::vector<std::string> StreamChunks(int32_t prompt_idx, const RequestEvent& event);
   // Streaming, include_usage: the final chunk with empty choices and the usage.
   std::string UsageChunk() const;
-  // Non-streaming: the whole response body.
-  std::string FinalBody() const;
+  // Non-streaming: the whole response body. Moves the choices' log-probabilities into it (no
+  // second copy of what may be hundreds of MB), so it is called once.
+  std::string FinalBody();
 
   int32_t completion_tokens() const { return completion_tokens_; }
 
