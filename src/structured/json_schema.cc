@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -193,15 +194,7 @@ class SchemaCompiler {
       }
     }
     if (s.contains("$ref")) return RefNode(s, path, depth);
-    if (s.contains("const")) return Expr::Literal(s["const"].dump());
-    if (s.contains("enum")) {
-      if (!s["enum"].is_array() || s["enum"].empty()) {
-        return InvalidArgumentError("'enum' at {} must be a non-empty array", Pointer(path));
-      }
-      std::vector<Expr> alts;
-      for (const Json& v : s["enum"]) alts.push_back(Expr::Literal(v.dump()));
-      return Expr::Alt(std::move(alts));
-    }
+    if (s.contains("const") || s.contains("enum")) return LiteralNode(s, path);
     for (const char* key : {"anyOf", "oneOf"}) {
       if (!s.contains(key)) continue;
       const Json& list = s[key];
@@ -249,6 +242,42 @@ class SchemaCompiler {
       alts.push_back(std::move(e));
     }
     return Rule(path, Expr::Alt(std::move(alts)));
+  }
+
+  // `const` or `enum`: the values that also have the schema's `type`, if it names one (a
+  // validator refuses the others: {"const": 1, "type": "string"} matches nothing).
+  StatusOr<Expr> LiteralNode(const Json& s, const std::string& path) {
+    const bool is_const = s.contains("const");
+    if (!is_const && (!s["enum"].is_array() || s["enum"].empty()))
+      return InvalidArgumentError("'enum' at {} must be a non-empty array", Pointer(path));
+    const Json values = is_const ? Json::array({s["const"]}) : s["enum"];
+    std::vector<Expr> alts;
+    for (const Json& v : values) {
+      if (!s.contains("type") || HasType(v, s["type"])) alts.push_back(Expr::Literal(v.dump()));
+    }
+    if (alts.empty()) {
+      return InvalidArgumentError("'{}' at {} has no value of the schema's 'type'",
+                                  is_const ? "const" : "enum", Pointer(path));
+    }
+    return Expr::Alt(std::move(alts));
+  }
+
+  // Whether JSON value v has `type` (a name or a list of names); "integer": a number with no
+  // fraction (JSON Schema counts 1.0).
+  static bool HasType(const Json& v, const Json& type) {
+    if (type.is_array()) {
+      for (const Json& t : type)
+        if (HasType(v, t)) return true;
+      return false;
+    }
+    if (!type.is_string()) return true;  // a bad 'type' is reported where types are read
+    const std::string& t = type.get_ref<const std::string&>();
+    if (t == "integer")
+      return v.is_number_integer() ||
+             (v.is_number_float() && v.get<double>() == std::trunc(v.get<double>()));
+    return (t == "number" && v.is_number()) || (t == "string" && v.is_string()) ||
+           (t == "boolean" && v.is_boolean()) || (t == "null" && v.is_null()) ||
+           (t == "array" && v.is_array()) || (t == "object" && v.is_object());
   }
 
   StatusOr<Expr> Rule(const std::string& path, const Expr& body) {

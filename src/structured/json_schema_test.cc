@@ -150,6 +150,24 @@ TEST(JsonSchemaTest, FormatWithLengthsItAlwaysMeetsIsTheFormat) {
       << both.status().message();
 }
 
+// const and enum keep only the values of the schema's type, as a validator does
+// (python-jsonschema: {"const": 1, "type": "string"} matches nothing; 1.0 is an integer).
+TEST(JsonSchemaTest, ConstAndEnumKeepOnlyValuesOfTheType) {
+  auto g = Schema(R"({"enum":["a",1,null,2.0,2.5],"type":["string","integer"]})");
+  for (const char* ok : {R"("a")", "1", "2.0"}) EXPECT_TRUE(Accepts(g, ok)) << ok;
+  for (const char* bad : {"null", "2.5"}) EXPECT_FALSE(Accepts(g, bad)) << bad;
+  EXPECT_TRUE(Accepts(Schema(R"({"const":{"k":[1]},"type":"object"})"), R"({"k":[1]})"));
+  EXPECT_TRUE(Accepts(Schema(R"({"enum":[true,null]})"), "null"));  // no type: all values
+  for (const char* none :
+       {R"({"const":1,"type":"string"})", R"({"enum":[1.5,"x"],"type":"integer"})",
+        R"({"enum":[[],{}],"type":["null","boolean"]})"}) {
+    auto r = CompileToGrammar(GrammarKind::kJsonSchema, none);
+    ASSERT_FALSE(r.ok()) << none;
+    EXPECT_NE(r.status().message().find("no value of the schema's 'type'"), std::string::npos)
+        << r.status().message();
+  }
+}
+
 TEST(JsonSchemaTest, BadAndOversizedSchemasAreErrors) {
   for (const char* bad :
        {"{", "[]", R"({"$ref":"#/$defs/missing"})", R"({"$ref":"http://x/y"})", "false",
