@@ -1,5 +1,7 @@
 #include "structured/compiler.h"
 
+#include <exception>
+#include <new>
 #include <nlohmann/json.hpp>
 
 #include "structured/gbnf.h"
@@ -250,9 +252,20 @@ GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text) 
       return slot;
     }
   }
-  // Compile outside the lock so hits and other keys are not held up.
+  // Compile outside the lock so hits and other keys are not held up. An exception (bad_alloc)
+  // becomes an error here: escaping, it would keep the slot and leave the flight's waiters
+  // blocked for good.
   const auto start = std::chrono::steady_clock::now();
-  Result compiled = Compile(kind, text);
+  const auto compile = [&]() -> Result {
+    try {
+      return Compile(kind, text);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("out of memory compiling the grammar");
+    } catch (const std::exception& e) {
+      return InternalError("grammar compilation failed: {}", e.what());
+    }
+  };
+  Result compiled = compile();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MutexLock lock(&mu_);

@@ -73,6 +73,33 @@ void AwaitStats(const GrammarCache& cache, Pred done) {
   while (!done(cache.stats())) std::this_thread::yield();
 }
 
+// A compile that throws (bad_alloc) answers an error and gives its slot and flight back: with
+// one slot, the next miss still compiles, and the same text is looked up afresh (before, the
+// slot stayed taken and a later request for that text waited on its flight for good).
+class ThrowingCache : public GrammarCache {
+ public:
+  ThrowingCache()
+      : GrammarCache(ByteVocab(), /*capacity=*/4, {}, kDefaultMaxBytes,
+                     OneSlot(std::chrono::milliseconds(60000))) {}
+
+ protected:
+  Result Compile(GrammarKind kind, std::string_view text) override {
+    if (text == "throw") throw std::bad_alloc();
+    return GrammarCache::Compile(kind, text);
+  }
+};
+
+TEST(GrammarCacheTest, CompileThatThrowsFreesItsSlotAndFlight) {
+  ThrowingCache cache;
+  const Result thrown = cache.Get(GrammarKind::kRegex, "throw");
+  ASSERT_FALSE(thrown.ok());
+  EXPECT_EQ(thrown.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(cache.Get(GrammarKind::kRegex, "a+").ok());
+  // Not remembered (it may not happen again): the same text compiles, and throws, once more.
+  EXPECT_FALSE(cache.Get(GrammarKind::kRegex, "throw").ok());
+  EXPECT_EQ(cache.stats().misses, 3);
+}
+
 TEST(GrammarCacheTest, RepeatedDeterministicFailureIsAnsweredWithoutCompiling) {
   GrammarCache cache(ByteVocab(), /*capacity=*/4);
   const Result first = cache.Get(GrammarKind::kRegex, "(");
