@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <unordered_map>
 
 #include "server/openai_constraints.h"
 #include "server/openai_fields.h"
@@ -171,15 +172,24 @@ void ParseSampling(const Json& body, const ApiContext& ctx, SamplingParams* s) {
   if (const Json* bias = Field(body, "logit_bias")) {
     if (!bias->is_object()) Fail("logit_bias", "'logit_bias' must map token ids to numbers");
     if (bias->size() > 1024) Fail("logit_bias", "at most 1024 logit_bias entries");
+    // Token id -> its entry: keys that name one id twice (" 5" and "5", which Python's int()
+    // also reads as 5) keep the last value, as vLLM's dict of int keys does.
+    std::unordered_map<int32_t, size_t> entry_of;
     for (const auto& [key, value] : bias->items()) {
       char* end = nullptr;
       const long long id = std::strtoll(key.c_str(), &end, 10);
-      if (key.empty() || *end != '\0' || id < 0 || id >= ctx.vocab_size)
-        Fail("logit_bias",
-             fmt::format("logit_bias key '{}' is not a token id in [0, {})", key, ctx.vocab_size));
+      // end past every byte: a key's NUL ("5\u0000x") ends the C string, not the key.
+      if (key.empty() || end != key.c_str() + key.size() || id < 0 || id >= ctx.vocab_size)
+        Fail("logit_bias", fmt::format("logit_bias key '{}' is not a token id in [0, {})",
+                                       key.substr(0, 64), ctx.vocab_size));
       if (!value.is_number() || value.get<double>() < -100 || value.get<double>() > 100)
         Fail("logit_bias", "logit_bias values must be numbers in [-100, 100]");
-      s->logit_bias.emplace_back(int32_t(id), value.get<float>());
+      const auto [it, added] = entry_of.emplace(int32_t(id), s->logit_bias.size());
+      if (added) {
+        s->logit_bias.emplace_back(int32_t(id), value.get<float>());
+      } else {
+        s->logit_bias[it->second].second = value.get<float>();
+      }
     }
   }
 }

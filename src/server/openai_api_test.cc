@@ -92,6 +92,7 @@ TEST_F(OpenAiApiTest, EachOutOfRangeFieldIs400NamingIt) {
   ExpectBadField("\"logit_bias\":{\"5\":101}", "logit_bias");
   ExpectBadField("\"logit_bias\":{\"5\":-100.5}", "logit_bias");
   ExpectBadField("\"logit_bias\":{\"5\":\"x\"}", "logit_bias");
+  ExpectBadField("\"logit_bias\":{\"5\\u0000x\":1}", "logit_bias");  // the NUL ends no key
   ExpectBadField("\"logprobs\":21", "logprobs");
   ExpectBadField("\"logprobs\":true,\"top_logprobs\":21", "top_logprobs", Endpoint::kChat);
   ExpectBadField("\"top_logprobs\":3", "top_logprobs", Endpoint::kChat);  // needs logprobs
@@ -572,6 +573,15 @@ TEST_F(OpenAiApiTest, ObjectsWiderThanTheJsonMemberCapAre400NamingTheField) {
   Json ok = {{"prompt", "hi"}, {"logit_bias", Json::object()}};
   for (int id = 0; id < 1000; ++id) ok["logit_bias"][std::to_string(id)] = 1;
   EXPECT_EQ(ParseOk(Endpoint::kCompletions, ok.dump()).base.sampling.logit_bias.size(), 1000u);
+}
+
+// Keys that read as one token id (as Python's int() reads " 5" and "+5") keep the last value, as
+// vLLM's dict of int keys does, instead of biasing that token twice.
+TEST_F(OpenAiApiTest, LogitBiasKeysNamingOneTokenKeepTheLastValue) {
+  const ParsedRequest r = ParseOk(Endpoint::kCompletions,
+                                  R"({"prompt":"hi","logit_bias":{"5":1,"7":2," 5":3,"+5":-4}})");
+  using Bias = std::vector<std::pair<int32_t, float>>;
+  EXPECT_EQ(r.base.sampling.logit_bias, (Bias{{5, -4.0f}, {7, 2.0f}}));
 }
 
 // A 4 MiB body of `["","",...]` or `[[],[],...]` held ~20x its size while it was parsed (a heap
