@@ -420,7 +420,13 @@ struct HttpServer::Impl {
         TS_LOG_ERROR("handler for {} {} failed", request.method, request.path);
       }
       if (!responder.started()) {
-        responder.Send(500, "application/json", error_body(500, "internal server error"));
+        if (responder.client_gone()) {
+          // Nobody is left to read an answer, and a 500 would count a client's choice as a
+          // server fault: record nginx's 499 and close (not reusable: nothing was completed).
+          if (logger) logger(kStatusClientClosedRequest);
+        } else {
+          responder.Send(500, "application/json", error_body(500, "internal server error"));
+        }
       }
       c->keep = responder.reusable();
       {

@@ -47,6 +47,11 @@ struct HttpServerOptions {
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
+// The status recorded (never sent) for a request whose client left before its response started:
+// nginx's 499 "Client Closed Request", the code its logs and Prometheus exporters count, so that
+// clients giving up are not mistaken for server errors (500).
+inline constexpr int kStatusClientClosedRequest = 499;
+
 // "OK", "Not Found", ... for a status line ("Unknown" for codes it does not name).
 std::string_view HttpReasonPhrase(int status);
 
@@ -71,8 +76,12 @@ class HttpResponder {
   bool BeginStream(int status, std::string_view content_type, const HttpHeaders& headers = {});
   bool Write(std::string_view data);
   bool EndStream();
-  // True once the client closed or reset its side of the connection. Cheap (one poll).
-  bool ClientGone() const;
+  // True once the client closed or reset its side of the connection (a half-close counts, as
+  // for nginx: a client waiting for its answer does not close its side). Cheap (one poll).
+  // Once it has returned true, a handler that returns without a response gets none: the
+  // transport records kStatusClientClosedRequest and closes the connection.
+  bool ClientGone();
+  bool client_gone() const { return client_gone_; }
 
   // Headers added to whichever response follows (e.g. CORS headers for the request's origin).
   void AddHeaders(const HttpHeaders& headers) {
@@ -101,6 +110,7 @@ class HttpResponder {
   bool ok_ = true;
   bool chunked_ = false;
   bool keep_alive_ = true;
+  bool client_gone_ = false;
 };
 
 class HttpServer {

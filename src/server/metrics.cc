@@ -146,7 +146,8 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
   histogram("e2e_request_latency_seconds", "Request latency, arrival to last token.", e2e_);
   histogram("request_queue_time_seconds", "Time from arrival to first schedule.", queue_);
 
-  Header(&out, "tinyserve:http_requests_total", "counter", "HTTP responses by status.");
+  Header(&out, "tinyserve:http_requests_total", "counter",
+         "HTTP responses by status (499: the client left before its answer, which was not sent).");
   for (size_t i = 0; i <= kStatuses.size(); ++i) {
     const std::string status = i == 0 ? "other" : std::to_string(kStatuses[i - 1]);
     Sample(&out, "tinyserve:http_requests_total", fmt::format("status=\"{}\"", status),

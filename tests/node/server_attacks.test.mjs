@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 
-import { assertErrorShape, post, startServer, untilRunning } from './server_util.mjs';
+import { assertErrorShape, post, sleep, startServer, untilRunning } from './server_util.mjs';
 
 let server;  // no API key: the Host / Origin / Content-Type checks apply
 let keyed;   // --api-key k1
@@ -182,14 +182,43 @@ test('Expect: 100-continue gets 100 before the body (curl sends it for large bod
   assert.deepEqual(statuses(r.text), [100, 200], r.text);
 });
 
+async function metricsText(url) {
+  return (await fetch(`${url}/metrics`)).text();
+}
+
 async function abortedCount(url) {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /request_success_total\{[^}]*finished_reason="abort"\} (\S+)/.exec(text);
+  const m = /request_success_total\{[^}]*finished_reason="abort"\} (\S+)/.exec(await metricsText(url));
   return Number(m?.[1] ?? 0);
 }
 
-test('abandoned non-streaming request (gzip accepted) is aborted, not generated to the end', async () => {
+// tinyserve:http_requests_total by status, e.g. {200: 5, 499: 1}.
+async function httpCounts(url) {
+  const counts = {};
+  for (const m of (await metricsText(url)).matchAll(/^tinyserve:http_requests_total\{status="(\w+)"\} (\S+)$/gm))
+    counts[m[1]] = Number(m[2]);
+  return counts;
+}
+
+// Resolves once `check` (async) holds; polls what the server shows (/metrics, answers), so the
+// test waits for the event itself and not for a guessed time.
+async function until(what, check, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `never: ${what}`);
+    await sleep(20);
+  }
+}
+
+// A client that left before its answer is counted as nginx's 499 (client closed request), never
+// as a server error: no 500 is sent or counted.
+async function assertCountedAsClientClosed(url, before) {
+  await until('the request counted as 499', async () => ((await httpCounts(url))['499'] ?? 0) === before['499'] + 1);
+  assert.equal((await httpCounts(url))['500'], before['500']);
+}
+
+test('abandoned non-streaming request (gzip accepted) is aborted, not generated to the end, and counted as 499', async () => {
   const before = await abortedCount(budget.url);
+  const statusBefore = await httpCounts(budget.url);
   const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
   const sock = net.connect(budget.port, '127.0.0.1');
   sock.on('error', () => {});
@@ -202,6 +231,22 @@ test('abandoned non-streaming request (gzip accepted) is aborted, not generated 
     assert.ok(Date.now() < deadline, 'the abandoned request was never aborted');
     await new Promise((r) => setTimeout(r, 50));
   }
+  await assertCountedAsClientClosed(budget.url, statusBefore);
+});
+
+test('a client that half-closes after its request (nc -N) is gone: no fallback 500 is sent, 499 is counted', async () => {
+  const before = await httpCounts(budget.url);
+  const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
+  const sock = net.connect(budget.port, '127.0.0.1');
+  sock.on('error', () => {});
+  let got = '';
+  sock.on('data', (d) => { got += d.toString('latin1'); });
+  const closed = new Promise((r) => sock.on('close', r));
+  await new Promise((r) => sock.on('connect', r));
+  sock.end(head('POST', '/v1/completions', `Content-Length: ${body.length}\r\n\r\n`) + body);
+  await closed;  // the server closes the connection without an answer
+  assert.equal(got, '');
+  await assertCountedAsClientClosed(budget.url, before);
 });
 
 const nested = (depth, leaf = '1') => '['.repeat(depth) + leaf + ']'.repeat(depth);
