@@ -280,8 +280,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
                               "invalid_request_error", "", ""});
   if (post) {
     // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
-    const std::string type = AsciiLower(req.Header("content-type"));
-    if (!type.empty() && type.substr(0, type.find(';')) != "application/json")
+    const std::string_view type = req.Header("content-type");
+    if (!type.empty() && !IsJsonMediaType(type))
       return SendError(res, ApiError{415, "send the body as 'Content-Type: application/json'",
                                      "invalid_request_error", "", ""});
   }

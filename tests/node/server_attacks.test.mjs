@@ -249,6 +249,16 @@ test('a client that half-closes after its request (nc -N) is gone: no fallback 5
   await assertCountedAsClientClosed(budget.url, before);
 });
 
+test('Content-Type: JSON media types as FastAPI reads them, with the whitespace RFC 9110 allows', async () => {
+  const body = JSON.stringify({ prompt: 'hi' });
+  const send = async (type) => statusOf((await raw(server.port, [`POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`])).text);
+  for (const type of ['application/json ;charset=utf-8', 'application/json\t; charset=UTF-8', 'Application/JSON',
+    'application/vnd.api+json', 'application/merge-patch+json; charset=utf-8'])
+    assert.equal(await send(type), 200, type);
+  for (const type of ['text/json', 'application/jsonx', 'text/plain; x=application/json', 'application/x-www-form-urlencoded'])
+    assert.equal(await send(type), 415, type);
+});
+
 const nested = (depth, leaf = '1') => '['.repeat(depth) + leaf + ']'.repeat(depth);
 
 test('deeply nested JSON anywhere in a request is a 400, never a crash', async () => {
