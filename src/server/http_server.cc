@@ -308,6 +308,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
       grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
   RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
                          options_.served_model_name, &body);
+  RenderHttpBodyMetrics(http_->buffered_body_bytes(), http_->max_buffered_body_bytes(),
+                        options_.served_model_name, &body);
   res.Send(200, "text/plain; version=0.0.4", body);
 }
 

@@ -214,6 +214,17 @@ void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& op
       double(stats.late_finishes));
 }
 
+void RenderHttpBodyMetrics(uint64_t buffered_bytes, uint64_t max_bytes,
+                           const std::string& model_name, std::string* out) {
+  const std::string m = fmt::format("model_name=\"{}\"", model_name);
+  Header(out, "tinyserve:http_buffered_body_bytes", "gauge",
+         "Request body bytes being received or waiting for a worker (503 past the budget).");
+  Sample(out, "tinyserve:http_buffered_body_bytes", m, double(buffered_bytes));
+  Header(out, "tinyserve:http_max_buffered_body_bytes", "gauge",
+         "Budget: request body bytes being received or waiting for a worker.");
+  Sample(out, "tinyserve:http_max_buffered_body_bytes", m, double(max_bytes));
+}
+
 int64_t ResidentMemoryBytes() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return 0;

@@ -62,6 +62,11 @@ class ServerMetrics {
 void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& options,
                             const std::string& model_name, std::string* out);
 
+// Appends the HTTP transport's body budget to a /metrics body: request body bytes received and
+// not yet taken by a worker, and --max-buffered-body-bytes.
+void RenderHttpBodyMetrics(uint64_t buffered_bytes, uint64_t max_bytes,
+                           const std::string& model_name, std::string* out);
+
 // Resident set size of this process in bytes (0 if /proc is unavailable).
 int64_t ResidentMemoryBytes();
 

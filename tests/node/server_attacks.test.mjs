@@ -12,6 +12,7 @@ let server;  // no API key: the Host / Origin / Content-Type checks apply
 let keyed;   // --api-key k1
 let capped;  // small per-client connection cap
 let budget;  // small global body budget
+let shares;  // body budget of 8 MiB, bodies up to 1 MiB: its shares (per client, small bodies)
 before(async () => {
   server = await startServer(['--max-request-bytes', '65536', '--header-timeout', '2',
     '--read-timeout', '4', '--timeout-keep-alive', '2', '--http-threads', '4',
@@ -23,19 +24,22 @@ before(async () => {
   // A 4,096-token context too, so the abandoned request below cannot finish before it is dropped.
   budget = await startServer(['--max-request-bytes', '65536', '--max-buffered-body-bytes', '131072',
     '--read-timeout', '30', '--max-model-len', '4096']);
+  shares = await startServer(['--max-request-bytes', '1048576', '--max-buffered-body-bytes', '8388608']);
 });
 after(async () => {
   assert.equal((await server.stop()).code, 0, server.log());
   assert.equal((await keyed.stop()).code, 0, keyed.log());
   assert.equal((await capped.stop()).code, 0, capped.log());
   assert.equal((await budget.stop()).code, 0, budget.log());
+  assert.equal((await shares.stop()).code, 0, shares.log());
 });
 
 // Sends `chunks` (strings or Buffers; a number = pause in ms) and resolves with everything the
-// server sent until it closed the connection or `idleMs` passed without a byte.
-function raw(port, chunks, { idleMs = 3000 } = {}) {
+// server sent until it closed the connection or `idleMs` passed without a byte. `localAddress`:
+// the client's address (any of 127.0.0.0/8 reaches the server as another client).
+function raw(port, chunks, { idleMs = 3000, localAddress = '127.0.0.1' } = {}) {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
     const parts = [];
     let timer;
     const finish = (closed) => { clearTimeout(timer); sock.destroy(); resolve({ text: Buffer.concat(parts).toString('latin1'), closed }); };
@@ -405,10 +409,11 @@ test('many slow large bodies: the global body budget answers 503 to the one past
   const json = JSON.stringify({ prompt: 'hi', max_tokens: 1 });
   const body = json + ' '.repeat(60000 - json.length);
   const start = head('POST', '/v1/completions', 'Content-Length: 60000\r\nConnection: close\r\n\r\n') + body.slice(0, 50000);
-  // Three bodies of 50,000 bytes received so far; the budget (131072) holds two.
+  // Three bodies of 50,000 bytes received so far; the budget (131072) holds two. From three
+  // addresses: one address may hold only half of the budget.
   const conns = [];
   for (let i = 0; i < 3; i++) {
-    const sock = net.connect(budget.port, '127.0.0.1');
+    const sock = net.connect({ port: budget.port, host: '127.0.0.1', localAddress: `127.0.0.${i + 1}` });
     sock.on('error', () => {});
     let got = '';
     const first = new Promise((r) => sock.once('data', () => r(i)));
@@ -429,4 +434,74 @@ test('many slow large bodies: the global body budget answers 503 to the one past
     await conns[i].closed;
     assert.equal(statusOf(conns[i].text()), 200, conns[i].text());
   }
+});
+
+const kMiB = 1 << 20;  // shares' --max-request-bytes
+
+async function bufferedBodyBytes(url) {
+  return Number(/^tinyserve:http_buffered_body_bytes\{[^}]*\} (\S+)$/m.exec(await metricsText(url))?.[1]);
+}
+
+// Opens `count` connections, from the addresses localAddress(i), that each announce a body of
+// 1 MiB, send all but its last byte and stall (as an attacker holding the body budget until
+// --read-timeout). Resolves once the server has read or refused every byte (each body either
+// answered, with 503, or held whole, as /metrics shows) with the connections and how many of
+// them were refused.
+async function stallLargeBodies(count, localAddress) {
+  const conns = [];
+  for (let i = 0; i < count; i++) {
+    const sock = net.connect({ port: shares.port, host: '127.0.0.1', localAddress: localAddress(i) });
+    sock.on('error', () => {});
+    const c = { sock, answer: null };
+    sock.once('data', (d) => { c.answer = d.toString('latin1'); });
+    sock.write(head('POST', '/v1/completions', `Content-Length: ${kMiB}\r\n\r\n`) + 'x'.repeat(kMiB - 1));
+    conns.push(c);
+  }
+  const answered = () => conns.filter((c) => c.answer);
+  try {
+    await until('every body refused or held whole', async () =>
+      answered().length + await bufferedBodyBytes(shares.url) / (kMiB - 1) === count);
+    for (const c of answered()) {
+      assert.equal(statusOf(c.answer), 503, c.answer);
+      assert.match(c.answer, /too many request bodies/);
+    }
+  } catch (e) {
+    for (const c of conns) c.sock.destroy();  // the next test starts with an empty budget
+    throw e;
+  }
+  return { conns, refused: answered().length };
+}
+
+// A completion request whose body is padded with spaces to `size` bytes, from `localAddress`.
+async function completionOfSize(size, localAddress) {
+  const json = JSON.stringify({ prompt: 'hi', max_tokens: 1 });
+  const r = await raw(shares.port, [head('POST', '/v1/completions', `Content-Length: ${size}\r\nConnection: close\r\n\r\n`) +
+    json + ' '.repeat(size - json.length)], { localAddress });
+  return statusOf(r.text);
+}
+
+test('one client stalling 16 large bodies holds half the body budget: another client is still served', async () => {
+  await until('an empty body budget', async () => await bufferedBodyBytes(shares.url) === 0);
+  const { conns, refused } = await stallLargeBodies(16, () => '127.0.0.1');
+  try {
+    assert.equal(await completionOfSize(100, '127.0.0.2'), 200);
+    assert.equal(await completionOfSize(900000, '127.0.0.2'), 200);
+    assert.equal(refused, 12);  // its half (4 MiB) holds four bodies of 1 MiB - 1
+  } finally {
+    for (const c of conns) c.sock.destroy();
+  }
+  await until('the stalled bodies released', async () => await bufferedBodyBytes(shares.url) === 0);
+});
+
+test('large bodies stalled from many addresses leave a reserve: a small request is still served', async () => {
+  await until('an empty body budget', async () => await bufferedBodyBytes(shares.url) === 0);
+  const { conns, refused } = await stallLargeBodies(16, (i) => `127.0.1.${i + 1}`);
+  try {
+    assert.equal(await completionOfSize(100, '127.0.0.1'), 200);
+    assert.equal(await completionOfSize(900000, '127.0.2.1'), 503);  // the reserve is for small ones
+    assert.equal(refused, 9);  // large bodies hold 7 of the 8 MiB, whatever their addresses
+  } finally {
+    for (const c of conns) c.sock.destroy();
+  }
+  await until('the stalled bodies released', async () => await bufferedBodyBytes(shares.url) === 0);
 });
