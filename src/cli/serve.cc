@@ -191,7 +191,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->delimiter(',');
   cmd->add_option("--max-buffered-body-bytes", f->server.max_buffered_body_bytes,
                   "Body bytes of all requests still being received, together; a request that "
-                  "would pass it gets 503 (0: 16 x --max-request-bytes)")
+                  "would pass it gets 503 (0: 16 x --max-request-bytes). Bodies over 64 KiB may "
+                  "hold 7/8 of it, one client address half")
       ->capture_default_str();
   cmd->add_flag("--public-metrics", f->server.public_metrics, "Serve /metrics without the API key");
   cmd->add_option("--allowed-hosts", f->server.allowed_hosts,

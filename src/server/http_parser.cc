@@ -43,6 +43,19 @@ std::string AsciiLower(std::string_view s) {
   return out;
 }
 
+bool IsJsonMediaType(std::string_view content_type) {
+  // "OWS ; OWS": whitespace may stand around the type and before the parameters.
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  const size_t slash = type.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string main = AsciiLower(type.substr(0, slash));
+  const std::string sub = AsciiLower(type.substr(slash + 1));
+  if (!std::all_of(sub.begin(), sub.end(), IsTchar)) return false;
+  return main == "application" && (sub == "json" || (sub.size() > 5 && sub.ends_with("+json")));
+}
+
 std::string_view HttpRequest::Header(std::string_view lower_name) const {
   for (const auto& [name, value] : headers)
     if (name == lower_name) return value;

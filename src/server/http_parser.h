@@ -90,4 +90,9 @@ class HttpRequestParser {
 // ASCII lower case: header names and the tokens and media types HTTP compares without case.
 std::string AsciiLower(std::string_view s);
 
+// True when a Content-Type names JSON as FastAPI (vLLM's front end) reads it: application/json
+// or application/<subtype>+json (structured syntax suffix, RFC 6839), in any case, with optional
+// whitespace around the type and any parameters after ';' (RFC 9110 8.3), which are ignored.
+bool IsJsonMediaType(std::string_view content_type);
+
 }  // namespace tinyserve

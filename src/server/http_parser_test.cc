@@ -173,5 +173,20 @@ TEST(HttpParser, ConnectionSemanticsAndExpect) {
   EXPECT_EQ(old.request().Header("connection"), "Keep-Alive");
 }
 
+TEST(HttpMediaType, JsonIsMatchedAsFastApiDoesWithTheWhitespaceRfc9110Allows) {
+  for (std::string_view json :
+       {"application/json", "application/json; charset=utf-8", "application/json ;charset=utf-8",
+        "application/json\t; charset=UTF-8", " application/json ", "APPLICATION/JSON",
+        "Application/Json;charset=utf-8", "application/vnd.api+json",
+        "application/merge-patch+json;x=1"})
+    EXPECT_TRUE(IsJsonMediaType(json)) << json;
+  for (std::string_view other :
+       {"", "text/plain", "text/json", "application/jsonx", "application/json-seq",
+        "application/x-www-form-urlencoded", "multipart/form-data", "application/+json",
+        "application / json", "application/ json", "text/plain; x=application/json", "json",
+        "application/vnd.api+json+x", "text/x+json"})
+    EXPECT_FALSE(IsJsonMediaType(other)) << other;
+}
+
 }  // namespace
 }  // namespace tinyserve

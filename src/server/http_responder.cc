@@ -48,6 +48,8 @@ std::string_view HttpReasonPhrase(int status) {
       return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
+    case kStatusClientClosedRequest:
+      return "Client Closed Request";
     case 500:
       return "Internal Server Error";
     case 501:
@@ -150,11 +152,13 @@ bool HttpResponder::EndStream() {
   return complete_;
 }
 
-bool HttpResponder::ClientGone() const {
-  if (!ok_) return true;
+bool HttpResponder::ClientGone() {
+  if (!ok_) client_gone_ = true;
+  if (client_gone_) return true;
   pollfd p{fd_, POLLIN | POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0) return false;
-  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  client_gone_ = (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  return client_gone_;
 }
 
 }  // namespace tinyserve

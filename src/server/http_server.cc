@@ -280,8 +280,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
                               "invalid_request_error", "", ""});
   if (post) {
     // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
-    const std::string type = AsciiLower(req.Header("content-type"));
-    if (!type.empty() && type.substr(0, type.find(';')) != "application/json")
+    const std::string_view type = req.Header("content-type");
+    if (!type.empty() && !IsJsonMediaType(type))
       return SendError(res, ApiError{415, "send the body as 'Content-Type: application/json'",
                                      "invalid_request_error", "", ""});
   }
@@ -308,6 +308,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
       grammars_ ? grammars_->stats() : structured::GrammarCache::Stats{});
   RenderAdmissionMetrics(engine_->admission().Stats(), engine_->options(),
                          options_.served_model_name, &body);
+  RenderHttpBodyMetrics(http_->buffered_body_bytes(), http_->max_buffered_body_bytes(),
+                        options_.served_model_name, &body);
   res.Send(200, "text/plain; version=0.0.4", body);
 }
 

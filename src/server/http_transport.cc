@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "server/body_budget.h"
 #include "util/logging.h"
 
 namespace tinyserve {
@@ -79,7 +80,7 @@ std::string NormalizeAddress(const std::string& text) {
 
 struct Connection {
   int fd = -1;
-  std::string peer;         // the client's address ("" when exempt from the per-client cap)
+  std::string peer;         // the client's address ("" when exempt from the per-client limits)
   uint64_t body_bytes = 0;  // charged to the global body budget while the I/O thread reads
   HttpRequestParser parser;
   std::string leftover;  // bytes of the next (pipelined) request
@@ -105,10 +106,9 @@ struct HttpServer::Impl {
   // Per-client cap: I/O thread only (connections are accepted and closed there).
   std::unordered_set<std::string> trusted;          // normalized addresses
   std::unordered_map<std::string, int> per_client;  // open connections by peer address
-  // Body budget: bodies being received or queued for a worker. Only the I/O thread adds (so
-  // its check-then-add cannot overshoot); a worker subtracts when it takes a request.
-  uint64_t body_budget = 0;
-  std::atomic<uint64_t> buffered_body{0};  // sum of Connection::body_bytes
+  // Bodies being received or queued for a worker (the sum of Connection::body_bytes). The I/O
+  // thread charges; a worker releases when it takes a request.
+  std::unique_ptr<BodyBudget> bodies;
   Clock::time_point last_refusal_log{};
   int refusals_unlogged = 0;
 
@@ -137,17 +137,16 @@ struct HttpServer::Impl {
   }
 
   void ReleaseBody(Connection* c) {
-    buffered_body -= c->body_bytes;
+    bodies->Release(c->peer, c->body_bytes);
     c->body_bytes = 0;
   }
 
-  // Charges the body bytes received since the last call; false when the budget is spent.
+  // Charges the body bytes received since the last call; false when the budget (or the share
+  // of it this body may use) is spent.
   bool ChargeBody(Connection* c) {
     const uint64_t now = c->parser.request().body.size();
     if (now <= c->body_bytes) return true;
-    const uint64_t more = now - c->body_bytes;
-    if (buffered_body + more > body_budget) return false;
-    buffered_body += more;
+    if (!bodies->Charge(c->peer, c->body_bytes, now - c->body_bytes)) return false;
     c->body_bytes = now;
     return true;
   }
@@ -420,7 +419,13 @@ struct HttpServer::Impl {
         TS_LOG_ERROR("handler for {} {} failed", request.method, request.path);
       }
       if (!responder.started()) {
-        responder.Send(500, "application/json", error_body(500, "internal server error"));
+        if (responder.client_gone()) {
+          // Nobody is left to read an answer, and a 500 would count a client's choice as a
+          // server fault: record nginx's 499 and close (not reusable: nothing was completed).
+          if (logger) logger(kStatusClientClosedRequest);
+        } else {
+          responder.Send(500, "application/json", error_body(500, "internal server error"));
+        }
       }
       c->keep = responder.reusable();
       {
@@ -437,10 +442,11 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, ErrorBody err
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   const HttpServerOptions& o = impl_->options;
-  // Never below one body: a lone request of the largest size must always be receivable.
-  impl_->body_budget = std::max(o.limits.max_body_bytes, o.max_buffered_body_bytes > 0
-                                                             ? o.max_buffered_body_bytes
-                                                             : 16 * o.limits.max_body_bytes);
+  // Never below one body (BodyBudget): a lone request of the largest size must always be
+  // receivable.
+  impl_->bodies = std::make_unique<BodyBudget>(
+      o.max_buffered_body_bytes > 0 ? o.max_buffered_body_bytes : 16 * o.limits.max_body_bytes,
+      o.limits.max_body_bytes);
   impl_->handler = std::move(handler);
   impl_->error_body = std::move(error_body);
   impl_->logger = std::move(logger);
@@ -537,6 +543,9 @@ void HttpServer::Serve() {
   s.workers.clear();
   s.TakeReturned();  // closes them: stopping is set
 }
+
+uint64_t HttpServer::buffered_body_bytes() const { return impl_->bodies->held(); }
+uint64_t HttpServer::max_buffered_body_bytes() const { return impl_->bodies->total(); }
 
 void HttpServer::Stop() {
   if (impl_->stopping.exchange(true)) return;

@@ -6,9 +6,10 @@
 // thread, which runs the handler and writes the response itself (blocking, under a write
 // deadline); the connection then goes back to the I/O thread for the next request.
 // Memory while reading is bounded globally: request bodies being received or waiting for a
-// worker share a byte budget, and one client address may hold only so many connections; both
-// refusals are a 503 with Retry-After. So the I/O thread holds at most that budget plus the
-// request heads, and the workers one body each.
+// worker share a byte budget (divided so that one client cannot spend it all: body_budget.h),
+// and one client address may hold only so many connections; both refusals are a 503 with
+// Retry-After. So the I/O thread holds at most that budget plus the request heads, and the
+// workers one body each.
 // Thread-safety: Bind/Serve from one thread; Stop from any thread; HttpResponder belongs to the
 // worker that runs the handler.
 #pragma once
@@ -36,16 +37,24 @@ struct HttpServerOptions {
   double read_timeout_s = 30;       // the whole request must arrive within this of its first byte
   double write_timeout_s = 30;      // a response write that makes no progress this long fails
   int max_connections = 1024;       // further connections are closed at once
-  // Connections one peer address may hold at once (0: no cap); the next gets 503.
+  // Connections one peer address may hold at once (0: no cap, and no per-client share of the
+  // body budget either); the next gets 503.
   int max_connections_per_client = 64;
   // Peer addresses exempt from that cap (reverse proxies, which carry many clients).
   std::vector<std::string> trusted_proxies;
   // Decoded body bytes of all requests being received or waiting for a worker, together; a request
-  // whose bytes would pass it gets 503. 0: 16 x limits.max_body_bytes.
+  // whose bytes would pass it, or the share its body may use (BodyBudget: large bodies leave a
+  // reserve to small ones, one client address half of it), gets 503. 0: 16 x
+  // limits.max_body_bytes.
   uint64_t max_buffered_body_bytes = 0;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// The status recorded (never sent) for a request whose client left before its response started:
+// nginx's 499 "Client Closed Request", the code its logs and Prometheus exporters count, so that
+// clients giving up are not mistaken for server errors (500).
+inline constexpr int kStatusClientClosedRequest = 499;
 
 // "OK", "Not Found", ... for a status line ("Unknown" for codes it does not name).
 std::string_view HttpReasonPhrase(int status);
@@ -71,8 +80,12 @@ class HttpResponder {
   bool BeginStream(int status, std::string_view content_type, const HttpHeaders& headers = {});
   bool Write(std::string_view data);
   bool EndStream();
-  // True once the client closed or reset its side of the connection. Cheap (one poll).
-  bool ClientGone() const;
+  // True once the client closed or reset its side of the connection (a half-close counts, as
+  // for nginx: a client waiting for its answer does not close its side). Cheap (one poll).
+  // Once it has returned true, a handler that returns without a response gets none: the
+  // transport records kStatusClientClosedRequest and closes the connection.
+  bool ClientGone();
+  bool client_gone() const { return client_gone_; }
 
   // Headers added to whichever response follows (e.g. CORS headers for the request's origin).
   void AddHeaders(const HttpHeaders& headers) {
@@ -101,6 +114,7 @@ class HttpResponder {
   bool ok_ = true;
   bool chunked_ = false;
   bool keep_alive_ = true;
+  bool client_gone_ = false;
 };
 
 class HttpServer {
@@ -123,6 +137,9 @@ class HttpServer {
   void Serve();
   // Idempotent; any thread.
   void Stop();
+  // Body bytes being received or queued for a worker now, and the budget they share. Any thread.
+  uint64_t buffered_body_bytes() const;
+  uint64_t max_buffered_body_bytes() const;
 
  private:
   struct Impl;

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,22 +18,26 @@
 namespace tinyserve {
 namespace {
 
-// Runs an HttpServer on a free loopback port whose handler answers the body's size.
+// Runs an HttpServer on a free loopback port whose handler answers the body's size (or runs
+// `handler`); `logger` sees each status.
 class TestServer {
  public:
-  explicit TestServer(HttpServerOptions options) {
+  explicit TestServer(HttpServerOptions options, HttpServer::Handler handler = nullptr,
+                      HttpServer::Logger logger = nullptr) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.worker_threads = 2;
+    if (!handler) {
+      handler = [](HttpRequest& req, HttpResponder& res) {
+        res.Send(200, "text/plain", std::to_string(req.body.size()));
+      };
+    }
     server_ = std::make_unique<HttpServer>(
-        std::move(options),
-        [](HttpRequest& req, HttpResponder& res) {
-          res.Send(200, "text/plain", std::to_string(req.body.size()));
-        },
+        std::move(options), std::move(handler),
         [](int status, const std::string& message) {
           return "{\"status\":" + std::to_string(status) + ",\"message\":\"" + message + "\"}";
         },
-        nullptr);
+        std::move(logger));
   }
   Status Start() {
     Status s = server_->Bind();
@@ -191,6 +197,32 @@ TEST(HttpTransport, ManySlowLargeBodiesAreBoundedByTheGlobalBodyBudget) {
   EXPECT_EQ(ReadResponse(other).rfind("HTTP/1.1 200", 0), 0u);
   ::close(other);
   for (int fd : slow) ::close(fd);
+}
+
+TEST(HttpTransport, AClientGoneBeforeItsAnswerGetsNoFallback500AndIsCountedAs499) {
+  std::mutex mu;
+  std::vector<int> statuses;
+  TestServer server(
+      HttpServerOptions{},
+      [](HttpRequest&, HttpResponder& res) {
+        // As the generation handlers: wait for the answer, polling for the client, and return
+        // without one when it has left.
+        while (!res.ClientGone()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      },
+      [&](int status) {
+        std::lock_guard<std::mutex> lock(mu);
+        statuses.push_back(status);
+      });
+  ASSERT_TRUE(server.Start().ok());
+  const int fd = Connect(server.port());
+  SendAll(fd, Get());
+  ::shutdown(fd, SHUT_WR);  // nc -N: half-closed after the request
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0);  // closed without a byte: no 500 was sent
+  ::close(fd);
+  // The status is recorded before the connection is closed.
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(statuses, std::vector<int>{kStatusClientClosedRequest});
 }
 
 }  // namespace

@@ -146,7 +146,8 @@ std::string ServerMetrics::Render(const EngineStats& s, const EngineOptions& opt
   histogram("e2e_request_latency_seconds", "Request latency, arrival to last token.", e2e_);
   histogram("request_queue_time_seconds", "Time from arrival to first schedule.", queue_);
 
-  Header(&out, "tinyserve:http_requests_total", "counter", "HTTP responses by status.");
+  Header(&out, "tinyserve:http_requests_total", "counter",
+         "HTTP responses by status (499: the client left before its answer, which was not sent).");
   for (size_t i = 0; i <= kStatuses.size(); ++i) {
     const std::string status = i == 0 ? "other" : std::to_string(kStatuses[i - 1]);
     Sample(&out, "tinyserve:http_requests_total", fmt::format("status=\"{}\"", status),
@@ -211,6 +212,17 @@ void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& op
   one("admission_late_total", "counter",
       "Admitted requests that ended late or with less than 2% of their time left.",
       double(stats.late_finishes));
+}
+
+void RenderHttpBodyMetrics(uint64_t buffered_bytes, uint64_t max_bytes,
+                           const std::string& model_name, std::string* out) {
+  const std::string m = fmt::format("model_name=\"{}\"", model_name);
+  Header(out, "tinyserve:http_buffered_body_bytes", "gauge",
+         "Request body bytes being received or waiting for a worker (503 past the budget).");
+  Sample(out, "tinyserve:http_buffered_body_bytes", m, double(buffered_bytes));
+  Header(out, "tinyserve:http_max_buffered_body_bytes", "gauge",
+         "Budget: request body bytes being received or waiting for a worker.");
+  Sample(out, "tinyserve:http_max_buffered_body_bytes", m, double(max_bytes));
 }
 
 int64_t ResidentMemoryBytes() {

@@ -49,9 +49,10 @@ class ServerMetrics {
  private:
   Histogram ttft_, itl_, e2e_, queue_;
   // Counts of responses by status class index: 0 = other, then 200,400,401,404,405,413,429,
-  // 500,503,504.
-  static constexpr std::array<int, 10> kStatuses = {200, 400, 401, 404, 405,
-                                                    413, 429, 500, 503, 504};
+  // 499,500,503,504. 499 (nginx's "client closed request") counts requests whose client left
+  // before any answer: none is sent, and they are not server errors.
+  static constexpr std::array<int, 11> kStatuses = {200, 400, 401, 404, 405, 413,
+                                                    429, 499, 500, 503, 504};
   std::array<std::atomic<int64_t>, kStatuses.size() + 1> http_counts_{};
 };
 
@@ -60,6 +61,11 @@ class ServerMetrics {
 // speeds and the step budget.
 void RenderAdmissionMetrics(const AdmissionStats& stats, const EngineOptions& options,
                             const std::string& model_name, std::string* out);
+
+// Appends the HTTP transport's body budget to a /metrics body: request body bytes received and
+// not yet taken by a worker, and --max-buffered-body-bytes.
+void RenderHttpBodyMetrics(uint64_t buffered_bytes, uint64_t max_bytes,
+                           const std::string& model_name, std::string* out);
 
 // Resident set size of this process in bytes (0 if /proc is unavailable).
 int64_t ResidentMemoryBytes();

@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 
-import { assertErrorShape, post, startServer, untilRunning } from './server_util.mjs';
+import { assertErrorShape, post, sleep, startServer, untilRunning } from './server_util.mjs';
 
 let server;  // no API key: the Host / Origin / Content-Type checks apply
 let keyed;   // --api-key k1
 let capped;  // small per-client connection cap
 let budget;  // small global body budget
+let shares;  // body budget of 8 MiB, bodies up to 1 MiB: its shares (per client, small bodies)
 before(async () => {
   server = await startServer(['--max-request-bytes', '65536', '--header-timeout', '2',
     '--read-timeout', '4', '--timeout-keep-alive', '2', '--http-threads', '4',
@@ -23,19 +24,22 @@ before(async () => {
   // A 4,096-token context too, so the abandoned request below cannot finish before it is dropped.
   budget = await startServer(['--max-request-bytes', '65536', '--max-buffered-body-bytes', '131072',
     '--read-timeout', '30', '--max-model-len', '4096']);
+  shares = await startServer(['--max-request-bytes', '1048576', '--max-buffered-body-bytes', '8388608']);
 });
 after(async () => {
   assert.equal((await server.stop()).code, 0, server.log());
   assert.equal((await keyed.stop()).code, 0, keyed.log());
   assert.equal((await capped.stop()).code, 0, capped.log());
   assert.equal((await budget.stop()).code, 0, budget.log());
+  assert.equal((await shares.stop()).code, 0, shares.log());
 });
 
 // Sends `chunks` (strings or Buffers; a number = pause in ms) and resolves with everything the
-// server sent until it closed the connection or `idleMs` passed without a byte.
-function raw(port, chunks, { idleMs = 3000 } = {}) {
+// server sent until it closed the connection or `idleMs` passed without a byte. `localAddress`:
+// the client's address (any of 127.0.0.0/8 reaches the server as another client).
+function raw(port, chunks, { idleMs = 3000, localAddress = '127.0.0.1' } = {}) {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
     const parts = [];
     let timer;
     const finish = (closed) => { clearTimeout(timer); sock.destroy(); resolve({ text: Buffer.concat(parts).toString('latin1'), closed }); };
@@ -182,14 +186,43 @@ test('Expect: 100-continue gets 100 before the body (curl sends it for large bod
   assert.deepEqual(statuses(r.text), [100, 200], r.text);
 });
 
+async function metricsText(url) {
+  return (await fetch(`${url}/metrics`)).text();
+}
+
 async function abortedCount(url) {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /request_success_total\{[^}]*finished_reason="abort"\} (\S+)/.exec(text);
+  const m = /request_success_total\{[^}]*finished_reason="abort"\} (\S+)/.exec(await metricsText(url));
   return Number(m?.[1] ?? 0);
 }
 
-test('abandoned non-streaming request (gzip accepted) is aborted, not generated to the end', async () => {
+// tinyserve:http_requests_total by status, e.g. {200: 5, 499: 1}.
+async function httpCounts(url) {
+  const counts = {};
+  for (const m of (await metricsText(url)).matchAll(/^tinyserve:http_requests_total\{status="(\w+)"\} (\S+)$/gm))
+    counts[m[1]] = Number(m[2]);
+  return counts;
+}
+
+// Resolves once `check` (async) holds; polls what the server shows (/metrics, answers), so the
+// test waits for the event itself and not for a guessed time.
+async function until(what, check, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `never: ${what}`);
+    await sleep(20);
+  }
+}
+
+// A client that left before its answer is counted as nginx's 499 (client closed request), never
+// as a server error: no 500 is sent or counted.
+async function assertCountedAsClientClosed(url, before) {
+  await until('the request counted as 499', async () => ((await httpCounts(url))['499'] ?? 0) === before['499'] + 1);
+  assert.equal((await httpCounts(url))['500'], before['500']);
+}
+
+test('abandoned non-streaming request (gzip accepted) is aborted, not generated to the end, and counted as 499', async () => {
   const before = await abortedCount(budget.url);
+  const statusBefore = await httpCounts(budget.url);
   const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
   const sock = net.connect(budget.port, '127.0.0.1');
   sock.on('error', () => {});
@@ -202,6 +235,32 @@ test('abandoned non-streaming request (gzip accepted) is aborted, not generated 
     assert.ok(Date.now() < deadline, 'the abandoned request was never aborted');
     await new Promise((r) => setTimeout(r, 50));
   }
+  await assertCountedAsClientClosed(budget.url, statusBefore);
+});
+
+test('a client that half-closes after its request (nc -N) is gone: no fallback 500 is sent, 499 is counted', async () => {
+  const before = await httpCounts(budget.url);
+  const body = JSON.stringify({ prompt: 'hi', max_tokens: 4000, ignore_eos: true });
+  const sock = net.connect(budget.port, '127.0.0.1');
+  sock.on('error', () => {});
+  let got = '';
+  sock.on('data', (d) => { got += d.toString('latin1'); });
+  const closed = new Promise((r) => sock.on('close', r));
+  await new Promise((r) => sock.on('connect', r));
+  sock.end(head('POST', '/v1/completions', `Content-Length: ${body.length}\r\n\r\n`) + body);
+  await closed;  // the server closes the connection without an answer
+  assert.equal(got, '');
+  await assertCountedAsClientClosed(budget.url, before);
+});
+
+test('Content-Type: JSON media types as FastAPI reads them, with the whitespace RFC 9110 allows', async () => {
+  const body = JSON.stringify({ prompt: 'hi' });
+  const send = async (type) => statusOf((await raw(server.port, [`POST /tokenize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`])).text);
+  for (const type of ['application/json ;charset=utf-8', 'application/json\t; charset=UTF-8', 'Application/JSON',
+    'application/vnd.api+json', 'application/merge-patch+json; charset=utf-8'])
+    assert.equal(await send(type), 200, type);
+  for (const type of ['text/json', 'application/jsonx', 'text/plain; x=application/json', 'application/x-www-form-urlencoded'])
+    assert.equal(await send(type), 415, type);
 });
 
 const nested = (depth, leaf = '1') => '['.repeat(depth) + leaf + ']'.repeat(depth);
@@ -350,10 +409,11 @@ test('many slow large bodies: the global body budget answers 503 to the one past
   const json = JSON.stringify({ prompt: 'hi', max_tokens: 1 });
   const body = json + ' '.repeat(60000 - json.length);
   const start = head('POST', '/v1/completions', 'Content-Length: 60000\r\nConnection: close\r\n\r\n') + body.slice(0, 50000);
-  // Three bodies of 50,000 bytes received so far; the budget (131072) holds two.
+  // Three bodies of 50,000 bytes received so far; the budget (131072) holds two. From three
+  // addresses: one address may hold only half of the budget.
   const conns = [];
   for (let i = 0; i < 3; i++) {
-    const sock = net.connect(budget.port, '127.0.0.1');
+    const sock = net.connect({ port: budget.port, host: '127.0.0.1', localAddress: `127.0.0.${i + 1}` });
     sock.on('error', () => {});
     let got = '';
     const first = new Promise((r) => sock.once('data', () => r(i)));
@@ -374,4 +434,74 @@ test('many slow large bodies: the global body budget answers 503 to the one past
     await conns[i].closed;
     assert.equal(statusOf(conns[i].text()), 200, conns[i].text());
   }
+});
+
+const kMiB = 1 << 20;  // shares' --max-request-bytes
+
+async function bufferedBodyBytes(url) {
+  return Number(/^tinyserve:http_buffered_body_bytes\{[^}]*\} (\S+)$/m.exec(await metricsText(url))?.[1]);
+}
+
+// Opens `count` connections, from the addresses localAddress(i), that each announce a body of
+// 1 MiB, send all but its last byte and stall (as an attacker holding the body budget until
+// --read-timeout). Resolves once the server has read or refused every byte (each body either
+// answered, with 503, or held whole, as /metrics shows) with the connections and how many of
+// them were refused.
+async function stallLargeBodies(count, localAddress) {
+  const conns = [];
+  for (let i = 0; i < count; i++) {
+    const sock = net.connect({ port: shares.port, host: '127.0.0.1', localAddress: localAddress(i) });
+    sock.on('error', () => {});
+    const c = { sock, answer: null };
+    sock.once('data', (d) => { c.answer = d.toString('latin1'); });
+    sock.write(head('POST', '/v1/completions', `Content-Length: ${kMiB}\r\n\r\n`) + 'x'.repeat(kMiB - 1));
+    conns.push(c);
+  }
+  const answered = () => conns.filter((c) => c.answer);
+  try {
+    await until('every body refused or held whole', async () =>
+      answered().length + await bufferedBodyBytes(shares.url) / (kMiB - 1) === count);
+    for (const c of answered()) {
+      assert.equal(statusOf(c.answer), 503, c.answer);
+      assert.match(c.answer, /too many request bodies/);
+    }
+  } catch (e) {
+    for (const c of conns) c.sock.destroy();  // the next test starts with an empty budget
+    throw e;
+  }
+  return { conns, refused: answered().length };
+}
+
+// A completion request whose body is padded with spaces to `size` bytes, from `localAddress`.
+async function completionOfSize(size, localAddress) {
+  const json = JSON.stringify({ prompt: 'hi', max_tokens: 1 });
+  const r = await raw(shares.port, [head('POST', '/v1/completions', `Content-Length: ${size}\r\nConnection: close\r\n\r\n`) +
+    json + ' '.repeat(size - json.length)], { localAddress });
+  return statusOf(r.text);
+}
+
+test('one client stalling 16 large bodies holds half the body budget: another client is still served', async () => {
+  await until('an empty body budget', async () => await bufferedBodyBytes(shares.url) === 0);
+  const { conns, refused } = await stallLargeBodies(16, () => '127.0.0.1');
+  try {
+    assert.equal(await completionOfSize(100, '127.0.0.2'), 200);
+    assert.equal(await completionOfSize(900000, '127.0.0.2'), 200);
+    assert.equal(refused, 12);  // its half (4 MiB) holds four bodies of 1 MiB - 1
+  } finally {
+    for (const c of conns) c.sock.destroy();
+  }
+  await until('the stalled bodies released', async () => await bufferedBodyBytes(shares.url) === 0);
+});
+
+test('large bodies stalled from many addresses leave a reserve: a small request is still served', async () => {
+  await until('an empty body budget', async () => await bufferedBodyBytes(shares.url) === 0);
+  const { conns, refused } = await stallLargeBodies(16, (i) => `127.0.1.${i + 1}`);
+  try {
+    assert.equal(await completionOfSize(100, '127.0.0.1'), 200);
+    assert.equal(await completionOfSize(900000, '127.0.2.1'), 503);  // the reserve is for small ones
+    assert.equal(refused, 9);  // large bodies hold 7 of the 8 MiB, whatever their addresses
+  } finally {
+    for (const c of conns) c.sock.destroy();
+  }
+  await until('the stalled bodies released', async () => await bufferedBodyBytes(shares.url) === 0);
 });
