@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace tinyserve {
 namespace {
@@ -54,6 +55,23 @@ bool IsJsonMediaType(std::string_view content_type) {
   const std::string sub = AsciiLower(type.substr(slash + 1));
   if (!std::all_of(sub.begin(), sub.end(), IsTchar)) return false;
   return main == "application" && (sub == "json" || (sub.size() > 5 && sub.ends_with("+json")));
+}
+
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    unsigned value = 0;
+    if (i + 2 >= s.size()) return std::nullopt;
+    const auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
+    if (ec != std::errc() || end != s.data() + i + 3) return std::nullopt;
+    out.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return out;
 }
 
 std::string_view HttpRequest::Header(std::string_view lower_name) const {

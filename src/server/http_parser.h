@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -94,5 +95,8 @@ std::string AsciiLower(std::string_view s);
 // or application/<subtype>+json (structured syntax suffix, RFC 6839), in any case, with optional
 // whitespace around the type and any parameters after ';' (RFC 9110 8.3), which are ignored.
 bool IsJsonMediaType(std::string_view content_type);
+
+// A URL path's %XX sequences decoded; nullopt for a malformed one.
+std::optional<std::string> PercentDecode(std::string_view s);
 
 }  // namespace tinyserve

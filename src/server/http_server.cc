@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -68,24 +67,6 @@ constexpr std::string_view kRoutes[] = {
 // GET /v1/models/{id}: OpenAI's "retrieve model". SDKs send the id percent-encoded (the Node
 // SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
 constexpr std::string_view kModelPrefix = "/v1/models/";
-
-// %XX sequences decoded; nullopt for a malformed one (then no model id can match).
-std::optional<std::string> PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    unsigned value = 0;
-    if (i + 2 >= s.size()) return std::nullopt;
-    const auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
-    if (ec != std::errc() || end != s.data() + i + 3) return std::nullopt;
-    out.push_back(static_cast<char>(value));
-    i += 2;
-  }
-  return out;
-}
 
 // One entry of /v1/models. No "root": it would be the model's file path on this machine.
 Json ModelObject(const std::string& id, int64_t max_model_len) {
@@ -590,6 +571,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   if (stream) {
     if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
     if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
+  } else if (const std::optional<ApiError> failure = call->builder->Failure()) {
+    SendError(res, *failure);
   } else if (!res.Send(200, "application/json", call->builder->FinalBody())) {
     return abort();
   }

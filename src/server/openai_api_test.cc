@@ -575,34 +575,5 @@ TEST_F(OpenAiApiTest, ObjectsWiderThanTheJsonMemberCapAre400NamingTheField) {
   EXPECT_EQ(ParseOk(Endpoint::kCompletions, ok.dump()).base.sampling.logit_bias.size(), 1000u);
 }
 
-// Keys that read as one token id (as Python's int() reads " 5" and "+5") keep the last value, as
-// vLLM's dict of int keys does, instead of biasing that token twice.
-TEST_F(OpenAiApiTest, LogitBiasKeysNamingOneTokenKeepTheLastValue) {
-  const ParsedRequest r = ParseOk(Endpoint::kCompletions,
-                                  R"({"prompt":"hi","logit_bias":{"5":1,"7":2," 5":3,"+5":-4}})");
-  using Bias = std::vector<std::pair<int32_t, float>>;
-  EXPECT_EQ(r.base.sampling.logit_bias, (Bias{{5, -4.0f}, {7, 2.0f}}));
-}
-
-// A 4 MiB body of `["","",...]` or `[[],[],...]` held ~20x its size while it was parsed (a heap
-// block per string or container); past kMaxJsonHeapValues of them it is refused while parsing.
-TEST_F(OpenAiApiTest, BodiesOfTooManyStringsAndContainersAre400NamingTheField) {
-  std::string many = "[";
-  for (size_t i = 0; i < kMaxJsonHeapValues; ++i) many += i == 0 ? "[]" : ",[]";
-  ApiError unused = Error("\"unused\":" + many + "]");
-  EXPECT_EQ(unused.http_status, 400);
-  EXPECT_EQ(unused.param, "unused");
-  EXPECT_NE(unused.message.find("strings, objects and arrays"), std::string::npos)
-      << unused.message;
-  // A prompt of many token ids is numbers only, not counted (the test vocabulary has 1000 ids).
-  ctx_.max_model_len = 1 << 20;
-  std::string ids = "[";
-  for (size_t i = 0; i <= kMaxJsonHeapValues; ++i) ids += i == 0 ? "7" : ",7";
-  EXPECT_EQ(ParseOk(Endpoint::kCompletions, "{\"prompt\":" + ids + "],\"max_tokens\":1}")
-                .prompts[0]
-                .size(),
-            kMaxJsonHeapValues + 1);
-}
-
 }  // namespace
 }  // namespace tinyserve

@@ -188,6 +188,7 @@ void ResponseBuilder::Add(int32_t prompt_idx, const RequestEvent& event) {
   }
   AppendLogprobs(TakePromptPart(prompt_idx, event, &c), &c.logprobs);
   if (!request_.echo_only) AppendLogprobs(EventLogprobs(event, &c), &c.logprobs);
+  if (event.finish_reason == FinishReason::kError && failure_.ok()) failure_ = event.error;
   if (event.finish_reason != FinishReason::kNone) {
     c.finish = event.finish_reason;
     c.stop_reason = event.stop_reason;
@@ -361,7 +362,17 @@ std::vector<std::string> ResponseBuilder::StreamChunks(int32_t prompt_idx,
     j["choices"].push_back(std::move(choice));
     out.push_back(Dump(j));
   }
+  if (event.finish_reason == FinishReason::kError) {
+    // vLLM's stream names the failure in a chunk of its own, {"error": {...}}: the SDKs raise it.
+    if (failure_.ok()) failure_ = event.error;
+    out.push_back(ApiErrorFromStatus(event.error).Body());
+  }
   return out;
+}
+
+std::optional<ApiError> ResponseBuilder::Failure() const {
+  if (failure_.ok()) return std::nullopt;
+  return ApiErrorFromStatus(failure_);
 }
 
 std::string ResponseBuilder::UsageChunk() const {

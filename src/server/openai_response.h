@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/request.h"
+#include "server/errors.h"
 #include "server/openai_api.h"
 #include "structured/tool_calls.h"
 
@@ -32,6 +34,10 @@ class ResponseBuilder {
   std::string FinalBody();
 
   int32_t completion_tokens() const { return completion_tokens_; }
+  // The first failed choice's error (FinishReason::kError: the model failed, or a constraint
+  // left no token), which a non-streamed call answers instead of a 200 body, as vLLM does;
+  // nullopt when no choice failed. A stream names it in an error chunk (StreamChunks).
+  std::optional<ApiError> Failure() const;
 
  private:
   // clang-tidy 14 reports bugprone-exception-escape on the implicit special members here, a
@@ -84,6 +90,7 @@ class ResponseBuilder {
   std::vector<int32_t> cached_tokens_;  // per prompt, from choice 0's usage
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;
+  Status failure_;  // the first FinishReason::kError event's
   bool chat_prompt_ids_sent_ = false;
 };
 
