@@ -270,7 +270,9 @@ class SchemaCompiler {
         if (HasType(v, t)) return true;
       return false;
     }
-    if (!type.is_string()) return true;  // a bad 'type' is reported where types are read
+    // Not a name: the value is kept (const and enum are read before 'type' is checked, so a
+    // malformed 'type' beside them was never an error; it is not made one here).
+    if (!type.is_string()) return true;
     const std::string& t = type.get_ref<const std::string&>();
     if (t == "integer")
       return v.is_number_integer() ||
