@@ -12,11 +12,11 @@ namespace tinyserve::kernels {
 namespace cpu {
 
 const CpuKernels& KernelsFor(Isa isa) {
-#define TINYSERVE_KERNEL_TABLE(ns)                                                              \
-  CpuKernels {                                                                                  \
-    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::FirstIndexPassing,     \
-        &ns::Argmax, &ns::AddBias, &ns::AddInPlace, &ns::ToF32, &ns::FromF32, &ns::AttendBlock, \
-        &ns::QuantizeQuery, &ns::QuantizeKv                                                     \
+#define TINYSERVE_KERNEL_TABLE(ns)                                                      \
+  CpuKernels {                                                                          \
+    &ns::RmsNorm, &ns::RopeNeox, &ns::SiluMul, &ns::SoftmaxWeights, &ns::LogSumExp,     \
+        &ns::FirstIndexPassing, &ns::Argmax, &ns::AddBias, &ns::AddInPlace, &ns::ToF32, \
+        &ns::FromF32, &ns::AttendBlock, &ns::QuantizeQuery, &ns::QuantizeKv             \
   }
   static const CpuKernels kScalar = TINYSERVE_KERNEL_TABLE(scalar);
   static const CpuKernels kAvx2 = TINYSERVE_KERNEL_TABLE(avx2);
@@ -163,6 +163,10 @@ float SoftmaxWeights(Isa isa, float* x, int64_t n) {
   return cpu::KernelsFor(isa).softmax_weights(x, n);
 }
 
+float LogSumExp(Isa isa, const float* x, int64_t n) {
+  return cpu::KernelsFor(isa).log_sum_exp(x, n);
+}
+
 int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target) {
   return cpu::KernelsFor(isa).first_index_passing(w, n, target);
 }
@@ -225,6 +229,7 @@ void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float*
   SiluMulQuantize(BestIsa(), gate_up, num_rows, dim, out, consumer, acts, pool);
 }
 float SoftmaxWeights(float* x, int64_t n) { return SoftmaxWeights(BestIsa(), x, n); }
+float LogSumExp(const float* x, int64_t n) { return LogSumExp(BestIsa(), x, n); }
 int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return FirstIndexPassing(BestIsa(), w, n, target);
 }

@@ -63,6 +63,9 @@ void SiluMulQuantize(const float* gate_up, int64_t num_rows, int64_t dim, float*
 // the weights meaningless). A draw compares running sums with u times the sum instead of paying
 // a pass to divide; callers wanting probabilities divide.
 float SoftmaxWeights(float* x, int64_t n);
+// log(sum exp(x[i])): log-probabilities are x[i] minus it. -inf when every x is -inf (or n is 0);
+// meaningless when some x is NaN or +inf (logits never are).
+float LogSumExp(const float* x, int64_t n);
 // The first i at which the running sum w[0] + ... + w[i] (w >= 0, in double) exceeds target, or
 // -1 if none does.
 int64_t FirstIndexPassing(const float* w, int64_t n, double target);
@@ -98,6 +101,7 @@ void RopeNeox(Isa isa, float* x, const float* cos_sin, int64_t num_tokens, int64
 void SiluMul(Isa isa, const float* gate_up, int64_t num_rows, int64_t dim, float* out,
              ThreadPool* pool);
 float SoftmaxWeights(Isa isa, float* x, int64_t n);
+float LogSumExp(Isa isa, const float* x, int64_t n);
 int64_t FirstIndexPassing(Isa isa, const float* w, int64_t n, double target);
 int64_t Argmax(Isa isa, const float* x, int64_t n);
 void EmbeddingLookup(Isa isa, const TensorView& table, const int32_t* ids, int64_t num_ids,

@@ -165,6 +165,40 @@ TEST_P(OpsIsaTest, SoftmaxWeightsOfOnlyMaskedEntriesSumToNothingFinite) {
   EXPECT_FALSE(std::isfinite(SoftmaxWeights(GetParam(), x.data(), 40)));
 }
 
+// Against log(sum(exp)) in double, over every tail, a block edge (1,024 / 2,048 elements) and
+// Qwen2.5's vocabulary; logits spread over 60 nats (most weights tiny), one entry masked.
+TEST_P(OpsIsaTest, LogSumExpMatchesDoubleReference) {
+  std::vector<int64_t> dims = Dims();
+  for (int64_t n : {1023, 1024, 1025, 2048, 2049, 151936}) dims.push_back(n);
+  for (int64_t dim : dims) {
+    for (int offset : {0, 1}) {
+      Buffer x(dim, offset);
+      FillRandom(x.data(), dim, 5 + dim, -30.0f, 30.0f);
+      if (dim > 2) x[dim / 2] = -INFINITY;
+      double max = -INFINITY;
+      for (int64_t i = 0; i < dim; ++i) max = std::max(max, double{x[i]});
+      double sum = 0;
+      for (int64_t i = 0; i < dim; ++i) sum += std::exp(x[i] - max);
+      const double want = max + std::log(sum);
+      // A float result: its own rounding (~2e-6 at 30) plus the exp's and the sum's.
+      EXPECT_NEAR(LogSumExp(GetParam(), x.data(), dim), want, 1e-5 * std::fabs(want) + 1e-6)
+          << "dim " << dim;
+    }
+  }
+}
+
+TEST_P(OpsIsaTest, LogSumExpOfOnlyMaskedEntriesIsMinusInfinity) {
+  std::vector<float> x(40, -INFINITY);
+  EXPECT_EQ(LogSumExp(GetParam(), x.data(), 40), -INFINITY);
+  EXPECT_EQ(LogSumExp(GetParam(), x.data(), 0), -INFINITY);
+}
+
+// Equal logits: log(n) exactly as the count of terms, whatever the block a term falls in.
+TEST_P(OpsIsaTest, LogSumExpOfEqualLogitsIsTheLogOfTheirCount) {
+  std::vector<float> x(151936, 3.5f);
+  EXPECT_NEAR(LogSumExp(GetParam(), x.data(), 151936), 3.5 + std::log(151936.0), 2e-6);
+}
+
 // Against the running sum taken one weight at a time: the index where it passes target, at block
 // edges (512) and past them, at 0, and never (-1). Weights from 1e-9 to 1, so that blocks hold
 // tiny ones next to large ones.

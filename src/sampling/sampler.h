@@ -65,8 +65,8 @@ void ApplyPenalties(std::span<float> logits, const ResolvedSamplingParams& param
 // The index of the largest logit (the lowest index among ties; NaN logits never win):
 // kernels::Argmax.
 int32_t Argmax(std::span<const float> logits);
-// log(sum(exp(logits))): the log-softmax of token t is logits[t] minus it. One pass of exp over
-// the vocabulary (in double), so a row's callers compute it once and share it.
+// log(sum(exp(logits))): the log-softmax of token t is logits[t] minus it (kernels::LogSumExp).
+// One pass of exp over the vocabulary, so a row's callers compute it once and share it.
 float LogSumExp(std::span<const float> logits);
 // The `k` most likely (token, logprob) pairs, most likely first; `lse` is LogSumExp(logits).
 std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int32_t k,

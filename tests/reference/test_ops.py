@@ -124,6 +124,20 @@ class OpsOracleTest(unittest.TestCase):
                 np.testing.assert_allclose(out.reshape(rows, dim), want, rtol=1e-5, atol=1e-7,
                                            err_msg=isa)
 
+    def test_logsumexp_matches_float64(self):
+        # Logits as a model's (a few large, most far below), a masked share, the Qwen2.5
+        # vocabulary and rows shorter than a vector.
+        for rows, dim in [(1, 1), (3, 17), (2, 151936)]:
+            x = (self.rng.standard_normal((rows, dim)) * 4).astype(np.float32)
+            x[:, ::7] = -np.inf
+            x[:, 0] = 12.0
+            x64 = x.astype(np.float64)
+            m = x64.max(axis=1)
+            want = m + np.log(np.exp(x64 - m[:, None]).sum(axis=1))
+            args = ["logsumexp", rows, dim, self.save("x", x), self.path("out")]
+            for isa, out in self.for_each_isa(*args):
+                np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6, err_msg=isa)
+
     def test_argmax_is_numpys(self):
         # Values rounded to quarters (ties: the lowest index wins, as numpy.argmax), a masked
         # (-inf) share, the Qwen2.5 vocabulary; rows shorter than a vector and with every tail.

@@ -26,6 +26,7 @@ constexpr const char* kUsage =
     "  rope_neox NUM_TOKENS NUM_HEADS HEAD_DIM X COS_SIN OUT\n"
     "  silu_mul ROWS DIM GATE_UP OUT\n"
     "  softmax ROWS DIM X OUT\n"
+    "  logsumexp ROWS DIM X OUT (one value per row)\n"
     "  argmax ROWS DIM X OUT (each row's index, as a float)\n"
     "  add_bias ROWS DIM X BIAS OUT\n"
     "  embedding DTYPE VOCAB DIM NUM_IDS TABLE IDS_I32 OUT\n"
@@ -123,6 +124,13 @@ int Run(Isa isa, const std::string& op, const std::vector<std::string>& a) {
       for (int64_t i = 0; i < dim; ++i) xr[i] /= sum;
     }
     WriteArray(a[3], x);
+  } else if (op == "logsumexp") {
+    need(4);
+    const int64_t rows = i64(0), dim = i64(1);
+    auto x = ReadArray<float>(a[2], rows * dim);
+    std::vector<float> out(rows);
+    for (int64_t r = 0; r < rows; ++r) out[r] = k::LogSumExp(isa, x.data() + r * dim, dim);
+    WriteArray(a[3], out);
   } else if (op == "argmax") {
     need(4);
     const int64_t rows = i64(0), dim = i64(1);

@@ -62,6 +62,7 @@ struct AttendBlockArgs {
                 int64_t head_dim);                                                            \
   void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out);              \
   float SoftmaxWeights(float* x, int64_t n);                                                  \
+  float LogSumExp(const float* x, int64_t n);                                                 \
   int64_t FirstIndexPassing(const float* w, int64_t n, double target);                        \
   int64_t Argmax(const float* x, int64_t n);                                                  \
   void AddBias(float* out, const float* bias, int64_t num_rows, int64_t dim);                 \
@@ -93,6 +94,7 @@ struct CpuKernels {
   void (*rope_neox)(float*, const float*, int64_t, int64_t, int64_t);
   void (*silu_mul)(const float*, int64_t, int64_t, float*);
   float (*softmax_weights)(float*, int64_t);
+  float (*log_sum_exp)(const float*, int64_t);
   int64_t (*first_index_passing)(const float*, int64_t, double);
   int64_t (*argmax)(const float*, int64_t);
   void (*add_bias)(float*, const float*, int64_t, int64_t);

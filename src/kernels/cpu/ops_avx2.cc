@@ -18,6 +18,7 @@ void SiluMul(const float* gate_up, int64_t num_rows, int64_t dim, float* out) {
   simd::SiluMul<Vec>(gate_up, num_rows, dim, out);
 }
 float SoftmaxWeights(float* x, int64_t n) { return simd::SoftmaxWeights<Vec>(x, n); }
+float LogSumExp(const float* x, int64_t n) { return simd::LogSumExp<Vec>(x, n); }
 int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   return simd::FirstIndexPassing<Vec>(w, n, target);
 }

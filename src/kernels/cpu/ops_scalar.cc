@@ -55,6 +55,16 @@ float SoftmaxWeights(float* x, int64_t n) {
   return sum;
 }
 
+// In double with libm's exp: the reference the SIMD versions are tested against.
+float LogSumExp(const float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  if (mx == -INFINITY) return mx;
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
+  return mx + static_cast<float>(std::log(sum));
+}
+
 // One by one (the SIMD paths sum blocks first; the index is the same but for rounding).
 int64_t FirstIndexPassing(const float* w, int64_t n, double target) {
   double cum = 0;
