@@ -86,6 +86,20 @@ bool HttpRequest::HasHeader(std::string_view lower_name) const {
   return false;
 }
 
+std::string_view ClientAddress(const HttpRequest& request) {
+  if (!request.via_trusted_proxy) return request.peer_address;
+  std::string_view forwarded;
+  for (const auto& [name, value] : request.headers)
+    if (name == "x-forwarded-for") forwarded = value;  // the last header holds the last entry
+  const size_t comma = forwarded.rfind(',');
+  if (comma != std::string_view::npos) forwarded.remove_prefix(comma + 1);
+  while (!forwarded.empty() && (forwarded.front() == ' ' || forwarded.front() == '\t'))
+    forwarded.remove_prefix(1);
+  while (!forwarded.empty() && (forwarded.back() == ' ' || forwarded.back() == '\t'))
+    forwarded.remove_suffix(1);
+  return forwarded.empty() ? std::string_view(request.peer_address) : forwarded;
+}
+
 void HttpRequestParser::Reset() {
   state_ = State::kNeedMore;
   phase_ = Phase::kHead;

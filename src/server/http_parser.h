@@ -32,11 +32,20 @@ struct HttpRequest {
   std::string body;
   bool keep_alive = true;
   bool expect_continue = false;
+  // Set by the transport: the connection's peer address, and whether that peer is a trusted
+  // proxy (--trusted-proxies), whose X-Forwarded-For names the client.
+  std::string peer_address;
+  bool via_trusted_proxy = false;
 
   // The first header of that (lower-case) name, or "" when absent.
   std::string_view Header(std::string_view lower_name) const;
   bool HasHeader(std::string_view lower_name) const;
 };
+
+// The address of the client behind a request: the peer's, or from a trusted proxy the last
+// address of X-Forwarded-For (the one the proxy itself saw: nginx's $proxy_add_x_forwarded_for
+// appends it; entries before it are the client's word), or the proxy's when it sends none.
+std::string_view ClientAddress(const HttpRequest& request);
 
 class HttpRequestParser {
  public:

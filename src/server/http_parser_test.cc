@@ -188,5 +188,28 @@ TEST(HttpMediaType, JsonIsMatchedAsFastApiDoesWithTheWhitespaceRfc9110Allows) {
     EXPECT_FALSE(IsJsonMediaType(other)) << other;
 }
 
+// The client of a request: the peer, unless the peer is a trusted proxy, whose last
+// X-Forwarded-For entry (the address the proxy saw) names it; entries before it are the
+// client's own word and never used.
+TEST(HttpClientAddress, IsThePeerOrTheAddressATrustedProxySaw) {
+  HttpRequest direct;
+  direct.peer_address = "10.0.0.7";
+  direct.headers = {{"x-forwarded-for", "1.2.3.4"}};
+  EXPECT_EQ(ClientAddress(direct), "10.0.0.7");  // not a proxy: the header is the client's word
+
+  HttpRequest proxied;
+  proxied.peer_address = "127.0.0.1";
+  proxied.via_trusted_proxy = true;
+  EXPECT_EQ(ClientAddress(proxied), "127.0.0.1");  // no header: the proxy itself
+  proxied.headers = {{"x-forwarded-for", "203.0.113.9"}};
+  EXPECT_EQ(ClientAddress(proxied), "203.0.113.9");
+  proxied.headers = {{"x-forwarded-for", "6.6.6.6, 203.0.113.9 "}};
+  EXPECT_EQ(ClientAddress(proxied), "203.0.113.9");
+  proxied.headers = {{"x-forwarded-for", "6.6.6.6"}, {"x-forwarded-for", "7.7.7.7,\t2001:db8::1"}};
+  EXPECT_EQ(ClientAddress(proxied), "2001:db8::1");
+  proxied.headers = {{"x-forwarded-for", " , "}};
+  EXPECT_EQ(ClientAddress(proxied), "127.0.0.1");
+}
+
 }  // namespace
 }  // namespace tinyserve

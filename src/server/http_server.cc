@@ -476,7 +476,9 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   // Compiled here, on the HTTP thread, so the engine thread never waits for it.
   std::shared_ptr<const structured::CompiledGrammar> grammar;
   if (const auto& c = call->request.constraint) {
-    auto compiled = grammars_->Get(c->kind, c->text);
+    // Compile slots go to client addresses in turn: a flood of slow schemas from one address
+    // cannot queue everyone else's behind it (`user` is the client's own word, not used here).
+    auto compiled = grammars_->Get(c->kind, c->text, ClientAddress(req));
     if (!compiled.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
       // InvalidArgument: the client's text is refused (400 naming the field); Unavailable:

@@ -80,7 +80,9 @@ std::string NormalizeAddress(const std::string& text) {
 
 struct Connection {
   int fd = -1;
-  std::string peer;         // the client's address ("" when exempt from the per-client limits)
+  std::string peer;     // the client's address ("" when exempt from the per-client limits)
+  std::string address;  // the peer's address, always
+  bool trusted_proxy = false;
   uint64_t body_bytes = 0;  // charged to the global body budget while the I/O thread reads
   HttpRequestParser parser;
   std::string leftover;  // bytes of the next (pipelined) request
@@ -311,11 +313,10 @@ struct HttpServer::Impl {
         ::close(fd);
         continue;
       }
+      std::string address = PeerName(addr);
+      const bool trusted_proxy = trusted.count(address) != 0;
       std::string peer;
-      if (options.max_connections_per_client > 0) {
-        peer = PeerName(addr);
-        if (trusted.count(peer) != 0) peer.clear();
-      }
+      if (options.max_connections_per_client > 0 && !trusted_proxy) peer = address;
       if (!peer.empty()) {
         auto it = per_client.find(peer);
         if (it != per_client.end() && it->second >= options.max_connections_per_client) {
@@ -329,6 +330,8 @@ struct HttpServer::Impl {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto c = std::make_unique<Connection>(fd, options.limits);
       c->peer = std::move(peer);
+      c->address = std::move(address);
+      c->trusted_proxy = trusted_proxy;
       c->idle_since = Clock::now();
       Watch(c.get());
       idle.emplace(fd, std::move(c));
@@ -409,6 +412,8 @@ struct HttpServer::Impl {
       // Queued bodies stay charged; one being handled is bounded by the worker count instead.
       ReleaseBody(c.get());
       HttpRequest& request = c->parser.request();
+      request.peer_address = c->address;
+      request.via_trusted_proxy = c->trusted_proxy;
       HttpResponder responder(c->fd, request, options.write_timeout_s, options.keep_alive_timeout_s,
                               logger);
       try {

@@ -151,7 +151,8 @@ GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capac
       capacity_(std::max<size_t>(capacity, 1)),
       max_bytes_(max_bytes),
       options_(options),
-      limits_(limits) {
+      limits_(limits),
+      gate_(std::max(limits.max_concurrent_compiles, 1)) {
   limits_.max_concurrent_compiles = std::max(limits_.max_concurrent_compiles, 1);
 }
 
@@ -190,13 +191,16 @@ std::optional<GrammarCache::Result> GrammarCache::LookupLocked(const std::string
   return flight->result;
 }
 
-Status GrammarCache::AcquireSlotLocked() {
-  if (compiling_ >= limits_.max_concurrent_compiles) {
+Status GrammarCache::AcquireSlotLocked(std::string_view client) {
+  const uint64_t ticket = gate_.Join(client);
+  if (!gate_.MayTake(ticket)) {
     ++stats_.gate_waits;
     const auto deadline = std::chrono::steady_clock::now() + limits_.max_compile_wait;
-    while (compiling_ >= limits_.max_concurrent_compiles) {
-      // On timeout the slot is checked once more: it may have come free meanwhile.
-      if (!cv_.WaitUntil(&mu_, deadline) && compiling_ >= limits_.max_concurrent_compiles) {
+    while (!gate_.MayTake(ticket)) {
+      // On timeout the turn is checked once more: it may have come meanwhile.
+      if (!cv_.WaitUntil(&mu_, deadline) && !gate_.MayTake(ticket)) {
+        gate_.Leave(ticket);
+        cv_.NotifyAll();  // the turn may now be another waiter's
         ++stats_.gate_refusals;
         return UnavailableError(
             "too many grammar compilations are in progress: none of the {} compile slots came "
@@ -205,8 +209,9 @@ Status GrammarCache::AcquireSlotLocked() {
       }
     }
   }
-  ++compiling_;
-  stats_.peak_compiles = std::max(stats_.peak_compiles, compiling_);
+  gate_.Take(ticket);
+  cv_.NotifyAll();  // another slot may be free for the next turn's waiter
+  stats_.peak_compiles = std::max(stats_.peak_compiles, gate_.running());
   return OkStatus();
 }
 
@@ -234,7 +239,8 @@ GrammarCache::Result GrammarCache::Compile(GrammarKind kind, std::string_view te
   return CompileGrammar(kind, text, vocab_, options_);
 }
 
-GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text) {
+GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text,
+                                       std::string_view client) {
   std::string key;
   key.push_back(static_cast<char>('0' + static_cast<int>(kind)));
   key.append(text);
@@ -245,7 +251,7 @@ GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text) 
     // This request compiles the key; later ones for it wait on the flight (single flight), also
     // while this one waits for a slot.
     flight = flights_.emplace(key, std::make_shared<Flight>()).first->second;
-    if (Status slot = AcquireSlotLocked(); !slot.ok()) {
+    if (Status slot = AcquireSlotLocked(client); !slot.ok()) {
       flight->result = slot;
       flights_.erase(key);
       cv_.NotifyAll();
@@ -269,7 +275,7 @@ GrammarCache::Result GrammarCache::Get(GrammarKind kind, std::string_view text) 
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MutexLock lock(&mu_);
-  --compiling_;
+  gate_.Release(client);
   ++stats_.misses;
   stats_.compile_seconds += seconds;
   if (!compiled.ok()) ++stats_.errors;

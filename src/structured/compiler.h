@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "structured/compile_gate.h"
 #include "structured/compiled_grammar.h"
 #include "structured/grammar.h"
 #include "structured/vocabulary.h"
@@ -106,8 +107,9 @@ class GrammarCache {
   virtual ~GrammarCache() = default;
 
   // The grammar, or InvalidArgument (the text is refused; the message is for the client), or
-  // Unavailable (no compile slot within max_compile_wait; the text may be fine).
-  [[nodiscard]] Result Get(GrammarKind kind, std::string_view text);
+  // Unavailable (no compile slot within max_compile_wait; the text may be fine). `client` names
+  // who asks: misses waiting for a slot get it client by client (CompileGate).
+  [[nodiscard]] Result Get(GrammarKind kind, std::string_view text, std::string_view client = "");
   Stats stats() const;
   size_t size() const;
   size_t bytes() const;
@@ -133,8 +135,9 @@ class GrammarCache {
   };
   // A cached grammar or failure for `key`, or the result of its compile in flight (waited for).
   std::optional<Result> LookupLocked(const std::string& key) REQUIRES(mu_);
-  // Takes a compile slot, waiting up to max_compile_wait; Unavailable when none came free.
-  [[nodiscard]] Status AcquireSlotLocked() REQUIRES(mu_);
+  // Takes a compile slot in `client`'s turn, waiting up to max_compile_wait; Unavailable when
+  // none came to it.
+  [[nodiscard]] Status AcquireSlotLocked(std::string_view client) REQUIRES(mu_);
   // Keeps a compiled grammar, or a failure that does not depend on the load.
   void StoreLocked(std::string key, const Result& result) REQUIRES(mu_);
   void EvictLocked() REQUIRES(mu_);
@@ -154,7 +157,7 @@ class GrammarCache {
   std::unordered_map<std::string, std::list<Failure>::iterator> failure_index_ GUARDED_BY(mu_);
   size_t failure_bytes_ GUARDED_BY(mu_) = 0;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_ GUARDED_BY(mu_);
-  int32_t compiling_ GUARDED_BY(mu_) = 0;
+  CompileGate gate_ GUARDED_BY(mu_);
   Stats stats_ GUARDED_BY(mu_);
 };
 

@@ -36,12 +36,18 @@ class HeldCache : public GrammarCache {
     MutexLock lock(&mu_);
     return compiles_;
   }
+  // The texts compiled, in the order their compiles started.
+  std::vector<std::string> order() const {
+    MutexLock lock(&mu_);
+    return order_;
+  }
 
  protected:
   Result Compile(GrammarKind kind, std::string_view text) override {
     {
       MutexLock lock(&mu_);
       ++compiles_;
+      order_.emplace_back(text);
       if (text.rfind("hold", 0) == 0) {
         ++held_;
         cv_.NotifyAll();
@@ -56,6 +62,7 @@ class HeldCache : public GrammarCache {
   CondVar cv_;
   int held_ GUARDED_BY(mu_) = 0;
   int compiles_ GUARDED_BY(mu_) = 0;
+  std::vector<std::string> order_ GUARDED_BY(mu_);
   bool released_ GUARDED_BY(mu_) = false;
 };
 
@@ -240,6 +247,29 @@ TEST(GrammarCacheTest, MissWaitsForAFreeCompileSlot) {
   EXPECT_TRUE(waited.ok()) << waited.status().ToString();
   EXPECT_EQ(cache.stats().gate_refusals, 0);
   EXPECT_EQ(cache.stats().peak_compiles, 1);
+}
+
+// Misses waiting for the one slot get it client by client: a client's second miss waits behind
+// another client's first, whatever order the woken threads take the lock in, and the client
+// whose compile held the slot waits behind the one that has not had it.
+TEST(GrammarCacheTest, WaitingMissesGetTheSlotOneClientAtATime) {
+  HeldCache cache(OneSlot(std::chrono::minutes(10)));
+  std::thread holder([&] { EXPECT_TRUE(cache.Get(GrammarKind::kRegex, "hold", "flood").ok()); });
+  cache.WaitUntilHeld(1);
+  std::vector<std::thread> waiters;
+  const std::pair<const char*, const char*> misses[] = {
+      {"a{1}", "flood"}, {"a{2}", "flood"}, {"a{3}", "flood"}, {"b{1}", "user"}};
+  for (const auto& [text, client] : misses) {
+    waiters.emplace_back(
+        [&cache, text, client] { EXPECT_TRUE(cache.Get(GrammarKind::kRegex, text, client).ok()); });
+    // Parked at the gate before the next one comes.
+    const int64_t parked = static_cast<int64_t>(waiters.size());
+    AwaitStats(cache, [parked](const GrammarCache::Stats& s) { return s.gate_waits == parked; });
+  }
+  cache.Release();
+  holder.join();
+  for (auto& w : waiters) w.join();
+  EXPECT_EQ(cache.order(), (std::vector<std::string>{"hold", "b{1}", "a{1}", "a{2}", "a{3}"}));
 }
 
 TEST(GrammarCacheTest, CompilesUpToTheLimitRunAtOnce) {
