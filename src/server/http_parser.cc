@@ -16,6 +16,16 @@ bool IsTchar(char c) {
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
+// A control character other than HTAB (RFC 9110 5.5): never in a field value, a chunk extension
+// or a trailer, where a front proxy that reads a bare CR or a NUL differently would frame the
+// stream differently from us.
+bool HasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    return (u < 0x20 && u != '\t') || u == 0x7f;
+  });
+}
+
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -219,6 +229,7 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         if (i == 0) return FailAt(used, 400, "malformed chunk size");
         std::string_view rest = TrimOws(std::string_view(line).substr(i));
         if (!rest.empty() && rest[0] != ';') return FailAt(used, 400, "malformed chunk size");
+        if (HasControl(rest)) return FailAt(used, 400, "control character in a chunk extension");
         if (size == 0) {
           phase_ = Phase::kTrailers;
         } else {
@@ -251,6 +262,15 @@ size_t HttpRequestParser::Feed(std::string_view data) {
         trailer_bytes_ += line.size() + 2;
         if (trailer_bytes_ > limits_.max_header_bytes)
           return FailAt(used, 431, "trailers too large");
+        // Dropped, but framed as header fields are: a name, a colon, no control characters.
+        if (!line.empty()) {
+          const size_t colon = line.find(':');
+          if (colon == 0 || colon == std::string::npos ||
+              !std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(colon),
+                           IsTchar) ||
+              HasControl(line))
+            return FailAt(used, 400, "malformed trailer field");
+        }
         if (line.empty()) phase_ = Phase::kDone;  // trailer fields are read and dropped
         break;
       }
@@ -328,10 +348,7 @@ bool HttpRequestParser::ParseHead(std::string_view head) {
     std::string_view name = line.substr(0, colon);
     if (!std::all_of(name.begin(), name.end(), IsTchar)) return Fail(400, "malformed header name");
     std::string_view value = TrimOws(line.substr(colon + 1));
-    for (char c : value) {
-      const unsigned char u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && u != '\t') || u == 0x7f) return Fail(400, "control character in a header");
-    }
+    if (HasControl(value)) return Fail(400, "control character in a header");
     if (request_.headers.size() >= limits_.max_headers) return Fail(431, "too many header fields");
     request_.headers.emplace_back(AsciiLower(name), std::string(value));
   }
