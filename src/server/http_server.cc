@@ -14,7 +14,9 @@
 #include "engine/engine_warmup.h"
 #include "server/cors.h"
 #include "server/http_parser.h"
+#include "server/json_replies.h"
 #include "server/openai_response.h"
+#include "server/openai_responses.h"
 #include "server/request_budget.h"
 #include "server/tokenizer_info.h"
 #include "structured/tokenizer_vocabulary.h"
@@ -28,14 +30,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
-
-void SendError(HttpResponder& res, const ApiError& error, const HttpHeaders& headers = {}) {
-  res.Send(error.http_status, "application/json", error.Body(), headers);
-}
-
-void SendJson(HttpResponder& res, const std::string& body) {
-  res.Send(200, "application/json", body);
-}
 
 // Compares in time that depends only on the lengths, not on where the first difference is.
 bool ConstantTimeEquals(std::string_view given, std::string_view expected) {
@@ -60,9 +54,11 @@ bool IsIpLiteral(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
-constexpr std::string_view kRoutes[] = {
-    "/v1/completions", "/v1/chat/completions", "/v1/models",     "/health", "/version", "/metrics",
-    "/tokenize",       "/detokenize",          "/tokenizer_info"};
+constexpr std::string_view kRoutes[] = {"/v1/completions", "/v1/chat/completions",
+                                        "/v1/responses",   "/v1/models",
+                                        "/health",         "/version",
+                                        "/metrics",        "/tokenize",
+                                        "/detokenize",     "/tokenizer_info"};
 
 // GET /v1/models/{id}: OpenAI's "retrieve model". SDKs send the id percent-encoded (the Node
 // SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
@@ -102,6 +98,7 @@ struct ApiServer::Call {
   // one outbox however many prompts and choices the call has.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>(kMaxPendingEvents);
   std::unique_ptr<ResponseBuilder> builder;
+  std::unique_ptr<ResponsesShaper> responses;  // /v1/responses: the chat output reshaped
   Clock::time_point arrival;
   Clock::time_point deadline;  // aborted after this
   AdmissionDecision admission;
@@ -254,7 +251,8 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   const bool post = req.method == "POST";
   const bool get = req.method == "GET" || req.method == "HEAD";
   const bool post_route = req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||
-                          req.path == "/tokenize" || req.path == "/detokenize";
+                          req.path == "/v1/responses" || req.path == "/tokenize" ||
+                          req.path == "/detokenize";
   if (post_route ? !post : !get)
     return SendError(res,
                      ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
@@ -268,6 +266,7 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
   }
   if (req.path == "/v1/completions") return HandleGenerate(Endpoint::kCompletions, req, res);
   if (req.path == "/v1/chat/completions") return HandleGenerate(Endpoint::kChat, req, res);
+  if (req.path == "/v1/responses") return HandleGenerate(Endpoint::kResponses, req, res);
   if (req.path == "/tokenize") return HandleTokenize(req, res);
   if (req.path == "/detokenize") return HandleDetokenize(req, res);
   if (req.path == "/tokenizer_info")
@@ -349,94 +348,6 @@ void ApiServer::HandleModel(std::string_view encoded_id, HttpResponder& res) {
   SendJson(res, ModelObject(options_.served_model_name, engine_->limits().max_model_len).dump());
 }
 
-void ApiServer::HandleTokenize(HttpRequest& req, HttpResponder& res) {
-  auto parsed_body = ParseUntrustedJson(req.body);
-  std::string().swap(req.body);
-  if (!parsed_body.ok())
-    return SendError(res, BadRequest("the request body is not acceptable JSON: " +
-                                     parsed_body.status().message()));
-  const Json& j = *parsed_body;
-  if (!j.is_object()) return SendError(res, BadRequest("the request body must be a JSON object"));
-  auto flag = [&](const char* name, bool fallback) -> std::optional<bool> {
-    if (!j.contains(name) || j[name].is_null()) return fallback;
-    if (!j[name].is_boolean()) return std::nullopt;
-    return j[name].get<bool>();
-  };
-  const auto return_strs = flag("return_token_strs", false);
-  if (!return_strs)
-    return SendError(res, BadRequest("'return_token_strs' must be a boolean", "return_token_strs"));
-  // llama-server's spellings too: the text as 'content', special-token text parsed unless
-  // 'parse_special' is false, and 'with_pieces' (tokens as {id, piece} objects).
-  const auto parse_special = flag("parse_special", true);
-  const auto with_pieces = flag("with_pieces", false);
-  if (!parse_special || !with_pieces)
-    return SendError(res, BadRequest("'parse_special' and 'with_pieces' must be booleans"));
-  const char* text_key = j.contains("prompt") ? "prompt" : "content";
-  std::vector<int32_t> ids;
-  if (j.contains(text_key) && j[text_key].is_string()) {
-    ids = tokenizer_->Encode(j[text_key].get<std::string>(), *parse_special);
-  } else if (j.contains("messages")) {
-    // The prompt the chat endpoint would build (tools, developer role and all).
-    auto prompt = ParseChatPrompt(std::move(*parsed_body), api_context_);  // j's last use
-    if (auto* err = std::get_if<ApiError>(&prompt)) return SendError(res, *err);
-    ids = std::move(std::get<std::vector<int32_t>>(prompt));
-  } else {
-    return SendError(res, BadRequest("'prompt' (a string; llama-server's 'content') or "
-                                     "'messages' is required",
-                                     "prompt"));
-  }
-  // The answer is bounded by the context, not by the body: nothing longer can be served.
-  if (static_cast<int64_t>(ids.size()) > api_context_.max_model_len)
-    return SendError(res, BadRequest(fmt::format("the input has {} tokens, more than the maximum "
-                                                 "model length of {}",
-                                                 ids.size(), api_context_.max_model_len),
-                                     "prompt"));
-  Json out = {
-      {"count", ids.size()}, {"max_model_len", api_context_.max_model_len}, {"tokens", ids}};
-  if (*with_pieces) {
-    // As llama-server: a token's text, or its bytes as numbers when they are not UTF-8 alone.
-    Json tokens = Json::array();
-    for (int32_t id : ids) {
-      const std::string_view bytes = tokenizer_->TokenBytes(id);
-      Json piece = std::string(bytes);
-      if (!IsValidUtf8(bytes)) {
-        piece = Json::array();
-        for (char c : bytes) piece.push_back(static_cast<uint8_t>(c));
-      }
-      tokens.push_back({{"id", id}, {"piece", std::move(piece)}});
-    }
-    out["tokens"] = std::move(tokens);
-  }
-  if (*return_strs) {
-    Json strs = Json::array();
-    for (int32_t id : ids) strs.push_back(tokenizer_->IdToPiece(id));
-    out["token_strs"] = std::move(strs);
-  }
-  SendJson(res, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-void ApiServer::HandleDetokenize(HttpRequest& req, HttpResponder& res) {
-  auto parsed_body = ParseUntrustedJson(req.body);
-  std::string().swap(req.body);
-  if (!parsed_body.ok() || !parsed_body->is_object() || !parsed_body->contains("tokens") ||
-      !(*parsed_body)["tokens"].is_array())
-    return SendError(res, BadRequest("'tokens' (a list of token ids) is required", "tokens"));
-  const Json& tokens = (*parsed_body)["tokens"];
-  if (static_cast<int64_t>(tokens.size()) > api_context_.max_model_len)
-    return SendError(res, BadRequest("'tokens' is longer than the maximum model length", "tokens"));
-  std::vector<int32_t> ids;
-  for (const Json& t : tokens) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-        t.get<int64_t>() >= tokenizer_->num_tokens())
-      return SendError(res, BadRequest("'tokens' holds an id outside the vocabulary", "tokens"));
-    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
-  }
-  // 'prompt' as vLLM answers, 'content' as llama-server does.
-  const std::string text = tokenizer_->Decode(ids);
-  SendJson(res, Json{{"prompt", text}, {"content", text}}.dump(
-                    -1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
 void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponder& res) {
   auto call = std::make_shared<Call>();
   call->arrival = Clock::now();
@@ -454,9 +365,22 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   if (draining_)
     return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
   RequestBudget budget;
+  Json responses_request;  // /v1/responses: the body as sent, served as the chat body it means
+  if (endpoint == Endpoint::kResponses) {
+    auto body = ParseUntrustedJson(req.body);
+    if (!body.ok())
+      return SendError(
+          res, BadRequest("the request body is not acceptable JSON: " + body.status().message()));
+    auto chat = ResponsesToChatBody(*body);
+    if (auto* error = std::get_if<ApiError>(&chat)) return SendError(res, *error);
+    req.body = std::get<Json>(chat).dump();
+    responses_request = std::move(*body);
+    endpoint = Endpoint::kChat;
+  }
   {
     auto parsed = ParseRequest(endpoint, req.body, api_context_);
-    if (auto* error = std::get_if<ApiError>(&parsed)) return SendError(res, *error);
+    if (auto* error = std::get_if<ApiError>(&parsed))
+      return SendError(res, responses_request.is_null() ? *error : ResponsesError(*error));
     call->request = std::move(std::get<ParsedRequest>(parsed));
     // The deadline and client (body `timeout`/`user`, X-Request-Timeout, the API key); the body
     // already passed ParseRequest's depth and size checks.
@@ -487,10 +411,16 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     }
     grammar = std::move(*compiled);
   }
-  const std::string id = fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl",
-                                     RandomHex(), next_id_++);
-  call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id,
-                                                    static_cast<int64_t>(std::time(nullptr)));
+  const std::string id =
+      responses_request.is_null()
+          ? fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(),
+                        next_id_++)
+          : fmt::format("resp_{}{:x}", RandomHex(), next_id_++);
+  const auto created = static_cast<int64_t>(std::time(nullptr));
+  call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id, created);
+  if (!responses_request.is_null())
+    call->responses =
+        std::make_unique<ResponsesShaper>(responses_request, call->request.model, id, created);
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {
     GenerateRequest g = call->request.base;
     g.request_id = fmt::format("{}-{}", id, p);
@@ -551,8 +481,11 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
         TS_LOG_WARNING("request {} failed: {}", call->engine_ids[prompt_idx],
                        event.error.ToString());
       if (stream) {
-        for (const std::string& chunk : call->builder->StreamChunks(prompt_idx, event))
-          if (!write(SseEvent(chunk))) return;
+        for (const std::string& chunk : call->builder->StreamChunks(prompt_idx, event)) {
+          const std::string sse =
+              call->responses ? call->responses->FromChunk(chunk) : SseEvent(chunk);
+          if (!sse.empty() && !write(sse)) return;
+        }
       } else {
         call->builder->Add(prompt_idx, event);
       }
@@ -571,11 +504,18 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   // once, and its request must already be counted there.
   metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
   if (stream) {
-    if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
-    if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
+    if (call->responses) {
+      call->responses->FromChunk(call->builder->UsageChunk());  // fills the usage
+      if (!write(call->responses->Finish()) || !res.EndStream()) return abort();
+    } else {
+      if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
+      if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
+    }
   } else if (const std::optional<ApiError> failure = call->builder->Failure()) {
     SendError(res, *failure);
-  } else if (!res.Send(200, "application/json", call->builder->FinalBody())) {
+  } else if (!res.Send(200, "application/json",
+                       call->responses ? call->responses->FromCompletion(call->builder->FinalBody())
+                                       : call->builder->FinalBody())) {
     return abort();
   }
   call->aborted = true;  // finished: nothing left to abort

@@ -20,7 +20,9 @@ namespace tinyserve {
 
 class Tokenizer;
 
-enum class Endpoint { kCompletions, kChat };
+// kResponses (/v1/responses) is served as the chat request it translates to
+// (server/openai_responses.h); ParseRequest takes kCompletions and kChat.
+enum class Endpoint { kCompletions, kChat, kResponses };
 
 // What parsing needs to know about the served model.
 struct ApiContext {
