@@ -259,9 +259,10 @@ TEST(GrammarCacheTest, WaitingMissesGetTheSlotOneClientAtATime) {
   std::vector<std::thread> waiters;
   const std::pair<const char*, const char*> misses[] = {
       {"a{1}", "flood"}, {"a{2}", "flood"}, {"a{3}", "flood"}, {"b{1}", "user"}};
-  for (const auto& [text, client] : misses) {
-    waiters.emplace_back(
-        [&cache, text, client] { EXPECT_TRUE(cache.Get(GrammarKind::kRegex, text, client).ok()); });
+  for (const auto& miss : misses) {
+    waiters.emplace_back([&cache, text = miss.first, client = miss.second] {
+      EXPECT_TRUE(cache.Get(GrammarKind::kRegex, text, client).ok());
+    });
     // Parked at the gate before the next one comes.
     const int64_t parked = static_cast<int64_t>(waiters.size());
     AwaitStats(cache, [parked](const GrammarCache::Stats& s) { return s.gate_waits == parked; });
