@@ -66,6 +66,10 @@ struct EngineCore::ChoiceState {
   // the entries computed so far (entry i for prompt token i + 1), sent with the first token.
   int32_t prompt_top = -1;
   std::vector<TokenLogprobs> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
+  // A sibling that takes choice 0's prompt log-probabilities instead of computing them (with
+  // prefix caching it waits for choice 0 and reuses its prompt anyway), until they are copied.
+  bool takes_choice0_prompt = false;
   bool finished = false;
 };
 
@@ -208,12 +212,18 @@ void EngineCore::AddValidatedRequest(PendingRequest p) {
     c->text = output_.NewChoiceText(spec);
     if (r.grammar) c->constraint = std::make_unique<GrammarConstraint>(r.grammar);
     Sequence& seq = c->seq;
-    // Every choice computes its own prompt (its first event carries the values): a sibling may
-    // start before choice 0 when prefix caching is off.
+    // The choice's first event carries the prompt's values. With prefix caching, siblings wait
+    // for choice 0 and then reuse its prompt from the cache: they take its values too, where
+    // computing them again cost each choice the prompt's whole prefill and a vocabulary-wide
+    // output matmul per prompt token. Without it, a sibling may start first: each computes.
     if (r.prompt_logprobs) {
       c->prompt_top = *r.prompt_logprobs;
-      c->prompt_logprobs.resize(prompt_len - 1);
-      seq.needs_prompt_logits = true;
+      if (i > 0 && blocks_.prefix_caching()) {
+        c->takes_choice0_prompt = true;
+      } else {
+        c->prompt_logprobs.resize(prompt_len - 1);
+        seq.needs_prompt_logits = true;
+      }
     }
     seq.seq_id = next_seq_id_++;
     seq.priority = r.priority;
@@ -368,15 +378,22 @@ void EngineCore::Emit(PendingDraw& d) {
   if (seq.num_generated() == 1) {
     seq.first_token_time = Clock::now();
     if (c->index == 0) {
-      for (auto& sibling : c->request->choices) sibling->seq.waits_for_sibling = false;
+      for (auto& sibling : c->request->choices) {
+        sibling->seq.waits_for_sibling = false;
+        if (sibling->takes_choice0_prompt) {
+          sibling->prompt_logprobs = c->prompt_logprobs;  // before c's event takes them
+          sibling->takes_choice0_prompt = false;
+        }
+      }
     }
   }
   TokenOutput o =
       output_.ProcessToken(c->request->spec, seq, d.sample.result,
                            c->constraint && c->constraint->IsTerminated(), c->text.get());
   o.event.index = c->index;
-  if (seq.needs_prompt_logits) {
+  if (c->prompt_top >= 0 && !c->prompt_logprobs_sent) {
     o.event.prompt_logprobs = std::move(c->prompt_logprobs);
+    c->prompt_logprobs_sent = true;
     seq.needs_prompt_logits = false;
   }
   if (o.finish == FinishReason::kNone) {
@@ -409,9 +426,17 @@ void EngineCore::FinishChoice(ChoiceState* c, FinishReason reason, Status error,
                               reason == FinishReason::kStop || reason == FinishReason::kLength,
                               Clock::now());
   c->finished = true;
-  // Choice 0 ended before computing the prompt: its siblings stop waiting for it.
+  // Choice 0 ended before computing the prompt: its siblings stop waiting for it, and compute
+  // the prompt's values they were to take from it.
   if (c->index == 0) {
-    for (auto& sibling : req->choices) sibling->seq.waits_for_sibling = false;
+    for (auto& sibling : req->choices) {
+      sibling->seq.waits_for_sibling = false;
+      if (sibling->takes_choice0_prompt) {
+        sibling->takes_choice0_prompt = false;
+        sibling->prompt_logprobs.resize(sibling->seq.num_prompt_tokens - 1);
+        sibling->seq.needs_prompt_logits = true;
+      }
+    }
   }
   // Posted by CleanUp, once the finish is counted in what the loop publishes.
   held_finals_.emplace_back(req->stream.get(), std::move(event));

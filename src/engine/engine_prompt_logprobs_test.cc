@@ -128,6 +128,27 @@ TEST(EnginePromptLogprobsTest, SmallStepsAndEveryChoiceGiveTheSameValues) {
   EXPECT_EQ(carrying, 2) << "one event per choice carries them";
 }
 
+// With prefix caching, siblings wait for choice 0 and reuse its prompt from the cache: they take
+// its prompt values instead of computing the prompt again (the cache hits show they did not).
+TEST(EnginePromptLogprobsTest, SiblingsTakeChoiceZerosValuesAndItsCachedPrompt) {
+  auto engine = testing::MakeTinyQwen2Engine(testing::TinyQwen2Options());
+  const TeacherForcing tf(*engine, 40, 8);
+  const int64_t hits = engine->Stats().prefix_cache_hits;
+  const std::vector<RequestEvent> events = RunRequest(*engine, tf.Scoring(/*n=*/3));
+  for (int32_t i = 0; i < 3; ++i) tf.Check(PromptLogprobsOf(events, i));
+  EXPECT_GT(engine->Stats().prefix_cache_hits, hits) << "the siblings computed the prompt again";
+}
+
+// Without prefix caching a sibling may start before choice 0: each computes its own.
+TEST(EnginePromptLogprobsTest, WithoutPrefixCachingEveryChoiceComputesThePrompt) {
+  EngineOptions o = testing::TinyQwen2Options();
+  o.enable_prefix_caching = false;
+  auto engine = testing::MakeTinyQwen2Engine(o);
+  const TeacherForcing tf(*engine, 40, 8);
+  const std::vector<RequestEvent> events = RunRequest(*engine, tf.Scoring(/*n=*/3));
+  for (int32_t i = 0; i < 3; ++i) tf.Check(PromptLogprobsOf(events, i));
+}
+
 TEST(EnginePromptLogprobsTest, OutOfRangeCountsAreRefused) {
   auto engine = testing::MakeTinyQwen2Engine(testing::TinyQwen2Options());
   GenerateRequest r = testing::GreedyRequest(RandomPrompt(5, 1), 1);
