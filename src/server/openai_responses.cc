@@ -303,6 +303,29 @@ std::string ResponsesShaper::Event(std::string_view type, Json fields) {
                      event.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
+// Each event is made in its own statement: its sequence number is taken when it is made, and
+// the operands of one + are evaluated in no fixed order.
+std::string ResponsesShaper::Start() {
+  if (started_) return "";
+  started_ = true;
+  std::string out = Event("response.created", {{"response", Response("in_progress")}});
+  out += Event("response.in_progress", {{"response", Response("in_progress")}});
+  return out;
+}
+
+std::string ResponsesShaper::OpenMessage() {
+  if (message_open_) return "";
+  message_open_ = true;
+  std::string out = Event("response.output_item.added",
+                          {{"output_index", 0}, {"item", MessageItem("in_progress")}});
+  out += Event("response.content_part.added",
+               {{"item_id", message_id_},
+                {"output_index", 0},
+                {"content_index", 0},
+                {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}}}});
+  return out;
+}
+
 std::string ResponsesShaper::FromChunk(std::string_view payload) {
   const Json chunk = Json::parse(payload);
   if (const Json* error = Field(chunk, "error")) {
@@ -311,12 +334,7 @@ std::string ResponsesShaper::FromChunk(std::string_view payload) {
               {"message", error->value("message", std::string())}};
     return "";
   }
-  std::string out;
-  if (!started_) {
-    started_ = true;
-    out += Event("response.created", {{"response", Response("in_progress")}});
-    out += Event("response.in_progress", {{"response", Response("in_progress")}});
-  }
+  std::string out = Start();
   const Json* choices = Field(chunk, "choices");
   if (choices == nullptr || choices->empty()) {
     if (const Json* usage = Field(chunk, "usage")) TakeUsage(*usage);
@@ -325,17 +343,7 @@ std::string ResponsesShaper::FromChunk(std::string_view payload) {
   const size_t text_before = text_.size();
   Take((*choices)[0], "delta");
   if (text_.size() > text_before) {
-    if (!message_open_) {
-      message_open_ = true;
-      out += Event("response.output_item.added",
-                   {{"output_index", 0}, {"item", MessageItem("in_progress")}});
-      out += Event(
-          "response.content_part.added",
-          {{"item_id", message_id_},
-           {"output_index", 0},
-           {"content_index", 0},
-           {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}}}});
-    }
+    out += OpenMessage();
     out += Event("response.output_text.delta", {{"item_id", message_id_},
                                                 {"output_index", 0},
                                                 {"content_index", 0},
@@ -346,26 +354,11 @@ std::string ResponsesShaper::FromChunk(std::string_view payload) {
 }
 
 std::string ResponsesShaper::Finish() {
-  std::string out;
-  if (!started_) {
-    started_ = true;
-    out += Event("response.created", {{"response", Response("in_progress")}});
-    out += Event("response.in_progress", {{"response", Response("in_progress")}});
-  }
+  std::string out = Start();
   if (!error_.is_null()) return out + Event("response.failed", {{"response", Response("failed")}});
   const std::string status = finish_reason_ == "length" ? "incomplete" : "completed";
   // The output Response() lists: the message when it has text or nothing else came.
-  if (!message_open_ && (!text_.empty() || calls_.empty())) {
-    message_open_ = true;
-    out += Event("response.output_item.added",
-                 {{"output_index", 0}, {"item", MessageItem("in_progress")}});
-    out +=
-        Event("response.content_part.added",
-              {{"item_id", message_id_},
-               {"output_index", 0},
-               {"content_index", 0},
-               {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}}}});
-  }
+  if (!text_.empty() || calls_.empty()) out += OpenMessage();
   int output_index = 0;
   if (message_open_) {
     const Json part = {{"type", "output_text"}, {"text", text_}, {"annotations", Json::array()}};

@@ -53,6 +53,10 @@ class ResponsesShaper {
   nlohmann::ordered_json MessageItem(std::string_view status) const;
   nlohmann::ordered_json FunctionCallItem(size_t i) const;
   std::string Event(std::string_view type, nlohmann::ordered_json fields);
+  // response.created and response.in_progress, the first time ("" after).
+  std::string Start();
+  // The message item and its text part announced, the first time ("" after).
+  std::string OpenMessage();
   // Reads a chat choice (a completion's `message` or a chunk's `delta`) into text_ / calls_.
   void Take(const nlohmann::ordered_json& choice, const char* part);
   void TakeUsage(const nlohmann::ordered_json& usage);
