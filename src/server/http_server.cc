@@ -418,9 +418,11 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
           : fmt::format("resp_{}{:x}", RandomHex(), next_id_++);
   const auto created = static_cast<int64_t>(std::time(nullptr));
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id, created);
-  if (!responses_request.is_null())
+  if (!responses_request.is_null()) {
     call->responses =
         std::make_unique<ResponsesShaper>(responses_request, call->request.model, id, created);
+    responses_request = nullptr;  // its input items must not live as long as the call
+  }
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {
     GenerateRequest g = call->request.base;
     g.request_id = fmt::format("{}-{}", id, p);
