@@ -142,6 +142,16 @@ def chat_seeds(out, schemas):
         {"messages": msgs[:2], "guided_choice": ["a", "b"], "continue_final_message": False},
         {"prompt": ["hello", "world"], "max_tokens": 4, "echo": True, "logprobs": 1},
         {"prompt": [1, 2, 3], "suffix": None, "best_of": 1},
+        # /v1/responses bodies (the fuzzer also translates every body as one).
+        {"model": "tiny", "input": "Hi", "instructions": "Be brief.", "max_output_tokens": 8,
+         "stream": True},
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "2+3?"}]},
+                   {"type": "function_call", "call_id": "c1", "name": "get",
+                    "arguments": "{\"city\": \"Paris\"}"},
+                   {"type": "function_call_output", "call_id": "c1", "output": "sunny"}],
+         "tools": [{"type": "function", "name": "get", "parameters": tools[0]["function"]["parameters"]}],
+         "tool_choice": {"type": "function", "name": "get"},
+         "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}}},
     ]
     for s in schemas[:8]:
         bodies.append({"messages": msgs[:2], "response_format": {
