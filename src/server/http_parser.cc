@@ -103,10 +103,7 @@ std::string_view ClientAddress(const HttpRequest& request) {
     if (name == "x-forwarded-for") forwarded = value;  // the last header holds the last entry
   const size_t comma = forwarded.rfind(',');
   if (comma != std::string_view::npos) forwarded.remove_prefix(comma + 1);
-  while (!forwarded.empty() && (forwarded.front() == ' ' || forwarded.front() == '\t'))
-    forwarded.remove_prefix(1);
-  while (!forwarded.empty() && (forwarded.back() == ' ' || forwarded.back() == '\t'))
-    forwarded.remove_suffix(1);
+  forwarded = TrimOws(forwarded);
   return forwarded.empty() ? std::string_view(request.peer_address) : forwarded;
 }
 
