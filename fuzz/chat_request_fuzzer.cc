@@ -1,7 +1,7 @@
 // libFuzzer target: an untrusted request body through the OpenAI request parser (chat and
 // completions: JSON, validation, chat template render, tokenization), through the /v1/responses
-// translation into a chat body (then parsed as one), and, separately, the chat conversation
-// reader and renderer. Every input must give a request or an ApiError/Status.
+// and /v1/messages translations into a chat body (each then parsed as one), and, separately, the
+// chat conversation reader and renderer. Every input must give a request or an ApiError/Status.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "server/anthropic_messages.h"
 #include "server/openai_api.h"
 #include "server/openai_responses.h"
 #include "structured/json_limits.h"
@@ -45,9 +46,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tinyserve::structured::CheckJsonNesting(body, "body").ok()) return 0;
   const auto j = nlohmann::ordered_json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return 0;
-  auto chat = tinyserve::ResponsesToChatBody(j);
-  if (const auto* chat_body = std::get_if<nlohmann::ordered_json>(&chat))
-    (void)tinyserve::ParseRequest(tinyserve::Endpoint::kChat, chat_body->dump(), context);
+  for (auto chat : {tinyserve::ResponsesToChatBody(j), tinyserve::MessagesToChatBody(j)}) {
+    if (const auto* chat_body = std::get_if<nlohmann::ordered_json>(&chat))
+      (void)tinyserve::ParseRequest(tinyserve::Endpoint::kChat, chat_body->dump(), context);
+  }
   auto conversation = tinyserve::ChatConversationFromJson(j);
   if (conversation.ok()) (void)tinyserve::RenderQwen25Chat(*conversation);
   return 0;

@@ -152,6 +152,18 @@ def chat_seeds(out, schemas):
          "tools": [{"type": "function", "name": "get", "parameters": tools[0]["function"]["parameters"]}],
          "tool_choice": {"type": "function", "name": "get"},
          "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}}},
+        # /v1/messages bodies (the fuzzer also translates every body as one).
+        {"model": "tiny", "max_tokens": 8, "system": [{"type": "text", "text": "Be brief."}],
+         "messages": [{"role": "user", "content": "Hi"}], "stop_sequences": ["x"], "stream": True},
+        {"max_tokens": 64, "tools": [{"name": "get", "input_schema": tools[0]["function"]["parameters"]}],
+         "tool_choice": {"type": "tool", "name": "get", "disable_parallel_tool_use": True},
+         "messages": [{"role": "user", "content": "Weather?"},
+                      {"role": "assistant", "content": [
+                          {"type": "text", "text": "Checking."},
+                          {"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Paris"}}]},
+                      {"role": "user", "content": [
+                          {"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}],
+         "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
     ]
     for s in schemas[:8]:
         bodies.append({"messages": msgs[:2], "response_format": {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/engine_warmup.h"
+#include "server/anthropic_messages.h"
 #include "server/cors.h"
 #include "server/http_parser.h"
 #include "server/json_replies.h"
@@ -54,11 +55,31 @@ bool IsIpLiteral(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
-constexpr std::string_view kRoutes[] = {"/v1/completions", "/v1/chat/completions",
-                                        "/v1/responses",   "/v1/models",
-                                        "/health",         "/version",
-                                        "/metrics",        "/tokenize",
-                                        "/detokenize",     "/tokenizer_info"};
+constexpr std::string_view kPostRoutes[] = {
+    "/v1/completions", "/v1/chat/completions",      "/v1/responses",
+    "/v1/messages",    "/v1/messages/count_tokens", "/tokenize",
+    "/detokenize"};
+constexpr std::string_view kGetRoutes[] = {"/v1/models", "/health", "/version", "/metrics",
+                                           "/tokenizer_info"};
+
+template <size_t N>
+bool Listed(const std::string_view (&routes)[N], std::string_view path) {
+  return std::find(std::begin(routes), std::end(routes), path) != std::end(routes);
+}
+
+// Anthropic's routes answer errors in Anthropic's shape.
+ErrorShape ErrorShapeOf(std::string_view path) {
+  return path.starts_with("/v1/messages") ? ErrorShape::kAnthropic : ErrorShape::kOpenAI;
+}
+
+// The API key a client sent: OpenAI's clients send "Authorization: Bearer KEY", Anthropic's
+// "X-Api-Key: KEY" (llama-server accepts both too). "" when neither.
+std::string_view PresentedApiKey(const HttpRequest& req) {
+  constexpr std::string_view kBearer = "Bearer ";
+  const std::string_view auth = req.Header("authorization");
+  if (auth.starts_with(kBearer)) return auth.substr(kBearer.size());
+  return req.Header("x-api-key");
+}
 
 // GET /v1/models/{id}: OpenAI's "retrieve model". SDKs send the id percent-encoded (the Node
 // SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
@@ -98,7 +119,9 @@ struct ApiServer::Call {
   // one outbox however many prompts and choices the call has.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>(kMaxPendingEvents);
   std::unique_ptr<ResponseBuilder> builder;
-  std::unique_ptr<ResponsesShaper> responses;  // /v1/responses: the chat output reshaped
+  // /v1/responses, /v1/messages: the chat output reshaped into that API's answer.
+  std::unique_ptr<ChatReshaper> reshaper;
+  ErrorShape error_shape = ErrorShape::kOpenAI;
   Clock::time_point arrival;
   Clock::time_point deadline;  // aborted after this
   AdmissionDecision admission;
@@ -202,12 +225,10 @@ std::optional<ApiError> ApiServer::Screen(const HttpRequest& req, bool origin_li
                          (req.path == "/metrics" && options_.public_metrics);
   if (!options_.api_key.empty()) {
     if (is_public) return std::nullopt;
-    const std::string_view auth = req.Header("authorization");
-    const std::string_view prefix = "Bearer ";
-    if (auth.substr(0, prefix.size()) == prefix &&
-        ConstantTimeEquals(auth.substr(prefix.size()), options_.api_key))
-      return std::nullopt;
-    return ApiError{401, "Invalid or missing API key (send 'Authorization: Bearer KEY')",
+    if (ConstantTimeEquals(PresentedApiKey(req), options_.api_key)) return std::nullopt;
+    return ApiError{401,
+                    "Invalid or missing API key (send 'Authorization: Bearer KEY' or "
+                    "'X-Api-Key: KEY')",
                     "authentication_error", "", "invalid_api_key"};
   }
   // No key: anything that reaches the port may use the API, so make sure a browser page from
@@ -233,12 +254,15 @@ std::optional<ApiError> ApiServer::Screen(const HttpRequest& req, bool origin_li
 }
 
 void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
-  const bool known =
-      std::find(std::begin(kRoutes), std::end(kRoutes), req.path) != std::end(kRoutes) ||
-      (req.path.size() > kModelPrefix.size() && req.path.starts_with(kModelPrefix));
+  const bool post_route = Listed(kPostRoutes, req.path);
+  const bool known = post_route || Listed(kGetRoutes, req.path) ||
+                     (req.path.size() > kModelPrefix.size() && req.path.starts_with(kModelPrefix));
+  const ErrorShape shape = ErrorShapeOf(req.path);
   if (!known)
-    return SendError(res, ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
-                                   "not_found_error", "", ""});
+    return SendError(res,
+                     ApiError{404, fmt::format("no route for {} {}", req.method, req.path),
+                              "not_found_error", "", ""},
+                     {}, shape);
   // CORS: a preflight carries no credentials and is answered before screening; a request from
   // an allowed origin is screened as any other and its response names the origin.
   const std::string_view origin = req.Header("origin");
@@ -247,26 +271,28 @@ void ApiServer::Route(HttpRequest& req, HttpResponder& res) {
     return (void)res.Send(204, "", "",
                           PreflightHeaders(origin, req.Header("access-control-request-headers")));
   if (cors) res.AddHeaders(CorsHeaders(origin));
-  if (auto error = Screen(req, cors)) return SendError(res, *error);
+  if (auto error = Screen(req, cors)) return SendError(res, *error, {}, shape);
   const bool post = req.method == "POST";
   const bool get = req.method == "GET" || req.method == "HEAD";
-  const bool post_route = req.path == "/v1/completions" || req.path == "/v1/chat/completions" ||
-                          req.path == "/v1/responses" || req.path == "/tokenize" ||
-                          req.path == "/detokenize";
   if (post_route ? !post : !get)
     return SendError(res,
                      ApiError{405, fmt::format("method {} not allowed on {}", req.method, req.path),
-                              "invalid_request_error", "", ""});
+                              "invalid_request_error", "", ""},
+                     {}, shape);
   if (post) {
     // JSON only (as FastAPI): also what keeps cross-site "simple" POSTs out.
     const std::string_view type = req.Header("content-type");
     if (!type.empty() && !IsJsonMediaType(type))
-      return SendError(res, ApiError{415, "send the body as 'Content-Type: application/json'",
-                                     "invalid_request_error", "", ""});
+      return SendError(res,
+                       ApiError{415, "send the body as 'Content-Type: application/json'",
+                                "invalid_request_error", "", ""},
+                       {}, shape);
   }
   if (req.path == "/v1/completions") return HandleGenerate(Endpoint::kCompletions, req, res);
   if (req.path == "/v1/chat/completions") return HandleGenerate(Endpoint::kChat, req, res);
   if (req.path == "/v1/responses") return HandleGenerate(Endpoint::kResponses, req, res);
+  if (req.path == "/v1/messages") return HandleGenerate(Endpoint::kMessages, req, res);
+  if (req.path == "/v1/messages/count_tokens") return HandleCountTokens(req, res);
   if (req.path == "/tokenize") return HandleTokenize(req, res);
   if (req.path == "/detokenize") return HandleDetokenize(req, res);
   if (req.path == "/tokenizer_info")
@@ -303,7 +329,7 @@ bool ApiServer::Admit(const std::shared_ptr<Call>& call, const RequestBudget& bu
   if (call->admission.recalibrate) StartCalibration(*engine_);
   std::string retry_after;
   const ApiError error = RefusalError(call->admission, /*shed=*/false, &retry_after);
-  SendError(res, error, {{"Retry-After", retry_after}});
+  SendError(res, error, {{"Retry-After", retry_after}}, call->error_shape);
   return false;
 }
 
@@ -325,7 +351,7 @@ bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res
   shed.retry_after_s = engine_->admission().Stats().predicted_wait_s;
   std::string retry_after;
   const ApiError error = RefusalError(shed, /*shed=*/true, &retry_after);
-  SendError(res, error, {{"Retry-After", retry_after}});
+  SendError(res, error, {{"Retry-After", retry_after}}, call->error_shape);
   return false;
 }
 
@@ -362,38 +388,44 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
       server->Untrack(call);
     }
   } untracker{this, call};
-  if (draining_)
-    return SendError(res, ApiError{503, "shutting down", "service_unavailable", "", ""});
+  const Endpoint api = endpoint;  // the API the client speaks; Responses and Messages are chats
+  if (api == Endpoint::kMessages) call->error_shape = ErrorShape::kAnthropic;
+  auto fail = [&](const ApiError& error, const HttpHeaders& headers = {}) {
+    SendError(res, error, headers, call->error_shape);
+  };
+  if (draining_) return fail(ApiError{503, "shutting down", "service_unavailable", "", ""});
   RequestBudget budget;
-  Json responses_request;  // /v1/responses: the body as sent, served as the chat body it means
-  if (endpoint == Endpoint::kResponses) {
+  Json foreign_request;  // Responses, Messages: the body as sent, served as the chat it means
+  if (api == Endpoint::kResponses || api == Endpoint::kMessages) {
     auto body = ParseUntrustedJson(req.body);
     if (!body.ok())
-      return SendError(
-          res, BadRequest("the request body is not acceptable JSON: " + body.status().message()));
-    auto chat = ResponsesToChatBody(*body);
-    if (auto* error = std::get_if<ApiError>(&chat)) return SendError(res, *error);
+      return fail(
+          BadRequest("the request body is not acceptable JSON: " + body.status().message()));
+    auto chat =
+        api == Endpoint::kResponses ? ResponsesToChatBody(*body) : MessagesToChatBody(*body);
+    if (auto* error = std::get_if<ApiError>(&chat)) return fail(*error);
     req.body = std::get<Json>(chat).dump();
-    responses_request = std::move(*body);
+    foreign_request = std::move(*body);
     endpoint = Endpoint::kChat;
   }
   {
     auto parsed = ParseRequest(endpoint, req.body, api_context_);
-    if (auto* error = std::get_if<ApiError>(&parsed))
-      return SendError(res, responses_request.is_null() ? *error : ResponsesError(*error));
+    if (auto* error = std::get_if<ApiError>(&parsed)) {
+      if (api == Endpoint::kResponses) return fail(ResponsesError(*error));
+      return fail(api == Endpoint::kMessages ? MessagesError(*error) : *error);
+    }
     call->request = std::move(std::get<ParsedRequest>(parsed));
     // The deadline and client (body `timeout`/`user`, X-Request-Timeout, the API key); the body
     // already passed ParseRequest's depth and size checks.
-    auto parsed_budget =
-        ParseRequestBudget(req.body, req.Header("x-request-timeout"), req.Header("authorization"),
-                           options_.request_timeout_s);
+    auto parsed_budget = ParseRequestBudget(req.body, req.Header("x-request-timeout"),
+                                            PresentedApiKey(req), options_.request_timeout_s);
     std::string().swap(req.body);  // ignored fields must not live as long as the request
-    if (auto* error = std::get_if<ApiError>(&parsed_budget)) return SendError(res, *error);
+    if (auto* error = std::get_if<ApiError>(&parsed_budget)) return fail(*error);
     budget = std::get<RequestBudget>(parsed_budget);
   }
   if (call->request.constraint && !grammars_)
-    return SendError(res, BadRequest("structured output is unavailable: " + structured_error_,
-                                     call->request.constraint->param));
+    return fail(BadRequest("structured output is unavailable: " + structured_error_,
+                           call->request.constraint->param));
   // Admission before the grammar: compiling a new schema can take a second on a busy CPU, and
   // a refusal must come back within milliseconds.
   if (!Admit(call, budget, res)) return;
@@ -407,22 +439,25 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
       engine_->admission().Cancel(call->admission.ticket);
       // InvalidArgument: the client's text is refused (400 naming the field); Unavailable:
       // every compile slot stayed busy (503, worth a retry).
-      return SendError(res, ApiErrorFromStatus(compiled.status(), c->param));
+      return fail(ApiErrorFromStatus(compiled.status(), c->param));
     }
     grammar = std::move(*compiled);
   }
-  const std::string id =
-      responses_request.is_null()
-          ? fmt::format("{}-{}{:x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl", RandomHex(),
-                        next_id_++)
-          : fmt::format("resp_{}{:x}", RandomHex(), next_id_++);
+  const std::string id_prefix = api == Endpoint::kResponses   ? "resp_"
+                                : api == Endpoint::kMessages  ? "msg_"
+                                : endpoint == Endpoint::kChat ? "chatcmpl-"
+                                                              : "cmpl-";
+  const std::string id = fmt::format("{}{}{:x}", id_prefix, RandomHex(), next_id_++);
   const auto created = static_cast<int64_t>(std::time(nullptr));
   call->builder = std::make_unique<ResponseBuilder>(call->request, tokenizer_.get(), id, created);
-  if (!responses_request.is_null()) {
-    call->responses =
-        std::make_unique<ResponsesShaper>(responses_request, call->request.model, id, created);
-    responses_request = nullptr;  // its input items must not live as long as the call
+  if (api == Endpoint::kResponses) {
+    call->reshaper =
+        std::make_unique<ResponsesShaper>(foreign_request, call->request.model, id, created);
+  } else if (api == Endpoint::kMessages) {
+    call->reshaper = std::make_unique<MessagesShaper>(
+        call->request.model, id, static_cast<int64_t>(call->request.prompts[0].size()));
   }
+  foreign_request = nullptr;  // its messages must not live as long as the call
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {
     GenerateRequest g = call->request.base;
     g.request_id = fmt::format("{}-{}", id, p);
@@ -433,8 +468,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     if (!stream.ok()) {
       engine_->admission().Cancel(call->admission.ticket);
       if (stream.status().code() == StatusCode::kUnavailable)
-        return SendError(res, ApiErrorFromStatus(stream.status()), {{"Retry-After", "1"}});
-      return SendError(res, ApiErrorFromStatus(stream.status()));
+        return fail(ApiErrorFromStatus(stream.status()), {{"Retry-After", "1"}});
+      return fail(ApiErrorFromStatus(stream.status()));
     }
     call->engine_ids.push_back(fmt::format("{}-{}", id, p));
   }
@@ -485,7 +520,7 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
       if (stream) {
         for (const std::string& chunk : call->builder->StreamChunks(prompt_idx, event)) {
           const std::string sse =
-              call->responses ? call->responses->FromChunk(chunk) : SseEvent(chunk);
+              call->reshaper ? call->reshaper->FromChunk(chunk) : SseEvent(chunk);
           if (!sse.empty() && !write(sse)) return;
         }
       } else {
@@ -506,18 +541,18 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
   // once, and its request must already be counted there.
   metrics_.ObserveEndToEnd(Seconds(Clock::now() - call->arrival));
   if (stream) {
-    if (call->responses) {
-      call->responses->FromChunk(call->builder->UsageChunk());  // fills the usage
-      if (!write(call->responses->Finish()) || !res.EndStream()) return abort();
+    if (call->reshaper) {
+      call->reshaper->FromChunk(call->builder->UsageChunk());  // fills the usage
+      if (!write(call->reshaper->Finish()) || !res.EndStream()) return abort();
     } else {
       if (call->request.include_usage && !write(SseEvent(call->builder->UsageChunk()))) return;
       if (!write("data: [DONE]\n\n") || !res.EndStream()) return abort();
     }
   } else if (const std::optional<ApiError> failure = call->builder->Failure()) {
-    SendError(res, *failure);
+    fail(*failure);
   } else if (!res.Send(200, "application/json",
-                       call->responses ? call->responses->FromCompletion(call->builder->FinalBody())
-                                       : call->builder->FinalBody())) {
+                       call->reshaper ? call->reshaper->FromCompletion(call->builder->FinalBody())
+                                      : call->builder->FinalBody())) {
     return abort();
   }
   call->aborted = true;  // finished: nothing left to abort

@@ -104,6 +104,8 @@ class ApiServer {
   bool AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res);
   void HandleTokenize(HttpRequest& req, HttpResponder& res);
   void HandleDetokenize(HttpRequest& req, HttpResponder& res);
+  // /v1/messages/count_tokens: the prompt length a Messages request would have.
+  void HandleCountTokens(HttpRequest& req, HttpResponder& res);
   void HandleModels(HttpResponder& res);
   void HandleModel(std::string_view encoded_id, HttpResponder& res);
   void Track(const std::shared_ptr<Call>& call);

@@ -1,15 +1,21 @@
-// The JSON answers every route sends: an OpenAI-shaped error or a 200 body.
+// The JSON answers every route sends: an error (OpenAI's shape, or Anthropic's on its routes)
+// or a 200 body.
 #pragma once
 
 #include <string>
 
+#include "server/anthropic_messages.h"
 #include "server/errors.h"
 #include "server/http_transport.h"
 
 namespace tinyserve {
 
-inline void SendError(HttpResponder& res, const ApiError& error, const HttpHeaders& headers = {}) {
-  res.Send(error.http_status, "application/json", error.Body(), headers);
+enum class ErrorShape { kOpenAI, kAnthropic };
+
+inline void SendError(HttpResponder& res, const ApiError& error, const HttpHeaders& headers = {},
+                      ErrorShape shape = ErrorShape::kOpenAI) {
+  res.Send(error.http_status, "application/json",
+           shape == ErrorShape::kAnthropic ? AnthropicErrorBody(error) : error.Body(), headers);
 }
 
 inline void SendJson(HttpResponder& res, const std::string& body) {

@@ -20,9 +20,10 @@ namespace tinyserve {
 
 class Tokenizer;
 
-// kResponses (/v1/responses) is served as the chat request it translates to
-// (server/openai_responses.h); ParseRequest takes kCompletions and kChat.
-enum class Endpoint { kCompletions, kChat, kResponses };
+// kResponses (/v1/responses) and kMessages (/v1/messages) are served as the chat request they
+// translate to (server/openai_responses.h, server/anthropic_messages.h); ParseRequest takes
+// kCompletions and kChat.
+enum class Endpoint { kCompletions, kChat, kResponses, kMessages };
 
 // What parsing needs to know about the served model.
 struct ApiContext {

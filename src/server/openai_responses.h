@@ -3,8 +3,7 @@
 // messages, text.format becomes response_format, flat function tools become chat tools), served
 // as one, and the chat completion (or its stream of chunks) is reshaped into a Response object
 // (or the Responses stream's typed events). Nothing is stored: `previous_response_id` is refused,
-// as vLLM does without its response store. One ResponsesShaper per HTTP request, used by that
-// request's HTTP thread only.
+// as vLLM does without its response store.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "server/chat_reshaper.h"
 #include "server/errors.h"
 
 namespace tinyserve {
@@ -27,7 +27,7 @@ std::variant<nlohmann::ordered_json, ApiError> ResponsesToChatBody(
 // (max_tokens -> max_output_tokens, response_format -> text.format, messages -> input).
 ApiError ResponsesError(ApiError chat_error);
 
-class ResponsesShaper {
+class ResponsesShaper : public ChatReshaper {
  public:
   // `request`: the Responses body (its settings are echoed in the Response object); `id`:
   // "resp_..."; `created`: Unix seconds.
@@ -35,14 +35,14 @@ class ResponsesShaper {
                   int64_t created);
 
   // Non-streaming: the Response object for the chat completion body `chat`.
-  std::string FromCompletion(std::string_view chat);
+  std::string FromCompletion(std::string_view chat) override;
 
   // Streaming: the SSE events ("event: TYPE\ndata: JSON\n\n") for one chat chunk payload (the
   // first call also announces the response); the usage chunk is consumed silently.
-  std::string FromChunk(std::string_view payload);
+  std::string FromChunk(std::string_view payload) override;
   // Streaming: the events that end the response (done events, then response.completed,
   // response.incomplete or response.failed).
-  std::string Finish();
+  std::string Finish() override;
 
  private:
   struct ToolCall {

@@ -20,7 +20,7 @@ bool ValidTimeout(double v) { return std::isfinite(v) && v >= kMinTimeoutS; }
 
 std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
                                                          std::string_view timeout_header,
-                                                         std::string_view authorization,
+                                                         std::string_view api_key,
                                                          double default_timeout_s) {
   RequestBudget b;
   b.timeout_s = default_timeout_s;
@@ -49,11 +49,7 @@ std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
       b.client = "user:" + it->get<std::string>();
     }
   }
-  constexpr std::string_view kBearer = "Bearer ";
-  if (b.client.empty() && authorization.substr(0, kBearer.size()) == kBearer &&
-      authorization.size() > kBearer.size()) {
-    b.client = "key:" + std::string(authorization.substr(kBearer.size()));
-  }
+  if (b.client.empty() && !api_key.empty()) b.client = "key:" + std::string(api_key);
   return b;
 }
 

@@ -25,10 +25,11 @@ struct RequestBudget {
 
 // Reads `timeout` from the JSON body and the X-Request-Timeout header value (either may be
 // absent; with both the smaller wins; neither: `default_timeout_s`, which also caps them) and
-// the client. Errors (400, naming the field): a timeout that is not a number >= 0.001 s.
+// the client (the body's `user`, else the API key the client presented, if any). Errors (400,
+// naming the field): a timeout that is not a number >= 0.001 s.
 std::variant<RequestBudget, ApiError> ParseRequestBudget(std::string_view body,
                                                          std::string_view timeout_header,
-                                                         std::string_view authorization,
+                                                         std::string_view api_key,
                                                          double default_timeout_s);
 
 // The whole call as admission sees it: every prompt, n choices each, max_tokens (or what

@@ -1,11 +1,13 @@
-// ApiServer's /tokenize and /detokenize routes (vLLM's fields, and llama-server's spellings of
-// them): the token ids the generation routes would use for a text or chat, and back.
+// ApiServer's token-counting routes: /tokenize and /detokenize (vLLM's fields, and llama-server's
+// spellings of them), the token ids the generation routes would use for a text or chat and back;
+// /v1/messages/count_tokens, Anthropic's count of a Messages request's prompt.
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "server/anthropic_messages.h"
 #include "server/http_server.h"
 #include "server/json_replies.h"
 #include "tokenizer/chat_template_json.h"  // ParseUntrustedJson
@@ -103,6 +105,20 @@ void ApiServer::HandleDetokenize(HttpRequest& req, HttpResponder& res) {
   const std::string text = tokenizer_->Decode(ids);
   SendJson(res, Json{{"prompt", text}, {"content", text}}.dump(
                     -1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void ApiServer::HandleCountTokens(HttpRequest& req, HttpResponder& res) {
+  auto fail = [&](const ApiError& error) { SendError(res, error, {}, ErrorShape::kAnthropic); };
+  auto body = ParseUntrustedJson(req.body);
+  std::string().swap(req.body);
+  if (!body.ok())
+    return fail(BadRequest("the request body is not acceptable JSON: " + body.status().message()));
+  auto chat = MessagesToChatBody(*body, /*count_only=*/true);
+  if (auto* error = std::get_if<ApiError>(&chat)) return fail(*error);
+  // The prompt /v1/messages would build (system, tools and all), counted.
+  auto prompt = ParseChatPrompt(std::move(std::get<Json>(chat)), api_context_);
+  if (auto* error = std::get_if<ApiError>(&prompt)) return fail(MessagesError(*error));
+  SendJson(res, Json{{"input_tokens", std::get<std::vector<int32_t>>(prompt).size()}}.dump());
 }
 
 }  // namespace tinyserve

@@ -1,5 +1,6 @@
 // Shared by the tests/node/server_*.test.mjs files: start `tinyserve serve` on a free loopback
-// port, wait for /health, stop it with SIGTERM; load the `openai` package from the repo root.
+// port, wait for /health, stop it with SIGTERM; load the `openai` and `@anthropic-ai/sdk`
+// packages from the repo root.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -9,6 +10,7 @@ export const BIN = process.env.TINYSERVE_BIN;
 export const SRC = process.env.TINYSERVE_SOURCE_DIR ?? path.resolve(import.meta.dirname, '../..');
 const require = createRequire(path.join(SRC, 'package.json'));
 export const OpenAI = require('openai');
+export const Anthropic = require('@anthropic-ai/sdk');
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
