@@ -33,8 +33,7 @@ std::string PlainText(const Json& content, const std::string& param) {
   std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
     const std::string where = fmt::format("{}[{}]", param, i);
-    if (BlockType(content[i], where) != "text")
-      Fail(where, "only text blocks are supported here");
+    if (BlockType(content[i], where) != "text") Fail(where, "only text blocks are supported here");
     if (!text.empty()) text += "\n\n";
     text += RequiredString(content[i], "text", where);
   }
@@ -79,9 +78,10 @@ void AddTurn(const Json& message, const std::string& param, Json* out) {
     } else if (type == "tool_result" && role == "user") {
       flush_text();
       const Json* result = Field(block, "content");
-      out->push_back({{"role", "tool"},
-                      {"tool_call_id", RequiredString(block, "tool_use_id", where)},
-                      {"content", result != nullptr ? PlainText(*result, where + ".content") : ""}});
+      out->push_back(
+          {{"role", "tool"},
+           {"tool_call_id", RequiredString(block, "tool_use_id", where)},
+           {"content", result != nullptr ? PlainText(*result, where + ".content") : ""}});
     } else if (type != "thinking" && type != "redacted_thinking") {
       Fail(where, fmt::format("content block type '{}' is not supported in a {} message: text, "
                               "tool_use (assistant) and tool_result (user) only",
@@ -125,7 +125,8 @@ Json ClientToolsAsChatTools(const Json& tools) {
     if (schema == nullptr || !schema->is_object())
       Fail(param, "a tool needs an 'input_schema' object");
     Json function = {{"name", RequiredString(tool, "name", param)}};
-    if (const Json* description = Field(tool, "description")) function["description"] = *description;
+    if (const Json* description = Field(tool, "description"))
+      function["description"] = *description;
     function["parameters"] = *schema;
     if (const Json* strict = Field(tool, "strict")) function["strict"] = *strict;
     out.push_back({{"type", "function"}, {"function", std::move(function)}});
@@ -164,7 +165,8 @@ Json OutputFormatAsResponseFormat(const Json& format, const std::string& param) 
 Json Translate(const Json& body, bool count_only) {
   if (!body.is_object()) Fail("", "the request body must be a JSON object");
   Json chat = {{"messages", ChatMessages(body)}};
-  for (const char* key : {"model", "temperature", "top_p", "top_k", "stream", "timeout", "priority"})
+  for (const char* key :
+       {"model", "temperature", "top_p", "top_k", "stream", "timeout", "priority"})
     if (const Json* v = Field(body, key)) chat[key] = *v;
   if (const Json* max = Field(body, "max_tokens")) {
     chat["max_tokens"] = *max;
@@ -195,12 +197,18 @@ Json Translate(const Json& body, bool count_only) {
 // Anthropic's error type for an error of ours.
 std::string_view AnthropicType(std::string_view type, int http_status) {
   switch (http_status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    default: break;
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 429:
+      return "rate_limit_error";
+    default:
+      break;
   }
   if (type == "service_unavailable") return "overloaded_error";
   if (type == "timeout") return "timeout_error";
@@ -211,7 +219,9 @@ Json ErrorJson(std::string_view type, std::string_view message) {
   return {{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
 }
 
-std::string Serialize(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string Serialize(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 }  // namespace
 
@@ -244,8 +254,12 @@ std::string AnthropicErrorBody(const ApiError& error) {
   return Serialize(ErrorJson(AnthropicType(error.type, error.http_status), message));
 }
 
-MessagesShaper::MessagesShaper(std::string model, std::string id, int64_t input_tokens)
-    : model_(std::move(model)), id_(std::move(id)), input_tokens_(input_tokens) {}
+MessagesShaper::MessagesShaper(std::string model, std::string id, int64_t input_tokens,
+                               int64_t max_tokens)
+    : model_(std::move(model)),
+      id_(std::move(id)),
+      input_tokens_(input_tokens),
+      max_tokens_(max_tokens) {}
 
 Json MessagesShaper::Usage() const {
   // Anthropic counts cache reads apart from input_tokens (the tokens computed afresh).
@@ -256,7 +270,9 @@ Json MessagesShaper::Usage() const {
 }
 
 std::string MessagesShaper::StopReason() const {
-  if (finish_reason_ == "length") return "max_tokens";
+  // max_tokens was cut to what the context left when it asked for more.
+  if (finish_reason_ == "length")
+    return output_tokens_ < max_tokens_ ? "model_context_window_exceeded" : "max_tokens";
   if (finish_reason_ == "tool_calls") return "tool_use";
   // The chat request names no stop token ids, so a stop reason is one of its stop strings.
   if (!stop_sequence_.empty()) return "stop_sequence";
@@ -276,14 +292,15 @@ Json MessagesShaper::Message(bool final) const {
   }
   Json usage = Usage();
   if (!final) usage = {{"input_tokens", input_tokens_}, {"output_tokens", 0}};
-  return {{"id", id_},
-          {"type", "message"},
-          {"role", "assistant"},
-          {"model", model_},
-          {"content", std::move(content)},
-          {"stop_reason", final ? Json(StopReason()) : Json(nullptr)},
-          {"stop_sequence", final && !stop_sequence_.empty() ? Json(stop_sequence_) : Json(nullptr)},
-          {"usage", std::move(usage)}};
+  return {
+      {"id", id_},
+      {"type", "message"},
+      {"role", "assistant"},
+      {"model", model_},
+      {"content", std::move(content)},
+      {"stop_reason", final ? Json(StopReason()) : Json(nullptr)},
+      {"stop_sequence", final && !stop_sequence_.empty() ? Json(stop_sequence_) : Json(nullptr)},
+      {"usage", std::move(usage)}};
 }
 
 std::string MessagesShaper::Event(std::string_view type, const Json& data) {
@@ -383,7 +400,7 @@ std::string MessagesShaper::FromChunk(std::string_view payload) {
   if (const Json* error = Field(chunk, "error")) {
     const std::string type = error->value("type", std::string());
     error_ = Serialize(ErrorJson(AnthropicType(type, type == "invalid_request_error" ? 400 : 500),
-                            error->value("message", std::string())));
+                                 error->value("message", std::string())));
     return "";
   }
   std::string out = Start();
@@ -405,12 +422,12 @@ std::string MessagesShaper::Finish() {
   out += CloseBlock();
   Json usage = Usage();
   usage.erase("cache_creation_input_tokens");
-  out += Event("message_delta", {{"delta",
-                                  {{"stop_reason", StopReason()},
-                                   {"stop_sequence", stop_sequence_.empty()
-                                                         ? Json(nullptr)
-                                                         : Json(stop_sequence_)}}},
-                                 {"usage", std::move(usage)}});
+  out +=
+      Event("message_delta",
+            {{"delta",
+              {{"stop_reason", StopReason()},
+               {"stop_sequence", stop_sequence_.empty() ? Json(nullptr) : Json(stop_sequence_)}}},
+             {"usage", std::move(usage)}});
   return out + Event("message_stop", Json::object());
 }
 

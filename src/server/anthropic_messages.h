@@ -35,8 +35,9 @@ std::string AnthropicErrorBody(const ApiError& error);
 class MessagesShaper : public ChatReshaper {
  public:
   // `model`: the served model's name; `id`: "msg_..."; `input_tokens`: the prompt's length
-  // (message_start announces it before the usage arrives).
-  MessagesShaper(std::string model, std::string id, int64_t input_tokens);
+  // (message_start announces it before the usage arrives); `max_tokens`: as the request asked
+  // (an answer cut short of it ran out of context).
+  MessagesShaper(std::string model, std::string id, int64_t input_tokens, int64_t max_tokens);
 
   std::string FromCompletion(std::string_view chat) override;
   std::string FromChunk(std::string_view payload) override;
@@ -66,11 +67,12 @@ class MessagesShaper : public ChatReshaper {
   std::string model_;
   std::string id_;
   int64_t input_tokens_;
+  int64_t max_tokens_;
   int64_t cached_tokens_ = 0;
   int64_t output_tokens_ = 0;
   // The content in the order it came: text runs and tool uses, as Anthropic's content blocks.
   std::vector<nlohmann::ordered_json> blocks_;
-  std::vector<ToolUse> tool_uses_;  // by the chat stream's tool-call index
+  std::vector<ToolUse> tool_uses_;   // by the chat stream's tool-call index
   std::vector<int> tool_use_block_;  // each tool use's index in blocks_
   std::string finish_reason_;
   std::string stop_sequence_;  // the stop string that ended it, if one did

@@ -133,8 +133,8 @@ TEST(AnthropicMessages, ErrorsTakeAnthropicsShape) {
   EXPECT_EQ(bad, OrderedJson::parse(R"({"type": "error",
       "error": {"type": "invalid_request_error", "message": "top_k: too big"}})"));
   const auto type = [](int status, const char* ours) {
-    return OrderedJson::parse(AnthropicErrorBody(ApiError{status, "m", ours, "", ""}))["error"]
-                                                                                     ["type"];
+    return OrderedJson::parse(
+        AnthropicErrorBody(ApiError{status, "m", ours, "", ""}))["error"]["type"];
   };
   EXPECT_EQ(type(401, "authentication_error"), "authentication_error");
   EXPECT_EQ(type(404, "NotFoundError"), "not_found_error");
@@ -146,7 +146,7 @@ TEST(AnthropicMessages, ErrorsTakeAnthropicsShape) {
 }
 
 TEST(AnthropicMessages, AChatStreamBecomesTheMessagesEvents) {
-  MessagesShaper shaper("m", "msg_1", 12);
+  MessagesShaper shaper("m", "msg_1", 12, 100);
   std::string sse;
   sse += shaper.FromChunk(R"({"choices": [{"index": 0, "delta": {"role": "assistant",
       "content": ""}}]})");
@@ -162,9 +162,9 @@ TEST(AnthropicMessages, AChatStreamBecomesTheMessagesEvents) {
   sse += shaper.Finish();
   std::vector<OrderedJson> data;
   const std::vector<std::string> want = {
-      "message_start",       "content_block_start", "content_block_delta", "content_block_delta",
-      "content_block_stop",  "content_block_start", "content_block_delta", "content_block_delta",
-      "content_block_stop",  "message_delta",       "message_stop"};
+      "message_start",      "content_block_start", "content_block_delta", "content_block_delta",
+      "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
+      "content_block_stop", "message_delta",       "message_stop"};
   EXPECT_EQ(SseEventTypes(sse, &data), want);
   EXPECT_EQ(data[0]["message"]["usage"]["input_tokens"], 12);
   EXPECT_EQ(data[0]["message"]["content"], OrderedJson::array());
@@ -181,7 +181,7 @@ TEST(AnthropicMessages, AChatStreamBecomesTheMessagesEvents) {
 }
 
 TEST(AnthropicMessages, ACompletionBecomesAMessage) {
-  MessagesShaper shaper("m", "msg_2", 5);
+  MessagesShaper shaper("m", "msg_2", 5, 100);
   const OrderedJson message = OrderedJson::parse(shaper.FromCompletion(R"({"choices": [{
       "index": 0, "message": {"role": "assistant", "content": "Sum:", "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\":1}"}}]},
@@ -195,21 +195,25 @@ TEST(AnthropicMessages, ACompletionBecomesAMessage) {
 }
 
 TEST(AnthropicMessages, StopReasonsTakeAnthropicsNames) {
-  const auto stop_of = [](const char* finish, const char* stop) {
-    MessagesShaper shaper("m", "msg_3", 1);
+  // Asked for 8 tokens; `made` came.
+  const auto stop_of = [](const char* finish, const char* stop, int made = 8) {
+    MessagesShaper shaper("m", "msg_3", 1, 8);
     return OrderedJson::parse(shaper.FromCompletion(
         std::string(R"({"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": )") +
-        finish + R"(, "stop_reason": )" + stop + "}]}"));
+        finish + R"(, "stop_reason": )" + stop + R"(}], "usage": {"completion_tokens": )" +
+        std::to_string(made) + "}}"));
   };
   EXPECT_EQ(stop_of(R"("stop")", "null")["stop_reason"], "end_turn");
   EXPECT_EQ(stop_of(R"("length")", "null")["stop_reason"], "max_tokens");
+  // Cut by length before max_tokens: the context ended it.
+  EXPECT_EQ(stop_of(R"("length")", "null", 5)["stop_reason"], "model_context_window_exceeded");
   const OrderedJson matched = stop_of(R"("stop")", R"("END")");
   EXPECT_EQ(matched["stop_reason"], "stop_sequence");
   EXPECT_EQ(matched["stop_sequence"], "END");
 }
 
 TEST(AnthropicMessages, AFailureEndsTheStreamWithAnErrorEvent) {
-  MessagesShaper shaper("m", "msg_4", 1);
+  MessagesShaper shaper("m", "msg_4", 1, 100);
   std::string sse = shaper.FromChunk(R"({"choices": [{"index": 0, "delta": {"content": "a"}}]})");
   EXPECT_EQ(shaper.FromChunk(R"({"error": {"message": "busy", "type": "service_unavailable",
       "param": null, "code": null}})"),

@@ -409,7 +409,11 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
     endpoint = Endpoint::kChat;
   }
   {
-    auto parsed = ParseRequest(endpoint, req.body, api_context_);
+    ApiContext context = api_context_;
+    // Anthropic's API lets max_tokens reach past the context (the stop reason says when the
+    // context ended the answer).
+    context.cap_max_tokens_at_context = api == Endpoint::kMessages;
+    auto parsed = ParseRequest(endpoint, req.body, context);
     if (auto* error = std::get_if<ApiError>(&parsed)) {
       if (api == Endpoint::kResponses) return fail(ResponsesError(*error));
       return fail(api == Endpoint::kMessages ? MessagesError(*error) : *error);
@@ -455,7 +459,8 @@ void ApiServer::HandleGenerate(Endpoint endpoint, HttpRequest& req, HttpResponde
         std::make_unique<ResponsesShaper>(foreign_request, call->request.model, id, created);
   } else if (api == Endpoint::kMessages) {
     call->reshaper = std::make_unique<MessagesShaper>(
-        call->request.model, id, static_cast<int64_t>(call->request.prompts[0].size()));
+        call->request.model, id, static_cast<int64_t>(call->request.prompts[0].size()),
+        foreign_request.value("max_tokens", int64_t{0}));
   }
   foreign_request = nullptr;  // its messages must not live as long as the call
   for (size_t p = 0; p < call->request.prompts.size(); ++p) {

@@ -213,8 +213,10 @@ void ParseLimits(const Json& body, const ApiContext& ctx, ParsedRequest* out) {
   out->base.stop.min_tokens = int32_t(min_tokens);
   for (const auto& prompt : out->prompts) {
     const int64_t len = static_cast<int64_t>(prompt.size());
-    const int64_t want =
-        std::max<int64_t>(max_tokens.value_or(1), std::max<int64_t>(1, min_tokens));
+    const int64_t least = std::max<int64_t>(1, min_tokens);
+    if (max_tokens && ctx.cap_max_tokens_at_context && len + least <= ctx.max_model_len)
+      max_tokens = std::min(*max_tokens, ctx.max_model_len - len);  // still >= least
+    const int64_t want = std::max<int64_t>(max_tokens.value_or(1), least);
     if (len + want > ctx.max_model_len) {
       Fail(out->endpoint == Endpoint::kChat ? "messages" : "prompt",
            fmt::format("This model's maximum context length is {} tokens. However, you requested "

@@ -48,6 +48,10 @@ struct ApiContext {
   int64_t max_prompt_logprob_entries = 1 << 20;
   // `priority` other than 0 is accepted only under --scheduling-policy priority.
   bool allow_priority = false;
+  // A max_tokens that reaches past the context is cut to what the prompt leaves instead of
+  // refused (Anthropic's Messages API: the stop reason then says so; clients such as Claude Code
+  // ask for more tokens than a small model's context holds).
+  bool cap_max_tokens_at_context = false;
   int32_t max_stop_strings = 16;
   int32_t max_stop_string_bytes = 256;
 };

@@ -1,6 +1,6 @@
 // Requests and answers at the edges, from hand-made bodies and engine events (no HTTP, no
 // engine): bodies of too many JSON values, logit_bias keys that name one token twice, a choice
-// that fails.
+// that fails, max_tokens past the context under Anthropic's rule.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -47,6 +47,27 @@ TEST_F(OpenAiEdgeCasesTest, LogitBiasKeysNamingOneTokenKeepTheLastValue) {
                                   R"({"prompt":"hi","logit_bias":{"5":1,"7":2," 5":3,"+5":-4}})");
   using Bias = std::vector<std::pair<int32_t, float>>;
   EXPECT_EQ(r.base.sampling.logit_bias, (Bias{{5, -4.0f}, {7, 2.0f}}));
+}
+
+// Anthropic's Messages API (cap_max_tokens_at_context) cuts a max_tokens past the context to
+// what the prompt leaves; OpenAI's routes refuse it, as vLLM does. A prompt that leaves no room
+// is refused either way.
+TEST_F(OpenAiEdgeCasesTest, MaxTokensPastTheContextIsCutOnlyWhenAsked) {
+  const std::string body = R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":1000})";
+  EXPECT_EQ(Error(body.substr(1, body.size() - 2), Endpoint::kChat).param, "messages");
+  ctx_.cap_max_tokens_at_context = true;
+  const ParsedRequest r = ParseOk(Endpoint::kChat, body);
+  EXPECT_EQ(*r.base.stop.max_tokens + static_cast<int32_t>(r.prompts[0].size()),
+            ctx_.max_model_len);
+  const ParsedRequest small =
+      ParseOk(Endpoint::kChat, R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":3})");
+  EXPECT_EQ(small.base.stop.max_tokens, 3);
+  std::string long_text(400, 'x');
+  for (size_t i = 0; i < long_text.size(); i += 2) long_text[i] = ' ';
+  EXPECT_EQ(Error(R"("messages":[{"role":"user","content":")" + long_text + R"("}],"max_tokens":5)",
+                  Endpoint::kChat)
+                .param,
+            "messages");
 }
 
 // A choice that fails (the model's forward pass, or a constraint leaving no token) makes the

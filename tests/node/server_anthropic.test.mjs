@@ -108,6 +108,24 @@ test('stop_sequences: the text ends before the sequence, which the message names
   }
 });
 
+test('max_tokens past the context: cut to what the prompt leaves, as Anthropic does', async () => {
+  // A prompt ~40 tokens short of the 2,048-token context, measured with count_tokens.
+  const base = await client.messages.countTokens({ model: MODEL, messages: [{ role: 'user', content: 'x' }] });
+  const perWord = (await client.messages.countTokens({
+    model: MODEL, messages: [{ role: 'user', content: 'x' + ' word'.repeat(100) }],
+  })).input_tokens - base.input_tokens;
+  const content = 'x' + ' word'.repeat(Math.floor((2008 - base.input_tokens) * 100 / perWord));
+  const params = { model: MODEL, max_tokens: 32000, temperature: 0, messages: [{ role: 'user', content }] };
+  // Streamed, as the SDK insists for such a max_tokens (and as Claude Code asks).
+  const m = await client.messages.stream(params).finalMessage();
+  const prompt = m.usage.input_tokens + m.usage.cache_read_input_tokens;
+  assert.ok(prompt > 1900 && prompt < 2048, String(prompt));
+  if (m.stop_reason === 'model_context_window_exceeded') assert.equal(prompt + m.usage.output_tokens, 2048);
+  else assert.equal(m.stop_reason, 'end_turn', JSON.stringify(m));  // the model's end came first
+  // OpenAI's route refuses the same ask, as vLLM does.
+  await assert.rejects(openai.chat.completions.create({ ...params, max_tokens: 32000 }), OpenAI.BadRequestError);
+});
+
 test('tools: tool_use blocks with valid input, then tool_result blocks for the next turn', async () => {
   for (const stream of [false, true]) {
     const params = {
