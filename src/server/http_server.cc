@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -85,13 +86,19 @@ std::string_view PresentedApiKey(const HttpRequest& req) {
 // SDK encodes ':' and '/') or raw (the Python SDK), so the rest of the path is decoded first.
 constexpr std::string_view kModelPrefix = "/v1/models/";
 
-// One entry of /v1/models. No "root": it would be the model's file path on this machine.
+// One entry of /v1/models, as OpenAI's SDKs read it and, in the same object, as Anthropic's do
+// (type, display_name, created_at). No "root": it would be the model's file path on this
+// machine.
 Json ModelObject(const std::string& id, int64_t max_model_len) {
+  const std::time_t now = std::time(nullptr);
   return Json{{"id", id},
               {"object", "model"},
-              {"created", std::time(nullptr)},
+              {"created", now},
               {"owned_by", "tinyserve"},
-              {"max_model_len", max_model_len}};
+              {"max_model_len", max_model_len},
+              {"type", "model"},
+              {"display_name", id},
+              {"created_at", fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(now))}};
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -356,9 +363,13 @@ bool ApiServer::AwaitStart(const std::shared_ptr<Call>& call, HttpResponder& res
 }
 
 void ApiServer::HandleModels(HttpResponder& res) {
+  // OpenAI's list; has_more, first_id and last_id are the page Anthropic's SDKs read.
+  const std::string& id = options_.served_model_name;
   SendJson(res, Json{{"object", "list"},
-                     {"data", Json::array({ModelObject(options_.served_model_name,
-                                                       engine_->limits().max_model_len)})}}
+                     {"data", Json::array({ModelObject(id, engine_->limits().max_model_len)})},
+                     {"has_more", false},
+                     {"first_id", id},
+                     {"last_id", id}}
                     .dump());
 }
 

@@ -65,6 +65,15 @@ test('a text answer: the Message, its stop reason and usage match the chat endpo
   assert.equal(counted.input_tokens, chat.usage.prompt_tokens);
 });
 
+test('models: the SDK lists and retrieves the served model', async () => {
+  const listed = [];
+  for await (const model of client.models.list()) listed.push(model);
+  assert.deepEqual(listed.map((m) => [m.type, m.id, m.display_name]), [['model', MODEL, MODEL]]);
+  assert.ok(!Number.isNaN(Date.parse(listed[0].created_at)), listed[0].created_at);
+  assert.equal((await client.models.retrieve(MODEL)).id, MODEL);
+  await assert.rejects(client.models.retrieve('claude-opus-9'), Anthropic.NotFoundError);
+});
+
 test('a stream: the events in order, deltas adding up to the final message', async () => {
   const params = {
     model: MODEL, max_tokens: 12, temperature: 0,
