@@ -282,7 +282,7 @@ std::string MessagesShaper::StopReason() const {
 Json MessagesShaper::Message(bool final) const {
   Json content = Json::array();
   if (final) {
-    for (size_t b = 0; b < blocks_.size(); ++b) content.push_back(blocks_[b]);
+    content = blocks_;
     // A tool use's input is an object, not the arguments' text the chat stream carries.
     for (size_t t = 0; t < tool_uses_.size(); ++t) {
       Json input = Json::parse(tool_uses_[t].arguments, nullptr, /*allow_exceptions=*/false);
