@@ -12,12 +12,7 @@ namespace {
 using openai_parse::Fail;
 using openai_parse::Field;
 using openai_parse::Json;
-
-std::string RequiredString(const Json& j, const char* name, const std::string& param) {
-  const Json* v = Field(j, name);
-  if (v == nullptr || !v->is_string()) Fail(param, fmt::format("'{}' must be a string", name));
-  return v->get<std::string>();
-}
+using openai_parse::RequiredString;
 
 std::string BlockType(const Json& block, const std::string& param) {
   const Json* type = block.is_object() ? Field(block, "type") : nullptr;

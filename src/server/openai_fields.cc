@@ -56,6 +56,12 @@ std::string GetString(const Json& body, const char* name, size_t max_bytes) {
   return s;
 }
 
+std::string RequiredString(const Json& object, const char* name, const std::string& param) {
+  const Json* v = Field(object, name);
+  if (v == nullptr || !v->is_string()) Fail(param, fmt::format("'{}' must be a string", name));
+  return v->get<std::string>();
+}
+
 std::vector<int32_t> TokenIds(const Json& list, const char* param, int64_t vocab_size) {
   std::vector<int32_t> ids;
   ids.reserve(list.size());

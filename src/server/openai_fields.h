@@ -32,6 +32,8 @@ std::optional<double> GetNumber(const Json& body, const char* name, double lo, d
 std::optional<int64_t> GetInt(const Json& body, const char* name, int64_t lo, int64_t hi);
 // "" when absent; at most max_bytes.
 std::string GetString(const Json& body, const char* name, size_t max_bytes);
+// A string field that must be there, in an object found at `param` (a list item, a block).
+std::string RequiredString(const Json& object, const char* name, const std::string& param);
 // A list of token ids, each in [0, vocab_size).
 std::vector<int32_t> TokenIds(const Json& list, const char* param, int64_t vocab_size);
 

@@ -12,12 +12,7 @@ namespace {
 using openai_parse::Fail;
 using openai_parse::Field;
 using openai_parse::Json;
-
-std::string StringField(const Json& j, const char* name, const std::string& param) {
-  const Json* v = Field(j, name);
-  if (v == nullptr || !v->is_string()) Fail(param, fmt::format("'{}' must be a string", name));
-  return v->get<std::string>();
-}
+using openai_parse::RequiredString;
 
 // A message's content: a string, or its text parts as chat text parts.
 Json MessageContent(const Json& content, const std::string& param) {
@@ -33,7 +28,7 @@ Json MessageContent(const Json& content, const std::string& param) {
     const std::string t = type->get<std::string>();
     if (t != "input_text" && t != "output_text" && t != "text")
       Fail(where, fmt::format("content part type '{}' is not supported: text only", t));
-    parts.push_back({{"type", "text"}, {"text", StringField(part, "text", where)}});
+    parts.push_back({{"type", "text"}, {"text", RequiredString(part, "text", where)}});
   }
   return parts;
 }
@@ -62,18 +57,18 @@ Json Messages(const Json& body) {
       Fail(param, "an input item's 'type' must be a string");
     const std::string type = type_field ? type_field->get<std::string>() : "message";
     if (type == "message") {
-      const std::string role = StringField(item, "role", param);
+      const std::string role = RequiredString(item, "role", param);
       if (role != "user" && role != "system" && role != "developer" && role != "assistant")
         Fail(param, fmt::format("unknown message role '{}'", role));
       const Json* content = Field(item, "content");
       if (content == nullptr) Fail(param, "a message needs 'content'");
       messages.push_back({{"role", role}, {"content", MessageContent(*content, param)}});
     } else if (type == "function_call") {
-      Json call = {{"id", StringField(item, "call_id", param)},
+      Json call = {{"id", RequiredString(item, "call_id", param)},
                    {"type", "function"},
                    {"function",
-                    {{"name", StringField(item, "name", param)},
-                     {"arguments", StringField(item, "arguments", param)}}}};
+                    {{"name", RequiredString(item, "name", param)},
+                     {"arguments", RequiredString(item, "arguments", param)}}}};
       // Calls in a row are one assistant turn, as the model made them.
       if (!messages.empty() && messages.back()["role"] == "assistant" &&
           messages.back().contains("tool_calls")) {
@@ -84,8 +79,8 @@ Json Messages(const Json& body) {
       }
     } else if (type == "function_call_output") {
       messages.push_back({{"role", "tool"},
-                          {"tool_call_id", StringField(item, "call_id", param)},
-                          {"content", StringField(item, "output", param)}});
+                          {"tool_call_id", RequiredString(item, "call_id", param)},
+                          {"content", RequiredString(item, "output", param)}});
     } else {
       Fail(param, fmt::format("input item type '{}' is not supported", type));
     }
@@ -100,9 +95,9 @@ Json ChatTools(const Json& tools) {
   for (size_t i = 0; i < tools.size(); ++i) {
     const Json& tool = tools[i];
     const std::string param = fmt::format("tools[{}]", i);
-    if (!tool.is_object() || StringField(tool, "type", param) != "function")
+    if (!tool.is_object() || RequiredString(tool, "type", param) != "function")
       Fail(param, "only function tools are supported");
-    Json function = {{"name", StringField(tool, "name", param)}};
+    Json function = {{"name", RequiredString(tool, "name", param)}};
     for (const char* key : {"description", "parameters", "strict"})
       if (const Json* v = Field(tool, key)) function[key] = *v;
     out.push_back({{"type", "function"}, {"function", std::move(function)}});
@@ -114,7 +109,7 @@ Json ChatToolChoice(const Json& choice) {
   if (choice.is_string()) return choice;
   if (choice.is_object() && choice.value("type", "") == "function")
     return {{"type", "function"},
-            {"function", {{"name", StringField(choice, "name", "tool_choice")}}}};
+            {"function", {{"name", RequiredString(choice, "name", "tool_choice")}}}};
   Fail("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a function");
 }
 
@@ -124,7 +119,7 @@ Json ChatResponseFormat(const Json& text) {
   const Json* format = Field(text, "format");
   if (format == nullptr) return nullptr;
   if (!format->is_object()) Fail("text.format", "'text.format' must be an object");
-  const std::string type = StringField(*format, "type", "text.format");
+  const std::string type = RequiredString(*format, "type", "text.format");
   if (type == "text") return nullptr;
   if (type == "json_object") return {{"type", "json_object"}};
   if (type != "json_schema")
