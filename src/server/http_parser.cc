@@ -145,7 +145,12 @@ bool HttpRequestParser::TakeLine(std::string_view data, size_t* used, std::strin
   pending_.append(data.substr(*used, nl - *used));
   *used = nl + 1;
   if (pending_.size() > kMaxLineBytes) return Fail(431, "chunk-size or trailer line too long");
-  if (!pending_.empty() && pending_.back() == '\r') pending_.pop_back();
+  // CRLF only, unlike the head's lines (RFC 9112 2.2 lets those end in a bare LF, as nginx
+  // does): a chunk line ended by a bare LF, inside a chunk extension most of all, is framed one
+  // way by a proxy that waits for CRLF and another by one that does not, a request-smuggling
+  // gap ("funky chunks"). Every client sends CRLF.
+  if (pending_.empty() || pending_.back() != '\r') return Fail(400, "chunk line not ended by CRLF");
+  pending_.pop_back();
   *line = std::move(pending_);
   pending_.clear();
   return true;

@@ -109,6 +109,20 @@ test('request smuggling framing: Content-Length with Transfer-Encoding, two leng
   }
 });
 
+test('request smuggling framing: a chunk line ended by a bare LF is a 400 and closes the connection', async () => {
+  // "Funky chunks": a proxy that waits for CRLF reads "2;x\nab\r\n" as one chunk-size line whose
+  // extension holds the data; a server that also ends lines at LF frames a different request.
+  const body = JSON.stringify({ prompt: 'hi', max_tokens: 2 });
+  const len = body.length.toString(16);
+  for (const chunks of [`${len}\n${body}\r\n0\r\n\r\n`, `${len};x\n${body}\r\n0\r\n\r\n`,
+    `${len}\r\n${body}\n0\r\n\r\n`]) {
+    const r = await raw(server.port, [head('POST', '/v1/completions', 'Transfer-Encoding: chunked\r\n\r\n'),
+      chunks + head('GET', '/health', '\r\n')]);
+    assert.deepEqual(statuses(r.text), [400], `${JSON.stringify(chunks)}: ${r.text}`);
+    assert.ok(r.closed);
+  }
+});
+
 test('huge header line and header flood: 431', async () => {
   const big = await raw(server.port, [head('GET', '/health', `X-A: ${'a'.repeat(100000)}\r\n\r\n`)]);
   assert.equal(statusOf(big.text), 431, big.text);
