@@ -27,8 +27,8 @@ constexpr int32_t kTileRows = 8;
 // Keys per online-softmax step: whole blocks, as many as fit (at least one). Step s covers blocks
 // [s * B, (s + 1) * B) whatever the batch, so a query's steps, and so its arithmetic, depend only
 // on its position (and the cache's type and the ISA, fixed for a run). Longer steps spread the
-// per-step max / rescale work and the driver's per-step work over more keys. The AVX-512 integer
-// path (int8 rows) takes 128 (its sub-step, attention_avx512.cc): int8 decode 1 x 8192, one layer,
+// per-step max / rescale work and the driver's per-step work over more keys. The integer paths
+// (int8 rows, AVX2 and AVX-512) take 128 (their sub-step): int8 decode 1 x 8192, one layer,
 // 0.171 -> 0.154 ms at 64 -> 128 keys (bench_ops --threads 1 --decode, Zen 5), no gain at 256;
 // the float paths keep 64, their grouped kernels' limit (simd::kGroupMaxKeys).
 constexpr int32_t kStepKeys = 64;
@@ -145,7 +145,7 @@ struct Plan {
 struct Context {
   const cpu::CpuKernels& kern;
   bool rows;
-  bool int8_dots;       // AVX-512 reads int8 rows with integer q.k in tiles of any size
+  bool int8_dots;       // AVX2 / AVX-512 read int8 rows with integer dots in tiles of any size
   int32_t step_blocks;  // BlocksPerStep
   const float* q;
   const PagedKvLayer& layer;
@@ -322,8 +322,8 @@ void RunItem(const Context& c, const WorkItem& item, const WorkItem* next, Scrat
   const int64_t num_q = num_rows * group;
   const bool int8 = layer.dtype == DType::kI8;
   // Many queries (prefill tiles) reuse each row often enough that converting it once is cheaper;
-  // except int8 rows where the AVX-512 kernel reads them with integer dots (a different sum
-  // order than on converted rows, so it must see a decode row and a prefill tile alike).
+  // except int8 rows where the AVX2 / AVX-512 kernels read them with integer dots (a different
+  // sum order than on converted rows, so they must see a decode row and a prefill tile alike).
   const bool direct = c.rows && (num_q <= 16 || c.int8_dots);
 
   const Scratch::Prepared want{c.call_id, item.seq, item.kv_head, item.row_begin, item.row_end};
@@ -544,8 +544,9 @@ void PagedAttention(Isa isa, const float* q, const PagedKvLayer& layer, const At
   const bool rows = isa != Isa::kScalar;
   // Engine thread only (attention.h), so one plan per calling thread is reused across calls.
   const int num_threads = pool == nullptr ? 1 : pool->num_threads();
-  // The AVX-512 kernel's integer q.k path (attention_avx512.cc: head_dim a multiple of 64).
-  const bool int8_dots = isa >= Isa::kAvx512 && layer.dtype == DType::kI8 &&
+  // The AVX2 / AVX-512 kernels' integer path (attention_avx2.cc, attention_avx512.cc: head_dim
+  // a multiple of 64).
+  const bool int8_dots = isa >= Isa::kAvx2 && layer.dtype == DType::kI8 &&
                          layer.head_dim % 64 == 0 && layer.head_dim <= 256;
   const int32_t step_blocks = BlocksPerStep(layer.block_size, int8_dots);
   thread_local Plan plan;

@@ -1,7 +1,7 @@
 // The per-ISA AttendBlock reading f16 / bf16 / int8 cache rows directly must give bit for bit
 // what it gives on their (exact) f32 conversions: the paged driver picks either by tile size (and
 // passes a read-ahead list or none).
-// The AVX-512 int8 path with integer q.k and p.v (VNNI) is a different sum order on int16-rounded
+// The AVX2 / AVX-512 int8 paths with integer q.k and p.v are a different sum order on int16-rounded
 // weights: it must match the f32 arithmetic on the same rounded queries within the attention
 // tests' tolerance plus the weights' rounding bound.
 #include <gtest/gtest.h>
@@ -190,10 +190,9 @@ TEST(AttendBlockTest, AQueryGetsTheSameBitsAloneOrWithOthers) {
   if (checked == 0) GTEST_SKIP() << "SKIPPED: no SIMD ISA on this CPU";
 }
 
-TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
-  if (!IsaSupported(Isa::kAvx512)) {
-    GTEST_SKIP() << "SKIPPED: AVX-512 (VNNI) not supported here (CPU or TINYSERVE_ISA cap)";
-  }
+// The integer path (q.k and p.v: attention_avx2.cc's vpmaddwd, attention_avx512.cc's VNNI) against
+// the same ISA's f32 arithmetic on the same rounded queries.
+void CheckIntegerDots(Isa isa) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
   for (int32_t hd : {64, 128, 256}) {
@@ -223,11 +222,11 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
       s.max[0] = -INFINITY;
       s.sum[0] = 0;
       for (int64_t i = hd; i < num_q * hd; ++i) s.acc[i] = dist(rng);
-      const State f32 = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      const State f32 = RunStep(isa, a, DType::kI8, rows.data(), rows.data() + n, s);
       a.q_i8 = q_i8.data();
       a.q_scales = q_scales.data();
       a.q_sums = q_sums.data();
-      const State vnni = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      const State ints = RunStep(isa, a, DType::kI8, rows.data(), rows.data() + n, s);
       SCOPED_TRACE("hd " + std::to_string(hd) + " n " + std::to_string(n));
       // The integer p.v rounds each weight (value scale folded in) to int16: by at most
       // max v scale / 65534 relative to the step's final max, so acc element d of a query that
@@ -248,20 +247,32 @@ TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
               << "element " << i;
         }
       };
-      near(vnni.max, f32.max, false);
-      near(vnni.sum, f32.sum, false);
-      near(vnni.acc, f32.acc, true);
+      near(ints.max, f32.max, false);
+      near(ints.sum, f32.sum, false);
+      near(ints.acc, f32.acc, true);
       // Query 1 sees no key: its state is untouched (bit for bit).
-      EXPECT_EQ(vnni.max[1], 0.5f);
-      EXPECT_EQ(vnni.sum[1], 2.0f);
+      EXPECT_EQ(ints.max[1], 0.5f);
+      EXPECT_EQ(ints.sum[1], 2.0f);
       // A query holding NaN (QuantizeQueryRow gives it a NaN scale) leaves a NaN sum, so its
       // output is NaN rather than a plausible row that skipped these keys.
       x[2 * hd + 3] = NAN;
       q_scales[2] = QuantizeQueryRow(x.data() + 2 * hd, hd, q_i8.data() + 4 * hd, &q_sums[2]);
-      const State nan_query = RunStep(Isa::kAvx512, a, DType::kI8, rows.data(), rows.data() + n, s);
+      const State nan_query = RunStep(isa, a, DType::kI8, rows.data(), rows.data() + n, s);
       EXPECT_TRUE(std::isnan(nan_query.sum[2])) << nan_query.sum[2];
     }
   }
+}
+
+TEST(AttendBlockTest, Int8IntegerDotsMatchF32ArithmeticOnTheRoundedQueries) {
+  int checked = 0;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (IsaSupported(isa)) {
+      SCOPED_TRACE(IsaName(isa));
+      CheckIntegerDots(isa);
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "SKIPPED: no AVX2 here (CPU or TINYSERVE_ISA cap)";
 }
 
 // kv_quant.h's query format: Q = 256 hi + lo is x / s rounded to nearest (within half a unit,

@@ -103,9 +103,9 @@ class PagedCache {
 
   const PagedKvLayer& layer() const { return layer_; }
 
-  // An int8 cache read by the AVX-512 kernel's integer p.v (attention_avx512.cc: weights rounded
-  // to int16, each by at most max v scale / 65534 once the softmax sum is >= 1): the bound that
-  // rounding puts on output element d of a query of KV head h that sees positions [0, n) of
+  // An int8 cache read by the AVX2 / AVX-512 kernels' integer p.v (attention_avx*.cc: weights
+  // rounded to int16, each by at most max v scale / 65534 once the softmax sum is >= 1): the bound
+  // that rounding puts on output element d of a query of KV head h that sees positions [0, n) of
   // sequence seq, max v scale / 65534 x sum |v_q[d]|.
   float WeightRoundingBound(int32_t seq, int32_t h, int32_t n, int32_t d) const {
     const int64_t bs = layer_.block_size, nkv = layer_.num_kv_heads;
@@ -174,7 +174,7 @@ std::vector<float> RunCall(Isa isa, const PagedCache& cache, const Shape& shape,
   if (check_ref) {
     std::vector<float> want(q.size());
     ref::PagedAttention(q.data(), cache.layer(), batch, shape.num_heads, scale, want.data());
-    const bool int_weights = cache.layer().dtype == DType::kI8 && isa >= Isa::kAvx512 &&
+    const bool int_weights = cache.layer().dtype == DType::kI8 && isa >= Isa::kAvx2 &&
                              shape.head_dim % 64 == 0 && shape.head_dim <= 256;
     const int32_t group = shape.num_heads / shape.num_kv_heads;
     size_t i = 0;

@@ -1,15 +1,275 @@
 // AVX2 AttendBlock: attention_simd.h's grouped path (one query at a time for steps over
-// kGroupMaxKeys keys) at 8 floats per vector.
+// kGroupMaxKeys keys) at 8 floats per vector, and for int8 rows with head_dim a multiple of 64 an
+// integer path (below): attention_avx512.cc's VNNI one, its exact integers from vpmaddwd.
+#include <immintrin.h>
+
+#include <cstring>
+
 #include "kernels/cpu/attention_simd.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/kv_quant.h"
 
 namespace tinyserve::kernels::cpu::avx2 {
+namespace {
 
 // Queries per group: a decode row's whole GQA group for Qwen2.5-0.5B's 7, one accumulator each
 // (with a key or value vector and a broadcast, within the 16 ymm registers).
 constexpr int kQueryGroup = 8;
+
+// The int8 cache's integer path. The float path converts every key and value element to f32 and
+// spends one FMA per multiply-add; vpmaddwd does two 16-bit multiply-adds per 32-bit lane, on
+// pipes of its own beside the adds, and the key and value rows widen to int16 once per sub-step
+// for the whole group. q.k is the exact integer dot of each query's 16-bit row Q = 256 hi + lo
+// (AttendBlockArgs::q_i8) with the keys, times the key's and the query's scales; the value scale is
+// folded into the softmax weight, rounded to int16 for an exact integer p.v (as on AVX-512, whose
+// integers these are: only the float sums' order differs). Keys in sub-steps of kI8Keys (the
+// driver's steps for this path are as long, attention.cc's kIntDotStepKeys); head_dim a multiple
+// of 64 up to 256 (R = head_dim / 64).
+constexpr int32_t kI8Keys = 128;
+static_assert(int64_t{kI8Keys} * 32767 * 128 < (int64_t{1} << 31), "p.v sums must fit int32");
+
+// 2^x lane by lane for x <= 0 (0 at or below -127, NaN for NaN): 2^n from the exponent bits times
+// 2^f, f = x - n in [-0.5, 0.5], from simd_avx512.h's Exp2NonPositive polynomial.
+inline __m256 Exp2NonPositive(__m256 x) {
+  // x second: vmaxps returns its second operand when either is NaN, and a NaN score (a NaN
+  // query) must stay NaN so that its output is NaN.
+  x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);
+  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(x, n);
+  __m256 p = _mm256_set1_ps(1.33908634e-3f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.67603192e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.55035711e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.40221075e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.93147188e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.00000008f));
+  // n in [-127, 0]: -127 gives the bits of 0.0f.
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// Lane t = the sum of v[t]'s 8 int32 lanes (ReduceAdd8's tree on integers: exact).
+inline __m256i ReduceAdd8I32(const __m256i v[8]) {
+  __m256i l1[4];
+  for (int i = 0; i < 4; ++i) {
+    l1[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                             _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  }
+  __m256i l2[2];
+  for (int i = 0; i < 2; ++i) {
+    l2[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(l1[2 * i], l1[2 * i + 1]),
+                             _mm256_unpackhi_epi64(l1[2 * i], l1[2 * i + 1]));
+  }
+  return _mm256_add_epi32(_mm256_permute2x128_si256(l2[0], l2[1], 0x20),
+                          _mm256_permute2x128_si256(l2[0], l2[1], 0x31));
+}
+
+// TailMask for a count that may be negative or past the width.
+inline __m256i Live(int64_t left) {
+  return TailMask(left <= 0 ? 0 : (left >= kWidth ? kWidth : left));
+}
+
+// The first half of the online-softmax update of NQ queries over their scores p[g][0, nv[g]):
+// each query's new running max and the factor its old state is scaled by, phase by phase across
+// the queries as attention_avx512.cc's NewMax (the corrections from one vector exp).
+template <int NQ>
+void NewMax(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv,
+            const float (*p)[kI8Keys], float* new_max, float* correction) {
+  static_assert(NQ <= kWidth);
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  __m256 mx[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    mx[g] = neg_inf;
+    for (int32_t t = 0; t < nv[g]; t += kWidth) {
+      const __m256 s =
+          _mm256_blendv_ps(neg_inf, _mm256_load_ps(p[g] + t), _mm256_castsi256_ps(Live(nv[g] - t)));
+      mx[g] = _mm256_max_ps(mx[g], s);
+    }
+  }
+  alignas(32) float diff[kWidth] = {};
+  for (int g = 0; g < NQ; ++g) {
+    const float block_max = HorizontalMax(mx[g]);
+    const float old_max = a.max[idx[g]];
+    new_max[g] = old_max > block_max ? old_max : block_max;
+    diff[g] = old_max - new_max[g];
+  }
+  alignas(32) float corr[kWidth];
+  _mm256_store_ps(corr, Exp(_mm256_load_ps(diff)));
+  for (int g = 0; g < NQ; ++g) correction[g] = a.max[idx[g]] == -__builtin_inff() ? 0.0f : corr[g];
+}
+
+// The softmax step's weights as int16 for the integer p.v, attention_avx512.cc's SoftmaxStepI8 at
+// 8 lanes: w[g][t] = round(exp(score - max) * vs[t] / unit[g]), exactly 0 from nv[g] to max_nv
+// rounded up to 8, unit[g] the largest weight / 32767; folds the block into a.max / a.sum.
+template <int NQ>
+void SoftmaxStepI8(const AttendBlockArgs& a, const int32_t* idx, const int32_t* nv, int32_t max_nv,
+                   float (*p)[kI8Keys], const float* vs, int16_t (*w)[kI8Keys], float* unit,
+                   float* correction) {
+  float new_max[NQ], largest[NQ], total[NQ];
+  NewMax<NQ>(a, idx, nv, p, new_max, correction);
+  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+  for (int g = 0; g < NQ; ++g) {
+    // exp(score - max) as 2^(score * log2(e) - max * log2(e)): one FMA into Exp2NonPositive.
+    const __m256 max2 = _mm256_set1_ps(new_max[g] * 1.44269504088896341f);
+    __m256 psum = _mm256_setzero_ps(), wmax = _mm256_setzero_ps();
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const __m256i live = Live(nv[g] - t);
+      const __m256 e =
+          _mm256_and_ps(_mm256_castsi256_ps(live),
+                        Exp2NonPositive(_mm256_fmsub_ps(_mm256_load_ps(p[g] + t), log2e, max2)));
+      psum = _mm256_add_ps(psum, e);
+      const __m256 weight = _mm256_mul_ps(e, _mm256_maskload_ps(vs + t, live));
+      wmax = _mm256_max_ps(wmax, weight);
+      _mm256_store_ps(p[g] + t, weight);
+    }
+    largest[g] = HorizontalMax(wmax);
+    total[g] = HorizontalSum(psum);
+  }
+  for (int g = 0; g < NQ; ++g) {
+    unit[g] = largest[g] / 32767.0f;
+    const __m256 inv = _mm256_set1_ps(largest[g] > 0 ? 32767.0f / largest[g] : 0.0f);
+    for (int32_t t = 0; t < max_nv; t += kWidth) {
+      const __m256i wi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_load_ps(p[g] + t), inv));
+      // Saturating pack (as AVX-512's vpmovsdw), the 8 words gathered into the low half.
+      const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(wi, wi), 0x08);
+      _mm_store_si128(reinterpret_cast<__m128i*>(w[g] + t), _mm256_castsi256_si128(packed));
+    }
+    a.sum[idx[g]] = a.sum[idx[g]] * correction[g] + total[g];
+    a.max[idx[g]] = new_max[g];
+  }
+}
+
+// kw[t * hd + d]: dimension d of key t as int16, for the m keys of a sub-step and up to the next
+// multiple of 8 (slots past m repeat key m - 1; their scores are never used).
+template <int R>
+void WidenKeys(const void* const* k, int32_t m, int16_t* kw) {
+  constexpr int64_t hd = 64 * R;
+  for (int32_t t = 0; t < (m + 7) / 8 * 8; ++t) {
+    const auto* row = static_cast<const int8_t*>(k[t < m ? t : m - 1]);
+    for (int c = 0; c < 4 * R; ++c) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * c));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(kw + t * hd + 16 * c),
+                         _mm256_cvtepi8_epi16(bytes));
+    }
+  }
+}
+
+// One online-softmax step of the NQ queries idx[] over keys [o, o + m) of the step, widened in kw.
+template <int NQ, int R>
+void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
+                     const int16_t* kw, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
+  constexpr int64_t hd = 64 * R;
+  alignas(32) int16_t q[NQ][hd];  // Q = 256 hi + lo: |Q| <= kQueryMax fits int16
+  int32_t nv[NQ];
+  int32_t max_nv = 0;
+  __m256 qscale[NQ];
+  for (int g = 0; g < NQ; ++g) {
+    const int8_t* qi = a.q_i8 + idx[g] * 2 * hd;
+    for (int c = 0; c < 4 * R; ++c) {
+      const __m256i hi =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qi + 16 * c)));
+      const __m256i lo =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qi + hd + 16 * c)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q[g] + 16 * c),
+                         _mm256_add_epi16(_mm256_slli_epi16(hi, 8), lo));
+    }
+    const int32_t valid = a.num_valid[idx[g]] - o;
+    nv[g] = valid < m ? valid : m;
+    max_nv = nv[g] > max_nv ? nv[g] : max_nv;
+    qscale[g] = _mm256_set1_ps(a.q_scales[idx[g]] * a.scale);
+  }
+  // Scores 8 keys at a time: per query, each key's products summed in int32 lanes, then the 8
+  // keys' lanes by one tree. |Q.k| <= 256 * 32512 * 127 < 2^31: exact.
+  for (int32_t j = 0; j * kWidth < max_nv; ++j) {
+    const int16_t* kj = kw + j * kWidth * hd;
+    const __m256 ks = _mm256_maskload_ps(a.k_scales + o + j * kWidth, Live(m - j * kWidth));
+    for (int g = 0; g < NQ; ++g) {
+      __m256i part[kWidth];
+      for (int32_t t = 0; t < kWidth; ++t) {
+        const auto* kt = reinterpret_cast<const __m256i*>(kj + t * hd);
+        const auto* qg = reinterpret_cast<const __m256i*>(q[g]);
+        __m256i s = _mm256_madd_epi16(_mm256_load_si256(kt), _mm256_load_si256(qg));
+        for (int c = 1; c < 4 * R; ++c) {
+          s = _mm256_add_epi32(
+              s, _mm256_madd_epi16(_mm256_load_si256(kt + c), _mm256_load_si256(qg + c)));
+        }
+        part[t] = s;
+      }
+      const __m256 dot = _mm256_cvtepi32_ps(ReduceAdd8I32(part));
+      _mm256_store_ps(p[g] + j * kWidth, _mm256_mul_ps(_mm256_mul_ps(dot, ks), qscale[g]));
+    }
+  }
+  alignas(32) int16_t w[NQ][kI8Keys];
+  float unit[NQ], correction[NQ];
+  SoftmaxStepI8<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, w, unit, correction);
+  // 8 columns at a time: a key pair's two value rows interleaved byte by byte and widened give,
+  // in int32 lane i, column i of both keys, against the pair's two weights.
+  for (int c = 0; c < 8 * R; ++c) {
+    __m256i dot[NQ];
+    for (int g = 0; g < NQ; ++g) dot[g] = _mm256_setzero_si256();
+    for (int32_t t = 0; t < max_nv; t += 2) {
+      ahead.Some();
+      // An odd last key pairs with itself: its partner's weight is 0.
+      const int32_t t1 = t + 1 < max_nv ? t + 1 : t;
+      const __m128i x0 = _mm_loadl_epi64(
+          reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(a.v_rows[o + t]) + 8 * c));
+      const __m128i x1 = _mm_loadl_epi64(
+          reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(a.v_rows[o + t1]) + 8 * c));
+      const __m256i pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1));
+      for (int g = 0; g < NQ; ++g) {
+        int32_t pair;
+        std::memcpy(&pair, w[g] + t, sizeof(pair));
+        dot[g] = _mm256_add_epi32(dot[g], _mm256_madd_epi16(pairs, _mm256_set1_epi32(pair)));
+      }
+    }
+    for (int g = 0; g < NQ; ++g) {
+      float* acc = a.acc + idx[g] * hd + c * kWidth;
+      const __m256 old = _mm256_mul_ps(_mm256_loadu_ps(acc), _mm256_set1_ps(correction[g]));
+      _mm256_storeu_ps(acc,
+                       _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[g]), _mm256_set1_ps(unit[g]), old));
+    }
+  }
+}
+
+template <int R, int NQ>
+void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
+                   const int16_t* kw, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
+  if constexpr (NQ > 1) {
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kw, p, ahead);
+  }
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kw, p, ahead);
+}
+
+template <int R>
+void AttendBlockI8(const AttendBlockArgs& a) {
+  alignas(32) int16_t kw[kI8Keys * 64 * R];
+  alignas(32) float p[kQueryGroup][kI8Keys];
+  simd::ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 8 * R);  // the p.v loops' key pairs
+  for (int32_t o = 0; o < a.n; o += kI8Keys) {
+    const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
+    bool widened = false;
+    int32_t idx[kQueryGroup];
+    int num = 0;
+    for (int32_t i = 0; i <= a.num_q; ++i) {
+      if (i < a.num_q) {
+        if (a.num_valid[i] <= o) continue;  // sees no key of this sub-step: state untouched
+        idx[num++] = i;
+        if (num < kQueryGroup) continue;
+      }
+      if (num == 0) break;
+      if (!widened) {
+        WidenKeys<R>(a.k_rows + o, m, kw);
+        widened = true;
+      }
+      AttendGroupI8<R, kQueryGroup>(a, idx, num, o, m, kw, p, ahead);
+      num = 0;
+    }
+  }
+  ahead.Rest();
+}
+
+}  // namespace
 
 void AttendBlock(const AttendBlockArgs& a) {
   switch (a.rows_dtype) {
@@ -18,6 +278,20 @@ void AttendBlock(const AttendBlockArgs& a) {
     case DType::kBF16:
       return simd::AttendBlockGrouped<Vec, DType::kBF16, kQueryGroup>(a);
     case DType::kI8:
+      if (a.q_i8 != nullptr && a.head_dim % 64 == 0) {
+        switch (a.head_dim / 64) {
+          case 1:
+            return AttendBlockI8<1>(a);
+          case 2:
+            return AttendBlockI8<2>(a);
+          case 3:
+            return AttendBlockI8<3>(a);
+          case 4:
+            return AttendBlockI8<4>(a);
+          default:
+            break;
+        }
+      }
       return simd::AttendBlockGrouped<Vec, DType::kI8, kQueryGroup>(a);
     default:
       return simd::AttendBlockGrouped<Vec, DType::kF32, kQueryGroup>(a);

@@ -41,8 +41,8 @@ struct AttendBlockArgs {
   const float* v_scales = nullptr;      // [n], kI8 only
   DType rows_dtype = DType::kF32;
   // kI8 rows (an int8 cache): q holds the queries rounded to 16 bits (QuantizeQueryRow, in f32:
-  // DequantizeQuery), and these their integers (two int8 rows each), scales and sums; the AVX-512
-  // kernel reads them for an integer q.k (VNNI) where head_dim % 64 == 0 and head_dim <= 256.
+  // DequantizeQuery), and these their integers (two int8 rows each), scales and sums; the AVX2 and
+  // AVX-512 kernels read them for an integer q.k where head_dim % 64 == 0 and head_dim <= 256.
   const int8_t* q_i8 = nullptr;     // [num_q, 2 * head_dim]
   const float* q_scales = nullptr;  // [num_q]
   const int32_t* q_sums = nullptr;  // [num_q]
