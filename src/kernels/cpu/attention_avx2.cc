@@ -49,22 +49,6 @@ inline __m256 Exp2NonPositive(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-// Lane t = the sum of v[t]'s 8 int32 lanes (ReduceAdd8's tree on integers: exact).
-inline __m256i ReduceAdd8I32(const __m256i v[8]) {
-  __m256i l1[4];
-  for (int i = 0; i < 4; ++i) {
-    l1[i] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
-                             _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
-  }
-  __m256i l2[2];
-  for (int i = 0; i < 2; ++i) {
-    l2[i] = _mm256_add_epi32(_mm256_unpacklo_epi64(l1[2 * i], l1[2 * i + 1]),
-                             _mm256_unpackhi_epi64(l1[2 * i], l1[2 * i + 1]));
-  }
-  return _mm256_add_epi32(_mm256_permute2x128_si256(l2[0], l2[1], 0x20),
-                          _mm256_permute2x128_si256(l2[0], l2[1], 0x31));
-}
-
 // TailMask for a count that may be negative or past the width.
 inline __m256i Live(int64_t left) {
   return TailMask(left <= 0 ? 0 : (left >= kWidth ? kWidth : left));
@@ -155,10 +139,34 @@ void WidenKeys(const void* const* k, int32_t m, int16_t* kw) {
   }
 }
 
-// One online-softmax step of the NQ queries idx[] over keys [o, o + m) of the step, widened in kw.
+// vw[c * kI8Keys / 2 + t / 2]: columns [8c, 8c + 8) of the key pair (t, t + 1) as 16 int16, the two
+// keys' values of a column side by side (a 32-bit lane of vpmaddwd), for the m keys of a sub-step
+// (an odd last key pairs with itself; its partner's weight is 0). Once per sub-step for the whole
+// group, as the keys are widened: interleaving each pair in the p.v loop, with its two row-pointer
+// loads, took twice its vpmaddwd time there.
+template <int R>
+void WidenValuePairs(const void* const* v, int32_t m, int16_t* vw, simd::ReadAhead& ahead) {
+  auto* out = reinterpret_cast<__m256i*>(vw);
+  for (int32_t t = 0; t < m; t += 2) {
+    ahead.Some();
+    const auto* row0 = static_cast<const int8_t*>(v[t]);
+    const auto* row1 = static_cast<const int8_t*>(v[t + 1 < m ? t + 1 : t]);
+    for (int c = 0; c < 4 * R; ++c) {
+      const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + 16 * c));
+      const __m128i x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row1 + 16 * c));
+      _mm256_store_si256(out + (2 * c) * (kI8Keys / 2) + t / 2,
+                         _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1)));
+      _mm256_store_si256(out + (2 * c + 1) * (kI8Keys / 2) + t / 2,
+                         _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x0, x1)));
+    }
+  }
+}
+
+// One online-softmax step of the NQ queries idx[] over keys [o, o + m) of the step, widened in kw
+// (keys) and vw (values).
 template <int NQ, int R>
 void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
-                     const int16_t* kw, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
+                     const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys]) {
   constexpr int64_t hd = 64 * R;
   alignas(32) int16_t q[NQ][hd];  // Q = 256 hi + lo: |Q| <= kQueryMax fits int16
   int32_t nv[NQ];
@@ -185,42 +193,49 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
     const int16_t* kj = kw + j * kWidth * hd;
     const __m256 ks = _mm256_maskload_ps(a.k_scales + o + j * kWidth, Live(m - j * kWidth));
     for (int g = 0; g < NQ; ++g) {
-      __m256i part[kWidth];
-      for (int32_t t = 0; t < kWidth; ++t) {
+      const auto* qg = reinterpret_cast<const __m256i*>(q[g]);
+      auto key_sum = [&](int32_t t) {
         const auto* kt = reinterpret_cast<const __m256i*>(kj + t * hd);
-        const auto* qg = reinterpret_cast<const __m256i*>(q[g]);
         __m256i s = _mm256_madd_epi16(_mm256_load_si256(kt), _mm256_load_si256(qg));
         for (int c = 1; c < 4 * R; ++c) {
           s = _mm256_add_epi32(
               s, _mm256_madd_epi16(_mm256_load_si256(kt + c), _mm256_load_si256(qg + c)));
         }
-        part[t] = s;
-      }
-      const __m256 dot = _mm256_cvtepi32_ps(ReduceAdd8I32(part));
+        return s;
+      };
+      // Lane t of the sums = key t's dot: the 8 keys' int32 lanes added by a transpose tree
+      // (ReduceAdd8's, on integers: exact), each level built as soon as its inputs are ready:
+      // with all 8 key sums live at once GCC spilled them to the stack.
+      auto pair_sum = [&](int32_t t) {
+        const __m256i s0 = key_sum(t), s1 = key_sum(t + 1);
+        return _mm256_add_epi32(_mm256_unpacklo_epi32(s0, s1), _mm256_unpackhi_epi32(s0, s1));
+      };
+      auto quad_sum = [&](int32_t t) {
+        const __m256i l0 = pair_sum(t), l1 = pair_sum(t + 2);
+        return _mm256_add_epi32(_mm256_unpacklo_epi64(l0, l1), _mm256_unpackhi_epi64(l0, l1));
+      };
+      const __m256i h0 = quad_sum(0), h1 = quad_sum(4);
+      const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20),
+                                            _mm256_permute2x128_si256(h0, h1, 0x31));
+      const __m256 dot = _mm256_cvtepi32_ps(sums);
       _mm256_store_ps(p[g] + j * kWidth, _mm256_mul_ps(_mm256_mul_ps(dot, ks), qscale[g]));
     }
   }
   alignas(32) int16_t w[NQ][kI8Keys];
   float unit[NQ], correction[NQ];
   SoftmaxStepI8<NQ>(a, idx, nv, max_nv, p, a.v_scales + o, w, unit, correction);
-  // 8 columns at a time: a key pair's two value rows interleaved byte by byte and widened give,
-  // in int32 lane i, column i of both keys, against the pair's two weights.
+  // 8 columns at a time, a key pair per vector of vw (WidenValuePairs), against the pair's two
+  // weights.
   for (int c = 0; c < 8 * R; ++c) {
     __m256i dot[NQ];
     for (int g = 0; g < NQ; ++g) dot[g] = _mm256_setzero_si256();
+    const __m256i* pairs = reinterpret_cast<const __m256i*>(vw) + c * (kI8Keys / 2);
     for (int32_t t = 0; t < max_nv; t += 2) {
-      ahead.Some();
-      // An odd last key pairs with itself: its partner's weight is 0.
-      const int32_t t1 = t + 1 < max_nv ? t + 1 : t;
-      const __m128i x0 = _mm_loadl_epi64(
-          reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(a.v_rows[o + t]) + 8 * c));
-      const __m128i x1 = _mm_loadl_epi64(
-          reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(a.v_rows[o + t1]) + 8 * c));
-      const __m256i pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x0, x1));
+      const __m256i v = _mm256_load_si256(pairs + t / 2);
       for (int g = 0; g < NQ; ++g) {
         int32_t pair;
         std::memcpy(&pair, w[g] + t, sizeof(pair));
-        dot[g] = _mm256_add_epi32(dot[g], _mm256_madd_epi16(pairs, _mm256_set1_epi32(pair)));
+        dot[g] = _mm256_add_epi32(dot[g], _mm256_madd_epi16(v, _mm256_set1_epi32(pair)));
       }
     }
     for (int g = 0; g < NQ; ++g) {
@@ -234,18 +249,19 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
 
 template <int R, int NQ>
 void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
-                   const int16_t* kw, float (*p)[kI8Keys], simd::ReadAhead& ahead) {
+                   const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys]) {
   if constexpr (NQ > 1) {
-    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kw, p, ahead);
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kw, vw, p);
   }
-  AttendQueriesI8<NQ, R>(a, idx, o, m, kw, p, ahead);
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kw, vw, p);
 }
 
 template <int R>
 void AttendBlockI8(const AttendBlockArgs& a) {
   alignas(32) int16_t kw[kI8Keys * 64 * R];
+  alignas(32) int16_t vw[kI8Keys * 64 * R];
   alignas(32) float p[kQueryGroup][kI8Keys];
-  simd::ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 8 * R);  // the p.v loops' key pairs
+  simd::ReadAhead ahead(a, (a.n + 1) / 2);  // WidenValuePairs' key pairs
   for (int32_t o = 0; o < a.n; o += kI8Keys) {
     const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
     bool widened = false;
@@ -263,9 +279,10 @@ void AttendBlockI8(const AttendBlockArgs& a) {
       if (num == 0) break;
       if (!widened) {
         WidenKeys<R>(a.k_rows + o, m, kw);
+        WidenValuePairs<R>(a.v_rows + o, m, vw, ahead);
         widened = true;
       }
-      AttendGroupI8<R, kQueryGroup>(a, idx, num, o, m, kw, p, ahead);
+      AttendGroupI8<R, kQueryGroup>(a, idx, num, o, m, kw, vw, p);
       num = 0;
     }
   }
