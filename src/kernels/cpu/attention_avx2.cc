@@ -145,10 +145,9 @@ void WidenKeys(const void* const* k, int32_t m, int16_t* kw) {
 // group, as the keys are widened: interleaving each pair in the p.v loop, with its two row-pointer
 // loads, took twice its vpmaddwd time there.
 template <int R>
-void WidenValuePairs(const void* const* v, int32_t m, int16_t* vw, simd::ReadAhead& ahead) {
+void WidenValuePairs(const void* const* v, int32_t m, int16_t* vw) {
   auto* out = reinterpret_cast<__m256i*>(vw);
   for (int32_t t = 0; t < m; t += 2) {
-    ahead.Some();
     const auto* row0 = static_cast<const int8_t*>(v[t]);
     const auto* row1 = static_cast<const int8_t*>(v[t + 1 < m ? t + 1 : t]);
     for (int c = 0; c < 4 * R; ++c) {
@@ -166,7 +165,8 @@ void WidenValuePairs(const void* const* v, int32_t m, int16_t* vw, simd::ReadAhe
 // (keys) and vw (values).
 template <int NQ, int R>
 void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, int32_t m,
-                     const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys]) {
+                     const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys],
+                     simd::ReadAhead& ahead) {
   constexpr int64_t hd = 64 * R;
   alignas(32) int16_t q[NQ][hd];  // Q = 256 hi + lo: |Q| <= kQueryMax fits int16
   int32_t nv[NQ];
@@ -231,6 +231,7 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
     for (int g = 0; g < NQ; ++g) dot[g] = _mm256_setzero_si256();
     const __m256i* pairs = reinterpret_cast<const __m256i*>(vw) + c * (kI8Keys / 2);
     for (int32_t t = 0; t < max_nv; t += 2) {
+      ahead.Some();
       const __m256i v = _mm256_load_si256(pairs + t / 2);
       for (int g = 0; g < NQ; ++g) {
         int32_t pair;
@@ -249,11 +250,12 @@ void AttendQueriesI8(const AttendBlockArgs& a, const int32_t* idx, int32_t o, in
 
 template <int R, int NQ>
 void AttendGroupI8(const AttendBlockArgs& a, const int32_t* idx, int num, int32_t o, int32_t m,
-                   const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys]) {
+                   const int16_t* kw, const int16_t* vw, float (*p)[kI8Keys],
+                   simd::ReadAhead& ahead) {
   if constexpr (NQ > 1) {
-    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kw, vw, p);
+    if (num < NQ) return AttendGroupI8<R, NQ - 1>(a, idx, num, o, m, kw, vw, p, ahead);
   }
-  AttendQueriesI8<NQ, R>(a, idx, o, m, kw, vw, p);
+  AttendQueriesI8<NQ, R>(a, idx, o, m, kw, vw, p, ahead);
 }
 
 template <int R>
@@ -261,7 +263,7 @@ void AttendBlockI8(const AttendBlockArgs& a) {
   alignas(32) int16_t kw[kI8Keys * 64 * R];
   alignas(32) int16_t vw[kI8Keys * 64 * R];
   alignas(32) float p[kQueryGroup][kI8Keys];
-  simd::ReadAhead ahead(a, (a.n + 1) / 2);  // WidenValuePairs' key pairs
+  simd::ReadAhead ahead(a, int64_t{(a.n + 1) / 2} * 8 * R);  // the p.v loops' key pairs
   for (int32_t o = 0; o < a.n; o += kI8Keys) {
     const int32_t m = a.n - o < kI8Keys ? a.n - o : kI8Keys;
     bool widened = false;
@@ -279,10 +281,10 @@ void AttendBlockI8(const AttendBlockArgs& a) {
       if (num == 0) break;
       if (!widened) {
         WidenKeys<R>(a.k_rows + o, m, kw);
-        WidenValuePairs<R>(a.v_rows + o, m, vw, ahead);
+        WidenValuePairs<R>(a.v_rows + o, m, vw);
         widened = true;
       }
-      AttendGroupI8<R, kQueryGroup>(a, idx, num, o, m, kw, vw, p);
+      AttendGroupI8<R, kQueryGroup>(a, idx, num, o, m, kw, vw, p, ahead);
       num = 0;
     }
   }
