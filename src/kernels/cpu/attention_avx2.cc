@@ -3,6 +3,7 @@
 // integer path (below): attention_avx512.cc's VNNI one, its exact integers from vpmaddwd.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/attention_simd.h"
@@ -320,10 +321,93 @@ void AttendBlock(const AttendBlockArgs& a) {
   }
 }
 
-float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
-  return QuantizeQueryRow(x, n, q, sum);
+namespace {
+
+// The 8 int32 lanes of v, each in [-128, 127], as the bytes q[0, left) (all 8 for left >= 8).
+inline void StoreI32AsI8(int8_t* q, __m256i v, int64_t left) {
+  const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i bytes = _mm_packs_epi16(words, words);
+  if (left >= kWidth) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q), bytes);
+    return;
+  }
+  alignas(16) int8_t b[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(b), bytes);
+  std::memcpy(q, b, left);
 }
 
-uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q) { return QuantizeKvRow(x, n, q); }
+}  // namespace
+
+// kernels/kv_quant.h's QuantizeQueryRow 8 lanes at a time, as attention_avx512.cc's at 16: the
+// same reciprocal, fused rounding, clamp and split per element, so the same bytes, scale and sum
+// (max and integer sums are exact in any order). Its scalar form took about 600 cycles a row of 64
+// (Zen 3), half the driver's time around this kernel at 64 decode rows (bench_ops --decode, 64 x
+// 576). A row holding NaN (its output is NaN anyway) takes the scalar function.
+float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  int nan = 0;
+  for (int64_t i = 0; i < n; i += kWidth) {
+    const __m256 v = LoadTail(x + i, n - i);  // zeros past n
+    nan |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
+  }
+  if (nan != 0) return QuantizeQueryRow(x, n, q, sum);
+  const float largest = HorizontalMax(amax);
+  const float scale = largest / static_cast<float>(kQueryMax);
+  const float inverse = static_cast<float>(kQueryMax) / largest;
+  *sum = 0;
+  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
+    std::memset(q, 0, 2 * n);
+    return std::isfinite(scale) ? 0.0f : scale;
+  }
+  const __m256 inverse_v = _mm256_set1_ps(inverse);
+  const __m256 magic = _mm256_set1_ps(kRoundingMagic);
+  const __m256 lo = _mm256_set1_ps(-static_cast<float>(kQueryMax));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(kQueryMax));
+  const __m256i half = _mm256_set1_epi32(128);
+  __m256i total = _mm256_setzero_si256();
+  for (int64_t i = 0; i < n; i += kWidth) {
+    const __m256 r =
+        _mm256_sub_ps(_mm256_fmadd_ps(LoadTail(x + i, n - i), inverse_v, magic), magic);
+    const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));  // integral
+    const __m256i high = _mm256_srai_epi32(_mm256_add_epi32(v, half), 8);
+    StoreI32AsI8(q + i, high, n - i);
+    StoreI32AsI8(q + n + i, _mm256_sub_epi32(v, _mm256_slli_epi32(high, 8)), n - i);
+    total = _mm256_add_epi32(total, v);  // lanes past n hold 0
+  }
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  *sum = _mm_cvtsi128_si32(s);
+  return scale;
+}
+
+// kernels/kv_quant.h's QuantizeKvRow 8 lanes at a time, as attention_avx512.cc's at 16: the same
+// maximum (a NaN element left out of it, as there), binary16 scale, IEEE division and rounding, and
+// a NaN element stored as 127 (vminps returns its second operand for NaN), so the same bytes and
+// scale. Run for every K and V row an int8 cache stores: the scalar form's division per element
+// took ~4 cycles (Zen 3).
+uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += kWidth)
+    amax = _mm256_max_ps(_mm256_andnot_ps(sign, LoadTail(x + i, n - i)), amax);  // NaN: amax
+  const uint16_t scale_bits = F32ToFp16(HorizontalMax(amax) / 127.0f);
+  const float scale = Fp16ToF32(scale_bits);
+  if (!(scale > 0) || !std::isfinite(scale)) {
+    std::memset(q, 0, n);
+    return 0;
+  }
+  const __m256 scale_v = _mm256_set1_ps(scale);
+  const __m256 magic = _mm256_set1_ps(kRoundingMagic);
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  for (int64_t i = 0; i < n; i += kWidth) {
+    const __m256 r =
+        _mm256_sub_ps(_mm256_add_ps(_mm256_div_ps(LoadTail(x + i, n - i), scale_v), magic), magic);
+    StoreI32AsI8(q + i, _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(r, hi), lo)), n - i);
+  }
+  return scale_bits;
+}
 
 }  // namespace tinyserve::kernels::cpu::avx2
