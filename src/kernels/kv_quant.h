@@ -27,12 +27,22 @@ inline int8_t RoundToInt8(float v) {
 // Quantizes x[0, n) into q and returns the binary16 scale. Rounds to nearest (ties to even);
 // a row of zeros, one whose scale underflows binary16, or one holding inf / NaN (no finite
 // scale) stores zeros with scale 0.
+// The binary16 scale (*bits) and its value for a row whose largest |x| is largest (every
+// vector form takes it from here): 0 and bits 0 when the row is stored as zeros.
+inline float KvRowScale(float largest, uint16_t* bits) {
+  *bits = F32ToFp16(largest / 127.0f);
+  const float scale = Fp16ToF32(*bits);
+  if (scale > 0 && std::isfinite(scale)) return scale;
+  *bits = 0;
+  return 0.0f;
+}
+
 inline uint16_t QuantizeKvRow(const float* x, int64_t n, int8_t* q) {
   float amax = 0;
   for (int64_t i = 0; i < n; ++i) amax = std::fabs(x[i]) > amax ? std::fabs(x[i]) : amax;
-  const uint16_t scale_bits = F32ToFp16(amax / 127.0f);
-  const float scale = Fp16ToF32(scale_bits);
-  if (!(scale > 0) || !std::isfinite(scale)) {
+  uint16_t scale_bits;
+  const float scale = KvRowScale(amax, &scale_bits);
+  if (scale == 0) {
     for (int64_t i = 0; i < n; ++i) q[i] = 0;
     return 0;
   }
@@ -59,16 +69,26 @@ inline float DequantizeKv(int8_t q, float scale) { return static_cast<float>(q) 
 // scores are NaN as they would be unquantized.
 inline constexpr int32_t kQueryMax = 127 * 256;
 
+// The scale and reciprocal of a query row whose largest |x| is largest (NaN for a row holding
+// NaN; every vector form takes them from here): false when the row is stored as zeros, *scale
+// then being the row's result (0, or not finite where no finite scale exists).
+inline bool QueryRowScale(float largest, float* scale, float* inverse) {
+  *scale = largest / static_cast<float>(kQueryMax);
+  *inverse = static_cast<float>(kQueryMax) / largest;
+  if (*scale > 0 && std::isfinite(*scale) && std::isfinite(*inverse)) return true;
+  if (std::isfinite(*scale)) *scale = 0.0f;
+  return false;
+}
+
 inline float QuantizeQueryRow(const float* x, int64_t n, int8_t* q, int32_t* sum) {
   float amax = 0;
   for (int64_t i = 0; i < n; ++i) amax = std::fabs(x[i]) > amax ? std::fabs(x[i]) : amax;
   for (int64_t i = 0; i < n; ++i) amax = std::isnan(x[i]) ? x[i] : amax;
-  const float scale = amax / static_cast<float>(kQueryMax);
-  const float inverse = static_cast<float>(kQueryMax) / amax;
+  float scale, inverse;
   *sum = 0;
-  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
+  if (!QueryRowScale(amax, &scale, &inverse)) {
     for (int64_t i = 0; i < 2 * n; ++i) q[i] = 0;
-    return std::isfinite(scale) ? 0.0f : scale;
+    return scale;
   }
   constexpr float kLimit = kQueryMax;
   for (int64_t i = 0; i < n; ++i) {

@@ -353,13 +353,11 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
   }
   if (nan != 0) return QuantizeQueryRow(x, n, q, sum);
-  const float largest = HorizontalMax(amax);
-  const float scale = largest / static_cast<float>(kQueryMax);
-  const float inverse = static_cast<float>(kQueryMax) / largest;
+  float scale, inverse;
   *sum = 0;
-  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
+  if (!QueryRowScale(HorizontalMax(amax), &scale, &inverse)) {
     std::memset(q, 0, 2 * n);
-    return std::isfinite(scale) ? 0.0f : scale;
+    return scale;
   }
   const __m256 inverse_v = _mm256_set1_ps(inverse);
   const __m256 magic = _mm256_set1_ps(kRoundingMagic);
@@ -393,9 +391,9 @@ uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q) {
   __m256 amax = _mm256_setzero_ps();
   for (int64_t i = 0; i < n; i += kWidth)
     amax = _mm256_max_ps(_mm256_andnot_ps(sign, LoadTail(x + i, n - i)), amax);  // NaN: amax
-  const uint16_t scale_bits = F32ToFp16(HorizontalMax(amax) / 127.0f);
-  const float scale = Fp16ToF32(scale_bits);
-  if (!(scale > 0) || !std::isfinite(scale)) {
+  uint16_t scale_bits;
+  const float scale = KvRowScale(HorizontalMax(amax), &scale_bits);
+  if (scale == 0) {
     std::memset(q, 0, n);
     return 0;
   }

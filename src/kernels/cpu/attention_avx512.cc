@@ -404,13 +404,11 @@ float QuantizeQuery(const float* x, int64_t n, int8_t* q, int32_t* sum) {
     amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
   }
   if (nan != 0) return QuantizeQueryRow(x, n, q, sum);
-  const float largest = ReduceMax(amax);
-  const float scale = largest / static_cast<float>(kQueryMax);
-  const float inverse = static_cast<float>(kQueryMax) / largest;
+  float scale, inverse;
   *sum = 0;
-  if (!(scale > 0) || !std::isfinite(scale) || !std::isfinite(inverse)) {
+  if (!QueryRowScale(ReduceMax(amax), &scale, &inverse)) {
     std::memset(q, 0, 2 * n);
-    return std::isfinite(scale) ? 0.0f : scale;
+    return scale;
   }
   const __m512 inverse_v = _mm512_set1_ps(inverse);
   const __m512 magic = _mm512_set1_ps(kRoundingMagic);
@@ -446,9 +444,9 @@ uint16_t QuantizeKv(const float* x, int64_t n, int8_t* q) {
   __m512 amax = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += kWidth)
     amax = _mm512_max_ps(_mm512_abs_ps(LoadPart(x + i, n - i)), amax);  // NaN: amax
-  const uint16_t scale_bits = F32ToFp16(ReduceMax(amax) / 127.0f);
-  const float scale = Fp16ToF32(scale_bits);
-  if (!(scale > 0) || !std::isfinite(scale)) {
+  uint16_t scale_bits;
+  const float scale = KvRowScale(ReduceMax(amax), &scale_bits);
+  if (scale == 0) {
     std::memset(q, 0, n);
     return 0;
   }
