@@ -24,9 +24,6 @@ inline int8_t RoundToInt8(float v) {
   return static_cast<int8_t>(r < -127.0f ? -127.0f : (r <= 127.0f ? r : 127.0f));  // NaN: 127
 }
 
-// Quantizes x[0, n) into q and returns the binary16 scale. Rounds to nearest (ties to even);
-// a row of zeros, one whose scale underflows binary16, or one holding inf / NaN (no finite
-// scale) stores zeros with scale 0.
 // The binary16 scale (*bits) and its value for a row whose largest |x| is largest (every
 // vector form takes it from here): 0 and bits 0 when the row is stored as zeros.
 inline float KvRowScale(float largest, uint16_t* bits) {
@@ -37,6 +34,9 @@ inline float KvRowScale(float largest, uint16_t* bits) {
   return 0.0f;
 }
 
+// Quantizes x[0, n) into q and returns the binary16 scale. Rounds to nearest (ties to even);
+// a row of zeros, one whose scale underflows binary16, or one holding inf / NaN (no finite
+// scale) stores zeros with scale 0.
 inline uint16_t QuantizeKvRow(const float* x, int64_t n, int8_t* q) {
   float amax = 0;
   for (int64_t i = 0; i < n; ++i) amax = std::fabs(x[i]) > amax ? std::fabs(x[i]) : amax;

@@ -3,7 +3,6 @@
 // integer path (below): attention_avx512.cc's VNNI one, its exact integers from vpmaddwd.
 #include <immintrin.h>
 
-#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/attention_simd.h"
